@@ -1,0 +1,2 @@
+//! Chunk codec benchmarks (filled in with the codec).
+fn main() {}

@@ -1,0 +1,8 @@
+//! Tidemark: a Prometheus-compatible metrics backend.
+//!
+//! The crate is layered; arrows only point down:
+//! `api -> promql -> storage -> model` and `api -> ingest -> storage`.
+//! This file only declares the layers.
+
+pub mod model;
+pub mod storage;

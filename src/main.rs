@@ -1,0 +1,3 @@
+//! The `tidemark` server binary.
+
+fn main() {}

@@ -1,0 +1,12 @@
+//! The shared vocabulary of every layer: [`Labels`], [`Sample`], [`Matcher`].
+//!
+//! Depends on std and `regex` only; must never import `storage`, `ingest`,
+//! `promql` or `api`.
+
+mod labels;
+mod matcher;
+mod sample;
+
+pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

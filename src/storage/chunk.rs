@@ -1,0 +1,1 @@
+//! Gorilla XOR chunk codec (placeholder until the codec lands).

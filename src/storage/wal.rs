@@ -1,0 +1,1 @@
+//! Segmented write-ahead log (placeholder until the WAL lands).
