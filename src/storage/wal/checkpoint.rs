@@ -1,0 +1,239 @@
+//! Checkpoints: compacts closed segments (plus the previous checkpoint) into
+//! `<wal>/checkpoint.NNNNNNNN/`, keeping only live series and recent samples,
+//! then deletes what it replaces (`docs/format/checkpoint.md`).
+//!
+//! Owns checkpoint directories and the deletion of segments they cover. Must
+//! not touch the open segment (the caller cuts one first, see
+//! [`Wal::cut_segment`]) or anything outside the WAL directory.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::model::Interner;
+use crate::storage::SeriesRef;
+
+use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
+use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
+use super::{
+    encode_samples, encode_series, io_err, Error, Record, Result, Wal, FRAME_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
+};
+
+/// What a checkpoint kept, dropped and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Index of the checkpoint (the last segment it covers).
+    pub index: u32,
+    /// Series entries kept.
+    pub series_kept: u64,
+    /// Series entries dropped by `keep`.
+    pub series_dropped: u64,
+    /// Samples kept.
+    pub samples_kept: u64,
+    /// Samples dropped (series not kept, or older than `mint`).
+    pub samples_dropped: u64,
+    /// Bytes written to the checkpoint's segments.
+    pub bytes: u64,
+    /// WAL segments deleted.
+    pub segments_removed: usize,
+    /// Older checkpoints deleted.
+    pub checkpoints_removed: usize,
+}
+
+/// Compacts segments `..=last` (which must be closed, i.e. before the
+/// current one) and the previous checkpoint into `<dir>/checkpoint.<last:08>`:
+/// keeps series for which `keep(ref)` is true and samples of kept series with
+/// `t >= mint`. Written into a `.tmp` directory, fsynced, renamed atomically
+/// and the directory fsynced; then segments `<= last` and older checkpoints
+/// are deleted. If a checkpoint at `last` already exists only the deletions
+/// run.
+///
+/// # Errors
+/// [`Error::CheckpointOpenSegment`] if `last` is not closed;
+/// [`Error::Corruption`] if a source record is damaged (replay repairs
+/// segments, a checkpoint does not); [`Error::Io`] on I/O failure.
+pub fn checkpoint(
+    dir: &Path,
+    wal: &Wal,
+    last: u32,
+    interner: &Interner,
+    keep: impl Fn(SeriesRef) -> bool,
+    mint: i64,
+) -> Result<CheckpointStats> {
+    let (_, current) = wal.segment_range();
+    if last >= current {
+        return Err(Error::CheckpointOpenSegment { last, current });
+    }
+    let mut stats = CheckpointStats {
+        index: last,
+        ..CheckpointStats::default()
+    };
+    let previous = list_checkpoints(dir)?.pop();
+    if previous.as_ref().is_none_or(|(i, _)| *i < last) {
+        let mut sources: Vec<PathBuf> = Vec::new();
+        if let Some((_, cp_dir)) = &previous {
+            sources.extend(list_segments(cp_dir)?.into_iter().map(|(_, p)| p));
+        }
+        let after = previous.as_ref().map_or(0, |(i, _)| i + 1);
+        sources.extend(
+            list_segments(dir)?
+                .into_iter()
+                .filter(|(i, _)| (after..=last).contains(i))
+                .map(|(_, p)| p),
+        );
+        write_checkpoint(dir, wal, last, &sources, interner, &keep, mint, &mut stats)?;
+    }
+    // Cleanup: the checkpoint is durable, so what it replaces can go.
+    for (i, path) in list_segments(dir)? {
+        if i <= last {
+            fs::remove_file(&path).map_err(io_err("remove checkpointed WAL segment", &path))?;
+            stats.segments_removed += 1;
+        }
+    }
+    for (i, path) in list_checkpoints(dir)? {
+        if i < last {
+            fs::remove_dir_all(&path).map_err(io_err("remove old checkpoint", &path))?;
+            stats.checkpoints_removed += 1;
+        }
+    }
+    sync_dir(dir)?;
+    wal.set_first_segment(last + 1);
+    Ok(stats)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_checkpoint(
+    dir: &Path,
+    wal: &Wal,
+    last: u32,
+    sources: &[PathBuf],
+    interner: &Interner,
+    keep: &impl Fn(SeriesRef) -> bool,
+    mint: i64,
+    stats: &mut CheckpointStats,
+) -> Result<()> {
+    let final_dir = dir.join(format!("{CHECKPOINT_PREFIX}{}", segment_name(last)));
+    let tmp = dir.join(format!("{CHECKPOINT_PREFIX}{}.tmp", segment_name(last)));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io_err("remove stale checkpoint tmp dir", &tmp))?;
+    }
+    fs::create_dir(&tmp).map_err(io_err("create checkpoint tmp dir", &tmp))?;
+    let mut out = CheckpointWriter::create(&tmp, wal.options().segment_size)?;
+    let mut payload = Vec::new();
+    let mut failed = None;
+    let mut on_record = |record: Record| {
+        if failed.is_some() {
+            return;
+        }
+        payload.clear();
+        match record {
+            Record::Series(mut series) => {
+                let before = series.len() as u64;
+                series.retain(|s| keep(s.series_ref));
+                stats.series_kept += series.len() as u64;
+                stats.series_dropped += before - series.len() as u64;
+                if series.is_empty() {
+                    return;
+                }
+                encode_series(&series, &mut payload);
+            }
+            Record::Samples(mut samples) => {
+                let before = samples.len() as u64;
+                samples.retain(|s| s.t >= mint && keep(s.series_ref));
+                stats.samples_kept += samples.len() as u64;
+                stats.samples_dropped += before - samples.len() as u64;
+                if samples.is_empty() {
+                    return;
+                }
+                encode_samples(&samples, &mut payload);
+            }
+        }
+        if let Err(e) = out.append(&payload) {
+            failed = Some(e);
+        }
+    };
+    let mut read = ReplayStats::default();
+    for path in sources {
+        if let Some((offset, reason)) = read_segment(path, interner, &mut on_record, &mut read)? {
+            return Err(Error::Corruption {
+                file: path.clone(),
+                offset,
+                reason,
+            });
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    stats.bytes = out.finish()?;
+    sync_dir(&tmp)?;
+    fs::rename(&tmp, &final_dir).map_err(io_err("rename checkpoint into place", &final_dir))?;
+    sync_dir(dir)
+}
+
+/// Writes frames into numbered segments of a checkpoint directory, rotating
+/// at the WAL's segment size. Every finished file is fsynced.
+struct CheckpointWriter {
+    dir: PathBuf,
+    segment_size: u64,
+    index: u32,
+    file: BufWriter<File>,
+    path: PathBuf,
+    size: u64,
+    bytes: u64,
+    frame: Vec<u8>,
+}
+
+impl CheckpointWriter {
+    fn create(dir: &Path, segment_size: u64) -> Result<Self> {
+        let (file, path) = create_segment(dir, 0)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segment_size,
+            index: 0,
+            file: BufWriter::with_capacity(1 << 20, file),
+            path,
+            size: SEGMENT_HEADER_LEN,
+            bytes: SEGMENT_HEADER_LEN,
+            frame: Vec::new(),
+        })
+    }
+
+    fn append(&mut self, payload: &[u8]) -> Result<()> {
+        let len = FRAME_HEADER_LEN + payload.len() as u64;
+        if self.size > SEGMENT_HEADER_LEN && self.size + len > self.segment_size {
+            self.sync()?;
+            self.index += 1;
+            let (file, path) = create_segment(&self.dir, self.index)?;
+            self.file = BufWriter::with_capacity(1 << 20, file);
+            self.path = path;
+            self.size = SEGMENT_HEADER_LEN;
+            self.bytes += SEGMENT_HEADER_LEN;
+        }
+        self.frame.clear();
+        put_frame(&mut self.frame, payload);
+        self.file
+            .write_all(&self.frame)
+            .map_err(io_err("write checkpoint segment", &self.path))?;
+        self.size += len;
+        self.bytes += len;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(io_err("write checkpoint segment", &self.path))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(io_err("fsync checkpoint segment", &self.path))
+    }
+
+    /// Flushes and fsyncs the last file; returns the bytes written.
+    fn finish(mut self) -> Result<u64> {
+        self.sync()?;
+        Ok(self.bytes)
+    }
+}

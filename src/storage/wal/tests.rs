@@ -1,0 +1,472 @@
+//! End-to-end WAL tests: write, replay, repair, group commit, checkpoint.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::segment::{Frame, SegmentReader};
+use super::*;
+use crate::model::{Interner, Labels, STALE_NAN_BITS};
+use crate::storage::SeriesRef;
+
+/// A comparable form of a record (samples by value bits).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Canon {
+    Series(Vec<(u64, String)>),
+    Samples(Vec<(u64, i64, u64)>),
+}
+
+fn canon(r: &Record) -> Canon {
+    match r {
+        Record::Series(s) => Canon::Series(
+            s.iter()
+                .map(|s| (s.series_ref.0, s.labels.to_string()))
+                .collect(),
+        ),
+        Record::Samples(s) => Canon::Samples(
+            s.iter()
+                .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
+                .collect(),
+        ),
+    }
+}
+
+fn series(r: u64) -> RefSeries {
+    RefSeries {
+        series_ref: SeriesRef(r),
+        labels: Labels::try_from_pairs([("__name__", "up"), ("instance", &format!("host-{r}"))])
+            .unwrap(),
+    }
+}
+
+fn sample(r: u64, t: i64, bits: u64) -> RefSample {
+    RefSample {
+        series_ref: SeriesRef(r),
+        t,
+        v: f64::from_bits(bits),
+    }
+}
+
+/// Record `i` of a deterministic stream: every 5th a series record.
+fn record(i: u64) -> (Vec<u8>, Canon) {
+    let mut buf = Vec::new();
+    if i % 5 == 0 {
+        let s = vec![series(i), series(i + 1)];
+        encode_series(&s, &mut buf);
+        (buf, canon(&Record::Series(s)))
+    } else {
+        let bits = if i % 7 == 0 {
+            STALE_NAN_BITS
+        } else {
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        let s = vec![
+            sample(i, i as i64 * 1000, bits),
+            sample(i + 1, -(i as i64), 0),
+        ];
+        encode_samples(&s, &mut buf);
+        (buf, canon(&Record::Samples(s)))
+    }
+}
+
+fn small(segment_size: u64) -> WalOptions {
+    WalOptions {
+        segment_size,
+        fsync: FsyncPolicy::Batch,
+    }
+}
+
+/// Writes records `range`, one per `log` call; returns their canonical forms.
+fn write(wal: &Wal, range: std::ops::Range<u64>) -> Vec<Canon> {
+    range
+        .map(|i| {
+            let (payload, c) = record(i);
+            let t = wal.log(&[&payload]).unwrap();
+            wal.wait_durable(t).unwrap();
+            c
+        })
+        .collect()
+}
+
+fn read_all(dir: &Path) -> (Vec<Canon>, ReplayStats) {
+    let interner = Interner::new();
+    let mut got = Vec::new();
+    let stats = replay(dir, &interner, |r| got.push(canon(&r))).unwrap();
+    (got, stats)
+}
+
+fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
+    super::segment::list_segments(dir).unwrap()
+}
+
+/// Start offsets of the frames in a segment.
+fn frame_offsets(path: &Path) -> Vec<u64> {
+    let mut r = SegmentReader::open(path).unwrap();
+    assert!(r.read_header().unwrap().is_none());
+    let mut out = Vec::new();
+    while let Frame::Record { offset, .. } = r.next_frame().unwrap() {
+        out.push(offset);
+    }
+    out
+}
+
+#[test]
+fn replay_missing_dir_is_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (got, stats) = read_all(&tmp.path().join("wal"));
+    assert!(got.is_empty());
+    assert_eq!(stats.segments, 0);
+    assert!(stats.damage.is_none());
+}
+
+#[test]
+fn replay_clean_write_across_segments_returns_all_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(512)).unwrap();
+    let want = write(&wal, 0..300);
+    wal.close().unwrap();
+    let (first, last) = wal.segment_range();
+    assert!(
+        last - first >= 5,
+        "expected several segments, got {first}..={last}"
+    );
+    for (_, path) in segments(&dir) {
+        assert!(fs::metadata(&path).unwrap().len() <= 512);
+    }
+    let (got, stats) = read_all(&dir);
+    assert_eq!(got, want);
+    assert_eq!(stats.records, 300);
+    assert_eq!(stats.segments, (last - first + 1) as usize);
+    assert!(stats.damage.is_none());
+}
+
+#[test]
+fn log_oversized_batch_gets_own_segment_and_one_batch_never_splits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(64)).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..10).map(|i| record(i).0).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    wal.log(&refs[..1]).unwrap();
+    wal.log(&refs).unwrap();
+    wal.log(&refs[..1]).unwrap();
+    wal.close().unwrap();
+    let segs = segments(&dir);
+    assert_eq!(segs.len(), 3);
+    assert_eq!(frame_offsets(&segs[1].1).len(), 10);
+    assert_eq!(read_all(&dir).0.len(), 12);
+}
+
+#[test]
+fn replay_torn_tail_truncates_reports_and_reopen_is_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(1024)).unwrap();
+    let mut want = write(&wal, 0..100);
+    wal.close().unwrap();
+    drop(wal);
+
+    let (_, last) = segments(&dir).pop().unwrap();
+    let record_start = *frame_offsets(&last).last().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+
+    let (got, stats) = read_all(&dir);
+    want.pop();
+    assert_eq!(got, want);
+    let damage = stats.damage.expect("torn tail reported");
+    assert_eq!(damage.file, last);
+    assert_eq!(damage.offset, record_start);
+    assert!(matches!(
+        damage.reason,
+        CorruptionReason::ShortRecord { .. }
+    ));
+    assert_eq!(damage.truncated_bytes, len - 3 - record_start);
+    assert!(damage.removed_segments.is_empty());
+    assert_eq!(fs::metadata(&last).unwrap().len(), record_start);
+
+    let wal = Wal::open(&dir, small(1024)).unwrap();
+    want.extend(write(&wal, 1000..1010));
+    wal.close().unwrap();
+    let (got, stats) = read_all(&dir);
+    assert_eq!(got, want);
+    assert!(stats.damage.is_none());
+}
+
+#[test]
+fn replay_flipped_byte_in_earlier_segment_stops_there_and_removes_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(512)).unwrap();
+    let want = write(&wal, 0..200);
+    wal.close().unwrap();
+    drop(wal);
+
+    let segs = segments(&dir);
+    assert!(segs.len() >= 4);
+    let per_segment: Vec<usize> = segs.iter().map(|(_, p)| frame_offsets(p).len()).collect();
+    let victim = &segs[1].1;
+    let offsets = frame_offsets(victim);
+    let middle = offsets.len() / 2;
+    let mut bytes = fs::read(victim).unwrap();
+    // A payload byte (past the 8-byte frame header).
+    bytes[offsets[middle] as usize + 10] ^= 0x40;
+    fs::write(victim, &bytes).unwrap();
+
+    let (got, stats) = read_all(&dir);
+    let intact = per_segment[0] + middle;
+    assert_eq!(got, want[..intact]);
+    let damage = stats.damage.expect("corruption reported");
+    assert_eq!(damage.file, *victim);
+    assert_eq!(damage.offset, offsets[middle]);
+    assert!(matches!(
+        damage.reason,
+        CorruptionReason::CrcMismatch { .. }
+    ));
+    assert_eq!(damage.removed_segments.len(), segs.len() - 2);
+    assert_eq!(segments(&dir).len(), 2);
+    assert_eq!(read_all(&dir).0, want[..intact]);
+}
+
+#[test]
+fn replay_damaged_header_removes_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(512)).unwrap();
+    let want = write(&wal, 0..3);
+    wal.close().unwrap();
+    drop(wal);
+    // A crash right after creating the next segment leaves it empty.
+    fs::write(dir.join("00000001"), b"").unwrap();
+    let (got, stats) = read_all(&dir);
+    assert_eq!(got, want);
+    let damage = stats.damage.unwrap();
+    assert!(damage.file_removed);
+    assert_eq!(damage.reason, CorruptionReason::ShortHeader { got: 0 });
+    assert_eq!(segments(&dir).len(), 1);
+}
+
+#[test]
+fn replay_zeroed_tail_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(4096)).unwrap();
+    let want = write(&wal, 0..5);
+    wal.close().unwrap();
+    drop(wal);
+    let path = segments(&dir).pop().unwrap().1;
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len + 100)
+        .unwrap();
+    let (got, stats) = read_all(&dir);
+    assert_eq!(got, want);
+    let damage = stats.damage.unwrap();
+    assert_eq!(
+        (damage.offset, damage.reason),
+        (len, CorruptionReason::ZeroLength)
+    );
+}
+
+#[test]
+fn replay_segment_gap_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(256)).unwrap();
+    write(&wal, 0..40);
+    wal.close().unwrap();
+    drop(wal);
+    fs::remove_file(dir.join("00000001")).unwrap();
+    let err = replay(&dir, &Interner::new(), |_| {}).unwrap_err();
+    assert!(matches!(err, Error::SegmentGap { missing: 1, .. }), "{err}");
+}
+
+#[test]
+fn replay_newer_version_refused_not_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(256)).unwrap();
+    write(&wal, 0..2);
+    wal.close().unwrap();
+    drop(wal);
+    let path = dir.join("00000000");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[4] = FORMAT_VERSION + 1;
+    fs::write(&path, &bytes).unwrap();
+    let err = replay(&dir, &Interner::new(), |_| {}).unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn log_rejects_empty_payload_and_writes_after_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+    assert!(matches!(wal.log(&[b""]), Err(Error::EmptyRecord)));
+    wal.close().unwrap();
+    wal.close().unwrap();
+    assert!(matches!(wal.log(&[b"\x02"]), Err(Error::Closed)));
+}
+
+#[test]
+fn interval_and_never_policies_write_replayable_data() {
+    for fsync in [
+        FsyncPolicy::Interval(std::time::Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let wal = Wal::open(
+            tmp.path(),
+            WalOptions {
+                segment_size: 1024,
+                fsync,
+            },
+        )
+        .unwrap();
+        let want = write(&wal, 0..50);
+        if fsync != FsyncPolicy::Never {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            assert!(wal.fsync_count() > 0);
+        }
+        drop(wal);
+        assert_eq!(read_all(tmp.path()).0, want);
+    }
+}
+
+#[test]
+fn group_commit_concurrent_waiters_share_fsyncs() {
+    const THREADS: u64 = 8;
+    const BATCHES: u64 = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(tmp.path(), WalOptions::default()).unwrap());
+    let handles: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                for i in 0..BATCHES {
+                    let mut buf = Vec::new();
+                    encode_samples(&[sample(thread, i as i64, i)], &mut buf);
+                    let ticket = wal.log(&[&buf]).unwrap();
+                    wal.wait_durable(ticket).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let fsyncs = wal.fsync_count();
+    eprintln!(
+        "group commit: {fsyncs} fsyncs for {} batches",
+        THREADS * BATCHES
+    );
+    wal.close().unwrap();
+    let (got, _) = read_all(tmp.path());
+    let got: BTreeSet<Canon> = got.into_iter().collect();
+    let want: BTreeSet<Canon> = (0..THREADS)
+        .flat_map(|t| (0..BATCHES).map(move |i| Canon::Samples(vec![(t, i as i64, i)])))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        fsyncs < THREADS * BATCHES,
+        "{fsyncs} fsyncs for {} batches: none shared",
+        THREADS * BATCHES
+    );
+}
+
+#[test]
+fn checkpoint_keeps_live_series_and_recent_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(300)).unwrap();
+    let log = |r: Record| {
+        let mut buf = Vec::new();
+        match &r {
+            Record::Series(s) => encode_series(s, &mut buf),
+            Record::Samples(s) => encode_samples(s, &mut buf),
+        }
+        let t = wal.log(&[&buf]).unwrap();
+        wal.wait_durable(t).unwrap();
+        canon(&r)
+    };
+    for r in 0..10 {
+        log(Record::Series(vec![series(r)]));
+    }
+    for t in 0..20 {
+        log(Record::Samples(
+            (0..10).map(|r| sample(r, t, t as u64)).collect(),
+        ));
+    }
+    let last = wal.cut_segment().unwrap() - 1;
+    assert!(last >= 3, "several segments before the checkpoint");
+    let mut after = vec![log(Record::Series(vec![series(11)]))];
+    after.push(log(Record::Samples(vec![
+        sample(1, 100, 1),
+        sample(11, 100, 2),
+    ])));
+
+    let keep = |r: SeriesRef| r.0 % 2 == 0;
+    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15).unwrap();
+    assert_eq!(stats.index, last);
+    assert_eq!((stats.series_kept, stats.series_dropped), (5, 5));
+    assert_eq!((stats.samples_kept, stats.samples_dropped), (25, 175));
+    assert_eq!(stats.segments_removed, last as usize + 1);
+    assert_eq!(wal.segment_range().0, last + 1);
+    assert!(segments(&dir).iter().all(|(i, _)| *i > last));
+    wal.close().unwrap();
+
+    let (got, stats) = read_all(&dir);
+    assert_eq!(stats.checkpoint, Some(last));
+    assert!(stats.damage.is_none());
+    let mut want: Vec<Canon> = (0..10)
+        .filter(|r| r % 2 == 0)
+        .map(|r| canon(&Record::Series(vec![series(r)])))
+        .collect();
+    want.extend((15..20).map(|t| {
+        Canon::Samples(
+            (0..10)
+                .filter(|r| r % 2 == 0)
+                .map(|r| (r, t, t as u64))
+                .collect(),
+        )
+    }));
+    want.extend(after);
+    assert_eq!(got, want);
+
+    // A second checkpoint folds the first in and removes it.
+    let wal = Wal::open(&dir, small(300)).unwrap();
+    let last2 = wal.cut_segment().unwrap() - 1;
+    let stats = checkpoint(&dir, &wal, last2, &Interner::new(), |_| true, i64::MIN).unwrap();
+    assert_eq!(stats.checkpoints_removed, 1);
+    wal.close().unwrap();
+    let (again, stats) = read_all(&dir);
+    assert_eq!(stats.checkpoint, Some(last2));
+    assert_eq!(again, got);
+}
+
+#[test]
+fn checkpoint_of_open_segment_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+    let err = checkpoint(tmp.path(), &wal, 0, &Interner::new(), |_| true, 0).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::CheckpointOpenSegment {
+            last: 0,
+            current: 0
+        }
+    ));
+}

@@ -1,0 +1,422 @@
+//! The WAL writer: frames batches of record payloads into the current
+//! segment with one `write(2)`, rotates segments, and makes writes durable by
+//! group commit (`docs/format/wal.md`, section "Writing and durability").
+//!
+//! Owns the open segment and the durability state. Must not read or repair
+//! segments (that is replay's job, done before [`Wal::open`]) and must not
+//! delete them (that is [`super::checkpoint()`]'s job).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::reader::newest_checkpoint;
+use super::segment::{create_segment, list_segments, put_frame, sync_dir};
+use super::{
+    io_err, Error, Result, DEFAULT_SEGMENT_SIZE, FRAME_HEADER_LEN, MAX_RECORD_LEN,
+    SEGMENT_HEADER_LEN,
+};
+
+/// When [`Wal::wait_durable`] considers data durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Group commit: a waiter returns once an fsync covering its write has
+    /// completed; concurrent waiters share one fsync.
+    Batch,
+    /// A background thread fsyncs every interval; waiters return at once
+    /// (a crash of the machine may lose up to one interval).
+    Interval(Duration),
+    /// Never fsync except on segment rotation and close; for tests and
+    /// throwaway data.
+    Never,
+}
+
+/// Options of the WAL writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// A new segment is started when the next write would pass this size; a
+    /// write larger than it gets a segment of its own. Default 128 MiB.
+    pub segment_size: u64,
+    /// Durability policy. Default [`FsyncPolicy::Batch`].
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            fsync: FsyncPolicy::Batch,
+        }
+    }
+}
+
+/// Position of a write in the log (total frame bytes written through it);
+/// pass it to [`Wal::wait_durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(u64);
+
+/// The write-ahead log writer. `Send + Sync`; share it as `Arc<Wal>`.
+///
+/// Locking: `Shared::writer` guards the open segment and the byte counter;
+/// `Shared::commit` guards the durable mark and the "a leader is syncing"
+/// flag. Lock order: `writer` before `commit`; no fsync runs under `writer`
+/// except on rotation and close. `dir`, `opts` are immutable; `poisoned` is
+/// set once.
+pub struct Wal {
+    shared: Arc<Shared>,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: WalOptions,
+    writer: Mutex<WriterState>,
+    commit: Mutex<CommitState>,
+    committed: Condvar,
+    poisoned: OnceLock<Poison>,
+    fsyncs: AtomicU64,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+struct WriterState {
+    /// The open segment; an `Arc` so a syncer can fsync it without holding
+    /// the lock (cheaper than `try_clone`, which costs a `dup(2)`).
+    file: Arc<File>,
+    path: PathBuf,
+    index: u32,
+    /// Bytes in the open segment, header included.
+    size: u64,
+    /// Oldest segment on disk.
+    first: u32,
+    /// Frame bytes written through this writer: the ticket counter.
+    written: u64,
+    closed: bool,
+}
+
+struct CommitState {
+    /// Everything up to this ticket is durable.
+    durable: u64,
+    /// A leader is fsyncing right now.
+    syncing: bool,
+}
+
+#[derive(Debug)]
+struct Poison {
+    op: &'static str,
+    path: PathBuf,
+    source: Arc<io::Error>,
+}
+
+impl Wal {
+    /// Opens the WAL for writing after replay: creates `dir` if needed and
+    /// starts a new segment after the last one (or after the newest
+    /// checkpoint, whichever is later).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory or segment cannot be created.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal> {
+        std::fs::create_dir_all(dir).map_err(io_err("create WAL directory", dir))?;
+        let segments = list_segments(dir)?;
+        let after_segments = segments.last().map(|(i, _)| i + 1);
+        let after_checkpoint = newest_checkpoint(dir)?.map(|(i, _)| i + 1);
+        let index = after_segments.max(after_checkpoint).unwrap_or(0);
+        let first = segments.first().map_or(index, |(i, _)| *i);
+        let (file, path) = create_segment(dir, index)?;
+        file.sync_data()
+            .map_err(io_err("fsync WAL segment header", &path))?;
+        sync_dir(dir)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts,
+            writer: Mutex::new(WriterState {
+                file: Arc::new(file),
+                path,
+                index,
+                size: SEGMENT_HEADER_LEN,
+                first,
+                written: 0,
+                closed: false,
+            }),
+            commit: Mutex::new(CommitState {
+                durable: 0,
+                syncing: false,
+            }),
+            committed: Condvar::new(),
+            poisoned: OnceLock::new(),
+            fsyncs: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+        });
+        let background = match opts.fsync {
+            FsyncPolicy::Interval(every) => {
+                let shared = Arc::clone(&shared);
+                let handle = std::thread::Builder::new()
+                    .name("wal-fsync".into())
+                    .spawn(move || shared.sync_every(every))
+                    .map_err(io_err("spawn WAL fsync thread", dir))?;
+                Some(handle)
+            }
+            FsyncPolicy::Batch | FsyncPolicy::Never => None,
+        };
+        Ok(Wal {
+            shared,
+            background: Mutex::new(background),
+        })
+    }
+
+    /// Frames and writes the given record payloads with one `write(2)` call
+    /// (the whole batch lands in one segment) and returns a ticket to wait
+    /// on. The data is in the OS page cache when this returns, so it
+    /// survives `kill -9` (not power loss: see [`Wal::wait_durable`]).
+    ///
+    /// # Errors
+    /// [`Error::EmptyRecord`], [`Error::RecordTooLarge`], [`Error::Closed`];
+    /// [`Error::Poisoned`] if this or an earlier write or fsync failed.
+    pub fn log(&self, payloads: &[&[u8]]) -> Result<Ticket> {
+        let mut total = 0u64;
+        for p in payloads {
+            if p.is_empty() {
+                return Err(Error::EmptyRecord);
+            }
+            if p.len() > MAX_RECORD_LEN as usize {
+                return Err(Error::RecordTooLarge { len: p.len() });
+            }
+            total += FRAME_HEADER_LEN + p.len() as u64;
+        }
+        // Framing and CRCs are computed before taking the lock.
+        let mut buf = Vec::with_capacity(total as usize);
+        for p in payloads {
+            put_frame(&mut buf, p);
+        }
+        let s = &*self.shared;
+        s.check()?;
+        let mut w = s.writer.lock();
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        if buf.is_empty() {
+            return Ok(Ticket(w.written));
+        }
+        if w.size > SEGMENT_HEADER_LEN && w.size + total > s.opts.segment_size {
+            s.rotate(&mut w)?;
+        }
+        if let Err(e) = (&*w.file).write_all(&buf) {
+            return Err(s.poison("write WAL segment", &w.path, e));
+        }
+        w.size += total;
+        w.written += total;
+        Ok(Ticket(w.written))
+    }
+
+    /// Returns once everything up to `ticket` is durable per the policy.
+    /// Batch: group commit; concurrent waiters share one fsync (a leader
+    /// fsyncs while the others wait; whoever finds its ticket already covered
+    /// returns at once). Interval and Never: returns at once.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if a write or fsync has failed.
+    pub fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        let s = &*self.shared;
+        s.check()?;
+        if s.opts.fsync != FsyncPolicy::Batch {
+            return Ok(());
+        }
+        let mut c = s.commit.lock();
+        loop {
+            s.check()?;
+            if c.durable >= ticket.0 {
+                return Ok(());
+            }
+            if c.syncing {
+                s.committed.wait(&mut c);
+                continue;
+            }
+            c.syncing = true;
+            drop(c);
+            let result = s.sync_now();
+            c = s.commit.lock();
+            c.syncing = false;
+            s.committed.notify_all();
+            result?;
+        }
+    }
+
+    /// Starts a new segment now (checkpointing needs closed segments) and
+    /// returns its index. The old segment is fsynced first.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Poisoned`] on write/fsync failure.
+    pub fn cut_segment(&self) -> Result<u32> {
+        let s = &*self.shared;
+        s.check()?;
+        let mut w = s.writer.lock();
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        s.rotate(&mut w)?;
+        Ok(w.index)
+    }
+
+    /// First and last segment index currently on disk (the last is the one
+    /// being written).
+    pub fn segment_range(&self) -> (u32, u32) {
+        let w = self.shared.writer.lock();
+        (w.first, w.index)
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The options the WAL was opened with.
+    pub fn options(&self) -> WalOptions {
+        self.shared.opts
+    }
+
+    /// Number of data fsyncs issued so far (group commit, background,
+    /// rotation, close); for tests and self-metrics.
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Records that segments below `first` were removed by a checkpoint.
+    pub(crate) fn set_first_segment(&self, first: u32) {
+        let mut w = self.shared.writer.lock();
+        w.first = first.min(w.index);
+    }
+
+    /// Flushes, fsyncs and stops the background thread. Idempotent; also
+    /// done (best effort) on drop.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if a write or fsync failed (now or earlier).
+    pub fn close(&self) -> Result<()> {
+        let s = &*self.shared;
+        {
+            let mut w = s.writer.lock();
+            if w.closed {
+                return s.check();
+            }
+            w.closed = true;
+        }
+        *s.stop.lock() = true;
+        s.stop_cv.notify_all();
+        if let Some(handle) = self.background.lock().take() {
+            // The thread only loops and fsyncs; a panic there left nothing
+            // half done that close could fix, and the final fsync follows.
+            let _ = handle.join();
+        }
+        s.check()?;
+        s.sync_now()
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, dir = %self.shared.dir.display(), "closing WAL on drop failed");
+        }
+    }
+}
+
+impl Shared {
+    /// The sticky error, if any.
+    fn check(&self) -> Result<()> {
+        match self.poisoned.get() {
+            None => Ok(()),
+            Some(p) => Err(Error::Poisoned {
+                op: p.op,
+                path: p.path.clone(),
+                source: Arc::clone(&p.source),
+            }),
+        }
+    }
+
+    /// Makes the WAL unusable (first failure wins) and returns the error.
+    fn poison(&self, op: &'static str, path: &Path, e: io::Error) -> Error {
+        let _ = self.poisoned.set(Poison {
+            op,
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        });
+        // Wake waiters so they see the error instead of sleeping forever.
+        self.committed.notify_all();
+        self.check().expect_err("poisoned was just set")
+    }
+
+    /// fsyncs the open segment without holding the writer lock and raises
+    /// the durable mark to what was written before the fsync started.
+    fn sync_now(&self) -> Result<()> {
+        let (file, path, target) = {
+            let w = self.writer.lock();
+            (Arc::clone(&w.file), w.path.clone(), w.written)
+        };
+        // Earlier segments were fsynced when they were rotated out, so
+        // syncing the open one covers everything up to `target`.
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison("fsync WAL segment", &path, e));
+        }
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.mark_durable(target);
+        Ok(())
+    }
+
+    fn mark_durable(&self, target: u64) {
+        let mut c = self.commit.lock();
+        c.durable = c.durable.max(target);
+    }
+
+    /// Closes the open segment (fsynced, so no later segment is ever durable
+    /// while an earlier one is not) and starts the next.
+    fn rotate(&self, w: &mut WriterState) -> Result<()> {
+        if let Err(e) = w.file.sync_data() {
+            return Err(self.poison("fsync WAL segment", &w.path, e));
+        }
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.mark_durable(w.written);
+        let index = w.index + 1;
+        let (file, path) = match create_segment(&self.dir, index) {
+            Ok(f) => f,
+            Err(Error::Io { op, path, source }) => return Err(self.poison(op, &path, source)),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison("fsync WAL segment header", &path, e));
+        }
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            return Err(self.poison("fsync WAL directory", &self.dir, e));
+        }
+        w.file = Arc::new(file);
+        w.path = path;
+        w.index = index;
+        w.size = SEGMENT_HEADER_LEN;
+        Ok(())
+    }
+
+    /// Body of the Interval policy's background thread.
+    fn sync_every(&self, every: Duration) {
+        loop {
+            {
+                let mut stopped = self.stop.lock();
+                if !*stopped {
+                    let _ = self.stop_cv.wait_for(&mut stopped, every);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            if let Err(e) = self.sync_now() {
+                tracing::error!(error = %e, dir = %self.dir.display(), "WAL background fsync failed; WAL is now unusable");
+                return;
+            }
+        }
+    }
+}
