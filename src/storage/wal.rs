@@ -6,7 +6,7 @@
 //! file outside that directory. Byte layouts: `docs/format/wal.md` and
 //! `docs/format/checkpoint.md`.
 //!
-//! - [`record`](encode_series): payload codecs (series, samples).
+//! - `record`: payload codecs ([`encode_series`], [`encode_samples`], [`decode`]).
 //! - `segment`: file naming, segment header, record framing, frame reader.
 //! - [`replay`]: newest checkpoint + later segments; torn/corrupt tail repair.
 //! - [`Wal`]: the writer, with group commit.

@@ -176,7 +176,9 @@ pub(crate) fn read_segment(
             },
         }
     };
-    stats.bytes += r.offset();
+    // Intact bytes end where the damage starts (an undecodable frame was
+    // already consumed by the reader).
+    stats.bytes += damage.as_ref().map_or(r.offset(), |(offset, _)| *offset);
     Ok(damage)
 }
 

@@ -112,6 +112,12 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
 }
 
 #[test]
+fn wal_is_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Wal>();
+}
+
+#[test]
 fn replay_missing_dir_is_empty() {
     let tmp = tempfile::tempdir().unwrap();
     let (got, stats) = read_all(&tmp.path().join("wal"));
@@ -469,4 +475,24 @@ fn checkpoint_of_open_segment_refused() {
             current: 0
         }
     ));
+}
+
+#[test]
+fn replay_undecodable_payload_with_good_crc_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Wal::open(tmp.path(), small(4096)).unwrap();
+    let want = write(&wal, 0..3);
+    wal.log(&[&[9, 1, 2]]).unwrap();
+    write(&wal, 3..5);
+    wal.close().unwrap();
+    drop(wal);
+    let (got, stats) = read_all(tmp.path());
+    assert_eq!(got, want);
+    let damage = stats.damage.unwrap();
+    assert_eq!(
+        damage.reason,
+        CorruptionReason::Undecodable(RecordError::UnknownType { typ: 9 })
+    );
+    assert_eq!(stats.bytes, damage.offset);
+    assert_eq!(fs::metadata(&damage.file).unwrap().len(), damage.offset);
 }
