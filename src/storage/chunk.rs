@@ -12,8 +12,6 @@ mod xor;
 
 pub use xor::{XorAppender, XorIter};
 
-use crate::storage::encoding::DecodeError;
-
 /// Target samples per head chunk; the head cuts a new chunk at this count.
 /// Prometheus' value: compression gains flatten out past ~120 samples while
 /// decoding cost for a query grows with the chunk.
@@ -71,22 +69,6 @@ pub enum Error {
         /// Significant bits read.
         sig: u8,
     },
-}
-
-impl Error {
-    /// Maps a varint failure at `byte_offset` (from the chunk start).
-    fn varint(sample: usize, byte_offset: usize, e: DecodeError) -> Self {
-        match e {
-            DecodeError::UnexpectedEof { .. } => Self::Truncated {
-                sample,
-                bit_offset: byte_offset * 8,
-            },
-            DecodeError::VarintOverflow { .. } => Self::VarintOverflow {
-                sample,
-                byte_offset,
-            },
-        }
-    }
 }
 
 /// Result of chunk decoding.

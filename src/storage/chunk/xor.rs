@@ -11,7 +11,7 @@
 use super::bstream::{BitReader, BitWriter};
 use super::{Error, HEADER_LEN};
 use crate::model::Sample;
-use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
+use crate::storage::encoding::{put_uvarint, put_varint, DecodeError, Decbuf};
 
 /// `leading` value meaning "no XOR window chosen yet".
 const NO_WINDOW: u8 = 0xff;
@@ -256,79 +256,81 @@ impl<B: AsRef<[u8]>> XorIter<B> {
         self.err.as_ref()
     }
 
-    /// Ends iteration with `err`.
+    /// Ends iteration with `fault`, which hit the sample starting at bit
+    /// `start`.
     #[cold]
-    fn fail(&mut self, err: Error) -> Option<Sample> {
-        self.err = Some(err);
+    #[inline(never)]
+    fn fail(&mut self, fault: Fault, start: usize) -> Option<Sample> {
+        let sample = usize::from(self.read);
+        self.err = Some(match fault {
+            Fault::Eof => Error::Truncated {
+                sample,
+                bit_offset: start,
+            },
+            Fault::VarintOverflow => Error::VarintOverflow {
+                sample,
+                byte_offset: start / 8,
+            },
+            Fault::NotIncreasing { t } => Error::NotIncreasing {
+                sample,
+                bit_offset: start,
+                prev_t: self.t,
+                t,
+            },
+            Fault::BadXorWindow { leading, sig } => Error::BadXorWindow {
+                sample,
+                bit_offset: start,
+                leading,
+                sig,
+            },
+        });
         self.total = 0;
         None
     }
 
-    fn truncated(&self, bit_offset: usize) -> Error {
-        Error::Truncated {
-            sample: usize::from(self.read),
-            bit_offset,
-        }
-    }
-
     /// Sample 0: zig-zag varint `t`, then the raw 64 value bits.
-    fn first(&mut self) -> Result<(), Error> {
-        let bytes = self.bytes.as_ref();
-        let start = HEADER_LEN;
-        let mut d = Decbuf::new(bytes.get(start..).unwrap_or(&[]));
-        let t = d.varint().map_err(|e| Error::varint(0, start, e))?;
-        let v = d.be_u64().map_err(|_| self.truncated(start * 8))?;
-        self.t = t;
-        self.v_bits = v;
+    fn first(&mut self) -> Result<(), Fault> {
+        let start = self.r.bit_offset() / 8;
+        let mut d = Decbuf::new(self.bytes.as_ref().get(start..).unwrap_or(&[]));
+        self.t = d.varint()?;
+        self.v_bits = d.be_u64()?;
         self.r = BitReader::at_byte(start + d.position());
         Ok(())
     }
 
     /// Sample 1: uvarint delta (byte-aligned: sample 0 ends on a byte),
     /// then the value XOR.
-    fn second(&mut self) -> Result<(), Error> {
-        let bytes = self.bytes.as_ref();
+    fn second(&mut self) -> Result<(), Fault> {
         let start = self.r.bit_offset() / 8;
-        let mut d = Decbuf::new(bytes.get(start..).unwrap_or(&[]));
-        let delta = d.uvarint().map_err(|e| Error::varint(1, start, e))? as i64;
+        let mut d = Decbuf::new(self.bytes.as_ref().get(start..).unwrap_or(&[]));
+        let delta = d.uvarint()? as i64;
         self.r = BitReader::at_byte(start + d.position());
-        self.set_t(delta, start * 8)?;
-        self.read_value(start * 8)
+        self.set_t(delta)?;
+        self.read_value()
     }
 
     /// Samples 2..: delta-of-delta timestamp, then the value XOR.
     #[inline]
-    fn next_dod(&mut self) -> Result<(), Error> {
-        let start = self.r.bit_offset();
+    fn next_dod(&mut self) -> Result<(), Fault> {
         let bytes = self.bytes.as_ref();
-        let eof = || Error::Truncated {
-            sample: usize::from(self.read),
-            bit_offset: start,
-        };
-        let bucket = self.r.read_unary(bytes, 4).ok_or_else(eof)?;
-        let dod = match bucket {
+        let dod = match self.r.read_unary(bytes, 4).ok_or(Fault::Eof)? {
             0 => 0,
-            4 => self.r.read_bits(bytes, 64).ok_or_else(eof)? as i64,
+            4 => self.r.read_bits(bytes, 64).ok_or(Fault::Eof)? as i64,
             b => {
                 let nbits = DOD_BUCKET_BITS[b as usize - 1];
-                bucket_value(self.r.read_bits(bytes, nbits).ok_or_else(eof)?, nbits)
+                bucket_value(self.r.read_bits(bytes, nbits).ok_or(Fault::Eof)?, nbits)
             }
         };
-        self.set_t(self.t_delta.wrapping_add(dod), start)?;
-        self.read_value(start)
+        self.set_t(self.t_delta.wrapping_add(dod))?;
+        self.read_value()
     }
 
     /// Advances `t` by `delta`, rejecting a non-increasing result.
     #[inline]
-    fn set_t(&mut self, delta: i64, start: usize) -> Result<(), Error> {
+    fn set_t(&mut self, delta: i64) -> Result<(), Fault> {
         let t = self.t.wrapping_add(delta);
         if t <= self.t {
-            return Err(Error::NotIncreasing {
-                sample: usize::from(self.read),
-                bit_offset: start,
-                prev_t: self.t,
-                t,
-            });
+            return Err(Fault::NotIncreasing { t });
         }
         self.t = t;
         self.t_delta = delta;
@@ -336,29 +338,20 @@ impl<B: AsRef<[u8]>> XorIter<B> {
     }
 
     #[inline]
-    fn read_value(&mut self, start: usize) -> Result<(), Error> {
+    fn read_value(&mut self) -> Result<(), Fault> {
         let bytes = self.bytes.as_ref();
-        let eof = || Error::Truncated {
-            sample: usize::from(self.read),
-            bit_offset: start,
-        };
-        match self.r.read_unary(bytes, 2).ok_or_else(eof)? {
+        match self.r.read_unary(bytes, 2).ok_or(Fault::Eof)? {
             0 => return Ok(()),
             1 => {}
             _ => {
-                let header = self.r.read_bits(bytes, 11).ok_or_else(eof)?;
+                let header = self.r.read_bits(bytes, 11).ok_or(Fault::Eof)?;
                 let leading = (header >> 6) as u8;
                 let sig = match (header & 0x3f) as u8 {
                     0 => 64,
                     s => s,
                 };
                 if u32::from(leading) + u32::from(sig) > 64 {
-                    return Err(Error::BadXorWindow {
-                        sample: usize::from(self.read),
-                        bit_offset: start,
-                        leading,
-                        sig,
-                    });
+                    return Err(Fault::BadXorWindow { leading, sig });
                 }
                 self.leading = leading;
                 self.trailing = 64 - leading - sig;
@@ -367,9 +360,28 @@ impl<B: AsRef<[u8]>> XorIter<B> {
         // Prometheus' reader starts with an empty window (all 64 bits), so
         // a `10` before any `11` is accepted the same way.
         let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-        let bits = self.r.read_bits(bytes, sig).ok_or_else(eof)?;
+        let bits = self.r.read_bits(bytes, sig).ok_or(Fault::Eof)?;
         self.v_bits ^= bits << self.trailing;
         Ok(())
+    }
+}
+
+/// A decoding failure before the sample index and offset are attached;
+/// small so the per-sample path returns it in registers.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Eof,
+    VarintOverflow,
+    NotIncreasing { t: i64 },
+    BadXorWindow { leading: u8, sig: u8 },
+}
+
+impl From<DecodeError> for Fault {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::UnexpectedEof { .. } => Self::Eof,
+            DecodeError::VarintOverflow { .. } => Self::VarintOverflow,
+        }
     }
 }
 
@@ -381,13 +393,14 @@ impl<B: AsRef<[u8]>> Iterator for XorIter<B> {
         if self.read >= self.total {
             return None;
         }
+        let start = self.r.bit_offset();
         let res = match self.read {
             0 => self.first(),
             1 => self.second(),
             _ => self.next_dod(),
         };
-        if let Err(e) = res {
-            return self.fail(e);
+        if let Err(fault) = res {
+            return self.fail(fault, start);
         }
         self.read += 1;
         Some(Sample::new(self.t, f64::from_bits(self.v_bits)))
