@@ -154,6 +154,11 @@ impl BitReader {
     /// (the zero is consumed, the bit after the `max`-th one is not).
     #[inline]
     pub(super) fn read_unary(&mut self, bytes: &[u8], max: u32) -> Option<u32> {
+        // A lone `0` (unchanged delta or value) is by far the most common.
+        if self.valid > 0 && (self.buf >> (self.valid - 1)) & 1 == 0 {
+            self.valid -= 1;
+            return Some(0);
+        }
         if self.valid >= max {
             // Fast path: look at the next `max` bits at once.
             let window = (self.buf >> (self.valid - max)) & low_bits(max);

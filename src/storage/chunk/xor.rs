@@ -11,7 +11,7 @@
 use super::bstream::{BitReader, BitWriter};
 use super::{Error, HEADER_LEN};
 use crate::model::Sample;
-use crate::storage::encoding::{put_uvarint, put_varint, DecodeError, Decbuf};
+use crate::storage::encoding::{put_uvarint, put_varint, Decbuf, DecodeError};
 
 /// `leading` value meaning "no XOR window chosen yet".
 const NO_WINDOW: u8 = 0xff;
