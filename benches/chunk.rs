@@ -1,2 +1,85 @@
-//! Chunk codec benchmarks (filled in with the codec).
-fn main() {}
+//! Chunk codec benchmarks: encode and decode one head-sized chunk
+//! ([`SAMPLES_PER_CHUNK`] samples) of a counter, a gauge and a constant.
+//! Throughput is in samples, so criterion reports samples/s.
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use tidemark::storage::chunk::{XorAppender, XorIter, SAMPLES_PER_CHUNK};
+
+/// `(name, samples)` for each series shape, 15s scrape interval with a few
+/// milliseconds of jitter as real scrapes have.
+fn series() -> Vec<(&'static str, Vec<(i64, f64)>)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut t = 1_700_000_000_000i64;
+    let ts: Vec<i64> = (0..SAMPLES_PER_CHUNK)
+        .map(|_| {
+            t += 15_000 + rng.gen_range(-5..=5);
+            t
+        })
+        .collect();
+    let mut c = 12_345.0;
+    let counter = ts
+        .iter()
+        .map(|&t| {
+            c += f64::from(rng.gen_range(0..50u32));
+            (t, c)
+        })
+        .collect();
+    let mut g = 0.5f64;
+    let gauge = ts
+        .iter()
+        .map(|&t| {
+            g = (g + rng.gen_range(-0.05..0.05)).clamp(0.0, 1.0);
+            (t, g)
+        })
+        .collect();
+    let constant = ts.iter().map(|&t| (t, 1.0)).collect();
+    vec![
+        ("counter", counter),
+        ("gauge", gauge),
+        ("constant", constant),
+    ]
+}
+
+fn encode(samples: &[(i64, f64)]) -> Box<[u8]> {
+    let mut a = XorAppender::new();
+    for &(t, v) in samples {
+        a.append(t, v);
+    }
+    a.finish()
+}
+
+fn chunk_encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chunk_encode");
+    for (name, samples) in series() {
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &samples, |b, s| {
+            b.iter(|| encode(black_box(s)))
+        });
+    }
+    g.finish();
+}
+
+fn chunk_decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chunk_decode");
+    for (name, samples) in series() {
+        let bytes = encode(&samples);
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| {
+                let mut sum = 0.0;
+                for s in XorIter::new(black_box(&bytes[..])) {
+                    sum += s.v;
+                }
+                sum
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunk_encode, chunk_decode);
+criterion_main!(benches);

@@ -1,0 +1,415 @@
+//! Gorilla XOR chunk: [`XorAppender`] encodes samples, [`XorIter`] decodes
+//! them. Bit-compatible with Prometheus' `XORChunk`
+//! (<https://github.com/prometheus/prometheus/blob/v3.1.0/tsdb/chunkenc/xor.go>),
+//! so block chunks written by either can be read by the other.
+//! Layout and bucket table: `docs/format/chunks.md`.
+//!
+//! Timestamp deltas and delta-of-deltas use wrapping `i64` arithmetic on
+//! both sides: any strictly increasing `i64` sequence round-trips exactly,
+//! even when a difference does not fit in an `i64`.
+
+use super::bstream::{BitReader, BitWriter};
+use super::{Error, HEADER_LEN};
+use crate::model::Sample;
+use crate::storage::encoding::{put_uvarint, put_varint, Decbuf, DecodeError};
+
+/// `leading` value meaning "no XOR window chosen yet".
+const NO_WINDOW: u8 = 0xff;
+
+/// Initial allocation; Prometheus uses the same, and a 120-sample counter
+/// chunk fits (measured ~1.2-1.4 bytes/sample).
+const INITIAL_CAPACITY: usize = 128;
+
+/// Delta-of-delta buckets after the unary prefix `0`, `10`, `110`, `1110`:
+/// payload width in bits. Prefix `1111` is followed by all 64 bits.
+const DOD_BUCKET_BITS: [u32; 3] = [14, 17, 20];
+
+/// Reports whether `dod` fits the `nbits` bucket. The range is Prometheus'
+/// `bitRange` (`-(2^(n-1) - 1) ..= 2^(n-1)`), not two's complement, so our
+/// bytes equal Prometheus' at the bucket edges too.
+#[inline]
+fn fits_bucket(dod: i64, nbits: u32) -> bool {
+    let half = 1i64 << (nbits - 1);
+    -(half - 1) <= dod && dod <= half
+}
+
+/// Inverse of the bucket encoding: `bits` is the `nbits`-bit payload.
+#[inline]
+fn bucket_value(bits: u64, nbits: u32) -> i64 {
+    let v = bits as i64;
+    if bits > 1 << (nbits - 1) {
+        v - (1 << nbits)
+    } else {
+        v
+    }
+}
+
+/// Encodes samples into one XOR chunk.
+///
+/// Holds at most [`u16::MAX`] samples (the header is 16 bits); the head cuts
+/// chunks at [`super::SAMPLES_PER_CHUNK`], far below that.
+#[derive(Debug, Clone)]
+pub struct XorAppender {
+    w: BitWriter,
+    num: u16,
+    first_t: i64,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    /// Leading zeros of the current XOR window, or [`NO_WINDOW`].
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorAppender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XorAppender {
+    /// An empty chunk (just the zero sample count).
+    pub fn new() -> Self {
+        let mut w = BitWriter::with_capacity(INITIAL_CAPACITY);
+        w.bytes_mut().extend_from_slice(&[0; HEADER_LEN]);
+        Self {
+            w,
+            num: 0,
+            first_t: 0,
+            t: 0,
+            t_delta: 0,
+            v_bits: 0,
+            leading: NO_WINDOW,
+            trailing: 0,
+        }
+    }
+
+    /// Appends a sample.
+    ///
+    /// The caller guarantees `t` is strictly greater than the previous `t`
+    /// (the head rejects out-of-order samples before they get here) and that
+    /// the chunk holds fewer than [`u16::MAX`] samples.
+    ///
+    /// # Panics
+    /// In debug builds, if either guarantee is broken.
+    pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(self.num < u16::MAX, "XOR chunk is full");
+        debug_assert!(
+            self.num == 0 || t > self.t,
+            "timestamps must increase: {} after {}",
+            t,
+            self.t
+        );
+        let v_bits = v.to_bits();
+        match self.num {
+            0 => {
+                let bytes = self.w.bytes_mut();
+                put_varint(bytes, t);
+                bytes.extend_from_slice(&v_bits.to_be_bytes());
+                self.first_t = t;
+            }
+            1 => {
+                debug_assert!(self.w.is_aligned());
+                let delta = t.wrapping_sub(self.t);
+                put_uvarint(self.w.bytes_mut(), delta as u64);
+                self.write_value(v_bits);
+                self.t_delta = delta;
+            }
+            _ => {
+                let delta = t.wrapping_sub(self.t);
+                self.write_dod(delta.wrapping_sub(self.t_delta));
+                self.write_value(v_bits);
+                self.t_delta = delta;
+            }
+        }
+        self.t = t;
+        self.v_bits = v_bits;
+        self.num = self.num.wrapping_add(1);
+        self.w.bytes_mut()[..HEADER_LEN].copy_from_slice(&self.num.to_be_bytes());
+    }
+
+    fn write_dod(&mut self, dod: i64) {
+        if dod == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        // Prefix `10`, `110`, `1110` for the buckets, in one write each.
+        let mut prefix = 0b10;
+        for (i, &nbits) in DOD_BUCKET_BITS.iter().enumerate() {
+            if fits_bucket(dod, nbits) {
+                self.w.write_bits(prefix, i as u32 + 2);
+                self.w.write_bits(dod as u64, nbits);
+                return;
+            }
+            prefix = (prefix | 1) << 1;
+        }
+        self.w.write_bits(0b1111, 4);
+        self.w.write_bits(dod as u64, 64);
+    }
+
+    fn write_value(&mut self, v_bits: u64) {
+        let xor = v_bits ^ self.v_bits;
+        if xor == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        // Leading zeros are stored in 5 bits; a longer run just widens the
+        // significant part.
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
+            // Fits the previous window: `10` + the window's bits.
+            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            self.w.write_bits(0b10, 2);
+            self.w.write_bits(xor >> self.trailing, sig);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        let sig = 64 - u32::from(leading) - u32::from(trailing);
+        // `11` + 5 bits leading + 6 bits significant count (64 stored as 0).
+        self.w.write_bits(0b11, 2);
+        self.w.write_bits(u64::from(leading), 5);
+        self.w.write_bits(u64::from(sig) & 0x3f, 6);
+        self.w.write_bits(xor >> trailing, sig);
+    }
+
+    /// Number of samples appended so far.
+    pub fn num_samples(&self) -> usize {
+        usize::from(self.num)
+    }
+
+    /// The chunk so far: always a complete, decodable chunk whose header
+    /// count matches the samples appended.
+    pub fn bytes(&self) -> &[u8] {
+        self.w.bytes()
+    }
+
+    /// Finishes the chunk: exactly its bytes, no spare capacity.
+    pub fn finish(self) -> Box<[u8]> {
+        self.w.into_bytes().into_boxed_slice()
+    }
+
+    /// Timestamp of the first sample, if any.
+    pub fn first_t(&self) -> Option<i64> {
+        (self.num > 0).then_some(self.first_t)
+    }
+
+    /// Timestamp of the last sample, if any.
+    pub fn last_t(&self) -> Option<i64> {
+        (self.num > 0).then_some(self.t)
+    }
+
+    /// Value of the last sample, if any (bit-exact, so the head can detect
+    /// duplicate samples by bits).
+    pub fn last_v(&self) -> Option<f64> {
+        (self.num > 0).then(|| f64::from_bits(self.v_bits))
+    }
+}
+
+/// Iterates the samples of one XOR chunk, in timestamp order.
+///
+/// Generic over the byte owner so the head can iterate an owned
+/// `Arc<[u8]>` snapshot (`XorIter<Arc<[u8]>>`) and blocks a borrowed
+/// `&[u8]`. Iteration ends early at the first decoding error, which
+/// [`XorIter::err`] then reports; it never panics on arbitrary bytes.
+#[derive(Debug, Clone)]
+pub struct XorIter<B: AsRef<[u8]>> {
+    bytes: B,
+    /// Samples in the header; 0 once iteration has ended.
+    total: u16,
+    /// Samples returned so far.
+    read: u16,
+    r: BitReader,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    leading: u8,
+    trailing: u8,
+    err: Option<Error>,
+}
+
+impl<B: AsRef<[u8]>> XorIter<B> {
+    /// An iterator over the chunk in `bytes`. A header that cannot be read
+    /// yields no samples and sets [`XorIter::err`].
+    pub fn new(bytes: B) -> Self {
+        let (total, err) = match super::num_samples(bytes.as_ref()) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e)),
+        };
+        Self {
+            bytes,
+            total,
+            read: 0,
+            r: BitReader::at_byte(HEADER_LEN),
+            t: 0,
+            t_delta: 0,
+            v_bits: 0,
+            leading: 0,
+            trailing: 0,
+            err,
+        }
+    }
+
+    /// The decoding error that ended iteration early, if any.
+    pub fn err(&self) -> Option<&Error> {
+        self.err.as_ref()
+    }
+
+    /// Ends iteration with `fault`, which hit the sample starting at bit
+    /// `start`.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, fault: Fault, start: usize) -> Option<Sample> {
+        let sample = usize::from(self.read);
+        self.err = Some(match fault {
+            Fault::Eof => Error::Truncated {
+                sample,
+                bit_offset: start,
+            },
+            Fault::VarintOverflow => Error::VarintOverflow {
+                sample,
+                byte_offset: start / 8,
+            },
+            Fault::NotIncreasing { t } => Error::NotIncreasing {
+                sample,
+                bit_offset: start,
+                prev_t: self.t,
+                t,
+            },
+            Fault::BadXorWindow { leading, sig } => Error::BadXorWindow {
+                sample,
+                bit_offset: start,
+                leading,
+                sig,
+            },
+        });
+        self.total = 0;
+        None
+    }
+
+    /// Sample 0: zig-zag varint `t`, then the raw 64 value bits.
+    fn first(&mut self) -> Result<(), Fault> {
+        let start = self.r.bit_offset() / 8;
+        let mut d = Decbuf::new(self.bytes.as_ref().get(start..).unwrap_or(&[]));
+        self.t = d.varint()?;
+        self.v_bits = d.be_u64()?;
+        self.r = BitReader::at_byte(start + d.position());
+        Ok(())
+    }
+
+    /// Sample 1: uvarint delta (byte-aligned: sample 0 ends on a byte),
+    /// then the value XOR.
+    fn second(&mut self) -> Result<(), Fault> {
+        let start = self.r.bit_offset() / 8;
+        let mut d = Decbuf::new(self.bytes.as_ref().get(start..).unwrap_or(&[]));
+        let delta = d.uvarint()? as i64;
+        self.r = BitReader::at_byte(start + d.position());
+        self.set_t(delta)?;
+        self.read_value()
+    }
+
+    /// Samples 2..: delta-of-delta timestamp, then the value XOR.
+    #[inline]
+    fn next_dod(&mut self) -> Result<(), Fault> {
+        let bytes = self.bytes.as_ref();
+        let dod = match self.r.read_unary(bytes, 4).ok_or(Fault::Eof)? {
+            0 => 0,
+            4 => self.r.read_bits(bytes, 64).ok_or(Fault::Eof)? as i64,
+            b => {
+                let nbits = DOD_BUCKET_BITS[b as usize - 1];
+                bucket_value(self.r.read_bits(bytes, nbits).ok_or(Fault::Eof)?, nbits)
+            }
+        };
+        self.set_t(self.t_delta.wrapping_add(dod))?;
+        self.read_value()
+    }
+
+    /// Advances `t` by `delta`, rejecting a non-increasing result.
+    #[inline]
+    fn set_t(&mut self, delta: i64) -> Result<(), Fault> {
+        let t = self.t.wrapping_add(delta);
+        if t <= self.t {
+            return Err(Fault::NotIncreasing { t });
+        }
+        self.t = t;
+        self.t_delta = delta;
+        Ok(())
+    }
+
+    #[inline]
+    fn read_value(&mut self) -> Result<(), Fault> {
+        let bytes = self.bytes.as_ref();
+        match self.r.read_unary(bytes, 2).ok_or(Fault::Eof)? {
+            0 => return Ok(()),
+            1 => {}
+            _ => {
+                let header = self.r.read_bits(bytes, 11).ok_or(Fault::Eof)?;
+                let leading = (header >> 6) as u8;
+                let sig = match (header & 0x3f) as u8 {
+                    0 => 64,
+                    s => s,
+                };
+                if u32::from(leading) + u32::from(sig) > 64 {
+                    return Err(Fault::BadXorWindow { leading, sig });
+                }
+                self.leading = leading;
+                self.trailing = 64 - leading - sig;
+            }
+        }
+        // Prometheus' reader starts with an empty window (all 64 bits), so
+        // a `10` before any `11` is accepted the same way.
+        let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+        let bits = self.r.read_bits(bytes, sig).ok_or(Fault::Eof)?;
+        self.v_bits ^= bits << self.trailing;
+        Ok(())
+    }
+}
+
+/// A decoding failure before the sample index and offset are attached;
+/// small so the per-sample path returns it in registers.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Eof,
+    VarintOverflow,
+    NotIncreasing { t: i64 },
+    BadXorWindow { leading: u8, sig: u8 },
+}
+
+impl From<DecodeError> for Fault {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::UnexpectedEof { .. } => Self::Eof,
+            DecodeError::VarintOverflow { .. } => Self::VarintOverflow,
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Iterator for XorIter<B> {
+    type Item = Sample;
+
+    #[inline]
+    fn next(&mut self) -> Option<Sample> {
+        if self.read >= self.total {
+            return None;
+        }
+        let start = self.r.bit_offset();
+        let res = match self.read {
+            0 => self.first(),
+            1 => self.second(),
+            _ => self.next_dod(),
+        };
+        if let Err(fault) = res {
+            return self.fail(fault, start);
+        }
+        self.read += 1;
+        Some(Sample::new(self.t, f64::from_bits(self.v_bits)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(usize::from(self.total - self.read.min(self.total))))
+    }
+}
+
+#[cfg(test)]
+mod tests;
