@@ -4,5 +4,9 @@
 //! `api -> promql -> storage -> model` and `api -> ingest -> storage`.
 //! This file only declares the layers.
 
+pub mod api;
+pub mod config;
+pub mod ingest;
 pub mod model;
+pub mod server;
 pub mod storage;

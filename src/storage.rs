@@ -1,13 +1,22 @@
 //! The time-series database: write-ahead log, in-memory head, chunk codecs.
 //!
 //! Depends on [`crate::model`] only; must never import `api`, `promql` or
-//! `ingest`. The public entry point is [`Db`]; everything else is exposed for
-//! tests, benchmarks and tools. On-disk formats are documented in
-//! `docs/format/`.
+//! `ingest`. The public entry point is [`Db`]; codecs are public for tests,
+//! benchmarks and fuzzing. On-disk formats are documented in `docs/format/`.
 
 pub mod chunk;
+mod db;
 pub mod encoding;
+mod error;
+mod head;
+mod options;
+mod querier;
 mod refs;
 pub mod wal;
 
+pub use db::{Db, OpenReport};
+pub use error::{Error, Result, SampleError};
+pub use head::{AppendOutcome, HeadReplayStats, HeadStats, Rejected, SeriesSamples};
+pub use options::Options;
+pub use querier::{Querier, Series, SeriesSampleIter};
 pub use refs::SeriesRef;

@@ -51,12 +51,12 @@ fn sample(r: u64, t: i64, bits: u64) -> RefSample {
 /// Record `i` of a deterministic stream: every 5th a series record.
 fn record(i: u64) -> (Vec<u8>, Canon) {
     let mut buf = Vec::new();
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         let s = vec![series(i), series(i + 1)];
         encode_series(&s, &mut buf);
         (buf, canon(&Record::Series(s)))
     } else {
-        let bits = if i % 7 == 0 {
+        let bits = if i.is_multiple_of(7) {
             STALE_NAN_BITS
         } else {
             i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -424,7 +424,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
         sample(11, 100, 2),
     ])));
 
-    let keep = |r: SeriesRef| r.0 % 2 == 0;
+    let keep = |r: SeriesRef| r.0.is_multiple_of(2);
     let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15).unwrap();
     assert_eq!(stats.index, last);
     assert_eq!((stats.series_kept, stats.series_dropped), (5, 5));

@@ -1,0 +1,15 @@
+//! Remote write: decode 1.0 and 2.0 requests, validate them and turn them
+//! into a storage batch; keep the metadata and exemplars they carry.
+//! Depends on `model` and `storage`; never on `api`.
+
+pub mod decode;
+mod error;
+pub mod exemplars;
+pub mod metadata;
+pub mod proto;
+mod receiver;
+pub mod validate;
+
+pub use decode::{ProtoVersion, Request};
+pub use error::{Error, Reason};
+pub use receiver::{Receiver, ReceiverOptions, WriteOutcome};

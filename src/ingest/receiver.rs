@@ -1,0 +1,206 @@
+//! [`Receiver`]: one remote-write request from bytes to storage. Checks the
+//! headers, decompresses and decodes the body, prepares the batch, appends
+//! it (blocking until durable), and folds storage's per-sample rejections
+//! into the request's outcome. Also keeps the metadata and exemplar stores.
+//! Knows nothing of HTTP beyond header values.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::ingest::decode::{self, ProtoVersion, Request};
+use crate::ingest::error::{Error, Reason};
+use crate::ingest::exemplars::ExemplarStore;
+use crate::ingest::metadata::MetadataStore;
+use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
+use crate::storage::Db;
+
+/// Limits and rules of the receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverOptions {
+    /// Largest accepted compressed body (413 past it). Default 32 MiB.
+    pub max_body_bytes: usize,
+    /// Largest accepted decompressed body (400 past it). Default 256 MiB.
+    pub max_decompressed_bytes: usize,
+    /// How far in the future a sample may be, in ms. Default 10 minutes,
+    /// as Prometheus's receiver.
+    pub max_future_ms: i64,
+    /// Exemplars kept in memory. Default 100 000.
+    pub exemplar_capacity: usize,
+    /// Metric families whose metadata is kept. Default 100 000.
+    pub metadata_capacity: usize,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_future_ms: 10 * 60 * 1000,
+            exemplar_capacity: 100_000,
+            metadata_capacity: 100_000,
+        }
+    }
+}
+
+/// What happened to a readable request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOutcome {
+    /// The protocol version spoken.
+    pub version: ProtoVersion,
+    /// Float samples in the request.
+    pub samples_received: usize,
+    /// Float samples stored (including identical resends accepted silently).
+    pub samples_written: usize,
+    /// Native histogram samples in the request (none are stored yet).
+    pub histograms_received: usize,
+    /// Exemplars stored.
+    pub exemplars_written: usize,
+    /// Rejected samples by reason.
+    pub rejected: BTreeMap<Reason, usize>,
+    /// The first few offending series.
+    pub offenders: Vec<Offender>,
+}
+
+impl WriteOutcome {
+    /// Reports whether every sample was stored.
+    pub fn is_complete(&self) -> bool {
+        self.rejected.is_empty()
+    }
+
+    /// Total rejected samples.
+    pub fn rejected_total(&self) -> usize {
+        self.rejected.values().sum()
+    }
+
+    /// The human-readable answer for a partial write: counts by reason and
+    /// the first offenders.
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "partial write: stored {} of {} samples; rejected {}",
+            self.samples_written,
+            self.samples_received + self.histograms_received,
+            self.rejected_total()
+        );
+        let reasons: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect();
+        let _ = write!(m, " ({})", reasons.join(", "));
+        if !self.offenders.is_empty() {
+            m.push_str("; first offenders:");
+            for o in &self.offenders {
+                let _ = write!(m, "\n  {} {}: {}", o.reason.as_str(), o.series, o.detail);
+            }
+        }
+        m.push('\n');
+        m
+    }
+}
+
+/// The remote-write receiver.
+pub struct Receiver {
+    db: Arc<Db>,
+    opts: ReceiverOptions,
+    metadata: MetadataStore,
+    exemplars: ExemplarStore,
+}
+
+impl Receiver {
+    /// A receiver writing into `db`.
+    pub fn new(db: Arc<Db>, opts: ReceiverOptions) -> Self {
+        Self {
+            metadata: MetadataStore::new(opts.metadata_capacity),
+            exemplars: ExemplarStore::new(opts.exemplar_capacity),
+            db,
+            opts,
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ReceiverOptions {
+        &self.opts
+    }
+
+    /// Metric metadata received so far.
+    pub fn metadata(&self) -> &MetadataStore {
+        &self.metadata
+    }
+
+    /// Exemplars received so far.
+    pub fn exemplars(&self) -> &ExemplarStore {
+        &self.exemplars
+    }
+
+    /// Checks the headers: the protocol version the request speaks.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedContentType`], [`Error::UnsupportedEncoding`].
+    pub fn version(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<ProtoVersion, Error> {
+        decode::check_content_encoding(content_encoding)?;
+        decode::version_from_content_type(content_type)
+    }
+
+    /// Handles one request body of `version`. Blocks until the stored
+    /// samples are durable. `now_ms` is the wall clock, for the future limit.
+    ///
+    /// # Errors
+    /// Whole-request errors (unreadable body: nothing stored; storage
+    /// trouble: nothing acknowledged). Per-sample problems are in the
+    /// outcome instead.
+    pub fn write(
+        &self,
+        version: ProtoVersion,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<WriteOutcome, Error> {
+        if body.len() > self.opts.max_body_bytes {
+            return Err(Error::BodyTooLarge {
+                limit: self.opts.max_body_bytes,
+            });
+        }
+        let raw = decode::decompress(body, self.opts.max_decompressed_bytes)?;
+        let request = decode::decode(version, Bytes::from(raw))?;
+        let rules = Rules {
+            max_t: now_ms.saturating_add(self.opts.max_future_ms),
+        };
+        let prepared = match &request {
+            Request::V1(r) => validate::prepare_v1(r, rules),
+            Request::V2(r) => validate::prepare_v2(r, rules),
+        };
+        drop(request);
+        self.store(version, prepared)
+    }
+
+    fn store(&self, version: ProtoVersion, mut p: Prepared) -> Result<WriteOutcome, Error> {
+        let appended = self.db.append(&p.batch)?;
+        for r in &appended.rejected {
+            let labels = p.batch[r.series].labels.clone();
+            p.reject(
+                || labels.to_string(),
+                Reason::from(&r.error),
+                1,
+                || r.error.to_string(),
+            );
+        }
+        debug_assert!(p.offenders.len() <= MAX_OFFENDERS);
+        self.metadata.update(&p.metadata);
+        let exemplars_written = self.exemplars.add(std::mem::take(&mut p.exemplars));
+        Ok(WriteOutcome {
+            version,
+            samples_received: p.samples_received,
+            samples_written: appended.appended + appended.duplicates,
+            histograms_received: p.histograms_received,
+            exemplars_written,
+            rejected: p.rejected,
+            offenders: p.offenders,
+        })
+    }
+}

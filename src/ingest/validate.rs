@@ -1,0 +1,435 @@
+//! The semantic half of remote write: turns a decoded 1.0 or 2.0 request
+//! into a storage batch, checking label rules per series and timestamps per
+//! sample. Invalid series and samples are counted and named, never fatal:
+//! the valid rest of the request is stored (a partial write).
+//!
+//! Label strings are converted once per request: a per-request cache maps
+//! each distinct byte string to one shared `Arc<str>` (1.0), and each 2.0
+//! symbol is converted once and then referenced by index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::ingest::error::Reason;
+use crate::ingest::proto::{prometheus, write_v2};
+use crate::model::{LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::storage::SeriesSamples;
+
+/// How many offending series a partial-write answer names.
+pub const MAX_OFFENDERS: usize = 5;
+
+/// Metric metadata as sent (1.0 request-level, 2.0 per series).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricMetadata {
+    /// Metric family name.
+    pub metric: String,
+    /// Prometheus type name: `counter`, `gauge`, `histogram`,
+    /// `gaugehistogram`, `summary`, `info`, `stateset` or `unknown`.
+    pub metric_type: &'static str,
+    /// Help text.
+    pub help: String,
+    /// Unit.
+    pub unit: String,
+}
+
+/// An exemplar attached to a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarEntry {
+    /// The series it belongs to.
+    pub series: Labels,
+    /// The exemplar's own labels (e.g. `trace_id`).
+    pub labels: Labels,
+    /// Value.
+    pub value: f64,
+    /// Timestamp, ms.
+    pub t: i64,
+}
+
+/// One named offender for the error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offender {
+    /// The series in Prometheus text form (best effort for invalid labels).
+    pub series: String,
+    /// The reason.
+    pub reason: Reason,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// A request made ready for storage.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Valid series with their in-window samples.
+    pub batch: Vec<SeriesSamples>,
+    /// Float samples in the request.
+    pub samples_received: usize,
+    /// Native histogram samples in the request.
+    pub histograms_received: usize,
+    /// Rejected samples by reason (before storage).
+    pub rejected: BTreeMap<Reason, usize>,
+    /// The first few offenders.
+    pub offenders: Vec<Offender>,
+    /// Metadata carried by the request.
+    pub metadata: Vec<MetricMetadata>,
+    /// Exemplars of valid series.
+    pub exemplars: Vec<ExemplarEntry>,
+}
+
+impl Prepared {
+    /// Records `count` rejected samples for one reason and names the series.
+    pub fn reject(
+        &mut self,
+        series: impl FnOnce() -> String,
+        reason: Reason,
+        count: usize,
+        detail: impl FnOnce() -> String,
+    ) {
+        if count == 0 {
+            return;
+        }
+        *self.rejected.entry(reason).or_default() += count;
+        if self.offenders.len() < MAX_OFFENDERS {
+            self.offenders.push(Offender {
+                series: series(),
+                reason,
+                detail: detail(),
+            });
+        }
+    }
+}
+
+/// Rules applied while preparing.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Samples later than this (ms) are refused as too far in the future.
+    pub max_t: i64,
+}
+
+/// A label problem found while building a series' labels.
+struct LabelProblem {
+    reason: Reason,
+    detail: String,
+}
+
+/// A label pair whose strings are `None` where the bytes were not UTF-8.
+type StrPair = (Option<Arc<str>>, Option<Arc<str>>);
+
+/// Converts each distinct byte string once per request.
+#[derive(Default)]
+struct StringCache<'a> {
+    map: HashMap<&'a [u8], Arc<str>, ahash::RandomState>,
+}
+
+impl<'a> StringCache<'a> {
+    fn get(&mut self, b: &'a [u8]) -> Option<Arc<str>> {
+        if let Some(s) = self.map.get(b) {
+            return Some(s.clone());
+        }
+        let s: Arc<str> = std::str::from_utf8(b).ok()?.into();
+        self.map.insert(b, s.clone());
+        Some(s)
+    }
+}
+
+/// Builds validated labels from `(name, value)` string pairs, where `None`
+/// marks a string that was not valid UTF-8.
+fn build_labels(
+    pairs: impl Iterator<Item = (Option<Arc<str>>, Option<Arc<str>>)>,
+) -> Result<Labels, LabelProblem> {
+    let mut b = LabelsBuilder::new();
+    for (name, value) in pairs {
+        let (Some(name), Some(value)) = (name, value) else {
+            return Err(LabelProblem {
+                reason: Reason::InvalidUtf8,
+                detail: "label name or value is not valid UTF-8".into(),
+            });
+        };
+        b.push_shared(name, value);
+    }
+    let labels = b.build().map_err(|e| LabelProblem {
+        reason: match e {
+            LabelError::DuplicateName { .. } => Reason::DuplicateLabelName,
+            LabelError::EmptyName | LabelError::InvalidName { .. } => Reason::InvalidLabelName,
+        },
+        detail: e.to_string(),
+    })?;
+    if labels.metric_name().is_none() {
+        return Err(LabelProblem {
+            reason: Reason::MissingMetricName,
+            detail: format!("series has no {METRIC_NAME} label"),
+        });
+    }
+    Ok(labels)
+}
+
+/// Best-effort text of labels that failed validation.
+fn describe_raw<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String {
+    let mut s = String::from("{");
+    for (i, (n, v)) in pairs.enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(
+            s,
+            "{}={:?}",
+            String::from_utf8_lossy(n),
+            String::from_utf8_lossy(v)
+        );
+    }
+    s.push('}');
+    s
+}
+
+/// Keeps samples within the time rules, rejecting the rest.
+fn filter_samples(
+    out: &mut Prepared,
+    labels: &Labels,
+    samples: impl Iterator<Item = Sample>,
+    rules: Rules,
+) -> Vec<Sample> {
+    let mut kept = Vec::new();
+    let mut future = 0usize;
+    let mut first_future = 0;
+    for s in samples {
+        if s.t > rules.max_t {
+            if future == 0 {
+                first_future = s.t;
+            }
+            future += 1;
+        } else {
+            kept.push(s);
+        }
+    }
+    out.reject(
+        || labels.to_string(),
+        Reason::TooFarInFuture,
+        future,
+        || format!("timestamp {first_future} is more than 10 minutes in the future (latest accepted {})", rules.max_t),
+    );
+    kept
+}
+
+fn metric_type_v1(t: i32) -> &'static str {
+    use prometheus::metric_metadata::MetricType as T;
+    match T::try_from(t).unwrap_or(T::Unknown) {
+        T::Unknown => "unknown",
+        T::Counter => "counter",
+        T::Gauge => "gauge",
+        T::Histogram => "histogram",
+        T::Gaugehistogram => "gaugehistogram",
+        T::Summary => "summary",
+        T::Info => "info",
+        T::Stateset => "stateset",
+    }
+}
+
+fn metric_type_v2(t: i32) -> &'static str {
+    use write_v2::metadata::MetricType as T;
+    match T::try_from(t).unwrap_or(T::Unspecified) {
+        T::Unspecified => "unknown",
+        T::Counter => "counter",
+        T::Gauge => "gauge",
+        T::Histogram => "histogram",
+        T::Gaugehistogram => "gaugehistogram",
+        T::Summary => "summary",
+        T::Info => "info",
+        T::Stateset => "stateset",
+    }
+}
+
+/// Prepares a remote write 1.0 request.
+pub fn prepare_v1(req: &prometheus::WriteRequest, rules: Rules) -> Prepared {
+    let mut out = Prepared::default();
+    let mut cache = StringCache::default();
+    for ts in &req.timeseries {
+        out.samples_received += ts.samples.len();
+        out.histograms_received += ts.histograms.len();
+        let pairs = ts
+            .labels
+            .iter()
+            .map(|l| (cache.get(&l.name), cache.get(&l.value)));
+        let labels = match build_labels(pairs.collect::<Vec<_>>().into_iter()) {
+            Ok(l) => l,
+            Err(p) => {
+                out.reject(
+                    || describe_raw(ts.labels.iter().map(|l| (&l.name[..], &l.value[..]))),
+                    p.reason,
+                    ts.samples.len() + ts.histograms.len(),
+                    || p.detail,
+                );
+                continue;
+            }
+        };
+        out.reject(
+            || labels.to_string(),
+            Reason::NativeHistogramUnsupported,
+            ts.histograms.len(),
+            || {
+                "native histograms are not supported yet; float samples of the request are stored"
+                    .into()
+            },
+        );
+        for e in &ts.exemplars {
+            let pairs: Vec<_> = e
+                .labels
+                .iter()
+                .map(|l| (cache.get(&l.name), cache.get(&l.value)))
+                .collect();
+            if let Ok(el) = exemplar_labels(pairs) {
+                out.exemplars.push(ExemplarEntry {
+                    series: labels.clone(),
+                    labels: el,
+                    value: e.value,
+                    t: e.timestamp,
+                });
+            }
+        }
+        let samples = filter_samples(
+            &mut out,
+            &labels,
+            ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
+            rules,
+        );
+        if !samples.is_empty() {
+            out.batch.push(SeriesSamples { labels, samples });
+        }
+    }
+    for m in &req.metadata {
+        out.metadata.push(MetricMetadata {
+            metric: m.metric_family_name.clone(),
+            metric_type: metric_type_v1(m.r#type),
+            help: m.help.clone(),
+            unit: m.unit.clone(),
+        });
+    }
+    out
+}
+
+/// Exemplar labels may be empty and need no `__name__`.
+fn exemplar_labels(pairs: Vec<StrPair>) -> Result<Labels, ()> {
+    let mut b = LabelsBuilder::new();
+    for (n, v) in pairs {
+        b.push_shared(n.ok_or(())?, v.ok_or(())?);
+    }
+    b.build().map_err(|_| ())
+}
+
+/// Prepares a remote write 2.0 request: symbols are converted once and
+/// label references resolved by index.
+pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
+    let mut out = Prepared::default();
+    let symbols: Vec<Option<Arc<str>>> = req
+        .symbols
+        .iter()
+        .map(|s| std::str::from_utf8(s).ok().map(Arc::from))
+        .collect();
+    let sym =
+        |r: u32| -> Result<Option<Arc<str>>, u32> { symbols.get(r as usize).cloned().ok_or(r) };
+    let describe = |refs: &[u32]| {
+        describe_raw(refs.chunks(2).map(|p| {
+            let get = |r: Option<&u32>| {
+                r.and_then(|&r| req.symbols.get(r as usize))
+                    .map_or(&b"?"[..], |s| &s[..])
+            };
+            (get(p.first()), get(p.get(1)))
+        }))
+    };
+    for ts in &req.timeseries {
+        out.samples_received += ts.samples.len();
+        out.histograms_received += ts.histograms.len();
+        let count = ts.samples.len() + ts.histograms.len();
+        let refs = &ts.labels_refs;
+        if refs.len() % 2 != 0 {
+            out.reject(
+                || describe(refs),
+                Reason::InvalidSymbolRef,
+                count,
+                || format!("labels_refs has odd length {}", refs.len()),
+            );
+            continue;
+        }
+        let resolved: Result<Vec<_>, u32> = refs
+            .chunks(2)
+            .map(|p| Ok((sym(p[0])?, sym(p[1])?)))
+            .collect();
+        let pairs = match resolved {
+            Ok(p) => p,
+            Err(bad) => {
+                out.reject(
+                    || describe(refs),
+                    Reason::InvalidSymbolRef,
+                    count,
+                    || {
+                        format!(
+                            "symbol reference {bad} is out of range (table has {} symbols)",
+                            symbols.len()
+                        )
+                    },
+                );
+                continue;
+            }
+        };
+        let labels = match build_labels(pairs.into_iter()) {
+            Ok(l) => l,
+            Err(p) => {
+                out.reject(|| describe(refs), p.reason, count, || p.detail);
+                continue;
+            }
+        };
+        out.reject(
+            || labels.to_string(),
+            Reason::NativeHistogramUnsupported,
+            ts.histograms.len(),
+            || {
+                "native histograms are not supported yet; float samples of the request are stored"
+                    .into()
+            },
+        );
+        if let Some(m) = &ts.metadata {
+            let text = |r: u32| {
+                sym(r)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            };
+            if let Some(name) = labels.metric_name() {
+                out.metadata.push(MetricMetadata {
+                    metric: name.to_string(),
+                    metric_type: metric_type_v2(m.r#type),
+                    help: text(m.help_ref),
+                    unit: text(m.unit_ref),
+                });
+            }
+        }
+        for e in &ts.exemplars {
+            if e.labels_refs.len() % 2 != 0 {
+                continue;
+            }
+            let pairs: Result<Vec<_>, u32> = e
+                .labels_refs
+                .chunks(2)
+                .map(|p| Ok((sym(p[0])?, sym(p[1])?)))
+                .collect();
+            if let Some(el) = pairs.ok().and_then(|p| exemplar_labels(p).ok()) {
+                out.exemplars.push(ExemplarEntry {
+                    series: labels.clone(),
+                    labels: el,
+                    value: e.value,
+                    t: e.timestamp,
+                });
+            }
+        }
+        let samples = filter_samples(
+            &mut out,
+            &labels,
+            ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
+            rules,
+        );
+        if !samples.is_empty() {
+            out.batch.push(SeriesSamples { labels, samples });
+        }
+    }
+    out
+}

@@ -1,0 +1,332 @@
+//! The head: the most recent data, in memory, compressed in Gorilla chunks.
+//!
+//! Owns the series map ([`series`]), the postings index ([`postings`]) and
+//! the append path ([`appender`]), which writes the WAL before anything
+//! becomes visible. Does not own the WAL itself (the [`crate::storage::Db`]
+//! does) and never reads configuration.
+
+mod appender;
+mod postings;
+mod series;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::model::{Interner, Labels, Matcher};
+use crate::storage::error::SampleError;
+use crate::storage::wal::Record;
+use crate::storage::SeriesRef;
+
+pub use appender::{AppendOutcome, Rejected, SeriesSamples};
+pub(crate) use series::HeadChunk;
+use series::{GetOrCreate, MemSeries, StripeSeries};
+
+/// Options of the head, taken from [`crate::storage::Options`].
+#[derive(Debug, Clone)]
+pub(crate) struct HeadOptions {
+    pub(crate) block_range_ms: i64,
+    pub(crate) max_series_per_metric: usize,
+    pub(crate) stripes: usize,
+}
+
+/// Counts describing the head's contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadStats {
+    /// Number of series.
+    pub series: usize,
+    /// Number of samples held.
+    pub samples: usize,
+    /// Number of chunks (full and open).
+    pub chunks: usize,
+    /// Bytes of chunk data.
+    pub chunk_bytes: usize,
+    /// Oldest sample timestamp, if any.
+    pub min_t: Option<i64>,
+    /// Newest sample timestamp, if any.
+    pub max_t: Option<i64>,
+}
+
+/// What WAL replay applied to the head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadReplayStats {
+    /// Series records applied.
+    pub series: u64,
+    /// Samples applied.
+    pub samples: u64,
+    /// Samples skipped as not newer than their series (identical resends).
+    pub skipped_samples: u64,
+    /// Samples whose series ref had no series record.
+    pub unknown_refs: u64,
+}
+
+/// The in-memory head block.
+pub(crate) struct Head {
+    opts: HeadOptions,
+    series: StripeSeries,
+    postings: postings::MemPostings,
+    interner: Interner,
+    next_ref: AtomicU64,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    /// Series count per metric name, for `max_series_per_metric`.
+    metric_series: Mutex<HashMap<Arc<str>, usize, ahash::RandomState>>,
+    /// Duplicate refs seen during replay mapped to the series that holds
+    /// their labels.
+    replay_aliases: Mutex<HashMap<SeriesRef, SeriesRef, ahash::RandomState>>,
+    /// Read-held by appenders from series resolution to apply; write-held
+    /// by [`Head::truncate`] while it removes series.
+    gc_lock: parking_lot::RwLock<()>,
+}
+
+impl Head {
+    pub(crate) fn new(opts: HeadOptions) -> Self {
+        Self {
+            series: StripeSeries::new(opts.stripes),
+            opts,
+            postings: Default::default(),
+            interner: Interner::new(),
+            next_ref: AtomicU64::new(1),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            metric_series: Default::default(),
+            replay_aliases: Default::default(),
+            gc_lock: Default::default(),
+        }
+    }
+
+    pub(crate) fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    /// Oldest timestamp the head accepts: its max time minus half a block
+    /// range (Prometheus `appendableMinValidTime`).
+    pub(crate) fn min_valid_time(&self) -> i64 {
+        let max_t = self.max_t.load(Ordering::Acquire);
+        if max_t == i64::MIN {
+            return i64::MIN;
+        }
+        max_t.saturating_sub(self.opts.block_range_ms / 2)
+    }
+
+    pub(crate) fn min_t(&self) -> Option<i64> {
+        Some(self.min_t.load(Ordering::Acquire)).filter(|&t| t != i64::MAX)
+    }
+
+    pub(crate) fn max_t(&self) -> Option<i64> {
+        Some(self.max_t.load(Ordering::Acquire)).filter(|&t| t != i64::MIN)
+    }
+
+    fn observe_time_range(&self, min_t: i64, max_t: i64) {
+        self.min_t.fetch_min(min_t, Ordering::AcqRel);
+        self.max_t.fetch_max(max_t, Ordering::AcqRel);
+    }
+
+    /// Finds the series for `labels` or creates it (not yet logged to the WAL).
+    fn get_or_create(&self, labels: &Labels) -> Result<Arc<MemSeries>, SampleError> {
+        let hash = labels.stable_hash();
+        let got = self.series.get_or_create(hash, labels, || {
+            self.count_series_of_metric(labels, true)?;
+            let r = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
+            Ok(Arc::new(MemSeries::new(
+                r,
+                labels.interned(&self.interner),
+                false,
+            )))
+        })?;
+        Ok(match got {
+            GetOrCreate::Found(s) => s,
+            GetOrCreate::Created(s) => {
+                self.postings.add(s.series_ref, &s.labels);
+                s
+            }
+        })
+    }
+
+    /// Counts a new series of its metric; refuses past the limit when `enforce`.
+    fn count_series_of_metric(&self, labels: &Labels, enforce: bool) -> Result<(), SampleError> {
+        let limit = self.opts.max_series_per_metric;
+        if limit == 0 {
+            return Ok(());
+        }
+        let name = labels.metric_name().unwrap_or("");
+        let mut counts = self.metric_series.lock();
+        if let Some(c) = counts.get_mut(name) {
+            if enforce && *c >= limit {
+                return Err(SampleError::SeriesLimit {
+                    metric: name.to_string(),
+                    limit,
+                });
+            }
+            *c += 1;
+        } else {
+            counts.insert(self.interner.intern(name), 1);
+        }
+        Ok(())
+    }
+
+    /// Applies one replayed WAL record. Replay runs before any appender, in
+    /// WAL order, so per-series order is the order in which samples were
+    /// acknowledged.
+    pub(crate) fn apply_record(&self, record: Record, stats: &mut HeadReplayStats) {
+        match record {
+            Record::Series(series) => {
+                for rs in series {
+                    stats.series += 1;
+                    let hash = rs.labels.stable_hash();
+                    let r = rs.series_ref;
+                    let got = self.series.get_or_create(hash, &rs.labels, || {
+                        let _ = self.count_series_of_metric(&rs.labels, false);
+                        Ok::<_, SampleError>(Arc::new(MemSeries::new(r, rs.labels.clone(), true)))
+                    });
+                    match got {
+                        Ok(GetOrCreate::Created(s)) => self.postings.add(s.series_ref, &s.labels),
+                        Ok(GetOrCreate::Found(s)) if s.series_ref != r => {
+                            self.replay_aliases.lock().insert(r, s.series_ref);
+                        }
+                        _ => {}
+                    }
+                    self.next_ref.fetch_max(r.0 + 1, Ordering::Relaxed);
+                }
+            }
+            Record::Samples(samples) => {
+                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+                let mut current: Option<Arc<MemSeries>> = None;
+                for rs in samples {
+                    if current.as_ref().map(|s| s.series_ref) != Some(rs.series_ref) {
+                        current = self.series.get_by_ref(rs.series_ref).or_else(|| {
+                            let alias = self.replay_aliases.lock().get(&rs.series_ref).copied();
+                            alias.and_then(|a| self.series.get_by_ref(a))
+                        });
+                    }
+                    let Some(s) = &current else {
+                        stats.unknown_refs += 1;
+                        continue;
+                    };
+                    let mut d = s.data.lock();
+                    if d.last.is_some_and(|l| rs.t <= l.t) {
+                        stats.skipped_samples += 1;
+                        continue;
+                    }
+                    d.append(
+                        crate::model::Sample::new(rs.t, rs.v),
+                        self.opts.block_range_ms,
+                    );
+                    d.logged = true;
+                    stats.samples += 1;
+                    min_t = min_t.min(rs.t);
+                    max_t = max_t.max(rs.t);
+                }
+                if min_t <= max_t {
+                    self.observe_time_range(min_t, max_t);
+                }
+            }
+        }
+    }
+
+    /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`,
+    /// sorted by labels. Series without such chunks are left out.
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<HeadChunk>)> {
+        let mut out: Vec<(Labels, Vec<HeadChunk>)> = self
+            .postings
+            .for_matchers(matchers)
+            .into_iter()
+            .filter_map(|r| self.series.get_by_ref(r))
+            .filter_map(|s| {
+                let chunks = s.data.lock().snapshot(mint, maxt);
+                (!chunks.is_empty()).then(|| (s.labels.clone(), chunks))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Drops full chunks that end before `mint` and series left with no
+    /// data, then unused interned strings. Returns the number of series
+    /// removed. The caller must have persisted the dropped data elsewhere
+    /// (blocks) first.
+    pub(crate) fn truncate(&self, mint: i64) -> usize {
+        // Excludes appenders, which may hold a series they resolved but have
+        // not locked yet; removing it under them would orphan their samples.
+        let _gc = self.gc_lock.write();
+        let mut removed = Vec::new();
+        for s in self.series.all() {
+            let mut d = s.data.lock();
+            d.full.retain(|c| c.maxt >= mint);
+            let open_live = d.open.last_t().is_some_and(|t| t >= mint);
+            if d.full.is_empty() && !open_live {
+                drop(d);
+                self.series.remove(&s);
+                removed.push((s.series_ref, s.labels.clone()));
+            }
+        }
+        self.postings.remove(&removed);
+        if self.opts.max_series_per_metric > 0 {
+            let mut counts = self.metric_series.lock();
+            for (_, l) in &removed {
+                if let Some(c) = counts.get_mut(l.metric_name().unwrap_or("")) {
+                    *c = c.saturating_sub(1);
+                }
+            }
+            counts.retain(|_, c| *c > 0);
+        }
+        let min_t = self
+            .series
+            .all()
+            .iter()
+            .filter_map(|s| {
+                let d = s.data.lock();
+                d.full.first().map(|c| c.mint).or(d.open.first_t())
+            })
+            .min();
+        self.min_t
+            .store(min_t.unwrap_or(i64::MAX), Ordering::Release);
+        let n = removed.len();
+        drop(removed);
+        self.interner.purge_unused();
+        n
+    }
+
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        self.postings.label_names()
+    }
+
+    pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
+        self.postings.label_values(name)
+    }
+
+    pub(crate) fn stats(&self) -> HeadStats {
+        let mut st = HeadStats {
+            min_t: self.min_t(),
+            max_t: self.max_t(),
+            ..Default::default()
+        };
+        for s in self.series.all() {
+            let d = s.data.lock();
+            st.series += 1;
+            st.samples += d.num_samples();
+            st.chunks += d.full.len() + usize::from(d.open.num_samples() > 0);
+            st.chunk_bytes += d.chunk_bytes();
+        }
+        st
+    }
+
+    pub(crate) fn num_series(&self) -> usize {
+        self.postings.len()
+    }
+
+    /// Whether `r` is a live series (for WAL checkpoints).
+    pub(crate) fn has_series(&self, r: SeriesRef) -> bool {
+        self.series.get_by_ref(r).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

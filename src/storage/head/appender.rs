@@ -1,0 +1,214 @@
+//! The head's append path: resolve series, validate, write the WAL, apply.
+//!
+//! Order of a commit (Prometheus `headAppender.Commit`, made per-series
+//! exact): resolve or create every series; lock the batch's series in ref
+//! order (deadlock-free); check each sample against its series' newest
+//! sample; write one WAL entry holding the new series and accepted samples;
+//! apply to the chunks; unlock; then wait until the WAL entry is durable.
+//! Holding the series locks across the WAL write makes the WAL order of each
+//! series equal the order its samples were applied, so replay rebuilds
+//! exactly what was acknowledged.
+
+use std::sync::Arc;
+
+use crate::model::{Labels, Sample};
+use crate::storage::error::{Result, SampleError};
+use crate::storage::head::series::MemSeries;
+use crate::storage::head::Head;
+use crate::storage::wal::{self, RefSample, RefSeries, Wal};
+
+/// The samples of one series in an append batch, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    /// The series' labels (sorted and validated by construction).
+    pub labels: Labels,
+    /// Samples in ascending time order.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample that was not stored, by position in the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Index of the series in the batch.
+    pub series: usize,
+    /// Index of the sample within that series.
+    pub sample: usize,
+    /// Why it was refused.
+    pub error: SampleError,
+}
+
+/// The result of an append: every sample is appended, ignored as an
+/// identical duplicate, or rejected with a reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppendOutcome {
+    /// Samples stored.
+    pub appended: usize,
+    /// Samples identical to one already stored (same time, same value bits):
+    /// accepted silently so that a sender's retry is idempotent.
+    pub duplicates: usize,
+    /// Samples refused, in batch order.
+    pub rejected: Vec<Rejected>,
+}
+
+impl AppendOutcome {
+    /// Reports whether nothing was rejected.
+    pub fn is_complete(&self) -> bool {
+        self.rejected.is_empty()
+    }
+}
+
+/// Checks `s` against the newest sample of its series.
+enum Verdict {
+    Append,
+    Duplicate,
+    Reject(SampleError),
+}
+
+fn judge(s: Sample, last: Option<Sample>, min_valid_t: i64) -> Verdict {
+    if let Some(l) = last {
+        if s.t == l.t {
+            return if s.v.to_bits() == l.v.to_bits() {
+                Verdict::Duplicate
+            } else {
+                Verdict::Reject(SampleError::DuplicateSample { t: s.t })
+            };
+        }
+    }
+    if s.t < min_valid_t {
+        return Verdict::Reject(SampleError::TooOld {
+            t: s.t,
+            min_valid_t,
+        });
+    }
+    match last {
+        Some(l) if s.t < l.t => Verdict::Reject(SampleError::OutOfOrder {
+            t: s.t,
+            last_t: l.t,
+        }),
+        _ => Verdict::Append,
+    }
+}
+
+impl Head {
+    /// Appends a batch: stores every valid sample durably (per the WAL's
+    /// fsync policy) and reports the rest. Safe to call from many threads.
+    ///
+    /// # Errors
+    /// When the WAL cannot be written; then nothing of the batch was
+    /// acknowledged (samples may be visible in memory, and a retry of the
+    /// same batch is accepted as identical duplicates).
+    pub(crate) fn append(&self, batch: &[SeriesSamples], wal: &Wal) -> Result<AppendOutcome> {
+        let mut outcome = AppendOutcome::default();
+        let min_valid_t = self.min_valid_time();
+        let gc_guard = self.gc_lock.read();
+
+        // 1. Resolve series, outside any series lock.
+        let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
+        for (i, ss) in batch.iter().enumerate() {
+            if ss.samples.is_empty() {
+                continue;
+            }
+            match self.get_or_create(&ss.labels) {
+                Ok(s) => targets.push((s, i)),
+                Err(e) => outcome
+                    .rejected
+                    .extend((0..ss.samples.len()).map(|j| Rejected {
+                        series: i,
+                        sample: j,
+                        error: e.clone(),
+                    })),
+            }
+        }
+        // Stable: a series listed twice keeps its batch order.
+        targets.sort_by_key(|(s, i)| (s.series_ref, *i));
+
+        // 2. Lock each distinct series once, in ref order.
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        for (k, (s, _)) in targets.iter().enumerate() {
+            match groups.last_mut() {
+                Some((start, end)) if targets[*start].0.series_ref == s.series_ref => *end = k + 1,
+                _ => groups.push((k, k + 1)),
+            }
+        }
+        let mut guards: Vec<_> = groups
+            .iter()
+            .map(|&(start, _)| targets[start].0.data.lock())
+            .collect();
+
+        // 3. Validate against each series' newest sample.
+        let mut new_series: Vec<RefSeries> = Vec::new();
+        let mut accepted: Vec<RefSample> = Vec::new();
+        let mut accepted_groups: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
+        for (g, &(start, end)) in groups.iter().enumerate() {
+            let series = &targets[start].0;
+            let first = accepted.len();
+            let mut last = guards[g].last;
+            for (_, i) in &targets[start..end] {
+                for (j, &s) in batch[*i].samples.iter().enumerate() {
+                    match judge(s, last, min_valid_t) {
+                        Verdict::Append => {
+                            accepted.push(RefSample {
+                                series_ref: series.series_ref,
+                                t: s.t,
+                                v: s.v,
+                            });
+                            last = Some(s);
+                        }
+                        Verdict::Duplicate => outcome.duplicates += 1,
+                        Verdict::Reject(error) => outcome.rejected.push(Rejected {
+                            series: *i,
+                            sample: j,
+                            error,
+                        }),
+                    }
+                }
+            }
+            if accepted.len() > first && !guards[g].logged {
+                new_series.push(RefSeries {
+                    series_ref: series.series_ref,
+                    labels: series.labels.clone(),
+                });
+            }
+            accepted_groups.push((first, accepted.len()));
+        }
+        outcome.rejected.sort_by_key(|r| (r.series, r.sample));
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+
+        // 4. One WAL write for the whole batch, then apply.
+        let mut series_rec = Vec::new();
+        if !new_series.is_empty() {
+            wal::encode_series(&new_series, &mut series_rec);
+        }
+        let mut samples_rec = Vec::with_capacity(accepted.len() * 10 + 16);
+        wal::encode_samples(&accepted, &mut samples_rec);
+        let payloads: Vec<&[u8]> = [series_rec.as_slice(), samples_rec.as_slice()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        let ticket = wal.log(&payloads)?;
+
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for (g, &(first, end)) in accepted_groups.iter().enumerate() {
+            if first == end {
+                continue;
+            }
+            let d = &mut guards[g];
+            for rs in &accepted[first..end] {
+                d.append(Sample::new(rs.t, rs.v), self.opts.block_range_ms);
+                min_t = min_t.min(rs.t);
+                max_t = max_t.max(rs.t);
+            }
+            d.logged = true;
+        }
+        drop(guards);
+        drop(gc_guard);
+        self.observe_time_range(min_t, max_t);
+        outcome.appended = accepted.len();
+
+        // 5. Acknowledge only once durable.
+        wal.wait_durable(ticket)?;
+        Ok(outcome)
+    }
+}

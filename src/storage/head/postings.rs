@@ -1,0 +1,300 @@
+//! The head's inverted index: label name → value → sorted series refs, and
+//! the set operations (intersect, merge, subtract) that answer matchers the
+//! way Prometheus's `PostingsForMatchers` does.
+//!
+//! Owns only refs and interned strings; never touches series data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::model::{Labels, MatchOp, Matcher};
+use crate::storage::SeriesRef;
+
+type ValueMap = HashMap<Arc<str>, Vec<SeriesRef>, ahash::RandomState>;
+
+/// Label name → value → ascending series refs, plus the list of all refs.
+///
+/// Locking: one `RwLock` over the whole index; writers are series creation
+/// and deletion only (rare next to appends), readers are queries.
+#[derive(Default)]
+pub(crate) struct MemPostings {
+    inner: RwLock<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_name: HashMap<Arc<str>, ValueMap, ahash::RandomState>,
+    all: Vec<SeriesRef>,
+}
+
+/// Inserts `r` keeping `list` ascending; refs are allocated in increasing
+/// order, so this is a push except under concurrent creation.
+fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
+    match list.last() {
+        Some(&last) if last >= r => {
+            if let Err(i) = list.binary_search(&r) {
+                list.insert(i, r);
+            }
+        }
+        _ => list.push(r),
+    }
+}
+
+impl MemPostings {
+    /// Indexes a new series.
+    pub(crate) fn add(&self, r: SeriesRef, labels: &Labels) {
+        let mut ix = self.inner.write();
+        for l in labels {
+            let values = ix.by_name.entry(l.name.clone()).or_default();
+            insert_sorted(values.entry(l.value.clone()).or_default(), r);
+        }
+        insert_sorted(&mut ix.all, r);
+    }
+
+    /// Removes series from the index (head garbage collection).
+    pub(crate) fn remove(&self, removed: &[(SeriesRef, Labels)]) {
+        let mut ix = self.inner.write();
+        for (r, labels) in removed {
+            for l in labels {
+                if let Some(values) = ix.by_name.get_mut(&l.name) {
+                    if let Some(list) = values.get_mut(&l.value) {
+                        if let Ok(i) = list.binary_search(r) {
+                            list.remove(i);
+                        }
+                        if list.is_empty() {
+                            values.remove(&l.value);
+                        }
+                    }
+                    if values.is_empty() {
+                        ix.by_name.remove(&l.name);
+                    }
+                }
+            }
+            if let Ok(i) = ix.all.binary_search(r) {
+                ix.all.remove(i);
+            }
+        }
+    }
+
+    /// All label names in the index, sorted.
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        let ix = self.inner.read();
+        let mut names: Vec<String> = ix.by_name.keys().map(|s| s.to_string()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// All values of `name`, sorted.
+    pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
+        let ix = self.inner.read();
+        let mut values: Vec<String> = ix
+            .by_name
+            .get(name)
+            .map(|v| v.keys().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        values.sort_unstable();
+        values
+    }
+
+    /// Number of indexed series.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.read().all.len()
+    }
+
+    /// Refs of the series matching every matcher, ascending.
+    ///
+    /// Prometheus semantics: a matcher that matches `""` also selects series
+    /// without the label, so such matchers subtract the values they reject
+    /// instead of intersecting the values they accept. With no matcher that
+    /// needs a positive list, the start set is every series.
+    pub(crate) fn for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        let ix = self.inner.read();
+        let mut result: Option<Vec<SeriesRef>> = None;
+        let mut subtract: Vec<Vec<SeriesRef>> = Vec::new();
+        // Intersect the positive lists first: they shrink the set fastest.
+        for m in matchers.iter().filter(|m| !m.matches_empty()) {
+            let list = ix.values_matching(m, true);
+            result = Some(match result {
+                None => list,
+                Some(r) => intersect(&r, &list),
+            });
+            if result.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        for m in matchers.iter().filter(|m| m.matches_empty()) {
+            // Series having the label with a value the matcher rejects.
+            subtract.push(ix.values_matching(m, false));
+        }
+        let mut result = result.unwrap_or_else(|| ix.all.clone());
+        for s in &subtract {
+            result = difference(&result, s);
+        }
+        result
+    }
+}
+
+impl Index {
+    /// Union of the postings of `m.name`'s values for which `m.matches(v) == want`.
+    fn values_matching(&self, m: &Matcher, want: bool) -> Vec<SeriesRef> {
+        let Some(values) = self.by_name.get(m.name()) else {
+            return Vec::new();
+        };
+        if want {
+            if let Some(set) = m.set_matches() {
+                let lists: Vec<&[SeriesRef]> = set
+                    .iter()
+                    .filter_map(|v| values.get(*v).map(Vec::as_slice))
+                    .collect();
+                return merge(&lists);
+            }
+        } else if m.op() == MatchOp::NotEqual {
+            // `l!="v"` rejects exactly the value v.
+            return values.get(m.value()).cloned().unwrap_or_default();
+        }
+        let lists: Vec<&[SeriesRef]> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v) == want)
+            .map(|(_, l)| l.as_slice())
+            .collect();
+        merge(&lists)
+    }
+}
+
+/// Sorted intersection of two ascending lists.
+pub(crate) fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `a` minus `b`, both ascending.
+pub(crate) fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    let mut j = 0;
+    let mut out = Vec::with_capacity(a.len());
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != x {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Sorted, deduplicated union of ascending lists.
+pub(crate) fn merge(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
+    match lists {
+        [] => Vec::new(),
+        [one] => one.to_vec(),
+        _ => {
+            let mut out: Vec<SeriesRef> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn refs(v: &[u64]) -> Vec<SeriesRef> {
+        v.iter().map(|&r| SeriesRef(r)).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_set_ops_match_btreeset(a in proptest::collection::btree_set(0u64..200, 0..60),
+                                       b in proptest::collection::btree_set(0u64..200, 0..60)) {
+            let (va, vb) = (refs(&a.iter().copied().collect::<Vec<_>>()), refs(&b.iter().copied().collect::<Vec<_>>()));
+            let want_i: Vec<u64> = a.intersection(&b).copied().collect();
+            let want_d: Vec<u64> = a.difference(&b).copied().collect();
+            let want_u: Vec<u64> = a.union(&b).copied().collect();
+            prop_assert_eq!(intersect(&va, &vb), refs(&want_i));
+            prop_assert_eq!(difference(&va, &vb), refs(&want_d));
+            prop_assert_eq!(merge(&[&va, &vb]), refs(&want_u));
+        }
+    }
+
+    fn index() -> MemPostings {
+        let p = MemPostings::default();
+        p.add(
+            SeriesRef(1),
+            &Labels::from_static(&[("__name__", "up"), ("job", "a")]),
+        );
+        p.add(
+            SeriesRef(2),
+            &Labels::from_static(&[("__name__", "up"), ("job", "b"), ("env", "prod")]),
+        );
+        p.add(
+            SeriesRef(3),
+            &Labels::from_static(&[("__name__", "x"), ("job", "a")]),
+        );
+        p
+    }
+
+    fn sel(p: &MemPostings, ms: &[Matcher]) -> BTreeSet<u64> {
+        p.for_matchers(ms).into_iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn matchers_follow_prometheus_empty_semantics() {
+        let p = index();
+        let re = |n: &str, v: &str| Matcher::new(MatchOp::Regex, n, v).unwrap();
+        let nre = |n: &str, v: &str| Matcher::new(MatchOp::NotRegex, n, v).unwrap();
+        let cases: Vec<(Vec<Matcher>, Vec<u64>)> = vec![
+            (vec![Matcher::eq("__name__", "up")], vec![1, 2]),
+            (
+                vec![Matcher::eq("__name__", "up"), Matcher::eq("job", "a")],
+                vec![1],
+            ),
+            (vec![Matcher::eq("env", "")], vec![1, 3]),
+            (vec![Matcher::neq("env", "")], vec![2]),
+            (vec![Matcher::neq("job", "a")], vec![2]),
+            (vec![re("job", "a|b")], vec![1, 2, 3]),
+            (vec![re("env", "prod|")], vec![1, 2, 3]),
+            (vec![nre("job", "a.*")], vec![2]),
+            (
+                vec![re("__name__", ".+"), Matcher::neq("env", "prod")],
+                vec![1, 3],
+            ),
+            (vec![Matcher::eq("nope", "x")], vec![]),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(sel(&p, &ms), want.iter().copied().collect(), "{ms:?}");
+        }
+    }
+
+    #[test]
+    fn remove_drops_empty_values_and_names() {
+        let p = index();
+        p.remove(&[(
+            SeriesRef(2),
+            Labels::from_static(&[("__name__", "up"), ("job", "b"), ("env", "prod")]),
+        )]);
+        assert_eq!(p.label_names(), ["__name__", "job"]);
+        assert_eq!(p.label_values("job"), ["a"]);
+        assert_eq!(p.len(), 2);
+    }
+}

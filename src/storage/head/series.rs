@@ -1,0 +1,337 @@
+//! In-memory series ([`MemSeries`]) and the stripe-locked map that finds them
+//! by labels or by ref ([`StripeSeries`]).
+//!
+//! A series owns its chunks: immutable full chunks plus one open chunk being
+//! appended to. Must not touch the WAL or the postings index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::model::{Labels, Sample};
+use crate::storage::chunk::{self, XorAppender, SAMPLES_PER_CHUNK};
+use crate::storage::SeriesRef;
+
+/// A full, immutable head chunk with its time bounds.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadChunk {
+    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+}
+
+/// One series of the head. `labels` and `series_ref` are immutable; `data`
+/// is guarded by its mutex (the appender holds it across WAL write + apply
+/// so that per-series WAL order equals apply order).
+pub(crate) struct MemSeries {
+    pub(crate) series_ref: SeriesRef,
+    pub(crate) labels: Labels,
+    pub(crate) data: Mutex<SeriesData>,
+}
+
+/// The mutable part of a series.
+pub(crate) struct SeriesData {
+    /// Full chunks, oldest first.
+    pub(crate) full: Vec<HeadChunk>,
+    /// The chunk being appended to; empty when no sample is open.
+    pub(crate) open: XorAppender,
+    /// End (exclusive) of the block range the open chunk belongs to.
+    open_range_end: i64,
+    /// Newest sample, for the ordering and duplicate rules.
+    pub(crate) last: Option<Sample>,
+    /// Whether the series record has been written to the WAL.
+    pub(crate) logged: bool,
+}
+
+impl MemSeries {
+    pub(crate) fn new(series_ref: SeriesRef, labels: Labels, logged: bool) -> Self {
+        Self {
+            series_ref,
+            labels,
+            data: Mutex::new(SeriesData {
+                full: Vec::new(),
+                open: XorAppender::new(),
+                open_range_end: i64::MIN,
+                last: None,
+                logged,
+            }),
+        }
+    }
+}
+
+impl SeriesData {
+    /// Appends a sample known to be newer than `last`. Cuts the open chunk at
+    /// [`SAMPLES_PER_CHUNK`] samples or when `t` crosses a block-range
+    /// boundary, so that chunks never straddle two blocks.
+    pub(crate) fn append(&mut self, s: Sample, block_range_ms: i64) {
+        let n = self.open.num_samples();
+        if n > 0 && (n >= SAMPLES_PER_CHUNK || s.t >= self.open_range_end) {
+            self.cut();
+        }
+        if self.open.num_samples() == 0 {
+            self.open_range_end = range_end(s.t, block_range_ms);
+        }
+        self.open.append(s.t, s.v);
+        self.last = Some(s);
+    }
+
+    fn cut(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        let (Some(mint), Some(maxt)) = (open.first_t(), open.last_t()) else {
+            return;
+        };
+        self.full.push(HeadChunk {
+            bytes: Arc::from(open.finish()),
+            mint,
+            maxt,
+        });
+    }
+
+    /// Snapshot of the chunks overlapping `[mint, maxt]`, for lock-free reading.
+    pub(crate) fn snapshot(&self, mint: i64, maxt: i64) -> Vec<HeadChunk> {
+        let mut out: Vec<HeadChunk> = self
+            .full
+            .iter()
+            .filter(|c| c.maxt >= mint && c.mint <= maxt)
+            .cloned()
+            .collect();
+        if let (Some(cmint), Some(cmaxt)) = (self.open.first_t(), self.open.last_t()) {
+            if cmaxt >= mint && cmint <= maxt {
+                out.push(HeadChunk {
+                    bytes: Arc::from(self.open.bytes()),
+                    mint: cmint,
+                    maxt: cmaxt,
+                });
+            }
+        }
+        out
+    }
+
+    /// Number of samples held (full + open chunks).
+    pub(crate) fn num_samples(&self) -> usize {
+        self.full
+            .iter()
+            .map(|c| usize::from(chunk::num_samples(&c.bytes).unwrap_or(0)))
+            .sum::<usize>()
+            + self.open.num_samples()
+    }
+
+    /// Bytes of chunk data held.
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.full.iter().map(|c| c.bytes.len()).sum::<usize>() + self.open.bytes().len()
+    }
+}
+
+/// End (exclusive) of the block range containing `t`.
+fn range_end(t: i64, range: i64) -> i64 {
+    t.div_euclid(range).saturating_add(1).saturating_mul(range)
+}
+
+type HashMapA<K, V> = HashMap<K, V, ahash::RandomState>;
+type RefStripe = HashMapA<SeriesRef, Arc<MemSeries>>;
+
+/// One lock stripe of the by-labels map. Hash collisions (different labels,
+/// same 64-bit hash) go to `conflicts`, as in Prometheus's `seriesHashmap`.
+#[derive(Default)]
+struct HashStripe {
+    unique: HashMapA<u64, Arc<MemSeries>>,
+    conflicts: HashMapA<u64, Vec<Arc<MemSeries>>>,
+}
+
+impl HashStripe {
+    fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        if let Some(s) = self.unique.get(&hash) {
+            if s.labels == *labels {
+                return Some(s);
+            }
+        }
+        self.conflicts
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels == *labels)
+    }
+
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        match self.unique.get(&hash) {
+            None => {
+                self.unique.insert(hash, s);
+            }
+            Some(_) => self.conflicts.entry(hash).or_default().push(s),
+        }
+    }
+
+    fn remove(&mut self, hash: u64, r: SeriesRef) {
+        if self.unique.get(&hash).is_some_and(|s| s.series_ref == r) {
+            self.unique.remove(&hash);
+            // Promote a conflicting series, if any, to the unique slot.
+            if let Some(list) = self.conflicts.get_mut(&hash) {
+                if let Some(s) = list.pop() {
+                    self.unique.insert(hash, s);
+                }
+                if list.is_empty() {
+                    self.conflicts.remove(&hash);
+                }
+            }
+        } else if let Some(list) = self.conflicts.get_mut(&hash) {
+            list.retain(|s| s.series_ref != r);
+            if list.is_empty() {
+                self.conflicts.remove(&hash);
+            }
+        }
+    }
+}
+
+/// The head's series, findable by labels (hash stripes) and by ref (ref
+/// stripes). Each stripe has its own `RwLock`: lookups take a read lock,
+/// creation a write lock on one stripe, so appenders on different series do
+/// not contend. Lock order: hash stripe, then ref stripe.
+pub(crate) struct StripeSeries {
+    by_hash: Box<[RwLock<HashStripe>]>,
+    by_ref: Box<[RwLock<RefStripe>]>,
+    mask: usize,
+}
+
+/// Outcome of [`StripeSeries::get_or_create`].
+pub(crate) enum GetOrCreate {
+    /// The series existed.
+    Found(Arc<MemSeries>),
+    /// The series was created by this call.
+    Created(Arc<MemSeries>),
+}
+
+impl StripeSeries {
+    pub(crate) fn new(stripes: usize) -> Self {
+        let n = stripes.max(1).next_power_of_two();
+        Self {
+            by_hash: (0..n).map(|_| RwLock::default()).collect(),
+            by_ref: (0..n).map(|_| RwLock::default()).collect(),
+            mask: n - 1,
+        }
+    }
+
+    fn ref_stripe(&self, r: SeriesRef) -> &RwLock<RefStripe> {
+        &self.by_ref[(r.0 as usize) & self.mask]
+    }
+
+    pub(crate) fn get_by_ref(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        self.ref_stripe(r).read().get(&r).cloned()
+    }
+
+    pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.by_hash[(hash as usize) & self.mask]
+            .read()
+            .get(hash, labels)
+            .cloned()
+    }
+
+    /// Finds the series or creates it with `make()`. `make` runs under the
+    /// stripe's write lock and may refuse (series limit) by returning `Err`.
+    pub(crate) fn get_or_create<E>(
+        &self,
+        hash: u64,
+        labels: &Labels,
+        make: impl FnOnce() -> Result<Arc<MemSeries>, E>,
+    ) -> Result<GetOrCreate, E> {
+        if let Some(s) = self.get(hash, labels) {
+            return Ok(GetOrCreate::Found(s));
+        }
+        let mut stripe = self.by_hash[(hash as usize) & self.mask].write();
+        if let Some(s) = stripe.get(hash, labels) {
+            return Ok(GetOrCreate::Found(s.clone()));
+        }
+        let s = make()?;
+        stripe.insert(hash, s.clone());
+        self.ref_stripe(s.series_ref)
+            .write()
+            .insert(s.series_ref, s.clone());
+        Ok(GetOrCreate::Created(s))
+    }
+
+    /// Removes a series from both maps.
+    pub(crate) fn remove(&self, s: &MemSeries) {
+        let hash = s.labels.stable_hash();
+        self.by_hash[(hash as usize) & self.mask]
+            .write()
+            .remove(hash, s.series_ref);
+        self.ref_stripe(s.series_ref).write().remove(&s.series_ref);
+    }
+
+    /// Every series, in no particular order.
+    pub(crate) fn all(&self) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::new();
+        for stripe in self.by_ref.iter() {
+            out.extend(stripe.read().values().cloned());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_cuts_chunk_at_sample_count() {
+        let s = MemSeries::new(SeriesRef(1), Labels::empty(), true);
+        let mut d = s.data.lock();
+        for i in 0..(SAMPLES_PER_CHUNK as i64 * 2 + 5) {
+            d.append(Sample::new(i * 1000, i as f64), 7_200_000);
+        }
+        assert_eq!(d.full.len(), 2);
+        assert_eq!(d.open.num_samples(), 5);
+        assert_eq!(d.num_samples(), SAMPLES_PER_CHUNK * 2 + 5);
+    }
+
+    #[test]
+    fn append_cuts_chunk_at_block_boundary() {
+        let s = MemSeries::new(SeriesRef(1), Labels::empty(), true);
+        let mut d = s.data.lock();
+        d.append(Sample::new(7_199_999, 1.0), 7_200_000);
+        d.append(Sample::new(7_200_000, 2.0), 7_200_000);
+        assert_eq!(d.full.len(), 1);
+        assert_eq!((d.full[0].mint, d.full[0].maxt), (7_199_999, 7_199_999));
+        // Negative timestamps round towards minus infinity.
+        assert_eq!(range_end(-1, 10), 0);
+        assert_eq!(range_end(i64::MAX - 1, 10), i64::MAX);
+    }
+
+    #[test]
+    fn snapshot_selects_overlapping_chunks() {
+        let s = MemSeries::new(SeriesRef(1), Labels::empty(), true);
+        let mut d = s.data.lock();
+        for i in 0..250i64 {
+            d.append(Sample::new(i, i as f64), 7_200_000);
+        }
+        assert_eq!(d.snapshot(0, 10).len(), 1);
+        assert_eq!(d.snapshot(100, 130).len(), 2);
+        assert_eq!(d.snapshot(245, 1000).len(), 1);
+        assert_eq!(d.snapshot(1000, 2000).len(), 0);
+    }
+
+    #[test]
+    fn stripes_handle_hash_conflicts() {
+        let st = StripeSeries::new(4);
+        let a = Labels::from_static(&[("a", "1")]);
+        let b = Labels::from_static(&[("b", "1")]);
+        // Force both under the same hash.
+        let mk =
+            |r, l: &Labels| Ok::<_, ()>(Arc::new(MemSeries::new(SeriesRef(r), l.clone(), false)));
+        assert!(matches!(
+            st.get_or_create(7, &a, || mk(1, &a)),
+            Ok(GetOrCreate::Created(_))
+        ));
+        assert!(matches!(
+            st.get_or_create(7, &b, || mk(2, &b)),
+            Ok(GetOrCreate::Created(_))
+        ));
+        assert!(
+            matches!(st.get_or_create(7, &b, || mk(3, &b)), Ok(GetOrCreate::Found(s)) if s.series_ref == SeriesRef(2))
+        );
+        assert_eq!(st.get(7, &a).unwrap().series_ref, SeriesRef(1));
+        st.by_hash[7 & st.mask].write().remove(7, SeriesRef(1));
+        assert_eq!(st.get(7, &b).unwrap().series_ref, SeriesRef(2));
+        assert!(st.get(7, &a).is_none());
+        assert_eq!(st.all().len(), 2);
+    }
+}

@@ -1,0 +1,205 @@
+//! Unit tests of the head's append rules and replay, against a real WAL in a
+//! temporary directory.
+
+use super::*;
+use crate::model::{Sample, STALE_NAN};
+use crate::storage::head::appender::SeriesSamples;
+use crate::storage::wal::{Wal, WalOptions};
+
+fn head(max_series_per_metric: usize) -> Head {
+    Head::new(HeadOptions {
+        block_range_ms: 7_200_000,
+        max_series_per_metric,
+        stripes: 16,
+    })
+}
+
+fn wal() -> (tempfile::TempDir, Wal) {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(&dir.path().join("wal"), WalOptions::default()).unwrap();
+    (dir, wal)
+}
+
+fn batch(name: &str, samples: &[(i64, f64)]) -> SeriesSamples {
+    SeriesSamples {
+        labels: Labels::from_static(&[("__name__", name), ("job", "t")]),
+        samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+    }
+}
+
+fn read(h: &Head, name: &str) -> Vec<(i64, u64)> {
+    let sel = h.select(&[Matcher::eq("__name__", name)], i64::MIN, i64::MAX);
+    sel.iter()
+        .flat_map(|(_, cs)| {
+            cs.iter()
+                .flat_map(|c| crate::storage::chunk::XorIter::new(&c.bytes[..]))
+        })
+        .map(|s| (s.t, s.v.to_bits()))
+        .collect()
+}
+
+#[test]
+fn append_in_order_then_read_back() {
+    let (_d, w) = wal();
+    let h = head(0);
+    let out = h
+        .append(&[batch("a", &[(1, 1.0), (2, STALE_NAN), (3, -0.0)])], &w)
+        .unwrap();
+    assert_eq!(out.appended, 3);
+    assert_eq!(
+        read(&h, "a"),
+        vec![
+            (1, 1f64.to_bits()),
+            (2, STALE_NAN.to_bits()),
+            (3, (-0.0f64).to_bits())
+        ]
+    );
+    assert_eq!((h.min_t(), h.max_t()), (Some(1), Some(3)));
+}
+
+#[test]
+fn duplicate_and_out_of_order_get_typed_errors() {
+    let (_d, w) = wal();
+    let h = head(0);
+    h.append(&[batch("a", &[(10, 1.0)])], &w).unwrap();
+    let out = h
+        .append(
+            &[batch("a", &[(10, 1.0), (10, 2.0), (5, 1.0), (11, 1.0)])],
+            &w,
+        )
+        .unwrap();
+    assert_eq!(out.appended, 1);
+    assert_eq!(out.duplicates, 1);
+    assert_eq!(
+        out.rejected,
+        vec![
+            Rejected {
+                series: 0,
+                sample: 1,
+                error: SampleError::DuplicateSample { t: 10 }
+            },
+            Rejected {
+                series: 0,
+                sample: 2,
+                error: SampleError::OutOfOrder { t: 5, last_t: 10 }
+            },
+        ]
+    );
+    // A stale marker resent identically is a duplicate, not an error.
+    h.append(&[batch("a", &[(12, STALE_NAN)])], &w).unwrap();
+    let out = h.append(&[batch("a", &[(12, STALE_NAN)])], &w).unwrap();
+    assert_eq!(
+        (out.appended, out.duplicates, out.rejected.len()),
+        (0, 1, 0)
+    );
+    // An ordinary NaN differs from the stale marker by bits.
+    let out = h.append(&[batch("a", &[(12, f64::NAN)])], &w).unwrap();
+    assert_eq!(
+        out.rejected[0].error,
+        SampleError::DuplicateSample { t: 12 }
+    );
+}
+
+#[test]
+fn too_old_relative_to_head_max_time() {
+    let (_d, w) = wal();
+    let h = head(0);
+    h.append(&[batch("a", &[(10_000_000, 1.0)])], &w).unwrap();
+    let out = h
+        .append(
+            &[batch(
+                "b",
+                &[(10_000_000 - 3_600_001, 1.0), (10_000_000 - 3_600_000, 1.0)],
+            )],
+            &w,
+        )
+        .unwrap();
+    assert_eq!(out.appended, 1);
+    assert_eq!(
+        out.rejected[0].error,
+        SampleError::TooOld {
+            t: 6_399_999,
+            min_valid_t: 6_400_000
+        }
+    );
+}
+
+#[test]
+fn same_series_twice_in_one_batch_keeps_batch_order() {
+    let (_d, w) = wal();
+    let h = head(0);
+    let out = h
+        .append(
+            &[
+                batch("a", &[(1, 1.0)]),
+                batch("b", &[(1, 1.0)]),
+                batch("a", &[(2, 2.0), (1, 5.0)]),
+            ],
+            &w,
+        )
+        .unwrap();
+    assert_eq!(out.appended, 3);
+    assert_eq!(
+        out.rejected,
+        vec![Rejected {
+            series: 2,
+            sample: 1,
+            error: SampleError::OutOfOrder { t: 1, last_t: 2 }
+        }]
+    );
+    assert_eq!(read(&h, "a").len(), 2);
+}
+
+#[test]
+fn series_limit_per_metric_rejects_new_series_only() {
+    let (_d, w) = wal();
+    let h = head(2);
+    let mk = |i: &str| SeriesSamples {
+        labels: Labels::from_static(&[("__name__", "m"), ("i", i)]),
+        samples: vec![Sample::new(1, 1.0)],
+    };
+    let out = h.append(&[mk("1"), mk("2"), mk("3")], &w).unwrap();
+    assert_eq!(out.appended, 2);
+    assert_eq!(
+        out.rejected,
+        vec![Rejected {
+            series: 2,
+            sample: 0,
+            error: SampleError::SeriesLimit {
+                metric: "m".into(),
+                limit: 2
+            }
+        }]
+    );
+    // Existing series still take samples; other metrics are unaffected.
+    let out = h
+        .append(
+            &[
+                SeriesSamples {
+                    samples: vec![Sample::new(2, 1.0)],
+                    ..mk("1")
+                },
+                batch("other", &[(1, 1.0)]),
+            ],
+            &w,
+        )
+        .unwrap();
+    assert!(out.is_complete());
+    assert_eq!(out.rejected.first().map(|r| r.error.reason()), None);
+}
+
+#[test]
+fn truncate_drops_old_chunks_and_empty_series() {
+    let (_d, w) = wal();
+    let h = head(0);
+    let old: Vec<(i64, f64)> = (0..130).map(|i| (i, 1.0)).collect();
+    h.append(&[batch("old", &old[..10]), batch("mixed", &old)], &w)
+        .unwrap();
+    h.append(&[batch("mixed", &[(200, 1.0)])], &w).unwrap();
+    assert_eq!(h.truncate(150), 1);
+    assert!(read(&h, "old").is_empty());
+    // The first full chunk of "mixed" (0..119) ended before 150; the open one stays.
+    assert_eq!(read(&h, "mixed").first().map(|s| s.0), Some(120));
+    assert_eq!(h.min_t(), Some(120));
+    assert_eq!(h.label_values("__name__"), ["mixed"]);
+}
