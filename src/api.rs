@@ -2,20 +2,27 @@
 //! API, remote write and remote read land here next. Depends on `storage`
 //! (and later `promql`, `ingest`); nothing below imports it.
 
+mod error;
 mod health;
+mod write;
+
+pub use error::ApiError;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::Router;
 
+use crate::ingest::Receiver;
 use crate::storage::Db;
 
 /// State shared by all handlers.
 #[derive(Default)]
 pub struct AppState {
     db: OnceLock<Arc<Db>>,
+    receiver: OnceLock<Arc<Receiver>>,
     ready: AtomicBool,
 }
 
@@ -25,9 +32,11 @@ impl AppState {
         Arc::new(Self::default())
     }
 
-    /// Installs the opened database and marks the server ready.
-    pub fn set_ready(&self, db: Arc<Db>) {
+    /// Installs the opened database and the receiver writing into it, and
+    /// marks the server ready.
+    pub fn set_ready(&self, db: Arc<Db>, receiver: Arc<Receiver>) {
         let _ = self.db.set(db);
+        let _ = self.receiver.set(receiver);
         self.ready.store(true, Ordering::Release);
     }
 
@@ -45,6 +54,11 @@ impl AppState {
     pub fn db(&self) -> Option<&Arc<Db>> {
         self.db.get()
     }
+
+    /// The remote-write receiver, once storage is open.
+    pub fn receiver(&self) -> Option<&Arc<Receiver>> {
+        self.receiver.get()
+    }
 }
 
 /// The router with every endpoint.
@@ -52,5 +66,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
+        // The receiver enforces its own (configurable) body limit.
+        .route(
+            "/api/v1/write",
+            post(write::write).layer(DefaultBodyLimit::disable()),
+        )
         .with_state(state)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::ingest::ReceiverOptions;
 use crate::storage::wal::{FsyncPolicy, WalOptions};
 use crate::storage::Options;
 
@@ -54,6 +55,16 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_MAX_SERIES_PER_METRIC", default_value_t = 0)]
     pub max_series_per_metric: usize,
 
+    /// Largest accepted remote-write body (compressed), in bytes; larger
+    /// requests get 413.
+    #[arg(long, env = "TIDEMARK_MAX_WRITE_BODY_BYTES", default_value_t = 32 << 20)]
+    pub max_write_body_bytes: usize,
+
+    /// Largest accepted remote-write body after snappy decompression, in
+    /// bytes; larger requests get 400.
+    #[arg(long, env = "TIDEMARK_MAX_WRITE_DECOMPRESSED_BYTES", default_value_t = 256 << 20)]
+    pub max_write_decompressed_bytes: usize,
+
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
     /// tracing directive such as `tidemark=debug,info`.
     #[arg(long, env = "TIDEMARK_LOG_LEVEL", default_value = "info")]
@@ -73,6 +84,16 @@ impl From<&Config> for Options {
             },
             max_series_per_metric: c.max_series_per_metric,
             ..Options::default()
+        }
+    }
+}
+
+impl From<&Config> for ReceiverOptions {
+    fn from(c: &Config) -> Self {
+        ReceiverOptions {
+            max_body_bytes: c.max_write_body_bytes,
+            max_decompressed_bytes: c.max_write_decompressed_bytes,
+            ..ReceiverOptions::default()
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::ingest::{Receiver, ReceiverOptions};
 use crate::storage::{Db, Options};
 
 /// Runs the server until a termination signal.
@@ -54,7 +55,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         duration_ms = r.replay_duration.as_millis() as u64,
         "WAL replay finished; ready"
     );
-    state.set_ready(db.clone());
+    let receiver = Arc::new(Receiver::new(db.clone(), ReceiverOptions::from(&config)));
+    state.set_ready(db.clone(), receiver);
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -33,9 +33,12 @@ async fn ready_only_after_storage_is_open() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     let dir = tempfile::tempdir().unwrap();
-    state.set_ready(std::sync::Arc::new(
-        Db::open(dir.path(), Options::default()).unwrap(),
+    let db = std::sync::Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let receiver = std::sync::Arc::new(tidemark::ingest::Receiver::new(
+        db.clone(),
+        Default::default(),
     ));
+    state.set_ready(db, receiver);
     let (status, body) = get(app.clone(), "/-/ready").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Ready"));

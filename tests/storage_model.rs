@@ -66,17 +66,16 @@ fn matchers(i: usize) -> Vec<Matcher> {
 }
 
 /// Oracle append: Prometheus's rules (no out-of-order window; the too-old
-/// bound cannot trigger at these timestamps).
+/// bound cannot trigger at these timestamps), plus Tidemark's idempotency
+/// rule: a sample identical to one already stored, at any time, is accepted
+/// silently.
 fn oracle_append(series: &mut Vec<(i64, f64)>, t: i64, v: f64) -> Result<bool, SampleError> {
     match series.last() {
-        Some(&(lt, lv)) if t == lt => {
-            if lv.to_bits() == v.to_bits() {
-                Ok(false)
-            } else {
-                Err(SampleError::DuplicateSample { t })
-            }
-        }
-        Some(&(lt, _)) if t < lt => Err(SampleError::OutOfOrder { t, last_t: lt }),
+        Some(&(lt, _)) if t <= lt => match series.iter().find(|s| s.0 == t) {
+            Some(&(_, sv)) if sv.to_bits() == v.to_bits() => Ok(false),
+            Some(_) => Err(SampleError::DuplicateSample { t }),
+            None => Err(SampleError::OutOfOrder { t, last_t: lt }),
+        },
         _ => {
             series.push((t, v));
             Ok(true)

@@ -57,33 +57,44 @@ impl AppendOutcome {
     }
 }
 
-/// Checks `s` against the newest sample of its series.
+/// What to do with one sample.
 enum Verdict {
     Append,
     Duplicate,
     Reject(SampleError),
 }
 
-fn judge(s: Sample, last: Option<Sample>, min_valid_t: i64) -> Verdict {
-    if let Some(l) = last {
-        if s.t == l.t {
-            return if s.v.to_bits() == l.v.to_bits() {
-                Verdict::Duplicate
-            } else {
-                Verdict::Reject(SampleError::DuplicateSample { t: s.t })
-            };
+/// Checks `s` against its series: `last` is the newest sample (stored or
+/// accepted earlier in this batch) and `existing(t)` finds the value stored
+/// or pending at an older timestamp. A sample identical to one already held,
+/// at any timestamp, is a duplicate accepted silently, so that a sender's
+/// retry of a batch is idempotent; a different value at a held timestamp is
+/// an error, as is anything else not newer than `last`.
+fn judge(
+    s: Sample,
+    last: Option<Sample>,
+    min_valid_t: i64,
+    existing: impl FnOnce(i64) -> Option<f64>,
+) -> Verdict {
+    match last {
+        Some(l) if s.t <= l.t => {
+            let held = if s.t == l.t { Some(l.v) } else { existing(s.t) };
+            match held {
+                Some(v) if v.to_bits() == s.v.to_bits() => Verdict::Duplicate,
+                Some(_) => Verdict::Reject(SampleError::DuplicateSample { t: s.t }),
+                None if s.t < min_valid_t => Verdict::Reject(SampleError::TooOld {
+                    t: s.t,
+                    min_valid_t,
+                }),
+                None => Verdict::Reject(SampleError::OutOfOrder {
+                    t: s.t,
+                    last_t: l.t,
+                }),
+            }
         }
-    }
-    if s.t < min_valid_t {
-        return Verdict::Reject(SampleError::TooOld {
+        _ if s.t < min_valid_t => Verdict::Reject(SampleError::TooOld {
             t: s.t,
             min_valid_t,
-        });
-    }
-    match last {
-        Some(l) if s.t < l.t => Verdict::Reject(SampleError::OutOfOrder {
-            t: s.t,
-            last_t: l.t,
         }),
         _ => Verdict::Append,
     }
@@ -145,7 +156,13 @@ impl Head {
             let mut last = guards[g].last;
             for (_, i) in &targets[start..end] {
                 for (j, &s) in batch[*i].samples.iter().enumerate() {
-                    match judge(s, last, min_valid_t) {
+                    let pending = &accepted[first..];
+                    let data = &guards[g];
+                    let existing = |t: i64| match pending.binary_search_by_key(&t, |p| p.t) {
+                        Ok(k) => Some(pending[k].v),
+                        Err(_) => data.value_at(t),
+                    };
+                    match judge(s, last, min_valid_t, existing) {
                         Verdict::Append => {
                             accepted.push(RefSample {
                                 series_ref: series.series_ref,

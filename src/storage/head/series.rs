@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::model::{Labels, Sample};
-use crate::storage::chunk::{self, XorAppender, SAMPLES_PER_CHUNK};
+use crate::storage::chunk::{self, XorAppender, XorIter, SAMPLES_PER_CHUNK};
 use crate::storage::SeriesRef;
 
 /// A full, immutable head chunk with its time bounds.
@@ -106,6 +106,27 @@ impl SeriesData {
             }
         }
         out
+    }
+
+    /// The value stored at exactly `t`, if any (the slow path for resent
+    /// samples older than the newest one).
+    pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
+        let find = |bytes: &[u8]| {
+            XorIter::new(bytes)
+                .take_while(|s| s.t <= t)
+                .find(|s| s.t == t)
+                .map(|s| s.v)
+        };
+        if self.open.first_t().is_some_and(|first| first <= t) {
+            return find(self.open.bytes());
+        }
+        // Full chunks are in time order: the one that may hold t is the
+        // first whose maxt is not before t.
+        let i = self.full.partition_point(|c| c.maxt < t);
+        self.full
+            .get(i)
+            .filter(|c| c.mint <= t)
+            .and_then(|c| find(&c.bytes))
     }
 
     /// Number of samples held (full + open chunks).
@@ -294,6 +315,22 @@ mod tests {
         // Negative timestamps round towards minus infinity.
         assert_eq!(range_end(-1, 10), 0);
         assert_eq!(range_end(i64::MAX - 1, 10), i64::MAX);
+    }
+
+    #[test]
+    fn value_at_finds_samples_in_full_and_open_chunks() {
+        let s = MemSeries::new(SeriesRef(1), Labels::empty(), true);
+        let mut d = s.data.lock();
+        for i in 0..250i64 {
+            d.append(Sample::new(i * 2, i as f64), 7_200_000);
+        }
+        assert_eq!(d.value_at(0), Some(0.0));
+        assert_eq!(d.value_at(238), Some(119.0));
+        assert_eq!(d.value_at(240), Some(120.0));
+        assert_eq!(d.value_at(498), Some(249.0));
+        assert_eq!(d.value_at(3), None);
+        assert_eq!(d.value_at(-2), None);
+        assert_eq!(d.value_at(1000), None);
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn same_series_twice_in_one_batch_keeps_batch_order() {
         vec![Rejected {
             series: 2,
             sample: 1,
-            error: SampleError::OutOfOrder { t: 1, last_t: 2 }
+            error: SampleError::DuplicateSample { t: 1 }
         }]
     );
     assert_eq!(read(&h, "a").len(), 2);
