@@ -1,6 +1,8 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub(crate) mod http;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
