@@ -4,6 +4,7 @@
 
 mod error;
 mod health;
+mod metrics;
 mod write;
 
 pub use error::ApiError;
@@ -15,21 +16,41 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::ingest::Receiver;
+use prometheus_client::registry::Registry;
+
+use crate::ingest::{IngestMetrics, Receiver};
 use crate::storage::Db;
 
 /// State shared by all handlers.
-#[derive(Default)]
 pub struct AppState {
     db: OnceLock<Arc<Db>>,
     receiver: OnceLock<Arc<Receiver>>,
     ready: AtomicBool,
+    registry: Registry,
+    ingest_metrics: Arc<IngestMetrics>,
+    storage_gauges: metrics::StorageGauges,
 }
 
 impl AppState {
-    /// State for a server whose storage is still opening.
+    /// State for a server whose storage is still opening, with every
+    /// layer's metrics registered.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let mut registry = Registry::default();
+        let ingest_metrics = Arc::new(IngestMetrics::register(&mut registry));
+        let storage_gauges = metrics::StorageGauges::register(&mut registry);
+        Arc::new(Self {
+            db: OnceLock::new(),
+            receiver: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            registry,
+            ingest_metrics,
+            storage_gauges,
+        })
+    }
+
+    /// The remote-write metrics, to hand to [`Receiver::with_metrics`].
+    pub fn ingest_metrics(&self) -> Arc<IngestMetrics> {
+        self.ingest_metrics.clone()
     }
 
     /// Installs the opened database and the receiver writing into it, and
@@ -66,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
+        .route("/metrics", get(metrics::metrics))
         // The receiver enforces its own (configurable) body limit.
         .route(
             "/api/v1/write",

@@ -6,10 +6,12 @@ pub mod decode;
 mod error;
 pub mod exemplars;
 pub mod metadata;
+mod metrics;
 pub mod proto;
 mod receiver;
 pub mod validate;
 
 pub use decode::{ProtoVersion, Request};
 pub use error::{Error, Reason};
+pub use metrics::IngestMetrics;
 pub use receiver::{Receiver, ReceiverOptions, WriteOutcome};

@@ -55,7 +55,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         duration_ms = r.replay_duration.as_millis() as u64,
         "WAL replay finished; ready"
     );
-    let receiver = Arc::new(Receiver::new(db.clone(), ReceiverOptions::from(&config)));
+    let receiver = Arc::new(Receiver::with_metrics(
+        db.clone(),
+        ReceiverOptions::from(&config),
+        state.ingest_metrics(),
+    ));
     state.set_ready(db.clone(), receiver);
 
     shutdown_signal().await;

@@ -30,8 +30,12 @@ struct Server {
 fn server_with(opts: ReceiverOptions) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
-    let receiver = Arc::new(Receiver::new(db.clone(), opts));
     let state = AppState::new();
+    let receiver = Arc::new(Receiver::with_metrics(
+        db.clone(),
+        opts,
+        state.ingest_metrics(),
+    ));
     state.set_ready(db.clone(), receiver.clone());
     Server {
         _dir: dir,
@@ -641,4 +645,75 @@ async fn unavailable_storage_is_503_retryable() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
     assert!(r.body.contains("storage"), "{}", r.body);
     assert_eq!(r.headers["Retry-After"], "1");
+}
+
+#[tokio::test]
+async fn self_metrics_count_requests_samples_and_rejections() {
+    let s = server();
+    let t = now_ms();
+    let ok = v1_req(vec![ts(
+        &[("__name__", "a"), ("i", "1")],
+        &[(t - 1000, 1.0), (t, 2.0)],
+    )]);
+    assert_eq!(s.post(V1_CT, &ok).await.status, StatusCode::NO_CONTENT);
+    let bad = v1_req(vec![
+        ts(&[("__name__", "a"), ("i", "1")], &[(t - 500, 1.0)]),
+        ts(&[("job", "x")], &[(t, 1.0)]),
+    ]);
+    assert_eq!(s.post(V1_CT, &bad).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.post(V2_CT, &v2_req(&[(&[("__name__", "b")], &[(t, 1.0)])]))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.post_raw(Some("text/plain"), None, vec![]).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+
+    let resp = s
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        r#"tidemark_remote_write_requests_total{version="1.0",code="204"} 1"#,
+        r#"tidemark_remote_write_requests_total{version="1.0",code="400"} 1"#,
+        r#"tidemark_remote_write_requests_total{version="2.0",code="204"} 1"#,
+        r#"tidemark_remote_write_requests_total{version="unknown",code="415"} 1"#,
+        r#"tidemark_remote_write_samples_received_total{version="1.0"} 4"#,
+        r#"tidemark_remote_write_samples_received_total{version="2.0"} 1"#,
+        "tidemark_remote_write_samples_stored_total 3",
+        r#"tidemark_remote_write_samples_rejected_total{reason="out_of_order"} 1"#,
+        r#"tidemark_remote_write_samples_rejected_total{reason="missing_metric_name"} 1"#,
+        r#"tidemark_remote_write_samples_rejected_total{reason="too_old"} 0"#,
+        "tidemark_head_series 2",
+        r#"tidemark_build_info{version="#,
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "/metrics lacks {line:?}:\n{text}"
+        );
+    }
+    assert!(text.contains("tidemark_remote_write_request_duration_seconds_bucket"));
+    assert!(text.contains("tidemark_remote_write_decode_duration_seconds_count{version=\"1.0\"} 2"));
+    let wal: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tidemark_wal_size_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wal > 0.0);
 }

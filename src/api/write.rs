@@ -5,7 +5,7 @@
 //! `X-Prometheus-Remote-Write-*-Written` headers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -49,38 +49,51 @@ pub(crate) async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let (version, resp) = handle(&state, &headers, body).await;
+    let label = version.map_or("unknown", ProtoVersion::as_str);
+    state
+        .ingest_metrics()
+        .observe_request(label, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Option<ProtoVersion>, Response) {
     let Some(receiver) = state.receiver().cloned() else {
-        return ApiError::Unavailable("storage is starting (WAL replay in progress); retry")
-            .into_response();
+        let e = ApiError::Unavailable("storage is starting (WAL replay in progress); retry");
+        return (None, e.into_response());
     };
     let version = match receiver.version(
-        header(&headers, "content-type"),
-        header(&headers, "content-encoding"),
+        header(headers, "content-type"),
+        header(headers, "content-encoding"),
     ) {
         Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return (None, ApiError::from(e).into_response()),
+    };
+    let fail = |e: ApiError| {
+        let resp = e.into_response();
+        let resp = match version {
+            ProtoVersion::V2 => with_written(resp, 0, 0, 0),
+            ProtoVersion::V1 => resp,
+        };
+        (Some(version), resp)
     };
     let limit = receiver.options().max_body_bytes;
-    let finish = |resp: Response| match version {
-        ProtoVersion::V2 => with_written(resp, 0, 0, 0),
-        ProtoVersion::V1 => resp,
-    };
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return finish(ApiError::from(ingest::Error::BodyTooLarge { limit }).into_response())
-        }
+        Err(_) => return fail(ingest::Error::BodyTooLarge { limit }.into()),
     };
     let result =
         tokio::task::spawn_blocking(move || receiver.write(version, &body, now_ms())).await;
-    let outcome = match result {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return finish(ApiError::from(e).into_response()),
-        Err(_) => {
-            return finish(ApiError::Unavailable("write task was cancelled; retry").into_response())
-        }
-    };
-    respond(&outcome)
+    match result {
+        Ok(Ok(outcome)) => (Some(version), respond(&outcome)),
+        Ok(Err(e)) => fail(e.into()),
+        Err(_) => fail(ApiError::Unavailable("write task was cancelled; retry")),
+    }
 }
 
 fn respond(o: &WriteOutcome) -> Response {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -14,6 +15,7 @@ use crate::ingest::decode::{self, ProtoVersion, Request};
 use crate::ingest::error::{Error, Reason};
 use crate::ingest::exemplars::ExemplarStore;
 use crate::ingest::metadata::MetadataStore;
+use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
 use crate::storage::Db;
 
@@ -107,17 +109,29 @@ pub struct Receiver {
     opts: ReceiverOptions,
     metadata: MetadataStore,
     exemplars: ExemplarStore,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl Receiver {
-    /// A receiver writing into `db`.
+    /// A receiver writing into `db`, with metrics nobody scrapes.
     pub fn new(db: Arc<Db>, opts: ReceiverOptions) -> Self {
+        Self::with_metrics(db, opts, Arc::default())
+    }
+
+    /// A receiver writing into `db` and counting into `metrics`.
+    pub fn with_metrics(db: Arc<Db>, opts: ReceiverOptions, metrics: Arc<IngestMetrics>) -> Self {
         Self {
             metadata: MetadataStore::new(opts.metadata_capacity),
             exemplars: ExemplarStore::new(opts.exemplar_capacity),
             db,
             opts,
+            metrics,
         }
+    }
+
+    /// The receiver's metrics.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
     }
 
     /// The options in force.
@@ -166,6 +180,7 @@ impl Receiver {
                 limit: self.opts.max_body_bytes,
             });
         }
+        let started = Instant::now();
         let raw = decode::decompress(body, self.opts.max_decompressed_bytes)?;
         let request = decode::decode(version, Bytes::from(raw))?;
         let rules = Rules {
@@ -176,7 +191,20 @@ impl Receiver {
             Request::V2(r) => validate::prepare_v2(r, rules),
         };
         drop(request);
-        self.store(version, prepared)
+        self.metrics
+            .observe_decode(version.as_str(), started.elapsed());
+        let outcome = self.store(version, prepared)?;
+        self.metrics.observe_outcome(
+            version.as_str(),
+            outcome.samples_received,
+            outcome.samples_written,
+            outcome.histograms_received,
+            outcome.exemplars_written,
+        );
+        for (reason, n) in &outcome.rejected {
+            self.metrics.observe_rejected(*reason, *n);
+        }
+        Ok(outcome)
     }
 
     fn store(&self, version: ProtoVersion, mut p: Prepared) -> Result<WriteOutcome, Error> {

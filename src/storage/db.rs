@@ -143,6 +143,24 @@ impl Db {
         self.head.num_series()
     }
 
+    /// Bytes of WAL on disk: segments plus checkpoint.
+    pub fn wal_size_bytes(&self) -> u64 {
+        fn size(dir: &Path) -> u64 {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        size(&self.dir.join("wal"))
+    }
+
     /// Drops head data older than `mint` (whole chunks) and series left
     /// empty. Returns the number of series removed. Data dropped here is gone
     /// unless it was persisted to a block first.

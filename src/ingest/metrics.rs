@@ -1,0 +1,157 @@
+//! The receiver's self-metrics: requests by version and status code,
+//! samples received / stored / rejected by reason, request and decode
+//! latency. Registered into the server's registry at construction.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::ingest::error::Reason;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    version: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+}
+
+/// Counters and histograms of the remote-write path.
+#[derive(Debug)]
+pub struct IngestMetrics {
+    requests: Family<RequestLabels, Counter>,
+    samples_received: Family<VersionLabel, Counter>,
+    samples_stored: Counter,
+    samples_rejected: Family<ReasonLabel, Counter>,
+    histograms_received: Counter,
+    exemplars_stored: Counter,
+    request_duration: Family<VersionLabel, Histogram>,
+    decode_duration: Family<VersionLabel, Histogram>,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            samples_received: Family::default(),
+            samples_stored: Counter::default(),
+            samples_rejected: Family::default(),
+            histograms_received: Counter::default(),
+            exemplars_stored: Counter::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            decode_duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl IngestMetrics {
+    /// Creates the metrics and registers them under `tidemark_remote_write_*`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("tidemark_remote_write");
+        r.register(
+            "requests",
+            "Remote-write requests by protocol version and HTTP status code.",
+            m.requests.clone(),
+        );
+        r.register(
+            "samples_received",
+            "Float samples received.",
+            m.samples_received.clone(),
+        );
+        r.register(
+            "samples_stored",
+            "Float samples stored (including identical resends).",
+            m.samples_stored.clone(),
+        );
+        r.register(
+            "samples_rejected",
+            "Samples rejected, by reason.",
+            m.samples_rejected.clone(),
+        );
+        r.register(
+            "histograms_received",
+            "Native histogram samples received (not stored yet).",
+            m.histograms_received.clone(),
+        );
+        r.register(
+            "exemplars_stored",
+            "Exemplars stored in the in-memory exemplar store.",
+            m.exemplars_stored.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Time to handle a remote-write request, body read to answer.",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "decode_duration_seconds",
+            "Time to decompress, decode and validate a request body.",
+            m.decode_duration.clone(),
+        );
+        for reason in Reason::ALL {
+            // Expose every reason from the start, at 0.
+            let _ = m.samples_rejected.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
+        m
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, version: &'static str, code: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { version, code })
+            .inc();
+        self.request_duration
+            .get_or_create(&VersionLabel { version })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn observe_decode(&self, version: &'static str, took: Duration) {
+        self.decode_duration
+            .get_or_create(&VersionLabel { version })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn observe_outcome(
+        &self,
+        version: &'static str,
+        received: usize,
+        stored: usize,
+        histograms: usize,
+        exemplars: usize,
+    ) {
+        self.samples_received
+            .get_or_create(&VersionLabel { version })
+            .inc_by(received as u64);
+        self.samples_stored.inc_by(stored as u64);
+        self.histograms_received.inc_by(histograms as u64);
+        self.exemplars_stored.inc_by(exemplars as u64);
+    }
+
+    pub(crate) fn observe_rejected(&self, reason: Reason, n: usize) {
+        self.samples_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc_by(n as u64);
+    }
+}
