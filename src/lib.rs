@@ -8,5 +8,6 @@ pub mod api;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod promql;
 pub mod server;
 pub mod storage;

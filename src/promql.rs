@@ -1,0 +1,20 @@
+//! PromQL: parse with the `promql-parser` crate, evaluate over
+//! [`crate::storage::Querier`]. Depends on `model` and `storage`; never on
+//! `api` or `ingest`.
+//!
+//! Semantics follow Prometheus 3: 5 m lookback, left-open range windows,
+//! staleness markers ending series, `offset` and `@`, subqueries.
+
+mod engine;
+mod error;
+mod eval;
+pub mod functions;
+mod value;
+
+pub use engine::{Engine, EngineOptions, QueryOptions};
+pub use error::QueryError;
+pub use value::{InstantSample, QueryResult, RangeSeries, Value};
+
+/// Re-export of the parser's AST, for callers that build or rewrite
+/// expressions (the conformance runner pins `@` on the AST).
+pub use promql_parser::parser as ast;

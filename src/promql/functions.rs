@@ -1,0 +1,1 @@
+//! Pure numeric kernels of PromQL functions and aggregations (placeholder).
