@@ -186,9 +186,10 @@ fn hist() -> impl Strategy<Value = Hist> {
         )
 }
 
-/// Builds the `Histogram` of package `$m` (`v1` or `v2`) from a [`Hist`].
+/// Builds the `Histogram` of package `$m` (`v1` or `v2`) from a [`Hist`],
+/// plus the package's own fields.
 macro_rules! histogram {
-    ($m:ident, $h:expr) => {{
+    ($m:ident, $h:expr $(, $field:ident: $value:expr)*) => {{
         let h: &Hist = $h;
         let spans = |s: &[(i32, u32)]| {
             s.iter()
@@ -216,7 +217,7 @@ macro_rules! histogram {
             reset_hint: h.reset_hint,
             timestamp: h.t,
             custom_values: h.custom_values.clone(),
-            ..Default::default()
+            $($field: $value,)*
         }
     }};
 }
@@ -256,7 +257,10 @@ fn gen_series() -> impl Strategy<Value = GenSeries> {
         )
 }
 
-fn gen_request() -> impl Strategy<Value = (Vec<GenSeries>, Vec<(i32, String, String, String)>)> {
+/// 1.0 request-level metadata: (type, family name, help, unit).
+type Meta1 = (i32, String, String, String);
+
+fn gen_request() -> impl Strategy<Value = (Vec<GenSeries>, Vec<Meta1>)> {
     (
         prop::collection::vec(gen_series(), 0..8),
         prop::collection::vec((0..9i32, "[a-z_]{0,10}", "[ -~]{0,10}", "[a-z]{0,5}"), 0..3),
@@ -271,7 +275,7 @@ fn v1_label(n: &[u8], v: &[u8]) -> v1::Label {
 }
 
 /// The 1.0 request for generated series (2.0-only parts ignored).
-fn to_v1(series: &[GenSeries], metadata: &[(i32, String, String, String)]) -> v1::WriteRequest {
+fn to_v1(series: &[GenSeries], metadata: &[Meta1]) -> v1::WriteRequest {
     v1::WriteRequest {
         timeseries: series
             .iter()
@@ -369,11 +373,7 @@ fn to_v2(series: &[GenSeries]) -> v2::Request {
                 histograms: s
                     .histograms
                     .iter()
-                    .map(|h| {
-                        let mut m = histogram!(v2, h);
-                        m.start_timestamp = h.start_t;
-                        m
-                    })
+                    .map(|h| histogram!(v2, h, start_timestamp: h.start_t))
                     .collect(),
                 exemplars: s
                     .exemplars
