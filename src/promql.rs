@@ -8,7 +8,7 @@
 mod engine;
 mod error;
 mod eval;
-pub mod functions;
+mod functions;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryOptions};

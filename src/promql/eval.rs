@@ -1,25 +1,198 @@
-//! The evaluator (placeholder while it is written).
-#![allow(missing_docs, dead_code)]
+//! The evaluator: walks the `promql-parser` AST once per query, evaluating
+//! every node over all steps of the query at once (not step by step), so
+//! that each selector loads its series from storage exactly once.
+//!
+//! Intermediate instant vectors are [`Series`] with sparse points indexed by
+//! step; scalars are dense per step. Range vectors only exist as function
+//! arguments ([`RangeInput`]) or as the top-level result of an instant query.
+//! Function kernels live in [`crate::promql::functions`]; aggregations in
+//! [`aggregate`], binary operators in [`binary`], calls in [`call`].
 
-use std::sync::atomic::AtomicBool;
+mod aggregate;
+mod binary;
+mod call;
+mod select;
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use promql_parser::parser::Expr;
+use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr};
 
+use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::engine::EngineOptions;
 use crate::promql::error::QueryError;
-use crate::promql::value::QueryResult;
+use crate::promql::value::{InstantSample, QueryResult, RangeSeries, Value};
 use crate::storage::Db;
+
+pub(crate) type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+/// Default subquery step when none is given (Prometheus's default global
+/// evaluation interval, as its test engine uses).
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// The evaluation times of a node: `start + i * step` for `i < n`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub(crate) start: i64,
+    pub(crate) step: i64,
+    pub(crate) n: usize,
+}
+
+impl Grid {
+    fn new(start: i64, end: i64, step: i64) -> Self {
+        let n = if step == 0 {
+            1
+        } else {
+            ((end - start) / step) as usize + 1
+        };
+        Self { start, step, n }
+    }
+
+    #[inline]
+    pub(crate) fn t(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    pub(crate) fn end(&self) -> i64 {
+        self.t(self.n - 1)
+    }
+}
+
+/// One point of an instant-vector series: step index and value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Point {
+    pub(crate) i: u32,
+    pub(crate) v: f64,
+}
+
+/// An instant-vector series over the steps of a grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Series {
+    pub(crate) labels: Labels,
+    /// Ascending by step index, at most one point per step.
+    pub(crate) points: Vec<Point>,
+}
+
+/// A node's value over a grid.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(Vec<Series>),
+    /// A range vector (only as the top-level result of an instant query).
+    Matrix(Vec<RangeSeries>),
+}
+
+/// A range-vector argument: raw (matrix selector) or computed (subquery)
+/// samples per series, and how to place the window at each step.
+pub(crate) struct RangeInput {
+    pub(crate) series: Vec<(Labels, Vec<Sample>)>,
+    pub(crate) range_ms: i64,
+    pub(crate) offset_ms: i64,
+    pub(crate) at: Option<i64>,
+}
+
+impl RangeInput {
+    /// The window end for step `i` of `grid`.
+    #[inline]
+    pub(crate) fn window_end(&self, grid: &Grid, i: usize) -> i64 {
+        self.at.unwrap_or_else(|| grid.t(i)) - self.offset_ms
+    }
+}
 
 pub(crate) struct Evaluator<'a> {
     opts: &'a EngineOptions,
     db: &'a Db,
-    start: i64,
-    end: i64,
-    step: i64,
+    /// The query's own start and end (for `@ start()` / `@ end()`).
+    query_start: i64,
+    query_end: i64,
+    query_step: i64,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
+    samples: Cell<usize>,
+    warnings: RefCell<Vec<String>>,
+    infos: RefCell<Vec<String>>,
+    checks: Cell<u32>,
+}
+
+/// Milliseconds since the epoch of a parser timestamp (may be before 1970).
+pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// Removes `__name__` from labels.
+pub(crate) fn drop_name(l: &Labels) -> Labels {
+    if l.get(METRIC_NAME).is_none() {
+        return l.clone();
+    }
+    let mut b = LabelsBuilder::new();
+    for x in l.iter().filter(|x| &*x.name != METRIC_NAME) {
+        b.push_shared(x.name.clone(), x.value.clone());
+    }
+    b.build().expect("a subset of valid labels is valid")
+}
+
+/// Merges series with equal labels (after a label change such as dropping
+/// `__name__`); two points at the same step are Prometheus's
+/// "vector cannot contain metrics with the same labelset" error.
+pub(crate) fn merge_same_labels(mut series: Vec<Series>) -> Result<Vec<Series>> {
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        if s.points.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                let (a, b) = (&last.points, &s.points);
+                let mut merged = Vec::with_capacity(a.len() + b.len());
+                let (mut x, mut y) = (0, 0);
+                while x < a.len() || y < b.len() {
+                    if y >= b.len() || (x < a.len() && a[x].i < b[y].i) {
+                        merged.push(a[x]);
+                        x += 1;
+                    } else if x >= a.len() || b[y].i < a[x].i {
+                        merged.push(b[y]);
+                        y += 1;
+                    } else {
+                        return Err(duplicate_labelset());
+                    }
+                }
+                last.points = merged;
+            }
+            _ => out.push(s),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn duplicate_labelset() -> QueryError {
+    QueryError::Exec("vector cannot contain metrics with the same labelset".into())
+}
+
+/// Transposes series into per-step lists of `(series index, value)`.
+pub(crate) fn by_step(series: &[Series], n: usize) -> Vec<Vec<(usize, f64)>> {
+    let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    for (k, s) in series.iter().enumerate() {
+        for p in &s.points {
+            steps[p.i as usize].push((k, p.v));
+        }
+    }
+    steps
 }
 
 impl<'a> Evaluator<'a> {
@@ -35,19 +208,325 @@ impl<'a> Evaluator<'a> {
         Self {
             opts,
             db,
-            start,
-            end,
-            step,
+            query_start: start,
+            query_end: end,
+            query_step: step,
             deadline,
             cancel,
+            samples: Cell::new(0),
+            warnings: RefCell::default(),
+            infos: RefCell::default(),
+            checks: Cell::new(0),
         }
     }
 
-    pub(crate) fn run_instant(&self, _expr: &Expr) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Exec("not implemented".into()))
+    fn finish(&self, value: Value) -> QueryResult {
+        let mut warnings = self.warnings.take();
+        let mut infos = self.infos.take();
+        warnings.dedup();
+        infos.dedup();
+        QueryResult {
+            value,
+            warnings,
+            infos,
+        }
     }
 
-    pub(crate) fn run_range(&self, _expr: &Expr) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Exec("not implemented".into()))
+    pub(crate) fn warn(&self, w: String) {
+        let mut ws = self.warnings.borrow_mut();
+        if !ws.contains(&w) {
+            ws.push(w);
+        }
+    }
+
+    pub(crate) fn info(&self, w: String) {
+        let mut is = self.infos.borrow_mut();
+        if !is.contains(&w) {
+            is.push(w);
+        }
+    }
+
+    /// Checks the deadline and cancellation every so often.
+    pub(crate) fn check(&self, what: &'static str) -> Result<()> {
+        let n = self.checks.get().wrapping_add(1);
+        self.checks.set(n);
+        if !n.is_multiple_of(64) {
+            return Ok(());
+        }
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(QueryError::Canceled(what));
+        }
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout(what));
+        }
+        Ok(())
+    }
+
+    /// Accounts for `n` samples held; fails past `max_samples`.
+    pub(crate) fn account(&self, n: usize) -> Result<()> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.opts.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(*t)),
+        }
+    }
+
+    pub(crate) fn lookback(&self) -> i64 {
+        self.opts.lookback_delta_ms
+    }
+
+    pub(crate) fn run_instant(&self, expr: &Expr) -> Result<QueryResult> {
+        let grid = Grid::new(self.query_start, self.query_start, 0);
+        let t = self.query_start;
+        let value = match self.eval(expr, &grid)? {
+            Val::Scalar(v) => Value::Scalar { t, v: v[0] },
+            Val::String(s) => Value::String { t, v: s },
+            Val::Vector(series) => Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.points.first().map(|p| InstantSample {
+                            labels: s.labels,
+                            t,
+                            v: p.v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(m) => Value::Matrix(m),
+        };
+        Ok(self.finish(value))
+    }
+
+    pub(crate) fn run_range(&self, expr: &Expr) -> Result<QueryResult> {
+        let grid = Grid::new(self.query_start, self.query_end, self.query_step);
+        let to_range = |s: Series| RangeSeries {
+            labels: s.labels,
+            samples: s
+                .points
+                .iter()
+                .map(|p| Sample::new(grid.t(p.i as usize), p.v))
+                .collect(),
+        };
+        let value = match self.eval(expr, &grid)? {
+            Val::Scalar(v) => Value::Matrix(vec![RangeSeries {
+                labels: Labels::empty(),
+                samples: v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| Sample::new(grid.t(i), v))
+                    .collect(),
+            }]),
+            Val::Vector(series) => {
+                let mut m: Vec<RangeSeries> = series
+                    .into_iter()
+                    .filter(|s| !s.points.is_empty())
+                    .map(to_range)
+                    .collect();
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(m)
+            }
+            Val::String(_) | Val::Matrix(_) => {
+                return Err(QueryError::Parse(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                if matches!(expr_kind(expr), Kind::String) {
+                    "string"
+                } else {
+                    "range vector"
+                }
+            )))
+            }
+        };
+        Ok(self.finish(value))
+    }
+
+    /// Evaluates `expr` at every step of `grid`.
+    pub(crate) fn eval(&self, expr: &Expr, grid: &Grid) -> Result<Val> {
+        self.check("query evaluation")?;
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; grid.n])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, grid),
+            Expr::Unary(u) => match self.eval(&u.expr, grid)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(series) => {
+                    let negated = series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: drop_name(&s.labels),
+                            points: s
+                                .points
+                                .into_iter()
+                                .map(|p| Point { i: p.i, v: -p.v })
+                                .collect(),
+                        })
+                        .collect();
+                    Ok(Val::Vector(merge_same_labels(negated)?))
+                }
+                _ => Err(QueryError::Exec(
+                    "unary minus needs a scalar or an instant vector".into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => {
+                Ok(Val::Vector(self.eval_vector_selector(vs, grid, false)?))
+            }
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                if grid.n != 1 {
+                    return Err(QueryError::Exec(
+                        "range vectors can only be evaluated at a single step".into(),
+                    ));
+                }
+                let input = self.eval_range_input(expr, grid)?;
+                let end = input.window_end(grid, 0);
+                let start = end - input.range_ms;
+                let m = input
+                    .series
+                    .into_iter()
+                    .filter_map(|(labels, samples)| {
+                        let samples: Vec<Sample> = samples
+                            .into_iter()
+                            .filter(|s| s.t > start && s.t <= end)
+                            .collect();
+                        (!samples.is_empty()).then_some(RangeSeries { labels, samples })
+                    })
+                    .collect();
+                Ok(Val::Matrix(m))
+            }
+            Expr::Aggregate(a) => self.eval_aggregate(a, grid),
+            Expr::Binary(b) => self.eval_binary(b, grid),
+            Expr::Call(c) => self.eval_call(c, grid),
+            Expr::Extension(_) => Err(QueryError::Exec(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    /// Evaluates a scalar-typed argument.
+    pub(crate) fn eval_scalar(&self, expr: &Expr, grid: &Grid) -> Result<Vec<f64>> {
+        match self.eval(expr, grid)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(QueryError::Exec(format!("expected a scalar, got {expr}"))),
+        }
+    }
+
+    /// Evaluates an instant-vector-typed argument.
+    pub(crate) fn eval_vector(&self, expr: &Expr, grid: &Grid) -> Result<Vec<Series>> {
+        match self.eval(expr, grid)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(QueryError::Exec(format!(
+                "expected an instant vector, got {expr}"
+            ))),
+        }
+    }
+
+    /// Evaluates a range-vector argument (matrix selector or subquery),
+    /// possibly wrapped in parentheses.
+    pub(crate) fn eval_range_input(&self, expr: &Expr, grid: &Grid) -> Result<RangeInput> {
+        match expr {
+            Expr::Paren(p) => self.eval_range_input(&p.expr, grid),
+            Expr::MatrixSelector(ms) => self.eval_matrix_selector(ms, grid),
+            Expr::Subquery(sq) => self.eval_subquery(sq, grid),
+            other => Err(QueryError::Exec(format!(
+                "expected a range vector, got {other}"
+            ))),
+        }
+    }
+
+    /// Evaluates the inner expression of a subquery on its own aligned grid
+    /// covering every window of `grid` (Prometheus `evalSubquery`).
+    fn eval_subquery(&self, sq: &SubqueryExpr, grid: &Grid) -> Result<RangeInput> {
+        let range_ms = sq.range.as_millis() as i64;
+        let offset = offset_ms(&sq.offset);
+        let at = self.at_ms(&sq.at);
+        let step = sq
+            .step
+            .map_or(DEFAULT_SUBQUERY_STEP_MS, |s| s.as_millis() as i64)
+            .max(1);
+        let (first, last) = match at {
+            Some(t) => (t, t),
+            None => (grid.start, grid.end()),
+        };
+        let lower = first - offset - range_ms;
+        // First step-aligned time strictly after the window start (Go
+        // integer division truncates toward zero, as Rust's does).
+        let mut start = step * (lower / step);
+        if start <= lower {
+            start += step;
+        }
+        let end = last - offset;
+        let mut series = Vec::new();
+        if start <= end {
+            let inner = Grid::new(start, end, step);
+            if inner.n > self.opts.max_points_per_series.saturating_mul(1000) {
+                return Err(QueryError::TooManySamples);
+            }
+            let val = self.eval(&sq.expr, &inner)?;
+            let as_series = match val {
+                Val::Vector(v) => v,
+                Val::Scalar(v) => vec![Series {
+                    labels: Labels::empty(),
+                    points: v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| Point { i: i as u32, v })
+                        .collect(),
+                }],
+                _ => {
+                    return Err(QueryError::Exec(
+                        "subquery is only allowed on instant vector or scalar".into(),
+                    ))
+                }
+            };
+            for s in as_series {
+                self.account(s.points.len())?;
+                let samples = s
+                    .points
+                    .iter()
+                    .map(|p| Sample::new(inner.t(p.i as usize), p.v))
+                    .collect();
+                series.push((s.labels, samples));
+            }
+        }
+        Ok(RangeInput {
+            series,
+            range_ms,
+            offset_ms: offset,
+            at,
+        })
     }
 }
+
+/// Static kind of an expression, for error messages.
+pub(crate) enum Kind {
+    Scalar,
+    String,
+    Vector,
+    Matrix,
+}
+
+pub(crate) fn expr_kind(e: &Expr) -> Kind {
+    use promql_parser::parser::value::ValueType;
+    match e.value_type() {
+        ValueType::Scalar => Kind::Scalar,
+        ValueType::String => Kind::String,
+        ValueType::Vector => Kind::Vector,
+        ValueType::Matrix => Kind::Matrix,
+    }
+}
+
+#[cfg(test)]
+mod tests;

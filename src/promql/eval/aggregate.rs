@@ -1,0 +1,375 @@
+//! Aggregation operators (`sum`, `avg`, `min`, `max`, `count`, `group`,
+//! `stddev`, `stdvar`, `topk`, `bottomk`, `quantile`, `count_values`) with
+//! `by`/`without`. Group membership is computed once per series; values are
+//! folded step by step. Semantics: Prometheus promql/engine.go
+//! `aggregation` / `aggregationK` (v3.14).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::promql::error::QueryError;
+use crate::promql::eval::{
+    by_step, merge_same_labels, Evaluator, Grid, Point, Result, Series, Val,
+};
+use crate::promql::functions::{annotations, stats};
+
+/// The labels of the group a series belongs to.
+pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    let mut b = LabelsBuilder::new();
+    match modifier {
+        None => return Labels::empty(),
+        Some(LabelModifier::Include(names)) => {
+            for x in l
+                .iter()
+                .filter(|x| names.labels.iter().any(|n| **n == *x.name))
+            {
+                b.push_shared(x.name.clone(), x.value.clone());
+            }
+        }
+        Some(LabelModifier::Exclude(names)) => {
+            for x in l
+                .iter()
+                .filter(|x| &*x.name != METRIC_NAME && !names.labels.iter().any(|n| **n == *x.name))
+            {
+                b.push_shared(x.name.clone(), x.value.clone());
+            }
+        }
+    }
+    b.build().expect("a subset of valid labels is valid")
+}
+
+/// Running state of one group at one step.
+enum Acc {
+    Sum(stats::SumAcc),
+    Avg(stats::AvgAcc),
+    Min(f64),
+    Max(f64),
+    Count(f64),
+    Group,
+    Var(stats::VarAcc, bool),
+}
+
+impl Acc {
+    fn new(op: &str, v: f64) -> Acc {
+        let mut a = match op {
+            "sum" => Acc::Sum(stats::SumAcc::new()),
+            "avg" => Acc::Avg(stats::AvgAcc::new()),
+            "min" => return Acc::Min(v),
+            "max" => return Acc::Max(v),
+            "count" => return Acc::Count(1.0),
+            "group" => return Acc::Group,
+            "stddev" => Acc::Var(stats::VarAcc::new(), true),
+            _ => Acc::Var(stats::VarAcc::new(), false),
+        };
+        a.add(v);
+        a
+    }
+
+    fn add(&mut self, v: f64) {
+        match self {
+            Acc::Sum(s) => s.add(v),
+            Acc::Avg(a) => a.add(v),
+            Acc::Min(m) => {
+                if *m > v || m.is_nan() {
+                    *m = v;
+                }
+            }
+            Acc::Max(m) => {
+                if *m < v || m.is_nan() {
+                    *m = v;
+                }
+            }
+            Acc::Count(c) => *c += 1.0,
+            Acc::Group => {}
+            Acc::Var(a, _) => a.add(v),
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match self {
+            Acc::Sum(s) => s.value(),
+            Acc::Avg(a) => a.value(),
+            Acc::Min(m) | Acc::Max(m) | Acc::Count(m) => *m,
+            Acc::Group => 1.0,
+            Acc::Var(a, true) => a.stddev(),
+            Acc::Var(a, false) => a.stdvar(),
+        }
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as `count_values` labels use.
+pub(crate) fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, grid: &Grid) -> Result<Val> {
+        let op = a.op.to_string().to_lowercase();
+        let input = self.eval_vector(&a.expr, grid)?;
+        // Group membership, once per series, groups in order of first sight.
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<Labels> = Vec::new();
+        let member: Vec<usize> = input
+            .iter()
+            .map(|s| {
+                let g = group_labels(&s.labels, &a.modifier);
+                *index.entry(g.clone()).or_insert_with(|| {
+                    groups.push(g);
+                    groups.len() - 1
+                })
+            })
+            .collect();
+        let steps = by_step(&input, grid.n);
+        match op.as_str() {
+            "topk" | "bottomk" => {
+                let param = a
+                    .param
+                    .as_ref()
+                    .ok_or_else(|| QueryError::Parse(format!("{op} needs a parameter")))?;
+                let k = self.eval_scalar(param, grid)?;
+                self.aggregate_k(op == "topk", &k, input, &member, groups.len(), &steps)
+            }
+            "quantile" => {
+                let param = a
+                    .param
+                    .as_ref()
+                    .ok_or_else(|| QueryError::Parse("quantile needs a parameter".into()))?;
+                let q = self.eval_scalar(param, grid)?;
+                let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
+                let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
+                for (i, step) in steps.iter().enumerate() {
+                    if step.is_empty() {
+                        continue;
+                    }
+                    if !(0.0..=1.0).contains(&q[i]) {
+                        self.warn(annotations::invalid_quantile_warning(q[i]));
+                    }
+                    for &(k, v) in step {
+                        values[member[k]].push(v);
+                    }
+                    for (g, vs) in values.iter_mut().enumerate() {
+                        if !vs.is_empty() {
+                            out[g].push(Point {
+                                i: i as u32,
+                                v: stats::quantile(q[i], vs),
+                            });
+                            vs.clear();
+                        }
+                    }
+                }
+                Ok(Val::Vector(
+                    groups
+                        .into_iter()
+                        .zip(out)
+                        .map(|(labels, points)| Series { labels, points })
+                        .collect(),
+                ))
+            }
+            "count_values" => {
+                let label = match a.param.as_deref() {
+                    Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
+                    _ => {
+                        return Err(QueryError::Parse(
+                            "count_values needs a string parameter".into(),
+                        ))
+                    }
+                };
+                if label.is_empty() {
+                    return Err(QueryError::Exec(format!("invalid label name {label:?}")));
+                }
+                let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
+                let mut order: Vec<Labels> = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    let mut counts: Vec<(Labels, f64)> = Vec::new();
+                    for &(k, v) in step {
+                        let mut b = LabelsBuilder::new();
+                        for x in groups[member[k]].iter().filter(|x| *x.name != *label) {
+                            b.push_shared(x.name.clone(), x.value.clone());
+                        }
+                        b.push(&label, &format_float(v));
+                        let l = b.build().map_err(|e| QueryError::Exec(e.to_string()))?;
+                        match counts.iter_mut().find(|(x, _)| *x == l) {
+                            Some((_, c)) => *c += 1.0,
+                            None => counts.push((l, 1.0)),
+                        }
+                    }
+                    for (l, c) in counts {
+                        let pts = out.entry(l.clone()).or_insert_with(|| {
+                            order.push(l);
+                            Vec::new()
+                        });
+                        pts.push(Point { i: i as u32, v: c });
+                    }
+                }
+                Ok(Val::Vector(
+                    order
+                        .into_iter()
+                        .map(|l| {
+                            let points = out.remove(&l).unwrap_or_default();
+                            Series { labels: l, points }
+                        })
+                        .collect(),
+                ))
+            }
+            "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" => {
+                let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
+                let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
+                let mut touched: Vec<usize> = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    for &(k, v) in step {
+                        let g = member[k];
+                        match &mut accs[g] {
+                            Some(acc) => acc.add(v),
+                            slot => {
+                                *slot = Some(Acc::new(&op, v));
+                                touched.push(g);
+                            }
+                        }
+                    }
+                    for g in touched.drain(..) {
+                        if let Some(acc) = accs[g].take() {
+                            out[g].push(Point {
+                                i: i as u32,
+                                v: acc.value(),
+                            });
+                        }
+                    }
+                    self.check("aggregation")?;
+                }
+                Ok(Val::Vector(
+                    groups
+                        .into_iter()
+                        .zip(out)
+                        .map(|(labels, points)| Series { labels, points })
+                        .collect(),
+                ))
+            }
+            other => Err(QueryError::Exec(format!(
+                "aggregation {other:?} is not supported"
+            ))),
+        }
+    }
+
+    /// `topk` / `bottomk`: the k largest / smallest series of each group at
+    /// each step, keeping their own labels. In an instant query the result
+    /// lists each group's members best first, groups in order of first sight.
+    fn aggregate_k(
+        &self,
+        top: bool,
+        k: &[f64],
+        input: Vec<Series>,
+        member: &[usize],
+        ngroups: usize,
+        steps: &[Vec<(usize, f64)>],
+    ) -> Result<Val> {
+        let mut out: Vec<Vec<Point>> = vec![Vec::new(); input.len()];
+        let mut instant_order: Vec<usize> = Vec::new();
+        let mut per_group: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
+        let mut group_order: Vec<usize> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let kf = k[i];
+            if kf.is_nan() {
+                return Err(QueryError::Exec("Parameter value is NaN".into()));
+            }
+            if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&kf) {
+                return Err(QueryError::Exec(format!(
+                    "Scalar value {kf} overflows int64"
+                )));
+            }
+            let kk = kf as i64;
+            if kk < 1 || step.is_empty() {
+                continue;
+            }
+            group_order.clear();
+            for &(s, v) in step {
+                let g = member[s];
+                if per_group[g].is_empty() {
+                    group_order.push(g);
+                }
+                per_group[g].push((s, v));
+            }
+            for &g in &group_order {
+                let members = &mut per_group[g];
+                // NaN ranks below every number for topk and above for
+                // bottomk (it is never preferred); ties keep input order.
+                members.sort_by(|a, b| {
+                    let ord = if top {
+                        cmp_desc_nan_last(a.1, b.1)
+                    } else {
+                        cmp_asc_nan_last(a.1, b.1)
+                    };
+                    ord.then(a.0.cmp(&b.0))
+                });
+                members.truncate(kk.min(members.len() as i64) as usize);
+                for &(s, v) in members.iter() {
+                    out[s].push(Point { i: i as u32, v });
+                    if steps.len() == 1 {
+                        instant_order.push(s);
+                    }
+                }
+                members.clear();
+            }
+        }
+        let mut series: Vec<Option<Series>> = input
+            .into_iter()
+            .zip(out)
+            .map(|(s, points)| {
+                Some(Series {
+                    labels: s.labels,
+                    points,
+                })
+            })
+            .collect();
+        let result = if steps.len() == 1 {
+            instant_order
+                .iter()
+                .filter_map(|&s| series[s].take())
+                .collect()
+        } else {
+            series
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.points.is_empty())
+                .collect()
+        };
+        Ok(Val::Vector(merge_keep_order(result)?))
+    }
+}
+
+fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// Like [`merge_same_labels`] but keeps the order of an instant result when
+/// no two series share labels (the common case).
+fn merge_keep_order(series: Vec<Series>) -> Result<Vec<Series>> {
+    let mut seen = std::collections::HashSet::new();
+    if series.iter().all(|s| seen.insert(s.labels.clone())) {
+        return Ok(series);
+    }
+    merge_same_labels(series)
+}

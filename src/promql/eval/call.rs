@@ -1,0 +1,631 @@
+//! Function calls: argument evaluation and dispatch to the numeric kernels
+//! in [`crate::promql::functions`]. Range-vector functions slide a window
+//! per step over samples loaded once; instant-vector functions map points.
+//! Semantics: Prometheus promql/functions.go (v3.14).
+
+use promql_parser::parser::{Call, Expr};
+use regex::Regex;
+
+use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::promql::error::QueryError;
+use crate::promql::eval::{
+    drop_name, merge_same_labels, Evaluator, Grid, Point, RangeInput, Result, Series, Val,
+};
+use crate::promql::functions::{annotations, histogram, math, over_time, rate, time};
+
+/// A range-function kernel: (window, window start, window end, step index,
+/// step time) to value.
+type Kernel<'a> = Box<dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + 'a>;
+
+/// Series of one classic histogram: labels without `le`, metric name, and
+/// `(le, series index)` per bucket.
+type BucketGroup = (Labels, String, Vec<(f64, usize)>);
+
+/// Functions whose result keeps the input's metric name.
+fn keeps_name(name: &str) -> bool {
+    matches!(
+        name,
+        "last_over_time"
+            | "first_over_time"
+            | "label_replace"
+            | "label_join"
+            | "sort"
+            | "sort_desc"
+    )
+}
+
+fn string_arg(e: &Expr) -> Result<String> {
+    match e {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        Expr::Paren(p) => string_arg(&p.expr),
+        other => Err(QueryError::Exec(format!(
+            "expected a string literal, got {other}"
+        ))),
+    }
+}
+
+/// Labels for `absent(selector)`: the selector's equality matchers, minus
+/// names that appear more than once (Prometheus `createLabelsForAbsentFunction`).
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match e {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        Expr::Paren(p) => return absent_labels(&p.expr),
+        _ => return Labels::empty(),
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for m in vs.matchers.matchers.iter() {
+        if m.name == METRIC_NAME || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+            continue;
+        }
+        if pairs.iter().any(|(n, _)| *n == m.name) || dropped.contains(&m.name) {
+            pairs.retain(|(n, _)| *n != m.name);
+            dropped.push(m.name.clone());
+            continue;
+        }
+        pairs.push((m.name.clone(), m.value.clone()));
+    }
+    Labels::try_from_pairs(pairs).unwrap_or_default()
+}
+
+/// Applies `f` to every point, dropping the metric name.
+fn map_points(series: Vec<Series>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Vec<Series>> {
+    let out = series
+        .into_iter()
+        .map(|s| Series {
+            labels: drop_name(&s.labels),
+            points: s
+                .points
+                .into_iter()
+                .filter_map(|p| f(p.i as usize, p.v).map(|v| Point { i: p.i, v }))
+                .collect(),
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_call(&self, c: &Call, grid: &Grid) -> Result<Val> {
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+        let arg = |k: usize| -> Result<&Expr> {
+            args.get(k)
+                .copied()
+                .ok_or_else(|| QueryError::Parse(format!("missing argument {} of {name}", k + 1)))
+        };
+        match name {
+            "time" => Ok(Val::Scalar(
+                (0..grid.n).map(|i| grid.t(i) as f64 / 1000.0).collect(),
+            )),
+            "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; grid.n])),
+            "vector" => {
+                let s = self.eval_scalar(arg(0)?, grid)?;
+                let points = s
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Point { i: i as u32, v })
+                    .collect();
+                Ok(Val::Vector(vec![Series {
+                    labels: Labels::empty(),
+                    points,
+                }]))
+            }
+            "scalar" => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                let mut out = vec![f64::NAN; grid.n];
+                let mut counts = vec![0u32; grid.n];
+                for s in &v {
+                    for p in &s.points {
+                        counts[p.i as usize] += 1;
+                        out[p.i as usize] = p.v;
+                    }
+                }
+                for (o, c) in out.iter_mut().zip(counts) {
+                    if c != 1 {
+                        *o = f64::NAN;
+                    }
+                }
+                Ok(Val::Scalar(out))
+            }
+            "timestamp" => {
+                let inner = unparen(arg(0)?);
+                let series = match inner {
+                    Expr::VectorSelector(vs) => self.eval_vector_selector(vs, grid, true)?,
+                    other => {
+                        let v = self.eval_vector(other, grid)?;
+                        v.into_iter()
+                            .map(|s| Series {
+                                labels: s.labels,
+                                points: s
+                                    .points
+                                    .into_iter()
+                                    .map(|p| Point {
+                                        i: p.i,
+                                        v: grid.t(p.i as usize) as f64 / 1000.0,
+                                    })
+                                    .collect(),
+                            })
+                            .collect()
+                    }
+                };
+                Ok(Val::Vector(map_points(series, |_, v| Some(v))?))
+            }
+            "absent" => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                let mut present = vec![false; grid.n];
+                for s in &v {
+                    for p in &s.points {
+                        present[p.i as usize] = true;
+                    }
+                }
+                let points: Vec<Point> = present
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !**p)
+                    .map(|(i, _)| Point {
+                        i: i as u32,
+                        v: 1.0,
+                    })
+                    .collect();
+                Ok(Val::Vector(if points.is_empty() {
+                    vec![]
+                } else {
+                    vec![Series {
+                        labels: absent_labels(arg(0)?),
+                        points,
+                    }]
+                }))
+            }
+            "absent_over_time" => {
+                let input = self.eval_range_input(arg(0)?, grid)?;
+                let mut present = vec![false; grid.n];
+                for (_, samples) in &input.series {
+                    for (i, p) in present.iter_mut().enumerate() {
+                        let end = input.window_end(grid, i);
+                        let start = end - input.range_ms;
+                        let lo = samples.partition_point(|s| s.t <= start);
+                        if lo < samples.len() && samples[lo].t <= end {
+                            *p = true;
+                        }
+                    }
+                }
+                let points: Vec<Point> = present
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !**p)
+                    .map(|(i, _)| Point {
+                        i: i as u32,
+                        v: 1.0,
+                    })
+                    .collect();
+                Ok(Val::Vector(if points.is_empty() {
+                    vec![]
+                } else {
+                    vec![Series {
+                        labels: absent_labels(arg(0)?),
+                        points,
+                    }]
+                }))
+            }
+            "label_replace" => self.label_replace(&args, grid).map(Val::Vector),
+            "label_join" => self.label_join(&args, grid).map(Val::Vector),
+            "sort" | "sort_desc" => {
+                let mut v = self.eval_vector(arg(0)?, grid)?;
+                if grid.n == 1 {
+                    let desc = name == "sort_desc";
+                    let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
+                    v.sort_by(|a, b| {
+                        let (x, y) = (key(a), key(b));
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                        }
+                    });
+                }
+                Ok(Val::Vector(v))
+            }
+            "round" => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                let to = match args.get(1) {
+                    Some(e) => self.eval_scalar(e, grid)?,
+                    None => vec![1.0; grid.n],
+                };
+                Ok(Val::Vector(map_points(v, |i, x| {
+                    Some(math::round(x, to[i]))
+                })?))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                let a = self.eval_scalar(arg(1)?, grid)?;
+                let b = if name == "clamp" {
+                    self.eval_scalar(arg(2)?, grid)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Val::Vector(map_points(v, |i, x| match name {
+                    "clamp_min" => Some(x.max(a[i])),
+                    "clamp_max" => Some(x.min(a[i])),
+                    // clamp(v, min, max) is empty when max < min.
+                    _ if b[i] < a[i] => None,
+                    _ => Some(x.max(a[i]).min(b[i])),
+                })?))
+            }
+            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
+            | "minute" | "month" | "year" => {
+                let f = time::date_part(name)
+                    .ok_or_else(|| QueryError::Exec(format!("unknown function {name}")))?;
+                let v = match args.first() {
+                    Some(e) => self.eval_vector(e, grid)?,
+                    None => vec![Series {
+                        labels: Labels::empty(),
+                        points: (0..grid.n)
+                            .map(|i| Point {
+                                i: i as u32,
+                                v: grid.t(i) as f64 / 1000.0,
+                            })
+                            .collect(),
+                    }],
+                };
+                Ok(Val::Vector(map_points(v, |_, x| Some(f(x)))?))
+            }
+            "histogram_quantile" => {
+                let q = self.eval_scalar(arg(0)?, grid)?;
+                let v = self.eval_vector(arg(1)?, grid)?;
+                self.histogram_buckets(v, grid, |i, buckets, metric| {
+                    if !(0.0..=1.0).contains(&q[i]) {
+                        self.warn(annotations::invalid_quantile_warning(q[i]));
+                    }
+                    let r = histogram::bucket_quantile(q[i], buckets);
+                    if r.forced_monotonicity {
+                        self.info(annotations::histogram_quantile_forced_monotonicity_info(
+                            metric,
+                        ));
+                    }
+                    r.value
+                })
+            }
+            "histogram_fraction" => {
+                let lo = self.eval_scalar(arg(0)?, grid)?;
+                let hi = self.eval_scalar(arg(1)?, grid)?;
+                let v = self.eval_vector(arg(2)?, grid)?;
+                self.histogram_buckets(v, grid, |i, buckets, _| {
+                    histogram::bucket_fraction(lo[i], hi[i], buckets)
+                })
+            }
+            _ => {
+                if let Some(f) = math::simple(name) {
+                    let v = self.eval_vector(arg(0)?, grid)?;
+                    return Ok(Val::Vector(map_points(v, |_, x| Some(f(x)))?));
+                }
+                self.eval_range_function(name, &args, grid)
+            }
+        }
+    }
+
+    /// Range-vector functions: one kernel call per series and step.
+    fn eval_range_function(&self, name: &str, args: &[&Expr], grid: &Grid) -> Result<Val> {
+        // Scalar parameters come first for quantile_over_time, second for predict_linear.
+        let (range_arg, param) = match name {
+            "quantile_over_time" => (
+                args.get(1),
+                args.first()
+                    .map(|e| self.eval_scalar(e, grid))
+                    .transpose()?,
+            ),
+            "predict_linear" => (
+                args.first(),
+                args.get(1).map(|e| self.eval_scalar(e, grid)).transpose()?,
+            ),
+            _ => (args.first(), None),
+        };
+        let range_arg = range_arg
+            .ok_or_else(|| QueryError::Parse(format!("missing range argument of {name}")))?;
+        let kernel: Kernel<'_> = match name {
+            "rate" => {
+                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, true, true))
+            }
+            "increase" => {
+                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, true, false))
+            }
+            "delta" => {
+                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, false, false))
+            }
+            "irate" => Box::new(|s, _, _, _, _| rate::instant_value(s, true)),
+            "idelta" => Box::new(|s, _, _, _, _| rate::instant_value(s, false)),
+            "deriv" => Box::new(|s, _, _, _, _| rate::deriv(s)),
+            "predict_linear" => {
+                let d = param.clone().unwrap_or_default();
+                Box::new(move |s, _, _, i, t| {
+                    rate::predict_linear(s, t, d.get(i).copied().unwrap_or(f64::NAN))
+                })
+            }
+            "resets" => Box::new(|s, _, _, _, _| rate::resets(s)),
+            "changes" => Box::new(|s, _, _, _, _| rate::changes(s)),
+            "avg_over_time" => Box::new(|s, _, _, _, _| over_time::avg_over_time(s)),
+            "sum_over_time" => Box::new(|s, _, _, _, _| over_time::sum_over_time(s)),
+            "min_over_time" => Box::new(|s, _, _, _, _| over_time::min_over_time(s)),
+            "max_over_time" => Box::new(|s, _, _, _, _| over_time::max_over_time(s)),
+            "count_over_time" => Box::new(|s, _, _, _, _| over_time::count_over_time(s)),
+            "last_over_time" => Box::new(|s, _, _, _, _| over_time::last_over_time(s)),
+            "first_over_time" => Box::new(|s, _, _, _, _| over_time::first_over_time(s)),
+            "present_over_time" => Box::new(|s, _, _, _, _| over_time::present_over_time(s)),
+            "stddev_over_time" => Box::new(|s, _, _, _, _| over_time::stddev_over_time(s)),
+            "stdvar_over_time" => Box::new(|s, _, _, _, _| over_time::stdvar_over_time(s)),
+            "quantile_over_time" => {
+                let q = param.clone().unwrap_or_default();
+                Box::new(move |s, _, _, i, _| {
+                    over_time::quantile_over_time(q.get(i).copied().unwrap_or(f64::NAN), s)
+                })
+            }
+            other => {
+                return Err(QueryError::Exec(format!(
+                    "function {other:?} is not supported"
+                )))
+            }
+        };
+        if name == "quantile_over_time" {
+            if let Some(q) = &param {
+                if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                    self.warn(annotations::invalid_quantile_warning(*bad));
+                }
+            }
+        }
+        if matches!(name, "rate" | "increase") {
+            self.counter_info(range_arg);
+        }
+        let input = self.eval_range_input(range_arg, grid)?;
+        let keep = keeps_name(name);
+        let mut out = Vec::with_capacity(input.series.len());
+        for (labels, samples) in &input.series {
+            self.check("range function")?;
+            let points = windows(&input, grid, samples, |w, start, end, i| {
+                kernel(w, start, end, i, grid.t(i))
+            });
+            if !points.is_empty() {
+                let labels = if keep {
+                    labels.clone()
+                } else {
+                    drop_name(labels)
+                };
+                out.push(Series { labels, points });
+            }
+        }
+        Ok(Val::Vector(if keep {
+            out
+        } else {
+            merge_same_labels(out)?
+        }))
+    }
+
+    /// Info annotation for rate/increase over a metric whose name does not
+    /// look like a counter.
+    fn counter_info(&self, e: &Expr) {
+        if let Expr::MatrixSelector(ms) = unparen(e) {
+            if let Some(n) = &ms.vs.name {
+                if !(n.ends_with("_total")
+                    || n.ends_with("_sum")
+                    || n.ends_with("_count")
+                    || n.ends_with("_bucket"))
+                {
+                    self.info(annotations::possible_non_counter_info(n));
+                }
+            }
+        }
+    }
+
+    /// Groups classic-histogram bucket series (by labels without `le` and
+    /// `__name__`) and applies `f` per group and step.
+    fn histogram_buckets(
+        &self,
+        v: Vec<Series>,
+        grid: &Grid,
+        f: impl Fn(usize, &mut Vec<histogram::Bucket>, &str) -> f64,
+    ) -> Result<Val> {
+        // (group labels, metric name, (le, series index) of each bucket)
+        let mut groups: Vec<BucketGroup> = Vec::new();
+        for (k, s) in v.iter().enumerate() {
+            let metric = s.labels.metric_name().unwrap_or("").to_string();
+            let le = s.labels.get("le").and_then(parse_go_float);
+            let Some(le) = le else {
+                self.warn(annotations::bad_bucket_label_warning(
+                    &metric,
+                    s.labels.get("le").unwrap_or(""),
+                ));
+                continue;
+            };
+            let mut b = LabelsBuilder::new();
+            for x in s
+                .labels
+                .iter()
+                .filter(|x| &*x.name != "le" && &*x.name != METRIC_NAME)
+            {
+                b.push_shared(x.name.clone(), x.value.clone());
+            }
+            let key = b.build().expect("subset of valid labels");
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) => g.2.push((le, k)),
+                None => groups.push((key, metric, vec![(le, k)])),
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        let mut buckets: Vec<histogram::Bucket> = Vec::new();
+        for (labels, metric, members) in groups {
+            let mut per_step: Vec<Vec<histogram::Bucket>> =
+                (0..grid.n).map(|_| Vec::new()).collect();
+            for &(le, k) in &members {
+                for p in &v[k].points {
+                    per_step[p.i as usize].push(histogram::Bucket {
+                        upper_bound: le,
+                        count: p.v,
+                    });
+                }
+            }
+            let mut points = Vec::new();
+            for (i, bs) in per_step.into_iter().enumerate() {
+                if bs.is_empty() {
+                    continue;
+                }
+                buckets.clear();
+                buckets.extend(bs);
+                points.push(Point {
+                    i: i as u32,
+                    v: f(i, &mut buckets, &metric),
+                });
+            }
+            if !points.is_empty() {
+                out.push(Series { labels, points });
+            }
+        }
+        Ok(Val::Vector(merge_same_labels(out)?))
+    }
+
+    fn label_replace(&self, args: &[&Expr], grid: &Grid) -> Result<Vec<Series>> {
+        let [v, dst, repl, src, re] = args else {
+            return Err(QueryError::Parse("label_replace needs 5 arguments".into()));
+        };
+        let (dst, repl, src, re) = (
+            string_arg(dst)?,
+            string_arg(repl)?,
+            string_arg(src)?,
+            string_arg(re)?,
+        );
+        let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+            QueryError::Exec(format!(
+                "invalid regular expression in label_replace(): {re}: {e}"
+            ))
+        })?;
+        if dst.is_empty() {
+            return Err(QueryError::Exec(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let v = self.eval_vector(v, grid)?;
+        let out = v
+            .into_iter()
+            .map(|s| {
+                let source = s.labels.get(&src).unwrap_or("");
+                let labels = match regex.captures(source) {
+                    Some(caps) => {
+                        let mut value = String::new();
+                        caps.expand(&repl, &mut value);
+                        set_label(&s.labels, &dst, &value)
+                    }
+                    None => s.labels,
+                };
+                Series {
+                    labels,
+                    points: s.points,
+                }
+            })
+            .collect();
+        merge_same_labels(out)
+    }
+
+    fn label_join(&self, args: &[&Expr], grid: &Grid) -> Result<Vec<Series>> {
+        if args.len() < 3 {
+            return Err(QueryError::Parse(
+                "label_join needs at least 3 arguments".into(),
+            ));
+        }
+        let dst = string_arg(args[1])?;
+        let sep = string_arg(args[2])?;
+        let srcs: Vec<String> = args[3..]
+            .iter()
+            .map(|e| string_arg(e))
+            .collect::<Result<_>>()?;
+        if dst.is_empty() {
+            return Err(QueryError::Exec(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let v = self.eval_vector(args[0], grid)?;
+        let out = v
+            .into_iter()
+            .map(|s| {
+                let value = srcs
+                    .iter()
+                    .map(|n| s.labels.get(n).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(&sep);
+                Series {
+                    labels: set_label(&s.labels, &dst, &value),
+                    points: s.points,
+                }
+            })
+            .collect();
+        merge_same_labels(out)
+    }
+}
+
+/// Sets (or, for an empty value, removes) one label.
+fn set_label(l: &Labels, name: &str, value: &str) -> Labels {
+    let mut b = LabelsBuilder::new();
+    for x in l.iter().filter(|x| &*x.name != name) {
+        b.push_shared(x.name.clone(), x.value.clone());
+    }
+    b.push(name, value);
+    b.build().expect("labels stay valid")
+}
+
+fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// Go `strconv.ParseFloat` for `le` values (`+Inf`, `1e3`, `0.5`).
+fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => t.replace('_', "").parse().ok().filter(|_| !t.is_empty()),
+    }
+}
+
+/// Slides the window `(end - range, end]` over `samples` for every step and
+/// collects `f(window, start, end, step)` where it yields a value.
+fn windows(
+    input: &RangeInput,
+    grid: &Grid,
+    samples: &[Sample],
+    f: impl Fn(&[Sample], i64, i64, usize) -> Option<f64>,
+) -> Vec<Point> {
+    let mut points = Vec::new();
+    if input.at.is_some() {
+        let end = input.window_end(grid, 0);
+        let start = end - input.range_ms;
+        let lo = samples.partition_point(|s| s.t <= start);
+        let hi = samples.partition_point(|s| s.t <= end);
+        for i in 0..grid.n {
+            if let Some(v) = f(&samples[lo..hi], start, end, i) {
+                points.push(Point { i: i as u32, v });
+            }
+        }
+        return points;
+    }
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for i in 0..grid.n {
+        let end = input.window_end(grid, i);
+        let start = end - input.range_ms;
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
+        }
+        while hi < samples.len() && samples[hi].t <= end {
+            hi += 1;
+        }
+        if lo >= hi {
+            continue;
+        }
+        if let Some(v) = f(&samples[lo..hi], start, end, i) {
+            points.push(Point { i: i as u32, v });
+        }
+    }
+    points
+}

@@ -1,0 +1,152 @@
+//! Selectors: turn parser matchers into storage matchers, load each
+//! selector's series once for the whole query range, and place samples on
+//! the grid (instant selectors: latest sample within the lookback, stale
+//! markers ending the series; range selectors: left-open windows).
+
+use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use crate::model::{is_stale_nan, Labels, MatchOp, Matcher, Sample, METRIC_NAME};
+use crate::promql::error::QueryError;
+use crate::promql::eval::{offset_ms, Evaluator, Grid, Point, RangeInput, Result, Series};
+
+/// Storage matchers of a selector (its name becomes `__name__="…"`).
+pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(Matcher::eq(METRIC_NAME, name.clone()));
+    }
+    for m in vs.matchers.matchers.iter() {
+        out.push(convert(m)?);
+    }
+    // `or` alternatives of matchers (`{a="1" or b="2"}`) are not
+    // Prometheus syntax; refuse them rather than silently ignoring them.
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(QueryError::Parse(
+            "\"or\" in label matchers is not supported".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn convert(m: &PMatcher) -> Result<Matcher> {
+    let op = match &m.op {
+        PMatchOp::Equal => MatchOp::Equal,
+        PMatchOp::NotEqual => MatchOp::NotEqual,
+        PMatchOp::Re(_) => MatchOp::Regex,
+        PMatchOp::NotRe(_) => MatchOp::NotRegex,
+    };
+    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| QueryError::Parse(e.to_string()))
+}
+
+/// The newest non-stale sample in `(t - lookback, t]`, if any.
+fn latest(samples: &[Sample], t: i64, lookback: i64) -> Option<Sample> {
+    let k = samples.partition_point(|s| s.t <= t);
+    let s = *samples.get(k.checked_sub(1)?)?;
+    (s.t > t - lookback && !is_stale_nan(s.v)).then_some(s)
+}
+
+impl Evaluator<'_> {
+    /// Loads the series matching `vs` with samples in `[mint, maxt]`.
+    pub(crate) fn load(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
+        let ms = matchers(vs)?;
+        let q = self.db.querier(mint, maxt);
+        let mut out = Vec::new();
+        for s in q.select(&ms) {
+            self.check("series selection")?;
+            let samples: Vec<Sample> = s.samples().collect();
+            self.account(samples.len())?;
+            out.push((s.labels().clone(), samples));
+        }
+        Ok(out)
+    }
+
+    /// An instant-vector selector on the grid: at each step the newest
+    /// sample in `(t - lookback, t]`, unless that sample is a stale marker.
+    /// With `timestamps`, the point's value is the sample's timestamp in
+    /// seconds (for `timestamp(selector)`).
+    pub(crate) fn eval_vector_selector(
+        &self,
+        vs: &VectorSelector,
+        grid: &Grid,
+        timestamps: bool,
+    ) -> Result<Vec<Series>> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (first, last) = match at {
+            Some(t) => (t - offset, t - offset),
+            None => (grid.start - offset, grid.end() - offset),
+        };
+        let lookback = self.lookback();
+        let loaded = self.load(vs, first - lookback + 1, last)?;
+        let value = |s: Sample| if timestamps { s.t as f64 / 1000.0 } else { s.v };
+        let mut out = Vec::with_capacity(loaded.len());
+        for (labels, samples) in loaded {
+            let mut points = Vec::new();
+            if let Some(t) = at {
+                // Step-invariant: one lookup, the same value at every step.
+                if let Some(s) = latest(&samples, t - offset, lookback) {
+                    points.extend((0..grid.n).map(|i| Point {
+                        i: i as u32,
+                        v: value(s),
+                    }));
+                }
+            } else {
+                let mut k = 0usize;
+                for i in 0..grid.n {
+                    let ts = grid.t(i) - offset;
+                    while k < samples.len() && samples[k].t <= ts {
+                        k += 1;
+                    }
+                    if k == 0 {
+                        continue;
+                    }
+                    let s = samples[k - 1];
+                    if s.t > ts - lookback && !is_stale_nan(s.v) {
+                        points.push(Point {
+                            i: i as u32,
+                            v: value(s),
+                        });
+                    }
+                }
+            }
+            if !points.is_empty() {
+                out.push(Series { labels, points });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A matrix selector's samples covering every window of the grid, stale
+    /// markers removed (they never appear in range vectors).
+    pub(crate) fn eval_matrix_selector(
+        &self,
+        ms: &MatrixSelector,
+        grid: &Grid,
+    ) -> Result<RangeInput> {
+        let vs = &ms.vs;
+        let range_ms = ms.range.as_millis() as i64;
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (first, last) = match at {
+            Some(t) => (t - offset, t - offset),
+            None => (grid.start - offset, grid.end() - offset),
+        };
+        let mut series = self.load(vs, first - range_ms + 1, last)?;
+        for (_, samples) in series.iter_mut() {
+            samples.retain(|s| !is_stale_nan(s.v));
+        }
+        series.retain(|(_, s)| !s.is_empty());
+        Ok(RangeInput {
+            series,
+            range_ms,
+            offset_ms: offset,
+            at,
+        })
+    }
+}
