@@ -5,6 +5,7 @@
 mod error;
 mod health;
 mod metrics;
+mod read;
 mod write;
 
 pub use error::ApiError;
@@ -88,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/read", post(read::read))
         // The receiver enforces its own (configurable) body limit.
         .route(
             "/api/v1/write",
