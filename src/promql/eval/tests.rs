@@ -134,3 +134,94 @@ fn range_query_points_per_step() {
         vec![(0, 2.0), (60_000, 4.0), (120_000, 6.0), (180_000, 6.0)]
     );
 }
+
+fn value_of(db: &Db, q: &str, t: i64) -> f64 {
+    let v = instant(db, q, t);
+    assert_eq!(v.len(), 1, "{q}: {v:?}");
+    v[0].1
+}
+
+#[test]
+fn rate_extrapolates_to_window_start_and_corrects_counter_resets() {
+    // value = t in seconds, one sample a minute: the rate is exactly 1/s.
+    let regular: Vec<(i64, f64)> = (0..=10).map(|k| (k * 60_000, (k * 60) as f64)).collect();
+    let (_d, db) = db(&[
+        (&[("__name__", "c")], &regular),
+        (
+            &[("__name__", "r")],
+            &[
+                (60_000, 10.0),
+                (120_000, 20.0),
+                (180_000, 5.0),
+                (240_000, 15.0),
+            ],
+        ),
+    ]);
+    assert!((value_of(&db, "rate(c[5m])", 600_000) - 1.0).abs() < 1e-12);
+    // Reset at 180 s: increase = 15 - 10 + 20 = 25 over 180 s of samples,
+    // extrapolated by the 60 s to the window start (within 1.1 x the
+    // average interval, and before the counter would reach zero).
+    let inc = value_of(&db, "increase(r[4m])", 240_000);
+    assert!((inc - 25.0 * 240.0 / 180.0).abs() < 1e-9, "{inc}");
+    let rate = value_of(&db, "rate(r[4m])", 240_000);
+    assert!((rate - inc / 240.0).abs() < 1e-12);
+    assert_eq!(value_of(&db, "resets(r[4m])", 240_000), 1.0);
+    // One sample in the window: no rate.
+    assert!(instant(&db, "rate(r[1m])", 240_000).is_empty());
+}
+
+#[test]
+fn topk_ties_return_exactly_k_and_sort_puts_nan_last() {
+    let (_d, db) = db(&[
+        (&[("__name__", "t"), ("i", "a")], &[(0, 5.0)]),
+        (&[("__name__", "t"), ("i", "b")], &[(0, 5.0)]),
+        (&[("__name__", "t"), ("i", "c")], &[(0, f64::NAN)]),
+        (&[("__name__", "t"), ("i", "d")], &[(0, 1.0)]),
+    ]);
+    assert_eq!(instant(&db, "topk(1, t)", 0).len(), 1);
+    assert_eq!(
+        instant(&db, "topk(2, t)", 0)
+            .iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>(),
+        [5.0, 5.0]
+    );
+    let asc: Vec<String> = instant(&db, "sort(t)", 0)
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(
+        asc.last().map(String::as_str),
+        Some(r#"t{i="c"}"#),
+        "NaN sorts last: {asc:?}"
+    );
+    assert_eq!(asc.first().map(String::as_str), Some(r#"t{i="d"}"#));
+    let desc: Vec<String> = instant(&db, "sort_desc(t)", 0)
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(
+        desc.last().map(String::as_str),
+        Some(r#"t{i="c"}"#),
+        "NaN sorts last: {desc:?}"
+    );
+    assert_eq!(
+        desc.first()
+            .map(|s| s.starts_with(r#"t{i="a"}"#) || s.starts_with(r#"t{i="b"}"#)),
+        Some(true)
+    );
+}
+
+#[test]
+fn histogram_quantile_without_inf_bucket_is_nan() {
+    let (_d, db) = db(&[
+        (&[("__name__", "h_bucket"), ("le", "1")], &[(0, 1.0)]),
+        (&[("__name__", "h_bucket"), ("le", "2")], &[(0, 3.0)]),
+        (&[("__name__", "g_bucket"), ("le", "1")], &[(0, 1.0)]),
+        (&[("__name__", "g_bucket"), ("le", "2")], &[(0, 3.0)]),
+        (&[("__name__", "g_bucket"), ("le", "+Inf")], &[(0, 4.0)]),
+    ]);
+    assert!(value_of(&db, "histogram_quantile(0.5, h_bucket)", 0).is_nan());
+    // With +Inf: rank 2 falls in (1, 2]: 1 + (2 - 1) * (2 - 1) / (3 - 1) = 1.5.
+    assert!((value_of(&db, "histogram_quantile(0.5, g_bucket)", 0) - 1.5).abs() < 1e-12);
+}
