@@ -374,10 +374,12 @@ mod tests {
         assert_eq!(extrapolated_rate(&[], 0, 10 * MIN, true, true), None);
     }
 
+    /// (samples as (t, v), is_rate, expected)
+    type InstantCase<'a> = (&'a [(i64, f64)], bool, Option<f64>);
+
     #[test]
     fn instant_value_table() {
-        #[allow(clippy::type_complexity)]
-        let cases: &[(&[(i64, f64)], bool, Option<f64>)] = &[
+        let cases: &[InstantCase] = &[
             (&[(0, 1.0)], true, None),
             (&[(0, 1.0), (10_000, 1.0), (10_000, 5.0)], true, None),
             (&[(0, 1.0), (10_000, 3.0)], false, Some(2.0)),
