@@ -12,6 +12,76 @@ use crate::promql::eval::Evaluator;
 use crate::promql::value::QueryResult;
 use crate::storage::Db;
 
+/// Rewrites `\xHH` escapes inside quoted string literals to the characters
+/// their bytes spell. In Go (and so in Prometheus) `\xHH` is a *byte*:
+/// `"\xc3\xa9"` is `é`, and `"\xff"` is invalid UTF-8; the `promql-parser`
+/// crate instead reads each `\xHH` as the code point U+00HH. Runs of byte
+/// escapes that form valid UTF-8 become `\UXXXXXXXX` escapes the crate reads
+/// correctly; invalid sequences become U+FFFD, which the evaluator refuses
+/// as a label name (Prometheus fails those queries at evaluation).
+///
+/// # Errors
+/// None today; kept fallible for future lexing checks.
+pub(crate) fn normalize_byte_escapes(query: &str) -> Result<std::borrow::Cow<'_, str>, QueryError> {
+    if !query.contains("\\x") {
+        return Ok(std::borrow::Cow::Borrowed(query));
+    }
+    let b = query.as_bytes();
+    let mut out = String::with_capacity(query.len());
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            None => {
+                if c == b'"' || c == b'\'' || c == b'`' {
+                    quote = Some(c);
+                } else if c == b'#' {
+                    // A comment runs to the end of the line.
+                    let end = query[i..].find('\n').map_or(b.len(), |n| i + n);
+                    out.push_str(&query[i..end]);
+                    i = end;
+                    continue;
+                }
+            }
+            Some(q) if c == q => quote = None,
+            Some(q) if q != b'`' && c == b'\\' && i + 1 < b.len() => {
+                if b[i + 1] == b'x' {
+                    let mut bytes = Vec::new();
+                    let mut j = i;
+                    while j + 3 < b.len() && b[j] == b'\\' && b[j + 1] == b'x' {
+                        match (hex(b[j + 2]), hex(b[j + 3])) {
+                            (Some(h), Some(l)) => bytes.push(h * 16 + l),
+                            _ => break,
+                        }
+                        j += 4;
+                    }
+                    if !bytes.is_empty() {
+                        // Invalid UTF-8 becomes U+FFFD, which label-name
+                        // checks refuse, so the query fails where
+                        // Prometheus's does (at evaluation).
+                        let s = String::from_utf8_lossy(&bytes);
+                        for ch in s.chars() {
+                            out.push_str(&format!("\\U{:08X}", ch as u32));
+                        }
+                        i = j;
+                        continue;
+                    }
+                }
+                out.push_str(&query[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let ch = query[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// Engine-wide settings, with Prometheus's defaults.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -65,7 +135,8 @@ impl Engine {
     /// # Errors
     /// [`QueryError::Parse`] with the parser's message.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
-        parser::parse(query).map_err(QueryError::Parse)
+        let query = normalize_byte_escapes(query)?;
+        parser::parse(&query).map_err(QueryError::Parse)
     }
 
     /// Evaluates `expr` at `t` (ms).
@@ -141,5 +212,25 @@ impl Engine {
             step,
             &QueryOptions::default(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_escapes_follow_go_semantics() {
+        let n = |q: &str| normalize_byte_escapes(q).map(|c| c.into_owned());
+        assert_eq!(n(r#"f("a")"#).unwrap(), r#"f("a")"#);
+        assert_eq!(n(r#"x{a="\xc3\xa9"}"#).unwrap(), r#"x{a="\U000000E9"}"#);
+        assert_eq!(n(r#"x{a="\x41b"}"#).unwrap(), r#"x{a="\U00000041b"}"#);
+        assert_eq!(n(r#"f("\xff")"#).unwrap(), r#"f("\U0000FFFD")"#);
+        // Raw strings, escaped backslashes and comments are left alone.
+        assert_eq!(n(r#"x{a=`\xff`}"#).unwrap(), r#"x{a=`\xff`}"#);
+        assert_eq!(n(r#"x{a="\\xff"}"#).unwrap(), r#"x{a="\\xff"}"#);
+        assert_eq!(n("x # \\xff\n").unwrap(), "x # \\xff\n");
+        let e = Engine::parse(r#"x{a="\xc3\xa9"}"#).unwrap();
+        assert!(e.to_string().contains('é'), "{e}");
     }
 }

@@ -285,6 +285,11 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Whether this is a range query (not an instant query).
+    pub(crate) fn is_range_query(&self) -> bool {
+        self.query_step != 0
+    }
+
     pub(crate) fn lookback(&self) -> i64 {
         self.opts.lookback_delta_ms
     }

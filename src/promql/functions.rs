@@ -18,8 +18,9 @@
 //! (classic-bucket histogram_quantile / histogram_fraction) and
 //! [`annotations`] (the exact warning/info texts).
 
-// Used by the evaluator, which is written against these signatures
-// concurrently; until it lands nothing in the crate calls them.
+// Kernels of experimental functions (mad_over_time, ts_of_*_over_time) and
+// the native-histogram annotations are ported ahead of the features that
+// call them.
 #![allow(dead_code)]
 
 pub(crate) mod annotations;

@@ -278,15 +278,17 @@ impl Evaluator<'_> {
                 let Some(&(o, ov)) = one_at.get(&msig[k]) else {
                     continue;
                 };
+                // Checked before comparison filtering: a many-to-one match
+                // is an error even when the filter would drop the series.
+                if one_to_one && !matched.insert(&msig[k]) {
+                    return Err(QueryError::Exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
+                }
                 let (fl, fr) = if one_to_many { (ov, v) } else { (v, ov) };
                 let (mut value, keep) = binop(op, fl, fr);
                 if return_bool {
                     value = f64::from(u8::from(keep));
                 } else if comparison && !keep {
                     continue;
-                }
-                if one_to_one && !matched.insert(&msig[k]) {
-                    return Err(QueryError::Exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
                 }
                 let idx = match result_labels.get(&(k, o)) {
                     Some(&idx) => idx,

@@ -53,18 +53,21 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::Paren(p) => return absent_labels(&p.expr),
         _ => return Labels::empty(),
     };
+    // The first equality matcher of a name sets it; any other matcher of
+    // that name removes it again.
     let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut dropped: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for m in vs.matchers.matchers.iter() {
-        if m.name == METRIC_NAME || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == METRIC_NAME {
             continue;
         }
-        if pairs.iter().any(|(n, _)| *n == m.name) || dropped.contains(&m.name) {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !seen.contains(&m.name.as_str())
+        {
+            pairs.push((m.name.clone(), m.value.clone()));
+            seen.push(&m.name);
+        } else {
             pairs.retain(|(n, _)| *n != m.name);
-            dropped.push(m.name.clone());
-            continue;
         }
-        pairs.push((m.name.clone(), m.value.clone()));
     }
     Labels::try_from_pairs(pairs).unwrap_or_default()
 }
@@ -211,6 +214,9 @@ impl Evaluator<'_> {
             "label_replace" => self.label_replace(&args, grid).map(Val::Vector),
             "label_join" => self.label_join(&args, grid).map(Val::Vector),
             "sort" | "sort_desc" => {
+                if self.is_range_query() {
+                    self.warn(annotations::sort_in_range_query_warning());
+                }
                 let mut v = self.eval_vector(arg(0)?, grid)?;
                 if grid.n == 1 {
                     let desc = name == "sort_desc";
@@ -247,11 +253,11 @@ impl Evaluator<'_> {
                     Vec::new()
                 };
                 Ok(Val::Vector(map_points(v, |i, x| match name {
-                    "clamp_min" => Some(x.max(a[i])),
-                    "clamp_max" => Some(x.min(a[i])),
+                    // Go's math.Max/Min: NaN in, NaN out.
+                    "clamp_min" => Some(math::go_max(x, a[i])),
+                    "clamp_max" => Some(math::go_min(x, a[i])),
                     // clamp(v, min, max) is empty when max < min.
-                    _ if b[i] < a[i] => None,
-                    _ => Some(x.max(a[i]).min(b[i])),
+                    _ => math::clamp(x, a[i], b[i]),
                 })?))
             }
             "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
@@ -274,11 +280,11 @@ impl Evaluator<'_> {
             }
             "histogram_quantile" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
+                if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                    self.warn(annotations::invalid_quantile_warning(*bad));
+                }
                 let v = self.eval_vector(arg(1)?, grid)?;
                 self.histogram_buckets(v, grid, |i, buckets, metric| {
-                    if !(0.0..=1.0).contains(&q[i]) {
-                        self.warn(annotations::invalid_quantile_warning(q[i]));
-                    }
                     let r = histogram::bucket_quantile(q[i], buckets);
                     if r.forced_monotonicity {
                         self.info(annotations::histogram_quantile_forced_monotonicity_info(
@@ -406,11 +412,7 @@ impl Evaluator<'_> {
     fn counter_info(&self, e: &Expr) {
         if let Expr::MatrixSelector(ms) = unparen(e) {
             if let Some(n) = &ms.vs.name {
-                if !(n.ends_with("_total")
-                    || n.ends_with("_sum")
-                    || n.ends_with("_count")
-                    || n.ends_with("_bucket"))
-                {
+                if rate::is_possible_non_counter(n) {
                     self.info(annotations::possible_non_counter_info(n));
                 }
             }
@@ -438,11 +440,7 @@ impl Evaluator<'_> {
                 continue;
             };
             let mut b = LabelsBuilder::new();
-            for x in s
-                .labels
-                .iter()
-                .filter(|x| &*x.name != "le" && &*x.name != METRIC_NAME)
-            {
+            for x in s.labels.iter().filter(|x| &*x.name != "le") {
                 b.push_shared(x.name.clone(), x.value.clone());
             }
             let key = b.build().expect("subset of valid labels");
@@ -477,7 +475,11 @@ impl Evaluator<'_> {
                 });
             }
             if !points.is_empty() {
-                out.push(Series { labels, points });
+                // Grouped by metric name too; the name leaves the result.
+                out.push(Series {
+                    labels: drop_name(&labels),
+                    points,
+                });
             }
         }
         Ok(Val::Vector(merge_same_labels(out)?))
@@ -498,7 +500,7 @@ impl Evaluator<'_> {
                 "invalid regular expression in label_replace(): {re}: {e}"
             ))
         })?;
-        if dst.is_empty() {
+        if !valid_label_name(&dst) {
             return Err(QueryError::Exec(format!(
                 "invalid destination label name in label_replace(): {dst}"
             )));
@@ -537,7 +539,7 @@ impl Evaluator<'_> {
             .iter()
             .map(|e| string_arg(e))
             .collect::<Result<_>>()?;
-        if dst.is_empty() {
+        if !valid_label_name(&dst) {
             return Err(QueryError::Exec(format!(
                 "invalid destination label name in label_join(): {dst}"
             )));
@@ -559,6 +561,12 @@ impl Evaluator<'_> {
             .collect();
         merge_same_labels(out)
     }
+}
+
+/// A label name Prometheus 3 accepts: non-empty UTF-8. U+FFFD only arises
+/// from invalid byte escapes in the query (see `normalize_byte_escapes`).
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('\u{FFFD}')
 }
 
 /// Sets (or, for an empty value, removes) one label.
