@@ -5,6 +5,7 @@
 //! Semantics follow Prometheus 3: 5 m lookback, left-open range windows,
 //! staleness markers ending series, `offset` and `@`, subqueries.
 
+mod duration_expr;
 mod engine;
 mod error;
 mod eval;

@@ -136,6 +136,7 @@ impl Engine {
     /// [`QueryError::Parse`] with the parser's message.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
         let query = normalize_byte_escapes(query)?;
+        let query = crate::promql::duration_expr::rewrite(&query)?;
         parser::parse(&query).map_err(QueryError::Parse)
     }
 
