@@ -128,8 +128,9 @@ fn write_known_failures(failures: &BTreeMap<(String, usize), String>) {
     std::fs::write(KNOWN_FAILURES, out).expect("write tests/promql_known_failures.txt");
 }
 
-/// Prints to stdout (shown with `--nocapture`) and stderr (shown by the
-/// harness when the test fails).
+/// Prints to stdout (shown with `--nocapture`, and by the harness when the
+/// test fails) and to stderr (for CI logs that keep only stderr). Used for
+/// the skip line, verdicts and the per-category summary.
 macro_rules! say {
     ($($arg:tt)*) => {{
         let line = format!($($arg)*);
@@ -191,7 +192,7 @@ fn promql_conformance_suite() {
         })
         .collect();
     files.sort();
-    say!(
+    println!(
         "PROMQL-CONFORMANCE running {} files from {}: float + duration_expr cases; instant evals also in range mode (§9.1) and @-pinned (§9.2)",
         files.len(),
         dir.display()
@@ -318,12 +319,12 @@ fn promql_conformance_suite() {
         if let Some(e) = &report.error {
             line.push_str(&format!(" FILE ERROR: {e}"));
         }
-        say!("{line}");
+        println!("{line}");
         details.extend(file_details);
     }
 
     for d in &details {
-        say!("{d}");
+        println!("{d}");
     }
     // Listed failures that now pass, or no longer name a run case.
     let fixed: Vec<&String> = known
@@ -375,6 +376,12 @@ fn promql_conformance_suite() {
             .map(|o| format!(" (PROMQL_ONLY={o}: partial counts)"))
             .unwrap_or_default()
     );
+    if only.is_some() && by_category.values().all(|c| c.passed + c.failed == 0) {
+        say!(
+            "PROMQL-CONFORMANCE warning: PROMQL_ONLY={} selected no runnable eval (use file.test or file.test:LINE of an eval header)",
+            only.as_deref().unwrap_or_default()
+        );
+    }
     // The per-category summary: always the last lines.
     for category in CATEGORIES {
         let c = by_category.get(category).copied().unwrap_or_default();
@@ -398,9 +405,13 @@ fn promql_conformance_suite() {
 
 /// Unit tests of the runner's own parsing and comparison.
 mod runner_tests {
-    use tidemark::model::{is_stale_nan, Labels};
+    use tidemark::model::{is_stale_nan, Labels, Sample};
+    use tidemark::promql::{InstantSample, QueryError, QueryResult, RangeSeries, Value};
 
-    use crate::check::{float_eq, labels_cmp};
+    use crate::check::{
+        check_annotations, check_error, compare_instant, compare_range, compare_range_mode,
+        float_eq, labels_cmp,
+    };
     use crate::pin::{pin_at, pinned_eval_times};
     use crate::script::{
         expand_values, parse_duration_ms, parse_eval_block, parse_file, parse_metric,
@@ -619,6 +630,168 @@ mod runner_tests {
         assert!(labels_cmp(&a, &ab).is_lt());
         assert!(labels_cmp(&ab, &b).is_lt());
         assert!(labels_cmp(&b, &b).is_eq());
+    }
+
+    /// The expectations of the first eval in `text`.
+    fn exp(text: &str) -> crate::script::Expectations {
+        let cmds = parse_file(text).unwrap();
+        match &cmds[0] {
+            Command::Eval(e) => parse_eval_block(e).unwrap(),
+            _ => panic!("first command is not an eval"),
+        }
+    }
+
+    fn vector(samples: &[(&[(&str, &str)], f64)]) -> Value {
+        Value::Vector(
+            samples
+                .iter()
+                .map(|(l, v)| InstantSample {
+                    labels: Labels::from_static(l),
+                    t: 0,
+                    v: *v,
+                })
+                .collect(),
+        )
+    }
+
+    fn matrix(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Value {
+        Value::Matrix(
+            series
+                .iter()
+                .map(|(l, pts)| RangeSeries {
+                    labels: Labels::from_static(l),
+                    samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn compare_instant_vector_matches_as_a_set_unless_ordered() {
+        let e = exp("eval instant at 0 x\n  x{a=\"1\"} 1\n  x{a=\"2\"} NaN\n");
+        let a1: &[(&str, &str)] = &[("__name__", "x"), ("a", "1")];
+        let a2: &[(&str, &str)] = &[("__name__", "x"), ("a", "2")];
+        assert!(compare_instant(&e, &vector(&[(a2, f64::NAN), (a1, 1.0)])).is_ok());
+        assert!(
+            compare_instant(&e, &vector(&[(a1, 1.0)])).is_err(),
+            "missing"
+        );
+        assert!(compare_instant(&e, &vector(&[(a1, 1.1), (a2, f64::NAN)])).is_err());
+        let extra: &[(&str, &str)] = &[("a", "1")];
+        let got = vector(&[(a1, 1.0), (a2, f64::NAN), (extra, 1.0)]);
+        assert!(
+            compare_instant(&e, &got).is_err(),
+            "name dropped = other series"
+        );
+        let o = exp("eval instant at 0 x\n  expect ordered\n  x{a=\"1\"} 1\n  x{a=\"2\"} NaN\n");
+        assert!(compare_instant(&o, &vector(&[(a1, 1.0), (a2, f64::NAN)])).is_ok());
+        assert!(compare_instant(&o, &vector(&[(a2, f64::NAN), (a1, 1.0)])).is_err());
+        // Wrong result types.
+        assert!(compare_instant(&e, &Value::Scalar { t: 0, v: 1.0 }).is_err());
+        let empty = exp("eval instant at 0 x\n");
+        assert!(compare_instant(&empty, &vector(&[])).is_ok());
+        assert!(compare_instant(&empty, &matrix(&[])).is_err());
+        assert!(compare_instant(&empty, &Value::Scalar { t: 0, v: 1.0 }).is_err());
+    }
+
+    #[test]
+    fn compare_instant_scalars_and_strings() {
+        let e = exp("eval instant at 0 1\n  +Inf\n");
+        assert!(compare_instant(
+            &e,
+            &Value::Scalar {
+                t: 0,
+                v: f64::INFINITY
+            }
+        )
+        .is_ok());
+        assert!(compare_instant(&e, &Value::Scalar { t: 0, v: 1.0 }).is_err());
+        assert!(compare_instant(&e, &vector(&[])).is_err());
+        let s = exp("eval instant at 0 \"a\"\n  expect string \" Foo \"\n");
+        let got = |v: &str| Value::String { t: 0, v: v.into() };
+        assert!(compare_instant(&s, &got(" Foo ")).is_ok());
+        assert!(compare_instant(&s, &got("Foo")).is_err());
+        assert!(compare_instant(&s, &vector(&[])).is_err());
+        let none = exp("eval instant at 0 \"a\"\n");
+        assert!(compare_instant(&none, &got("a")).is_err());
+    }
+
+    #[test]
+    fn compare_range_places_slots_at_steps() {
+        let e = exp("eval range from 0 to 4m step 1m x\n  x _ 1 2 _\n  {} 5\n");
+        let x: &[(&str, &str)] = &[("__name__", "x")];
+        let ok = matrix(&[(&[], &[(0, 5.0)]), (x, &[(60_000, 1.0), (120_000, 2.0)])]);
+        assert!(compare_range(&e, &ok, (0, 240_000, 60_000)).is_ok());
+        let shifted = matrix(&[(&[], &[(0, 5.0)]), (x, &[(120_000, 1.0), (180_000, 2.0)])]);
+        assert!(compare_range(&e, &shifted, (0, 240_000, 60_000)).is_err());
+        let extra = matrix(&[
+            (&[], &[(0, 5.0)]),
+            (x, &[(60_000, 1.0), (120_000, 2.0), (240_000, 3.0)]),
+        ]);
+        assert!(compare_range(&e, &extra, (0, 240_000, 60_000)).is_err());
+        let unsorted = matrix(&[(x, &[(60_000, 1.0), (120_000, 2.0)]), (&[], &[(0, 5.0)])]);
+        let err = compare_range(&e, &unsorted, (0, 240_000, 60_000)).unwrap_err();
+        assert!(err.contains("not sorted"), "{err}");
+        let too_many = exp("eval range from 0 to 1m step 1m x\n  x 1 2 3\n");
+        let m = matrix(&[(x, &[(0, 1.0), (60_000, 2.0)])]);
+        assert!(compare_range(&too_many, &m, (0, 60_000, 60_000)).is_err());
+    }
+
+    #[test]
+    fn compare_range_mode_takes_the_point_at_t() {
+        let e = exp("eval instant at 1m x\n  x 7\n");
+        let x: &[(&str, &str)] = &[("__name__", "x")];
+        let instant = vector(&[(x, 7.0)]);
+        let range = matrix(&[(x, &[(0, 1.0), (60_000, 7.0), (120_000, 9.0)])]);
+        assert!(compare_range_mode(&e, &instant, &range, 60_000).is_ok());
+        let missing = matrix(&[(x, &[(0, 1.0), (120_000, 9.0)])]);
+        assert!(compare_range_mode(&e, &instant, &missing, 60_000).is_err());
+        let s = exp("eval instant at 1m 2\n  2\n");
+        let scalar = matrix(&[(&[], &[(0, 2.0), (60_000, 2.0), (120_000, 2.0)])]);
+        assert!(compare_range_mode(&s, &Value::Scalar { t: 0, v: 2.0 }, &scalar, 60_000).is_ok());
+    }
+
+    #[test]
+    fn check_annotations_follows_expect_lines() {
+        let res = |w: &[&str], i: &[&str]| QueryResult {
+            value: Value::Vector(vec![]),
+            warnings: w.iter().map(|s| s.to_string()).collect(),
+            infos: i.iter().map(|s| s.to_string()).collect(),
+        };
+        let unchecked = exp("eval instant at 0 x\n");
+        assert!(check_annotations(&unchecked, &res(&["w"], &["i"])).is_ok());
+        let warn =
+            exp("eval instant at 0 x\n  expect warn msg: PromQL warning: a\n  expect no_info\n");
+        assert!(check_annotations(&warn, &res(&["PromQL warning: a (1:5)"], &[])).is_ok());
+        assert!(
+            check_annotations(&warn, &res(&[], &[])).is_err(),
+            "none produced"
+        );
+        assert!(check_annotations(
+            &warn,
+            &res(&["PromQL warning: a", "PromQL warning: b"], &[])
+        )
+        .is_err());
+        assert!(check_annotations(&warn, &res(&["PromQL warning: a"], &["i"])).is_err());
+        let any = exp("eval instant at 0 x\n  expect info\n");
+        assert!(check_annotations(&any, &res(&[], &["x", "y"])).is_ok());
+        let re = exp("eval instant at 0 x\n  expect warn regex: quantile.*NaN\n");
+        assert!(
+            check_annotations(&re, &res(&["PromQL warning: quantile value is NaN"], &[])).is_ok()
+        );
+    }
+
+    #[test]
+    fn check_error_parse_errors_need_a_matching_text() {
+        let bare = exp("eval instant at 0 x\n  expect fail\n");
+        let msg = exp("eval instant at 0 x\n  expect fail msg: boom\n");
+        let none = exp("eval instant at 0 x\n");
+        let e = QueryError::Exec("boom".into());
+        assert!(check_error(&bare, &e, true).is_ok());
+        assert!(check_error(&bare, &e, false).is_err());
+        assert!(check_error(&msg, &e, false).is_ok());
+        assert!(check_error(&msg, &QueryError::Exec("other".into()), true).is_err());
+        assert!(check_error(&none, &e, true).is_err());
     }
 
     fn pinned(expr: &str, t: i64) -> Option<String> {
