@@ -654,7 +654,9 @@ mod runner_tests {
         )
     }
 
-    fn matrix(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Value {
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    fn matrix(series: &[(Pairs<'_>, &[(i64, f64)])]) -> Value {
         Value::Matrix(
             series
                 .iter()
