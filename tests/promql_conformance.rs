@@ -654,6 +654,70 @@ mod runner_tests {
         )
     }
 
+    #[test]
+    fn load_appends_slot_i_at_i_times_interval_through_storage() {
+        let storage = crate::run::Storage::open();
+        let lines = |v: &[&str]| -> Vec<(usize, String)> {
+            v.iter()
+                .enumerate()
+                .map(|(i, s)| (i + 1, s.to_string()))
+                .collect()
+        };
+        let mut hist = std::collections::HashSet::new();
+        crate::run::load(
+            &storage.db,
+            30_000,
+            &lines(&[
+                "a 9 9",
+                "a 1 _ 2 stale",
+                "h 1 {{schema:0 sum:1 count:1}} 3",
+                "h@st _ -1s _",
+                "empty",
+            ]),
+            &mut hist,
+        )
+        .unwrap();
+        // A later load is additive and starts again at t=0.
+        crate::run::load(
+            &storage.db,
+            60_000,
+            &lines(&["a _x2 5", "b 0+1x1"]),
+            &mut hist,
+        )
+        .unwrap();
+        let read = |name: &str| -> Vec<(i64, u64)> {
+            let q = storage.db.querier(i64::MIN, i64::MAX);
+            let series = q.select(&[tidemark::model::Matcher::eq("__name__", name)]);
+            assert!(series.len() <= 1);
+            series
+                .iter()
+                .flat_map(|s| {
+                    s.samples()
+                        .map(|p| (p.t, p.v.to_bits()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let b = |v: f64| v.to_bits();
+        assert_eq!(
+            read("a"),
+            vec![
+                (0, b(1.0)),
+                (60_000, b(2.0)),
+                (90_000, tidemark::model::STALE_NAN_BITS),
+                (120_000, b(5.0))
+            ]
+        );
+        assert_eq!(read("h"), vec![(0, b(1.0)), (60_000, b(3.0))]);
+        assert_eq!(read("b"), vec![(0, b(0.0)), (60_000, b(1.0))]);
+        assert_eq!(read("empty"), vec![]);
+        assert_eq!(hist.len(), 1);
+        // An identical duplicate is ignored; an older or conflicting sample
+        // for an existing series is refused, and the load fails.
+        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 1"]), &mut hist).is_ok());
+        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 7"]), &mut hist).is_err());
+    }
+
     type Pairs<'a> = &'a [(&'a str, &'a str)];
 
     fn matrix(series: &[(Pairs<'_>, &[(i64, f64)])]) -> Value {

@@ -50,13 +50,13 @@ pub(crate) struct FileReport {
 }
 
 /// A Db in its own temporary directory; `db` drops before `_dir`.
-struct Storage {
-    db: Db,
+pub(crate) struct Storage {
+    pub(crate) db: Db,
     _dir: TempDir,
 }
 
 impl Storage {
-    fn open() -> Storage {
+    pub(crate) fn open() -> Storage {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let opts = Options {
             wal: WalOptions {
@@ -80,7 +80,7 @@ impl Storage {
 /// Appends one `load` block as one batch (§5); later lines for the same
 /// label set replace earlier ones. Histogram slots are not stored; the
 /// series that had them are added to `histogram_series`.
-fn load(
+pub(crate) fn load(
     db: &Db,
     interval_ms: i64,
     lines: &[(usize, String)],
