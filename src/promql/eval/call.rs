@@ -15,11 +15,21 @@ use crate::promql::functions::{annotations, histogram, math, over_time, rate, ti
 
 /// A range-function kernel: (window, window start, window end, step index,
 /// step time) to value.
-type Kernel<'a> = Box<dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + 'a>;
+type Kernel<'a> = Box<dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + Send + Sync + 'a>;
 
 /// Series of one classic histogram: labels without `le`, metric name, and
 /// `(le, series index)` per bucket.
 type BucketGroup = (Labels, String, Vec<(f64, usize)>);
+
+/// Below this much work (samples plus steps) a range function runs on the
+/// calling thread; thread start-up would cost more than it saves.
+const PARALLEL_MIN_WORK: usize = 200_000;
+
+fn parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
 
 /// Functions whose result keeps the input's metric name.
 fn keeps_name(name: &str) -> bool {
@@ -385,21 +395,49 @@ impl Evaluator<'_> {
         }
         let input = self.eval_range_input(range_arg, grid)?;
         let keep = keeps_name(name);
-        let mut out = Vec::with_capacity(input.series.len());
-        for (labels, samples) in &input.series {
-            self.check("range function")?;
+        self.check("range function")?;
+        let eval_series = |(labels, samples): &(Labels, Vec<Sample>)| -> Option<Series> {
             let points = windows(&input, grid, samples, |w, start, end, i| {
                 kernel(w, start, end, i, grid.t(i))
             });
-            if !points.is_empty() {
-                let labels = if keep {
-                    labels.clone()
-                } else {
-                    drop_name(labels)
-                };
-                out.push(Series { labels, points });
+            if points.is_empty() {
+                return None;
             }
-        }
+            let labels = if keep {
+                labels.clone()
+            } else {
+                drop_name(labels)
+            };
+            Some(Series { labels, points })
+        };
+        // Large inputs are split across the machine's cores; the kernels are
+        // pure, so each part runs independently.
+        let work: usize =
+            input.series.iter().map(|(_, s)| s.len()).sum::<usize>() + input.series.len() * grid.n;
+        let parts = if work >= PARALLEL_MIN_WORK {
+            parallelism()
+        } else {
+            1
+        };
+        let out: Vec<Series> = if parts > 1 {
+            let chunk = input.series.len().div_ceil(parts);
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = input
+                    .series
+                    .chunks(chunk.max(1))
+                    .map(|part| {
+                        sc.spawn(|| part.iter().filter_map(eval_series).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("range function worker panicked"))
+                    .collect()
+            })
+        } else {
+            input.series.iter().filter_map(eval_series).collect()
+        };
+        self.check("range function")?;
         Ok(Val::Vector(if keep {
             out
         } else {
