@@ -368,20 +368,7 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, grid),
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => {
-                    let negated = series
-                        .into_iter()
-                        .map(|s| Series {
-                            labels: drop_name(&s.labels),
-                            points: s
-                                .points
-                                .into_iter()
-                                .map(|p| Point { i: p.i, v: -p.v })
-                                .collect(),
-                        })
-                        .collect();
-                    Ok(Val::Vector(merge_same_labels(negated)?))
-                }
+                Val::Vector(series) => Ok(Val::Vector(call::map_points(series, |_, v| Some(-v))?)),
                 _ => Err(QueryError::Exec(
                     "unary minus needs a scalar or an instant vector".into(),
                 )),

@@ -82,8 +82,32 @@ fn absent_labels(e: &Expr) -> Labels {
     Labels::try_from_pairs(pairs).unwrap_or_default()
 }
 
+/// `absent`/`absent_over_time`: 1 at every step where nothing was present,
+/// labelled from the argument's selector.
+fn absent_result(present: &[bool], arg: &Expr) -> Vec<Series> {
+    let points: Vec<Point> = present
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| Point {
+            i: i as u32,
+            v: 1.0,
+        })
+        .collect();
+    if points.is_empty() {
+        return Vec::new();
+    }
+    vec![Series {
+        labels: absent_labels(arg),
+        points,
+    }]
+}
+
 /// Applies `f` to every point, dropping the metric name.
-fn map_points(series: Vec<Series>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Vec<Series>> {
+pub(crate) fn map_points(
+    series: Vec<Series>,
+    f: impl Fn(usize, f64) -> Option<f64>,
+) -> Result<Vec<Series>> {
     let out = series
         .into_iter()
         .map(|s| Series {
@@ -172,23 +196,7 @@ impl Evaluator<'_> {
                         present[p.i as usize] = true;
                     }
                 }
-                let points: Vec<Point> = present
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| !**p)
-                    .map(|(i, _)| Point {
-                        i: i as u32,
-                        v: 1.0,
-                    })
-                    .collect();
-                Ok(Val::Vector(if points.is_empty() {
-                    vec![]
-                } else {
-                    vec![Series {
-                        labels: absent_labels(arg(0)?),
-                        points,
-                    }]
-                }))
+                Ok(Val::Vector(absent_result(&present, arg(0)?)))
             }
             "absent_over_time" => {
                 let input = self.eval_range_input(arg(0)?, grid)?;
@@ -203,23 +211,7 @@ impl Evaluator<'_> {
                         }
                     }
                 }
-                let points: Vec<Point> = present
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| !**p)
-                    .map(|(i, _)| Point {
-                        i: i as u32,
-                        v: 1.0,
-                    })
-                    .collect();
-                Ok(Val::Vector(if points.is_empty() {
-                    vec![]
-                } else {
-                    vec![Series {
-                        labels: absent_labels(arg(0)?),
-                        points,
-                    }]
-                }))
+                Ok(Val::Vector(absent_result(&present, arg(0)?)))
             }
             "label_replace" => self.label_replace(&args, grid).map(Val::Vector),
             "label_join" => self.label_join(&args, grid).map(Val::Vector),
