@@ -54,6 +54,19 @@ impl Proc {
     }
 }
 
+/// Starts the `tidemark` binary on `addr` with data in `data_dir`.
+fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["--listen", addr, "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Proc(child, "tidemark")
+}
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -124,17 +137,7 @@ fn prometheus_remote_write_to_tidemark_matches_prometheus_tsdb() {
         format!("127.0.0.1:{}", free_port()),
     );
 
-    let mut tidemark = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["--listen", &tm_addr, "--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(dir.path().join("tidemark"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-        "tidemark",
-    );
+    let mut tidemark = start_tidemark(&tm_addr, &dir.path().join("tidemark"));
     let _node = Proc(
         Command::new(&node_exporter)
             .args([&format!("--web.listen-address={node_addr}")])
@@ -298,17 +301,7 @@ fn prometheus_remote_read_from_tidemark_answers_queries() {
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let _tidemark = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["--listen", &tm_addr, "--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(dir.path().join("tidemark"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-        "tidemark",
-    );
+    let _tidemark = start_tidemark(&tm_addr, &dir.path().join("tidemark"));
     wait_until("tidemark ready", Duration::from_secs(30), || {
         http::get(&tm_addr, "/-/ready").is_some_and(|r| r.0 == 200)
     });
