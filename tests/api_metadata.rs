@@ -52,8 +52,8 @@ async fn series_requires_match_and_unions_selectors() {
     // Nothing matches, or the window has no data: [] not null.
     for path in [
         "/api/v1/series?match[]=nothing".to_string(),
-        format!("/api/v1/series?match[]=up&start=2023-11-15T00:00:00Z"),
-        format!("/api/v1/series?match[]=up&end=1600000000"),
+        "/api/v1/series?match[]=up&start=2023-11-15T00:00:00Z".to_string(),
+        "/api/v1/series?match[]=up&end=1600000000".to_string(),
     ] {
         let r = get(&a.app, &path).await;
         assert_eq!(r.body, r#"{"status":"success","data":[]}"#, "{path}");
@@ -315,7 +315,7 @@ async fn exemplars_by_query_selectors() {
     // Outside the window: [].
     let r = get(
         &a.app,
-        &format!("/api/v1/query_exemplars?query=req_total&start=1&end=2"),
+        "/api/v1/query_exemplars?query=req_total&start=1&end=2",
     )
     .await;
     assert_eq!(r.body, r#"{"status":"success","data":[]}"#);
