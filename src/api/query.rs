@@ -257,3 +257,33 @@ pub(crate) async fn parse_query(params: Params) -> Result<Response, ApiError> {
     let data = serde_json::to_string(&expr).map_err(|e| ApiError::TaskFailed(e.to_string()))?;
     Ok(response::ok(&data, &[]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dropping_the_handler_future_sets_the_cancel_flag() {
+        let seen = Arc::new(std::sync::Mutex::new(None::<Arc<AtomicBool>>));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let s = seen.clone();
+        let fut = run(QueryOptions::default(), None, move |o| {
+            let flag = o.cancel.clone().expect("run installs a cancel flag");
+            *s.lock().unwrap() = Some(flag.clone());
+            let _ = started_tx.send(());
+            // Stand-in for a long evaluation that polls the flag.
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(crate::promql::QueryError::Canceled("test"))
+        });
+        let handle = tokio::spawn(fut);
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        handle.abort();
+        let _ = handle.await;
+        let flag = seen.lock().unwrap().clone().unwrap();
+        assert!(flag.load(Ordering::Relaxed));
+    }
+}
