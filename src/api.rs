@@ -1,28 +1,64 @@
-//! The HTTP surface. For now: `/-/healthy` and `/-/ready`; the Prometheus
-//! API, remote write and remote read land here next. Depends on `storage`
-//! (and later `promql`, `ingest`); nothing below imports it.
+//! The HTTP surface: health, self-metrics, remote write, and the Prometheus
+//! query API (`/api/v1/*`) that Grafana and `promtool` call. Depends on
+//! `promql`, `ingest` and `storage`; nothing below imports it.
+//!
+//! One file per endpoint group: [`query`] (query, query_range,
+//! format_query, parse_query, query_exemplars), [`series`] (series, labels,
+//! label values), [`metadata`], [`status`] (buildinfo, config, flags,
+//! runtimeinfo, tsdb, rules, alerts), [`admin`]; shared parsing in
+//! [`params`], JSON encoding in [`response`], error mapping in [`error`].
 
+mod admin;
 mod error;
 mod health;
+mod metadata;
 mod metrics;
+mod params;
+mod query;
 mod read;
+mod response;
+mod series;
+mod status;
 mod write;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorType};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::compression::CompressionLayer;
 
 use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestMetrics, Receiver};
+use crate::promql::{Engine, EngineOptions};
 use crate::storage::Db;
 
+/// Settings of the HTTP API, built from the command line by `config`.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// The PromQL engine's limits (timeout, max samples, lookback).
+    pub engine: EngineOptions,
+    /// Whether `/api/v1/admin/*` may run (`--enable-admin-api`).
+    pub enable_admin_api: bool,
+    /// Every command-line flag with its effective value, for
+    /// `status/flags` and `status/config`.
+    pub flags: Vec<(String, String)>,
+    /// What `status/runtimeinfo` reports as `storageRetention`.
+    pub storage_retention: String,
+}
+
 /// State shared by all handlers.
+///
+/// `db` and `receiver` are set once when storage has opened; `ready`
+/// flips with them and back at shutdown. Everything else is immutable.
 pub struct AppState {
     db: OnceLock<Arc<Db>>,
     receiver: OnceLock<Arc<Receiver>>,
@@ -30,12 +66,20 @@ pub struct AppState {
     registry: Registry,
     ingest_metrics: Arc<IngestMetrics>,
     storage_gauges: metrics::StorageGauges,
+    engine: Engine,
+    options: ApiOptions,
+    started: SystemTime,
 }
 
 impl AppState {
-    /// State for a server whose storage is still opening, with every
-    /// layer's metrics registered.
+    /// State for a server whose storage is still opening, with default
+    /// API options and every layer's metrics registered.
     pub fn new() -> Arc<Self> {
+        Self::with_options(ApiOptions::default())
+    }
+
+    /// Like [`AppState::new`] with explicit API options.
+    pub fn with_options(options: ApiOptions) -> Arc<Self> {
         let mut registry = Registry::default();
         let ingest_metrics = Arc::new(IngestMetrics::register(&mut registry));
         let storage_gauges = metrics::StorageGauges::register(&mut registry);
@@ -46,6 +90,9 @@ impl AppState {
             registry,
             ingest_metrics,
             storage_gauges,
+            engine: Engine::new(options.engine.clone()),
+            options,
+            started: SystemTime::now(),
         })
     }
 
@@ -81,10 +128,91 @@ impl AppState {
     pub fn receiver(&self) -> Option<&Arc<Receiver>> {
         self.receiver.get()
     }
+
+    /// The PromQL engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The API options in force.
+    pub fn options(&self) -> &ApiOptions {
+        &self.options
+    }
+
+    /// The database, or the not-ready error.
+    fn require_db(&self) -> Result<Arc<Db>, ApiError> {
+        self.db().cloned().ok_or(NOT_READY)
+    }
+
+    /// The receiver, or the not-ready error.
+    fn require_receiver(&self) -> Result<Arc<Receiver>, ApiError> {
+        self.receiver().cloned().ok_or(NOT_READY)
+    }
+}
+
+const NOT_READY: ApiError = ApiError::Unavailable("Service Unavailable");
+
+/// Prometheus answers API calls with a plain-text 503 until the TSDB is
+/// ready (`web.go` `testReady`); so do we, during WAL replay and shutdown.
+async fn ready_gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.is_ready() {
+        next.run(req).await
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    }
+}
+
+/// Unknown paths: Prometheus's JSON error under `/api/v1/`, plain 404
+/// elsewhere.
+async fn fallback(uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        ApiError::UnknownEndpoint {
+            path: uri.path().to_string(),
+        }
+        .into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    }
 }
 
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Grafana and client_golang POST forms to these and fall back to GET
+    // on 405; `label/<name>/values` is GET-only, as in Prometheus.
+    let api = Router::new()
+        .route("/api/v1/query", get(query::query).post(query::query))
+        .route(
+            "/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::query_exemplars).post(query::query_exemplars),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(query::parse_query).post(query::parse_query),
+        )
+        .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/labels", get(series::labels).post(series::labels))
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(metadata::metadata))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route(
+            "/api/v1/admin/tsdb/{action}",
+            post(admin::admin).put(admin::admin),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), ready_gate));
     Router::new()
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
@@ -95,5 +223,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/write",
             post(write::write).layer(DefaultBodyLimit::disable()),
         )
+        .merge(api)
+        .fallback(fallback)
+        // gzip/deflate when the client's Accept-Encoding asks for it.
+        .layer(CompressionLayer::new().gzip(true).deflate(true))
         .with_state(state)
 }

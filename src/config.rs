@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::api::ApiOptions;
 use crate::ingest::ReceiverOptions;
+use crate::promql::EngineOptions;
 use crate::storage::wal::{FsyncPolicy, WalOptions};
 use crate::storage::Options;
 
@@ -65,6 +67,29 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_MAX_WRITE_DECOMPRESSED_BYTES", default_value_t = 256 << 20)]
     pub max_write_decompressed_bytes: usize,
 
+    /// Longest a query may run; a request's `timeout` parameter can only
+    /// shorten it.
+    #[arg(long = "query.timeout", env = "TIDEMARK_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Most samples a single query may hold in memory; past it the query
+    /// fails with 422.
+    #[arg(
+        long = "query.max-samples",
+        env = "TIDEMARK_QUERY_MAX_SAMPLES",
+        default_value_t = 50_000_000
+    )]
+    pub query_max_samples: usize,
+
+    /// How far back an instant selector looks for the latest sample.
+    #[arg(long = "query.lookback-delta", env = "TIDEMARK_QUERY_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
+    pub query_lookback_delta: Duration,
+
+    /// Enable the admin endpoints under `/api/v1/admin/` (as Prometheus's
+    /// `--web.enable-admin-api`).
+    #[arg(long, env = "TIDEMARK_ENABLE_ADMIN_API")]
+    pub enable_admin_api: bool,
+
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
     /// tracing directive such as `tidemark=debug,info`.
     #[arg(long, env = "TIDEMARK_LOG_LEVEL", default_value = "info")]
@@ -96,6 +121,99 @@ impl From<&Config> for ReceiverOptions {
             ..ReceiverOptions::default()
         }
     }
+}
+
+impl Config {
+    /// Every flag with its effective value as a string, by long name, for
+    /// `/api/v1/status/flags` and `status/config`.
+    pub fn flags(&self) -> Vec<(String, String)> {
+        let fsync = match self.wal_fsync {
+            WalFsync::Batch => "batch",
+            WalFsync::Interval => "interval",
+            WalFsync::None => "none",
+        };
+        [
+            ("listen", self.listen.to_string()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("wal-fsync", fsync.to_string()),
+            (
+                "wal-fsync-interval",
+                format_duration(self.wal_fsync_interval),
+            ),
+            ("wal-segment-size", self.wal_segment_size.to_string()),
+            (
+                "max-series-per-metric",
+                self.max_series_per_metric.to_string(),
+            ),
+            (
+                "max-write-body-bytes",
+                self.max_write_body_bytes.to_string(),
+            ),
+            (
+                "max-write-decompressed-bytes",
+                self.max_write_decompressed_bytes.to_string(),
+            ),
+            ("query.timeout", format_duration(self.query_timeout)),
+            ("query.max-samples", self.query_max_samples.to_string()),
+            (
+                "query.lookback-delta",
+                format_duration(self.query_lookback_delta),
+            ),
+            ("enable-admin-api", self.enable_admin_api.to_string()),
+            ("log-level", self.log_level.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl From<&Config> for EngineOptions {
+    fn from(c: &Config) -> Self {
+        EngineOptions {
+            lookback_delta_ms: c.query_lookback_delta.as_millis() as i64,
+            max_samples: c.query_max_samples,
+            timeout: c.query_timeout,
+            ..EngineOptions::default()
+        }
+    }
+}
+
+impl From<&Config> for ApiOptions {
+    fn from(c: &Config) -> Self {
+        ApiOptions {
+            engine: EngineOptions::from(c),
+            enable_admin_api: c.enable_admin_api,
+            flags: c.flags(),
+            // Only the head exists until persistent blocks land; nothing
+            // is deleted by age or size.
+            storage_retention: "head only (no retention)".to_string(),
+        }
+    }
+}
+
+/// Formats a duration as Prometheus prints one (`2m`, `1h30m`, `250ms`, `0s`).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [
+        ("y", 31_536_000_000u64),
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= len {
+            out.push_str(&format!("{}{unit}", ms / len));
+            ms %= len;
+        }
+    }
+    out
 }
 
 /// Parses a Prometheus-style duration: one or more `<number><unit>` terms
@@ -159,6 +277,39 @@ mod tests {
         for bad in ["", "1", "s", "1x", "-1s", "1.5s", "99999999999999999999y"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn flags_cover_every_clap_argument() {
+        use clap::CommandFactory;
+        let c = Config::try_parse_from(["tidemark"]).unwrap();
+        let flags = c.flags();
+        for arg in Config::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            assert!(
+                flags.iter().any(|(k, _)| k == long),
+                "flag {long} missing from Config::flags"
+            );
+        }
+        let get = |k: &str| flags.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("query.timeout"), "2m");
+        assert_eq!(get("query.lookback-delta"), "5m");
+        assert_eq!(get("enable-admin-api"), "false");
+        assert_eq!(
+            format_duration(Duration::from_millis(5_400_250)),
+            "1h30m250ms"
+        );
+        let e = EngineOptions::from(&c);
+        assert_eq!(e.timeout, Duration::from_secs(120));
+        assert_eq!(e.lookback_delta_ms, 300_000);
+        assert_eq!(e.max_samples, 50_000_000);
+        let c = Config::try_parse_from(["tidemark", "--query.timeout=30s", "--enable-admin-api"])
+            .unwrap();
+        assert_eq!(EngineOptions::from(&c).timeout, Duration::from_secs(30));
+        assert!(ApiOptions::from(&c).enable_admin_api);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api::{self, ApiOptions, AppState};
 use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
 use crate::storage::{Db, Options};
@@ -22,7 +22,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "starting tidemark");
-    let state = AppState::new();
+    let state = AppState::with_options(ApiOptions::from(&config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut stop_rx = stop_rx.clone();

@@ -1,10 +1,63 @@
 //! The one place where errors become HTTP statuses. Handlers return
 //! [`ApiError`]; nothing else in the crate picks a status code.
+//!
+//! Query-API errors answer Prometheus's JSON envelope with its `errorType`
+//! and status (`web/api/v1/api.go` `respondError`); remote-write errors are
+//! plain text, as Prometheus's receiver answers.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::api::response;
 use crate::ingest;
+use crate::promql::QueryError;
+
+/// Prometheus's API error kinds (`errorType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    /// Malformed request: 400.
+    BadData,
+    /// The query failed while running: 422.
+    Execution,
+    /// The client went away: 499.
+    Canceled,
+    /// The query ran out of time: 503.
+    Timeout,
+    /// A bug or an unexpected failure: 500.
+    Internal,
+    /// No such endpoint: 404.
+    NotFound,
+    /// The feature is off or missing: 503.
+    Unavailable,
+}
+
+impl ErrorType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Canceled => "canceled",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Internal => "internal",
+            ErrorType::NotFound => "not_found",
+            ErrorType::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadData => StatusCode::BAD_REQUEST,
+            ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            // nginx's "client closed request", as Prometheus.
+            ErrorType::Canceled => StatusCode::from_u16(499).expect("499 is a valid status code"),
+            ErrorType::Timeout | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+}
 
 /// An error on its way to the client.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +68,88 @@ pub enum ApiError {
     /// The server is starting (WAL replay) or shutting down.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// A parameter that does not parse (`bad_data`).
+    #[error("invalid parameter {name:?}: {reason}")]
+    InvalidParam {
+        /// The parameter, e.g. `time`, `match[]`.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The query does not parse or has the wrong type (`bad_data`).
+    #[error("invalid parameter \"query\": {0}")]
+    BadQuery(String),
+    /// A range query's `end` is before its `start` (`bad_data`).
+    #[error("end timestamp must not be before start time")]
+    EndBeforeStart,
+    /// A range query's step is zero or negative (`bad_data`).
+    #[error(
+        "zero or negative query resolution step widths are not accepted. Try a positive integer"
+    )]
+    NonPositiveStep,
+    /// `/api/v1/series` without `match[]` (`bad_data`).
+    #[error("no match[] parameter provided")]
+    NoMatchParam,
+    /// A label name that is empty or not UTF-8 (`bad_data`).
+    #[error("invalid label name: {0:?}")]
+    InvalidLabelName(String),
+    /// A `status/tsdb` or metadata numeric parameter out of range (`bad_data`).
+    #[error("{0}")]
+    BadLimit(&'static str),
+    /// A POST form larger than the form limit (`bad_data`).
+    #[error("request body larger than {limit} bytes")]
+    FormTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Evaluation failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The evaluation task panicked or was aborted (`internal`).
+    #[error("query task failed: {0}")]
+    TaskFailed(String),
+    /// An unknown `/api/v1/*` path (`not_found`).
+    #[error("unknown API endpoint {path:?}")]
+    UnknownEndpoint {
+        /// The request path.
+        path: String,
+    },
+    /// An admin endpoint while `--enable-admin-api` is off (`unavailable`),
+    /// with Prometheus's message.
+    #[error("admin APIs disabled")]
+    AdminDisabled,
+    /// An admin endpoint whose storage support does not exist yet
+    /// (`unavailable`).
+    #[error("{0} is not implemented until persistent blocks land (Storage engine II)")]
+    AdminNotImplemented(&'static str),
 }
 
 impl ApiError {
+    /// The Prometheus error kind, or `None` for the plain-text errors of
+    /// remote write and the readiness gate.
+    pub fn error_type(&self) -> Option<ErrorType> {
+        Some(match self {
+            ApiError::Ingest(_) | ApiError::Unavailable(_) => return None,
+            ApiError::InvalidParam { .. }
+            | ApiError::BadQuery(_)
+            | ApiError::EndBeforeStart
+            | ApiError::NonPositiveStep
+            | ApiError::NoMatchParam
+            | ApiError::InvalidLabelName(_)
+            | ApiError::BadLimit(_)
+            | ApiError::FormTooLarge { .. } => ErrorType::BadData,
+            ApiError::Query(q) => match q {
+                QueryError::Parse(_) | QueryError::TooManyPoints => ErrorType::BadData,
+                QueryError::Exec(_) | QueryError::TooManySamples => ErrorType::Execution,
+                QueryError::Timeout(_) => ErrorType::Timeout,
+                QueryError::Canceled(_) => ErrorType::Canceled,
+            },
+            ApiError::TaskFailed(_) => ErrorType::Internal,
+            ApiError::UnknownEndpoint { .. } => ErrorType::NotFound,
+            ApiError::AdminDisabled | ApiError::AdminNotImplemented(_) => ErrorType::Unavailable,
+        })
+    }
+
     /// The status code for this error.
     pub fn status(&self) -> StatusCode {
         use ingest::Error as I;
@@ -34,11 +166,15 @@ impl ApiError {
                 I::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            other => other
+                .error_type()
+                .map_or(StatusCode::INTERNAL_SERVER_ERROR, ErrorType::status),
         }
     }
 }
 
-/// Remote-write errors are plain text, as Prometheus's receiver answers.
+/// Query-API errors are Prometheus's JSON envelope; remote-write and
+/// readiness errors are plain text.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -47,8 +183,18 @@ impl IntoResponse for ApiError {
         }
         let mut headers = HeaderMap::new();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert("Retry-After", axum::http::HeaderValue::from_static("1"));
+            headers.insert("Retry-After", HeaderValue::from_static("1"));
         }
-        (status, headers, format!("{self}\n")).into_response()
+        match self.error_type() {
+            None => (status, headers, format!("{self}\n")).into_response(),
+            Some(kind) => {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                let body = response::error_body(kind.as_str(), &self.to_string());
+                (status, headers, body).into_response()
+            }
+        }
     }
 }

@@ -111,6 +111,12 @@ impl Default for EngineOptions {
 pub struct QueryOptions {
     /// Set to `true` to cancel (e.g. the HTTP client went away).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// A shorter time-out for this query (the API's `timeout` parameter);
+    /// capped at [`EngineOptions::timeout`].
+    pub timeout: Option<Duration>,
+    /// This query's lookback delta in ms (the API's `lookback_delta`
+    /// parameter), instead of [`EngineOptions::lookback_delta_ms`].
+    pub lookback_delta_ms: Option<i64>,
 }
 
 /// The PromQL engine. Cheap to share; holds no per-query state.
@@ -128,6 +134,23 @@ impl Engine {
     /// The options in force.
     pub fn options(&self) -> &EngineOptions {
         &self.opts
+    }
+
+    /// The engine options and deadline for one query.
+    fn per_query(&self, q: &QueryOptions) -> (std::borrow::Cow<'_, EngineOptions>, Instant) {
+        let timeout = q
+            .timeout
+            .map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
+        let opts = match q.lookback_delta_ms {
+            Some(l) if l > 0 && l != self.opts.lookback_delta_ms => {
+                std::borrow::Cow::Owned(EngineOptions {
+                    lookback_delta_ms: l,
+                    ..self.opts.clone()
+                })
+            }
+            _ => std::borrow::Cow::Borrowed(&self.opts),
+        };
+        (opts, Instant::now() + timeout)
     }
 
     /// Parses a query.
@@ -151,8 +174,8 @@ impl Engine {
         t: i64,
         q: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        let deadline = Instant::now() + self.opts.timeout;
-        Evaluator::new(&self.opts, db, t, t, 0, deadline, q.cancel.clone()).run_instant(expr)
+        let (opts, deadline) = self.per_query(q);
+        Evaluator::new(&opts, db, t, t, 0, deadline, q.cancel.clone()).run_instant(expr)
     }
 
     /// Evaluates `expr` at every step from `start` to `end` (ms, inclusive);
@@ -178,11 +201,13 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        if (end - start) / step >= self.opts.max_points_per_series as i64 {
+        // Prometheus's API refuses `(end-start)/step > 11000`, i.e. allows
+        // 11 001 points (web/api/v1/api.go queryRange).
+        if (end - start) / step > self.opts.max_points_per_series as i64 {
             return Err(QueryError::TooManyPoints);
         }
-        let deadline = Instant::now() + self.opts.timeout;
-        Evaluator::new(&self.opts, db, start, end, step, deadline, q.cancel.clone()).run_range(expr)
+        let (opts, deadline) = self.per_query(q);
+        Evaluator::new(&opts, db, start, end, step, deadline, q.cancel.clone()).run_range(expr)
     }
 
     /// Parses and evaluates an instant query.

@@ -1,6 +1,7 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub(crate) mod api;
 pub(crate) mod http;
 
 use std::collections::BTreeMap;

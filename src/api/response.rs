@@ -1,0 +1,374 @@
+//! The Prometheus response envelope
+//! `{status, data, errorType, error, warnings, infos}` (empty fields left
+//! out, as Go's `omitempty`) and the encoding of query results, written by
+//! hand into one `String` so that large matrices cost one pass and no
+//! intermediate tree. Numbers follow Prometheus's `util/jsonutil/marshal.go`:
+//! sample values are JSON strings in Go's `strconv.AppendFloat` form,
+//! timestamps are JSON numbers of seconds with the milliseconds as written
+//! (`MarshalTimestamp`). Must not touch storage or evaluate anything.
+
+use std::fmt::Write as _;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::model::Labels;
+use crate::promql::Value;
+
+/// Appends `v` as Prometheus writes a sample value, without quotes: Go's
+/// shortest `'f'` form, or `'e'` form (`1e-07`, `1.5e+21`) when
+/// `|v| < 1e-6` or `|v| >= 1e21`; `+Inf`, `-Inf`, `NaN`.
+pub(crate) fn push_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust's `{:e}` is the shortest round-trip mantissa too, but writes
+        // `1e-7` where Go writes `1e-07`: sign always, exponent ≥ 2 digits.
+        let start = out.len();
+        let _ = write!(out, "{v:e}");
+        let Some(e) = out[start..].find('e').map(|i| start + i) else {
+            return;
+        };
+        let exp = out.split_off(e + 1);
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp.as_str()),
+        };
+        out.push(sign);
+        if digits.len() < 2 {
+            out.push('0');
+        }
+        out.push_str(digits);
+    } else {
+        // Display is the shortest round-trip decimal without exponent,
+        // like Go's 'f' with precision -1 (including "-0").
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Appends a timestamp in ms as Prometheus's `MarshalTimestamp`: seconds,
+/// then `.` and exactly three digits of ms unless they are zero.
+pub(crate) fn push_timestamp(out: &mut String, t: i64) {
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    let _ = write!(out, "{}", t / 1000);
+    let frac = t % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut last = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[last..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        last = i + 1;
+    }
+    out.push_str(&s[last..]);
+    out.push('"');
+}
+
+/// Appends labels as a JSON object (sorted by name, as `Labels` are).
+pub(crate) fn push_labels(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, &l.name);
+        out.push(':');
+        push_json_str(out, &l.value);
+    }
+    out.push('}');
+}
+
+/// Appends `[ts,"v"]`.
+pub(crate) fn push_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    push_timestamp(out, t);
+    out.push_str(",\"");
+    push_float(out, v);
+    out.push_str("\"]");
+}
+
+/// Appends a JSON array of strings.
+pub(crate) fn push_str_array<S: AsRef<str>>(out: &mut String, items: &[S]) {
+    out.push('[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, s.as_ref());
+    }
+    out.push(']');
+}
+
+/// Appends a query result as Prometheus's `{"resultType":…,"result":…}`.
+pub(crate) fn push_query_data(out: &mut String, value: &Value) {
+    out.push_str("{\"resultType\":\"");
+    out.push_str(value.type_name());
+    out.push_str("\",\"result\":");
+    match value {
+        Value::Scalar { t, v } => push_point(out, *t, *v),
+        Value::String { t, v } => {
+            out.push('[');
+            push_timestamp(out, *t);
+            out.push(',');
+            push_json_str(out, v);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(out, &s.labels);
+                out.push_str(",\"value\":");
+                push_point(out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push('[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, p) in s.samples.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(out, p.t, p.v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+}
+
+/// A success envelope around already-encoded `data`, with warnings and
+/// infos left out when empty.
+pub(crate) fn success_body(data: &str, warnings: &[String], infos: &[String]) -> String {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(data);
+    if !warnings.is_empty() {
+        out.push_str(",\"warnings\":");
+        push_str_array(&mut out, warnings);
+    }
+    if !infos.is_empty() {
+        out.push_str(",\"infos\":");
+        push_str_array(&mut out, infos);
+    }
+    out.push('}');
+    out
+}
+
+/// An error envelope.
+pub(crate) fn error_body(error_type: &str, message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 64);
+    out.push_str("{\"status\":\"error\",\"errorType\":");
+    push_json_str(&mut out, error_type);
+    out.push_str(",\"error\":");
+    push_json_str(&mut out, message);
+    out.push('}');
+    out
+}
+
+/// A 200 JSON response with this body.
+pub(crate) fn json(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A 200 success envelope around `data` (already JSON).
+pub(crate) fn ok(data: &str, warnings: &[String]) -> Response {
+    json(success_body(data, warnings, &[]))
+}
+
+/// The warning Prometheus adds when `limit` cut a result.
+pub(crate) const TRUNCATED_WARNING: &str = "results truncated due to limit";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sample;
+    use crate::promql::{InstantSample, RangeSeries};
+
+    fn float(v: f64) -> String {
+        let mut s = String::new();
+        push_float(&mut s, v);
+        s
+    }
+
+    fn ts(t: i64) -> String {
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        s
+    }
+
+    #[test]
+    fn push_float_matches_go_append_float() {
+        let cases: &[(f64, &str)] = &[
+            (1e-7, "1e-07"),
+            (1.5e21, "1.5e+21"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (0.1, "0.1"),
+            (100.0, "100"),
+            (2.0, "2"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (1e-6, "0.000001"),
+            (9.99e-7, "9.99e-07"),
+            (-2.5e-10, "-2.5e-10"),
+            (1.2345678901234567e300, "1.2345678901234567e+300"),
+            (5e-324, "5e-324"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (123456.789, "123456.789"),
+        ];
+        for &(v, want) in cases {
+            assert_eq!(float(v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn push_timestamp_matches_marshal_timestamp() {
+        let cases = [
+            (1_435_781_451_781, "1435781451.781"),
+            (1_435_781_451_780, "1435781451.780"),
+            (1_435_781_451_000, "1435781451"),
+            (4_000, "4"),
+            (5, "0.005"),
+            (50, "0.050"),
+            (0, "0"),
+            (-1_500, "-1.500"),
+            (-5, "-0.005"),
+            (i64::MIN, "-9223372036854775.808"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(ts(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn push_json_str_escapes_like_serde_json() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n\r\t",
+            "\u{1}\u{1f}",
+            "é✓",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn query_data_shapes() {
+        let labels = Labels::from_static(&[("__name__", "up"), ("job", "a\"b")]);
+        let mut out = String::new();
+        push_query_data(&mut out, &Value::Scalar { t: 4000, v: 2.0 });
+        assert_eq!(out, r#"{"resultType":"scalar","result":[4,"2"]}"#);
+        out.clear();
+        push_query_data(
+            &mut out,
+            &Value::String {
+                t: 1500,
+                v: "x".into(),
+            },
+        );
+        assert_eq!(out, r#"{"resultType":"string","result":[1.500,"x"]}"#);
+        out.clear();
+        push_query_data(&mut out, &Value::Vector(vec![]));
+        assert_eq!(out, r#"{"resultType":"vector","result":[]}"#);
+        out.clear();
+        push_query_data(
+            &mut out,
+            &Value::Vector(vec![InstantSample {
+                labels: labels.clone(),
+                t: 1,
+                v: f64::NAN,
+            }]),
+        );
+        assert_eq!(
+            out,
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[0.001,"NaN"]}]}"#
+        );
+        out.clear();
+        push_query_data(
+            &mut out,
+            &Value::Matrix(vec![RangeSeries {
+                labels,
+                samples: vec![Sample::new(1000, 1.0), Sample::new(2000, f64::INFINITY)],
+            }]),
+        );
+        assert_eq!(
+            out,
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a\"b"},"values":[[1,"1"],[2,"+Inf"]]}]}"#
+        );
+    }
+
+    #[test]
+    fn envelopes_omit_empty_fields() {
+        assert_eq!(
+            success_body("[]", &[], &[]),
+            r#"{"status":"success","data":[]}"#
+        );
+        assert_eq!(
+            success_body("1", &["w".into()], &["i".into()]),
+            r#"{"status":"success","data":1,"warnings":["w"],"infos":["i"]}"#
+        );
+        assert_eq!(
+            error_body("bad_data", "x"),
+            r#"{"status":"error","errorType":"bad_data","error":"x"}"#
+        );
+    }
+}
