@@ -194,68 +194,20 @@ impl From<&Config> for ApiOptions {
 
 /// Formats a duration as Prometheus prints one (`2m`, `1h30m`, `250ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, len) in [
-        ("y", 31_536_000_000u64),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
-        if ms >= len {
-            out.push_str(&format!("{}{unit}", ms / len));
-            ms %= len;
-        }
-    }
-    out
+    crate::model::format_duration_ms(d.as_millis() as u64)
 }
 
-/// Parses a Prometheus-style duration: one or more `<number><unit>` terms
-/// with units `ms`, `s`, `m`, `h`, `d`, `w`, `y` (e.g. `1h30m`, `250ms`).
+/// Parses a Prometheus duration (`1h30m`, `250ms`; units largest first).
 ///
 /// # Errors
 /// A message naming what is wrong, for clap to print.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.is_empty() {
-        return Err("empty duration".into());
+    match crate::model::parse_duration_ms(s) {
+        Some(ms) => Ok(Duration::from_millis(ms as u64)),
+        None => Err(format!(
+            "invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 250ms"
+        )),
     }
-    let mut total_ms: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {s:?}: expected a number at {rest:?}"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
-        };
-        rest = &rest[unit_len..];
-        total_ms = n
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
-    }
-    Ok(Duration::from_millis(total_ms))
 }
 
 #[cfg(test)]

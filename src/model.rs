@@ -3,10 +3,12 @@
 //! Depends on std and `regex` only; must never import `storage`, `ingest`,
 //! `promql` or `api`.
 
+mod duration;
 mod labels;
 mod matcher;
 mod sample;
 
+pub use duration::{format_duration_ms, parse_duration_ms, unit_ms, DURATION_UNITS};
 pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

@@ -282,50 +282,9 @@ pub(crate) fn parse_duration_ns(s: &str) -> Result<i128, String> {
         }
         return Ok(ns as i128);
     }
-    prom_duration_ms(s)
+    crate::model::parse_duration_ms(s)
         .map(|ms| ms as i128 * 1_000_000)
         .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
-}
-
-/// A Prometheus duration (`model.ParseDuration`) in ms: `0`, or terms of
-/// `<digits><unit>` with units y, w, d, h, m, s, ms, largest first.
-fn prom_duration_ms(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut total: i64 = 0;
-    let mut last_unit = usize::MAX;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = UNITS.iter().position(|(u, _)| *u == &rest[..unit_len])?;
-        // Units must appear largest first and at most once, as in Prometheus.
-        if last_unit != usize::MAX && unit <= last_unit {
-            return None;
-        }
-        last_unit = unit;
-        rest = &rest[unit_len..];
-        total = total.checked_add(n.checked_mul(UNITS[unit].1)?)?;
-    }
-    Some(total)
 }
 
 /// Parses one `match[]` value: a vector selector without offset or `@`

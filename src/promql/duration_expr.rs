@@ -17,19 +17,6 @@ enum Tok {
     Close,
 }
 
-fn duration_unit_ms(u: &str) -> Option<f64> {
-    Some(match u {
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        "w" => 604_800_000.0,
-        "y" => 31_536_000_000.0,
-        _ => return None,
-    })
-}
-
 /// Tokenizes an arithmetic duration expression; `None` if it holds
 /// anything else (identifiers, function calls).
 fn tokenize(s: &str) -> Option<Vec<Tok>> {
@@ -71,7 +58,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                         while j < b.len() && b[j].is_ascii_alphabetic() {
                             j += 1;
                         }
-                        ms += n * duration_unit_ms(&s[us..j])?;
+                        ms += n * crate::model::unit_ms(&s[us..j])? as f64;
                         if j >= b.len() || !b[j].is_ascii_digit() {
                             break;
                         }

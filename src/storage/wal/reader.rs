@@ -7,7 +7,6 @@
 //! [`super::Wal`] is writing to the same directory.
 
 use std::fs::{self, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -98,25 +97,10 @@ pub(crate) fn newest_checkpoint(dir: &Path) -> Result<Option<(u32, PathBuf)>> {
 
 /// Complete checkpoints in `dir`, oldest first.
 pub(crate) fn list_checkpoints(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("read WAL directory", dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("read WAL directory", dir))?;
-        let name = entry.file_name();
-        let index = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(CHECKPOINT_PREFIX))
-            .and_then(super::segment::parse_segment_name);
-        if let Some(index) = index {
-            out.push((index, entry.path()));
-        }
-    }
-    out.sort_unstable_by_key(|(i, _)| *i);
-    Ok(out)
+    super::segment::list_numbered(dir, |n| {
+        n.strip_prefix(CHECKPOINT_PREFIX)
+            .and_then(super::segment::parse_segment_name)
+    })
 }
 
 fn check_consecutive(dir: &Path, segments: &[(u32, PathBuf)]) -> Result<()> {

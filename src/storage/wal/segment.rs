@@ -99,6 +99,18 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u32> {
 /// # Errors
 /// [`super::Error::Io`] if the directory cannot be read.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    list_numbered(dir, parse_segment_name)
+}
+
+/// Entries of `dir` whose name `index_of` maps to an index, sorted by it.
+/// A missing directory has none.
+///
+/// # Errors
+/// [`super::Error::Io`] if the directory cannot be read.
+pub(crate) fn list_numbered(
+    dir: &Path,
+    index_of: impl Fn(&str) -> Option<u32>,
+) -> Result<Vec<(u32, PathBuf)>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -107,8 +119,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err("read WAL directory", dir))?;
-        let name = entry.file_name();
-        if let Some(index) = name.to_str().and_then(parse_segment_name) {
+        if let Some(index) = entry.file_name().to_str().and_then(&index_of) {
             out.push((index, entry.path()));
         }
     }
