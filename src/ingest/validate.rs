@@ -181,13 +181,14 @@ fn describe_raw<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String
     s
 }
 
-/// Keeps samples within the time rules, rejecting the rest.
-fn filter_samples(
+/// Adds a valid series to the batch with its samples that pass the time
+/// rules, rejecting the rest.
+fn push_series(
     out: &mut Prepared,
-    labels: &Labels,
+    labels: Labels,
     samples: impl Iterator<Item = Sample>,
     rules: Rules,
-) -> Vec<Sample> {
+) {
     let mut kept = Vec::new();
     let mut future = 0usize;
     let mut first_future = 0;
@@ -207,7 +208,12 @@ fn filter_samples(
         future,
         || format!("timestamp {first_future} is more than 10 minutes in the future (latest accepted {})", rules.max_t),
     );
-    kept
+    if !kept.is_empty() {
+        out.batch.push(SeriesSamples {
+            labels,
+            samples: kept,
+        });
+    }
 }
 
 fn metric_type_v1(t: i32) -> &'static str {
@@ -285,15 +291,12 @@ pub fn prepare_v1(req: &prometheus::WriteRequest, rules: Rules) -> Prepared {
                 });
             }
         }
-        let samples = filter_samples(
+        push_series(
             &mut out,
-            &labels,
+            labels,
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             rules,
         );
-        if !samples.is_empty() {
-            out.batch.push(SeriesSamples { labels, samples });
-        }
     }
     for m in &req.metadata {
         out.metadata.push(MetricMetadata {
@@ -421,15 +424,12 @@ pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
                 });
             }
         }
-        let samples = filter_samples(
+        push_series(
             &mut out,
-            &labels,
+            labels,
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             rules,
         );
-        if !samples.is_empty() {
-            out.batch.push(SeriesSamples { labels, samples });
-        }
     }
     out
 }
