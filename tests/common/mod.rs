@@ -3,6 +3,7 @@
 
 pub(crate) mod api;
 pub(crate) mod http;
+pub(crate) mod proc;
 
 use std::collections::BTreeMap;
 use std::path::Path;

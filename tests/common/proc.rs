@@ -1,0 +1,103 @@
+//! Child processes for loopback end-to-end tests: the `tidemark` binary and
+//! Debian's Prometheus, killed on drop, with bounded readiness waits.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::http;
+
+/// A free TCP port on 127.0.0.1 (bound, read and released).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child on drop so a failing test leaves nothing running.
+pub(crate) struct Proc(pub(crate) Child, pub(crate) &'static str);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; panics after `timeout`.
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `GET /-/ready` answers 200, failing early if the child exits.
+pub(crate) fn wait_ready(p: &mut Proc, addr: &str, timeout: Duration) {
+    let what = p.1;
+    let deadline = Instant::now() + timeout;
+    while http::get(addr, "/-/ready").map(|r| r.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {timeout:?}"
+        );
+        if let Ok(Some(st)) = p.0.try_wait() {
+            panic!("{what} exited early with {st}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The path of an installed binary, if any.
+pub(crate) fn find_bin(bin: &str) -> Option<String> {
+    ["/usr/bin/", "/usr/local/bin/", "/usr/sbin/"]
+        .iter()
+        .map(|d| format!("{d}{bin}"))
+        .find(|p| Path::new(p).exists())
+}
+
+/// Starts the `tidemark` binary on `addr` with data in `data_dir` (WAL
+/// fsync off: these tests never crash it).
+pub(crate) fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args([
+            "--listen",
+            addr,
+            "--log-level",
+            "warn",
+            "--wal-fsync",
+            "none",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Proc(child, "tidemark")
+}
+
+/// Starts Debian's Prometheus on `addr` with the remote-write receiver on
+/// and no scrape targets, its TSDB in `dir/prom`.
+pub(crate) fn start_prometheus(bin: &str, addr: &str, dir: &Path) -> Proc {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child, "prometheus")
+}
