@@ -10,77 +10,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http;
+use common::proc::{find_bin as find, free_port, start_tidemark, wait_until, Proc};
 use tidemark::model::{is_stale_nan, Matcher};
 use tidemark::storage::{Db, Options};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child on drop so a failing test leaves nothing running.
-struct Proc(Child, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(&mut self, within: Duration) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.0.try_wait() {
-                assert!(st.success(), "{} exited with {st}", self.1);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{} did not exit within {within:?} of SIGTERM", self.1);
-    }
-}
-
-/// Starts the `tidemark` binary on `addr` with data in `data_dir`.
-fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["--listen", addr, "--log-level", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Proc(child, "tidemark")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn find(bin: &str) -> Option<String> {
-    ["/usr/bin/", "/usr/local/bin/", "/usr/sbin/"]
-        .iter()
-        .map(|d| format!("{d}{bin}"))
-        .find(|p| Path::new(p).exists())
-}
 
 /// Runs an instant query against Prometheus; returns each result's labels
 /// and, for a vector its value, for a matrix its number of samples.

@@ -28,6 +28,24 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// Sends SIGTERM and waits (bounded) for a successful exit.
+    pub(crate) fn terminate(&mut self, within: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                assert!(st.success(), "{} exited with {st}", self.1);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{} did not exit within {within:?} of SIGTERM", self.1);
+    }
+}
+
 /// Polls `f` every 100 ms until it holds; panics after `timeout`.
 pub(crate) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
