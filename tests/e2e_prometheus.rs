@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http;
-use common::proc::{find_bin as find, free_port, start_tidemark, wait_until, Proc};
+use common::proc::{
+    find_bin as find, free_port, start_prometheus_with, start_tidemark, wait_until, Proc,
+};
 use tidemark::model::{is_stale_nan, Matcher};
 use tidemark::storage::{Db, Options};
 
@@ -93,22 +95,7 @@ fn prometheus_remote_write_to_tidemark_matches_prometheus_tsdb() {
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{node_addr}']\n  - job_name: prometheus\n    static_configs:\n      - targets: ['{prom_addr}']\nremote_write:\n  - url: http://{tm_addr}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      max_samples_per_send: 2000\n"
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let mut prom = Proc(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        "prometheus",
-    );
+    let mut prom = start_prometheus_with(&prometheus, &prom_addr, dir.path(), &config, &[]);
     wait_until("prometheus ready", Duration::from_secs(60), || {
         http::get(&prom_addr, "/-/ready").is_some_and(|r| r.0 == 200)
     });
@@ -292,22 +279,7 @@ fn prometheus_remote_read_from_tidemark_answers_queries() {
     assert_eq!(status, 204);
 
     let config = format!("global:\n  scrape_interval: 1m\nremote_read:\n  - url: http://{tm_addr}/api/v1/read\n    read_recent: true\n");
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let _prom = Proc(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        "prometheus",
-    );
+    let _prom = start_prometheus_with(&prometheus, &prom_addr, dir.path(), &config, &[]);
     wait_until("prometheus ready", Duration::from_secs(60), || {
         http::get(&prom_addr, "/-/ready").is_some_and(|r| r.0 == 200)
     });

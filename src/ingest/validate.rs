@@ -282,14 +282,7 @@ pub fn prepare_v1(req: &prometheus::WriteRequest, rules: Rules) -> Prepared {
                 .iter()
                 .map(|l| (cache.get(&l.name), cache.get(&l.value)))
                 .collect();
-            if let Ok(el) = exemplar_labels(pairs) {
-                out.exemplars.push(ExemplarEntry {
-                    series: labels.clone(),
-                    labels: el,
-                    value: e.value,
-                    t: e.timestamp,
-                });
-            }
+            push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp);
         }
         push_series(
             &mut out,
@@ -307,6 +300,19 @@ pub fn prepare_v1(req: &prometheus::WriteRequest, rules: Rules) -> Prepared {
         });
     }
     out
+}
+
+/// Keeps an exemplar of `series` whose labels are valid (they may be empty
+/// and need no `__name__`); drops it otherwise.
+fn push_exemplar(out: &mut Prepared, series: &Labels, pairs: Vec<StrPair>, value: f64, t: i64) {
+    if let Ok(labels) = exemplar_labels(pairs) {
+        out.exemplars.push(ExemplarEntry {
+            series: series.clone(),
+            labels,
+            value,
+            t,
+        });
+    }
 }
 
 /// Exemplar labels may be empty and need no `__name__`.
@@ -415,13 +421,8 @@ pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
                 .chunks(2)
                 .map(|p| Ok((sym(p[0])?, sym(p[1])?)))
                 .collect();
-            if let Some(el) = pairs.ok().and_then(|p| exemplar_labels(p).ok()) {
-                out.exemplars.push(ExemplarEntry {
-                    series: labels.clone(),
-                    labels: el,
-                    value: e.value,
-                    t: e.timestamp,
-                });
+            if let Ok(pairs) = pairs {
+                push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp);
             }
         }
         push_series(

@@ -103,16 +103,34 @@ pub(crate) fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
 /// Starts Debian's Prometheus on `addr` with the remote-write receiver on
 /// and no scrape targets, its TSDB in `dir/prom`.
 pub(crate) fn start_prometheus(bin: &str, addr: &str, dir: &Path) -> Proc {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    start_prometheus_with(
+        bin,
+        addr,
+        dir,
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-remote-write-receiver"],
+    )
+}
+
+/// Starts Debian's Prometheus on `addr` with `config` as its YAML and
+/// `extra` flags, its config and TSDB under `dir`.
+pub(crate) fn start_prometheus_with(
+    bin: &str,
+    addr: &str,
+    dir: &Path,
+    config: &str,
+    extra: &[&str],
+) -> Proc {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
     let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
             dir.join("prom").display()
         ))
         .arg(format!("--web.listen-address={addr}"))
-        .arg("--web.enable-remote-write-receiver")
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
