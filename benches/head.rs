@@ -1,6 +1,10 @@
 //! Head and WAL macro-benchmark: append throughput for 100k series on 1 and
 //! 2 threads with fsync=batch and none, bytes per sample of head chunks on a
-//! realistic mix, RSS per active series, and WAL replay speed.
+//! realistic mix, RSS per active series, and WAL replay speed; then, for
+//! 10k series x 4 h at 15 s (a few ms of per-target timestamp jitter), the
+//! persisted block's bytes per sample (index and chunks apart), the time to
+//! write it, range-query time over the head vs over the block, and clean
+//! restart time with and without the head snapshot.
 //!
 //! Run: `cargo bench --bench head` (release build; prints one line per figure).
 //! `TIDEMARK_BENCH_SERIES` and `TIDEMARK_BENCH_ROUNDS` scale it down.
@@ -81,8 +85,115 @@ fn options(fsync: FsyncPolicy) -> Options {
             fsync,
             ..WalOptions::default()
         },
+        // Replay figures measure the WAL, not the head snapshot.
+        head_snapshot_on_close: false,
+        retention_ms: 0,
         ..Options::default()
     }
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Selects every series over `[mint, maxt]` and decodes every sample;
+/// returns (samples, seconds).
+fn read_all(db: &Db, mint: i64, maxt: i64) -> (usize, f64) {
+    let t = Instant::now();
+    let n: usize = db
+        .querier(mint, maxt)
+        .select(&[])
+        .iter()
+        .map(|s| s.samples().count())
+        .sum();
+    (n, t.elapsed().as_secs_f64())
+}
+
+/// Block figures: 4 h of data, the first 2 h persisted as a block.
+fn blocks_section(n: usize) {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options(FsyncPolicy::Never)).unwrap();
+    let mut values = Values::new(n);
+    let mut jitter = rand::rngs::StdRng::seed_from_u64(11);
+    let rounds = (4 * HOUR / SCRAPE_MS) as usize;
+    for r in 0..rounds {
+        // One timestamp per target (100 series), 0-10 ms late, as scrapes are.
+        let offsets: Vec<i64> = (0..n.div_ceil(100))
+            .map(|_| jitter.gen_range(0..=10))
+            .collect();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(BATCH) {
+            let batch: Vec<SeriesSamples> = chunk
+                .iter()
+                .map(|&i| SeriesSamples {
+                    labels: labels(i),
+                    samples: vec![Sample::new(
+                        r as i64 * SCRAPE_MS + offsets[i / 100],
+                        values.next(i),
+                    )],
+                })
+                .collect();
+            db.append(&batch).unwrap();
+        }
+    }
+    let (samples, head_s) = read_all(&db, 0, 2 * HOUR - 1);
+    let t = Instant::now();
+    let report = db.compact().unwrap();
+    let write_s = t.elapsed().as_secs_f64();
+    assert_eq!(report.head_blocks, 1, "{report:?}");
+    let meta = &db.blocks()[0];
+    let bdir = dir.path().join(&meta.ulid);
+    let index = dir_bytes(&bdir.join("index"));
+    let chunks = dir_bytes(&bdir.join("chunks"));
+    let per = meta.stats.num_samples as f64;
+    println!(
+        "block: {n} series x 2 h at 15 s (0-10 ms jitter): {} samples, index {:.3} + chunks {:.3} = {:.3} bytes/sample; written (head -> block, truncate, WAL checkpoint) in {:.3}s",
+        meta.stats.num_samples,
+        index as f64 / per,
+        chunks as f64 / per,
+        (index + chunks) as f64 / per,
+        write_s
+    );
+    let (samples_b, block_s) = read_all(&db, 0, 2 * HOUR - 1);
+    assert_eq!(samples, samples_b);
+    println!(
+        "range read (select all + decode, 2 h, {samples} samples): head {:.1} ms, block {:.1} ms (block/head {:.2})",
+        head_s * 1e3,
+        block_s * 1e3,
+        block_s / head_s
+    );
+    // Clean restart with the head snapshot, then with WAL replay only.
+    let with_snapshot = Options {
+        head_snapshot_on_close: true,
+        ..options(FsyncPolicy::Never)
+    };
+    drop(db);
+    let db = Db::open(dir.path(), with_snapshot.clone()).unwrap();
+    db.close().unwrap();
+    drop(db);
+    let t = Instant::now();
+    let db = Db::open(dir.path(), options(FsyncPolicy::Never)).unwrap();
+    let snap_s = t.elapsed().as_secs_f64();
+    assert!(db.open_report().head_snapshot_loaded);
+    db.close().unwrap();
+    drop(db);
+    let t = Instant::now();
+    let db = Db::open(dir.path(), options(FsyncPolicy::Never)).unwrap();
+    let wal_s = t.elapsed().as_secs_f64();
+    assert!(!db.open_report().head_snapshot_loaded);
+    println!(
+        "clean restart ({} head samples): head snapshot {:.3}s, WAL replay {:.3}s (snapshot/WAL {:.2})",
+        db.head_stats().samples,
+        snap_s,
+        wal_s,
+        snap_s / wal_s
+    );
 }
 
 /// Appends `rounds` scrapes of `series` series from `threads` threads;
@@ -179,6 +290,8 @@ fn main() {
             }
         }
     }
+
+    blocks_section(if smoke { 300 } else { 10_000 });
 
     // Bytes per sample with full chunks: 10k series x 240 samples.
     let dir = tempfile::tempdir().unwrap();

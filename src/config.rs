@@ -85,6 +85,29 @@ pub struct Config {
     #[arg(long = "query.lookback-delta", env = "TIDEMARK_QUERY_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
     pub query_lookback_delta: Duration,
 
+    /// How long to keep data: blocks ending this far behind the newest
+    /// sample are deleted (as Prometheus's `--storage.tsdb.retention.time`).
+    /// `0s` keeps everything.
+    #[arg(long, env = "TIDEMARK_RETENTION", default_value = "15d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// Most bytes of blocks and WAL to keep; the oldest blocks are deleted
+    /// past it. Units B, KB, MB, GB, TB, PB, EB (powers of 1024, as
+    /// Prometheus's `--storage.tsdb.retention.size`); `0` means no limit.
+    #[arg(long, env = "TIDEMARK_RETENTION_SIZE", default_value = "0", value_parser = parse_bytes)]
+    pub retention_size: u64,
+
+    /// How often background compaction checks for head data to persist,
+    /// blocks to merge and blocks past retention.
+    #[arg(long, env = "TIDEMARK_COMPACTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+
+    /// Write the in-memory head to `head_snapshot` on clean shutdown, so
+    /// the next start loads it instead of replaying the whole WAL (the WAL
+    /// is kept either way). `--head-snapshot-on-shutdown=false` turns it off.
+    #[arg(long, env = "TIDEMARK_HEAD_SNAPSHOT_ON_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub head_snapshot_on_shutdown: bool,
+
     /// Enable the admin endpoints under `/api/v1/admin/` (as Prometheus's
     /// `--web.enable-admin-api`).
     #[arg(long, env = "TIDEMARK_ENABLE_ADMIN_API")]
@@ -108,6 +131,9 @@ impl From<&Config> for Options {
                 },
             },
             max_series_per_metric: c.max_series_per_metric,
+            retention_ms: c.retention.as_millis().min(i64::MAX as u128) as i64,
+            retention_bytes: c.retention_size,
+            head_snapshot_on_close: c.head_snapshot_on_shutdown,
             ..Options::default()
         }
     }
@@ -158,6 +184,16 @@ impl Config {
             (
                 "query.lookback-delta",
                 format_duration(self.query_lookback_delta),
+            ),
+            ("retention", format_duration(self.retention)),
+            ("retention-size", self.retention_size.to_string()),
+            (
+                "compaction-interval",
+                format_duration(self.compaction_interval),
+            ),
+            (
+                "head-snapshot-on-shutdown",
+                self.head_snapshot_on_shutdown.to_string(),
             ),
             ("enable-admin-api", self.enable_admin_api.to_string()),
             ("log-level", self.log_level.clone()),
@@ -210,9 +246,45 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a byte size: a number with an optional unit B, KB, MB, GB, TB,
+/// PB or EB, powers of 1024 (Prometheus's `units.Base2Bytes`).
+///
+/// # Errors
+/// A message naming what is wrong, for clap to print.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size {s:?}: expected e.g. 0, 512MB, 50GB");
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = s[..digits].parse().map_err(|_| bad())?;
+    let shift = match &s[digits..] {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        "PB" | "PiB" => 50,
+        "EB" | "EiB" => 60,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_bytes_table() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512MB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("50GB"), Ok(50 << 30));
+        assert_eq!(parse_bytes("7"), Ok(7));
+        for bad in ["", "GB", "1.5GB", "10XB", "-1", "99999999999EB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parse_duration_table() {

@@ -61,11 +61,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest_metrics(),
     ));
     state.set_ready(db.clone(), receiver);
+    let compactor = tokio::spawn(compaction_loop(
+        db.clone(),
+        config.compaction_interval,
+        stop_rx.clone(),
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     state.set_not_ready();
     let _ = stop_tx.send(true);
+    if let Err(e) = compactor.await {
+        tracing::error!(error = %e, "compaction task failed");
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server error"),
@@ -77,6 +85,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("closing storage")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs [`Db::compact`] at start and then every `interval` until `stop`.
+/// A failed run is logged and retried at the next tick.
+async fn compaction_loop(
+    db: Arc<Db>,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let db = db.clone();
+        match tokio::task::spawn_blocking(move || db.compact()).await {
+            Ok(Ok(r)) if r != Default::default() => tracing::info!(
+                head_blocks = r.head_blocks,
+                merges = r.merges,
+                rewrites = r.rewrites,
+                retention_deleted = r.retention_deleted,
+                "compaction finished"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "compaction failed; retrying next interval"),
+            Err(e) => tracing::error!(error = %e, "compaction task failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

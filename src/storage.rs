@@ -4,17 +4,22 @@
 //! `ingest`. The public entry point is [`Db`]; codecs are public for tests,
 //! benchmarks and fuzzing. On-disk formats are documented in `docs/format/`.
 
+pub mod block;
 pub mod chunk;
+mod compact;
 mod db;
 pub mod encoding;
 mod error;
 mod head;
 mod options;
+mod postings;
 mod querier;
 mod refs;
+pub mod tombstones;
 pub mod wal;
 
-pub use db::{Db, OpenReport};
+pub use compact::CrashHook;
+pub use db::{CompactionReport, Db, OpenReport, StorageStats, QUARANTINE_DIR, SNAPSHOTS_DIR};
 pub use error::{Error, Result, SampleError};
 pub use head::{AppendOutcome, HeadReplayStats, HeadStats, Rejected, SeriesSamples};
 pub use options::Options;

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::api::{api, api_with, enc, fixture, fixture_with, get, post, send};
+use common::api::{api, enc, fixture, fixture_with, get, post, send, T0};
 use serde_json::json;
 use tidemark::api::{router, ApiOptions, AppState};
 use tidemark::promql::EngineOptions;
@@ -507,15 +507,65 @@ async fn admin_api_disabled_and_enabled() {
             r#"{"status":"error","errorType":"unavailable","error":"admin APIs disabled"}"#
         );
     }
-    let a = api_with(ApiOptions {
+    let a = fixture_with(ApiOptions {
         enable_admin_api: true,
         ..ApiOptions::default()
     });
+    // snapshot: Prometheus's answer shape, the head written as a block.
     let r = post(&a.app, "/api/v1/admin/tsdb/snapshot", "").await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let name = r.json()["data"]["name"].as_str().unwrap().to_string();
+    let snap = a.db.dir().join("snapshots").join(&name);
+    let blocks: Vec<_> = std::fs::read_dir(&snap).unwrap().flatten().collect();
+    assert_eq!(blocks.len(), 1, "{name}");
+    assert!(blocks[0].path().join("meta.json").is_file());
+    let r = post(&a.app, "/api/v1/admin/tsdb/snapshot", "skip_head=maybe").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("skip_head"), "{}", r.body);
+    let r = post(&a.app, "/api/v1/admin/tsdb/snapshot", "skip_head=true").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // delete_series: match[] required; deletes in [start, end] only.
+    let r = post(&a.app, "/api/v1/admin/tsdb/delete_series", "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("no match[] parameter provided"),
+        "{}",
+        r.body
+    );
+    let form = format!(
+        "match[]={}&start={}&end={}",
+        enc("up{job=\"a\"}"),
+        T0 / 1000,
+        T0 / 1000 + 300
+    );
+    let r = post(&a.app, "/api/v1/admin/tsdb/delete_series", &form).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(r.body, "");
+    let r = get(
+        &a.app,
+        &format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=15",
+            enc("count_over_time(up[14s])"),
+            T0 / 1000,
+            T0 / 1000 + 600
+        ),
+    )
+    .await;
     let v = r.json();
-    assert_eq!(v["errorType"], "unavailable");
-    assert!(v["error"].as_str().unwrap().contains("not implemented"));
+    let res = v["data"]["result"].as_array().unwrap();
+    let i1 = res
+        .iter()
+        .find(|s| s["metric"]["instance"] == "i1")
+        .unwrap();
+    let i2 = res
+        .iter()
+        .find(|s| s["metric"]["instance"] == "i2")
+        .unwrap();
+    // i1 lost the samples at T0..=T0+300s (21 of 41); i2 kept all 41.
+    assert_eq!(i1["values"].as_array().unwrap().len(), 20, "{}", r.body);
+    assert_eq!(i2["values"].as_array().unwrap().len(), 41, "{}", r.body);
+    let r = post(&a.app, "/api/v1/admin/tsdb/clean_tombstones", "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let r = post(&a.app, "/api/v1/admin/tsdb/compact", "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -7,6 +7,16 @@ use std::collections::BTreeMap;
 
 use common::*;
 use tidemark::model::{Sample, STALE_NAN};
+use tidemark::storage::wal::FsyncPolicy;
+use tidemark::storage::{Db, Options};
+
+/// Options without the head snapshot: every reopen replays the WAL.
+fn wal_only() -> Options {
+    Options {
+        head_snapshot_on_close: false,
+        ..options(FsyncPolicy::Never)
+    }
+}
 
 /// Value of sample `j` of series `i`: counters, gauges, constants, and the
 /// floats codecs get wrong (stale marker, NaN payloads, -0.0, infinities).
@@ -29,7 +39,7 @@ fn restart_round_trip_1000_series_x_500_samples_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let mut want: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
     {
-        let db = open(dir.path());
+        let db = Db::open(dir.path(), wal_only()).unwrap();
         // Appended in slices of 50 samples per series, as a scraper would.
         for round in 0..10 {
             let batch: Vec<_> = (0..1000)
@@ -57,8 +67,9 @@ fn restart_round_trip_1000_series_x_500_samples_bit_exact() {
         assert_eq!(dump(&db), want);
         db.close().unwrap();
     }
-    let db = open(dir.path());
+    let db = Db::open(dir.path(), wal_only()).unwrap();
     let report = db.open_report();
+    assert!(!report.head_snapshot_loaded);
     assert!(report.wal.damage.is_none(), "{:?}", report.wal.damage);
     assert_eq!(report.head.samples, 500_000);
     assert_eq!(report.head.series, 1000);
@@ -106,4 +117,71 @@ fn second_open_of_same_dir_is_refused() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("locked"), "{err}");
+}
+
+fn restart_batch(round: usize) -> Vec<tidemark::storage::SeriesSamples> {
+    (0..200)
+        .map(|i| {
+            let samples = (round * 150..(round + 1) * 150)
+                .map(|j| Sample::new(1_700_000_000_000 + j as i64 * 15_000, value(i, j)))
+                .collect();
+            one(series_labels("snap_metric", i), samples)
+        })
+        .collect()
+}
+
+#[test]
+fn clean_restart_loads_the_head_snapshot_then_newer_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = open(dir.path());
+        assert!(db.append(&restart_batch(0)).unwrap().is_complete());
+        db.close().unwrap();
+    }
+    assert!(dir.path().join("head_snapshot").is_file());
+    {
+        let db = open(dir.path());
+        assert!(db.open_report().head_snapshot_loaded);
+        assert_eq!(db.open_report().head.samples, 0, "nothing replayed");
+        // Used once: a crash from here on recovers from the WAL alone.
+        assert!(!dir.path().join("head_snapshot").exists());
+        // The restored open chunks take appends exactly as before.
+        assert!(db.append(&restart_batch(1)).unwrap().is_complete());
+        want = dump(&db);
+        assert_eq!(want.values().map(Vec::len).sum::<usize>(), 200 * 300);
+        db.close().unwrap();
+    }
+    let db = open(dir.path());
+    assert!(db.open_report().head_snapshot_loaded);
+    assert_eq!(dump(&db), want);
+    db.close().unwrap();
+    drop(db);
+    // The same store replayed from the WAL alone holds the same.
+    std::fs::remove_file(dir.path().join("head_snapshot")).unwrap();
+    let db = Db::open(dir.path(), wal_only()).unwrap();
+    assert!(!db.open_report().head_snapshot_loaded);
+    assert_eq!(dump(&db), want);
+}
+
+#[test]
+fn damaged_head_snapshot_falls_back_to_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = open(dir.path());
+        assert!(db.append(&restart_batch(0)).unwrap().is_complete());
+        want = dump(&db);
+        db.close().unwrap();
+    }
+    let path = dir.path().join("head_snapshot");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let db = open(dir.path());
+    assert!(!db.open_report().head_snapshot_loaded);
+    assert_eq!(db.open_report().head.samples, 200 * 150);
+    assert_eq!(dump(&db), want);
+    assert!(!path.exists());
 }

@@ -118,10 +118,15 @@ pub enum ApiError {
     /// with Prometheus's message.
     #[error("admin APIs disabled")]
     AdminDisabled,
-    /// An admin endpoint whose storage support does not exist yet
-    /// (`unavailable`).
-    #[error("{0} is not implemented until persistent blocks land (Storage engine II)")]
-    AdminNotImplemented(&'static str),
+    /// A storage operation behind an admin endpoint failed (`internal`),
+    /// with Prometheus's wording for the operation.
+    #[error("{op}: {reason}")]
+    AdminFailed {
+        /// What was being done, e.g. `create snapshot`.
+        op: &'static str,
+        /// The storage error.
+        reason: String,
+    },
 }
 
 impl ApiError {
@@ -144,9 +149,9 @@ impl ApiError {
                 QueryError::Timeout(_) => ErrorType::Timeout,
                 QueryError::Canceled(_) => ErrorType::Canceled,
             },
-            ApiError::TaskFailed(_) => ErrorType::Internal,
+            ApiError::TaskFailed(_) | ApiError::AdminFailed { .. } => ErrorType::Internal,
             ApiError::UnknownEndpoint { .. } => ErrorType::NotFound,
-            ApiError::AdminDisabled | ApiError::AdminNotImplemented(_) => ErrorType::Unavailable,
+            ApiError::AdminDisabled => ErrorType::Unavailable,
         })
     }
 

@@ -1,22 +1,42 @@
 //! [`Db`]: the storage facade. Opens a data directory (locking it against a
-//! second process), replays the WAL into the head, then takes appends and
-//! serves queriers. The only public entry point of the storage layer.
+//! second process), loads its persisted blocks, replays the WAL into the
+//! head, then takes appends and serves queriers over head and blocks.
+//! [`Db::compact`] moves old head data into blocks, merges blocks, applies
+//! tombstones and retention. The only public entry point of the storage
+//! layer.
 //!
-//! Layout of the data directory:
-//! `lock` (advisory lock file), `wal/` (see `docs/format/wal.md`).
+//! Layout of the data directory: `lock` (advisory lock file), `wal/` (see
+//! `docs/format/wal.md`), one directory per block named by its ULID (see
+//! `docs/format/index.md`, `meta.md`, `chunks-segment.md`,
+//! `tombstones.md`), `quarantine/` for blocks that failed to open,
+//! `snapshots/` for admin snapshots.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
+
+use crate::model::Matcher;
+use crate::storage::block::{Block, BlockCompaction, BlockMeta, CHUNKS_DIR};
+use crate::storage::compact::{
+    self, io_err, BlockPlan, InputChunk, InputPart, InputSeries, TMP_CREATION_SUFFIX,
+    TMP_DELETION_SUFFIX,
+};
 use crate::storage::error::{Error, Result};
+use crate::storage::head::snapshot::{self as head_snapshot, HEAD_SNAPSHOT_FILE};
 use crate::storage::head::{
     AppendOutcome, Head, HeadOptions, HeadReplayStats, HeadStats, SeriesSamples,
 };
 use crate::storage::wal::{self, ReplayStats, Wal};
 use crate::storage::{Options, Querier};
+
+/// Name of the directory corrupt blocks are moved into.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Name of the directory admin snapshots are written into.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 
 /// What [`Db::open`] found and did.
 #[derive(Debug, Clone, Default)]
@@ -25,15 +45,74 @@ pub struct OpenReport {
     pub wal: ReplayStats,
     /// What was applied to the head.
     pub head: HeadReplayStats,
-    /// Wall time of the replay.
+    /// Wall time of the replay (head snapshot load plus WAL replay).
     pub replay_duration: Duration,
+    /// Whether a head snapshot from a clean shutdown was loaded, so only
+    /// WAL segments written after it were replayed.
+    pub head_snapshot_loaded: bool,
+    /// Blocks loaded.
+    pub blocks: usize,
+    /// Blocks that failed to open, moved to `quarantine/`, with the reason.
+    pub quarantined: Vec<(PathBuf, String)>,
+    /// Leftover directories removed: unfinished block writes and deletions,
+    /// and blocks already merged into another.
+    pub removed_leftovers: Vec<PathBuf>,
+}
+
+/// What one [`Db::compact`] run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Blocks written from the head.
+    pub head_blocks: usize,
+    /// Merges of blocks into a larger one.
+    pub merges: usize,
+    /// Blocks rewritten to drop deleted data.
+    pub rewrites: usize,
+    /// Blocks deleted by retention.
+    pub retention_deleted: usize,
+}
+
+/// Counters and gauges of the storage layer, for self-monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct StorageStats {
+    /// Persisted blocks.
+    pub blocks: usize,
+    /// Bytes of persisted blocks.
+    pub blocks_bytes: u64,
+    /// Blocks written from the head, since start.
+    pub head_compactions: u64,
+    /// Block merges and tombstone rewrites, since start.
+    pub merge_compactions: u64,
+    /// Failed compaction runs, since start.
+    pub compaction_failures: u64,
+    /// Blocks deleted by retention, since start.
+    pub retention_deleted_blocks: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    head_compactions: AtomicU64,
+    merge_compactions: AtomicU64,
+    compaction_failures: AtomicU64,
+    retention_deleted_blocks: AtomicU64,
+    /// Durations of finished compaction steps not yet taken by the metrics
+    /// exporter.
+    durations: Mutex<Vec<f64>>,
 }
 
 /// An open database.
 pub struct Db {
     dir: PathBuf,
+    opts: Options,
     head: Arc<Head>,
     wal: Wal,
+    /// Persisted blocks, sorted by min time. Swapped whole under the write
+    /// lock; queriers clone the list and keep their blocks alive.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Serialises everything that changes the block list or block files:
+    /// compaction, retention, deletion, snapshots.
+    compaction: Mutex<()>,
+    counters: Counters,
     closed: AtomicBool,
     report: OpenReport,
     /// Held for the life of the Db: the advisory lock on `<dir>/lock`.
@@ -41,12 +120,14 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database in `dir` and replays its WAL.
+    /// Opens (creating if needed) the database in `dir`: removes leftovers
+    /// of interrupted block writes, loads blocks (quarantining any that fail
+    /// their checks), then replays the WAL, skipping what blocks already hold.
     ///
     /// # Errors
     /// When the directory cannot be created or locked, or the WAL cannot be
-    /// read or opened for writing. Damage in the WAL is repaired and logged,
-    /// not returned.
+    /// read or opened for writing. Damage in the WAL is repaired and damaged
+    /// blocks are quarantined; both are logged and reported, not returned.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -77,27 +158,73 @@ impl Db {
             }
         }
 
-        let head = Arc::new(Head::new(HeadOptions {
-            block_range_ms: opts.block_range_ms,
-            max_series_per_metric: opts.max_series_per_metric,
-            stripes: opts.stripes,
-        }));
+        let mut report = OpenReport::default();
+        let blocks = load_blocks(&dir, opts.verify_chunks_on_open, &mut report)?;
+        report.blocks = blocks.len();
+
+        let floor = blocks.iter().map(|b| b.meta().max_time).max();
+        let new_head = || {
+            let head = Arc::new(Head::new(HeadOptions {
+                block_range_ms: opts.block_range_ms,
+                max_series_per_metric: opts.max_series_per_metric,
+                stripes: opts.stripes,
+            }));
+            if let Some(floor) = floor {
+                head.set_min_valid_floor(floor);
+            }
+            head
+        };
         let wal_dir = dir.join("wal");
         let started = Instant::now();
         let mut head_stats = HeadReplayStats::default();
-        let wal_stats = wal::replay(&wal_dir, head.interner(), |rec| {
-            head.apply_record(rec, &mut head_stats)
-        })?;
-        let report = OpenReport {
-            wal: wal_stats,
-            head: head_stats,
-            replay_duration: started.elapsed(),
+        let mut head = new_head();
+        let mut wal_stats = None;
+        let snap_path = dir.join(HEAD_SNAPSHOT_FILE);
+        if snap_path.exists() {
+            match head_snapshot::load(&head, &snap_path) {
+                Ok(segment) => {
+                    wal_stats = wal::replay_after(&wal_dir, head.interner(), segment, |rec| {
+                        head.apply_record(rec, &mut head_stats)
+                    })?;
+                    if wal_stats.is_none() {
+                        tracing::warn!("head snapshot is older than the WAL checkpoint; replaying the WAL instead");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "head snapshot unusable; replaying the WAL instead");
+                }
+            }
+            if wal_stats.is_none() {
+                head = new_head();
+                head_stats = HeadReplayStats::default();
+            }
+            // Used once: from here on the WAL alone is the truth.
+            fs::remove_file(&snap_path).map_err(io_err("remove head snapshot", &snap_path))?;
+            compact::sync_dir(&dir)?;
+        }
+        report.head_snapshot_loaded = wal_stats.is_some();
+        let wal_stats = match wal_stats {
+            Some(s) => s,
+            None => wal::replay(&wal_dir, head.interner(), |rec| {
+                head.apply_record(rec, &mut head_stats)
+            })?,
         };
+        if let Some(floor) = floor {
+            // Series whose samples all live in blocks keep no head entry.
+            head.truncate(floor);
+        }
+        report.wal = wal_stats;
+        report.head = head_stats;
+        report.replay_duration = started.elapsed();
         let wal = Wal::open(&wal_dir, opts.wal)?;
         Ok(Db {
             dir,
+            opts,
             head,
             wal,
+            blocks: RwLock::new(blocks),
+            compaction: Mutex::new(()),
+            counters: Counters::default(),
             closed: AtomicBool::new(false),
             report,
             _lock: lock,
@@ -128,9 +255,40 @@ impl Db {
         self.head.append(batch, &self.wal)
     }
 
-    /// A read view over `[mint, maxt]` (inclusive, ms).
+    /// A read view over `[mint, maxt]` (inclusive, ms) of the head and
+    /// every block overlapping it.
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier {
-        Querier::new(self.head.clone(), mint, maxt)
+        Querier::new(self.head.clone(), self.blocks.read().clone(), mint, maxt)
+    }
+
+    /// Metadata of the persisted blocks, oldest first.
+    pub fn blocks(&self) -> Vec<BlockMeta> {
+        self.blocks
+            .read()
+            .iter()
+            .map(|b| b.meta().clone())
+            .collect()
+    }
+
+    /// Counters and gauges for self-monitoring.
+    pub fn storage_stats(&self) -> StorageStats {
+        let blocks = self.blocks.read();
+        StorageStats {
+            blocks: blocks.len(),
+            blocks_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
+            head_compactions: self.counters.head_compactions.load(Ordering::Relaxed),
+            merge_compactions: self.counters.merge_compactions.load(Ordering::Relaxed),
+            compaction_failures: self.counters.compaction_failures.load(Ordering::Relaxed),
+            retention_deleted_blocks: self
+                .counters
+                .retention_deleted_blocks
+                .load(Ordering::Relaxed),
+        }
+    }
+
+    /// Durations (seconds) of compaction steps finished since the last call.
+    pub fn take_compaction_durations(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.counters.durations.lock())
     }
 
     /// Counts of what the head holds.
@@ -189,15 +347,458 @@ impl Db {
         Ok(())
     }
 
-    /// Stops taking writes, flushes and fsyncs the WAL. Idempotent.
+    /// One round of background maintenance: while the head spans more than
+    /// 1.5 block ranges, writes its oldest range as a block, truncates the
+    /// head and checkpoints the WAL; then merges blocks, rewrites blocks
+    /// with tombstones, and applies retention. Appends and queries go on
+    /// meanwhile. Time is the data's own (sample timestamps), so the outcome
+    /// depends only on what was stored.
     ///
     /// # Errors
-    /// When the final fsync fails.
-    pub fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
-        self.wal.close()?;
+    /// On I/O failure or an unreadable block; what was completed stays, and
+    /// the next run retries the rest.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        let _guard = self.compaction.lock();
+        let result = self.compact_locked();
+        if result.is_err() {
+            self.counters
+                .compaction_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn compact_locked(&self) -> Result<CompactionReport> {
+        let mut report = CompactionReport::default();
+        while self.compact_head_once()? {
+            report.head_blocks += 1;
+        }
+        let ranges = compact::ranges(self.opts.block_range_ms, self.opts.max_block_duration_ms());
+        loop {
+            let blocks = self.blocks.read().clone();
+            let metas: Vec<&BlockMeta> = blocks.iter().map(|b| b.meta()).collect();
+            let Some(group) = compact::plan(&metas, &ranges) else {
+                break;
+            };
+            let parents: Vec<Arc<Block>> = group.iter().map(|&i| blocks[i].clone()).collect();
+            let plan = compact::merged_plan(&parents);
+            self.replace_blocks(&parents, plan)?;
+            report.merges += 1;
+        }
+        let with_tombstones: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| !b.tombstones().is_empty())
+            .cloned()
+            .collect();
+        for b in with_tombstones {
+            self.rewrite_block(&b)?;
+            report.rewrites += 1;
+        }
+        report.retention_deleted = self.apply_retention()?;
+        Ok(report)
+    }
+
+    /// Writes the head's oldest block range as a block if the head spans
+    /// more than 1.5 block ranges. Returns whether it did.
+    fn compact_head_once(&self) -> Result<bool> {
+        let range = self.opts.block_range_ms;
+        let (Some(min_t), Some(max_t)) = (self.head.min_t(), self.head.max_t()) else {
+            return Ok(false);
+        };
+        if max_t.saturating_sub(min_t) <= range / 2 * 3 {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let mint = min_t.div_euclid(range) * range;
+        let maxt = mint.saturating_add(range);
+        // Appends before maxt are already refused (they are older than the
+        // head's max time minus half a range); the floor makes it explicit
+        // and keeps replay from bringing back what the block holds.
+        self.head.set_min_valid_floor(maxt);
+        let plan = BlockPlan {
+            min_time: mint,
+            max_time: maxt,
+            compaction: BlockCompaction {
+                level: 1,
+                sources: Vec::new(),
+                parents: Vec::new(),
+            },
+        };
+        let written = compact::write_block(
+            &self.dir,
+            "head",
+            plan,
+            self.head_series(mint, maxt - 1).into_iter().map(Ok),
+            self.opts.crash_hook,
+        )?;
+        if let Some(meta) = written {
+            let block = self.open_new_block(&meta)?;
+            self.insert_blocks(&[], vec![block]);
+            self.hook("head:block_added");
+        }
+        self.head.truncate(maxt);
+        self.hook("head:truncated");
+        self.checkpoint_wal(maxt)?;
+        self.counters
+            .head_compactions
+            .fetch_add(1, Ordering::Relaxed);
+        self.record_duration(started);
+        Ok(true)
+    }
+
+    /// The head's series with data in `[mint, maxt]` as block-writer input.
+    fn head_series(&self, mint: i64, maxt: i64) -> Vec<InputSeries> {
+        self.head
+            .select(&[], mint, maxt)
+            .into_iter()
+            .map(|(labels, chunks, deleted)| {
+                let chunks = chunks.into_iter().map(InputChunk::Head).collect();
+                (labels, vec![InputPart { chunks, deleted }])
+            })
+            .collect()
+    }
+
+    fn hook(&self, step: &str) {
+        if let Some(h) = self.opts.crash_hook {
+            h(step);
+        }
+    }
+
+    fn record_duration(&self, started: Instant) {
+        self.counters
+            .durations
+            .lock()
+            .push(started.elapsed().as_secs_f64());
+    }
+
+    fn open_new_block(&self, meta: &BlockMeta) -> Result<Arc<Block>> {
+        // Just written and fsynced: the index is checked, chunks are not
+        // scanned again.
+        Ok(Arc::new(Block::open(&self.dir.join(&meta.ulid), false)?))
+    }
+
+    /// Swaps `old` for `new` in the block list, keeping it sorted.
+    fn insert_blocks(&self, old: &[Arc<Block>], new: Vec<Arc<Block>>) {
+        let mut blocks = self.blocks.write();
+        blocks.retain(|b| !old.iter().any(|o| Arc::ptr_eq(o, b)));
+        blocks.extend(new);
+        blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+    }
+
+    /// Merges `parents` into one block written from `plan`, then deletes
+    /// them. A crash after the new block is in place but before all parents
+    /// are gone is repaired at open (blocks named as parents are removed).
+    fn replace_blocks(&self, parents: &[Arc<Block>], plan: BlockPlan) -> Result<()> {
+        let started = Instant::now();
+        let written = compact::write_block(
+            &self.dir,
+            "merge",
+            plan,
+            compact::merged_series(parents),
+            self.opts.crash_hook,
+        )?;
+        let new = match written {
+            Some(meta) => vec![self.open_new_block(&meta)?],
+            None => Vec::new(),
+        };
+        self.insert_blocks(parents, new);
+        self.hook("merge:swapped");
+        for (i, p) in parents.iter().enumerate() {
+            compact::delete_block_dir(p.dir())?;
+            if i == 0 {
+                self.hook("merge:first_parent_deleted");
+            }
+        }
+        self.counters
+            .merge_compactions
+            .fetch_add(1, Ordering::Relaxed);
+        self.record_duration(started);
         Ok(())
     }
+
+    /// Rewrites one block without its deleted data.
+    fn rewrite_block(&self, b: &Arc<Block>) -> Result<()> {
+        let m = b.meta();
+        let mut plan = compact::merged_plan(std::slice::from_ref(b));
+        plan.compaction.level = m.compaction.level;
+        self.replace_blocks(std::slice::from_ref(b), plan)
+    }
+
+    /// Deletes blocks beyond the time and size retention, oldest first.
+    fn apply_retention(&self) -> Result<usize> {
+        let blocks = self.blocks.read().clone();
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        if self.opts.retention_ms > 0 {
+            let newest = blocks
+                .iter()
+                .map(|b| b.meta().max_time)
+                .chain(self.head.max_t())
+                .max();
+            if let Some(newest) = newest {
+                doomed.extend(
+                    blocks
+                        .iter()
+                        .filter(|b| {
+                            newest.saturating_sub(b.meta().max_time) >= self.opts.retention_ms
+                        })
+                        .cloned(),
+                );
+            }
+        }
+        if self.opts.retention_bytes > 0 {
+            let mut total: u64 =
+                blocks.iter().map(|b| b.size_bytes()).sum::<u64>() + self.wal_size_bytes();
+            for b in &blocks {
+                if total <= self.opts.retention_bytes {
+                    break;
+                }
+                total = total.saturating_sub(b.size_bytes());
+                if !doomed.iter().any(|d| Arc::ptr_eq(d, b)) {
+                    doomed.push(b.clone());
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.insert_blocks(&doomed, Vec::new());
+        for b in &doomed {
+            tracing::info!(block = %b.meta().ulid, min_time = b.meta().min_time,
+                max_time = b.meta().max_time, "deleting block beyond retention");
+            compact::delete_block_dir(b.dir())?;
+        }
+        self.counters
+            .retention_deleted_blocks
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        Ok(doomed.len())
+    }
+
+    /// Deletes the data of series matching `matchers` in `[mint, maxt]`
+    /// (inclusive): tombstones in every overlapping block and a durable
+    /// tombstones record for the head. Reads stop seeing the data at once;
+    /// the next compaction removes it from disk. Returns the number of
+    /// (block or head) series entries affected.
+    ///
+    /// # Errors
+    /// On I/O failure writing tombstones or the WAL.
+    pub fn delete(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let _guard = self.compaction.lock();
+        let mut n = 0;
+        for b in self.blocks.read().clone() {
+            let m = b.meta();
+            if m.min_time <= maxt && m.max_time > mint {
+                n += b.delete(matchers, mint, maxt)?;
+            }
+        }
+        n += self.head.delete(matchers, mint, maxt, &self.wal)?;
+        Ok(n)
+    }
+
+    /// Rewrites every block that has tombstones, dropping the deleted data.
+    /// Returns the number of blocks rewritten.
+    ///
+    /// # Errors
+    /// On I/O failure or an unreadable block.
+    pub fn clean_tombstones(&self) -> Result<usize> {
+        let _guard = self.compaction.lock();
+        let with_tombstones: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| !b.tombstones().is_empty())
+            .cloned()
+            .collect();
+        for b in &with_tombstones {
+            self.rewrite_block(b)?;
+        }
+        Ok(with_tombstones.len())
+    }
+
+    /// Writes a snapshot into `snapshots/<name>/`: every block hard-linked
+    /// (cheap, and safe because block files are never modified in place;
+    /// tombstones are copied since they are replaced on delete), plus the
+    /// head written as a block unless `skip_head`. Returns the snapshot
+    /// directory.
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn snapshot(&self, name: &str, skip_head: bool) -> Result<PathBuf> {
+        let _guard = self.compaction.lock();
+        let root = self.dir.join(SNAPSHOTS_DIR);
+        let dst = root.join(name);
+        fs::create_dir_all(&dst).map_err(io_err("create snapshot directory", &dst))?;
+        for b in self.blocks.read().iter() {
+            link_block(b.dir(), &dst.join(&b.meta().ulid))?;
+        }
+        if !skip_head {
+            if let (Some(min_t), Some(max_t)) = (self.head.min_t(), self.head.max_t()) {
+                let plan = BlockPlan {
+                    min_time: min_t,
+                    max_time: max_t.saturating_add(1),
+                    compaction: BlockCompaction {
+                        level: 1,
+                        sources: Vec::new(),
+                        parents: Vec::new(),
+                    },
+                };
+                compact::write_block(
+                    &dst,
+                    "snapshot",
+                    plan,
+                    self.head_series(min_t, max_t).into_iter().map(Ok),
+                    None,
+                )?;
+            }
+        }
+        compact::sync_dir(&dst)?;
+        compact::sync_dir(&root)?;
+        Ok(dst)
+    }
+
+    /// Stops taking writes, flushes and fsyncs the WAL, then (with
+    /// [`Options::head_snapshot_on_close`]) writes the head snapshot.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// When the final fsync fails. A failed head snapshot is only logged:
+    /// the WAL still holds everything.
+    pub fn close(&self) -> Result<()> {
+        let _guard = self.compaction.lock();
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        self.wal.close()?;
+        if first && self.opts.head_snapshot_on_close {
+            let (_, last) = self.wal.segment_range();
+            let path = self.dir.join(HEAD_SNAPSHOT_FILE);
+            let started = Instant::now();
+            match head_snapshot::write(&self.head, &path, last) {
+                Ok(()) => tracing::info!(
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "head snapshot written"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "writing head snapshot failed; the next start replays the WAL");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes leftovers, opens every block directory under `dir` (moving the
+/// ones that fail into `quarantine/`), drops blocks already merged into
+/// another, and returns the rest sorted by time.
+fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
+    let entries = fs::read_dir(dir).map_err(io_err("read data directory", dir))?;
+    let mut candidates = Vec::new();
+    for e in entries {
+        let e = e.map_err(io_err("read data directory", dir))?;
+        let path = e.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if !path.is_dir() {
+            continue;
+        }
+        if name.ends_with(TMP_CREATION_SUFFIX) || name.ends_with(TMP_DELETION_SUFFIX) {
+            tracing::warn!(path = %path.display(), "removing leftover of an interrupted block write or deletion");
+            fs::remove_dir_all(&path).map_err(io_err("remove leftover block directory", &path))?;
+            report.removed_leftovers.push(path);
+            continue;
+        }
+        if is_block_name(&name) {
+            candidates.push(path);
+        }
+    }
+    candidates.sort();
+    let mut blocks: Vec<Arc<Block>> = Vec::new();
+    for path in candidates {
+        match Block::open(&path, verify) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(e) => {
+                let q = dir.join(QUARANTINE_DIR);
+                fs::create_dir_all(&q).map_err(io_err("create quarantine directory", &q))?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
+                let to = q.join(name);
+                tracing::error!(block = %path.display(), quarantined_to = %to.display(), error = %e,
+                    "block failed its checks; moved to quarantine, its data is not served");
+                fs::rename(&path, &to).map_err(io_err("quarantine block", &path))?;
+                report.quarantined.push((to, e.to_string()));
+            }
+        }
+    }
+    // A merge that crashed after writing its result but before deleting its
+    // parents leaves both: the merged block is complete, the parents go.
+    let parents: std::collections::HashSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.meta().compaction.parents.iter().map(|p| p.ulid.clone()))
+        .collect();
+    let (superseded, kept): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .partition(|b| parents.contains(&b.meta().ulid));
+    for b in superseded {
+        tracing::warn!(block = %b.meta().ulid, "removing block already merged into another");
+        let path = b.dir().to_path_buf();
+        drop(b);
+        compact::delete_block_dir(&path)?;
+        report.removed_leftovers.push(path);
+    }
+    let mut blocks = kept;
+    blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+    compact::sync_dir(dir)?;
+    Ok(blocks)
+}
+
+/// Block directories are named by a 26-character ULID.
+fn is_block_name(name: &str) -> bool {
+    name.len() == 26 && name.bytes().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Hard-links a block's immutable files into `dst`; copies its tombstones.
+fn link_block(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst.join(CHUNKS_DIR)).map_err(io_err("create snapshot block", dst))?;
+    for rel in walk_files(src)? {
+        let from = src.join(&rel);
+        let to = dst.join(&rel);
+        if rel == Path::new(crate::storage::block::TOMBSTONES_FILE) {
+            fs::copy(&from, &to).map_err(io_err("copy tombstones", &from))?;
+        } else {
+            fs::hard_link(&from, &to).map_err(io_err("hard-link block file", &from))?;
+        }
+    }
+    compact::sync_dir(&dst.join(CHUNKS_DIR))?;
+    compact::sync_dir(dst)
+}
+
+/// Relative paths of the files of a block directory (one level of
+/// subdirectories: `chunks/`).
+fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(io_err("read block directory", dir))? {
+        let e = e.map_err(io_err("read block directory", dir))?;
+        let name = PathBuf::from(e.file_name());
+        if e.path().is_dir() {
+            for f in fs::read_dir(e.path()).map_err(io_err("read block directory", dir))? {
+                let f = f.map_err(io_err("read block directory", dir))?;
+                out.push(name.join(f.file_name()));
+            }
+        } else {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for Db {

@@ -31,6 +31,12 @@ pub enum Error {
     /// The database was closed; no further writes are taken.
     #[error("storage is closed")]
     Closed,
+    /// A persisted block could not be written or read.
+    #[error("block: {0}")]
+    Block(#[from] crate::storage::block::BlockError),
+    /// A chunk failed to decode while being rewritten.
+    #[error("chunk decode: {0}")]
+    ChunkDecode(String),
 }
 
 /// Result alias of the storage layer.

@@ -8,6 +8,7 @@
 mod appender;
 mod postings;
 mod series;
+pub(crate) mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -16,8 +17,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::model::{Interner, Labels, Matcher};
-use crate::storage::error::SampleError;
-use crate::storage::wal::Record;
+use crate::storage::error::{Result, SampleError};
+use crate::storage::tombstones::{Interval, Intervals, Tombstones};
+use crate::storage::wal::{self, Record, RefTombstone, Wal};
 use crate::storage::SeriesRef;
 
 pub use appender::{AppendOutcome, Rejected, SeriesSamples};
@@ -79,7 +81,17 @@ pub(crate) struct Head {
     /// Read-held by appenders from series resolution to apply; write-held
     /// by [`Head::truncate`] while it removes series.
     gc_lock: parking_lot::RwLock<()>,
+    /// Deleted intervals per series ref, applied at read time and when the
+    /// head is written to a block.
+    tombstones: parking_lot::RwLock<Tombstones>,
+    /// Nothing older than this is accepted or replayed: the end of the newest
+    /// persisted block (samples before it live in blocks).
+    min_valid_floor: AtomicI64,
 }
+
+/// One series selected from the head: labels, chunks overlapping the range,
+/// and its deleted intervals.
+pub(crate) type HeadSelected = (Labels, Vec<HeadChunk>, Option<Intervals>);
 
 impl Head {
     pub(crate) fn new(opts: HeadOptions) -> Self {
@@ -94,7 +106,15 @@ impl Head {
             metric_series: Default::default(),
             replay_aliases: Default::default(),
             gc_lock: Default::default(),
+            tombstones: Default::default(),
+            min_valid_floor: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Refuses (and skips on replay) samples before `t` from now on: they
+    /// belong to persisted blocks. Only ever raised.
+    pub(crate) fn set_min_valid_floor(&self, t: i64) {
+        self.min_valid_floor.fetch_max(t, Ordering::AcqRel);
     }
 
     pub(crate) fn interner(&self) -> &Interner {
@@ -104,11 +124,14 @@ impl Head {
     /// Oldest timestamp the head accepts: its max time minus half a block
     /// range (Prometheus `appendableMinValidTime`).
     pub(crate) fn min_valid_time(&self) -> i64 {
+        let floor = self.min_valid_floor.load(Ordering::Acquire);
         let max_t = self.max_t.load(Ordering::Acquire);
         if max_t == i64::MIN {
-            return i64::MIN;
+            return floor;
         }
-        max_t.saturating_sub(self.opts.block_range_ms / 2)
+        max_t
+            .saturating_sub(self.opts.block_range_ms / 2)
+            .max(floor)
     }
 
     pub(crate) fn min_t(&self) -> Option<i64> {
@@ -192,6 +215,7 @@ impl Head {
                 }
             }
             Record::Samples(samples) => {
+                let floor = self.min_valid_floor.load(Ordering::Acquire);
                 let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
                 let mut current: Option<Arc<MemSeries>> = None;
                 for rs in samples {
@@ -206,7 +230,7 @@ impl Head {
                         continue;
                     };
                     let mut d = s.data.lock();
-                    if d.last.is_some_and(|l| rs.t <= l.t) {
+                    if rs.t < floor || d.last.is_some_and(|l| rs.t <= l.t) {
                         stats.skipped_samples += 1;
                         continue;
                     }
@@ -223,27 +247,95 @@ impl Head {
                     self.observe_time_range(min_t, max_t);
                 }
             }
+            Record::Tombstones(tombstones) => {
+                let mut ts = self.tombstones.write();
+                for t in tombstones {
+                    let r = if self.series.get_by_ref(t.series_ref).is_some() {
+                        Some(t.series_ref)
+                    } else {
+                        self.replay_aliases.lock().get(&t.series_ref).copied()
+                    };
+                    if let Some(r) = r {
+                        ts.add(
+                            r.0,
+                            Interval {
+                                mint: t.mint,
+                                maxt: t.maxt,
+                            },
+                        );
+                    }
+                }
+            }
         }
     }
 
-    /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`,
-    /// sorted by labels. Series without such chunks are left out.
-    pub(crate) fn select(
+    /// Deletes the data of the series matching `matchers` in `[mint, maxt]`:
+    /// logs a tombstones record, waits until it is durable, then hides the
+    /// range from reads. Returns the number of series affected.
+    pub(crate) fn delete(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Vec<(Labels, Vec<HeadChunk>)> {
-        let mut out: Vec<(Labels, Vec<HeadChunk>)> = self
+        wal: &Wal,
+    ) -> Result<usize> {
+        // Clamped to each series' data, as Prometheus's `Head.Delete`: a
+        // deletion never hides samples appended after it.
+        let records: Vec<RefTombstone> = self
+            .postings
+            .for_matchers(matchers)
+            .into_iter()
+            .filter_map(|r| self.series.get_by_ref(r))
+            .filter_map(|s| {
+                let d = s.data.lock();
+                let first = d.full.first().map(|c| c.mint).or(d.open.first_t())?;
+                let last = d.last?.t;
+                (first <= maxt && last >= mint).then(|| RefTombstone {
+                    series_ref: s.series_ref,
+                    mint: mint.max(first),
+                    maxt: maxt.min(last),
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut payload = Vec::new();
+        wal::encode_tombstones(&records, &mut payload);
+        let ticket = wal.log(&[&payload])?;
+        wal.wait_durable(ticket)?;
+        let mut ts = self.tombstones.write();
+        for t in &records {
+            ts.add(
+                t.series_ref.0,
+                Interval {
+                    mint: t.mint,
+                    maxt: t.maxt,
+                },
+            );
+        }
+        Ok(records.len())
+    }
+
+    /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`,
+    /// sorted by labels. Series without such chunks are left out.
+    pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<HeadSelected> {
+        let tombstones = self.tombstones.read();
+        let mut out: Vec<HeadSelected> = self
             .postings
             .for_matchers(matchers)
             .into_iter()
             .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let chunks = s.data.lock().snapshot(mint, maxt);
-                (!chunks.is_empty()).then(|| (s.labels.clone(), chunks))
+                let deleted = tombstones.get(s.series_ref.0);
+                if chunks.is_empty() || deleted.is_some_and(|d| d.covers(mint, maxt)) {
+                    return None;
+                }
+                Some((s.labels.clone(), chunks, deleted.cloned()))
             })
             .collect();
+        drop(tombstones);
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -268,6 +360,19 @@ impl Head {
             }
         }
         self.postings.remove(&removed);
+        {
+            let mut ts = self.tombstones.write();
+            let mut kept = Tombstones::default();
+            for (r, ivs) in ts.iter() {
+                if self.series.get_by_ref(SeriesRef(r)).is_none() {
+                    continue;
+                }
+                for iv in ivs.iter().filter(|iv| iv.maxt >= mint) {
+                    kept.add(r, *iv);
+                }
+            }
+            *ts = kept;
+        }
         if self.opts.max_series_per_metric > 0 {
             let mut counts = self.metric_series.lock();
             for (_, l) in &removed {

@@ -2,6 +2,7 @@
 //! once at [`crate::storage::Db::open`]; nothing below reads configuration
 //! from anywhere else.
 
+use crate::storage::compact::CrashHook;
 use crate::storage::wal::WalOptions;
 
 /// Storage options. `Default` gives production defaults.
@@ -17,6 +18,34 @@ pub struct Options {
     pub max_series_per_metric: usize,
     /// Number of lock stripes of the head's series map (a power of two).
     pub stripes: usize,
+    /// Blocks whose end is this far (ms) behind the newest data are deleted;
+    /// 0 keeps everything. Default 15 d.
+    pub retention_ms: i64,
+    /// Oldest blocks are deleted while blocks plus WAL exceed this many
+    /// bytes; 0 means no limit (the default).
+    pub retention_bytes: u64,
+    /// Check every chunk's checksum when a block is opened (a sequential
+    /// read of the block), so damage is found and quarantined at start.
+    pub verify_chunks_on_open: bool,
+    /// Write the head to `head_snapshot` on [`crate::storage::Db::close`],
+    /// so a clean restart loads it instead of replaying the WAL.
+    pub head_snapshot_on_close: bool,
+    /// Test hook called at each step of block writing and compaction.
+    pub crash_hook: Option<CrashHook>,
+}
+
+impl Options {
+    /// Largest block compaction builds: 10 % of the retention, at most 31 d,
+    /// never less than one block range.
+    pub fn max_block_duration_ms(&self) -> i64 {
+        const DAY: i64 = 24 * 60 * 60 * 1000;
+        let by_retention = if self.retention_ms > 0 {
+            self.retention_ms / 10
+        } else {
+            31 * DAY
+        };
+        by_retention.min(31 * DAY).max(self.block_range_ms)
+    }
 }
 
 impl Default for Options {
@@ -26,6 +55,11 @@ impl Default for Options {
             block_range_ms: 2 * 60 * 60 * 1000,
             max_series_per_metric: 0,
             stripes: 4096,
+            retention_ms: 15 * 24 * 60 * 60 * 1000,
+            retention_bytes: 0,
+            verify_chunks_on_open: true,
+            head_snapshot_on_close: true,
+            crash_hook: None,
         }
     }
 }

@@ -1,29 +1,84 @@
-//! Read access over a time range: [`Querier`] selects series by matchers and
-//! yields their samples in time order through [`SeriesSampleIter`].
+//! Read access over a time range: [`Querier`] selects series by matchers
+//! across the head and every persisted block overlapping the range, and
+//! yields each series' samples in time order through [`SeriesSampleIter`]:
+//! one sorted, deduplicated stream per label set, tombstones applied.
 //!
-//! Reads snapshots (shared chunk bytes) taken under each series' lock, so
-//! iteration never blocks appenders. Must not modify anything.
+//! Reads snapshots (shared chunk bytes) taken under each series' lock, and
+//! holds its blocks by `Arc`, so iteration never blocks appenders or
+//! compaction. Must not modify anything.
 
 use std::sync::Arc;
 
 use crate::model::{Labels, Matcher, Sample};
+use crate::storage::block::{Block, BlockChunk};
 use crate::storage::chunk::XorIter;
 use crate::storage::head::{Head, HeadChunk};
+use crate::storage::tombstones::Intervals;
 
 /// A read view of the database over `[mint, maxt]` (inclusive, ms).
 pub struct Querier {
     head: Arc<Head>,
+    blocks: Vec<Arc<Block>>,
     mint: i64,
     maxt: i64,
 }
 
+/// One chunk of a selected series, from the head or from a block.
+#[derive(Clone)]
+enum SourceChunk {
+    Head(HeadChunk),
+    Block(BlockChunk),
+}
+
+impl SourceChunk {
+    fn bounds(&self) -> (i64, i64) {
+        match self {
+            SourceChunk::Head(c) => (c.mint, c.maxt),
+            SourceChunk::Block(c) => (c.mint, c.maxt),
+        }
+    }
+
+    /// The chunk's bytes; a block chunk failing its checksum is logged and
+    /// read as empty, so one damaged chunk does not fail the whole query.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            SourceChunk::Head(c) => &c.bytes,
+            SourceChunk::Block(c) => match c.bytes() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping unreadable block chunk");
+                    &[]
+                }
+            },
+        }
+    }
+}
+
+/// The chunks one source (the head or one block) holds for a series, with
+/// that source's deleted intervals.
+#[derive(Clone)]
+struct Part {
+    chunks: Vec<SourceChunk>,
+    deleted: Option<Intervals>,
+}
+
 /// One selected series: its labels and its chunks overlapping the range.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Series {
     labels: Labels,
-    chunks: Vec<HeadChunk>,
+    /// Sources oldest first (blocks by time, then the head).
+    parts: Vec<Part>,
     mint: i64,
     maxt: i64,
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series")
+            .field("labels", &self.labels)
+            .field("parts", &self.parts.len())
+            .finish()
+    }
 }
 
 impl Series {
@@ -32,21 +87,71 @@ impl Series {
         &self.labels
     }
 
-    /// The samples within the querier's range, oldest first.
+    /// The samples within the querier's range, oldest first, each timestamp
+    /// once (where sources overlap, the oldest source's sample wins).
     pub fn samples(&self) -> SeriesSampleIter<'_> {
+        let mut chunks: Vec<(&SourceChunk, Option<&Intervals>, usize)> = self
+            .parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.chunks.iter().map(move |c| (c, p.deleted.as_ref(), i)))
+            .collect();
+        chunks.sort_by_key(|(c, _, _)| c.bounds().0);
+        let disjoint = chunks
+            .windows(2)
+            .all(|w| w[0].0.bounds().1 < w[1].0.bounds().0);
+        if disjoint {
+            return SeriesSampleIter {
+                inner: Inner::Sequential {
+                    chunks: chunks
+                        .into_iter()
+                        .map(|(c, d, _)| (c, d))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                    current: None,
+                },
+                mint: self.mint,
+                maxt: self.maxt,
+            };
+        }
+        // Overlapping sources (a block and the head after a crash between
+        // block write and head truncation, or overlapping blocks): merge.
+        // Each timestamp once, the oldest source's value.
+        let mut all: Vec<(usize, Sample)> = Vec::new();
+        for (c, deleted, source) in chunks {
+            all.extend(
+                XorIter::new(c.bytes())
+                    .filter(|s| s.t >= self.mint && s.t <= self.maxt)
+                    .filter(|s| !deleted.is_some_and(|d| d.contains(s.t)))
+                    .map(|s| (source, s)),
+            );
+        }
+        all.sort_by_key(|(source, s)| (s.t, *source));
+        all.dedup_by_key(|(_, s)| s.t);
+        let all: Vec<Sample> = all.into_iter().map(|(_, s)| s).collect();
         SeriesSampleIter {
-            chunks: self.chunks.iter(),
-            current: None,
+            inner: Inner::Merged(all.into_iter()),
             mint: self.mint,
             maxt: self.maxt,
         }
     }
+
+    fn has_tombstones(&self) -> bool {
+        self.parts.iter().any(|p| p.deleted.is_some())
+    }
+}
+
+enum Inner<'a> {
+    Sequential {
+        chunks: std::vec::IntoIter<(&'a SourceChunk, Option<&'a Intervals>)>,
+        current: Option<(XorIter<&'a [u8]>, Option<&'a Intervals>)>,
+    },
+    Merged(std::vec::IntoIter<Sample>),
 }
 
 /// Iterates one series' samples in `[mint, maxt]`, chunk by chunk.
 pub struct SeriesSampleIter<'a> {
-    chunks: std::slice::Iter<'a, HeadChunk>,
-    current: Option<XorIter<&'a [u8]>>,
+    inner: Inner<'a>,
     mint: i64,
     maxt: i64,
 }
@@ -55,27 +160,39 @@ impl Iterator for SeriesSampleIter<'_> {
     type Item = Sample;
 
     fn next(&mut self) -> Option<Sample> {
-        loop {
-            if let Some(it) = &mut self.current {
-                for s in it.by_ref() {
-                    if s.t > self.maxt {
-                        break;
+        match &mut self.inner {
+            Inner::Merged(it) => it.next(),
+            Inner::Sequential { chunks, current } => loop {
+                if let Some((it, deleted)) = current {
+                    for s in it.by_ref() {
+                        if s.t > self.maxt {
+                            break;
+                        }
+                        if s.t >= self.mint && !deleted.is_some_and(|d| d.contains(s.t)) {
+                            return Some(s);
+                        }
                     }
-                    if s.t >= self.mint {
-                        return Some(s);
-                    }
+                    *current = None;
                 }
-                self.current = None;
-            }
-            let c = self.chunks.next()?;
-            self.current = Some(XorIter::new(&c.bytes[..]));
+                let (c, deleted) = chunks.next()?;
+                *current = Some((XorIter::new(c.bytes()), deleted));
+            },
         }
     }
 }
 
 impl Querier {
-    pub(crate) fn new(head: Arc<Head>, mint: i64, maxt: i64) -> Self {
-        Self { head, mint, maxt }
+    pub(crate) fn new(head: Arc<Head>, blocks: Vec<Arc<Block>>, mint: i64, maxt: i64) -> Self {
+        let blocks = blocks
+            .into_iter()
+            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
+            .collect();
+        Self {
+            head,
+            blocks,
+            mint,
+            maxt,
+        }
     }
 
     /// The querier's time range.
@@ -84,24 +201,59 @@ impl Querier {
     }
 
     /// Series matching all `matchers` that have data in the range, sorted by
-    /// labels. An empty matcher list selects every series.
+    /// labels. An empty matcher list selects every series. A block that
+    /// cannot be read is logged and left out; the rest still answers.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
-        self.head
-            .select(matchers, self.mint, self.maxt)
-            .into_iter()
-            .map(|(labels, chunks)| Series {
-                labels,
-                chunks,
-                mint: self.mint,
-                maxt: self.maxt,
-            })
-            .collect()
+        let mut found: Vec<(Labels, Part)> = Vec::new();
+        for b in &self.blocks {
+            let series = match b.select(matchers, self.mint, self.maxt) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed");
+                    continue;
+                }
+            };
+            let tombstones = b.tombstones();
+            for s in series {
+                let deleted = tombstones.get(s.id).cloned();
+                if deleted
+                    .as_ref()
+                    .is_some_and(|d| d.covers(self.mint, self.maxt))
+                {
+                    continue;
+                }
+                let chunks = s.chunks.into_iter().map(SourceChunk::Block).collect();
+                found.push((s.labels, Part { chunks, deleted }));
+            }
+        }
+        for (labels, chunks, deleted) in self.head.select(matchers, self.mint, self.maxt) {
+            let chunks = chunks.into_iter().map(SourceChunk::Head).collect();
+            found.push((labels, Part { chunks, deleted }));
+        }
+        // Stable sort keeps source order (blocks by time, then head) within
+        // one label set.
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<Series> = Vec::new();
+        for (labels, part) in found {
+            match out.last_mut() {
+                Some(last) if last.labels == labels => last.parts.push(part),
+                _ => out.push(Series {
+                    labels,
+                    parts: vec![part],
+                    mint: self.mint,
+                    maxt: self.maxt,
+                }),
+            }
+        }
+        // A series whose every sample in range is deleted is not selected.
+        out.retain(|s| !s.has_tombstones() || s.samples().next().is_some());
+        out
     }
 
     /// Sorted label names of the series matching `matchers` (all series when
     /// empty) with data in the range.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.covers_head() {
+        if matchers.is_empty() && self.blocks.is_empty() && self.covers_head() {
             return self.head.label_names();
         }
         let mut names: Vec<String> = self
@@ -117,7 +269,7 @@ impl Querier {
     /// Sorted values of label `name` among the series matching `matchers`
     /// with data in the range.
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.covers_head() {
+        if matchers.is_empty() && self.blocks.is_empty() && self.covers_head() {
             return self.head.label_values(name);
         }
         let mut values: Vec<String> = self

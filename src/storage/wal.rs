@@ -26,14 +26,14 @@ mod writer;
 mod tests;
 
 pub use checkpoint::{checkpoint, CheckpointStats};
-pub use reader::{replay, Damage, ReplayStats};
+pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{
-    decode, encode_samples, encode_series, Record, RecordError, RefSample, RefSeries,
-    RECORD_SAMPLES, RECORD_SERIES,
+    decode, encode_samples, encode_series, encode_tombstones, Record, RecordError, RefSample,
+    RefSeries, RefTombstone, RECORD_SAMPLES, RECORD_SERIES, RECORD_TOMBSTONES,
 };
 pub use segment::{
     CorruptionReason, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    MIN_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 pub use writer::{FsyncPolicy, Ticket, Wal, WalOptions};
 
@@ -60,7 +60,7 @@ pub enum Error {
     /// A segment was written by a newer (or unknown) format version; nothing
     /// is repaired, since the data may be fine for a newer build.
     #[error(
-        "WAL file {} has format version {version}, this build reads version {FORMAT_VERSION}",
+        "WAL file {} has format version {version}, this build reads versions 1 to {FORMAT_VERSION}",
         file.display()
     )]
     UnsupportedVersion {

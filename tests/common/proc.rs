@@ -82,6 +82,11 @@ pub(crate) fn find_bin(bin: &str) -> Option<String> {
 /// Starts the `tidemark` binary on `addr` with data in `data_dir` (WAL
 /// fsync off: these tests never crash it).
 pub(crate) fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
+    start_tidemark_with(addr, data_dir, &[])
+}
+
+/// As [`start_tidemark`], with `extra` flags.
+pub(crate) fn start_tidemark_with(addr: &str, data_dir: &Path, extra: &[&str]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .args([
             "--listen",
@@ -93,6 +98,7 @@ pub(crate) fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
         ])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

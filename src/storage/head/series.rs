@@ -88,6 +88,27 @@ impl SeriesData {
         });
     }
 
+    /// Restores a series from a head snapshot: its full chunks as they were,
+    /// and the open chunk's samples appended again (which rebuilds the
+    /// appender's state exactly: the encoding is deterministic).
+    pub(crate) fn restore(&mut self, full: Vec<HeadChunk>, open: &[Sample], block_range_ms: i64) {
+        self.full = full;
+        self.last = None;
+        for s in open {
+            if self.open.num_samples() == 0 {
+                self.open_range_end = range_end(s.t, block_range_ms);
+            }
+            self.open.append(s.t, s.v);
+            self.last = Some(*s);
+        }
+        if self.last.is_none() {
+            self.last = self
+                .full
+                .last()
+                .and_then(|c| XorIter::new(&c.bytes[..]).last());
+        }
+    }
+
     /// Snapshot of the chunks overlapping `[mint, maxt]`, for lock-free reading.
     pub(crate) fn snapshot(&self, mint: i64, maxt: i64) -> Vec<HeadChunk> {
         let mut out: Vec<HeadChunk> = self

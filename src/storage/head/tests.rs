@@ -30,7 +30,7 @@ fn batch(name: &str, samples: &[(i64, f64)]) -> SeriesSamples {
 fn read(h: &Head, name: &str) -> Vec<(i64, u64)> {
     let sel = h.select(&[Matcher::eq("__name__", name)], i64::MIN, i64::MAX);
     sel.iter()
-        .flat_map(|(_, cs)| {
+        .flat_map(|(_, cs, _)| {
             cs.iter()
                 .flat_map(|c| crate::storage::chunk::XorIter::new(&c.bytes[..]))
         })

@@ -16,8 +16,8 @@ use crate::storage::SeriesRef;
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_samples, encode_series, io_err, Error, Record, Result, Wal, FRAME_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    encode_samples, encode_series, encode_tombstones, io_err, Error, Record, Result, Wal,
+    FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -147,6 +147,13 @@ fn write_checkpoint(
                     return;
                 }
                 encode_samples(&samples, &mut payload);
+            }
+            Record::Tombstones(mut tombstones) => {
+                tombstones.retain(|t| t.maxt >= mint && keep(t.series_ref));
+                if tombstones.is_empty() {
+                    return;
+                }
+                encode_tombstones(&tombstones, &mut payload);
             }
         }
         if let Err(e) = out.append(&payload) {

@@ -79,15 +79,51 @@ pub fn replay(dir: &Path, interner: &Interner, mut f: impl FnMut(Record)) -> Res
         .into_iter()
         .filter(|(i, _)| checkpoint.as_ref().is_none_or(|(cp, _)| i > cp))
         .collect();
+    replay_segments(dir, interner, segments, &mut f, &mut stats)?;
+    Ok(stats)
+}
+
+/// Replays only the segments after `after`: what a head snapshot covering
+/// the WAL up to segment `after` does not hold. Returns `None`, reading
+/// nothing, when a checkpoint newer than `after` exists (the snapshot is
+/// older than the WAL's compaction and must not be used).
+///
+/// # Errors
+/// As [`replay`].
+pub fn replay_after(
+    dir: &Path,
+    interner: &Interner,
+    after: u32,
+    mut f: impl FnMut(Record),
+) -> Result<Option<ReplayStats>> {
+    if newest_checkpoint(dir)?.is_some_and(|(cp, _)| cp > after) {
+        return Ok(None);
+    }
+    let mut stats = ReplayStats::default();
+    let segments: Vec<_> = list_segments(dir)?
+        .into_iter()
+        .filter(|(i, _)| *i > after)
+        .collect();
+    replay_segments(dir, interner, segments, &mut f, &mut stats)?;
+    Ok(Some(stats))
+}
+
+fn replay_segments(
+    dir: &Path,
+    interner: &Interner,
+    segments: Vec<(u32, PathBuf)>,
+    f: &mut impl FnMut(Record),
+    stats: &mut ReplayStats,
+) -> Result<()> {
     check_consecutive(dir, &segments)?;
     for (n, (_, path)) in segments.iter().enumerate() {
         stats.segments += 1;
-        if let Some((offset, reason)) = read_segment(path, interner, &mut f, &mut stats)? {
+        if let Some((offset, reason)) = read_segment(path, interner, f, stats)? {
             stats.damage = Some(repair(dir, path, offset, reason, &segments[n + 1..])?);
             break;
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// The newest complete (renamed, not `.tmp`) checkpoint in `dir`.

@@ -13,9 +13,10 @@ use crate::storage::SeriesRef;
 
 /// Type byte of a series record (`payload[0]`).
 pub const RECORD_SERIES: u8 = 1;
-/// Type byte of a samples record (`payload[0]`). Type 3 is reserved for
-/// tombstones.
+/// Type byte of a samples record (`payload[0]`).
 pub const RECORD_SAMPLES: u8 = 2;
+/// Type byte of a tombstones record (`payload[0]`): deleted intervals.
+pub const RECORD_TOMBSTONES: u8 = 3;
 
 /// A series' first appearance: its ref and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,17 @@ pub struct RefSample {
     pub v: f64,
 }
 
+/// A deleted time range of one series (both ends inclusive, ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefTombstone {
+    /// The series the deletion applies to.
+    pub series_ref: SeriesRef,
+    /// First deleted timestamp.
+    pub mint: i64,
+    /// Last deleted timestamp.
+    pub maxt: i64,
+}
+
 /// A decoded WAL record.
 #[derive(Debug, Clone)]
 pub enum Record {
@@ -44,6 +56,8 @@ pub enum Record {
     Series(Vec<RefSeries>),
     /// Samples of known series.
     Samples(Vec<RefSample>),
+    /// Deletions of known series' data.
+    Tombstones(Vec<RefTombstone>),
 }
 
 /// Why a payload could not be decoded.
@@ -116,6 +130,17 @@ pub fn encode_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
     }
 }
 
+/// Appends one tombstones record payload:
+/// `type=3 | (ref <uvarint> | mint <varint> | maxt <varint>)*`.
+pub fn encode_tombstones(tombstones: &[RefTombstone], buf: &mut Vec<u8>) {
+    buf.push(RECORD_TOMBSTONES);
+    for t in tombstones {
+        put_uvarint(buf, t.series_ref.0);
+        put_varint(buf, t.mint);
+        put_varint(buf, t.maxt);
+    }
+}
+
 /// Decodes a payload; label strings go through the interner (one copy per
 /// distinct string).
 ///
@@ -127,6 +152,7 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
     match typ {
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
+        RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
         typ => Err(RecordError::UnknownType { typ }),
     }
 }
@@ -184,6 +210,18 @@ fn decode_samples(d: &mut Decbuf<'_>) -> Result<Vec<RefSample>, RecordError> {
     Ok(out)
 }
 
+fn decode_tombstones(d: &mut Decbuf<'_>) -> Result<Vec<RefTombstone>, RecordError> {
+    let mut out = Vec::new();
+    while !d.is_empty() {
+        out.push(RefTombstone {
+            series_ref: SeriesRef(d.uvarint()?),
+            mint: d.varint()?,
+            maxt: d.varint()?,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +269,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn prop_tombstones_round_trip(
+            raw in proptest::collection::vec((any::<u64>(), any::<i64>(), any::<i64>()), 0..8)
+        ) {
+            let tombstones: Vec<RefTombstone> = raw
+                .into_iter()
+                .map(|(r, mint, maxt)| RefTombstone { series_ref: SeriesRef(r), mint, maxt })
+                .collect();
+            let mut buf = Vec::new();
+            encode_tombstones(&tombstones, &mut buf);
+            match decode(&buf, &Interner::new()).unwrap() {
+                Record::Tombstones(got) => prop_assert_eq!(got, tombstones),
+                other => prop_assert!(false, "got {:?}", other),
+            }
+        }
+
         #[test]
         fn prop_records_round_trip(series in arb_series(), samples in arb_samples()) {
             let interner = Interner::new();

@@ -16,9 +16,13 @@ use super::{io_err, RecordError, Result};
 
 /// First 4 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"TMWL";
-/// Segment format version (byte 4 of the header). A reader refuses other
-/// versions instead of repairing them.
-pub const FORMAT_VERSION: u8 = 1;
+/// Segment format version written (byte 4 of the header). Version 2 added
+/// the tombstones record (type 3); version 1 segments hold only types 1
+/// and 2 and are still read. A reader refuses other versions instead of
+/// repairing them.
+pub const FORMAT_VERSION: u8 = 2;
+/// Oldest segment format version this build reads.
+pub const MIN_FORMAT_VERSION: u8 = 1;
 /// Segment header: magic, version, 3 reserved zero bytes.
 pub const SEGMENT_HEADER_LEN: u64 = 8;
 /// Frame header: payload length `u32` BE, CRC-32 (IEEE) of the payload `u32` BE.
@@ -233,7 +237,7 @@ impl SegmentReader {
             return Ok(Some(CorruptionReason::BadMagic { got }));
         }
         let version = d.u8().expect("header is 8 bytes");
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(super::Error::UnsupportedVersion {
                 file: self.path.clone(),
                 version,

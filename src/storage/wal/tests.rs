@@ -15,6 +15,7 @@ use crate::storage::SeriesRef;
 enum Canon {
     Series(Vec<(u64, String)>),
     Samples(Vec<(u64, i64, u64)>),
+    Tombstones(Vec<(u64, i64, i64)>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -29,6 +30,9 @@ fn canon(r: &Record) -> Canon {
                 .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
                 .collect(),
         ),
+        Record::Tombstones(t) => {
+            Canon::Tombstones(t.iter().map(|t| (t.series_ref.0, t.mint, t.maxt)).collect())
+        }
     }
 }
 
@@ -311,10 +315,16 @@ fn replay_newer_version_refused_not_repaired() {
     fs::write(&path, &bytes).unwrap();
     let err = replay(&dir, &Interner::new(), |_| {}).unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+        matches!(err, Error::UnsupportedVersion { version: 3, .. }),
         "{err}"
     );
     assert_eq!(fs::read(&path).unwrap(), bytes);
+    // Version 1 segments (no tombstones records) are still read.
+    bytes[4] = 1;
+    fs::write(&path, &bytes).unwrap();
+    let mut n = 0;
+    replay(&dir, &Interner::new(), |_| n += 1).unwrap();
+    assert!(n > 0);
 }
 
 #[test]
@@ -403,6 +413,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
         match &r {
             Record::Series(s) => encode_series(s, &mut buf),
             Record::Samples(s) => encode_samples(s, &mut buf),
+            Record::Tombstones(t) => encode_tombstones(t, &mut buf),
         }
         let t = wal.log(&[&buf]).unwrap();
         wal.wait_durable(t).unwrap();

@@ -1,0 +1,377 @@
+//! Storage engine II end to end through `Db`: head data cut into blocks,
+//! blocks merged, retention, deletion, snapshots and damaged blocks, each
+//! checked sample by sample against an in-memory oracle. Time is the data's
+//! own (sample timestamps drive compaction), so no test sleeps.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use tidemark::model::{Labels, Matcher, Sample, STALE_NAN_BITS};
+use tidemark::storage::wal::FsyncPolicy;
+use tidemark::storage::{Db, Options};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const STEP: i64 = 15_000;
+/// Start of the data: a multiple of every block range used.
+const T0: i64 = 1_700_006_400_000 - 1_700_006_400_000 % (54 * HOUR);
+
+type Oracle = BTreeMap<String, Vec<(i64, u64)>>;
+
+fn opts() -> Options {
+    Options {
+        retention_ms: 0,
+        ..options(FsyncPolicy::Never)
+    }
+}
+
+fn labels(n: usize) -> Labels {
+    let metric = ["node_cpu_seconds_total", "node_memory_free_bytes", "up"][n % 3];
+    series_labels(metric, n)
+}
+
+/// A value with the shape of its metric: counters grow, gauges wander,
+/// `up` is constant; a few staleness markers and odd floats mixed in.
+fn value(n: usize, t: i64) -> f64 {
+    let k = (t - T0) / STEP;
+    if k % 97 == 13 && n % 5 == 0 {
+        return f64::from_bits(STALE_NAN_BITS);
+    }
+    match n % 3 {
+        0 => (k as f64) * 1.5 + n as f64,
+        1 => 1e9 + ((k * 7919 + n as i64) % 1000) as f64 * 0.25,
+        _ => 1.0,
+    }
+}
+
+/// Appends `series` series every 15 s over `[from, to)` in time order,
+/// running compaction every simulated 30 minutes; records every sample in
+/// the oracle.
+fn ingest(db: &Db, oracle: &mut Oracle, series: usize, from: i64, to: i64) {
+    let mut t = from;
+    while t < to {
+        let batch: Vec<_> = (0..series)
+            .map(|n| one(labels(n), vec![Sample::new(t, value(n, t))]))
+            .collect();
+        let out = db.append(&batch).expect("append");
+        assert!(out.is_complete(), "{:?}", out.rejected.first());
+        for n in 0..series {
+            oracle
+                .entry(labels(n).to_string())
+                .or_default()
+                .push((t, value(n, t).to_bits()));
+        }
+        t += STEP;
+        if (t - T0) % (30 * MIN) == 0 {
+            db.compact().expect("compact");
+        }
+    }
+}
+
+fn range(d: &Oracle, mint: i64, maxt: i64) -> Oracle {
+    d.iter()
+        .map(|(k, v)| {
+            let v: Vec<_> = v
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .collect();
+            (k.clone(), v)
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn query(db: &Db, mint: i64, maxt: i64, matchers: &[Matcher]) -> Oracle {
+    db.querier(mint, maxt)
+        .select(matchers)
+        .iter()
+        .map(|s| {
+            (
+                s.labels().to_string(),
+                s.samples().map(|x| (x.t, x.v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
+fn assert_same(got: &Oracle, want: &Oracle, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: series count");
+    for (k, w) in want {
+        let g = got.get(k).unwrap_or_else(|| panic!("{what}: {k} missing"));
+        assert_eq!(g.len(), w.len(), "{what}: sample count of {k}");
+        assert!(g == w, "{what}: samples of {k} differ");
+    }
+}
+
+/// Checks full-range and several partial-range queries against the oracle.
+fn check_all(db: &Db, oracle: &Oracle, what: &str) {
+    assert_same(&dump(db), oracle, what);
+    let end = oracle
+        .values()
+        .flat_map(|v| v.last().map(|s| s.0))
+        .max()
+        .unwrap_or(T0);
+    for (lo, hi) in [
+        (T0, T0 + 2 * HOUR - 1),
+        (T0 + HOUR + 7, T0 + 7 * HOUR + 3),
+        (end - 3 * HOUR, end),
+        (end - 10 * MIN, end + HOUR),
+    ] {
+        assert_same(&query(db, lo, hi, &[]), &range(oracle, lo, hi), what);
+    }
+}
+
+fn block_spans(db: &Db) -> Vec<(i64, i64)> {
+    db.blocks()
+        .iter()
+        .map(|m| ((m.min_time - T0) / HOUR, (m.max_time - T0) / HOUR))
+        .collect()
+}
+
+#[test]
+fn blocks_round_trip_across_cuts_merges_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 30, T0, T0 + 25 * HOUR);
+        db.compact().unwrap();
+        let spans = block_spans(&db);
+        // 2 h blocks from the head, merged into 6 h and 18 h ones, no overlaps.
+        assert!(spans.contains(&(0, 18)), "{spans:?}");
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{spans:?}");
+        assert!(db.head_stats().min_t.unwrap() >= T0 + 20 * HOUR);
+        check_all(&db, &oracle, "before restart");
+        let st = db.storage_stats();
+        assert!(
+            st.head_compactions >= 10 && st.merge_compactions >= 3,
+            "{st:?}"
+        );
+        db.close().unwrap();
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(db.open_report().quarantined.is_empty());
+    check_all(&db, &oracle, "after restart");
+    // Appends go on after a restart, before and after the next cut.
+    ingest(&db, &mut oracle, 30, T0 + 25 * HOUR, T0 + 28 * HOUR);
+    check_all(&db, &oracle, "after more data");
+}
+
+#[test]
+fn appends_older_than_the_newest_block_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    ingest(&db, &mut oracle, 3, T0, T0 + 4 * HOUR);
+    assert!(!db.blocks().is_empty());
+    // A brand-new series with a timestamp inside a persisted block.
+    let out = db
+        .append(&[one(
+            series_labels("late", 0),
+            vec![Sample::new(T0 + HOUR, 1.0)],
+        )])
+        .unwrap();
+    assert_eq!(out.rejected.len(), 1, "{out:?}");
+    check_all(&db, &oracle, "after refused append");
+}
+
+#[test]
+fn delete_series_hides_data_at_once_and_compaction_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    ingest(&db, &mut oracle, 12, T0, T0 + 9 * HOUR);
+    assert!(db.blocks().len() >= 2);
+    // Delete one metric over a window spanning blocks and the head.
+    let (lo, hi) = (T0 + 3 * HOUR + 1, T0 + 8 * HOUR + 30 * MIN);
+    let m = [Matcher::eq("__name__", "node_cpu_seconds_total")];
+    let n = db.delete(&m, lo, hi).unwrap();
+    assert!(n >= 4, "{n}");
+    for (k, v) in oracle.iter_mut() {
+        if k.starts_with("node_cpu_seconds_total") {
+            v.retain(|(t, _)| *t < lo || *t > hi);
+        }
+    }
+    oracle.retain(|_, v| !v.is_empty());
+    check_all(&db, &oracle, "after delete");
+    // A series deleted over all its data is not selected at all.
+    db.delete(&[Matcher::eq("instance", "i1")], i64::MIN, i64::MAX)
+        .unwrap();
+    oracle.retain(|k, _| !k.contains("instance=\"i1\""));
+    check_all(&db, &oracle, "after deleting a whole series");
+    // Tombstones survive a restart (block files and the WAL record).
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check_all(&db, &oracle, "deletions after restart");
+    // Compaction rewrites the blocks without the deleted data.
+    let before: u64 = db.blocks().iter().map(|m| m.stats.num_samples).sum();
+    let r = db.compact().unwrap();
+    assert!(r.rewrites >= 1, "{r:?}");
+    let after: u64 = db.blocks().iter().map(|m| m.stats.num_samples).sum();
+    assert!(after < before, "{before} -> {after}");
+    assert!(db.blocks().iter().all(|m| m.stats.num_tombstones == 0));
+    check_all(&db, &oracle, "after rewrite");
+    assert_eq!(db.clean_tombstones().unwrap(), 0);
+    // More data after the deletion window stays visible.
+    ingest(&db, &mut oracle, 12, T0 + 9 * HOUR, T0 + 10 * HOUR);
+    check_all(&db, &oracle, "after more data");
+}
+
+#[test]
+fn retention_by_time_deletes_whole_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(
+        dir.path(),
+        Options {
+            retention_ms: 6 * HOUR,
+            ..opts()
+        },
+    )
+    .unwrap();
+    ingest(&db, &mut oracle, 6, T0, T0 + 14 * HOUR);
+    db.compact().unwrap();
+    let newest = T0 + 14 * HOUR - STEP;
+    let metas = db.blocks();
+    assert!(!metas.is_empty());
+    // Every remaining block ends within the retention of the newest sample;
+    // the oldest surviving block starts where the oracle is cut.
+    for m in &metas {
+        assert!(newest - m.max_time < 6 * HOUR, "{m:?}");
+    }
+    let first = metas[0].min_time;
+    assert!(first > T0, "nothing was deleted: {:?}", block_spans(&db));
+    assert!(db.storage_stats().retention_deleted_blocks >= 1);
+    let kept = range(&oracle, first, i64::MAX);
+    check_all(&db, &kept, "after time retention");
+}
+
+#[test]
+fn retention_by_size_deletes_oldest_blocks_until_under_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let limit;
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 20, T0, T0 + 12 * HOUR);
+        let st = db.storage_stats();
+        assert!(st.blocks >= 2, "{st:?}");
+        // Room for the WAL and about half of the blocks.
+        limit = db.wal_size_bytes() + st.blocks_bytes / 2;
+    }
+    let db = Db::open(
+        dir.path(),
+        Options {
+            retention_bytes: limit,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let r = db.compact().unwrap();
+    assert!(r.retention_deleted >= 1, "{r:?}");
+    let st = db.storage_stats();
+    assert!(st.blocks_bytes + db.wal_size_bytes() <= limit, "{st:?}");
+    let first = db.blocks().first().map_or(i64::MAX, |m| m.min_time);
+    let head_min = db.head_stats().min_t.unwrap();
+    let kept = range(&oracle, first.min(head_min), i64::MAX);
+    check_all(&db, &kept, "after size retention");
+}
+
+#[test]
+fn snapshot_holds_blocks_and_head_and_opens_as_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    ingest(&db, &mut oracle, 8, T0, T0 + 7 * HOUR);
+    let snap = db.snapshot("snap-1", false).unwrap();
+    let headless = db.snapshot("snap-2", true).unwrap();
+    // The live store goes on; the snapshots do not change.
+    ingest(&db, &mut oracle, 8, T0 + 7 * HOUR, T0 + 8 * HOUR);
+    let upto = |o: &Oracle, t: i64| range(o, i64::MIN, t);
+    let s = Db::open(&snap, opts()).unwrap();
+    check_all(&s, &upto(&oracle, T0 + 7 * HOUR - 1), "snapshot with head");
+    let s2 = Db::open(&headless, opts()).unwrap();
+    let block_end = s2.blocks().last().unwrap().max_time;
+    assert_same(
+        &dump(&s2),
+        &upto(&oracle, block_end - 1),
+        "snapshot without head",
+    );
+}
+
+fn corrupt_byte(path: &Path, at_fraction: f64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = ((bytes.len() as f64) * at_fraction) as usize;
+    bytes[i] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes a store with several blocks, damages one file of the oldest
+/// block, reopens: the block is quarantined and everything else served.
+fn damaged_block_is_quarantined(file: impl Fn(&Path) -> std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let victim;
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 10, T0, T0 + 8 * HOUR);
+        let metas = db.blocks();
+        assert!(metas.len() >= 2, "{:?}", block_spans(&db));
+        victim = metas[0].clone();
+    }
+    corrupt_byte(&file(&dir.path().join(&victim.ulid)), 0.5);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let q = &db.open_report().quarantined;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0].0.ends_with(Path::new("quarantine").join(&victim.ulid)));
+    assert!(!db.blocks().iter().any(|m| m.ulid == victim.ulid));
+    let kept = range(&oracle, victim.max_time, i64::MAX);
+    check_all(&db, &kept, "after quarantine");
+}
+
+#[test]
+fn corrupt_index_byte_quarantines_the_block() {
+    damaged_block_is_quarantined(|b| b.join("index"));
+}
+
+#[test]
+fn corrupt_chunk_byte_quarantines_the_block() {
+    damaged_block_is_quarantined(|b| b.join("chunks").join("000001"));
+}
+
+#[test]
+fn head_deletion_survives_wal_checkpoint_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 4, T0, T0 + 150 * MIN);
+        assert!(db.blocks().is_empty());
+        // Two deletions while only the head holds the data: one inside the
+        // first block's range (the block is written without those samples)
+        // and one after it (its tombstone must outlive the WAL checkpoint
+        // that follows the block).
+        for (lo, hi) in [
+            (T0 + 90 * MIN, T0 + 100 * MIN),
+            (T0 + 130 * MIN, T0 + 140 * MIN),
+        ] {
+            db.delete(&[Matcher::eq("instance", "i2")], lo, hi).unwrap();
+            for (k, v) in oracle.iter_mut() {
+                if k.contains("instance=\"i2\"") {
+                    v.retain(|(t, _)| *t < lo || *t > hi);
+                }
+            }
+        }
+        ingest(&db, &mut oracle, 4, T0 + 150 * MIN, T0 + 4 * HOUR);
+        assert_eq!(db.blocks().len(), 1);
+        check_all(&db, &oracle, "before restart");
+        db.close().unwrap();
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check_all(&db, &oracle, "after restart");
+}
