@@ -66,6 +66,7 @@ pub struct AppState {
     registry: Registry,
     ingest_metrics: Arc<IngestMetrics>,
     storage_gauges: metrics::StorageGauges,
+    http_metrics: metrics::HttpMetrics,
     engine: Engine,
     options: ApiOptions,
     started: SystemTime,
@@ -83,6 +84,8 @@ impl AppState {
         let mut registry = Registry::default();
         let ingest_metrics = Arc::new(IngestMetrics::register(&mut registry));
         let storage_gauges = metrics::StorageGauges::register(&mut registry);
+        let http_metrics = metrics::HttpMetrics::register(&mut registry);
+        registry.register_collector(Box::new(metrics::ProcessCollector));
         Arc::new(Self {
             db: OnceLock::new(),
             receiver: OnceLock::new(),
@@ -90,6 +93,7 @@ impl AppState {
             registry,
             ingest_metrics,
             storage_gauges,
+            http_metrics,
             engine: Engine::new(options.engine.clone()),
             options,
             started: SystemTime::now(),
@@ -224,6 +228,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(write::write).layer(DefaultBodyLimit::disable()),
         )
         .merge(api)
+        // After every route is added: a route layer sees the matched
+        // route pattern, which is the bounded `handler` label.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_http,
+        ))
         .fallback(fallback)
         // gzip/deflate when the client's Accept-Encoding asks for it.
         .layer(CompressionLayer::new().gzip(true).deflate(true))

@@ -228,6 +228,74 @@ impl From<&Config> for ApiOptions {
     }
 }
 
+/// The configuration reference as a Markdown table, generated from the clap
+/// definitions above (one row per flag: flag, environment variable,
+/// default, help text), so the README cannot drift from `tidemark --help`.
+/// `tests/readme.rs` compares the README's section with it;
+/// `scripts/update-readme` rewrites the section.
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    let cmd = Config::command();
+    let mut out = String::from(
+        "| flag | environment variable | default | meaning |\n| --- | --- | --- | --- |\n",
+    );
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let takes_value = arg.get_action().takes_values();
+        let flag = if takes_value {
+            let value = arg
+                .get_value_names()
+                .and_then(|v| v.first())
+                .map_or_else(|| "VALUE".to_string(), |v| v.to_string());
+            format!("`--{long}=<{value}>`")
+        } else {
+            format!("`--{long}`")
+        };
+        let env = arg
+            .get_env()
+            .map_or_else(String::new, |e| format!("`{}`", e.to_string_lossy()));
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = match (takes_value, defaults.is_empty()) {
+            (false, _) => "off".to_string(),
+            (true, true) => String::new(),
+            (true, false) => format!("`{}`", defaults.join(",")),
+        };
+        let mut help = arg
+            .get_long_help()
+            .or_else(|| arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !help.is_empty() && !help.ends_with(['.', '!', '?']) {
+            // clap drops the final period of a one-sentence doc comment.
+            help.push('.');
+        }
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
+        if !values.is_empty() && takes_value {
+            help.push_str(&format!(" One of {}.", values.join(", ")));
+        }
+        out.push_str(&format!(
+            "| {flag} | {env} | {default} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// Formats a duration as Prometheus prints one (`2m`, `1h30m`, `250ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     crate::model::format_duration_ms(d.as_millis() as u64)
@@ -334,6 +402,30 @@ mod tests {
             .unwrap();
         assert_eq!(EngineOptions::from(&c).timeout, Duration::from_secs(30));
         assert!(ApiOptions::from(&c).enable_admin_api);
+    }
+
+    #[test]
+    fn reference_markdown_lists_every_flag_with_env_and_default() {
+        use clap::CommandFactory;
+        let md = reference_markdown();
+        for arg in Config::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let row = md
+                .lines()
+                .find(|l| l.starts_with(&format!("| `--{long}")))
+                .unwrap_or_else(|| panic!("--{long} missing:\n{md}"));
+            let env = arg.get_env().expect("every flag has a TIDEMARK_* variable");
+            assert!(
+                row.contains(&format!("`{}`", env.to_string_lossy())),
+                "{row}"
+            );
+        }
+        assert!(md.contains("| `--listen=<LISTEN>` | `TIDEMARK_LISTEN` | `0.0.0.0:9201` |"));
+        assert!(md.contains("| `--enable-admin-api` | `TIDEMARK_ENABLE_ADMIN_API` | off |"));
+        assert!(md.contains("One of `batch`, `interval`, `none`."));
     }
 
     #[test]
