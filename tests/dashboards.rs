@@ -21,18 +21,6 @@ use common::http;
 use common::proc::{find_bin, free_port, start_prometheus_with, start_tidemark, wait_until, Proc};
 use serde_json::Value;
 
-/// Self-metrics of block persistence (issue 6), not exposed yet. A panel
-/// query naming one of them is skipped only while Tidemark's `/metrics`
-/// does not expose it; once the metric lands, its panels are enforced
-/// like every other.
-const PENDING_METRICS: [&str; 6] = [
-    "tidemark_storage_blocks",
-    "tidemark_storage_blocks_bytes",
-    "tidemark_storage_compactions_total",
-    "tidemark_storage_compaction_failures_total",
-    "tidemark_storage_compaction_duration_seconds",
-    "tidemark_storage_retention_deleted_blocks_total",
-];
 
 /// Grafana's built-in variables, longest name first so `$__interval` does
 /// not eat `$__interval_ms`. `$__rate_interval` is max(4 x scrape
@@ -44,20 +32,6 @@ const BUILTINS: [(&str, &str); 5] = [
     ("$__range", "1m"),
     ("${__range}", "1m"),
 ];
-
-/// Whether `expr` names `metric` (or one of its histogram series).
-fn mentions(expr: &str, metric: &str) -> bool {
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    expr.match_indices(metric).any(|(i, _)| {
-        let before_ok = expr[..i].chars().next_back().is_none_or(|c| !ident(c));
-        let rest = &expr[i + metric.len()..];
-        let rest = ["_bucket", "_count", "_sum"]
-            .iter()
-            .find_map(|s| rest.strip_prefix(s))
-            .unwrap_or(rest);
-        before_ok && rest.chars().next().is_none_or(|c| !ident(c))
-    })
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -212,26 +186,6 @@ fn every_dashboard_query_returns_data_from_tidemark() {
         },
     );
 
-    let (_, exposed) = http::get(&tm, "/metrics").unwrap();
-    let exposed: Vec<&str> = exposed
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .collect();
-    let pending: Vec<&str> = PENDING_METRICS
-        .iter()
-        .copied()
-        .filter(|m| !exposed.iter().any(|name| mentions(name, m)))
-        .collect();
-    let landed: Vec<&str> = PENDING_METRICS
-        .iter()
-        .copied()
-        .filter(|m| !pending.contains(m))
-        .collect();
-    if !landed.is_empty() {
-        eprintln!("now exposed and enforced (remove from PENDING_METRICS): {landed:?}");
-    }
-
     let dashboards = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dashboards)
         .unwrap()
@@ -240,7 +194,7 @@ fn every_dashboard_query_returns_data_from_tidemark() {
         .collect();
     files.sort();
     assert!(files.len() >= 2, "two dashboards at least: {files:?}");
-    let (mut failures, mut ran, mut skipped) = (Vec::new(), 0, Vec::new());
+    let (mut failures, mut ran) = (Vec::new(), 0);
     for f in &files {
         let file = f.file_name().unwrap().to_string_lossy().into_owned();
         let dash: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap())
@@ -257,10 +211,6 @@ fn every_dashboard_query_returns_data_from_tidemark() {
                 .as_str()
                 .unwrap_or_else(|| panic!("{file}/{title}: no expr"));
             assert_eq!(t["datasource"]["uid"], "${datasource}", "{file}/{title}");
-            if let Some(m) = pending.iter().find(|m| mentions(raw, m)) {
-                skipped.push(format!("{file}/{title} ({m})"));
-                continue;
-            }
             let expr = substitute(raw, &vars);
             assert!(
                 !expr.contains('$'),
@@ -290,7 +240,7 @@ fn every_dashboard_query_returns_data_from_tidemark() {
             }
         }
     }
-    eprintln!("{ran} dashboard queries ran; skipped while their metric is pending: {skipped:#?}");
+    eprintln!("{ran} dashboard queries ran");
     assert!(
         failures.is_empty(),
         "{} of {ran} dashboard queries failed or returned no data:\n{}",
