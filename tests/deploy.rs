@@ -362,6 +362,26 @@ fn grafana_provisioning_points_at_tidemark() {
     assert_eq!(t["jsonData"]["httpMethod"], "POST");
     let dash = &yaml_docs(&read("grafana/provisioning/dashboards/tidemark.yaml"))[0];
     assert_eq!(dash["providers"][0]["type"], "file");
+    // The self-monitoring dashboard covers what the issue lists: ingest
+    // rate, rejections by reason, active series, WAL and block sizes,
+    // compactions, query rate and latency, memory.
+    let overview = read("grafana/dashboards/tidemark-overview.json");
+    for metric in [
+        "tidemark_remote_write_samples_stored_total",
+        "tidemark_remote_write_samples_rejected_total",
+        "tidemark_head_series",
+        "tidemark_wal_size_bytes",
+        "tidemark_storage_blocks_bytes",
+        "tidemark_storage_compactions_total",
+        "tidemark_http_requests_total",
+        "tidemark_http_request_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            overview.contains(metric),
+            "tidemark-overview.json lacks {metric}"
+        );
+    }
     // The dashboards' datasource variable defaults to this datasource.
     for f in ["tidemark-overview.json", "node-exporter.json"] {
         let d: Value = serde_json::from_str(&read(&format!("grafana/dashboards/{f}"))).unwrap();
