@@ -4,14 +4,17 @@
 //! `ingest`. The public entry point is [`Db`]; codecs are public for tests,
 //! benchmarks and fuzzing. On-disk formats are documented in `docs/format/`.
 
+pub mod block;
 pub mod chunk;
 mod db;
 pub mod encoding;
 mod error;
 mod head;
 mod options;
+mod postings;
 mod querier;
 mod refs;
+pub mod tombstones;
 pub mod wal;
 
 pub use db::{Db, OpenReport};

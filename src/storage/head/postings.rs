@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::model::{Labels, MatchOp, Matcher};
+use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::SeriesRef;
 
 type ValueMap = HashMap<Arc<str>, Vec<SeriesRef>, ahash::RandomState>;
@@ -160,56 +161,6 @@ impl Index {
             .map(|(_, l)| l.as_slice())
             .collect();
         merge(&lists)
-    }
-}
-
-/// Sorted intersection of two ascending lists.
-pub(crate) fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::with_capacity(a.len().min(b.len()));
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
-}
-
-/// `a` minus `b`, both ascending.
-pub(crate) fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
-    if b.is_empty() {
-        return a.to_vec();
-    }
-    let mut j = 0;
-    let mut out = Vec::with_capacity(a.len());
-    for &x in a {
-        while j < b.len() && b[j] < x {
-            j += 1;
-        }
-        if j >= b.len() || b[j] != x {
-            out.push(x);
-        }
-    }
-    out
-}
-
-/// Sorted, deduplicated union of ascending lists.
-pub(crate) fn merge(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
-    match lists {
-        [] => Vec::new(),
-        [one] => one.to_vec(),
-        _ => {
-            let mut out: Vec<SeriesRef> = lists.iter().flat_map(|l| l.iter().copied()).collect();
-            out.sort_unstable();
-            out.dedup();
-            out
-        }
     }
 }
 

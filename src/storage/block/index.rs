@@ -1,0 +1,674 @@
+//! The block `index` file: symbol table, series (labels as symbol refs and
+//! chunk metas), postings, the postings offset table (label names and
+//! values) and the TOC. Encoding here; [`IndexReader`] decodes it lazily
+//! from a mapped file, bounds-checking every offset.
+//!
+//! Owns the index bytes only: chunk data belongs to `chunks.rs`, matcher
+//! evaluation to `reader.rs`. Format: `docs/format/index.md`.
+
+use std::io::{self, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, put_varint, Decbuf};
+
+use super::chunks::{frame_len, ChunkRef};
+use super::BlockError;
+
+/// Magic number at the start of an index file.
+pub const INDEX_MAGIC: u32 = 0x5444_4958; // "TDIX"
+/// Version byte of the index format.
+pub const INDEX_FORMAT_VERSION: u8 = 1;
+/// Bytes of magic + version.
+pub(crate) const HEADER_LEN: usize = 5;
+/// Number of sections listed in the TOC.
+pub(crate) const NUM_SECTIONS: usize = 6;
+/// TOC: (offset, length) per section, then a CRC.
+pub(crate) const TOC_LEN: usize = NUM_SECTIONS * 16 + 4;
+/// Bytes of one label-name entry and of one label-value entry.
+const NAME_ENTRY_LEN: usize = 12;
+const VALUE_ENTRY_LEN: usize = 12;
+
+/// Section order in the file and in the TOC.
+pub(crate) const SYMBOLS: usize = 0;
+pub(crate) const SERIES: usize = 1;
+pub(crate) const SERIES_OFFSETS: usize = 2;
+pub(crate) const POSTINGS: usize = 3;
+pub(crate) const LABEL_NAMES: usize = 4;
+pub(crate) const LABEL_VALUES: usize = 5;
+const SECTION_NAMES: [&str; NUM_SECTIONS] = [
+    "symbols",
+    "series",
+    "series offsets",
+    "postings",
+    "label names",
+    "label values",
+];
+
+/// The time range and location of one chunk, as stored in a series entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkMeta {
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+    pub(crate) data_len: u64,
+    pub(crate) chunk_ref: ChunkRef,
+}
+
+/// Appends the chunk metas of a series entry (count, then delta-encoded
+/// metas) to `buf`. Metas must be time-ordered and non-overlapping.
+pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta]) {
+    put_uvarint(buf, metas.len() as u64);
+    let mut prev: Option<&ChunkMeta> = None;
+    for m in metas {
+        match prev {
+            None => {
+                put_varint(buf, m.mint);
+            }
+            Some(p) => put_uvarint(buf, m.mint.wrapping_sub(p.maxt) as u64),
+        }
+        put_uvarint(buf, m.maxt.wrapping_sub(m.mint) as u64);
+        put_uvarint(buf, m.data_len);
+        match prev {
+            None => put_uvarint(buf, m.chunk_ref.0),
+            Some(p) => {
+                let expected = p.chunk_ref.0.wrapping_add(frame_len(p.data_len));
+                put_varint(buf, m.chunk_ref.0.wrapping_sub(expected) as i64);
+            }
+        }
+        prev = Some(m);
+    }
+}
+
+/// A writer that counts bytes and keeps a running CRC of the current section.
+pub(crate) struct Sink<W: Write> {
+    w: W,
+    pos: u64,
+    crc: crc32fast::Hasher,
+    section_start: u64,
+    pub(crate) toc: [(u64, u64); NUM_SECTIONS],
+}
+
+impl<W: Write> Sink<W> {
+    pub(crate) fn new(w: W) -> io::Result<Self> {
+        let mut s = Self {
+            w,
+            pos: 0,
+            crc: crc32fast::Hasher::new(),
+            section_start: 0,
+            toc: [(0, 0); NUM_SECTIONS],
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        put_be_u32(&mut header, INDEX_MAGIC);
+        header.push(INDEX_FORMAT_VERSION);
+        s.write(&header)?;
+        Ok(s)
+    }
+
+    pub(crate) fn write(&mut self, b: &[u8]) -> io::Result<()> {
+        self.w.write_all(b)?;
+        self.crc.update(b);
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    /// Position relative to the current section's body start.
+    pub(crate) fn section_pos(&self) -> u64 {
+        self.pos - self.section_start
+    }
+
+    pub(crate) fn begin_section(&mut self) {
+        self.crc = crc32fast::Hasher::new();
+        self.section_start = self.pos;
+    }
+
+    pub(crate) fn end_section(&mut self, section: usize) -> io::Result<()> {
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.toc[section] = (self.section_start, self.pos - self.section_start);
+        self.write(&crc.to_be_bytes())
+    }
+
+    /// Writes the TOC and returns the inner writer and the file size.
+    pub(crate) fn finish(mut self) -> io::Result<(W, u64)> {
+        let mut toc = Vec::with_capacity(TOC_LEN);
+        for (off, len) in self.toc {
+            put_be_u64(&mut toc, off);
+            put_be_u64(&mut toc, len);
+        }
+        let crc = crc32fast::hash(&toc);
+        put_be_u32(&mut toc, crc);
+        self.w.write_all(&toc)?;
+        self.pos += toc.len() as u64;
+        Ok((self.w, self.pos))
+    }
+}
+
+/// One label name of the postings offset table, kept in memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameEntry {
+    pub(crate) sym: u32,
+    first: u32,
+    count: u32,
+}
+
+/// A decoded series entry: labels as (name, value) symbol refs and chunk metas.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesEntry {
+    pub(crate) labels: Vec<(u32, u32)>,
+    pub(crate) chunks: Vec<ChunkMeta>,
+}
+
+/// Lazy reader of an index file. Holds only section bounds, the offsets of
+/// the symbols and the label names; everything else is read from the bytes
+/// on demand, bounds-checked.
+#[derive(Debug)]
+pub(crate) struct IndexReader {
+    path: PathBuf,
+    sections: [Range<usize>; NUM_SECTIONS],
+    /// Offset of each symbol, relative to the symbols section body.
+    sym_offsets: Vec<u32>,
+    names: Vec<NameEntry>,
+    n_series: u64,
+    n_values: u32,
+}
+
+/// What [`check_index`] found in a valid index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSummary {
+    /// Number of series.
+    pub series: u64,
+    /// Number of chunk metas.
+    pub chunks: u64,
+    /// Number of distinct symbols.
+    pub symbols: u64,
+    /// Number of label name/value pairs with a postings list.
+    pub postings: u64,
+}
+
+/// Parses `bytes` as a whole index file and walks every series and postings
+/// list (the checks of [`super::Block::open`] minus those that need the
+/// chunk segments). For fuzzing and tools.
+///
+/// # Errors
+/// [`BlockError::Corrupt`] on any damage; never panics.
+pub fn check_index(bytes: &[u8]) -> Result<IndexSummary, BlockError> {
+    let r = IndexReader::parse(bytes, Path::new(super::INDEX_FILE))?;
+    let chunks = r.check_all(bytes, |_| Ok(()))?;
+    Ok(IndexSummary {
+        series: r.n_series,
+        chunks,
+        symbols: r.sym_offsets.len() as u64,
+        postings: u64::from(r.n_values),
+    })
+}
+
+fn u32_at(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+fn u64_at(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+impl IndexReader {
+    fn corrupt(&self, offset: usize, what: impl Into<String>) -> BlockError {
+        corrupt(&self.path, offset, what)
+    }
+
+    /// Checks header, TOC and every section's CRC, loads symbol offsets and
+    /// label names.
+    pub(crate) fn parse(data: &[u8], path: &Path) -> Result<Self, BlockError> {
+        let c = |offset: usize, what: String| corrupt(path, offset, what);
+        if data.len() < HEADER_LEN + TOC_LEN {
+            return Err(c(0, format!("index of {} bytes is too short", data.len())));
+        }
+        let magic = u32_at(data);
+        if magic != INDEX_MAGIC {
+            return Err(c(0, format!("bad magic {magic:#010x}")));
+        }
+        if data[4] != INDEX_FORMAT_VERSION {
+            return Err(BlockError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                version: u64::from(data[4]),
+            });
+        }
+        let toc_start = data.len() - TOC_LEN;
+        let toc = &data[toc_start..];
+        let stored = u32_at(&toc[TOC_LEN - 4..]);
+        let got = crc32fast::hash(&toc[..TOC_LEN - 4]);
+        if stored != got {
+            return Err(c(
+                toc_start,
+                format!("TOC checksum mismatch: stored {stored:#010x}, computed {got:#010x}"),
+            ));
+        }
+        let mut sections: [Range<usize>; NUM_SECTIONS] = Default::default();
+        let mut min_start = HEADER_LEN;
+        for (i, section) in sections.iter_mut().enumerate() {
+            let off = u64_at(&toc[i * 16..]);
+            let len = u64_at(&toc[i * 16 + 8..]);
+            let bounds = usize::try_from(off).ok().and_then(|off| {
+                let end = off.checked_add(usize::try_from(len).ok()?)?;
+                (off >= min_start && end.checked_add(4)? <= toc_start).then_some(off..end)
+            });
+            let Some(r) = bounds else {
+                return Err(c(
+                    toc_start + i * 16,
+                    format!("{} section [{off}, +{len}) out of bounds", SECTION_NAMES[i]),
+                ));
+            };
+            let stored = u32_at(&data[r.end..]);
+            let got = crc32fast::hash(&data[r.clone()]);
+            if stored != got {
+                return Err(c(
+                    r.end,
+                    format!(
+                        "{} section checksum mismatch: stored {stored:#010x}, computed {got:#010x}",
+                        SECTION_NAMES[i]
+                    ),
+                ));
+            }
+            min_start = r.end + 4;
+            *section = r;
+        }
+        let mut r = IndexReader {
+            path: path.to_path_buf(),
+            sections,
+            sym_offsets: Vec::new(),
+            names: Vec::new(),
+            n_series: 0,
+            n_values: 0,
+        };
+        r.load_symbols(data)?;
+        r.load_names(data)?;
+        let offs = r.sections[SERIES_OFFSETS].clone();
+        if !offs.len().is_multiple_of(8) {
+            return Err(r.corrupt(offs.start, "series offsets section is not a multiple of 8"));
+        }
+        r.n_series = (offs.len() / 8) as u64;
+        Ok(r)
+    }
+
+    fn load_symbols(&mut self, data: &[u8]) -> Result<(), BlockError> {
+        let sec = self.sections[SYMBOLS].clone();
+        let body = &data[sec.clone()];
+        if u32::try_from(body.len()).is_err() {
+            return Err(self.corrupt(sec.start, "symbols section larger than 4 GiB"));
+        }
+        let mut d = Decbuf::new(body);
+        let n = d
+            .be_u32()
+            .map_err(|e| self.corrupt(sec.start, format!("symbol count: {e}")))?;
+        // Every symbol takes at least one byte: bound the allocation.
+        if n as usize > d.remaining() {
+            return Err(self.corrupt(sec.start, format!("symbol count {n} exceeds the section")));
+        }
+        let mut offsets = Vec::with_capacity(n as usize);
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..n {
+            let at = d.position();
+            let s = d
+                .uvarint_bytes()
+                .map_err(|e| self.corrupt(sec.start + at, format!("symbol {i}: {e}")))?;
+            if std::str::from_utf8(s).is_err() {
+                return Err(self.corrupt(sec.start + at, format!("symbol {i} is not UTF-8")));
+            }
+            if prev.is_some_and(|p| p >= s) {
+                return Err(self.corrupt(sec.start + at, format!("symbol {i} out of order")));
+            }
+            prev = Some(s);
+            offsets.push(at as u32);
+        }
+        if !d.is_empty() {
+            return Err(self.corrupt(sec.start + d.position(), "bytes after the last symbol"));
+        }
+        self.sym_offsets = offsets;
+        Ok(())
+    }
+
+    fn load_names(&mut self, data: &[u8]) -> Result<(), BlockError> {
+        let names = self.sections[LABEL_NAMES].clone();
+        let values = self.sections[LABEL_VALUES].clone();
+        if !names.len().is_multiple_of(NAME_ENTRY_LEN) {
+            return Err(self.corrupt(names.start, "label names section is not a multiple of 12"));
+        }
+        if !values.len().is_multiple_of(VALUE_ENTRY_LEN) {
+            return Err(self.corrupt(values.start, "label values section is not a multiple of 12"));
+        }
+        let n_values = u32::try_from(values.len() / VALUE_ENTRY_LEN)
+            .map_err(|_| self.corrupt(values.start, "too many label values"))?;
+        let mut out: Vec<NameEntry> = Vec::with_capacity(names.len() / NAME_ENTRY_LEN);
+        let mut next_first = 0u32;
+        for (i, e) in data[names.clone()].chunks_exact(NAME_ENTRY_LEN).enumerate() {
+            let at = names.start + i * NAME_ENTRY_LEN;
+            let entry = NameEntry {
+                sym: u32_at(e),
+                first: u32_at(&e[4..]),
+                count: u32_at(&e[8..]),
+            };
+            if entry.sym as usize >= self.sym_offsets.len() {
+                return Err(
+                    self.corrupt(at, format!("label name symbol {} out of range", entry.sym))
+                );
+            }
+            if out.last().is_some_and(|p| p.sym >= entry.sym) {
+                return Err(self.corrupt(at, "label names out of order"));
+            }
+            if entry.first != next_first || entry.count == 0 {
+                return Err(self.corrupt(at, "label name's value range is not contiguous"));
+            }
+            next_first = entry
+                .first
+                .checked_add(entry.count)
+                .filter(|&end| end <= n_values)
+                .ok_or_else(|| self.corrupt(at, "label name's values out of range"))?;
+            out.push(entry);
+        }
+        if next_first != n_values {
+            return Err(self.corrupt(values.start, "label values not owned by any name"));
+        }
+        self.names = out;
+        self.n_values = n_values;
+        Ok(())
+    }
+
+    /// Number of series.
+    pub(crate) fn num_series(&self) -> u64 {
+        self.n_series
+    }
+
+    /// Symbol `i`.
+    pub(crate) fn symbol<'a>(&self, data: &'a [u8], i: u32) -> Result<&'a str, BlockError> {
+        let sec = &self.sections[SYMBOLS];
+        let off = *self
+            .sym_offsets
+            .get(i as usize)
+            .ok_or_else(|| self.corrupt(sec.start, format!("symbol {i} out of range")))?;
+        let at = sec.start + off as usize;
+        let body = data
+            .get(at..sec.end)
+            .ok_or_else(|| self.corrupt(at, "symbol past the section"))?;
+        let s = Decbuf::new(body)
+            .uvarint_bytes()
+            .map_err(|e| self.corrupt(at, format!("symbol {i}: {e}")))?;
+        std::str::from_utf8(s).map_err(|_| self.corrupt(at, format!("symbol {i} is not UTF-8")))
+    }
+
+    /// The ref of symbol `s`, if present (binary search).
+    pub(crate) fn find_symbol(&self, data: &[u8], s: &str) -> Result<Option<u32>, BlockError> {
+        let (mut lo, mut hi) = (0usize, self.sym_offsets.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.symbol(data, mid as u32)?.cmp(s) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(mid as u32)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// All label names (as symbol refs), ascending.
+    pub(crate) fn names(&self) -> &[NameEntry] {
+        &self.names
+    }
+
+    /// The label name entry of `name`.
+    pub(crate) fn find_name(
+        &self,
+        data: &[u8],
+        name: &str,
+    ) -> Result<Option<NameEntry>, BlockError> {
+        let Some(sym) = self.find_symbol(data, name)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .names
+            .binary_search_by_key(&sym, |e| e.sym)
+            .ok()
+            .map(|i| self.names[i]))
+    }
+
+    /// Value entry `i` of `name`: (value symbol, postings offset).
+    pub(crate) fn value(
+        &self,
+        data: &[u8],
+        name: &NameEntry,
+        i: u32,
+    ) -> Result<(u32, u64), BlockError> {
+        let sec = &self.sections[LABEL_VALUES];
+        let idx = name
+            .first
+            .checked_add(i)
+            .filter(|_| i < name.count)
+            .ok_or_else(|| self.corrupt(sec.start, "label value index out of range"))?;
+        let at = sec.start + idx as usize * VALUE_ENTRY_LEN;
+        let e = data
+            .get(at..at + VALUE_ENTRY_LEN)
+            .filter(|_| at + VALUE_ENTRY_LEN <= sec.end)
+            .ok_or_else(|| self.corrupt(at, "label value entry past the section"))?;
+        Ok((u32_at(e), u64_at(&e[4..])))
+    }
+
+    /// Number of values of `name`.
+    pub(crate) fn value_count(name: &NameEntry) -> u32 {
+        name.count
+    }
+
+    /// The postings offset of `name=value`, if the pair exists.
+    pub(crate) fn find_value(
+        &self,
+        data: &[u8],
+        name: &NameEntry,
+        value: &str,
+    ) -> Result<Option<u64>, BlockError> {
+        let Some(sym) = self.find_symbol(data, value)? else {
+            return Ok(None);
+        };
+        let (mut lo, mut hi) = (0u32, name.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (v, off) = self.value(data, name, mid)?;
+            match v.cmp(&sym) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(off)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The postings list at `offset` of the postings section: ascending ids.
+    pub(crate) fn postings(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, BlockError> {
+        let sec = &self.sections[POSTINGS];
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| sec.start.checked_add(o))
+            .filter(|&s| s < sec.end)
+            .ok_or_else(|| {
+                self.corrupt(sec.start, format!("postings offset {offset} out of range"))
+            })?;
+        let mut d = Decbuf::new(&data[start..sec.end]);
+        let err = |d: &Decbuf<'_>, e: String| self.corrupt(start + d.position(), e);
+        let n = d.uvarint().map_err(|e| err(&d, e.to_string()))?;
+        if n == 0 || n > d.remaining() as u64 || n > self.n_series {
+            return Err(err(&d, format!("postings count {n} out of range")));
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        let mut id = 0u64;
+        for i in 0..n {
+            let delta = d.uvarint().map_err(|e| err(&d, e.to_string()))?;
+            if i > 0 && delta == 0 {
+                return Err(err(&d, "postings not strictly increasing".into()));
+            }
+            id = id
+                .checked_add(delta)
+                .filter(|&id| id < self.n_series)
+                .ok_or_else(|| err(&d, format!("series id past {}", self.n_series)))?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// Byte range of series `id`'s entry.
+    fn series_range(&self, data: &[u8], id: u64) -> Result<Range<usize>, BlockError> {
+        let offs = &self.sections[SERIES_OFFSETS];
+        let series = &self.sections[SERIES];
+        if id >= self.n_series {
+            return Err(self.corrupt(offs.start, format!("series id {id} out of range")));
+        }
+        let at = offs.start + id as usize * 8;
+        let start = u64_at(&data[at..]);
+        let end = if id + 1 < self.n_series {
+            u64_at(&data[at + 8..])
+        } else {
+            series.len() as u64
+        };
+        if start > end || end > series.len() as u64 {
+            return Err(self.corrupt(
+                at,
+                format!("series {id} offsets [{start}, {end}) out of range"),
+            ));
+        }
+        Ok(series.start + start as usize..series.start + end as usize)
+    }
+
+    /// Decodes series `id`'s entry into `e` (reusing its buffers).
+    pub(crate) fn series_into(
+        &self,
+        data: &[u8],
+        id: u64,
+        e: &mut SeriesEntry,
+    ) -> Result<(), BlockError> {
+        let range = self.series_range(data, id)?;
+        let start = range.start;
+        let mut d = Decbuf::new(&data[range]);
+        let err = |d: &Decbuf<'_>, what: String| {
+            self.corrupt(start + d.position(), format!("series {id}: {what}"))
+        };
+        e.labels.clear();
+        e.chunks.clear();
+        let n_syms = self.sym_offsets.len() as u64;
+        let n = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+        if n > d.remaining() as u64 / 2 {
+            return Err(err(&d, format!("label count {n} exceeds the entry")));
+        }
+        for _ in 0..n {
+            let name = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            let value = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            if name >= n_syms || value >= n_syms {
+                return Err(err(&d, "label symbol out of range".into()));
+            }
+            if e.labels.last().is_some_and(|&(p, _)| u64::from(p) >= name) {
+                return Err(err(&d, "label names not strictly increasing".into()));
+            }
+            e.labels.push((name as u32, value as u32));
+        }
+        let n = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+        if n == 0 || n > d.remaining() as u64 / 4 {
+            return Err(err(&d, format!("chunk count {n} out of range")));
+        }
+        let mut prev: Option<ChunkMeta> = None;
+        for _ in 0..n {
+            let mint = match prev {
+                None => d.varint().map_err(|x| err(&d, x.to_string()))?,
+                Some(p) => {
+                    // Differences of i64s fit in u64: wrapping sums are exact.
+                    let delta = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+                    let mint = p.maxt.wrapping_add(delta as i64);
+                    if mint <= p.maxt {
+                        return Err(err(&d, "chunk overlaps the previous one".into()));
+                    }
+                    mint
+                }
+            };
+            let span = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            let maxt = mint.wrapping_add(span as i64);
+            if maxt < mint {
+                return Err(err(&d, "chunk maxt overflows".into()));
+            }
+            let data_len = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            if data_len == 0 || data_len > u64::from(u32::MAX) {
+                return Err(err(&d, format!("chunk length {data_len} out of range")));
+            }
+            let chunk_ref = match prev {
+                None => d.uvarint().map_err(|x| err(&d, x.to_string()))?,
+                Some(p) => {
+                    let gap = d.varint().map_err(|x| err(&d, x.to_string()))?;
+                    p.chunk_ref
+                        .0
+                        .wrapping_add(frame_len(p.data_len))
+                        .wrapping_add(gap as u64)
+                }
+            };
+            let m = ChunkMeta {
+                mint,
+                maxt,
+                data_len,
+                chunk_ref: ChunkRef(chunk_ref),
+            };
+            e.chunks.push(m);
+            prev = Some(m);
+        }
+        if !d.is_empty() {
+            return Err(err(&d, format!("{} bytes after the entry", d.remaining())));
+        }
+        Ok(())
+    }
+
+    /// Walks every series (labels in strictly increasing order, entries
+    /// tiling the section) and every postings list; calls `on_chunk` for
+    /// each chunk meta in file order. Returns the number of chunks.
+    pub(crate) fn check_all(
+        &self,
+        data: &[u8],
+        mut on_chunk: impl FnMut(&ChunkMeta) -> Result<(), BlockError>,
+    ) -> Result<u64, BlockError> {
+        let offs = &self.sections[SERIES_OFFSETS];
+        if self.n_series > 0 && u64_at(&data[offs.start..]) != 0 {
+            return Err(self.corrupt(offs.start, "first series does not start the section"));
+        }
+        let mut prev = SeriesEntry::default();
+        let mut cur = SeriesEntry::default();
+        let mut chunks = 0u64;
+        for id in 0..self.n_series {
+            self.series_into(data, id, &mut cur)?;
+            // Symbol refs sort like their strings, so this is label order.
+            if id > 0 && prev.labels >= cur.labels {
+                let at = offs.start + id as usize * 8;
+                return Err(self.corrupt(at, format!("series {id} out of label order")));
+            }
+            for m in &cur.chunks {
+                on_chunk(m)?;
+            }
+            chunks += cur.chunks.len() as u64;
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        for name in &self.names {
+            for i in 0..name.count {
+                let (sym, off) = self.value(data, name, i)?;
+                if sym as usize >= self.sym_offsets.len() {
+                    let at = self.sections[LABEL_VALUES].start + (name.first + i) as usize * 12;
+                    return Err(self.corrupt(at, format!("label value symbol {sym} out of range")));
+                }
+                if i > 0 && self.value(data, name, i - 1)?.0 >= sym {
+                    let at = self.sections[LABEL_VALUES].start + (name.first + i) as usize * 12;
+                    return Err(self.corrupt(at, "label values out of order"));
+                }
+                self.postings(data, off)?;
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+fn corrupt(path: &Path, offset: usize, what: impl Into<String>) -> BlockError {
+    BlockError::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        what: what.into(),
+    }
+}

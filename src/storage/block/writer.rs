@@ -1,0 +1,443 @@
+//! [`BlockWriter`]: streams series into a new block directory.
+//!
+//! Chunk bytes go straight to segment files; each series entry goes to a
+//! scratch file with provisional symbol numbers (symbols are only known
+//! once every series is in), and `finish` rewrites them into the index
+//! with the final, sorted symbol numbers. Memory held is the symbol table,
+//! one postings id per series label and one offset per series: O(series +
+//! symbols), never O(samples) or O(chunks).
+//!
+//! Owns writing one block directory; never renames it into place (the
+//! caller does, after `finish`).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::model::Labels;
+use crate::storage::chunk;
+use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, Decbuf};
+use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
+
+use super::chunks::{SegmentWriter, ENCODING_XOR, SEGMENT_MAX_SIZE};
+use super::index::{
+    put_chunk_metas, ChunkMeta, Sink, LABEL_NAMES, LABEL_VALUES, POSTINGS, SERIES, SERIES_OFFSETS,
+    SYMBOLS,
+};
+use super::meta::write_meta;
+use super::{BlockError, BlockMeta, CHUNKS_DIR, INDEX_FILE, TOMBSTONES_FILE};
+
+/// Name of the scratch file of series entries (removed by `finish`).
+const SERIES_SCRATCH: &str = "index.series.tmp";
+
+/// Writes one block. Series must be added in strictly increasing label
+/// order; call [`BlockWriter::finish`] to complete the block. Dropping the
+/// writer without `finish` leaves an incomplete directory for the caller to
+/// remove.
+pub struct BlockWriter {
+    dir: PathBuf,
+    segments: SegmentWriter,
+    scratch: BufWriter<File>,
+    scratch_path: PathBuf,
+    /// Provisional symbol number by string, and the strings by number.
+    symbols: HashMap<Box<str>, u32, ahash::RandomState>,
+    symbol_strings: Vec<Box<str>>,
+    /// (name, value) provisional symbol numbers -> series ids, ascending.
+    postings: HashMap<(u32, u32), Vec<u32>, ahash::RandomState>,
+    last: Option<Labels>,
+    entry: Vec<u8>,
+    metas: Vec<ChunkMeta>,
+    num_series: u64,
+    num_chunks: u64,
+    num_samples: u64,
+    time_range: Option<(i64, i64)>,
+}
+
+impl BlockWriter {
+    /// Creates `dir` (must not exist; its parent must) and starts writing a
+    /// block into it.
+    ///
+    /// # Errors
+    /// [`BlockError::DirExists`], or [`BlockError::Io`] when a directory or
+    /// file cannot be created.
+    pub fn create(dir: &Path) -> Result<Self, BlockError> {
+        Self::create_with_segment_size(dir, SEGMENT_MAX_SIZE)
+    }
+
+    /// [`BlockWriter::create`] with another segment size limit (tests cut
+    /// segments at a few KiB).
+    ///
+    /// # Errors
+    /// As [`BlockWriter::create`].
+    pub fn create_with_segment_size(dir: &Path, segment_size: u64) -> Result<Self, BlockError> {
+        if dir.exists() {
+            return Err(BlockError::DirExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| BlockError::Io {
+                op,
+                path: p,
+                source,
+            }
+        };
+        fs::create_dir(dir).map_err(io("create block directory", dir))?;
+        let chunks_dir = dir.join(CHUNKS_DIR);
+        fs::create_dir(&chunks_dir).map_err(io("create chunks directory", &chunks_dir))?;
+        let scratch_path = dir.join(SERIES_SCRATCH);
+        let scratch = File::create_new(&scratch_path).map_err(io("create", &scratch_path))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segments: SegmentWriter::new(chunks_dir, segment_size),
+            scratch: BufWriter::with_capacity(1 << 20, scratch),
+            scratch_path,
+            symbols: HashMap::default(),
+            symbol_strings: Vec::new(),
+            postings: HashMap::default(),
+            last: None,
+            entry: Vec::new(),
+            metas: Vec::new(),
+            num_series: 0,
+            num_chunks: 0,
+            num_samples: 0,
+            time_range: None,
+        })
+    }
+
+    fn symbol(&mut self, s: &str) -> u32 {
+        if let Some(&n) = self.symbols.get(s) {
+            return n;
+        }
+        let n = self.symbol_strings.len() as u32;
+        self.symbols.insert(s.into(), n);
+        self.symbol_strings.push(s.into());
+        n
+    }
+
+    /// Adds one series. Series must arrive in strictly increasing label
+    /// order; chunks are XOR chunk bytes in time order, non-overlapping,
+    /// given as `(mint, maxt, bytes)` with inclusive `mint`/`maxt`. A series
+    /// with no chunks is skipped. Chunk bytes are streamed to the segment
+    /// files, never buffered whole.
+    ///
+    /// # Errors
+    /// [`BlockError::OutOfOrderSeries`], [`BlockError::ChunksOutOfOrder`],
+    /// [`BlockError::InvalidChunk`] (fewer than the 2 header bytes), I/O.
+    /// After an error the block is unusable: remove the directory.
+    pub fn add_series(
+        &mut self,
+        labels: &Labels,
+        chunks: &[(i64, i64, &[u8])],
+    ) -> Result<(), BlockError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if let Some(prev) = &self.last {
+            if prev >= labels {
+                return Err(BlockError::OutOfOrderSeries {
+                    prev: prev.clone(),
+                    got: labels.clone(),
+                });
+            }
+        }
+        let mut prev_maxt: Option<i64> = None;
+        let mut samples = 0u64;
+        for (index, &(mint, maxt, bytes)) in chunks.iter().enumerate() {
+            if mint > maxt || prev_maxt.is_some_and(|p| mint <= p) {
+                return Err(BlockError::ChunksOutOfOrder {
+                    labels: labels.clone(),
+                    index,
+                    mint,
+                    maxt,
+                    prev_maxt,
+                });
+            }
+            prev_maxt = Some(maxt);
+            samples += u64::from(chunk::num_samples(bytes).map_err(|source| {
+                BlockError::InvalidChunk {
+                    labels: labels.clone(),
+                    index,
+                    source,
+                }
+            })?);
+        }
+        let id = u32::try_from(self.num_series).map_err(|_| BlockError::TooLarge {
+            what: "series count",
+            size: self.num_series,
+            max: u64::from(u32::MAX),
+        })?;
+        self.metas.clear();
+        for &(mint, maxt, bytes) in chunks {
+            let chunk_ref = self.segments.write(ENCODING_XOR, bytes)?;
+            self.metas.push(ChunkMeta {
+                mint,
+                maxt,
+                data_len: bytes.len() as u64,
+                chunk_ref,
+            });
+        }
+        let mut entry = std::mem::take(&mut self.entry);
+        entry.clear();
+        put_uvarint(&mut entry, labels.len() as u64);
+        for l in labels {
+            let (n, v) = (self.symbol(&l.name), self.symbol(&l.value));
+            put_uvarint(&mut entry, u64::from(n));
+            put_uvarint(&mut entry, u64::from(v));
+            self.postings.entry((n, v)).or_default().push(id);
+        }
+        put_chunk_metas(&mut entry, &self.metas);
+        let mut frame = Vec::with_capacity(10);
+        put_uvarint(&mut frame, entry.len() as u64);
+        let io = |source| BlockError::Io {
+            op: "write",
+            path: self.scratch_path.clone(),
+            source,
+        };
+        self.scratch.write_all(&frame).map_err(io)?;
+        self.scratch.write_all(&entry).map_err(io)?;
+        self.entry = entry;
+
+        let (first, last) = (chunks[0].0, prev_maxt.unwrap_or(chunks[0].1));
+        self.time_range = Some(match self.time_range {
+            None => (first, last),
+            Some((a, b)) => (a.min(first), b.max(last)),
+        });
+        self.num_series += 1;
+        self.num_chunks += chunks.len() as u64;
+        self.num_samples += samples;
+        self.last = Some(labels.clone());
+        Ok(())
+    }
+
+    /// The smallest mint and largest maxt (inclusive) over the chunks added
+    /// so far; `None` before the first series. A caller building a block
+    /// from data can derive `BlockMeta::min_time`/`max_time` from it.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.time_range
+    }
+
+    /// Writes the index, an empty tombstones file and `meta.json` (stats
+    /// filled in from what was added; ulid, times and compaction taken from
+    /// `meta`), fsyncs every file and the directories. The caller renames
+    /// the directory into place.
+    ///
+    /// # Errors
+    /// [`BlockError::Io`] naming the file; [`BlockError::TooLarge`] past a
+    /// format limit (2^32 symbols). The directory is then incomplete.
+    pub fn finish(self, mut meta: BlockMeta) -> Result<BlockMeta, BlockError> {
+        let BlockWriter {
+            dir,
+            segments,
+            scratch,
+            scratch_path,
+            symbols,
+            symbol_strings,
+            postings,
+            num_series,
+            num_chunks,
+            num_samples,
+            ..
+        } = self;
+        drop(symbols);
+        segments.finish()?;
+        let scratch_io = |op: &'static str| {
+            let p = scratch_path.clone();
+            move |source| BlockError::Io {
+                op,
+                path: p,
+                source,
+            }
+        };
+        scratch
+            .into_inner()
+            .map_err(|e| BlockError::Io {
+                op: "flush",
+                path: scratch_path.clone(),
+                source: e.into_error(),
+            })?
+            .flush()
+            .map_err(scratch_io("flush"))?;
+
+        // Final symbol numbers: the strings sorted.
+        let mut order: Vec<u32> = (0..symbol_strings.len() as u32).collect();
+        order
+            .sort_unstable_by(|&a, &b| symbol_strings[a as usize].cmp(&symbol_strings[b as usize]));
+        let mut remap = vec![0u32; symbol_strings.len()];
+        for (fin, &prov) in order.iter().enumerate() {
+            remap[prov as usize] = fin as u32;
+        }
+
+        let index_path = dir.join(INDEX_FILE);
+        let index_io = |op: &'static str| {
+            let p = index_path.clone();
+            move |source| BlockError::Io {
+                op,
+                path: p,
+                source,
+            }
+        };
+        let file = File::create_new(&index_path).map_err(index_io("create index"))?;
+        let mut sink =
+            Sink::new(BufWriter::with_capacity(1 << 20, file)).map_err(index_io("write index"))?;
+        let mut buf = Vec::new();
+
+        // Symbols.
+        sink.begin_section();
+        put_be_u32(&mut buf, order.len() as u32);
+        for &prov in &order {
+            let s = &symbol_strings[prov as usize];
+            put_uvarint(&mut buf, s.len() as u64);
+            buf.extend_from_slice(s.as_bytes());
+            if buf.len() > 1 << 16 {
+                sink.write(&buf).map_err(index_io("write index"))?;
+                buf.clear();
+            }
+        }
+        sink.write(&buf).map_err(index_io("write index"))?;
+        buf.clear();
+        sink.end_section(SYMBOLS).map_err(index_io("write index"))?;
+        if sink.toc[SYMBOLS].1 > u64::from(u32::MAX) {
+            return Err(BlockError::TooLarge {
+                what: "symbol table bytes",
+                size: sink.toc[SYMBOLS].1,
+                max: u64::from(u32::MAX),
+            });
+        }
+
+        // Series: re-encode the scratch entries with final symbol numbers.
+        let mut offsets: Vec<u64> = Vec::with_capacity(num_series as usize);
+        sink.begin_section();
+        {
+            let f = File::open(&scratch_path).map_err(scratch_io("open"))?;
+            let mut r = BufReader::with_capacity(1 << 20, f);
+            let mut entry = Vec::new();
+            for _ in 0..num_series {
+                let len = read_uvarint(&mut r).map_err(scratch_io("read"))?;
+                entry.resize(len as usize, 0);
+                r.read_exact(&mut entry).map_err(scratch_io("read"))?;
+                offsets.push(sink.section_pos());
+                buf.clear();
+                remap_labels(&entry, &remap, &mut buf).map_err(scratch_io("decode"))?;
+                sink.write(&buf).map_err(index_io("write index"))?;
+            }
+        }
+        fs::remove_file(&scratch_path).map_err(scratch_io("remove"))?;
+        sink.end_section(SERIES).map_err(index_io("write index"))?;
+
+        sink.begin_section();
+        buf.clear();
+        for &o in &offsets {
+            put_be_u64(&mut buf, o);
+        }
+        sink.write(&buf).map_err(index_io("write index"))?;
+        sink.end_section(SERIES_OFFSETS)
+            .map_err(index_io("write index"))?;
+        drop(offsets);
+
+        // Postings, sorted by (name, value): final numbers sort like strings.
+        let mut lists: Vec<((u32, u32), Vec<u32>)> = postings
+            .into_iter()
+            .map(|((n, v), ids)| ((remap[n as usize], remap[v as usize]), ids))
+            .collect();
+        lists.sort_unstable_by_key(|(k, _)| *k);
+        let mut table: Vec<(u32, u32, u64)> = Vec::with_capacity(lists.len());
+        sink.begin_section();
+        for ((n, v), ids) in &lists {
+            table.push((*n, *v, sink.section_pos()));
+            buf.clear();
+            put_uvarint(&mut buf, ids.len() as u64);
+            let mut prev = 0u32;
+            for &id in ids {
+                put_uvarint(&mut buf, u64::from(id - prev));
+                prev = id;
+            }
+            sink.write(&buf).map_err(index_io("write index"))?;
+        }
+        sink.end_section(POSTINGS)
+            .map_err(index_io("write index"))?;
+        drop(lists);
+
+        // Postings offset table: names, then values.
+        sink.begin_section();
+        buf.clear();
+        let mut i = 0usize;
+        while i < table.len() {
+            let name = table[i].0;
+            let count = table[i..].iter().take_while(|e| e.0 == name).count();
+            put_be_u32(&mut buf, name);
+            put_be_u32(&mut buf, i as u32);
+            put_be_u32(&mut buf, count as u32);
+            i += count;
+        }
+        sink.write(&buf).map_err(index_io("write index"))?;
+        sink.end_section(LABEL_NAMES)
+            .map_err(index_io("write index"))?;
+        sink.begin_section();
+        buf.clear();
+        for &(_, v, off) in &table {
+            put_be_u32(&mut buf, v);
+            put_be_u64(&mut buf, off);
+        }
+        sink.write(&buf).map_err(index_io("write index"))?;
+        sink.end_section(LABEL_VALUES)
+            .map_err(index_io("write index"))?;
+
+        let (w, _) = sink.finish().map_err(index_io("write index"))?;
+        let f = w.into_inner().map_err(|e| BlockError::Io {
+            op: "flush index",
+            path: index_path.clone(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(index_io("fsync index"))?;
+        drop(f);
+
+        write_tombstones(&dir.join(TOMBSTONES_FILE), &Tombstones::new())?;
+        meta.stats.num_series = num_series;
+        meta.stats.num_chunks = num_chunks;
+        meta.stats.num_samples = num_samples;
+        meta.stats.num_tombstones = 0;
+        write_meta(&dir, &meta)?;
+        sync_dir(&dir).map_err(|source| BlockError::Io {
+            op: "fsync block directory",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(meta)
+    }
+}
+
+fn read_uvarint(r: &mut impl Read) -> std::io::Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let mut b = [0u8];
+        r.read_exact(&mut b)?;
+        v |= u64::from(b[0] & 0x7f) << shift;
+        if b[0] < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "varint overflow",
+    ))
+}
+
+/// Copies a scratch series entry into `out` with label symbols remapped.
+fn remap_labels(entry: &[u8], remap: &[u32], out: &mut Vec<u8>) -> std::io::Result<()> {
+    let bad = |_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad scratch entry");
+    let mut d = Decbuf::new(entry);
+    let n = d.uvarint().map_err(bad)?;
+    put_uvarint(out, n);
+    for _ in 0..n * 2 {
+        let s = d.uvarint().map_err(bad)?;
+        let fin = remap
+            .get(s as usize)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad symbol"))?;
+        put_uvarint(out, u64::from(*fin));
+    }
+    out.extend_from_slice(&entry[d.position()..]);
+    Ok(())
+}
