@@ -2,10 +2,9 @@
 //! (node_exporter-like: counters, wandering gauges, ~30% constants, 15 s
 //! scrapes with a few ms of jitter, 120-sample XOR chunks) and prints bytes
 //! per sample of index and chunks, write time, peak heap growth during the
-//! write, open time and select+decode time over all series. Then measures
-//! zstd over groups of persisted chunks (per series, 64 KiB) against plain
-//! XOR: bytes/sample and decode cost. Figures are recorded in
-//! `docs/format/chunks-segment.md`.
+//! write, open time and select+decode time over all series. Figures, and
+//! the zstd-over-chunk-groups experiment (commit f258475) that was not
+//! adopted, are recorded in `docs/format/chunks-segment.md`.
 //!
 //! Run: `cargo bench --bench block` (release build, 10k series x 4 h).
 //! `TIDEMARK_BENCH_SERIES` and `TIDEMARK_BENCH_HOURS` scale it.
@@ -320,91 +319,4 @@ fn main() {
         "select one series (2 = matchers): {:.1?} per query",
         start.elapsed() / rounds
     );
-
-    zstd_experiment(&sel, total_samples);
-}
-
-/// zstd over groups of persisted chunks: bytes/sample and decode cost
-/// against plain XOR chunks.
-fn zstd_experiment(sel: &[tidemark::storage::block::BlockSeries], total_samples: usize) {
-    let chunks: Vec<Vec<&[u8]>> = sel
-        .iter()
-        .map(|s| s.chunks.iter().map(|c| c.bytes().unwrap()).collect())
-        .collect();
-    let plain: usize = chunks.iter().flatten().map(|c| c.len()).sum();
-    let start = Instant::now();
-    let mut n = 0;
-    for c in chunks.iter().flatten() {
-        n += decode_count(c);
-    }
-    let plain_decode = start.elapsed();
-    assert_eq!(n, total_samples);
-    println!(
-        "zstd experiment: plain XOR chunk data {:.4} bytes/sample, decode {:.1} ns/sample",
-        plain as f64 / total_samples as f64,
-        plain_decode.as_nanos() as f64 / total_samples as f64
-    );
-
-    // Groups: all chunks of a series; consecutive chunks up to 64 KiB.
-    let mut per_series: Vec<Vec<Vec<u8>>> = Vec::new(); // group -> chunk list
-    for s in &chunks {
-        per_series.push(s.iter().map(|c| c.to_vec()).collect());
-    }
-    let mut groups_64k: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
-    let mut size = 0;
-    for c in chunks.iter().flatten() {
-        if size + c.len() > 64 << 10 {
-            groups_64k.push(Vec::new());
-            size = 0;
-        }
-        size += c.len();
-        groups_64k.last_mut().unwrap().push(c.to_vec());
-    }
-    for (name, groups) in [("per series", &per_series), ("64 KiB", &groups_64k)] {
-        for level in [3, 9, 19] {
-            let start = Instant::now();
-            let compressed: Vec<(Vec<u8>, Vec<usize>)> = groups
-                .iter()
-                .map(|g| {
-                    let cat: Vec<u8> = g.concat();
-                    let lens = g.iter().map(Vec::len).collect();
-                    (zstd::bulk::compress(&cat, level).unwrap(), lens)
-                })
-                .collect();
-            let compress = start.elapsed();
-            // Framing overhead per group: a length varint (~3 B) and a CRC.
-            let bytes: usize = compressed
-                .iter()
-                .map(|(c, l)| c.len() + 7 + l.len() * 2)
-                .sum();
-            let start = Instant::now();
-            let mut n = 0;
-            for (c, lens) in &compressed {
-                let raw = zstd::bulk::decompress(c, lens.iter().sum()).unwrap();
-                let mut off = 0;
-                for &l in lens {
-                    n += decode_count(&raw[off..off + l]);
-                    off += l;
-                }
-            }
-            let decode = start.elapsed();
-            assert_eq!(n, total_samples);
-            // Point read: one chunk needs its whole group decompressed.
-            let start = Instant::now();
-            let probes = compressed.len().min(2000);
-            for (c, lens) in compressed.iter().take(probes) {
-                let raw = zstd::bulk::decompress(c, lens.iter().sum()).unwrap();
-                std::hint::black_box(decode_count(&raw[..lens[0]]));
-            }
-            let point = start.elapsed() / probes as u32;
-            println!(
-                "zstd {name} level {level}: {:.4} bytes/sample ({:+.1}% vs XOR), compress {compress:.2?}, \
-                 full decode {:.1} ns/sample ({:.2}x XOR), one-chunk read {point:.1?}",
-                bytes as f64 / total_samples as f64,
-                (bytes as f64 / plain as f64 - 1.0) * 100.0,
-                decode.as_nanos() as f64 / total_samples as f64,
-                decode.as_secs_f64() / plain_decode.as_secs_f64()
-            );
-        }
-    }
 }
