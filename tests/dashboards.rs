@@ -21,7 +21,6 @@ use common::http;
 use common::proc::{find_bin, free_port, start_prometheus_with, start_tidemark, wait_until, Proc};
 use serde_json::Value;
 
-
 /// Grafana's built-in variables, longest name first so `$__interval` does
 /// not eat `$__interval_ms`. `$__rate_interval` is max(4 x scrape
 /// interval, interval + scrape interval): with 1 s scrapes, a 15 s floor.

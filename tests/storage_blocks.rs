@@ -37,7 +37,7 @@ fn labels(n: usize) -> Labels {
 /// `up` is constant; a few staleness markers and odd floats mixed in.
 fn value(n: usize, t: i64) -> f64 {
     let k = (t - T0) / STEP;
-    if k % 97 == 13 && n % 5 == 0 {
+    if k % 97 == 13 && n.is_multiple_of(5) {
         return f64::from_bits(STALE_NAN_BITS);
     }
     match n % 3 {

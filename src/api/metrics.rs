@@ -60,9 +60,7 @@ impl Default for StorageGauges {
             compactions: Family::default(),
             compaction_failures: Counter::default(),
             retention_deleted_blocks: Counter::default(),
-            compaction_duration: Histogram::new(
-                [0.01, 0.05, 0.25, 1.0, 5.0, 25.0, 120.0, 600.0].into_iter(),
-            ),
+            compaction_duration: Histogram::new([0.01, 0.05, 0.25, 1.0, 5.0, 25.0, 120.0, 600.0]),
             refresh: parking_lot::Mutex::new(()),
         }
     }

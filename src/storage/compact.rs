@@ -58,6 +58,10 @@ impl InputChunk {
     }
 }
 
+/// One chunk to write: inclusive time bounds and XOR bytes, borrowed when
+/// passed through unchanged, owned when re-encoded.
+type OutChunk<'a> = (i64, i64, Cow<'a, [u8]>);
+
 /// What one source holds of a series: its chunks and deleted intervals.
 pub(crate) struct InputPart {
     pub(crate) chunks: Vec<InputChunk>,
@@ -169,11 +173,7 @@ pub(crate) fn write_block(
 /// The chunks of one series for a block covering `[mint, maxt]`: chunks
 /// inside the range and untouched by deletions are passed through as they
 /// are; others are decoded, filtered and re-encoded.
-fn block_chunks<'a>(
-    parts: &'a [InputPart],
-    mint: i64,
-    maxt: i64,
-) -> Result<Vec<(i64, i64, Cow<'a, [u8]>)>> {
+fn block_chunks<'a>(parts: &'a [InputPart], mint: i64, maxt: i64) -> Result<Vec<OutChunk<'a>>> {
     let mut chunks: Vec<(&InputChunk, Option<&Intervals>, usize)> = parts
         .iter()
         .enumerate()
@@ -233,9 +233,9 @@ fn decode(bytes: &[u8]) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-fn encode<'a>(samples: impl Iterator<Item = Sample>, out: &mut Vec<(i64, i64, Cow<'a, [u8]>)>) {
+fn encode<'a>(samples: impl Iterator<Item = Sample>, out: &mut Vec<OutChunk<'a>>) {
     let mut app = XorAppender::new();
-    let flush = |app: XorAppender, out: &mut Vec<(i64, i64, Cow<'a, [u8]>)>| {
+    let flush = |app: XorAppender, out: &mut Vec<OutChunk<'a>>| {
         if let (Some(lo), Some(hi)) = (app.first_t(), app.last_t()) {
             out.push((lo, hi, Cow::Owned(app.finish().into_vec())));
         }

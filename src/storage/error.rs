@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::storage::wal;
+use crate::storage::{block, wal};
 
 /// A failed storage operation. Nothing in the batch was acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +28,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Reading or writing a persistent block failed.
+    #[error("block: {0}")]
+    Block(#[from] block::BlockError),
     /// The database was closed; no further writes are taken.
     #[error("storage is closed")]
     Closed,
-    /// A persisted block could not be written or read.
-    #[error("block: {0}")]
-    Block(#[from] crate::storage::block::BlockError),
     /// A chunk failed to decode while being rewritten.
     #[error("chunk decode: {0}")]
     ChunkDecode(String),

@@ -288,10 +288,11 @@ impl Tombstones {
             for _ in 0..k {
                 let mint = d.varint().map_err(|e| err(e, &d))?;
                 let delta = d.uvarint().map_err(|e| err(e, &d))?;
-                let maxt = i64::try_from(delta)
-                    .ok()
-                    .and_then(|delta| mint.checked_add(delta))
-                    .ok_or_else(|| corrupt(at, format!("interval of series {id} overflows")))?;
+                // maxt - mint < 2^64, so the wrapping sum is exact.
+                let maxt = mint.wrapping_add(delta as i64);
+                if maxt < mint {
+                    return Err(corrupt(at, format!("interval of series {id} overflows")));
+                }
                 ivs.add(Interval { mint, maxt });
             }
             out.0.insert(id, ivs);

@@ -285,7 +285,7 @@ impl IndexReader {
         r.load_symbols(data)?;
         r.load_names(data)?;
         let offs = r.sections[SERIES_OFFSETS].clone();
-        if offs.len() % 8 != 0 {
+        if !offs.len().is_multiple_of(8) {
             return Err(r.corrupt(offs.start, "series offsets section is not a multiple of 8"));
         }
         r.n_series = (offs.len() / 8) as u64;
@@ -332,10 +332,10 @@ impl IndexReader {
     fn load_names(&mut self, data: &[u8]) -> Result<(), BlockError> {
         let names = self.sections[LABEL_NAMES].clone();
         let values = self.sections[LABEL_VALUES].clone();
-        if names.len() % NAME_ENTRY_LEN != 0 {
+        if !names.len().is_multiple_of(NAME_ENTRY_LEN) {
             return Err(self.corrupt(names.start, "label names section is not a multiple of 12"));
         }
-        if values.len() % VALUE_ENTRY_LEN != 0 {
+        if !values.len().is_multiple_of(VALUE_ENTRY_LEN) {
             return Err(self.corrupt(values.start, "label values section is not a multiple of 12"));
         }
         let n_values = u32::try_from(values.len() / VALUE_ENTRY_LEN)
@@ -576,19 +576,20 @@ impl IndexReader {
             let mint = match prev {
                 None => d.varint().map_err(|x| err(&d, x.to_string()))?,
                 Some(p) => {
+                    // Differences of i64s fit in u64: wrapping sums are exact.
                     let delta = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
-                    i64::try_from(delta)
-                        .ok()
-                        .filter(|&x| x > 0)
-                        .and_then(|x| p.maxt.checked_add(x))
-                        .ok_or_else(|| err(&d, "chunk overlaps the previous one".into()))?
+                    let mint = p.maxt.wrapping_add(delta as i64);
+                    if mint <= p.maxt {
+                        return Err(err(&d, "chunk overlaps the previous one".into()));
+                    }
+                    mint
                 }
             };
             let span = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
-            let maxt = i64::try_from(span)
-                .ok()
-                .and_then(|s| mint.checked_add(s))
-                .ok_or_else(|| err(&d, "chunk maxt overflows".into()))?;
+            let maxt = mint.wrapping_add(span as i64);
+            if maxt < mint {
+                return Err(err(&d, "chunk maxt overflows".into()));
+            }
             let data_len = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
             if data_len == 0 || data_len > u64::from(u32::MAX) {
                 return Err(err(&d, format!("chunk length {data_len} out of range")));
