@@ -189,3 +189,66 @@ fn loadgen_v2_replay_every_series_and_sample_arrives() {
         .unwrap();
     assert!(last > 130.0, "{body}");
 }
+
+#[test]
+fn loadgen_capture_real_node_exporter_replays_in_full() {
+    let Some(exporter) = common::proc::find_bin("prometheus-node-exporter") else {
+        assert!(
+            std::env::var_os("TIDEMARK_SKIP_E2E").is_some(),
+            "prometheus-node-exporter is needed (scripts/test installs it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ne_addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(exporter)
+        .arg(format!("--web.listen-address={ne_addr}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ne = common::proc::Proc(child, "node_exporter");
+    common::proc::wait_until("node_exporter", Duration::from_secs(30), || {
+        http::get(&ne_addr, "/metrics").is_some_and(|r| r.0 == 200)
+    });
+    let captures = dir.path().join("captures");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark-loadgen"))
+        .args([
+            "capture",
+            "--url",
+            &format!("http://{ne_addr}/metrics"),
+            "--count=2",
+            "--interval=200ms",
+            "--out",
+        ])
+        .arg(&captures)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut tm = start_tidemark(&addr, &dir.path().join("data"));
+    wait_ready(&mut tm, &addr, Duration::from_secs(30));
+    let end_ms = now_ms();
+    let line = loadgen(&[
+        "--url",
+        &format!("http://{addr}/api/v1/write"),
+        "--replay",
+        captures.to_str().unwrap(),
+        "--targets=2",
+        "--scrapes=5",
+        &format!("--end-ms={end_ms}"),
+    ]);
+    let series = field(&line, "series");
+    assert!(
+        series > 200,
+        "a real node_exporter exposes hundreds of series: {line}"
+    );
+    assert_eq!(field(&line, "samples_ok"), series * 5);
+    assert_eq!(stored_series(&addr, end_ms).len() as u64, series);
+    assert_eq!(stored_samples(&addr, end_ms), series * 5);
+}
