@@ -89,6 +89,28 @@ fn stored_samples(addr: &str, end_ms: i64) -> u64 {
         .sum()
 }
 
+/// A fresh `tidemark` under `dir/data` that the loadgen has replayed the
+/// captures in `captures` into, with `extra` flags; returns the server
+/// (killed on drop), its address, the history's end and the summary line.
+fn replay_into_tidemark(
+    dir: &std::path::Path,
+    captures: &std::path::Path,
+    extra: &[&str],
+) -> (common::proc::Proc, String, i64, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut tm = start_tidemark(&addr, &dir.join("data"));
+    wait_ready(&mut tm, &addr, Duration::from_secs(30));
+    let end_ms = now_ms();
+    let (url, end) = (
+        format!("http://{addr}/api/v1/write"),
+        format!("--end-ms={end_ms}"),
+    );
+    let mut args = vec!["--url", &url, "--replay", captures.to_str().unwrap(), &end];
+    args.extend_from_slice(extra);
+    let line = loadgen(&args);
+    (tm, addr, end_ms, line)
+}
+
 #[test]
 fn loadgen_v1_synthetic_every_series_and_sample_arrives() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,22 +175,11 @@ fn loadgen_v2_replay_every_series_and_sample_arrives() {
         )
         .unwrap();
     }
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut tm = start_tidemark(&addr, &dir.path().join("data"));
-    wait_ready(&mut tm, &addr, Duration::from_secs(30));
-
-    let end_ms = now_ms();
-    let line = loadgen(&[
-        "--url",
-        &format!("http://{addr}/api/v1/write"),
-        "--replay",
-        captures.to_str().unwrap(),
-        "--targets=4",
-        "--scrapes=10",
-        "--shards=2",
-        "--protocol=2",
-        &format!("--end-ms={end_ms}"),
-    ]);
+    let (_tm, addr, end_ms, line) = replay_into_tidemark(
+        dir.path(),
+        &captures,
+        &["--targets=4", "--scrapes=10", "--shards=2", "--protocol=2"],
+    );
     // 3 series per target (the captures decide), 4 targets, 10 scrapes.
     assert_eq!(field(&line, "series"), 12, "{line}");
     assert_eq!(field(&line, "samples_ok"), 120, "{line}");
@@ -230,19 +241,8 @@ fn loadgen_capture_real_node_exporter_replays_in_full() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut tm = start_tidemark(&addr, &dir.path().join("data"));
-    wait_ready(&mut tm, &addr, Duration::from_secs(30));
-    let end_ms = now_ms();
-    let line = loadgen(&[
-        "--url",
-        &format!("http://{addr}/api/v1/write"),
-        "--replay",
-        captures.to_str().unwrap(),
-        "--targets=2",
-        "--scrapes=5",
-        &format!("--end-ms={end_ms}"),
-    ]);
+    let (_tm, addr, end_ms, line) =
+        replay_into_tidemark(dir.path(), &captures, &["--targets=2", "--scrapes=5"]);
     let series = field(&line, "series");
     assert!(
         series > 200,
