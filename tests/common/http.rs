@@ -80,13 +80,5 @@ pub(crate) fn get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// Percent-encodes a query parameter value.
 pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    tidemark::loadgen::http::encode_component(s)
 }

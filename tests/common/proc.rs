@@ -2,21 +2,15 @@
 //! Debian's Prometheus, killed on drop, with bounded readiness waits.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::http;
 
-/// A free TCP port on 127.0.0.1 (bound, read and released).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub(crate) use tidemark::loadgen::process::{find_bin, free_port};
 
 /// Kills the child on drop so a failing test leaves nothing running.
 pub(crate) struct Proc(pub(crate) Child, pub(crate) &'static str);
@@ -69,14 +63,6 @@ pub(crate) fn wait_ready(p: &mut Proc, addr: &str, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The path of an installed binary, if any.
-pub(crate) fn find_bin(bin: &str) -> Option<String> {
-    ["/usr/bin/", "/usr/local/bin/", "/usr/sbin/"]
-        .iter()
-        .map(|d| format!("{d}{bin}"))
-        .find(|p| Path::new(p).exists())
 }
 
 /// Starts the `tidemark` binary on `addr` with data in `data_dir` (WAL
