@@ -107,15 +107,15 @@ fn history_is_persisted_queried_deleted_snapshotted_and_kept_across_restart() {
     for k in (0..POINTS).step_by(120) {
         write(&addr, k, (k + 120).min(POINTS));
     }
+    // The block appears before the head compaction is counted (the WAL
+    // checkpoint comes in between), so wait for both.
     wait_until("a persisted block", Duration::from_secs(30), || {
         metric(&addr, "tidemark_storage_blocks") == Some(1.0)
+            && get(&addr, "/metrics").is_some_and(|(_, m)| {
+                m.contains("tidemark_storage_compactions_total{kind=\"head\"} 1")
+            })
     });
     assert!(metric(&addr, "tidemark_storage_blocks_bytes").unwrap() > 0.0);
-    let (_, m) = get(&addr, "/metrics").unwrap();
-    assert!(
-        m.contains("tidemark_storage_compactions_total{kind=\"head\"} 1"),
-        "{m}"
-    );
     let all = POINTS.to_string();
     let want: Vec<(String, String)> = (0..SERIES).map(|n| (n.to_string(), all.clone())).collect();
     assert_eq!(counts(&addr), want, "across block and head");

@@ -29,7 +29,7 @@ mod reader;
 mod writer;
 
 pub use chunks::{
-    BlockChunk, ChunkRef, ENCODING_XOR, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    BlockChunk, ChunkRef, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     SEGMENT_MAX_SIZE,
 };
 pub use index::{check_index, IndexSummary, INDEX_FORMAT_VERSION, INDEX_MAGIC};

@@ -1,6 +1,9 @@
 //! Chunk codecs: the compressed sample runs that the head keeps in memory
-//! and that blocks will store in chunk segment files. Only the Gorilla XOR
-//! float encoding exists so far ([`XorAppender`], [`XorIter`]).
+//! and that blocks store in chunk segment files. The head appends to Gorilla
+//! XOR chunks ([`XorAppender`], [`XorIter`]); blocks store packed chunks
+//! ([`encode_packed`], [`decode_packed`]), which are written whole and so
+//! compress far better, and still read XOR chunks written before them.
+//! [`Encoding`] names the two; [`decode`] reads either.
 //!
 //! This module owns the bytes of one chunk and nothing around them: no
 //! length prefix, encoding byte or checksum (those belong to the WAL and
@@ -8,9 +11,85 @@
 //! Format: `docs/format/chunks.md`.
 
 mod bstream;
+mod packed;
 mod xor;
 
+pub use packed::{decode_packed, encode_packed, MAX_PACKED_SAMPLES};
 pub use xor::{XorAppender, XorIter};
+
+use crate::model::Sample;
+
+/// How a chunk's bytes are encoded; the byte is stored beside every chunk
+/// in block chunk segments (`docs/format/chunks-segment.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Gorilla XOR (`docs/format/chunks.md`), Prometheus's encoding 1.
+    Xor,
+    /// Packed (`docs/format/chunks-packed.md`), Tidemark's own. The byte is
+    /// far from Prometheus's (1-3) so the two can never be confused.
+    Packed,
+}
+
+impl Encoding {
+    /// The byte stored for this encoding.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Encoding::Xor => 1,
+            Encoding::Packed => 0x50,
+        }
+    }
+
+    /// The encoding a stored byte names, if known.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Encoding::Xor),
+            0x50 => Some(Encoding::Packed),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a whole chunk of either encoding.
+///
+/// # Errors
+/// Whatever the encoding's decoder reports for malformed bytes.
+pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<Vec<Sample>> {
+    match encoding {
+        Encoding::Packed => decode_packed(bytes),
+        Encoding::Xor => {
+            let mut it = XorIter::new(bytes);
+            let samples: Vec<Sample> = it.by_ref().collect();
+            match it.err() {
+                Some(e) => Err(e.clone()),
+                None => Ok(samples),
+            }
+        }
+    }
+}
+
+/// Encodes samples the way blocks store them: packed chunks of at most
+/// [`MAX_PACKED_SAMPLES`], except that a run whose XOR chunk would be
+/// smaller (values with no decimal form, such as sums of random floats) is
+/// stored as XOR. Returns `(mint, maxt, encoding, bytes)` per chunk.
+pub fn encode_for_block(samples: &[Sample]) -> Vec<(i64, i64, Encoding, Vec<u8>)> {
+    samples
+        .chunks(MAX_PACKED_SAMPLES)
+        .map(|run| {
+            let packed = encode_packed(run);
+            let mut xor = XorAppender::new();
+            for s in run {
+                xor.append(s.t, s.v);
+            }
+            let xor = xor.finish();
+            let (lo, hi) = (run[0].t, run[run.len() - 1].t);
+            if xor.len() < packed.len() {
+                (lo, hi, Encoding::Xor, xor.into_vec())
+            } else {
+                (lo, hi, Encoding::Packed, packed)
+            }
+        })
+        .collect()
+}
 
 /// Target samples per head chunk; the head cuts a new chunk at this count.
 /// Prometheus' value: compression gains flatten out past ~120 samples while
@@ -56,6 +135,14 @@ pub enum Error {
         prev_t: i64,
         /// The decoded timestamp.
         t: i64,
+    },
+    /// A packed chunk's field is missing or out of range.
+    #[error("packed chunk malformed at byte {byte_offset}: {what}")]
+    Malformed {
+        /// Byte offset from the chunk start near the bad field.
+        byte_offset: usize,
+        /// Which field, and what is wrong with it.
+        what: &'static str,
     },
     /// A value's XOR window claims more than 64 bits.
     #[error("sample {sample} at bit {bit_offset}: XOR window of {leading} leading + {sig} significant bits exceeds 64")]

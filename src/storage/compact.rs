@@ -10,7 +10,6 @@
 //! swaps its block list; this module must not touch the head's or the WAL's
 //! internals.
 
-use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use crate::model::{Labels, Sample};
 use crate::storage::block::{
     new_ulid, Block, BlockChunk, BlockCompaction, BlockDesc, BlockMeta, BlockWriter,
 };
-use crate::storage::chunk::{XorAppender, XorIter, SAMPLES_PER_CHUNK};
+use crate::storage::chunk::{self, Encoding};
 use crate::storage::error::{Error, Result};
 use crate::storage::head::HeadChunk;
 use crate::storage::tombstones::Intervals;
@@ -48,19 +47,18 @@ impl InputChunk {
         }
     }
 
-    /// The bytes; a block chunk failing its checksum fails the compaction
-    /// (its data must not be silently dropped).
-    fn bytes(&self) -> Result<&[u8]> {
+    /// The samples; a block chunk failing its checksum or decoding fails
+    /// the compaction (its data must not be silently dropped).
+    fn samples(&self) -> Result<Vec<Sample>> {
         match self {
-            InputChunk::Head(c) => Ok(&c.bytes),
-            InputChunk::Block(c) => Ok(c.bytes()?),
+            InputChunk::Head(c) => Ok(chunk::decode(Encoding::Xor, &c.bytes)?),
+            InputChunk::Block(c) => Ok(c.samples()?),
         }
     }
 }
 
-/// One chunk to write: inclusive time bounds and XOR bytes, borrowed when
-/// passed through unchanged, owned when re-encoded.
-type OutChunk<'a> = (i64, i64, Cow<'a, [u8]>);
+/// One chunk to write: inclusive time bounds, encoding and bytes.
+type OutChunk = (i64, i64, Encoding, Vec<u8>);
 
 /// What one source holds of a series: its chunks and deleted intervals.
 pub(crate) struct InputPart {
@@ -127,9 +125,11 @@ pub(crate) fn write_block(
             if chunks.is_empty() {
                 continue;
             }
-            let refs: Vec<(i64, i64, &[u8])> =
-                chunks.iter().map(|(a, b, c)| (*a, *b, &c[..])).collect();
-            w.add_series(&labels, &refs)?;
+            let refs: Vec<(i64, i64, Encoding, &[u8])> = chunks
+                .iter()
+                .map(|(a, b, e, c)| (*a, *b, *e, &c[..]))
+                .collect();
+            w.add_encoded_series(&labels, &refs)?;
             any = true;
         }
         hook(crash, &format!("{kind}-block:series_written"));
@@ -170,10 +170,13 @@ pub(crate) fn write_block(
     Ok(Some(meta))
 }
 
-/// The chunks of one series for a block covering `[mint, maxt]`: chunks
-/// inside the range and untouched by deletions are passed through as they
-/// are; others are decoded, filtered and re-encoded.
-fn block_chunks<'a>(parts: &'a [InputPart], mint: i64, maxt: i64) -> Result<Vec<OutChunk<'a>>> {
+/// The chunks of one series for a block covering `[mint, maxt]`: the
+/// samples of every source in the range and not deleted, each timestamp
+/// once (where sources overlap, the oldest source's value), re-encoded as
+/// block chunks ([`chunk::encode_for_block`]). Head chunks are XOR and
+/// compress far better packed; block chunks being merged are repacked into
+/// fewer, larger chunks.
+fn block_chunks(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<OutChunk>> {
     let mut chunks: Vec<(&InputChunk, Option<&Intervals>, usize)> = parts
         .iter()
         .enumerate()
@@ -187,66 +190,21 @@ fn block_chunks<'a>(parts: &'a [InputPart], mint: i64, maxt: i64) -> Result<Vec<
     let disjoint = chunks
         .windows(2)
         .all(|w| w[0].0.bounds().1 < w[1].0.bounds().0);
-    let keep = |s: &Sample, deleted: Option<&Intervals>| {
-        s.t >= mint && s.t <= maxt && !deleted.is_some_and(|d| d.contains(s.t))
-    };
-    let mut out = Vec::new();
-    if disjoint {
-        for (c, deleted, _) in chunks {
-            let (lo, hi) = c.bounds();
-            let touched = lo < mint
-                || hi > maxt
-                || deleted.is_some_and(|d| d.iter().any(|iv| iv.mint <= hi && iv.maxt >= lo));
-            let bytes = c.bytes()?;
-            if !touched {
-                out.push((lo, hi, Cow::Borrowed(bytes)));
-                continue;
-            }
-            let samples = decode(bytes)?;
-            encode(samples.into_iter().filter(|s| keep(s, deleted)), &mut out);
-        }
-        return Ok(out);
-    }
-    // Overlapping sources: each timestamp once, the oldest source's value.
     let mut all: Vec<(usize, Sample)> = Vec::new();
     for (c, deleted, source) in chunks {
-        let samples = decode(c.bytes()?)?;
         all.extend(
-            samples
+            c.samples()?
                 .into_iter()
-                .filter(|s| keep(s, deleted))
+                .filter(|s| s.t >= mint && s.t <= maxt && !deleted.is_some_and(|d| d.contains(s.t)))
                 .map(|s| (source, s)),
         );
     }
-    all.sort_by_key(|(source, s)| (s.t, *source));
-    all.dedup_by_key(|(_, s)| s.t);
-    encode(all.into_iter().map(|(_, s)| s), &mut out);
-    Ok(out)
-}
-
-fn decode(bytes: &[u8]) -> Result<Vec<Sample>> {
-    let mut it = XorIter::new(bytes);
-    let samples: Vec<Sample> = it.by_ref().collect();
-    if let Some(e) = it.err() {
-        return Err(Error::ChunkDecode(e.to_string()));
+    if !disjoint {
+        all.sort_by_key(|(source, s)| (s.t, *source));
+        all.dedup_by_key(|(_, s)| s.t);
     }
-    Ok(samples)
-}
-
-fn encode<'a>(samples: impl Iterator<Item = Sample>, out: &mut Vec<OutChunk<'a>>) {
-    let mut app = XorAppender::new();
-    let flush = |app: XorAppender, out: &mut Vec<OutChunk<'a>>| {
-        if let (Some(lo), Some(hi)) = (app.first_t(), app.last_t()) {
-            out.push((lo, hi, Cow::Owned(app.finish().into_vec())));
-        }
-    };
-    for s in samples {
-        if app.num_samples() >= SAMPLES_PER_CHUNK {
-            flush(std::mem::take(&mut app), out);
-        }
-        app.append(s.t, s.v);
-    }
-    flush(app, out);
+    let samples: Vec<Sample> = all.into_iter().map(|(_, s)| s).collect();
+    Ok(chunk::encode_for_block(&samples))
 }
 
 /// Merges the series of `blocks` (each sorted by labels) into one sorted
@@ -446,7 +404,7 @@ mod tests {
     }
 
     fn head_chunk(samples: &[Sample]) -> InputChunk {
-        let mut app = XorAppender::new();
+        let mut app = chunk::XorAppender::new();
         for s in samples {
             app.append(s.t, s.v);
         }
@@ -457,10 +415,10 @@ mod tests {
         })
     }
 
-    fn bits(chunks: &[(i64, i64, Cow<'_, [u8]>)]) -> Vec<(i64, u64)> {
+    fn bits(chunks: &[OutChunk]) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
-        for (lo, hi, b) in chunks {
-            let got: Vec<Sample> = XorIter::new(&b[..]).collect();
+        for (lo, hi, encoding, b) in chunks {
+            let got = chunk::decode(*encoding, b).unwrap();
             assert_eq!((got[0].t, got[got.len() - 1].t), (*lo, *hi));
             out.extend(got.iter().map(|s| (s.t, s.v.to_bits())));
         }
@@ -513,14 +471,28 @@ mod tests {
     }
 
     #[test]
-    fn encode_cuts_chunks_at_the_chunk_size() {
-        let mut out = Vec::new();
-        encode((0..250).map(|t| Sample::new(t, t as f64)), &mut out);
-        let lens: Vec<usize> = out
-            .iter()
-            .map(|(_, _, b)| XorIter::new(&b[..]).count())
+    fn block_chunks_are_packed_and_cut_at_the_packed_size() {
+        let samples: Vec<Sample> = (0..2500)
+            .map(|t| Sample::new(t * 15_000, (t * 3) as f64 / 100.0))
             .collect();
-        assert_eq!(lens, vec![120, 120, 10]);
-        assert_eq!((out[2].0, out[2].1), (240, 249));
+        let input = [InputPart {
+            chunks: samples.chunks(120).map(head_chunk).collect(),
+            deleted: None,
+        }];
+        let out = block_chunks(&input, 0, i64::MAX).unwrap();
+        let lens: Vec<(Encoding, usize)> = out
+            .iter()
+            .map(|(_, _, e, b)| (*e, chunk::decode(*e, b).unwrap().len()))
+            .collect();
+        let m = chunk::MAX_PACKED_SAMPLES;
+        assert_eq!(
+            lens,
+            vec![
+                (Encoding::Packed, m),
+                (Encoding::Packed, m),
+                (Encoding::Packed, 2500 - 2 * m)
+            ]
+        );
+        assert_eq!(bits(&out).len(), 2500);
     }
 }

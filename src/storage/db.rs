@@ -385,14 +385,7 @@ impl Db {
             self.replace_blocks(&parents, plan)?;
             report.merges += 1;
         }
-        let with_tombstones: Vec<Arc<Block>> = self
-            .blocks
-            .read()
-            .iter()
-            .filter(|b| !b.tombstones().is_empty())
-            .cloned()
-            .collect();
-        for b in with_tombstones {
+        for b in self.blocks_with_tombstones() {
             self.rewrite_block(&b)?;
             report.rewrites += 1;
         }
@@ -518,6 +511,15 @@ impl Db {
         Ok(())
     }
 
+    fn blocks_with_tombstones(&self) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| !b.tombstones().is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// Rewrites one block without its deleted data.
     fn rewrite_block(&self, b: &Arc<Block>) -> Result<()> {
         let m = b.meta();
@@ -606,13 +608,7 @@ impl Db {
     /// On I/O failure or an unreadable block.
     pub fn clean_tombstones(&self) -> Result<usize> {
         let _guard = self.compaction.lock();
-        let with_tombstones: Vec<Arc<Block>> = self
-            .blocks
-            .read()
-            .iter()
-            .filter(|b| !b.tombstones().is_empty())
-            .cloned()
-            .collect();
+        let with_tombstones = self.blocks_with_tombstones();
         for b in &with_tombstones {
             self.rewrite_block(b)?;
         }

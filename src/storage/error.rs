@@ -36,7 +36,7 @@ pub enum Error {
     Closed,
     /// A chunk failed to decode while being rewritten.
     #[error("chunk decode: {0}")]
-    ChunkDecode(String),
+    ChunkDecode(#[from] crate::storage::chunk::Error),
 }
 
 /// Result alias of the storage layer.

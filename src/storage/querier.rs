@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::block::{Block, BlockChunk};
-use crate::storage::chunk::XorIter;
+use crate::storage::chunk::{decode_packed, Encoding, XorIter};
 use crate::storage::head::{Head, HeadChunk};
 use crate::storage::tombstones::Intervals;
 
@@ -38,18 +38,44 @@ impl SourceChunk {
         }
     }
 
-    /// The chunk's bytes; a block chunk failing its checksum is logged and
-    /// read as empty, so one damaged chunk does not fail the whole query.
-    fn bytes(&self) -> &[u8] {
+    /// The chunk's samples; a block chunk failing its checksum or its
+    /// decoding is logged and read as empty, so one damaged chunk does not
+    /// fail the whole query.
+    fn iter(&self) -> ChunkIter<'_> {
+        let block = match self {
+            SourceChunk::Head(c) => return ChunkIter::Xor(XorIter::new(&c.bytes[..])),
+            SourceChunk::Block(c) => c,
+        };
+        let decoded = match block.data() {
+            Ok((Encoding::Xor, bytes)) => return ChunkIter::Xor(XorIter::new(bytes)),
+            Ok((Encoding::Packed, bytes)) => decode_packed(bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match decoded {
+            Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
+            Err(error) => {
+                tracing::error!(%error, chunk = ?block, "skipping unreadable block chunk");
+                ChunkIter::Decoded(Vec::new().into_iter())
+            }
+        }
+    }
+}
+
+/// The samples of one chunk: XOR chunks decode lazily, packed chunks are
+/// decoded whole (their columns are stored one after the other).
+enum ChunkIter<'a> {
+    Xor(XorIter<&'a [u8]>),
+    Decoded(std::vec::IntoIter<Sample>),
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = Sample;
+
+    #[inline]
+    fn next(&mut self) -> Option<Sample> {
         match self {
-            SourceChunk::Head(c) => &c.bytes,
-            SourceChunk::Block(c) => match c.bytes() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "skipping unreadable block chunk");
-                    &[]
-                }
-            },
+            ChunkIter::Xor(it) => it.next(),
+            ChunkIter::Decoded(it) => it.next(),
         }
     }
 }
@@ -120,7 +146,7 @@ impl Series {
         let mut all: Vec<(usize, Sample)> = Vec::new();
         for (c, deleted, source) in chunks {
             all.extend(
-                XorIter::new(c.bytes())
+                c.iter()
                     .filter(|s| s.t >= self.mint && s.t <= self.maxt)
                     .filter(|s| !deleted.is_some_and(|d| d.contains(s.t)))
                     .map(|s| (source, s)),
@@ -144,7 +170,7 @@ impl Series {
 enum Inner<'a> {
     Sequential {
         chunks: std::vec::IntoIter<(&'a SourceChunk, Option<&'a Intervals>)>,
-        current: Option<(XorIter<&'a [u8]>, Option<&'a Intervals>)>,
+        current: Option<(ChunkIter<'a>, Option<&'a Intervals>)>,
     },
     Merged(std::vec::IntoIter<Sample>),
 }
@@ -175,7 +201,7 @@ impl Iterator for SeriesSampleIter<'_> {
                     *current = None;
                 }
                 let (c, deleted) = chunks.next()?;
-                *current = Some((XorIter::new(c.bytes()), deleted));
+                *current = Some((c.iter(), deleted));
             },
         }
     }

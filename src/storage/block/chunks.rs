@@ -16,6 +16,8 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use super::BlockError;
+use crate::model::Sample;
+use crate::storage::chunk::{self, Encoding};
 use crate::storage::encoding::{put_be_u32, put_uvarint, Decbuf};
 use crate::storage::tombstones::sync_dir;
 
@@ -28,8 +30,6 @@ pub const SEGMENT_HEADER_LEN: usize = 8;
 /// A segment is cut before a chunk that would take it past this size (a
 /// chunk larger than this alone gets a segment of its own).
 pub const SEGMENT_MAX_SIZE: u64 = 512 << 20;
-/// Encoding byte of a Gorilla XOR chunk (`docs/format/chunks.md`).
-pub const ENCODING_XOR: u8 = 1;
 
 /// Where a chunk lives in a block: `segment << 32 | offset`, the offset of
 /// the chunk's length field in segment file `chunks/{segment:06}`.
@@ -102,7 +102,12 @@ impl SegmentWriter {
     }
 
     /// Appends one chunk and returns its ref.
-    pub(crate) fn write(&mut self, encoding: u8, data: &[u8]) -> Result<ChunkRef, BlockError> {
+    pub(crate) fn write(
+        &mut self,
+        encoding: Encoding,
+        data: &[u8],
+    ) -> Result<ChunkRef, BlockError> {
+        let encoding = encoding.to_byte();
         let len = frame_len(data.len() as u64);
         if len > u64::from(u32::MAX) - SEGMENT_HEADER_LEN as u64 {
             return Err(BlockError::TooLarge {
@@ -388,23 +393,36 @@ pub struct BlockChunk {
 }
 
 impl BlockChunk {
-    /// The XOR chunk bytes (`docs/format/chunks.md`), CRC-checked on each
-    /// call.
+    /// The chunk's encoding and bytes (`docs/format/chunks.md`,
+    /// `docs/format/chunks-packed.md`), CRC-checked on each call.
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] when the framing or the checksum does not
-    /// match, [`BlockError::UnsupportedEncoding`] for an encoding other than
-    /// XOR.
-    pub fn bytes(&self) -> Result<&[u8], BlockError> {
-        let (encoding, data) = self.segment.chunk(self.chunk_ref.offset(), self.data_len)?;
-        if encoding != ENCODING_XOR {
-            return Err(BlockError::UnsupportedEncoding {
+    /// match, [`BlockError::UnsupportedEncoding`] for an encoding byte this
+    /// code does not know.
+    pub fn data(&self) -> Result<(Encoding, &[u8]), BlockError> {
+        let (byte, data) = self.segment.chunk(self.chunk_ref.offset(), self.data_len)?;
+        let encoding =
+            Encoding::from_byte(byte).ok_or_else(|| BlockError::UnsupportedEncoding {
                 path: self.segment.path.clone(),
                 offset: u64::from(self.chunk_ref.offset()),
-                encoding,
-            });
-        }
-        Ok(data)
+                encoding: byte,
+            })?;
+        Ok((encoding, data))
+    }
+
+    /// The chunk's samples, decoded.
+    ///
+    /// # Errors
+    /// As [`Self::data`], and [`BlockError::Corrupt`] when bytes that passed
+    /// their checksum still do not decode.
+    pub fn samples(&self) -> Result<Vec<Sample>, BlockError> {
+        let (encoding, data) = self.data()?;
+        chunk::decode(encoding, data).map_err(|e| BlockError::Corrupt {
+            path: self.segment.path.clone(),
+            offset: u64::from(self.chunk_ref.offset()),
+            what: format!("chunk does not decode: {e}"),
+        })
     }
 
     /// Where the chunk is stored.

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{Labels, MatchOp, Matcher, STALE_NAN_BITS};
-use crate::storage::chunk::{XorAppender, XorIter};
+use crate::storage::chunk::{Encoding, XorAppender, XorIter};
 use crate::storage::tombstones::Interval;
 
 /// One series as generated: labels and chunks of (t, value bits).
@@ -51,7 +51,11 @@ fn write_block(dir: &Path, data: &Data) -> BlockMeta {
 fn read_all(s: &BlockSeries) -> Vec<Vec<(i64, u64)>> {
     s.chunks
         .iter()
-        .map(|c| decode(c.bytes().unwrap()))
+        .map(|c| {
+            let (encoding, bytes) = c.data().unwrap();
+            assert_eq!(encoding, Encoding::Xor);
+            decode(bytes)
+        })
         .collect()
 }
 
@@ -446,7 +450,7 @@ fn corrupt_each_byte(file: &Path, dir: &Path) {
                 for s in b.series() {
                     let s = s.unwrap();
                     for c in &s.chunks {
-                        c.bytes().unwrap();
+                        c.samples().unwrap();
                     }
                 }
             }
@@ -491,10 +495,7 @@ fn open_without_chunk_verification_still_checks_bounds_and_bytes_checks_crc() {
     let block = Block::open(&dir, false).unwrap();
     let series: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
     let last_chunk = series.last().unwrap().chunks.last().unwrap();
-    assert!(matches!(
-        last_chunk.bytes(),
-        Err(BlockError::Corrupt { .. })
-    ));
+    assert!(matches!(last_chunk.data(), Err(BlockError::Corrupt { .. })));
     assert!(matches!(
         Block::open(&dir, true),
         Err(BlockError::Corrupt { .. })

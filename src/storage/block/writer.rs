@@ -16,11 +16,11 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::model::Labels;
-use crate::storage::chunk;
+use crate::storage::chunk::{self, Encoding};
 use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
 
-use super::chunks::{SegmentWriter, ENCODING_XOR, SEGMENT_MAX_SIZE};
+use super::chunks::{SegmentWriter, SEGMENT_MAX_SIZE};
 use super::index::{
     put_chunk_metas, ChunkMeta, Sink, LABEL_NAMES, LABEL_VALUES, POSTINGS, SERIES, SERIES_OFFSETS,
     SYMBOLS,
@@ -132,6 +132,23 @@ impl BlockWriter {
         labels: &Labels,
         chunks: &[(i64, i64, &[u8])],
     ) -> Result<(), BlockError> {
+        let chunks: Vec<(i64, i64, Encoding, &[u8])> = chunks
+            .iter()
+            .map(|&(mint, maxt, bytes)| (mint, maxt, Encoding::Xor, bytes))
+            .collect();
+        self.add_encoded_series(labels, &chunks)
+    }
+
+    /// [`Self::add_series`] for chunks of any [`Encoding`], each given as
+    /// `(mint, maxt, encoding, bytes)`.
+    ///
+    /// # Errors
+    /// As [`Self::add_series`].
+    pub fn add_encoded_series(
+        &mut self,
+        labels: &Labels,
+        chunks: &[(i64, i64, Encoding, &[u8])],
+    ) -> Result<(), BlockError> {
         if chunks.is_empty() {
             return Ok(());
         }
@@ -145,7 +162,7 @@ impl BlockWriter {
         }
         let mut prev_maxt: Option<i64> = None;
         let mut samples = 0u64;
-        for (index, &(mint, maxt, bytes)) in chunks.iter().enumerate() {
+        for (index, &(mint, maxt, _, bytes)) in chunks.iter().enumerate() {
             if mint > maxt || prev_maxt.is_some_and(|p| mint <= p) {
                 return Err(BlockError::ChunksOutOfOrder {
                     labels: labels.clone(),
@@ -170,8 +187,8 @@ impl BlockWriter {
             max: u64::from(u32::MAX),
         })?;
         self.metas.clear();
-        for &(mint, maxt, bytes) in chunks {
-            let chunk_ref = self.segments.write(ENCODING_XOR, bytes)?;
+        for &(mint, maxt, encoding, bytes) in chunks {
+            let chunk_ref = self.segments.write(encoding, bytes)?;
             self.metas.push(ChunkMeta {
                 mint,
                 maxt,
