@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use tidemark::model::{Labels, MatchOp, Matcher};
+use tidemark::model::{Labels, MatchOp, Matcher, Sample};
 use tidemark::storage::block::{Block, BlockMeta, BlockWriter};
 use tidemark::storage::chunk::{XorAppender, XorIter, SAMPLES_PER_CHUNK};
 
@@ -189,17 +189,75 @@ fn series_chunks(
     out
 }
 
-fn decode_count(bytes: &[u8]) -> usize {
-    let mut it = XorIter::new(bytes);
-    let mut n = 0;
+/// Writes a block with `add`, then reports its write time, peak heap
+/// growth, bytes per sample, open and select + decode times.
+fn write_and_read(
+    what: &str,
+    dir: &std::path::Path,
+    t0: i64,
+    samples: usize,
+    total_samples: usize,
+    add: impl FnOnce(&mut BlockWriter),
+) -> Block {
+    println!("== {what}");
+    let hwm_before = vm_hwm_kib();
+    let live_before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live_before, Ordering::Relaxed);
+    let start = Instant::now();
+    let mut w = BlockWriter::create(dir).unwrap();
+    add(&mut w);
+    let meta = w
+        .finish(BlockMeta::new(t0 - 10, t0 + samples as i64 * SCRAPE_MS))
+        .unwrap();
+    let write = start.elapsed();
+    let peak = PEAK.load(Ordering::Relaxed) - live_before;
+    let hwm_after = vm_hwm_kib();
+    assert_eq!(meta.stats.num_samples as usize, total_samples);
+    println!(
+        "write: {write:.2?} ({:.0} samples/s); peak heap growth {:.2} MiB; VmHWM {} -> {} MiB",
+        total_samples as f64 / write.as_secs_f64(),
+        peak as f64 / (1 << 20) as f64,
+        hwm_before >> 10,
+        hwm_after >> 10
+    );
+
+    let start = Instant::now();
+    let block = Block::open(dir, false).unwrap();
+    let open = start.elapsed();
+    let start = Instant::now();
+    drop(Block::open(dir, true).unwrap());
+    let open_verify = start.elapsed();
+    println!("open: {open:.2?}; open with chunk verification: {open_verify:.2?}");
+    println!(
+        "bytes/sample: index {:.4} ({} B), chunks {:.4} ({} B), total {:.4}",
+        block.index_bytes() as f64 / total_samples as f64,
+        block.index_bytes(),
+        block.chunk_bytes() as f64 / total_samples as f64,
+        block.chunk_bytes(),
+        block.size_bytes() as f64 / total_samples as f64
+    );
+
+    let all = [Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()];
+    let start = Instant::now();
+    let sel = block.select(&all, i64::MIN, i64::MAX).unwrap();
+    let selected = start.elapsed();
+    let mut decoded = 0;
     let mut sum = 0.0;
-    for s in it.by_ref() {
-        sum += s.v;
-        n += 1;
+    for s in &sel {
+        for c in &s.chunks {
+            let got = c.samples().unwrap();
+            decoded += got.len();
+            sum += got.iter().map(|s| s.v).sum::<f64>();
+        }
     }
     std::hint::black_box(sum);
-    assert!(it.err().is_none());
-    n
+    let total = start.elapsed();
+    assert_eq!(decoded, total_samples);
+    println!(
+        "select all series: {selected:.2?}; select + decode: {total:.2?} ({:.1} ns/sample)",
+        total.as_nanos() as f64 / total_samples as f64
+    );
+    block
 }
 
 fn main() {
@@ -246,65 +304,36 @@ fn main() {
     }
 
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("block");
-    let hwm_before = vm_hwm_kib();
-    let live_before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(live_before, Ordering::Relaxed);
-    let start = Instant::now();
-    let mut w = BlockWriter::create(&dir).unwrap();
-    for (spec, chunks) in specs.iter().zip(&data) {
-        let list: Vec<(i64, i64, &[u8])> = chunks
-            .iter()
-            .map(|(a, b, c)| (*a, *b, c.as_slice()))
-            .collect();
-        w.add_series(&spec.labels, &list).unwrap();
-    }
-    let meta = w
-        .finish(BlockMeta::new(t0 - 10, t0 + samples as i64 * SCRAPE_MS))
-        .unwrap();
-    let write = start.elapsed();
-    let peak = PEAK.load(Ordering::Relaxed) - live_before;
-    let hwm_after = vm_hwm_kib();
-    assert_eq!(meta.stats.num_samples as usize, total_samples);
-    println!(
-        "write: {write:.2?} ({:.0} samples/s); peak heap growth {:.2} MiB; VmHWM {} -> {} MiB",
-        total_samples as f64 / write.as_secs_f64(),
-        peak as f64 / (1 << 20) as f64,
-        hwm_before >> 10,
-        hwm_after >> 10
+    // The head's XOR chunks as they are, then the same samples the way
+    // blocks store them (packed, timestamps shared within a target).
+    write_and_read(
+        "XOR chunks as written by the head",
+        &tmp.path().join("xor"),
+        t0,
+        samples,
+        total_samples,
+        |w| {
+            for (spec, chunks) in specs.iter().zip(&data) {
+                let list: Vec<(i64, i64, &[u8])> = chunks
+                    .iter()
+                    .map(|(a, b, c)| (*a, *b, c.as_slice()))
+                    .collect();
+                w.add_series(&spec.labels, &list).unwrap();
+            }
+        },
     );
-
-    let start = Instant::now();
-    let block = Block::open(&dir, false).unwrap();
-    let open = start.elapsed();
-    let start = Instant::now();
-    drop(Block::open(&dir, true).unwrap());
-    let open_verify = start.elapsed();
-    println!("open: {open:.2?}; open with chunk verification: {open_verify:.2?}");
-    println!(
-        "bytes/sample: index {:.4} ({} B), chunks {:.4} ({} B), total {:.4}",
-        block.index_bytes() as f64 / total_samples as f64,
-        block.index_bytes(),
-        block.chunk_bytes() as f64 / total_samples as f64,
-        block.chunk_bytes(),
-        block.size_bytes() as f64 / total_samples as f64
-    );
-
-    let all = [Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()];
-    let start = Instant::now();
-    let sel = block.select(&all, i64::MIN, i64::MAX).unwrap();
-    let selected = start.elapsed();
-    let mut decoded = 0;
-    for s in &sel {
-        for c in &s.chunks {
-            decoded += decode_count(c.bytes().unwrap());
-        }
-    }
-    let total = start.elapsed();
-    assert_eq!(decoded, total_samples);
-    println!(
-        "select all series: {selected:.2?}; select + decode: {total:.2?} ({:.1} ns/sample)",
-        total.as_nanos() as f64 / total_samples as f64
+    let block = write_and_read(
+        "packed block chunks",
+        &tmp.path().join("packed"),
+        t0,
+        samples,
+        total_samples,
+        |w| {
+            for (spec, chunks) in specs.iter().zip(&data) {
+                let all: Vec<Sample> = chunks.iter().flat_map(|c| XorIter::new(&c.2[..])).collect();
+                w.add_sample_series(&spec.labels, &all).unwrap();
+            }
+        },
     );
     let one = [
         Matcher::eq("instance", "10.1.0.7:9100"),

@@ -161,6 +161,32 @@ fn blocks_round_trip_across_cuts_merges_and_restarts() {
     check_all(&db, &oracle, "after more data");
 }
 
+/// A querier made before a compaction and read after it sees everything:
+/// the data the compaction moved from the head into a new block included.
+#[test]
+fn querier_made_before_a_head_cut_reads_the_new_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    ingest(&db, &mut oracle, 9, T0, T0 + 3 * HOUR);
+    assert!(db.blocks().is_empty());
+    let q = db.querier(i64::MIN, i64::MAX);
+    ingest(&db, &mut oracle, 9, T0 + 3 * HOUR, T0 + 4 * HOUR);
+    assert_eq!(block_spans(&db), vec![(0, 2)]);
+    assert!(db.head_stats().min_t.unwrap() >= T0 + 2 * HOUR);
+    let got: Oracle = q
+        .select(&[])
+        .iter()
+        .map(|s| {
+            let samples = s.samples().map(|x| (x.t, x.v.to_bits())).collect();
+            (s.labels().to_string(), samples)
+        })
+        .collect();
+    assert_same(&got, &oracle, "querier made before the cut");
+    let names = q.label_values("__name__", &[]);
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
 #[test]
 fn appends_older_than_the_newest_block_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,10 @@ mod bstream;
 mod packed;
 mod xor;
 
-pub use packed::{decode_packed, encode_packed, MAX_PACKED_SAMPLES};
+pub use packed::{
+    decode_packed, decode_packed_with, encode_packed, encode_packed_shared, timestamp_section,
+    MAX_PACKED_SAMPLES,
+};
 pub use xor::{XorAppender, XorIter};
 
 use crate::model::Sample;
@@ -67,28 +70,27 @@ pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<Vec<Sample>> {
     }
 }
 
-/// Encodes samples the way blocks store them: packed chunks of at most
-/// [`MAX_PACKED_SAMPLES`], except that a run whose XOR chunk would be
-/// smaller (values with no decimal form, such as sums of random floats) is
-/// stored as XOR. Returns `(mint, maxt, encoding, bytes)` per chunk.
-pub fn encode_for_block(samples: &[Sample]) -> Vec<(i64, i64, Encoding, Vec<u8>)> {
-    samples
-        .chunks(MAX_PACKED_SAMPLES)
-        .map(|run| {
-            let packed = encode_packed(run);
-            let mut xor = XorAppender::new();
-            for s in run {
-                xor.append(s.t, s.v);
-            }
-            let xor = xor.finish();
-            let (lo, hi) = (run[0].t, run[run.len() - 1].t);
-            if xor.len() < packed.len() {
-                (lo, hi, Encoding::Xor, xor.into_vec())
-            } else {
-                (lo, hi, Encoding::Packed, packed)
-            }
-        })
-        .collect()
+/// Encodes one run of samples (at most [`MAX_PACKED_SAMPLES`], strictly
+/// increasing timestamps) the way blocks store it: packed, unless its XOR
+/// chunk is smaller (values with no decimal form, such as sums of random
+/// floats, where packed keeps every value raw). XOR is tried only when
+/// packed takes over a byte a sample, a cost heuristic: runs that pack
+/// smaller have decimal values, where packed wins.
+pub fn encode_run_for_block(run: &[Sample]) -> (Encoding, Vec<u8>) {
+    let packed = encode_packed(run);
+    if packed.len() <= run.len() {
+        return (Encoding::Packed, packed);
+    }
+    let mut xor = XorAppender::new();
+    for s in run {
+        xor.append(s.t, s.v);
+    }
+    let xor = xor.finish();
+    if xor.len() < packed.len() {
+        (Encoding::Xor, xor.into_vec())
+    } else {
+        (Encoding::Packed, packed)
+    }
 }
 
 /// Target samples per head chunk; the head cuts a new chunk at this count.

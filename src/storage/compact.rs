@@ -57,9 +57,6 @@ impl InputChunk {
     }
 }
 
-/// One chunk to write: inclusive time bounds, encoding and bytes.
-type OutChunk = (i64, i64, Encoding, Vec<u8>);
-
 /// What one source holds of a series: its chunks and deleted intervals.
 pub(crate) struct InputPart {
     pub(crate) chunks: Vec<InputChunk>,
@@ -121,15 +118,11 @@ pub(crate) fn write_block(
         let mut any = false;
         for s in series {
             let (labels, parts) = s?;
-            let chunks = block_chunks(&parts, plan.min_time, plan.max_time - 1)?;
-            if chunks.is_empty() {
+            let samples = series_samples(&parts, plan.min_time, plan.max_time - 1)?;
+            if samples.is_empty() {
                 continue;
             }
-            let refs: Vec<(i64, i64, Encoding, &[u8])> = chunks
-                .iter()
-                .map(|(a, b, e, c)| (*a, *b, *e, &c[..]))
-                .collect();
-            w.add_encoded_series(&labels, &refs)?;
+            w.add_sample_series(&labels, &samples)?;
             any = true;
         }
         hook(crash, &format!("{kind}-block:series_written"));
@@ -170,13 +163,13 @@ pub(crate) fn write_block(
     Ok(Some(meta))
 }
 
-/// The chunks of one series for a block covering `[mint, maxt]`: the
-/// samples of every source in the range and not deleted, each timestamp
-/// once (where sources overlap, the oldest source's value), re-encoded as
-/// block chunks ([`chunk::encode_for_block`]). Head chunks are XOR and
-/// compress far better packed; block chunks being merged are repacked into
-/// fewer, larger chunks.
-fn block_chunks(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<OutChunk>> {
+/// The samples of one series for a block covering `[mint, maxt]`: those
+/// of every source in the range and not deleted, each timestamp once
+/// (where sources overlap, the oldest source's value). The block writer
+/// encodes them afresh: head chunks are XOR and compress far better
+/// packed, and block chunks being merged are repacked into fewer, larger
+/// chunks.
+fn series_samples(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<Sample>> {
     let mut chunks: Vec<(&InputChunk, Option<&Intervals>, usize)> = parts
         .iter()
         .enumerate()
@@ -203,8 +196,7 @@ fn block_chunks(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<OutChun
         all.sort_by_key(|(source, s)| (s.t, *source));
         all.dedup_by_key(|(_, s)| s.t);
     }
-    let samples: Vec<Sample> = all.into_iter().map(|(_, s)| s).collect();
-    Ok(chunk::encode_for_block(&samples))
+    Ok(all.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Merges the series of `blocks` (each sorted by labels) into one sorted
@@ -415,14 +407,8 @@ mod tests {
         })
     }
 
-    fn bits(chunks: &[OutChunk]) -> Vec<(i64, u64)> {
-        let mut out = Vec::new();
-        for (lo, hi, encoding, b) in chunks {
-            let got = chunk::decode(*encoding, b).unwrap();
-            assert_eq!((got[0].t, got[got.len() - 1].t), (*lo, *hi));
-            out.extend(got.iter().map(|s| (s.t, s.v.to_bits())));
-        }
-        out
+    fn bits(samples: &[Sample]) -> Vec<(i64, u64)> {
+        samples.iter().map(|s| (s.t, s.v.to_bits())).collect()
     }
 
     proptest::proptest! {
@@ -461,38 +447,9 @@ mod tests {
                 }
                 input.push(InputPart { chunks, deleted });
             }
-            let out = block_chunks(&input, mint, maxt).unwrap();
+            let out = series_samples(&input, mint, maxt).unwrap();
             let want: Vec<(i64, u64)> = oracle.into_iter().collect();
             proptest::prop_assert_eq!(bits(&out), want);
-            for w in out.windows(2) {
-                proptest::prop_assert!(w[0].1 < w[1].0, "chunks overlap");
-            }
         }
-    }
-
-    #[test]
-    fn block_chunks_are_packed_and_cut_at_the_packed_size() {
-        let samples: Vec<Sample> = (0..2500)
-            .map(|t| Sample::new(t * 15_000, (t * 3) as f64 / 100.0))
-            .collect();
-        let input = [InputPart {
-            chunks: samples.chunks(120).map(head_chunk).collect(),
-            deleted: None,
-        }];
-        let out = block_chunks(&input, 0, i64::MAX).unwrap();
-        let lens: Vec<(Encoding, usize)> = out
-            .iter()
-            .map(|(_, _, e, b)| (*e, chunk::decode(*e, b).unwrap().len()))
-            .collect();
-        let m = chunk::MAX_PACKED_SAMPLES;
-        assert_eq!(
-            lens,
-            vec![
-                (Encoding::Packed, m),
-                (Encoding::Packed, m),
-                (Encoding::Packed, 2500 - 2 * m)
-            ]
-        );
-        assert_eq!(bits(&out).len(), 2500);
     }
 }

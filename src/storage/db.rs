@@ -30,6 +30,7 @@ use crate::storage::head::snapshot::{self as head_snapshot, HEAD_SNAPSHOT_FILE};
 use crate::storage::head::{
     AppendOutcome, Head, HeadOptions, HeadReplayStats, HeadStats, SeriesSamples,
 };
+use crate::storage::querier::BlockList;
 use crate::storage::wal::{self, ReplayStats, Wal};
 use crate::storage::{Options, Querier};
 
@@ -107,8 +108,9 @@ pub struct Db {
     head: Arc<Head>,
     wal: Wal,
     /// Persisted blocks, sorted by min time. Swapped whole under the write
-    /// lock; queriers clone the list and keep their blocks alive.
-    blocks: RwLock<Vec<Arc<Block>>>,
+    /// lock; queriers share it and clone it on each read, which keeps the
+    /// blocks they read alive.
+    blocks: BlockList,
     /// Serialises everything that changes the block list or block files:
     /// compaction, retention, deletion, snapshots.
     compaction: Mutex<()>,
@@ -222,7 +224,7 @@ impl Db {
             opts,
             head,
             wal,
-            blocks: RwLock::new(blocks),
+            blocks: Arc::new(RwLock::new(blocks)),
             compaction: Mutex::new(()),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
@@ -258,7 +260,7 @@ impl Db {
     /// A read view over `[mint, maxt]` (inclusive, ms) of the head and
     /// every block overlapping it.
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier {
-        Querier::new(self.head.clone(), self.blocks.read().clone(), mint, maxt)
+        Querier::new(self.head.clone(), self.blocks.clone(), mint, maxt)
     }
 
     /// Metadata of the persisted blocks, oldest first.

@@ -9,16 +9,28 @@
 
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::block::{Block, BlockChunk};
-use crate::storage::chunk::{decode_packed, Encoding, XorIter};
+use crate::storage::chunk::{Encoding, XorIter};
 use crate::storage::head::{Head, HeadChunk};
 use crate::storage::tombstones::Intervals;
 
+/// The database's block list, shared with [`crate::storage::Db`], which
+/// swaps it whole under the write lock.
+pub(crate) type BlockList = Arc<RwLock<Vec<Arc<Block>>>>;
+
 /// A read view of the database over `[mint, maxt]` (inclusive, ms).
+///
+/// Each read takes the head's data first and the block list after it:
+/// compaction adds a block before it truncates the head, so data cut from
+/// the head before the head read is in a block the later list holds, and
+/// data read from both is deduplicated. (Holding the list taken when the
+/// querier was made would miss data a compaction moved in between.)
 pub struct Querier {
     head: Arc<Head>,
-    blocks: Vec<Arc<Block>>,
+    blocks: BlockList,
     mint: i64,
     maxt: i64,
 }
@@ -48,8 +60,8 @@ impl SourceChunk {
         };
         let decoded = match block.data() {
             Ok((Encoding::Xor, bytes)) => return ChunkIter::Xor(XorIter::new(bytes)),
-            Ok((Encoding::Packed, bytes)) => decode_packed(bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok((Encoding::Packed, _)) => block.samples(),
+            Err(e) => Err(e),
         };
         match decoded {
             Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
@@ -208,17 +220,24 @@ impl Iterator for SeriesSampleIter<'_> {
 }
 
 impl Querier {
-    pub(crate) fn new(head: Arc<Head>, blocks: Vec<Arc<Block>>, mint: i64, maxt: i64) -> Self {
-        let blocks = blocks
-            .into_iter()
-            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
-            .collect();
+    pub(crate) fn new(head: Arc<Head>, blocks: BlockList, mint: i64, maxt: i64) -> Self {
         Self {
             head,
             blocks,
             mint,
             maxt,
         }
+    }
+
+    /// The blocks overlapping the range, as the list is now. Call after
+    /// reading the head (see [`Querier`]).
+    fn blocks_now(&self) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().min_time <= self.maxt && b.meta().max_time > self.mint)
+            .cloned()
+            .collect()
     }
 
     /// The querier's time range.
@@ -230,8 +249,9 @@ impl Querier {
     /// labels. An empty matcher list selects every series. A block that
     /// cannot be read is logged and left out; the rest still answers.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
+        let head = self.head.select(matchers, self.mint, self.maxt);
         let mut found: Vec<(Labels, Part)> = Vec::new();
-        for b in &self.blocks {
+        for b in &self.blocks_now() {
             let series = match b.select(matchers, self.mint, self.maxt) {
                 Ok(s) => s,
                 Err(e) => {
@@ -252,7 +272,7 @@ impl Querier {
                 found.push((s.labels, Part { chunks, deleted }));
             }
         }
-        for (labels, chunks, deleted) in self.head.select(matchers, self.mint, self.maxt) {
+        for (labels, chunks, deleted) in head {
             let chunks = chunks.into_iter().map(SourceChunk::Head).collect();
             found.push((labels, Part { chunks, deleted }));
         }
@@ -279,8 +299,11 @@ impl Querier {
     /// Sorted label names of the series matching `matchers` (all series when
     /// empty) with data in the range.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.blocks.is_empty() && self.covers_head() {
-            return self.head.label_names();
+        if matchers.is_empty() && self.covers_head() {
+            let names = self.head.label_names();
+            if self.blocks_now().is_empty() {
+                return names;
+            }
         }
         let mut names: Vec<String> = self
             .select(matchers)
@@ -295,8 +318,11 @@ impl Querier {
     /// Sorted values of label `name` among the series matching `matchers`
     /// with data in the range.
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.blocks.is_empty() && self.covers_head() {
-            return self.head.label_values(name);
+        if matchers.is_empty() && self.covers_head() {
+            let values = self.head.label_values(name);
+            if self.blocks_now().is_empty() {
+                return values;
+            }
         }
         let mut values: Vec<String> = self
             .select(matchers)

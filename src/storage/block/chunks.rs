@@ -101,6 +101,26 @@ impl SegmentWriter {
         }
     }
 
+    /// Whether a chunk taking `framed_len` bytes goes into a new segment.
+    fn needs_cut(&self, framed_len: u64) -> bool {
+        match &self.cur {
+            None => true,
+            Some((_, _, size)) => {
+                *size > SEGMENT_HEADER_LEN as u64 && size + framed_len > self.max_size
+            }
+        }
+    }
+
+    /// The segment a chunk of `data_len` bytes written next would land in.
+    pub(crate) fn segment_for(&self, data_len: usize) -> u32 {
+        let cur = self.cur.as_ref().map_or(0, |c| c.0);
+        if self.needs_cut(frame_len(data_len as u64)) {
+            cur + 1
+        } else {
+            cur
+        }
+    }
+
     /// Appends one chunk and returns its ref.
     pub(crate) fn write(
         &mut self,
@@ -116,11 +136,7 @@ impl SegmentWriter {
                 max: u64::from(u32::MAX) - SEGMENT_HEADER_LEN as u64 - 16,
             });
         }
-        let cut = match &self.cur {
-            None => true,
-            Some((_, _, size)) => *size > SEGMENT_HEADER_LEN as u64 && size + len > self.max_size,
-        };
-        if cut {
+        if self.needs_cut(len) {
             self.cut()?;
         }
         let Some((seg, w, size)) = self.cur.as_mut() else {
@@ -291,7 +307,21 @@ impl Segment {
     /// Parses and CRC-checks the framed chunk at `offset`, expecting
     /// `data_len` bytes of data; returns (encoding, data).
     pub(crate) fn chunk(&self, offset: u32, data_len: u64) -> Result<(u8, &[u8]), BlockError> {
+        self.parse_chunk(offset, Some(data_len))
+    }
+
+    /// [`Self::chunk`] taking the length from the frame alone: for a chunk
+    /// that another one refers to (shared timestamps), whose index entry
+    /// is not at hand.
+    pub(crate) fn framed_chunk(&self, offset: u32) -> Result<(u8, &[u8]), BlockError> {
+        self.parse_chunk(offset, None)
+    }
+
+    fn parse_chunk(&self, offset: u32, data_len: Option<u64>) -> Result<(u8, &[u8]), BlockError> {
         let at = u64::from(offset);
+        if (offset as usize) < SEGMENT_HEADER_LEN {
+            return Err(self.corrupt(at, "chunk offset inside the segment header".into()));
+        }
         let rest = self
             .map
             .get(offset as usize..)
@@ -300,7 +330,7 @@ impl Segment {
         let len = d
             .uvarint()
             .map_err(|e| self.corrupt(at, format!("chunk length: {e}")))?;
-        if len != data_len {
+        if let Some(data_len) = data_len.filter(|&want| want != len) {
             return Err(self.corrupt(at, format!("chunk length {len}, the index says {data_len}")));
         }
         let n = usize::try_from(len)
@@ -418,7 +448,21 @@ impl BlockChunk {
     /// their checksum still do not decode.
     pub fn samples(&self) -> Result<Vec<Sample>, BlockError> {
         let (encoding, data) = self.data()?;
-        chunk::decode(encoding, data).map_err(|e| BlockError::Corrupt {
+        let decoded = match encoding {
+            Encoding::Xor => chunk::decode(encoding, data),
+            // A chunk sharing another's timestamps names it by offset in
+            // this segment; the owner's frame is checked like any chunk's.
+            Encoding::Packed => chunk::decode_packed_with(data, |at| {
+                let at = u32::try_from(at).ok()?;
+                match self.segment.framed_chunk(at) {
+                    Ok((byte, owner)) if Encoding::from_byte(byte) == Some(Encoding::Packed) => {
+                        Some(owner)
+                    }
+                    _ => None,
+                }
+            }),
+        };
+        decoded.map_err(|e| BlockError::Corrupt {
             path: self.segment.path.clone(),
             offset: u64::from(self.chunk_ref.offset()),
             what: format!("chunk does not decode: {e}"),

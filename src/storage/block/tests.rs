@@ -644,3 +644,117 @@ fn block_v1_fixture_still_opens_and_reads_back() {
     assert_eq!(s[0].id, id);
     assert!(ivs.iter().eq([&Interval::new(1_000, 2_000)]));
 }
+
+/// Three series: `a` and `c` scraped at the same (jittered) times, `b` at
+/// others; 2,500 samples each, so three runs.
+fn sample_series() -> Vec<(Labels, Vec<crate::model::Sample>)> {
+    use crate::model::Sample;
+    let times = |seed: i64| -> Vec<i64> {
+        (0..2500i64)
+            .map(|i| 1_000_000 + i * 15_000 + (i * 7 + seed) % 6)
+            .collect()
+    };
+    let (ab, b) = (times(0), times(3));
+    vec![
+        (
+            labels(&[("__name__", "a")]),
+            ab.iter()
+                .map(|&t| Sample::new(t, (t % 1000) as f64 / 8.0))
+                .collect(),
+        ),
+        (
+            labels(&[("__name__", "b")]),
+            b.iter().map(|&t| Sample::new(t, 3.0)).collect(),
+        ),
+        (
+            labels(&[("__name__", "c")]),
+            ab.iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    let v = if i == 77 {
+                        f64::from_bits(STALE_NAN_BITS)
+                    } else {
+                        i as f64
+                    };
+                    Sample::new(t, v)
+                })
+                .collect(),
+        ),
+    ]
+}
+
+fn write_sample_block(dir: &Path, segment_size: u64) -> Block {
+    let mut w = BlockWriter::create_with_segment_size(dir, segment_size).unwrap();
+    for (l, samples) in sample_series() {
+        w.add_sample_series(&l, &samples).unwrap();
+    }
+    let (mint, maxt) = w.time_range().unwrap();
+    w.finish(BlockMeta::new(mint, maxt + 1)).unwrap();
+    Block::open(dir, true).unwrap()
+}
+
+fn sample_bits(s: &[crate::model::Sample]) -> Vec<(i64, u64)> {
+    s.iter().map(|x| (x.t, x.v.to_bits())).collect()
+}
+
+#[test]
+fn sample_series_are_packed_in_runs_and_share_equal_timestamps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let block = write_sample_block(&tmp.path().join("b"), SEGMENT_MAX_SIZE);
+    let want = sample_series();
+    let got: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got.len(), 3);
+    for (s, (l, samples)) in got.iter().zip(&want) {
+        assert_eq!(&s.labels, l);
+        let lens: Vec<usize> = s
+            .chunks
+            .iter()
+            .map(|c| c.samples().unwrap().len())
+            .collect();
+        assert_eq!(lens, vec![1024, 1024, 452]);
+        let all: Vec<_> = s.chunks.iter().flat_map(|c| c.samples().unwrap()).collect();
+        assert_eq!(sample_bits(&all), sample_bits(samples), "{l}");
+        assert!(s
+            .chunks
+            .iter()
+            .all(|c| c.data().unwrap().0 == Encoding::Packed));
+    }
+    // `c` takes its timestamps from `a`: its chunks hold values only.
+    let size = |s: &BlockSeries| s.chunks.iter().map(BlockChunk::len).sum::<usize>();
+    assert!(
+        size(&got[2]) < size(&got[0]) / 2,
+        "{} vs {}",
+        size(&got[2]),
+        size(&got[0])
+    );
+    // `b`, a constant with its own timestamps, still pays for them.
+    assert!(size(&got[1]) > size(&got[2]) / 4);
+}
+
+#[test]
+fn shared_timestamps_never_cross_a_segment_and_a_damaged_owner_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Segments of ~1 KiB: every chunk in a segment of its own, so nothing
+    // can be shared, and everything still reads back.
+    let small = write_sample_block(&tmp.path().join("small"), 1024);
+    for (s, (_, samples)) in small.series().map(Result::unwrap).zip(sample_series()) {
+        let all: Vec<_> = s.chunks.iter().flat_map(|c| c.samples().unwrap()).collect();
+        assert_eq!(sample_bits(&all), sample_bits(&samples));
+    }
+    // Damage `a`'s first chunk (the owner of `c`'s timestamps) in place:
+    // `c` then fails to decode, loudly, rather than read wrong times.
+    let dir = tmp.path().join("b");
+    let block = write_sample_block(&dir, SEGMENT_MAX_SIZE);
+    let owner = block.series().next().unwrap().unwrap().chunks[0].chunk_ref();
+    drop(block);
+    let seg = dir.join(CHUNKS_DIR).join("000001");
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[owner.offset() as usize + 5] ^= 0x40;
+    fs::write(&seg, &bytes).unwrap();
+    let block = Block::open(&dir, false).unwrap();
+    let c = block.series().nth(2).unwrap().unwrap();
+    assert!(matches!(
+        c.chunks[0].samples(),
+        Err(BlockError::Corrupt { .. })
+    ));
+}

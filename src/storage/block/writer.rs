@@ -15,12 +15,12 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::model::Labels;
+use crate::model::{Labels, Sample};
 use crate::storage::chunk::{self, Encoding};
 use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
 
-use super::chunks::{SegmentWriter, SEGMENT_MAX_SIZE};
+use super::chunks::{ChunkRef, SegmentWriter, SEGMENT_MAX_SIZE};
 use super::index::{
     put_chunk_metas, ChunkMeta, Sink, LABEL_NAMES, LABEL_VALUES, POSTINGS, SERIES, SERIES_OFFSETS,
     SYMBOLS,
@@ -52,7 +52,18 @@ pub struct BlockWriter {
     num_chunks: u64,
     num_samples: u64,
     time_range: Option<(i64, i64)>,
+    /// Timestamp sections ([`chunk::timestamp_section`]) of packed chunks
+    /// written, and where: later series with the same timestamps share them.
+    ts_owners: HashMap<Vec<u8>, ChunkRef, ahash::RandomState>,
+    /// Bytes of keys in `ts_owners`.
+    ts_owners_bytes: usize,
 }
+
+/// Most bytes of timestamp sections a writer remembers for sharing: a
+/// 1,024-sample run's section is ~400 bytes with scrape jitter (a few with
+/// aligned timestamps), so this covers ~80k distinct runs (scrape targets
+/// times runs per series) and bounds the writer's memory beyond that.
+const TIMESTAMP_OWNERS_BUDGET: usize = 32 << 20;
 
 impl BlockWriter {
     /// Creates `dir` (must not exist; its parent must) and starts writing a
@@ -104,6 +115,8 @@ impl BlockWriter {
             num_chunks: 0,
             num_samples: 0,
             time_range: None,
+            ts_owners: HashMap::default(),
+            ts_owners_bytes: 0,
         })
     }
 
@@ -152,14 +165,7 @@ impl BlockWriter {
         if chunks.is_empty() {
             return Ok(());
         }
-        if let Some(prev) = &self.last {
-            if prev >= labels {
-                return Err(BlockError::OutOfOrderSeries {
-                    prev: prev.clone(),
-                    got: labels.clone(),
-                });
-            }
-        }
+        self.check_series_order(labels)?;
         let mut prev_maxt: Option<i64> = None;
         let mut samples = 0u64;
         for (index, &(mint, maxt, _, bytes)) in chunks.iter().enumerate() {
@@ -181,11 +187,7 @@ impl BlockWriter {
                 }
             })?);
         }
-        let id = u32::try_from(self.num_series).map_err(|_| BlockError::TooLarge {
-            what: "series count",
-            size: self.num_series,
-            max: u64::from(u32::MAX),
-        })?;
+        let id = self.next_series_id()?;
         self.metas.clear();
         for &(mint, maxt, encoding, bytes) in chunks {
             let chunk_ref = self.segments.write(encoding, bytes)?;
@@ -196,6 +198,99 @@ impl BlockWriter {
                 chunk_ref,
             });
         }
+        self.finish_series(labels, id, samples)
+    }
+
+    /// Adds one series from its samples (strictly increasing timestamps),
+    /// encoded the way blocks store data: runs of
+    /// [`chunk::MAX_PACKED_SAMPLES`] as [`chunk::encode_run_for_block`]
+    /// chooses, except that a run whose timestamps equal those of a packed
+    /// chunk already written to the same segment (the other series of one
+    /// scrape target) takes them from that chunk instead of storing them
+    /// again (`docs/format/chunks-packed.md`).
+    ///
+    /// # Errors
+    /// [`BlockError::OutOfOrderSeries`], [`BlockError::ChunksOutOfOrder`]
+    /// for timestamps that do not increase, I/O.
+    pub fn add_sample_series(
+        &mut self,
+        labels: &Labels,
+        samples: &[Sample],
+    ) -> Result<(), BlockError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        self.check_series_order(labels)?;
+        if let Some(i) = samples.windows(2).position(|w| w[1].t <= w[0].t) {
+            return Err(BlockError::ChunksOutOfOrder {
+                labels: labels.clone(),
+                index: i + 1,
+                mint: samples[i + 1].t,
+                maxt: samples[i + 1].t,
+                prev_maxt: Some(samples[i].t),
+            });
+        }
+        let id = self.next_series_id()?;
+        self.metas.clear();
+        for run in samples.chunks(chunk::MAX_PACKED_SAMPLES) {
+            let key = chunk::timestamp_section(run);
+            let shared = self.ts_owners.get(&key).and_then(|owner| {
+                let bytes = chunk::encode_packed_shared(run, u64::from(owner.offset()));
+                (self.segments.segment_for(bytes.len()) == owner.segment()).then_some(bytes)
+            });
+            let (encoding, bytes, owns) = match shared {
+                Some(bytes) => (Encoding::Packed, bytes, false),
+                None => {
+                    let (encoding, bytes) = chunk::encode_run_for_block(run);
+                    (encoding, bytes, encoding == Encoding::Packed)
+                }
+            };
+            let chunk_ref = self.segments.write(encoding, &bytes)?;
+            if owns {
+                self.remember_timestamps(key, chunk_ref);
+            }
+            self.metas.push(ChunkMeta {
+                mint: run[0].t,
+                maxt: run[run.len() - 1].t,
+                data_len: bytes.len() as u64,
+                chunk_ref,
+            });
+        }
+        self.finish_series(labels, id, samples.len() as u64)
+    }
+
+    /// Records `chunk_ref` as the chunk holding the timestamps `key`
+    /// encodes, within [`TIMESTAMP_OWNERS_BUDGET`] bytes of keys.
+    fn remember_timestamps(&mut self, key: Vec<u8>, chunk_ref: ChunkRef) {
+        if let Some(owner) = self.ts_owners.get_mut(&key) {
+            *owner = chunk_ref;
+        } else if self.ts_owners_bytes + key.len() <= TIMESTAMP_OWNERS_BUDGET {
+            self.ts_owners_bytes += key.len();
+            self.ts_owners.insert(key, chunk_ref);
+        }
+    }
+
+    fn check_series_order(&self, labels: &Labels) -> Result<(), BlockError> {
+        match &self.last {
+            Some(prev) if prev >= labels => Err(BlockError::OutOfOrderSeries {
+                prev: prev.clone(),
+                got: labels.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn next_series_id(&self) -> Result<u32, BlockError> {
+        u32::try_from(self.num_series).map_err(|_| BlockError::TooLarge {
+            what: "series count",
+            size: self.num_series,
+            max: u64::from(u32::MAX),
+        })
+    }
+
+    /// Writes the index entry of a series whose chunks (`self.metas`) are
+    /// written, and counts it.
+    fn finish_series(&mut self, labels: &Labels, id: u32, samples: u64) -> Result<(), BlockError> {
         let mut entry = std::mem::take(&mut self.entry);
         entry.clear();
         put_uvarint(&mut entry, labels.len() as u64);
@@ -217,13 +312,14 @@ impl BlockWriter {
         self.scratch.write_all(&entry).map_err(io)?;
         self.entry = entry;
 
-        let (first, last) = (chunks[0].0, prev_maxt.unwrap_or(chunks[0].1));
+        let first = self.metas.first().map_or(0, |m| m.mint);
+        let last = self.metas.last().map_or(0, |m| m.maxt);
         self.time_range = Some(match self.time_range {
             None => (first, last),
             Some((a, b)) => (a.min(first), b.max(last)),
         });
         self.num_series += 1;
-        self.num_chunks += chunks.len() as u64;
+        self.num_chunks += self.metas.len() as u64;
         self.num_samples += samples;
         self.last = Some(labels.clone());
         Ok(())

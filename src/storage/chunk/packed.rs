@@ -47,6 +47,7 @@ const POW10: [f64; MAX_SCALE + 1] = [
 
 const TS_DELTA: u8 = 0;
 const TS_GRID: u8 = 1;
+const TS_SHARED: u8 = 2;
 const V_DELTA: u8 = 0;
 const V_DOD: u8 = 1;
 
@@ -92,22 +93,60 @@ fn mantissa_at(v: f64, decimal: Option<(i64, usize)>, scale: usize) -> Option<i6
 /// If there are more than `u16::MAX` samples (a caller bug: blocks cut at
 /// [`MAX_PACKED_SAMPLES`]).
 pub fn encode_packed(samples: &[Sample]) -> Vec<u8> {
+    let mut out = timestamp_section(samples);
+    if !samples.is_empty() {
+        put_values(&mut out, samples);
+    }
+    out
+}
+
+/// The start of the chunk [`encode_packed`] writes for `samples`: the
+/// header and the timestamps. Two runs get equal sections exactly when
+/// their timestamps are equal (the encoding is a function of them and
+/// decodes back to them), so block writers key shared timestamps by it.
+///
+/// # Panics
+/// As [`encode_packed`].
+pub fn timestamp_section(samples: &[Sample]) -> Vec<u8> {
+    let mut out = header(samples);
+    if !samples.is_empty() {
+        put_timestamps(&mut out, samples);
+    }
+    out
+}
+
+/// Encodes `samples` as a packed chunk that takes its timestamps from the
+/// packed chunk at byte `owner` of the same chunk segment file, whose
+/// timestamps the caller has checked to be identical (equal
+/// [`timestamp_section`]s). Such a chunk decodes only through
+/// [`decode_packed_with`].
+///
+/// # Panics
+/// As [`encode_packed`].
+pub fn encode_packed_shared(samples: &[Sample], owner: u64) -> Vec<u8> {
+    let mut out = header(samples);
+    if !samples.is_empty() {
+        out.push(TS_SHARED);
+        put_uvarint(&mut out, owner);
+        put_values(&mut out, samples);
+    }
+    out
+}
+
+fn header(samples: &[Sample]) -> Vec<u8> {
     let n = u16::try_from(samples.len()).expect("packed chunk holds at most u16::MAX samples");
     let mut out = Vec::with_capacity(16 + samples.len());
     out.extend_from_slice(&n.to_be_bytes());
-    let Some(first) = samples.first() else {
-        return out;
-    };
-    put_varint(&mut out, first.t);
-    if samples.len() > 1 {
-        put_timestamps(&mut out, samples);
-    }
-    put_values(&mut out, samples);
     out
 }
 
 fn put_timestamps(out: &mut Vec<u8>, samples: &[Sample]) {
     let t0 = samples[0].t;
+    if samples.len() == 1 {
+        out.push(TS_DELTA);
+        put_varint(out, t0);
+        return;
+    }
     let deltas: Vec<i64> = samples
         .windows(2)
         .map(|w| w[1].t.wrapping_sub(w[0].t))
@@ -125,10 +164,12 @@ fn put_timestamps(out: &mut Vec<u8>, samples: &[Sample]) {
     match best.1 {
         None => {
             out.push(TS_DELTA);
+            put_varint(out, t0);
             put_column(out, &deltas);
         }
         Some(step) => {
             out.push(TS_GRID);
+            put_varint(out, t0);
             put_varint(out, step);
             put_column(out, &grid_offsets(samples, t0, step));
         }
@@ -215,40 +256,82 @@ fn varint_len(v: i64) -> usize {
     (64 - u.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
-/// Frame minimum and bit width of the largest offset from it.
-fn frame_params(frame: &[i64]) -> (i64, u32) {
+/// Greatest common divisor of every value's offset from its frame's
+/// minimum (1 when all offsets are 0): values that move in fixed steps
+/// (memory in 4 KiB pages, frequencies in kHz) pack in fewer bits divided
+/// by it.
+fn column_divisor(values: &[i64]) -> u64 {
+    let mut g = 0u64;
+    for frame in values.chunks(FRAME) {
+        let min = frame.iter().copied().min().unwrap_or(0);
+        for &v in frame {
+            g = gcd(g, v.wrapping_sub(min) as u64);
+            if g == 1 {
+                return 1;
+            }
+        }
+    }
+    g.max(1)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Frame minimum and bit width of the largest offset from it, divided by
+/// the column's divisor.
+fn frame_params(frame: &[i64], divisor: u64) -> (i64, u32) {
     let min = frame.iter().copied().min().unwrap_or(0);
     let max_off = frame
         .iter()
-        .map(|&v| v.wrapping_sub(min) as u64)
+        .map(|&v| v.wrapping_sub(min) as u64 / divisor)
         .max()
         .unwrap_or(0);
     (min, 64 - max_off.leading_zeros())
 }
 
-/// Bytes [`put_column`] would write for `values`.
-fn column_cost(values: &[i64]) -> usize {
-    values
-        .chunks(FRAME)
-        .map(|f| {
-            let (min, width) = frame_params(f);
-            varint_len(min) + 1 + (f.len() * width as usize).div_ceil(8)
-        })
-        .sum()
+fn uvarint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
-/// Frame-of-reference bit packing: per frame of [`FRAME`] values, the
-/// minimum (varint), the bit width (u8), then each value's offset from the
-/// minimum in `width` bits, least significant bit first, padded to a byte.
+/// Bytes [`put_column`] would write for `values`.
+fn column_cost(values: &[i64]) -> usize {
+    if values.is_empty() {
+        return 0;
+    }
+    let divisor = column_divisor(values);
+    uvarint_len(divisor)
+        + values
+            .chunks(FRAME)
+            .map(|f| {
+                let (min, width) = frame_params(f, divisor);
+                varint_len(min) + 1 + (f.len() * width as usize).div_ceil(8)
+            })
+            .sum::<usize>()
+}
+
+/// Frame-of-reference bit packing. A non-empty column starts with its
+/// divisor (uvarint, [`column_divisor`]); then per frame of [`FRAME`]
+/// values, the minimum (varint), the bit width (u8), then each value's
+/// offset from the minimum, divided by the divisor, in `width` bits, least
+/// significant bit first, padded to a byte.
 fn put_column(out: &mut Vec<u8>, values: &[i64]) {
+    if values.is_empty() {
+        return;
+    }
+    let divisor = column_divisor(values);
+    put_uvarint(out, divisor);
     for frame in values.chunks(FRAME) {
-        let (min, width) = frame_params(frame);
+        let (min, width) = frame_params(frame, divisor);
         put_varint(out, min);
         out.push(width as u8);
         let mut acc: u128 = 0;
         let mut bits = 0u32;
         for &v in frame {
-            acc |= u128::from(v.wrapping_sub(min) as u64) << bits;
+            acc |= u128::from(v.wrapping_sub(min) as u64 / divisor) << bits;
             bits += width;
             while bits >= 8 {
                 out.push(acc as u8);
@@ -271,6 +354,12 @@ fn malformed(d: &Decbuf<'_>, what: &'static str) -> Error {
 
 /// Reads `n` values written by [`put_column`].
 fn read_column(d: &mut Decbuf<'_>, n: usize, out: &mut Vec<i64>) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let divisor = d
+        .uvarint()
+        .map_err(|_| malformed(d, "column divisor is not a uvarint"))?;
     let mut left = n;
     while left > 0 {
         let len = left.min(FRAME);
@@ -297,69 +386,58 @@ fn read_column(d: &mut Decbuf<'_>, n: usize, out: &mut Vec<i64>) -> Result<()> {
             let off = (acc as u64) & mask;
             acc = acc.checked_shr(width).unwrap_or(0);
             bits -= width;
-            out.push(min.wrapping_add(off as i64));
+            out.push(min.wrapping_add(off.wrapping_mul(divisor) as i64));
         }
         left -= len;
     }
     Ok(())
 }
 
-/// Decodes a chunk written by [`encode_packed`].
+/// Decodes a chunk written by [`encode_packed`]. A chunk sharing another's
+/// timestamps ([`encode_packed_shared`]) needs [`decode_packed_with`].
 ///
 /// # Errors
 /// [`Error::TooShort`] without a header, [`Error::Malformed`] for bytes
 /// that are not a packed chunk (truncated, bad widths, bad scale, exception
-/// index out of range, trailing bytes), [`Error::NotIncreasing`] when the
-/// timestamps do not increase.
+/// index out of range, trailing bytes, shared timestamps),
+/// [`Error::NotIncreasing`] when the timestamps do not increase.
 pub fn decode_packed(bytes: &[u8]) -> Result<Vec<Sample>> {
+    decode_packed_with(bytes, |_| None)
+}
+
+/// Decodes a packed chunk; `owner` gives the bytes of the packed chunk at
+/// a byte offset of the same chunk segment file, for a chunk that shares
+/// that chunk's timestamps (`None` when there is none).
+///
+/// # Errors
+/// As [`decode_packed`]; also [`Error::Malformed`] when the owner is
+/// missing, itself shares timestamps, or holds a different sample count.
+pub fn decode_packed_with<'a>(
+    bytes: &[u8],
+    owner: impl FnOnce(u64) -> Option<&'a [u8]>,
+) -> Result<Vec<Sample>> {
     let n = usize::from(super::num_samples(bytes)?);
     let mut d = Decbuf::new(&bytes[HEADER_LEN..]);
     let mut out = Vec::with_capacity(n);
     if n == 0 {
         return finish(d, out);
     }
-    let t0 = d
-        .varint()
-        .map_err(|_| malformed(&d, "first timestamp is not a varint"))?;
-    let mut ts = Vec::with_capacity(n);
-    ts.push(t0);
-    if n > 1 {
-        let mode = d
-            .u8()
-            .map_err(|_| malformed(&d, "timestamp mode missing"))?;
-        let mut col = Vec::with_capacity(n - 1);
-        match mode {
-            TS_DELTA => {
-                read_column(&mut d, n - 1, &mut col)?;
-                let mut t = t0;
-                for delta in col {
-                    t = t.wrapping_add(delta);
-                    ts.push(t);
-                }
-            }
-            TS_GRID => {
-                let step = d
-                    .varint()
-                    .map_err(|_| malformed(&d, "grid step is not a varint"))?;
-                read_column(&mut d, n - 1, &mut col)?;
-                for (i, off) in col.into_iter().enumerate() {
-                    let grid = t0.wrapping_add(((i + 1) as i64).wrapping_mul(step));
-                    ts.push(grid.wrapping_add(off));
-                }
-            }
-            _ => return Err(malformed(&d, "unknown timestamp mode")),
+    let ts = if d.remaining() > 0 && bytes[HEADER_LEN] == TS_SHARED {
+        let _ = d.u8();
+        let at = d
+            .uvarint()
+            .map_err(|_| malformed(&d, "shared timestamps' owner is not a uvarint"))?;
+        let owner = owner(at).ok_or_else(|| malformed(&d, "shared timestamps' owner not found"))?;
+        if usize::from(super::num_samples(owner)?) != n {
+            return Err(malformed(
+                &d,
+                "shared timestamps' owner holds another count",
+            ));
         }
-    }
-    for (i, w) in ts.windows(2).enumerate() {
-        if w[1] <= w[0] {
-            return Err(Error::NotIncreasing {
-                sample: i + 1,
-                bit_offset: 0,
-                prev_t: w[0],
-                t: w[1],
-            });
-        }
-    }
+        read_timestamps(&mut Decbuf::new(&owner[HEADER_LEN..]), n)?
+    } else {
+        read_timestamps(&mut d, n)?
+    };
     let scale = usize::from(d.u8().map_err(|_| malformed(&d, "decimal scale missing"))?);
     if scale > MAX_SCALE {
         return Err(malformed(&d, "decimal scale over 18"));
@@ -431,6 +509,50 @@ pub fn decode_packed(bytes: &[u8]) -> Result<Vec<Sample>> {
     finish(d, out)
 }
 
+/// Reads a delta or grid timestamp section of `n` (> 0) timestamps and
+/// checks that they increase.
+fn read_timestamps(d: &mut Decbuf<'_>, n: usize) -> Result<Vec<i64>> {
+    let mode = d.u8().map_err(|_| malformed(d, "timestamp mode missing"))?;
+    let t0 = d
+        .varint()
+        .map_err(|_| malformed(d, "first timestamp is not a varint"))?;
+    let mut ts = Vec::with_capacity(n);
+    ts.push(t0);
+    let mut col = Vec::with_capacity(n - 1);
+    match mode {
+        TS_DELTA => {
+            read_column(d, n - 1, &mut col)?;
+            let mut t = t0;
+            for delta in col {
+                t = t.wrapping_add(delta);
+                ts.push(t);
+            }
+        }
+        TS_GRID => {
+            let step = d
+                .varint()
+                .map_err(|_| malformed(d, "grid step is not a varint"))?;
+            read_column(d, n - 1, &mut col)?;
+            for (i, off) in col.into_iter().enumerate() {
+                let grid = t0.wrapping_add(((i + 1) as i64).wrapping_mul(step));
+                ts.push(grid.wrapping_add(off));
+            }
+        }
+        _ => return Err(malformed(d, "unknown timestamp mode")),
+    }
+    for (i, w) in ts.windows(2).enumerate() {
+        if w[1] <= w[0] {
+            return Err(Error::NotIncreasing {
+                sample: i + 1,
+                bit_offset: 0,
+                prev_t: w[0],
+                t: w[1],
+            });
+        }
+    }
+    Ok(ts)
+}
+
 fn finish(d: Decbuf<'_>, out: Vec<Sample>) -> Result<Vec<Sample>> {
     if !d.is_empty() {
         return Err(malformed(&d, "trailing bytes after the last column"));
@@ -492,7 +614,7 @@ mod tests {
         let bytes = round_trip(&samples);
         let per_sample = bytes.len() as f64 / 1024.0;
         assert!(per_sample < 0.45, "{per_sample} bytes/sample");
-        assert_eq!(bytes[HEADER_LEN + varint_len(samples[0].t)], TS_GRID);
+        assert_eq!(bytes[HEADER_LEN], TS_GRID);
     }
 
     #[test]
@@ -579,9 +701,8 @@ mod tests {
             Err(Error::Malformed { .. })
         ));
         // Grid step 0 with zero offsets: timestamps equal.
-        let mut bad = vec![0, 2];
+        let mut bad = vec![0, 2, TS_GRID];
         put_varint(&mut bad, 10);
-        bad.push(TS_GRID);
         put_varint(&mut bad, 0);
         put_column(&mut bad, &[0]);
         bad.extend_from_slice(&[0, 0]);
@@ -591,6 +712,37 @@ mod tests {
         assert!(matches!(
             decode_packed(&bad),
             Err(Error::NotIncreasing { sample: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn shared_timestamps_come_from_the_owner_chunk() {
+        let ts = scrape_times(200, 5);
+        let owner: Vec<Sample> = ts.iter().map(|&t| Sample::new(t, 1.0)).collect();
+        let other: Vec<Sample> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Sample::new(t, i as f64 * 0.25))
+            .collect();
+        assert_eq!(timestamp_section(&owner), timestamp_section(&other));
+        let owner_bytes = encode_packed(&owner);
+        let shared = encode_packed_shared(&other, 4242);
+        assert!(shared.len() < encode_packed(&other).len() / 2);
+        let got =
+            decode_packed_with(&shared, |at| (at == 4242).then_some(&owner_bytes[..])).unwrap();
+        assert_eq!(bits(&got), bits(&other));
+        // Standalone decoding, a missing owner, an owner that shares in
+        // turn or holds another count are errors, not wrong samples.
+        assert!(matches!(
+            decode_packed(&shared),
+            Err(Error::Malformed { .. })
+        ));
+        let sharer_of_sharer = encode_packed_shared(&other, 1);
+        assert!(decode_packed_with(&sharer_of_sharer, |_| Some(&shared[..])).is_err());
+        let short = encode_packed(&owner[..199]);
+        assert!(matches!(
+            decode_packed_with(&shared, |_| Some(&short[..])),
+            Err(Error::Malformed { .. })
         ));
     }
 
