@@ -5,6 +5,13 @@ use clap::Parser;
 use tidemark::config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: ingest allocates and frees
+/// small buffers per series per request (decoded protobuf, label sets,
+/// sample vectors), where glibc's malloc spent about a quarter of the
+/// server's CPU (perf, `scripts/compare` workload).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|e| {
