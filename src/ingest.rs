@@ -9,9 +9,11 @@ pub mod metadata;
 mod metrics;
 pub mod proto;
 mod receiver;
+pub mod series_cache;
 pub mod validate;
 
 pub use decode::{ProtoVersion, Request};
 pub use error::{Error, Reason};
 pub use metrics::IngestMetrics;
 pub use receiver::{Receiver, ReceiverOptions, WriteOutcome};
+pub use series_cache::SeriesCache;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::ingest::error::Reason;
 use crate::ingest::proto::{prometheus, write_v2};
+use crate::ingest::series_cache::SeriesCache;
 use crate::model::{LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::storage::SeriesSamples;
 
@@ -132,6 +133,26 @@ impl<'a> StringCache<'a> {
     }
 }
 
+/// A series' labels: from `series` when its raw pairs were seen before,
+/// else from `build` (and then cached, interned, if valid).
+fn cached_or_built<'a, I>(
+    series: Option<&SeriesCache>,
+    raw: impl Fn() -> I,
+    build: impl FnOnce() -> Result<Labels, LabelProblem>,
+) -> Result<Labels, LabelProblem>
+where
+    I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let Some(c) = series else {
+        return build();
+    };
+    let key = SeriesCache::key(raw());
+    if let Some(l) = c.get(key, raw()) {
+        return Ok(l);
+    }
+    build().map(|l| c.insert(key, l))
+}
+
 /// Builds validated labels from `(name, value)` string pairs, where `None`
 /// marks a string that was not valid UTF-8.
 fn build_labels(
@@ -246,16 +267,38 @@ fn metric_type_v2(t: i32) -> &'static str {
 
 /// Prepares a remote write 1.0 request.
 pub fn prepare_v1(req: &prometheus::WriteRequest, rules: Rules) -> Prepared {
+    prepare_v1_inner(req, rules, None)
+}
+
+/// [`prepare_v1`] taking the labels of series seen before from `series`
+/// (and adding new ones to it).
+pub fn prepare_v1_cached(
+    req: &prometheus::WriteRequest,
+    rules: Rules,
+    series: &SeriesCache,
+) -> Prepared {
+    prepare_v1_inner(req, rules, Some(series))
+}
+
+fn prepare_v1_inner(
+    req: &prometheus::WriteRequest,
+    rules: Rules,
+    series: Option<&SeriesCache>,
+) -> Prepared {
     let mut out = Prepared::default();
     let mut cache = StringCache::default();
     for ts in &req.timeseries {
         out.samples_received += ts.samples.len();
         out.histograms_received += ts.histograms.len();
-        let pairs = ts
-            .labels
-            .iter()
-            .map(|l| (cache.get(&l.name), cache.get(&l.value)));
-        let labels = match build_labels(pairs.collect::<Vec<_>>().into_iter()) {
+        let raw = || ts.labels.iter().map(|l| (&l.name[..], &l.value[..]));
+        let built = cached_or_built(series, raw, || {
+            let pairs = ts
+                .labels
+                .iter()
+                .map(|l| (cache.get(&l.name), cache.get(&l.value)));
+            build_labels(pairs.collect::<Vec<_>>().into_iter())
+        });
+        let labels = match built {
             Ok(l) => l,
             Err(p) => {
                 out.reject(
@@ -327,6 +370,20 @@ fn exemplar_labels(pairs: Vec<StrPair>) -> Result<Labels, ()> {
 /// Prepares a remote write 2.0 request: symbols are converted once and
 /// label references resolved by index.
 pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
+    prepare_v2_inner(req, rules, None)
+}
+
+/// [`prepare_v2`] taking the labels of series seen before from `series`
+/// (and adding new ones to it).
+pub fn prepare_v2_cached(req: &write_v2::Request, rules: Rules, series: &SeriesCache) -> Prepared {
+    prepare_v2_inner(req, rules, Some(series))
+}
+
+fn prepare_v2_inner(
+    req: &write_v2::Request,
+    rules: Rules,
+    series: Option<&SeriesCache>,
+) -> Prepared {
     let mut out = Prepared::default();
     let symbols: Vec<Option<Arc<str>>> = req
         .symbols
@@ -379,7 +436,11 @@ pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
                 continue;
             }
         };
-        let labels = match build_labels(pairs.into_iter()) {
+        let raw = || {
+            let raw_sym = |r: u32| req.symbols.get(r as usize).map_or(&[][..], |s| &s[..]);
+            refs.chunks(2).map(move |p| (raw_sym(p[0]), raw_sym(p[1])))
+        };
+        let labels = match cached_or_built(series, raw, || build_labels(pairs.into_iter())) {
             Ok(l) => l,
             Err(p) => {
                 out.reject(|| describe(refs), p.reason, count, || p.detail);
@@ -433,4 +494,72 @@ pub fn prepare_v2(req: &write_v2::Request, rules: Rules) -> Prepared {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn request(series: &[&[(&str, &str)]]) -> prometheus::WriteRequest {
+        prometheus::WriteRequest {
+            timeseries: series
+                .iter()
+                .enumerate()
+                .map(|(i, labels)| prometheus::TimeSeries {
+                    labels: labels
+                        .iter()
+                        .map(|(n, v)| prometheus::Label {
+                            name: Bytes::copy_from_slice(n.as_bytes()),
+                            value: Bytes::copy_from_slice(v.as_bytes()),
+                        })
+                        .collect(),
+                    samples: vec![prometheus::Sample {
+                        value: i as f64,
+                        timestamp: 1000,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    const RULES: Rules = Rules { max_t: i64::MAX };
+
+    /// With the series cache, the same request prepares to the same batch
+    /// and rejections, the first time (cache filled) and every time after
+    /// (labels from the cache), as without it; invalid series are never
+    /// cached.
+    #[test]
+    fn cached_preparation_equals_uncached() {
+        let req = request(&[
+            &[("__name__", "up"), ("job", "a")],
+            &[("job", "b"), ("__name__", "up")],
+            &[("__name__", "up"), ("empty", ""), ("job", "c")],
+            &[("job", "no name")],
+            &[("__name__", "up"), ("job", "a"), ("job", "dup")],
+        ]);
+        let plain = prepare_v1(&req, RULES);
+        let cache = SeriesCache::new(1000);
+        for round in 0..3 {
+            let cached = prepare_v1_cached(&req, RULES, &cache);
+            assert_eq!(cached.batch, plain.batch, "round {round}");
+            assert_eq!(cached.rejected, plain.rejected, "round {round}");
+            assert_eq!(cache.len(), 3, "round {round}");
+        }
+        // Sorted labels, as senders send them, come from the cache.
+        let key = SeriesCache::key(
+            req.timeseries[0]
+                .labels
+                .iter()
+                .map(|l| (&l.name[..], &l.value[..])),
+        );
+        let raw = req.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (&l.name[..], &l.value[..]));
+        assert_eq!(cache.get(key, raw).as_ref(), Some(&plain.batch[0].labels));
+    }
 }

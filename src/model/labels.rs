@@ -13,13 +13,28 @@ pub const METRIC_NAME: &str = "__name__";
 
 /// One label pair. Strings are shared (`Arc<str>`) so that interned copies
 /// cost one pointer each.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Label {
     /// The label name; never empty.
     pub name: Arc<str>,
     /// The label value; never empty inside a [`Labels`] (an empty value means
     /// the label is absent, as in Prometheus).
     pub value: Arc<str>,
+}
+
+/// Interned strings compare by pointer before by content.
+impl PartialEq for Label {
+    fn eq(&self, other: &Self) -> bool {
+        (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+            && (Arc::ptr_eq(&self.value, &other.value) || self.value == other.value)
+    }
+}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.value.hash(state);
+    }
 }
 
 impl fmt::Debug for Label {
@@ -50,11 +65,66 @@ pub enum LabelError {
 }
 
 /// A sorted set of labels with unique, non-empty names. Cloning is one
-/// reference-count increment.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Labels(Arc<[Label]>);
+/// reference-count increment. Carries its [`Labels::stable_hash`], computed
+/// once when built: the head's series map and the remote-write series cache
+/// look label sets up by it on every append.
+#[derive(Clone)]
+pub struct Labels {
+    labels: Arc<[Label]>,
+    hash: u64,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self::new(Arc::from([]))
+    }
+}
+
+/// Equal hashes first (almost every unequal pair stops there), then the
+/// same allocation, then the labels themselves.
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.labels, &other.labels) || self.labels == other.labels)
+    }
+}
+
+impl Eq for Labels {}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By name, then value, label by label (as Prometheus sorts series).
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.labels.cmp(&other.labels)
+    }
+}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
 impl Labels {
+    fn new(labels: Arc<[Label]>) -> Self {
+        let mut h = HASH_STATE.build_hasher();
+        for l in labels.iter() {
+            h.write(l.name.as_bytes());
+            h.write_u8(0xff);
+            h.write(l.value.as_bytes());
+            h.write_u8(0xff);
+        }
+        Self {
+            hash: h.finish(),
+            labels,
+        }
+    }
+
     /// The empty label set.
     pub fn empty() -> Self {
         Self::default()
@@ -85,25 +155,25 @@ impl Labels {
 
     /// The labels in name order.
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+        self.labels.iter()
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.labels.len()
     }
 
     /// Reports whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.labels.is_empty()
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.labels
             .binary_search_by(|l| (*l.name).cmp(name))
             .ok()
-            .map(|i| &*self.0[i].value)
+            .map(|i| &*self.labels[i].value)
     }
 
     /// The metric name (`__name__`), if present.
@@ -114,32 +184,36 @@ impl Labels {
     /// A hash of the names and values, stable for the life of the process
     /// (used to shard the head's series map; never persisted).
     pub fn stable_hash(&self) -> u64 {
-        let mut h = HASH_STATE.build_hasher();
-        for l in self.0.iter() {
-            h.write(l.name.as_bytes());
-            h.write_u8(0xff);
-            h.write(l.value.as_bytes());
-            h.write_u8(0xff);
-        }
-        h.finish()
+        self.hash
     }
 
-    /// Returns a copy whose strings come from `interner`.
+    /// Returns a copy whose strings come from `interner`: these labels
+    /// themselves (no allocation) when every string already does.
     pub fn interned(&self, interner: &Interner) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .map(|l| Label {
-                    name: interner.intern(&l.name),
-                    value: interner.intern(&l.value),
-                })
-                .collect(),
-        )
+        let strings: Vec<Label> = self
+            .labels
+            .iter()
+            .map(|l| Label {
+                name: interner.intern(&l.name),
+                value: interner.intern(&l.value),
+            })
+            .collect();
+        let same = strings
+            .iter()
+            .zip(self.labels.iter())
+            .all(|(a, b)| Arc::ptr_eq(&a.name, &b.name) && Arc::ptr_eq(&a.value, &b.value));
+        if same {
+            return self.clone();
+        }
+        Labels {
+            labels: strings.into(),
+            hash: self.hash,
+        }
     }
 
     /// Approximate heap bytes held by these labels if nothing were shared.
     pub fn size_bytes(&self) -> usize {
-        self.0
+        self.labels
             .iter()
             .map(|l| l.name.len() + l.value.len() + 2 * std::mem::size_of::<Arc<str>>())
             .sum()
@@ -175,7 +249,7 @@ impl fmt::Display for Labels {
         }
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| &*l.name != METRIC_NAME) {
+        for l in self.labels.iter().filter(|l| &*l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
@@ -247,7 +321,7 @@ impl LabelsBuilder {
                 });
             }
         }
-        Ok(Labels(labels.into()))
+        Ok(Labels::new(labels.into()))
     }
 }
 

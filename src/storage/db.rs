@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::model::Matcher;
+use crate::model::{Labels, Matcher};
 use crate::storage::block::{Block, BlockCompaction, BlockMeta, CHUNKS_DIR};
 use crate::storage::compact::{
     self, io_err, BlockPlan, InputChunk, InputPart, InputSeries, TMP_CREATION_SUFFIX,
@@ -255,6 +255,12 @@ impl Db {
             return Err(Error::Closed);
         }
         self.head.append(batch, &self.wal)
+    }
+
+    /// `labels` with the head's copies of their strings, so that the head
+    /// finds them by pointer comparison (remote-write series cache).
+    pub fn intern_labels(&self, labels: &Labels) -> Labels {
+        labels.interned(self.head.interner())
     }
 
     /// A read view over `[mint, maxt]` (inclusive, ms) of the head and

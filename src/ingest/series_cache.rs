@@ -1,0 +1,240 @@
+//! [`SeriesCache`]: the label sets remote-write requests sent before, found
+//! by a hash of their raw bytes. A sender repeats every series in every
+//! request (once a scrape), so a hit skips what turning raw labels into
+//! [`Labels`] costs: UTF-8 checks, string allocations, sorting, validation
+//! and the label-set hash. The cached [`Labels`] are the ones the head
+//! keeps (interned through it), so the head's own lookup compares them by
+//! pointer.
+//!
+//! Holds only label sets that passed validation, and answers a hit only
+//! when the request's pairs equal the cached labels pair for pair, so a
+//! hash collision or a reordered, duplicated or empty-valued label is a
+//! miss that takes the full path. Two generations per stripe bound its
+//! size and let series no longer sent age out. Knows nothing of storage.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use parking_lot::Mutex;
+
+use crate::model::Labels;
+
+const STRIPES: usize = 64;
+
+/// Fixed seeds, so keys are stable for the process. (Not ahash's own
+/// constants: seeds equal to them cancel out and every key hashes to 0.)
+static KEY_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0x2545_f491_4f6c_dd1d,
+);
+
+/// Hashes are already well mixed: use them as they are.
+#[derive(Default, Clone, Copy)]
+struct IdentityHash;
+
+impl BuildHasher for IdentityHash {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Generation = HashMap<u64, Labels, IdentityHash>;
+
+#[derive(Default)]
+struct Stripe {
+    current: Generation,
+    previous: Generation,
+}
+
+/// Makes a label set share the storage's strings (`Db::intern_labels`).
+pub type InternFn = Box<dyn Fn(&Labels) -> Labels + Send + Sync>;
+
+/// Raw label pairs of recent requests -> their validated [`Labels`].
+pub struct SeriesCache {
+    stripes: Box<[Mutex<Stripe>]>,
+    /// Entries of one stripe's current generation before it rotates.
+    per_generation: usize,
+    intern: Option<InternFn>,
+}
+
+impl SeriesCache {
+    /// A cache holding up to about `capacity` series (twice that at most,
+    /// across the two generations).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            per_generation: (capacity / STRIPES).max(1),
+            intern: None,
+        }
+    }
+
+    /// [`SeriesCache::new`] whose cached labels are made to share the
+    /// storage's strings by `intern` as they are added.
+    pub fn with_interner(capacity: usize, intern: InternFn) -> Self {
+        Self {
+            intern: Some(intern),
+            ..Self::new(capacity)
+        }
+    }
+
+    /// The hash a series' raw `(name, value)` pairs are cached under.
+    pub fn key<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
+        use std::hash::Hasher;
+        let mut h = KEY_HASH.build_hasher();
+        for (n, v) in pairs {
+            h.write_usize(n.len());
+            h.write(n);
+            h.write_usize(v.len());
+            h.write(v);
+        }
+        h.finish()
+    }
+
+    fn stripe(&self, key: u64) -> &Mutex<Stripe> {
+        &self.stripes[(key >> 58) as usize % STRIPES]
+    }
+
+    /// The cached labels for `key` if they equal `pairs` (in order).
+    pub fn get<'a>(
+        &self,
+        key: u64,
+        pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Option<Labels> {
+        let labels = {
+            let mut s = self.stripe(key).lock();
+            match s.current.get(&key) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = s.previous.remove(&key)?;
+                    s.current.insert(key, l.clone());
+                    l
+                }
+            }
+        };
+        let same = labels.len() == pairs.len()
+            && labels
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| l.name.as_bytes() == n && l.value.as_bytes() == v);
+        same.then_some(labels)
+    }
+
+    /// Caches `labels` (valid, built from pairs hashing to `key`) and
+    /// returns them as cached (interned).
+    pub fn insert(&self, key: u64, labels: Labels) -> Labels {
+        let labels = match &self.intern {
+            Some(intern) => intern(&labels),
+            None => labels,
+        };
+        let mut s = self.stripe(key).lock();
+        if s.current.len() >= self.per_generation {
+            s.previous = std::mem::take(&mut s.current);
+        }
+        s.current.insert(key, labels.clone());
+        labels
+    }
+
+    /// Cached series, both generations.
+    pub fn len(&self) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.current.len() + s.previous.len()
+            })
+            .sum()
+    }
+
+    /// Reports whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs<'a>(
+        p: &'a [(&'a str, &'a str)],
+    ) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> {
+        p.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    }
+
+    #[test]
+    fn hit_only_for_the_same_pairs_in_the_same_order() {
+        let c = SeriesCache::new(1000);
+        let raw = [("__name__", "up"), ("job", "node")];
+        let labels = Labels::from_static(&raw);
+        let k = SeriesCache::key(pairs(&raw));
+        assert_eq!(c.get(k, pairs(&raw)), None);
+        c.insert(k, labels.clone());
+        assert_eq!(c.get(k, pairs(&raw)), Some(labels.clone()));
+        // Another order, a changed value, an extra pair: not a hit, even
+        // when forced under the same key (a collision).
+        let swapped = [("job", "node"), ("__name__", "up")];
+        assert_ne!(SeriesCache::key(pairs(&swapped)), k);
+        assert_eq!(c.get(k, pairs(&swapped)), None);
+        assert_eq!(
+            c.get(k, pairs(&[("__name__", "up"), ("job", "nodf")])),
+            None
+        );
+        assert_eq!(
+            c.get(k, pairs(&[("__name__", "up"), ("job", "node"), ("a", "b")])),
+            None
+        );
+        // Keys spread (a degenerate hasher once made every key 0), and the
+        // boundary between name and value is part of the key.
+        assert_ne!(k, 0);
+        assert_ne!(k, SeriesCache::key(pairs(&[("__name__", "up")])));
+        assert_ne!(
+            SeriesCache::key(pairs(&[("ab", "c")])),
+            SeriesCache::key(pairs(&[("a", "bc")]))
+        );
+    }
+
+    #[test]
+    fn size_is_bounded_and_recent_series_stay() {
+        let c = SeriesCache::new(STRIPES * 10);
+        let mut keep = None;
+        for i in 0..10_000 {
+            let v = i.to_string();
+            let raw = [("__name__", "m"), ("i", v.as_str())];
+            let k = SeriesCache::key(pairs(&raw));
+            c.insert(k, Labels::from_static(&raw));
+            if i == 0 {
+                keep = Some((k, raw.map(|(n, v)| (n.to_string(), v.to_string()))));
+            }
+            // Series 0 is sent all along: it stays cached.
+            let (k0, raw0) = keep.as_ref().unwrap();
+            let raw0: Vec<(&[u8], &[u8])> = raw0
+                .iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+                .collect();
+            assert!(
+                c.get(*k0, raw0.into_iter()).is_some(),
+                "series 0 evicted at {i}"
+            );
+        }
+        assert!(c.len() <= 2 * STRIPES * 10 + STRIPES, "{}", c.len());
+    }
+}
