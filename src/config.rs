@@ -221,10 +221,34 @@ impl From<&Config> for ApiOptions {
             engine: EngineOptions::from(c),
             enable_admin_api: c.enable_admin_api,
             flags: c.flags(),
-            // Only the head exists until persistent blocks land; nothing
-            // is deleted by age or size.
-            storage_retention: "head only (no retention)".to_string(),
+            storage_retention: retention_text(c.retention, c.retention_size),
         }
+    }
+}
+
+/// `status/runtimeinfo`'s `storageRetention`, as Prometheus words it:
+/// `15d`, `50GiB`, `15d or 50GiB`, or `unlimited`.
+pub fn retention_text(time: Duration, bytes: u64) -> String {
+    let size = (bytes > 0).then(|| {
+        let units = [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        units
+            .iter()
+            .find(|(_, u)| bytes.is_multiple_of(*u))
+            .map_or(format!("{bytes}B"), |(name, u)| {
+                format!("{}{name}", bytes / u)
+            })
+    });
+    let time = (!time.is_zero()).then(|| format_duration(time));
+    match (time, size) {
+        (Some(t), Some(s)) => format!("{t} or {s}"),
+        (Some(t), None) => t,
+        (None, Some(s)) => s,
+        (None, None) => "unlimited".to_string(),
     }
 }
 
@@ -342,6 +366,19 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_text_words_it_as_prometheus() {
+        let d = |s| Duration::from_secs(s);
+        assert_eq!(retention_text(d(15 * 86_400), 0), "15d");
+        assert_eq!(retention_text(d(15 * 86_400), 50 << 30), "15d or 50GiB");
+        assert_eq!(retention_text(d(0), 512 << 20), "512MiB");
+        assert_eq!(retention_text(d(0), 1000), "1000B");
+        assert_eq!(retention_text(d(0), 0), "unlimited");
+        // What the server reports with its defaults.
+        let c = Config::parse_from(["tidemark"]);
+        assert_eq!(ApiOptions::from(&c).storage_retention, "15d");
+    }
 
     #[test]
     fn parse_bytes_table() {

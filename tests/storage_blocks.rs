@@ -248,6 +248,40 @@ fn delete_series_hides_data_at_once_and_compaction_removes_it() {
     check_all(&db, &oracle, "after more data");
 }
 
+/// `clean_tombstones` (the admin API's) rewrites every block holding
+/// tombstones at once, without waiting for a compaction, and drops exactly
+/// the deleted samples.
+#[test]
+fn clean_tombstones_rewrites_blocks_without_the_deleted_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    ingest(&db, &mut oracle, 12, T0, T0 + 9 * HOUR);
+    let (lo, hi) = (T0 + HOUR, T0 + 5 * HOUR);
+    db.delete(&[Matcher::eq("__name__", "up")], lo, hi).unwrap();
+    for (k, v) in oracle.iter_mut() {
+        if k.starts_with("up{") {
+            v.retain(|(t, _)| *t < lo || *t > hi);
+        }
+    }
+    // Blocks [0, 2 h), [2 h, 4 h) and [4 h, 6 h) hold the window; the head
+    // holds [6 h, 9 h).
+    assert_eq!(block_spans(&db), vec![(0, 2), (2, 4), (4, 6)]);
+    let before: u64 = db.blocks().iter().map(|m| m.stats.num_samples).sum();
+    assert_eq!(db.clean_tombstones().unwrap(), 3);
+    let after: u64 = db.blocks().iter().map(|m| m.stats.num_samples).sum();
+    // Every deleted sample in a block is gone from the files: 4 of the 12
+    // series are `up`, 4 h of them deleted (the 1..5 h window is all in
+    // blocks), 240 samples each.
+    assert_eq!(before - after, 4 * 4 * 240 + 4, "{before} -> {after}");
+    check_all(&db, &oracle, "after clean_tombstones");
+    assert_eq!(db.clean_tombstones().unwrap(), 0);
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check_all(&db, &oracle, "after clean_tombstones and restart");
+}
+
 #[test]
 fn retention_by_time_deletes_whole_old_blocks() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,18 +296,15 @@ fn retention_by_time_deletes_whole_old_blocks() {
     .unwrap();
     ingest(&db, &mut oracle, 6, T0, T0 + 14 * HOUR);
     db.compact().unwrap();
-    let newest = T0 + 14 * HOUR - STEP;
-    let metas = db.blocks();
-    assert!(!metas.is_empty());
-    // Every remaining block ends within the retention of the newest sample;
-    // the oldest surviving block starts where the oracle is cut.
-    for m in &metas {
-        assert!(newest - m.max_time < 6 * HOUR, "{m:?}");
-    }
-    let first = metas[0].min_time;
-    assert!(first > T0, "nothing was deleted: {:?}", block_spans(&db));
-    assert!(db.storage_stats().retention_deleted_blocks >= 1);
-    let kept = range(&oracle, first, i64::MAX);
+    // 10% of a 6 h retention is below the 2 h block range: no merges. The
+    // head (cut once it spans 3 h) holds [12 h, 14 h); the newest sample
+    // is at 14 h - 15 s, so blocks ending at 6 h or before (8 h - 15 s
+    // behind it, past the 6 h retention) are gone and the one ending at
+    // 8 h (6 h - 15 s behind) stays.
+    assert_eq!(block_spans(&db), vec![(6, 8), (8, 10), (10, 12)]);
+    assert_eq!(db.storage_stats().retention_deleted_blocks, 3);
+    assert_eq!(db.head_stats().min_t, Some(T0 + 12 * HOUR));
+    let kept = range(&oracle, T0 + 6 * HOUR, i64::MAX);
     check_all(&db, &kept, "after time retention");
 }
 
@@ -282,6 +313,7 @@ fn retention_by_size_deletes_oldest_blocks_until_under_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut oracle = Oracle::new();
     let limit;
+    let expected_first;
     {
         let db = Db::open(dir.path(), opts()).unwrap();
         ingest(&db, &mut oracle, 20, T0, T0 + 12 * HOUR);
@@ -289,6 +321,19 @@ fn retention_by_size_deletes_oldest_blocks_until_under_the_limit() {
         assert!(st.blocks >= 2, "{st:?}");
         // Room for the WAL and about half of the blocks.
         limit = db.wal_size_bytes() + st.blocks_bytes / 2;
+        // Oldest blocks go first until blocks + WAL fit: work out which
+        // block is then the first, from each block's own size on disk.
+        let mut total = st.blocks_bytes + db.wal_size_bytes();
+        let mut first = None;
+        for m in db.blocks() {
+            if total <= limit {
+                first = Some(m.min_time);
+                break;
+            }
+            let b = tidemark::storage::block::Block::open(&dir.path().join(&m.ulid), false);
+            total -= b.unwrap().size_bytes();
+        }
+        expected_first = first;
     }
     let db = Db::open(
         dir.path(),
@@ -302,9 +347,12 @@ fn retention_by_size_deletes_oldest_blocks_until_under_the_limit() {
     assert!(r.retention_deleted >= 1, "{r:?}");
     let st = db.storage_stats();
     assert!(st.blocks_bytes + db.wal_size_bytes() <= limit, "{st:?}");
-    let first = db.blocks().first().map_or(i64::MAX, |m| m.min_time);
-    let head_min = db.head_stats().min_t.unwrap();
-    let kept = range(&oracle, first.min(head_min), i64::MAX);
+    // Exactly the oldest blocks went: the first survivor is the expected
+    // one, and some block survives (a limit of half the blocks).
+    let first = db.blocks().first().map(|m| m.min_time);
+    assert!(expected_first.is_some());
+    assert_eq!(first, expected_first, "{:?}", block_spans(&db));
+    let kept = range(&oracle, first.unwrap_or(i64::MAX), i64::MAX);
     check_all(&db, &kept, "after size retention");
 }
 

@@ -56,7 +56,9 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
 }
 
 /// Formats milliseconds as Prometheus prints a duration (`2m`, `1h30m`,
-/// `250ms`, `0s`).
+/// `250ms`, `0s`, `15d`, `2w`). As Prometheus's `model.Duration`, years and
+/// weeks are used only when they divide the whole duration: `15d`, not
+/// `2w1d`.
 pub fn format_duration_ms(ms: u64) -> String {
     if ms == 0 {
         return "0s".into();
@@ -65,6 +67,10 @@ pub fn format_duration_ms(ms: u64) -> String {
     let mut out = String::new();
     for (unit, len) in DURATION_UNITS {
         let len = len as u64;
+        let exact_only = unit == "y" || unit == "w";
+        if exact_only && !rest.is_multiple_of(len) {
+            continue;
+        }
         if rest >= len {
             out.push_str(&format!("{}{unit}", rest / len));
             rest %= len;
@@ -105,6 +111,11 @@ mod tests {
         }
         assert_eq!(format_duration_ms(5_400_250), "1h30m250ms");
         assert_eq!(format_duration_ms(0), "0s");
+        assert_eq!(format_duration_ms(15 * 86_400_000), "15d");
+        assert_eq!(format_duration_ms(14 * 86_400_000), "2w");
+        assert_eq!(format_duration_ms(365 * 86_400_000 + 3_600_000), "365d1h");
+        assert_eq!(format_duration_ms(379 * 86_400_000), "379d");
+        assert_eq!(format_duration_ms(730 * 86_400_000), "2y");
         assert_eq!(unit_ms("w"), Some(604_800_000));
     }
 }
