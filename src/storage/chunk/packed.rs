@@ -189,12 +189,39 @@ fn grid_offsets(samples: &[Sample], t0: i64, step: i64) -> Vec<i64> {
 }
 
 fn put_values(out: &mut Vec<u8>, samples: &[Sample]) {
-    let decimals: Vec<Option<(i64, usize)>> = samples.iter().map(|s| to_decimal(s.v)).collect();
+    // Runs of equal values (constants, idle counters) are converted once.
+    let mut last: Option<(u64, Option<(i64, usize)>)> = None;
+    let decimals: Vec<Option<(i64, usize)>> = samples
+        .iter()
+        .map(|s| {
+            let bits = s.v.to_bits();
+            match last {
+                Some((b, d)) if b == bits => d,
+                _ => {
+                    let d = to_decimal(s.v);
+                    last = Some((bits, d));
+                    d
+                }
+            }
+        })
+        .collect();
     let mut scales: Vec<usize> = decimals.iter().flatten().map(|&(_, k)| k).collect();
     scales.sort_unstable();
     scales.dedup();
-    if scales.is_empty() {
-        scales.push(0);
+    let Some(&max) = scales.last() else {
+        put_values_at(out, samples, &decimals, 0);
+        return;
+    };
+    // The largest scale any value needs holds every decimal value unless
+    // a mantissa overflows ±2^53 there; only then can a smaller scale
+    // (more values as exceptions) win, so only then are they tried.
+    let overflows = samples
+        .iter()
+        .zip(&decimals)
+        .any(|(s, &d)| d.is_some() && mantissa_at(s.v, d, max).is_none());
+    if !overflows {
+        put_values_at(out, samples, &decimals, max);
+        return;
     }
     let mut best: Option<Vec<u8>> = None;
     for scale in scales {
