@@ -2,8 +2,8 @@
 //!
 //! - `kubectl kustomize` renders the base and every overlay, and the output
 //!   validates against the Kubernetes schemas (`kubernetes-validate
-//!   --strict`); the optional ServiceMonitor component selects a Service
-//!   port that exists.
+//!   --strict`); the optional ServiceMonitor component selects exactly one
+//!   Service (so the pod is scraped once), with a port that exists.
 //! - `yamllint --strict` passes on every YAML file; `promtool check config`
 //!   passes on the Prometheus examples, and every remote-write example
 //!   carries the same queue settings.
@@ -33,11 +33,6 @@ const KUSTOMIZATIONS: [&str; 3] = [
     "deploy/kubernetes/overlays/small",
     "deploy/kubernetes/overlays/large",
 ];
-
-/// `TIDEMARK_*` variables the manifests set before the flag exists (block
-/// retention, issue 6). Clap ignores a variable it does not know, so they
-/// are harmless until then; any other unknown variable is a typo.
-const PENDING_ENV: [&str; 2] = ["TIDEMARK_RETENTION", "TIDEMARK_RETENTION_SIZE"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -245,10 +240,22 @@ fn servicemonitor_component_selects_the_tidemark_service_port() {
                 .all(|(k, v)| &s["metadata"]["labels"][k] == v)
         })
         .collect();
-    assert!(
-        !selected.is_empty(),
-        "the ServiceMonitor selects no Service"
+    // Every selected Service's endpoints are scraped: two Services in
+    // front of the same pod would scrape it twice.
+    assert_eq!(
+        selected.len(),
+        1,
+        "the ServiceMonitor must select exactly one Service, selects {:?}",
+        selected
+            .iter()
+            .map(|s| s["metadata"]["name"].to_string())
+            .collect::<Vec<_>>()
     );
+    // The StatefulSet's headless Service: it lists the pod during WAL
+    // replay too (publishNotReadyAddresses).
+    let sts = find(&docs, "StatefulSet", "tidemark");
+    assert_eq!(selected[0]["metadata"]["name"], sts["spec"]["serviceName"]);
+    assert_eq!(selected[0]["spec"]["publishNotReadyAddresses"], true);
     for s in selected {
         assert!(
             s["spec"]["ports"]
@@ -469,8 +476,10 @@ fn statefulset_args_start_the_binary_and_probe_paths_answer() {
             let name = from["configMapRef"]["name"].as_str().unwrap();
             let cm = find(&docs, "ConfigMap", name);
             for (key, v) in cm["data"].as_object().unwrap() {
+                // Clap ignores a variable it does not know, so an unknown
+                // one would be a silently ignored typo.
                 assert!(
-                    known_env.contains(key) || PENDING_ENV.contains(&key.as_str()),
+                    known_env.contains(key),
                     "{k}: {key} is no TIDEMARK_* variable of `tidemark --help`"
                 );
                 env.insert(key.clone(), v.as_str().unwrap().to_string());
