@@ -28,8 +28,9 @@ pub(crate) const TMP_CREATION_SUFFIX: &str = ".tmp-for-creation";
 /// Suffix of a block directory being deleted.
 pub(crate) const TMP_DELETION_SUFFIX: &str = ".tmp-for-deletion";
 
-/// A test hook called with the name of each step of block writing and
-/// compaction; crash tests abort the process there.
+/// A test hook called with the name of each step of block writing,
+/// compaction, tombstone rewrites, retention deletes and WAL checkpoints;
+/// crash tests abort the process there.
 pub type CrashHook = fn(&str);
 
 /// One chunk handed to the block writer: borrowed from the head or a block.

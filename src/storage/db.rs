@@ -351,6 +351,7 @@ impl Db {
             self.head.interner(),
             |r| self.head.has_series(r),
             mint,
+            self.opts.crash_hook,
         )?;
         Ok(())
     }
@@ -390,7 +391,7 @@ impl Db {
             };
             let parents: Vec<Arc<Block>> = group.iter().map(|&i| blocks[i].clone()).collect();
             let plan = compact::merged_plan(&parents);
-            self.replace_blocks(&parents, plan)?;
+            self.replace_blocks("merge", &parents, plan)?;
             report.merges += 1;
         }
         for b in self.blocks_with_tombstones() {
@@ -491,11 +492,13 @@ impl Db {
     /// Merges `parents` into one block written from `plan`, then deletes
     /// them. A crash after the new block is in place but before all parents
     /// are gone is repaired at open (blocks named as parents are removed).
-    fn replace_blocks(&self, parents: &[Arc<Block>], plan: BlockPlan) -> Result<()> {
+    /// `kind` names the operation in crash-hook steps: `<kind>-block:<step>`
+    /// while writing, then `<kind>:swapped` and `<kind>:first_parent_deleted`.
+    fn replace_blocks(&self, kind: &str, parents: &[Arc<Block>], plan: BlockPlan) -> Result<()> {
         let started = Instant::now();
         let written = compact::write_block(
             &self.dir,
-            "merge",
+            kind,
             plan,
             compact::merged_series(parents),
             self.opts.crash_hook,
@@ -505,11 +508,11 @@ impl Db {
             None => Vec::new(),
         };
         self.insert_blocks(parents, new);
-        self.hook("merge:swapped");
+        self.hook(&format!("{kind}:swapped"));
         for (i, p) in parents.iter().enumerate() {
             compact::delete_block_dir(p.dir())?;
             if i == 0 {
-                self.hook("merge:first_parent_deleted");
+                self.hook(&format!("{kind}:first_parent_deleted"));
             }
         }
         self.counters
@@ -528,15 +531,20 @@ impl Db {
             .collect()
     }
 
-    /// Rewrites one block without its deleted data.
+    /// Rewrites one block without its deleted data (crash-hook steps
+    /// `rewrite-block:<step>`, `rewrite:swapped`,
+    /// `rewrite:first_parent_deleted`).
     fn rewrite_block(&self, b: &Arc<Block>) -> Result<()> {
         let m = b.meta();
         let mut plan = compact::merged_plan(std::slice::from_ref(b));
         plan.compaction.level = m.compaction.level;
-        self.replace_blocks(std::slice::from_ref(b), plan)
+        self.replace_blocks("rewrite", std::slice::from_ref(b), plan)
     }
 
     /// Deletes blocks beyond the time and size retention, oldest first.
+    /// Crash-hook steps: `retention:dropped` once the blocks are out of the
+    /// block list and none is deleted yet, `retention:block_deleted` after
+    /// each block directory is gone.
     fn apply_retention(&self) -> Result<usize> {
         let blocks = self.blocks.read().clone();
         let mut doomed: Vec<Arc<Block>> = Vec::new();
@@ -574,10 +582,12 @@ impl Db {
             return Ok(0);
         }
         self.insert_blocks(&doomed, Vec::new());
+        self.hook("retention:dropped");
         for b in &doomed {
             tracing::info!(block = %b.meta().ulid, min_time = b.meta().min_time,
                 max_time = b.meta().max_time, "deleting block beyond retention");
             compact::delete_block_dir(b.dir())?;
+            self.hook("retention:block_deleted");
         }
         self.counters
             .retention_deleted_blocks

@@ -30,7 +30,8 @@ pub struct Options {
     /// Write the head to `head_snapshot` on [`crate::storage::Db::close`],
     /// so a clean restart loads it instead of replaying the WAL.
     pub head_snapshot_on_close: bool,
-    /// Test hook called at each step of block writing and compaction.
+    /// Test hook called at each step of block writing, compaction, tombstone
+    /// rewrites, retention deletes and WAL checkpoints.
     pub crash_hook: Option<CrashHook>,
 }
 

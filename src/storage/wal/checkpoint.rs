@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::model::Interner;
-use crate::storage::SeriesRef;
+use crate::storage::{CrashHook, SeriesRef};
 
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
@@ -49,6 +49,11 @@ pub struct CheckpointStats {
 /// are deleted. If a checkpoint at `last` already exists only the deletions
 /// run.
 ///
+/// `crash` (a test hook, see [`CrashHook`]) is called with
+/// `wal-checkpoint:renamed` once a new checkpoint is in place and before
+/// anything it replaces is deleted, and with `wal-checkpoint:segments_removed`
+/// once the segments are deleted and before the older checkpoints are.
+///
 /// # Errors
 /// [`Error::CheckpointOpenSegment`] if `last` is not closed;
 /// [`Error::Corruption`] if a source record is damaged (replay repairs
@@ -60,6 +65,7 @@ pub fn checkpoint(
     interner: &Interner,
     keep: impl Fn(SeriesRef) -> bool,
     mint: i64,
+    crash: Option<CrashHook>,
 ) -> Result<CheckpointStats> {
     let (_, current) = wal.segment_range();
     if last >= current {
@@ -83,6 +89,7 @@ pub fn checkpoint(
                 .map(|(_, p)| p),
         );
         write_checkpoint(dir, wal, last, &sources, interner, &keep, mint, &mut stats)?;
+        hook(crash, "wal-checkpoint:renamed");
     }
     // Cleanup: the checkpoint is durable, so what it replaces can go.
     for (i, path) in list_segments(dir)? {
@@ -91,6 +98,7 @@ pub fn checkpoint(
             stats.segments_removed += 1;
         }
     }
+    hook(crash, "wal-checkpoint:segments_removed");
     for (i, path) in list_checkpoints(dir)? {
         if i < last {
             fs::remove_dir_all(&path).map_err(io_err("remove old checkpoint", &path))?;
@@ -100,6 +108,13 @@ pub fn checkpoint(
     sync_dir(dir)?;
     wal.set_first_segment(last + 1);
     Ok(stats)
+}
+
+/// Calls the crash hook, if any, with `step`.
+fn hook(crash: Option<CrashHook>, step: &str) {
+    if let Some(h) = crash {
+        h(step);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -436,7 +436,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     ])));
 
     let keep = |r: SeriesRef| r.0.is_multiple_of(2);
-    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15).unwrap();
+    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15, None).unwrap();
     assert_eq!(stats.index, last);
     assert_eq!((stats.series_kept, stats.series_dropped), (5, 5));
     assert_eq!((stats.samples_kept, stats.samples_dropped), (25, 175));
@@ -466,7 +466,16 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     // A second checkpoint folds the first in and removes it.
     let wal = Wal::open(&dir, small(300)).unwrap();
     let last2 = wal.cut_segment().unwrap() - 1;
-    let stats = checkpoint(&dir, &wal, last2, &Interner::new(), |_| true, i64::MIN).unwrap();
+    let stats = checkpoint(
+        &dir,
+        &wal,
+        last2,
+        &Interner::new(),
+        |_| true,
+        i64::MIN,
+        None,
+    )
+    .unwrap();
     assert_eq!(stats.checkpoints_removed, 1);
     wal.close().unwrap();
     let (again, stats) = read_all(&dir);
@@ -478,7 +487,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
 fn checkpoint_of_open_segment_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let wal = Wal::open(tmp.path(), WalOptions::default()).unwrap();
-    let err = checkpoint(tmp.path(), &wal, 0, &Interner::new(), |_| true, 0).unwrap_err();
+    let err = checkpoint(tmp.path(), &wal, 0, &Interner::new(), |_| true, 0, None).unwrap_err();
     assert!(matches!(
         err,
         Error::CheckpointOpenSegment {
