@@ -187,6 +187,76 @@ fn querier_made_before_a_head_cut_reads_the_new_block() {
     assert_eq!(names.len(), 3, "{names:?}");
 }
 
+/// Compaction in its own thread beside an appender and a reader: appends
+/// go on, every query sees each series as a gap-free run from the start up
+/// to at least what was acknowledged before it began, and in the end
+/// everything acknowledged is stored once.
+#[test]
+fn compaction_beside_appends_and_queries_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let series = 6;
+    let end = T0 + 10 * HOUR;
+    let acked = AtomicI64::new(i64::MIN);
+    let done = AtomicBool::new(false);
+    let (compactions, queries) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut t = T0;
+            while t < end {
+                let batch: Vec<_> = (0..series)
+                    .map(|n| one(labels(n), vec![Sample::new(t, value(n, t))]))
+                    .collect();
+                assert!(db.append(&batch).unwrap().is_complete());
+                acked.store(t, Ordering::Release);
+                t += STEP;
+            }
+            done.store(true, Ordering::Release);
+        });
+        scope.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                db.compact().unwrap();
+                compactions.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        scope.spawn(|| {
+            // Bounded: the appender finishes in seconds.
+            for _ in 0..100_000 {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                let upto = acked.load(Ordering::Acquire);
+                for s in db.querier(i64::MIN, i64::MAX).select(&[]) {
+                    let mut want = T0;
+                    for x in s.samples() {
+                        assert_eq!(x.t, want, "{}: gap or repeat", s.labels());
+                        want += STEP;
+                    }
+                    assert!(want > upto, "{}: ends at {want}, acked {upto}", s.labels());
+                }
+                queries.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    });
+    db.compact().unwrap();
+    assert_eq!(block_spans(&db), vec![(0, 6), (6, 8)]);
+    assert!(compactions.load(Ordering::Relaxed) > 0);
+    assert!(queries.load(Ordering::Relaxed) > 0);
+    let mut oracle = Oracle::new();
+    let mut t = T0;
+    while t < end {
+        for n in 0..series {
+            oracle
+                .entry(labels(n).to_string())
+                .or_default()
+                .push((t, value(n, t).to_bits()));
+        }
+        t += STEP;
+    }
+    check_all(&db, &oracle, "after concurrent compaction");
+}
+
 #[test]
 fn appends_older_than_the_newest_block_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -64,3 +64,24 @@ impl Default for Options {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_block_is_a_tenth_of_retention_within_one_range_and_31_days() {
+        const H: i64 = 60 * 60 * 1000;
+        let with = |retention_ms| Options {
+            retention_ms,
+            ..Options::default()
+        };
+        // Default 15 d: 36 h, so compaction builds 2 h, 6 h and 18 h blocks.
+        assert_eq!(with(15 * 24 * H).max_block_duration_ms(), 36 * H);
+        // A year: capped at 31 d. No time retention: 31 d as well.
+        assert_eq!(with(365 * 24 * H).max_block_duration_ms(), 31 * 24 * H);
+        assert_eq!(with(0).max_block_duration_ms(), 31 * 24 * H);
+        // 6 h retention: a tenth is below one block range, which wins.
+        assert_eq!(with(6 * H).max_block_duration_ms(), 2 * H);
+    }
+}
