@@ -21,7 +21,10 @@ pub mod wal;
 pub use compact::CrashHook;
 pub use db::{CompactionReport, Db, OpenReport, StorageStats, QUARANTINE_DIR, SNAPSHOTS_DIR};
 pub use error::{Error, Result, SampleError};
-pub use head::{AppendOutcome, HeadReplayStats, HeadStats, Rejected, SeriesSamples};
+pub use head::{
+    AppendOutcome, HeadReplayStats, HeadStats, Rejected, ResolvedSeries, SeriesHandle,
+    SeriesSamples,
+};
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};
 pub use refs::SeriesRef;

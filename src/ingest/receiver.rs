@@ -18,7 +18,7 @@ use crate::ingest::metadata::MetadataStore;
 use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
-use crate::storage::Db;
+use crate::storage::{Db, SeriesHandle};
 
 /// Limits and rules of the receiver.
 #[derive(Debug, Clone)]
@@ -219,7 +219,17 @@ impl Receiver {
     }
 
     fn store(&self, version: ProtoVersion, mut p: Prepared) -> Result<WriteOutcome, Error> {
-        let appended = self.db.append(&p.batch)?;
+        let hints: Vec<Option<SeriesHandle>> = p
+            .slots
+            .iter_mut()
+            .map(|s| s.as_mut().and_then(|s| s.series.take()))
+            .collect();
+        let (appended, resolved) = self.db.append_hinted(&p.batch, &hints)?;
+        for (i, series) in resolved {
+            if let Some(Some(slot)) = p.slots.get(i) {
+                self.series.set_series(slot.key, &p.batch[i].labels, series);
+            }
+        }
         for r in &appended.rejected {
             let labels = p.batch[r.series].labels.clone();
             p.reject(

@@ -4,7 +4,9 @@
 //! [`Labels`] costs: UTF-8 checks, string allocations, sorting, validation
 //! and the label-set hash. The cached [`Labels`] are the ones the head
 //! keeps (interned through it), so the head's own lookup compares them by
-//! pointer.
+//! pointer. Once appended, an entry also keeps the head's handle on the
+//! series ([`SeriesHandle`]), so the next append skips the head's own
+//! lookup; the head ignores a handle whose series it has dropped.
 //!
 //! Holds only label sets that passed validation, and answers a hit only
 //! when the request's pairs equal the cached labels pair for pair, so a
@@ -18,6 +20,7 @@ use std::hash::BuildHasher;
 use parking_lot::Mutex;
 
 use crate::model::Labels;
+use crate::storage::SeriesHandle;
 
 const STRIPES: usize = 64;
 
@@ -57,7 +60,25 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
-type Generation = HashMap<u64, Labels, IdentityHash>;
+/// A cached series: its labels and, once appended, the head's handle.
+#[derive(Clone)]
+struct Cached {
+    labels: Labels,
+    series: Option<SeriesHandle>,
+}
+
+/// Where a batch entry's series sits in the cache, and the head's handle
+/// on it if known: what [`SeriesCache::get`] found or
+/// [`SeriesCache::insert`] added.
+#[derive(Debug, Clone)]
+pub struct CacheSlot {
+    /// The key of the series' raw pairs.
+    pub key: u64,
+    /// The head's series, from an earlier append.
+    pub series: Option<SeriesHandle>,
+}
+
+type Generation = HashMap<u64, Cached, IdentityHash>;
 
 #[derive(Default)]
 struct Stripe {
@@ -113,29 +134,31 @@ impl SeriesCache {
         &self.stripes[(key >> 58) as usize % STRIPES]
     }
 
-    /// The cached labels for `key` if they equal `pairs` (in order).
+    /// The cached labels for `key`, and the head's handle if known, if
+    /// they equal `pairs` (in order).
     pub fn get<'a>(
         &self,
         key: u64,
         pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> Option<Labels> {
-        let labels = {
+    ) -> Option<(Labels, Option<SeriesHandle>)> {
+        let found = {
             let mut s = self.stripe(key).lock();
             match s.current.get(&key) {
-                Some(l) => l.clone(),
+                Some(c) => c.clone(),
                 None => {
-                    let l = s.previous.remove(&key)?;
-                    s.current.insert(key, l.clone());
-                    l
+                    let c = s.previous.remove(&key)?;
+                    s.current.insert(key, c.clone());
+                    c
                 }
             }
         };
-        let same = labels.len() == pairs.len()
-            && labels
+        let same = found.labels.len() == pairs.len()
+            && found
+                .labels
                 .iter()
                 .zip(pairs)
                 .all(|(l, (n, v))| l.name.as_bytes() == n && l.value.as_bytes() == v);
-        same.then_some(labels)
+        same.then_some((found.labels, found.series))
     }
 
     /// Caches `labels` (valid, built from pairs hashing to `key`) and
@@ -149,8 +172,21 @@ impl SeriesCache {
         if s.current.len() >= self.per_generation {
             s.previous = std::mem::take(&mut s.current);
         }
-        s.current.insert(key, labels.clone());
+        let cached = Cached {
+            labels: labels.clone(),
+            series: None,
+        };
+        s.current.insert(key, cached);
         labels
+    }
+
+    /// Keeps the head's handle on the series cached under `key`, if that
+    /// entry still holds `labels`.
+    pub fn set_series(&self, key: u64, labels: &Labels, series: SeriesHandle) {
+        let mut s = self.stripe(key).lock();
+        if let Some(c) = s.current.get_mut(&key).filter(|c| c.labels == *labels) {
+            c.series = Some(series);
+        }
     }
 
     /// Cached series, both generations.
@@ -186,22 +222,20 @@ mod tests {
         let raw = [("__name__", "up"), ("job", "node")];
         let labels = Labels::from_static(&raw);
         let k = SeriesCache::key(pairs(&raw));
-        assert_eq!(c.get(k, pairs(&raw)), None);
+        assert!(c.get(k, pairs(&raw)).is_none());
         c.insert(k, labels.clone());
-        assert_eq!(c.get(k, pairs(&raw)), Some(labels.clone()));
+        assert_eq!(c.get(k, pairs(&raw)).map(|(l, _)| l), Some(labels.clone()));
         // Another order, a changed value, an extra pair: not a hit, even
         // when forced under the same key (a collision).
         let swapped = [("job", "node"), ("__name__", "up")];
         assert_ne!(SeriesCache::key(pairs(&swapped)), k);
-        assert_eq!(c.get(k, pairs(&swapped)), None);
-        assert_eq!(
-            c.get(k, pairs(&[("__name__", "up"), ("job", "nodf")])),
-            None
-        );
-        assert_eq!(
-            c.get(k, pairs(&[("__name__", "up"), ("job", "node"), ("a", "b")])),
-            None
-        );
+        assert!(c.get(k, pairs(&swapped)).is_none());
+        assert!(c
+            .get(k, pairs(&[("__name__", "up"), ("job", "nodf")]))
+            .is_none());
+        assert!(c
+            .get(k, pairs(&[("__name__", "up"), ("job", "node"), ("a", "b")]))
+            .is_none());
         // Keys spread (a degenerate hasher once made every key 0), and the
         // boundary between name and value is part of the key.
         assert_ne!(k, 0);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::ingest::error::Reason;
 use crate::ingest::proto::{prometheus, write_v2};
-use crate::ingest::series_cache::SeriesCache;
+use crate::ingest::series_cache::{CacheSlot, SeriesCache};
 use crate::model::{LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::storage::SeriesSamples;
 
@@ -75,6 +75,9 @@ pub struct Prepared {
     pub metadata: Vec<MetricMetadata>,
     /// Exemplars of valid series.
     pub exemplars: Vec<ExemplarEntry>,
+    /// Per entry of `batch`: its place in the series cache, when prepared
+    /// with one.
+    pub slots: Vec<Option<CacheSlot>>,
 }
 
 impl Prepared {
@@ -139,18 +142,18 @@ fn cached_or_built<'a, I>(
     series: Option<&SeriesCache>,
     raw: impl Fn() -> I,
     build: impl FnOnce() -> Result<Labels, LabelProblem>,
-) -> Result<Labels, LabelProblem>
+) -> Result<(Labels, Option<CacheSlot>), LabelProblem>
 where
     I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
 {
     let Some(c) = series else {
-        return build();
+        return build().map(|l| (l, None));
     };
     let key = SeriesCache::key(raw());
-    if let Some(l) = c.get(key, raw()) {
-        return Ok(l);
+    if let Some((l, series)) = c.get(key, raw()) {
+        return Ok((l, Some(CacheSlot { key, series })));
     }
-    build().map(|l| c.insert(key, l))
+    build().map(|l| (c.insert(key, l), Some(CacheSlot { key, series: None })))
 }
 
 /// Builds validated labels from `(name, value)` string pairs, where `None`
@@ -206,7 +209,7 @@ fn describe_raw<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String
 /// rules, rejecting the rest.
 fn push_series(
     out: &mut Prepared,
-    labels: Labels,
+    (labels, slot): (Labels, Option<CacheSlot>),
     samples: impl Iterator<Item = Sample>,
     rules: Rules,
 ) {
@@ -234,6 +237,7 @@ fn push_series(
             labels,
             samples: kept,
         });
+        out.slots.push(slot);
     }
 }
 
@@ -298,7 +302,7 @@ fn prepare_v1_inner(
                 .map(|l| (cache.get(&l.name), cache.get(&l.value)));
             build_labels(pairs.collect::<Vec<_>>().into_iter())
         });
-        let labels = match built {
+        let (labels, slot) = match built {
             Ok(l) => l,
             Err(p) => {
                 out.reject(
@@ -329,7 +333,7 @@ fn prepare_v1_inner(
         }
         push_series(
             &mut out,
-            labels,
+            (labels, slot),
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             rules,
         );
@@ -440,7 +444,8 @@ fn prepare_v2_inner(
             let raw_sym = |r: u32| req.symbols.get(r as usize).map_or(&[][..], |s| &s[..]);
             refs.chunks(2).map(move |p| (raw_sym(p[0]), raw_sym(p[1])))
         };
-        let labels = match cached_or_built(series, raw, || build_labels(pairs.into_iter())) {
+        let (labels, slot) = match cached_or_built(series, raw, || build_labels(pairs.into_iter()))
+        {
             Ok(l) => l,
             Err(p) => {
                 out.reject(|| describe(refs), p.reason, count, || p.detail);
@@ -488,7 +493,7 @@ fn prepare_v2_inner(
         }
         push_series(
             &mut out,
-            labels,
+            (labels, slot),
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             rules,
         );
@@ -560,6 +565,9 @@ mod tests {
             .labels
             .iter()
             .map(|l| (&l.name[..], &l.value[..]));
-        assert_eq!(cache.get(key, raw).as_ref(), Some(&plain.batch[0].labels));
+        assert_eq!(
+            cache.get(key, raw).map(|(l, _)| l).as_ref(),
+            Some(&plain.batch[0].labels)
+        );
     }
 }

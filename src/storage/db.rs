@@ -28,7 +28,8 @@ use crate::storage::compact::{
 use crate::storage::error::{Error, Result};
 use crate::storage::head::snapshot::{self as head_snapshot, HEAD_SNAPSHOT_FILE};
 use crate::storage::head::{
-    AppendOutcome, Head, HeadOptions, HeadReplayStats, HeadStats, SeriesSamples,
+    AppendOutcome, Head, HeadOptions, HeadReplayStats, HeadStats, ResolvedSeries, SeriesHandle,
+    SeriesSamples,
 };
 use crate::storage::querier::BlockList;
 use crate::storage::wal::{self, ReplayStats, Wal};
@@ -261,6 +262,24 @@ impl Db {
     /// finds them by pointer comparison (remote-write series cache).
     pub fn intern_labels(&self, labels: &Labels) -> Labels {
         labels.interned(self.head.interner())
+    }
+
+    /// [`Db::append`] where `hints[i]`, if present, is the series of
+    /// `batch[i]` as an earlier append returned it, so the head need not
+    /// look its labels up. Returns the series resolved by labels, to pass
+    /// as hints next time (the remote-write series cache keeps them).
+    ///
+    /// # Errors
+    /// As [`Db::append`].
+    pub fn append_hinted(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+    ) -> Result<(AppendOutcome, ResolvedSeries)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.head.append_hinted(batch, hints, &self.wal)
     }
 
     /// A read view over `[mint, maxt]` (inclusive, ms) of the head and

@@ -22,7 +22,7 @@ use crate::storage::tombstones::{Interval, Intervals, Tombstones};
 use crate::storage::wal::{self, Record, RefTombstone, Wal};
 use crate::storage::SeriesRef;
 
-pub use appender::{AppendOutcome, Rejected, SeriesSamples};
+pub use appender::{AppendOutcome, Rejected, ResolvedSeries, SeriesHandle, SeriesSamples};
 pub(crate) use series::HeadChunk;
 use series::{GetOrCreate, MemSeries, StripeSeries};
 
@@ -356,6 +356,7 @@ impl Head {
             if d.full.is_empty() && !open_live {
                 drop(d);
                 self.series.remove(&s);
+                s.removed.store(true, Ordering::Release);
                 removed.push((s.series_ref, s.labels.clone()));
             }
         }

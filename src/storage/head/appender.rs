@@ -26,6 +26,24 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
 }
 
+/// A head series an earlier append found or created, given back with a
+/// later batch so the append skips looking its labels up
+/// ([`crate::storage::Db::append_hinted`]). Stale handles are harmless:
+/// one whose series the head has since dropped, or whose labels differ
+/// from the batch entry's, is ignored and the labels are looked up.
+#[derive(Clone)]
+pub struct SeriesHandle(pub(crate) Arc<MemSeries>);
+
+impl std::fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesHandle({})", self.0.labels)
+    }
+}
+
+/// Series an append resolved by labels (not by a handle), by position in
+/// the batch: the handles to pass with the next batch.
+pub type ResolvedSeries = Vec<(usize, SeriesHandle)>;
+
 /// One sample that was not stored, by position in the batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
@@ -109,18 +127,43 @@ impl Head {
     /// acknowledged (samples may be visible in memory, and a retry of the
     /// same batch is accepted as identical duplicates).
     pub(crate) fn append(&self, batch: &[SeriesSamples], wal: &Wal) -> Result<AppendOutcome> {
+        self.append_hinted(batch, &[], wal).map(|(o, _)| o)
+    }
+
+    /// [`Head::append`] where `hints[i]`, if present, is the series of
+    /// `batch[i]` from an earlier append. Returns the outcome and the
+    /// series it had to resolve by labels.
+    pub(crate) fn append_hinted(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+        wal: &Wal,
+    ) -> Result<(AppendOutcome, ResolvedSeries)> {
         let mut outcome = AppendOutcome::default();
         let min_valid_t = self.min_valid_time();
+        // Held through the append: the head's GC (which drops series and
+        // marks them removed) waits, so a hint checked here stays valid.
         let gc_guard = self.gc_lock.read();
 
         // 1. Resolve series, outside any series lock.
         let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
+        let mut resolved = ResolvedSeries::new();
         for (i, ss) in batch.iter().enumerate() {
             if ss.samples.is_empty() {
                 continue;
             }
+            let hinted = hints.get(i).and_then(Option::as_ref).filter(|h| {
+                !h.0.removed.load(std::sync::atomic::Ordering::Acquire) && h.0.labels == ss.labels
+            });
+            if let Some(h) = hinted {
+                targets.push((h.0.clone(), i));
+                continue;
+            }
             match self.get_or_create(&ss.labels) {
-                Ok(s) => targets.push((s, i)),
+                Ok(s) => {
+                    resolved.push((i, SeriesHandle(s.clone())));
+                    targets.push((s, i));
+                }
                 Err(e) => outcome
                     .rejected
                     .extend((0..ss.samples.len()).map(|j| Rejected {
@@ -190,7 +233,7 @@ impl Head {
         }
         outcome.rejected.sort_by_key(|r| (r.series, r.sample));
         if accepted.is_empty() {
-            return Ok(outcome);
+            return Ok((outcome, resolved));
         }
 
         // 4. One WAL write for the whole batch, then apply.
@@ -226,6 +269,6 @@ impl Head {
 
         // 5. Acknowledge only once durable.
         wal.wait_durable(ticket)?;
-        Ok(outcome)
+        Ok((outcome, resolved))
     }
 }

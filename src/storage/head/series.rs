@@ -28,6 +28,10 @@ pub(crate) struct MemSeries {
     pub(crate) series_ref: SeriesRef,
     pub(crate) labels: Labels,
     pub(crate) data: Mutex<SeriesData>,
+    /// Set (under the head's GC write lock) once the series is dropped
+    /// from the head's maps: a [`crate::storage::SeriesHandle`] kept by a
+    /// caller must not be appended to after that.
+    pub(crate) removed: std::sync::atomic::AtomicBool,
 }
 
 /// The mutable part of a series.
@@ -56,6 +60,7 @@ impl MemSeries {
                 last: None,
                 logged,
             }),
+            removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

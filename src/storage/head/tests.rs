@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::{Sample, STALE_NAN};
-use crate::storage::head::appender::SeriesSamples;
+use crate::storage::head::appender::{SeriesHandle, SeriesSamples};
 use crate::storage::wal::{Wal, WalOptions};
 
 fn head(max_series_per_metric: usize) -> Head {
@@ -202,4 +202,70 @@ fn truncate_drops_old_chunks_and_empty_series() {
     assert_eq!(read(&h, "mixed").first().map(|s| s.0), Some(120));
     assert_eq!(h.min_t(), Some(120));
     assert_eq!(h.label_values("__name__"), ["mixed"]);
+}
+
+/// A handle from an earlier append takes the series without a lookup; a
+/// handle for other labels, or for a series the head has since dropped, is
+/// ignored and the labels decide, so no sample lands on the wrong series
+/// or on a series no longer in the head.
+#[test]
+fn append_hinted_uses_live_matching_handles_only() {
+    let (_d, w) = wal();
+    let h = head(0);
+    let (first, resolved) = h
+        .append_hinted(&[batch("a", &[(1, 1.0)]), batch("b", &[(1, 2.0)])], &[], &w)
+        .unwrap();
+    assert_eq!(first.appended, 2);
+    let handles: Vec<Option<SeriesHandle>> = {
+        let mut v = vec![None, None];
+        for (i, s) in resolved {
+            v[i] = Some(s);
+        }
+        v
+    };
+    assert!(handles.iter().all(Option::is_some));
+    // Handles in place: nothing to resolve.
+    let (out, resolved) = h
+        .append_hinted(
+            &[batch("a", &[(2, 1.5)]), batch("b", &[(2, 2.5)])],
+            &handles,
+            &w,
+        )
+        .unwrap();
+    assert_eq!((out.appended, resolved.len()), (2, 0));
+    // Swapped handles: each entry's labels win.
+    let swapped = [handles[1].clone(), handles[0].clone()];
+    let (out, resolved) = h
+        .append_hinted(
+            &[batch("a", &[(3, 1.0)]), batch("b", &[(3, 2.0)])],
+            &swapped,
+            &w,
+        )
+        .unwrap();
+    assert_eq!((out.appended, resolved.len()), (2, 2));
+    assert_eq!(
+        read(&h, "a"),
+        [
+            (1, 1f64.to_bits()),
+            (2, 1.5f64.to_bits()),
+            (3, 1f64.to_bits())
+        ]
+    );
+    assert_eq!(
+        read(&h, "b"),
+        [
+            (1, 2f64.to_bits()),
+            (2, 2.5f64.to_bits()),
+            (3, 2f64.to_bits())
+        ]
+    );
+    // After truncation drops `a`, its old handle is ignored: the series is
+    // created again and the sample is readable.
+    h.truncate(i64::MAX);
+    assert!(read(&h, "a").is_empty());
+    let (out, resolved) = h
+        .append_hinted(&[batch("a", &[(10, 7.0)])], &handles[..1], &w)
+        .unwrap();
+    assert_eq!((out.appended, resolved.len()), (1, 1));
+    assert_eq!(read(&h, "a"), [(10, 7f64.to_bits())]);
 }
