@@ -516,3 +516,36 @@ fn replay_undecodable_payload_with_good_crc_truncated() {
     assert_eq!(stats.bytes, damage.offset);
     assert_eq!(fs::metadata(&damage.file).unwrap().len(), damage.offset);
 }
+
+/// A checkpoint a crash left half written (`checkpoint.N.tmp`) is removed
+/// when the WAL is opened; complete checkpoints and segments stay.
+#[test]
+fn open_removes_unfinished_checkpoints_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    drop(Wal::open(&dir, WalOptions::default()).unwrap());
+    let unfinished = dir.join("checkpoint.00000007.tmp");
+    let complete = dir.join("checkpoint.00000003");
+    for d in [&unfinished, &complete] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("00000000"), b"x").unwrap();
+    }
+    let before: BTreeSet<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    drop(Wal::open(&dir, WalOptions::default()).unwrap());
+    assert!(!unfinished.exists());
+    assert!(complete.join("00000000").exists());
+    let after: BTreeSet<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // Everything else is still there (plus the segment the open started).
+    for name in before
+        .iter()
+        .filter(|n| n.to_str() != Some("checkpoint.00000007.tmp"))
+    {
+        assert!(after.contains(name), "{name:?} removed");
+    }
+}

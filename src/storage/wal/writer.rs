@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::reader::newest_checkpoint;
+use super::reader::{newest_checkpoint, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, sync_dir};
 use super::{
     io_err, Error, Result, DEFAULT_SEGMENT_SIZE, FRAME_HEADER_LEN, MAX_RECORD_LEN,
@@ -123,6 +123,7 @@ impl Wal {
     /// [`Error::Io`] if the directory or segment cannot be created.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal> {
         std::fs::create_dir_all(dir).map_err(io_err("create WAL directory", dir))?;
+        remove_unfinished_checkpoints(dir)?;
         let segments = list_segments(dir)?;
         let after_segments = segments.last().map(|(i, _)| i + 1);
         let after_checkpoint = newest_checkpoint(dir)?.map(|(i, _)| i + 1);
@@ -419,4 +420,25 @@ impl Shared {
             }
         }
     }
+}
+
+/// Removes `checkpoint.N.tmp` directories: checkpoints a crash interrupted
+/// before their rename. Nothing reads them; the complete checkpoint and
+/// segments they would have replaced are all still in place.
+fn remove_unfinished_checkpoints(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(io_err("list WAL directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("list WAL directory", dir))?;
+        let name = entry.file_name();
+        let unfinished = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(CHECKPOINT_PREFIX) && n.ends_with(".tmp"));
+        if unfinished {
+            let path = entry.path();
+            tracing::warn!(path = %path.display(), "removing an unfinished WAL checkpoint");
+            std::fs::remove_dir_all(&path)
+                .map_err(io_err("remove unfinished checkpoint", &path))?;
+        }
+    }
+    Ok(())
 }
