@@ -11,6 +11,7 @@ pub mod proto;
 mod receiver;
 pub mod series_cache;
 pub mod validate;
+pub mod wire;
 
 pub use decode::{ProtoVersion, Request};
 pub use error::{Error, Reason};

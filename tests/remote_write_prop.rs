@@ -14,8 +14,11 @@ use proptest::test_runner::{Config, TestRunner};
 use prost::Message;
 use tidemark::ingest::decode::{decode, decompress, ProtoVersion, Request};
 use tidemark::ingest::proto::{prometheus as v1, write_v2 as v2};
-use tidemark::ingest::validate::{prepare_v1, prepare_v2, Prepared, Rules};
-use tidemark::ingest::{Error, Receiver, ReceiverOptions};
+use tidemark::ingest::validate::{
+    prepare_plain_v1_cached, prepare_v1, prepare_v2, Prepared, Rules,
+};
+use tidemark::ingest::wire::read_plain_v1;
+use tidemark::ingest::{Error, Receiver, ReceiverOptions, SeriesCache};
 use tidemark::model::{Labels, STALE_NAN_BITS};
 use tidemark::storage::{Db, Options};
 
@@ -532,6 +535,30 @@ proptest! {
         prop_assert_eq!(names, want);
     }
 
+    /// The in-place reader of plain 1.0 requests prepares exactly what
+    /// prost's message of the same bytes prepares, cache and all (twice:
+    /// labels built, then from the cache); requests it cannot read (metadata,
+    /// exemplars, histograms) are left to prost.
+    #[test]
+    fn prop_plain_v1_reader_prepares_what_prost_prepares((series, metadata) in gen_request()) {
+        let wire = to_v1(&series, &metadata).encode_to_vec();
+        let Request::V1(prost) = decode(ProtoVersion::V1, Bytes::from(wire.clone())).unwrap() else {
+            panic!("decode(V1) returned a 2.0 request");
+        };
+        let plain_shape = prost.metadata.is_empty()
+            && prost.timeseries.iter().all(|t| t.exemplars.is_empty() && t.histograms.is_empty());
+        let plain = read_plain_v1(&wire);
+        prop_assert_eq!(plain.is_some(), plain_shape);
+        if let Some(plain) = plain {
+            let cache = SeriesCache::new(1 << 16);
+            let want = canon(&prepare_v1(&prost, NO_FUTURE_LIMIT));
+            for _ in 0..2 {
+                let got = prepare_plain_v1_cached(&plain, NO_FUTURE_LIMIT, &cache);
+                prop_assert_eq!(canon(&got), want.clone());
+            }
+        }
+    }
+
     /// 2.0: the same round trip with a symbol table ("" first), labels_refs,
     /// start timestamps, per-series metadata and exemplars; broken refs
     /// reject only their own series.
@@ -583,6 +610,14 @@ proptest! {
         let rules = Rules { max_t };
         let raw = decompress(&bytes, MAX_DECOMPRESSED).unwrap_or_default();
         for body in [bytes.clone(), raw] {
+            // Whatever the in-place reader accepts, prost reads the same.
+            if let Some(plain) = read_plain_v1(&body) {
+                let Ok(Request::V1(r)) = decode(ProtoVersion::V1, Bytes::from(body.clone())) else {
+                    panic!("the plain reader accepted bytes prost refuses");
+                };
+                let got = prepare_plain_v1_cached(&plain, rules, &SeriesCache::new(64));
+                prop_assert_eq!(canon(&got), canon(&prepare_v1(&r, rules)));
+            }
             for version in [ProtoVersion::V1, ProtoVersion::V2] {
                 match decode(version, Bytes::from(body.clone())) {
                     Ok(Request::V1(r)) => drop(prepare_v1(&r, rules)),

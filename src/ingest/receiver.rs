@@ -18,6 +18,7 @@ use crate::ingest::metadata::MetadataStore;
 use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
+use crate::ingest::wire;
 use crate::storage::{Db, SeriesHandle};
 
 /// Limits and rules of the receiver.
@@ -193,15 +194,24 @@ impl Receiver {
         }
         let started = Instant::now();
         let raw = decode::decompress(body, self.opts.max_decompressed_bytes)?;
-        let request = decode::decode(version, Bytes::from(raw))?;
         let rules = Rules {
             max_t: now_ms.saturating_add(self.opts.max_future_ms),
         };
-        let prepared = match &request {
-            Request::V1(r) => validate::prepare_v1_cached(r, rules, &self.series),
-            Request::V2(r) => validate::prepare_v2_cached(r, rules, &self.series),
+        // A plain 1.0 request (series of labels and float samples: every
+        // data request Prometheus sends) is read in place; anything else,
+        // malformed bytes included, goes through prost.
+        let plain = match version {
+            ProtoVersion::V1 => wire::read_plain_v1(&raw)
+                .map(|p| validate::prepare_plain_v1_cached(&p, rules, &self.series)),
+            ProtoVersion::V2 => None,
         };
-        drop(request);
+        let prepared = match plain {
+            Some(p) => p,
+            None => match decode::decode(version, Bytes::from(raw))? {
+                Request::V1(r) => validate::prepare_v1_cached(&r, rules, &self.series),
+                Request::V2(r) => validate::prepare_v2_cached(&r, rules, &self.series),
+            },
+        };
         self.metrics
             .observe_decode(version.as_str(), started.elapsed());
         let outcome = self.store(version, prepared)?;

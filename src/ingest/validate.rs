@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::ingest::error::Reason;
 use crate::ingest::proto::{prometheus, write_v2};
 use crate::ingest::series_cache::{CacheSlot, SeriesCache};
+use crate::ingest::wire::PlainV1;
 use crate::model::{LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::storage::SeriesSamples;
 
@@ -289,26 +290,93 @@ fn prepare_v1_inner(
     rules: Rules,
     series: Option<&SeriesCache>,
 ) -> Prepared {
+    prepare_v1_series(req.timeseries.iter(), &req.metadata, rules, series)
+}
+
+/// [`prepare_v1_cached`] for a request read by [`crate::ingest::wire`]:
+/// the same outcome as for the prost message of the same bytes.
+pub fn prepare_plain_v1_cached(req: &PlainV1<'_>, rules: Rules, series: &SeriesCache) -> Prepared {
+    let view = req.series.iter().map(|s| PlainRef {
+        labels: &req.labels[s.labels.clone()],
+        samples: &req.samples[s.samples.clone()],
+    });
+    prepare_v1_series(view, &[], rules, Some(series))
+}
+
+/// What preparing reads of one 1.0 series: prost's message, or a series of
+/// a request read by [`crate::ingest::wire`].
+trait V1Series<'a> {
+    fn raw_labels(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>;
+    fn samples(&self) -> impl ExactSizeIterator<Item = Sample>;
+    fn histograms(&self) -> usize;
+    fn exemplars(&self) -> &'a [prometheus::Exemplar];
+}
+
+impl<'a> V1Series<'a> for &'a prometheus::TimeSeries {
+    fn raw_labels(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> {
+        self.labels.iter().map(|l| (&l.name[..], &l.value[..]))
+    }
+    fn samples(&self) -> impl ExactSizeIterator<Item = Sample> {
+        self.samples
+            .iter()
+            .map(|s| Sample::new(s.timestamp, s.value))
+    }
+    fn histograms(&self) -> usize {
+        self.histograms.len()
+    }
+    fn exemplars(&self) -> &'a [prometheus::Exemplar] {
+        &self.exemplars
+    }
+}
+
+/// A series of a [`PlainV1`] request.
+struct PlainRef<'a> {
+    labels: &'a [(&'a [u8], &'a [u8])],
+    samples: &'a [Sample],
+}
+
+impl<'a> V1Series<'a> for PlainRef<'a> {
+    fn raw_labels(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> {
+        self.labels.iter().copied()
+    }
+    fn samples(&self) -> impl ExactSizeIterator<Item = Sample> {
+        self.samples.iter().copied()
+    }
+    fn histograms(&self) -> usize {
+        0
+    }
+    fn exemplars(&self) -> &'a [prometheus::Exemplar] {
+        &[]
+    }
+}
+
+fn prepare_v1_series<'a, S: V1Series<'a>>(
+    timeseries: impl Iterator<Item = S>,
+    metadata: &'a [prometheus::MetricMetadata],
+    rules: Rules,
+    series: Option<&SeriesCache>,
+) -> Prepared {
     let mut out = Prepared::default();
     let mut cache = StringCache::default();
-    for ts in &req.timeseries {
-        out.samples_received += ts.samples.len();
-        out.histograms_received += ts.histograms.len();
-        let raw = || ts.labels.iter().map(|l| (&l.name[..], &l.value[..]));
-        let built = cached_or_built(series, raw, || {
-            let pairs = ts
-                .labels
-                .iter()
-                .map(|l| (cache.get(&l.name), cache.get(&l.value)));
-            build_labels(pairs.collect::<Vec<_>>().into_iter())
-        });
+    for ts in timeseries {
+        let samples = ts.samples();
+        out.samples_received += samples.len();
+        out.histograms_received += ts.histograms();
+        let built = cached_or_built(
+            series,
+            || ts.raw_labels(),
+            || {
+                let pairs = ts.raw_labels().map(|(n, v)| (cache.get(n), cache.get(v)));
+                build_labels(pairs.collect::<Vec<_>>().into_iter())
+            },
+        );
         let (labels, slot) = match built {
             Ok(l) => l,
             Err(p) => {
                 out.reject(
-                    || describe_raw(ts.labels.iter().map(|l| (&l.name[..], &l.value[..]))),
+                    || describe_raw(ts.raw_labels()),
                     p.reason,
-                    ts.samples.len() + ts.histograms.len(),
+                    samples.len() + ts.histograms(),
                     || p.detail,
                 );
                 continue;
@@ -317,13 +385,13 @@ fn prepare_v1_inner(
         out.reject(
             || labels.to_string(),
             Reason::NativeHistogramUnsupported,
-            ts.histograms.len(),
+            ts.histograms(),
             || {
                 "native histograms are not supported yet; float samples of the request are stored"
                     .into()
             },
         );
-        for e in &ts.exemplars {
+        for e in ts.exemplars() {
             let pairs: Vec<_> = e
                 .labels
                 .iter()
@@ -331,14 +399,9 @@ fn prepare_v1_inner(
                 .collect();
             push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp);
         }
-        push_series(
-            &mut out,
-            (labels, slot),
-            ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
-            rules,
-        );
+        push_series(&mut out, (labels, slot), samples, rules);
     }
-    for m in &req.metadata {
+    for m in metadata {
         out.metadata.push(MetricMetadata {
             metric: m.metric_family_name.clone(),
             metric_type: metric_type_v1(m.r#type),

@@ -1,0 +1,136 @@
+//! A borrowing reader for the common shape of a remote write 1.0 request:
+//! series with labels and float samples only, which is what Prometheus
+//! sends in every data request. Labels stay slices of the request bytes and
+//! samples land in one vector, instead of prost's owned message with a
+//! `Vec` and two `Bytes` per label of every series.
+//!
+//! Anything else (metadata, exemplars, native histograms, an unknown field,
+//! a wire type that does not fit, malformed bytes) is `None`: the caller
+//! decodes the request with prost instead, which gives the full message or
+//! the exact protobuf error. So this reader never decides what a request
+//! means, only whether the fast path can read it. Knows nothing of HTTP or
+//! storage.
+
+use std::ops::Range;
+
+use crate::model::Sample;
+
+/// One series of a [`PlainV1`]: ranges into its label and sample vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainSeries {
+    /// Into [`PlainV1::labels`].
+    pub labels: Range<usize>,
+    /// Into [`PlainV1::samples`].
+    pub samples: Range<usize>,
+}
+
+/// A 1.0 request of series with labels and float samples only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlainV1<'a> {
+    /// The series, in request order.
+    pub series: Vec<PlainSeries>,
+    /// Every series' `(name, value)` pairs, in request order.
+    pub labels: Vec<(&'a [u8], &'a [u8])>,
+    /// Every series' samples, in request order.
+    pub samples: Vec<Sample>,
+}
+
+/// Reads `buf` as a plain 1.0 request, or `None` (see the module doc).
+pub fn read_plain_v1(buf: &[u8]) -> Option<PlainV1<'_>> {
+    let mut out = PlainV1::default();
+    let mut r = Reader(buf);
+    while !r.0.is_empty() {
+        let (field, wire) = r.tag()?;
+        match (field, wire) {
+            (1, 2) => {
+                let ts = r.bytes()?;
+                read_series(ts, &mut out)?;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn read_series<'a>(buf: &'a [u8], out: &mut PlainV1<'a>) -> Option<()> {
+    let (labels_start, samples_start) = (out.labels.len(), out.samples.len());
+    let mut r = Reader(buf);
+    while !r.0.is_empty() {
+        match r.tag()? {
+            (1, 2) => {
+                let mut l = Reader(r.bytes()?);
+                let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+                while !l.0.is_empty() {
+                    match l.tag()? {
+                        (1, 2) => name = l.bytes()?,
+                        (2, 2) => value = l.bytes()?,
+                        _ => return None,
+                    }
+                }
+                out.labels.push((name, value));
+            }
+            (2, 2) => {
+                let mut s = Reader(r.bytes()?);
+                let (mut v, mut t) = (0f64, 0i64);
+                while !s.0.is_empty() {
+                    match s.tag()? {
+                        (1, 1) => v = f64::from_bits(s.fixed64()?),
+                        (2, 0) => t = s.varint()? as i64,
+                        _ => return None,
+                    }
+                }
+                out.samples.push(Sample::new(t, v));
+            }
+            _ => return None,
+        }
+    }
+    out.series.push(PlainSeries {
+        labels: labels_start..out.labels.len(),
+        samples: samples_start..out.samples.len(),
+    });
+    Some(())
+}
+
+/// Protobuf primitives over a shrinking slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            if i == 9 && b > 1 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Field number and wire type; field 0 is invalid.
+    fn tag(&mut self) -> Option<(u64, u8)> {
+        let tag = self.varint()?;
+        let field = tag >> 3;
+        (field != 0 && field <= u64::from(u32::MAX >> 3)).then_some((field, (tag & 7) as u8))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        if len > self.0.len() {
+            return None;
+        }
+        let (b, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn fixed64(&mut self) -> Option<u64> {
+        let (b, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(u64::from_le_bytes(*b))
+    }
+}
