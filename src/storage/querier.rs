@@ -60,7 +60,7 @@ impl SourceChunk {
         };
         let decoded = match block.data() {
             Ok((Encoding::Xor, bytes)) => return ChunkIter::Xor(XorIter::new(bytes)),
-            Ok((Encoding::Packed, _)) => block.samples(),
+            Ok((Encoding::Packed, bytes)) => block.decode(Encoding::Packed, bytes),
             Err(e) => Err(e),
         };
         match decoded {

@@ -448,6 +448,16 @@ impl BlockChunk {
     /// their checksum still do not decode.
     pub fn samples(&self) -> Result<Vec<Sample>, BlockError> {
         let (encoding, data) = self.data()?;
+        self.decode(encoding, data)
+    }
+
+    /// Decodes this chunk's `data` as [`Self::data`] returned it, so a
+    /// caller that already holds the checked bytes does not check them
+    /// twice.
+    ///
+    /// # Errors
+    /// As [`Self::samples`].
+    pub fn decode(&self, encoding: Encoding, data: &[u8]) -> Result<Vec<Sample>, BlockError> {
         let decoded = match encoding {
             Encoding::Xor => chunk::decode(encoding, data),
             // A chunk sharing another's timestamps names it by offset in
