@@ -129,3 +129,29 @@ pub(crate) fn start_prometheus_with(
         .unwrap();
     Proc(child, "prometheus")
 }
+
+impl Proc {
+    /// Peak resident set size of the child so far (`VmHWM` from
+    /// `/proc/<pid>/status`), in KiB; `None` once it has exited.
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(self.0.id())
+    }
+
+    /// Panics unless the child is still running and `/-/healthy` answers 200.
+    pub(crate) fn assert_alive(&mut self, addr: &str) {
+        if let Ok(Some(st)) = self.0.try_wait() {
+            panic!("{} exited with {st}", self.1);
+        }
+        let status = http::get(addr, "/-/healthy").map(|r| r.0);
+        assert_eq!(status, Some(200), "{} no longer answers /-/healthy", self.1);
+    }
+}
+
+/// `VmHWM` of process `pid` in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
