@@ -13,6 +13,7 @@ mod error;
 mod health;
 mod metadata;
 mod metrics;
+mod panic;
 mod params;
 mod query;
 mod read;
@@ -53,6 +54,28 @@ pub struct ApiOptions {
     pub flags: Vec<(String, String)>,
     /// What `status/runtimeinfo` reports as `storageRetention`.
     pub storage_retention: String,
+    /// How many remote writes run at once, and how long more may wait.
+    pub write: WriteLimits,
+}
+
+/// Bounds remote writes on their own, so a flood of writes queues (then
+/// gets a retryable 503) instead of taking every worker and all memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// Remote-write requests decoded and appended at once (`--write.max-concurrency`).
+    pub max_concurrency: usize,
+    /// Longest a request waits for its turn before it gets 503
+    /// (`--write.max-queue-duration`).
+    pub max_queue_duration: std::time::Duration,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 64,
+            max_queue_duration: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// State shared by all handlers.
@@ -70,6 +93,8 @@ pub struct AppState {
     engine: Engine,
     options: ApiOptions,
     started: SystemTime,
+    /// One permit per remote write in flight.
+    write_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -95,6 +120,7 @@ impl AppState {
             storage_gauges,
             http_metrics,
             engine: Engine::new(options.engine.clone()),
+            write_slots: tokio::sync::Semaphore::new(options.write.max_concurrency.max(1)),
             options,
             started: SystemTime::now(),
         })
@@ -166,6 +192,21 @@ async fn ready_gate(State(state): State<Arc<AppState>>, req: Request, next: Next
     }
 }
 
+/// Lets at most `--write.max-concurrency` remote writes run at once; the
+/// rest wait their turn up to `--write.max-queue-duration`, then get a
+/// retryable 503.
+async fn write_gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limits = state.options.write;
+    match tokio::time::timeout(limits.max_queue_duration, state.write_slots.acquire()).await {
+        Ok(Ok(_permit)) => next.run(req).await,
+        _ => ApiError::TooManyWrites {
+            limit: limits.max_concurrency,
+            waited: limits.max_queue_duration,
+        }
+        .into_response(),
+    }
+}
+
 /// Unknown paths: Prometheus's JSON error under `/api/v1/`, plain 404
 /// elsewhere.
 async fn fallback(uri: Uri) -> Response {
@@ -217,7 +258,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin::admin).put(admin::admin),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), ready_gate));
-    Router::new()
+    let router = Router::new()
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
         .route("/metrics", get(metrics::metrics))
@@ -225,7 +266,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         // The receiver enforces its own (configurable) body limit.
         .route(
             "/api/v1/write",
-            post(write::write).layer(DefaultBodyLimit::disable()),
+            post(write::write)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::from_fn_with_state(state.clone(), write_gate)),
         )
         .merge(api)
         // After every route is added: a route layer sees the matched
@@ -236,6 +279,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(fallback)
         // gzip/deflate when the client's Accept-Encoding asks for it.
-        .layer(CompressionLayer::new().gzip(true).deflate(true))
-        .with_state(state)
+        .layer(CompressionLayer::new().gzip(true).deflate(true));
+    // Outermost: a panic anywhere below becomes a 500 and a log line; the
+    // connection and the process live on.
+    panic::with_panic_guard(router).with_state(state)
 }

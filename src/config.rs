@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::api::ApiOptions;
+use crate::api::{ApiOptions, WriteLimits};
 use crate::ingest::ReceiverOptions;
 use crate::promql::EngineOptions;
+use crate::server::http::HttpLimits;
 use crate::storage::wal::{FsyncPolicy, WalOptions};
 use crate::storage::Options;
 
@@ -34,6 +35,26 @@ pub struct Config {
     /// Address to listen on for HTTP (remote write, query API, health).
     #[arg(long, env = "TIDEMARK_LISTEN", default_value = "0.0.0.0:9201")]
     pub listen: SocketAddr,
+
+    /// Most HTTP connections served at once; further clients wait to be
+    /// accepted (as Prometheus's `--web.max-connections`).
+    #[arg(
+        long = "web.max-connections",
+        env = "TIDEMARK_WEB_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub web_max_connections: usize,
+
+    /// Longest a client may take to send a request's headers; slower
+    /// connections are closed (slowloris).
+    #[arg(long = "web.read-header-timeout", env = "TIDEMARK_WEB_READ_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub web_read_header_timeout: Duration,
+
+    /// A connection that reads and writes nothing for this long is closed:
+    /// idle keep-alive connections, stalled request bodies (as Prometheus's
+    /// `--web.read-timeout`).
+    #[arg(long = "web.read-timeout", env = "TIDEMARK_WEB_READ_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub web_read_timeout: Duration,
 
     /// Directory holding the WAL and blocks; created if missing.
     #[arg(long, env = "TIDEMARK_DATA_DIR", default_value = "./data")]
@@ -66,6 +87,20 @@ pub struct Config {
     /// bytes; larger requests get 400.
     #[arg(long, env = "TIDEMARK_MAX_WRITE_DECOMPRESSED_BYTES", default_value_t = 256 << 20)]
     pub max_write_decompressed_bytes: usize,
+
+    /// Remote-write requests decoded and stored at once; more wait their
+    /// turn (as VictoriaMetrics's `-maxConcurrentInserts`).
+    #[arg(
+        long = "write.max-concurrency",
+        env = "TIDEMARK_WRITE_MAX_CONCURRENCY",
+        default_value_t = 64
+    )]
+    pub write_max_concurrency: usize,
+
+    /// Longest a remote write waits for its turn before it gets a
+    /// retryable 503 (as VictoriaMetrics's `-insert.maxQueueDuration`).
+    #[arg(long = "write.max-queue-duration", env = "TIDEMARK_WRITE_MAX_QUEUE_DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub write_max_queue_duration: Duration,
 
     /// Longest a query may run; a request's `timeout` parameter can only
     /// shorten it.
@@ -160,6 +195,12 @@ impl Config {
         };
         [
             ("listen", self.listen.to_string()),
+            ("web.max-connections", self.web_max_connections.to_string()),
+            (
+                "web.read-header-timeout",
+                format_duration(self.web_read_header_timeout),
+            ),
+            ("web.read-timeout", format_duration(self.web_read_timeout)),
             ("data-dir", self.data_dir.display().to_string()),
             ("wal-fsync", fsync.to_string()),
             (
@@ -178,6 +219,14 @@ impl Config {
             (
                 "max-write-decompressed-bytes",
                 self.max_write_decompressed_bytes.to_string(),
+            ),
+            (
+                "write.max-concurrency",
+                self.write_max_concurrency.to_string(),
+            ),
+            (
+                "write.max-queue-duration",
+                format_duration(self.write_max_queue_duration),
             ),
             ("query.timeout", format_duration(self.query_timeout)),
             ("query.max-samples", self.query_max_samples.to_string()),
@@ -204,6 +253,17 @@ impl Config {
     }
 }
 
+impl From<&Config> for HttpLimits {
+    fn from(c: &Config) -> Self {
+        HttpLimits {
+            max_connections: c.web_max_connections,
+            read_header_timeout: c.web_read_header_timeout,
+            idle_timeout: c.web_read_timeout,
+            ..HttpLimits::default()
+        }
+    }
+}
+
 impl From<&Config> for EngineOptions {
     fn from(c: &Config) -> Self {
         EngineOptions {
@@ -222,6 +282,10 @@ impl From<&Config> for ApiOptions {
             enable_admin_api: c.enable_admin_api,
             flags: c.flags(),
             storage_retention: retention_text(c.retention, c.retention_size),
+            write: WriteLimits {
+                max_concurrency: c.write_max_concurrency,
+                max_queue_duration: c.write_max_queue_duration,
+            },
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
 use crate::storage::{Db, Options};
 
+pub mod http;
+
 /// Runs the server until a termination signal.
 ///
 /// # Errors
@@ -24,17 +26,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "starting tidemark");
     let state = AppState::with_options(ApiOptions::from(&config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = {
-        let mut stop_rx = stop_rx.clone();
-        let app = api::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await
-        })
-    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state.clone()),
+        http::HttpLimits::from(&config),
+        stop_rx.clone(),
+    ));
 
     let opts = Options::from(&config);
     let dir = config.data_dir.clone();
@@ -67,6 +64,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
 
+    let recovery = tokio::spawn(storage_recovery_loop(db.clone(), stop_rx.clone()));
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     state.set_not_ready();
@@ -74,10 +73,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = compactor.await {
         tracing::error!(error = %e, "compaction task failed");
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server error"),
-        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    if let Err(e) = recovery.await {
+        tracing::error!(error = %e, "storage recovery task failed");
+    }
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
     }
     tokio::task::spawn_blocking(move || db.close())
         .await
@@ -113,6 +113,37 @@ async fn compaction_loop(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "compaction failed; retrying next interval"),
             Err(e) => tracing::error!(error = %e, "compaction task failed"),
+        }
+    }
+}
+
+/// How often a store that cannot write tries again.
+const STORAGE_RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches whether storage takes writes; while it does not (a failed WAL
+/// write or fsync: full or failing disk), tries every second to make it
+/// writable again, so writes resume by themselves once space is back.
+async fn storage_recovery_loop(db: Arc<Db>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(STORAGE_RECOVERY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_writable = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if db.is_writable() {
+            was_writable = true;
+            continue;
+        }
+        if was_writable {
+            tracing::error!("storage cannot write (see the WAL error above); remote write answers 503 and queries go on; retrying every second");
+            was_writable = false;
+        }
+        let db = db.clone();
+        if let Ok(true) = tokio::task::spawn_blocking(move || db.recover_writes()).await {
+            tracing::info!("storage writable again; remote write resumed");
+            was_writable = true;
         }
     }
 }

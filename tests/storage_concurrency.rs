@@ -127,3 +127,90 @@ fn concurrent_appends_disjoint_and_overlapping_series_exact() {
     let db = open(dir.path());
     assert_eq!(dump(&db), d);
 }
+
+/// Appenders whose timestamps lag behind the head's newest, beside a thread
+/// compacting as fast as it can: every sample acknowledged is served
+/// afterwards (from blocks or head) and after a restart. An append that
+/// read the head's floor before compaction raised it must not land in a
+/// range compaction has persisted and truncated (issue 13, item 1).
+#[test]
+fn lagging_appenders_beside_compaction_lose_nothing_acknowledged() {
+    use std::sync::atomic::AtomicBool;
+    const APPENDERS: usize = 4;
+    let iterations: i64 = std::env::var("TIDEMARK_SOAK_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || tidemark::storage::Options {
+        block_range_ms: 10_000,
+        retention_ms: 0,
+        head_snapshot_on_close: false,
+        ..options(FsyncPolicy::Never)
+    };
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let stop = AtomicBool::new(false);
+    let acked: Vec<Vec<i64>> = std::thread::scope(|scope| {
+        let compactor = scope.spawn(|| {
+            let mut runs = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                db.compact().unwrap();
+                runs += 1;
+            }
+            runs
+        });
+        // The leader pushes the head's newest time ahead; the others lag
+        // behind it by varying amounts, so their samples straddle the floor.
+        let leader = scope.spawn(|| {
+            for k in 0..iterations {
+                let s = one(series_labels("lead", 0), vec![Sample::new(k * 40, 1.0)]);
+                db.append(&[s]).unwrap();
+            }
+        });
+        let lagging: Vec<_> = (0..APPENDERS)
+            .map(|a| {
+                let db = &db;
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut t = 0i64;
+                    for k in 0..iterations {
+                        t = t.max(k * 40 - 6_000 - (a as i64) * 500) + 1;
+                        let s = one(series_labels("lag", a), vec![Sample::new(t, t as f64)]);
+                        let out = db.append(&[s]).unwrap();
+                        if out.appended == 1 {
+                            acked.push(t);
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let acked = lagging.into_iter().map(|h| h.join().unwrap()).collect();
+        leader.join().unwrap();
+        stop.store(true, Ordering::Release);
+        assert!(compactor.join().unwrap() > 0);
+        acked
+    });
+    assert!(!db.blocks().is_empty(), "compaction persisted blocks");
+    let check = |db: &Db, what: &str| {
+        let d = dump(db);
+        for (a, want) in acked.iter().enumerate() {
+            let got: std::collections::HashSet<i64> = d
+                .get(&series_labels("lag", a).to_string())
+                .map(|v| v.iter().map(|s| s.0).collect())
+                .unwrap_or_default();
+            let lost: Vec<&i64> = want.iter().filter(|t| !got.contains(t)).collect();
+            assert!(
+                lost.is_empty(),
+                "{what}: appender {a} lost acknowledged samples {lost:?}"
+            );
+        }
+    };
+    check(&db, "live");
+    db.compact().unwrap();
+    check(&db, "after a final compaction");
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check(&db, "after restart");
+}

@@ -153,3 +153,66 @@ fn wal_garbage_appended_after_last_record_is_ignored() {
     assert_eq!(got, want(5));
     assert_eq!(report.wal.damage.expect("damage reported").offset, ends[4]);
 }
+
+/// A repair that stops halfway (here: one later segment cannot be removed,
+/// as a crash or an I/O error would stop it) must leave a WAL that the next
+/// open repairs, never a gap between segments that refuses to open. Repair
+/// therefore removes later segments newest first and cuts the damaged one
+/// last.
+#[test]
+fn wal_repair_interrupted_midway_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || tidemark::storage::Options {
+        head_snapshot_on_close: false,
+        wal: tidemark::storage::wal::WalOptions {
+            segment_size: 512,
+            fsync: tidemark::storage::wal::FsyncPolicy::Never,
+        },
+        ..options(tidemark::storage::wal::FsyncPolicy::Never)
+    };
+    {
+        let db = tidemark::storage::Db::open(dir.path(), opts()).unwrap();
+        for k in 0..12 {
+            let batch: Vec<_> = (0..10)
+                .map(|s| {
+                    one(
+                        series_labels("rep", s),
+                        vec![Sample::new(k * 1000, k as f64)],
+                    )
+                })
+                .collect();
+            assert!(db.append(&batch).unwrap().is_complete());
+        }
+        db.close().unwrap();
+    }
+    let wal = dir.path().join("wal");
+    let mut segs: Vec<PathBuf> = fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().len() == 8)
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 6, "want several segments, got {segs:?}");
+    // Damage the header of a middle segment: replay stops there.
+    let damaged = segs[2].clone();
+    fs::write(&damaged, b"garbage!").unwrap();
+    // The first later segment cannot be removed (a directory in its place).
+    let stuck = segs[3].clone();
+    fs::remove_file(&stuck).unwrap();
+    fs::create_dir(&stuck).unwrap();
+    fs::write(stuck.join("x"), b"x").unwrap();
+    let first = tidemark::storage::Db::open(dir.path(), opts());
+    assert!(
+        first.is_err(),
+        "repair cannot finish while the segment is stuck"
+    );
+    drop(first);
+    // The trouble ends (the directory goes); the store must open and hold
+    // every batch before the damage.
+    fs::remove_dir_all(&stuck).unwrap();
+    let db = tidemark::storage::Db::open(dir.path(), opts())
+        .expect("a half-done repair leaves a WAL that opens");
+    let d = dump(&db);
+    let got = &d[&series_labels("rep", 0).to_string()];
+    assert!(!got.is_empty(), "data before the damage survives");
+}

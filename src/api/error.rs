@@ -65,6 +65,15 @@ pub enum ApiError {
     /// A remote-write request that failed as a whole.
     #[error(transparent)]
     Ingest(#[from] ingest::Error),
+    /// Every remote-write slot stayed busy for the whole queue time
+    /// (retryable: plain-text 503 with `Retry-After`).
+    #[error("too many concurrent remote writes: {limit} in flight (--write.max-concurrency) and this one waited {}s for a turn (--write.max-queue-duration); retry later", waited.as_secs_f64())]
+    TooManyWrites {
+        /// The concurrency limit.
+        limit: usize,
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
     /// The server is starting (WAL replay) or shutting down.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -134,7 +143,9 @@ impl ApiError {
     /// remote write and the readiness gate.
     pub fn error_type(&self) -> Option<ErrorType> {
         Some(match self {
-            ApiError::Ingest(_) | ApiError::Unavailable(_) => return None,
+            ApiError::Ingest(_) | ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
+                return None
+            }
             ApiError::InvalidParam { .. }
             | ApiError::BadQuery(_)
             | ApiError::EndBeforeStart
@@ -170,7 +181,9 @@ impl ApiError {
                 // Retryable: the sender backs off and resends.
                 I::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             other => other
                 .error_type()
                 .map_or(StatusCode::INTERNAL_SERVER_ERROR, ErrorType::status),

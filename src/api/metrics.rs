@@ -44,6 +44,8 @@ pub(crate) struct StorageGauges {
     compactions: Family<CompactionLabels, Counter>,
     compaction_failures: Counter,
     retention_deleted_blocks: Counter,
+    writable: Gauge,
+    wal_recoveries: Counter,
     compaction_duration: Histogram,
     /// Serialises refreshes, so concurrent scrapes never add a counter
     /// delta twice.
@@ -60,6 +62,8 @@ impl Default for StorageGauges {
             compactions: Family::default(),
             compaction_failures: Counter::default(),
             retention_deleted_blocks: Counter::default(),
+            writable: Gauge::default(),
+            wal_recoveries: Counter::default(),
             compaction_duration: Histogram::new([0.01, 0.05, 0.25, 1.0, 5.0, 25.0, 120.0, 600.0]),
             refresh: parking_lot::Mutex::new(()),
         }
@@ -111,6 +115,16 @@ impl StorageGauges {
             "tidemark_storage_retention_deleted_blocks",
             "Blocks deleted by time or size retention.",
             g.retention_deleted_blocks.clone(),
+        );
+        registry.register(
+            "tidemark_storage_writable",
+            "1 while storage takes writes; 0 after a failed WAL write or fsync (full or failing disk) until it recovers by itself. Remote write answers 503 meanwhile.",
+            g.writable.clone(),
+        );
+        registry.register(
+            "tidemark_storage_wal_recoveries",
+            "Times the WAL became writable again after a write or fsync failure.",
+            g.wal_recoveries.clone(),
         );
         registry.register(
             "tidemark_storage_compaction_duration_seconds",
@@ -346,6 +360,8 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             set_counter(&kind("merge"), st.merge_compactions);
             set_counter(&g.compaction_failures, st.compaction_failures);
             set_counter(&g.retention_deleted_blocks, st.retention_deleted_blocks);
+            set_counter(&g.wal_recoveries, st.wal_recoveries);
+            g.writable.set(i64::from(st.writable));
             for d in durations {
                 g.compaction_duration.observe(d);
             }

@@ -321,7 +321,7 @@ pub(crate) fn plan(metas: &[&BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
     for &r in ranges.iter().skip(1) {
         let mut i = 0;
         while i < considered {
-            let start = metas[i].min_time.div_euclid(r) * r;
+            let start = metas[i].min_time.div_euclid(r).saturating_mul(r);
             let mut j = i;
             while j < considered
                 && metas[j].min_time >= start

@@ -89,6 +89,11 @@ pub struct StorageStats {
     pub compaction_failures: u64,
     /// Blocks deleted by retention, since start.
     pub retention_deleted_blocks: u64,
+    /// Whether the store takes writes now: false from a failed WAL write or
+    /// fsync (a full or failing disk) until [`Db::recover_writes`] succeeds.
+    pub writable: bool,
+    /// Times the WAL became writable again after a failure, since start.
+    pub wal_recoveries: u64,
 }
 
 #[derive(Default)]
@@ -97,6 +102,7 @@ struct Counters {
     merge_compactions: AtomicU64,
     compaction_failures: AtomicU64,
     retention_deleted_blocks: AtomicU64,
+    wal_recoveries: AtomicU64,
     /// Durations of finished compaction steps not yet taken by the metrics
     /// exporter.
     durations: Mutex<Vec<f64>>,
@@ -282,6 +288,32 @@ impl Db {
         self.head.append_hinted(batch, hints, &self.wal)
     }
 
+    /// Whether the store takes writes now (see [`StorageStats::writable`]).
+    /// Reads are served either way.
+    pub fn is_writable(&self) -> bool {
+        !self.wal.is_poisoned()
+    }
+
+    /// After a failed WAL write or fsync, tries to make the store writable
+    /// again (see [`Wal::recover`]); call it periodically while
+    /// [`Db::is_writable`] is false. Returns whether the store is writable.
+    pub fn recover_writes(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.wal.recover() {
+            Ok(true) => {
+                self.counters.wal_recoveries.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Ok(false) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL still cannot be written");
+                false
+            }
+        }
+    }
+
     /// A read view over `[mint, maxt]` (inclusive, ms) of the head and
     /// every block overlapping it.
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier {
@@ -310,6 +342,8 @@ impl Db {
                 .counters
                 .retention_deleted_blocks
                 .load(Ordering::Relaxed),
+            writable: self.is_writable(),
+            wal_recoveries: self.counters.wal_recoveries.load(Ordering::Relaxed),
         }
     }
 
@@ -396,8 +430,16 @@ impl Db {
         result
     }
 
+    /// Retention runs whatever else failed: on a full disk, writing a
+    /// block fails, and deleting old blocks is what frees the space.
     fn compact_locked(&self) -> Result<CompactionReport> {
         let mut report = CompactionReport::default();
+        let rest = self.compact_and_merge(&mut report);
+        report.retention_deleted = self.apply_retention()?;
+        rest.map(|()| report)
+    }
+
+    fn compact_and_merge(&self, report: &mut CompactionReport) -> Result<()> {
         while self.compact_head_once()? {
             report.head_blocks += 1;
         }
@@ -417,8 +459,7 @@ impl Db {
             self.rewrite_block(&b)?;
             report.rewrites += 1;
         }
-        report.retention_deleted = self.apply_retention()?;
-        Ok(report)
+        Ok(())
     }
 
     /// Writes the head's oldest block range as a block if the head spans
@@ -432,12 +473,15 @@ impl Db {
             return Ok(false);
         }
         let started = Instant::now();
-        let mint = min_t.div_euclid(range) * range;
+        let mint = min_t.div_euclid(range).saturating_mul(range);
         let maxt = mint.saturating_add(range);
         // Appends before maxt are already refused (they are older than the
         // head's max time minus half a range); the floor makes it explicit
         // and keeps replay from bringing back what the block holds.
         self.head.set_min_valid_floor(maxt);
+        // Appends that read the old floor finish before the head is read.
+        self.head.wait_for_appenders();
+        self.hook("head:floor_raised");
         let plan = BlockPlan {
             min_time: mint,
             max_time: maxt,
@@ -451,7 +495,9 @@ impl Db {
             &self.dir,
             "head",
             plan,
-            self.head_series(mint, maxt - 1).into_iter().map(Ok),
+            self.head_series(mint, maxt.saturating_sub(1))
+                .into_iter()
+                .map(Ok),
             self.opts.crash_hook,
         )?;
         if let Some(meta) = written {
@@ -698,12 +744,23 @@ impl Db {
     /// Idempotent.
     ///
     /// # Errors
-    /// When the final fsync fails. A failed head snapshot is only logged:
+    /// Never for a WAL that failed earlier (a disk still full): everything
+    /// acknowledged was durable before its acknowledgement, so that is
+    /// logged, not returned, and no head snapshot is written (the head may
+    /// hold samples the WAL lacks). A failed head snapshot is only logged:
     /// the WAL still holds everything.
     pub fn close(&self) -> Result<()> {
         let _guard = self.compaction.lock();
         let first = !self.closed.swap(true, Ordering::AcqRel);
-        self.wal.close()?;
+        if let Err(e) = self.wal.close() {
+            if !matches!(e, wal::Error::Poisoned { .. }) {
+                return Err(e.into());
+            }
+            if first {
+                tracing::error!(error = %e, "WAL still unwritable at shutdown; writes refused since the failure were never acknowledged");
+            }
+            return Ok(());
+        }
         if first && self.opts.head_snapshot_on_close {
             let (_, last) = self.wal.segment_range();
             let path = self.dir.join(HEAD_SNAPSHOT_FILE);

@@ -117,6 +117,14 @@ impl Head {
         self.min_valid_floor.fetch_max(t, Ordering::AcqRel);
     }
 
+    /// Returns once every append that started before this call has
+    /// finished applying its samples. Appends read the floor under the
+    /// lock this waits for, so after [`Head::set_min_valid_floor`] and this,
+    /// no sample below the floor can still arrive.
+    pub(crate) fn wait_for_appenders(&self) {
+        drop(self.gc_lock.write());
+    }
+
     pub(crate) fn interner(&self) -> &Interner {
         &self.interner
     }

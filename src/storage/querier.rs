@@ -33,6 +33,24 @@ pub struct Querier {
     blocks: BlockList,
     mint: i64,
     maxt: i64,
+    problems: Arc<ReadProblems>,
+}
+
+/// What could not be read while answering from a querier (a block whose
+/// index fails, a chunk failing its checksum): the answer is partial, and
+/// the caller must say so ([`Querier::take_problems`]), never return it as
+/// if it were whole.
+#[derive(Default)]
+struct ReadProblems(parking_lot::Mutex<Vec<String>>);
+
+impl ReadProblems {
+    fn add(&self, what: String) {
+        let mut v = self.0.lock();
+        // Bounded: one damaged block can fail thousands of chunks.
+        if v.len() < 16 && !v.contains(&what) {
+            v.push(what);
+        }
+    }
 }
 
 /// One chunk of a selected series, from the head or from a block.
@@ -51,9 +69,10 @@ impl SourceChunk {
     }
 
     /// The chunk's samples; a block chunk failing its checksum or its
-    /// decoding is logged and read as empty, so one damaged chunk does not
-    /// fail the whole query.
-    fn iter(&self) -> ChunkIter<'_> {
+    /// decoding is logged, recorded in `problems` and read as empty, so one
+    /// damaged chunk does not fail the whole query but the answer says it
+    /// is partial.
+    fn iter(&self, problems: &ReadProblems) -> ChunkIter<'_> {
         let block = match self {
             SourceChunk::Head(c) => return ChunkIter::Xor(XorIter::new(&c.bytes[..])),
             SourceChunk::Block(c) => c,
@@ -67,6 +86,7 @@ impl SourceChunk {
             Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
             Err(error) => {
                 tracing::error!(%error, chunk = ?block, "skipping unreadable block chunk");
+                problems.add(format!("a block chunk could not be read and was skipped, the result may be incomplete: {error}"));
                 ChunkIter::Decoded(Vec::new().into_iter())
             }
         }
@@ -104,6 +124,7 @@ struct Part {
 #[derive(Clone)]
 pub struct Series {
     labels: Labels,
+    problems: Arc<ReadProblems>,
     /// Sources oldest first (blocks by time, then the head).
     parts: Vec<Part>,
     mint: i64,
@@ -150,6 +171,7 @@ impl Series {
                 },
                 mint: self.mint,
                 maxt: self.maxt,
+                problems: &self.problems,
             };
         }
         // Overlapping sources (a block and the head after a crash between
@@ -158,7 +180,7 @@ impl Series {
         let mut all: Vec<(usize, Sample)> = Vec::new();
         for (c, deleted, source) in chunks {
             all.extend(
-                c.iter()
+                c.iter(&self.problems)
                     .filter(|s| s.t >= self.mint && s.t <= self.maxt)
                     .filter(|s| !deleted.is_some_and(|d| d.contains(s.t)))
                     .map(|s| (source, s)),
@@ -171,6 +193,7 @@ impl Series {
             inner: Inner::Merged(all.into_iter()),
             mint: self.mint,
             maxt: self.maxt,
+            problems: &self.problems,
         }
     }
 
@@ -192,6 +215,7 @@ pub struct SeriesSampleIter<'a> {
     inner: Inner<'a>,
     mint: i64,
     maxt: i64,
+    problems: &'a ReadProblems,
 }
 
 impl Iterator for SeriesSampleIter<'_> {
@@ -213,7 +237,7 @@ impl Iterator for SeriesSampleIter<'_> {
                     *current = None;
                 }
                 let (c, deleted) = chunks.next()?;
-                *current = Some((c.iter(), deleted));
+                *current = Some((c.iter(self.problems), deleted));
             },
         }
     }
@@ -226,7 +250,14 @@ impl Querier {
             blocks,
             mint,
             maxt,
+            problems: Arc::default(),
         }
+    }
+
+    /// What could not be read so far through this querier or the series it
+    /// returned, as warnings for the answer; emptied by the call.
+    pub fn take_problems(&self) -> Vec<String> {
+        std::mem::take(&mut *self.problems.0.lock())
     }
 
     /// The blocks overlapping the range, as the list is now. Call after
@@ -256,6 +287,10 @@ impl Querier {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(block = %b.meta().ulid, error = %e, "block read failed");
+                    self.problems.add(format!(
+                        "block {} could not be read and was left out, the result may be incomplete: {e}",
+                        b.meta().ulid
+                    ));
                     continue;
                 }
             };
@@ -285,6 +320,7 @@ impl Querier {
                 Some(last) if last.labels == labels => last.parts.push(part),
                 _ => out.push(Series {
                     labels,
+                    problems: self.problems.clone(),
                     parts: vec![part],
                     mint: self.mint,
                     maxt: self.maxt,

@@ -63,6 +63,10 @@ impl Evaluator<'_> {
             self.account(samples.len())?;
             out.push((s.labels().clone(), samples));
         }
+        // Unreadable blocks or chunks make the answer partial: say so.
+        for problem in q.take_problems() {
+            self.warn(problem);
+        }
         Ok(out)
     }
 

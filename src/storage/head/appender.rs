@@ -140,10 +140,18 @@ impl Head {
         wal: &Wal,
     ) -> Result<(AppendOutcome, ResolvedSeries)> {
         let mut outcome = AppendOutcome::default();
-        let min_valid_t = self.min_valid_time();
+        #[cfg(test)]
+        tests_pause::before_lock();
         // Held through the append: the head's GC (which drops series and
-        // marks them removed) waits, so a hint checked here stays valid.
+        // marks them removed) waits, so a hint checked here stays valid;
+        // and compaction, which raises the floor and then waits for this
+        // lock ([`Head::wait_for_appenders`]) before it reads the head, sees
+        // every sample this append lands below the new floor.
         let gc_guard = self.gc_lock.read();
+        // Read under the lock, never before it: a floor read earlier could
+        // let a lagging append land in a range compaction already persisted
+        // and is about to truncate (Prometheus `WaitForAppendersOverlapping`).
+        let min_valid_t = self.min_valid_time();
 
         // 1. Resolve series, outside any series lock.
         let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
@@ -233,6 +241,15 @@ impl Head {
         }
         outcome.rejected.sort_by_key(|r| (r.series, r.sample));
         if accepted.is_empty() {
+            drop(guards);
+            drop(gc_guard);
+            if outcome.duplicates > 0 {
+                // A duplicate is acknowledged only once the sample it
+                // duplicates is durable. That sample was logged before it
+                // became visible under its series lock, so everything the
+                // WAL has taken so far covers it.
+                wal.wait_durable(wal.written())?;
+            }
             return Ok((outcome, resolved));
         }
 
@@ -270,5 +287,34 @@ impl Head {
         // 5. Acknowledge only once durable.
         wal.wait_durable(ticket)?;
         Ok((outcome, resolved))
+    }
+}
+
+/// A pause point at the start of an append, before any lock, for tests that
+/// interleave an append with compaction deterministically.
+#[cfg(test)]
+pub(crate) mod tests_pause {
+    use parking_lot::Mutex;
+
+    type Hook = Box<dyn Fn() + Send + Sync>;
+    static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+
+    /// Runs `f` at the start of every append made on a thread named `thread`.
+    pub(crate) fn set(thread: &'static str, f: impl Fn() + Send + Sync + 'static) {
+        *HOOK.lock() = Some(Box::new(move || {
+            if std::thread::current().name() == Some(thread) {
+                f();
+            }
+        }));
+    }
+
+    pub(crate) fn clear() {
+        *HOOK.lock() = None;
+    }
+
+    pub(super) fn before_lock() {
+        if let Some(h) = HOOK.lock().as_ref() {
+            h();
+        }
     }
 }

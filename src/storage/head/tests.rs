@@ -269,3 +269,88 @@ fn append_hinted_uses_live_matching_handles_only() {
     assert_eq!((out.appended, resolved.len()), (1, 1));
     assert_eq!(read(&h, "a"), [(10, 7f64.to_bits())]);
 }
+
+/// An append that started before compaction raised the floor, but had not
+/// yet taken the head's lock, must not land below the floor once
+/// compaction has waited for appenders: that range is being persisted and
+/// truncated, and a sample landing there after its 2xx would be lost.
+#[test]
+fn lagging_append_cannot_land_below_a_raised_floor() {
+    use std::sync::mpsc;
+    let (_d, w) = wal();
+    let h = std::sync::Arc::new(head(0));
+    h.append(&[batch("lag", &[(1_000, 1.0)])], &w).unwrap();
+    let (at_pause_tx, at_pause_rx) = mpsc::sync_channel::<()>(0);
+    let (go_tx, go_rx) = mpsc::sync_channel::<()>(0);
+    let go_rx = parking_lot::Mutex::new(go_rx);
+    super::appender::tests_pause::set("lagging-appender", move || {
+        let _ = at_pause_tx.send(());
+        let _ = go_rx.lock().recv();
+    });
+    let w = std::sync::Arc::new(w);
+    let appender = {
+        let (h, w) = (h.clone(), w.clone());
+        std::thread::Builder::new()
+            .name("lagging-appender".into())
+            .spawn(move || h.append(&[batch("lag", &[(2_000, 2.0)])], &w).unwrap())
+            .unwrap()
+    };
+    at_pause_rx.recv().unwrap();
+    // Compaction: raise the floor, wait for appenders, read the range.
+    h.set_min_valid_floor(5_000);
+    h.wait_for_appenders();
+    let persisted = read(&h, "lag");
+    go_tx.send(()).unwrap();
+    let out = appender.join().unwrap();
+    super::appender::tests_pause::clear();
+    assert_eq!(out.appended, 0, "the lagging sample is refused: {out:?}");
+    assert!(matches!(out.rejected[0].error, SampleError::TooOld { .. }));
+    assert_eq!(read(&h, "lag"), persisted, "nothing landed after the read");
+}
+
+/// After a failed fsync, the samples of the failed batch are in memory but
+/// not durable. A resend is all duplicates of them: it must not be
+/// acknowledged until they are durable, and recovery must write them again
+/// rather than trust a later fsync of the same file (fsyncgate).
+#[test]
+fn duplicates_of_samples_not_yet_durable_are_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let w = Wal::open(&wal_dir, WalOptions::default()).unwrap();
+    let h = head(0);
+    h.append(&[batch("dur", &[(1_000, 1.0)])], &w).unwrap();
+    w.fail_next_fsync();
+    let b = batch("dur", &[(2_000, 2.0), (3_000, 3.0)]);
+    assert!(
+        h.append(std::slice::from_ref(&b), &w).is_err(),
+        "fsync failed"
+    );
+    // Applied in memory, but not durable: a resend must not get a 2xx.
+    assert!(
+        h.append(std::slice::from_ref(&b), &w).is_err(),
+        "a duplicate of a sample that is not durable was acknowledged"
+    );
+    assert!(w.recover().unwrap(), "recovery writes the frames again");
+    let out = h.append(std::slice::from_ref(&b), &w).unwrap();
+    assert_eq!((out.appended, out.duplicates), (0, 2));
+    let out = h.append(&[batch("dur", &[(4_000, 4.0)])], &w).unwrap();
+    assert_eq!(out.appended, 1);
+    w.close().unwrap();
+    drop(w);
+
+    // Replay finds every acknowledged sample, none twice, no damage.
+    let h2 = head(0);
+    let mut stats = HeadReplayStats::default();
+    let replay = crate::storage::wal::replay(&wal_dir, h2.interner(), |rec| {
+        h2.apply_record(rec, &mut stats)
+    })
+    .unwrap();
+    assert!(replay.damage.is_none(), "{replay:?}");
+    assert_eq!(
+        read(&h2, "dur"),
+        [(1_000, 1.0), (2_000, 2.0), (3_000, 3.0), (4_000, 4.0)]
+            .iter()
+            .map(|&(t, v): &(i64, f64)| (t, v.to_bits()))
+            .collect::<Vec<_>>()
+    );
+}

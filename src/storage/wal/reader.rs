@@ -202,8 +202,11 @@ pub(crate) fn read_segment(
     Ok(damage)
 }
 
-/// Cuts `path` at `offset` (removes it if the header is damaged), removes
-/// `later` segments and fsyncs what changed.
+/// Removes `later` segments, newest first, then cuts `path` at `offset`
+/// (removes it if the header is damaged), and fsyncs what changed. The
+/// order makes every intermediate state openable: a repair interrupted by a
+/// crash or an I/O error leaves consecutive segments ending in the damaged
+/// one, which the next open repairs again; never a gap.
 fn repair(
     dir: &Path,
     path: &Path,
@@ -214,6 +217,13 @@ fn repair(
     let len = fs::metadata(path)
         .map_err(io_err("stat WAL segment", path))?
         .len();
+    let mut removed_segments = Vec::with_capacity(later.len());
+    for (_, p) in later.iter().rev() {
+        fs::remove_file(p).map_err(io_err("remove WAL segment after damage", p))?;
+        removed_segments.push(p.clone());
+    }
+    removed_segments.reverse();
+    sync_dir(dir)?;
     let file_removed = offset < SEGMENT_HEADER_LEN;
     if file_removed {
         fs::remove_file(path).map_err(io_err("remove damaged WAL segment", path))?;
@@ -226,11 +236,6 @@ fn repair(
             .map_err(io_err("truncate damaged WAL segment", path))?;
         file.sync_all()
             .map_err(io_err("fsync repaired WAL segment", path))?;
-    }
-    let mut removed_segments = Vec::with_capacity(later.len());
-    for (_, p) in later {
-        fs::remove_file(p).map_err(io_err("remove WAL segment after damage", p))?;
-        removed_segments.push(p.clone());
     }
     sync_dir(dir)?;
     let truncated_bytes = len - offset.min(len);

@@ -5,12 +5,19 @@
 //! Owns the open segment and the durability state. Must not read or repair
 //! segments (that is replay's job, done before [`Wal::open`]) and must not
 //! delete them (that is [`super::checkpoint()`]'s job).
+//!
+//! A failed write or fsync makes the WAL refuse writes (`Poisoned`) until
+//! [`Wal::recover`] succeeds: it cuts the failed segment back to its last
+//! durable length, starts a new segment and writes again every frame not
+//! known durable, so no retried fsync is ever trusted (fsyncgate) and
+//! nothing half written is replayed.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,9 +72,10 @@ pub struct Ticket(u64);
 ///
 /// Locking: `Shared::writer` guards the open segment and the byte counter;
 /// `Shared::commit` guards the durable mark and the "a leader is syncing"
-/// flag. Lock order: `writer` before `commit`; no fsync runs under `writer`
-/// except on rotation and close. `dir`, `opts` are immutable; `poisoned` is
-/// set once.
+/// flag. Lock order: `writer` before `commit` before `poisoned`; no fsync
+/// runs under `writer` except on rotation, recovery and close. `dir`, `opts`
+/// are immutable; `poisoned` is set by the first failure and cleared only by
+/// a successful [`Wal::recover`].
 pub struct Wal {
     shared: Arc<Shared>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -79,20 +87,37 @@ struct Shared {
     writer: Mutex<WriterState>,
     commit: Mutex<CommitState>,
     committed: Condvar,
-    poisoned: OnceLock<Poison>,
+    poisoned: Mutex<Option<Poison>>,
+    /// Fast path of `poisoned.is_some()`.
+    is_poisoned: AtomicBool,
+    /// Bumped by every failure and recovery: an fsync that started before
+    /// one of them proves nothing about the data and must not raise the
+    /// durable mark.
+    generation: AtomicU64,
     fsyncs: AtomicU64,
+    /// Fault injection for unit tests: the next data fsync fails with EIO.
+    #[cfg(test)]
+    fail_next_fsync: AtomicBool,
     stop: Mutex<bool>,
     stop_cv: Condvar,
 }
 
 struct WriterState {
     /// The open segment; an `Arc` so a syncer can fsync it without holding
-    /// the lock (cheaper than `try_clone`, which costs a `dup(2)`).
-    file: Arc<File>,
+    /// the lock (cheaper than `try_clone`, which costs a `dup(2)`). `None`
+    /// when no segment could be created (the WAL is poisoned then); `index`
+    /// is then the one the next segment gets.
+    file: Option<Arc<File>>,
     path: PathBuf,
     index: u32,
     /// Bytes in the open segment, header included.
     size: u64,
+    /// Bytes of the open segment covered by a successful fsync.
+    synced_size: u64,
+    /// Frames written since the last successful fsync, with the ticket each
+    /// batch ends at: what recovery writes again. Not kept with
+    /// [`FsyncPolicy::Never`], which promises nothing across a crash.
+    unsynced: VecDeque<(u64, Vec<u8>)>,
     /// Oldest segment on disk.
     first: u32,
     /// Frame bytes written through this writer: the ticket counter.
@@ -129,18 +154,30 @@ impl Wal {
         let after_checkpoint = newest_checkpoint(dir)?.map(|(i, _)| i + 1);
         let index = after_segments.max(after_checkpoint).unwrap_or(0);
         let first = segments.first().map_or(index, |(i, _)| *i);
-        let (file, path) = create_segment(dir, index)?;
-        file.sync_data()
-            .map_err(io_err("fsync WAL segment header", &path))?;
-        sync_dir(dir)?;
+        // A segment that cannot be created (a full disk) leaves the WAL
+        // poisoned instead of failing the open: the store serves reads, and
+        // [`Wal::recover`] starts writing once space is back.
+        let created = create_segment(dir, index).and_then(|(file, path)| {
+            file.sync_data()
+                .map_err(io_err("fsync WAL segment header", &path))?;
+            sync_dir(dir)?;
+            Ok((file, path))
+        });
+        let (file, path, size, failure) = match created {
+            Ok((file, path)) => (Some(Arc::new(file)), path, SEGMENT_HEADER_LEN, None),
+            Err(Error::Io { op, path, source }) => (None, path, 0, Some((op, source))),
+            Err(e) => return Err(e),
+        };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             opts,
             writer: Mutex::new(WriterState {
-                file: Arc::new(file),
-                path,
+                file,
+                path: path.clone(),
                 index,
-                size: SEGMENT_HEADER_LEN,
+                size,
+                synced_size: size,
+                unsynced: VecDeque::new(),
                 first,
                 written: 0,
                 closed: false,
@@ -150,11 +187,21 @@ impl Wal {
                 syncing: false,
             }),
             committed: Condvar::new(),
-            poisoned: OnceLock::new(),
+            poisoned: Mutex::new(None),
+            is_poisoned: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
         });
+        if let Some((op, source)) = failure {
+            // Created but not usable: recovery creates it anew.
+            let _ = std::fs::remove_file(&path);
+            let e = shared.poison(op, &path, source);
+            tracing::error!(error = %e, "WAL cannot start a segment; writes are refused until it can");
+        }
         let background = match opts.fsync {
             FsyncPolicy::Interval(every) => {
                 let shared = Arc::clone(&shared);
@@ -208,11 +255,18 @@ impl Wal {
         if w.size > SEGMENT_HEADER_LEN && w.size + total > s.opts.segment_size {
             s.rotate(&mut w)?;
         }
-        if let Err(e) = (&*w.file).write_all(&buf) {
+        let Some(file) = w.file.clone() else {
+            return s.check().and(Err(Error::Closed));
+        };
+        if let Err(e) = (&*file).write_all(&buf) {
             return Err(s.poison("write WAL segment", &w.path, e));
         }
         w.size += total;
         w.written += total;
+        if s.opts.fsync != FsyncPolicy::Never {
+            let end = w.written;
+            w.unsynced.push_back((end, buf));
+        }
         Ok(Ticket(w.written))
     }
 
@@ -265,6 +319,100 @@ impl Wal {
         Ok(w.index)
     }
 
+    /// The ticket of everything written so far: waiting on it waits until
+    /// every acknowledged-or-pending write before this call is durable.
+    pub fn written(&self) -> Ticket {
+        Ticket(self.shared.writer.lock().written)
+    }
+
+    /// Whether writes are refused after a failed write or fsync (until
+    /// [`Wal::recover`] succeeds).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned.load(Ordering::Acquire)
+    }
+
+    /// Makes the WAL writable again after a failure, if it can: cuts the
+    /// failed segment back to what its last good fsync covered, starts the
+    /// next segment, writes again every frame written since that fsync, and
+    /// fsyncs it all. Returns `Ok(false)` when there was nothing to recover.
+    /// On error the WAL stays poisoned and this can be called again later
+    /// (e.g. once disk space is back).
+    ///
+    /// # Errors
+    /// [`Error::Io`] for the step that failed; [`Error::Closed`].
+    pub fn recover(&self) -> Result<bool> {
+        let s = &*self.shared;
+        let mut w = s.writer.lock();
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        if !s.is_poisoned.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let index = if w.file.is_some() {
+            // Frames past the last good fsync are not trusted, whatever a
+            // later fsync would say; their copies are in `unsynced`.
+            let path = w.path.clone();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err("open failed WAL segment", &path))?;
+            f.set_len(w.synced_size)
+                .map_err(io_err("cut failed WAL segment", &path))?;
+            f.sync_all()
+                .map_err(io_err("fsync cut WAL segment", &path))?;
+            w.index + 1
+        } else {
+            w.index
+        };
+        // A segment a failed rotation left half made holds no records.
+        let next = self.shared.dir.join(super::segment::segment_name(index));
+        match std::fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove unused WAL segment", &next)(e)),
+        }
+        let (file, path) = create_segment(&s.dir, index)?;
+        let mut size = SEGMENT_HEADER_LEN;
+        let rewrite = (|| {
+            for (_, buf) in &w.unsynced {
+                (&file).write_all(buf)?;
+                size += buf.len() as u64;
+            }
+            file.sync_data()?;
+            File::open(&s.dir).and_then(|d| d.sync_all())
+        })();
+        if let Err(e) = rewrite {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err("write recovered WAL segment", &path)(e));
+        }
+        s.fsyncs.fetch_add(1, Ordering::Relaxed);
+        w.file = Some(Arc::new(file));
+        w.path = path;
+        w.index = index;
+        w.size = size;
+        w.synced_size = size;
+        w.unsynced.clear();
+        let target = w.written;
+        s.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut c = s.commit.lock();
+            c.durable = c.durable.max(target);
+            *s.poisoned.lock() = None;
+            s.is_poisoned.store(false, Ordering::Release);
+        }
+        s.committed.notify_all();
+        tracing::info!(segment = index, "WAL writable again");
+        Ok(true)
+    }
+
+    /// Makes the next data fsync fail with EIO (unit tests only).
+    #[cfg(test)]
+    pub(crate) fn fail_next_fsync(&self) {
+        self.shared.fail_next_fsync.store(true, Ordering::Release);
+    }
+
     /// First and last segment index currently on disk (the last is the one
     /// being written).
     pub fn segment_range(&self) -> (u32, u32) {
@@ -301,6 +449,12 @@ impl Wal {
     /// [`Error::Poisoned`] if a write or fsync failed (now or earlier).
     pub fn close(&self) -> Result<()> {
         let s = &*self.shared;
+        if self.is_poisoned() {
+            // One last chance to make the frames since the failure durable.
+            if let Err(e) = self.recover() {
+                tracing::warn!(error = %e, "WAL recovery at close failed");
+            }
+        }
         {
             let mut w = s.writer.lock();
             if w.closed {
@@ -331,7 +485,10 @@ impl Drop for Wal {
 impl Shared {
     /// The sticky error, if any.
     fn check(&self) -> Result<()> {
-        match self.poisoned.get() {
+        if !self.is_poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match &*self.poisoned.lock() {
             None => Ok(()),
             Some(p) => Err(Error::Poisoned {
                 op: p.op,
@@ -341,31 +498,66 @@ impl Shared {
         }
     }
 
-    /// Makes the WAL unusable (first failure wins) and returns the error.
+    /// Makes the WAL refuse writes (the first failure is kept until
+    /// recovery) and returns the error.
     fn poison(&self, op: &'static str, path: &Path, e: io::Error) -> Error {
-        let _ = self.poisoned.set(Poison {
-            op,
-            path: path.to_path_buf(),
-            source: Arc::new(e),
-        });
+        {
+            let mut p = self.poisoned.lock();
+            if p.is_none() {
+                *p = Some(Poison {
+                    op,
+                    path: path.to_path_buf(),
+                    source: Arc::new(e),
+                });
+            }
+            self.is_poisoned.store(true, Ordering::Release);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         // Wake waiters so they see the error instead of sleeping forever.
         self.committed.notify_all();
-        self.check().expect_err("poisoned was just set")
+        match self.check() {
+            Err(e) => e,
+            Ok(()) => Error::Closed,
+        }
     }
 
     /// fsyncs the open segment without holding the writer lock and raises
-    /// the durable mark to what was written before the fsync started.
+    /// the durable mark to what was written before the fsync started,
+    /// unless a failure or recovery happened meanwhile.
     fn sync_now(&self) -> Result<()> {
-        let (file, path, target) = {
+        let (file, path, target, size, generation) = {
             let w = self.writer.lock();
-            (Arc::clone(&w.file), w.path.clone(), w.written)
+            let Some(file) = w.file.clone() else {
+                return self.check();
+            };
+            (
+                file,
+                w.path.clone(),
+                w.written,
+                w.size,
+                self.generation.load(Ordering::Acquire),
+            )
         };
         // Earlier segments were fsynced when they were rotated out, so
         // syncing the open one covers everything up to `target`.
+        #[cfg(test)]
+        if self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            return Err(self.poison("fsync WAL segment", &path, io::Error::from_raw_os_error(5)));
+        }
         if let Err(e) = file.sync_data() {
             return Err(self.poison("fsync WAL segment", &path, e));
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.writer.lock();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return self.check();
+        }
+        if w.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, &file)) {
+            w.synced_size = w.synced_size.max(size);
+        }
+        while w.unsynced.front().is_some_and(|(end, _)| *end <= target) {
+            w.unsynced.pop_front();
+        }
         self.mark_durable(target);
         Ok(())
     }
@@ -378,10 +570,15 @@ impl Shared {
     /// Closes the open segment (fsynced, so no later segment is ever durable
     /// while an earlier one is not) and starts the next.
     fn rotate(&self, w: &mut WriterState) -> Result<()> {
-        if let Err(e) = w.file.sync_data() {
+        let Some(old) = w.file.clone() else {
+            return self.check().and(Err(Error::Closed));
+        };
+        if let Err(e) = old.sync_data() {
             return Err(self.poison("fsync WAL segment", &w.path, e));
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        w.synced_size = w.size;
+        w.unsynced.clear();
         self.mark_durable(w.written);
         let index = w.index + 1;
         let (file, path) = match create_segment(&self.dir, index) {
@@ -395,10 +592,11 @@ impl Shared {
         if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
             return Err(self.poison("fsync WAL directory", &self.dir, e));
         }
-        w.file = Arc::new(file);
+        w.file = Some(Arc::new(file));
         w.path = path;
         w.index = index;
         w.size = SEGMENT_HEADER_LEN;
+        w.synced_size = SEGMENT_HEADER_LEN;
         Ok(())
     }
 
@@ -414,9 +612,11 @@ impl Shared {
                     return;
                 }
             }
+            let was_poisoned = self.is_poisoned.load(Ordering::Acquire);
             if let Err(e) = self.sync_now() {
-                tracing::error!(error = %e, dir = %self.dir.display(), "WAL background fsync failed; WAL is now unusable");
-                return;
+                if !was_poisoned {
+                    tracing::error!(error = %e, dir = %self.dir.display(), "WAL background fsync failed; writes are refused until the WAL recovers");
+                }
             }
         }
     }
