@@ -519,3 +519,93 @@ fn head_deletion_survives_wal_checkpoint_and_restart() {
     let db = Db::open(dir.path(), opts()).unwrap();
     check_all(&db, &oracle, "after restart");
 }
+
+/// A chunk that fails its checksum while a query reads it (the block was
+/// opened without scanning its chunks) is skipped, and the answer says it
+/// is partial: the querier reports the problem, and a PromQL answer
+/// carries it as a warning. Never a silent partial answer.
+#[test]
+fn unreadable_chunk_at_query_time_is_a_warning_not_a_silent_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let lazy = || Options {
+        verify_chunks_on_open: false,
+        ..opts()
+    };
+    let victim;
+    {
+        let db = Db::open(dir.path(), lazy()).unwrap();
+        ingest(&db, &mut oracle, 10, T0, T0 + 8 * HOUR);
+        victim = db.blocks()[0].clone();
+    }
+    corrupt_byte(
+        &dir.path().join(&victim.ulid).join("chunks").join("000001"),
+        0.5,
+    );
+    let db = Db::open(dir.path(), lazy()).unwrap();
+    assert!(
+        db.open_report().quarantined.is_empty(),
+        "chunks not scanned at open"
+    );
+    let q = db.querier(victim.min_time, victim.max_time - 1);
+    let read: usize = q.select(&[]).iter().map(|s| s.samples().count()).sum();
+    let problems = q.take_problems();
+    assert!(
+        read < range(&oracle, victim.min_time, victim.max_time)
+            .values()
+            .map(Vec::len)
+            .sum(),
+        "the damaged chunk was read?"
+    );
+    assert!(!problems.is_empty(), "a skipped chunk must be reported");
+    assert!(problems[0].contains("incomplete"), "{problems:?}");
+
+    let engine = tidemark::promql::Engine::new(Default::default());
+    let res = engine
+        .instant_query(
+            &db,
+            "count_over_time({__name__=~\".+\"}[2h])",
+            victim.max_time - 1,
+        )
+        .unwrap();
+    assert!(
+        res.warnings
+            .iter()
+            .any(|w| w.contains("block chunk could not be read")),
+        "warnings: {:?}",
+        res.warnings
+    );
+}
+
+/// A block that cannot be opened for a reason of the machine, not of its
+/// bytes (here the index read fails with EISDIR, standing in for EIO,
+/// EMFILE or a failed mmap), is retried and reported, and the open fails:
+/// it is never quarantined, so once the trouble ends every sample is
+/// served again. Before, it was moved to `quarantine/` for good.
+#[test]
+fn transient_block_open_error_is_not_a_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let victim;
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 4, T0, T0 + 8 * HOUR);
+        victim = db.blocks()[0].clone();
+    }
+    let index = dir.path().join(&victim.ulid).join("index");
+    let aside = dir.path().join("index.aside");
+    std::fs::rename(&index, &aside).unwrap();
+    std::fs::create_dir(&index).unwrap();
+    let failed = Db::open(dir.path(), opts());
+    assert!(failed.is_err(), "an unreadable block fails the open");
+    drop(failed);
+    assert!(
+        !dir.path().join("quarantine").join(&victim.ulid).exists(),
+        "a block that failed for the machine's reasons was quarantined"
+    );
+    std::fs::remove_dir(&index).unwrap();
+    std::fs::rename(&aside, &index).unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(db.open_report().quarantined.is_empty());
+    check_all(&db, &oracle, "after the trouble ended");
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use crate::model::{Labels, Matcher};
-use crate::storage::block::{Block, BlockCompaction, BlockMeta, CHUNKS_DIR};
+use crate::storage::block::{Block, BlockCompaction, BlockError, BlockMeta, CHUNKS_DIR};
 use crate::storage::compact::{
     self, io_err, BlockPlan, InputChunk, InputPart, InputSeries, TMP_CREATION_SUFFIX,
     TMP_DELETION_SUFFIX,
@@ -812,8 +812,14 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
     candidates.sort();
     let mut blocks: Vec<Arc<Block>> = Vec::new();
     for path in candidates {
-        match Block::open(&path, verify) {
+        match open_block_retrying(&path, verify) {
             Ok(b) => blocks.push(Arc::new(b)),
+            Err(e) if is_transient(&e) => {
+                // The machine's trouble, not the block's: never quarantine.
+                tracing::error!(block = %path.display(), error = %e,
+                    "block cannot be opened (not damaged: an I/O or resource error); refusing to start without it");
+                return Err(e.into());
+            }
             Err(e) => {
                 let q = dir.join(QUARANTINE_DIR);
                 fs::create_dir_all(&q).map_err(io_err("create quarantine directory", &q))?;
@@ -849,6 +855,47 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
     blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
     compact::sync_dir(dir)?;
     Ok(blocks)
+}
+
+/// Attempts of [`open_block_retrying`], with the pause before each retry.
+const BLOCK_OPEN_RETRIES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
+/// Opens a block, retrying an error that [`is_transient`] a few times.
+fn open_block_retrying(path: &Path, verify: bool) -> Result<Block, BlockError> {
+    let mut pauses = BLOCK_OPEN_RETRIES.iter();
+    loop {
+        match Block::open(path, verify) {
+            Err(e) if is_transient(&e) => match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(block = %path.display(), error = %e, retry_in = ?pause,
+                        "opening a block failed; retrying");
+                    std::thread::sleep(*pause);
+                }
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// Whether a block failed to open because of the machine (too many open
+/// files, an I/O error, a failed memory map) rather than its bytes. Such a
+/// block is retried and reported, never quarantined: quarantine is for
+/// damage (a checksum, a format error, a missing or truncated file).
+fn is_transient(e: &BlockError) -> bool {
+    match e {
+        BlockError::Io { source, .. } => !matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
 }
 
 /// Block directories are named by a 26-character ULID.
