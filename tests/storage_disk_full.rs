@@ -441,3 +441,34 @@ fn retention_runs_when_head_compaction_fails_on_a_full_disk() {
         .iter()
         .all(|m| T0 + 11 * HOUR - 60_000 - m.max_time < 6 * HOUR));
 }
+
+/// Stopping while the disk is still full is clean: every acknowledged write
+/// was durable before its acknowledgement, so close reports no error (the
+/// server then exits 0) and the next start serves all of it.
+#[test]
+fn closing_while_unwritable_is_clean_and_loses_nothing_acknowledged() {
+    let Some(fs_) = Tmpfs::mount(8) else { return };
+    let data = fs_.path().join("data");
+    let db = Db::open(&data, opts()).unwrap();
+    for t in 0..10 {
+        db.append(&batch(t * 1000)).unwrap();
+    }
+    let filler = fs_.fill();
+    let mut t = 10;
+    while db.append(&batch(t * 1000)).is_ok() {
+        t += 1;
+        assert!(t < 100_000, "the disk never filled");
+    }
+    let acked = t;
+    db.close()
+        .expect("close on an unwritable WAL is not an error");
+    drop(db);
+    fs::remove_file(&filler).unwrap();
+    let db = Db::open(&data, opts()).unwrap();
+    for (series, samples) in dump(&db) {
+        assert!(
+            (0..acked).all(|k| samples.iter().any(|s| s.0 == k * 1000)),
+            "{series}: acknowledged samples lost"
+        );
+    }
+}
