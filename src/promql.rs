@@ -10,11 +10,18 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod guard;
 mod value;
+mod worker;
 
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::QueryError;
+pub use guard::{
+    check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
+    QUERY_THREAD_STACK,
+};
 pub use value::{InstantSample, QueryResult, RangeSeries, Value};
+pub use worker::{run_on_query_thread, WorkerError};
 
 /// Re-export of the parser's AST, for callers that build or rewrite
 /// expressions (the conformance runner pins `@` on the AST).
