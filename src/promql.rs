@@ -4,6 +4,12 @@
 //!
 //! Semantics follow Prometheus 3: 5 m lookback, left-open range windows,
 //! staleness markers ending series, `offset` and `@`, subqueries.
+//!
+//! Hostile input: `guard` bounds nesting and operators before the
+//! recursive parser runs and every `@`/offset/range/step after it;
+//! `worker` runs parsing and evaluation on threads with a known stack,
+//! catching panics; the evaluator counts the samples it holds against
+//! `max_samples` as it allocates them.
 
 mod duration_expr;
 mod engine;

