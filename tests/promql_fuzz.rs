@@ -334,6 +334,9 @@ fn arbitrary_text_never_panics_the_query_api() {
         proptest::collection::vec(any::<u8>(), 0..120)
             .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
         "[a-z_(){}\\[\\]\"'`\\\\=~!,:@+*/%^<>#0-9. \né-]{0,80}",
+        // String literals with escapes, including a backslash before a
+        // multi-byte character (which panicked inside the parser).
+        "[\\\\éx0-9aU\"]{0,12}".prop_map(|s| format!("up{{a=\"{s}\"}}")),
     ];
     runner(1000)
         .run(&text, |q| {
