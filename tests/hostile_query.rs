@@ -123,7 +123,10 @@ fn q(query: &str) -> String {
 fn hostile_queries_get_4xx_and_the_server_survives() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut p: Proc = start_tidemark_with(&addr, dir.path(), &[]);
+    // Default limits, except a lookback ceiling above 1y so that the
+    // issue's query (lookback_delta=1y) reaches the sample limit; the
+    // default ceiling (1d) is tested in tests/query_limits.rs.
+    let mut p: Proc = start_tidemark_with(&addr, dir.path(), &["--query.max-lookback-delta=2y"]);
     wait_ready(&mut p, &addr, Duration::from_secs(60));
     let t = now_ms();
     write_series(&addr, t);
@@ -330,10 +333,10 @@ fn hostile_queries_get_4xx_and_the_server_survives() {
             "out of range",
         ),
         case(
-            "lookback_delta=1y",
+            "lookback_delta=3y",
             "/api/v1/query_range",
             format!(
-                "{}&start={}&end={secs}&step=1&lookback_delta=1y",
+                "{}&start={}&end={secs}&step=1&lookback_delta=3y",
                 q("hostile"),
                 secs - 11_000
             ),
@@ -348,10 +351,10 @@ fn hostile_queries_get_4xx_and_the_server_survives() {
             "lookback_delta",
         ),
         case(
-            "20,000 series x 11,001 steps (lookback_delta=1d)",
+            "20,000 series x 11,001 steps (lookback_delta=1y)",
             "/api/v1/query_range",
             format!(
-                "{}&start={}&end={secs}&step=1&lookback_delta=1d",
+                "{}&start={}&end={secs}&step=1&lookback_delta=1y",
                 q("hostile"),
                 secs - 11_000
             ),
