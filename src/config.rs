@@ -120,6 +120,20 @@ pub struct Config {
     #[arg(long = "query.lookback-delta", env = "TIDEMARK_QUERY_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
     pub query_lookback_delta: Duration,
 
+    /// Largest `lookback_delta` a query may ask for (a longer one gets
+    /// 400); never below `--query.lookback-delta`.
+    #[arg(long = "query.max-lookback-delta", env = "TIDEMARK_QUERY_MAX_LOOKBACK_DELTA", default_value = "1d", value_parser = parse_duration)]
+    pub query_max_lookback_delta: Duration,
+
+    /// Most queries (and series/labels/status-tsdb reads) run at once;
+    /// more wait, within their time-out, for a slot (503 when it passes).
+    #[arg(
+        long = "query.max-concurrency",
+        env = "TIDEMARK_QUERY_MAX_CONCURRENCY",
+        default_value_t = 20
+    )]
+    pub query_max_concurrency: usize,
+
     /// How long to keep data: blocks ending this far behind the newest
     /// sample are deleted (as Prometheus's `--storage.tsdb.retention.time`).
     /// `0s` keeps everything.
@@ -234,6 +248,14 @@ impl Config {
                 "query.lookback-delta",
                 format_duration(self.query_lookback_delta),
             ),
+            (
+                "query.max-lookback-delta",
+                format_duration(self.query_max_lookback_delta),
+            ),
+            (
+                "query.max-concurrency",
+                self.query_max_concurrency.to_string(),
+            ),
             ("retention", format_duration(self.retention)),
             ("retention-size", self.retention_size.to_string()),
             (
@@ -270,6 +292,12 @@ impl From<&Config> for EngineOptions {
             lookback_delta_ms: c.query_lookback_delta.as_millis() as i64,
             max_samples: c.query_max_samples,
             timeout: c.query_timeout,
+            max_lookback_delta_ms: c
+                .query_max_lookback_delta
+                .max(c.query_lookback_delta)
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+            max_concurrency: c.query_max_concurrency.max(1),
             ..EngineOptions::default()
         }
     }
@@ -499,6 +527,13 @@ mod tests {
         assert_eq!(e.timeout, Duration::from_secs(120));
         assert_eq!(e.lookback_delta_ms, 300_000);
         assert_eq!(e.max_samples, 50_000_000);
+        assert_eq!(e.max_concurrency, 20);
+        assert_eq!(e.max_lookback_delta_ms, 86_400_000);
+        let c = Config::try_parse_from(["tidemark", "--query.lookback-delta=2d"]).unwrap();
+        assert_eq!(
+            EngineOptions::from(&c).max_lookback_delta_ms,
+            2 * 86_400_000
+        );
         let c = Config::try_parse_from(["tidemark", "--query.timeout=30s", "--enable-admin-api"])
             .unwrap();
         assert_eq!(EngineOptions::from(&c).timeout, Duration::from_secs(30));

@@ -4,17 +4,30 @@
 //!
 //! Semantics follow Prometheus 3: 5 m lookback, left-open range windows,
 //! staleness markers ending series, `offset` and `@`, subqueries.
+//!
+//! Hostile input: `guard` bounds nesting and operators before the
+//! recursive parser runs and every `@`/offset/range/step after it;
+//! `worker` runs parsing and evaluation on threads with a known stack,
+//! catching panics; the evaluator counts the samples it holds against
+//! `max_samples` as it allocates them.
 
 mod duration_expr;
 mod engine;
 mod error;
 mod eval;
 mod functions;
+mod guard;
 mod value;
+mod worker;
 
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::QueryError;
+pub use guard::{
+    check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
+    QUERY_THREAD_STACK,
+};
 pub use value::{InstantSample, QueryResult, RangeSeries, Value};
+pub use worker::{run_on_query_thread, WorkerError};
 
 /// Re-export of the parser's AST, for callers that build or rewrite
 /// expressions (the conformance runner pins `@` on the AST).

@@ -3,13 +3,16 @@
 //! parameter order, checks and messages (`web/api/v1/api.go` `query`,
 //! `queryRange`, `queryExemplars`, `formatQuery`, `parseQuery`).
 //!
-//! Evaluation runs on the blocking pool; when the client goes away the
-//! handler future is dropped, and [`CancelOnDrop`] sets the engine's cancel
-//! flag so the evaluation stops at its next check.
+//! Parsing and evaluation run through [`run_guarded`] (shared with the
+//! metadata and status reads): a slot of `--query.max-concurrency` is
+//! awaited within the query's time-out, then the work runs on a query
+//! thread with a known stack; when the client goes away the handler future
+//! is dropped, and [`CancelOnDrop`] sets the cancel flag so the work stops
+//! at its next check.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::Response;
@@ -21,7 +24,11 @@ use crate::api::params::{selector_matchers, Params, MAX_TIME_MS, MIN_TIME_MS};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
 use crate::model::Labels;
-use crate::promql::{Engine, QueryOptions, QueryResult, Value};
+use crate::promql::{run_on_query_thread, Engine, QueryError, QueryOptions, QueryResult, Value};
+
+/// How long past its deadline a guarded task may take to notice it before
+/// the client is answered 503 anyway (the task stops at its next check).
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// Prometheus's resolution limit for range queries (`queryRange`).
 const MAX_POINTS_PER_SERIES: i128 = 11_000;
@@ -42,7 +49,8 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Parses `query` with Prometheus's error wording.
+/// Parses `query` with Prometheus's error wording. Call it on a query
+/// thread (see [`run_guarded`]): deep queries need its stack.
 fn parse_query_param(params: &Params) -> Result<Expr, ApiError> {
     Engine::parse(params.get("query").unwrap_or("")).map_err(|e| ApiError::BadQuery(e.to_string()))
 }
@@ -54,7 +62,7 @@ fn query_options(params: &Params) -> Result<QueryOptions, ApiError> {
         .map(|ns| Duration::from_nanos(ns.clamp(0, u64::MAX as i128) as u64));
     let lookback_delta_ms = params
         .duration_ns("lookback_delta")?
-        .map(|ns| (ns / 1_000_000) as i64);
+        .map(|ns| i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX));
     Ok(QueryOptions {
         cancel: None,
         timeout,
@@ -62,19 +70,87 @@ fn query_options(params: &Params) -> Result<QueryOptions, ApiError> {
     })
 }
 
-/// Runs `eval` on the blocking pool with a cancel flag tied to this
-/// future, then encodes the result (also off the async threads: a large
-/// matrix takes a while to write).
+/// The deadline and cancel flag of one guarded task.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    /// When the task must have finished (its time-out counts from the
+    /// request's arrival, queueing included).
+    pub(crate) deadline: Instant,
+    /// Set when the client went away or the answer was given up.
+    pub(crate) cancel: Arc<AtomicBool>,
+}
+
+impl Budget {
+    /// Fails once the deadline has passed or the task was cancelled; call
+    /// it inside loops.
+    pub(crate) fn check(&self, what: &'static str) -> Result<(), ApiError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(QueryError::Canceled(what).into());
+        }
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout(what).into());
+        }
+        Ok(())
+    }
+
+    /// Time left before the deadline.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Runs `work` as one query-like task: waits for one of the
+/// `--query.max-concurrency` slots (503 `timeout` if `timeout` passes while
+/// queued), then runs `work` on a query thread (known stack, panics caught)
+/// holding the slot until it really ends. The answer is given up with 503
+/// shortly after the deadline, and the cancel flag is set whenever this
+/// future ends or is dropped, so `work` should call [`Budget::check`].
+pub(crate) async fn run_guarded<T: Send + 'static>(
+    engine: &Engine,
+    timeout: Duration,
+    work: impl FnOnce(&Budget) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+    let permit = tokio::time::timeout_at(deadline.into(), engine.slots().clone().acquire_owned())
+        .await
+        .map_err(|_| QueryError::Timeout("query queue (all --query.max-concurrency slots busy)"))?
+        .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let budget = Budget { deadline, cancel };
+    let task = run_on_query_thread(move || {
+        let _permit = permit;
+        // The deadline may have passed while queued.
+        budget.check("query queue")?;
+        work(&budget)
+    });
+    match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), task).await {
+        Ok(r) => r.map_err(|e| ApiError::TaskFailed(e.to_string()))?,
+        Err(_) => Err(QueryError::Timeout("query execution").into()),
+    }
+}
+
+/// Parses `query` and evaluates it with `eval` through [`run_guarded`],
+/// then encodes the result (also on the query thread: a large matrix takes
+/// a while to write).
 async fn run(
+    engine: &Engine,
+    params: Params,
     mut opts: QueryOptions,
     limit: Option<usize>,
-    eval: impl FnOnce(&QueryOptions) -> Result<QueryResult, crate::promql::QueryError> + Send + 'static,
+    eval: impl FnOnce(&Expr, &QueryOptions) -> Result<QueryResult, QueryError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    opts.cancel = Some(cancel.clone());
-    let _guard = CancelOnDrop(cancel);
-    let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
-        let mut res = eval(&opts)?;
+    let timeout = opts.timeout.map_or(engine.options().timeout, |t| {
+        t.min(engine.options().timeout)
+    });
+    let body = run_guarded(engine, timeout, move |budget| -> Result<String, ApiError> {
+        let expr = parse_query_param(&params)?;
+        opts.cancel = Some(budget.cancel.clone());
+        opts.timeout = Some(budget.remaining());
+        let mut res = eval(&expr, &opts)?;
         if let Some(limit) = limit {
             if truncate(&mut res.value, limit) {
                 res.warnings.push(TRUNCATED_WARNING.to_string());
@@ -84,8 +160,7 @@ async fn run(
         response::push_query_data(&mut data, &res.value);
         Ok(response::success_body(&data, &res.warnings, &res.infos))
     })
-    .await
-    .map_err(|e| ApiError::TaskFailed(e.to_string()))??;
+    .await?;
     Ok(response::json(body))
 }
 
@@ -113,10 +188,13 @@ pub(crate) async fn query(
     let limit = params.limit()?;
     let t = params.time_or("time", now_ms())?;
     let opts = query_options(&params)?;
-    let expr = parse_query_param(&params)?;
     let db = state.require_db()?;
     let engine = state.engine().clone();
-    run(opts, limit, move |o| engine.instant(&db, &expr, t, o)).await
+    let e = engine.clone();
+    run(&engine, params, opts, limit, move |expr, o| {
+        e.instant(&db, expr, t, o)
+    })
+    .await
 }
 
 /// `GET|POST /api/v1/query_range`: `query`, `start`, `end`, `step`,
@@ -142,15 +220,15 @@ pub(crate) async fn query_range(
         return Err(ApiError::NonPositiveStep);
     }
     if (end as i128 - start as i128) * 1_000_000 / step_ns > MAX_POINTS_PER_SERIES {
-        return Err(crate::promql::QueryError::TooManyPoints.into());
+        return Err(QueryError::TooManyPoints.into());
     }
-    let step = (step_ns / 1_000_000) as i64;
+    let step = i64::try_from(step_ns / 1_000_000).unwrap_or(i64::MAX);
     let opts = query_options(&params)?;
-    let expr = parse_query_param(&params)?;
     let db = state.require_db()?;
     let engine = state.engine().clone();
-    run(opts, limit, move |o| {
-        engine.range(&db, &expr, start, end, step, o)
+    let e = engine.clone();
+    run(&engine, params, opts, limit, move |expr, o| {
+        e.range(&db, expr, start, end, step, o)
     })
     .await
 }
@@ -184,7 +262,24 @@ pub(crate) async fn query_exemplars(
     if end < start {
         return Err(ApiError::EndBeforeStart);
     }
-    let expr = parse_query_param(&params)?;
+    let receiver = state.require_receiver()?;
+    let engine = state.engine().clone();
+    let out = run_guarded(&engine, engine.options().timeout, move |budget| {
+        exemplars_body(&params, &receiver, start, end, budget)
+    })
+    .await?;
+    Ok(response::ok(&out, &[]))
+}
+
+/// The `data` of `query_exemplars`, on a query thread.
+fn exemplars_body(
+    params: &Params,
+    receiver: &crate::ingest::Receiver,
+    start: i64,
+    end: i64,
+    budget: &Budget,
+) -> Result<String, ApiError> {
+    let expr = parse_query_param(params)?;
     let mut sel = Selectors::default();
     let Ok(_) = walk_expr(&mut sel, &expr);
     let sets = sel
@@ -193,7 +288,6 @@ pub(crate) async fn query_exemplars(
         .map(|vs| selector_matchers(vs.name.as_deref(), &vs.matchers.matchers))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadQuery)?;
-    let receiver = state.require_receiver()?;
     let exemplars = if sets.is_empty() {
         Vec::new()
     } else {
@@ -202,6 +296,9 @@ pub(crate) async fn query_exemplars(
     // Group by series in order of first appearance.
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
     for (i, e) in exemplars.iter().enumerate() {
+        if i % 1024 == 0 {
+            budget.check("exemplar selection")?;
+        }
         let hit = sets.iter().any(|ms| {
             ms.iter()
                 .all(|m| m.matches(e.series.get(m.name()).unwrap_or("")))
@@ -238,23 +335,38 @@ pub(crate) async fn query_exemplars(
         out.push_str("]}");
     }
     out.push(']');
-    Ok(response::ok(&out, &[]))
+    Ok(out)
 }
 
 /// `GET|POST /api/v1/format_query`: the query pretty-printed.
-pub(crate) async fn format_query(params: Params) -> Result<Response, ApiError> {
-    let expr = parse_query_param(&params)?;
-    let mut out = String::new();
-    response::push_json_str(&mut out, &expr.prettify());
+pub(crate) async fn format_query(
+    State(state): State<Arc<AppState>>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let engine = state.engine().clone();
+    let out = run_guarded(&engine, engine.options().timeout, move |_| {
+        let expr = parse_query_param(&params)?;
+        let mut out = String::new();
+        response::push_json_str(&mut out, &expr.prettify());
+        Ok(out)
+    })
+    .await?;
     Ok(response::ok(&out, &[]))
 }
 
 /// `GET|POST /api/v1/parse_query`: the AST as JSON, in the shape of
 /// Prometheus's `parser` JSON (as promql-parser's `ser` feature renders it
 /// for GreptimeDB); used by Prometheus's own UI only.
-pub(crate) async fn parse_query(params: Params) -> Result<Response, ApiError> {
-    let expr = parse_query_param(&params)?;
-    let data = serde_json::to_string(&expr).map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+pub(crate) async fn parse_query(
+    State(state): State<Arc<AppState>>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let engine = state.engine().clone();
+    let data = run_guarded(&engine, engine.options().timeout, move |_| {
+        let expr = parse_query_param(&params)?;
+        serde_json::to_string(&expr).map_err(|e| ApiError::TaskFailed(e.to_string()))
+    })
+    .await?;
     Ok(response::ok(&data, &[]))
 }
 
@@ -267,16 +379,24 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(None::<Arc<AtomicBool>>));
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let s = seen.clone();
-        let fut = run(QueryOptions::default(), None, move |o| {
-            let flag = o.cancel.clone().expect("run installs a cancel flag");
-            *s.lock().unwrap() = Some(flag.clone());
-            let _ = started_tx.send(());
-            // Stand-in for a long evaluation that polls the flag.
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(crate::promql::QueryError::Canceled("test"))
-        });
+        let fut = async move {
+            let engine = Engine::default();
+            run_guarded(
+                &engine,
+                Duration::from_secs(600),
+                move |b| -> Result<(), ApiError> {
+                    let flag = b.cancel.clone();
+                    *s.lock().unwrap() = Some(flag.clone());
+                    let _ = started_tx.send(());
+                    // Stand-in for a long evaluation that polls the flag.
+                    while !flag.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(QueryError::Canceled("test").into())
+                },
+            )
+            .await
+        };
         let handle = tokio::spawn(fut);
         tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
             .await
@@ -285,5 +405,45 @@ mod tests {
         let _ = handle.await;
         let flag = seen.lock().unwrap().clone().unwrap();
         assert!(flag.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn queued_past_the_deadline_is_a_timeout() {
+        let engine = Engine::new(crate::promql::EngineOptions {
+            max_concurrency: 1,
+            ..Default::default()
+        });
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let e = engine.clone();
+        let busy = tokio::spawn(async move {
+            run_guarded(&e, Duration::from_secs(600), move |_| {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv_timeout(Duration::from_secs(60));
+                Ok(())
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let r = run_guarded(&engine, Duration::from_millis(50), |_| Ok(())).await;
+        let err = r.unwrap_err();
+        assert_eq!(err.status().as_u16(), 503, "{err}");
+        assert!(err.to_string().contains("max-concurrency"), "{err}");
+        release_tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        // The slot is free again.
+        run_guarded(&engine, Duration::from_secs(60), |_| Ok(()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_is_an_internal_error() {
+        let engine = Engine::default();
+        let r: Result<(), ApiError> =
+            run_guarded(&engine, Duration::from_secs(60), |_| panic!("bug")).await;
+        assert_eq!(r.unwrap_err().status().as_u16(), 500);
     }
 }

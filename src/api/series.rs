@@ -2,7 +2,10 @@
 //! `/api/v1/label/<name>/values`, with `match[]`, `start`, `end` (default:
 //! all time) and `limit`, as Prometheus's `series`, `labelNames` and
 //! `labelValues` (`web/api/v1/api.go`). Results are sorted and never
-//! `null`. Reads the head through a querier on the blocking pool.
+//! `null`. Parses `match[]` and reads through a querier on a query thread
+//! via [`run_guarded`]: one `--query.max-concurrency` slot, the query
+//! time-out (503 when it passes), the deadline checked between selectors
+//! and series.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use axum::response::Response;
 
 use crate::api::error::ApiError;
 use crate::api::params::{unescape_label_name, Params, MAX_TIME_MS, MIN_TIME_MS};
+use crate::api::query::{run_guarded, Budget};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
 use crate::model::{Labels, Matcher};
@@ -40,14 +44,20 @@ impl Window {
     }
 }
 
-/// Runs a read on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    db: Arc<Db>,
-    f: impl FnOnce(&Db) -> T + Send + 'static,
+/// Parses the window and runs a read through [`run_guarded`] with the
+/// engine's time-out.
+async fn guarded<T: Send + 'static>(
+    state: &AppState,
+    params: Params,
+    f: impl FnOnce(&Db, Window, &Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || f(&db))
-        .await
-        .map_err(|e| ApiError::TaskFailed(e.to_string()))
+    let db = state.require_db()?;
+    let engine = state.engine().clone();
+    run_guarded(&engine, engine.options().timeout, move |budget| {
+        let w = Window::parse(&params)?;
+        f(&db, w, budget)
+    })
+    .await
 }
 
 /// Truncates to `limit`, returning the warnings to attach.
@@ -65,17 +75,19 @@ fn apply_limit<T>(items: &mut Vec<T>, limit: Option<usize>) -> Vec<String> {
 fn union_strings(
     db: &Db,
     w: &Window,
+    budget: &Budget,
     f: impl Fn(&crate::storage::Querier, &[Matcher]) -> Vec<String>,
-) -> Vec<String> {
+) -> Result<Vec<String>, ApiError> {
     let q = db.querier(w.start, w.end);
     if w.matchers.is_empty() {
-        return f(&q, &[]);
+        return Ok(f(&q, &[]));
     }
     let mut set = BTreeSet::new();
     for ms in &w.matchers {
+        budget.check("label selection")?;
         set.extend(f(&q, ms));
     }
-    set.into_iter().collect()
+    Ok(set.into_iter().collect())
 }
 
 /// `GET|POST /api/v1/series`: label sets of the series matching any
@@ -87,13 +99,17 @@ pub(crate) async fn series(
     if params.all("match[]").is_empty() {
         return Err(ApiError::NoMatchParam);
     }
-    let w = Window::parse(&params)?;
-    let db = state.require_db()?;
-    let body = blocking(db, move |db| {
+    let body = guarded(&state, params, move |db, w, budget| {
         let q = db.querier(w.start, w.end);
         let mut set: BTreeSet<Labels> = BTreeSet::new();
         for ms in &w.matchers {
-            set.extend(q.select(ms).into_iter().map(|s| s.labels().clone()));
+            budget.check("series selection")?;
+            for (i, s) in q.select(ms).into_iter().enumerate() {
+                if i % 1024 == 0 {
+                    budget.check("series selection")?;
+                }
+                set.insert(s.labels().clone());
+            }
         }
         let mut all: Vec<Labels> = set.into_iter().collect();
         let warnings = apply_limit(&mut all, w.limit);
@@ -105,7 +121,7 @@ pub(crate) async fn series(
             response::push_labels(&mut out, l);
         }
         out.push(']');
-        response::success_body(&out, &warnings, &[])
+        Ok(response::success_body(&out, &warnings, &[]))
     })
     .await?;
     Ok(response::json(body))
@@ -117,14 +133,12 @@ pub(crate) async fn labels(
     State(state): State<Arc<AppState>>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let w = Window::parse(&params)?;
-    let db = state.require_db()?;
-    let body = blocking(db, move |db| {
-        let mut names = union_strings(db, &w, |q, ms| q.label_names(ms));
+    let body = guarded(&state, params, move |db, w, budget| {
+        let mut names = union_strings(db, &w, budget, |q, ms| q.label_names(ms))?;
         let warnings = apply_limit(&mut names, w.limit);
         let mut out = String::new();
         response::push_str_array(&mut out, &names);
-        response::success_body(&out, &warnings, &[])
+        Ok(response::success_body(&out, &warnings, &[]))
     })
     .await?;
     Ok(response::json(body))
@@ -141,14 +155,12 @@ pub(crate) async fn label_values(
     if name.is_empty() {
         return Err(ApiError::InvalidLabelName(name));
     }
-    let w = Window::parse(&params)?;
-    let db = state.require_db()?;
-    let body = blocking(db, move |db| {
-        let mut values = union_strings(db, &w, |q, ms| q.label_values(&name, ms));
+    let body = guarded(&state, params, move |db, w, budget| {
+        let mut values = union_strings(db, &w, budget, |q, ms| q.label_values(&name, ms))?;
         let warnings = apply_limit(&mut values, w.limit);
         let mut out = String::new();
         response::push_str_array(&mut out, &values);
-        response::success_body(&out, &warnings, &[])
+        Ok(response::success_body(&out, &warnings, &[]))
     })
     .await?;
     Ok(response::json(body))

@@ -2,7 +2,9 @@
 //! valid empty answers of `/api/v1/rules` and `/api/v1/alerts` (Tidemark
 //! evaluates no rules). Shapes as Prometheus's `web/api/v1/api.go`
 //! (`serveBuildInfo`, `serveConfig`, `serveFlags`, `serveRuntimeInfo`,
-//! `serveTSDBStatus`, `rules`, `alerts`).
+//! `serveTSDBStatus`, `rules`, `alerts`). `status/tsdb` walks every series,
+//! so it runs through [`run_guarded`] (a concurrency slot, the query
+//! time-out).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,6 +16,7 @@ use axum::response::Response;
 
 use crate::api::error::ApiError;
 use crate::api::params::Params;
+use crate::api::query::run_guarded;
 use crate::api::response;
 use crate::api::AppState;
 
@@ -183,12 +186,16 @@ pub(crate) async fn tsdb(
         },
     };
     let db = state.require_db()?;
-    let body = tokio::task::spawn_blocking(move || {
+    let engine = state.engine().clone();
+    let body = run_guarded(&engine, engine.options().timeout, move |budget| {
         let stats = db.head_stats();
         let mut by_metric: HashMap<String, u64> = HashMap::new();
         let mut by_pair: HashMap<String, u64> = HashMap::new();
         let mut values: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
-        for s in db.querier(i64::MIN, i64::MAX).select(&[]) {
+        for (i, s) in db.querier(i64::MIN, i64::MAX).select(&[]).into_iter().enumerate() {
+            if i % 1024 == 0 {
+                budget.check("tsdb status")?;
+            }
             for l in s.labels().iter() {
                 if &*l.name == crate::model::METRIC_NAME {
                     *by_metric.entry(l.value.to_string()).or_default() += 1;
@@ -229,10 +236,9 @@ pub(crate) async fn tsdb(
         out.push_str(",\"seriesCountByLabelValuePair\":");
         push_top(&mut out, by_pair, limit);
         out.push('}');
-        response::success_body(&out, &[], &[])
+        Ok(response::success_body(&out, &[], &[]))
     })
-    .await
-    .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+    .await?;
     Ok(response::json(body))
 }
 

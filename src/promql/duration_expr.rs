@@ -175,6 +175,22 @@ fn evaluate_ms(s: &str) -> Option<Result<i64, QueryError>> {
     Some(Ok((secs * 1000.0).round() as i64))
 }
 
+/// Refuses a duration written as plain seconds (`1e300`, `Inf`, `NaN`)
+/// that no duration can hold: the parser crate panics on those.
+fn check_plain_seconds(s: &str) -> Result<(), QueryError> {
+    let Ok(secs) = s.trim().parse::<f64>() else {
+        return Ok(());
+    };
+    let max_secs = (crate::promql::guard::MAX_ABS_DURATION_MS / 1000) as f64;
+    if secs.is_finite() && (0.0..=max_secs).contains(&secs) {
+        return Ok(());
+    }
+    Err(QueryError::Parse(format!(
+        "invalid duration {:?}: out of range (at most {max_secs}s)",
+        s.trim()
+    )))
+}
+
 /// Rewrites duration expressions in `query` to plain millisecond durations.
 /// Text inside string literals and comments is left alone.
 ///
@@ -218,7 +234,10 @@ pub(crate) fn rewrite(query: &str) -> Result<String, QueryError> {
                     }
                     match evaluate_ms(part) {
                         Some(ms) => out.push_str(&format!("{}ms", ms?)),
-                        None => out.push_str(part),
+                        None => {
+                            check_plain_seconds(part)?;
+                            out.push_str(part);
+                        }
                     }
                 }
                 out.push(']');
@@ -236,6 +255,13 @@ pub(crate) fn rewrite(query: &str) -> Result<String, QueryError> {
                     }
                     _ => ("", ws),
                 };
+                let operand: String = after
+                    .trim_start_matches('-')
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-'))
+                    .collect();
+                check_plain_seconds(&operand)?;
                 if query[i + body_start..].starts_with('(') {
                     if let Some(len) = balanced_len(&query[i + body_start..]) {
                         let expr = &query[i + body_start..i + body_start + len];

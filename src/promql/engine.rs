@@ -5,10 +5,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 
 use crate::promql::error::QueryError;
 use crate::promql::eval::Evaluator;
+use crate::promql::guard::{self, MAX_ABS_DURATION_MS};
 use crate::promql::value::QueryResult;
 use crate::storage::Db;
 
@@ -69,8 +70,12 @@ pub(crate) fn normalize_byte_escapes(query: &str) -> Result<std::borrow::Cow<'_,
                         continue;
                     }
                 }
-                out.push_str(&query[i..i + 2]);
-                i += 2;
+                // A backslash before a multi-byte character is invalid
+                // (the pre-scan refuses it); copy it alone rather than
+                // slicing through the character.
+                let next = query[i + 1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&query[i..i + 1 + next]);
+                i += 1 + next;
                 continue;
             }
             Some(_) => {}
@@ -80,6 +85,21 @@ pub(crate) fn normalize_byte_escapes(query: &str) -> Result<std::borrow::Cow<'_,
         i += ch.len_utf8();
     }
     Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Longest deadline, when `now + timeout` does not fit an [`Instant`].
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Refuses an evaluation time whose arithmetic with offsets and ranges
+/// could overflow (more than about 36 million years from 1970).
+fn check_time(name: &str, t: i64) -> Result<(), QueryError> {
+    if t.unsigned_abs() > MAX_ABS_DURATION_MS.unsigned_abs() {
+        return Err(QueryError::Parse(format!(
+            "{name} {t} ms is out of range: at most {} s from 1970",
+            MAX_ABS_DURATION_MS / 1000
+        )));
+    }
+    Ok(())
 }
 
 /// Engine-wide settings, with Prometheus's defaults.
@@ -93,6 +113,12 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Most points per series in a range query (default 11 000).
     pub max_points_per_series: usize,
+    /// Largest lookback delta a query may ask for with `lookback_delta`
+    /// (default 1 d; `--query.max-lookback-delta`).
+    pub max_lookback_delta_ms: i64,
+    /// Most queries evaluated at once; more wait their turn within their
+    /// time-out (default 20; `--query.max-concurrency`).
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -102,6 +128,8 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             max_points_per_series: 11_000,
+            max_lookback_delta_ms: 24 * 3600 * 1000,
+            max_concurrency: 20,
         }
     }
 }
@@ -119,16 +147,31 @@ pub struct QueryOptions {
     pub lookback_delta_ms: Option<i64>,
 }
 
-/// The PromQL engine. Cheap to share; holds no per-query state.
-#[derive(Debug, Clone, Default)]
+/// The PromQL engine. Cheap to share; holds no per-query state besides the
+/// semaphore bounding concurrent queries.
+#[derive(Debug, Clone)]
 pub struct Engine {
     opts: EngineOptions,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
 }
 
 impl Engine {
     /// An engine with `opts`.
     pub fn new(opts: EngineOptions) -> Self {
-        Self { opts }
+        let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
+        Self { opts, slots }
+    }
+
+    /// The semaphore of query slots (`--query.max-concurrency` permits):
+    /// the API holds one for as long as a query or heavy read runs.
+    pub fn slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.slots
     }
 
     /// The options in force.
@@ -137,7 +180,23 @@ impl Engine {
     }
 
     /// The engine options and deadline for one query.
-    fn per_query(&self, q: &QueryOptions) -> (std::borrow::Cow<'_, EngineOptions>, Instant) {
+    fn per_query(
+        &self,
+        expr: &Expr,
+        q: &QueryOptions,
+    ) -> Result<(std::borrow::Cow<'_, EngineOptions>, Instant), QueryError> {
+        guard::check_ast(expr)?;
+        if let Some(l) = q.lookback_delta_ms {
+            if l > self.opts.max_lookback_delta_ms {
+                return Err(QueryError::Parse(format!(
+                    "lookback_delta {} exceeds the limit of {} (--query.max-lookback-delta)",
+                    crate::model::format_duration_ms(l.unsigned_abs()),
+                    crate::model::format_duration_ms(
+                        self.opts.max_lookback_delta_ms.unsigned_abs()
+                    ),
+                )));
+            }
+        }
         let timeout = q
             .timeout
             .map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
@@ -150,17 +209,26 @@ impl Engine {
             }
             _ => std::borrow::Cow::Borrowed(&self.opts),
         };
-        (opts, Instant::now() + timeout)
+        let now = Instant::now();
+        Ok((opts, now.checked_add(timeout).unwrap_or(now + MAX_TIMEOUT)))
     }
 
-    /// Parses a query.
+    /// Parses a query. A cheap pre-scan refuses queries nested too deeply
+    /// or with too many operators before the recursive parser runs, a
+    /// panic inside the parser crate becomes an error, and the AST's `@`,
+    /// offsets, ranges and steps are checked to be in range. Deep (but
+    /// allowed) queries need a stack larger than the default 2 MiB: run
+    /// this on a thread of [`QUERY_THREAD_STACK`](crate::promql::QUERY_THREAD_STACK).
     ///
     /// # Errors
-    /// [`QueryError::Parse`] with the parser's message.
+    /// [`QueryError::Parse`] with the parser's message or the limit.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
+        guard::prescan(query)?;
         let query = normalize_byte_escapes(query)?;
         let query = crate::promql::duration_expr::rewrite(&query)?;
-        parser::parse(&query).map_err(QueryError::Parse)
+        let expr = guard::parse_caught(&query)?;
+        guard::check_ast(&expr)?;
+        Ok(expr)
     }
 
     /// Evaluates `expr` at `t` (ms).
@@ -174,7 +242,8 @@ impl Engine {
         t: i64,
         q: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        let (opts, deadline) = self.per_query(q);
+        let (opts, deadline) = self.per_query(expr, q)?;
+        check_time("time", t)?;
         Evaluator::new(&opts, db, t, t, 0, deadline, q.cancel.clone()).run_instant(expr)
     }
 
@@ -201,12 +270,16 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
+        check_time("start", start)?;
+        check_time("end", end)?;
         // Prometheus's API refuses `(end-start)/step > 11000`, i.e. allows
         // 11 001 points (web/api/v1/api.go queryRange).
-        if (end - start) / step > self.opts.max_points_per_series as i64 {
+        if (i128::from(end) - i128::from(start)) / i128::from(step)
+            > self.opts.max_points_per_series as i128
+        {
             return Err(QueryError::TooManyPoints);
         }
-        let (opts, deadline) = self.per_query(q);
+        let (opts, deadline) = self.per_query(expr, q)?;
         Evaluator::new(&opts, db, start, end, step, deadline, q.cancel.clone()).run_range(expr)
     }
 

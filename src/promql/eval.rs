@@ -16,13 +16,14 @@ mod select;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr};
 
 use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::engine::EngineOptions;
 use crate::promql::error::QueryError;
+use crate::promql::guard;
 use crate::promql::value::{InstantSample, QueryResult, RangeSeries, Value};
 use crate::storage::Db;
 
@@ -41,18 +42,23 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid from `start` to `end`; `end < start` gives one step at
+    /// `start`. Callers bound the number of steps before evaluating.
     fn new(start: i64, end: i64, step: i64) -> Self {
-        let n = if step == 0 {
+        let n = if step <= 0 || end <= start {
             1
         } else {
-            ((end - start) / step) as usize + 1
+            let n = (i128::from(end) - i128::from(start)) / i128::from(step) + 1;
+            usize::try_from(n).unwrap_or(usize::MAX)
         };
         Self { start, step, n }
     }
 
     #[inline]
     pub(crate) fn t(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        (i as i64)
+            .saturating_mul(self.step)
+            .saturating_add(self.start)
     }
 
     pub(crate) fn end(&self) -> i64 {
@@ -99,7 +105,15 @@ impl RangeInput {
     /// The window end for step `i` of `grid`.
     #[inline]
     pub(crate) fn window_end(&self, grid: &Grid, i: usize) -> i64 {
-        self.at.unwrap_or_else(|| grid.t(i)) - self.offset_ms
+        self.at
+            .unwrap_or_else(|| grid.t(i))
+            .saturating_sub(self.offset_ms)
+    }
+
+    /// The window start for a window ending at `end`.
+    #[inline]
+    pub(crate) fn window_start(&self, end: i64) -> i64 {
+        end.saturating_sub(self.range_ms)
     }
 }
 
@@ -112,25 +126,37 @@ pub(crate) struct Evaluator<'a> {
     query_step: i64,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
+    /// Samples held right now (Prometheus's `currentSamples`): loaded
+    /// samples and output points of the values alive at this point of
+    /// the walk.
     samples: Cell<usize>,
     warnings: RefCell<Vec<String>>,
     infos: RefCell<Vec<String>>,
     checks: Cell<u32>,
 }
 
-/// Milliseconds since the epoch of a parser timestamp (may be before 1970).
+/// Milliseconds since the epoch of a parser timestamp (may be before 1970),
+/// saturating.
 pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
+    guard::system_time_ms(t)
 }
 
+/// An offset in ms, saturating (the AST check bounds offsets far below).
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => guard::duration_ms_saturating(*d),
+        Some(Offset::Neg(d)) => -guard::duration_ms_saturating(*d),
+    }
+}
+
+/// Samples (points) a value holds, for [`Evaluator::account`].
+fn val_samples(v: &Val) -> usize {
+    match v {
+        Val::Scalar(v) => v.len(),
+        Val::String(_) => 1,
+        Val::Vector(s) => s.iter().map(|s| s.points.len()).sum(),
+        Val::Matrix(m) => m.iter().map(|s| s.samples.len()).sum(),
     }
 }
 
@@ -266,7 +292,19 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Accounts for `n` samples held; fails past `max_samples`.
+    /// Gives back `n` samples accounted for but not held after all.
+    pub(crate) fn release(&self, n: usize) {
+        self.samples.set(self.samples.get().saturating_sub(n));
+    }
+
+    /// How many more samples may be held before `max_samples`.
+    pub(crate) fn samples_left(&self) -> usize {
+        self.opts.max_samples.saturating_sub(self.samples.get())
+    }
+
+    /// Accounts for `n` more samples held; fails past `max_samples`. Call
+    /// it as data is allocated (per series), so a query fails before it
+    /// holds much more than the limit.
     pub(crate) fn account(&self, n: usize) -> Result<()> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
@@ -359,9 +397,20 @@ impl<'a> Evaluator<'a> {
         Ok(self.finish(value))
     }
 
-    /// Evaluates `expr` at every step of `grid`.
+    /// Evaluates `expr` at every step of `grid`. Sample accounting: what
+    /// the children held is released when this node has consumed them, and
+    /// the node's own result is held instead (the peak is caught by the
+    /// [`Evaluator::account`] calls made while allocating).
     pub(crate) fn eval(&self, expr: &Expr, grid: &Grid) -> Result<Val> {
         self.check("query evaluation")?;
+        let base = self.samples.get();
+        let val = self.eval_node(expr, grid)?;
+        self.samples.set(base);
+        self.account(val_samples(&val))?;
+        Ok(val)
+    }
+
+    fn eval_node(&self, expr: &Expr, grid: &Grid) -> Result<Val> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; grid.n])),
             Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
@@ -384,7 +433,7 @@ impl<'a> Evaluator<'a> {
                 }
                 let input = self.eval_range_input(expr, grid)?;
                 let end = input.window_end(grid, 0);
-                let start = end - input.range_ms;
+                let start = input.window_start(end);
                 let m = input
                     .series
                     .into_iter()
@@ -441,29 +490,33 @@ impl<'a> Evaluator<'a> {
     /// Evaluates the inner expression of a subquery on its own aligned grid
     /// covering every window of `grid` (Prometheus `evalSubquery`).
     fn eval_subquery(&self, sq: &SubqueryExpr, grid: &Grid) -> Result<RangeInput> {
-        let range_ms = sq.range.as_millis() as i64;
+        let range_ms = guard::duration_ms_saturating(sq.range);
         let offset = offset_ms(&sq.offset);
         let at = self.at_ms(&sq.at);
         let step = sq
             .step
-            .map_or(DEFAULT_SUBQUERY_STEP_MS, |s| s.as_millis() as i64)
+            .map_or(DEFAULT_SUBQUERY_STEP_MS, guard::duration_ms_saturating)
             .max(1);
         let (first, last) = match at {
             Some(t) => (t, t),
             None => (grid.start, grid.end()),
         };
-        let lower = first - offset - range_ms;
+        let lower = first.saturating_sub(offset).saturating_sub(range_ms);
         // First step-aligned time strictly after the window start (Go
         // integer division truncates toward zero, as Rust's does).
-        let mut start = step * (lower / step);
+        let mut start = step.saturating_mul(lower / step);
         if start <= lower {
-            start += step;
+            start = start.saturating_add(step);
         }
-        let end = last - offset;
+        let end = last.saturating_sub(offset);
         let mut series = Vec::new();
         if start <= end {
             let inner = Grid::new(start, end, step);
-            if inner.n > self.opts.max_points_per_series.saturating_mul(1000) {
+            // Every inner step is a point held at least once per series:
+            // more steps than samples allowed can never succeed.
+            if inner.n > self.opts.max_points_per_series.saturating_mul(1000)
+                || inner.n > self.samples_left()
+            {
                 return Err(QueryError::TooManySamples);
             }
             let val = self.eval(&sq.expr, &inner)?;

@@ -204,7 +204,7 @@ impl Evaluator<'_> {
                 for (_, samples) in &input.series {
                     for (i, p) in present.iter_mut().enumerate() {
                         let end = input.window_end(grid, i);
-                        let start = end - input.range_ms;
+                        let start = input.window_start(end);
                         let lo = samples.partition_point(|s| s.t <= start);
                         if lo < samples.len() && samples[lo].t <= end {
                             *p = true;
@@ -388,11 +388,25 @@ impl Evaluator<'_> {
         let input = self.eval_range_input(range_arg, grid)?;
         let keep = keeps_name(name);
         self.check("range function")?;
+        // Output points count against max_samples as they are made (the
+        // kernels run on several threads, hence the atomics); past the
+        // budget the remaining series are skipped and the query fails.
+        let budget = self.samples_left();
+        let used = std::sync::atomic::AtomicUsize::new(0);
+        let over = std::sync::atomic::AtomicBool::new(false);
         let eval_series = |(labels, samples): &(Labels, Vec<Sample>)| -> Option<Series> {
+            use std::sync::atomic::Ordering::Relaxed;
+            if over.load(Relaxed) {
+                return None;
+            }
             let points = windows(&input, grid, samples, |w, start, end, i| {
                 kernel(w, start, end, i, grid.t(i))
             });
             if points.is_empty() {
+                return None;
+            }
+            if used.fetch_add(points.len(), Relaxed) + points.len() > budget {
+                over.store(true, Relaxed);
                 return None;
             }
             let labels = if keep {
@@ -429,6 +443,9 @@ impl Evaluator<'_> {
         } else {
             input.series.iter().filter_map(eval_series).collect()
         };
+        if over.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(QueryError::TooManySamples);
+        }
         self.check("range function")?;
         Ok(Val::Vector(if keep {
             out
@@ -638,7 +655,7 @@ fn windows(
     let mut points = Vec::new();
     if input.at.is_some() {
         let end = input.window_end(grid, 0);
-        let start = end - input.range_ms;
+        let start = input.window_start(end);
         let lo = samples.partition_point(|s| s.t <= start);
         let hi = samples.partition_point(|s| s.t <= end);
         for i in 0..grid.n {
@@ -651,7 +668,7 @@ fn windows(
     let (mut lo, mut hi) = (0usize, 0usize);
     for i in 0..grid.n {
         let end = input.window_end(grid, i);
-        let start = end - input.range_ms;
+        let start = input.window_start(end);
         while lo < samples.len() && samples[lo].t <= start {
             lo += 1;
         }

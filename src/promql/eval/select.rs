@@ -43,7 +43,7 @@ fn convert(m: &PMatcher) -> Result<Matcher> {
 fn latest(samples: &[Sample], t: i64, lookback: i64) -> Option<Sample> {
     let k = samples.partition_point(|s| s.t <= t);
     let s = *samples.get(k.checked_sub(1)?)?;
-    (s.t > t - lookback && !is_stale_nan(s.v)).then_some(s)
+    (s.t > t.saturating_sub(lookback) && !is_stale_nan(s.v)).then_some(s)
 }
 
 impl Evaluator<'_> {
@@ -83,18 +83,33 @@ impl Evaluator<'_> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let (first, last) = match at {
-            Some(t) => (t - offset, t - offset),
-            None => (grid.start - offset, grid.end() - offset),
+            Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
+            None => (
+                grid.start.saturating_sub(offset),
+                grid.end().saturating_sub(offset),
+            ),
         };
         let lookback = self.lookback();
-        let loaded = self.load(vs, first - lookback + 1, last)?;
+        let loaded = self.load(vs, first.saturating_sub(lookback).saturating_add(1), last)?;
         let value = |s: Sample| if timestamps { s.t as f64 / 1000.0 } else { s.v };
         let mut out = Vec::with_capacity(loaded.len());
         for (labels, samples) in loaded {
-            let mut points = Vec::new();
+            // Count the most points this series can yield against
+            // max_samples BEFORE allocating them (a sample covers at most
+            // `lookback / step + 1` steps), then settle on the real count.
+            let per_sample = if grid.step > 0 && at.is_none() {
+                usize::try_from(lookback / grid.step)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1)
+            } else {
+                grid.n
+            };
+            let bound = grid.n.min(samples.len().saturating_mul(per_sample));
+            self.account(bound)?;
+            let mut points = Vec::with_capacity(bound);
             if let Some(t) = at {
                 // Step-invariant: one lookup, the same value at every step.
-                if let Some(s) = latest(&samples, t - offset, lookback) {
+                if let Some(s) = latest(&samples, t.saturating_sub(offset), lookback) {
                     points.extend((0..grid.n).map(|i| Point {
                         i: i as u32,
                         v: value(s),
@@ -103,7 +118,7 @@ impl Evaluator<'_> {
             } else {
                 let mut k = 0usize;
                 for i in 0..grid.n {
-                    let ts = grid.t(i) - offset;
+                    let ts = grid.t(i).saturating_sub(offset);
                     while k < samples.len() && samples[k].t <= ts {
                         k += 1;
                     }
@@ -111,13 +126,17 @@ impl Evaluator<'_> {
                         continue;
                     }
                     let s = samples[k - 1];
-                    if s.t > ts - lookback && !is_stale_nan(s.v) {
+                    if s.t > ts.saturating_sub(lookback) && !is_stale_nan(s.v) {
                         points.push(Point {
                             i: i as u32,
                             v: value(s),
                         });
                     }
                 }
+            }
+            self.release(bound - points.len());
+            if points.len() < bound / 2 {
+                points.shrink_to_fit();
             }
             if !points.is_empty() {
                 out.push(Series { labels, points });
@@ -134,14 +153,17 @@ impl Evaluator<'_> {
         grid: &Grid,
     ) -> Result<RangeInput> {
         let vs = &ms.vs;
-        let range_ms = ms.range.as_millis() as i64;
+        let range_ms = crate::promql::guard::duration_ms_saturating(ms.range);
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let (first, last) = match at {
-            Some(t) => (t - offset, t - offset),
-            None => (grid.start - offset, grid.end() - offset),
+            Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
+            None => (
+                grid.start.saturating_sub(offset),
+                grid.end().saturating_sub(offset),
+            ),
         };
-        let mut series = self.load(vs, first - range_ms + 1, last)?;
+        let mut series = self.load(vs, first.saturating_sub(range_ms).saturating_add(1), last)?;
         for (_, samples) in series.iter_mut() {
             samples.retain(|s| !is_stale_nan(s.v));
         }
