@@ -17,12 +17,13 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use tidemark::ingest::decode::{decode, decompress, ProtoVersion, Request};
+use tidemark::ingest::limits::scan;
 use tidemark::ingest::proto::{prometheus as v1, write_v2 as v2};
 use tidemark::ingest::validate::{
     prepare_plain_v1_cached, prepare_v1, prepare_v2, prepare_v2_cached, Rules,
 };
 use tidemark::ingest::wire::read_plain_v1;
-use tidemark::ingest::SeriesCache;
+use tidemark::ingest::{SeriesCache, WriteLimits};
 
 /// Prometheus's default `queue_config.max_samples_per_send`.
 const SAMPLES: usize = 2000;
@@ -169,6 +170,12 @@ fn bench_decode(c: &mut Criterion) {
                 };
                 black_box(p)
             })
+        });
+        // The whole-request limit pre-scan the receiver runs before prost
+        // (for 2.0, and 1.0 requests with metadata, exemplars or histograms).
+        let raw = decompress(body, LIMIT).expect("valid body");
+        g.bench_function(format!("{name}/limits pre-scan"), |b| {
+            b.iter(|| black_box(scan(*version, black_box(&raw), &WriteLimits::DEFAULT)))
         });
         // What the receiver runs for a sender repeating its series: 1.0
         // read in place (counted against the request limits), 2.0 through

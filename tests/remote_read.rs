@@ -405,3 +405,41 @@ async fn remote_read_streams_bounded_frames() {
     // Frames go out one by one, not as one buffer.
     assert!(body_frames > 20, "{body_frames} body frames");
 }
+
+/// Past the sample limit after frames went out, a streamed response ends
+/// with an error (the client sees a broken stream, never a short answer
+/// that looks complete).
+#[tokio::test]
+async fn remote_read_streamed_limit_after_first_frame_breaks_the_stream() {
+    let limits = ReadLimits {
+        sample_limit: 899,
+        max_bytes_in_frame: 64,
+        ..ReadLimits::default()
+    };
+    let (_d, _db, app) = setup_with(limits, ApiOptions::default());
+    let resp = app
+        .oneshot(
+            Request::post("/api/v1/read")
+                .body(Body::from(read_request(
+                    vec![1],
+                    vec![eq("__name__", "rr")],
+                    0,
+                    i64::MAX,
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut frames = 0;
+    let error = loop {
+        match body.frame().await {
+            Some(Ok(_)) => frames += 1,
+            Some(Err(e)) => break e.to_string(),
+            None => panic!("stream ended cleanly after {frames} frames"),
+        }
+    };
+    assert!(frames > 0);
+    assert!(error.contains("exceeded sample limit (899)"), "{error}");
+}
