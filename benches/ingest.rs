@@ -17,14 +17,19 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use tidemark::ingest::decode::{decode, decompress, ProtoVersion, Request};
+use tidemark::ingest::limits::scan;
 use tidemark::ingest::proto::{prometheus as v1, write_v2 as v2};
-use tidemark::ingest::validate::{prepare_v1, prepare_v2, Rules};
+use tidemark::ingest::validate::{
+    prepare_plain_v1_cached, prepare_v1, prepare_v2, prepare_v2_cached, Rules,
+};
+use tidemark::ingest::wire::read_plain_v1;
+use tidemark::ingest::{SeriesCache, WriteLimits};
 
 /// Prometheus's default `queue_config.max_samples_per_send`.
 const SAMPLES: usize = 2000;
 const T: i64 = 1_700_000_000_000;
 const LIMIT: usize = 256 << 20;
-const RULES: Rules = Rules { max_t: i64::MAX };
+const RULES: Rules = Rules::new(i64::MAX);
 
 /// Labels of series `i`, shaped like a node_exporter scrape: a few metric
 /// families, cpu/mode/device fan-out, instance and job on every series.
@@ -162,6 +167,32 @@ fn bench_decode(c: &mut Criterion) {
                 let p = match decode_body(*version, black_box(body)) {
                     Request::V1(r) => prepare_v1(&r, RULES),
                     Request::V2(r) => prepare_v2(&r, RULES),
+                };
+                black_box(p)
+            })
+        });
+        // The whole-request limit pre-scan the receiver runs before prost
+        // (for 2.0, and 1.0 requests with metadata, exemplars or histograms).
+        let raw = decompress(body, LIMIT).expect("valid body");
+        g.bench_function(format!("{name}/limits pre-scan"), |b| {
+            b.iter(|| black_box(scan(*version, black_box(&raw), &WriteLimits::DEFAULT)))
+        });
+        // What the receiver runs for a sender repeating its series: 1.0
+        // read in place (counted against the request limits), 2.0 through
+        // prost; labels from a warm series cache.
+        let cache = SeriesCache::new(1 << 16);
+        g.bench_function(format!("{name}/receiver path, cached"), |b| {
+            b.iter(|| {
+                let raw = decompress(black_box(body), LIMIT).expect("valid body");
+                let p = match version {
+                    ProtoVersion::V1 => {
+                        let plain = read_plain_v1(&raw).expect("plain request");
+                        prepare_plain_v1_cached(&plain, RULES, &cache)
+                    }
+                    ProtoVersion::V2 => match decode(*version, Bytes::from(raw)) {
+                        Ok(Request::V2(r)) => prepare_v2_cached(&r, RULES, &cache),
+                        _ => unreachable!("valid 2.0 body"),
+                    },
                 };
                 black_box(p)
             })

@@ -55,13 +55,13 @@ pub struct ApiOptions {
     /// What `status/runtimeinfo` reports as `storageRetention`.
     pub storage_retention: String,
     /// How many remote writes run at once, and how long more may wait.
-    pub write: WriteLimits,
+    pub write: WriteConcurrency,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
 /// gets a retryable 503) instead of taking every worker and all memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteLimits {
+pub struct WriteConcurrency {
     /// Remote-write requests decoded and appended at once (`--write.max-concurrency`).
     pub max_concurrency: usize,
     /// Longest a request waits for its turn before it gets 503
@@ -69,7 +69,7 @@ pub struct WriteLimits {
     pub max_queue_duration: std::time::Duration,
 }
 
-impl Default for WriteLimits {
+impl Default for WriteConcurrency {
     fn default() -> Self {
         Self {
             max_concurrency: 64,

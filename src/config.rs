@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::api::{ApiOptions, WriteLimits};
-use crate::ingest::ReceiverOptions;
+use crate::api::{ApiOptions, WriteConcurrency};
+use crate::ingest::{ReadLimits, ReceiverOptions, WriteLimits};
 use crate::promql::EngineOptions;
 use crate::server::http::HttpLimits;
 use crate::storage::wal::{FsyncPolicy, WalOptions};
@@ -84,8 +84,8 @@ pub struct Config {
     pub max_write_body_bytes: usize,
 
     /// Largest accepted remote-write body after snappy decompression, in
-    /// bytes; larger requests get 400.
-    #[arg(long, env = "TIDEMARK_MAX_WRITE_DECOMPRESSED_BYTES", default_value_t = 256 << 20)]
+    /// bytes, checked before decompressing; larger requests get 400.
+    #[arg(long, env = "TIDEMARK_MAX_WRITE_DECOMPRESSED_BYTES", default_value_t = 64 << 20)]
     pub max_write_decompressed_bytes: usize,
 
     /// Remote-write requests decoded and stored at once; more wait their
@@ -101,6 +101,108 @@ pub struct Config {
     /// retryable 503 (as VictoriaMetrics's `-insert.maxQueueDuration`).
     #[arg(long = "write.max-queue-duration", env = "TIDEMARK_WRITE_MAX_QUEUE_DURATION", default_value = "1m", value_parser = parse_duration)]
     pub write_max_queue_duration: Duration,
+
+    /// Most samples in one remote-write request, counted before decoding
+    /// (empty ones included; a native histogram counts as 16 plus one per
+    /// bucket span, delta and count); larger requests get 400.
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_WRITE_SAMPLES_PER_REQUEST",
+        default_value_t = 1_000_000
+    )]
+    pub max_write_samples_per_request: usize,
+
+    /// Most series in one remote-write request; larger requests get 400.
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_WRITE_SERIES_PER_REQUEST",
+        default_value_t = 100_000
+    )]
+    pub max_write_series_per_request: usize,
+
+    /// Most label pairs (of all series and exemplars; for 2.0 also symbol
+    /// table entries) in one remote-write request; larger requests get 400.
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_WRITE_LABELS_PER_REQUEST",
+        default_value_t = 2_000_000
+    )]
+    pub max_write_labels_per_request: usize,
+
+    /// Most exemplars in one remote-write request; larger requests get 400.
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_WRITE_EXEMPLARS_PER_REQUEST",
+        default_value_t = 100_000
+    )]
+    pub max_write_exemplars_per_request: usize,
+
+    /// Most metadata entries in one remote-write request; larger requests
+    /// get 400.
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_WRITE_METADATA_PER_REQUEST",
+        default_value_t = 100_000
+    )]
+    pub max_write_metadata_per_request: usize,
+
+    /// Most labels of one series (`__name__` included); a series with more
+    /// is rejected (partial write, 400).
+    #[arg(
+        long,
+        env = "TIDEMARK_MAX_LABELS_PER_TIMESERIES",
+        default_value_t = 100
+    )]
+    pub max_labels_per_timeseries: usize,
+
+    /// Longest label name, in bytes; a series with a longer one is rejected
+    /// (partial write, 400).
+    #[arg(long, env = "TIDEMARK_MAX_LABEL_NAME_LEN", default_value_t = 256)]
+    pub max_label_name_len: usize,
+
+    /// Longest label value (the metric name included), in bytes; a series
+    /// with a longer one is rejected (partial write, 400).
+    #[arg(long, env = "TIDEMARK_MAX_LABEL_VALUE_LEN", default_value_t = 4096)]
+    pub max_label_value_len: usize,
+
+    /// Longest label set of an exemplar, in characters of names and values
+    /// together (Prometheus's limit is 128); a longer exemplar is dropped
+    /// and named in a partial-write 400.
+    #[arg(long, env = "TIDEMARK_MAX_EXEMPLAR_LABELS_LEN", default_value_t = 128)]
+    pub max_exemplar_labels_len: usize,
+
+    /// Longest metadata help or unit text, in bytes; a longer entry is
+    /// dropped and named in a partial-write 400.
+    #[arg(long, env = "TIDEMARK_MAX_METADATA_TEXT_LEN", default_value_t = 4096)]
+    pub max_metadata_text_len: usize,
+
+    /// Largest remote-read request after snappy decompression, in bytes,
+    /// checked before decompressing; larger requests get 400.
+    #[arg(
+        long = "storage.remote.read-max-decompressed-bytes",
+        env = "TIDEMARK_STORAGE_REMOTE_READ_MAX_DECOMPRESSED_BYTES",
+        default_value_t = 32 << 20
+    )]
+    pub remote_read_max_decompressed_bytes: usize,
+
+    /// Most samples one remote-read request may return (as Prometheus's
+    /// flag); past it the read fails with 400. 0 means no limit.
+    #[arg(
+        long = "storage.remote.read-sample-limit",
+        env = "TIDEMARK_STORAGE_REMOTE_READ_SAMPLE_LIMIT",
+        default_value_t = 50_000_000
+    )]
+    pub remote_read_sample_limit: usize,
+
+    /// Largest frame of a streamed remote-read response, in bytes of
+    /// chunks (as Prometheus's flag); a series larger than that is split
+    /// over several frames, and a frame exceeds it by at most one chunk.
+    #[arg(
+        long = "storage.remote.read-max-bytes-in-frame",
+        env = "TIDEMARK_STORAGE_REMOTE_READ_MAX_BYTES_IN_FRAME",
+        default_value_t = 1 << 20
+    )]
+    pub remote_read_max_bytes_in_frame: usize,
 
     /// Longest a query may run; a request's `timeout` parameter can only
     /// shorten it.
@@ -193,6 +295,23 @@ impl From<&Config> for ReceiverOptions {
         ReceiverOptions {
             max_body_bytes: c.max_write_body_bytes,
             max_decompressed_bytes: c.max_write_decompressed_bytes,
+            limits: WriteLimits {
+                max_samples_per_request: c.max_write_samples_per_request,
+                max_series_per_request: c.max_write_series_per_request,
+                max_labels_per_request: c.max_write_labels_per_request,
+                max_exemplars_per_request: c.max_write_exemplars_per_request,
+                max_metadata_per_request: c.max_write_metadata_per_request,
+                max_labels_per_series: c.max_labels_per_timeseries,
+                max_label_name_len: c.max_label_name_len,
+                max_label_value_len: c.max_label_value_len,
+                max_exemplar_labels_len: c.max_exemplar_labels_len,
+                max_metadata_text_len: c.max_metadata_text_len,
+            },
+            read: ReadLimits {
+                max_decompressed_bytes: c.remote_read_max_decompressed_bytes,
+                sample_limit: c.remote_read_sample_limit,
+                max_bytes_in_frame: c.remote_read_max_bytes_in_frame,
+            },
             ..ReceiverOptions::default()
         }
     }
@@ -241,6 +360,52 @@ impl Config {
             (
                 "write.max-queue-duration",
                 format_duration(self.write_max_queue_duration),
+            ),
+            (
+                "max-write-samples-per-request",
+                self.max_write_samples_per_request.to_string(),
+            ),
+            (
+                "max-write-series-per-request",
+                self.max_write_series_per_request.to_string(),
+            ),
+            (
+                "max-write-labels-per-request",
+                self.max_write_labels_per_request.to_string(),
+            ),
+            (
+                "max-write-exemplars-per-request",
+                self.max_write_exemplars_per_request.to_string(),
+            ),
+            (
+                "max-write-metadata-per-request",
+                self.max_write_metadata_per_request.to_string(),
+            ),
+            (
+                "max-labels-per-timeseries",
+                self.max_labels_per_timeseries.to_string(),
+            ),
+            ("max-label-name-len", self.max_label_name_len.to_string()),
+            ("max-label-value-len", self.max_label_value_len.to_string()),
+            (
+                "max-exemplar-labels-len",
+                self.max_exemplar_labels_len.to_string(),
+            ),
+            (
+                "max-metadata-text-len",
+                self.max_metadata_text_len.to_string(),
+            ),
+            (
+                "storage.remote.read-max-decompressed-bytes",
+                self.remote_read_max_decompressed_bytes.to_string(),
+            ),
+            (
+                "storage.remote.read-sample-limit",
+                self.remote_read_sample_limit.to_string(),
+            ),
+            (
+                "storage.remote.read-max-bytes-in-frame",
+                self.remote_read_max_bytes_in_frame.to_string(),
             ),
             ("query.timeout", format_duration(self.query_timeout)),
             ("query.max-samples", self.query_max_samples.to_string()),
@@ -310,7 +475,7 @@ impl From<&Config> for ApiOptions {
             enable_admin_api: c.enable_admin_api,
             flags: c.flags(),
             storage_retention: retention_text(c.retention, c.retention_size),
-            write: WriteLimits {
+            write: WriteConcurrency {
                 max_concurrency: c.write_max_concurrency,
                 max_queue_duration: c.write_max_queue_duration,
             },
@@ -562,6 +727,31 @@ mod tests {
         assert!(md.contains("| `--listen=<LISTEN>` | `TIDEMARK_LISTEN` | `0.0.0.0:9201` |"));
         assert!(md.contains("| `--enable-admin-api` | `TIDEMARK_ENABLE_ADMIN_API` | off |"));
         assert!(md.contains("One of `batch`, `interval`, `none`."));
+    }
+
+    /// Every limit's error message names a flag that exists, and the
+    /// defaults of the flags are the layers' defaults.
+    #[test]
+    fn limit_flags_exist_and_defaults_agree() {
+        use clap::CommandFactory;
+        let cmd = Config::command();
+        for limit in crate::ingest::Limit::ALL {
+            let flag = limit.flag().trim_start_matches("--");
+            assert!(
+                cmd.get_arguments().any(|a| a.get_long() == Some(flag)),
+                "{limit:?} names --{flag}, which is not a flag"
+            );
+        }
+        let c = Config::try_parse_from(["tidemark"]).unwrap();
+        let r = ReceiverOptions::from(&c);
+        assert_eq!(r.limits, WriteLimits::DEFAULT);
+        assert_eq!(r.read, ReadLimits::default());
+        assert_eq!(
+            r.max_decompressed_bytes,
+            ReceiverOptions::default().max_decompressed_bytes
+        );
+        let c = Config::try_parse_from(["tidemark", "--max-label-value-len=10"]).unwrap();
+        assert_eq!(ReceiverOptions::from(&c).limits.max_label_value_len, 10);
     }
 
     #[test]

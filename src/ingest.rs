@@ -1,10 +1,12 @@
 //! Remote write: decode 1.0 and 2.0 requests, validate them and turn them
-//! into a storage batch; keep the metadata and exemplars they carry.
+//! into a storage batch under per-request limits; keep the metadata and
+//! exemplars they carry.
 //! Depends on `model` and `storage`; never on `api`.
 
 pub mod decode;
 mod error;
 pub mod exemplars;
+pub mod limits;
 pub mod metadata;
 mod metrics;
 pub mod proto;
@@ -15,6 +17,7 @@ pub mod wire;
 
 pub use decode::{ProtoVersion, Request};
 pub use error::{Error, Reason};
+pub use limits::{Limit, ReadLimits, WriteLimits};
 pub use metrics::IngestMetrics;
 pub use receiver::{Receiver, ReceiverOptions, WriteOutcome};
 pub use series_cache::SeriesCache;

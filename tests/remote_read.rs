@@ -9,9 +9,9 @@ use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use prost::Message;
-use tidemark::api::{router, AppState};
+use tidemark::api::{router, ApiOptions, AppState};
 use tidemark::ingest::proto::prometheus as pb;
-use tidemark::ingest::Receiver;
+use tidemark::ingest::{ReadLimits, Receiver, ReceiverOptions};
 use tidemark::model::{Labels, Sample, STALE_NAN};
 use tidemark::storage::chunk::XorIter;
 use tidemark::storage::encoding::Decbuf;
@@ -19,6 +19,10 @@ use tidemark::storage::{Db, Options, SeriesSamples};
 use tower::ServiceExt;
 
 fn setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
+    setup_with(ReadLimits::default(), ApiOptions::default())
+}
+
+fn setup_with(read: ReadLimits, api: ApiOptions) -> (tempfile::TempDir, Arc<Db>, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..3)
@@ -40,11 +44,12 @@ fn setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
         })
         .collect();
     assert!(db.append(&batch).unwrap().is_complete());
-    let state = AppState::new();
-    state.set_ready(
-        db.clone(),
-        Arc::new(Receiver::new(db.clone(), Default::default())),
-    );
+    let state = AppState::with_options(api);
+    let opts = ReceiverOptions {
+        read,
+        ..Default::default()
+    };
+    state.set_ready(db.clone(), Arc::new(Receiver::new(db.clone(), opts)));
     (dir, db, router(state))
 }
 
@@ -221,4 +226,220 @@ async fn remote_read_bad_bodies_are_400() {
     let (status, _, body) = post(&app, read_request(vec![], vec![bad_re], 0, 1)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&body).contains("invalid regular expression"));
+}
+
+fn matcher(r#type: i32, name: &str, value: &str) -> pb::LabelMatcher {
+    pb::LabelMatcher {
+        r#type,
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+/// A body whose snappy header claims 4 GiB is refused from the header,
+/// naming the limit and flag (before, it was decompressed into a buffer of
+/// the claimed size).
+#[tokio::test]
+async fn remote_read_huge_declared_length_is_400_naming_the_flag() {
+    let (_d, _db, app) = setup();
+    // uvarint 0xffff_ffff, then a literal of a few bytes.
+    let body = vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x08, b'a', b'b', b'c'];
+    let (status, _, body) = post(&app, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("--storage.remote.read-max-decompressed-bytes"),
+        "{text}"
+    );
+}
+
+/// A query without matchers, or with only matchers that match the empty
+/// string (which select every series), is 400; SAMPLES and streamed.
+#[tokio::test]
+async fn remote_read_without_selecting_matchers_is_400() {
+    let (_d, _db, app) = setup();
+    let cases = [
+        vec![],
+        vec![eq("job", "")],
+        vec![matcher(2, "__name__", ".*")],
+        vec![matcher(1, "job", "x"), matcher(3, "i", ".+")],
+    ];
+    for matchers in cases {
+        for types in [vec![], vec![1]] {
+            let (status, _, body) =
+                post(&app, read_request(types, matchers.clone(), 0, i64::MAX)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{matchers:?}");
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains("no matcher that selects anything"), "{text}");
+        }
+    }
+    // One selecting matcher among empty-matching ones is enough.
+    let ok = vec![eq("job", ""), matcher(2, "__name__", "r.*")];
+    let (status, _, _) = post(&app, read_request(vec![], ok, 0, i64::MAX)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A read returning more samples than `--storage.remote.read-sample-limit`
+/// is 400 with Prometheus's "exceeded sample limit"; at the limit it
+/// answers. SAMPLES and streamed (the limit is hit before the first frame).
+#[tokio::test]
+async fn remote_read_sample_limit_is_400() {
+    let limits = ReadLimits {
+        sample_limit: 899,
+        ..ReadLimits::default()
+    };
+    let (_d, _db, app) = setup_with(limits, ApiOptions::default());
+    let all = || vec![eq("__name__", "rr")];
+    for types in [vec![], vec![1]] {
+        let (status, _, body) = post(&app, read_request(types.clone(), all(), 0, i64::MAX)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("exceeded sample limit (899)"), "{text}");
+        assert!(
+            text.contains("--storage.remote.read-sample-limit"),
+            "{text}"
+        );
+        // 3 series × 300 samples = 900; one series fewer fits.
+        let two = vec![eq("__name__", "rr"), matcher(1, "i", "2")];
+        let (status, _, _) = post(&app, read_request(types, two, 0, i64::MAX)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+/// The query time-out applies to remote read (a zero time-out fails any
+/// read that selects a series: 503 naming --query.timeout).
+#[tokio::test]
+async fn remote_read_query_timeout_applies() {
+    let mut api = ApiOptions::default();
+    api.engine.timeout = std::time::Duration::ZERO;
+    let (_d, _db, app) = setup_with(ReadLimits::default(), api);
+    for types in [vec![], vec![1]] {
+        let (status, _, body) = post(
+            &app,
+            read_request(types, vec![eq("__name__", "rr")], 0, i64::MAX),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("--query.timeout"));
+    }
+}
+
+/// A streamed response is sent as many body frames, each one
+/// `ChunkedReadResponse` frame of at most about
+/// `--storage.remote.read-max-bytes-in-frame` of chunks (a few frames
+/// buffered, never the whole answer), and they carry every sample.
+#[tokio::test]
+async fn remote_read_streams_bounded_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let batch: Vec<SeriesSamples> = (0..200)
+        .map(|i| SeriesSamples {
+            labels: Labels::try_from_pairs([
+                ("__name__", "many".to_string()),
+                ("i", format!("{i:03}")),
+            ])
+            .unwrap(),
+            samples: (0..500)
+                .map(|k| Sample::new(1_000_000 + k * 1000, (k * i) as f64))
+                .collect(),
+        })
+        .collect();
+    assert!(db.append(&batch).unwrap().is_complete());
+    let state = AppState::new();
+    let opts = ReceiverOptions {
+        read: ReadLimits {
+            max_bytes_in_frame: 4096,
+            ..ReadLimits::default()
+        },
+        ..Default::default()
+    };
+    state.set_ready(db.clone(), Arc::new(Receiver::new(db.clone(), opts)));
+    let app = router(state);
+    let resp = app
+        .oneshot(
+            Request::post("/api/v1/read")
+                .body(Body::from(read_request(
+                    vec![1],
+                    vec![eq("__name__", "many")],
+                    0,
+                    i64::MAX,
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let (mut body_frames, mut bytes) = (0usize, Vec::new());
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            body_frames += 1;
+            bytes.extend_from_slice(d);
+        }
+    }
+    let mut samples = 0usize;
+    let mut messages = 0usize;
+    let mut d = Decbuf::new(&bytes);
+    while !d.is_empty() {
+        let len = d.uvarint().unwrap() as usize;
+        let _crc = d.be_u32().unwrap();
+        let msg = pb::ChunkedReadResponse::decode(d.bytes(len).unwrap()).unwrap();
+        messages += 1;
+        let data: usize = msg
+            .chunked_series
+            .iter()
+            .flat_map(|s| &s.chunks)
+            .map(|c| c.data.len())
+            .sum();
+        // At most the limit plus the chunk that crossed it.
+        assert!(data < 4096 + 1024, "frame with {data} bytes of chunks");
+        for s in &msg.chunked_series {
+            for c in &s.chunks {
+                samples += XorIter::new(&c.data[..]).count();
+            }
+        }
+    }
+    assert_eq!(samples, 200 * 500);
+    assert!(messages > 20, "{messages} frames");
+    // Frames go out one by one, not as one buffer.
+    assert!(body_frames > 20, "{body_frames} body frames");
+}
+
+/// Past the sample limit after frames went out, a streamed response ends
+/// with an error (the client sees a broken stream, never a short answer
+/// that looks complete).
+#[tokio::test]
+async fn remote_read_streamed_limit_after_first_frame_breaks_the_stream() {
+    let limits = ReadLimits {
+        sample_limit: 899,
+        max_bytes_in_frame: 64,
+        ..ReadLimits::default()
+    };
+    let (_d, _db, app) = setup_with(limits, ApiOptions::default());
+    let resp = app
+        .oneshot(
+            Request::post("/api/v1/read")
+                .body(Body::from(read_request(
+                    vec![1],
+                    vec![eq("__name__", "rr")],
+                    0,
+                    i64::MAX,
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut frames = 0;
+    let error = loop {
+        match body.frame().await {
+            Some(Ok(_)) => frames += 1,
+            Some(Err(e)) => break e.to_string(),
+            None => panic!("stream ended cleanly after {frames} frames"),
+        }
+    };
+    assert!(frames > 0);
+    assert!(error.contains("exceeded sample limit (899)"), "{error}");
 }

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 use tidemark::api::{router, AppState};
 use tidemark::ingest::proto::{prometheus as v1, write_v2 as v2};
-use tidemark::ingest::{Receiver, ReceiverOptions};
+use tidemark::ingest::{Receiver, ReceiverOptions, WriteLimits};
 use tidemark::model::{Matcher, STALE_NAN};
 use tidemark::storage::{Db, Options};
 use tower::ServiceExt;
@@ -716,4 +716,239 @@ async fn self_metrics_count_requests_samples_and_rejections() {
         .parse()
         .unwrap();
     assert!(wal > 0.0);
+}
+
+/// Small limits for the limit tests below.
+fn limited() -> Server {
+    server_with(ReceiverOptions {
+        limits: WriteLimits {
+            max_samples_per_request: 10,
+            max_series_per_request: 4,
+            max_labels_per_request: 40,
+            max_exemplars_per_request: 2,
+            max_metadata_per_request: 2,
+            max_labels_per_series: 5,
+            max_label_name_len: 10,
+            max_label_value_len: 20,
+            max_exemplar_labels_len: 16,
+            max_metadata_text_len: 12,
+        },
+        ..Default::default()
+    })
+}
+
+fn metadata(name: &str, help: &str) -> v1::MetricMetadata {
+    v1::MetricMetadata {
+        r#type: 1,
+        metric_family_name: name.into(),
+        help: help.into(),
+        unit: String::new(),
+    }
+}
+
+/// Requests over a whole-request limit (empty samples and series counted,
+/// on the in-place 1.0 path, the prost 1.0 path and 2.0) are 400 naming the
+/// limit and its flag, and store nothing.
+#[tokio::test]
+async fn whole_request_limits_are_400_naming_the_flag() {
+    let s = limited();
+    let t = now_ms();
+    // Empty `Sample {}` messages (t = 0, v = 0 encode as nothing).
+    let empty = || ts(&[("__name__", "e")], &[(0, 0.0); 11]);
+    let with_md = |mut r: v1::WriteRequest| {
+        r.metadata.push(metadata("e", "E."));
+        r
+    };
+    let mut exemplars = ts(&[("__name__", "x")], &[(t, 1.0)]);
+    for _ in 0..3 {
+        exemplars.exemplars.push(v1::Exemplar::default());
+    }
+    let wide = |i: usize| {
+        let v = i.to_string();
+        ts(
+            &[
+                ("__name__", "w"),
+                ("a", &v),
+                ("b", "1"),
+                ("c", "1"),
+                ("d", "1"),
+                ("e", "1"),
+                ("f", "1"),
+                ("g", "1"),
+                ("h", "1"),
+                ("i", "1"),
+                ("j", "1"),
+            ],
+            &[(t, 1.0)],
+        )
+    };
+    let cases: Vec<(&str, v1::WriteRequest, &str)> = vec![
+        (
+            "empty samples, in place",
+            v1_req(vec![empty()]),
+            "--max-write-samples-per-request",
+        ),
+        (
+            "empty samples, prost",
+            with_md(v1_req(vec![empty()])),
+            "--max-write-samples-per-request",
+        ),
+        (
+            "empty series",
+            v1_req(vec![v1::TimeSeries::default(); 5]),
+            "--max-write-series-per-request",
+        ),
+        (
+            "label pairs",
+            v1_req(vec![wide(0), wide(1), wide(2), wide(3)]),
+            "--max-write-labels-per-request",
+        ),
+        (
+            "exemplars",
+            v1_req(vec![exemplars]),
+            "--max-write-exemplars-per-request",
+        ),
+        (
+            "metadata",
+            v1::WriteRequest {
+                metadata: vec![metadata("a", ""), metadata("b", ""), metadata("c", "")],
+                ..Default::default()
+            },
+            "--max-write-metadata-per-request",
+        ),
+    ];
+    for (what, req, flag) in cases {
+        let r = s.post(V1_CT, &req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {}", r.body);
+        assert!(r.body.contains(flag), "{what}: {}", r.body);
+        assert!(
+            r.body.contains("request has more than"),
+            "{what}: {}",
+            r.body
+        );
+        assert_eq!(s.total_samples(), 0, "{what}");
+    }
+    let samples = [(0, 0.0); 11];
+    let v2_cases: Vec<(&str, v2::Request, &str)> = vec![
+        (
+            "2.0 empty samples",
+            v2_req(&[(&[("__name__", "e")], &samples)]),
+            "--max-write-samples-per-request",
+        ),
+        (
+            "2.0 empty series",
+            v2::Request {
+                symbols: vec![],
+                timeseries: vec![v2::TimeSeries::default(); 5],
+            },
+            "--max-write-series-per-request",
+        ),
+        (
+            "2.0 symbols",
+            v2::Request {
+                symbols: vec![Bytes::new(); 41],
+                timeseries: vec![],
+            },
+            "--max-write-labels-per-request",
+        ),
+    ];
+    for (what, req, flag) in v2_cases {
+        let r = s.post(V2_CT, &req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {}", r.body);
+        assert!(r.body.contains(flag), "{what}: {}", r.body);
+        assert_eq!(s.total_samples(), 0, "{what}");
+    }
+}
+
+/// Per-series limits reject just the offending series (partial write, 400
+/// naming reason, limit and flag); the rest is stored. 1.0 and 2.0.
+#[tokio::test]
+async fn per_series_limits_reject_only_that_series() {
+    let s = limited();
+    let t = now_ms();
+    let long_value = "v".repeat(21);
+    let series: [&[(&str, &str)]; 4] = [
+        &[("__name__", "ok"), ("job", "a")],
+        &[
+            ("__name__", "many"),
+            ("a", "1"),
+            ("b", "1"),
+            ("c", "1"),
+            ("d", "1"),
+            ("e", "1"),
+        ],
+        &[("__name__", "name"), ("abcdefghijk", "1")],
+        &[("__name__", "value"), ("job", &long_value)],
+    ];
+    let want = [
+        ("too_many_labels=1", "--max-labels-per-timeseries"),
+        ("label_name_too_long=1", "--max-label-name-len"),
+        ("label_value_too_long=1", "--max-label-value-len"),
+    ];
+    let r = s
+        .post(
+            V1_CT,
+            &v1_req(series.iter().map(|l| ts(l, &[(t, 1.0)])).collect()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    for (reason, flag) in want {
+        assert!(r.body.contains(reason), "{}", r.body);
+        assert!(r.body.contains(flag), "{}", r.body);
+    }
+    assert_eq!(s.read("ok").len(), 1);
+    assert_eq!(s.total_samples(), 1);
+    let one = [(t + 1, 2.0)];
+    let v2: Vec<V2Series<'_>> = series.iter().map(|l| (*l, &one[..])).collect();
+    let r = s.post(V2_CT, &v2_req(&v2)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    for (reason, flag) in want {
+        assert!(r.body.contains(reason), "{}", r.body);
+        assert!(r.body.contains(flag), "{}", r.body);
+    }
+    assert_eq!(s.total_samples(), 2);
+}
+
+/// An exemplar with over-long labels and metadata with an over-long help
+/// are dropped and named (400 partial write); the samples are stored. A
+/// huge label value does not come back whole in the answer.
+#[tokio::test]
+async fn oversized_exemplars_and_metadata_are_dropped_and_named() {
+    let s = limited();
+    let t = now_ms();
+    let mut series = ts(&[("__name__", "x")], &[(t, 1.0)]);
+    series.exemplars.push(v1::Exemplar {
+        labels: vec![label("trace_id", "0123456789abcdef")],
+        value: 1.0,
+        timestamp: t,
+    });
+    let mut req = v1_req(vec![series]);
+    req.metadata.push(metadata("x", "A help text too long."));
+    let r = s.post(V1_CT, &req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    for needle in [
+        "stored 1 of 1 samples; rejected 0",
+        "exemplar_labels_too_long=1",
+        "--max-exemplar-labels-len",
+        "metadata_too_long=1",
+        "--max-metadata-text-len",
+    ] {
+        assert!(r.body.contains(needle), "{needle}: {}", r.body);
+    }
+    assert_eq!(s.total_samples(), 1);
+    assert!(s.receiver.metadata().is_empty());
+    assert!(s.receiver.exemplars().is_empty());
+
+    // A 1 MB label value: rejected, and cut in the answer.
+    let huge = "v".repeat(1 << 20);
+    let r = s
+        .post(
+            V1_CT,
+            &v1_req(vec![ts(&[("__name__", "h"), ("a", &huge)], &[(t, 1.0)])]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let start: String = r.body.chars().take(300).collect();
+    assert!(r.body.contains("label_value_too_long=1"), "{start}");
+    assert!(r.body.len() < 4096, "answer of {} bytes", r.body.len());
 }

@@ -13,12 +13,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use prost::Message;
 use tidemark::ingest::decode::{decode, decompress, ProtoVersion, Request};
+use tidemark::ingest::limits::{scan, HISTOGRAM_SAMPLE_WEIGHT};
 use tidemark::ingest::proto::{prometheus as v1, write_v2 as v2};
 use tidemark::ingest::validate::{
     prepare_plain_v1_cached, prepare_v1, prepare_v2, Prepared, Rules,
 };
-use tidemark::ingest::wire::read_plain_v1;
-use tidemark::ingest::{Error, Receiver, ReceiverOptions, SeriesCache};
+use tidemark::ingest::wire::{read_plain_v1, read_plain_v1_limited};
+use tidemark::ingest::{Error, Limit, Receiver, ReceiverOptions, SeriesCache, WriteLimits};
 use tidemark::model::{Labels, STALE_NAN_BITS};
 use tidemark::storage::{Db, Options};
 
@@ -27,7 +28,7 @@ const MAX_DECOMPRESSED: usize = 16 << 20;
 
 /// No sample is "too far in the future", so prepare keeps every sample of a
 /// valid series.
-const NO_FUTURE_LIMIT: Rules = Rules { max_t: i64::MAX };
+const NO_FUTURE_LIMIT: Rules = Rules::new(i64::MAX);
 
 /// Raw label pairs as they go on the wire (bytes: may be invalid UTF-8).
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -607,7 +608,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..1024),
         max_t in any::<i64>(),
     ) {
-        let rules = Rules { max_t };
+        let rules = Rules::new(max_t);
         let raw = decompress(&bytes, MAX_DECOMPRESSED).unwrap_or_default();
         for body in [bytes.clone(), raw] {
             // Whatever the in-place reader accepts, prost reads the same.
@@ -696,9 +697,7 @@ fn prop_mutated_valid_bodies_never_panic_and_store_only_valid() {
     };
     let receiver = Receiver::new(db.clone(), opts.clone());
     let now = 1_700_000_000_000;
-    let rules = Rules {
-        max_t: now + opts.max_future_ms,
-    };
+    let rules = Rules::new(now + opts.max_future_ms);
     let strategy = (
         gen_request(),
         any::<bool>(),
@@ -776,4 +775,139 @@ fn prop_mutated_valid_bodies_never_panic_and_store_only_valid() {
             },
         )
         .unwrap();
+}
+
+/// The counts the whole-request limits apply to, from a decoded request:
+/// (samples with histogram weights, series, label pairs, exemplars,
+/// metadata entries).
+fn counts(r: &Request) -> [usize; 5] {
+    let hist = |spans: usize, deltas: usize, counts: usize| {
+        HISTOGRAM_SAMPLE_WEIGHT + spans + deltas + counts
+    };
+    let refs = |n: usize| n.div_ceil(2);
+    match r {
+        Request::V1(r) => [
+            r.timeseries
+                .iter()
+                .map(|s| {
+                    s.samples.len()
+                        + s.histograms
+                            .iter()
+                            .map(|h| {
+                                hist(
+                                    h.negative_spans.len() + h.positive_spans.len(),
+                                    h.negative_deltas.len() + h.positive_deltas.len(),
+                                    h.negative_counts.len()
+                                        + h.positive_counts.len()
+                                        + h.custom_values.len(),
+                                )
+                            })
+                            .sum::<usize>()
+                })
+                .sum(),
+            r.timeseries.len(),
+            r.timeseries
+                .iter()
+                .map(|s| s.labels.len() + s.exemplars.iter().map(|e| e.labels.len()).sum::<usize>())
+                .sum(),
+            r.timeseries.iter().map(|s| s.exemplars.len()).sum(),
+            r.metadata.len(),
+        ],
+        Request::V2(r) => [
+            r.timeseries
+                .iter()
+                .map(|s| {
+                    s.samples.len()
+                        + s.histograms
+                            .iter()
+                            .map(|h| {
+                                hist(
+                                    h.negative_spans.len() + h.positive_spans.len(),
+                                    h.negative_deltas.len() + h.positive_deltas.len(),
+                                    h.negative_counts.len()
+                                        + h.positive_counts.len()
+                                        + h.custom_values.len(),
+                                )
+                            })
+                            .sum::<usize>()
+                })
+                .sum(),
+            r.timeseries.len(),
+            r.symbols.len()
+                + r.timeseries
+                    .iter()
+                    .map(|s| {
+                        refs(s.labels_refs.len())
+                            + s.exemplars
+                                .iter()
+                                .map(|e| refs(e.labels_refs.len()))
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>(),
+            r.timeseries.iter().map(|s| s.exemplars.len()).sum(),
+            r.timeseries.iter().filter(|s| s.metadata.is_some()).count(),
+        ],
+    }
+}
+
+const COUNTED: [Limit; 5] = [
+    Limit::SamplesPerRequest,
+    Limit::SeriesPerRequest,
+    Limit::LabelsPerRequest,
+    Limit::ExemplarsPerRequest,
+    Limit::MetadataPerRequest,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The pre-scan refuses a request exactly when one of its counts is
+    /// over its limit, and names a limit that is exceeded; on plain 1.0
+    /// bodies the in-place reader refuses the same requests with the same
+    /// limit.
+    #[test]
+    fn prop_scan_counts_what_prost_decodes(
+        (series, metadata) in gen_request(),
+        is_v2 in any::<bool>(),
+        maxes in prop::array::uniform5(0usize..40),
+    ) {
+        let (version, body) = if is_v2 {
+            (ProtoVersion::V2, to_v2(&series).encode_to_vec())
+        } else {
+            (ProtoVersion::V1, to_v1(&series, &metadata).encode_to_vec())
+        };
+        let limits = WriteLimits {
+            max_samples_per_request: maxes[0],
+            max_series_per_request: maxes[1],
+            max_labels_per_request: maxes[2],
+            max_exemplars_per_request: maxes[3],
+            max_metadata_per_request: maxes[4],
+            ..WriteLimits::DEFAULT
+        };
+        let decoded = decode(version, Bytes::from(body.clone())).unwrap();
+        let have = counts(&decoded);
+        let over: Vec<Limit> = COUNTED
+            .iter()
+            .zip(have.iter().zip(maxes))
+            .filter(|(_, (n, max))| **n > *max)
+            .map(|(l, _)| *l)
+            .collect();
+        let scanned = scan(version, &body, &limits);
+        match &scanned {
+            Ok(()) => prop_assert!(over.is_empty(), "scan passed over {over:?} ({have:?})"),
+            Err(Error::TooMany { limit, max }) => {
+                prop_assert!(over.contains(limit), "{limit:?} named, over {over:?} ({have:?})");
+                prop_assert_eq!(*max, limits.get(*limit));
+            }
+            Err(e) => prop_assert!(false, "unexpected {e}"),
+        }
+        if !is_v2 && read_plain_v1(&body).is_some() {
+            let limit_of = |r: Result<(), Error>| match r {
+                Err(Error::TooMany { limit, .. }) => Some(limit),
+                _ => None,
+            };
+            let read = read_plain_v1_limited(&body, &limits).map(|_| ());
+            prop_assert_eq!(limit_of(read), limit_of(scanned));
+        }
+    }
 }

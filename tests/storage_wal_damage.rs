@@ -172,7 +172,7 @@ fn wal_repair_interrupted_midway_still_opens() {
     };
     {
         let db = tidemark::storage::Db::open(dir.path(), opts()).unwrap();
-        for k in 0..12 {
+        for k in 0..40 {
             let batch: Vec<_> = (0..10)
                 .map(|s| {
                     one(

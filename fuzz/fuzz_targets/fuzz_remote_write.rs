@@ -39,16 +39,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // A fixed "now" keeps runs reproducible; the future limit is exercised.
-    let rules = Rules {
-        max_t: 1_700_000_600_000,
-    };
+    let rules = Rules::new(1_700_000_600_000);
     let prepared = match &request {
         Request::V1(r) => prepare_v1(r, rules),
         Request::V2(r) => prepare_v2(r, rules),
     };
     // Every received sample is either in the batch or counted as rejected.
     let kept: usize = prepared.batch.iter().map(|s| s.samples.len()).sum();
-    let rejected: usize = prepared.rejected.values().sum();
+    let rejected: usize = prepared
+        .rejected
+        .iter()
+        .filter(|(r, _)| r.counts_samples())
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(
         kept + rejected,
         prepared.samples_received + prepared.histograms_received

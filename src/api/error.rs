@@ -59,6 +59,86 @@ impl ErrorType {
     }
 }
 
+/// Why a remote-read request (`/api/v1/read`) failed. Plain text, as
+/// Prometheus's read handler answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The compressed body is over the read body limit (413).
+    #[error("read request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The declared decompressed size is over the limit (400).
+    #[error("decompressed read request of {size} bytes exceeds the limit of {limit} bytes (set by --storage.remote.read-max-decompressed-bytes)")]
+    DecompressedTooLarge {
+        /// Declared decompressed size.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Not a snappy block (400).
+    #[error("body is not valid snappy (block format): {0}")]
+    Snappy(String),
+    /// Not a `prometheus.ReadRequest` (400).
+    #[error("body is not a valid prometheus.ReadRequest protobuf: {0}")]
+    Protobuf(String),
+    /// No accepted response type is one we implement (400).
+    #[error("none of the accepted response types {0:?} is supported")]
+    UnsupportedResponseTypes(Vec<i32>),
+    /// A matcher that does not parse (400).
+    #[error("query {index}: {reason}")]
+    BadMatcher {
+        /// Index of the query in the request.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A query without a matcher that selects anything (400): it would
+    /// read every series.
+    #[error("query {index} has no matcher that selects anything: at least one matcher must not match the empty string")]
+    NoMatchers {
+        /// Index of the query in the request.
+        index: usize,
+    },
+    /// The read would return more samples than allowed (400, Prometheus's
+    /// wording).
+    #[error(
+        "exceeded sample limit ({limit}); the limit is set by --storage.remote.read-sample-limit"
+    )]
+    SampleLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// The read ran longer than the query time-out (503).
+    #[error("remote read timed out after {0:?}; the limit is set by --query.timeout")]
+    Timeout(std::time::Duration),
+    /// The read task panicked or was cancelled (500).
+    #[error("remote read task failed: {0}")]
+    TaskFailed(String),
+    /// Encoding the answer failed (500).
+    #[error("compressing the response: {0}")]
+    Encode(String),
+}
+
+impl ReadError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ReadError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ReadError::DecompressedTooLarge { .. }
+            | ReadError::Snappy(_)
+            | ReadError::Protobuf(_)
+            | ReadError::UnsupportedResponseTypes(_)
+            | ReadError::BadMatcher { .. }
+            | ReadError::NoMatchers { .. }
+            | ReadError::SampleLimit { .. } => StatusCode::BAD_REQUEST,
+            ReadError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ReadError::TaskFailed(_) | ReadError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// An error on its way to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -74,6 +154,9 @@ pub enum ApiError {
         /// How long the request waited.
         waited: std::time::Duration,
     },
+    /// A remote-read request that failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// The server is starting (WAL replay) or shutting down.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -143,9 +226,10 @@ impl ApiError {
     /// remote write and the readiness gate.
     pub fn error_type(&self) -> Option<ErrorType> {
         Some(match self {
-            ApiError::Ingest(_) | ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
-                return None
-            }
+            ApiError::Ingest(_)
+            | ApiError::Read(_)
+            | ApiError::Unavailable(_)
+            | ApiError::TooManyWrites { .. } => return None,
             ApiError::InvalidParam { .. }
             | ApiError::BadQuery(_)
             | ApiError::EndBeforeStart
@@ -175,12 +259,15 @@ impl ApiError {
                     StatusCode::UNSUPPORTED_MEDIA_TYPE
                 }
                 I::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                I::DecompressedTooLarge { .. } | I::Snappy { .. } | I::Protobuf { .. } => {
-                    StatusCode::BAD_REQUEST
-                }
+                // Never acceptable as sent: 400, which senders do not retry.
+                I::DecompressedTooLarge { .. }
+                | I::TooMany { .. }
+                | I::Snappy { .. }
+                | I::Protobuf { .. } => StatusCode::BAD_REQUEST,
                 // Retryable: the sender backs off and resends.
                 I::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::Read(e) => e.status(),
             ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

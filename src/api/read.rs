@@ -4,33 +4,49 @@
 //! `STREAMED_XOR_CHUNKS` (frames of `ChunkedReadResponse`: uvarint length,
 //! big-endian CRC-32C of the message, message; chunks are XOR chunks, which
 //! our codec writes bit-compatibly with Prometheus).
+//!
+//! Every input is bounded ([`crate::ingest::ReadLimits`]): the declared
+//! decompressed size is checked before anything is allocated; each query
+//! needs a matcher that selects something; a read returns at most
+//! `--storage.remote.read-sample-limit` samples and runs at most
+//! `--query.timeout`. Streamed responses are sent frame by frame as they
+//! are encoded (at most `--storage.remote.read-max-bytes-in-frame` of
+//! chunks per frame, a few frames buffered), never collected whole.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use prost::Message;
+use tokio::sync::mpsc;
 
+use crate::api::error::{ApiError, ReadError};
 use crate::api::AppState;
 use crate::ingest::proto::prometheus as pb;
+use crate::ingest::ReadLimits;
 use crate::model::{MatchOp, Matcher};
 use crate::storage::chunk::{XorAppender, SAMPLES_PER_CHUNK};
 use crate::storage::{encoding, Db};
 
-/// Largest accepted compressed read request.
+/// Largest accepted compressed read request (Prometheus's
+/// `decodeReadLimit`).
 const MAX_READ_BODY: usize = 32 << 20;
-/// Series per streamed frame (Prometheus sends about 1 MiB frames).
-const SERIES_PER_FRAME: usize = 64;
 
-fn error(status: StatusCode, msg: String) -> Response {
-    (status, format!("{msg}\n")).into_response()
-}
+/// Frames encoded ahead of the client: the memory a slow reader can pin.
+const FRAMES_IN_FLIGHT: usize = 2;
 
-fn matchers(q: &pb::Query) -> Result<Vec<Matcher>, String> {
-    q.matchers
+/// The matchers of query `index`, refusing a query with none that selects
+/// anything (every matcher matching the empty string would read every
+/// series).
+fn matchers(index: usize, q: &pb::Query) -> Result<Vec<Matcher>, ReadError> {
+    let ms = q
+        .matchers
         .iter()
         .map(|m| {
             let op = match pb::label_matcher::Type::try_from(m.r#type) {
@@ -38,11 +54,23 @@ fn matchers(q: &pb::Query) -> Result<Vec<Matcher>, String> {
                 Ok(pb::label_matcher::Type::Neq) => MatchOp::NotEqual,
                 Ok(pb::label_matcher::Type::Re) => MatchOp::Regex,
                 Ok(pb::label_matcher::Type::Nre) => MatchOp::NotRegex,
-                Err(_) => return Err(format!("unknown matcher type {}", m.r#type)),
+                Err(_) => {
+                    return Err(ReadError::BadMatcher {
+                        index,
+                        reason: format!("unknown matcher type {}", m.r#type),
+                    })
+                }
             };
-            Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())
+            Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| ReadError::BadMatcher {
+                index,
+                reason: e.to_string(),
+            })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if ms.iter().all(Matcher::matches_empty) {
+        return Err(ReadError::NoMatchers { index });
+    }
+    Ok(ms)
 }
 
 fn labels_pb(l: &crate::model::Labels) -> Vec<pb::Label> {
@@ -54,195 +82,369 @@ fn labels_pb(l: &crate::model::Labels) -> Vec<pb::Label> {
         .collect()
 }
 
+/// The sample limit and the deadline of one read.
+struct Budget {
+    sample_limit: usize,
+    samples: usize,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Budget {
+    fn new(limits: &ReadLimits, timeout: Duration) -> Self {
+        Self {
+            sample_limit: limits.sample_limit,
+            samples: 0,
+            deadline: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Counts one sample.
+    fn sample(&mut self) -> Result<(), ReadError> {
+        self.samples += 1;
+        if self.sample_limit > 0 && self.samples > self.sample_limit {
+            return Err(ReadError::SampleLimit {
+                limit: self.sample_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails past the deadline.
+    fn check_time(&self) -> Result<(), ReadError> {
+        if Instant::now() > self.deadline {
+            return Err(ReadError::Timeout(self.timeout));
+        }
+        Ok(())
+    }
+}
+
 /// The samples of every query, as `ReadResponse`.
-fn read_samples(db: &Db, queries: &[pb::Query]) -> Result<pb::ReadResponse, String> {
+fn read_samples(
+    db: &Db,
+    queries: &[pb::Query],
+    budget: &mut Budget,
+) -> Result<pb::ReadResponse, ReadError> {
     let mut results = Vec::with_capacity(queries.len());
-    for q in queries {
-        let ms = matchers(q)?;
-        let timeseries = db
+    for (qi, q) in queries.iter().enumerate() {
+        let ms = matchers(qi, q)?;
+        let mut timeseries = Vec::new();
+        for s in db
             .querier(q.start_timestamp_ms, q.end_timestamp_ms)
             .select(&ms)
-            .iter()
-            .map(|s| pb::TimeSeries {
-                labels: labels_pb(s.labels()),
-                samples: s
-                    .samples()
-                    .map(|x| pb::Sample {
-                        value: x.v,
-                        timestamp: x.t,
-                    })
-                    .collect(),
-                ..Default::default()
-            })
-            .filter(|ts| !ts.samples.is_empty())
-            .collect();
+        {
+            budget.check_time()?;
+            let mut samples = Vec::new();
+            for x in s.samples() {
+                budget.sample()?;
+                samples.push(pb::Sample {
+                    value: x.v,
+                    timestamp: x.t,
+                });
+            }
+            if !samples.is_empty() {
+                timeseries.push(pb::TimeSeries {
+                    labels: labels_pb(s.labels()),
+                    samples,
+                    ..Default::default()
+                });
+            }
+        }
         results.push(pb::QueryResult { timeseries });
     }
     Ok(pb::ReadResponse { results })
 }
 
-/// Appends one frame: uvarint length, CRC-32C (big-endian), message.
-fn frame(out: &mut Vec<u8>, msg: &pb::ChunkedReadResponse) {
+/// One frame: uvarint length, CRC-32C (big-endian), message.
+fn frame(msg: &pb::ChunkedReadResponse) -> Bytes {
     let bytes = msg.encode_to_vec();
-    encoding::put_uvarint(out, bytes.len() as u64);
+    let mut out = Vec::with_capacity(bytes.len() + 14);
+    encoding::put_uvarint(&mut out, bytes.len() as u64);
     out.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
     out.extend_from_slice(&bytes);
+    Bytes::from(out)
 }
 
-/// The samples of every query as XOR chunks in streamed frames.
-fn read_chunks(db: &Db, queries: &[pb::Query]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for (qi, q) in queries.iter().enumerate() {
-        let ms = matchers(q)?;
-        let series = db
+/// Builds frames of at most about `max_bytes` of chunk data each and hands
+/// each to `send` as soon as it is full. A series larger than a frame is
+/// split over several frames (same labels, consecutive), as Prometheus
+/// does.
+struct Framer<'a> {
+    max_bytes: usize,
+    query_index: i64,
+    series: Vec<pb::ChunkedSeries>,
+    bytes: usize,
+    send: &'a mut dyn FnMut(Bytes) -> bool,
+}
+
+impl Framer<'_> {
+    /// Adds one chunk of the series with `labels` (the last series of the
+    /// frame, or a new one).
+    fn push(&mut self, labels: &crate::model::Labels, chunk: pb::Chunk) -> Result<(), Sent> {
+        let size = chunk.data.len() + 24;
+        let same = self
+            .series
+            .last()
+            .is_some_and(|s| same_labels(&s.labels, labels));
+        if !same {
+            self.series.push(pb::ChunkedSeries {
+                labels: labels_pb(labels),
+                chunks: Vec::new(),
+            });
+            self.bytes += labels
+                .iter()
+                .map(|l| l.name.len() + l.value.len() + 4)
+                .sum::<usize>();
+        }
+        if let Some(s) = self.series.last_mut() {
+            s.chunks.push(chunk);
+        }
+        self.bytes += size;
+        if self.bytes >= self.max_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is buffered as one frame.
+    fn flush(&mut self) -> Result<(), Sent> {
+        if self.series.is_empty() {
+            return Ok(());
+        }
+        let msg = pb::ChunkedReadResponse {
+            chunked_series: std::mem::take(&mut self.series),
+            query_index: self.query_index,
+        };
+        self.bytes = 0;
+        if (self.send)(frame(&msg)) {
+            Ok(())
+        } else {
+            Err(Sent::Gone)
+        }
+    }
+}
+
+/// The client went away: stop encoding.
+#[derive(Debug)]
+enum Sent {
+    Gone,
+}
+
+fn same_labels(pb: &[pb::Label], l: &crate::model::Labels) -> bool {
+    pb.len() == l.len()
+        && pb
+            .iter()
+            .zip(l.iter())
+            .all(|(a, b)| a.name == b.name.as_bytes() && a.value == b.value.as_bytes())
+}
+
+/// Why streaming stopped.
+enum StreamStop {
+    Error(ReadError),
+    Gone,
+}
+
+impl From<ReadError> for StreamStop {
+    fn from(e: ReadError) -> Self {
+        StreamStop::Error(e)
+    }
+}
+
+impl From<Sent> for StreamStop {
+    fn from(_: Sent) -> Self {
+        StreamStop::Gone
+    }
+}
+
+/// The samples of every query as XOR chunks in frames, each handed to
+/// `send` as soon as it is full; `send` answers false when the client is
+/// gone.
+fn stream_chunks(
+    db: &Db,
+    queries: &[pb::Query],
+    budget: &mut Budget,
+    max_bytes_in_frame: usize,
+    send: &mut dyn FnMut(Bytes) -> bool,
+) -> Result<(), StreamStop> {
+    // Every query is checked before the first frame goes out.
+    let all: Vec<Vec<Matcher>> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| matchers(i, q))
+        .collect::<Result<_, _>>()?;
+    for (qi, (q, ms)) in queries.iter().zip(&all).enumerate() {
+        let mut framer = Framer {
+            max_bytes: max_bytes_in_frame.max(1),
+            query_index: qi as i64,
+            series: Vec::new(),
+            bytes: 0,
+            send: &mut *send,
+        };
+        for s in db
             .querier(q.start_timestamp_ms, q.end_timestamp_ms)
-            .select(&ms);
-        let mut batch = Vec::new();
-        for s in &series {
-            let mut chunks = Vec::new();
+            .select(ms)
+        {
+            budget.check_time()?;
             let mut app = XorAppender::new();
-            let flush = |app: &mut XorAppender, chunks: &mut Vec<pb::Chunk>| {
-                if let (Some(min), Some(max)) = (app.first_t(), app.last_t()) {
-                    let done = std::mem::take(app);
-                    chunks.push(pb::Chunk {
-                        min_time_ms: min,
-                        max_time_ms: max,
-                        r#type: pb::chunk::Encoding::Xor as i32,
-                        data: Bytes::from(done.finish().into_vec()),
-                    });
-                }
-            };
             for x in s.samples() {
+                budget.sample()?;
                 if app.num_samples() >= SAMPLES_PER_CHUNK {
-                    flush(&mut app, &mut chunks);
+                    framer.push(s.labels(), finish(&mut app))?;
+                    budget.check_time()?;
                 }
                 app.append(x.t, x.v);
             }
-            flush(&mut app, &mut chunks);
-            if !chunks.is_empty() {
-                batch.push(pb::ChunkedSeries {
-                    labels: labels_pb(s.labels()),
-                    chunks,
-                });
-            }
-            if batch.len() >= SERIES_PER_FRAME {
-                frame(
-                    &mut out,
-                    &pb::ChunkedReadResponse {
-                        chunked_series: std::mem::take(&mut batch),
-                        query_index: qi as i64,
-                    },
-                );
+            if app.num_samples() > 0 {
+                framer.push(s.labels(), finish(&mut app))?;
             }
         }
-        if !batch.is_empty() {
-            frame(
-                &mut out,
-                &pb::ChunkedReadResponse {
-                    chunked_series: batch,
-                    query_index: qi as i64,
-                },
-            );
-        }
+        framer.flush()?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The appender's samples as a chunk; the appender starts over.
+fn finish(app: &mut XorAppender) -> pb::Chunk {
+    let (min, max) = (app.first_t().unwrap_or(0), app.last_t().unwrap_or(0));
+    let done = std::mem::take(app);
+    pb::Chunk {
+        min_time_ms: min,
+        max_time_ms: max,
+        r#type: pb::chunk::Encoding::Xor as i32,
+        data: Bytes::from(done.finish().into_vec()),
+    }
+}
+
+/// A response body fed frame by frame from the encoding task; an error
+/// after the first frame ends the body with an error, so the client sees a
+/// broken stream rather than a short one that looks complete.
+struct FrameBody {
+    /// The frame received before answering.
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<Result<Bytes, ReadError>>,
+}
+
+impl http_body::Body for FrameBody {
+    type Data = Bytes;
+    type Error = ReadError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, ReadError>>> {
+        if let Some(f) = self.first.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(f))));
+        }
+        self.rx
+            .poll_recv(cx)
+            .map(|m| m.map(|r| r.map(http_body::Frame::data)))
+    }
+}
+
+/// Decompresses a snappy block, refusing before any allocation when the
+/// declared size exceeds `limit`.
+fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, ReadError> {
+    let size = snap::raw::decompress_len(body).map_err(|e| ReadError::Snappy(e.to_string()))?;
+    if size > limit {
+        return Err(ReadError::DecompressedTooLarge { size, limit });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| ReadError::Snappy(e.to_string()))
 }
 
 pub(crate) async fn read(State(state): State<Arc<AppState>>, body: Body) -> Response {
-    let Some(db) = state.db().cloned() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage is starting (WAL replay in progress); retry".into(),
-        );
+    match handle(&state, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, body: Body) -> Result<Response, ApiError> {
+    let (Some(db), Some(receiver)) = (state.db().cloned(), state.receiver()) else {
+        return Err(ApiError::Unavailable(
+            "storage is starting (WAL replay in progress); retry",
+        ));
     };
+    let limits = receiver.options().read;
+    let timeout = state.engine().options().timeout;
     let Ok(body) = axum::body::to_bytes(body, MAX_READ_BODY).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("read request body is larger than the limit of {MAX_READ_BODY} bytes"),
-        );
-    };
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body is not valid snappy (block format): {e}"),
-            )
+        return Err(ReadError::BodyTooLarge {
+            limit: MAX_READ_BODY,
         }
+        .into());
     };
-    let req = match pb::ReadRequest::decode(raw.as_slice()) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body is not a valid prometheus.ReadRequest protobuf: {e}"),
-            )
-        }
-    };
+    let raw = decompress(&body, limits.max_decompressed_bytes)?;
+    drop(body);
+    let req =
+        pb::ReadRequest::decode(raw.as_slice()).map_err(|e| ReadError::Protobuf(e.to_string()))?;
     // The first accepted type we implement; none listed means SAMPLES.
-    let streamed = req
-        .accepted_response_types
-        .iter()
-        .find_map(|t| match pb::read_request::ResponseType::try_from(*t) {
+    let streamed = req.accepted_response_types.iter().find_map(|t| {
+        match pb::read_request::ResponseType::try_from(*t) {
             Ok(pb::read_request::ResponseType::Samples) => Some(false),
             Ok(pb::read_request::ResponseType::StreamedXorChunks) => Some(true),
             Err(_) => None,
-        })
-        .unwrap_or(false);
-    if !req.accepted_response_types.is_empty()
-        && !req
-            .accepted_response_types
-            .iter()
-            .any(|t| matches!(t, 0 | 1))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "none of the accepted response types {:?} is supported",
-                req.accepted_response_types
-            ),
-        );
+        }
+    });
+    let streamed = match streamed {
+        Some(s) => s,
+        None if req.accepted_response_types.is_empty() => false,
+        None => {
+            return Err(ReadError::UnsupportedResponseTypes(req.accepted_response_types).into())
+        }
+    };
+    // Matchers are checked here, so a bad query is a 400 before anything
+    // is read or sent.
+    for (i, q) in req.queries.iter().enumerate() {
+        matchers(i, q)?;
     }
     let queries = req.queries;
-    let result = tokio::task::spawn_blocking(move || {
-        if streamed {
-            read_chunks(&db, &queries).map(|b| (true, b))
-        } else {
-            read_samples(&db, &queries).map(|r| (false, r.encode_to_vec()))
-        }
-    })
-    .await;
-    match result {
-        Ok(Ok((true, frames))) => {
-            let mut resp = Response::new(Body::from(frames));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
-                ),
-            );
-            resp
-        }
-        Ok(Ok((false, raw))) => match snap::raw::Encoder::new().compress_vec(&raw) {
-            Ok(compressed) => {
-                let mut resp = Response::new(Body::from(compressed));
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-protobuf"),
-                );
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
-                resp
-            }
-            Err(e) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("compressing the response: {e}"),
-            ),
-        },
-        Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, msg),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "read task was cancelled; retry".into(),
-        ),
+    let mut budget = Budget::new(&limits, timeout);
+    if !streamed {
+        let encoded = tokio::task::spawn_blocking(move || {
+            read_samples(&db, &queries, &mut budget).map(|r| r.encode_to_vec())
+        })
+        .await
+        .map_err(|e| ReadError::TaskFailed(e.to_string()))??;
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(&encoded)
+            .map_err(|e| ReadError::Encode(e.to_string()))?;
+        let mut resp = Response::new(Body::from(compressed));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        return Ok(resp);
     }
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReadError>>(FRAMES_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut send = |f: Bytes| tx.blocking_send(Ok(f)).is_ok();
+        let r = stream_chunks(
+            &db,
+            &queries,
+            &mut budget,
+            limits.max_bytes_in_frame,
+            &mut send,
+        );
+        if let Err(StreamStop::Error(e)) = r {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    // An error before the first frame is an ordinary error answer.
+    let first = match rx.recv().await {
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
+    let mut resp = Response::new(Body::new(FrameBody { first, rx }));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+        ),
+    );
+    Ok(resp)
 }

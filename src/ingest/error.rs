@@ -2,6 +2,8 @@
 //! nothing; per-series and per-sample problems are [`Reason`]s counted in a
 //! partial write. The HTTP mapping lives in `api/error.rs`.
 
+use crate::ingest::limits::Limit;
+
 /// A request that was refused as a whole: nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,13 +20,15 @@ pub enum Error {
         encoding: String,
     },
     /// The compressed body exceeds the configured limit.
-    #[error("request body is larger than the limit of {limit} bytes")]
+    #[error(
+        "request body is larger than the limit of {limit} bytes (set by --max-write-body-bytes)"
+    )]
     BodyTooLarge {
         /// The limit in bytes.
         limit: usize,
     },
     /// The body's declared decompressed size exceeds the limit.
-    #[error("decompressed body of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("decompressed body of {size} bytes exceeds the limit of {limit} bytes (set by --max-write-decompressed-bytes)")]
     DecompressedTooLarge {
         /// Declared decompressed size.
         size: usize,
@@ -44,6 +48,15 @@ pub enum Error {
         message: &'static str,
         /// The decoder's explanation.
         reason: String,
+    },
+    /// A whole-request limit ([`Limit`]) is exceeded: the request can never
+    /// be accepted as it is, and nothing of it was stored.
+    #[error("request has more than {max} {}; the limit is set by {}", limit.what(), limit.flag())]
+    TooMany {
+        /// The limit exceeded.
+        limit: Limit,
+        /// Its value.
+        max: usize,
     },
     /// Storage could not take the write (WAL failure, disk full, shutting
     /// down). Retryable; nothing of the request was acknowledged.
@@ -77,6 +90,19 @@ pub enum Reason {
     SeriesLimit,
     /// Native histogram samples are not stored yet.
     NativeHistogramUnsupported,
+    /// More labels than `--max-labels-per-timeseries`.
+    TooManyLabels,
+    /// A label name longer than `--max-label-name-len`.
+    LabelNameTooLong,
+    /// A label value longer than `--max-label-value-len`.
+    LabelValueTooLong,
+    /// An exemplar whose labels are longer than `--max-exemplar-labels-len`
+    /// (counts exemplars, not samples).
+    ExemplarLabelsTooLong,
+    /// A metadata entry whose help or unit is longer than
+    /// `--max-metadata-text-len`, or whose family name is longer than
+    /// `--max-label-value-len` (counts entries, not samples).
+    MetadataTooLong,
 }
 
 impl Reason {
@@ -94,11 +120,16 @@ impl Reason {
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::SeriesLimit => "series_limit",
             Reason::NativeHistogramUnsupported => "native_histogram_unsupported",
+            Reason::TooManyLabels => "too_many_labels",
+            Reason::LabelNameTooLong => "label_name_too_long",
+            Reason::LabelValueTooLong => "label_value_too_long",
+            Reason::ExemplarLabelsTooLong => "exemplar_labels_too_long",
+            Reason::MetadataTooLong => "metadata_too_long",
         }
     }
 
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 16] = [
         Reason::MissingMetricName,
         Reason::InvalidLabelName,
         Reason::InvalidUtf8,
@@ -110,7 +141,21 @@ impl Reason {
         Reason::TooFarInFuture,
         Reason::SeriesLimit,
         Reason::NativeHistogramUnsupported,
+        Reason::TooManyLabels,
+        Reason::LabelNameTooLong,
+        Reason::LabelValueTooLong,
+        Reason::ExemplarLabelsTooLong,
+        Reason::MetadataTooLong,
     ];
+
+    /// Whether this reason counts samples (else exemplars or metadata
+    /// entries, which a partial-write answer lists apart).
+    pub fn counts_samples(self) -> bool {
+        !matches!(
+            self,
+            Reason::ExemplarLabelsTooLong | Reason::MetadataTooLong
+        )
+    }
 }
 
 impl From<&crate::storage::SampleError> for Reason {

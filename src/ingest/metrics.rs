@@ -83,7 +83,7 @@ impl IngestMetrics {
         );
         r.register(
             "samples_rejected",
-            "Samples rejected, by reason.",
+            "Samples rejected, by reason (for exemplar_labels_too_long and metadata_too_long: exemplars and metadata entries dropped).",
             m.samples_rejected.clone(),
         );
         r.register(

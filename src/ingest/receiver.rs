@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::ingest::decode::{self, ProtoVersion, Request};
 use crate::ingest::error::{Error, Reason};
 use crate::ingest::exemplars::ExemplarStore;
+use crate::ingest::limits::{self, ReadLimits, WriteLimits};
 use crate::ingest::metadata::MetadataStore;
 use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
@@ -26,7 +27,9 @@ use crate::storage::{Db, SeriesHandle};
 pub struct ReceiverOptions {
     /// Largest accepted compressed body (413 past it). Default 32 MiB.
     pub max_body_bytes: usize,
-    /// Largest accepted decompressed body (400 past it). Default 256 MiB.
+    /// Largest accepted decompressed body (400 past it). Default 64 MiB
+    /// (VictoriaMetrics refuses more than 32 MB; a Prometheus request of
+    /// 2,000 samples is about 300 KB).
     pub max_decompressed_bytes: usize,
     /// How far in the future a sample may be, in ms. Default 10 minutes,
     /// as Prometheus's receiver.
@@ -38,17 +41,24 @@ pub struct ReceiverOptions {
     /// Series whose validated labels are kept for the next request
     /// ([`SeriesCache`]); about 60 bytes each. Default 4 Mi.
     pub series_cache_capacity: usize,
+    /// Per-request limits of remote write.
+    pub limits: WriteLimits,
+    /// Limits of remote read (`/api/v1/read`), which answers from the same
+    /// storage the receiver writes to.
+    pub read: ReadLimits,
 }
 
 impl Default for ReceiverOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 32 << 20,
-            max_decompressed_bytes: 256 << 20,
+            max_decompressed_bytes: 64 << 20,
             max_future_ms: 10 * 60 * 1000,
             exemplar_capacity: 100_000,
             metadata_capacity: 100_000,
             series_cache_capacity: 1 << 22,
+            limits: WriteLimits::DEFAULT,
+            read: ReadLimits::default(),
         }
     }
 }
@@ -78,9 +88,14 @@ impl WriteOutcome {
         self.rejected.is_empty()
     }
 
-    /// Total rejected samples.
+    /// Total rejected samples (not counting dropped exemplars and
+    /// metadata entries).
     pub fn rejected_total(&self) -> usize {
-        self.rejected.values().sum()
+        self.rejected
+            .iter()
+            .filter(|(r, _)| r.counts_samples())
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// The human-readable answer for a partial write: counts by reason and
@@ -92,12 +107,25 @@ impl WriteOutcome {
             self.samples_received + self.histograms_received,
             self.rejected_total()
         );
-        let reasons: Vec<String> = self
-            .rejected
-            .iter()
-            .map(|(r, n)| format!("{}={n}", r.as_str()))
-            .collect();
-        let _ = write!(m, " ({})", reasons.join(", "));
+        let reasons = |samples: bool| -> Vec<String> {
+            self.rejected
+                .iter()
+                .filter(|(r, _)| r.counts_samples() == samples)
+                .map(|(r, n)| format!("{}={n}", r.as_str()))
+                .collect()
+        };
+        let (of_samples, of_entries) = (reasons(true), reasons(false));
+        if !of_samples.is_empty() {
+            let _ = write!(m, " ({})", of_samples.join(", "));
+        }
+        if !of_entries.is_empty() {
+            let dropped: usize = self.rejected.values().sum::<usize>() - self.rejected_total();
+            let _ = write!(
+                m,
+                "; dropped {dropped} exemplars or metadata entries ({})",
+                of_entries.join(", ")
+            );
+        }
         if !self.offenders.is_empty() {
             m.push_str("; first offenders:");
             for o in &self.offenders {
@@ -194,23 +222,29 @@ impl Receiver {
         }
         let started = Instant::now();
         let raw = decode::decompress(body, self.opts.max_decompressed_bytes)?;
+        let limits = &self.opts.limits;
         let rules = Rules {
             max_t: now_ms.saturating_add(self.opts.max_future_ms),
+            limits: *limits,
         };
         // A plain 1.0 request (series of labels and float samples: every
-        // data request Prometheus sends) is read in place; anything else,
-        // malformed bytes included, goes through prost.
+        // data request Prometheus sends) is read in place, counted against
+        // the whole-request limits as it is read; anything else, malformed
+        // bytes included, is counted by a pre-scan and decoded by prost.
         let plain = match version {
-            ProtoVersion::V1 => wire::read_plain_v1(&raw)
+            ProtoVersion::V1 => wire::read_plain_v1_limited(&raw, limits)?
                 .map(|p| validate::prepare_plain_v1_cached(&p, rules, &self.series)),
             ProtoVersion::V2 => None,
         };
         let prepared = match plain {
             Some(p) => p,
-            None => match decode::decode(version, Bytes::from(raw))? {
-                Request::V1(r) => validate::prepare_v1_cached(&r, rules, &self.series),
-                Request::V2(r) => validate::prepare_v2_cached(&r, rules, &self.series),
-            },
+            None => {
+                limits::scan(version, &raw, limits)?;
+                match decode::decode(version, Bytes::from(raw))? {
+                    Request::V1(r) => validate::prepare_v1_cached(&r, rules, &self.series),
+                    Request::V2(r) => validate::prepare_v2_cached(&r, rules, &self.series),
+                }
+            }
         };
         self.metrics
             .observe_decode(version.as_str(), started.elapsed());

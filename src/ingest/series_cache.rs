@@ -13,6 +13,12 @@
 //! hash collision or a reordered, duplicated or empty-valued label is a
 //! miss that takes the full path. Two generations per stripe bound its
 //! size and let series no longer sent age out. Knows nothing of storage.
+//!
+//! Keys are hashes of client-chosen bytes, and the maps use them as they
+//! are; so each cache hashes with its own random seeds (from the standard
+//! library's per-process random keys), never fixed ones: a client that
+//! could compute keys could send label sets that all land in one probe
+//! sequence and make every lookup linear (hash flooding).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -24,14 +30,15 @@ use crate::storage::SeriesHandle;
 
 const STRIPES: usize = 64;
 
-/// Fixed seeds, so keys are stable for the process. (Not ahash's own
-/// constants: seeds equal to them cancel out and every key hashes to 0.)
-static KEY_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
-    0x9e37_79b9_7f4a_7c15,
-    0xbf58_476d_1ce4_e5b9,
-    0x94d0_49bb_1331_11eb,
-    0x2545_f491_4f6c_dd1d,
-);
+/// Random seeds for one cache's key hasher: four words drawn from a fresh
+/// [`std::collections::hash_map::RandomState`], whose keys come from the OS
+/// once per process (and differ per instance), whatever features ahash
+/// was built with.
+fn random_key_hasher() -> ahash::RandomState {
+    let std = std::collections::hash_map::RandomState::new();
+    let word = |i: u64| std.hash_one(i);
+    ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3))
+}
 
 /// Hashes are already well mixed: use them as they are.
 #[derive(Default, Clone, Copy)]
@@ -91,6 +98,8 @@ pub type InternFn = Box<dyn Fn(&Labels) -> Labels + Send + Sync>;
 
 /// Raw label pairs of recent requests -> their validated [`Labels`].
 pub struct SeriesCache {
+    /// This cache's randomly seeded key hasher.
+    hasher: ahash::RandomState,
     stripes: Box<[Mutex<Stripe>]>,
     /// Entries of one stripe's current generation before it rotates.
     per_generation: usize,
@@ -102,6 +111,7 @@ impl SeriesCache {
     /// across the two generations).
     pub fn new(capacity: usize) -> Self {
         Self {
+            hasher: random_key_hasher(),
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             per_generation: (capacity / STRIPES).max(1),
             intern: None,
@@ -117,10 +127,11 @@ impl SeriesCache {
         }
     }
 
-    /// The hash a series' raw `(name, value)` pairs are cached under.
-    pub fn key<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
+    /// The hash a series' raw `(name, value)` pairs are cached under in
+    /// this cache (seeded per cache: see the module doc).
+    pub fn key<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
         use std::hash::Hasher;
-        let mut h = KEY_HASH.build_hasher();
+        let mut h = self.hasher.build_hasher();
         for (n, v) in pairs {
             h.write_usize(n.len());
             h.write(n);
@@ -221,14 +232,14 @@ mod tests {
         let c = SeriesCache::new(1000);
         let raw = [("__name__", "up"), ("job", "node")];
         let labels = Labels::from_static(&raw);
-        let k = SeriesCache::key(pairs(&raw));
+        let k = c.key(pairs(&raw));
         assert!(c.get(k, pairs(&raw)).is_none());
         c.insert(k, labels.clone());
         assert_eq!(c.get(k, pairs(&raw)).map(|(l, _)| l), Some(labels.clone()));
         // Another order, a changed value, an extra pair: not a hit, even
         // when forced under the same key (a collision).
         let swapped = [("job", "node"), ("__name__", "up")];
-        assert_ne!(SeriesCache::key(pairs(&swapped)), k);
+        assert_ne!(c.key(pairs(&swapped)), k);
         assert!(c.get(k, pairs(&swapped)).is_none());
         assert!(c
             .get(k, pairs(&[("__name__", "up"), ("job", "nodf")]))
@@ -239,11 +250,23 @@ mod tests {
         // Keys spread (a degenerate hasher once made every key 0), and the
         // boundary between name and value is part of the key.
         assert_ne!(k, 0);
-        assert_ne!(k, SeriesCache::key(pairs(&[("__name__", "up")])));
-        assert_ne!(
-            SeriesCache::key(pairs(&[("ab", "c")])),
-            SeriesCache::key(pairs(&[("a", "bc")]))
-        );
+        assert_ne!(k, c.key(pairs(&[("__name__", "up")])));
+        assert_ne!(c.key(pairs(&[("ab", "c")])), c.key(pairs(&[("a", "bc")])));
+    }
+
+    /// Two caches hash the same pairs differently: the seeds are random,
+    /// not fixed (a fixed seed would let a client precompute colliding
+    /// keys).
+    #[test]
+    fn keys_are_seeded_per_cache() {
+        let raw = [("__name__", "up"), ("job", "node")];
+        let keys: std::collections::HashSet<u64> = (0..4)
+            .map(|_| SeriesCache::new(64).key(pairs(&raw)))
+            .collect();
+        assert_eq!(keys.len(), 4, "same key from different caches: fixed seeds");
+        // Within one cache the key is stable.
+        let c = SeriesCache::new(64);
+        assert_eq!(c.key(pairs(&raw)), c.key(pairs(&raw)));
     }
 
     #[test]
@@ -253,7 +276,7 @@ mod tests {
         for i in 0..10_000 {
             let v = i.to_string();
             let raw = [("__name__", "m"), ("i", v.as_str())];
-            let k = SeriesCache::key(pairs(&raw));
+            let k = c.key(pairs(&raw));
             c.insert(k, Labels::from_static(&raw));
             if i == 0 {
                 keep = Some((k, raw.map(|(n, v)| (n.to_string(), v.to_string()))));

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::ingest::error::Reason;
+use crate::ingest::limits::{Limit, WriteLimits};
 use crate::ingest::proto::{prometheus, write_v2};
 use crate::ingest::series_cache::{CacheSlot, SeriesCache};
 use crate::ingest::wire::PlainV1;
@@ -20,6 +21,25 @@ use crate::storage::SeriesSamples;
 
 /// How many offending series a partial-write answer names.
 pub const MAX_OFFENDERS: usize = 5;
+
+/// Longest text of an offender's series or detail in a partial-write
+/// answer, in bytes; longer texts are cut (a client's 1 MB label value
+/// does not come back five times in the answer).
+pub const MAX_OFFENDER_TEXT: usize = 512;
+
+/// `s` cut to at most [`MAX_OFFENDER_TEXT`] bytes on a character boundary.
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_OFFENDER_TEXT {
+        let mut end = MAX_OFFENDER_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = s.len();
+        s.truncate(end);
+        let _ = write!(s, "… ({total} bytes)");
+    }
+    s
+}
 
 /// Metric metadata as sent (1.0 request-level, 2.0 per series).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +116,9 @@ impl Prepared {
         *self.rejected.entry(reason).or_default() += count;
         if self.offenders.len() < MAX_OFFENDERS {
             self.offenders.push(Offender {
-                series: series(),
+                series: cut(series()),
                 reason,
-                detail: detail(),
+                detail: cut(detail()),
             });
         }
     }
@@ -109,6 +129,67 @@ impl Prepared {
 pub struct Rules {
     /// Samples later than this (ms) are refused as too far in the future.
     pub max_t: i64,
+    /// The per-series and per-entry limits (label count and lengths,
+    /// exemplar label length, metadata text length). The whole-request
+    /// limits were checked before decoding.
+    pub limits: WriteLimits,
+}
+
+impl Rules {
+    /// Rules with `max_t` and the default limits.
+    pub const fn new(max_t: i64) -> Self {
+        Self {
+            max_t,
+            limits: WriteLimits::DEFAULT,
+        }
+    }
+}
+
+/// The detail of a per-series or per-entry limit violation.
+fn over(limit: Limit, found: usize, max: usize) -> String {
+    format!(
+        "{found} {} is more than the limit of {max} (set by {})",
+        limit.what(),
+        limit.flag()
+    )
+}
+
+/// Checks a series' raw labels against the per-series limits: count, then
+/// each name's and value's length.
+fn check_raw_labels<'a>(
+    mut pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    limits: &WriteLimits,
+) -> Result<(), LabelProblem> {
+    let n = pairs.len();
+    if n > limits.max_labels_per_series {
+        return Err(LabelProblem {
+            reason: Reason::TooManyLabels,
+            detail: over(Limit::LabelsPerSeries, n, limits.max_labels_per_series),
+        });
+    }
+    pairs.try_for_each(|(name, value)| {
+        if name.len() > limits.max_label_name_len {
+            return Err(LabelProblem {
+                reason: Reason::LabelNameTooLong,
+                detail: over(
+                    Limit::LabelNameLength,
+                    name.len(),
+                    limits.max_label_name_len,
+                ),
+            });
+        }
+        if value.len() > limits.max_label_value_len {
+            return Err(LabelProblem {
+                reason: Reason::LabelValueTooLong,
+                detail: over(
+                    Limit::LabelValueLength,
+                    value.len(),
+                    limits.max_label_value_len,
+                ),
+            });
+        }
+        Ok(())
+    })
 }
 
 /// A label problem found while building a series' labels.
@@ -150,7 +231,7 @@ where
     let Some(c) = series else {
         return build().map(|l| (l, None));
     };
-    let key = SeriesCache::key(raw());
+    let key = c.key(raw());
     if let Some((l, series)) = c.get(key, raw()) {
         return Ok((l, Some(CacheSlot { key, series })));
     }
@@ -366,6 +447,7 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
             series,
             || ts.raw_labels(),
             || {
+                check_raw_labels(ts.raw_labels(), &rules.limits)?;
                 let pairs = ts.raw_labels().map(|(n, v)| (cache.get(n), cache.get(v)));
                 build_labels(pairs.collect::<Vec<_>>().into_iter())
             },
@@ -397,11 +479,21 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
                 .iter()
                 .map(|l| (cache.get(&l.name), cache.get(&l.value)))
                 .collect();
-            push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp);
+            push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp, rules);
         }
         push_series(&mut out, (labels, slot), samples, rules);
     }
     for m in metadata {
+        let texts = [&m.metric_family_name, &m.help, &m.unit].map(|t| t.as_bytes());
+        if let Err(detail) = check_metadata(texts, &rules.limits) {
+            out.reject(
+                || m.metric_family_name.clone(),
+                Reason::MetadataTooLong,
+                1,
+                || detail,
+            );
+            continue;
+        }
         out.metadata.push(MetricMetadata {
             metric: m.metric_family_name.clone(),
             metric_type: metric_type_v1(m.r#type),
@@ -412,9 +504,58 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
     out
 }
 
+/// Checks a metadata entry's `[family name, help, unit]` lengths.
+fn check_metadata([name, help, unit]: [&[u8]; 3], limits: &WriteLimits) -> Result<(), String> {
+    if name.len() > limits.max_label_value_len {
+        return Err(format!(
+            "metric family name: {}",
+            over(
+                Limit::LabelValueLength,
+                name.len(),
+                limits.max_label_value_len
+            )
+        ));
+    }
+    for (what, text) in [("help", help), ("unit", unit)] {
+        if text.len() > limits.max_metadata_text_len {
+            return Err(format!(
+                "{what}: {}",
+                over(
+                    Limit::MetadataTextLength,
+                    text.len(),
+                    limits.max_metadata_text_len
+                )
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Keeps an exemplar of `series` whose labels are valid (they may be empty
-/// and need no `__name__`); drops it otherwise.
-fn push_exemplar(out: &mut Prepared, series: &Labels, pairs: Vec<StrPair>, value: f64, t: i64) {
+/// and need no `__name__`); drops it otherwise, naming it in the answer
+/// when its labels are over the length limit.
+fn push_exemplar(
+    out: &mut Prepared,
+    series: &Labels,
+    pairs: Vec<StrPair>,
+    value: f64,
+    t: i64,
+    rules: Rules,
+) {
+    let max = rules.limits.max_exemplar_labels_len;
+    let mut chars = 0usize;
+    for s in pairs.iter().flat_map(|(n, v)| [n, v]).flatten() {
+        chars = chars.saturating_add(s.chars().count());
+    }
+    if chars > max {
+        out.reject(
+            || series.to_string(),
+            Reason::ExemplarLabelsTooLong,
+            1,
+            || over(Limit::ExemplarLabelsLength, chars, max),
+        );
+        return;
+    }
     if let Ok(labels) = exemplar_labels(pairs) {
         out.exemplars.push(ExemplarEntry {
             series: series.clone(),
@@ -473,6 +614,16 @@ fn prepare_v2_inner(
         out.histograms_received += ts.histograms.len();
         let count = ts.samples.len() + ts.histograms.len();
         let refs = &ts.labels_refs;
+        let max_labels = rules.limits.max_labels_per_series;
+        if refs.len() / 2 > max_labels {
+            out.reject(
+                || describe(&refs[..refs.len().min(2 * 16)]),
+                Reason::TooManyLabels,
+                count,
+                || over(Limit::LabelsPerSeries, refs.len() / 2, max_labels),
+            );
+            continue;
+        }
         if refs.len() % 2 != 0 {
             out.reject(
                 || describe(refs),
@@ -507,8 +658,11 @@ fn prepare_v2_inner(
             let raw_sym = |r: u32| req.symbols.get(r as usize).map_or(&[][..], |s| &s[..]);
             refs.chunks(2).map(move |p| (raw_sym(p[0]), raw_sym(p[1])))
         };
-        let (labels, slot) = match cached_or_built(series, raw, || build_labels(pairs.into_iter()))
-        {
+        let build = || {
+            check_raw_labels(raw(), &rules.limits)?;
+            build_labels(pairs.into_iter())
+        };
+        let (labels, slot) = match cached_or_built(series, raw, build) {
             Ok(l) => l,
             Err(p) => {
                 out.reject(|| describe(refs), p.reason, count, || p.detail);
@@ -525,6 +679,10 @@ fn prepare_v2_inner(
             },
         );
         if let Some(m) = &ts.metadata {
+            let raw_sym = |r: u32| req.symbols.get(r as usize).map_or(&[][..], |s| &s[..]);
+            let name = labels.metric_name().unwrap_or("").as_bytes();
+            let texts = [name, raw_sym(m.help_ref), raw_sym(m.unit_ref)];
+            let checked = check_metadata(texts, &rules.limits);
             let text = |r: u32| {
                 sym(r)
                     .ok()
@@ -532,7 +690,9 @@ fn prepare_v2_inner(
                     .map(|s| s.to_string())
                     .unwrap_or_default()
             };
-            if let Some(name) = labels.metric_name() {
+            if let Err(detail) = checked {
+                out.reject(|| labels.to_string(), Reason::MetadataTooLong, 1, || detail);
+            } else if let Some(name) = labels.metric_name() {
                 out.metadata.push(MetricMetadata {
                     metric: name.to_string(),
                     metric_type: metric_type_v2(m.r#type),
@@ -551,7 +711,7 @@ fn prepare_v2_inner(
                 .map(|p| Ok((sym(p[0])?, sym(p[1])?)))
                 .collect();
             if let Ok(pairs) = pairs {
-                push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp);
+                push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp, rules);
             }
         }
         push_series(
@@ -594,7 +754,7 @@ mod tests {
         }
     }
 
-    const RULES: Rules = Rules { max_t: i64::MAX };
+    const RULES: Rules = Rules::new(i64::MAX);
 
     /// With the series cache, the same request prepares to the same batch
     /// and rejections, the first time (cache filled) and every time after
@@ -618,7 +778,7 @@ mod tests {
             assert_eq!(cache.len(), 3, "round {round}");
         }
         // Sorted labels, as senders send them, come from the cache.
-        let key = SeriesCache::key(
+        let key = cache.key(
             req.timeseries[0]
                 .labels
                 .iter()

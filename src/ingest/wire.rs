@@ -8,11 +8,15 @@
 //! a wire type that does not fit, malformed bytes) is `None`: the caller
 //! decodes the request with prost instead, which gives the full message or
 //! the exact protobuf error. So this reader never decides what a request
-//! means, only whether the fast path can read it. Knows nothing of HTTP or
-//! storage.
+//! means, only whether the fast path can read it. It does count what it
+//! reads against the whole-request limits ([`crate::ingest::limits`]), so a
+//! body of millions of empty samples stops at the limit instead of filling
+//! memory. Knows nothing of HTTP or storage.
 
 use std::ops::Range;
 
+use crate::ingest::error::Error;
+use crate::ingest::limits::{Counter, WriteLimits};
 use crate::model::Sample;
 
 /// One series of a [`PlainV1`]: ranges into its label and sample vectors.
@@ -36,59 +40,99 @@ pub struct PlainV1<'a> {
 }
 
 /// Reads `buf` as a plain 1.0 request, or `None` (see the module doc).
+/// No limits: see [`read_plain_v1_limited`].
 pub fn read_plain_v1(buf: &[u8]) -> Option<PlainV1<'_>> {
-    let mut out = PlainV1::default();
-    let mut r = Reader(buf);
-    while !r.0.is_empty() {
-        let (field, wire) = r.tag()?;
-        match (field, wire) {
-            (1, 2) => {
-                let ts = r.bytes()?;
-                read_series(ts, &mut out)?;
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
+    read_plain_v1_limited(buf, &WriteLimits::UNLIMITED).unwrap_or(None)
 }
 
-fn read_series<'a>(buf: &'a [u8], out: &mut PlainV1<'a>) -> Option<()> {
+/// [`read_plain_v1`] counting series, label pairs and samples against the
+/// whole-request `limits` as it reads (as [`crate::ingest::limits::scan`]
+/// does for prost), so it never holds more than the limits allow.
+///
+/// # Errors
+/// [`Error::TooMany`] at the first count over its limit.
+pub fn read_plain_v1_limited<'a>(
+    buf: &'a [u8],
+    limits: &WriteLimits,
+) -> Result<Option<PlainV1<'a>>, Error> {
+    let mut out = PlainV1::default();
+    let mut counter = Counter::new(limits);
+    let mut r = Reader(buf);
+    while !r.0.is_empty() {
+        let step = match r.tag() {
+            Some((1, 2)) => match r.bytes() {
+                Some(ts) => read_series(ts, &mut out, &mut counter),
+                None => Err(Step::NotPlain),
+            },
+            _ => Err(Step::NotPlain),
+        };
+        match step {
+            Ok(()) => {}
+            Err(Step::NotPlain) => return Ok(None),
+            Err(Step::Limit(e)) => return Err(e),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Why reading stopped early.
+enum Step {
+    /// Not the plain shape (or malformed): prost decides.
+    NotPlain,
+    /// A whole-request limit.
+    Limit(Error),
+}
+
+impl From<Error> for Step {
+    fn from(e: Error) -> Self {
+        Step::Limit(e)
+    }
+}
+
+fn read_series<'a>(
+    buf: &'a [u8],
+    out: &mut PlainV1<'a>,
+    counter: &mut Counter<'_>,
+) -> Result<(), Step> {
+    counter.series()?;
     let (labels_start, samples_start) = (out.labels.len(), out.samples.len());
     let mut r = Reader(buf);
     while !r.0.is_empty() {
-        match r.tag()? {
+        match r.tag().ok_or(Step::NotPlain)? {
             (1, 2) => {
-                let mut l = Reader(r.bytes()?);
+                let mut l = Reader(r.bytes().ok_or(Step::NotPlain)?);
                 let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
                 while !l.0.is_empty() {
-                    match l.tag()? {
-                        (1, 2) => name = l.bytes()?,
-                        (2, 2) => value = l.bytes()?,
-                        _ => return None,
+                    match l.tag().ok_or(Step::NotPlain)? {
+                        (1, 2) => name = l.bytes().ok_or(Step::NotPlain)?,
+                        (2, 2) => value = l.bytes().ok_or(Step::NotPlain)?,
+                        _ => return Err(Step::NotPlain),
                     }
                 }
+                counter.labels(1)?;
                 out.labels.push((name, value));
             }
             (2, 2) => {
-                let mut s = Reader(r.bytes()?);
+                let mut s = Reader(r.bytes().ok_or(Step::NotPlain)?);
                 let (mut v, mut t) = (0f64, 0i64);
                 while !s.0.is_empty() {
-                    match s.tag()? {
-                        (1, 1) => v = f64::from_bits(s.fixed64()?),
-                        (2, 0) => t = s.varint()? as i64,
-                        _ => return None,
+                    match s.tag().ok_or(Step::NotPlain)? {
+                        (1, 1) => v = f64::from_bits(s.fixed64().ok_or(Step::NotPlain)?),
+                        (2, 0) => t = s.varint().ok_or(Step::NotPlain)? as i64,
+                        _ => return Err(Step::NotPlain),
                     }
                 }
+                counter.samples(1)?;
                 out.samples.push(Sample::new(t, v));
             }
-            _ => return None,
+            _ => return Err(Step::NotPlain),
         }
     }
     out.series.push(PlainSeries {
         labels: labels_start..out.labels.len(),
         samples: samples_start..out.samples.len(),
     });
-    Some(())
+    Ok(())
 }
 
 /// Protobuf primitives over a shrinking slice.
