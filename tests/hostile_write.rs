@@ -370,3 +370,48 @@ fn hostile_remote_reads_are_refused() {
         n.check(input);
     }
 }
+
+/// One sample at `i64::MIN` (or any time before 1970) on a fresh store is a
+/// 400 naming the reason; it used to be stored, after which compaction
+/// wrapped the head's floor to the far future and every later write
+/// answered 204 and vanished, also after a restart.
+#[test]
+fn timestamps_before_1970_are_refused_and_break_nothing() {
+    let mut node = start(&["--compaction-interval", "100ms"]);
+    let metric = |t: i64| series(vec![label("__name__", "edge_t")], t);
+    for t in [i64::MIN, i64::MIN + 1, -1] {
+        let got = node.post("/api/v1/write", V1_CT, &write_body(vec![metric(t)], vec![]));
+        assert_answer(
+            &format!("sample at {t}"),
+            got,
+            400,
+            &["before_1970", "before 1970"],
+        );
+    }
+    let now = now_ms();
+    let got = node.post(
+        "/api/v1/write",
+        V1_CT,
+        &write_body(vec![metric(now)], vec![]),
+    );
+    assert_eq!(got.0, 204, "{}", got.1);
+    // Give compaction a few rounds, then the sample must be there.
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = http::get(
+        &node.addr,
+        &format!("/api/v1/query?query=edge_t&time={}", now as f64 / 1000.0),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"edge_t\""),
+        "the sample written after vanished: {body}"
+    );
+    let got = node.post(
+        "/api/v1/write",
+        V1_CT,
+        &write_body(vec![metric(now + 1000)], vec![]),
+    );
+    assert_eq!(got.0, 204, "{}", got.1);
+    node.check("samples before 1970");
+}

@@ -469,9 +469,12 @@ fn expected(series: &[GenSeries], v2: bool) -> Canon {
                 exemplars.push((labels.clone(), el, wire_bits(*v), *t));
             }
         }
-        if !s.samples.is_empty() {
-            let got = s.samples.iter().map(|&(t, v, _)| (t, wire_bits(v)));
-            batch.push((labels, got.collect()));
+        // Samples before 1970 are refused (reason before_1970).
+        let before_epoch = s.samples.iter().filter(|&&(t, _, _)| t < 0).count();
+        rejected += before_epoch;
+        if s.samples.len() > before_epoch {
+            let got = s.samples.iter().filter(|&&(t, _, _)| t >= 0);
+            batch.push((labels, got.map(|&(t, v, _)| (t, wire_bits(v))).collect()));
         }
     }
     (batch, exemplars, samples, histograms, rejected)

@@ -86,6 +86,9 @@ pub enum Reason {
     TooOld,
     /// More than the allowed skew (10 minutes) in the future.
     TooFarInFuture,
+    /// Before 1970-01-01 (a negative timestamp): no sender means it, and
+    /// block arithmetic at the far edges of `i64` is not worth the risk.
+    BeforeEpoch,
     /// The metric has reached its series limit.
     SeriesLimit,
     /// Native histogram samples are not stored yet.
@@ -118,6 +121,7 @@ impl Reason {
             Reason::DuplicateTimestamp => "duplicate_timestamp",
             Reason::TooOld => "too_old",
             Reason::TooFarInFuture => "too_far_in_future",
+            Reason::BeforeEpoch => "before_1970",
             Reason::SeriesLimit => "series_limit",
             Reason::NativeHistogramUnsupported => "native_histogram_unsupported",
             Reason::TooManyLabels => "too_many_labels",
@@ -129,7 +133,7 @@ impl Reason {
     }
 
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::MissingMetricName,
         Reason::InvalidLabelName,
         Reason::InvalidUtf8,
@@ -139,6 +143,7 @@ impl Reason {
         Reason::DuplicateTimestamp,
         Reason::TooOld,
         Reason::TooFarInFuture,
+        Reason::BeforeEpoch,
         Reason::SeriesLimit,
         Reason::NativeHistogramUnsupported,
         Reason::TooManyLabels,

@@ -296,14 +296,19 @@ fn push_series(
     rules: Rules,
 ) {
     let mut kept = Vec::new();
-    let mut future = 0usize;
-    let mut first_future = 0;
+    let (mut future, mut first_future) = (0usize, 0);
+    let (mut past, mut first_past) = (0usize, 0);
     for s in samples {
         if s.t > rules.max_t {
             if future == 0 {
                 first_future = s.t;
             }
             future += 1;
+        } else if s.t < 0 {
+            if past == 0 {
+                first_past = s.t;
+            }
+            past += 1;
         } else {
             kept.push(s);
         }
@@ -313,6 +318,12 @@ fn push_series(
         Reason::TooFarInFuture,
         future,
         || format!("timestamp {first_future} is more than 10 minutes in the future (latest accepted {})", rules.max_t),
+    );
+    out.reject(
+        || labels.to_string(),
+        Reason::BeforeEpoch,
+        past,
+        || format!("timestamp {first_past} is before 1970-01-01T00:00:00Z (earliest accepted 0)"),
     );
     if !kept.is_empty() {
         out.batch.push(SeriesSamples {
