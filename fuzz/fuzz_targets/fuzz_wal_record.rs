@@ -8,13 +8,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use tidemark::model::Interner;
-use tidemark::storage::wal::{decode, encode_samples, encode_series, Record};
+use tidemark::storage::wal::{decode, encode_samples, encode_series, encode_tombstones, Record};
 
 /// Comparable form of a record: series as (ref, labels), samples as bits.
 #[derive(Debug, PartialEq, Eq)]
 enum Canon {
     Series(Vec<(u64, Vec<(String, String)>)>),
     Samples(Vec<(u64, i64, u64)>),
+    Tombstones(Vec<(u64, i64, i64)>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -36,6 +37,9 @@ fn canon(r: &Record) -> Canon {
                 .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
                 .collect(),
         ),
+        Record::Tombstones(t) => {
+            Canon::Tombstones(t.iter().map(|t| (t.series_ref.0, t.mint, t.maxt)).collect())
+        }
     }
 }
 
@@ -48,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
     match &record {
         Record::Series(s) => encode_series(s, &mut buf),
         Record::Samples(s) => encode_samples(s, &mut buf),
+        Record::Tombstones(t) => encode_tombstones(t, &mut buf),
     }
     let again = decode(&buf, &interner).expect("a re-encoded record decodes");
     assert_eq!(canon(&again), canon(&record));
