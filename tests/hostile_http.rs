@@ -15,6 +15,31 @@ use std::time::{Duration, Instant};
 use common::http::get;
 use common::proc::{free_port, start_tidemark_with, wait_ready};
 
+/// A fresh tidemark on a free port with `flags`, ready; its data dir is
+/// kept alive by the returned guard.
+fn start(flags: &[&str]) -> (tempfile::TempDir, String, common::proc::Proc) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = start_tidemark_with(&addr, dir.path(), flags);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    (dir, addr, p)
+}
+
+/// An empty snappy remote write (no series): 204 when a slot is free.
+fn empty_write(addr: &str) -> common::http::Response {
+    common::http::request_full(
+        addr,
+        "POST",
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+        ],
+        &snap::raw::Encoder::new().compress_vec(b"").unwrap(),
+    )
+    .expect("answered")
+}
+
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
         .expect("connect");
@@ -47,10 +72,7 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 #[test]
 fn half_open_connections_do_not_block_health_and_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = start_tidemark_with(&addr, dir.path(), &["--web.read-header-timeout", "3s"]);
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    let (_dir, addr, mut p) = start(&["--web.read-header-timeout", "3s"]);
     let mut conns: Vec<TcpStream> = (0..1000)
         .map(|i| {
             let mut s = connect(&addr);
@@ -89,10 +111,7 @@ fn half_open_connections_do_not_block_health_and_are_closed() {
 
 #[test]
 fn idle_keep_alive_connections_are_closed_after_the_read_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = start_tidemark_with(&addr, dir.path(), &["--web.read-timeout", "2s"]);
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    let (_dir, addr, mut p) = start(&["--web.read-timeout", "2s"]);
     let mut s = connect(&addr);
     s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -110,19 +129,12 @@ fn idle_keep_alive_connections_are_closed_after_the_read_timeout() {
 
 #[test]
 fn clients_past_max_connections_wait_their_turn() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = start_tidemark_with(
-        &addr,
-        dir.path(),
-        &[
-            "--web.max-connections",
-            "8",
-            "--web.read-header-timeout",
-            "2s",
-        ],
-    );
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    let (_dir, addr, mut p) = start(&[
+        "--web.max-connections",
+        "8",
+        "--web.read-header-timeout",
+        "2s",
+    ]);
     // Eight silent clients take every slot ...
     let hogs: Vec<TcpStream> = (0..8).map(|_| connect(&addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
@@ -152,19 +164,12 @@ fn clients_past_max_connections_wait_their_turn() {
 
 #[test]
 fn remote_writes_past_their_concurrency_queue_then_get_a_retryable_503() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = start_tidemark_with(
-        &addr,
-        dir.path(),
-        &[
-            "--write.max-concurrency",
-            "1",
-            "--write.max-queue-duration",
-            "1s",
-        ],
-    );
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    let (_dir, addr, mut p) = start(&[
+        "--write.max-concurrency",
+        "1",
+        "--write.max-queue-duration",
+        "1s",
+    ]);
     // One write whose body never finishes holds the only slot.
     let mut slow = connect(&addr);
     slow.write_all(
@@ -173,17 +178,7 @@ fn remote_writes_past_their_concurrency_queue_then_get_a_retryable_503() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let r = common::http::request_full(
-        &addr,
-        "POST",
-        "/api/v1/write",
-        &[
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "snappy"),
-        ],
-        &snap::raw::Encoder::new().compress_vec(b"").unwrap(),
-    )
-    .expect("answered");
+    let r = empty_write(&addr);
     let body = String::from_utf8_lossy(&r.body);
     assert_eq!(r.status, 503, "{body}");
     assert_eq!(r.header("retry-after"), Some("1"));
@@ -192,18 +187,7 @@ fn remote_writes_past_their_concurrency_queue_then_get_a_retryable_503() {
     drop(slow);
     let mut ok = false;
     for _ in 0..50 {
-        let r = common::http::request_full(
-            &addr,
-            "POST",
-            "/api/v1/write",
-            &[
-                ("Content-Type", "application/x-protobuf"),
-                ("Content-Encoding", "snappy"),
-            ],
-            &snap::raw::Encoder::new().compress_vec(b"").unwrap(),
-        )
-        .expect("answered");
-        if r.status == 204 {
+        if empty_write(&addr).status == 204 {
             ok = true;
             break;
         }

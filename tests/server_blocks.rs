@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::http::{encode, get, request};
+use common::http::{encode, get, metric, request};
 use common::proc::{free_port, start_tidemark_with, wait_ready, wait_until};
 use prost::Message;
 use tidemark::ingest::proto::prometheus as v1;
@@ -87,14 +87,6 @@ fn counts(addr: &str) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
-}
-
-fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = get(addr, "/metrics")?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::http::{encode, get, request_full};
+use common::http::{encode, get, metric, request_full};
 use common::proc::{free_port, wait_ready, wait_until, Proc};
 use common::*;
 use prost::Message;
@@ -270,14 +270,6 @@ fn write(addr: &str, t: i64) -> (u16, Option<String>, String) {
         r.header("retry-after").map(str::to_string),
         String::from_utf8_lossy(&r.body).into_owned(),
     )
-}
-
-fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = get(addr, "/metrics")?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Timestamps stored per series of `disk_full`.

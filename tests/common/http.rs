@@ -82,3 +82,12 @@ pub(crate) fn get(addr: &str, path: &str) -> Option<(u16, String)> {
 pub(crate) fn encode(s: &str) -> String {
     tidemark::loadgen::http::encode_component(s)
 }
+
+/// The value of the sample named `name` (no labels) on `GET /metrics`.
+pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
+    let (_, body) = get(addr, "/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
