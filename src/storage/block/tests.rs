@@ -758,3 +758,47 @@ fn shared_timestamps_never_cross_a_segment_and_a_damaged_owner_is_reported() {
         Err(BlockError::Corrupt { .. })
     ));
 }
+
+/// The packed-chunk fixture block: `sample_series()` written as the block
+/// writer writes persisted blocks (packed chunks, shared timestamps), with
+/// 4 KiB segments so shared timestamps meet segment ends. It must keep
+/// opening and reading back bit-exactly. Regenerate (only with a format
+/// version bump) with `TIDEMARK_WRITE_FIXTURE=1 cargo test --lib block_packed_fixture`.
+fn packed_fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/block-packed-v1")
+}
+
+#[test]
+fn block_packed_fixture_still_opens_and_reads_back() {
+    let dir = packed_fixture_dir();
+    if std::env::var("TIDEMARK_WRITE_FIXTURE").as_deref() == Ok("1") {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        let mut w = BlockWriter::create_with_segment_size(&dir, 4096).unwrap();
+        for (l, samples) in sample_series() {
+            w.add_sample_series(&l, &samples).unwrap();
+        }
+        let (mint, maxt) = w.time_range().unwrap();
+        let mut meta = BlockMeta::new(mint, maxt + 1);
+        meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
+        meta.compaction.sources = vec![meta.ulid.clone()];
+        w.finish(meta).unwrap();
+    }
+    let block = Block::open(&dir, true).unwrap();
+    assert_eq!(block.meta().ulid, "01JBBBBBBBBBBBBBBBBBBBBBBB");
+    let got: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
+    let want = sample_series();
+    assert_eq!(got.len(), want.len());
+    let mut packed = 0;
+    for (s, (l, samples)) in got.iter().zip(&want) {
+        assert_eq!(&s.labels, l);
+        let all: Vec<_> = s.chunks.iter().flat_map(|c| c.samples().unwrap()).collect();
+        assert_eq!(sample_bits(&all), sample_bits(samples), "{l}");
+        packed += s
+            .chunks
+            .iter()
+            .filter(|c| c.data().unwrap().0 == Encoding::Packed)
+            .count();
+    }
+    assert!(packed >= 9, "the fixture holds packed chunks ({packed})");
+}
