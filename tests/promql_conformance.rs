@@ -4,7 +4,8 @@
 //! `FORMAT.md`, and reports per file and per `inventory.tsv` category.
 //!
 //! * Directory: env `PROMQL_TESTS_DIR`, default `../shared/promql-tests`
-//!   relative to the crate root. Absent → one line saying so, and a pass.
+//!   relative to the crate root. Absent → a failure, unless
+//!   `TIDEMARK_SKIP_CONFORMANCE=1` says to skip (then one line saying so).
 //! * Runs the `float` and `duration_expr` categories; `native_histogram`
 //!   and `experimental` cases are skipped (not run at all).
 //! * Every instant eval is also checked in range mode (§9.1) and with `@`
@@ -151,8 +152,13 @@ fn promql_conformance_suite() {
     let dir =
         PathBuf::from(std::env::var("PROMQL_TESTS_DIR").unwrap_or_else(|_| DEFAULT_DIR.into()));
     if !dir.join("inventory.tsv").is_file() {
+        assert!(
+            std::env::var("TIDEMARK_SKIP_CONFORMANCE").as_deref() == Ok("1"),
+            "no inventory.tsv in {}: set PROMQL_TESTS_DIR to the promql-tests directory, or TIDEMARK_SKIP_CONFORMANCE=1 to skip",
+            dir.display()
+        );
         say!(
-            "PROMQL-CONFORMANCE skipped: no inventory.tsv in {} (set PROMQL_TESTS_DIR to the promql-tests directory)",
+            "PROMQL-CONFORMANCE skipped (TIDEMARK_SKIP_CONFORMANCE=1): no inventory.tsv in {}",
             dir.display()
         );
         return;

@@ -605,7 +605,7 @@ fn fixture_dir() -> PathBuf {
 #[test]
 fn block_v1_fixture_still_opens_and_reads_back() {
     let dir = fixture_dir();
-    if std::env::var_os("TIDEMARK_WRITE_FIXTURE").is_some() {
+    if std::env::var("TIDEMARK_WRITE_FIXTURE").as_deref() == Ok("1") {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.parent().unwrap()).unwrap();
         let mut w = BlockWriter::create_with_segment_size(&dir, 200).unwrap();
