@@ -1,6 +1,9 @@
-//! Model-based test: random appends, queries and restarts against a simple
-//! in-memory oracle (per series a Vec of (t, v) with Prometheus's append
-//! rules) give the same answers.
+//! Model-based test: random appends, queries, deletions, compactions and
+//! restarts against a simple in-memory oracle (per series a Vec of (t, v)
+//! with Prometheus's append rules, tombstones, and the head's floor as
+//! compaction raises it) give the same answers. The block range is 100 ms,
+//! so compaction cuts blocks, merges them and truncates the head within the
+//! timestamps generated.
 
 mod common;
 
@@ -21,7 +24,19 @@ enum Op {
         maxt: i64,
     },
     Restart,
+    /// `Db::compact`: head blocks, merges, tombstone rewrites.
+    Compact,
+    /// `Db::delete` of the series matching matcher set `matcher` in
+    /// `[mint, maxt]`.
+    Delete {
+        matcher: usize,
+        mint: i64,
+        maxt: i64,
+    },
 }
+
+/// Block range of the model's store (ms).
+const RANGE: i64 = 100;
 
 fn value() -> impl Strategy<Value = f64> {
     prop_oneof![
@@ -37,6 +52,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => proptest::collection::vec((0usize..6, proptest::collection::vec((0i64..400, value()), 1..6)), 1..4).prop_map(Op::Append),
         3 => (0usize..5, 0i64..400, 0i64..400).prop_map(|(matcher, a, b)| Op::Query { matcher, mint: a.min(b), maxt: a.max(b) }),
         1 => Just(Op::Restart),
+        2 => Just(Op::Compact),
+        1 => (0usize..5, 0i64..400, 0i64..400).prop_map(|(matcher, a, b)| Op::Delete { matcher, mint: a.min(b), maxt: a.max(b) }),
     ]
 }
 
@@ -65,21 +82,115 @@ fn matchers(i: usize) -> Vec<Matcher> {
     }
 }
 
-/// Oracle append: Prometheus's rules (no out-of-order window; the too-old
-/// bound cannot trigger at these timestamps), plus Tidemark's idempotency
-/// rule: a sample identical to one already stored, at any time, is accepted
-/// silently.
-fn oracle_append(series: &mut Vec<(i64, f64)>, t: i64, v: f64) -> Result<bool, SampleError> {
-    match series.last() {
-        Some(&(lt, _)) if t <= lt => match series.iter().find(|s| s.0 == t) {
-            Some(&(_, sv)) if sv.to_bits() == v.to_bits() => Ok(false),
-            Some(_) => Err(SampleError::DuplicateSample { t }),
-            None => Err(SampleError::OutOfOrder { t, last_t: lt }),
-        },
-        _ => {
-            series.push((t, v));
-            Ok(true)
+/// The oracle: every accepted sample per series, tombstones, and the
+/// head's state that decides appends.
+#[derive(Default)]
+struct Model {
+    /// Accepted samples per series, in time order (deleted ones included).
+    series: BTreeMap<usize, Vec<(i64, f64)>>,
+    /// Deleted intervals per series, clamped to the data when deleted.
+    tombstones: BTreeMap<usize, Vec<(i64, i64)>>,
+    /// The head refuses samples before this (persisted blocks end here).
+    floor: i64,
+    /// The head holds samples at or after this (compaction truncated it).
+    truncated: i64,
+    /// The newest sample accepted.
+    max_t: Option<i64>,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            floor: i64::MIN,
+            truncated: i64::MIN,
+            ..Model::default()
         }
+    }
+
+    /// Prometheus's `appendableMinValidTime`: max time minus half a block
+    /// range, never below the floor.
+    fn min_valid(&self) -> i64 {
+        self.max_t
+            .map_or(self.floor, |m| (m - RANGE / 2).max(self.floor))
+    }
+
+    /// Appends with the head's rules as of `min_valid` (read once per
+    /// batch): judged against the samples the head still holds; a sample
+    /// identical to one held, at any time, is accepted silently.
+    fn append(&mut self, i: usize, t: i64, v: f64, min_valid: i64) -> Result<bool, SampleError> {
+        let truncated = self.truncated;
+        let s = self.series.entry(i).or_default();
+        let head_last = s.last().filter(|x| x.0 >= truncated).map(|x| x.0);
+        match head_last {
+            Some(lt) if t <= lt => match s.iter().find(|x| x.0 == t && t >= truncated) {
+                Some(&(_, sv)) if sv.to_bits() == v.to_bits() => Ok(false),
+                Some(_) => Err(SampleError::DuplicateSample { t }),
+                None if t < min_valid => Err(SampleError::TooOld {
+                    t,
+                    min_valid_t: min_valid,
+                }),
+                None => Err(SampleError::OutOfOrder { t, last_t: lt }),
+            },
+            _ if t < min_valid => Err(SampleError::TooOld {
+                t,
+                min_valid_t: min_valid,
+            }),
+            _ => {
+                s.push((t, v));
+                self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
+                Ok(true)
+            }
+        }
+    }
+
+    /// Compaction as `Db::compact` cuts the head: while the head spans more
+    /// than 1.5 block ranges, its oldest range becomes a block and the head
+    /// is truncated there.
+    fn compact(&mut self) {
+        loop {
+            let truncated = self.truncated;
+            let head_min = self
+                .series
+                .values()
+                .flat_map(|s| s.iter().map(|x| x.0))
+                .filter(|&t| t >= truncated)
+                .min();
+            let (Some(min_t), Some(max_t)) = (head_min, self.max_t) else {
+                return;
+            };
+            if max_t - min_t <= RANGE / 2 * 3 {
+                return;
+            }
+            let maxt = min_t.div_euclid(RANGE) * RANGE + RANGE;
+            self.floor = self.floor.max(maxt);
+            self.truncated = self.truncated.max(maxt);
+        }
+    }
+
+    fn delete(&mut self, matcher: usize, mint: i64, maxt: i64) {
+        let ms = matchers(matcher);
+        for (i, s) in &self.series {
+            if !ms
+                .iter()
+                .all(|m| m.matches(labels(*i).get(m.name()).unwrap_or("")))
+            {
+                continue;
+            }
+            let (Some(first), Some(last)) = (s.first(), s.last()) else {
+                continue;
+            };
+            if first.0 <= maxt && last.0 >= mint {
+                let iv = (mint.max(first.0), maxt.min(last.0));
+                self.tombstones.entry(*i).or_default().push(iv);
+            }
+        }
+    }
+
+    fn visible(&self, i: usize) -> impl Iterator<Item = &(i64, f64)> {
+        let ts = self.tombstones.get(&i);
+        self.series[&i]
+            .iter()
+            .filter(move |x| !ts.is_some_and(|ts| ts.iter().any(|&(a, b)| x.0 >= a && x.0 <= b)))
     }
 }
 
@@ -89,8 +200,19 @@ proptest! {
     #[test]
     fn prop_db_matches_oracle(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
+        let open = |dir: &std::path::Path| {
+            tidemark::storage::Db::open(
+                dir,
+                tidemark::storage::Options {
+                    block_range_ms: RANGE,
+                    retention_ms: 0,
+                    ..options(tidemark::storage::wal::FsyncPolicy::Never)
+                },
+            )
+            .unwrap()
+        };
         let mut db = open(dir.path());
-        let mut oracle: BTreeMap<usize, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut model = Model::new();
         for op in ops {
             match op {
                 Op::Append(entries) => {
@@ -100,9 +222,10 @@ proptest! {
                         .collect();
                     let out = db.append(&batch).unwrap();
                     let (mut appended, mut dups, mut rejected) = (0, 0, Vec::new());
+                    let min_valid = model.min_valid();
                     for (bi, (i, s)) in entries.iter().enumerate() {
                         for (j, &(t, v)) in s.iter().enumerate() {
-                            match oracle_append(oracle.entry(*i).or_default(), t, v) {
+                            match model.append(*i, t, v, min_valid) {
                                 Ok(true) => appended += 1,
                                 Ok(false) => dups += 1,
                                 Err(e) => rejected.push((bi, j, e)),
@@ -124,10 +247,11 @@ proptest! {
                         .map(|s| (s.labels().to_string(), s.samples().map(|x| (x.t, x.v.to_bits())).collect()))
                         .filter(|(_, v): &(String, Vec<_>)| !v.is_empty())
                         .collect();
-                    let mut want: Vec<(String, Vec<(i64, u64)>)> = oracle
-                        .iter()
-                        .filter(|(i, _)| ms.iter().all(|m| m.matches(labels(**i).get(m.name()).unwrap_or(""))))
-                        .map(|(i, s)| (labels(*i).to_string(), s.iter().filter(|x| x.0 >= mint && x.0 <= maxt).map(|x| (x.0, x.1.to_bits())).collect()))
+                    let mut want: Vec<(String, Vec<(i64, u64)>)> = model
+                        .series
+                        .keys()
+                        .filter(|i| ms.iter().all(|m| m.matches(labels(**i).get(m.name()).unwrap_or(""))))
+                        .map(|i| (labels(*i).to_string(), model.visible(*i).filter(|x| x.0 >= mint && x.0 <= maxt).map(|x| (x.0, x.1.to_bits())).collect()))
                         .filter(|(_, v): &(String, Vec<_>)| !v.is_empty())
                         .collect();
                     want.sort();
@@ -135,15 +259,42 @@ proptest! {
                     got.sort();
                     prop_assert_eq!(got, want);
                     // Label values agree with the oracle's series (any time).
+                    // A series whose data is all deleted may still be listed
+                    // until compaction rewrites it away (as in Prometheus);
+                    // without deletions the lists are equal.
                     let q = db.querier(i64::MIN, i64::MAX);
-                    let mut names: Vec<String> = oracle.iter().filter(|(_, s)| !s.is_empty()).map(|(i, _)| labels(*i).get("__name__").unwrap().to_string()).collect();
-                    names.sort();
-                    names.dedup();
-                    prop_assert_eq!(q.label_values("__name__", &[]), names);
+                    let names_of = |keep: &dyn Fn(usize) -> bool| {
+                        let mut n: Vec<String> = model.series.keys().filter(|i| keep(**i)).map(|i| labels(*i).get("__name__").unwrap().to_string()).collect();
+                        n.sort();
+                        n.dedup();
+                        n
+                    };
+                    let visible = names_of(&|i| model.visible(i).next().is_some());
+                    let stored = names_of(&|i| !model.series[&i].is_empty());
+                    let got = q.label_values("__name__", &[]);
+                    if model.tombstones.is_empty() {
+                        prop_assert_eq!(got, visible);
+                    } else {
+                        prop_assert!(visible.iter().all(|n| got.contains(n)), "{:?} lacks some of {:?}", got, visible);
+                        prop_assert!(got.iter().all(|n| stored.contains(n)), "{:?} lists names never stored ({:?})", got, stored);
+                    }
                 }
                 Op::Restart => {
                     drop(db);
                     db = open(dir.path());
+                    // The floor comes back from the blocks on disk (a range
+                    // whose data was all deleted wrote no block).
+                    model.floor = db.blocks().iter().map(|b| b.max_time).max().unwrap_or(i64::MIN);
+                }
+                Op::Compact => {
+                    db.compact().unwrap();
+                    model.compact();
+                    let blocks_end = db.blocks().iter().map(|b| b.max_time).max();
+                    prop_assert!(blocks_end.unwrap_or(i64::MIN) <= model.floor, "blocks past the floor: {:?}", db.blocks());
+                }
+                Op::Delete { matcher, mint, maxt } => {
+                    db.delete(&matchers(matcher), mint, maxt).unwrap();
+                    model.delete(matcher, mint, maxt);
                 }
             }
         }

@@ -167,6 +167,26 @@ impl Head {
                 targets.push((h.0.clone(), i));
                 continue;
             }
+            // Nothing of it can be stored unless the series already holds
+            // it (an identical resend): do not create a series for it, or
+            // it would show in label and series lookups with no data
+            // (Prometheus checks the bound before creating, too).
+            if ss.samples.iter().all(|s| s.t < min_valid_t) {
+                match self.series.get(ss.labels.stable_hash(), &ss.labels) {
+                    Some(s) => targets.push((s, i)),
+                    None => outcome
+                        .rejected
+                        .extend(ss.samples.iter().enumerate().map(|(j, s)| Rejected {
+                            series: i,
+                            sample: j,
+                            error: SampleError::TooOld {
+                                t: s.t,
+                                min_valid_t,
+                            },
+                        })),
+                }
+                continue;
+            }
             match self.get_or_create(&ss.labels) {
                 Ok(s) => {
                     resolved.push((i, SeriesHandle(s.clone())));
