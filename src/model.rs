@@ -3,6 +3,7 @@
 //! Depends on std and `regex` only; must never import `storage`, `ingest`,
 //! `promql` or `api`.
 
+pub mod calendar;
 mod duration;
 mod labels;
 mod matcher;

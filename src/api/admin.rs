@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::api::error::ApiError;
 use crate::api::params::{Params, MAX_TIME_MS, MIN_TIME_MS};
 use crate::api::{response, AppState};
+use crate::model::calendar::{civil_from_days, SECS_PER_DAY};
 use crate::storage::Db;
 
 pub(crate) async fn admin(
@@ -101,7 +102,7 @@ fn snapshot_name() -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (days, rem) = (secs.div_euclid(SECS_PER_DAY), secs.rem_euclid(SECS_PER_DAY));
     let (y, m, d) = civil_from_days(days);
     let random = ahash::RandomState::new().hash_one(now.as_nanos());
     format!(
@@ -111,21 +112,6 @@ fn snapshot_name() -> String {
         rem % 60,
         random & 0x7fff_ffff_ffff_ffff
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 async fn run(
@@ -145,13 +131,6 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn snapshot_names_look_like_prometheus() {

@@ -10,7 +10,7 @@ use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::Expr;
 
 use crate::api::error::ApiError;
-use crate::model::{MatchOp, Matcher, METRIC_NAME};
+use crate::model::{calendar, MatchOp, Matcher, METRIC_NAME};
 use crate::promql::Engine;
 
 /// Largest accepted form body. Grafana's longest POSTs (many `match[]`
@@ -207,7 +207,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&month)
         || day < 1
-        || day > days_in_month(year, month)
+        || day > i64::from(calendar::days_in_month(year, month as u32))
         || hour > 23
         || min > 59
         || sec > 59
@@ -241,29 +241,9 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    let days = calendar::days_from_civil(year, month as u32, day as u32);
+    let secs = days * calendar::SECS_PER_DAY + hour * 3600 + min * 60 + sec - offset_s;
     Some(secs * 1000 + nanos / 1_000_000)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Parses a duration: float seconds, or a Prometheus duration (`1h30m`,

@@ -1,6 +1,6 @@
 //! Date functions (`year`, `month`, `day_of_month`, …) on Unix timestamps in
-//! seconds, in UTC, on the proleptic Gregorian calendar — civil-date
-//! arithmetic written out here instead of pulling in a date crate.
+//! seconds, in UTC, on the proleptic Gregorian calendar of
+//! [`crate::model::calendar`].
 //!
 //! Upstream converts the float with `time.Unix(int64(v), 0).UTC()`: the
 //! value is truncated toward zero to whole seconds. Go's float→int64
@@ -8,8 +8,7 @@
 //! platform-specific; on amd64 (Prometheus' reference platform) it yields
 //! `math.MinInt64`, and so does [`go_int64`] here.
 
-/// Seconds per day.
-const SECS_PER_DAY: i64 = 86_400;
+use crate::model::calendar::{self, civil_from_days, days_in_month, SECS_PER_DAY};
 
 /// Go's `int64(v)` on amd64: truncation toward zero, with NaN and
 /// out-of-range values (including ±Inf) becoming `i64::MIN` ("integer
@@ -39,35 +38,6 @@ struct Civil {
     year_day: u32,
     hour: u32,
     minute: u32,
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap(year) => 29,
-        _ => 28,
-    }
-}
-
-/// Days since 1970-01-01 → (year, month, day), after Howard Hinnant's
-/// `civil_from_days` (eras of 400 years, March-based years). Valid for the
-/// whole i64 second range, whose day count is far below i64 limits.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn civil(unix_secs: i64) -> Civil {
@@ -133,15 +103,9 @@ fn minute(v: f64) -> f64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix second, as Go's
-/// `time.Unix(secs, 0).UTC().Format(time.RFC3339)` (years outside 0..=9999
-/// are not padded specially).
+/// `time.Unix(secs, 0).UTC().Format(time.RFC3339)`.
 pub(crate) fn rfc3339_utc(unix_secs: i64) -> String {
-    let c = civil(unix_secs);
-    let second = unix_secs.rem_euclid(60);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        c.year, c.month, c.day, c.hour, c.minute, second
-    )
+    calendar::rfc3339_utc(unix_secs, 0)
 }
 
 /// Date functions by PromQL name: `day_of_month day_of_week day_of_year
