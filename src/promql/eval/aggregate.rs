@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
@@ -40,6 +41,49 @@ pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labe
     b.build().expect("a subset of valid labels is valid")
 }
 
+/// An aggregation operator, from the parser's token kind: the one place
+/// where operators are told apart (an operator not listed is an error,
+/// never a fallback to another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+    Topk,
+    Bottomk,
+    Quantile,
+    CountValues,
+}
+
+impl AggOp {
+    fn of(op: TokenType) -> Option<AggOp> {
+        use promql_parser::parser::token::{
+            T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+            T_STDVAR, T_SUM, T_TOPK,
+        };
+        Some(match op.id() {
+            T_SUM => AggOp::Sum,
+            T_AVG => AggOp::Avg,
+            T_MIN => AggOp::Min,
+            T_MAX => AggOp::Max,
+            T_COUNT => AggOp::Count,
+            T_GROUP => AggOp::Group,
+            T_STDDEV => AggOp::Stddev,
+            T_STDVAR => AggOp::Stdvar,
+            T_TOPK => AggOp::Topk,
+            T_BOTTOMK => AggOp::Bottomk,
+            T_QUANTILE => AggOp::Quantile,
+            T_COUNT_VALUES => AggOp::CountValues,
+            _ => return None,
+        })
+    }
+}
+
 /// Running state of one group at one step.
 enum Acc {
     Sum(stats::SumAcc),
@@ -52,19 +96,22 @@ enum Acc {
 }
 
 impl Acc {
-    fn new(op: &str, v: f64) -> Acc {
+    /// The accumulator of a folding operator (`sum` … `stdvar`); `None` for
+    /// the others, which do not fold values one by one.
+    fn new(op: AggOp, v: f64) -> Option<Acc> {
         let mut a = match op {
-            "sum" => Acc::Sum(stats::SumAcc::new()),
-            "avg" => Acc::Avg(stats::AvgAcc::new()),
-            "min" => return Acc::Min(v),
-            "max" => return Acc::Max(v),
-            "count" => return Acc::Count(1.0),
-            "group" => return Acc::Group,
-            "stddev" => Acc::Var(stats::VarAcc::new(), true),
-            _ => Acc::Var(stats::VarAcc::new(), false),
+            AggOp::Sum => Acc::Sum(stats::SumAcc::new()),
+            AggOp::Avg => Acc::Avg(stats::AvgAcc::new()),
+            AggOp::Min => return Some(Acc::Min(v)),
+            AggOp::Max => return Some(Acc::Max(v)),
+            AggOp::Count => return Some(Acc::Count(1.0)),
+            AggOp::Group => return Some(Acc::Group),
+            AggOp::Stddev => Acc::Var(stats::VarAcc::new(), true),
+            AggOp::Stdvar => Acc::Var(stats::VarAcc::new(), false),
+            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile | AggOp::CountValues => return None,
         };
         a.add(v);
-        a
+        Some(a)
     }
 
     fn add(&mut self, v: f64) {
@@ -114,7 +161,12 @@ pub(crate) fn format_float(v: f64) -> String {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, grid: &Grid) -> Result<Val> {
-        let op = a.op.to_string().to_lowercase();
+        let op = AggOp::of(a.op).ok_or_else(|| {
+            QueryError::Exec(format!(
+                "aggregation {:?} is not supported",
+                a.op.to_string()
+            ))
+        })?;
         let input = self.eval_vector(&a.expr, grid)?;
         // Group membership, once per series, groups in order of first sight.
         let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -130,16 +182,16 @@ impl Evaluator<'_> {
             })
             .collect();
         let steps = by_step(&input, grid.n);
-        match op.as_str() {
-            "topk" | "bottomk" => {
+        match op {
+            AggOp::Topk | AggOp::Bottomk => {
                 let param = a
                     .param
                     .as_ref()
-                    .ok_or_else(|| QueryError::Parse(format!("{op} needs a parameter")))?;
+                    .ok_or_else(|| QueryError::Parse(format!("{} needs a parameter", a.op)))?;
                 let k = self.eval_scalar(param, grid)?;
-                self.aggregate_k(op == "topk", &k, input, &member, groups.len(), &steps)
+                self.aggregate_k(op == AggOp::Topk, &k, input, &member, groups.len(), &steps)
             }
-            "quantile" => {
+            AggOp::Quantile => {
                 let param = a
                     .param
                     .as_ref()
@@ -175,7 +227,7 @@ impl Evaluator<'_> {
                         .collect(),
                 ))
             }
-            "count_values" => {
+            AggOp::CountValues => {
                 let label = match a.param.as_deref() {
                     Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
                     _ => {
@@ -190,7 +242,10 @@ impl Evaluator<'_> {
                 let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
                 let mut order: Vec<Labels> = Vec::new();
                 for (i, step) in steps.iter().enumerate() {
+                    // Counts in order of first sight, found by hash: linear
+                    // in the step's samples.
                     let mut counts: Vec<(Labels, f64)> = Vec::new();
+                    let mut at: HashMap<Labels, usize> = HashMap::new();
                     for &(k, v) in step {
                         let mut b = LabelsBuilder::new();
                         for x in groups[member[k]].iter().filter(|x| *x.name != *label) {
@@ -198,9 +253,12 @@ impl Evaluator<'_> {
                         }
                         b.push(&label, &format_float(v));
                         let l = b.build().map_err(|e| QueryError::Exec(e.to_string()))?;
-                        match counts.iter_mut().find(|(x, _)| *x == l) {
-                            Some((_, c)) => *c += 1.0,
-                            None => counts.push((l, 1.0)),
+                        match at.get(&l) {
+                            Some(&j) => counts[j].1 += 1.0,
+                            None => {
+                                at.insert(l.clone(), counts.len());
+                                counts.push((l, 1.0));
+                            }
                         }
                     }
                     for (l, c) in counts {
@@ -221,7 +279,14 @@ impl Evaluator<'_> {
                         .collect(),
                 ))
             }
-            "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" => {
+            AggOp::Sum
+            | AggOp::Avg
+            | AggOp::Min
+            | AggOp::Max
+            | AggOp::Count
+            | AggOp::Group
+            | AggOp::Stddev
+            | AggOp::Stdvar => {
                 let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
                 let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
                 let mut touched: Vec<usize> = Vec::new();
@@ -231,7 +296,7 @@ impl Evaluator<'_> {
                         match &mut accs[g] {
                             Some(acc) => acc.add(v),
                             slot => {
-                                *slot = Some(Acc::new(&op, v));
+                                *slot = Acc::new(op, v);
                                 touched.push(g);
                             }
                         }
@@ -254,9 +319,6 @@ impl Evaluator<'_> {
                         .collect(),
                 ))
             }
-            other => Err(QueryError::Exec(format!(
-                "aggregation {other:?} is not supported"
-            ))),
         }
     }
 
