@@ -29,4 +29,5 @@ pub(crate) mod math;
 pub(crate) mod over_time;
 pub(crate) mod rate;
 pub(crate) mod stats;
+pub(crate) mod table;
 pub(crate) mod time;

@@ -11,11 +11,8 @@ use crate::promql::error::QueryError;
 use crate::promql::eval::{
     drop_name, merge_same_labels, Evaluator, Grid, Point, RangeInput, Result, Series, Val,
 };
-use crate::promql::functions::{annotations, histogram, math, over_time, rate, time};
-
-/// A range-function kernel: (window, window start, window end, step index,
-/// step time) to value.
-type Kernel<'a> = Box<dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + Send + Sync + 'a>;
+use crate::promql::functions::table::{self, Eval, Function, RangeKernel, Special};
+use crate::promql::functions::{annotations, histogram, math, rate};
 
 /// Series of one classic histogram: labels without `le`, metric name, and
 /// `(le, series index)` per bucket.
@@ -29,19 +26,6 @@ fn parallelism() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
-}
-
-/// Functions whose result keeps the input's metric name.
-fn keeps_name(name: &str) -> bool {
-    matches!(
-        name,
-        "last_over_time"
-            | "first_over_time"
-            | "label_replace"
-            | "label_join"
-            | "sort"
-            | "sort_desc"
-    )
 }
 
 fn string_arg(e: &Expr) -> Result<String> {
@@ -131,12 +115,37 @@ impl Evaluator<'_> {
                 .copied()
                 .ok_or_else(|| QueryError::Parse(format!("missing argument {} of {name}", k + 1)))
         };
-        match name {
-            "time" => Ok(Val::Scalar(
+        let f = table::lookup(name)
+            .ok_or_else(|| QueryError::Exec(format!("function {name:?} is not supported")))?;
+        let special = match f.eval {
+            Eval::Elementwise(g) => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                return Ok(Val::Vector(map_points(v, |_, x| Some(g(x)))?));
+            }
+            Eval::DatePart(g) => {
+                let v = match args.first() {
+                    Some(e) => self.eval_vector(e, grid)?,
+                    None => vec![Series {
+                        labels: Labels::empty(),
+                        points: (0..grid.n)
+                            .map(|i| Point {
+                                i: i as u32,
+                                v: grid.t(i) as f64 / 1000.0,
+                            })
+                            .collect(),
+                    }],
+                };
+                return Ok(Val::Vector(map_points(v, |_, x| Some(g(x)))?));
+            }
+            Eval::Range(kernel) => return self.eval_range_function(f, kernel, &args, grid),
+            Eval::Special(s) => s,
+        };
+        match special {
+            Special::Time => Ok(Val::Scalar(
                 (0..grid.n).map(|i| grid.t(i) as f64 / 1000.0).collect(),
             )),
-            "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; grid.n])),
-            "vector" => {
+            Special::Pi => Ok(Val::Scalar(vec![std::f64::consts::PI; grid.n])),
+            Special::Vector => {
                 let s = self.eval_scalar(arg(0)?, grid)?;
                 let points = s
                     .into_iter()
@@ -148,7 +157,7 @@ impl Evaluator<'_> {
                     points,
                 }]))
             }
-            "scalar" => {
+            Special::Scalar => {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let mut out = vec![f64::NAN; grid.n];
                 let mut counts = vec![0u32; grid.n];
@@ -165,7 +174,7 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Scalar(out))
             }
-            "timestamp" => {
+            Special::Timestamp => {
                 let inner = unparen(arg(0)?);
                 let series = match inner {
                     Expr::VectorSelector(vs) => self.eval_vector_selector(vs, grid, true)?,
@@ -188,7 +197,7 @@ impl Evaluator<'_> {
                 };
                 Ok(Val::Vector(map_points(series, |_, v| Some(v))?))
             }
-            "absent" => {
+            Special::Absent => {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
                 for s in &v {
@@ -198,7 +207,7 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(absent_result(&present, arg(0)?)))
             }
-            "absent_over_time" => {
+            Special::AbsentOverTime => {
                 let input = self.eval_range_input(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
                 for (_, samples) in &input.series {
@@ -213,15 +222,15 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(absent_result(&present, arg(0)?)))
             }
-            "label_replace" => self.label_replace(&args, grid).map(Val::Vector),
-            "label_join" => self.label_join(&args, grid).map(Val::Vector),
-            "sort" | "sort_desc" => {
+            Special::LabelReplace => self.label_replace(&args, grid).map(Val::Vector),
+            Special::LabelJoin => self.label_join(&args, grid).map(Val::Vector),
+            Special::Sort | Special::SortDesc => {
                 if self.is_range_query() {
                     self.warn(annotations::sort_in_range_query_warning());
                 }
                 let mut v = self.eval_vector(arg(0)?, grid)?;
                 if grid.n == 1 {
-                    let desc = name == "sort_desc";
+                    let desc = special == Special::SortDesc;
                     let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
                     v.sort_by(|a, b| {
                         let (x, y) = (key(a), key(b));
@@ -236,7 +245,7 @@ impl Evaluator<'_> {
                 }
                 Ok(Val::Vector(v))
             }
-            "round" => {
+            Special::Round => {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let to = match args.get(1) {
                     Some(e) => self.eval_scalar(e, grid)?,
@@ -246,41 +255,23 @@ impl Evaluator<'_> {
                     Some(math::round(x, to[i]))
                 })?))
             }
-            "clamp" | "clamp_min" | "clamp_max" => {
+            Special::Clamp | Special::ClampMin | Special::ClampMax => {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let a = self.eval_scalar(arg(1)?, grid)?;
-                let b = if name == "clamp" {
+                let b = if special == Special::Clamp {
                     self.eval_scalar(arg(2)?, grid)?
                 } else {
                     Vec::new()
                 };
-                Ok(Val::Vector(map_points(v, |i, x| match name {
+                Ok(Val::Vector(map_points(v, |i, x| match special {
                     // Go's math.Max/Min: NaN in, NaN out.
-                    "clamp_min" => Some(math::go_max(x, a[i])),
-                    "clamp_max" => Some(math::go_min(x, a[i])),
+                    Special::ClampMin => Some(math::go_max(x, a[i])),
+                    Special::ClampMax => Some(math::go_min(x, a[i])),
                     // clamp(v, min, max) is empty when max < min.
                     _ => math::clamp(x, a[i], b[i]),
                 })?))
             }
-            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
-            | "minute" | "month" | "year" => {
-                let f = time::date_part(name)
-                    .ok_or_else(|| QueryError::Exec(format!("unknown function {name}")))?;
-                let v = match args.first() {
-                    Some(e) => self.eval_vector(e, grid)?,
-                    None => vec![Series {
-                        labels: Labels::empty(),
-                        points: (0..grid.n)
-                            .map(|i| Point {
-                                i: i as u32,
-                                v: grid.t(i) as f64 / 1000.0,
-                            })
-                            .collect(),
-                    }],
-                };
-                Ok(Val::Vector(map_points(v, |_, x| Some(f(x)))?))
-            }
-            "histogram_quantile" => {
+            Special::HistogramQuantile => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
                     self.warn(annotations::invalid_quantile_warning(*bad));
@@ -296,7 +287,7 @@ impl Evaluator<'_> {
                     r.value
                 })
             }
-            "histogram_fraction" => {
+            Special::HistogramFraction => {
                 let lo = self.eval_scalar(arg(0)?, grid)?;
                 let hi = self.eval_scalar(arg(1)?, grid)?;
                 let v = self.eval_vector(arg(2)?, grid)?;
@@ -304,89 +295,49 @@ impl Evaluator<'_> {
                     histogram::bucket_fraction(lo[i], hi[i], buckets)
                 })
             }
-            _ => {
-                if let Some(f) = math::simple(name) {
-                    let v = self.eval_vector(arg(0)?, grid)?;
-                    return Ok(Val::Vector(map_points(v, |_, x| Some(f(x)))?));
-                }
-                self.eval_range_function(name, &args, grid)
-            }
         }
     }
 
     /// Range-vector functions: one kernel call per series and step.
-    fn eval_range_function(&self, name: &str, args: &[&Expr], grid: &Grid) -> Result<Val> {
-        // Scalar parameters come first for quantile_over_time, second for predict_linear.
-        let (range_arg, param) = match name {
-            "quantile_over_time" => (
-                args.get(1),
-                args.first()
-                    .map(|e| self.eval_scalar(e, grid))
-                    .transpose()?,
-            ),
-            "predict_linear" => (
-                args.first(),
-                args.get(1).map(|e| self.eval_scalar(e, grid)).transpose()?,
-            ),
-            _ => (args.first(), None),
-        };
-        let range_arg = range_arg
+    fn eval_range_function(
+        &self,
+        f: &Function,
+        kernel: RangeKernel,
+        args: &[&Expr],
+        grid: &Grid,
+    ) -> Result<Val> {
+        let name = f.name;
+        let range_arg = args
+            .get(f.range_arg)
+            .copied()
             .ok_or_else(|| QueryError::Parse(format!("missing range argument of {name}")))?;
-        let kernel: Kernel<'_> = match name {
-            "rate" => {
-                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, true, true))
-            }
-            "increase" => {
-                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, true, false))
-            }
-            "delta" => {
-                Box::new(|s, start, end, _, _| rate::extrapolated_rate(s, start, end, false, false))
-            }
-            "irate" => Box::new(|s, _, _, _, _| rate::instant_value(s, true)),
-            "idelta" => Box::new(|s, _, _, _, _| rate::instant_value(s, false)),
-            "deriv" => Box::new(|s, _, _, _, _| rate::deriv(s)),
-            "predict_linear" => {
-                let d = param.clone().unwrap_or_default();
-                Box::new(move |s, _, _, i, t| {
-                    rate::predict_linear(s, t, d.get(i).copied().unwrap_or(f64::NAN))
-                })
-            }
-            "resets" => Box::new(|s, _, _, _, _| rate::resets(s)),
-            "changes" => Box::new(|s, _, _, _, _| rate::changes(s)),
-            "avg_over_time" => Box::new(|s, _, _, _, _| over_time::avg_over_time(s)),
-            "sum_over_time" => Box::new(|s, _, _, _, _| over_time::sum_over_time(s)),
-            "min_over_time" => Box::new(|s, _, _, _, _| over_time::min_over_time(s)),
-            "max_over_time" => Box::new(|s, _, _, _, _| over_time::max_over_time(s)),
-            "count_over_time" => Box::new(|s, _, _, _, _| over_time::count_over_time(s)),
-            "last_over_time" => Box::new(|s, _, _, _, _| over_time::last_over_time(s)),
-            "first_over_time" => Box::new(|s, _, _, _, _| over_time::first_over_time(s)),
-            "present_over_time" => Box::new(|s, _, _, _, _| over_time::present_over_time(s)),
-            "stddev_over_time" => Box::new(|s, _, _, _, _| over_time::stddev_over_time(s)),
-            "stdvar_over_time" => Box::new(|s, _, _, _, _| over_time::stdvar_over_time(s)),
-            "quantile_over_time" => {
-                let q = param.clone().unwrap_or_default();
-                Box::new(move |s, _, _, i, _| {
-                    over_time::quantile_over_time(q.get(i).copied().unwrap_or(f64::NAN), s)
-                })
-            }
-            other => {
-                return Err(QueryError::Exec(format!(
-                    "function {other:?} is not supported"
-                )))
-            }
-        };
-        if name == "quantile_over_time" {
+        let param = f
+            .param_arg
+            .map(|k| {
+                let e = args.get(k).ok_or_else(|| {
+                    QueryError::Parse(format!("missing argument {} of {name}", k + 1))
+                })?;
+                self.eval_scalar(e, grid)
+            })
+            .transpose()?;
+        if f.quantile_param {
             if let Some(q) = &param {
                 if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
                     self.warn(annotations::invalid_quantile_warning(*bad));
                 }
             }
         }
-        if matches!(name, "rate" | "increase") {
+        if f.counter_info {
             self.counter_info(range_arg);
         }
+        let kernel = |w: &[Sample], start: i64, end: i64, i: usize, t: i64| {
+            let p = param
+                .as_ref()
+                .map_or(f64::NAN, |p| p.get(i).copied().unwrap_or(f64::NAN));
+            kernel(w, start, end, p, t)
+        };
         let input = self.eval_range_input(range_arg, grid)?;
-        let keep = keeps_name(name);
+        let keep = f.keeps_name;
         self.check("range function")?;
         // Output points count against max_samples as they are made (the
         // kernels run on several threads, hence the atomics); past the

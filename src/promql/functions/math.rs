@@ -7,47 +7,47 @@
 //! the 1e-6 relative tolerance PromQL tests compare with.
 
 /// `abs`.
-fn abs(v: f64) -> f64 {
+pub(crate) fn abs(v: f64) -> f64 {
     v.abs()
 }
 
 /// `ceil`.
-fn ceil(v: f64) -> f64 {
+pub(crate) fn ceil(v: f64) -> f64 {
     v.ceil()
 }
 
 /// `floor`.
-fn floor(v: f64) -> f64 {
+pub(crate) fn floor(v: f64) -> f64 {
     v.floor()
 }
 
 /// `exp`.
-fn exp(v: f64) -> f64 {
+pub(crate) fn exp(v: f64) -> f64 {
     v.exp()
 }
 
 /// `sqrt`.
-fn sqrt(v: f64) -> f64 {
+pub(crate) fn sqrt(v: f64) -> f64 {
     v.sqrt()
 }
 
 /// `ln`.
-fn ln(v: f64) -> f64 {
+pub(crate) fn ln(v: f64) -> f64 {
     v.ln()
 }
 
 /// `log2`.
-fn log2(v: f64) -> f64 {
+pub(crate) fn log2(v: f64) -> f64 {
     v.log2()
 }
 
 /// `log10`.
-fn log10(v: f64) -> f64 {
+pub(crate) fn log10(v: f64) -> f64 {
     v.log10()
 }
 
 /// `sgn`: −1, +1, or the value itself for ±0 and NaN (upstream `funcSgn`).
-fn sgn(v: f64) -> f64 {
+pub(crate) fn sgn(v: f64) -> f64 {
     if v < 0.0 {
         -1.0
     } else if v > 0.0 {
@@ -58,109 +58,73 @@ fn sgn(v: f64) -> f64 {
 }
 
 /// `sin`.
-fn sin(v: f64) -> f64 {
+pub(crate) fn sin(v: f64) -> f64 {
     v.sin()
 }
 
 /// `cos`.
-fn cos(v: f64) -> f64 {
+pub(crate) fn cos(v: f64) -> f64 {
     v.cos()
 }
 
 /// `tan`.
-fn tan(v: f64) -> f64 {
+pub(crate) fn tan(v: f64) -> f64 {
     v.tan()
 }
 
 /// `asin`.
-fn asin(v: f64) -> f64 {
+pub(crate) fn asin(v: f64) -> f64 {
     v.asin()
 }
 
 /// `acos`.
-fn acos(v: f64) -> f64 {
+pub(crate) fn acos(v: f64) -> f64 {
     v.acos()
 }
 
 /// `atan`.
-fn atan(v: f64) -> f64 {
+pub(crate) fn atan(v: f64) -> f64 {
     v.atan()
 }
 
 /// `sinh`.
-fn sinh(v: f64) -> f64 {
+pub(crate) fn sinh(v: f64) -> f64 {
     v.sinh()
 }
 
 /// `cosh`.
-fn cosh(v: f64) -> f64 {
+pub(crate) fn cosh(v: f64) -> f64 {
     v.cosh()
 }
 
 /// `tanh`.
-fn tanh(v: f64) -> f64 {
+pub(crate) fn tanh(v: f64) -> f64 {
     v.tanh()
 }
 
 /// `asinh`.
-fn asinh(v: f64) -> f64 {
+pub(crate) fn asinh(v: f64) -> f64 {
     v.asinh()
 }
 
 /// `acosh`.
-fn acosh(v: f64) -> f64 {
+pub(crate) fn acosh(v: f64) -> f64 {
     v.acosh()
 }
 
 /// `atanh`.
-fn atanh(v: f64) -> f64 {
+pub(crate) fn atanh(v: f64) -> f64 {
     v.atanh()
 }
 
 /// `deg`: `v · 180 / π`, in that order as upstream.
-fn deg(v: f64) -> f64 {
+pub(crate) fn deg(v: f64) -> f64 {
     v * 180.0 / std::f64::consts::PI
 }
 
 /// `rad`: `v · π / 180`, in that order as upstream.
-fn rad(v: f64) -> f64 {
+pub(crate) fn rad(v: f64) -> f64 {
     v * std::f64::consts::PI / 180.0
-}
-
-/// One-argument float functions by PromQL name: `abs ceil floor exp sqrt ln
-/// log2 log10 sgn sin cos tan asin acos atan sinh cosh tanh asinh acosh
-/// atanh deg rad`. `None` for any other name. Histogram samples are skipped
-/// by the caller (upstream `simpleFloatFunc` processes floats only).
-///
-/// Upstream: `funcAbs` … `funcRad` in promql/functions.go @ v3.14.0.
-pub(crate) fn simple(name: &str) -> Option<fn(f64) -> f64> {
-    let f: fn(f64) -> f64 = match name {
-        "abs" => abs,
-        "ceil" => ceil,
-        "floor" => floor,
-        "exp" => exp,
-        "sqrt" => sqrt,
-        "ln" => ln,
-        "log2" => log2,
-        "log10" => log10,
-        "sgn" => sgn,
-        "sin" => sin,
-        "cos" => cos,
-        "tan" => tan,
-        "asin" => asin,
-        "acos" => acos,
-        "atan" => atan,
-        "sinh" => sinh,
-        "cosh" => cosh,
-        "tanh" => tanh,
-        "asinh" => asinh,
-        "acosh" => acosh,
-        "atanh" => atanh,
-        "deg" => deg,
-        "rad" => rad,
-        _ => return None,
-    };
-    Some(f)
 }
 
 /// `round(v, to_nearest)`: `floor(v · inv + 0.5) / inv` with
@@ -264,6 +228,11 @@ mod tests {
             ("deg", PI, 180.0),
             ("rad", 180.0, PI),
         ];
+        use crate::promql::functions::table::{lookup, Eval};
+        let simple = |name: &str| match lookup(name).map(|f| f.eval) {
+            Some(Eval::Elementwise(f)) => Some(f),
+            _ => None,
+        };
         for (name, input, want) in cases {
             let f = simple(name).unwrap_or_else(|| panic!("{name} missing"));
             let got = f(*input);

@@ -62,43 +62,43 @@ fn civil_of(v: f64) -> Civil {
 }
 
 /// `year(v)`.
-fn year(v: f64) -> f64 {
+pub(crate) fn year(v: f64) -> f64 {
     civil_of(v).year as f64
 }
 
 /// `month(v)`: 1..=12.
-fn month(v: f64) -> f64 {
+pub(crate) fn month(v: f64) -> f64 {
     f64::from(civil_of(v).month)
 }
 
 /// `day_of_month(v)`: 1..=31.
-fn day_of_month(v: f64) -> f64 {
+pub(crate) fn day_of_month(v: f64) -> f64 {
     f64::from(civil_of(v).day)
 }
 
 /// `day_of_week(v)`: 0 = Sunday .. 6 = Saturday.
-fn day_of_week(v: f64) -> f64 {
+pub(crate) fn day_of_week(v: f64) -> f64 {
     f64::from(civil_of(v).weekday)
 }
 
 /// `day_of_year(v)`: 1..=366.
-fn day_of_year(v: f64) -> f64 {
+pub(crate) fn day_of_year(v: f64) -> f64 {
     f64::from(civil_of(v).year_day)
 }
 
 /// `days_in_month(v)`: 28..=31.
-fn days_in_month_of(v: f64) -> f64 {
+pub(crate) fn days_in_month_of(v: f64) -> f64 {
     let c = civil_of(v);
     f64::from(days_in_month(c.year, c.month))
 }
 
 /// `hour(v)`: 0..=23.
-fn hour(v: f64) -> f64 {
+pub(crate) fn hour(v: f64) -> f64 {
     f64::from(civil_of(v).hour)
 }
 
 /// `minute(v)`: 0..=59.
-fn minute(v: f64) -> f64 {
+pub(crate) fn minute(v: f64) -> f64 {
     f64::from(civil_of(v).minute)
 }
 
@@ -108,35 +108,15 @@ pub(crate) fn rfc3339_utc(unix_secs: i64) -> String {
     calendar::rfc3339_utc(unix_secs, 0)
 }
 
-/// Date functions by PromQL name: `day_of_month day_of_week day_of_year
-/// days_in_month hour minute month year`, each taking a Unix timestamp in
-/// seconds. Called without an argument, upstream applies them to the
-/// evaluation time in seconds (`enh.Ts / 1000`, integer division); the
-/// caller passes that value. `None` for any other name.
-///
-/// Upstream: `dateWrapper`, `funcDaysInMonth` … `funcYear` in
-/// promql/functions.go @ v3.14.0.
-pub(crate) fn date_part(name: &str) -> Option<fn(f64) -> f64> {
-    let f: fn(f64) -> f64 = match name {
-        "day_of_month" => day_of_month,
-        "day_of_week" => day_of_week,
-        "day_of_year" => day_of_year,
-        "days_in_month" => days_in_month_of,
-        "hour" => hour,
-        "minute" => minute,
-        "month" => month,
-        "year" => year,
-        _ => return None,
-    };
-    Some(f)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn part(name: &str, v: f64) -> f64 {
-        date_part(name).unwrap_or_else(|| panic!("{name} missing"))(v)
+        match crate::promql::functions::table::lookup(name).map(|f| f.eval) {
+            Some(crate::promql::functions::table::Eval::DatePart(f)) => f(v),
+            _ => panic!("{name} is not a date function"),
+        }
     }
 
     #[test]
@@ -171,7 +151,10 @@ mod tests {
         for (name, v, want) in cases {
             assert_eq!(part(name, *v), *want, "{name}({v})");
         }
-        assert!(date_part("time").is_none());
+        assert!(!matches!(
+            crate::promql::functions::table::lookup("time").map(|f| f.eval),
+            Some(crate::promql::functions::table::Eval::DatePart(_))
+        ));
     }
 
     #[test]
