@@ -1,0 +1,543 @@
+//! Power cuts under load lose nothing acknowledged.
+//!
+//! For each seed: the real `tidemark` binary (`--wal-fsync batch`, the
+//! default) runs on the power-cut file system of `powercut/fs.rs` (a FUSE
+//! file system that keeps only what was fsynced) under concurrent remote
+//! write from several senders, with head compaction, retention, WAL
+//! checkpoints and head truncation, deletes, tombstone cleaning and admin
+//! snapshots happening (small WAL segments, a 100 ms compaction interval,
+//! sample timestamps that advance ten minutes of data time per request).
+//! At a seeded random moment the power is cut: the file system freezes
+//! (every later operation fails) and the process is killed. The durable
+//! tree (optionally with torn unsynced appends) is written to a real
+//! directory, and the store is reopened on it, as a library and, for some
+//! seeds, as the binary again. Checked:
+//!
+//! - the store opens, with no manual repair;
+//! - every acknowledged sample is there (except those an acknowledged or
+//!   pending delete, or retention, may have removed);
+//! - no sample that was never sent appears;
+//! - an acknowledged delete stays: samples acknowledged before it was sent
+//!   and inside its range are gone;
+//! - later writes work, and survive a clean restart.
+//!
+//! `TIDEMARK_POWERCUT_CUTS` sets the number of cuts (default 100); each
+//! test ends by printing `POWERCUT cuts=N acked=M lost=L failed_opens=F`.
+//! The mutation tests run the same harness with one kind of fsync made a
+//! no-op by the file system and require that it then loses acknowledged
+//! data or fails to open: proof that the harness catches the bug class.
+//!
+//! FUSE needs `/dev/fuse` and `fusermount3` (Debian's `fuse3`, which
+//! `scripts/test` installs) and root; where mounting fails the tests print
+//! why and return.
+
+mod common;
+#[path = "powercut/fs.rs"]
+mod fs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::http::{encode, request};
+use common::proc::{free_port, wait_ready, Proc};
+use fs::{Lose, PowerCut};
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use tidemark::ingest::proto::prometheus as v1;
+use tidemark::model::{Labels, Sample};
+use tidemark::storage::wal::FsyncPolicy;
+use tidemark::storage::{Db, SeriesSamples};
+
+const SENDERS: usize = 3;
+/// Series per sender besides its `pc_del` series.
+const SERIES: usize = 4;
+/// Samples per series per request, one a minute.
+const PER_BATCH: i64 = 10;
+const STEP_MS: i64 = 60_000;
+const RETENTION_MS: i64 = 4 * 3_600_000;
+
+/// One at a time: each test mounts, runs a server and cuts; running them
+/// in parallel on two cores would only slow every cut down.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn labels(metric: &str, sender: usize, i: usize) -> Labels {
+    Labels::try_from_pairs([
+        ("__name__", metric.to_string()),
+        ("i", i.to_string()),
+        ("s", sender.to_string()),
+    ])
+    .unwrap()
+}
+
+/// The value sent for a sample: a function of the series and the time, so
+/// a value never sent cannot pass for one that was.
+fn value(sender: usize, i: usize, t: i64) -> f64 {
+    (t / STEP_MS) as f64 + (sender * 100 + i) as f64 / 1000.0
+}
+
+/// What was sent and acknowledged.
+#[derive(Default)]
+struct Ledger {
+    /// Series text → time → value bits, of every sample sent.
+    sent: HashMap<String, BTreeMap<i64, u64>>,
+    /// Series text → time → acknowledgement number.
+    acked: HashMap<String, BTreeMap<i64, u64>>,
+    /// Deletes of `pc_del` sent: (end of range in ms, acknowledgement
+    /// number when sent, acknowledged).
+    deletes: Vec<(i64, u64, bool)>,
+    max_t: i64,
+}
+
+struct Outcome {
+    acked: u64,
+    lost: u64,
+    failed_open: bool,
+    problems: Vec<String>,
+}
+
+fn write_body(sender: usize, t0: i64) -> (Vec<u8>, Vec<(String, i64, f64)>) {
+    let mut samples = Vec::new();
+    let timeseries = (0..=SERIES)
+        .map(|i| {
+            let metric = if i == SERIES { "pc_del" } else { "pc" };
+            let l = labels(metric, sender, i);
+            let key = l.to_string();
+            let s: Vec<v1::Sample> = (0..PER_BATCH)
+                .map(|k| {
+                    let t = t0 + k * STEP_MS;
+                    let v = value(sender, i, t);
+                    samples.push((key.clone(), t, v));
+                    v1::Sample {
+                        value: v,
+                        timestamp: t,
+                    }
+                })
+                .collect();
+            v1::TimeSeries {
+                labels: l
+                    .iter()
+                    .map(|lb| v1::Label {
+                        name: Bytes::copy_from_slice(lb.name.as_bytes()),
+                        value: Bytes::copy_from_slice(lb.value.as_bytes()),
+                    })
+                    .collect(),
+                samples: s,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let req = v1::WriteRequest {
+        timeseries,
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    (body, samples)
+}
+
+fn post(addr: &str, path: &str, body: &[u8]) -> Option<u16> {
+    request(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        body,
+    )
+    .map(|r| r.0)
+}
+
+fn start(addr: &str, data: &Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["--listen", addr, "--log-level", "error"])
+        .args(["--wal-fsync", "batch", "--wal-segment-size", "65536"])
+        .args(["--compaction-interval", "100ms", "--retention", "4h"])
+        .arg("--enable-admin-api")
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child, "tidemark")
+}
+
+/// `TIDEMARK_POWERCUT_VERBOSE=1`: one line per cut.
+fn verbose() -> bool {
+    std::env::var_os("TIDEMARK_POWERCUT_VERBOSE").is_some()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One cut. `None` when FUSE cannot be mounted here.
+fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut pc = match PowerCut::mount(&mnt, lose) {
+        Ok(pc) => pc,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e}); needs /dev/fuse, fusermount3 and root");
+            return None;
+        }
+    };
+    let data = mnt.join("data");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = start(&addr, &data);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+
+    // Data time starts 60 h back (aligned to the minute) and advances ten
+    // minutes a request: blocks are cut and retention deletes them within
+    // a few hundred milliseconds. A sender that reaches the present stops.
+    let t_start = (now_ms() - 60 * 3_600_000) / STEP_MS * STEP_MS;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let seq = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_t: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..SENDERS)
+            .map(|_| AtomicU64::new(t_start as u64))
+            .collect(),
+    );
+    let mut threads = Vec::new();
+    for sender in 0..SENDERS {
+        let (ledger, seq, stop, next_t, addr) = (
+            ledger.clone(),
+            seq.clone(),
+            stop.clone(),
+            next_t.clone(),
+            addr.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut t = t_start;
+            while !stop.load(Ordering::Relaxed) && t + PER_BATCH * STEP_MS < now_ms() {
+                let (body, samples) = write_body(sender, t);
+                {
+                    let mut l = ledger.lock().unwrap();
+                    for (k, t, v) in &samples {
+                        l.sent.entry(k.clone()).or_default().insert(*t, v.to_bits());
+                        l.max_t = l.max_t.max(*t);
+                    }
+                }
+                t += PER_BATCH * STEP_MS;
+                next_t[sender].store(t as u64, Ordering::Relaxed);
+                match post(&addr, "/api/v1/write", &body) {
+                    Some(s) if (200..300).contains(&s) => {
+                        let n = seq.fetch_add(1, Ordering::SeqCst);
+                        let mut l = ledger.lock().unwrap();
+                        for (k, t, _) in samples {
+                            l.acked.entry(k).or_default().insert(t, n);
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }));
+    }
+    // Deletes of old `pc_del` data, tombstone cleaning and snapshots.
+    let admin = {
+        let (ledger, seq, stop, next_t, addr) = (
+            ledger.clone(),
+            seq.clone(),
+            stop.clone(),
+            next_t.clone(),
+            addr.clone(),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xad);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(rng.gen_range(20..80)));
+                // Below every sample not yet sent: later writes never fall
+                // into the deleted range.
+                let end = next_t
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed) as i64)
+                    .min()
+                    .unwrap()
+                    - STEP_MS;
+                let what = rng.gen_range(0..10);
+                let path = if what < 7 {
+                    format!(
+                        "/api/v1/admin/tsdb/delete_series?match[]={}&start={}&end={}",
+                        encode("pc_del"),
+                        t_start / 1000,
+                        end / 1000
+                    )
+                } else if what < 9 {
+                    "/api/v1/admin/tsdb/clean_tombstones".to_string()
+                } else {
+                    "/api/v1/admin/tsdb/snapshot".to_string()
+                };
+                let idx = if what < 7 {
+                    let mut l = ledger.lock().unwrap();
+                    l.deletes.push((end, seq.load(Ordering::SeqCst), false));
+                    Some(l.deletes.len() - 1)
+                } else {
+                    None
+                };
+                match request(&addr, "POST", &path, &[], b"") {
+                    Some((s, _)) if (200..300).contains(&s) => {
+                        if let Some(i) = idx {
+                            ledger.lock().unwrap().deletes[i].2 = true;
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        })
+    };
+
+    // Cut at a seeded moment: freeze the file system first (nothing more
+    // becomes durable, every call fails), then kill the process.
+    std::thread::sleep(Duration::from_millis(rng.gen_range(100..400)));
+    pc.cut();
+    let _ = p.0.kill();
+    let _ = p.0.wait();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    admin.join().unwrap();
+
+    let durable = tmp.path().join("durable");
+    std::fs::create_dir(&durable).unwrap();
+    let torn = rng.gen_bool(0.5);
+    let mut tear_rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7e);
+    pc.materialize(&durable, &mut |n| {
+        if torn {
+            tear_rng.gen_range(0..=n)
+        } else {
+            0
+        }
+    });
+    let counts = pc.counts();
+    drop(pc);
+    if verbose() {
+        eprintln!(
+            "seed {seed}: {counts:?}, durable data dir: {:?}",
+            std::fs::read_dir(durable.join("data")).map(|d| d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
+        );
+    }
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    Some(check(
+        seed,
+        &durable.join("data"),
+        &ledger,
+        rng.gen_ratio(1, 5),
+    ))
+}
+
+/// Reopens the durable state and checks it against the ledger.
+fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
+    let mut out = Outcome {
+        acked: 0,
+        lost: 0,
+        failed_open: false,
+        problems: Vec::new(),
+    };
+    let opts = common::options(FsyncPolicy::Batch);
+    let db = match Db::open(data, opts.clone()) {
+        Ok(db) => db,
+        Err(e) => {
+            out.failed_open = true;
+            out.problems.push(format!("seed {seed}: open failed: {e}"));
+            return out;
+        }
+    };
+    let stored = common::dump(&db);
+    // Never sent.
+    for (series, samples) in &stored {
+        let sent = l.sent.get(series);
+        for &(t, v) in samples {
+            if sent.and_then(|s| s.get(&t)) != Some(&v) {
+                out.problems.push(format!(
+                    "seed {seed}: {series} holds ({t}, {}) that was never sent",
+                    f64::from_bits(v)
+                ));
+            }
+        }
+    }
+    // Acknowledged, still there.
+    let horizon = l.max_t - RETENTION_MS;
+    let deleted_end = l.deletes.iter().map(|d| d.0).max().unwrap_or(i64::MIN);
+    for (series, acked) in &l.acked {
+        let is_del = series.contains("pc_del");
+        let have: HashMap<i64, u64> = stored
+            .get(series)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        for (&t, &n) in acked {
+            if t < horizon {
+                continue;
+            }
+            if is_del && t <= deleted_end {
+                // An acknowledged delete sent after this acknowledgement
+                // must have removed it.
+                let must_be_gone = l.deletes.iter().any(|d| d.2 && t <= d.0 && n < d.1);
+                if must_be_gone && have.contains_key(&t) {
+                    out.problems.push(format!(
+                        "seed {seed}: {series} at {t} came back after an acknowledged delete"
+                    ));
+                }
+                continue;
+            }
+            out.acked += 1;
+            if !have.contains_key(&t) {
+                out.lost += 1;
+                if out.lost <= 3 {
+                    out.problems
+                        .push(format!("seed {seed}: acknowledged {series} at {t} lost"));
+                }
+            }
+        }
+    }
+    // Later writes work and survive a restart.
+    let t = now_ms();
+    let later = SeriesSamples {
+        labels: labels("pc_after", 0, 0),
+        samples: vec![Sample::new(t, 1.0)],
+    };
+    if let Err(e) = db.append(&[later]) {
+        out.problems
+            .push(format!("seed {seed}: write after reopening failed: {e}"));
+    }
+    if let Err(e) = db.close() {
+        out.problems.push(format!("seed {seed}: close failed: {e}"));
+    }
+    drop(db);
+    match Db::open(data, opts) {
+        Ok(db) => {
+            let n = common::dump(&db)
+                .iter()
+                .filter(|(k, _)| k.contains("pc_after"))
+                .count();
+            if n != 1 {
+                out.problems
+                    .push(format!("seed {seed}: the write after reopening is gone"));
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(format!("seed {seed}: second open failed: {e}")),
+    }
+    if with_binary {
+        // The binary itself starts on what survived and takes writes.
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut p = start(&addr, data);
+        wait_ready(&mut p, &addr, Duration::from_secs(30));
+        let (body, _) = write_body(SENDERS, now_ms() / STEP_MS * STEP_MS - PER_BATCH * STEP_MS);
+        let status = post(&addr, "/api/v1/write", &body);
+        if status != Some(204) {
+            out.problems.push(format!(
+                "seed {seed}: the restarted binary refused a write: {status:?}"
+            ));
+        }
+        p.terminate(Duration::from_secs(30));
+    }
+    out
+}
+
+/// Runs `cuts` seeds from `first`; returns the totals, or `None` if FUSE is
+/// unavailable. With `stop_on_failure`, stops at the first seed that lost
+/// data or failed to open.
+fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outcome, u64)> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut total = Outcome {
+        acked: 0,
+        lost: 0,
+        failed_open: false,
+        problems: Vec::new(),
+    };
+    let mut failed_opens = 0;
+    let mut done = 0;
+    for seed in first..first + cuts {
+        let o = run_cut(seed, lose)?;
+        done += 1;
+        total.acked += o.acked;
+        total.lost += o.lost;
+        failed_opens += u64::from(o.failed_open);
+        let bad = o.lost > 0 || o.failed_open;
+        if verbose() {
+            eprintln!(
+                "seed {seed}: acked={} lost={} failed_open={}",
+                o.acked, o.lost, o.failed_open
+            );
+        }
+        total.problems.extend(o.problems);
+        if bad && stop_on_failure {
+            break;
+        }
+    }
+    println!(
+        "POWERCUT cuts={done} acked={} lost={} failed_opens={failed_opens}",
+        total.acked, total.lost
+    );
+    total.failed_open = failed_opens > 0;
+    Some((total, done))
+}
+
+#[test]
+fn power_cuts_under_load_lose_nothing_acknowledged() {
+    let cuts = std::env::var("TIDEMARK_POWERCUT_CUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let started = Instant::now();
+    let Some((total, _)) = run(0, cuts, Lose::Nothing, false) else {
+        return;
+    };
+    eprintln!("powercut: {cuts} cuts in {:?}", started.elapsed());
+    assert!(
+        total.problems.is_empty(),
+        "{} problems:\n{}",
+        total.problems.len(),
+        total.problems.join("\n")
+    );
+    assert!(
+        total.acked > 0,
+        "nothing was acknowledged: the load never ran"
+    );
+}
+
+fn assert_caught(lose: Lose) {
+    let Some((total, done)) = run(10_000, 20, lose, true) else {
+        return;
+    };
+    assert!(
+        total.lost > 0 || total.failed_open,
+        "with {lose:?} no cut out of {done} lost acknowledged data or failed to open: the harness cannot see the bug class it exists for"
+    );
+    eprintln!(
+        "mutation {lose:?} caught after {done} cut(s): {}",
+        total.problems.first().map_or("", String::as_str)
+    );
+}
+
+#[test]
+fn mutation_lost_directory_fsyncs_is_caught() {
+    assert_caught(Lose::DirFsyncs);
+}
+
+#[test]
+fn mutation_lost_wal_segment_fsyncs_is_caught() {
+    assert_caught(Lose::WalSegmentFsyncs);
+}
