@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::http::{encode, request};
-use common::proc::{free_port, wait_ready, Proc};
+use common::proc::{free_port, Proc};
 use fs::{Lose, PowerCut};
 use prost::Message;
 use rand::{Rng, SeedableRng};
@@ -90,10 +90,13 @@ struct Ledger {
     /// Deletes of `pc_del` sent: (end of range in ms, acknowledgement
     /// number when sent, acknowledged).
     deletes: Vec<(i64, u64, bool)>,
+    /// Names of acknowledged admin snapshots.
+    snapshots: Vec<String>,
     max_t: i64,
 }
 
 struct Outcome {
+    cuts: u64,
     acked: u64,
     lost: u64,
     failed_open: bool,
@@ -183,30 +186,124 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// One cut. `None` when FUSE cannot be mounted here.
-fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
+/// Waits for `/-/ready`; `false` if the process exits or is not ready in
+/// `timeout` (a store that does not open).
+fn ready(p: &mut Proc, addr: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if common::http::get(addr, "/-/ready").map(|r| r.0) == Some(200) {
+            return true;
+        }
+        if let Ok(Some(_)) = p.0.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One seed: one or two rounds of load and cut (the second restarts the
+/// binary on what survived the first, under the power-cut file system
+/// again, and cuts again), then the check. `None` when FUSE cannot be
+/// mounted here.
+fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mut pc = match PowerCut::mount(&mnt, lose) {
-        Ok(pc) => pc,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e}); needs /dev/fuse, fusermount3 and root");
-            return None;
-        }
-    };
-    let data = mnt.join("data");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = start(&addr, &data);
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
-
-    // Data time starts 60 h back (aligned to the minute) and advances ten
-    // minutes a request: blocks are cut and retention deletes them within
-    // a few hundred milliseconds. A sender that reaches the present stops.
-    let t_start = (now_ms() - 60 * 3_600_000) / STEP_MS * STEP_MS;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let seq = Arc::new(AtomicU64::new(1));
+    let rounds = if rng.gen_bool(0.3) { 2 } else { 1 };
+    let mut from: Option<std::path::PathBuf> = None;
+    for round in 0..rounds {
+        let dir = tmp.path().join(format!("round{round}"));
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let pc = match PowerCut::mount(&mnt, from.as_deref(), lose) {
+            Ok(pc) => pc,
+            Err(e) => {
+                eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e}); needs /dev/fuse, fusermount3 and root");
+                return None;
+            }
+        };
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut p = start(&addr, &mnt.join("data"));
+        if !ready(&mut p, &addr, Duration::from_secs(30)) {
+            return Some(Outcome {
+                cuts: round.into(),
+                acked: 0,
+                lost: 0,
+                failed_open: true,
+                problems: vec![format!(
+                    "seed {seed}: the binary did not start on what survived round {}",
+                    round - 1
+                )],
+            });
+        }
+        load_and_cut(seed, round, &mut rng, &addr, &mut p, &pc, &ledger, &seq);
+        let durable = dir.join("durable");
+        std::fs::create_dir(&durable).unwrap();
+        let torn = rng.gen_bool(0.5);
+        let mut tear_rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7e);
+        pc.materialize(&durable, &mut |n| {
+            if torn {
+                tear_rng.gen_range(0..=n)
+            } else {
+                0
+            }
+        });
+        let counts = pc.counts();
+        pc.unmount();
+        if verbose() {
+            eprintln!(
+                "seed {seed} round {round}: {counts:?}, torn={torn}, durable data dir: {:?}",
+                std::fs::read_dir(durable.join("data")).map(|d| d
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .collect::<Vec<_>>())
+            );
+        }
+        from = Some(durable);
+    }
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    if verbose() {
+        eprintln!(
+            "seed {seed}: {} deletes ({} acknowledged), {} snapshots acknowledged",
+            ledger.deletes.len(),
+            ledger.deletes.iter().filter(|d| d.2).count(),
+            ledger.snapshots.len()
+        );
+    }
+    let durable = from.unwrap();
+    let mut out = check(seed, &durable.join("data"), &ledger, rng.gen_ratio(1, 5));
+    out.cuts = rounds.into();
+    Some(out)
+}
+
+/// Runs senders and the admin thread against `addr` for a seeded moment,
+/// then cuts the power: freezes the file system first (nothing more
+/// becomes durable, every call fails), then kills the process.
+#[allow(clippy::too_many_arguments)]
+fn load_and_cut(
+    seed: u64,
+    round: u32,
+    rng: &mut rand::rngs::StdRng,
+    addr: &str,
+    p: &mut Proc,
+    pc: &PowerCut,
+    ledger: &Arc<Mutex<Ledger>>,
+    seq: &Arc<AtomicU64>,
+) {
+    // Data time starts 60 h back (aligned to the minute), or after all
+    // that was sent in an earlier round, and advances ten minutes a
+    // request: blocks are cut and retention deletes them within a few
+    // hundred milliseconds. A sender that reaches the present stops.
+    let t_start = {
+        let l = ledger.lock().unwrap();
+        if l.max_t > 0 {
+            l.max_t + STEP_MS
+        } else {
+            (now_ms() - 60 * 3_600_000) / STEP_MS * STEP_MS
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let next_t: Arc<Vec<AtomicU64>> = Arc::new(
         (0..SENDERS)
@@ -220,7 +317,7 @@ fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
             seq.clone(),
             stop.clone(),
             next_t.clone(),
-            addr.clone(),
+            addr.to_string(),
         );
         threads.push(std::thread::spawn(move || {
             let mut t = t_start;
@@ -256,9 +353,9 @@ fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
             seq.clone(),
             stop.clone(),
             next_t.clone(),
-            addr.clone(),
+            addr.to_string(),
         );
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xad);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xad ^ u64::from(round) << 32);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(rng.gen_range(20..80)));
@@ -291,9 +388,12 @@ fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
                     None
                 };
                 match request(&addr, "POST", &path, &[], b"") {
-                    Some((s, _)) if (200..300).contains(&s) => {
+                    Some((s, body)) if (200..300).contains(&s) => {
+                        let mut l = ledger.lock().unwrap();
                         if let Some(i) = idx {
-                            ledger.lock().unwrap().deletes[i].2 = true;
+                            l.deletes[i].2 = true;
+                        } else if let Some(name) = snapshot_name(&body) {
+                            l.snapshots.push(name);
                         }
                     }
                     Some(_) => {}
@@ -302,9 +402,6 @@ fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
             }
         })
     };
-
-    // Cut at a seeded moment: freeze the file system first (nothing more
-    // becomes durable, every call fails), then kill the process.
     std::thread::sleep(Duration::from_millis(rng.gen_range(100..400)));
     pc.cut();
     let _ = p.0.kill();
@@ -314,41 +411,18 @@ fn run_cut(seed: u64, lose: Lose) -> Option<Outcome> {
         t.join().unwrap();
     }
     admin.join().unwrap();
+}
 
-    let durable = tmp.path().join("durable");
-    std::fs::create_dir(&durable).unwrap();
-    let torn = rng.gen_bool(0.5);
-    let mut tear_rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7e);
-    pc.materialize(&durable, &mut |n| {
-        if torn {
-            tear_rng.gen_range(0..=n)
-        } else {
-            0
-        }
-    });
-    let counts = pc.counts();
-    drop(pc);
-    if verbose() {
-        eprintln!(
-            "seed {seed}: {counts:?}, durable data dir: {:?}",
-            std::fs::read_dir(durable.join("data")).map(|d| d
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect::<Vec<_>>())
-        );
-    }
-    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
-    Some(check(
-        seed,
-        &durable.join("data"),
-        &ledger,
-        rng.gen_ratio(1, 5),
-    ))
+/// The name in a snapshot answer, `{"status":"success","data":{"name":...}}`.
+fn snapshot_name(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["data"]["name"].as_str().map(str::to_string)
 }
 
 /// Reopens the durable state and checks it against the ledger.
 fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     let mut out = Outcome {
+        cuts: 0,
         acked: 0,
         lost: 0,
         failed_open: false,
@@ -363,6 +437,12 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
             return out;
         }
     };
+    for (path, why) in &db.open_report().quarantined {
+        out.problems.push(format!(
+            "seed {seed}: block quarantined on open: {}: {why}",
+            path.display()
+        ));
+    }
     let stored = common::dump(&db);
     // Never sent.
     for (series, samples) in &stored {
@@ -439,11 +519,36 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
             .problems
             .push(format!("seed {seed}: second open failed: {e}")),
     }
+    // An acknowledged snapshot is complete: it opens as a store with
+    // nothing quarantined.
+    for name in &l.snapshots {
+        let dir = data.join("snapshots").join(name);
+        if !dir.is_dir() {
+            out.problems
+                .push(format!("seed {seed}: acknowledged snapshot {name} is gone"));
+            continue;
+        }
+        match Db::open(&dir, common::options(FsyncPolicy::Never)) {
+            Ok(s) if s.open_report().quarantined.is_empty() => {}
+            Ok(s) => out.problems.push(format!(
+                "seed {seed}: snapshot {name} has damaged blocks: {:?}",
+                s.open_report().quarantined
+            )),
+            Err(e) => out
+                .problems
+                .push(format!("seed {seed}: snapshot {name} does not open: {e}")),
+        }
+    }
     if with_binary {
         // The binary itself starts on what survived and takes writes.
         let addr = format!("127.0.0.1:{}", free_port());
         let mut p = start(&addr, data);
-        wait_ready(&mut p, &addr, Duration::from_secs(30));
+        if !ready(&mut p, &addr, Duration::from_secs(30)) {
+            out.problems.push(format!(
+                "seed {seed}: the binary did not start on what survived"
+            ));
+            return out;
+        }
         let (body, _) = write_body(SENDERS, now_ms() / STEP_MS * STEP_MS - PER_BATCH * STEP_MS);
         let status = post(&addr, "/api/v1/write", &body);
         if status != Some(204) {
@@ -456,12 +561,13 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     out
 }
 
-/// Runs `cuts` seeds from `first`; returns the totals, or `None` if FUSE is
+/// Runs seeds from `first` until `cuts` cuts are done; returns the totals, or `None` if FUSE is
 /// unavailable. With `stop_on_failure`, stops at the first seed that lost
 /// data or failed to open.
 fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outcome, u64)> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut total = Outcome {
+        cuts: 0,
         acked: 0,
         lost: 0,
         failed_open: false,
@@ -469,9 +575,11 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
     };
     let mut failed_opens = 0;
     let mut done = 0;
-    for seed in first..first + cuts {
-        let o = run_cut(seed, lose)?;
-        done += 1;
+    // Seeds until `cuts` cuts are done (a seed makes one or two).
+    let mut seed = first;
+    while done < cuts {
+        let o = run_seed(seed, lose)?;
+        done += o.cuts;
         total.acked += o.acked;
         total.lost += o.lost;
         failed_opens += u64::from(o.failed_open);
@@ -483,6 +591,7 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
             );
         }
         total.problems.extend(o.problems);
+        seed += 1;
         if bad && stop_on_failure {
             break;
         }
@@ -538,6 +647,67 @@ fn mutation_lost_directory_fsyncs_is_caught() {
 }
 
 #[test]
+fn mutation_lost_wal_directory_fsyncs_is_caught() {
+    assert_caught(Lose::WalDirFsyncs);
+}
+
+#[test]
 fn mutation_lost_wal_segment_fsyncs_is_caught() {
     assert_caught(Lose::WalSegmentFsyncs);
+}
+
+/// Opens a store in-process on the power-cut file system (over `from` if
+/// given), appends one sample (acknowledged: `--wal-fsync batch` fsyncs
+/// before returning), cuts, and reopens on what survived: the sample must
+/// be there. `false` when FUSE is unavailable.
+fn one_append_survives(from: Option<&Path>) -> bool {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let pc = match PowerCut::mount(&mnt, from, Lose::Nothing) {
+        Ok(pc) => pc,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e})");
+            return false;
+        }
+    };
+    let db = Db::open(mnt.join("data"), common::options(FsyncPolicy::Batch)).unwrap();
+    let sample = SeriesSamples {
+        labels: labels("pc", 0, 0),
+        samples: vec![Sample::new(1_000, 1.0)],
+    };
+    db.append(&[sample]).unwrap();
+    pc.cut();
+    drop(db);
+    let durable = tmp.path().join("durable");
+    std::fs::create_dir(&durable).unwrap();
+    pc.materialize(&durable, &mut |_| 0);
+    pc.unmount();
+    let db = Db::open(durable.join("data"), common::options(FsyncPolicy::Batch))
+        .expect("the store opens on what survived");
+    let stored = common::dump(&db);
+    assert_eq!(
+        stored.get(&labels("pc", 0, 0).to_string()),
+        Some(&vec![(1_000, 1.0f64.to_bits())]),
+        "the acknowledged sample was lost; durable tree: {stored:?}"
+    );
+    true
+}
+
+/// Regression: `Db::open` created the data directory (and `wal/` in it)
+/// with `create_dir_all` and never fsynced the parents, so a power cut
+/// before the first block write took the whole WAL away.
+#[test]
+fn regression_a_new_data_directory_survives_a_power_cut() {
+    one_append_survives(None);
+}
+
+/// Regression: with the data directory already durable, `Wal::open`
+/// created `wal/` without fsyncing the data directory.
+#[test]
+fn regression_a_new_wal_directory_survives_a_power_cut() {
+    let seed = tempfile::tempdir().unwrap();
+    std::fs::create_dir(seed.path().join("data")).unwrap();
+    one_append_survives(Some(seed.path()));
 }

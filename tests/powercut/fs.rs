@@ -74,6 +74,9 @@ pub(crate) enum Lose {
     /// `fsync` of a directory is a no-op: created, renamed and removed
     /// entries never become durable.
     DirFsyncs,
+    /// `fsync` of the WAL directory (named `wal`) is a no-op: new segments
+    /// and checkpoints, and removals in it, never become durable.
+    WalDirFsyncs,
     /// `fsync`/`fdatasync` of WAL segment files (names of 8 digits) is a
     /// no-op.
     WalSegmentFsyncs,
@@ -96,7 +99,7 @@ struct Node {
     mtime: SystemTime,
     /// Live links (names in live directories).
     nlink: u32,
-    /// The name it was last given (for [`Lose::WalSegmentFsyncs`]).
+    /// The name it was last given (for the [`Lose`] mutations).
     name: OsString,
 }
 
@@ -231,7 +234,8 @@ impl State {
 
     fn fsync_dir(&mut self, ino: u64) -> Result<(), i32> {
         self.counts.dir_fsyncs += 1;
-        if self.lose == Lose::DirFsyncs {
+        let is_wal = self.nodes.get(&ino).is_some_and(|n| n.name == "wal");
+        if self.lose == Lose::DirFsyncs || (self.lose == Lose::WalDirFsyncs && is_wal) {
             return Ok(());
         }
         let live = self.entries(ino)?.clone();
@@ -267,13 +271,27 @@ pub(crate) struct PowerCut {
 }
 
 impl PowerCut {
-    /// Mounts an empty power-cut file system on `mountpoint` (an existing
-    /// empty directory). Fails where FUSE is not available.
-    pub(crate) fn mount(mountpoint: &Path, lose: Lose) -> std::io::Result<PowerCut> {
+    /// Mounts a power-cut file system on `mountpoint` (an existing empty
+    /// directory), holding a durable copy of the tree at `from` if given
+    /// (what survived an earlier cut), else empty. Fails where FUSE is not
+    /// available.
+    pub(crate) fn mount(
+        mountpoint: &Path,
+        from: Option<&Path>,
+        lose: Lose,
+    ) -> std::io::Result<PowerCut> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(mountpoint)?;
-        let mut nodes = HashMap::new();
-        nodes.insert(
+        let mut st = State {
+            nodes: HashMap::new(),
+            next_ino: ROOT + 1,
+            lose,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            counts: Counts::default(),
+            dead: false,
+        };
+        st.nodes.insert(
             ROOT,
             Node {
                 kind: Kind::Dir {
@@ -286,15 +304,10 @@ impl PowerCut {
                 name: OsString::new(),
             },
         );
-        let state = Arc::new(Mutex::new(State {
-            nodes,
-            next_ino: ROOT + 1,
-            lose,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            counts: Counts::default(),
-            dead: false,
-        }));
+        if let Some(from) = from {
+            load(&mut st, ROOT, from)?;
+        }
+        let state = Arc::new(Mutex::new(st));
         let session = fuser::spawn_mount2(
             Fs(state.clone()),
             mountpoint,
@@ -311,11 +324,14 @@ impl PowerCut {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Cuts the power: every later operation fails, the volatile state is
-    /// gone for good. Call after the process using it was killed.
-    pub(crate) fn cut(&mut self) {
+    /// Cuts the power: every later operation fails with EIO and nothing
+    /// more becomes durable. The test then kills the process using it.
+    pub(crate) fn cut(&self) {
         self.lock().dead = true;
     }
+
+    /// Unmounts (also done on drop).
+    pub(crate) fn unmount(self) {}
 
     pub(crate) fn counts(&self) -> Counts {
         self.lock().counts
@@ -329,6 +345,37 @@ impl PowerCut {
         let mut seen = HashSet::new();
         materialize_dir(&st, ROOT, dst, tear, &mut seen);
     }
+}
+
+/// Copies the tree at `src` into directory `ino`, all of it durable.
+fn load(st: &mut State, ino: u64, src: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let kind = if e.file_type()?.is_dir() {
+            Kind::Dir {
+                entries: BTreeMap::new(),
+                durable: BTreeMap::new(),
+            }
+        } else {
+            let data = std::fs::read(e.path())?;
+            Kind::File {
+                durable: Some(data.clone()),
+                data,
+            }
+        };
+        let is_dir = matches!(kind, Kind::Dir { .. });
+        let name = e.file_name();
+        let child = st
+            .new_node(ino, &name, kind, if is_dir { 0o755 } else { 0o644 })
+            .map_err(std::io::Error::from_raw_os_error)?;
+        if let Some(Kind::Dir { entries, durable }) = st.nodes.get_mut(&ino).map(|n| &mut n.kind) {
+            *durable = entries.clone();
+        }
+        if is_dir {
+            load(st, child, &e.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn materialize_dir(
@@ -729,12 +776,13 @@ impl Filesystem for Fs {
         _fh: u64,
         offset: i64,
         length: i64,
-        _mode: i32,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
         match self.with(|st| {
             let n = st.nodes.get_mut(&ino).ok_or(ENOENT)?;
-            if let Kind::File { data, .. } = &mut n.kind {
+            // FALLOC_FL_KEEP_SIZE reserves space only.
+            if let (Kind::File { data, .. }, 0) = (&mut n.kind, mode & 1) {
                 let end = (offset + length) as usize;
                 if data.len() < end {
                     data.resize(end, 0);
