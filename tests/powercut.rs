@@ -238,7 +238,12 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
                 )],
             });
         }
-        load_and_cut(seed, round, &mut rng, &addr, &mut p, &pc, &ledger, &seq);
+        // Before a second round, sometimes a clean shutdown (head snapshot
+        // written) just before the cut.
+        let clean = round + 1 < rounds && rng.gen_bool(0.5);
+        load_and_cut(
+            seed, round, clean, &mut rng, &addr, &mut p, &pc, &ledger, &seq,
+        );
         let durable = dir.join("durable");
         std::fs::create_dir(&durable).unwrap();
         let torn = rng.gen_bool(0.5);
@@ -280,11 +285,14 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
 
 /// Runs senders and the admin thread against `addr` for a seeded moment,
 /// then cuts the power: freezes the file system first (nothing more
-/// becomes durable, every call fails), then kills the process.
+/// becomes durable, every call fails), then kills the process. With
+/// `clean`, the process is first stopped with SIGTERM (and writes its head
+/// snapshot), and the power is cut right after it exits.
 #[allow(clippy::too_many_arguments)]
 fn load_and_cut(
     seed: u64,
     round: u32,
+    clean: bool,
     rng: &mut rand::rngs::StdRng,
     addr: &str,
     p: &mut Proc,
@@ -403,6 +411,15 @@ fn load_and_cut(
         })
     };
     std::thread::sleep(Duration::from_millis(rng.gen_range(100..400)));
+    if clean {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(p.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     pc.cut();
     let _ = p.0.kill();
     let _ = p.0.wait();
