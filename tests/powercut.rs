@@ -36,6 +36,7 @@ mod common;
 mod fs;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -613,9 +614,18 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
             break;
         }
     }
-    println!(
-        "POWERCUT cuts={done} acked={} lost={} failed_opens={failed_opens}",
-        total.acked, total.lost
+    // Straight to stdout, past the test harness's capture, so the line is
+    // in every run's log (CI's too), not only with --nocapture.
+    // Mutation runs say so, so that the one `POWERCUT` line is the real run's.
+    let head = match lose {
+        Lose::Nothing => "POWERCUT".to_string(),
+        other => format!("POWERCUT-MUTATION lose={other:?}"),
+    };
+    let _ = writeln!(
+        std::io::stdout(),
+        "{head} cuts={done} acked={} lost={} failed_opens={failed_opens}",
+        total.acked,
+        total.lost
     );
     total.failed_open = failed_opens > 0;
     Some((total, done))
