@@ -98,6 +98,8 @@ struct Ledger {
 
 struct Outcome {
     cuts: u64,
+    /// What the file system saw, over every round.
+    counts: fs::Counts,
     acked: u64,
     lost: u64,
     failed_open: bool,
@@ -214,6 +216,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
     let seq = Arc::new(AtomicU64::new(1));
     let rounds = if rng.gen_bool(0.3) { 2 } else { 1 };
     let mut from: Option<std::path::PathBuf> = None;
+    let mut counts = fs::Counts::default();
     for round in 0..rounds {
         let dir = tmp.path().join(format!("round{round}"));
         let mnt = dir.join("mnt");
@@ -230,6 +233,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
         if !ready(&mut p, &addr, Duration::from_secs(30)) {
             return Some(Outcome {
                 cuts: round.into(),
+                counts,
                 acked: 0,
                 lost: 0,
                 failed_open: true,
@@ -256,11 +260,12 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
                 0
             }
         });
-        let counts = pc.counts();
+        let round_counts = pc.counts();
+        counts.add(&round_counts);
         pc.unmount();
         if verbose() {
             eprintln!(
-                "seed {seed} round {round}: {counts:?}, torn={torn}, durable data dir: {:?}",
+                "seed {seed} round {round}: {round_counts:?}, torn={torn}, durable data dir: {:?}",
                 std::fs::read_dir(durable.join("data")).map(|d| d
                     .filter_map(|e| e.ok())
                     .map(|e| e.file_name())
@@ -281,6 +286,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
     let durable = from.unwrap();
     let mut out = check(seed, &durable.join("data"), &ledger, rng.gen_ratio(1, 5));
     out.cuts = rounds.into();
+    out.counts = counts;
     Some(out)
 }
 
@@ -441,6 +447,7 @@ fn snapshot_name(body: &[u8]) -> Option<String> {
 fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     let mut out = Outcome {
         cuts: 0,
+        counts: fs::Counts::default(),
         acked: 0,
         lost: 0,
         failed_open: false,
@@ -586,6 +593,7 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut total = Outcome {
         cuts: 0,
+        counts: fs::Counts::default(),
         acked: 0,
         lost: 0,
         failed_open: false,
@@ -598,6 +606,7 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
     while done < cuts {
         let o = run_seed(seed, lose)?;
         done += o.cuts;
+        total.counts.add(&o.counts);
         total.acked += o.acked;
         total.lost += o.lost;
         failed_opens += u64::from(o.failed_open);
@@ -641,7 +650,11 @@ fn power_cuts_under_load_lose_nothing_acknowledged() {
     let Some((total, _)) = run(0, cuts, Lose::Nothing, false) else {
         return;
     };
-    eprintln!("powercut: {cuts} cuts in {:?}", started.elapsed());
+    eprintln!(
+        "powercut: {cuts} cuts in {:?}; the file system saw {:?}",
+        started.elapsed(),
+        total.counts
+    );
     assert!(
         total.problems.is_empty(),
         "{} problems:\n{}",
@@ -652,6 +665,19 @@ fn power_cuts_under_load_lose_nothing_acknowledged() {
         total.acked > 0,
         "nothing was acknowledged: the load never ran"
     );
+    // The maintenance the cuts are meant to interrupt did happen.
+    let c = total.counts;
+    for (what, n) in [
+        ("blocks written", c.blocks),
+        ("blocks deleted (retention, merges)", c.block_deletions),
+        ("WAL checkpoints (head truncation)", c.checkpoints),
+        ("tombstones rewritten (deletes on blocks)", c.tombstones),
+        ("head snapshots (clean shutdowns)", c.head_snapshots),
+    ] {
+        if cuts >= 20 {
+            assert!(n > 0, "no {what} in {cuts} cuts: {c:?}");
+        }
+    }
 }
 
 fn assert_caught(lose: Lose) {

@@ -77,8 +77,8 @@ pub(crate) enum Lose {
     /// `fsync` of the WAL directory (named `wal`) is a no-op: new segments
     /// and checkpoints, and removals in it, never become durable.
     WalDirFsyncs,
-    /// `fsync`/`fdatasync` of WAL segment files (names of 8 digits) is a
-    /// no-op.
+    /// `fsync`/`fdatasync` of WAL segment files (`wal/NNNNNNNN`, not the
+    /// files of checkpoints) is a no-op.
     WalSegmentFsyncs,
 }
 
@@ -109,6 +109,42 @@ pub(crate) struct Counts {
     pub(crate) file_fsyncs: u64,
     pub(crate) dir_fsyncs: u64,
     pub(crate) writes: u64,
+    /// Renames into place, by what they finish: blocks written
+    /// (`*.tmp-for-creation`), blocks deleted (to `*.tmp-for-deletion`),
+    /// WAL checkpoints, tombstones rewritten, head snapshots.
+    pub(crate) blocks: u64,
+    pub(crate) block_deletions: u64,
+    pub(crate) checkpoints: u64,
+    pub(crate) tombstones: u64,
+    pub(crate) head_snapshots: u64,
+}
+
+impl Counts {
+    pub(crate) fn add(&mut self, o: &Counts) {
+        self.file_fsyncs += o.file_fsyncs;
+        self.dir_fsyncs += o.dir_fsyncs;
+        self.writes += o.writes;
+        self.blocks += o.blocks;
+        self.block_deletions += o.block_deletions;
+        self.checkpoints += o.checkpoints;
+        self.tombstones += o.tombstones;
+        self.head_snapshots += o.head_snapshots;
+    }
+
+    fn count_rename(&mut self, from: &OsStr, to: &OsStr) {
+        let (from, to) = (from.to_string_lossy(), to.to_string_lossy());
+        if from.ends_with(".tmp-for-creation") {
+            self.blocks += 1;
+        } else if to.ends_with(".tmp-for-deletion") {
+            self.block_deletions += 1;
+        } else if to.starts_with("checkpoint.") {
+            self.checkpoints += 1;
+        } else if to == "tombstones" {
+            self.tombstones += 1;
+        } else if to == "head_snapshot" {
+            self.head_snapshots += 1;
+        }
+    }
 }
 
 struct State {
@@ -214,15 +250,12 @@ impl State {
 
     fn fsync_file(&mut self, ino: u64) -> Result<(), i32> {
         let lose = self.lose;
+        let is_segment = lose == Lose::WalSegmentFsyncs && self.is_wal_segment(ino);
         let n = self.nodes.get_mut(&ino).ok_or(ENOENT)?;
-        let is_segment = {
-            let s = n.name.to_string_lossy();
-            s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
-        };
         match &mut n.kind {
             Kind::File { data, durable } => {
                 self.counts.file_fsyncs += 1;
-                if !(lose == Lose::WalSegmentFsyncs && is_segment) {
+                if !is_segment {
                     *durable = Some(data.clone());
                 }
             }
@@ -230,6 +263,20 @@ impl State {
             Kind::Dir { .. } => return self.fsync_dir(ino),
         }
         Ok(())
+    }
+
+    /// A file named by 8 digits directly in a directory named `wal`.
+    fn is_wal_segment(&self, ino: u64) -> bool {
+        let Some(n) = self.nodes.get(&ino) else {
+            return false;
+        };
+        let name = n.name.to_string_lossy();
+        name.len() == 8
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && self.nodes.values().any(|d| {
+                d.name == "wal"
+                    && matches!(&d.kind, Kind::Dir { entries, .. } if entries.get(&n.name) == Some(&ino))
+            })
     }
 
     fn fsync_dir(&mut self, ino: u64) -> Result<(), i32> {
@@ -605,6 +652,7 @@ impl Filesystem for Fs {
                 }
                 st.unlink_name(newparent, newname)?;
             }
+            st.counts.count_rename(name, newname);
             st.entries_mut(parent)?.remove(name);
             st.entries_mut(newparent)?
                 .insert(newname.to_os_string(), ino);
