@@ -177,6 +177,14 @@ fn start(addr: &str, data: &Path) -> Proc {
     Proc(child, "tidemark")
 }
 
+/// Says why the test did not run, past the test harness's capture.
+fn skipped(e: &std::io::Error) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: cannot mount the FUSE power-cut file system ({e}); it needs /dev/fuse, fusermount3 (Debian's fuse3) and root"
+    );
+}
+
 /// `TIDEMARK_POWERCUT_VERBOSE=1`: one line per cut.
 fn verbose() -> bool {
     std::env::var_os("TIDEMARK_POWERCUT_VERBOSE").is_some()
@@ -224,7 +232,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
         let pc = match PowerCut::mount(&mnt, from.as_deref(), lose) {
             Ok(pc) => pc,
             Err(e) => {
-                eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e}); needs /dev/fuse, fusermount3 and root");
+                skipped(&e);
                 return None;
             }
         };
@@ -721,7 +729,7 @@ fn one_append_survives(from: Option<&Path>) -> bool {
     let pc = match PowerCut::mount(&mnt, from, Lose::Nothing) {
         Ok(pc) => pc,
         Err(e) => {
-            eprintln!("SKIPPED: cannot mount the FUSE power-cut file system ({e})");
+            skipped(&e);
             return false;
         }
     };
