@@ -93,6 +93,27 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err("fsync directory", dir))
 }
 
+/// Creates `dir` and its missing parents, fsyncing the parent of each
+/// directory it creates: a `create_dir_all` alone leaves the new entries
+/// in the page cache, and a power cut can take the directory (with every
+/// file later made durable inside it) away.
+pub(crate) fn create_dir_all_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dir_all_durable(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fs::File::open(parent)?.sync_all()
+}
+
 fn hook(h: Option<CrashHook>, step: &str) {
     if let Some(h) = h {
         h(step);

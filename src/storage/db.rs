@@ -139,7 +139,7 @@ impl Db {
     /// blocks are quarantined; both are logged and reported, not returned.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        compact::create_dir_all_durable(&dir).map_err(|source| Error::Io {
             op: "create data directory",
             path: dir.clone(),
             source,
@@ -710,7 +710,7 @@ impl Db {
         let _guard = self.compaction.lock();
         let root = self.dir.join(SNAPSHOTS_DIR);
         let dst = root.join(name);
-        fs::create_dir_all(&dst).map_err(io_err("create snapshot directory", &dst))?;
+        compact::create_dir_all_durable(&dst).map_err(io_err("create snapshot directory", &dst))?;
         for b in self.blocks.read().iter() {
             link_block(b.dir(), &dst.join(&b.meta().ulid))?;
         }
@@ -822,7 +822,8 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
             }
             Err(e) => {
                 let q = dir.join(QUARANTINE_DIR);
-                fs::create_dir_all(&q).map_err(io_err("create quarantine directory", &q))?;
+                compact::create_dir_all_durable(&q)
+                    .map_err(io_err("create quarantine directory", &q))?;
                 let name = path
                     .file_name()
                     .map(|n| n.to_os_string())
@@ -831,6 +832,8 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
                 tracing::error!(block = %path.display(), quarantined_to = %to.display(), error = %e,
                     "block failed its checks; moved to quarantine, its data is not served");
                 fs::rename(&path, &to).map_err(io_err("quarantine block", &path))?;
+                compact::sync_dir(&q)?;
+                compact::sync_dir(dir)?;
                 report.quarantined.push((to, e.to_string()));
             }
         }
@@ -905,12 +908,15 @@ fn is_block_name(name: &str) -> bool {
 
 /// Hard-links a block's immutable files into `dst`; copies its tombstones.
 fn link_block(src: &Path, dst: &Path) -> Result<()> {
-    fs::create_dir_all(dst.join(CHUNKS_DIR)).map_err(io_err("create snapshot block", dst))?;
+    compact::create_dir_all_durable(&dst.join(CHUNKS_DIR))
+        .map_err(io_err("create snapshot block", dst))?;
     for rel in walk_files(src)? {
         let from = src.join(&rel);
         let to = dst.join(&rel);
         if rel == Path::new(crate::storage::block::TOMBSTONES_FILE) {
-            fs::copy(&from, &to).map_err(io_err("copy tombstones", &from))?;
+            fs::copy(&from, &to)
+                .and_then(|_| fs::File::open(&to)?.sync_all())
+                .map_err(io_err("copy tombstones", &from))?;
         } else {
             fs::hard_link(&from, &to).map_err(io_err("hard-link block file", &from))?;
         }

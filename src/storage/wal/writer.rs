@@ -147,7 +147,8 @@ impl Wal {
     /// # Errors
     /// [`Error::Io`] if the directory or segment cannot be created.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal> {
-        std::fs::create_dir_all(dir).map_err(io_err("create WAL directory", dir))?;
+        crate::storage::compact::create_dir_all_durable(dir)
+            .map_err(io_err("create WAL directory", dir))?;
         remove_unfinished_checkpoints(dir)?;
         let segments = list_segments(dir)?;
         let after_segments = segments.last().map(|(i, _)| i + 1);
