@@ -593,6 +593,19 @@ pub fn reference_markdown() -> String {
     out
 }
 
+/// The rows of [`reference_markdown`] for the `--web.*` flags (the HTTP
+/// server, TLS and authentication), for the README's "Security" section.
+pub fn reference_markdown_web() -> String {
+    let all = reference_markdown();
+    let mut lines = all.lines();
+    let mut out: String = lines.by_ref().take(2).map(|l| format!("{l}\n")).collect();
+    for l in lines.filter(|l| l.starts_with("| `--web.")) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// Formats a duration as Prometheus prints one (`2m`, `1h30m`, `250ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     crate::model::format_duration_ms(d.as_millis() as u64)
