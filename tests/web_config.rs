@@ -39,6 +39,8 @@ struct Pki {
     expired_cert: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
+    expired_client_cert: PathBuf,
+    expired_client_key: PathBuf,
 }
 
 fn pki(dir: &Path) -> Pki {
@@ -87,6 +89,7 @@ fn pki(dir: &Path) -> Pki {
     let (cert, key) = leaf(false, false);
     let (expired_cert, expired_key) = leaf(false, true);
     let (client_cert, client_key) = leaf(true, false);
+    let (expired_client_cert, expired_client_key) = leaf(true, true);
     write("expired-key.pem", &expired_key);
     write("server.pem", &cert);
     write("server-key.pem", &key);
@@ -95,6 +98,8 @@ fn pki(dir: &Path) -> Pki {
         expired_cert: write("expired.pem", &expired_cert),
         client_cert: write("client.pem", &client_cert),
         client_key: write("client-key.pem", &client_key),
+        expired_client_cert: write("expired-client.pem", &expired_client_cert),
+        expired_client_key: write("expired-client-key.pem", &expired_client_key),
     }
 }
 
@@ -518,8 +523,20 @@ fn web_config_client_certificate_required_prometheus_with_cert_writes() {
     wait_until("tidemark ready (mTLS)", Duration::from_secs(60), || {
         curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &ready]).1 == 200
     });
-    // Without a client certificate: no HTTP answer at all.
+    // Without a client certificate, or with an expired one: no HTTP
+    // answer at all (the server fails the handshake).
     let (exit, code, _) = curl(&["--cacert", &ca, &ready]);
+    assert_ne!(exit, 0);
+    assert_eq!(code, 0);
+    let (exit, code, _) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &pki.expired_client_cert.display().to_string(),
+        "--key",
+        &pki.expired_client_key.display().to_string(),
+        &ready,
+    ]);
     assert_ne!(exit, 0);
     assert_eq!(code, 0);
 
@@ -660,14 +677,29 @@ fn web_config_reload_on_sighup_swaps_password_in_flight_request_completes() {
     });
     assert_eq!(write_plain(&addr, Some(&old), "old_refused"), 401);
 
+    // A change without SIGHUP is noticed by the poll.
+    let newer = basic("root", "newer");
+    std::fs::write(
+        &file,
+        format!("basic_auth_users:\n  root: '{}'\n", hash("newer")),
+    )
+    .unwrap();
+    wait_until("file change noticed", Duration::from_secs(10), || {
+        write_plain(&addr, Some(&newer), "after_poll") == 204
+    });
+    assert_eq!(write_plain(&addr, Some(&new), "new_refused"), 401);
+
     s.write_all(&body[body.len() / 2..]).unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
     let resp = String::from_utf8_lossy(&resp);
     assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
-    assert_eq!(series_count_as(&addr, &new, "{__name__=\"in_flight\"}"), 1);
     assert_eq!(
-        series_count_as(&addr, &new, "{__name__=\"old_refused\"}"),
+        series_count_as(&addr, &newer, "{__name__=\"in_flight\"}"),
+        1
+    );
+    assert_eq!(
+        series_count_as(&addr, &newer, "{__name__=~\".*_refused\"}"),
         0
     );
     tm.terminate(Duration::from_secs(30));
@@ -682,4 +714,45 @@ fn series_count_as(addr: &str, auth: &str, sel: &str) -> usize {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["data"].as_array().unwrap().len()
+}
+
+#[test]
+fn web_config_certificate_change_is_picked_up_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = pki(dir.path());
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let second = pki(&other_dir);
+    let file = dir.path().join("web.yml");
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    let url = format!("https://127.0.0.1:{port}/-/healthy");
+    let (ca1, ca2) = (
+        first.ca.display().to_string(),
+        second.ca.display().to_string(),
+    );
+    wait_until(
+        "up with the first certificate",
+        Duration::from_secs(60),
+        || curl(&["--cacert", &ca1, &url]).1 == 200,
+    );
+    // cert-manager style: the files are replaced, the config is not.
+    for f in ["server.pem", "server-key.pem"] {
+        std::fs::copy(other_dir.join(f), dir.path().join(f)).unwrap();
+    }
+    wait_until(
+        "the second certificate in use",
+        Duration::from_secs(15),
+        || curl(&["--cacert", &ca2, &url]).1 == 200,
+    );
+    // The old CA no longer verifies it: no HTTP answer.
+    let (exit, code, _) = curl(&["--cacert", &ca1, &url]);
+    assert!(exit != 0 && code == 0, "curl exit {exit}, status {code}");
+    tm.terminate(Duration::from_secs(30));
 }
