@@ -756,3 +756,59 @@ fn web_config_certificate_change_is_picked_up_without_restart() {
     assert!(exit != 0 && code == 0, "curl exit {exit}, status {code}");
     tm.terminate(Duration::from_secs(30));
 }
+
+/// `tidemark-loadgen` speaks HTTPS with basic auth from the URL (for the
+/// CPU figure of TLS + auth): a write user sends everything, a read user
+/// is refused and the tool exits 1.
+#[test]
+fn web_config_loadgen_writes_over_tls_with_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let file = dir.path().join("web.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n{}",
+            users_yaml()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    wait_ready_tls(&mut tm, port, &pki.ca);
+    let run = |user: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tidemark-loadgen"))
+            .env("SSL_CERT_FILE", &pki.ca)
+            .arg(format!(
+                "--url=https://{user}@127.0.0.1:{port}/api/v1/write"
+            ))
+            .args([
+                "--targets=2",
+                "--series-per-target=50",
+                "--scrapes=4",
+                "--shards=2",
+                "--no-progress",
+            ])
+            .output()
+            .unwrap()
+    };
+    let ok = run("agent:agentpw");
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ca = pki.ca.display().to_string();
+    let url = format!(
+        "https://127.0.0.1:{port}/api/v1/query?query={}",
+        http::encode("count(count by (instance) ({job=\"node\"}))")
+    );
+    let (_, code, body) = curl(&["--cacert", &ca, "-u", "grafana:grafanapw", &url]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"2\""), "{body}");
+    let refused = run("grafana:grafanapw");
+    assert!(!refused.status.success());
+    tm.terminate(Duration::from_secs(30));
+}
