@@ -224,3 +224,91 @@ impl ClientCertVerifier for AnyClientCert {
         self.algs.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path) -> TlsServerConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let p = |f: &str| dir.join(f).display().to_string();
+        std::fs::write(p("c.pem"), cert.pem()).unwrap();
+        std::fs::write(p("k.pem"), key.serialize_pem()).unwrap();
+        TlsServerConfig {
+            cert_file: p("c.pem"),
+            key_file: p("k.pem"),
+            client_ca_file: p("c.pem"),
+            ..TlsServerConfig::default()
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn server_config_every_client_auth_type_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = files(dir.path());
+        for auth in [
+            ClientAuth::NoClientCert,
+            ClientAuth::RequestClientCert,
+            ClientAuth::RequireAnyClientCert,
+            ClientAuth::VerifyClientCertIfGiven,
+            ClientAuth::RequireAndVerifyClientCert,
+        ] {
+            let t = TlsServerConfig {
+                client_auth_type: Some(auth),
+                ..base.clone()
+            };
+            let cfg = server_config(&t).unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+            assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        }
+        let any = AnyClientCert {
+            mandatory: true,
+            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        };
+        assert!(any.offer_client_auth() && any.client_auth_mandatory());
+        assert!(!any.supported_verify_schemes().is_empty());
+    }
+
+    #[test]
+    fn server_config_versions_suites_and_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = files(dir.path());
+        let t = TlsServerConfig {
+            min_version: Some(TlsVersion::TLS13),
+            curve_preferences: vec!["X25519".into()],
+            cipher_suites: vec!["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()],
+            ..base.clone()
+        };
+        assert!(server_config(&t).is_ok());
+        for (t, what) in [
+            (
+                TlsServerConfig {
+                    cipher_suites: vec!["TLS_RSA_WITH_RC4_128_SHA".into()],
+                    ..base.clone()
+                },
+                "TLS_RSA_WITH_RC4_128_SHA",
+            ),
+            (
+                TlsServerConfig {
+                    curve_preferences: vec!["CurveP521".into()],
+                    ..base.clone()
+                },
+                "CurveP521",
+            ),
+            (
+                TlsServerConfig {
+                    key_file: dir.path().join("missing.pem").display().to_string(),
+                    ..base.clone()
+                },
+                "missing.pem",
+            ),
+        ] {
+            let e = server_config(&t).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
+    }
+}
