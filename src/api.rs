@@ -9,6 +9,7 @@
 //! [`params`], JSON encoding in [`response`], error mapping in [`error`].
 
 mod admin;
+pub mod auth;
 mod error;
 mod health;
 mod metadata;
@@ -56,6 +57,9 @@ pub struct ApiOptions {
     pub storage_retention: String,
     /// How many remote writes run at once, and how long more may wait.
     pub write: WriteConcurrency,
+    /// Users, roles and response headers from `--web.config.file` (empty:
+    /// no authentication).
+    pub web: crate::web_config::WebConfig,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
@@ -95,6 +99,8 @@ pub struct AppState {
     started: SystemTime,
     /// One permit per remote write in flight.
     write_slots: tokio::sync::Semaphore,
+    /// Users and roles in force (replaced on reload).
+    auth: auth::Auth,
 }
 
 impl AppState {
@@ -111,7 +117,9 @@ impl AppState {
         let storage_gauges = metrics::StorageGauges::register(&mut registry);
         let http_metrics = metrics::HttpMetrics::register(&mut registry);
         registry.register_collector(Box::new(metrics::ProcessCollector));
+        let auth = auth::Auth::register(options.web.clone(), &mut registry);
         Arc::new(Self {
+            auth,
             db: OnceLock::new(),
             receiver: OnceLock::new(),
             ready: AtomicBool::new(false),
@@ -162,6 +170,12 @@ impl AppState {
     /// The PromQL engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Users, roles and response headers; [`auth::Auth::replace`] puts a
+    /// reloaded `--web.config.file` in force.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
     }
 
     /// The API options in force.
@@ -279,7 +293,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(fallback)
         // gzip/deflate when the client's Accept-Encoding asks for it.
-        .layer(CompressionLayer::new().gzip(true).deflate(true));
+        .layer(CompressionLayer::new().gzip(true).deflate(true))
+        // Outside every route and the fallback: no path is served (not even
+        // a 404) to a client without the role, except the health probes.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     // Outermost: a panic anywhere below becomes a 500 and a log line; the
     // connection and the process live on.
     panic::with_panic_guard(router).with_state(state)

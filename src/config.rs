@@ -56,6 +56,14 @@ pub struct Config {
     #[arg(long = "web.read-timeout", env = "TIDEMARK_WEB_READ_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub web_read_timeout: Duration,
 
+    /// Prometheus's web configuration file (exporter-toolkit format): TLS
+    /// (`tls_server_config`), basic auth (`basic_auth_users`), response
+    /// headers, plus Tidemark's `tidemark:` section (users with roles,
+    /// bearer tokens). Re-read on SIGHUP and when it changes; see the
+    /// README's "Security" section.
+    #[arg(long = "web.config.file", env = "TIDEMARK_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Directory holding the WAL and blocks; created if missing.
     #[arg(long, env = "TIDEMARK_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -334,6 +342,12 @@ impl Config {
                 format_duration(self.web_read_header_timeout),
             ),
             ("web.read-timeout", format_duration(self.web_read_timeout)),
+            (
+                "web.config.file",
+                self.web_config_file
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            ),
             ("data-dir", self.data_dir.display().to_string()),
             ("wal-fsync", fsync.to_string()),
             (
@@ -479,6 +493,8 @@ impl From<&Config> for ApiOptions {
                 max_concurrency: c.write_max_concurrency,
                 max_queue_duration: c.write_max_queue_duration,
             },
+            // Read by `server::run`, which can report a broken file.
+            web: crate::web_config::WebConfig::default(),
         }
     }
 }
@@ -573,6 +589,19 @@ pub fn reference_markdown() -> String {
             "| {flag} | {env} | {default} | {} |\n",
             help.replace('|', "\\|")
         ));
+    }
+    out
+}
+
+/// The rows of [`reference_markdown`] for the `--web.*` flags (the HTTP
+/// server, TLS and authentication), for the README's "Security" section.
+pub fn reference_markdown_web() -> String {
+    let all = reference_markdown();
+    let mut lines = all.lines();
+    let mut out: String = lines.by_ref().take(2).map(|l| format!("{l}\n")).collect();
+    for l in lines.filter(|l| l.starts_with("| `--web.")) {
+        out.push_str(l);
+        out.push('\n');
     }
     out
 }

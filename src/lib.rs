@@ -14,3 +14,4 @@ pub mod model;
 pub mod promql;
 pub mod server;
 pub mod storage;
+pub mod web_config;

@@ -3,6 +3,7 @@
 //! database on a blocking thread, flips `/-/ready`, and on SIGTERM or SIGINT
 //! stops intake, drains HTTP, then closes the database (final WAL fsync).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,8 +13,94 @@ use crate::api::{self, ApiOptions, AppState};
 use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
 use crate::storage::{Db, Options};
+use crate::web_config::WebConfig;
 
 pub mod http;
+pub mod tls;
+
+/// How often `--web.config.file` (and the certificate files it names) is
+/// checked for changes, besides SIGHUP.
+const WEB_CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `--web.config.file` configures, ready for use.
+struct LoadedWebConfig {
+    web: WebConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Reads and validates the web config and builds its TLS configuration.
+fn load_web_config(path: &Path) -> anyhow::Result<LoadedWebConfig> {
+    let web = WebConfig::load(path)?;
+    let tls = match &web.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
+        None => None,
+    };
+    Ok(LoadedWebConfig { web, tls })
+}
+
+/// What a change of the web config is detected by: the file's bytes and
+/// the modification times and sizes of the certificate files it names.
+fn web_config_fingerprint(path: &Path) -> Vec<u8> {
+    let mut out = std::fs::read(path).unwrap_or_default();
+    if let Ok(web) = WebConfig::load(path) {
+        if let Some(t) = web.tls {
+            for f in [t.cert_file, t.key_file, t.client_ca_file] {
+                if let Ok(m) = std::fs::metadata(&f) {
+                    out.extend(format!("{f}:{:?}:{}", m.modified().ok(), m.len()).bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Re-reads the web config on SIGHUP and when it changes (polled every
+/// [`WEB_CONFIG_POLL`]); a good file replaces users, headers and TLS for
+/// requests and connections from then on (open connections stay), a
+/// broken one is logged and the previous configuration stays.
+async fn web_config_reload_loop(
+    path: PathBuf,
+    state: Arc<AppState>,
+    tls: http::TlsSlot,
+    mut hup: tokio::signal::unix::Signal,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = web_config_fingerprint(&path);
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let p = path.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || web_config_fingerprint(&p)).await else {
+            continue;
+        };
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || load_web_config(&p)).await {
+            Ok(Ok(loaded)) => {
+                state.auth().replace(loaded.web);
+                match tls.write() {
+                    Ok(mut g) => *g = loaded.tls,
+                    Err(poisoned) => *poisoned.into_inner() = loaded.tls,
+                }
+                tracing::info!(file = %path.display(), "web config reloaded");
+            }
+            Ok(Err(e)) => tracing::error!(
+                file = %path.display(),
+                error = format!("{e:#}"),
+                "web config reload failed; keeping the previous configuration"
+            ),
+            Err(e) => tracing::error!(error = %e, "web config reload task failed"),
+        }
+    }
+}
 
 /// Runs the server until a termination signal.
 ///
@@ -24,14 +111,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "starting tidemark");
-    let state = AppState::with_options(ApiOptions::from(&config));
+    let mut api_options = ApiOptions::from(&config);
+    let tls: http::TlsSlot = Arc::default();
+    // The SIGHUP handler is installed before the listener serves, so an
+    // early SIGHUP reloads instead of killing the process.
+    let mut reload = None;
+    if let Some(path) = &config.web_config_file {
+        let loaded = load_web_config(path)
+            .with_context(|| format!("--web.config.file={}", path.display()))?;
+        tracing::info!(
+            file = %path.display(),
+            tls = loaded.tls.is_some(),
+            users = loaded.web.users.len(),
+            "web config loaded"
+        );
+        api_options.web = loaded.web;
+        *tls.write().expect("not yet shared") = loaded.tls;
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        reload = Some((path.clone(), hup));
+    }
+    let state = AppState::with_options(api_options);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
         listener,
         api::router(state.clone()),
         http::HttpLimits::from(&config),
+        tls.clone(),
         stop_rx.clone(),
     ));
+    let reloader = reload.map(|(path, hup)| {
+        tokio::spawn(web_config_reload_loop(
+            path,
+            state.clone(),
+            tls.clone(),
+            hup,
+            stop_rx.clone(),
+        ))
+    });
 
     let opts = Options::from(&config);
     let dir = config.data_dir.clone();
@@ -75,6 +192,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Err(e) = recovery.await {
         tracing::error!(error = %e, "storage recovery task failed");
+    }
+    if let Some(r) = reloader {
+        let _ = r.await;
     }
     if let Err(e) = server.await {
         tracing::error!(error = %e, "HTTP server task failed");

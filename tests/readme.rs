@@ -22,28 +22,39 @@ fn repo() -> PathBuf {
 
 #[test]
 fn readme_config_reference_matches_clap() {
+    check_generated(BEGIN, END, &tidemark::config::reference_markdown());
+    // The "Security" section's table of the `--web.*` flags.
+    check_generated(
+        "<!-- security-flags:start",
+        "<!-- security-flags:end -->",
+        &tidemark::config::reference_markdown_web(),
+    );
+}
+
+/// The README's text between the `begin` marker line and `end` is `want`
+/// (rewritten with `TIDEMARK_UPDATE_README=1`).
+fn check_generated(begin: &str, end_marker: &str, want: &str) {
     let path = repo().join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let start = readme
-        .find(BEGIN)
-        .expect("README has the config-reference start marker");
+        .find(begin)
+        .unwrap_or_else(|| panic!("README has the {begin} marker"));
     let body_start = start + readme[start..].find('\n').expect("marker line ends") + 1;
     let end = readme
-        .find(END)
-        .expect("README has the config-reference end marker");
+        .find(end_marker)
+        .unwrap_or_else(|| panic!("README has the {end_marker} marker"));
     assert!(body_start <= end, "markers out of order");
-    let want = tidemark::config::reference_markdown();
-    if readme[body_start..end] == want {
+    if readme[body_start..end] == *want {
         return;
     }
     if std::env::var("TIDEMARK_UPDATE_README").as_deref() == Ok("1") {
         let updated = format!("{}{want}{}", &readme[..body_start], &readme[end..]);
         std::fs::write(&path, updated).unwrap();
-        eprintln!("README.md configuration reference rewritten");
+        eprintln!("README.md generated table after {begin} rewritten");
         return;
     }
     panic!(
-        "README.md's configuration reference is stale (a flag changed in src/config.rs); \
+        "README.md's generated table after {begin} is stale (a flag changed in src/config.rs); \
          run scripts/update-readme. Expected:\n{want}"
     );
 }

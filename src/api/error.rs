@@ -206,6 +206,16 @@ pub enum ApiError {
         /// The request path.
         path: String,
     },
+    /// Missing or wrong credentials (401 with `WWW-Authenticate: Basic`).
+    /// Never says which of user or password was wrong.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// A valid user without the role the endpoint needs (403).
+    #[error("Forbidden: this endpoint needs role {needed}")]
+    Forbidden {
+        /// The role needed.
+        needed: crate::web_config::Role,
+    },
     /// An admin endpoint while `--enable-admin-api` is off (`unavailable`),
     /// with Prometheus's message.
     #[error("admin APIs disabled")]
@@ -229,7 +239,9 @@ impl ApiError {
             ApiError::Ingest(_)
             | ApiError::Read(_)
             | ApiError::Unavailable(_)
-            | ApiError::TooManyWrites { .. } => return None,
+            | ApiError::TooManyWrites { .. }
+            | ApiError::Unauthorized
+            | ApiError::Forbidden { .. } => return None,
             ApiError::InvalidParam { .. }
             | ApiError::BadQuery(_)
             | ApiError::EndBeforeStart
@@ -268,6 +280,8 @@ impl ApiError {
                 I::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Read(e) => e.status(),
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -289,6 +303,11 @@ impl IntoResponse for ApiError {
         let mut headers = HeaderMap::new();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert("Retry-After", HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // exporter-toolkit's header: browsers and curl then ask for
+            // credentials.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
         }
         match self.error_type() {
             None => (status, headers, format!("{self}\n")).into_response(),

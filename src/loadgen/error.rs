@@ -7,8 +7,9 @@ use std::time::Duration;
 /// Errors of the load generator and the comparison.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Not an `http://host[:port][/path]` URL, or the host does not resolve.
-    #[error("invalid URL {url:?}: expected http://host[:port][/path]")]
+    /// Not an `http(s)://[user:password@]host[:port][/path]` URL, or the
+    /// host does not resolve.
+    #[error("invalid URL {url:?}: expected http(s)://[user:password@]host[:port][/path]")]
     Url {
         /// The URL given.
         url: String,

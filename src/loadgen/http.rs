@@ -1,17 +1,25 @@
-//! A small blocking HTTP/1.1 client for `http://` URLs: keep-alive
-//! connections, `Content-Length` and chunked response bodies, time-outs on
-//! every read and write. Enough for remote write and the query API on
-//! loopback, without an async runtime or a TLS stack in the load path.
+//! A small blocking HTTP/1.1 client for `http://` and `https://` URLs:
+//! keep-alive connections, `Content-Length` and chunked response bodies,
+//! time-outs on every read and write, basic auth from the URL's
+//! `user:password@`. Enough for remote write and the query API on
+//! loopback, without an async runtime in the load path. `https://` uses
+//! rustls and trusts the CA certificates in `$SSL_CERT_FILE` only (as Go
+//! and OpenSSL read it), so it measures a server with a test CA.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::error::{Error, Result};
 
-/// `http://host:port/path` split up.
+/// `http(s)://[user:password@]host:port/path` split up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// Whether the scheme is `https`.
+    pub tls: bool,
+    /// `Authorization` header value from the URL's user info.
+    pub authorization: Option<String>,
     /// `host:port`, as sent in `Host`.
     pub authority: String,
     /// Resolved address.
@@ -21,20 +29,36 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses an `http://` URL (no TLS, no user info).
+    /// Parses an `http://` or `https://` URL; `user:password@` (taken
+    /// as written, not percent-decoded) becomes basic auth.
     ///
     /// # Errors
-    /// [`Error::Url`] when it is not `http://host[:port][/path]` or does not resolve.
+    /// [`Error::Url`] when it is not `http(s)://[user:password@]host[:port][/path]`
+    /// or does not resolve.
     pub fn parse(url: &str) -> Result<Self> {
         let bad = || Error::Url {
             url: url.to_string(),
         };
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://").ok_or_else(bad)?),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() || authority.contains('@') {
+        let (authorization, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                use base64::Engine as _;
+                if !userinfo.contains(':') {
+                    return Err(bad());
+                }
+                let encoded = base64::engine::general_purpose::STANDARD.encode(userinfo);
+                (Some(format!("Basic {encoded}")), host)
+            }
+            None => (None, authority),
+        };
+        if authority.is_empty() {
             return Err(bad());
         }
         let with_port = if authority
@@ -42,6 +66,8 @@ impl Url {
             .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         {
             authority.to_string()
+        } else if tls {
+            format!("{authority}:443")
         } else {
             format!("{authority}:80")
         };
@@ -51,6 +77,8 @@ impl Url {
             .and_then(|mut a| a.next())
             .ok_or_else(bad)?;
         Ok(Self {
+            tls,
+            authorization,
             authority: authority.to_string(),
             addr,
             path: path.to_string(),
@@ -95,14 +123,86 @@ impl Response {
 /// `(method, path, headers, body)` of one request.
 type RequestParts<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
 
+/// A connection, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The TLS client configuration: rustls with ring, trusting the
+/// certificates in `$SSL_CERT_FILE`; built once per process.
+fn tls_client_config() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    static CONFIG: OnceLock<std::result::Result<Arc<rustls::ClientConfig>, String>> =
+        OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::CertificateDer;
+            let path = std::env::var_os("SSL_CERT_FILE")
+                .ok_or("https:// needs the CA certificates in $SSL_CERT_FILE")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(&path).map_err(|e| e.to_string())? {
+                roots
+                    .add(c.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
+            // ring: see server/tls.rs.
+            #[allow(deprecated)]
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+        .map_err(std::io::Error::other)
+}
+
 /// A keep-alive connection to one server, reconnecting when the server
 /// closed it.
-#[derive(Debug)]
 pub struct Client {
     authority: String,
     addr: SocketAddr,
+    tls: bool,
+    authorization: Option<String>,
     timeout: Duration,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<Stream>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("authority", &self.authority)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -111,12 +211,14 @@ impl Client {
         Self {
             authority: url.authority.clone(),
             addr: url.addr,
+            tls: url.tls,
+            authorization: url.authorization.clone(),
             timeout,
             conn: None,
         }
     }
 
-    fn connect(&self) -> Result<BufReader<TcpStream>> {
+    fn connect(&self) -> Result<BufReader<Stream>> {
         let io = |source| Error::Io {
             addr: self.addr,
             source,
@@ -125,7 +227,23 @@ impl Client {
         s.set_read_timeout(Some(self.timeout)).map_err(io)?;
         s.set_write_timeout(Some(self.timeout)).map_err(io)?;
         s.set_nodelay(true).map_err(io)?;
-        Ok(BufReader::new(s))
+        if !self.tls {
+            return Ok(BufReader::new(Stream::Plain(s)));
+        }
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        let conn = rustls::ClientConnection::new(tls_client_config().map_err(io)?, name)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        Ok(BufReader::new(Stream::Tls(Box::new(
+            rustls::StreamOwned::new(conn, s),
+        ))))
     }
 
     /// Sends one request and reads the whole response. A request on a
@@ -168,6 +286,9 @@ impl Client {
             env!("CARGO_PKG_VERSION"),
             body.len()
         );
+        if let Some(a) = &self.authorization {
+            head.push_str(&format!("Authorization: {a}\r\n"));
+        }
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -175,6 +296,7 @@ impl Client {
         let s = conn.get_mut();
         s.write_all(head.as_bytes()).map_err(io)?;
         s.write_all(body).map_err(io)?;
+        s.flush().map_err(io)?;
 
         let mut line = String::new();
         if conn.read_line(&mut line).map_err(io)? == 0 {
@@ -282,7 +404,19 @@ mod tests {
         assert_eq!(u.path, "/api/v1/write");
         assert_eq!(u.addr.port(), 9201);
         assert_eq!(Url::parse("http://127.0.0.1").unwrap().path, "/");
-        for bad in ["https://x/", "127.0.0.1:1/", "http:///x", "http://u@h:1/"] {
+        assert!(!u.tls && u.authorization.is_none());
+        let u = Url::parse("https://agent:pw@127.0.0.1:9201/api/v1/write").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.authority, "127.0.0.1:9201");
+        assert_eq!(u.authorization.as_deref(), Some("Basic YWdlbnQ6cHc="));
+        assert_eq!(Url::parse("https://127.0.0.1/").unwrap().addr.port(), 443);
+        for bad in [
+            "ftp://x/",
+            "127.0.0.1:1/",
+            "http:///x",
+            "http://u@h:1/",
+            "https://u:p@/x",
+        ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
     }

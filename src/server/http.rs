@@ -2,8 +2,9 @@
 //! that keep slow, idle or too many clients from exhausting the node: at
 //! most `max_connections` at once (further clients wait in the listen
 //! backlog), request headers within `read_header_timeout`, and no
-//! connection without progress for `idle_timeout`. Owns sockets and
-//! connection tasks only; what a request does is the router's business.
+//! connection without progress for `idle_timeout`; with TLS on, a
+//! handshake within `read_header_timeout`. Owns sockets and connection
+//! tasks only; what a request does is the router's business.
 
 use std::future::Future;
 use std::io;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
@@ -46,12 +47,19 @@ impl Default for HttpLimits {
     }
 }
 
+/// The TLS acceptor new connections use (`None`: plain HTTP). A reload of
+/// `--web.config.file` replaces it; connections already open keep theirs.
+pub type TlsSlot = Arc<std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>>;
+
 /// Serves `app` on `listener` until `stop` turns true, then stops accepting
-/// and waits (at most `shutdown_grace`) for connections to finish.
+/// and waits (at most `shutdown_grace`) for connections to finish. With an
+/// acceptor in `tls`, each connection first completes a TLS handshake
+/// within `read_header_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: TlsSlot,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
@@ -78,20 +86,27 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let acceptor = match tls.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let mut app = app.clone();
-            async move { app.call(req.map(axum::body::Body::new)).await }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.read_header_timeout)
-            .serve_connection(io, service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        // The handshake runs in the connection's task, never in this loop,
+        // bounded like the request headers it precedes.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let io = IdleTimeout::new(stream, limits.idle_timeout);
+            match acceptor {
+                None => serve_connection(io, app, limits, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.read_header_timeout, acceptor.accept(io))
+                        .await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, app, limits, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -102,6 +117,25 @@ pub async fn serve(
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "requests still in flight at shutdown; closing them");
         }
+    }
+}
+
+/// Serves HTTP/1 requests on one connection until it closes, or (once
+/// shutdown starts) after the request in flight.
+async fn serve_connection<I>(io: I, app: Router, limits: HttpLimits, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut app = app.clone();
+        async move { app.call(req.map(axum::body::Body::new)).await }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
