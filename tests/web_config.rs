@@ -203,6 +203,27 @@ fn start_with_file(addr: &str, data: &Path, file: &Path) -> Proc {
     )
 }
 
+/// Writes `web` as `<dir>/web.yml` and starts tidemark on it, data in
+/// `<dir>/data`, on a free port. Returns the port, the address, the file
+/// and the process (not waited for: TLS and plain nodes get ready apart).
+fn start_on(dir: &Path, web: &str) -> (u16, String, std::path::PathBuf, Proc) {
+    let file = dir.join("web.yml");
+    std::fs::write(&file, web).unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let tm = start_with_file(&addr, &dir.join("data"), &file);
+    (port, addr, file, tm)
+}
+
+/// `tls_server_config` with the test server certificate, then `extra`
+/// (indented under it) and the users of [`users_yaml`].
+fn tls_web(extra: &str) -> String {
+    format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n{extra}{}",
+        users_yaml()
+    )
+}
+
 #[test]
 fn web_config_roles_over_plain_http_answer_401_403_and_store_nothing_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,18 +369,7 @@ fn wait_ready_tls(p: &mut Proc, port: u16, ca: &Path) {
 fn web_config_tls_curl_prometheus_remote_write_and_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let file = dir.path().join("web.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  min_version: TLS12\n{}",
-            users_yaml()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    let (port, addr, _file, mut tm) = start_on(dir.path(), &tls_web("  min_version: TLS12\n"));
     wait_ready_tls(&mut tm, port, &pki.ca);
     let ca = pki.ca.display().to_string();
     let base = format!("https://127.0.0.1:{port}");
@@ -479,15 +489,10 @@ fn web_config_tls_curl_prometheus_remote_write_and_promtool() {
 fn web_config_expired_certificate_fails_the_client_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let file = dir.path().join("web.yml");
-    std::fs::write(
-        &file,
+    let (port, _addr, _file, mut tm) = start_on(
+        dir.path(),
         "tls_server_config:\n  cert_file: expired.pem\n  key_file: expired-key.pem\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    );
     let ca = pki.ca.display().to_string();
     let url = format!("https://127.0.0.1:{port}/-/healthy");
     // Up (the handshake completes when the client skips verification) ...
@@ -505,18 +510,10 @@ fn web_config_expired_certificate_fails_the_client_handshake() {
 fn web_config_client_certificate_required_prometheus_with_cert_writes() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let file = dir.path().join("web.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n{}",
-            users_yaml()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    let (port, _addr, _file, mut tm) = start_on(
+        dir.path(),
+        &tls_web("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"),
+    );
     let ca = pki.ca.display().to_string();
     let cert = pki.client_cert.display().to_string();
     let key = pki.client_key.display().to_string();
@@ -725,15 +722,10 @@ fn web_config_certificate_change_is_picked_up_without_restart() {
     let other_dir = dir.path().join("other");
     std::fs::create_dir_all(&other_dir).unwrap();
     let second = pki(&other_dir);
-    let file = dir.path().join("web.yml");
-    std::fs::write(
-        &file,
+    let (port, _addr, _file, mut tm) = start_on(
+        dir.path(),
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    );
     let url = format!("https://127.0.0.1:{port}/-/healthy");
     let (ca1, ca2) = (
         first.ca.display().to_string(),
@@ -766,18 +758,7 @@ fn web_config_certificate_change_is_picked_up_without_restart() {
 fn web_config_loadgen_writes_over_tls_with_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let file = dir.path().join("web.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n{}",
-            users_yaml()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut tm = start_with_file(&addr, &dir.path().join("data"), &file);
+    let (port, _addr, _file, mut tm) = start_on(dir.path(), &tls_web(""));
     wait_ready_tls(&mut tm, port, &pki.ca);
     let run = |user: &str| {
         Command::new(env!("CARGO_BIN_EXE_tidemark-loadgen"))
