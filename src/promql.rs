@@ -17,6 +17,7 @@ mod error;
 mod eval;
 mod functions;
 mod guard;
+mod segments;
 mod value;
 mod worker;
 

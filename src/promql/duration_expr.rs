@@ -8,6 +8,7 @@
 //! Function calls such as `step()` stay unsupported (experimental upstream).
 
 use crate::promql::error::QueryError;
+use crate::promql::segments::{segments, Segment};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Tok {
@@ -197,29 +198,23 @@ fn check_plain_seconds(s: &str) -> Result<(), QueryError> {
 /// # Errors
 /// [`QueryError::Parse`] for a duration expression out of range.
 pub(crate) fn rewrite(query: &str) -> Result<String, QueryError> {
-    let b = query.as_bytes();
     let mut out = String::with_capacity(query.len());
+    for seg in segments(query) {
+        match seg {
+            Segment::Code(code) => rewrite_code(code, &mut out)?,
+            other => out.push_str(other.text()),
+        }
+    }
+    Ok(out)
+}
+
+/// [`rewrite`] of one piece of code (no strings or comments in it).
+fn rewrite_code(query: &str, out: &mut String) -> Result<(), QueryError> {
+    let b = query.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
-            b'"' | b'\'' | b'`' => {
-                let mut j = i + 1;
-                while j < b.len() && b[j] != c {
-                    if b[j] == b'\\' && c != b'`' {
-                        j += 1;
-                    }
-                    j += 1;
-                }
-                let end = (j + 1).min(b.len());
-                out.push_str(&query[i..end]);
-                i = end;
-            }
-            b'#' => {
-                let end = query[i..].find('\n').map_or(b.len(), |n| i + n);
-                out.push_str(&query[i..end]);
-                i = end;
-            }
             b'[' => {
                 let Some(close) = query[i..].find(']').map(|n| i + n) else {
                     out.push_str(&query[i..]);
@@ -282,7 +277,7 @@ pub(crate) fn rewrite(query: &str) -> Result<String, QueryError> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn is_word_boundary(b: &[u8], start: usize, len: usize) -> bool {

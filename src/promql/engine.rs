@@ -10,6 +10,7 @@ use promql_parser::parser::Expr;
 use crate::promql::error::QueryError;
 use crate::promql::eval::Evaluator;
 use crate::promql::guard::{self, MAX_ABS_DURATION_MS};
+use crate::promql::segments::{segments, Segment};
 use crate::promql::value::QueryResult;
 use crate::storage::Db;
 
@@ -27,64 +28,57 @@ pub(crate) fn normalize_byte_escapes(query: &str) -> Result<std::borrow::Cow<'_,
     if !query.contains("\\x") {
         return Ok(std::borrow::Cow::Borrowed(query));
     }
-    let b = query.as_bytes();
     let mut out = String::with_capacity(query.len());
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
+    for seg in segments(query) {
+        match seg {
+            Segment::Str { quote, text } if quote != b'`' => byte_escapes_in(text, &mut out),
+            other => out.push_str(other.text()),
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// [`normalize_byte_escapes`] inside one quoted string (quotes included).
+fn byte_escapes_in(text: &str, out: &mut String) {
+    let b = text.as_bytes();
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        match quote {
-            None => {
-                if c == b'"' || c == b'\'' || c == b'`' {
-                    quote = Some(c);
-                } else if c == b'#' {
-                    // A comment runs to the end of the line.
-                    let end = query[i..].find('\n').map_or(b.len(), |n| i + n);
-                    out.push_str(&query[i..end]);
-                    i = end;
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' {
+                let mut bytes = Vec::new();
+                let mut j = i;
+                while j + 3 < b.len() && b[j] == b'\\' && b[j + 1] == b'x' {
+                    match (hex(b[j + 2]), hex(b[j + 3])) {
+                        (Some(h), Some(l)) => bytes.push(h * 16 + l),
+                        _ => break,
+                    }
+                    j += 4;
+                }
+                if !bytes.is_empty() {
+                    // Invalid UTF-8 becomes U+FFFD, which label-name checks
+                    // refuse, so the query fails where Prometheus's does (at
+                    // evaluation).
+                    let s = String::from_utf8_lossy(&bytes);
+                    for ch in s.chars() {
+                        out.push_str(&format!("\\U{:08X}", ch as u32));
+                    }
+                    i = j;
                     continue;
                 }
             }
-            Some(q) if c == q => quote = None,
-            Some(q) if q != b'`' && c == b'\\' && i + 1 < b.len() => {
-                if b[i + 1] == b'x' {
-                    let mut bytes = Vec::new();
-                    let mut j = i;
-                    while j + 3 < b.len() && b[j] == b'\\' && b[j + 1] == b'x' {
-                        match (hex(b[j + 2]), hex(b[j + 3])) {
-                            (Some(h), Some(l)) => bytes.push(h * 16 + l),
-                            _ => break,
-                        }
-                        j += 4;
-                    }
-                    if !bytes.is_empty() {
-                        // Invalid UTF-8 becomes U+FFFD, which label-name
-                        // checks refuse, so the query fails where
-                        // Prometheus's does (at evaluation).
-                        let s = String::from_utf8_lossy(&bytes);
-                        for ch in s.chars() {
-                            out.push_str(&format!("\\U{:08X}", ch as u32));
-                        }
-                        i = j;
-                        continue;
-                    }
-                }
-                // A backslash before a multi-byte character is invalid
-                // (the pre-scan refuses it); copy it alone rather than
-                // slicing through the character.
-                let next = query[i + 1..].chars().next().map_or(0, char::len_utf8);
-                out.push_str(&query[i..i + 1 + next]);
-                i += 1 + next;
-                continue;
-            }
-            Some(_) => {}
+            // Any other escape is copied whole (an escaped quote, or a
+            // backslash before a multi-byte character, which the pre-scan
+            // refuses: never sliced through).
+            let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&text[i..i + 1 + next]);
+            i += 1 + next;
+            continue;
         }
-        let ch = query[i..].chars().next().expect("in bounds");
+        let ch = text[i..].chars().next().expect("in bounds");
         out.push(ch);
         i += ch.len_utf8();
     }
-    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Longest deadline, when `now + timeout` does not fit an [`Instant`].

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use crate::promql::error::QueryError;
+use crate::promql::segments::{segments, Segment};
 
 /// Deepest nesting of `(`, `[` and `{` a query may have.
 pub const MAX_NESTING_DEPTH: usize = 256;
@@ -68,46 +69,59 @@ fn count_op(ops: &mut usize) -> Result<(), QueryError> {
 /// # Errors
 /// [`QueryError::Parse`] naming the limit.
 pub fn prescan(query: &str) -> Result<(), QueryError> {
-    let b = query.as_bytes();
     let mut depth = 0usize;
     let mut ops = 0usize;
+    let mut offset = 0usize;
+    for seg in segments(query) {
+        match seg {
+            Segment::Str { quote, text } if quote != b'`' => check_escapes(text, offset)?,
+            Segment::Code(code) => scan_code(code, &mut depth, &mut ops)?,
+            _ => {}
+        }
+        offset += seg.text().len();
+    }
+    Ok(())
+}
+
+/// A backslash must be followed by an ASCII character (Go refuses the rest;
+/// the parser crate panics on it). `offset` is where `text` starts.
+fn check_escapes(text: &str, offset: usize) -> Result<(), QueryError> {
+    let b = text.as_bytes();
+    let mut j = 1;
+    while j + 1 < b.len() {
+        if b[j] == b'\\' {
+            if !b[j + 1].is_ascii() {
+                let at = offset + j;
+                return Err(QueryError::Parse(format!(
+                    "invalid escape sequence at byte {at}: a backslash must be followed by an ASCII character"
+                )));
+            }
+            j += 1;
+        }
+        j += 1;
+    }
+    Ok(())
+}
+
+/// Bracket depth and operator count of code outside strings and comments.
+fn scan_code(code: &str, depth: &mut usize, ops: &mut usize) -> Result<(), QueryError> {
+    let b = code.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b'"' | b'\'' | b'`' => {
-                let mut j = i + 1;
-                while j < b.len() && b[j] != c {
-                    if b[j] == b'\\' && c != b'`' {
-                        if b.get(j + 1).is_some_and(|n| !n.is_ascii()) {
-                            return Err(QueryError::Parse(format!(
-                                "invalid escape sequence at byte {j}: a backslash must be followed by an ASCII character"
-                            )));
-                        }
-                        j += 1;
-                    }
-                    j += 1;
-                }
-                i = j + 1;
-                continue;
-            }
-            b'#' => {
-                i = query[i..].find('\n').map_or(b.len(), |n| i + n);
-                continue;
-            }
+        match b[i] {
             b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING_DEPTH {
+                *depth += 1;
+                if *depth > MAX_NESTING_DEPTH {
                     return Err(too_deep());
                 }
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'!' => count_op(&mut ops)?,
+            b')' | b']' | b'}' => *depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'!' => count_op(ops)?,
             // `==` counts once (via its first `=`); `!=`, `<=`, `>=` were
             // counted at their first character; `=~` and a lone `=` are
             // matchers.
             b'=' if b.get(i + 1) == Some(&b'=') => {
-                count_op(&mut ops)?;
+                count_op(ops)?;
                 i += 2;
                 continue;
             }
@@ -117,12 +131,12 @@ pub fn prescan(query: &str) -> Result<(), QueryError> {
                 {
                     i += 1;
                 }
-                let word = &query[start..i];
+                let word = &code[start..i];
                 if ["and", "or", "unless", "atan2"]
                     .iter()
                     .any(|k| word.eq_ignore_ascii_case(k))
                 {
-                    count_op(&mut ops)?;
+                    count_op(ops)?;
                 }
                 continue;
             }
