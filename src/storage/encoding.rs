@@ -22,6 +22,45 @@ pub enum DecodeError {
     },
 }
 
+/// Bytes [`put_uvarint`] writes for `v` (1-10).
+#[inline]
+pub fn uvarint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Bytes [`put_varint`] writes for `v` (1-10).
+#[inline]
+pub fn varint_len(v: i64) -> usize {
+    let u = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - u.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+/// Reads an unsigned LEB128 varint from a byte stream (block scratch
+/// files); [`Decbuf::uvarint`] is the in-memory form.
+///
+/// # Errors
+/// The stream's error, or `InvalidData` past 64 bits.
+pub fn read_uvarint(r: &mut impl std::io::Read) -> std::io::Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let mut b = [0u8];
+        r.read_exact(&mut b)?;
+        v |= u64::from(b[0] & 0x7f) << shift;
+        if b[0] < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "varint overflow",
+    ))
+}
+
 /// Appends `v` as an unsigned LEB128 varint (1-10 bytes).
 #[inline]
 pub fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
@@ -219,6 +258,21 @@ mod tests {
                     break;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn lengths_match_what_is_written() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX / 3, u64::MAX] {
+            let mut buf = Vec::new();
+            put_uvarint(&mut buf, v);
+            assert_eq!(uvarint_len(v), buf.len(), "{v}");
+            assert_eq!(read_uvarint(&mut buf.as_slice()).unwrap(), v);
+        }
+        for v in [0i64, -1, 63, -64, 64, i64::MIN, i64::MAX] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(varint_len(v), buf.len(), "{v}");
         }
     }
 

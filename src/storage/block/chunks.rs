@@ -59,16 +59,7 @@ impl fmt::Display for ChunkRef {
 
 /// Bytes a chunk of `data_len` bytes takes in a segment with its framing.
 pub(crate) fn frame_len(data_len: u64) -> u64 {
-    uvarint_len(data_len) + 1 + data_len + 4
-}
-
-fn uvarint_len(mut v: u64) -> u64 {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
+    crate::storage::encoding::uvarint_len(data_len) as u64 + 1 + data_len + 4
 }
 
 /// The file name of segment `n`.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{Labels, Sample};
 use crate::storage::chunk::{self, Encoding};
-use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, Decbuf};
+use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, read_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
 
 use super::chunks::{ChunkRef, SegmentWriter, SEGMENT_MAX_SIZE};
@@ -520,22 +520,6 @@ impl BlockWriter {
         })?;
         Ok(meta)
     }
-}
-
-fn read_uvarint(r: &mut impl Read) -> std::io::Result<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let mut b = [0u8];
-        r.read_exact(&mut b)?;
-        v |= u64::from(b[0] & 0x7f) << shift;
-        if b[0] < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "varint overflow",
-    ))
 }
 
 /// Copies a scratch series entry into `out` with label symbols remapped.

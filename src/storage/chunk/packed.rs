@@ -23,7 +23,7 @@
 
 use super::{Error, Result, HEADER_LEN};
 use crate::model::Sample;
-use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
+use crate::storage::encoding::{put_uvarint, put_varint, uvarint_len, varint_len, Decbuf};
 
 /// Values per bit-packed frame.
 const FRAME: usize = 128;
@@ -278,11 +278,6 @@ fn put_values_at(
     }
 }
 
-fn varint_len(v: i64) -> usize {
-    let u = ((v << 1) ^ (v >> 63)) as u64;
-    (64 - u.leading_zeros() as usize).div_ceil(7).max(1)
-}
-
 /// Greatest common divisor of every value's offset from its frame's
 /// minimum (1 when all offsets are 0): values that move in fixed steps
 /// (memory in 4 KiB pages, frequencies in kHz) pack in fewer bits divided
@@ -318,10 +313,6 @@ fn frame_params(frame: &[i64], divisor: u64) -> (i64, u32) {
         .max()
         .unwrap_or(0);
     (min, 64 - max_off.leading_zeros())
-}
-
-fn uvarint_len(v: u64) -> usize {
-    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
 /// Bytes [`put_column`] would write for `values`.
