@@ -19,7 +19,10 @@ pub mod tombstones;
 pub mod wal;
 
 pub use compact::CrashHook;
-pub use db::{CompactionReport, Db, OpenReport, StorageStats, QUARANTINE_DIR, SNAPSHOTS_DIR};
+pub use db::{
+    CompactionReport, Db, OpenReport, StorageStats, LOCK_FILE, QUARANTINE_DIR, SNAPSHOTS_DIR,
+    WAL_DIR,
+};
 pub use error::{Error, Result, SampleError};
 pub use head::{
     AppendOutcome, HeadReplayStats, HeadStats, Rejected, ResolvedSeries, SeriesHandle,

@@ -39,6 +39,10 @@ use crate::storage::{Options, Querier};
 pub const QUARANTINE_DIR: &str = "quarantine";
 /// Name of the directory admin snapshots are written into.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Name of the write-ahead log's directory (`docs/format/wal.md`).
+pub const WAL_DIR: &str = "wal";
+/// Name of the advisory lock file held while a process has the store open.
+pub const LOCK_FILE: &str = "lock";
 
 /// What [`Db::open`] found and did.
 #[derive(Debug, Clone, Default)]
@@ -144,7 +148,7 @@ impl Db {
             path: dir.clone(),
             source,
         })?;
-        let lock_path = dir.join("lock");
+        let lock_path = dir.join(LOCK_FILE);
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -183,7 +187,7 @@ impl Db {
             }
             head
         };
-        let wal_dir = dir.join("wal");
+        let wal_dir = dir.join(WAL_DIR);
         let started = Instant::now();
         let mut head_stats = HeadReplayStats::default();
         let mut head = new_head();
@@ -377,7 +381,7 @@ impl Db {
                 })
                 .sum()
         }
-        size(&self.dir.join("wal"))
+        size(&self.dir.join(WAL_DIR))
     }
 
     /// Drops head data older than `mint` (whole chunks) and series left
@@ -398,7 +402,7 @@ impl Db {
             return Ok(());
         }
         wal::checkpoint(
-            &self.dir.join("wal"),
+            &self.dir.join(WAL_DIR),
             &self.wal,
             current - 1,
             self.head.interner(),
