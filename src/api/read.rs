@@ -342,16 +342,17 @@ impl http_body::Body for FrameBody {
     }
 }
 
-/// Decompresses a snappy block, refusing before any allocation when the
-/// declared size exceeds `limit`.
+/// Decompresses a snappy block with the remote-write decompressor (the
+/// declared size is checked before any allocation), in read's errors.
 fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, ReadError> {
-    let size = snap::raw::decompress_len(body).map_err(|e| ReadError::Snappy(e.to_string()))?;
-    if size > limit {
-        return Err(ReadError::DecompressedTooLarge { size, limit });
-    }
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| ReadError::Snappy(e.to_string()))
+    use crate::ingest::Error as I;
+    crate::ingest::decode::decompress(body, limit).map_err(|e| match e {
+        I::DecompressedTooLarge { size, limit } => ReadError::DecompressedTooLarge { size, limit },
+        other => ReadError::Snappy(match other {
+            I::Snappy { reason } => reason,
+            e => e.to_string(),
+        }),
+    })
 }
 
 pub(crate) async fn read(State(state): State<Arc<AppState>>, body: Body) -> Response {
