@@ -21,7 +21,7 @@ mod segments;
 mod value;
 mod worker;
 
-pub use engine::{Engine, EngineOptions, QueryOptions};
+pub use engine::{deadline_after, Engine, EngineOptions, QueryOptions};
 pub use error::QueryError;
 pub use guard::{
     check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,

@@ -24,7 +24,9 @@ use crate::api::params::{selector_matchers, Params, MAX_TIME_MS, MIN_TIME_MS};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
 use crate::model::Labels;
-use crate::promql::{run_on_query_thread, Engine, QueryError, QueryOptions, QueryResult, Value};
+use crate::promql::{
+    deadline_after, run_on_query_thread, Engine, QueryError, QueryOptions, QueryResult, Value,
+};
 
 /// How long past its deadline a guarded task may take to notice it before
 /// the client is answered 503 anyway (the task stops at its next check).
@@ -110,10 +112,7 @@ pub(crate) async fn run_guarded<T: Send + 'static>(
     timeout: Duration,
     work: impl FnOnce(&Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let now = Instant::now();
-    let deadline = now
-        .checked_add(timeout)
-        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+    let deadline = deadline_after(timeout);
     let permit = tokio::time::timeout_at(deadline.into(), engine.slots().clone().acquire_owned())
         .await
         .map_err(|_| QueryError::Timeout("query queue (all --query.max-concurrency slots busy)"))?
@@ -143,9 +142,7 @@ async fn run(
     limit: Option<usize>,
     eval: impl FnOnce(&Expr, &QueryOptions) -> Result<QueryResult, QueryError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let timeout = opts.timeout.map_or(engine.options().timeout, |t| {
-        t.min(engine.options().timeout)
-    });
+    let timeout = engine.timeout_for(opts.timeout);
     let body = run_guarded(engine, timeout, move |budget| -> Result<String, ApiError> {
         let expr = parse_query_param(&params)?;
         opts.cancel = Some(budget.cancel.clone());

@@ -84,6 +84,12 @@ fn byte_escapes_in(text: &str, out: &mut String) {
 /// Longest deadline, when `now + timeout` does not fit an [`Instant`].
 const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// `timeout` from now, capped where it would not fit an [`Instant`].
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now + MAX_TIMEOUT)
+}
+
 /// Refuses an evaluation time whose arithmetic with offsets and ranges
 /// could overflow (more than about 36 million years from 1970).
 fn check_time(name: &str, t: i64) -> Result<(), QueryError> {
@@ -191,9 +197,7 @@ impl Engine {
                 )));
             }
         }
-        let timeout = q
-            .timeout
-            .map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
+        let timeout = self.timeout_for(q.timeout);
         let opts = match q.lookback_delta_ms {
             Some(l) if l > 0 && l != self.opts.lookback_delta_ms => {
                 std::borrow::Cow::Owned(EngineOptions {
@@ -203,8 +207,13 @@ impl Engine {
             }
             _ => std::borrow::Cow::Borrowed(&self.opts),
         };
-        let now = Instant::now();
-        Ok((opts, now.checked_add(timeout).unwrap_or(now + MAX_TIMEOUT)))
+        Ok((opts, deadline_after(timeout)))
+    }
+
+    /// The time-out of a query that asked for `requested`: a request can
+    /// only shorten `--query.timeout`.
+    pub fn timeout_for(&self, requested: Option<Duration>) -> Duration {
+        requested.map_or(self.opts.timeout, |t| t.min(self.opts.timeout))
     }
 
     /// Parses a query. A cheap pre-scan refuses queries nested too deeply
