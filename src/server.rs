@@ -86,10 +86,7 @@ async fn web_config_reload_loop(
         match tokio::task::spawn_blocking(move || load_web_config(&p)).await {
             Ok(Ok(loaded)) => {
                 state.auth().replace(loaded.web);
-                match tls.write() {
-                    Ok(mut g) => *g = loaded.tls,
-                    Err(poisoned) => *poisoned.into_inner() = loaded.tls,
-                }
+                *tls.write() = loaded.tls;
                 tracing::info!(file = %path.display(), "web config reloaded");
             }
             Ok(Err(e)) => tracing::error!(
@@ -126,7 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "web config loaded"
         );
         api_options.web = loaded.web;
-        *tls.write().expect("not yet shared") = loaded.tls;
+        *tls.write() = loaded.tls;
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
         reload = Some((path.clone(), hup));

@@ -16,7 +16,9 @@
 //! with an empty cache. An unknown user still costs one bcrypt, against a
 //! fixed hash, so timing does not tell which of user or password was wrong.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
@@ -156,17 +158,11 @@ impl Auth {
     /// verified-credential cache starts empty.
     pub fn replace(&self, config: WebConfig) {
         let next = Arc::new(Active::new(config));
-        match self.current.write() {
-            Ok(mut g) => *g = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
+        *self.current.write() = next;
     }
 
     fn active(&self) -> Arc<Active> {
-        match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.read().clone()
     }
 
     fn fail(&self, reason: &'static str) {

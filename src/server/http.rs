@@ -49,7 +49,7 @@ impl Default for HttpLimits {
 
 /// The TLS acceptor new connections use (`None`: plain HTTP). A reload of
 /// `--web.config.file` replaces it; connections already open keep theirs.
-pub type TlsSlot = Arc<std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>>;
+pub type TlsSlot = Arc<parking_lot::RwLock<Option<tokio_rustls::TlsAcceptor>>>;
 
 /// Serves `app` on `listener` until `stop` turns true, then stops accepting
 /// and waits (at most `shutdown_grace`) for connections to finish. With an
@@ -86,10 +86,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = match tls.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let acceptor = tls.read().clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         // The handshake runs in the connection's task, never in this loop,
