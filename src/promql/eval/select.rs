@@ -39,6 +39,13 @@ fn convert(m: &PMatcher) -> Result<Matcher> {
     Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| QueryError::Parse(e.to_string()))
 }
 
+/// The first and last times a selector is evaluated at: the `@` time or
+/// the grid's ends, moved back by the offset.
+fn evaluated_span(at: Option<i64>, offset: i64, grid: &Grid) -> (i64, i64) {
+    let (first, last) = at.map_or((grid.start, grid.end()), |t| (t, t));
+    (first.saturating_sub(offset), last.saturating_sub(offset))
+}
+
 /// The newest non-stale sample in `(t - lookback, t]`, if any.
 fn latest(samples: &[Sample], t: i64, lookback: i64) -> Option<Sample> {
     let k = samples.partition_point(|s| s.t <= t);
@@ -82,13 +89,7 @@ impl Evaluator<'_> {
     ) -> Result<Vec<Series>> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
-        let (first, last) = match at {
-            Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
-            None => (
-                grid.start.saturating_sub(offset),
-                grid.end().saturating_sub(offset),
-            ),
-        };
+        let (first, last) = evaluated_span(at, offset, grid);
         let lookback = self.lookback();
         let loaded = self.load(vs, first.saturating_sub(lookback).saturating_add(1), last)?;
         let value = |s: Sample| if timestamps { s.t as f64 / 1000.0 } else { s.v };
@@ -156,13 +157,7 @@ impl Evaluator<'_> {
         let range_ms = crate::promql::guard::duration_ms_saturating(ms.range);
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
-        let (first, last) = match at {
-            Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
-            None => (
-                grid.start.saturating_sub(offset),
-                grid.end().saturating_sub(offset),
-            ),
-        };
+        let (first, last) = evaluated_span(at, offset, grid);
         let mut series = self.load(vs, first.saturating_sub(range_ms).saturating_add(1), last)?;
         for (_, samples) in series.iter_mut() {
             samples.retain(|s| !is_stale_nan(s.v));
