@@ -6,7 +6,7 @@
 //! disk serves reads instead of exiting.
 //!
 //! Mounting needs root (CI runs as root); where `mount` is not permitted the
-//! tests print why and return.
+//! tests fail, unless `TIDEMARK_SKIP_MOUNT=1` says to skip them.
 
 mod common;
 
@@ -38,6 +38,21 @@ struct Tmpfs {
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A tmpfs that cannot be mounted fails the test, unless
+/// `TIDEMARK_SKIP_MOUNT=1` says to skip it (said on stderr).
+fn skipped(why: &str) -> Option<Tmpfs> {
+    let why = format!(
+        "cannot mount a tmpfs ({}); the disk-full tests need root",
+        why.trim()
+    );
+    assert!(
+        std::env::var("TIDEMARK_SKIP_MOUNT").as_deref() == Ok("1"),
+        "{why}; set TIDEMARK_SKIP_MOUNT=1 to skip"
+    );
+    eprintln!("SKIPPED (TIDEMARK_SKIP_MOUNT=1): {why}");
+    None
+}
+
 impl Tmpfs {
     fn mount(size_mib: u32) -> Option<Tmpfs> {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,17 +66,8 @@ impl Tmpfs {
                 dir,
                 _serial: serial,
             }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs here ({}); the disk-full tests need root",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount ({e}); the disk-full tests need root");
-                None
-            }
+            Ok(o) => skipped(&String::from_utf8_lossy(&o.stderr)),
+            Err(e) => skipped(&e.to_string()),
         }
     }
 
