@@ -1,14 +1,17 @@
-//! The shared vocabulary of every layer: [`Labels`], [`Sample`], [`Matcher`].
+//! The shared vocabulary of every layer: [`Labels`], [`Sample`], [`Matcher`],
+//! [`Histogram`] and [`FloatHistogram`].
 //!
 //! Depends on std and `regex` only; must never import `storage`, `ingest`,
 //! `promql` or `api`.
 
 pub mod calendar;
 mod duration;
+pub mod histogram;
 mod labels;
 mod matcher;
 mod sample;
 
+pub use histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramError, Span};
 pub use duration::{format_duration_ms, parse_duration_ms, unit_ms, DURATION_UNITS};
 pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
