@@ -1,15 +1,15 @@
 //! Tidemark: a Prometheus-compatible metrics backend.
 //!
 //! The crate is layered; arrows only point down:
-//! `api -> promql -> storage -> model` and `api -> ingest -> storage`;
-//! `loadgen` (the load generator and benchmark) talks HTTP and uses only
-//! `ingest::proto`.
+//! `api -> promql -> storage -> model` and `api -> ingest -> storage`.
+//! The wire types come from the `tidemark-proto` crate; the load generator
+//! and benchmark are the `tidemark-bench` crate, which talks to the server
+//! over HTTP only.
 //! This file only declares the layers.
 
 pub mod api;
 pub mod config;
 pub mod ingest;
-pub mod loadgen;
 pub mod model;
 pub mod promql;
 pub mod server;

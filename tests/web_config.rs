@@ -761,7 +761,7 @@ fn web_config_loadgen_writes_over_tls_with_basic_auth() {
     let (port, _addr, _file, mut tm) = start_on(dir.path(), &tls_web(""));
     wait_ready_tls(&mut tm, port, &pki.ca);
     let run = |user: &str| {
-        Command::new(env!("CARGO_BIN_EXE_tidemark-loadgen"))
+        Command::new(tidemark_testkit::workspace_bin("tidemark-loadgen"))
             .env("SSL_CERT_FILE", &pki.ca)
             .arg(format!(
                 "--url=https://{user}@127.0.0.1:{port}/api/v1/write"

@@ -1,14 +1,5 @@
-//! Generated protobuf types (prost, compiled by `build.rs` from `proto/`).
-//! Nothing here is written by hand.
+//! The remote write and remote read wire types, from the `tidemark-proto`
+//! crate (prost output; nothing hand-written), under the names the rest of
+//! the server uses.
 
-#![allow(missing_docs, unreachable_pub, clippy::all)]
-
-/// Remote write 1.0 and remote read (`package prometheus`).
-pub mod prometheus {
-    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
-}
-
-/// Remote write 2.0 (`package io.prometheus.write.v2`).
-pub mod write_v2 {
-    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
-}
+pub use tidemark_proto::{prometheus, write_v2};

@@ -78,9 +78,10 @@ pub(crate) fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     request(addr, "GET", path, &[], b"").map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned()))
 }
 
-/// Percent-encodes a query parameter value.
+/// Encodes a query parameter value (`application/x-www-form-urlencoded`,
+/// as every server under test decodes query strings).
 pub(crate) fn encode(s: &str) -> String {
-    tidemark::loadgen::http::encode_component(s)
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The value of the sample named `name` (no labels) on `GET /metrics`.

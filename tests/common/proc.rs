@@ -10,7 +10,17 @@ use super::http;
 
 // Not every test binary uses both.
 #[allow(unused_imports)]
-pub(crate) use tidemark::loadgen::process::{find_bin, free_port};
+pub(crate) use tidemark_testkit::{find_bin, free_port};
+
+/// The `tidemark` server binary: Cargo's own path in the server's tests,
+/// the workspace build's in the bench tools' tests (which share this
+/// module).
+pub(crate) fn tidemark_bin() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_tidemark") {
+        Some(path) => path.into(),
+        None => tidemark_testkit::workspace_bin("tidemark"),
+    }
+}
 
 /// Kills the child on drop so a failing test leaves nothing running.
 pub(crate) struct Proc(pub(crate) Child, pub(crate) &'static str);
@@ -73,7 +83,7 @@ pub(crate) fn start_tidemark(addr: &str, data_dir: &Path) -> Proc {
 
 /// As [`start_tidemark`], with `extra` flags.
 pub(crate) fn start_tidemark_with(addr: &str, data_dir: &Path, extra: &[&str]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+    let child = Command::new(tidemark_bin())
         .args([
             "--listen",
             addr,

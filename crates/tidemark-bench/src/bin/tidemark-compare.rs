@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tidemark::loadgen::cli::WorkloadArgs;
-use tidemark::loadgen::compare::{self, Binaries, System};
+use tidemark_bench::cli::WorkloadArgs;
+use tidemark_bench::compare::{self, Binaries, System};
 
 #[derive(Debug, Parser)]
 #[command(name = "tidemark-compare", version, about)]

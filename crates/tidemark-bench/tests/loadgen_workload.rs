@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use bytes::Bytes;
 use proptest::prelude::*;
 use tidemark::ingest::decode::{decode, decompress, ProtoVersion, Request};
-use tidemark::loadgen::encode::{Encoder, Protocol};
-use tidemark::loadgen::workload::{MetricType, Point, Shape, Spec, Workload};
+use tidemark_bench::encode::{Encoder, Protocol};
+use tidemark_bench::workload::{MetricType, Point, Shape, Spec, Workload};
 
 fn spec(
     targets: usize,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::workload::{Batch, MetricType, SeriesDef};
-use crate::ingest::proto::{prometheus as v1, write_v2 as v2};
+use tidemark_proto::{prometheus as v1, write_v2 as v2};
 
 /// Remote-write protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::loadgen::http::{encode_component, Client};
-use crate::loadgen::workload::{instance_name, Spec};
+use crate::http::{encode_component, Client};
+use crate::workload::{instance_name, Spec};
 
 /// Relative tolerance of float comparisons.
 pub const REL_TOLERANCE: f64 = 1e-9;

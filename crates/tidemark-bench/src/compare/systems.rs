@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::loadgen::http::Client;
-use crate::loadgen::process::{dir_bytes, find_bin, Server};
+use crate::http::Client;
+use crate::process::{dir_bytes, find_bin, Server};
 
 /// A system under comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

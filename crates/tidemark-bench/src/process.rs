@@ -1,9 +1,8 @@
 //! Server processes on loopback for the comparison and the end-to-end
-//! tests: a child killed on drop, bounded readiness and stop waits, free
-//! ports, installed-binary lookup, and the process's CPU time and memory
-//! high-water mark from `/proc`.
+//! tests: a child killed on drop, bounded readiness and stop waits, and the
+//! process's CPU time and memory high-water mark from `/proc` (free ports
+//! and installed-binary lookup come from `tidemark-testkit`).
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -12,25 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::{Error, Result};
 use super::http::{Client, Url};
 
-/// A free TCP port on 127.0.0.1 (bound, read and released).
-///
-/// # Panics
-/// When no port can be bound on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a port on 127.0.0.1")
-        .port()
-}
-
-/// The path of an installed binary (`/usr/bin`, `/usr/local/bin`,
-/// `/usr/sbin`), if any.
-pub fn find_bin(bin: &str) -> Option<String> {
-    ["/usr/bin/", "/usr/local/bin/", "/usr/sbin/"]
-        .iter()
-        .map(|d| format!("{d}{bin}"))
-        .find(|p| Path::new(p).exists())
-}
+pub use tidemark_testkit::{find_bin, free_port};
 
 /// A running server: the child (killed on drop) and its HTTP address.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http;
 use common::proc::{free_port, start_tidemark, wait_ready};
-use tidemark::loadgen::workload::{Spec, Workload};
+use tidemark_bench::workload::{Spec, Workload};
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -34,9 +34,9 @@ fn compare_tiny_table_has_every_row_filled() {
             "--query-runs=1",
             "--no-progress",
             "--tidemark-bin",
-            env!("CARGO_BIN_EXE_tidemark"),
-            "--work-dir",
         ])
+        .arg(common::proc::tidemark_bin())
+        .arg("--work-dir")
         .arg(dir.path().join("work"))
         .arg("--out")
         .arg(&out_file)

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use super::workload::{Spec, MAX_SAMPLES_PER_SEND};
-use crate::model::parse_duration_ms;
+use tidemark::model::parse_duration_ms;
 
 /// The workload flags shared with `tidemark-compare`.
 #[derive(Debug, Clone, Args)]

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidemark::api::{router, AppState};
 use tidemark::ingest::{Receiver, ReceiverOptions};
-use tidemark::loadgen::encode::{Encoder, Protocol};
-use tidemark::loadgen::http::{Client, Url};
-use tidemark::loadgen::send::percentile;
-use tidemark::loadgen::workload::{Spec, Workload};
 use tidemark::storage::{Db, Options};
+use tidemark_bench::encode::{Encoder, Protocol};
+use tidemark_bench::http::{Client, Url};
+use tidemark_bench::send::percentile;
+use tidemark_bench::workload::{Spec, Workload};
 
 /// Samples (= series) per request: Prometheus's default `max_samples_per_send`.
 const BATCH: usize = 2000;

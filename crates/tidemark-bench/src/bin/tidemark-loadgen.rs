@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tidemark::loadgen::cli::{duration_ms, WorkloadArgs};
-use tidemark::loadgen::encode::{Encoder, Protocol};
-use tidemark::loadgen::http::Url;
-use tidemark::loadgen::send::{send, SendOptions};
-use tidemark::loadgen::workload::Workload;
-use tidemark::loadgen::{replay, workload};
+use tidemark_bench::cli::{duration_ms, WorkloadArgs};
+use tidemark_bench::encode::{Encoder, Protocol};
+use tidemark_bench::http::Url;
+use tidemark_bench::send::{send, SendOptions};
+use tidemark_bench::workload::Workload;
+use tidemark_bench::{replay, workload};
 
 #[derive(Debug, Parser)]
 #[command(
