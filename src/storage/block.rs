@@ -24,6 +24,7 @@ use crate::storage::tombstones;
 
 mod chunks;
 mod index;
+mod index_writer;
 mod meta;
 mod reader;
 mod writer;

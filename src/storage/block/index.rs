@@ -6,11 +6,10 @@
 //! Owns the index bytes only: chunk data belongs to `chunks.rs`, matcher
 //! evaluation to `reader.rs`. Format: `docs/format/index.md`.
 
-use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, put_varint, Decbuf};
+use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
 
 use super::chunks::{frame_len, ChunkRef};
 use super::BlockError;
@@ -76,69 +75,6 @@ pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta]) {
             }
         }
         prev = Some(m);
-    }
-}
-
-/// A writer that counts bytes and keeps a running CRC of the current section.
-pub(crate) struct Sink<W: Write> {
-    w: W,
-    pos: u64,
-    crc: crc32fast::Hasher,
-    section_start: u64,
-    pub(crate) toc: [(u64, u64); NUM_SECTIONS],
-}
-
-impl<W: Write> Sink<W> {
-    pub(crate) fn new(w: W) -> io::Result<Self> {
-        let mut s = Self {
-            w,
-            pos: 0,
-            crc: crc32fast::Hasher::new(),
-            section_start: 0,
-            toc: [(0, 0); NUM_SECTIONS],
-        };
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        put_be_u32(&mut header, INDEX_MAGIC);
-        header.push(INDEX_FORMAT_VERSION);
-        s.write(&header)?;
-        Ok(s)
-    }
-
-    pub(crate) fn write(&mut self, b: &[u8]) -> io::Result<()> {
-        self.w.write_all(b)?;
-        self.crc.update(b);
-        self.pos += b.len() as u64;
-        Ok(())
-    }
-
-    /// Position relative to the current section's body start.
-    pub(crate) fn section_pos(&self) -> u64 {
-        self.pos - self.section_start
-    }
-
-    pub(crate) fn begin_section(&mut self) {
-        self.crc = crc32fast::Hasher::new();
-        self.section_start = self.pos;
-    }
-
-    pub(crate) fn end_section(&mut self, section: usize) -> io::Result<()> {
-        let crc = std::mem::take(&mut self.crc).finalize();
-        self.toc[section] = (self.section_start, self.pos - self.section_start);
-        self.write(&crc.to_be_bytes())
-    }
-
-    /// Writes the TOC and returns the inner writer and the file size.
-    pub(crate) fn finish(mut self) -> io::Result<(W, u64)> {
-        let mut toc = Vec::with_capacity(TOC_LEN);
-        for (off, len) in self.toc {
-            put_be_u64(&mut toc, off);
-            put_be_u64(&mut toc, len);
-        }
-        let crc = crc32fast::hash(&toc);
-        put_be_u32(&mut toc, crc);
-        self.w.write_all(&toc)?;
-        self.pos += toc.len() as u64;
-        Ok((self.w, self.pos))
     }
 }
 

@@ -17,19 +17,20 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{Labels, Sample};
 use crate::storage::chunk::{self, Encoding};
-use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint, read_uvarint, Decbuf};
+use crate::storage::encoding::{put_uvarint, read_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
 
 use super::chunks::{ChunkRef, SegmentWriter, SEGMENT_MAX_SIZE};
-use super::index::{
-    put_chunk_metas, ChunkMeta, Sink, LABEL_NAMES, LABEL_VALUES, POSTINGS, SERIES, SERIES_OFFSETS,
-    SYMBOLS,
-};
+use super::index::{put_chunk_metas, ChunkMeta};
+use super::index_writer::{self, IndexWriteError, IndexWriter};
 use super::meta::write_meta;
 use super::{BlockError, BlockMeta, CHUNKS_DIR, INDEX_FILE, TOMBSTONES_FILE};
 
 /// Name of the scratch file of series entries (removed by `finish`).
 const SERIES_SCRATCH: &str = "index.series.tmp";
+
+/// Buffer size of the scratch file and the index file writers.
+const WRITE_BUFFER_SIZE: usize = 1 << 20;
 
 /// Writes one block. Series must be added in strictly increasing label
 /// order; call [`BlockWriter::finish`] to complete the block. Dropping the
@@ -103,7 +104,7 @@ impl BlockWriter {
         Ok(Self {
             dir: dir.to_path_buf(),
             segments: SegmentWriter::new(chunks_dir, segment_size),
-            scratch: BufWriter::with_capacity(1 << 20, scratch),
+            scratch: BufWriter::with_capacity(WRITE_BUFFER_SIZE, scratch),
             scratch_path,
             symbols: HashMap::default(),
             symbol_strings: Vec::new(),
@@ -356,155 +357,39 @@ impl BlockWriter {
         } = self;
         drop(symbols);
         segments.finish()?;
-        let scratch_io = |op: &'static str| {
-            let p = scratch_path.clone();
-            move |source| BlockError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
         scratch
             .into_inner()
-            .map_err(|e| BlockError::Io {
-                op: "flush",
-                path: scratch_path.clone(),
-                source: e.into_error(),
-            })?
-            .flush()
-            .map_err(scratch_io("flush"))?;
+            .map_err(|e| e.into_error())
+            .and_then(|mut f| f.flush())
+            .map_err(io_error("flush", &scratch_path))?;
 
-        // Final symbol numbers: the strings sorted.
-        let mut order: Vec<u32> = (0..symbol_strings.len() as u32).collect();
-        order
-            .sort_unstable_by(|&a, &b| symbol_strings[a as usize].cmp(&symbol_strings[b as usize]));
-        let mut remap = vec![0u32; symbol_strings.len()];
-        for (fin, &prov) in order.iter().enumerate() {
-            remap[prov as usize] = fin as u32;
-        }
-
+        let (order, remap) = final_symbol_numbers(&symbol_strings);
         let index_path = dir.join(INDEX_FILE);
-        let index_io = |op: &'static str| {
-            let p = index_path.clone();
-            move |source| BlockError::Io {
-                op,
-                path: p,
-                source,
+        let file = File::create_new(&index_path).map_err(io_error("create index", &index_path))?;
+        let to_block = |e: IndexWriteError| match e {
+            IndexWriteError::Io(source) => io_error("write index", &index_path)(source),
+            IndexWriteError::TooLarge { what, size, max } => {
+                BlockError::TooLarge { what, size, max }
             }
         };
-        let file = File::create_new(&index_path).map_err(index_io("create index"))?;
-        let mut sink =
-            Sink::new(BufWriter::with_capacity(1 << 20, file)).map_err(index_io("write index"))?;
-        let mut buf = Vec::new();
-
-        // Symbols.
-        sink.begin_section();
-        put_be_u32(&mut buf, order.len() as u32);
-        for &prov in &order {
-            let s = &symbol_strings[prov as usize];
-            put_uvarint(&mut buf, s.len() as u64);
-            buf.extend_from_slice(s.as_bytes());
-            if buf.len() > 1 << 16 {
-                sink.write(&buf).map_err(index_io("write index"))?;
-                buf.clear();
-            }
-        }
-        sink.write(&buf).map_err(index_io("write index"))?;
-        buf.clear();
-        sink.end_section(SYMBOLS).map_err(index_io("write index"))?;
-        if sink.toc[SYMBOLS].1 > u64::from(u32::MAX) {
-            return Err(BlockError::TooLarge {
-                what: "symbol table bytes",
-                size: sink.toc[SYMBOLS].1,
-                max: u64::from(u32::MAX),
-            });
-        }
-
-        // Series: re-encode the scratch entries with final symbol numbers.
-        let mut offsets: Vec<u64> = Vec::with_capacity(num_series as usize);
-        sink.begin_section();
-        {
-            let f = File::open(&scratch_path).map_err(scratch_io("open"))?;
-            let mut r = BufReader::with_capacity(1 << 20, f);
-            let mut entry = Vec::new();
-            for _ in 0..num_series {
-                let len = read_uvarint(&mut r).map_err(scratch_io("read"))?;
-                entry.resize(len as usize, 0);
-                r.read_exact(&mut entry).map_err(scratch_io("read"))?;
-                offsets.push(sink.section_pos());
-                buf.clear();
-                remap_labels(&entry, &remap, &mut buf).map_err(scratch_io("decode"))?;
-                sink.write(&buf).map_err(index_io("write index"))?;
-            }
-        }
-        fs::remove_file(&scratch_path).map_err(scratch_io("remove"))?;
-        sink.end_section(SERIES).map_err(index_io("write index"))?;
-
-        sink.begin_section();
-        buf.clear();
-        for &o in &offsets {
-            put_be_u64(&mut buf, o);
-        }
-        sink.write(&buf).map_err(index_io("write index"))?;
-        sink.end_section(SERIES_OFFSETS)
-            .map_err(index_io("write index"))?;
-        drop(offsets);
-
-        // Postings, sorted by (name, value): final numbers sort like strings.
-        let mut lists: Vec<((u32, u32), Vec<u32>)> = postings
-            .into_iter()
-            .map(|((n, v), ids)| ((remap[n as usize], remap[v as usize]), ids))
-            .collect();
-        lists.sort_unstable_by_key(|(k, _)| *k);
-        let mut table: Vec<(u32, u32, u64)> = Vec::with_capacity(lists.len());
-        sink.begin_section();
-        for ((n, v), ids) in &lists {
-            table.push((*n, *v, sink.section_pos()));
-            buf.clear();
-            put_uvarint(&mut buf, ids.len() as u64);
-            let mut prev = 0u32;
-            for &id in ids {
-                put_uvarint(&mut buf, u64::from(id - prev));
-                prev = id;
-            }
-            sink.write(&buf).map_err(index_io("write index"))?;
-        }
-        sink.end_section(POSTINGS)
-            .map_err(index_io("write index"))?;
-        drop(lists);
-
-        // Postings offset table: names, then values.
-        sink.begin_section();
-        buf.clear();
-        let mut i = 0usize;
-        while i < table.len() {
-            let name = table[i].0;
-            let count = table[i..].iter().take_while(|e| e.0 == name).count();
-            put_be_u32(&mut buf, name);
-            put_be_u32(&mut buf, i as u32);
-            put_be_u32(&mut buf, count as u32);
-            i += count;
-        }
-        sink.write(&buf).map_err(index_io("write index"))?;
-        sink.end_section(LABEL_NAMES)
-            .map_err(index_io("write index"))?;
-        sink.begin_section();
-        buf.clear();
-        for &(_, v, off) in &table {
-            put_be_u32(&mut buf, v);
-            put_be_u64(&mut buf, off);
-        }
-        sink.write(&buf).map_err(index_io("write index"))?;
-        sink.end_section(LABEL_VALUES)
-            .map_err(index_io("write index"))?;
-
-        let (w, _) = sink.finish().map_err(index_io("write index"))?;
-        let f = w.into_inner().map_err(|e| BlockError::Io {
-            op: "flush index",
-            path: index_path.clone(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(index_io("fsync index"))?;
+        let index = IndexWriter::new(BufWriter::with_capacity(WRITE_BUFFER_SIZE, file))
+            .map_err(IndexWriteError::from)
+            .map_err(to_block)?;
+        let index = index
+            .write_symbols(order.iter().map(|&prov| &*symbol_strings[prov as usize]))
+            .map_err(to_block)?;
+        drop(order);
+        let index = write_series_section(index, &scratch_path, num_series, &remap)
+            .map_err(|e| e.into_block(&scratch_path, &index_path))?;
+        fs::remove_file(&scratch_path).map_err(io_error("remove", &scratch_path))?;
+        let index = write_postings_section(index, postings, &remap)
+            .map_err(IndexWriteError::from)
+            .map_err(to_block)?;
+        let (w, _) = index.finish().map_err(to_block)?;
+        let f = w
+            .into_inner()
+            .map_err(|e| io_error("flush index", &index_path)(e.into_error()))?;
+        f.sync_all().map_err(io_error("fsync index", &index_path))?;
         drop(f);
 
         write_tombstones(&dir.join(TOMBSTONES_FILE), &Tombstones::new())?;
@@ -513,13 +398,97 @@ impl BlockWriter {
         meta.stats.num_samples = num_samples;
         meta.stats.num_tombstones = 0;
         write_meta(&dir, &meta)?;
-        sync_dir(&dir).map_err(|source| BlockError::Io {
-            op: "fsync block directory",
-            path: dir.clone(),
-            source,
-        })?;
+        sync_dir(&dir).map_err(io_error("fsync block directory", &dir))?;
         Ok(meta)
     }
+}
+
+/// A [`BlockError::Io`] maker for `op` on `path`.
+fn io_error(op: &'static str, path: &Path) -> impl Fn(std::io::Error) -> BlockError {
+    let path = path.to_path_buf();
+    move |source| BlockError::Io {
+        op,
+        path: path.clone(),
+        source,
+    }
+}
+
+/// Final symbol numbers are the strings' sorted order: returns the
+/// provisional numbers in final order, and final number by provisional.
+fn final_symbol_numbers(strings: &[Box<str>]) -> (Vec<u32>, Vec<u32>) {
+    // Provisional numbers were handed out as u32 by `BlockWriter::symbol`.
+    let mut order: Vec<u32> = (0..strings.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| strings[a as usize].cmp(&strings[b as usize]));
+    let mut remap = vec![0u32; strings.len()];
+    for (fin, &prov) in order.iter().enumerate() {
+        remap[prov as usize] = fin as u32;
+    }
+    (order, remap)
+}
+
+/// Where copying the scratch series entries into the index failed.
+enum SeriesSectionError {
+    /// Reading or decoding the scratch file.
+    Scratch(&'static str, std::io::Error),
+    /// Writing the index.
+    Index(std::io::Error),
+}
+
+impl SeriesSectionError {
+    fn into_block(self, scratch: &Path, index: &Path) -> BlockError {
+        match self {
+            SeriesSectionError::Scratch(op, e) => io_error(op, scratch)(e),
+            SeriesSectionError::Index(e) => io_error("write index", index)(e),
+        }
+    }
+}
+
+/// The series section: the scratch entries re-encoded with final symbol
+/// numbers, in the order they were added (label order).
+fn write_series_section<W: Write>(
+    mut index: IndexWriter<W, index_writer::Series>,
+    scratch_path: &Path,
+    num_series: u64,
+    remap: &[u32],
+) -> Result<IndexWriter<W, index_writer::Postings>, SeriesSectionError> {
+    let scratch = |op| move |e| SeriesSectionError::Scratch(op, e);
+    let f = File::open(scratch_path).map_err(scratch("open"))?;
+    let mut r = BufReader::with_capacity(WRITE_BUFFER_SIZE, f);
+    let mut entry = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..num_series {
+        let len = read_uvarint(&mut r).map_err(scratch("read"))?;
+        let len = usize::try_from(len).map_err(|_| {
+            scratch("decode")(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "scratch entry length",
+            ))
+        })?;
+        entry.resize(len, 0);
+        r.read_exact(&mut entry).map_err(scratch("read"))?;
+        out.clear();
+        remap_labels(&entry, remap, &mut out).map_err(scratch("decode"))?;
+        index.add_series(&out).map_err(SeriesSectionError::Index)?;
+    }
+    index.finish_series().map_err(SeriesSectionError::Index)
+}
+
+/// The postings section, lists sorted by (name, value): final symbol
+/// numbers sort like the strings.
+fn write_postings_section<W: Write>(
+    mut index: IndexWriter<W, index_writer::Postings>,
+    postings: HashMap<(u32, u32), Vec<u32>, ahash::RandomState>,
+    remap: &[u32],
+) -> std::io::Result<IndexWriter<W, index_writer::Postings>> {
+    let mut lists: Vec<((u32, u32), Vec<u32>)> = postings
+        .into_iter()
+        .map(|((n, v), ids)| ((remap[n as usize], remap[v as usize]), ids))
+        .collect();
+    lists.sort_unstable_by_key(|(k, _)| *k);
+    for ((name, value), ids) in &lists {
+        index.add_postings(*name, *value, ids)?;
+    }
+    Ok(index)
 }
 
 /// Copies a scratch series entry into `out` with label symbols remapped.

@@ -1,0 +1,283 @@
+//! The block `index` file's writer, typed by stage: symbols, then series
+//! (which also writes the series offsets), then postings (which also writes
+//! the postings offset table and the TOC). Each stage is its own type and
+//! finishing a stage is the only way to get the next, so the compiler
+//! refuses any other section order (`docs/format/index.md`).
+//!
+//! Owns the index bytes as they are written: section framing, per-section
+//! CRCs, the TOC and the format limits. Must not know where symbols,
+//! series entries or postings come from (that is `writer.rs`), nor read an
+//! index (`index.rs`).
+
+use std::io::{self, Write};
+use std::marker::PhantomData;
+
+use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint};
+
+use super::index::{
+    HEADER_LEN, INDEX_FORMAT_VERSION, INDEX_MAGIC, LABEL_NAMES, LABEL_VALUES, NUM_SECTIONS,
+    POSTINGS, SERIES, SERIES_OFFSETS, SYMBOLS, TOC_LEN,
+};
+
+/// Bytes gathered before they are handed to the underlying writer.
+const FLUSH_AT: usize = 64 << 10;
+
+/// Why the index could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IndexWriteError {
+    /// The underlying writer failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A section or count exceeds what the format can address.
+    #[error("{what} is {size}, more than the index format's limit of {max}")]
+    TooLarge {
+        /// What overflowed.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The format's limit.
+        max: u64,
+    },
+}
+
+/// Stage marker: the symbol table is next.
+pub(crate) struct Symbols;
+/// Stage marker: series entries are next.
+pub(crate) struct Series;
+/// Stage marker: postings lists are next.
+pub(crate) struct Postings;
+
+/// Writes one index file, one section per stage `S`.
+pub(crate) struct IndexWriter<W: Write, S> {
+    w: W,
+    /// Bytes written so far (the file offset).
+    pos: u64,
+    /// CRC of the current section's body.
+    crc: crc32fast::Hasher,
+    /// File offset of the current section's body.
+    section_start: u64,
+    /// (offset, length) of each finished section.
+    toc: [(u64, u64); NUM_SECTIONS],
+    /// Bytes not yet handed to `w`.
+    buf: Vec<u8>,
+    /// Series stage: each series entry's offset in the series section.
+    series_offsets: Vec<u64>,
+    /// Postings stage: (name symbol, value symbol, offset) of each list.
+    postings_table: Vec<(u32, u32, u64)>,
+    _stage: PhantomData<S>,
+}
+
+impl<W: Write, S> IndexWriter<W, S> {
+    fn next_stage<T>(self) -> IndexWriter<W, T> {
+        IndexWriter {
+            w: self.w,
+            pos: self.pos,
+            crc: self.crc,
+            section_start: self.section_start,
+            toc: self.toc,
+            buf: self.buf,
+            series_offsets: self.series_offsets,
+            postings_table: self.postings_table,
+            _stage: PhantomData,
+        }
+    }
+
+    /// Hands the buffered bytes to the writer, counting them into the
+    /// position and the section's CRC.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        self.w.write_all(&self.buf)?;
+        self.crc.update(&self.buf);
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self) -> io::Result<()> {
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Position relative to the current section's body start.
+    fn section_pos(&self) -> u64 {
+        self.pos + self.buf.len() as u64 - self.section_start
+    }
+
+    fn begin_section(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.crc = crc32fast::Hasher::new();
+        self.section_start = self.pos;
+        Ok(())
+    }
+
+    /// Ends `section`: records it in the TOC and appends its CRC.
+    fn end_section(&mut self, section: usize) -> io::Result<()> {
+        self.flush_buf()?;
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.toc[section] = (self.section_start, self.pos - self.section_start);
+        self.w.write_all(&crc.to_be_bytes())?;
+        self.pos += 4;
+        Ok(())
+    }
+}
+
+impl<W: Write> IndexWriter<W, Symbols> {
+    /// Writes the header and starts the symbol table.
+    pub(crate) fn new(w: W) -> io::Result<Self> {
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        put_be_u32(&mut header, INDEX_MAGIC);
+        header.push(INDEX_FORMAT_VERSION);
+        let mut s = Self {
+            w,
+            pos: 0,
+            crc: crc32fast::Hasher::new(),
+            section_start: 0,
+            toc: [(0, 0); NUM_SECTIONS],
+            buf: header,
+            series_offsets: Vec::new(),
+            postings_table: Vec::new(),
+            _stage: PhantomData,
+        };
+        s.flush_buf()?;
+        Ok(s)
+    }
+
+    /// Writes the symbol table: `symbols` sorted ascending, numbered in
+    /// that order. Then series entries are next.
+    ///
+    /// # Errors
+    /// I/O, or [`IndexWriteError::TooLarge`] past 2^32 symbols or a symbol
+    /// table over 4 GiB (symbol refs are 32-bit offsets).
+    pub(crate) fn write_symbols<'a>(
+        mut self,
+        symbols: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Result<IndexWriter<W, Series>, IndexWriteError> {
+        let n = symbols.len() as u64;
+        let n = u32::try_from(n).map_err(|_| IndexWriteError::TooLarge {
+            what: "symbol count",
+            size: n,
+            max: u64::from(u32::MAX),
+        })?;
+        self.begin_section()?;
+        put_be_u32(&mut self.buf, n);
+        for s in symbols {
+            put_uvarint(&mut self.buf, s.len() as u64);
+            self.buf.extend_from_slice(s.as_bytes());
+            self.maybe_flush()?;
+        }
+        self.end_section(SYMBOLS)?;
+        let size = self.toc[SYMBOLS].1;
+        if size > u64::from(u32::MAX) {
+            return Err(IndexWriteError::TooLarge {
+                what: "symbol table bytes",
+                size,
+                max: u64::from(u32::MAX),
+            });
+        }
+        self.begin_section()?;
+        Ok(self.next_stage())
+    }
+}
+
+impl<W: Write> IndexWriter<W, Series> {
+    /// Appends one series entry (labels as final symbol refs, then chunk
+    /// metas), already encoded. Series come in label order; their ids are
+    /// their positions.
+    pub(crate) fn add_series(&mut self, entry: &[u8]) -> io::Result<()> {
+        self.series_offsets.push(self.section_pos());
+        self.buf.extend_from_slice(entry);
+        self.maybe_flush()
+    }
+
+    /// Ends the series section, writes the series offsets section; then
+    /// postings are next.
+    pub(crate) fn finish_series(mut self) -> io::Result<IndexWriter<W, Postings>> {
+        self.end_section(SERIES)?;
+        self.begin_section()?;
+        for o in std::mem::take(&mut self.series_offsets) {
+            put_be_u64(&mut self.buf, o);
+            self.maybe_flush()?;
+        }
+        self.end_section(SERIES_OFFSETS)?;
+        self.begin_section()?;
+        Ok(self.next_stage())
+    }
+}
+
+impl<W: Write> IndexWriter<W, Postings> {
+    /// Appends the postings list of label `name`=`value` (final symbol
+    /// refs): ascending series ids, delta-encoded. Lists come in (name,
+    /// value) order.
+    pub(crate) fn add_postings(&mut self, name: u32, value: u32, ids: &[u32]) -> io::Result<()> {
+        self.postings_table.push((name, value, self.section_pos()));
+        put_uvarint(&mut self.buf, ids.len() as u64);
+        let mut prev = 0u32;
+        for &id in ids {
+            put_uvarint(&mut self.buf, u64::from(id.wrapping_sub(prev)));
+            prev = id;
+        }
+        self.maybe_flush()
+    }
+
+    /// Ends the postings section, writes the postings offset table (label
+    /// names, then label values) and the TOC. Returns the writer and the
+    /// file's size.
+    ///
+    /// # Errors
+    /// I/O, or [`IndexWriteError::TooLarge`] past 2^32 postings lists.
+    pub(crate) fn finish(mut self) -> Result<(W, u64), IndexWriteError> {
+        self.end_section(POSTINGS)?;
+        let table = std::mem::take(&mut self.postings_table);
+        let lists = u32::try_from(table.len()).map_err(|_| IndexWriteError::TooLarge {
+            what: "postings list count",
+            size: table.len() as u64,
+            max: u64::from(u32::MAX),
+        })?;
+        self.write_label_names(&table)?;
+        self.write_label_values(&table)?;
+        debug_assert_eq!(lists as usize, table.len());
+        self.write_toc()
+    }
+
+    /// One entry per label name: its symbol, the index of its first value
+    /// entry and how many values it has.
+    fn write_label_names(&mut self, table: &[(u32, u32, u64)]) -> io::Result<()> {
+        self.begin_section()?;
+        let mut first = 0usize;
+        for group in table.chunk_by(|a, b| a.0 == b.0) {
+            put_be_u32(&mut self.buf, group[0].0);
+            // Both fit: the table's length was checked against u32.
+            put_be_u32(&mut self.buf, first as u32);
+            put_be_u32(&mut self.buf, group.len() as u32);
+            first += group.len();
+            self.maybe_flush()?;
+        }
+        self.end_section(LABEL_NAMES)
+    }
+
+    /// One entry per (name, value): the value's symbol and the offset of
+    /// its postings list.
+    fn write_label_values(&mut self, table: &[(u32, u32, u64)]) -> io::Result<()> {
+        self.begin_section()?;
+        for &(_, value, offset) in table {
+            put_be_u32(&mut self.buf, value);
+            put_be_u64(&mut self.buf, offset);
+            self.maybe_flush()?;
+        }
+        self.end_section(LABEL_VALUES)
+    }
+
+    fn write_toc(mut self) -> Result<(W, u64), IndexWriteError> {
+        let mut toc = Vec::with_capacity(TOC_LEN);
+        for (off, len) in self.toc {
+            put_be_u64(&mut toc, off);
+            put_be_u64(&mut toc, len);
+        }
+        let crc = crc32fast::hash(&toc);
+        put_be_u32(&mut toc, crc);
+        self.w.write_all(&toc)?;
+        self.pos += toc.len() as u64;
+        Ok((self.w, self.pos))
+    }
+}
