@@ -30,4 +30,4 @@ pub use head::{
 };
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};
-pub use refs::SeriesRef;
+pub use refs::{BlockSeriesId, SeriesRef};

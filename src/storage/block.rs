@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use crate::model::Labels;
 use crate::storage::tombstones;
+use crate::storage::BlockSeriesId;
 
 mod chunks;
 mod index;
@@ -52,7 +53,7 @@ pub const TOMBSTONES_FILE: &str = "tombstones";
 pub struct BlockSeries {
     /// The series' id within this block: its position in label order, from
     /// 0. Stable for the life of the block; the key of its tombstones.
-    pub id: u64,
+    pub id: BlockSeriesId,
     /// The series' labels.
     pub labels: Labels,
     /// Chunks in time order, non-overlapping.

@@ -83,7 +83,7 @@ pub(crate) struct Head {
     gc_lock: parking_lot::RwLock<()>,
     /// Deleted intervals per series ref, applied at read time and when the
     /// head is written to a block.
-    tombstones: parking_lot::RwLock<Tombstones>,
+    tombstones: parking_lot::RwLock<Tombstones<SeriesRef>>,
     /// Nothing older than this is accepted or replayed: the end of the newest
     /// persisted block (samples before it live in blocks).
     min_valid_floor: AtomicI64,
@@ -265,7 +265,7 @@ impl Head {
                     };
                     if let Some(r) = r {
                         ts.add(
-                            r.0,
+                            r,
                             Interval {
                                 mint: t.mint,
                                 maxt: t.maxt,
@@ -315,7 +315,7 @@ impl Head {
         let mut ts = self.tombstones.write();
         for t in &records {
             ts.add(
-                t.series_ref.0,
+                t.series_ref,
                 Interval {
                     mint: t.mint,
                     maxt: t.maxt,
@@ -336,7 +336,7 @@ impl Head {
             .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let chunks = s.data.lock().snapshot(mint, maxt);
-                let deleted = tombstones.get(s.series_ref.0);
+                let deleted = tombstones.get(s.series_ref);
                 if chunks.is_empty() || deleted.is_some_and(|d| d.covers(mint, maxt)) {
                     return None;
                 }
@@ -373,7 +373,7 @@ impl Head {
             let mut ts = self.tombstones.write();
             let mut kept = Tombstones::default();
             for (r, ivs) in ts.iter() {
-                if self.series.get_by_ref(SeriesRef(r)).is_none() {
+                if self.series.get_by_ref(r).is_none() {
                     continue;
                 }
                 for iv in ivs.iter().filter(|iv| iv.maxt >= mint) {

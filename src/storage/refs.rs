@@ -13,3 +13,16 @@ impl fmt::Display for SeriesRef {
         write!(f, "{}", self.0)
     }
 }
+
+/// A series' position in one block's index (its series id there), what the
+/// block's tombstones and postings hold. Meaningless outside that block and
+/// never a head [`SeriesRef`]: the two are different types so tombstones of
+/// one cannot be applied to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct BlockSeriesId(pub u64);
+
+impl fmt::Display for BlockSeriesId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

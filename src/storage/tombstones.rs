@@ -2,8 +2,9 @@
 //! [`Tombstones`]) and as the `tombstones` file of a block
 //! ([`read_tombstones`], [`write_tombstones`]).
 //!
-//! Generic over where the series ids come from (head refs or block series
-//! ids): this module owns only the interval arithmetic and the file codec,
+//! Typed by where the series ids come from: [`Tombstones<BlockSeriesId>`]
+//! in a block (the only kind with a file), `Tombstones<SeriesRef>` in the
+//! head. This module owns only the interval arithmetic and the file codec,
 //! never series, chunks or the decision of which samples to drop.
 //! Format: `docs/format/tombstones.md`.
 
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::storage::encoding::{put_be_u32, put_uvarint, put_varint, Decbuf, DecodeError};
+use crate::storage::refs::BlockSeriesId;
 
 /// Magic number at the start of a tombstones file (`docs/format/tombstones.md`).
 pub const TOMBSTONES_MAGIC: u32 = 0x5444_5453; // "TDTS"
@@ -158,24 +160,31 @@ impl<'a> IntoIterator for &'a Intervals {
     }
 }
 
-/// Deleted intervals by series id (a block's series id or the head's
-/// series ref, depending on the owner).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tombstones(BTreeMap<u64, Intervals>);
+/// Deleted intervals by series: `K` is [`BlockSeriesId`] in a block (and
+/// its file), [`SeriesRef`](crate::storage::SeriesRef) in the head, so one
+/// owner's ids can never be looked up in the other's tombstones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tombstones<K>(BTreeMap<K, Intervals>);
 
-impl Tombstones {
+impl<K> Default for Tombstones<K> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<K: Copy + Ord> Tombstones<K> {
     /// No tombstones.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The deleted intervals of series `id`, if any.
-    pub fn get(&self, id: u64) -> Option<&Intervals> {
+    pub fn get(&self, id: K) -> Option<&Intervals> {
         self.0.get(&id)
     }
 
     /// Marks `iv` deleted for series `id`; an empty interval adds nothing.
-    pub fn add(&mut self, id: u64, iv: Interval) {
+    pub fn add(&mut self, id: K, iv: Interval) {
         if iv.mint > iv.maxt {
             return;
         }
@@ -198,7 +207,7 @@ impl Tombstones {
     }
 
     /// `(series id, intervals)` by ascending id.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Intervals)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (K, &Intervals)> + '_ {
         self.0.iter().map(|(&id, ivs)| (id, ivs))
     }
 
@@ -211,6 +220,9 @@ impl Tombstones {
         });
     }
 
+}
+
+impl Tombstones<BlockSeriesId> {
     /// Encodes the whole file (header, entries, CRC).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEADER_LEN + 8 + self.0.len() * 12);
@@ -218,7 +230,7 @@ impl Tombstones {
         b.push(TOMBSTONES_FORMAT_VERSION);
         put_uvarint(&mut b, self.0.len() as u64);
         for (&id, ivs) in &self.0 {
-            put_uvarint(&mut b, id);
+            put_uvarint(&mut b, id.0);
             put_uvarint(&mut b, ivs.len() as u64);
             for iv in ivs {
                 put_varint(&mut b, iv.mint);
@@ -295,7 +307,7 @@ impl Tombstones {
                 }
                 ivs.add(Interval { mint, maxt });
             }
-            out.0.insert(id, ivs);
+            out.0.insert(BlockSeriesId(id), ivs);
         }
         if !d.is_empty() {
             return Err(corrupt(
@@ -311,7 +323,7 @@ impl Tombstones {
 ///
 /// # Errors
 /// [`Error::Io`] when it cannot be read, [`Error::Corrupt`] when damaged.
-pub fn read_tombstones(path: &Path) -> Result<Tombstones, Error> {
+pub fn read_tombstones(path: &Path) -> Result<Tombstones<BlockSeriesId>, Error> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
         op: "read tombstones",
         path: path.to_path_buf(),
@@ -325,7 +337,7 @@ pub fn read_tombstones(path: &Path) -> Result<Tombstones, Error> {
 ///
 /// # Errors
 /// [`Error::Io`] naming the step that failed; `path` is then unchanged.
-pub fn write_tombstones(path: &Path, tombstones: &Tombstones) -> Result<(), Error> {
+pub fn write_tombstones(path: &Path, tombstones: &Tombstones<BlockSeriesId>) -> Result<(), Error> {
     let io = |op: &'static str, p: &Path| {
         let p = p.to_path_buf();
         move |source| Error::Io {
@@ -401,7 +413,7 @@ mod tests {
         fn prop_tombstones_round_trip(entries in proptest::collection::vec((0u64..1000, any::<i64>(), any::<i64>()), 0..30)) {
             let mut ts = Tombstones::new();
             for (id, a, b) in entries {
-                ts.add(id, Interval::new(a.min(b), a.max(b)));
+                ts.add(BlockSeriesId(id), Interval::new(a.min(b), a.max(b)));
             }
             let bytes = ts.encode();
             let back = Tombstones::decode(&bytes, Path::new("t")).unwrap();
@@ -438,9 +450,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tombstones");
         let mut ts = Tombstones::new();
-        ts.add(3, Interval::new(10, 20));
-        ts.add(3, Interval::new(15, 30));
-        ts.add(9, Interval::new(-5, 5));
+        ts.add(BlockSeriesId(3), Interval::new(10, 20));
+        ts.add(BlockSeriesId(3), Interval::new(15, 30));
+        ts.add(BlockSeriesId(9), Interval::new(-5, 5));
         write_tombstones(&path, &ts).unwrap();
         assert_eq!(read_tombstones(&path).unwrap(), ts);
         assert!(!dir.path().join("tombstones.tmp").exists());

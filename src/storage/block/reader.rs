@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::model::{LabelsBuilder, MatchOp, Matcher};
 use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, Tombstones};
+use crate::storage::BlockSeriesId;
 
 use super::chunks::{map_file, open_segments, BlockChunk, Segment};
 use super::index::{IndexReader, NameEntry, SeriesEntry};
@@ -37,7 +38,7 @@ pub struct Block {
     index_map: Mmap,
     index: IndexReader,
     segments: Vec<Arc<Segment>>,
-    tombstones: RwLock<Tombstones>,
+    tombstones: RwLock<Tombstones<BlockSeriesId>>,
     delete_lock: Mutex<()>,
     index_bytes: u64,
     chunk_bytes: u64,
@@ -229,7 +230,7 @@ impl Block {
     /// which `keep(mint, maxt)` holds.
     fn build_series(
         &self,
-        id: u64,
+        id: BlockSeriesId,
         e: &SeriesEntry,
         keep: impl Fn(i64, i64) -> bool,
     ) -> Result<BlockSeries, BlockError> {
@@ -289,7 +290,7 @@ impl Block {
             if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
                 continue;
             }
-            out.push(self.build_series(id, &e, |a, b| a <= maxt && mint <= b)?);
+            out.push(self.build_series(BlockSeriesId(id), &e, |a, b| a <= maxt && mint <= b)?);
         }
         Ok(out)
     }
@@ -300,7 +301,7 @@ impl Block {
         let mut e = SeriesEntry::default();
         (0..self.index.num_series()).map(move |id| {
             self.index.series_into(self.data(), id, &mut e)?;
-            self.build_series(id, &e, |_, _| true)
+            self.build_series(BlockSeriesId(id), &e, |_, _| true)
         })
     }
 
@@ -377,7 +378,7 @@ impl Block {
     }
 
     /// The current tombstones (series id -> deleted intervals), a snapshot.
-    pub fn tombstones(&self) -> Tombstones {
+    pub fn tombstones(&self) -> Tombstones<BlockSeriesId> {
         self.tombstones.read().clone()
     }
 
@@ -407,7 +408,7 @@ impl Block {
         for id in self.postings_for_matchers(matchers)? {
             self.index.series_into(self.data(), id, &mut e)?;
             if e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
-                next.add(id, iv);
+                next.add(BlockSeriesId(id), iv);
                 affected += 1;
             }
         }

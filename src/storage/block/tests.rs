@@ -200,7 +200,7 @@ proptest! {
         let all: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(all.len(), data.len());
         for (i, (s, (l, cs))) in all.iter().zip(&data).enumerate() {
-            prop_assert_eq!(s.id, i as u64);
+            prop_assert_eq!(s.id, BlockSeriesId(i as u64));
             prop_assert_eq!(&s.labels, l);
             prop_assert_eq!(&read_all(s), cs);
             for (c, want) in s.chunks.iter().zip(cs) {
@@ -397,7 +397,7 @@ fn delete_adds_tombstones_persisted_across_reopen() {
     );
     let want = block.tombstones();
     assert_eq!(want.len(), 2);
-    let ids: Vec<u64> = block
+    let ids: Vec<BlockSeriesId> = block
         .select(&up, i64::MIN, i64::MAX)
         .unwrap()
         .iter()

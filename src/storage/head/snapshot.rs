@@ -80,7 +80,7 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
     let ts = head.tombstones.read();
     put_uvarint(&mut buf, ts.len() as u64);
     for (r, ivs) in ts.iter() {
-        put_uvarint(&mut buf, r);
+        put_uvarint(&mut buf, r.0);
         put_uvarint(&mut buf, ivs.iter().count() as u64);
         for iv in ivs.iter() {
             put_varint(&mut buf, iv.mint);
@@ -174,7 +174,7 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         let ni = d.uvarint()?;
         for _ in 0..ni {
             let (mint, maxt) = (d.varint()?, d.varint()?);
-            ts.add(r, Interval { mint, maxt });
+            ts.add(SeriesRef(r), Interval { mint, maxt });
         }
     }
     drop(ts);
