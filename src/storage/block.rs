@@ -24,6 +24,7 @@ use crate::storage::tombstones;
 use crate::storage::BlockSeriesId;
 
 mod chunks;
+mod corruption;
 mod index;
 mod index_writer;
 mod meta;
@@ -34,6 +35,7 @@ pub use chunks::{
     BlockChunk, ChunkRef, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     SEGMENT_MAX_SIZE,
 };
+pub use corruption::{Corruption, IndexSection, Part};
 pub use index::{check_index, IndexSummary, INDEX_FORMAT_VERSION, INDEX_MAGIC};
 pub use meta::{new_ulid, BlockCompaction, BlockDesc, BlockMeta, BlockStats, META_VERSION};
 pub use reader::Block;
@@ -76,14 +78,14 @@ pub enum BlockError {
     },
     /// A block file is damaged: bad magic, checksum mismatch, an offset or
     /// length out of bounds, a malformed entry.
-    #[error("corrupt block file {path} at byte {offset}: {what}")]
+    #[error("corrupt block file {path} at byte {offset}: {reason}")]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
         /// Byte offset where the damage was noticed.
         offset: u64,
         /// What was wrong.
-        what: String,
+        reason: Corruption,
     },
     /// A file of a format version this code cannot read (written by a newer
     /// Tidemark).
@@ -161,9 +163,15 @@ impl From<tombstones::Error> for BlockError {
     fn from(e: tombstones::Error) -> Self {
         match e {
             tombstones::Error::Io { op, path, source } => BlockError::Io { op, path, source },
-            tombstones::Error::Corrupt { path, offset, what } => {
-                BlockError::Corrupt { path, offset, what }
-            }
+            tombstones::Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => BlockError::Corrupt {
+                path,
+                offset,
+                reason,
+            },
         }
     }
 }

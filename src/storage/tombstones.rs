@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::storage::block::{Corruption, Part};
 use crate::storage::encoding::{put_be_u32, put_uvarint, put_varint, Decbuf, DecodeError};
 use crate::storage::refs::BlockSeriesId;
 
@@ -38,14 +39,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file is damaged (bad magic, checksum, truncated entry, ...).
-    #[error("corrupt tombstones file {path} at byte {offset}: {what}")]
+    #[error("corrupt tombstones file {path} at byte {offset}: {reason}")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// Byte offset where the damage was noticed.
         offset: u64,
         /// What was wrong.
-        what: String,
+        reason: Corruption,
     },
 }
 
@@ -219,7 +220,6 @@ impl<K: Copy + Ord> Tombstones<K> {
             !ivs.is_empty()
         });
     }
-
 }
 
 impl Tombstones<BlockSeriesId> {
@@ -248,25 +248,31 @@ impl Tombstones<BlockSeriesId> {
     /// # Errors
     /// [`Error::Corrupt`] on any damage; never panics.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Self, Error> {
-        let corrupt = |offset: usize, what: String| Error::Corrupt {
+        let corrupt = |offset: usize, reason: Corruption| Error::Corrupt {
             path: path.to_path_buf(),
             offset: offset as u64,
-            what,
+            reason,
+        };
+        let truncated = |source| Corruption::Truncated {
+            part: Part::Header,
+            source,
         };
         if bytes.len() < HEADER_LEN + 4 {
             return Err(corrupt(
                 0,
-                format!("file of {} bytes is too short", bytes.len()),
+                Corruption::TooShort {
+                    len: bytes.len() as u64,
+                },
             ));
         }
         let mut d = Decbuf::new(bytes);
-        let magic = d.be_u32().map_err(|e| corrupt(0, e.to_string()))?;
+        let magic = d.be_u32().map_err(|e| corrupt(0, truncated(e)))?;
         if magic != TOMBSTONES_MAGIC {
-            return Err(corrupt(0, format!("bad magic {magic:#010x}")));
+            return Err(corrupt(0, Corruption::BadMagic { got: magic }));
         }
-        let version = d.u8().map_err(|e| corrupt(4, e.to_string()))?;
+        let version = d.u8().map_err(|e| corrupt(4, truncated(e)))?;
         if version != TOMBSTONES_FORMAT_VERSION {
-            return Err(corrupt(4, format!("unsupported version {version}")));
+            return Err(corrupt(4, Corruption::UnknownVersion { version }));
         }
         let body_end = bytes.len() - 4;
         let mut want = [0u8; 4];
@@ -276,12 +282,21 @@ impl Tombstones<BlockSeriesId> {
         if want != got {
             return Err(corrupt(
                 body_end,
-                format!("checksum mismatch: stored {want:#010x}, computed {got:#010x}"),
+                Corruption::ChecksumMismatch {
+                    part: Part::Header,
+                    stored: want,
+                    computed: got,
+                },
             ));
         }
         let mut d = Decbuf::new(&bytes[HEADER_LEN..body_end]);
-        let err =
-            |e: DecodeError, d: &Decbuf<'_>| corrupt(HEADER_LEN + d.position(), e.to_string());
+        let part = Part::Tombstone;
+        let err = |source: DecodeError, d: &Decbuf<'_>| {
+            corrupt(
+                HEADER_LEN + d.position(),
+                Corruption::Truncated { part, source },
+            )
+        };
         let n = d.uvarint().map_err(|e| err(e, &d))?;
         let mut out = Tombstones::new();
         let mut prev: Option<u64> = None;
@@ -289,12 +304,12 @@ impl Tombstones<BlockSeriesId> {
             let at = HEADER_LEN + d.position();
             let id = d.uvarint().map_err(|e| err(e, &d))?;
             if prev.is_some_and(|p| p >= id) {
-                return Err(corrupt(at, format!("series id {id} out of order")));
+                return Err(corrupt(at, Corruption::OutOfOrder { part }));
             }
             prev = Some(id);
             let k = d.uvarint().map_err(|e| err(e, &d))?;
             if k == 0 {
-                return Err(corrupt(at, format!("series {id} has no intervals")));
+                return Err(corrupt(at, Corruption::Empty { part }));
             }
             let mut ivs = Intervals::new();
             for _ in 0..k {
@@ -303,7 +318,7 @@ impl Tombstones<BlockSeriesId> {
                 // maxt - mint < 2^64, so the wrapping sum is exact.
                 let maxt = mint.wrapping_add(delta as i64);
                 if maxt < mint {
-                    return Err(corrupt(at, format!("interval of series {id} overflows")));
+                    return Err(corrupt(at, Corruption::TimeOverflow { part }));
                 }
                 ivs.add(Interval { mint, maxt });
             }
@@ -312,7 +327,10 @@ impl Tombstones<BlockSeriesId> {
         if !d.is_empty() {
             return Err(corrupt(
                 HEADER_LEN + d.position(),
-                format!("{} bytes after the last entry", d.remaining()),
+                Corruption::TrailingBytes {
+                    part,
+                    bytes: d.remaining() as u64,
+                },
             ));
         }
         Ok(out)

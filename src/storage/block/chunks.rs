@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use super::corruption::{Corruption, Part};
 use super::BlockError;
 use crate::model::Sample;
 use crate::storage::chunk::{self, Encoding};
@@ -244,7 +245,7 @@ impl Segment {
             return Err(BlockError::Corrupt {
                 path,
                 offset: 0,
-                what: format!("segment of {len} bytes is shorter than its header"),
+                reason: Corruption::TooShort { len },
             });
         }
         let map = map_file(&f, &path)?;
@@ -252,7 +253,9 @@ impl Segment {
         let mut d = Decbuf::new(&seg.map);
         let (magic, version) = (d.be_u32(), d.u8());
         if magic != Ok(SEGMENT_MAGIC) {
-            return Err(seg.corrupt(0, format!("bad magic {magic:?}")));
+            // The length check above means both reads succeeded.
+            let got = magic.unwrap_or_default();
+            return Err(seg.corrupt(0, Corruption::BadMagic { got }));
         }
         if version != Ok(SEGMENT_FORMAT_VERSION) {
             return Err(BlockError::UnsupportedVersion {
@@ -261,7 +264,7 @@ impl Segment {
             });
         }
         if seg.map[5..SEGMENT_HEADER_LEN] != [0, 0, 0] {
-            return Err(seg.corrupt(5, "non-zero header padding".into()));
+            return Err(seg.corrupt(5, Corruption::NonZeroPadding));
         }
         Ok(seg)
     }
@@ -271,11 +274,11 @@ impl Segment {
         &self.map
     }
 
-    pub(crate) fn corrupt(&self, offset: u64, what: String) -> BlockError {
+    pub(crate) fn corrupt(&self, offset: u64, reason: Corruption) -> BlockError {
         BlockError::Corrupt {
             path: self.path.clone(),
             offset,
-            what,
+            reason,
         }
     }
 
@@ -286,10 +289,7 @@ impl Segment {
         if (offset as usize) < SEGMENT_HEADER_LEN || end.is_none_or(|e| e > self.map.len() as u64) {
             return Err(self.corrupt(
                 u64::from(offset),
-                format!(
-                    "chunk of {data_len} bytes at offset {offset} outside the segment of {} bytes",
-                    self.map.len()
-                ),
+                Corruption::OutOfBounds { part: Part::Chunk },
             ));
         }
         Ok(())
@@ -310,33 +310,39 @@ impl Segment {
 
     fn parse_chunk(&self, offset: u32, data_len: Option<u64>) -> Result<(u8, &[u8]), BlockError> {
         let at = u64::from(offset);
+        let part = Part::Chunk;
+        let out_of_bounds = || self.corrupt(at, Corruption::OutOfBounds { part });
         if (offset as usize) < SEGMENT_HEADER_LEN {
-            return Err(self.corrupt(at, "chunk offset inside the segment header".into()));
+            return Err(out_of_bounds());
         }
-        let rest = self
-            .map
-            .get(offset as usize..)
-            .ok_or_else(|| self.corrupt(at, "chunk offset past the end".into()))?;
+        let rest = self.map.get(offset as usize..).ok_or_else(out_of_bounds)?;
+        let truncated = |source| self.corrupt(at, Corruption::Truncated { part, source });
         let mut d = Decbuf::new(rest);
-        let len = d
-            .uvarint()
-            .map_err(|e| self.corrupt(at, format!("chunk length: {e}")))?;
-        if let Some(data_len) = data_len.filter(|&want| want != len) {
-            return Err(self.corrupt(at, format!("chunk length {len}, the index says {data_len}")));
+        let len = d.uvarint().map_err(truncated)?;
+        if let Some(indexed) = data_len.filter(|&want| want != len) {
+            return Err(self.corrupt(
+                at,
+                Corruption::ChunkLengthMismatch {
+                    framed: len,
+                    indexed,
+                },
+            ));
         }
         let n = usize::try_from(len)
-            .map_err(|_| self.corrupt(at, format!("chunk length {len} too large")))?;
-        let framed = d
-            .bytes(1 + n)
-            .map_err(|e| self.corrupt(at, format!("chunk truncated: {e}")))?;
-        let stored = d
-            .be_u32()
-            .map_err(|e| self.corrupt(at, format!("chunk CRC truncated: {e}")))?;
+            .ok()
+            .and_then(|n| n.checked_add(1))
+            .ok_or_else(|| self.corrupt(at, Corruption::CountOutOfRange { part, count: len }))?;
+        let framed = d.bytes(n).map_err(truncated)?;
+        let stored = d.be_u32().map_err(truncated)?;
         let got = crc32fast::hash(framed);
         if stored != got {
             return Err(self.corrupt(
                 at,
-                format!("chunk checksum mismatch: stored {stored:#010x}, computed {got:#010x}"),
+                Corruption::ChecksumMismatch {
+                    part,
+                    stored,
+                    computed: got,
+                },
             ));
         }
         Ok((framed[0], &framed[1..]))
@@ -381,7 +387,7 @@ pub(crate) fn open_segments(dir: &Path) -> Result<Vec<Arc<Segment>>, BlockError>
             .ok_or_else(|| BlockError::Corrupt {
                 path: entry.path(),
                 offset: 0,
-                what: "unexpected file in chunks directory".into(),
+                reason: Corruption::UnexpectedFile,
             })?;
         nums.push(n);
     }
@@ -392,7 +398,9 @@ pub(crate) fn open_segments(dir: &Path) -> Result<Vec<Arc<Segment>>, BlockError>
             return Err(BlockError::Corrupt {
                 path: dir.join(segment_name(i as u32 + 1)),
                 offset: 0,
-                what: "missing chunk segment".into(),
+                reason: Corruption::MissingSegment {
+                    segment: i as u32 + 1,
+                },
             });
         }
         out.push(Arc::new(Segment::open(dir.join(segment_name(n)))?));
@@ -466,7 +474,7 @@ impl BlockChunk {
         decoded.map_err(|e| BlockError::Corrupt {
             path: self.segment.path.clone(),
             offset: u64::from(self.chunk_ref.offset()),
-            what: format!("chunk does not decode: {e}"),
+            reason: Corruption::ChunkUndecodable(e),
         })
     }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
 
 use super::chunks::{frame_len, ChunkRef};
+use super::corruption::{Corruption, IndexSection, Part};
 use super::BlockError;
 
 /// Magic number at the start of an index file.
@@ -35,14 +36,6 @@ pub(crate) const SERIES_OFFSETS: usize = 2;
 pub(crate) const POSTINGS: usize = 3;
 pub(crate) const LABEL_NAMES: usize = 4;
 pub(crate) const LABEL_VALUES: usize = 5;
-const SECTION_NAMES: [&str; NUM_SECTIONS] = [
-    "symbols",
-    "series",
-    "series offsets",
-    "postings",
-    "label names",
-    "label values",
-];
 
 /// The time range and location of one chunk, as stored in a series entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,20 +143,25 @@ fn u64_at(b: &[u8]) -> u64 {
 }
 
 impl IndexReader {
-    fn corrupt(&self, offset: usize, what: impl Into<String>) -> BlockError {
-        corrupt(&self.path, offset, what)
+    fn corrupt(&self, offset: usize, reason: Corruption) -> BlockError {
+        corrupt(&self.path, offset, reason)
     }
 
     /// Checks header, TOC and every section's CRC, loads symbol offsets and
     /// label names.
     pub(crate) fn parse(data: &[u8], path: &Path) -> Result<Self, BlockError> {
-        let c = |offset: usize, what: String| corrupt(path, offset, what);
+        let c = |offset: usize, reason: Corruption| corrupt(path, offset, reason);
         if data.len() < HEADER_LEN + TOC_LEN {
-            return Err(c(0, format!("index of {} bytes is too short", data.len())));
+            return Err(c(
+                0,
+                Corruption::TooShort {
+                    len: data.len() as u64,
+                },
+            ));
         }
         let magic = u32_at(data);
         if magic != INDEX_MAGIC {
-            return Err(c(0, format!("bad magic {magic:#010x}")));
+            return Err(c(0, Corruption::BadMagic { got: magic }));
         }
         if data[4] != INDEX_FORMAT_VERSION {
             return Err(BlockError::UnsupportedVersion {
@@ -178,12 +176,16 @@ impl IndexReader {
         if stored != got {
             return Err(c(
                 toc_start,
-                format!("TOC checksum mismatch: stored {stored:#010x}, computed {got:#010x}"),
+                Corruption::ChecksumMismatch {
+                    part: Part::Toc,
+                    stored,
+                    computed: got,
+                },
             ));
         }
         let mut sections: [Range<usize>; NUM_SECTIONS] = Default::default();
         let mut min_start = HEADER_LEN;
-        for (i, section) in sections.iter_mut().enumerate() {
+        for ((i, section), kind) in sections.iter_mut().enumerate().zip(IndexSection::ALL) {
             let off = u64_at(&toc[i * 16..]);
             let len = u64_at(&toc[i * 16 + 8..]);
             let bounds = usize::try_from(off).ok().and_then(|off| {
@@ -193,7 +195,9 @@ impl IndexReader {
             let Some(r) = bounds else {
                 return Err(c(
                     toc_start + i * 16,
-                    format!("{} section [{off}, +{len}) out of bounds", SECTION_NAMES[i]),
+                    Corruption::OutOfBounds {
+                        part: Part::Section(kind),
+                    },
                 ));
             };
             let stored = u32_at(&data[r.end..]);
@@ -201,10 +205,11 @@ impl IndexReader {
             if stored != got {
                 return Err(c(
                     r.end,
-                    format!(
-                        "{} section checksum mismatch: stored {stored:#010x}, computed {got:#010x}",
-                        SECTION_NAMES[i]
-                    ),
+                    Corruption::ChecksumMismatch {
+                        part: Part::Section(kind),
+                        stored,
+                        computed: got,
+                    },
                 ));
             }
             min_start = r.end + 4;
@@ -222,7 +227,13 @@ impl IndexReader {
         r.load_names(data)?;
         let offs = r.sections[SERIES_OFFSETS].clone();
         if !offs.len().is_multiple_of(8) {
-            return Err(r.corrupt(offs.start, "series offsets section is not a multiple of 8"));
+            return Err(r.corrupt(
+                offs.start,
+                Corruption::BadSize {
+                    part: Part::Section(IndexSection::SeriesOffsets),
+                    size: offs.len() as u64,
+                },
+            ));
         }
         r.n_series = (offs.len() / 8) as u64;
         Ok(r)
@@ -232,34 +243,59 @@ impl IndexReader {
         let sec = self.sections[SYMBOLS].clone();
         let body = &data[sec.clone()];
         if u32::try_from(body.len()).is_err() {
-            return Err(self.corrupt(sec.start, "symbols section larger than 4 GiB"));
+            return Err(self.corrupt(
+                sec.start,
+                Corruption::BadSize {
+                    part: Part::Section(IndexSection::Symbols),
+                    size: body.len() as u64,
+                },
+            ));
         }
         let mut d = Decbuf::new(body);
-        let n = d
-            .be_u32()
-            .map_err(|e| self.corrupt(sec.start, format!("symbol count: {e}")))?;
+        let n = d.be_u32().map_err(|source| {
+            self.corrupt(
+                sec.start,
+                Corruption::Truncated {
+                    part: Part::Section(IndexSection::Symbols),
+                    source,
+                },
+            )
+        })?;
         // Every symbol takes at least one byte: bound the allocation.
         if n as usize > d.remaining() {
-            return Err(self.corrupt(sec.start, format!("symbol count {n} exceeds the section")));
+            return Err(self.corrupt(
+                sec.start,
+                Corruption::CountOutOfRange {
+                    part: Part::Section(IndexSection::Symbols),
+                    count: u64::from(n),
+                },
+            ));
         }
         let mut offsets = Vec::with_capacity(n as usize);
         let mut prev: Option<&[u8]> = None;
         for i in 0..n {
             let at = d.position();
-            let s = d
-                .uvarint_bytes()
-                .map_err(|e| self.corrupt(sec.start + at, format!("symbol {i}: {e}")))?;
+            let part = Part::Symbol(u64::from(i));
+            let s = d.uvarint_bytes().map_err(|source| {
+                self.corrupt(sec.start + at, Corruption::Truncated { part, source })
+            })?;
             if std::str::from_utf8(s).is_err() {
-                return Err(self.corrupt(sec.start + at, format!("symbol {i} is not UTF-8")));
+                return Err(self.corrupt(sec.start + at, Corruption::NotUtf8 { part }));
             }
             if prev.is_some_and(|p| p >= s) {
-                return Err(self.corrupt(sec.start + at, format!("symbol {i} out of order")));
+                return Err(self.corrupt(sec.start + at, Corruption::OutOfOrder { part }));
             }
             prev = Some(s);
             offsets.push(at as u32);
         }
         if !d.is_empty() {
-            return Err(self.corrupt(sec.start + d.position(), "bytes after the last symbol"));
+            return Err(self.corrupt(
+                sec.start + d.position(),
+                Corruption::TrailingBytes {
+                    part: Part::Symbol(u64::from(n.saturating_sub(1))),
+                    bytes: d.remaining() as u64,
+                },
+            ));
         }
         self.sym_offsets = offsets;
         Ok(())
@@ -268,14 +304,23 @@ impl IndexReader {
     fn load_names(&mut self, data: &[u8]) -> Result<(), BlockError> {
         let names = self.sections[LABEL_NAMES].clone();
         let values = self.sections[LABEL_VALUES].clone();
+        let bad_size = |r: &Range<usize>, section| {
+            self.corrupt(
+                r.start,
+                Corruption::BadSize {
+                    part: Part::Section(section),
+                    size: r.len() as u64,
+                },
+            )
+        };
         if !names.len().is_multiple_of(NAME_ENTRY_LEN) {
-            return Err(self.corrupt(names.start, "label names section is not a multiple of 12"));
+            return Err(bad_size(&names, IndexSection::LabelNames));
         }
         if !values.len().is_multiple_of(VALUE_ENTRY_LEN) {
-            return Err(self.corrupt(values.start, "label values section is not a multiple of 12"));
+            return Err(bad_size(&values, IndexSection::LabelValues));
         }
         let n_values = u32::try_from(values.len() / VALUE_ENTRY_LEN)
-            .map_err(|_| self.corrupt(values.start, "too many label values"))?;
+            .map_err(|_| bad_size(&values, IndexSection::LabelValues))?;
         let mut out: Vec<NameEntry> = Vec::with_capacity(names.len() / NAME_ENTRY_LEN);
         let mut next_first = 0u32;
         for (i, e) in data[names.clone()].chunks_exact(NAME_ENTRY_LEN).enumerate() {
@@ -285,26 +330,44 @@ impl IndexReader {
                 first: u32_at(&e[4..]),
                 count: u32_at(&e[8..]),
             };
+            let part = Part::LabelName;
             if entry.sym as usize >= self.sym_offsets.len() {
-                return Err(
-                    self.corrupt(at, format!("label name symbol {} out of range", entry.sym))
-                );
+                return Err(self.corrupt(
+                    at,
+                    Corruption::RefOutOfRange {
+                        part,
+                        value: u64::from(entry.sym),
+                    },
+                ));
             }
             if out.last().is_some_and(|p| p.sym >= entry.sym) {
-                return Err(self.corrupt(at, "label names out of order"));
+                return Err(self.corrupt(at, Corruption::OutOfOrder { part }));
             }
             if entry.first != next_first || entry.count == 0 {
-                return Err(self.corrupt(at, "label name's value range is not contiguous"));
+                return Err(self.corrupt(at, Corruption::NotContiguous { part }));
             }
             next_first = entry
                 .first
                 .checked_add(entry.count)
                 .filter(|&end| end <= n_values)
-                .ok_or_else(|| self.corrupt(at, "label name's values out of range"))?;
+                .ok_or_else(|| {
+                    self.corrupt(
+                        at,
+                        Corruption::CountOutOfRange {
+                            part,
+                            count: u64::from(entry.count),
+                        },
+                    )
+                })?;
             out.push(entry);
         }
         if next_first != n_values {
-            return Err(self.corrupt(values.start, "label values not owned by any name"));
+            return Err(self.corrupt(
+                values.start,
+                Corruption::NotContiguous {
+                    part: Part::Section(IndexSection::LabelValues),
+                },
+            ));
         }
         self.names = out;
         self.n_values = n_values;
@@ -319,18 +382,24 @@ impl IndexReader {
     /// Symbol `i`.
     pub(crate) fn symbol<'a>(&self, data: &'a [u8], i: u32) -> Result<&'a str, BlockError> {
         let sec = &self.sections[SYMBOLS];
-        let off = *self
-            .sym_offsets
-            .get(i as usize)
-            .ok_or_else(|| self.corrupt(sec.start, format!("symbol {i} out of range")))?;
+        let off = *self.sym_offsets.get(i as usize).ok_or_else(|| {
+            self.corrupt(
+                sec.start,
+                Corruption::RefOutOfRange {
+                    part: Part::Section(IndexSection::Symbols),
+                    value: u64::from(i),
+                },
+            )
+        })?;
+        let part = Part::Symbol(u64::from(i));
         let at = sec.start + off as usize;
         let body = data
             .get(at..sec.end)
-            .ok_or_else(|| self.corrupt(at, "symbol past the section"))?;
+            .ok_or_else(|| self.corrupt(at, Corruption::OutOfBounds { part }))?;
         let s = Decbuf::new(body)
             .uvarint_bytes()
-            .map_err(|e| self.corrupt(at, format!("symbol {i}: {e}")))?;
-        std::str::from_utf8(s).map_err(|_| self.corrupt(at, format!("symbol {i} is not UTF-8")))
+            .map_err(|source| self.corrupt(at, Corruption::Truncated { part, source }))?;
+        std::str::from_utf8(s).map_err(|_| self.corrupt(at, Corruption::NotUtf8 { part }))
     }
 
     /// The ref of symbol `s`, if present (binary search).
@@ -380,12 +449,27 @@ impl IndexReader {
             .first
             .checked_add(i)
             .filter(|_| i < name.count)
-            .ok_or_else(|| self.corrupt(sec.start, "label value index out of range"))?;
+            .ok_or_else(|| {
+                self.corrupt(
+                    sec.start,
+                    Corruption::RefOutOfRange {
+                        part: Part::LabelValue,
+                        value: u64::from(name.first).saturating_add(u64::from(i)),
+                    },
+                )
+            })?;
         let at = sec.start + idx as usize * VALUE_ENTRY_LEN;
         let e = data
             .get(at..at + VALUE_ENTRY_LEN)
             .filter(|_| at + VALUE_ENTRY_LEN <= sec.end)
-            .ok_or_else(|| self.corrupt(at, "label value entry past the section"))?;
+            .ok_or_else(|| {
+                self.corrupt(
+                    at,
+                    Corruption::OutOfBounds {
+                        part: Part::LabelValue,
+                    },
+                )
+            })?;
         Ok((u32_at(e), u64_at(&e[4..])))
     }
 
@@ -425,25 +509,41 @@ impl IndexReader {
             .and_then(|o| sec.start.checked_add(o))
             .filter(|&s| s < sec.end)
             .ok_or_else(|| {
-                self.corrupt(sec.start, format!("postings offset {offset} out of range"))
+                self.corrupt(
+                    sec.start,
+                    Corruption::RefOutOfRange {
+                        part: Part::LabelValue,
+                        value: offset,
+                    },
+                )
             })?;
+        let part = Part::Postings;
         let mut d = Decbuf::new(&data[start..sec.end]);
-        let err = |d: &Decbuf<'_>, e: String| self.corrupt(start + d.position(), e);
-        let n = d.uvarint().map_err(|e| err(&d, e.to_string()))?;
+        let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
+        let truncated = |source| Corruption::Truncated { part, source };
+        let n = d.uvarint().map_err(|e| err(&d, truncated(e)))?;
         if n == 0 || n > d.remaining() as u64 || n > self.n_series {
-            return Err(err(&d, format!("postings count {n} out of range")));
+            return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));
         }
         let mut out = Vec::with_capacity(n as usize);
         let mut id = 0u64;
         for i in 0..n {
-            let delta = d.uvarint().map_err(|e| err(&d, e.to_string()))?;
+            let delta = d.uvarint().map_err(|e| err(&d, truncated(e)))?;
             if i > 0 && delta == 0 {
-                return Err(err(&d, "postings not strictly increasing".into()));
+                return Err(err(&d, Corruption::OutOfOrder { part }));
             }
             id = id
                 .checked_add(delta)
                 .filter(|&id| id < self.n_series)
-                .ok_or_else(|| err(&d, format!("series id past {}", self.n_series)))?;
+                .ok_or_else(|| {
+                    err(
+                        &d,
+                        Corruption::RefOutOfRange {
+                            part,
+                            value: id.saturating_add(delta),
+                        },
+                    )
+                })?;
             out.push(id);
         }
         Ok(out)
@@ -454,7 +554,13 @@ impl IndexReader {
         let offs = &self.sections[SERIES_OFFSETS];
         let series = &self.sections[SERIES];
         if id >= self.n_series {
-            return Err(self.corrupt(offs.start, format!("series id {id} out of range")));
+            return Err(self.corrupt(
+                offs.start,
+                Corruption::RefOutOfRange {
+                    part: Part::Section(IndexSection::SeriesOffsets),
+                    value: id,
+                },
+            ));
         }
         let at = offs.start + id as usize * 8;
         let start = u64_at(&data[at..]);
@@ -466,7 +572,9 @@ impl IndexReader {
         if start > end || end > series.len() as u64 {
             return Err(self.corrupt(
                 at,
-                format!("series {id} offsets [{start}, {end}) out of range"),
+                Corruption::OutOfBounds {
+                    part: Part::Series(id),
+                },
             ));
         }
         Ok(series.start + start as usize..series.start + end as usize)
@@ -482,58 +590,65 @@ impl IndexReader {
         let range = self.series_range(data, id)?;
         let start = range.start;
         let mut d = Decbuf::new(&data[range]);
-        let err = |d: &Decbuf<'_>, what: String| {
-            self.corrupt(start + d.position(), format!("series {id}: {what}"))
-        };
+        let part = Part::Series(id);
+        let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
+        let truncated = |source| Corruption::Truncated { part, source };
         e.labels.clear();
         e.chunks.clear();
         let n_syms = self.sym_offsets.len() as u64;
-        let n = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+        let n = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
         if n > d.remaining() as u64 / 2 {
-            return Err(err(&d, format!("label count {n} exceeds the entry")));
+            return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));
         }
         for _ in 0..n {
-            let name = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
-            let value = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            let name = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
+            let value = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
             if name >= n_syms || value >= n_syms {
-                return Err(err(&d, "label symbol out of range".into()));
+                let value = if name >= n_syms { name } else { value };
+                return Err(err(&d, Corruption::RefOutOfRange { part, value }));
             }
             if e.labels.last().is_some_and(|&(p, _)| u64::from(p) >= name) {
-                return Err(err(&d, "label names not strictly increasing".into()));
+                return Err(err(&d, Corruption::OutOfOrder { part }));
             }
             e.labels.push((name as u32, value as u32));
         }
-        let n = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+        let n = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
         if n == 0 || n > d.remaining() as u64 / 4 {
-            return Err(err(&d, format!("chunk count {n} out of range")));
+            return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));
         }
         let mut prev: Option<ChunkMeta> = None;
         for _ in 0..n {
             let mint = match prev {
-                None => d.varint().map_err(|x| err(&d, x.to_string()))?,
+                None => d.varint().map_err(|x| err(&d, truncated(x)))?,
                 Some(p) => {
                     // Differences of i64s fit in u64: wrapping sums are exact.
-                    let delta = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+                    let delta = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
                     let mint = p.maxt.wrapping_add(delta as i64);
                     if mint <= p.maxt {
-                        return Err(err(&d, "chunk overlaps the previous one".into()));
+                        return Err(err(&d, Corruption::NotContiguous { part }));
                     }
                     mint
                 }
             };
-            let span = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            let span = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
             let maxt = mint.wrapping_add(span as i64);
             if maxt < mint {
-                return Err(err(&d, "chunk maxt overflows".into()));
+                return Err(err(&d, Corruption::TimeOverflow { part }));
             }
-            let data_len = d.uvarint().map_err(|x| err(&d, x.to_string()))?;
+            let data_len = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
             if data_len == 0 || data_len > u64::from(u32::MAX) {
-                return Err(err(&d, format!("chunk length {data_len} out of range")));
+                return Err(err(
+                    &d,
+                    Corruption::CountOutOfRange {
+                        part,
+                        count: data_len,
+                    },
+                ));
             }
             let chunk_ref = match prev {
-                None => d.uvarint().map_err(|x| err(&d, x.to_string()))?,
+                None => d.uvarint().map_err(|x| err(&d, truncated(x)))?,
                 Some(p) => {
-                    let gap = d.varint().map_err(|x| err(&d, x.to_string()))?;
+                    let gap = d.varint().map_err(|x| err(&d, truncated(x)))?;
                     p.chunk_ref
                         .0
                         .wrapping_add(frame_len(p.data_len))
@@ -550,7 +665,13 @@ impl IndexReader {
             prev = Some(m);
         }
         if !d.is_empty() {
-            return Err(err(&d, format!("{} bytes after the entry", d.remaining())));
+            return Err(err(
+                &d,
+                Corruption::TrailingBytes {
+                    part,
+                    bytes: d.remaining() as u64,
+                },
+            ));
         }
         Ok(())
     }
@@ -565,7 +686,12 @@ impl IndexReader {
     ) -> Result<u64, BlockError> {
         let offs = &self.sections[SERIES_OFFSETS];
         if self.n_series > 0 && u64_at(&data[offs.start..]) != 0 {
-            return Err(self.corrupt(offs.start, "first series does not start the section"));
+            return Err(self.corrupt(
+                offs.start,
+                Corruption::NotContiguous {
+                    part: Part::Series(0),
+                },
+            ));
         }
         let mut prev = SeriesEntry::default();
         let mut cur = SeriesEntry::default();
@@ -575,7 +701,12 @@ impl IndexReader {
             // Symbol refs sort like their strings, so this is label order.
             if id > 0 && prev.labels >= cur.labels {
                 let at = offs.start + id as usize * 8;
-                return Err(self.corrupt(at, format!("series {id} out of label order")));
+                return Err(self.corrupt(
+                    at,
+                    Corruption::OutOfOrder {
+                        part: Part::Series(id),
+                    },
+                ));
             }
             for m in &cur.chunks {
                 on_chunk(m)?;
@@ -588,11 +719,22 @@ impl IndexReader {
                 let (sym, off) = self.value(data, name, i)?;
                 if sym as usize >= self.sym_offsets.len() {
                     let at = self.sections[LABEL_VALUES].start + (name.first + i) as usize * 12;
-                    return Err(self.corrupt(at, format!("label value symbol {sym} out of range")));
+                    return Err(self.corrupt(
+                        at,
+                        Corruption::RefOutOfRange {
+                            part: Part::LabelValue,
+                            value: u64::from(sym),
+                        },
+                    ));
                 }
                 if i > 0 && self.value(data, name, i - 1)?.0 >= sym {
                     let at = self.sections[LABEL_VALUES].start + (name.first + i) as usize * 12;
-                    return Err(self.corrupt(at, "label values out of order"));
+                    return Err(self.corrupt(
+                        at,
+                        Corruption::OutOfOrder {
+                            part: Part::LabelValue,
+                        },
+                    ));
                 }
                 self.postings(data, off)?;
             }
@@ -601,10 +743,10 @@ impl IndexReader {
     }
 }
 
-fn corrupt(path: &Path, offset: usize, what: impl Into<String>) -> BlockError {
+fn corrupt(path: &Path, offset: usize, reason: Corruption) -> BlockError {
     BlockError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
-        what: what.into(),
+        reason,
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::corruption::Corruption;
 use super::BlockError;
 use crate::storage::tombstones::sync_dir;
 
@@ -133,7 +134,7 @@ pub(crate) fn read_meta(path: &Path) -> Result<BlockMeta, BlockError> {
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| BlockError::Corrupt {
         path: path.to_path_buf(),
         offset: 0,
-        what: format!("invalid meta.json: {e}"),
+        reason: Corruption::InvalidMeta(e),
     })?;
     if meta.version != META_VERSION {
         return Err(BlockError::UnsupportedVersion {

@@ -19,6 +19,7 @@ use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, To
 use crate::storage::BlockSeriesId;
 
 use super::chunks::{map_file, open_segments, BlockChunk, Segment};
+use super::corruption::Corruption;
 use super::index::{IndexReader, NameEntry, SeriesEntry};
 use super::meta::read_meta;
 use super::{
@@ -88,7 +89,7 @@ impl Block {
             return Err(BlockError::Corrupt {
                 path: index_path,
                 offset: 0,
-                what: "empty index".into(),
+                reason: Corruption::TooShort { len: 0 },
             });
         }
         let index_map = map_file(&f, &index_path)?;
@@ -105,7 +106,9 @@ impl Block {
                 .ok_or_else(|| BlockError::Corrupt {
                     path: index_path.clone(),
                     offset: 0,
-                    what: format!("chunk ref {} names a missing segment", m.chunk_ref),
+                    reason: Corruption::MissingSegment {
+                        segment: m.chunk_ref.segment(),
+                    },
                 })?;
             seg.check_bounds(m.chunk_ref.offset(), m.data_len)?;
             if verify_chunks {
@@ -239,10 +242,13 @@ impl Block {
         for &(n, v) in &e.labels {
             b.push(self.index.symbol(data, n)?, self.index.symbol(data, v)?);
         }
-        let labels = b.build().map_err(|err| BlockError::Corrupt {
+        let labels = b.build().map_err(|source| BlockError::Corrupt {
             path: self.index_path.clone(),
             offset: 0,
-            what: format!("series {id}: invalid labels: {err}"),
+            reason: Corruption::InvalidLabels {
+                series: id.0,
+                source,
+            },
         })?;
         let mut chunks = Vec::with_capacity(e.chunks.len());
         for m in e.chunks.iter().filter(|m| keep(m.mint, m.maxt)) {
@@ -254,10 +260,9 @@ impl Block {
                 .ok_or_else(|| BlockError::Corrupt {
                     path: self.index_path.clone(),
                     offset: 0,
-                    what: format!(
-                        "series {id}: chunk ref {} names a missing segment",
-                        m.chunk_ref
-                    ),
+                    reason: Corruption::MissingSegment {
+                        segment: m.chunk_ref.segment(),
+                    },
                 })?;
             chunks.push(BlockChunk {
                 mint: m.mint,

@@ -838,3 +838,91 @@ fn writer_reproduces_the_packed_fixture_byte_for_byte() {
         );
     }
 }
+
+/// Each kind of damage is reported with its typed reason and where it is.
+#[test]
+fn corruption_reasons_are_typed() {
+    let reason = |r: Result<Block, BlockError>| match r {
+        Err(BlockError::Corrupt { reason, .. }) => reason,
+        Err(e) => panic!("not a corruption: {e}"),
+        Ok(_) => panic!("damaged block opened"),
+    };
+    let fresh = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("b");
+        write_block(&dir, &fixture());
+        (tmp, dir)
+    };
+
+    let (_t, dir) = fresh();
+    let mut index = fs::read(dir.join(INDEX_FILE)).unwrap();
+    index[0] ^= 0xff;
+    fs::write(dir.join(INDEX_FILE), &index).unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(matches!(r, Corruption::BadMagic { .. }), "{r}");
+    assert_eq!(r.reason(), "bad_magic");
+
+    // A byte inside the symbols section (it starts right after the header).
+    let (_t, dir) = fresh();
+    let mut index = fs::read(dir.join(INDEX_FILE)).unwrap();
+    index[index::HEADER_LEN + 5] ^= 0x01;
+    fs::write(dir.join(INDEX_FILE), &index).unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(
+        matches!(
+            r,
+            Corruption::ChecksumMismatch {
+                part: Part::Section(IndexSection::Symbols),
+                ..
+            }
+        ),
+        "{r}"
+    );
+
+    let (_t, dir) = fresh();
+    fs::remove_file(dir.join(CHUNKS_DIR).join("000001")).unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(
+        matches!(r, Corruption::MissingSegment { segment: 1 }),
+        "{r}"
+    );
+
+    let (_t, dir) = fresh();
+    fs::write(dir.join(CHUNKS_DIR).join("notes.txt"), b"x").unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(matches!(r, Corruption::UnexpectedFile), "{r}");
+
+    let (_t, dir) = fresh();
+    fs::write(dir.join("meta.json"), b"{").unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(matches!(r, Corruption::InvalidMeta(_)), "{r}");
+
+    let (_t, dir) = fresh();
+    let mut ts = fs::read(dir.join(TOMBSTONES_FILE)).unwrap();
+    ts[4] = 9;
+    fs::write(dir.join(TOMBSTONES_FILE), &ts).unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(
+        matches!(r, Corruption::UnknownVersion { version: 9 }),
+        "{r}"
+    );
+
+    // A chunk's CRC, found only when chunks are verified.
+    let (_t, dir) = fresh();
+    let seg = dir.join(CHUNKS_DIR).join("000001");
+    let mut bytes = fs::read(&seg).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+    let r = reason(Block::open(&dir, true));
+    assert!(
+        matches!(
+            r,
+            Corruption::ChecksumMismatch {
+                part: Part::Chunk,
+                ..
+            }
+        ),
+        "{r}"
+    );
+}
