@@ -4,6 +4,15 @@
 //! `ingest`. The public entry point is [`Db`]; codecs are public for tests,
 //! benchmarks and fuzzing. On-disk formats are documented in `docs/format/`.
 
+/// Buffer size of the buffered readers and writers of storage files: WAL
+/// segments (replay), checkpoints, block chunk segments, the block index
+/// and its scratch file. Large enough that a sequential pass makes few
+/// system calls, small enough to hold one per open file.
+pub(crate) const FILE_BUFFER_SIZE: usize = 1 << 20;
+
+/// Initial capacity of the head snapshot's encode buffer.
+pub(crate) const SNAPSHOT_BUFFER_SIZE: usize = 1 << 20;
+
 pub mod block;
 pub mod chunk;
 mod compact;

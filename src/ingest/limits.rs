@@ -21,6 +21,7 @@
 
 use crate::ingest::decode::ProtoVersion;
 use crate::ingest::error::Error;
+use crate::storage::encoding::split_uvarint;
 
 /// One configurable limit: what it counts and the flag that sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,16 +435,9 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, Stop> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&b, rest) = self.0.split_first().ok_or(Stop::Malformed)?;
-            self.0 = rest;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(Stop::Malformed)
+        let (v, rest) = split_uvarint(self.0).ok_or(Stop::Malformed)?;
+        self.0 = rest;
+        Ok(v)
     }
 
     fn skip(&mut self, n: usize) -> Result<&'a [u8], Stop> {
@@ -491,17 +485,9 @@ mod tests {
     fn empty_samples_v1(n: usize) -> Vec<u8> {
         let series: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], n).flatten().collect();
         let mut out = vec![0x0a];
-        put_varint(&mut out, series.len() as u64);
+        crate::storage::encoding::put_uvarint(&mut out, series.len() as u64);
         out.extend(series);
         out
-    }
-
-    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
     }
 
     fn limits() -> WriteLimits {

@@ -18,6 +18,7 @@ use std::ops::Range;
 use crate::ingest::error::Error;
 use crate::ingest::limits::{Counter, WriteLimits};
 use crate::model::Sample;
+use crate::storage::encoding::split_uvarint;
 
 /// One series of a [`PlainV1`]: ranges into its label and sample vectors.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,19 +141,9 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&b, rest) = self.0.split_first()?;
-            self.0 = rest;
-            if i == 9 && b > 1 {
-                return None;
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
+        let (v, rest) = split_uvarint(self.0)?;
+        self.0 = rest;
+        Some(v)
     }
 
     /// Field number and wire type; field 0 is invalid.

@@ -40,6 +40,26 @@ pub fn varint_len(v: i64) -> usize {
     (64 - u.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
+/// Splits an unsigned LEB128 varint (protobuf's varint encoding) off the
+/// front of `b`: the value and the bytes after it. `None` when `b` ends
+/// inside the varint or it exceeds 64 bits. For decoders that walk a
+/// shrinking slice (the remote-write wire decoder and its limit scan);
+/// [`Decbuf::uvarint`] is the positioned form.
+#[inline]
+pub fn split_uvarint(b: &[u8]) -> Option<(u64, &[u8])> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((v, &b[i + 1..]));
+        }
+    }
+    None
+}
+
 /// Reads an unsigned LEB128 varint from a byte stream (block scratch
 /// files); [`Decbuf::uvarint`] is the in-memory form.
 ///
@@ -248,6 +268,17 @@ mod tests {
             prop_assert_eq!(d.be_u64().unwrap(), u);
             prop_assert_eq!(d.be_u32().unwrap(), u as u32);
             prop_assert!(d.is_empty());
+        }
+
+        #[test]
+        fn prop_split_uvarint_agrees_with_decbuf(bytes in proptest::collection::vec(any::<u8>(), 0..12), u in any::<u64>()) {
+            let mut b = Vec::new();
+            put_uvarint(&mut b, u);
+            b.push(7);
+            prop_assert_eq!(split_uvarint(&b), Some((u, &[7u8][..])));
+            let mut d = Decbuf::new(&bytes);
+            let positioned = d.uvarint().ok().map(|v| (v, &bytes[d.position()..]));
+            prop_assert_eq!(split_uvarint(&bytes), positioned);
         }
 
         #[test]

@@ -175,7 +175,7 @@ impl SegmentWriter {
             path: path.clone(),
             source,
         })?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut w = BufWriter::with_capacity(crate::storage::FILE_BUFFER_SIZE, f);
         let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
         put_be_u32(&mut header, SEGMENT_MAGIC);
         header.extend_from_slice(&[SEGMENT_FORMAT_VERSION, 0, 0, 0]);

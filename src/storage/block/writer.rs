@@ -19,6 +19,7 @@ use crate::model::{Labels, Sample};
 use crate::storage::chunk::{self, Encoding};
 use crate::storage::encoding::{put_uvarint, read_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
+use crate::storage::FILE_BUFFER_SIZE;
 
 use super::chunks::{ChunkRef, SegmentWriter, SEGMENT_MAX_SIZE};
 use super::index::{put_chunk_metas, ChunkMeta};
@@ -28,9 +29,6 @@ use super::{BlockError, BlockMeta, CHUNKS_DIR, INDEX_FILE, TOMBSTONES_FILE};
 
 /// Name of the scratch file of series entries (removed by `finish`).
 const SERIES_SCRATCH: &str = "index.series.tmp";
-
-/// Buffer size of the scratch file and the index file writers.
-const WRITE_BUFFER_SIZE: usize = 1 << 20;
 
 /// Writes one block. Series must be added in strictly increasing label
 /// order; call [`BlockWriter::finish`] to complete the block. Dropping the
@@ -104,7 +102,7 @@ impl BlockWriter {
         Ok(Self {
             dir: dir.to_path_buf(),
             segments: SegmentWriter::new(chunks_dir, segment_size),
-            scratch: BufWriter::with_capacity(WRITE_BUFFER_SIZE, scratch),
+            scratch: BufWriter::with_capacity(FILE_BUFFER_SIZE, scratch),
             scratch_path,
             symbols: HashMap::default(),
             symbol_strings: Vec::new(),
@@ -372,7 +370,7 @@ impl BlockWriter {
                 BlockError::TooLarge { what, size, max }
             }
         };
-        let index = IndexWriter::new(BufWriter::with_capacity(WRITE_BUFFER_SIZE, file))
+        let index = IndexWriter::new(BufWriter::with_capacity(FILE_BUFFER_SIZE, file))
             .map_err(IndexWriteError::from)
             .map_err(to_block)?;
         let index = index
@@ -453,7 +451,7 @@ fn write_series_section<W: Write>(
 ) -> Result<IndexWriter<W, index_writer::Postings>, SeriesSectionError> {
     let scratch = |op| move |e| SeriesSectionError::Scratch(op, e);
     let f = File::open(scratch_path).map_err(scratch("open"))?;
-    let mut r = BufReader::with_capacity(WRITE_BUFFER_SIZE, f);
+    let mut r = BufReader::with_capacity(FILE_BUFFER_SIZE, f);
     let mut entry = Vec::new();
     let mut out = Vec::new();
     for _ in 0..num_series {

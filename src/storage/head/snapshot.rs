@@ -45,7 +45,7 @@ pub(crate) enum SnapshotError {
 pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Result<()> {
     // No append is between its WAL write and its apply while this is held.
     let _gc = head.gc_lock.write();
-    let mut buf = Vec::with_capacity(1 << 20);
+    let mut buf = Vec::with_capacity(crate::storage::SNAPSHOT_BUFFER_SIZE);
     buf.extend_from_slice(&MAGIC);
     buf.extend_from_slice(&[VERSION, 0, 0, 0]);
     put_be_u32(&mut buf, wal_segment);

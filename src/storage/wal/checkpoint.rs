@@ -214,7 +214,7 @@ impl CheckpointWriter {
             dir: dir.to_path_buf(),
             segment_size,
             index: 0,
-            file: BufWriter::with_capacity(1 << 20, file),
+            file: BufWriter::with_capacity(crate::storage::FILE_BUFFER_SIZE, file),
             path,
             size: SEGMENT_HEADER_LEN,
             bytes: SEGMENT_HEADER_LEN,
@@ -228,7 +228,7 @@ impl CheckpointWriter {
             self.sync()?;
             self.index += 1;
             let (file, path) = create_segment(&self.dir, self.index)?;
-            self.file = BufWriter::with_capacity(1 << 20, file);
+            self.file = BufWriter::with_capacity(crate::storage::FILE_BUFFER_SIZE, file);
             self.path = path;
             self.size = SEGMENT_HEADER_LEN;
             self.bytes += SEGMENT_HEADER_LEN;

@@ -211,7 +211,7 @@ impl SegmentReader {
             .len();
         Ok(Self {
             path: path.to_path_buf(),
-            file: BufReader::with_capacity(1 << 20, file),
+            file: BufReader::with_capacity(crate::storage::FILE_BUFFER_SIZE, file),
             len,
             offset: 0,
             payload: Vec::new(),
