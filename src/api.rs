@@ -19,6 +19,7 @@ mod params;
 mod query;
 mod read;
 mod response;
+mod rules;
 mod series;
 mod status;
 mod write;
@@ -60,6 +61,8 @@ pub struct ApiOptions {
     /// Users, roles and response headers from `--web.config.file` (empty:
     /// no authentication).
     pub web: crate::web_config::WebConfig,
+    /// Where to send alerts (`--alertmanager.url`); `None` sends none.
+    pub notifier: Option<crate::rules::NotifierOptions>,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
@@ -101,6 +104,12 @@ pub struct AppState {
     write_slots: tokio::sync::Semaphore,
     /// Users and roles in force (replaced on reload).
     auth: auth::Auth,
+    /// The rule manager, when `--rule-files` names any.
+    rules: OnceLock<Arc<crate::rules::RuleManager>>,
+    /// `prometheus_rule_*` metrics.
+    rule_metrics: Arc<crate::rules::RuleMetrics>,
+    /// The Alertmanager client, when `--alertmanager.url` names any.
+    notifier: Option<Arc<crate::rules::Notifier>>,
 }
 
 impl AppState {
@@ -118,8 +127,16 @@ impl AppState {
         let http_metrics = metrics::HttpMetrics::register(&mut registry);
         registry.register_collector(Box::new(metrics::ProcessCollector));
         let auth = auth::Auth::register(options.web.clone(), &mut registry);
+        let rule_metrics = crate::rules::RuleMetrics::register(&mut registry);
+        let notifier = options
+            .notifier
+            .clone()
+            .map(|o| crate::rules::Notifier::new(o, &mut registry));
         Arc::new(Self {
             auth,
+            rules: OnceLock::new(),
+            rule_metrics,
+            notifier,
             db: OnceLock::new(),
             receiver: OnceLock::new(),
             ready: AtomicBool::new(false),
@@ -145,6 +162,26 @@ impl AppState {
         let _ = self.db.set(db);
         let _ = self.receiver.set(receiver);
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Installs the rule manager (`/api/v1/rules`, `/api/v1/alerts`, reload).
+    pub fn set_rules(&self, manager: Arc<crate::rules::RuleManager>) {
+        let _ = self.rules.set(manager);
+    }
+
+    /// The rule manager, if rules are configured.
+    pub fn rules(&self) -> Option<&Arc<crate::rules::RuleManager>> {
+        self.rules.get()
+    }
+
+    /// The `prometheus_rule_*` metrics, for the rule manager.
+    pub fn rule_metrics(&self) -> Arc<crate::rules::RuleMetrics> {
+        self.rule_metrics.clone()
+    }
+
+    /// The Alertmanager client, if `--alertmanager.url` names any.
+    pub fn notifier(&self) -> Option<Arc<crate::rules::Notifier>> {
+        self.notifier.clone()
     }
 
     /// Marks the server not ready (shutting down).
@@ -265,8 +302,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
-        .route("/api/v1/rules", get(status::rules))
-        .route("/api/v1/alerts", get(status::alerts))
+        .route("/api/v1/rules", get(rules::rules).post(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/-/reload", post(rules::reload).put(rules::reload))
         .route(
             "/api/v1/admin/tsdb/{action}",
             post(admin::admin).put(admin::admin),

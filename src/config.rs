@@ -244,6 +244,44 @@ pub struct Config {
     )]
     pub query_max_concurrency: usize,
 
+    /// Rule files to load (paths or globs, Prometheus's rule file format);
+    /// repeat the flag for more. Reloaded on SIGHUP and `POST /-/reload`.
+    #[arg(
+        long = "rule-files",
+        env = "TIDEMARK_RULE_FILES",
+        value_delimiter = ','
+    )]
+    pub rule_files: Vec<String>,
+
+    /// Evaluation interval of rule groups that set none (Prometheus's
+    /// `global.evaluation_interval`).
+    #[arg(long = "rules.evaluation-interval", env = "TIDEMARK_RULES_EVALUATION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub rules_evaluation_interval: Duration,
+
+    /// Alertmanager base URL to send alerts to (API v2), e.g.
+    /// `http://127.0.0.1:9093`; repeat the flag for more.
+    #[arg(
+        long = "alertmanager.url",
+        env = "TIDEMARK_ALERTMANAGER_URL",
+        value_delimiter = ','
+    )]
+    pub alertmanager_url: Vec<String>,
+
+    /// Most alerts waiting to be sent to Alertmanager; the oldest are
+    /// dropped (and counted) beyond it.
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        env = "TIDEMARK_ALERTMANAGER_NOTIFICATION_QUEUE_CAPACITY",
+        default_value_t = 10_000
+    )]
+    pub alertmanager_queue_capacity: usize,
+
+    /// A label added to alerts sent to Alertmanager and seen by templates
+    /// as `$externalLabels` (`name=value`); repeat the flag for more
+    /// (Prometheus's `global.external_labels`).
+    #[arg(long = "external-label", env = "TIDEMARK_EXTERNAL_LABELS", value_delimiter = ',', value_parser = parse_external_label)]
+    pub external_labels: Vec<(String, String)>,
+
     /// How long to keep data: blocks ending this far behind the newest
     /// sample are deleted (as Prometheus's `--storage.tsdb.retention.time`).
     /// `0s` keeps everything.
@@ -435,6 +473,24 @@ impl Config {
                 "query.max-concurrency",
                 self.query_max_concurrency.to_string(),
             ),
+            ("rule-files", self.rule_files.join(",")),
+            (
+                "rules.evaluation-interval",
+                format_duration(self.rules_evaluation_interval),
+            ),
+            ("alertmanager.url", self.alertmanager_url.join(",")),
+            (
+                "alertmanager.notification-queue-capacity",
+                self.alertmanager_queue_capacity.to_string(),
+            ),
+            (
+                "external-label",
+                self.external_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("retention", format_duration(self.retention)),
             ("retention-size", self.retention_size.to_string()),
             (
@@ -495,6 +551,11 @@ impl From<&Config> for ApiOptions {
             },
             // Read by `server::run`, which can report a broken file.
             web: crate::web_config::WebConfig::default(),
+            notifier: (!c.alertmanager_url.is_empty()).then(|| crate::rules::NotifierOptions {
+                alertmanagers: c.alertmanager_url.clone(),
+                queue_capacity: c.alertmanager_queue_capacity,
+                external_labels: c.external_labels.iter().cloned().collect(),
+            }),
         }
     }
 }
@@ -609,6 +670,28 @@ pub fn reference_markdown_web() -> String {
 /// Formats a duration as Prometheus prints one (`2m`, `1h30m`, `250ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     crate::model::format_duration_ms(d.as_millis() as u64)
+}
+
+/// Parses `name=value` of `--external-label`: a valid label name and a
+/// non-empty value.
+///
+/// # Errors
+/// A message naming what is wrong, for clap to print.
+pub fn parse_external_label(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected name=value"))?;
+    let valid = name
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    if name.is_empty() || !valid || name.starts_with("__") {
+        return Err(format!("{name:?} is not a valid label name"));
+    }
+    if value.is_empty() {
+        return Err(format!("label {name:?} has an empty value"));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// Parses a Prometheus duration (`1h30m`, `250ms`; units largest first).

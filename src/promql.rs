@@ -23,6 +23,8 @@ mod worker;
 
 pub use engine::{deadline_after, Engine, EngineOptions, QueryOptions};
 pub use error::QueryError;
+/// Go's `%g` number formatting, shared with the rule templates.
+pub(crate) use functions::annotations::{go_format_g, go_format_g_precision};
 pub use guard::{
     check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
     QUERY_THREAD_STACK,

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiOptions, AppState};
 use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
+use crate::rules::{load_groups, RuleManager, RulesOptions};
 use crate::storage::{Db, Options};
 use crate::web_config::WebConfig;
 
@@ -128,6 +129,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("listening for SIGHUP")?;
         reload = Some((path.clone(), hup));
     }
+    let rules_opts = RulesOptions {
+        files: config.rule_files.clone(),
+        default_interval_ms: config.rules_evaluation_interval.as_millis() as i64,
+        external_labels: config.external_labels.iter().cloned().collect(),
+    };
+    let mut rules_hup = None;
+    if !rules_opts.files.is_empty() {
+        // Refuse a bad rule file before anything else starts.
+        let check = rules_opts.clone();
+        let groups = crate::promql::run_on_query_thread(move || load_groups(&check))
+            .await
+            .context("rule file check task")?
+            .context("--rule-files")?;
+        tracing::info!(groups = groups.len(), "rule files loaded");
+        rules_hup = Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("listening for SIGHUP")?,
+        );
+    }
     let state = AppState::with_options(api_options);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
@@ -180,10 +200,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let recovery = tokio::spawn(storage_recovery_loop(db.clone(), stop_rx.clone()));
 
+    let notifier = state.notifier().map(|n| tokio::spawn(n.run()));
+    let mut rules = None;
+    if let Some(hup) = rules_hup {
+        let mgr = RuleManager::new(
+            db.clone(),
+            state.engine().clone(),
+            rules_opts,
+            state.notifier(),
+            state.rule_metrics(),
+        );
+        mgr.reload().await.context("--rule-files")?;
+        state.set_rules(mgr.clone());
+        rules = Some((
+            mgr.clone(),
+            tokio::spawn(rules_reload_loop(mgr, hup, stop_rx.clone())),
+        ));
+    }
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     state.set_not_ready();
     let _ = stop_tx.send(true);
+    if let Some((mgr, reloader)) = rules {
+        let _ = reloader.await;
+        mgr.stop().await;
+    }
+    if let Some(n) = notifier {
+        n.abort();
+    }
     if let Err(e) = compactor.await {
         tracing::error!(error = %e, "compaction task failed");
     }
@@ -202,6 +247,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("closing storage")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Reloads the rule files on SIGHUP until `stop`; a failed reload keeps
+/// the rules in force.
+async fn rules_reload_loop(
+    mgr: Arc<RuleManager>,
+    mut hup: tokio::signal::unix::Signal,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match mgr.reload().await {
+                Ok(n) => tracing::info!(groups = n, "rule files reloaded"),
+                Err(e) => tracing::error!(error = %e, "rule reload failed; keeping the rules in force"),
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Runs [`Db::compact`] at start and then every `interval` until `stop`.

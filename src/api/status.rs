@@ -1,8 +1,6 @@
-//! `/api/v1/status/*` (buildinfo, config, flags, runtimeinfo, tsdb) and the
-//! valid empty answers of `/api/v1/rules` and `/api/v1/alerts` (Tidemark
-//! evaluates no rules). Shapes as Prometheus's `web/api/v1/api.go`
-//! (`serveBuildInfo`, `serveConfig`, `serveFlags`, `serveRuntimeInfo`,
-//! `serveTSDBStatus`, `rules`, `alerts`). `status/tsdb` walks every series,
+//! `/api/v1/status/*` (buildinfo, config, flags, runtimeinfo, tsdb).
+//! Shapes as Prometheus's `web/api/v1/api.go` (`serveBuildInfo`,
+//! `serveConfig`, `serveFlags`, `serveRuntimeInfo`, `serveTSDBStatus`). `status/tsdb` walks every series,
 //! so it runs through [`run_guarded`] (a concurrency slot, the query
 //! time-out).
 
@@ -215,16 +213,6 @@ pub(crate) async fn tsdb(
     })
     .await?;
     Ok(response::json(body))
-}
-
-/// `GET /api/v1/rules`: no rule groups.
-pub(crate) async fn rules() -> Response {
-    response::ok("{\"groups\":[]}", &[])
-}
-
-/// `GET /api/v1/alerts`: no alerts.
-pub(crate) async fn alerts() -> Response {
-    response::ok("{\"alerts\":[]}", &[])
 }
 
 #[cfg(test)]
