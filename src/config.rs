@@ -258,6 +258,22 @@ pub struct Config {
     #[arg(long = "rules.evaluation-interval", env = "TIDEMARK_RULES_EVALUATION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub rules_evaluation_interval: Duration,
 
+    /// How far back an alert's `for` state is restored from after a restart
+    /// (Prometheus's `--rules.alert.for-outage-tolerance`).
+    #[arg(long = "rules.alert.for-outage-tolerance", env = "TIDEMARK_RULES_ALERT_FOR_OUTAGE_TOLERANCE", default_value = "1h", value_parser = parse_duration)]
+    pub rules_alert_for_outage_tolerance: Duration,
+
+    /// Least `for` an alert still has to wait after a restore; alerts whose
+    /// `for` is at most this start over (Prometheus's
+    /// `--rules.alert.for-grace-period`).
+    #[arg(long = "rules.alert.for-grace-period", env = "TIDEMARK_RULES_ALERT_FOR_GRACE_PERIOD", default_value = "10m", value_parser = parse_duration)]
+    pub rules_alert_for_grace_period: Duration,
+
+    /// How often a still-firing alert is sent to Alertmanager again
+    /// (Prometheus's `--rules.alert.resend-delay`).
+    #[arg(long = "rules.alert.resend-delay", env = "TIDEMARK_RULES_ALERT_RESEND_DELAY", default_value = "1m", value_parser = parse_duration)]
+    pub rules_alert_resend_delay: Duration,
+
     /// Alertmanager base URL to send alerts to (API v2), e.g.
     /// `http://127.0.0.1:9093`; repeat the flag for more.
     #[arg(
@@ -477,6 +493,18 @@ impl Config {
             (
                 "rules.evaluation-interval",
                 format_duration(self.rules_evaluation_interval),
+            ),
+            (
+                "rules.alert.for-outage-tolerance",
+                format_duration(self.rules_alert_for_outage_tolerance),
+            ),
+            (
+                "rules.alert.for-grace-period",
+                format_duration(self.rules_alert_for_grace_period),
+            ),
+            (
+                "rules.alert.resend-delay",
+                format_duration(self.rules_alert_resend_delay),
             ),
             ("alertmanager.url", self.alertmanager_url.join(",")),
             (

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiOptions, AppState};
 use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
+use crate::rules::group::AlertTimings;
 use crate::rules::{load_groups, RuleManager, RulesOptions};
 use crate::storage::{Db, Options};
 use crate::web_config::WebConfig;
@@ -133,6 +134,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         files: config.rule_files.clone(),
         default_interval_ms: config.rules_evaluation_interval.as_millis() as i64,
         external_labels: config.external_labels.iter().cloned().collect(),
+        timings: AlertTimings {
+            for_outage_tolerance_ms: config.rules_alert_for_outage_tolerance.as_millis() as i64,
+            for_grace_period_ms: config.rules_alert_for_grace_period.as_millis() as i64,
+            resend_delay_ms: config.rules_alert_resend_delay.as_millis() as i64,
+        },
     };
     let mut rules_hup = None;
     if !rules_opts.files.is_empty() {

@@ -26,12 +26,30 @@ pub const ALERTS_FOR_STATE_METRIC: &str = "ALERTS_FOR_STATE";
 /// How long a resolved alert is still sent to Alertmanager (Prometheus's
 /// `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
-/// How far back `for` state is restored from (`--rules.alert.for-outage-tolerance`).
-pub const FOR_OUTAGE_TOLERANCE_MS: i64 = 60 * 60 * 1000;
-/// How often a still-firing alert is sent again (`--rules.alert.resend-delay`).
-pub const RESEND_DELAY_MS: i64 = 60 * 1000;
-/// Minimum `for` left after a restore (`--rules.alert.for-grace-period`).
-pub const FOR_GRACE_PERIOD_MS: i64 = 10 * 60 * 1000;
+
+/// The alert timing flags, with Prometheus's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertTimings {
+    /// How far back `for` state is restored from
+    /// (`--rules.alert.for-outage-tolerance`, 1h).
+    pub for_outage_tolerance_ms: i64,
+    /// Least `for` left after a restore; alerts whose `for` is at most this
+    /// start over (`--rules.alert.for-grace-period`, 10m).
+    pub for_grace_period_ms: i64,
+    /// How often a still-firing alert is sent again
+    /// (`--rules.alert.resend-delay`, 1m).
+    pub resend_delay_ms: i64,
+}
+
+impl Default for AlertTimings {
+    fn default() -> Self {
+        Self {
+            for_outage_tolerance_ms: 60 * 60 * 1000,
+            for_grace_period_ms: 10 * 60 * 1000,
+            resend_delay_ms: 60 * 1000,
+        }
+    }
+}
 
 /// An alert's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +157,8 @@ pub struct Group {
     pub rules: Vec<RuleState>,
     /// External labels (`$externalLabels` in templates).
     pub external_labels: BTreeMap<String, String>,
+    /// Restore and resend timings.
+    pub timings: AlertTimings,
     /// Whether `for` state still has to be restored: it is, after the
     /// group's first evaluation (Prometheus waits for the second); until
     /// then alerts are pending at most and no `ALERTS` series are written.
@@ -151,7 +171,11 @@ pub struct Group {
 
 impl Group {
     /// A group ready for its first evaluation.
-    pub fn new(spec: GroupSpec, external_labels: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        spec: GroupSpec,
+        external_labels: BTreeMap<String, String>,
+        timings: AlertTimings,
+    ) -> Self {
         let rules = spec
             .rules
             .iter()
@@ -169,6 +193,7 @@ impl Group {
             spec,
             rules,
             external_labels,
+            timings,
             restore_pending: true,
             last_evaluation_ms: None,
             last_duration_seconds: 0.0,
@@ -296,9 +321,10 @@ impl Group {
             self.restore_for_state(db, ts);
             self.restore_pending = false;
         }
+        let resend_delay = self.timings.resend_delay_ms;
         for rule in &mut self.rules {
             for a in rule.active.values_mut() {
-                if a.needs_sending(ts, RESEND_DELAY_MS) {
+                if a.needs_sending(ts, resend_delay) {
                     a.last_sent_at = Some(ts);
                     report.to_send.push(a.clone());
                 }
@@ -313,7 +339,12 @@ impl Group {
     /// `activeAt` their `ALERTS_FOR_STATE` series recorded, adjusted for
     /// the downtime as Prometheus's `RestoreForState` does.
     fn restore_for_state(&mut self, db: &Db, ts: i64) {
-        let querier = db.querier(ts - FOR_OUTAGE_TOLERANCE_MS, ts);
+        let AlertTimings {
+            for_outage_tolerance_ms,
+            for_grace_period_ms: grace,
+            ..
+        } = self.timings;
+        let querier = db.querier(ts - for_outage_tolerance_ms, ts);
         for rule in &mut self.rules {
             let RuleKind::Alerting { for_ms, .. } = rule.spec.kind else {
                 continue;
@@ -337,12 +368,12 @@ impl Group {
                 let down_at = last.t;
                 let mut active_at = (last.v as i64).saturating_mul(1000);
                 let remaining = for_ms - (down_at - active_at);
-                if for_ms <= FOR_GRACE_PERIOD_MS {
+                if for_ms <= grace {
                     active_at = ts;
                 } else if remaining <= 0 {
                     // It was firing: keep its activeAt.
-                } else if remaining <= FOR_GRACE_PERIOD_MS {
-                    active_at = ts - for_ms + FOR_GRACE_PERIOD_MS;
+                } else if remaining <= grace {
+                    active_at = ts - for_ms + grace;
                 } else {
                     active_at += ts - down_at;
                 }
@@ -632,6 +663,7 @@ mod tests {
         Group::new(
             g.remove(0),
             BTreeMap::from([("cluster".into(), "eu".into())]),
+            AlertTimings::default(),
         )
     }
 

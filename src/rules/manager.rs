@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::promql::Engine;
 use crate::rules::file::{load_file, GroupSpec, RuleFileError, RuleFileReason};
-use crate::rules::group::Group;
+use crate::rules::group::{AlertTimings, Group};
 use crate::rules::notifier::Notifier;
 use crate::storage::Db;
 
@@ -33,6 +33,8 @@ pub struct RulesOptions {
     pub default_interval_ms: i64,
     /// `$externalLabels` and labels added to alerts sent.
     pub external_labels: BTreeMap<String, String>,
+    /// Restore and resend timings (`--rules.alert.*`).
+    pub timings: AlertTimings,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -208,7 +210,7 @@ impl RuleManager {
         let mut groups = Vec::with_capacity(specs.len());
         for spec in specs {
             let key = (spec.file.clone(), spec.name.clone());
-            let mut group = Group::new(spec, self.opts.external_labels.clone());
+            let mut group = Group::new(spec, self.opts.external_labels.clone(), self.opts.timings);
             if let Some(prev) = old.iter_mut().find(|r| r.key == key) {
                 group.inherit(&mut prev.group.lock());
             }
@@ -275,7 +277,12 @@ async fn run_group(mgr: Arc<RuleManager>, group: Arc<Mutex<Group>>, label: Group
                 m.last_duration.get_or_create(&label).set(secs);
                 if let Some(n) = &mgr.notifier {
                     if !report.to_send.is_empty() {
-                        n.send(&report.to_send, at, interval);
+                        n.send(
+                            &report.to_send,
+                            at,
+                            interval,
+                            mgr.opts.timings.resend_delay_ms,
+                        );
                     }
                 }
             }

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::model::calendar::rfc3339_utc;
-use crate::rules::group::{Alert, AlertState, RESEND_DELAY_MS};
+use crate::rules::group::{Alert, AlertState};
 
 /// Most alerts in one request (Prometheus's `maxBatchSize`).
 pub const MAX_BATCH: usize = 256;
@@ -133,9 +133,11 @@ impl Notifier {
         })
     }
 
-    /// Queues `alerts` evaluated at `ts` by a group of `interval_ms`.
-    pub fn send(&self, alerts: &[Alert], ts: i64, interval_ms: i64) {
-        let valid_for = 4 * RESEND_DELAY_MS.max(interval_ms);
+    /// Queues `alerts` evaluated at `ts` by a group of `interval_ms`; a
+    /// firing alert is valid for four times the longer of that and
+    /// `resend_delay_ms` (Prometheus's `ValidUntil`).
+    pub fn send(&self, alerts: &[Alert], ts: i64, interval_ms: i64, resend_delay_ms: i64) {
+        let valid_for = 4 * resend_delay_ms.max(interval_ms);
         let mut q = self.queue.lock();
         for a in alerts {
             let mut labels: BTreeMap<String, String> = a
@@ -274,9 +276,14 @@ mod tests {
             },
             &mut reg,
         );
-        n.send(&[alert(AlertState::Firing, None)], 10_000, 15_000);
-        n.send(&[alert(AlertState::Inactive, Some(20_000))], 20_000, 15_000);
-        n.send(&[alert(AlertState::Firing, None)], 30_000, 15_000);
+        n.send(&[alert(AlertState::Firing, None)], 10_000, 15_000, 60_000);
+        n.send(
+            &[alert(AlertState::Inactive, Some(20_000))],
+            20_000,
+            15_000,
+            60_000,
+        );
+        n.send(&[alert(AlertState::Firing, None)], 30_000, 15_000, 60_000);
         let q = n.queue.lock();
         assert_eq!(q.len(), 2);
         assert_eq!(n.metrics.dropped.get(), 1);

@@ -92,3 +92,51 @@ pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Remote-writes (1.0) one float sample per `(labels, t, v)`; panics unless
+/// the server answers 204.
+pub(crate) fn remote_write_v1(addr: &str, samples: &[(&[(&str, &str)], i64, f64)]) {
+    use prost::Message;
+    use tidemark_proto::prometheus as v1;
+    let label = |(n, v): &(&str, &str)| v1::Label {
+        name: bytes::Bytes::copy_from_slice(n.as_bytes()),
+        value: bytes::Bytes::copy_from_slice(v.as_bytes()),
+    };
+    let req = v1::WriteRequest {
+        timeseries: samples
+            .iter()
+            .map(|(labels, t, v)| v1::TimeSeries {
+                labels: labels.iter().map(label).collect(),
+                samples: vec![v1::Sample {
+                    value: *v,
+                    timestamp: *t,
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    let (status, resp) = request(
+        addr,
+        "POST",
+        "/api/v1/write",
+        &[
+            (
+                "Content-Type",
+                "application/x-protobuf;proto=prometheus.WriteRequest",
+            ),
+            ("Content-Encoding", "snappy"),
+        ],
+        &body,
+    )
+    .expect("remote write: server unreachable");
+    assert_eq!(
+        status,
+        204,
+        "remote write: {}",
+        String::from_utf8_lossy(&resp)
+    );
+}
