@@ -93,9 +93,12 @@ pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// One float sample to remote-write: label pairs, timestamp (ms), value.
+pub(crate) type FloatPoint<'a> = (&'a [(&'a str, &'a str)], i64, f64);
+
 /// Remote-writes (1.0) one float sample per `(labels, t, v)`; panics unless
 /// the server answers 204.
-pub(crate) fn remote_write_v1(addr: &str, samples: &[(&[(&str, &str)], i64, f64)]) {
+pub(crate) fn remote_write_v1(addr: &str, samples: &[FloatPoint<'_>]) {
     use prost::Message;
     use tidemark_proto::prometheus as v1;
     let label = |(n, v): &(&str, &str)| v1::Label {
