@@ -83,8 +83,8 @@ pub struct ExemplarStore {
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
     ring: VecDeque<(SeriesRef, ExemplarEntry)>,
-    /// Per series: entries in the ring, and the newest one's index in
-    /// insertion order (`pushed` at the time).
+    /// Per series: how many of its entries the ring holds, and the newest
+    /// of them (what the next exemplar of the series is judged against).
     newest: HashMap<SeriesRef, (usize, ExemplarEntry), ahash::RandomState>,
 }
 

@@ -122,14 +122,16 @@ impl Inner {
         entries: &[MetricMetadata],
     ) -> (Vec<MetricMetadata>, Vec<MetadataDrop>) {
         let mut changed: Vec<MetricMetadata> = Vec::new();
+        // Newest staged entry per family, by index into `changed` (a 2.0
+        // request repeats a family's metadata on each of its series).
+        let mut staged: HashMap<&str, usize> = HashMap::new();
         let mut drops = Vec::new();
         let (mut families, mut bytes) = (self.by_metric.len(), self.bytes);
         for m in entries {
-            let current = changed
-                .iter()
-                .rev()
-                .find(|c| c.metric == m.metric)
-                .or_else(|| self.by_metric.get(&m.metric));
+            let current = match staged.get(m.metric.as_str()) {
+                Some(&i) => changed.get(i),
+                None => self.by_metric.get(&m.metric),
+            };
             let old_bytes = match current {
                 Some(c) if c == m => continue,
                 Some(c) => c.text_bytes(),
@@ -150,6 +152,7 @@ impl Inner {
                 families += 1;
             }
             bytes = new_bytes;
+            staged.insert(&m.metric, changed.len());
             changed.push(m.clone());
         }
         (changed, drops)
