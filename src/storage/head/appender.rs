@@ -373,11 +373,14 @@ impl Head {
             drop(ex_store);
             drop(guards);
             drop(gc_guard);
-            if outcome.duplicates > 0 {
-                // A duplicate is acknowledged only once the sample it
-                // duplicates is durable. That sample was logged before it
-                // became visible under its series lock, so everything the
-                // WAL has taken so far covers it.
+            let held = outcome.duplicates > 0
+                || outcome.extras.exemplars_duplicate > 0
+                || extras.metadata.len() > outcome.extras.metadata_dropped.values().sum::<usize>();
+            if held {
+                // A duplicate is acknowledged only once the sample (or
+                // exemplar, or unchanged metadata) it duplicates is durable. That was logged before
+                // it became visible under its lock, so everything the WAL
+                // has taken so far covers it.
                 wal.wait_durable(wal.written())?;
             }
             return Ok((outcome, resolved));
