@@ -159,6 +159,7 @@ impl ExemplarStore {
     /// load). Returns the verdict.
     pub(crate) fn add(&self, series_ref: SeriesRef, e: ExemplarEntry) -> ExemplarVerdict {
         if self.capacity == 0 {
+            // Storage off: nothing is kept, reported as nothing new.
             return ExemplarVerdict::Duplicate;
         }
         let mut inner = self.inner.lock();
