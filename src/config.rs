@@ -175,12 +175,12 @@ pub struct Config {
 
     /// Longest label set of an exemplar, in characters of names and values
     /// together (Prometheus's limit is 128); a longer exemplar is dropped
-    /// and named in a partial-write 400.
+    /// and counted, the samples beside it are stored.
     #[arg(long, env = "TIDEMARK_MAX_EXEMPLAR_LABELS_LEN", default_value_t = 128)]
     pub max_exemplar_labels_len: usize,
 
     /// Longest metadata help or unit text, in bytes; a longer entry is
-    /// dropped and named in a partial-write 400.
+    /// dropped and counted, the samples beside it are stored.
     #[arg(long, env = "TIDEMARK_MAX_METADATA_TEXT_LEN", default_value_t = 4096)]
     pub max_metadata_text_len: usize,
 
@@ -315,6 +315,35 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_COMPACTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub compaction_interval: Duration,
 
+    /// Most exemplars kept (as Prometheus's flag): a ring in the head,
+    /// logged in the WAL with their samples, the oldest overwritten when
+    /// full. 0 turns exemplar storage off.
+    #[arg(
+        long = "storage.exemplars.max-exemplars",
+        env = "TIDEMARK_STORAGE_EXEMPLARS_MAX_EXEMPLARS",
+        default_value_t = 100_000
+    )]
+    pub max_exemplars: usize,
+
+    /// Most metric families whose metadata (type, help, unit) is kept;
+    /// metadata of further families is dropped and counted. 0 turns
+    /// metadata storage off.
+    #[arg(
+        long = "storage.metadata.max-families",
+        env = "TIDEMARK_STORAGE_METADATA_MAX_FAMILIES",
+        default_value_t = 100_000
+    )]
+    pub metadata_max_families: usize,
+
+    /// Most bytes of metadata text (family names, help and unit texts) kept;
+    /// entries past it are dropped and counted. 0 turns metadata storage off.
+    #[arg(
+        long = "storage.metadata.max-bytes",
+        env = "TIDEMARK_STORAGE_METADATA_MAX_BYTES",
+        default_value_t = 32 << 20
+    )]
+    pub metadata_max_bytes: usize,
+
     /// Write the in-memory head to `head_snapshot` on clean shutdown, so
     /// the next start loads it instead of replaying the whole WAL (the WAL
     /// is kept either way). `--head-snapshot-on-shutdown=false` turns it off.
@@ -347,6 +376,9 @@ impl From<&Config> for Options {
             retention_ms: c.retention.as_millis().min(i64::MAX as u128) as i64,
             retention_bytes: c.retention_size,
             head_snapshot_on_close: c.head_snapshot_on_shutdown,
+            max_exemplars: c.max_exemplars,
+            max_metadata_families: c.metadata_max_families,
+            max_metadata_bytes: c.metadata_max_bytes,
             ..Options::default()
         }
     }
@@ -524,6 +556,18 @@ impl Config {
             (
                 "compaction-interval",
                 format_duration(self.compaction_interval),
+            ),
+            (
+                "storage.exemplars.max-exemplars",
+                self.max_exemplars.to_string(),
+            ),
+            (
+                "storage.metadata.max-families",
+                self.metadata_max_families.to_string(),
+            ),
+            (
+                "storage.metadata.max-bytes",
+                self.metadata_max_bytes.to_string(),
             ),
             (
                 "head-snapshot-on-shutdown",

@@ -1,13 +1,11 @@
 //! Remote write: decode 1.0 and 2.0 requests, validate them and turn them
-//! into a storage batch under per-request limits; keep the metadata and
-//! exemplars they carry.
+//! into a storage batch under per-request limits, with the metadata and
+//! exemplars they carry (which storage keeps, durably).
 //! Depends on `model` and `storage`; never on `api`.
 
 pub mod decode;
 mod error;
-pub mod exemplars;
 pub mod limits;
-pub mod metadata;
 mod metrics;
 pub mod proto;
 mod receiver;

@@ -19,6 +19,7 @@ mod compact;
 mod db;
 pub mod encoding;
 mod error;
+mod file_frame;
 mod head;
 mod options;
 mod postings;
@@ -34,8 +35,10 @@ pub use db::{
 };
 pub use error::{Error, Result, SampleError};
 pub use head::{
-    AppendOutcome, HeadReplayStats, HeadStats, Rejected, ResolvedSeries, SeriesHandle,
-    SeriesSamples,
+    metric_type_code, metric_type_name, AppendExtras, AppendOutcome, ExemplarDrop, ExemplarEntry,
+    ExemplarStore, ExtrasOutcome, HeadReplayStats, HeadStats, MetadataDrop, MetadataLimits,
+    MetadataStore, MetricMetadata, Rejected, ResolvedSeries, SeriesHandle, SeriesSamples,
+    METRIC_TYPES,
 };
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};

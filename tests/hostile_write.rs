@@ -241,8 +241,10 @@ fn empty_samples_and_series_are_refused_cheaply() {
     }
 }
 
-/// Too many series, too many labels, a 1 MB label value, a huge exemplar
-/// and a huge metadata help: each is 400 naming the limit and flag.
+/// Too many series, too many labels, a 1 MB label value: each is 400
+/// naming the limit and flag. A huge exemplar and a huge metadata help are
+/// dropped and counted, and the samples beside them stored: 204 (issue 22:
+/// never a failure of the samples beside them; they were 400 before).
 #[test]
 fn oversized_series_exemplars_and_metadata_are_refused() {
     let t = now_ms();
@@ -287,21 +289,43 @@ fn oversized_series_exemplars_and_metadata_are_refused() {
             ),
             &["label_value_too_long=1", "--max-label-value-len"],
         ),
-        (
-            "1 MB exemplar label",
-            write_body(vec![exemplar], vec![]),
-            &["exemplar_labels_too_long=1", "--max-exemplar-labels-len"],
-        ),
-        (
-            "10 MB metadata help",
-            write_body(vec![], vec![help]),
-            &["metadata_too_long=1", "--max-metadata-text-len"],
-        ),
     ];
     for (input, body, needles) in inputs {
         let mut n = start(&[]);
         let got = n.post("/api/v1/write", V1_CT, &body);
         assert_answer(input, got, 400, needles);
+        n.check(input);
+    }
+    let dropped: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "1 MB exemplar label",
+            write_body(vec![exemplar], vec![]),
+            r#"tidemark_remote_write_exemplars_dropped_total{reason="labels_too_long"} 1"#,
+        ),
+        (
+            "10 MB metadata help",
+            write_body(vec![series(vec![label("__name__", "md")], t)], vec![help]),
+            r#"tidemark_remote_write_metadata_dropped_total{reason="too_long"} 1"#,
+        ),
+    ];
+    for (input, body, counted) in dropped {
+        let mut n = start(&[]);
+        let got = n.post("/api/v1/write", V1_CT, &body);
+        assert_answer(input, got, 204, &[]);
+        let (status, metrics) =
+            http::request(&n.addr, "GET", "/metrics", &[], b"").expect("/metrics answers");
+        let metrics = String::from_utf8_lossy(&metrics);
+        assert_eq!(status, 200);
+        assert!(
+            metrics.lines().any(|l| l == counted),
+            "{input}: {counted:?} not in /metrics"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "tidemark_remote_write_samples_stored_total 1"),
+            "{input}: the sample beside it was not stored"
+        );
         n.check(input);
     }
 }

@@ -28,8 +28,12 @@ struct Server {
 }
 
 fn server_with(opts: ReceiverOptions) -> Server {
+    server_with_storage(opts, Options::default())
+}
+
+fn server_with_storage(opts: ReceiverOptions, storage: Options) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), storage).unwrap());
     let state = AppState::new();
     let receiver = Arc::new(Receiver::with_metrics(
         db.clone(),
@@ -116,6 +120,18 @@ impl Server {
 
     fn total_samples(&self) -> usize {
         self.db.head_stats().samples
+    }
+
+    async fn metrics(&self) -> String {
+        let resp = self
+            .app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
     }
 }
 
@@ -910,10 +926,11 @@ async fn per_series_limits_reject_only_that_series() {
 }
 
 /// An exemplar with over-long labels and metadata with an over-long help
-/// are dropped and named (400 partial write); the samples are stored. A
-/// huge label value does not come back whole in the answer.
+/// are dropped and counted, and the samples beside them stored: 204
+/// (issue 22; this was a 400 partial write naming them before). A huge
+/// label value does not come back whole in the answer.
 #[tokio::test]
-async fn oversized_exemplars_and_metadata_are_dropped_and_named() {
+async fn oversized_exemplars_and_metadata_are_dropped_and_counted() {
     let s = limited();
     let t = now_ms();
     let mut series = ts(&[("__name__", "x")], &[(t, 1.0)]);
@@ -925,19 +942,21 @@ async fn oversized_exemplars_and_metadata_are_dropped_and_named() {
     let mut req = v1_req(vec![series]);
     req.metadata.push(metadata("x", "A help text too long."));
     let r = s.post(V1_CT, &req).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    for needle in [
-        "stored 1 of 1 samples; rejected 0",
-        "exemplar_labels_too_long=1",
-        "--max-exemplar-labels-len",
-        "metadata_too_long=1",
-        "--max-metadata-text-len",
-    ] {
-        assert!(r.body.contains(needle), "{needle}: {}", r.body);
-    }
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(s.total_samples(), 1);
     assert!(s.receiver.metadata().is_empty());
     assert!(s.receiver.exemplars().is_empty());
+    let text = s.metrics().await;
+    for line in [
+        r#"tidemark_remote_write_exemplars_dropped_total{reason="labels_too_long"} 1"#,
+        r#"tidemark_remote_write_metadata_dropped_total{reason="too_long"} 1"#,
+        r#"tidemark_remote_write_samples_rejected_total{reason="exemplar_labels_too_long"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{text}"
+        );
+    }
 
     // A 1 MB label value: rejected, and cut in the answer.
     let huge = "v".repeat(1 << 20);
@@ -951,4 +970,87 @@ async fn oversized_exemplars_and_metadata_are_dropped_and_named() {
     let start: String = r.body.chars().take(300).collect();
     assert!(r.body.contains("label_value_too_long=1"), "{start}");
     assert!(r.body.len() < 4096, "answer of {} bytes", r.body.len());
+}
+
+/// The head's stores are bounded: a ring of 3 exemplars keeps the newest 3,
+/// an exemplar older than its series' newest is out of order, metadata of a
+/// second family or past the byte bound is dropped. Each drop is counted by
+/// reason and none fails the request: the sample is stored, 204.
+#[tokio::test]
+async fn store_bounds_drop_and_count_exemplars_and_metadata_never_samples() {
+    let s = server_with_storage(
+        ReceiverOptions::default(),
+        Options {
+            max_exemplars: 3,
+            max_metadata_families: 1,
+            max_metadata_bytes: 30,
+            ..Options::default()
+        },
+    );
+    let t = now_ms();
+    let mut series = ts(&[("__name__", "x")], &[(t, 1.0)]);
+    let exemplar = |id: &str, dt: i64| v1::Exemplar {
+        labels: vec![label("trace_id", id)],
+        value: 1.0,
+        timestamp: t + dt,
+    };
+    for k in 0..5 {
+        series
+            .exemplars
+            .push(exemplar(&format!("t{k}"), k * 1000 - 5000));
+    }
+    series.exemplars.push(exemplar("old", -10_000));
+    let mut req = v1_req(vec![series]);
+    req.metadata.push(metadata("x", "X."));
+    req.metadata.push(metadata("y", "Y."));
+    req.metadata.push(metadata("x", &"h".repeat(40)));
+    let r = s.post(V1_CT, &req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(s.total_samples(), 1);
+    let kept: Vec<String> = s
+        .receiver
+        .exemplars()
+        .select(&[], i64::MIN, i64::MAX)
+        .iter()
+        .map(|e| e.labels.get("trace_id").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(kept, ["t2", "t3", "t4"]);
+    let md = s.receiver.metadata().get(None, 0);
+    assert_eq!(md.len(), 1);
+    assert_eq!((md[0].metric.as_str(), md[0].help.as_str()), ("x", "X."));
+
+    // The 2.0 answer counts exemplars stored, resends included.
+    let mut req = v2_req(&[(&[("__name__", "x")], &[(t + 1000, 2.0)])]);
+    req.symbols.push(Bytes::from_static(b"trace_id"));
+    req.symbols.push(Bytes::from_static(b"t5"));
+    let n = req.symbols.len() as u32;
+    for timestamp in [t + 1000, t + 1000, t - 1] {
+        req.timeseries[0].exemplars.push(v2::Exemplar {
+            labels_refs: vec![n - 2, n - 1],
+            value: 2.0,
+            timestamp,
+        });
+    }
+    let r = s.post(V2_CT, &req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        r.headers["X-Prometheus-Remote-Write-Exemplars-Written"],
+        "2"
+    );
+
+    let text = s.metrics().await;
+    for line in [
+        r#"tidemark_remote_write_exemplars_dropped_total{reason="out_of_order"} 2"#,
+        r#"tidemark_remote_write_exemplars_dropped_total{reason="labels_too_long"} 0"#,
+        r#"tidemark_remote_write_metadata_dropped_total{reason="families_limit"} 1"#,
+        r#"tidemark_remote_write_metadata_dropped_total{reason="bytes_limit"} 1"#,
+        "tidemark_head_exemplars 3",
+        "tidemark_head_metadata_families 1",
+        "tidemark_head_metadata_bytes 3",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{text}"
+        );
+    }
 }

@@ -185,3 +185,84 @@ fn damaged_head_snapshot_falls_back_to_the_wal() {
     assert_eq!(dump(&db), want);
     assert!(!path.exists());
 }
+
+/// Exemplars and metadata by each way back: the head snapshot with
+/// `head_metadata`; a snapshot whose `head_metadata` is missing or damaged
+/// (the WAL is replayed instead, the snapshot is not half used); the WAL
+/// alone.
+#[test]
+fn exemplars_and_metadata_come_back_by_snapshot_or_wal() {
+    use tidemark::model::Labels;
+    use tidemark::storage::{AppendExtras, ExemplarEntry, MetricMetadata};
+
+    fn state(db: &Db) -> (Vec<String>, Vec<MetricMetadata>) {
+        let ex = db
+            .exemplars()
+            .select(&[], i64::MIN, i64::MAX)
+            .iter()
+            .map(|e| format!("{} {} {} {}", e.series, e.labels, e.value.to_bits(), e.t))
+            .collect();
+        (ex, db.metadata().all())
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let batch = restart_batch(0);
+    let extras = AppendExtras {
+        exemplars: batch
+            .iter()
+            .flat_map(|s| {
+                s.samples.iter().step_by(10).map(|x| ExemplarEntry {
+                    series: s.labels.clone(),
+                    labels: Labels::try_from_pairs([("trace_id", format!("{}", x.t))]).unwrap(),
+                    value: x.v,
+                    t: x.t,
+                })
+            })
+            .collect(),
+        metadata: vec![MetricMetadata {
+            metric: "snap_metric".into(),
+            metric_type: "counter",
+            help: "Snapshot ☃ test.".into(),
+            unit: "seconds".into(),
+        }],
+    };
+    let want;
+    {
+        let db = open(dir.path());
+        let (out, _) = db.append_with(&batch, &[], &extras).unwrap();
+        assert_eq!(out.extras.exemplars_appended, 200 * 15);
+        want = state(&db);
+        db.close().unwrap();
+    }
+    let meta = dir.path().join("head_metadata");
+    let snap = dir.path().join("head_snapshot");
+    assert!(meta.is_file() && snap.is_file());
+    {
+        let db = open(dir.path());
+        assert!(db.open_report().head_snapshot_loaded);
+        assert_eq!(db.open_report().head.samples, 0, "nothing replayed");
+        assert!(!meta.exists() && !snap.exists());
+        assert_eq!(state(&db), want);
+        db.close().unwrap();
+    }
+    // Missing head_metadata: the WAL, not a snapshot without exemplars.
+    std::fs::remove_file(&meta).unwrap();
+    {
+        let db = open(dir.path());
+        assert!(!db.open_report().head_snapshot_loaded);
+        assert_eq!(state(&db), want);
+        db.close().unwrap();
+    }
+    // Damaged head_metadata: the same.
+    let mut bytes = std::fs::read(&meta).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&meta, bytes).unwrap();
+    {
+        let db = open(dir.path());
+        assert!(!db.open_report().head_snapshot_loaded);
+        assert!(!meta.exists() && !snap.exists());
+        assert_eq!(state(&db), want);
+    }
+    let db = Db::open(dir.path(), wal_only()).unwrap();
+    assert_eq!(state(&db), want);
+}

@@ -1,4 +1,5 @@
-//! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode`):
+//! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode`), every
+//! record type (series, samples, tombstones, exemplars, metadata):
 //! arbitrary bytes must never panic, and whatever decodes must re-encode to a
 //! payload that decodes to the same record (values compared by bits).
 //!
@@ -8,7 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use tidemark::model::Interner;
-use tidemark::storage::wal::{decode, encode_samples, encode_series, encode_tombstones, Record};
+use tidemark::model::Labels;
+use tidemark::storage::wal::{
+    decode, encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones,
+    Record, RefMetadata,
+};
 
 /// Comparable form of a record: series as (ref, labels), samples as bits.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,20 +21,22 @@ enum Canon {
     Series(Vec<(u64, Vec<(String, String)>)>),
     Samples(Vec<(u64, i64, u64)>),
     Tombstones(Vec<(u64, i64, i64)>),
+    Exemplars(Vec<(u64, i64, u64, Vec<(String, String)>)>),
+    Metadata(Vec<RefMetadata>),
+}
+
+fn pairs(labels: &Labels) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect()
 }
 
 fn canon(r: &Record) -> Canon {
     match r {
         Record::Series(s) => Canon::Series(
             s.iter()
-                .map(|s| {
-                    let labels = s
-                        .labels
-                        .iter()
-                        .map(|l| (l.name.to_string(), l.value.to_string()))
-                        .collect();
-                    (s.series_ref.0, labels)
-                })
+                .map(|s| (s.series_ref.0, pairs(&s.labels)))
                 .collect(),
         ),
         Record::Samples(s) => Canon::Samples(
@@ -40,6 +47,12 @@ fn canon(r: &Record) -> Canon {
         Record::Tombstones(t) => {
             Canon::Tombstones(t.iter().map(|t| (t.series_ref.0, t.mint, t.maxt)).collect())
         }
+        Record::Exemplars(e) => Canon::Exemplars(
+            e.iter()
+                .map(|e| (e.series_ref.0, e.t, e.v.to_bits(), pairs(&e.labels)))
+                .collect(),
+        ),
+        Record::Metadata(m) => Canon::Metadata(m.clone()),
     }
 }
 
@@ -53,6 +66,8 @@ fuzz_target!(|data: &[u8]| {
         Record::Series(s) => encode_series(s, &mut buf),
         Record::Samples(s) => encode_samples(s, &mut buf),
         Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+        Record::Exemplars(e) => encode_exemplars(e, &mut buf),
+        Record::Metadata(m) => encode_metadata(m, &mut buf),
     }
     let again = decode(&buf, &interner).expect("a re-encoded record decodes");
     assert_eq!(canon(&again), canon(&record));

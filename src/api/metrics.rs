@@ -38,6 +38,9 @@ struct CompactionLabels {
 #[derive(Debug)]
 pub(crate) struct StorageGauges {
     head_series: Gauge,
+    head_exemplars: Gauge,
+    head_metadata_families: Gauge,
+    head_metadata_bytes: Gauge,
     wal_size_bytes: Gauge<u64, AtomicU64>,
     blocks: Gauge,
     blocks_bytes: Gauge<u64, AtomicU64>,
@@ -56,6 +59,9 @@ impl Default for StorageGauges {
     fn default() -> Self {
         Self {
             head_series: Gauge::default(),
+            head_exemplars: Gauge::default(),
+            head_metadata_families: Gauge::default(),
+            head_metadata_bytes: Gauge::default(),
             wal_size_bytes: Gauge::default(),
             blocks: Gauge::default(),
             blocks_bytes: Gauge::default(),
@@ -85,6 +91,21 @@ impl StorageGauges {
             "tidemark_head_series",
             "Active series in the in-memory head.",
             g.head_series.clone(),
+        );
+        registry.register(
+            "tidemark_head_exemplars",
+            "Exemplars held in the head's exemplar store.",
+            g.head_exemplars.clone(),
+        );
+        registry.register(
+            "tidemark_head_metadata_families",
+            "Metric families whose metadata the head holds.",
+            g.head_metadata_families.clone(),
+        );
+        registry.register(
+            "tidemark_head_metadata_bytes",
+            "Bytes of metadata text (names, help, unit) the head holds.",
+            g.head_metadata_bytes.clone(),
         );
         registry.register(
             "tidemark_wal_size_bytes",
@@ -341,13 +362,21 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                 db.wal_size_bytes(),
                 db.storage_stats(),
                 db.take_compaction_durations(),
+                (
+                    db.exemplars().len(),
+                    db.metadata().len(),
+                    db.metadata().bytes(),
+                ),
             )
         })
         .await;
-        if let Ok((series, wal, st, durations)) = read {
+        if let Ok((series, wal, st, durations, (exemplars, families, md_bytes))) = read {
             let g = &state.storage_gauges;
             let _refresh = g.refresh.lock();
             g.head_series.set(series as i64);
+            g.head_exemplars.set(exemplars as i64);
+            g.head_metadata_families.set(families as i64);
+            g.head_metadata_bytes.set(md_bytes as i64);
             g.wal_size_bytes.set(wal);
             g.blocks.set(st.blocks as i64);
             g.blocks_bytes.set(st.blocks_bytes);

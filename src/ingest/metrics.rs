@@ -1,6 +1,6 @@
 //! The receiver's self-metrics: requests by version and status code,
-//! samples received / stored / rejected by reason, request and decode
-//! latency. Registered into the server's registry at construction.
+//! samples received / stored / rejected by reason, exemplars and metadata
+//! entries dropped by reason, request and decode latency. Registered into the server's registry at construction.
 
 use std::time::Duration;
 
@@ -28,6 +28,13 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// Reasons an exemplar is dropped: over-long labels (ingest), and
+/// storage's [`crate::storage::ExemplarDrop`] names.
+const EXEMPLAR_DROP_REASONS: [&str; 3] = ["labels_too_long", "out_of_order", "unknown_series"];
+/// Reasons a metadata entry is dropped: over-long text (ingest), and
+/// storage's [`crate::storage::MetadataDrop`] names.
+const METADATA_DROP_REASONS: [&str; 3] = ["too_long", "families_limit", "bytes_limit"];
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~26 s.
     Histogram::new(exponential_buckets(0.0001, 4.0, 10))
@@ -42,6 +49,8 @@ pub struct IngestMetrics {
     samples_rejected: Family<ReasonLabel, Counter>,
     histograms_received: Counter,
     exemplars_stored: Counter,
+    exemplars_dropped: Family<ReasonLabel, Counter>,
+    metadata_dropped: Family<ReasonLabel, Counter>,
     request_duration: Family<VersionLabel, Histogram>,
     decode_duration: Family<VersionLabel, Histogram>,
 }
@@ -55,6 +64,8 @@ impl Default for IngestMetrics {
             samples_rejected: Family::default(),
             histograms_received: Counter::default(),
             exemplars_stored: Counter::default(),
+            exemplars_dropped: Family::default(),
+            metadata_dropped: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             decode_duration: Family::new_with_constructor(latency_histogram),
         }
@@ -93,8 +104,18 @@ impl IngestMetrics {
         );
         r.register(
             "exemplars_stored",
-            "Exemplars stored in the in-memory exemplar store.",
+            "Exemplars stored in the head's exemplar store (including identical resends).",
             m.exemplars_stored.clone(),
+        );
+        r.register(
+            "exemplars_dropped",
+            "Exemplars dropped, by reason; the samples beside them are stored.",
+            m.exemplars_dropped.clone(),
+        );
+        r.register(
+            "metadata_dropped",
+            "Metadata entries dropped, by reason; the samples beside them are stored.",
+            m.metadata_dropped.clone(),
         );
         r.register(
             "request_duration_seconds",
@@ -106,6 +127,12 @@ impl IngestMetrics {
             "Time to decompress, decode and validate a request body.",
             m.decode_duration.clone(),
         );
+        for reason in EXEMPLAR_DROP_REASONS {
+            let _ = m.exemplars_dropped.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in METADATA_DROP_REASONS {
+            let _ = m.metadata_dropped.get_or_create(&ReasonLabel { reason });
+        }
         for reason in Reason::ALL {
             // Expose every reason from the start, at 0.
             let _ = m.samples_rejected.get_or_create(&ReasonLabel {
@@ -145,6 +172,18 @@ impl IngestMetrics {
         self.samples_stored.inc_by(stored as u64);
         self.histograms_received.inc_by(histograms as u64);
         self.exemplars_stored.inc_by(exemplars as u64);
+    }
+
+    pub(crate) fn observe_exemplars_dropped(&self, reason: &'static str, n: usize) {
+        self.exemplars_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n as u64);
+    }
+
+    pub(crate) fn observe_metadata_dropped(&self, reason: &'static str, n: usize) {
+        self.metadata_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n as u64);
     }
 
     pub(crate) fn observe_rejected(&self, reason: Reason, n: usize) {

@@ -1,7 +1,8 @@
 //! [`Receiver`]: one remote-write request from bytes to storage. Checks the
 //! headers, decompresses and decodes the body, prepares the batch, appends
 //! it (blocking until durable), and folds storage's per-sample rejections
-//! into the request's outcome. Also keeps the metadata and exemplar stores.
+//! into the request's outcome. Exemplars and metadata go to storage with the
+//! samples (same WAL entry); those dropped never fail the request.
 //! Knows nothing of HTTP beyond header values.
 
 use std::collections::BTreeMap;
@@ -13,14 +14,12 @@ use bytes::Bytes;
 
 use crate::ingest::decode::{self, ProtoVersion, Request};
 use crate::ingest::error::{Error, Reason};
-use crate::ingest::exemplars::ExemplarStore;
 use crate::ingest::limits::{self, ReadLimits, WriteLimits};
-use crate::ingest::metadata::MetadataStore;
 use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
 use crate::ingest::wire;
-use crate::storage::{Db, SeriesHandle};
+use crate::storage::{AppendExtras, Db, ExemplarStore, MetadataStore, SeriesHandle};
 
 /// Limits and rules of the receiver.
 #[derive(Debug, Clone)]
@@ -34,10 +33,6 @@ pub struct ReceiverOptions {
     /// How far in the future a sample may be, in ms. Default 10 minutes,
     /// as Prometheus's receiver.
     pub max_future_ms: i64,
-    /// Exemplars kept in memory. Default 100 000.
-    pub exemplar_capacity: usize,
-    /// Metric families whose metadata is kept. Default 100 000.
-    pub metadata_capacity: usize,
     /// Series whose validated labels are kept for the next request
     /// ([`SeriesCache`]); about 60 bytes each. Default 4 Mi.
     pub series_cache_capacity: usize,
@@ -54,8 +49,6 @@ impl Default for ReceiverOptions {
             max_body_bytes: 32 << 20,
             max_decompressed_bytes: 64 << 20,
             max_future_ms: 10 * 60 * 1000,
-            exemplar_capacity: 100_000,
-            metadata_capacity: 100_000,
             series_cache_capacity: 1 << 22,
             limits: WriteLimits::DEFAULT,
             read: ReadLimits::default(),
@@ -74,8 +67,14 @@ pub struct WriteOutcome {
     pub samples_written: usize,
     /// Native histogram samples in the request (none are stored yet).
     pub histograms_received: usize,
-    /// Exemplars stored.
+    /// Exemplars stored (including identical resends accepted silently).
     pub exemplars_written: usize,
+    /// Exemplars dropped, by reason (`labels_too_long`, `out_of_order`,
+    /// `unknown_series`).
+    pub exemplars_dropped: BTreeMap<&'static str, usize>,
+    /// Metadata entries dropped, by reason (`too_long`, `families_limit`,
+    /// `bytes_limit`).
+    pub metadata_dropped: BTreeMap<&'static str, usize>,
     /// Rejected samples by reason.
     pub rejected: BTreeMap<Reason, usize>,
     /// The first few offending series.
@@ -83,9 +82,11 @@ pub struct WriteOutcome {
 }
 
 impl WriteOutcome {
-    /// Reports whether every sample was stored.
+    /// Reports whether every sample was stored. Dropped exemplars and
+    /// metadata entries do not count: they never fail the samples beside
+    /// them (Prometheus drops them too, counted, and answers success).
     pub fn is_complete(&self) -> bool {
-        self.rejected.is_empty()
+        self.rejected_total() == 0
     }
 
     /// Total rejected samples (not counting dropped exemplars and
@@ -141,8 +142,6 @@ impl WriteOutcome {
 pub struct Receiver {
     db: Arc<Db>,
     opts: ReceiverOptions,
-    metadata: MetadataStore,
-    exemplars: ExemplarStore,
     metrics: Arc<IngestMetrics>,
     series: SeriesCache,
 }
@@ -161,8 +160,6 @@ impl Receiver {
                 opts.series_cache_capacity,
                 Box::new(move |l| interner.intern_labels(l)),
             ),
-            metadata: MetadataStore::new(opts.metadata_capacity),
-            exemplars: ExemplarStore::new(opts.exemplar_capacity),
             db,
             opts,
             metrics,
@@ -179,14 +176,14 @@ impl Receiver {
         &self.opts
     }
 
-    /// Metric metadata received so far.
+    /// Metric metadata received so far (storage's store).
     pub fn metadata(&self) -> &MetadataStore {
-        &self.metadata
+        self.db.metadata()
     }
 
-    /// Exemplars received so far.
+    /// Exemplars received so far (storage's store).
     pub fn exemplars(&self) -> &ExemplarStore {
-        &self.exemplars
+        self.db.exemplars()
     }
 
     /// Checks the headers: the protocol version the request speaks.
@@ -259,6 +256,12 @@ impl Receiver {
         for (reason, n) in &outcome.rejected {
             self.metrics.observe_rejected(*reason, *n);
         }
+        for (reason, n) in &outcome.exemplars_dropped {
+            self.metrics.observe_exemplars_dropped(reason, *n);
+        }
+        for (reason, n) in &outcome.metadata_dropped {
+            self.metrics.observe_metadata_dropped(reason, *n);
+        }
         Ok(outcome)
     }
 
@@ -268,7 +271,11 @@ impl Receiver {
             .iter_mut()
             .map(|s| s.as_mut().and_then(|s| s.series.take()))
             .collect();
-        let (appended, resolved) = self.db.append_hinted(&p.batch, &hints)?;
+        let extras = AppendExtras {
+            exemplars: std::mem::take(&mut p.exemplars),
+            metadata: std::mem::take(&mut p.metadata),
+        };
+        let (appended, resolved) = self.db.append_with(&p.batch, &hints, &extras)?;
         for (i, series) in resolved {
             if let Some(Some(slot)) = p.slots.get(i) {
                 self.series.set_series(slot.key, &p.batch[i].labels, series);
@@ -284,14 +291,31 @@ impl Receiver {
             );
         }
         debug_assert!(p.offenders.len() <= MAX_OFFENDERS);
-        self.metadata.update(&p.metadata);
-        let exemplars_written = self.exemplars.add(std::mem::take(&mut p.exemplars));
+        let x = &appended.extras;
+        let mut exemplars_dropped: BTreeMap<&'static str, usize> = x
+            .exemplars_dropped
+            .iter()
+            .map(|(why, n)| (why.as_str(), *n))
+            .collect();
+        let mut metadata_dropped: BTreeMap<&'static str, usize> = x
+            .metadata_dropped
+            .iter()
+            .map(|(why, n)| (why.as_str(), *n))
+            .collect();
+        if let Some(n) = p.rejected.get(&Reason::ExemplarLabelsTooLong) {
+            exemplars_dropped.insert("labels_too_long", *n);
+        }
+        if let Some(n) = p.rejected.get(&Reason::MetadataTooLong) {
+            metadata_dropped.insert("too_long", *n);
+        }
         Ok(WriteOutcome {
             version,
             samples_received: p.samples_received,
             samples_written: appended.appended + appended.duplicates,
             histograms_received: p.histograms_received,
-            exemplars_written,
+            exemplars_written: x.exemplars_appended + x.exemplars_duplicate,
+            exemplars_dropped,
+            metadata_dropped,
             rejected: p.rejected,
             offenders: p.offenders,
         })

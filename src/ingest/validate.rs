@@ -41,32 +41,7 @@ fn cut(mut s: String) -> String {
     s
 }
 
-/// Metric metadata as sent (1.0 request-level, 2.0 per series).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricMetadata {
-    /// Metric family name.
-    pub metric: String,
-    /// Prometheus type name: `counter`, `gauge`, `histogram`,
-    /// `gaugehistogram`, `summary`, `info`, `stateset` or `unknown`.
-    pub metric_type: &'static str,
-    /// Help text.
-    pub help: String,
-    /// Unit.
-    pub unit: String,
-}
-
-/// An exemplar attached to a series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExemplarEntry {
-    /// The series it belongs to.
-    pub series: Labels,
-    /// The exemplar's own labels (e.g. `trace_id`).
-    pub labels: Labels,
-    /// Value.
-    pub value: f64,
-    /// Timestamp, ms.
-    pub t: i64,
-}
+pub use crate::storage::{ExemplarEntry, MetricMetadata};
 
 /// One named offender for the error message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,10 +26,11 @@ use crate::storage::compact::{
     TMP_DELETION_SUFFIX,
 };
 use crate::storage::error::{Error, Result};
+use crate::storage::head::metadata_file::{self, HEAD_METADATA_FILE};
 use crate::storage::head::snapshot::{self as head_snapshot, HEAD_SNAPSHOT_FILE};
 use crate::storage::head::{
-    AppendOutcome, Head, HeadOptions, HeadReplayStats, HeadStats, ResolvedSeries, SeriesHandle,
-    SeriesSamples,
+    AppendExtras, AppendOutcome, ExemplarStore, Head, HeadOptions, HeadReplayStats, HeadStats,
+    MetadataLimits, MetadataStore, ResolvedSeries, SeriesHandle, SeriesSamples,
 };
 use crate::storage::querier::BlockList;
 use crate::storage::wal::{self, ReplayStats, Wal};
@@ -181,6 +182,11 @@ impl Db {
                 block_range_ms: opts.block_range_ms,
                 max_series_per_metric: opts.max_series_per_metric,
                 stripes: opts.stripes,
+                max_exemplars: opts.max_exemplars,
+                metadata: MetadataLimits {
+                    max_families: opts.max_metadata_families,
+                    max_bytes: opts.max_metadata_bytes,
+                },
             }));
             if let Some(floor) = floor {
                 head.set_min_valid_floor(floor);
@@ -193,8 +199,19 @@ impl Db {
         let mut head = new_head();
         let mut wal_stats = None;
         let snap_path = dir.join(HEAD_SNAPSHOT_FILE);
+        let meta_path = dir.join(HEAD_METADATA_FILE);
         if snap_path.exists() {
-            match head_snapshot::load(&head, &snap_path) {
+            // The metadata file carries what the snapshot does not
+            // (exemplars, metric metadata) up to the same WAL segment;
+            // without it the snapshot alone would lose them.
+            let loaded = head_snapshot::load(&head, &snap_path)
+                .map_err(|e| e.to_string())
+                .and_then(|segment| {
+                    metadata_file::load(&head, &meta_path, segment)
+                        .map(|()| segment)
+                        .map_err(|e| e.to_string())
+                });
+            match loaded {
                 Ok(segment) => {
                     wal_stats = wal::replay_after(&wal_dir, head.interner(), segment, |rec| {
                         head.apply_record(rec, &mut head_stats)
@@ -213,6 +230,10 @@ impl Db {
             }
             // Used once: from here on the WAL alone is the truth.
             fs::remove_file(&snap_path).map_err(io_err("remove head snapshot", &snap_path))?;
+            compact::sync_dir(&dir)?;
+        }
+        if meta_path.exists() {
+            fs::remove_file(&meta_path).map_err(io_err("remove head metadata", &meta_path))?;
             compact::sync_dir(&dir)?;
         }
         report.head_snapshot_loaded = wal_stats.is_some();
@@ -266,6 +287,35 @@ impl Db {
             return Err(Error::Closed);
         }
         self.head.append(batch, &self.wal)
+    }
+
+    /// [`Db::append_hinted`] with the exemplars and metric metadata that
+    /// came with the batch: they are logged in the same WAL entry as its
+    /// samples and stored in the head ([`Db::exemplars`], [`Db::metadata`]).
+    /// What was dropped is counted in [`AppendOutcome::extras`].
+    ///
+    /// # Errors
+    /// As [`Db::append`].
+    pub fn append_with(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+        extras: &AppendExtras,
+    ) -> Result<(AppendOutcome, ResolvedSeries)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.head.append_with(batch, hints, extras, &self.wal)
+    }
+
+    /// The head's exemplars (durable with the WAL).
+    pub fn exemplars(&self) -> &ExemplarStore {
+        self.head.exemplars()
+    }
+
+    /// The head's metric metadata (durable with the WAL).
+    pub fn metadata(&self) -> &MetadataStore {
+        self.head.metadata()
     }
 
     /// `labels` with the head's copies of their strings, so that the head
@@ -769,7 +819,16 @@ impl Db {
             let (_, last) = self.wal.segment_range();
             let path = self.dir.join(HEAD_SNAPSHOT_FILE);
             let started = Instant::now();
-            match head_snapshot::write(&self.head, &path, last) {
+            let meta_path = self.dir.join(HEAD_METADATA_FILE);
+            // Metadata first: a snapshot is loaded only with its metadata
+            // file, so a crash between the two writes costs a WAL replay,
+            // never the exemplars.
+            let written = metadata_file::write(&self.head, &meta_path, last)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    head_snapshot::write(&self.head, &path, last).map_err(|e| e.to_string())
+                });
+            match written {
                 Ok(()) => tracing::info!(
                     duration_ms = started.elapsed().as_millis() as u64,
                     "head snapshot written"
@@ -777,6 +836,7 @@ impl Db {
                 Err(e) => {
                     tracing::error!(error = %e, "writing head snapshot failed; the next start replays the WAL");
                     let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(&meta_path);
                 }
             }
         }

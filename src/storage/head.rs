@@ -1,11 +1,15 @@
 //! The head: the most recent data, in memory, compressed in Gorilla chunks.
 //!
-//! Owns the series map ([`series`]), the postings index ([`postings`]) and
+//! Owns the series map ([`series`]), the postings index ([`postings`]), the
+//! exemplar and metric metadata stores ([`exemplars`], [`metadata`]) and
 //! the append path ([`appender`]), which writes the WAL before anything
 //! becomes visible. Does not own the WAL itself (the [`crate::storage::Db`]
 //! does) and never reads configuration.
 
 mod appender;
+pub(crate) mod exemplars;
+pub(crate) mod metadata;
+pub(crate) mod metadata_file;
 mod postings;
 mod series;
 pub(crate) mod snapshot;
@@ -19,10 +23,18 @@ use parking_lot::Mutex;
 use crate::model::{Interner, Labels, Matcher};
 use crate::storage::error::{Result, SampleError};
 use crate::storage::tombstones::{Interval, Intervals, Tombstones};
-use crate::storage::wal::{self, Record, RefTombstone, Wal};
+use crate::storage::wal::{self, Record, RefMetadata, RefTombstone, Wal};
 use crate::storage::SeriesRef;
 
-pub use appender::{AppendOutcome, Rejected, ResolvedSeries, SeriesHandle, SeriesSamples};
+pub use appender::{
+    AppendExtras, AppendOutcome, ExtrasOutcome, Rejected, ResolvedSeries, SeriesHandle,
+    SeriesSamples,
+};
+pub use exemplars::{ExemplarDrop, ExemplarEntry, ExemplarStore};
+pub use metadata::{
+    metric_type_code, metric_type_name, MetadataDrop, MetadataLimits, MetadataStore,
+    MetricMetadata, METRIC_TYPES,
+};
 pub(crate) use series::HeadChunk;
 use series::{GetOrCreate, MemSeries, StripeSeries};
 
@@ -32,6 +44,8 @@ pub(crate) struct HeadOptions {
     pub(crate) block_range_ms: i64,
     pub(crate) max_series_per_metric: usize,
     pub(crate) stripes: usize,
+    pub(crate) max_exemplars: usize,
+    pub(crate) metadata: MetadataLimits,
 }
 
 /// Counts describing the head's contents.
@@ -62,6 +76,12 @@ pub struct HeadReplayStats {
     pub skipped_samples: u64,
     /// Samples whose series ref had no series record.
     pub unknown_refs: u64,
+    /// Exemplars stored.
+    pub exemplars: u64,
+    /// Exemplars not stored: unknown series ref, duplicate or out of order.
+    pub skipped_exemplars: u64,
+    /// Metadata entries applied.
+    pub metadata: u64,
 }
 
 /// The in-memory head block.
@@ -87,6 +107,31 @@ pub(crate) struct Head {
     /// Nothing older than this is accepted or replayed: the end of the newest
     /// persisted block (samples before it live in blocks).
     min_valid_floor: AtomicI64,
+    /// Recent exemplars (own lock, taken after the series locks).
+    exemplars: ExemplarStore,
+    /// Metric metadata (own lock, taken after the exemplar store's).
+    metadata: MetadataStore,
+}
+
+/// A WAL metadata entry as the store holds it (an unknown type code, from
+/// a newer build, reads as `unknown`).
+fn metadata_from_record(m: RefMetadata) -> MetricMetadata {
+    MetricMetadata {
+        metric: m.metric,
+        metric_type: metric_type_name(m.metric_type).unwrap_or("unknown"),
+        help: m.help,
+        unit: m.unit,
+    }
+}
+
+/// A stored metadata entry as the WAL logs it.
+fn metadata_to_record(m: &MetricMetadata) -> RefMetadata {
+    RefMetadata {
+        metric: m.metric.clone(),
+        metric_type: metric_type_code(m.metric_type),
+        unit: m.unit.clone(),
+        help: m.help.clone(),
+    }
 }
 
 /// One series selected from the head: labels, chunks overlapping the range,
@@ -95,6 +140,7 @@ pub(crate) type HeadSelected = (Labels, Vec<HeadChunk>, Option<Intervals>);
 
 impl Head {
     pub(crate) fn new(opts: HeadOptions) -> Self {
+        let (max_exemplars, metadata_limits) = (opts.max_exemplars, opts.metadata);
         Self {
             series: StripeSeries::new(opts.stripes),
             opts,
@@ -108,7 +154,32 @@ impl Head {
             gc_lock: Default::default(),
             tombstones: Default::default(),
             min_valid_floor: AtomicI64::new(i64::MIN),
+            exemplars: ExemplarStore::new(max_exemplars),
+            metadata: MetadataStore::new(metadata_limits),
         }
+    }
+
+    /// The exemplar store.
+    pub(crate) fn exemplars(&self) -> &ExemplarStore {
+        &self.exemplars
+    }
+
+    /// The metric metadata store.
+    pub(crate) fn metadata(&self) -> &MetadataStore {
+        &self.metadata
+    }
+
+    /// The live series holding `labels`, if any.
+    fn find_series(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.series.get(labels.stable_hash(), labels)
+    }
+
+    /// The live series of a replayed ref (following replay aliases).
+    fn replayed_series(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        self.series.get_by_ref(r).or_else(|| {
+            let alias = self.replay_aliases.lock().get(&r).copied();
+            alias.and_then(|a| self.series.get_by_ref(a))
+        })
     }
 
     /// Refuses (and skips on replay) samples before `t` from now on: they
@@ -254,6 +325,31 @@ impl Head {
                 if min_t <= max_t {
                     self.observe_time_range(min_t, max_t);
                 }
+            }
+            Record::Exemplars(exemplars) => {
+                for e in exemplars {
+                    let Some(s) = self.replayed_series(e.series_ref) else {
+                        stats.skipped_exemplars += 1;
+                        continue;
+                    };
+                    let entry = ExemplarEntry {
+                        series: s.labels.clone(),
+                        labels: e.labels,
+                        value: e.v,
+                        t: e.t,
+                    };
+                    match self.exemplars.add(s.series_ref, entry) {
+                        exemplars::ExemplarVerdict::Append => stats.exemplars += 1,
+                        _ => stats.skipped_exemplars += 1,
+                    }
+                }
+            }
+            Record::Metadata(entries) => {
+                let n = entries.len() as u64;
+                let dropped = self
+                    .metadata
+                    .apply(entries.into_iter().map(metadata_from_record).collect());
+                stats.metadata += n.saturating_sub(dropped as u64);
             }
             Record::Tombstones(tombstones) => {
                 let mut ts = self.tombstones.write();

@@ -18,6 +18,17 @@ pub struct Options {
     pub max_series_per_metric: usize,
     /// Number of lock stripes of the head's series map (a power of two).
     pub stripes: usize,
+    /// Most exemplars the head keeps (a ring: the oldest are overwritten);
+    /// 0 turns exemplar storage off. Default 100 000, as Prometheus's
+    /// `--storage.exemplars.max-exemplars` when enabled.
+    pub max_exemplars: usize,
+    /// Most metric families whose metadata is kept; past it new families
+    /// are dropped. 0 turns metadata storage off. Default 100 000.
+    pub max_metadata_families: usize,
+    /// Most bytes of metadata text (family names, help, unit) kept; past it
+    /// new or growing entries are dropped. 0 turns metadata storage off.
+    /// Default 32 MiB.
+    pub max_metadata_bytes: usize,
     /// Blocks whose end is this far (ms) behind the newest data are deleted;
     /// 0 keeps everything. Default 15 d.
     pub retention_ms: i64,
@@ -56,6 +67,9 @@ impl Default for Options {
             block_range_ms: 2 * 60 * 60 * 1000,
             max_series_per_metric: 0,
             stripes: 4096,
+            max_exemplars: 100_000,
+            max_metadata_families: 100_000,
+            max_metadata_bytes: 32 << 20,
             retention_ms: 15 * 24 * 60 * 60 * 1000,
             retention_bytes: 0,
             verify_chunks_on_open: true,

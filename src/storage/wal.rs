@@ -6,7 +6,8 @@
 //! file outside that directory. Byte layouts: `docs/format/wal.md` and
 //! `docs/format/checkpoint.md`.
 //!
-//! - `record`: payload codecs ([`encode_series`], [`encode_samples`], [`decode`]).
+//! - `record`: payload codecs ([`encode_series`], [`encode_samples`],
+//!   [`encode_exemplars`], [`encode_metadata`], [`decode`]).
 //! - `segment`: file naming, segment header, record framing, frame reader.
 //! - [`replay`]: newest checkpoint + later segments; torn/corrupt tail repair.
 //! - [`Wal`]: the writer, with group commit.
@@ -28,8 +29,9 @@ mod tests;
 pub use checkpoint::{checkpoint, CheckpointStats};
 pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{
-    decode, encode_samples, encode_series, encode_tombstones, Record, RecordError, RefSample,
-    RefSeries, RefTombstone, RECORD_SAMPLES, RECORD_SERIES, RECORD_TOMBSTONES,
+    decode, encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones,
+    Record, RecordError, RefExemplar, RefMetadata, RefSample, RefSeries, RefTombstone,
+    RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES, RECORD_TOMBSTONES,
 };
 pub use segment::{
     CorruptionReason, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_LEN,

@@ -1,8 +1,10 @@
 //! Remote-write bodies as Prometheus's queue manager builds them: one
 //! `TimeSeries` per sample, in batch order, protobuf then a snappy block;
 //! 1.0 (`prometheus.WriteRequest`) or 2.0 (`io.prometheus.write.v2.Request`,
-//! with a per-request symbol table and type/help metadata). Uses the
-//! generated types of `ingest::proto`; no proto is written here.
+//! with a per-request symbol table and type/help metadata), optionally with
+//! an exemplar (a 32-hex-digit `trace_id`) on every sample of 1 in N
+//! series. Uses the generated types of `ingest::proto`; no proto is written
+//! here.
 
 use std::collections::HashMap;
 
@@ -66,6 +68,15 @@ pub struct Encoder {
     protocol: Protocol,
     labels: Vec<Vec<v1::Label>>,
     types: Vec<MetricType>,
+    /// Series `i` with `i % exemplars_one_in == 0` carry an exemplar on
+    /// every sample; 0: none.
+    exemplars_one_in: u32,
+}
+
+/// The exemplar of sample `(series, t, v)`: `trace_id` = series and time
+/// as 32 hex digits (an OpenTelemetry trace id's length).
+fn trace_id(series: u32, t: i64) -> Bytes {
+    Bytes::from(format!("{:016x}{:016x}", series, t as u64))
 }
 
 impl Encoder {
@@ -86,7 +97,19 @@ impl Encoder {
                 })
                 .collect(),
             types: series.iter().map(|s| s.metric_type).collect(),
+            exemplars_one_in: 0,
         }
+    }
+
+    /// This encoder, attaching an exemplar to every sample of 1 in
+    /// `one_in` series (0: no exemplars, the default).
+    pub fn with_exemplars(mut self, one_in: u32) -> Self {
+        self.exemplars_one_in = one_in;
+        self
+    }
+
+    fn has_exemplar(&self, series: u32) -> bool {
+        self.exemplars_one_in > 0 && series.is_multiple_of(self.exemplars_one_in)
     }
 
     /// The protocol bodies are encoded with.
@@ -105,6 +128,18 @@ impl Encoder {
                         value: p.v,
                         timestamp: p.t,
                     }],
+                    exemplars: if self.has_exemplar(p.series) {
+                        vec![v1::Exemplar {
+                            labels: vec![v1::Label {
+                                name: Bytes::from_static(b"trace_id"),
+                                value: trace_id(p.series, p.t),
+                            }],
+                            value: p.v,
+                            timestamp: p.t,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                     ..Default::default()
                 })
                 .collect(),
@@ -135,8 +170,22 @@ impl Encoder {
                     MetricType::Gauge => v2::metadata::MetricType::Gauge,
                     MetricType::Histogram => v2::metadata::MetricType::Histogram,
                 };
+                let exemplars = if self.has_exemplar(p.series) {
+                    let labels_refs = vec![
+                        sym(&Bytes::from_static(b"trace_id")),
+                        sym(&trace_id(p.series, p.t)),
+                    ];
+                    vec![v2::Exemplar {
+                        labels_refs,
+                        value: p.v,
+                        timestamp: p.t,
+                    }]
+                } else {
+                    Vec::new()
+                };
                 v2::TimeSeries {
                     labels_refs,
+                    exemplars,
                     samples: vec![v2::Sample {
                         value: p.v,
                         timestamp: p.t,

@@ -216,3 +216,56 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// `with_exemplars(3)`: every sample of series 0, 3, 6, ... carries one
+/// exemplar whose `trace_id` is series and time in 32 hex digits, in both
+/// protocols; other series carry none.
+#[test]
+fn encode_exemplars_on_one_in_n_series() {
+    let wl = Workload::generate(spec(1, 30, 2, 0, 1, 2000, 7));
+    let batch: Vec<Point> = wl.shard(0).next().unwrap();
+    for (protocol, version) in [
+        (Protocol::V1, ProtoVersion::V1),
+        (Protocol::V2, ProtoVersion::V2),
+    ] {
+        let enc = Encoder::new(protocol, &wl.series).with_exemplars(3);
+        let raw = decompress(&enc.encode(&batch).bytes, 1 << 30).unwrap();
+        let got: Vec<(usize, String)> = match decode(version, Bytes::from(raw)).unwrap() {
+            Request::V1(r) => r
+                .timeseries
+                .iter()
+                .map(|ts| {
+                    let ids = ts.exemplars.iter().map(|e| {
+                        assert_eq!(&e.labels[0].name[..], b"trace_id");
+                        String::from_utf8(e.labels[0].value.to_vec()).unwrap()
+                    });
+                    (ts.exemplars.len(), ids.collect::<String>())
+                })
+                .collect(),
+            Request::V2(r) => r
+                .timeseries
+                .iter()
+                .map(|ts| {
+                    let sym = |i: u32| String::from_utf8(r.symbols[i as usize].to_vec()).unwrap();
+                    let ids = ts.exemplars.iter().map(|e| {
+                        assert_eq!(sym(e.labels_refs[0]), "trace_id");
+                        sym(e.labels_refs[1])
+                    });
+                    (ts.exemplars.len(), ids.collect::<String>())
+                })
+                .collect(),
+        };
+        let want: Vec<(usize, String)> = batch
+            .iter()
+            .map(|p| {
+                if p.series % 3 == 0 {
+                    (1, format!("{:016x}{:016x}", p.series, p.t as u64))
+                } else {
+                    (0, String::new())
+                }
+            })
+            .collect();
+        assert_eq!(got, want, "{protocol:?}");
+        assert!(want.iter().any(|w| w.0 == 1) && want.iter().any(|w| w.0 == 0));
+    }
+}

@@ -8,14 +8,50 @@
 //! Holding the series locks across the WAL write makes the WAL order of each
 //! series equal the order its samples were applied, so replay rebuilds
 //! exactly what was acknowledged.
+//!
+//! Exemplars and metric metadata that came with the batch ride in the same
+//! WAL entry (records 4 and 6 after the series and samples records): under
+//! the series locks the exemplar store's lock, then the metadata store's,
+//! is taken; exemplars are judged against their series' newest exemplar and
+//! metadata against the stored entry; what is accepted or changed is logged
+//! and applied before those locks are released.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::model::{Labels, Sample};
 use crate::storage::error::{Result, SampleError};
+use crate::storage::head::exemplars::{ExemplarDrop, ExemplarEntry, ExemplarVerdict};
+use crate::storage::head::metadata::{MetadataDrop, MetricMetadata};
 use crate::storage::head::series::MemSeries;
-use crate::storage::head::Head;
-use crate::storage::wal::{self, RefSample, RefSeries, Wal};
+use crate::storage::head::{metadata_to_record, Head};
+use crate::storage::wal::{self, RefExemplar, RefSample, RefSeries, Wal};
+
+/// Exemplars and metric metadata that came with a batch.
+#[derive(Debug, Clone, Default)]
+pub struct AppendExtras {
+    /// Exemplars, each naming its series by labels (a series of the batch,
+    /// or any series in the head).
+    pub exemplars: Vec<ExemplarEntry>,
+    /// Metadata entries; the newest of a family wins.
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// What happened to a batch's exemplars and metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtrasOutcome {
+    /// Exemplars stored.
+    pub exemplars_appended: usize,
+    /// Exemplars identical to their series' newest: accepted silently, as
+    /// Prometheus does.
+    pub exemplars_duplicate: usize,
+    /// Exemplars not stored, by reason.
+    pub exemplars_dropped: BTreeMap<ExemplarDrop, usize>,
+    /// Metadata entries that changed the store.
+    pub metadata_changed: usize,
+    /// Metadata entries not stored, by reason.
+    pub metadata_dropped: BTreeMap<MetadataDrop, usize>,
+}
 
 /// The samples of one series in an append batch, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +102,8 @@ pub struct AppendOutcome {
     pub duplicates: usize,
     /// Samples refused, in batch order.
     pub rejected: Vec<Rejected>,
+    /// The batch's exemplars and metadata.
+    pub extras: ExtrasOutcome,
 }
 
 impl AppendOutcome {
@@ -137,6 +175,18 @@ impl Head {
         &self,
         batch: &[SeriesSamples],
         hints: &[Option<SeriesHandle>],
+        wal: &Wal,
+    ) -> Result<(AppendOutcome, ResolvedSeries)> {
+        self.append_with(batch, hints, &AppendExtras::default(), wal)
+    }
+
+    /// [`Head::append_hinted`] with the exemplars and metadata that came
+    /// with the batch, logged in the same WAL entry.
+    pub(crate) fn append_with(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+        extras: &AppendExtras,
         wal: &Wal,
     ) -> Result<(AppendOutcome, ResolvedSeries)> {
         let mut outcome = AppendOutcome::default();
@@ -260,14 +310,77 @@ impl Head {
             accepted_groups.push((first, accepted.len()));
         }
         outcome.rejected.sort_by_key(|r| (r.series, r.sample));
-        if accepted.is_empty() {
+
+        // 3b. Judge exemplars and metadata under their stores' locks, held
+        // until applied so their WAL order is their apply order.
+        let mut ex_store = self.exemplars.lock();
+        let mut ex_accepted: Vec<(Arc<MemSeries>, ExemplarEntry)> = Vec::new();
+        if self.exemplars.capacity() > 0 && !extras.exemplars.is_empty() {
+            let mut pending: HashMap<_, ExemplarEntry, ahash::RandomState> = HashMap::default();
+            // Series this append locked, and whether their series record is
+            // in the WAL by the end of this append.
+            let locked: HashMap<_, bool, ahash::RandomState> = groups
+                .iter()
+                .enumerate()
+                .map(|(g, &(start, _))| {
+                    let (first, end) = accepted_groups[g];
+                    (targets[start].0.series_ref, guards[g].logged || end > first)
+                })
+                .collect();
+            for e in &extras.exemplars {
+                // A series whose record is not logged (created by another
+                // append still in flight) would make the exemplar's ref
+                // unknown on replay. Another series' lock is only tried, as
+                // it is out of this append's ref order.
+                let found =
+                    self.find_series(&e.series)
+                        .filter(|s| match locked.get(&s.series_ref) {
+                            Some(logged) => *logged,
+                            None => s.data.try_lock().is_some_and(|d| d.logged),
+                        });
+                let Some(s) = found else {
+                    *outcome
+                        .extras
+                        .exemplars_dropped
+                        .entry(ExemplarDrop::UnknownSeries)
+                        .or_default() += 1;
+                    continue;
+                };
+                let entry = ExemplarEntry {
+                    series: s.labels.clone(),
+                    ..e.clone()
+                };
+                match ex_store.judge(s.series_ref, &entry, &pending) {
+                    ExemplarVerdict::Append => {
+                        pending.insert(s.series_ref, entry.clone());
+                        ex_accepted.push((s, entry));
+                    }
+                    ExemplarVerdict::Duplicate => outcome.extras.exemplars_duplicate += 1,
+                    ExemplarVerdict::Drop(why) => {
+                        *outcome.extras.exemplars_dropped.entry(why).or_default() += 1
+                    }
+                }
+            }
+        }
+        let mut md_store = self.metadata.lock();
+        let (md_changed, md_drops) = md_store.stage(self.metadata.limits(), &extras.metadata);
+        for why in md_drops {
+            *outcome.extras.metadata_dropped.entry(why).or_default() += 1;
+        }
+
+        if accepted.is_empty() && ex_accepted.is_empty() && md_changed.is_empty() {
+            drop(md_store);
+            drop(ex_store);
             drop(guards);
             drop(gc_guard);
-            if outcome.duplicates > 0 {
-                // A duplicate is acknowledged only once the sample it
-                // duplicates is durable. That sample was logged before it
-                // became visible under its series lock, so everything the
-                // WAL has taken so far covers it.
+            let held = outcome.duplicates > 0
+                || outcome.extras.exemplars_duplicate > 0
+                || extras.metadata.len() > outcome.extras.metadata_dropped.values().sum::<usize>();
+            if held {
+                // A duplicate is acknowledged only once the sample (or
+                // exemplar, or unchanged metadata) it duplicates is durable. That was logged before
+                // it became visible under its lock, so everything the WAL
+                // has taken so far covers it.
                 wal.wait_durable(wal.written())?;
             }
             return Ok((outcome, resolved));
@@ -278,13 +391,50 @@ impl Head {
         if !new_series.is_empty() {
             wal::encode_series(&new_series, &mut series_rec);
         }
-        let mut samples_rec = Vec::with_capacity(accepted.len() * 10 + 16);
-        wal::encode_samples(&accepted, &mut samples_rec);
-        let payloads: Vec<&[u8]> = [series_rec.as_slice(), samples_rec.as_slice()]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
+        let mut samples_rec = Vec::new();
+        if !accepted.is_empty() {
+            samples_rec.reserve(accepted.len() * 10 + 16);
+            wal::encode_samples(&accepted, &mut samples_rec);
+        }
+        let mut exemplars_rec = Vec::new();
+        if !ex_accepted.is_empty() {
+            let refs: Vec<RefExemplar> = ex_accepted
+                .iter()
+                .map(|(s, e)| RefExemplar {
+                    series_ref: s.series_ref,
+                    t: e.t,
+                    v: e.value,
+                    labels: e.labels.clone(),
+                })
+                .collect();
+            wal::encode_exemplars(&refs, &mut exemplars_rec);
+        }
+        let mut metadata_rec = Vec::new();
+        if !md_changed.is_empty() {
+            let refs: Vec<_> = md_changed.iter().map(metadata_to_record).collect();
+            wal::encode_metadata(&refs, &mut metadata_rec);
+        }
+        let payloads: Vec<&[u8]> = [
+            series_rec.as_slice(),
+            samples_rec.as_slice(),
+            exemplars_rec.as_slice(),
+            metadata_rec.as_slice(),
+        ]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
         let ticket = wal.log(&payloads)?;
+        // An exemplar's series is logged by now: it has samples in this
+        // batch, or was logged before (series are created only with
+        // samples to store, and marked logged when those are applied).
+        outcome.extras.exemplars_appended = ex_accepted.len();
+        for (s, e) in ex_accepted {
+            ex_store.push(self.exemplars.capacity(), s.series_ref, e);
+        }
+        drop(ex_store);
+        outcome.extras.metadata_changed = md_changed.len();
+        md_store.apply(self.metadata.limits(), md_changed);
+        drop(md_store);
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (g, &(first, end)) in accepted_groups.iter().enumerate() {

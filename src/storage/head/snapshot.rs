@@ -6,10 +6,10 @@
 //! The snapshot is only a shortcut: the WAL is never trimmed because of it,
 //! and [`crate::storage::Db::open`] deletes it once loaded (or when it fails
 //! its checksum), so a later crash always recovers from the WAL. Owns the
-//! file's encoding; must not touch the WAL's files.
+//! file's encoding (its frame is [`crate::storage::file_frame`]'s); must
+//! not touch the WAL's files.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::storage::chunk::XorIter;
 use crate::storage::encoding::{
     put_be_u32, put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
+use crate::storage::file_frame::{self, FrameError};
 use crate::storage::head::series::{GetOrCreate, HeadChunk, MemSeries};
 use crate::storage::head::Head;
 use crate::storage::tombstones::Interval;
@@ -35,6 +36,8 @@ pub(crate) enum SnapshotError {
     #[error("reading head snapshot: {0}")]
     Io(#[from] std::io::Error),
     #[error("head snapshot damaged: {0}")]
+    Frame(#[from] FrameError),
+    #[error("head snapshot damaged: {0}")]
     Corrupt(&'static str),
     #[error("head snapshot damaged: {0}")]
     Decode(#[from] DecodeError),
@@ -46,8 +49,7 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
     // No append is between its WAL write and its apply while this is held.
     let _gc = head.gc_lock.write();
     let mut buf = Vec::with_capacity(crate::storage::SNAPSHOT_BUFFER_SIZE);
-    buf.extend_from_slice(&MAGIC);
-    buf.extend_from_slice(&[VERSION, 0, 0, 0]);
+    file_frame::start(&mut buf, MAGIC, VERSION);
     put_be_u32(&mut buf, wal_segment);
     put_uvarint(&mut buf, head.next_ref.load(Ordering::Acquire));
     put_varint(&mut buf, head.min_valid_floor.load(Ordering::Acquire));
@@ -88,37 +90,16 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
         }
     }
     drop(ts);
-    let crc = crc32fast::hash(&buf);
-    put_be_u32(&mut buf, crc);
-
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    file_frame::seal(&mut buf);
+    file_frame::write_atomic(path, &buf)
 }
 
 /// Loads a snapshot into an empty head. Returns the last WAL segment it
 /// covers; replay continues after it.
 pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
     let bytes = fs::read(path)?;
-    if bytes.len() < 16 || bytes[..4] != MAGIC {
-        return Err(SnapshotError::Corrupt("bad magic"));
-    }
-    if bytes[4] != VERSION {
-        return Err(SnapshotError::Corrupt("unknown version"));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let crc = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32fast::hash(body) != crc {
-        return Err(SnapshotError::Corrupt("checksum mismatch"));
-    }
-    let mut d = Decbuf::new(&body[8..]);
+    let body = file_frame::open(&bytes, MAGIC, VERSION)?;
+    let mut d = Decbuf::new(body);
     let wal_segment = d.be_u32()?;
     head.next_ref.store(d.uvarint()?, Ordering::Release);
     head.set_min_valid_floor(d.varint()?);

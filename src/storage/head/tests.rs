@@ -11,6 +11,11 @@ fn head(max_series_per_metric: usize) -> Head {
         block_range_ms: 7_200_000,
         max_series_per_metric,
         stripes: 16,
+        max_exemplars: 100,
+        metadata: MetadataLimits {
+            max_families: 100,
+            max_bytes: 1 << 20,
+        },
     })
 }
 
@@ -353,4 +358,172 @@ fn duplicates_of_samples_not_yet_durable_are_not_acknowledged() {
             .map(|&(t, v): &(i64, f64)| (t, v.to_bits()))
             .collect::<Vec<_>>()
     );
+}
+
+fn exemplar(name: &str, trace: &str, value: f64, t: i64) -> ExemplarEntry {
+    ExemplarEntry {
+        series: Labels::from_static(&[("__name__", name), ("job", "t")]),
+        labels: Labels::try_from_pairs([("trace_id", trace)]).unwrap(),
+        value,
+        t,
+    }
+}
+
+fn meta(metric: &str, help: &str) -> MetricMetadata {
+    MetricMetadata {
+        metric: metric.into(),
+        metric_type: "counter",
+        help: help.into(),
+        unit: String::new(),
+    }
+}
+
+fn exemplar_keys(h: &Head) -> Vec<(String, String, u64, i64)> {
+    h.exemplars()
+        .select(&[], i64::MIN, i64::MAX)
+        .iter()
+        .map(|e| {
+            (
+                e.series.to_string(),
+                e.labels.to_string(),
+                e.value.to_bits(),
+                e.t,
+            )
+        })
+        .collect()
+}
+
+fn replayed(wal_dir: &std::path::Path) -> (Head, HeadReplayStats) {
+    let h = head(0);
+    let mut stats = HeadReplayStats::default();
+    crate::storage::wal::replay(wal_dir, h.interner(), |rec| h.apply_record(rec, &mut stats))
+        .unwrap();
+    (h, stats)
+}
+
+#[test]
+fn append_with_exemplars_judged_as_prometheus_and_replayed() {
+    let (d, w) = wal();
+    let h = head(0);
+    let extras = AppendExtras {
+        exemplars: vec![
+            exemplar("a", "x", 1.0, 10),
+            exemplar("a", "x", 1.0, 10), // identical: duplicate
+            exemplar("a", "y", 2.0, 10), // same time, other labels: out of order
+            exemplar("a", "z", 3.0, 5),  // older: out of order
+            exemplar("a", "w", f64::NAN, 11),
+            exemplar("nope", "q", 1.0, 10), // no such series
+        ],
+        metadata: vec![],
+    };
+    let (out, _) = h
+        .append_with(&[batch("a", &[(10, 1.0), (11, 2.0)])], &[], &extras, &w)
+        .unwrap();
+    let x = &out.extras;
+    assert_eq!((x.exemplars_appended, x.exemplars_duplicate), (2, 1));
+    assert_eq!(x.exemplars_dropped[&ExemplarDrop::OutOfOrder], 2);
+    assert_eq!(x.exemplars_dropped[&ExemplarDrop::UnknownSeries], 1);
+    // A resend of the same batch: duplicates only, nothing logged again.
+    let (again, _) = h
+        .append_with(&[batch("a", &[(11, 2.0)])], &[], &extras, &w)
+        .unwrap();
+    assert_eq!(again.extras.exemplars_appended, 0);
+    let want = exemplar_keys(&h);
+    assert_eq!(want.len(), 2);
+    w.close().unwrap();
+
+    let (h2, stats) = replayed(&d.path().join("wal"));
+    assert_eq!(exemplar_keys(&h2), want);
+    assert_eq!((stats.exemplars, stats.skipped_exemplars), (2, 0));
+}
+
+#[test]
+fn append_with_metadata_only_logs_changes_and_replays() {
+    let (d, w) = wal();
+    let h = head(0);
+    let md = |entries: Vec<MetricMetadata>| AppendExtras {
+        exemplars: vec![],
+        metadata: entries,
+    };
+    // A request of metadata alone (as Prometheus sends them) is logged.
+    let (out, _) = h
+        .append_with(&[], &[], &md(vec![meta("a", "A."), meta("b", "B.")]), &w)
+        .unwrap();
+    assert_eq!(out.extras.metadata_changed, 2);
+    let written = w.written();
+    // Unchanged: nothing logged.
+    let (out, _) = h
+        .append_with(&[], &[], &md(vec![meta("a", "A.")]), &w)
+        .unwrap();
+    assert_eq!(out.extras.metadata_changed, 0);
+    assert_eq!(w.written(), written);
+    let (out, _) = h
+        .append_with(&[], &[], &md(vec![meta("a", "A, changed.")]), &w)
+        .unwrap();
+    assert_eq!(out.extras.metadata_changed, 1);
+    w.close().unwrap();
+
+    let (h2, stats) = replayed(&d.path().join("wal"));
+    assert_eq!(h2.metadata().all(), h.metadata().all());
+    assert_eq!(h2.metadata().get(Some("a"), 0)[0].help, "A, changed.");
+    assert_eq!(stats.metadata, 3);
+}
+
+#[test]
+fn append_with_store_bounds_drop_and_count_never_fail_samples() {
+    let (_d, w) = wal();
+    let h = Head::new(HeadOptions {
+        block_range_ms: 7_200_000,
+        max_series_per_metric: 0,
+        stripes: 16,
+        max_exemplars: 2,
+        metadata: MetadataLimits {
+            max_families: 1,
+            max_bytes: 10,
+        },
+    });
+    let extras = AppendExtras {
+        exemplars: (0..3).map(|t| exemplar("a", "x", 1.0, t)).collect(),
+        metadata: vec![meta("a", "A."), meta("b", "B."), meta("a", "too long help")],
+    };
+    let (out, _) = h
+        .append_with(&[batch("a", &[(0, 1.0)])], &[], &extras, &w)
+        .unwrap();
+    assert_eq!(out.appended, 1);
+    assert!(out.rejected.is_empty());
+    assert_eq!(out.extras.exemplars_appended, 3);
+    // A ring of two keeps the newest two.
+    let ts: Vec<i64> = exemplar_keys(&h).iter().map(|k| k.3).collect();
+    assert_eq!(ts, [1, 2]);
+    assert_eq!(out.extras.metadata_changed, 1);
+    assert_eq!(out.extras.metadata_dropped[&MetadataDrop::FamiliesLimit], 1);
+    assert_eq!(out.extras.metadata_dropped[&MetadataDrop::BytesLimit], 1);
+    assert_eq!(h.metadata().get(Some("a"), 0)[0].help, "A.");
+}
+
+#[test]
+fn append_with_exemplars_off_logs_none() {
+    let (d, w) = wal();
+    let h = Head::new(HeadOptions {
+        block_range_ms: 7_200_000,
+        max_series_per_metric: 0,
+        stripes: 16,
+        max_exemplars: 0,
+        metadata: MetadataLimits {
+            max_families: 10,
+            max_bytes: 1000,
+        },
+    });
+    let extras = AppendExtras {
+        exemplars: vec![exemplar("a", "x", 1.0, 1)],
+        metadata: vec![],
+    };
+    let (out, _) = h
+        .append_with(&[batch("a", &[(1, 1.0)])], &[], &extras, &w)
+        .unwrap();
+    assert_eq!(out.extras, ExtrasOutcome::default());
+    assert!(h.exemplars().is_empty());
+    w.close().unwrap();
+    let (_, stats) = replayed(&d.path().join("wal"));
+    assert_eq!((stats.exemplars, stats.skipped_exemplars), (0, 0));
 }

@@ -1,11 +1,13 @@
 //! Checkpoints: compacts closed segments (plus the previous checkpoint) into
-//! `<wal>/checkpoint.NNNNNNNN/`, keeping only live series and recent samples,
+//! `<wal>/checkpoint.NNNNNNNN/`, keeping only live series with their recent
+//! samples and exemplars, and the newest metadata of each metric family,
 //! then deletes what it replaces (`docs/format/checkpoint.md`).
 //!
 //! Owns checkpoint directories and the deletion of segments they cover. Must
 //! not touch the open segment (the caller cuts one first, see
 //! [`Wal::cut_segment`]) or anything outside the WAL directory.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,8 +18,8 @@ use crate::storage::{CrashHook, SeriesRef};
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_samples, encode_series, encode_tombstones, io_err, Error, Record, Result, Wal,
-    FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones, io_err,
+    Error, Record, RefMetadata, Result, Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -33,6 +35,12 @@ pub struct CheckpointStats {
     pub samples_kept: u64,
     /// Samples dropped (series not kept, or older than `mint`).
     pub samples_dropped: u64,
+    /// Exemplars kept.
+    pub exemplars_kept: u64,
+    /// Exemplars dropped (series not kept, or older than `mint`).
+    pub exemplars_dropped: u64,
+    /// Metric families whose newest metadata was kept.
+    pub metadata_kept: u64,
     /// Bytes written to the checkpoint's segments.
     pub bytes: u64,
     /// WAL segments deleted.
@@ -43,8 +51,9 @@ pub struct CheckpointStats {
 
 /// Compacts segments `..=last` (which must be closed, i.e. before the
 /// current one) and the previous checkpoint into `<dir>/checkpoint.<last:08>`:
-/// keeps series for which `keep(ref)` is true and samples of kept series with
-/// `t >= mint`. Written into a `.tmp` directory, fsynced, renamed atomically
+/// keeps series for which `keep(ref)` is true, samples and exemplars of kept
+/// series with `t >= mint`, and the newest metadata of every family (in one
+/// record at the end: metadata records name families, not series). Written into a `.tmp` directory, fsynced, renamed atomically
 /// and the directory fsynced; then segments `<= last` and older checkpoints
 /// are deleted. If a checkpoint at `last` already exists only the deletions
 /// run.
@@ -137,6 +146,7 @@ fn write_checkpoint(
     let mut out = CheckpointWriter::create(&tmp, wal.options().segment_size)?;
     let mut payload = Vec::new();
     let mut failed = None;
+    let mut metadata: BTreeMap<String, RefMetadata> = BTreeMap::new();
     let mut on_record = |record: Record| {
         if failed.is_some() {
             return;
@@ -170,6 +180,22 @@ fn write_checkpoint(
                 }
                 encode_tombstones(&tombstones, &mut payload);
             }
+            Record::Exemplars(mut exemplars) => {
+                let before = exemplars.len() as u64;
+                exemplars.retain(|e| e.t >= mint && keep(e.series_ref));
+                stats.exemplars_kept += exemplars.len() as u64;
+                stats.exemplars_dropped += before - exemplars.len() as u64;
+                if exemplars.is_empty() {
+                    return;
+                }
+                encode_exemplars(&exemplars, &mut payload);
+            }
+            Record::Metadata(entries) => {
+                for m in entries {
+                    metadata.insert(m.metric.clone(), m);
+                }
+                return;
+            }
         }
         if let Err(e) = out.append(&payload) {
             failed = Some(e);
@@ -187,6 +213,16 @@ fn write_checkpoint(
     }
     if let Some(e) = failed {
         return Err(e);
+    }
+    if !metadata.is_empty() {
+        stats.metadata_kept = metadata.len() as u64;
+        let entries: Vec<RefMetadata> = metadata.into_values().collect();
+        // Records of a bounded number of families, far below MAX_RECORD_LEN.
+        for chunk in entries.chunks(4096) {
+            payload.clear();
+            encode_metadata(chunk, &mut payload);
+            out.append(&payload)?;
+        }
     }
     stats.bytes = out.finish()?;
     sync_dir(&tmp)?;

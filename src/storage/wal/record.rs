@@ -1,4 +1,5 @@
-//! WAL record payload codecs: series and samples records
+//! WAL record payload codecs: series, samples and tombstones records here;
+//! exemplars and metadata records in [`exemplar_metadata`]
 //! (`docs/format/wal.md`, section "Records").
 //!
 //! Owns the payload layout only. Framing (length, CRC) belongs to `segment`;
@@ -10,6 +11,12 @@ use crate::storage::encoding::{
     put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
 use crate::storage::SeriesRef;
+
+mod exemplar_metadata;
+
+pub use exemplar_metadata::{
+    encode_exemplars, encode_metadata, RefExemplar, RefMetadata, RECORD_EXEMPLARS, RECORD_METADATA,
+};
 
 /// Type byte of a series record (`payload[0]`).
 pub const RECORD_SERIES: u8 = 1;
@@ -58,6 +65,10 @@ pub enum Record {
     Samples(Vec<RefSample>),
     /// Deletions of known series' data.
     Tombstones(Vec<RefTombstone>),
+    /// Exemplars of known series (format version 3).
+    Exemplars(Vec<RefExemplar>),
+    /// Changed metric metadata (format version 3).
+    Metadata(Vec<RefMetadata>),
 }
 
 /// Why a payload could not be decoded.
@@ -87,6 +98,15 @@ pub enum RecordError {
         /// Offset of the value's length prefix in the payload.
         at: usize,
     },
+    /// The labels of an exemplar are not a valid label set.
+    #[error("invalid exemplar labels for series {series_ref}")]
+    InvalidExemplarLabels {
+        /// The series the exemplar belongs to.
+        series_ref: SeriesRef,
+        /// What is wrong with them.
+        #[source]
+        source: LabelError,
+    },
     /// The labels of a series are not a valid label set.
     #[error("invalid labels for series {series_ref}")]
     InvalidLabels {
@@ -104,11 +124,7 @@ pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
     buf.push(RECORD_SERIES);
     for s in series {
         put_uvarint(buf, s.series_ref.0);
-        put_uvarint(buf, s.labels.len() as u64);
-        for l in &s.labels {
-            put_uvarint_str(buf, &l.name);
-            put_uvarint_str(buf, &l.value);
-        }
+        put_labels(buf, &s.labels);
     }
 }
 
@@ -153,6 +169,10 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
         RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
+        RECORD_EXEMPLARS => {
+            exemplar_metadata::decode_exemplars(&mut d, interner).map(Record::Exemplars)
+        }
+        RECORD_METADATA => exemplar_metadata::decode_metadata(&mut d).map(Record::Metadata),
         typ => Err(RecordError::UnknownType { typ }),
     }
 }
@@ -162,19 +182,7 @@ fn decode_series(d: &mut Decbuf<'_>, interner: &Interner) -> Result<Vec<RefSerie
     let mut builder = LabelsBuilder::new();
     while !d.is_empty() {
         let series_ref = SeriesRef(d.uvarint()?);
-        let n = d.uvarint()?;
-        // Each label takes at least two bytes, so a corrupt count fails on
-        // end of input within `remaining / 2` rounds: no huge loop.
-        for _ in 0..n {
-            let at = d.position();
-            let name = utf8(d.uvarint_bytes()?, at)?;
-            let at = d.position();
-            let value = utf8(d.uvarint_bytes()?, at)?;
-            if value.is_empty() {
-                return Err(RecordError::EmptyLabelValue { at });
-            }
-            builder.push_shared(interner.intern(name), interner.intern(value));
-        }
+        read_label_pairs(d, interner, &mut builder)?;
         let labels = builder
             .build()
             .map_err(|source| RecordError::InvalidLabels { series_ref, source })?;
@@ -183,7 +191,39 @@ fn decode_series(d: &mut Decbuf<'_>, interner: &Interner) -> Result<Vec<RefSerie
     Ok(out)
 }
 
-fn utf8(b: &[u8], at: usize) -> Result<&str, RecordError> {
+/// Reads `n <uvarint> | (name <uvarint str> | value <uvarint str>){n}` into
+/// `builder`, strings through the interner.
+pub(super) fn read_label_pairs(
+    d: &mut Decbuf<'_>,
+    interner: &Interner,
+    builder: &mut LabelsBuilder,
+) -> Result<(), RecordError> {
+    let n = d.uvarint()?;
+    // Each label takes at least two bytes, so a corrupt count fails on
+    // end of input within `remaining / 2` rounds: no huge loop.
+    for _ in 0..n {
+        let at = d.position();
+        let name = utf8(d.uvarint_bytes()?, at)?;
+        let at = d.position();
+        let value = utf8(d.uvarint_bytes()?, at)?;
+        if value.is_empty() {
+            return Err(RecordError::EmptyLabelValue { at });
+        }
+        builder.push_shared(interner.intern(name), interner.intern(value));
+    }
+    Ok(())
+}
+
+/// Appends `n <uvarint> | (name <uvarint str> | value <uvarint str>){n}`.
+pub(super) fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(buf, labels.len() as u64);
+    for l in labels {
+        put_uvarint_str(buf, &l.name);
+        put_uvarint_str(buf, &l.value);
+    }
+}
+
+pub(super) fn utf8(b: &[u8], at: usize) -> Result<&str, RecordError> {
     std::str::from_utf8(b).map_err(|_| RecordError::InvalidUtf8 { at })
 }
 
@@ -308,7 +348,7 @@ mod tests {
         #[test]
         fn prop_decode_arbitrary_bytes_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..128),
-            typ in 0u8..4,
+            typ in 0u8..8,
         ) {
             let interner = Interner::new();
             let _ = decode(&bytes, &interner);

@@ -16,6 +16,8 @@ enum Canon {
     Series(Vec<(u64, String)>),
     Samples(Vec<(u64, i64, u64)>),
     Tombstones(Vec<(u64, i64, i64)>),
+    Exemplars(Vec<(u64, i64, u64, String)>),
+    Metadata(Vec<RefMetadata>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -33,6 +35,12 @@ fn canon(r: &Record) -> Canon {
         Record::Tombstones(t) => {
             Canon::Tombstones(t.iter().map(|t| (t.series_ref.0, t.mint, t.maxt)).collect())
         }
+        Record::Exemplars(e) => Canon::Exemplars(
+            e.iter()
+                .map(|e| (e.series_ref.0, e.t, e.v.to_bits(), e.labels.to_string()))
+                .collect(),
+        ),
+        Record::Metadata(m) => Canon::Metadata(m.clone()),
     }
 }
 
@@ -315,16 +323,19 @@ fn replay_newer_version_refused_not_repaired() {
     fs::write(&path, &bytes).unwrap();
     let err = replay(&dir, &Interner::new(), |_| {}).unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedVersion { version: 3, .. }),
+        matches!(err, Error::UnsupportedVersion { version, .. } if version == FORMAT_VERSION + 1),
         "{err}"
     );
     assert_eq!(fs::read(&path).unwrap(), bytes);
-    // Version 1 segments (no tombstones records) are still read.
-    bytes[4] = 1;
-    fs::write(&path, &bytes).unwrap();
-    let mut n = 0;
-    replay(&dir, &Interner::new(), |_| n += 1).unwrap();
-    assert!(n > 0);
+    // Older segments (version 1: no tombstones records; version 2: no
+    // exemplars or metadata records) are still read.
+    for old in MIN_FORMAT_VERSION..FORMAT_VERSION {
+        bytes[4] = old;
+        fs::write(&path, &bytes).unwrap();
+        let mut n = 0;
+        replay(&dir, &Interner::new(), |_| n += 1).unwrap();
+        assert!(n > 0, "version {old}");
+    }
 }
 
 #[test]
@@ -414,6 +425,8 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
             Record::Series(s) => encode_series(s, &mut buf),
             Record::Samples(s) => encode_samples(s, &mut buf),
             Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+            Record::Exemplars(e) => encode_exemplars(e, &mut buf),
+            Record::Metadata(m) => encode_metadata(m, &mut buf),
         }
         let t = wal.log(&[&buf]).unwrap();
         wal.wait_durable(t).unwrap();
@@ -548,4 +561,80 @@ fn open_removes_unfinished_checkpoints_only() {
     {
         assert!(after.contains(name), "{name:?} removed");
     }
+}
+
+fn md(metric: &str, help: &str) -> RefMetadata {
+    RefMetadata {
+        metric: metric.into(),
+        metric_type: 1,
+        unit: String::new(),
+        help: help.into(),
+    }
+}
+
+#[test]
+fn checkpoint_keeps_exemplars_of_live_series_and_newest_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(300)).unwrap();
+    let log = |payloads: &[Vec<u8>]| {
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let t = wal.log(&refs).unwrap();
+        wal.wait_durable(t).unwrap();
+    };
+    let exemplar = |r: u64, t: i64| RefExemplar {
+        series_ref: SeriesRef(r),
+        t,
+        v: t as f64,
+        labels: Labels::try_from_pairs([("trace_id", format!("t{t}"))]).unwrap(),
+    };
+    let enc = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = Vec::new();
+        f(&mut b);
+        b
+    };
+    log(&[enc(&|b| encode_series(&[series(1), series(2)], b))]);
+    for t in 0..10 {
+        // Samples, exemplars and metadata in one entry, as an append writes.
+        log(&[
+            enc(&|b| encode_samples(&[sample(1, t, 0), sample(2, t, 0)], b)),
+            enc(&|b| encode_exemplars(&[exemplar(1, t), exemplar(2, t)], b)),
+            enc(&|b| encode_metadata(&[md("up", &format!("help {t}"))], b)),
+        ]);
+    }
+    log(&[enc(&|b| encode_metadata(&[md("other", "o")], b))]);
+    let last = wal.cut_segment().unwrap() - 1;
+    let keep = |r: SeriesRef| r.0 == 2;
+    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 6, None).unwrap();
+    assert_eq!((stats.exemplars_kept, stats.exemplars_dropped), (4, 16));
+    assert_eq!(stats.metadata_kept, 2);
+    wal.close().unwrap();
+
+    let (got, _) = read_all(&dir);
+    let exemplars: Vec<(u64, i64, u64, String)> = got
+        .iter()
+        .filter_map(|c| match c {
+            Canon::Exemplars(e) => Some(e.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let want: Vec<(u64, i64, u64, String)> = (6..10)
+        .map(|t| {
+            let e = exemplar(2, t);
+            (2, t, e.v.to_bits(), e.labels.to_string())
+        })
+        .collect();
+    assert_eq!(exemplars, want);
+    // The newest entry of each family, once, after everything else.
+    assert_eq!(
+        got.last(),
+        Some(&Canon::Metadata(vec![md("other", "o"), md("up", "help 9")]))
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|c| matches!(c, Canon::Metadata(_)))
+            .count(),
+        1
+    );
 }

@@ -49,6 +49,10 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Attach an exemplar (a 32-hex-digit `trace_id`) to every sample of 1
+    /// in N series; 0 sends none.
+    #[arg(long, default_value_t = 0)]
+    exemplars: u32,
     #[command(flatten)]
     workload: WorkloadArgs,
 }
@@ -102,9 +106,9 @@ fn main() -> anyhow::Result<()> {
         }
         None => Workload::generate(spec.clone()),
     };
-    let encoder = Encoder::new(args.protocol, &wl.series);
+    let encoder = Encoder::new(args.protocol, &wl.series).with_exemplars(args.exemplars);
     eprintln!(
-        "sending {} series x {} scrapes = {} samples to {} (remote write {}, {} shards, jitter 0..={} ms)",
+        "sending {} series x {} scrapes = {} samples to {} (remote write {}, {} shards, jitter 0..={} ms, exemplars on 1 in {} series)",
         spec.active_series(),
         spec.scrapes,
         spec.total_samples(),
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         args.protocol.as_str(),
         spec.shards,
         spec.jitter_ms,
+        args.exemplars,
     );
     let shards = (0..spec.shards)
         .map(|k| wl.shard(k).map(|b| encoder.encode(&b)))
