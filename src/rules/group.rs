@@ -159,10 +159,12 @@ pub struct Group {
     pub external_labels: BTreeMap<String, String>,
     /// Restore and resend timings.
     pub timings: AlertTimings,
-    /// Whether `for` state still has to be restored: it is, after the
-    /// group's first evaluation (Prometheus waits for the second); until
-    /// then alerts are pending at most and no `ALERTS` series are written.
-    restore_pending: bool,
+    /// Evaluations left before `for` state is restored: as Prometheus, a
+    /// group loaded at start restores after its second evaluation (the
+    /// first may not see recording rules' fresh output); until then
+    /// alerts are pending at most and no `ALERTS` series are written.
+    /// Zero for groups that need no restore.
+    evals_before_restore: u8,
     /// Start of the last evaluation (ms) and its duration (s).
     pub last_evaluation_ms: Option<i64>,
     /// Duration of the last evaluation in seconds.
@@ -194,16 +196,22 @@ impl Group {
             rules,
             external_labels,
             timings,
-            restore_pending: true,
+            evals_before_restore: 2,
             last_evaluation_ms: None,
             last_duration_seconds: 0.0,
         }
     }
 
+    /// Marks the group as needing no `for` restore: a group added by a
+    /// reload after start (Prometheus restores only at start).
+    pub fn skip_restore(&mut self) {
+        self.evals_before_restore = 0;
+    }
+
     /// Takes over the state of `old` for rules that are the same (same
     /// kind, name, query and labels), as Prometheus does on reload.
     pub fn inherit(&mut self, old: &mut Group) {
-        self.restore_pending = old.restore_pending;
+        self.evals_before_restore = old.evals_before_restore;
         for r in &mut self.rules {
             let same = old.rules.iter_mut().find(|o| {
                 o.spec.name() == r.spec.name()
@@ -262,7 +270,7 @@ impl Group {
             .collect();
         let group_labels = self.spec.labels.clone();
         let limit = self.spec.limit;
-        let restored = !self.restore_pending;
+        let restored = self.evals_before_restore == 0;
         for rule in &mut self.rules {
             let rule_started = Instant::now();
             let out = eval_rule(
@@ -317,9 +325,11 @@ impl Group {
                 tracing::warn!(group = %self.spec.name, rule = rule.spec.name(), error = %e, "rule evaluation failed");
             }
         }
-        if self.restore_pending {
-            self.restore_for_state(db, ts);
-            self.restore_pending = false;
+        if self.evals_before_restore > 0 {
+            self.evals_before_restore -= 1;
+            if self.evals_before_restore == 0 {
+                self.restore_for_state(db, ts);
+            }
         }
         let resend_delay = self.timings.resend_delay_ms;
         for rule in &mut self.rules {
@@ -731,6 +741,8 @@ mod tests {
         let state = |g: &Group| -> Vec<AlertState> {
             g.rules[1].active.values().map(|a| a.state).collect()
         };
+        // A first evaluation before any data (restore waits for two).
+        g.evaluate(&engine, &db, 5_000);
         write(&db, &up, 0, 0.0);
         let r = g.evaluate(&engine, &db, 10_000);
         assert_eq!(state(&g), [AlertState::Pending]);
@@ -803,11 +815,17 @@ mod tests {
         let mut g = group(&long_for);
         let up = [("__name__", "up"), ("job", "a"), ("instance", "1")];
         // Down for 2 minutes, restarted: 20 of the 30 minutes remain, so
-        // activeAt moves by the downtime instead of starting over.
+        // activeAt moves by the downtime instead of starting over. The
+        // restore follows the second evaluation, as in Prometheus.
         write(&db, &up, 720_000, 0.0);
         g.evaluate(&engine, &db, 720_000);
+        assert_eq!(
+            g.rules[1].active.values().next().unwrap().active_at,
+            720_000
+        );
+        g.evaluate(&engine, &db, 730_000);
         let a = g.rules[1].active.values().next().unwrap();
-        assert_eq!(a.active_at, 10_000 + (720_000 - 600_000));
+        assert_eq!(a.active_at, 10_000 + (730_000 - 600_000));
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct RuleManager {
     running: tokio::sync::Mutex<Vec<Running>>,
     /// Snapshot of the groups for the API (replaced on reload).
     groups: Mutex<Vec<Arc<Mutex<Group>>>>,
+    /// Whether the first load happened (later new groups need no restore).
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RuleManager {
@@ -178,6 +180,7 @@ impl RuleManager {
             metrics,
             running: tokio::sync::Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
+            loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -213,6 +216,8 @@ impl RuleManager {
             let mut group = Group::new(spec, self.opts.external_labels.clone(), self.opts.timings);
             if let Some(prev) = old.iter_mut().find(|r| r.key == key) {
                 group.inherit(&mut prev.group.lock());
+            } else if self.loaded.load(std::sync::atomic::Ordering::Acquire) {
+                group.skip_restore();
             }
             let label = GroupLabel {
                 rule_group: format!("{};{}", key.0.display(), key.1),
@@ -232,6 +237,8 @@ impl RuleManager {
         }
         let n = groups.len();
         *self.groups.lock() = groups;
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(n)
     }
 
