@@ -255,23 +255,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the rule files on SIGHUP until `stop`; a failed reload keeps
-/// the rules in force.
+/// Reloads the rule files on SIGHUP and when they change (polled every
+/// [`RULE_FILES_POLL`]) until `stop`; a failed reload keeps the rules in
+/// force.
 async fn rules_reload_loop(
     mgr: Arc<RuleManager>,
     mut hup: tokio::signal::unix::Signal,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut poll = tokio::time::interval(RULE_FILES_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = hup.recv() => match mgr.reload().await {
-                Ok(n) => tracing::info!(groups = n, "rule files reloaded"),
-                Err(e) => tracing::error!(error = %e, "rule reload failed; keeping the rules in force"),
-            },
+        let why = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = poll.tick() => {
+                if !mgr.files_changed() {
+                    continue;
+                }
+                "rule files changed"
+            }
             _ = stop.changed() => return,
+        };
+        match mgr.reload().await {
+            Ok(n) => tracing::info!(groups = n, why, "rule files reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, why, "rule reload failed; keeping the rules in force")
+            }
         }
     }
 }
+
+/// How often the rule files are checked for changes.
+const RULE_FILES_POLL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs [`Db::compact`] at start and then every `interval` until `stop`.
 /// A failed run is logged and retried at the next tick.

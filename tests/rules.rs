@@ -324,6 +324,16 @@ fn reload_keeps_the_rules_in_force_on_error_and_bad_files_are_refused_at_start()
     wait_until("SIGHUP reload", Duration::from_secs(20), || {
         names(&addr).len() == 2
     });
+    // A changed file is picked up without a signal (a ConfigMap updated
+    // in place).
+    std::fs::write(
+        tmp.path().join("more.yml"),
+        "groups:\n  - name: b\n    rules:\n      - record: four\n        expr: vector(4)\n",
+    )
+    .unwrap();
+    wait_until("reload on change", Duration::from_secs(20), || {
+        names(&addr) == ["four", "two"]
+    });
     p.assert_alive(&addr);
     p.terminate(Duration::from_secs(30));
 

@@ -119,6 +119,8 @@ pub struct RuleManager {
     groups: Mutex<Vec<Arc<Mutex<Group>>>>,
     /// Whether the first load happened (later new groups need no restore).
     loaded: std::sync::atomic::AtomicBool,
+    /// The rule files as of the last load attempt (path, mtime, size).
+    seen: Mutex<Vec<(PathBuf, Option<SystemTime>, u64)>>,
 }
 
 impl std::fmt::Debug for RuleManager {
@@ -133,6 +135,26 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The rule files the globs match, with their modification time and size:
+/// what [`RuleManager::files_changed`] compares.
+fn fingerprint(opts: &RulesOptions) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut out: Vec<_> = opts
+        .files
+        .iter()
+        .filter_map(|p| glob::glob(p).ok())
+        .flat_map(|paths| paths.flatten())
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(0, |m| m.len());
+            (p, modified, len)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Expands the globs and loads every file, in path order.
@@ -181,6 +203,7 @@ impl RuleManager {
             running: tokio::sync::Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
             loaded: std::sync::atomic::AtomicBool::new(false),
+            seen: Mutex::new(Vec::new()),
         })
     }
 
@@ -196,6 +219,9 @@ impl RuleManager {
     /// # Errors
     /// The file, group and rule that failed.
     pub async fn reload(self: &Arc<Self>) -> Result<usize, RuleFileError> {
+        // A failed attempt counts as seen: broken files are not retried
+        // until they change again.
+        *self.seen.lock() = fingerprint(&self.opts);
         let opts = self.opts.clone();
         // Parsing runs the query parser: on a thread with its stack.
         let specs = crate::promql::run_on_query_thread(move || load_groups(&opts))
@@ -240,6 +266,20 @@ impl RuleManager {
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(n)
+    }
+
+    /// Whether a rule file was added, removed or changed since the last
+    /// load attempt (a mounted ConfigMap updated in place). A failed
+    /// attempt counts: the same broken files are not retried until they
+    /// change again.
+    pub fn files_changed(&self) -> bool {
+        let now = fingerprint(&self.opts);
+        let mut seen = self.seen.lock();
+        if *seen == now {
+            return false;
+        }
+        *seen = now;
+        true
     }
 
     /// Stops every group.
