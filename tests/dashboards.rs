@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http;
-use common::proc::{find_bin, free_port, start_prometheus_with, start_tidemark, wait_until, Proc};
+use common::proc::{find_bin, free_port, start_prometheus_with, wait_until, Proc};
 use serde_json::Value;
 
 /// Grafana's built-in variables, longest name first so `$__interval` does
@@ -134,7 +134,25 @@ fn every_dashboard_query_returns_data_from_tidemark() {
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let mut tidemark = start_tidemark(&tm, &dir.path().join("tidemark"));
+    // A rule group with an alert that fires, sent to an Alertmanager that
+    // is not there, for the "Rules and alerts" row.
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: dash\n    interval: 1s\n    rules:\n      - record: dash:up:count\n        expr: count(up)\n      - alert: Always\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let mut tidemark = common::proc::start_tidemark_with(
+        &tm,
+        &dir.path().join("tidemark"),
+        &[
+            "--rule-files",
+            rules.to_str().unwrap(),
+            "--alertmanager.url",
+            &nowhere,
+        ],
+    );
     let _node = Proc(
         Command::new(&node_exporter)
             .arg(format!("--web.listen-address={node}"))

@@ -256,6 +256,15 @@ impl RuleManager {
                 .rules
                 .get_or_create(&label)
                 .set(group.rules.len() as i64);
+            // The counters exist from the start, at zero.
+            for family in [
+                &self.metrics.evaluations,
+                &self.metrics.failures,
+                &self.metrics.iterations,
+                &self.metrics.missed,
+            ] {
+                let _ = family.get_or_create(&label);
+            }
             let group = Arc::new(Mutex::new(group));
             let task = tokio::spawn(run_group(self.clone(), group.clone(), label));
             groups.push(group.clone());

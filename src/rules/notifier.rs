@@ -121,6 +121,14 @@ impl Notifier {
             "The number of alertmanagers discovered and active.",
             metrics.alertmanagers.clone(),
         );
+        // Every Alertmanager's series exist from the start, at zero.
+        for am in &opts.alertmanagers {
+            let label = AmLabel {
+                alertmanager: am.clone(),
+            };
+            let _ = metrics.sent.get_or_create(&label);
+            let _ = metrics.errors.get_or_create(&label);
+        }
         metrics.queue_capacity.set(opts.queue_capacity as i64);
         metrics.alertmanagers.set(opts.alertmanagers.len() as i64);
         let client = Client::builder(TokioExecutor::new()).build_http();
