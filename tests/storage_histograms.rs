@@ -161,3 +161,79 @@ fn histogram_rules_match_float_rules() {
     );
     assert_eq!(s.samples().map(|s| s.t).collect::<Vec<_>>(), vec![50]);
 }
+
+/// Integer, float and custom-bucket histograms of three series, with a
+/// reset and a stale marker, as (t, value) per series.
+fn mixed_batch() -> Vec<SeriesSamples> {
+    let mut int = Vec::new();
+    let mut float = Vec::new();
+    let mut nhcb = Vec::new();
+    for i in 0..150i64 {
+        let t = 1_000 + i * 10_000;
+        let mut h = hist(3 + (i % 70) as u64);
+        if i == 120 {
+            h.sum = STALE_NAN;
+        }
+        int.push((t, HistogramValue::Int(h.clone())));
+        let mut f = h.to_float();
+        f.count += 0.25;
+        f.sum *= 0.1;
+        float.push((t, HistogramValue::Float(f)));
+        nhcb.push((
+            t,
+            HistogramValue::Int(Histogram {
+                schema: -53,
+                count: 2 * i as u64,
+                sum: i as f64,
+                positive_spans: vec![Span {
+                    offset: 0,
+                    length: 2,
+                }],
+                positive_buckets: vec![i, 0],
+                custom_values: vec![0.25, 1.0],
+                ..Default::default()
+            }),
+        ));
+    }
+    vec![entry(0, int), entry(1, float), entry(2, nhcb)]
+}
+
+fn read_all(db: &tidemark::storage::Db) -> Vec<(String, Vec<(i64, String)>)> {
+    let q = db.querier(i64::MIN, i64::MAX);
+    q.select(&[])
+        .iter()
+        .map(|s| {
+            (
+                s.labels().to_string(),
+                s.histograms().map(|(t, h)| (t, format!("{h:?}"))).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn histograms_survive_restart_by_wal_replay_and_by_head_snapshot() {
+    for snapshot in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = tidemark::storage::Options {
+            head_snapshot_on_close: snapshot,
+            ..common::options(tidemark::storage::wal::FsyncPolicy::Never)
+        };
+        let db = tidemark::storage::Db::open(dir.path(), opts.clone()).unwrap();
+        let out = db.append(&mixed_batch()).unwrap();
+        assert_eq!(out.appended_histograms, 450);
+        let before = read_all(&db);
+        assert_eq!(before.len(), 3);
+        assert!(before.iter().all(|(_, h)| h.len() == 150));
+        db.close().unwrap();
+        drop(db);
+        let db = tidemark::storage::Db::open(dir.path(), opts).unwrap();
+        assert_eq!(db.open_report().head_snapshot_loaded, snapshot);
+        assert_eq!(read_all(&db), before, "snapshot={snapshot}");
+        // Appends continue where they left off.
+        let out = db
+            .append(&[entry(0, vec![(10_000_000, HistogramValue::Int(hist(80)))])])
+            .unwrap();
+        assert_eq!(out.appended, 1);
+    }
+}

@@ -58,8 +58,13 @@ pub struct HeadStats {
 pub struct HeadReplayStats {
     /// Series records applied.
     pub series: u64,
-    /// Samples applied.
+    /// Float samples applied.
     pub samples: u64,
+    /// Histogram samples applied.
+    pub histograms: u64,
+    /// Histogram samples whose decoded value breaks the structural rules
+    /// (damage; not applied).
+    pub invalid_histograms: u64,
     /// Samples skipped as not newer than their series (identical resends).
     pub skipped_samples: u64,
     /// Samples whose series ref had no series record.
@@ -252,6 +257,43 @@ impl Head {
                     stats.samples += 1;
                     min_t = min_t.min(rs.t);
                     max_t = max_t.max(rs.t);
+                }
+                if min_t <= max_t {
+                    self.observe_time_range(min_t, max_t);
+                }
+            }
+            Record::Histograms(histograms) => {
+                let floor = self.min_valid_floor.load(Ordering::Acquire);
+                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+                let mut current: Option<Arc<MemSeries>> = None;
+                for rh in histograms {
+                    if current.as_ref().map(|s| s.series_ref) != Some(rh.series_ref) {
+                        current = self.series.get_by_ref(rh.series_ref).or_else(|| {
+                            let alias = self.replay_aliases.lock().get(&rh.series_ref).copied();
+                            alias.and_then(|a| self.series.get_by_ref(a))
+                        });
+                    }
+                    let Some(s) = &current else {
+                        stats.unknown_refs += 1;
+                        continue;
+                    };
+                    // Logged only after validation; a record that decodes
+                    // to an invalid histogram is damage, never applied (the
+                    // chunk appenders rely on valid layouts).
+                    if rh.h.validate().is_err() {
+                        stats.invalid_histograms += 1;
+                        continue;
+                    }
+                    let mut d = s.data.lock();
+                    if rh.t < floor || d.last_t().is_some_and(|l| rh.t <= l) {
+                        stats.skipped_samples += 1;
+                        continue;
+                    }
+                    d.append_histogram(rh.t, &rh.h, self.opts.block_range_ms);
+                    d.logged = true;
+                    stats.histograms += 1;
+                    min_t = min_t.min(rh.t);
+                    max_t = max_t.max(rh.t);
                 }
                 if min_t <= max_t {
                     self.observe_time_range(min_t, max_t);

@@ -393,15 +393,22 @@ impl HistogramAppender {
             put_varbit_int(&mut self.w, cnt_dod);
             put_varbit_int(&mut self.w, zcnt_dod);
             self.sum.write(&mut self.w, h.sum);
-            for (i, &b) in h.positive_buckets.iter().enumerate() {
-                let delta = b.wrapping_sub(self.p_buckets[i]);
-                put_varbit_int(&mut self.w, delta.wrapping_sub(self.p_deltas[i]));
-                self.p_deltas[i] = delta;
-            }
-            for (i, &b) in h.negative_buckets.iter().enumerate() {
-                let delta = b.wrapping_sub(self.n_buckets[i]);
-                put_varbit_int(&mut self.w, delta.wrapping_sub(self.n_deltas[i]));
-                self.n_deltas[i] = delta;
+            // Zipped, not indexed: the buckets match the layout (callers
+            // pass valid, merged histograms), and a mismatch must not panic.
+            let pos = h
+                .positive_buckets
+                .iter()
+                .zip(&self.p_buckets)
+                .zip(&mut self.p_deltas);
+            let neg = h
+                .negative_buckets
+                .iter()
+                .zip(&self.n_buckets)
+                .zip(&mut self.n_deltas);
+            for ((&b, &prev), prev_delta) in pos.chain(neg) {
+                let delta = b.wrapping_sub(prev);
+                put_varbit_int(&mut self.w, delta.wrapping_sub(*prev_delta));
+                *prev_delta = delta;
             }
         }
         self.t = t;

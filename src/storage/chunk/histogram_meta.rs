@@ -268,11 +268,17 @@ pub(super) fn spans_for(indices: &[i64]) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
     let mut last: i64 = 0;
     for &b in indices {
-        let offset = b - last - 1;
+        // Wrapping, as Go's int: indices come from i32 offsets and u32
+        // lengths, so valid layouts never wrap; damaged ones must not panic.
+        let offset = b.wrapping_sub(last).wrapping_sub(1);
         match spans.last_mut() {
-            Some(s) if offset == 0 => s.length += 1,
+            Some(s) if offset == 0 => s.length = s.length.wrapping_add(1),
             _ => spans.push(Span {
-                offset: if spans.is_empty() { offset + 1 } else { offset } as i32,
+                offset: if spans.is_empty() {
+                    offset.wrapping_add(1)
+                } else {
+                    offset
+                } as i32,
                 length: 1,
             }),
         }

@@ -11,12 +11,11 @@
 
 use std::sync::Arc;
 
-use crate::model::{FloatHistogram, HistogramSample, HistogramValue, Labels, Sample};
+use crate::model::{FloatHistogram, HistogramSample, Labels, Sample};
 use crate::storage::error::{Result, SampleError};
 use crate::storage::head::series::{MemSeries, SeriesData};
 use crate::storage::head::Head;
-use crate::storage::wal::{self, RefSample, RefSeries, Wal};
-use crate::storage::SeriesRef;
+use crate::storage::wal::{self, RefHistogramSample, RefSample, RefSeries, Wal};
 
 /// The samples of one series in an append batch, oldest first. Float
 /// samples are appended before histogram samples (as Prometheus's remote
@@ -193,12 +192,6 @@ fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
             == buckets(&b.negative_spans, &b.negative_buckets)
 }
 
-/// A histogram sample accepted for a series, before it is applied.
-struct PendingHistogram {
-    t: i64,
-    h: HistogramValue,
-}
-
 impl Head {
     /// Appends a batch: stores every valid sample durably (per the WAL's
     /// fsync policy) and reports the rest. Safe to call from many threads.
@@ -300,7 +293,7 @@ impl Head {
         // 3. Validate against each series' newest sample.
         let mut new_series: Vec<RefSeries> = Vec::new();
         let mut accepted: Vec<RefSample> = Vec::new();
-        let mut accepted_h: Vec<(SeriesRef, PendingHistogram)> = Vec::new();
+        let mut accepted_h: Vec<RefHistogramSample> = Vec::new();
         let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
             Vec::with_capacity(groups.len());
         for (g, &(start, end)) in groups.iter().enumerate() {
@@ -381,13 +374,11 @@ impl Head {
                     };
                     match judge(hs.t, last_t, min_valid_t, held) {
                         Verdict::Append => {
-                            accepted_h.push((
-                                series.series_ref,
-                                PendingHistogram {
-                                    t: hs.t,
-                                    h: hs.h.clone(),
-                                },
-                            ));
+                            accepted_h.push(RefHistogramSample {
+                                series_ref: series.series_ref,
+                                t: hs.t,
+                                h: hs.h.clone(),
+                            });
                             last_t = Some(hs.t);
                         }
                         Verdict::Duplicate => outcome.duplicates += 1,
@@ -428,10 +419,21 @@ impl Head {
         if !accepted.is_empty() {
             wal::encode_samples(&accepted, &mut samples_rec);
         }
-        let payloads: Vec<&[u8]> = [series_rec.as_slice(), samples_rec.as_slice()]
+        let mut hist_rec = Vec::new();
+        let hist_ends = if accepted_h.is_empty() {
+            Vec::new()
+        } else {
+            wal::encode_histogram_samples(&accepted_h, &mut hist_rec)
+        };
+        let mut payloads: Vec<&[u8]> = [series_rec.as_slice(), samples_rec.as_slice()]
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect();
+        let mut start = 0;
+        for end in hist_ends {
+            payloads.push(&hist_rec[start..end]);
+            start = end;
+        }
         let ticket = wal.log(&payloads)?;
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
@@ -445,7 +447,7 @@ impl Head {
                 min_t = min_t.min(rs.t);
                 max_t = max_t.max(rs.t);
             }
-            for (_, ph) in &accepted_h[first_h..end_h] {
+            for ph in &accepted_h[first_h..end_h] {
                 d.append_histogram(ph.t, &ph.h, self.opts.block_range_ms);
                 min_t = min_t.min(ph.t);
                 max_t = max_t.max(ph.t);
@@ -468,11 +470,11 @@ impl Head {
 /// newest as appended, or decoded from its chunks.
 fn histogram_at(
     data: &SeriesData,
-    pending: &[(SeriesRef, PendingHistogram)],
+    pending: &[RefHistogramSample],
     t: i64,
 ) -> Option<FloatHistogram> {
-    if let Ok(k) = pending.binary_search_by_key(&t, |(_, p)| p.t) {
-        return Some(pending[k].1.h.to_float());
+    if let Ok(k) = pending.binary_search_by_key(&t, |p| p.t) {
+        return Some(pending[k].h.to_float());
     }
     let hist = data.hist.as_ref()?;
     match &hist.last {

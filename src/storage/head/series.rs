@@ -261,6 +261,89 @@ impl HistData {
         self.last = Some(HistogramSample { t, h: h.clone() });
     }
 
+    /// Restores from a head snapshot: full chunks as they were, and the
+    /// open chunk's samples appended again to a chunk with its header,
+    /// which rebuilds the appender exactly (re-encoding a chunk's decoded
+    /// samples gives its bytes back). `None` if the open chunk does not
+    /// decode or re-encode.
+    pub(crate) fn restore(
+        full: Vec<HeadChunk>,
+        open: Option<(Encoding, &[u8])>,
+        block_range_ms: i64,
+    ) -> Option<Self> {
+        let mut d = HistData {
+            full,
+            ..Default::default()
+        };
+        let mut last = None;
+        match open {
+            Some((Encoding::Histogram, bytes)) => {
+                let mut it = chunk::HistogramIter::new(bytes);
+                let mut app = HistogramAppender::new(it.header());
+                for (t, h) in it.by_ref() {
+                    app.append(t, &h).ok()?;
+                    last = Some(HistogramSample {
+                        t,
+                        h: HistogramValue::Int(h),
+                    });
+                }
+                if it.err().is_some() {
+                    return None;
+                }
+                d.open = Some(OpenHist::Int(app));
+            }
+            Some((Encoding::FloatHistogram, bytes)) => {
+                let mut it = chunk::FloatHistogramIter::new(bytes);
+                let mut app = FloatHistogramAppender::new(it.header());
+                for (t, h) in it.by_ref() {
+                    app.append(t, &h).ok()?;
+                    last = Some(HistogramSample {
+                        t,
+                        h: HistogramValue::Float(h),
+                    });
+                }
+                if it.err().is_some() {
+                    return None;
+                }
+                d.open = Some(OpenHist::Float(app));
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        if last.is_none() {
+            let c = d.full.last()?;
+            let (t, h) = match c.encoding {
+                Encoding::Histogram => {
+                    let (t, h) = chunk::HistogramIter::new(&c.bytes[..]).last()?;
+                    (t, HistogramValue::Int(h))
+                }
+                Encoding::FloatHistogram => {
+                    let (t, h) = chunk::FloatHistogramIter::new(&c.bytes[..]).last()?;
+                    (t, HistogramValue::Float(h))
+                }
+                _ => return None,
+            };
+            last = Some(HistogramSample { t, h });
+        }
+        d.next_at = range_end(
+            d.open
+                .as_ref()
+                .and_then(OpenHist::first_t)
+                .unwrap_or(i64::MIN),
+            block_range_ms,
+        );
+        d.last = last;
+        Some(d)
+    }
+
+    /// The open chunk's encoding and bytes, if any.
+    pub(crate) fn open_chunk(&self) -> Option<(Encoding, &[u8])> {
+        self.open
+            .as_ref()
+            .filter(|o| o.num_samples() > 0)
+            .map(|o| (o.encoding(), o.bytes()))
+    }
+
     /// The histogram stored at exactly `t`, if any, as a float histogram.
     pub(crate) fn value_at(&self, t: i64) -> Option<FloatHistogram> {
         let find = |encoding: Encoding, bytes: &[u8]| {

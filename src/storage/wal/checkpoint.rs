@@ -16,8 +16,8 @@ use crate::storage::{CrashHook, SeriesRef};
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_samples, encode_series, encode_tombstones, io_err, Error, Record, Result, Wal,
-    FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    encode_histogram_samples, encode_samples, encode_series, encode_tombstones, io_err, Error,
+    Record, Result, Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -169,6 +169,24 @@ fn write_checkpoint(
                     return;
                 }
                 encode_tombstones(&tombstones, &mut payload);
+            }
+            Record::Histograms(mut histograms) => {
+                // Blocks do not store histogram samples yet and the head
+                // keeps them all (`Head::truncate`): so does the
+                // checkpoint, for live series, whatever `mint`.
+                let before = histograms.len() as u64;
+                histograms.retain(|h| keep(h.series_ref));
+                stats.samples_kept += histograms.len() as u64;
+                stats.samples_dropped += before - histograms.len() as u64;
+                let mut start = 0;
+                for end in encode_histogram_samples(&histograms, &mut payload) {
+                    if let Err(e) = out.append(&payload[start..end]) {
+                        failed = Some(e);
+                        return;
+                    }
+                    start = end;
+                }
+                return;
             }
         }
         if let Err(e) = out.append(&payload) {

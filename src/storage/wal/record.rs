@@ -1,4 +1,5 @@
-//! WAL record payload codecs: series and samples records
+//! WAL record payload codecs: series, samples and tombstones records
+//! (histogram samples: `histogram_record`)
 //! (`docs/format/wal.md`, section "Records").
 //!
 //! Owns the payload layout only. Framing (length, CRC) belongs to `segment`;
@@ -58,6 +59,8 @@ pub enum Record {
     Samples(Vec<RefSample>),
     /// Deletions of known series' data.
     Tombstones(Vec<RefTombstone>),
+    /// Histogram samples of known series (record types 7 and 8).
+    Histograms(Vec<super::RefHistogramSample>),
 }
 
 /// Why a payload could not be decoded.
@@ -86,6 +89,14 @@ pub enum RecordError {
     EmptyLabelValue {
         /// Offset of the value's length prefix in the payload.
         at: usize,
+    },
+    /// A histogram field is out of range or a count exceeds the record.
+    #[error("malformed histogram at byte {at}: {what}")]
+    BadHistogram {
+        /// Offset of the field in the payload.
+        at: usize,
+        /// What is wrong.
+        what: &'static str,
     },
     /// The labels of a series are not a valid label set.
     #[error("invalid labels for series {series_ref}")]
@@ -153,6 +164,12 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
         RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
+        super::RECORD_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, false).map(Record::Histograms)
+        }
+        super::RECORD_FLOAT_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, true).map(Record::Histograms)
+        }
         typ => Err(RecordError::UnknownType { typ }),
     }
 }

@@ -16,6 +16,7 @@ enum Canon {
     Series(Vec<(u64, String)>),
     Samples(Vec<(u64, i64, u64)>),
     Tombstones(Vec<(u64, i64, i64)>),
+    Histograms(Vec<(u64, i64, String)>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -33,6 +34,11 @@ fn canon(r: &Record) -> Canon {
         Record::Tombstones(t) => {
             Canon::Tombstones(t.iter().map(|t| (t.series_ref.0, t.mint, t.maxt)).collect())
         }
+        Record::Histograms(h) => Canon::Histograms(
+            h.iter()
+                .map(|h| (h.series_ref.0, h.t, format!("{:?}", h.h)))
+                .collect(),
+        ),
     }
 }
 
@@ -315,7 +321,7 @@ fn replay_newer_version_refused_not_repaired() {
     fs::write(&path, &bytes).unwrap();
     let err = replay(&dir, &Interner::new(), |_| {}).unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedVersion { version: 3, .. }),
+        matches!(err, Error::UnsupportedVersion { version, .. } if version == FORMAT_VERSION + 1),
         "{err}"
     );
     assert_eq!(fs::read(&path).unwrap(), bytes);
@@ -414,6 +420,9 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
             Record::Series(s) => encode_series(s, &mut buf),
             Record::Samples(s) => encode_samples(s, &mut buf),
             Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+            Record::Histograms(h) => {
+                encode_histogram_samples(h, &mut buf);
+            }
         }
         let t = wal.log(&[&buf]).unwrap();
         wal.wait_durable(t).unwrap();
