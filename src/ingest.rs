@@ -6,6 +6,7 @@
 pub mod decode;
 mod error;
 pub mod exemplars;
+pub mod histogram;
 pub mod limits;
 pub mod metadata;
 mod metrics;

@@ -91,8 +91,6 @@ pub enum Reason {
     BeforeEpoch,
     /// The metric has reached its series limit.
     SeriesLimit,
-    /// Native histogram samples are not stored yet.
-    NativeHistogramUnsupported,
     /// A native histogram breaking Prometheus's structural rules (schema,
     /// span/bucket counts, negative counts, custom bounds).
     InvalidHistogram,
@@ -126,7 +124,6 @@ impl Reason {
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::BeforeEpoch => "before_1970",
             Reason::SeriesLimit => "series_limit",
-            Reason::NativeHistogramUnsupported => "native_histogram_unsupported",
             Reason::InvalidHistogram => "invalid_histogram",
             Reason::TooManyLabels => "too_many_labels",
             Reason::LabelNameTooLong => "label_name_too_long",
@@ -137,7 +134,7 @@ impl Reason {
     }
 
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 17] = [
         Reason::MissingMetricName,
         Reason::InvalidLabelName,
         Reason::InvalidUtf8,
@@ -149,7 +146,6 @@ impl Reason {
         Reason::TooFarInFuture,
         Reason::BeforeEpoch,
         Reason::SeriesLimit,
-        Reason::NativeHistogramUnsupported,
         Reason::InvalidHistogram,
         Reason::TooManyLabels,
         Reason::LabelNameTooLong,

@@ -20,7 +20,7 @@ use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
 use crate::ingest::wire;
-use crate::storage::{Db, SeriesHandle};
+use crate::storage::{Db, SampleKind, SeriesHandle};
 
 /// Limits and rules of the receiver.
 #[derive(Debug, Clone)]
@@ -72,8 +72,12 @@ pub struct WriteOutcome {
     pub samples_received: usize,
     /// Float samples stored (including identical resends accepted silently).
     pub samples_written: usize,
-    /// Native histogram samples in the request (none are stored yet).
+    /// Native histogram samples in the request.
     pub histograms_received: usize,
+    /// Native histogram samples stored (including identical resends).
+    pub histograms_written: usize,
+    /// Native histogram samples rejected (before or by storage).
+    pub histograms_rejected: usize,
     /// Exemplars stored.
     pub exemplars_written: usize,
     /// Rejected samples by reason.
@@ -103,7 +107,7 @@ impl WriteOutcome {
     pub fn message(&self) -> String {
         let mut m = format!(
             "partial write: stored {} of {} samples; rejected {}",
-            self.samples_written,
+            self.samples_written + self.histograms_written,
             self.samples_received + self.histograms_received,
             self.rejected_total()
         );
@@ -249,13 +253,7 @@ impl Receiver {
         self.metrics
             .observe_decode(version.as_str(), started.elapsed());
         let outcome = self.store(version, prepared)?;
-        self.metrics.observe_outcome(
-            version.as_str(),
-            outcome.samples_received,
-            outcome.samples_written,
-            outcome.histograms_received,
-            outcome.exemplars_written,
-        );
+        self.metrics.observe_outcome(&outcome);
         for (reason, n) in &outcome.rejected {
             self.metrics.observe_rejected(*reason, *n);
         }
@@ -274,7 +272,12 @@ impl Receiver {
                 self.series.set_series(slot.key, &p.batch[i].labels, series);
             }
         }
+        let histograms_in_batch: usize = p.batch.iter().map(|s| s.histograms.len()).sum();
+        let mut histograms_refused = 0;
         for r in &appended.rejected {
+            if r.kind == SampleKind::Histogram {
+                histograms_refused += 1;
+            }
             let labels = p.batch[r.series].labels.clone();
             p.reject(
                 || labels.to_string(),
@@ -284,13 +287,17 @@ impl Receiver {
             );
         }
         debug_assert!(p.offenders.len() <= MAX_OFFENDERS);
+        let histograms_written = histograms_in_batch.saturating_sub(histograms_refused);
         self.metadata.update(&p.metadata);
         let exemplars_written = self.exemplars.add(std::mem::take(&mut p.exemplars));
         Ok(WriteOutcome {
             version,
             samples_received: p.samples_received,
-            samples_written: appended.appended + appended.duplicates,
+            samples_written: (appended.appended + appended.duplicates)
+                .saturating_sub(histograms_written),
             histograms_received: p.histograms_received,
+            histograms_written,
+            histograms_rejected: p.histograms_rejected + histograms_refused,
             exemplars_written,
             rejected: p.rejected,
             offenders: p.offenders,
