@@ -237,3 +237,180 @@ fn histograms_survive_restart_by_wal_replay_and_by_head_snapshot() {
         assert_eq!(out.appended, 1);
     }
 }
+
+const HOUR: i64 = 3_600_000;
+/// A start aligned to every compaction level (as tests/storage_blocks.rs).
+const T0: i64 = 1_700_006_400_000 - 1_700_006_400_000 % (54 * HOUR);
+
+/// A histogram's value for comparison: counts and sum by bits, and the
+/// non-empty buckets by index (a recoded chunk adds empty buckets).
+fn canon(h: &tidemark::model::FloatHistogram) -> String {
+    if h.is_stale() {
+        return "stale".into();
+    }
+    let mut buckets = Vec::new();
+    let mut idx = 0i64;
+    let mut k = 0;
+    for s in &h.positive_spans {
+        idx += i64::from(s.offset);
+        for _ in 0..s.length {
+            if h.positive_buckets[k] != 0.0 {
+                buckets.push((idx, h.positive_buckets[k]));
+            }
+            k += 1;
+            idx += 1;
+        }
+    }
+    format!(
+        "s{} z{} c{} zc{} sum{:x} {:?} {:?}",
+        h.schema,
+        h.zero_threshold,
+        h.count,
+        h.zero_count,
+        h.sum.to_bits(),
+        buckets,
+        h.custom_values
+    )
+}
+
+type HOracle = std::collections::BTreeMap<String, Vec<(i64, String)>>;
+
+fn hquery(db: &tidemark::storage::Db, mint: i64, maxt: i64) -> (HOracle, usize) {
+    let q = db.querier(mint, maxt);
+    let mut floats = 0;
+    let mut out = HOracle::new();
+    for s in q.select(&[]) {
+        floats += s.samples().count();
+        let v: Vec<_> = s.histograms().map(|(t, h)| (t, canon(&h))).collect();
+        if !v.is_empty() {
+            out.insert(s.labels().to_string(), v);
+        }
+    }
+    assert!(q.take_problems().is_empty());
+    (out, floats)
+}
+
+/// Appends 30 s data from `from` to `to`: series 0 integer histograms
+/// (reset every 7 h), series 1 float histograms, series 2 histograms in
+/// odd hours and floats in even ones; compacting every hour.
+fn hingest(
+    db: &tidemark::storage::Db,
+    oracle: &mut HOracle,
+    floats: &mut usize,
+    from: i64,
+    to: i64,
+) {
+    let mut t = from;
+    while t < to {
+        let step = (t - T0) / 30_000;
+        let mut h = hist(3 + (step % 840) as u64);
+        if step % 500 == 7 {
+            // A new bucket now and then: the head recodes its chunk.
+            h.positive_spans[0].length = 3;
+            let second = h.positive_buckets[0] + h.positive_buckets[1];
+            h.positive_buckets.push(-second);
+        }
+        let mut f = h.to_float();
+        f.sum += 0.5;
+        let odd_hour = ((t - T0) / HOUR) % 2 == 1;
+        let mixed = SeriesSamples {
+            labels: common::series_labels("h", 2),
+            samples: if odd_hour {
+                vec![]
+            } else {
+                vec![Sample::new(t, step as f64)]
+            },
+            histograms: if odd_hour {
+                vec![HistogramSample {
+                    t,
+                    h: HistogramValue::Int(h.clone()),
+                }]
+            } else {
+                vec![]
+            },
+        };
+        let batch = vec![
+            entry(0, vec![(t, HistogramValue::Int(h.clone()))]),
+            entry(1, vec![(t, HistogramValue::Float(f.clone()))]),
+            mixed,
+        ];
+        let out = db.append(&batch).unwrap();
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        for (i, v) in [(0, h.to_float()), (1, f)] {
+            oracle
+                .entry(common::series_labels("h", i).to_string())
+                .or_default()
+                .push((t, canon(&v)));
+        }
+        if odd_hour {
+            oracle
+                .entry(common::series_labels("h", 2).to_string())
+                .or_default()
+                .push((t, canon(&h.to_float())));
+        } else {
+            *floats += 1;
+        }
+        t += 30_000;
+        if (t - T0) % HOUR == 0 {
+            db.compact().unwrap();
+        }
+    }
+}
+
+#[test]
+fn histograms_are_compacted_into_blocks_and_survive_restart_delete_and_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tidemark::storage::Options {
+        retention_ms: 0,
+        ..common::options(tidemark::storage::wal::FsyncPolicy::Never)
+    };
+    let mut oracle = HOracle::new();
+    let mut floats = 0;
+    {
+        let db = tidemark::storage::Db::open(dir.path(), opts.clone()).unwrap();
+        hingest(&db, &mut oracle, &mut floats, T0, T0 + 9 * HOUR);
+        assert!(db.blocks().len() >= 2, "{:?}", db.blocks().len());
+        assert!(db.head_stats().min_t.unwrap() >= T0 + 4 * HOUR);
+        let (got, f) = hquery(&db, i64::MIN, i64::MAX);
+        assert_eq!(f, floats);
+        assert_eq!(got, oracle, "after compaction");
+        // Blocks hold histogram samples in their stats.
+        let in_blocks: u64 = db.blocks().iter().map(|m| m.stats.num_samples).sum();
+        assert!(in_blocks > 3 * 4 * 120, "{in_blocks}");
+        db.close().unwrap();
+    }
+    let db = tidemark::storage::Db::open(dir.path(), opts).unwrap();
+    assert!(db.open_report().quarantined.is_empty());
+    let (got, _) = hquery(&db, i64::MIN, i64::MAX);
+    assert_eq!(got, oracle, "after restart");
+    // A narrow range across a block boundary.
+    let (lo, hi) = (T0 + 2 * HOUR - 60_000, T0 + 2 * HOUR + 60_000);
+    let (got, _) = hquery(&db, lo, hi);
+    let want: HOracle = oracle
+        .iter()
+        .map(|(k, v)| {
+            let v: Vec<_> = v
+                .iter()
+                .filter(|(t, _)| *t >= lo && *t <= hi)
+                .cloned()
+                .collect();
+            (k.clone(), v)
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    assert_eq!(got, want);
+    // Deleting hides histograms at once; a rewrite drops them.
+    let (dlo, dhi) = (T0 + HOUR, T0 + 3 * HOUR);
+    db.delete(&[tidemark::model::Matcher::eq("instance", "i0")], dlo, dhi)
+        .unwrap();
+    for (k, v) in oracle.iter_mut() {
+        if k.contains("instance=\"i0\"") {
+            v.retain(|(t, _)| *t < dlo || *t > dhi);
+        }
+    }
+    let (got, _) = hquery(&db, i64::MIN, i64::MAX);
+    assert_eq!(got, oracle, "after delete");
+    assert!(db.clean_tombstones().unwrap() >= 1);
+    let (got, _) = hquery(&db, i64::MIN, i64::MAX);
+    assert_eq!(got, oracle, "after rewrite");
+}

@@ -14,6 +14,7 @@ mod bstream;
 mod float_histogram;
 mod histogram;
 mod histogram_meta;
+mod histogram_run;
 mod packed;
 mod varbit;
 mod xor;
@@ -21,6 +22,10 @@ mod xor;
 pub use float_histogram::{FloatHistogramAppender, FloatHistogramIter};
 pub use histogram::{HistogramAppender, HistogramIter};
 pub use histogram_meta::CounterResetHeader;
+pub use histogram_run::{
+    decode_histogram_values, encode_histogram_run, EncodedChunk, BLOCK_HISTOGRAM_CHUNK_BYTES,
+    BLOCK_HISTOGRAM_CHUNK_SAMPLES,
+};
 pub use packed::{
     decode_packed, decode_packed_with, encode_packed, encode_packed_shared, timestamp_section,
     MAX_PACKED_SAMPLES,

@@ -405,8 +405,7 @@ impl Head {
             let mut d = s.data.lock();
             d.full.retain(|c| c.maxt >= mint);
             let open_live = d.open.last_t().is_some_and(|t| t >= mint);
-            // Histogram chunks are not written to blocks yet: kept whole.
-            let hist_live = d.hist.as_ref().is_some_and(|h| h.num_samples() > 0);
+            let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
             if d.full.is_empty() && !open_live && !hist_live {
                 drop(d);
                 self.series.remove(&s);

@@ -388,6 +388,20 @@ impl HistData {
     }
 }
 
+impl HistData {
+    /// Drops full chunks ending before `mint` (written to a block);
+    /// reports whether any data at or after `mint` remains.
+    pub(crate) fn truncate(&mut self, mint: i64) -> bool {
+        self.full.retain(|c| c.maxt >= mint);
+        !self.full.is_empty()
+            || self
+                .open
+                .as_ref()
+                .and_then(OpenHist::last_t)
+                .is_some_and(|t| t >= mint)
+    }
+}
+
 /// Prometheus's `computeChunkEndTime`: the end time that splits the rest
 /// of the range into chunks as full as the open one will be.
 fn compute_chunk_end_time(start: i64, cur: i64, max_t: i64, ratio_to_full: f64) -> i64 {

@@ -171,11 +171,8 @@ fn write_checkpoint(
                 encode_tombstones(&tombstones, &mut payload);
             }
             Record::Histograms(mut histograms) => {
-                // Blocks do not store histogram samples yet and the head
-                // keeps them all (`Head::truncate`): so does the
-                // checkpoint, for live series, whatever `mint`.
                 let before = histograms.len() as u64;
-                histograms.retain(|h| keep(h.series_ref));
+                histograms.retain(|h| h.t >= mint && keep(h.series_ref));
                 stats.samples_kept += histograms.len() as u64;
                 stats.samples_dropped += before - histograms.len() as u64;
                 let mut start = 0;
