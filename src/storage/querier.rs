@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::model::{FloatHistogram, Labels, Matcher, Sample};
+use crate::model::{CounterResetHint, FloatHistogram, HistogramValue, Labels, Matcher, Sample};
 use crate::storage::block::{Block, BlockChunk};
 use crate::storage::chunk::{self, Encoding, XorIter};
 use crate::storage::head::{Head, HeadChunk};
@@ -106,18 +106,19 @@ impl SourceChunk {
         matches!(self, SourceChunk::Head(c) if c.encoding.is_histogram())
     }
 
-    /// The chunk's histogram samples, empty for a float chunk. A block
-    /// chunk that fails its checksum or decoding is reported as in
+    /// The chunk's histogram samples in their stored kind, empty for a
+    /// float chunk, the first sample's hint taken from the chunk header. A
+    /// block chunk that fails its checksum or decoding is reported as in
     /// [`SourceChunk::iter`] and read as empty.
-    fn histograms(&self, problems: &ReadProblems) -> Vec<(i64, FloatHistogram)> {
+    fn histogram_values(&self, problems: &ReadProblems) -> Vec<(i64, HistogramValue)> {
         let decoded = match self {
             SourceChunk::Head(c) if c.encoding.is_histogram() => {
-                chunk::decode_histograms(c.encoding, &c.bytes).map_err(|e| e.to_string())
+                chunk::decode_histogram_values(c.encoding, &c.bytes).map_err(|e| e.to_string())
             }
             SourceChunk::Head(_) => return Vec::new(),
             SourceChunk::Block(b) => match b.data() {
                 Ok((e, bytes)) if e.is_histogram() => {
-                    chunk::decode_histograms(e, bytes).map_err(|e| e.to_string())
+                    chunk::decode_histogram_values(e, bytes).map_err(|e| e.to_string())
                 }
                 Ok(_) => return Vec::new(),
                 Err(e) => Err(e.to_string()),
@@ -128,6 +129,19 @@ impl SourceChunk {
             problems.add(format!("a histogram chunk could not be read and was skipped, the result may be incomplete: {error}"));
             Vec::new()
         })
+    }
+}
+
+/// Makes a chunk's first sample say "unknown" about a counter reset, as
+/// Prometheus's readers do (the chunk before it may be gone), unless it is
+/// a gauge histogram.
+fn clear_reset_hint(h: &mut HistogramValue) {
+    let hint = match h {
+        HistogramValue::Int(h) => &mut h.counter_reset_hint,
+        HistogramValue::Float(h) => &mut h.counter_reset_hint,
+    };
+    if *hint != CounterResetHint::Gauge {
+        *hint = CounterResetHint::Unknown;
     }
 }
 
@@ -239,17 +253,38 @@ impl Series {
     /// The native histogram samples within the querier's range, oldest
     /// first, as float histograms, each timestamp once (where sources
     /// overlap, the oldest source's sample wins). A stale marker is a
-    /// histogram whose `sum` is the stale NaN.
+    /// histogram whose `sum` is the stale NaN. As Prometheus's chunk
+    /// readers, the first sample of each chunk says "unknown" about a
+    /// counter reset (gauge in gauge chunks), later ones "no reset".
     pub fn histograms(&self) -> impl Iterator<Item = (i64, FloatHistogram)> {
-        let mut all: Vec<(i64, usize, FloatHistogram)> = Vec::new();
+        self.collect_histograms(false)
+            .into_iter()
+            .map(|(t, h)| (t, h.to_float()))
+    }
+
+    /// [`Series::histograms`] in their stored kind (integer or float
+    /// histograms), the first sample of each chunk carrying what its
+    /// chunk's header says (for re-encoding, as remote read does).
+    pub fn histogram_values(&self) -> Vec<(i64, HistogramValue)> {
+        self.collect_histograms(true)
+    }
+
+    fn collect_histograms(&self, header_hints: bool) -> Vec<(i64, HistogramValue)> {
+        let mut all: Vec<(i64, usize, HistogramValue)> = Vec::new();
         for (source, p) in self.parts.iter().enumerate() {
             for c in &p.chunks {
                 let (cmint, cmaxt) = c.bounds();
                 if cmaxt < self.mint || cmint > self.maxt {
                     continue;
                 }
+                let mut values = c.histogram_values(&self.problems);
+                if !header_hints {
+                    if let Some((_, first)) = values.first_mut() {
+                        clear_reset_hint(first);
+                    }
+                }
                 all.extend(
-                    c.histograms(&self.problems)
+                    values
                         .into_iter()
                         .filter(|(t, _)| *t >= self.mint && *t <= self.maxt)
                         .filter(|(t, _)| !p.deleted.as_ref().is_some_and(|d| d.contains(*t)))
@@ -262,7 +297,7 @@ impl Series {
             all.sort_by_key(|(t, source, _)| (*t, *source));
             all.dedup_by_key(|(t, _, _)| *t);
         }
-        all.into_iter().map(|(t, _, h)| (t, h))
+        all.into_iter().map(|(t, _, h)| (t, h)).collect()
     }
 
     /// Whether the series has histogram chunks in the range: exact for the
