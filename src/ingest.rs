@@ -5,6 +5,7 @@
 
 pub mod decode;
 mod error;
+pub mod histogram;
 pub mod limits;
 mod metrics;
 pub mod proto;

@@ -37,8 +37,8 @@ pub use error::{Error, Result, SampleError};
 pub use head::{
     metric_type_code, metric_type_name, AppendExtras, AppendOutcome, ExemplarDrop, ExemplarEntry,
     ExemplarStore, ExtrasOutcome, HeadReplayStats, HeadStats, MetadataDrop, MetadataLimits,
-    MetadataStore, MetricMetadata, Rejected, ResolvedSeries, SeriesHandle, SeriesSamples,
-    METRIC_TYPES,
+    MetadataStore, MetricMetadata, Rejected, ResolvedSeries, SampleKind, SeriesHandle,
+    SeriesSamples, METRIC_TYPES,
 };
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};

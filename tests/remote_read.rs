@@ -27,6 +27,7 @@ fn setup_with(read: ReadLimits, api: ApiOptions) -> (tempfile::TempDir, Arc<Db>,
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..3)
         .map(|i| SeriesSamples {
+            histograms: Vec::new(),
             labels: Labels::try_from_pairs([("__name__", "rr".to_string()), ("i", i.to_string())])
                 .unwrap(),
             samples: (0..300)
@@ -334,6 +335,7 @@ async fn remote_read_streams_bounded_frames() {
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..200)
         .map(|i| SeriesSamples {
+            histograms: Vec::new(),
             labels: Labels::try_from_pairs([
                 ("__name__", "many".to_string()),
                 ("i", format!("{i:03}")),
@@ -442,4 +444,236 @@ async fn remote_read_streamed_limit_after_first_frame_breaks_the_stream() {
     };
     assert!(frames > 0);
     assert!(error.contains("exceeded sample limit (899)"), "{error}");
+}
+
+/// Integer histograms (with a stale marker) on `hr{k="int"}`, float
+/// histograms on `hr{k="float"}`, and a series switching from floats to
+/// histograms on `hr{k="mixed"}`, each at 1 s from 1_000_000.
+fn histogram_setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
+    use tidemark::model::{Histogram, HistogramSample, HistogramValue, Span};
+    let (dir, db, app) = setup();
+    let h = |k: i64| Histogram {
+        count: 2 * k as u64 + 1,
+        zero_count: 1,
+        sum: k as f64 * 0.5,
+        schema: 2,
+        zero_threshold: 2f64.powi(-128),
+        positive_spans: vec![Span {
+            offset: -1,
+            length: 2,
+        }],
+        positive_buckets: vec![k, 0],
+        ..Default::default()
+    };
+    let series = |k: &str| Labels::try_from_pairs([("__name__", "hr"), ("k", k)]).unwrap();
+    let batch = vec![
+        SeriesSamples {
+            labels: series("int"),
+            samples: vec![],
+            histograms: (0..300)
+                .map(|k| {
+                    let mut v = h(k);
+                    if k == 150 {
+                        v.sum = STALE_NAN;
+                    }
+                    HistogramSample {
+                        t: 1_000_000 + k * 1000,
+                        h: HistogramValue::Int(v),
+                    }
+                })
+                .collect(),
+        },
+        SeriesSamples {
+            labels: series("float"),
+            samples: vec![],
+            histograms: (0..300)
+                .map(|k| HistogramSample {
+                    t: 1_000_000 + k * 1000,
+                    h: HistogramValue::Float(h(k).to_float()),
+                })
+                .collect(),
+        },
+        SeriesSamples {
+            labels: series("mixed"),
+            samples: (0..100)
+                .map(|k| Sample::new(1_000_000 + k * 1000, k as f64))
+                .collect(),
+            histograms: (100..200)
+                .map(|k| HistogramSample {
+                    t: 1_000_000 + k * 1000,
+                    h: HistogramValue::Int(h(k)),
+                })
+                .collect(),
+        },
+    ];
+    assert!(db.append(&batch).unwrap().is_complete());
+    (dir, db, app)
+}
+
+/// What the querier holds for `k`, as (t, float histogram debug text).
+fn histograms_of(db: &Db, k: &str, start: i64, end: i64) -> Vec<(i64, String)> {
+    let q = db.querier(start, end);
+    let s = q.select(&[
+        tidemark::model::Matcher::eq("__name__", "hr"),
+        tidemark::model::Matcher::eq("k", k),
+    ]);
+    s[0].histograms()
+        .map(|(t, h)| {
+            (
+                t,
+                format!(
+                    "{:?}",
+                    (h.count, h.zero_count, h.sum.to_bits(), h.positive_buckets)
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn remote_read_samples_response_carries_histograms() {
+    let (_d, db, app) = histogram_setup();
+    for k in ["int", "float", "mixed"] {
+        let (status, _, body) = post(
+            &app,
+            read_request(
+                vec![0],
+                vec![eq("__name__", "hr"), eq("k", k)],
+                1_050_000,
+                1_250_000,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let resp = pb::ReadResponse::decode(
+            snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        let ts = &resp.results[0].timeseries[0];
+        let got: Vec<(i64, String)> = ts
+            .histograms
+            .iter()
+            .map(|h| {
+                let count = match h.count {
+                    Some(pb::histogram::Count::CountInt(c)) => c as f64,
+                    Some(pb::histogram::Count::CountFloat(c)) => c,
+                    None => 0.0,
+                };
+                let zero = match h.zero_count {
+                    Some(pb::histogram::ZeroCount::ZeroCountInt(c)) => c as f64,
+                    Some(pb::histogram::ZeroCount::ZeroCountFloat(c)) => c,
+                    None => 0.0,
+                };
+                let buckets: Vec<f64> = if h.positive_counts.is_empty() {
+                    let mut cur = 0;
+                    h.positive_deltas
+                        .iter()
+                        .map(|d| {
+                            cur += d;
+                            cur as f64
+                        })
+                        .collect()
+                } else {
+                    h.positive_counts.clone()
+                };
+                if STALE_NAN.to_bits() == h.sum.to_bits() {
+                    return (
+                        h.timestamp,
+                        format!("{:?}", (0.0, 0.0, h.sum.to_bits(), Vec::<f64>::new())),
+                    );
+                }
+                (
+                    h.timestamp,
+                    format!("{:?}", (count, zero, h.sum.to_bits(), buckets)),
+                )
+            })
+            .collect();
+        assert_eq!(got, histograms_of(&db, k, 1_050_000, 1_250_000), "{k}");
+        assert!(!got.is_empty());
+        assert_eq!(ts.samples.len(), if k == "mixed" { 50 } else { 0 }, "{k}");
+    }
+}
+
+#[tokio::test]
+async fn remote_read_streams_histogram_chunks_in_time_order() {
+    use tidemark::storage::chunk::{FloatHistogramIter, HistogramIter};
+    let (_d, db, app) = histogram_setup();
+    let (status, _, body) = post(
+        &app,
+        read_request(vec![1], vec![eq("__name__", "hr")], 0, i64::MAX),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut d = Decbuf::new(&body);
+    let mut seen = 0;
+    while !d.is_empty() {
+        let len = d.uvarint().unwrap() as usize;
+        let _crc = d.be_u32().unwrap();
+        let frame = pb::ChunkedReadResponse::decode(d.bytes(len).unwrap()).unwrap();
+        for cs in frame.chunked_series {
+            let k = cs
+                .labels
+                .iter()
+                .find(|l| &l.name[..] == b"k")
+                .map(|l| String::from_utf8(l.value.to_vec()).unwrap())
+                .unwrap();
+            let mut hists = Vec::new();
+            let mut floats = 0;
+            let mut last_max = i64::MIN;
+            for c in &cs.chunks {
+                assert!(c.min_time_ms > last_max, "{k}: chunks in time order");
+                last_max = c.max_time_ms;
+                let decoded: Vec<(i64, String)> = if c.r#type
+                    == pb::chunk::Encoding::Histogram as i32
+                {
+                    HistogramIter::new(&c.data[..])
+                        .map(|(t, h)| (t, h.to_float()))
+                        .map(|(t, h)| {
+                            (
+                                t,
+                                format!(
+                                    "{:?}",
+                                    (h.count, h.zero_count, h.sum.to_bits(), h.positive_buckets)
+                                ),
+                            )
+                        })
+                        .collect()
+                } else if c.r#type == pb::chunk::Encoding::FloatHistogram as i32 {
+                    FloatHistogramIter::new(&c.data[..])
+                        .map(|(t, h)| {
+                            (
+                                t,
+                                format!(
+                                    "{:?}",
+                                    (h.count, h.zero_count, h.sum.to_bits(), h.positive_buckets)
+                                ),
+                            )
+                        })
+                        .collect()
+                } else {
+                    assert_eq!(c.r#type, pb::chunk::Encoding::Xor as i32);
+                    floats += XorIter::new(&c.data[..]).count();
+                    continue;
+                };
+                assert_eq!(
+                    (decoded[0].0, decoded[decoded.len() - 1].0),
+                    (c.min_time_ms, c.max_time_ms)
+                );
+                let want_type = if k == "float" {
+                    pb::chunk::Encoding::FloatHistogram
+                } else {
+                    pb::chunk::Encoding::Histogram
+                };
+                assert_eq!(c.r#type, want_type as i32, "{k}: stored kind kept");
+                hists.extend(decoded);
+            }
+            assert_eq!(hists, histograms_of(&db, &k, 0, i64::MAX), "{k}");
+            assert_eq!(floats, if k == "mixed" { 100 } else { 0 }, "{k}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3);
 }

@@ -537,42 +537,167 @@ async fn resent_batch_is_idempotent() {
     }
 }
 
-#[tokio::test]
-async fn native_histograms_rejected_float_samples_kept() {
-    let s = server();
-    let t = now_ms();
-    let mut series = ts(&[("__name__", "mixed")], &[(t, 1.0)]);
-    series.histograms.push(v1::Histogram {
+/// A 1.0 integer histogram: schema 0, buckets 0 and 1 with absolute
+/// counts `a` and `b`, one observation in the zero bucket.
+fn v1_hist(t: i64, a: i64, b: i64) -> v1::Histogram {
+    v1::Histogram {
         timestamp: t,
-        sum: 1.0,
-        schema: 3,
+        count: Some(v1::histogram::Count::CountInt((a + b + 1) as u64)),
+        zero_count: Some(v1::histogram::ZeroCount::ZeroCountInt(1)),
+        zero_threshold: 2f64.powi(-128),
+        sum: (a + b) as f64 * 1.25,
+        schema: 0,
+        positive_spans: vec![v1::BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_deltas: vec![a, b - a],
         ..Default::default()
-    });
+    }
+}
+
+impl Server {
+    /// Every stored histogram of `metric` as (t, count, sum, positive buckets).
+    fn read_histograms(&self, metric: &str) -> Vec<(i64, f64, f64, Vec<f64>)> {
+        self.db
+            .querier(i64::MIN, i64::MAX)
+            .select(&[Matcher::eq("__name__", metric)])
+            .iter()
+            .flat_map(|s| {
+                s.histograms()
+                    .map(|(t, h)| (t, h.count, h.sum, h.positive_buckets))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn v1_native_histograms_are_stored_with_float_samples() {
+    let s = server();
+    let t = now_ms() - 60_000;
+    let mut series = ts(&[("__name__", "mixed")], &[(t, 1.0)]);
+    series.histograms = (1..=3)
+        .map(|i| v1_hist(t + i * 1000, 2 * i, 3 * i))
+        .collect();
+    // A float histogram too (count_float): stored in its own encoding.
+    let mut fh = v1::Histogram {
+        timestamp: t + 4000,
+        count: Some(v1::histogram::Count::CountFloat(20.5)),
+        zero_count: Some(v1::histogram::ZeroCount::ZeroCountFloat(0.5)),
+        sum: 7.0,
+        schema: 0,
+        positive_spans: vec![v1::BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_counts: vec![10.0, 10.0],
+        ..Default::default()
+    };
+    series.histograms.push(fh.clone());
+    let r = s.post(V1_CT, &v1_req(vec![series])).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(s.read("mixed").len(), 1);
+    let got = s.read_histograms("mixed");
+    assert_eq!(
+        got,
+        vec![
+            (t + 1000, 6.0, 6.25, vec![2.0, 3.0]),
+            (t + 2000, 11.0, 12.5, vec![4.0, 6.0]),
+            (t + 3000, 16.0, 18.75, vec![6.0, 9.0]),
+            (t + 4000, 20.5, 7.0, vec![10.0, 10.0]),
+        ]
+    );
+    // Resending the same request is idempotent.
+    fh.timestamp = t + 4000;
+    let mut again = ts(&[("__name__", "mixed")], &[(t, 1.0)]);
+    again.histograms = vec![v1_hist(t + 3000, 6, 9), fh];
+    let r = s.post(V1_CT, &v1_req(vec![again])).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(s.read_histograms("mixed").len(), 4);
+}
+
+#[tokio::test]
+async fn invalid_histograms_are_typed_per_sample_errors_in_the_partial_write() {
+    let s = server();
+    let t = now_ms() - 60_000;
+    let mut series = ts(&[("__name__", "h1")], &[(t, 1.0)]);
+    let mut mismatch = v1_hist(t + 1000, 1, 2);
+    mismatch.positive_deltas.push(1);
+    let mut negative = v1_hist(t + 2000, 1, 2);
+    negative.positive_deltas = vec![1, -5];
+    let mut schema = v1_hist(t + 3000, 1, 2);
+    schema.schema = 9;
+    series.histograms = vec![mismatch, v1_hist(t + 1500, 1, 2), negative, schema];
     let r = s.post(V1_CT, &v1_req(vec![series])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
-        r.body.contains("native_histogram_unsupported=1"),
+        r.body.contains("stored 2 of 5 samples; rejected 3"),
         "{}",
         r.body
     );
+    assert!(r.body.contains("invalid_histogram=3"), "{}", r.body);
     assert!(
-        r.body.contains("native histograms are not supported yet"),
+        r.body.contains("spans need 2 buckets, have 3 buckets"),
         "{}",
         r.body
     );
-    assert_eq!(s.read("mixed").len(), 1);
+    assert_eq!(s.read_histograms("h1").len(), 1);
+    // Storage's own rejections (out of order) name the histogram too.
+    let mut late = ts(&[("__name__", "h1")], &[]);
+    late.histograms = vec![v1_hist(t + 500, 1, 2)];
+    let r = s.post(V1_CT, &v1_req(vec![late])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("out_of_order=1"), "{}", r.body);
+}
 
-    let mut req = v2_req(&[(&[("__name__", "h2")], &[])]);
-    req.timeseries[0].histograms.push(v2::Histogram {
-        timestamp: t,
+#[tokio::test]
+async fn v2_histograms_with_custom_buckets_and_written_headers() {
+    let s = server();
+    let t = now_ms() - 60_000;
+    let mut req = v2_req(&[(&[("__name__", "h2")], &[(t, 5.0)])]);
+    let nhcb = |ts: i64, a: i64| v2::Histogram {
+        timestamp: ts,
+        count: Some(v2::histogram::Count::CountInt(a as u64 + 1)),
+        sum: a as f64,
+        schema: -53,
+        positive_spans: vec![v2::BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_deltas: vec![a, 1 - a],
+        custom_values: vec![0.5],
         ..Default::default()
-    });
+    };
+    req.timeseries[0].histograms = vec![nhcb(t + 1000, 2), nhcb(t + 2000, 3)];
+    let r = s.post(V2_CT, &req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "1");
+    assert_eq!(
+        r.headers["X-Prometheus-Remote-Write-Histograms-Written"],
+        "2"
+    );
+    let q = s.db.querier(i64::MIN, i64::MAX);
+    let series = q.select(&[Matcher::eq("__name__", "h2")]);
+    let hs: Vec<_> = series[0].histograms().collect();
+    assert_eq!(hs.len(), 2);
+    assert_eq!(hs[1].1.schema, -53);
+    assert_eq!(hs[1].1.custom_values, vec![0.5]);
+    assert_eq!(hs[1].1.positive_buckets, vec![3.0, 1.0]);
+
+    // Custom values on an exponential schema are refused, the rest stored.
+    let mut bad = nhcb(t + 3000, 4);
+    bad.schema = 0;
+    req.timeseries[0].samples.clear();
+    req.timeseries[0].histograms = vec![bad, nhcb(t + 4000, 4)];
     let r = s.post(V2_CT, &req).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         r.headers["X-Prometheus-Remote-Write-Histograms-Written"],
-        "0"
+        "1"
     );
+    assert!(r.body.contains("invalid_histogram=1"), "{}", r.body);
+    assert!(r.body.contains("must not have custom bounds"), "{}", r.body);
 }
 
 #[tokio::test]
@@ -687,6 +812,14 @@ async fn self_metrics_count_requests_samples_and_rejections() {
         s.post_raw(Some("text/plain"), None, vec![]).await.status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
+    let mut hist = ts(&[("__name__", "h")], &[]);
+    let mut bad = v1_hist(t - 200, 1, 1);
+    bad.positive_deltas.clear();
+    hist.histograms = vec![v1_hist(t - 300, 1, 1), bad, v1_hist(t - 100, 1, 2)];
+    assert_eq!(
+        s.post(V1_CT, &v1_req(vec![hist])).await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     let resp = s
         .app
@@ -706,16 +839,20 @@ async fn self_metrics_count_requests_samples_and_rejections() {
     .unwrap();
     for line in [
         r#"tidemark_remote_write_requests_total{version="1.0",code="204"} 1"#,
-        r#"tidemark_remote_write_requests_total{version="1.0",code="400"} 1"#,
+        r#"tidemark_remote_write_requests_total{version="1.0",code="400"} 2"#,
         r#"tidemark_remote_write_requests_total{version="2.0",code="204"} 1"#,
         r#"tidemark_remote_write_requests_total{version="unknown",code="415"} 1"#,
         r#"tidemark_remote_write_samples_received_total{version="1.0"} 4"#,
+        "tidemark_remote_write_histograms_received_total 3",
+        "tidemark_remote_write_histograms_stored_total 2",
+        "tidemark_remote_write_histograms_rejected_total 1",
+        r#"tidemark_remote_write_samples_rejected_total{reason="invalid_histogram"} 1"#,
         r#"tidemark_remote_write_samples_received_total{version="2.0"} 1"#,
         "tidemark_remote_write_samples_stored_total 3",
         r#"tidemark_remote_write_samples_rejected_total{reason="out_of_order"} 1"#,
         r#"tidemark_remote_write_samples_rejected_total{reason="missing_metric_name"} 1"#,
         r#"tidemark_remote_write_samples_rejected_total{reason="too_old"} 0"#,
-        "tidemark_head_series 2",
+        "tidemark_head_series 3",
         r#"tidemark_build_info{version="#,
     ] {
         assert!(
@@ -724,7 +861,7 @@ async fn self_metrics_count_requests_samples_and_rejections() {
         );
     }
     assert!(text.contains("tidemark_remote_write_request_duration_seconds_bucket"));
-    assert!(text.contains("tidemark_remote_write_decode_duration_seconds_count{version=\"1.0\"} 2"));
+    assert!(text.contains("tidemark_remote_write_decode_duration_seconds_count{version=\"1.0\"} 3"));
     let wal: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("tidemark_wal_size_bytes "))

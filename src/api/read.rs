@@ -3,7 +3,9 @@
 //! `SAMPLES` (one snappy-compressed `ReadResponse`) and
 //! `STREAMED_XOR_CHUNKS` (frames of `ChunkedReadResponse`: uvarint length,
 //! big-endian CRC-32C of the message, message; chunks are XOR chunks, which
-//! our codec writes bit-compatibly with Prometheus).
+//! our codec writes bit-compatibly with Prometheus, and for native
+//! histograms Prometheus's histogram and float histogram chunks). Native
+//! histograms go in `histograms` of `SAMPLES` answers.
 //!
 //! Every input is bounded ([`crate::ingest::ReadLimits`]): the declared
 //! decompressed size is checked before anything is allocated; each query
@@ -30,8 +32,8 @@ use crate::api::error::{ApiError, ReadError};
 use crate::api::AppState;
 use crate::ingest::proto::prometheus as pb;
 use crate::ingest::ReadLimits;
-use crate::model::{MatchOp, Matcher};
-use crate::storage::chunk::{XorAppender, SAMPLES_PER_CHUNK};
+use crate::model::{HistogramValue, MatchOp, Matcher};
+use crate::storage::chunk::{encode_histogram_run, Encoding, XorAppender, SAMPLES_PER_CHUNK};
 use crate::storage::{encoding, Db};
 
 /// Largest accepted compressed read request (Prometheus's
@@ -143,10 +145,18 @@ fn read_samples(
                     timestamp: x.t,
                 });
             }
-            if !samples.is_empty() {
+            let mut histograms = Vec::new();
+            if s.has_histograms() {
+                for (t, h) in s.histogram_values() {
+                    budget.sample()?;
+                    histograms.push(histogram_pb(t, &h));
+                }
+            }
+            if !samples.is_empty() || !histograms.is_empty() {
                 timeseries.push(pb::TimeSeries {
                     labels: labels_pb(s.labels()),
                     samples,
+                    histograms,
                     ..Default::default()
                 });
             }
@@ -154,6 +164,52 @@ fn read_samples(
         results.push(pb::QueryResult { timeseries });
     }
     Ok(pb::ReadResponse { results })
+}
+
+/// A histogram sample as remote read's protobuf message (Prometheus's
+/// `HistogramToHistogramProto` / `FloatHistogramToHistogramProto`).
+fn histogram_pb(t: i64, h: &HistogramValue) -> pb::Histogram {
+    use pb::histogram::{Count, ZeroCount};
+    let spans = |s: &[crate::model::Span]| -> Vec<pb::BucketSpan> {
+        s.iter()
+            .map(|s| pb::BucketSpan {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    match h {
+        HistogramValue::Int(h) => pb::Histogram {
+            count: Some(Count::CountInt(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_deltas: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_deltas: h.positive_buckets.clone(),
+            reset_hint: h.counter_reset_hint as i32,
+            timestamp: t,
+            custom_values: h.custom_values.clone(),
+            ..Default::default()
+        },
+        HistogramValue::Float(h) => pb::Histogram {
+            count: Some(Count::CountFloat(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_counts: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_counts: h.positive_buckets.clone(),
+            reset_hint: h.counter_reset_hint as i32,
+            timestamp: t,
+            custom_values: h.custom_values.clone(),
+            ..Default::default()
+        },
+    }
 }
 
 /// One frame: uvarint length, CRC-32C (big-endian), message.
@@ -286,9 +342,25 @@ fn stream_chunks(
             .select(ms)
         {
             budget.check_time()?;
+            let histograms = if s.has_histograms() {
+                s.histogram_values()
+            } else {
+                Vec::new()
+            };
+            let mut hist = &histograms[..];
             let mut app = XorAppender::new();
             for x in s.samples() {
                 budget.sample()?;
+                // Histograms before this sample go first, in their own
+                // chunks: a series' chunks are in time order.
+                let before = hist.partition_point(|(t, _)| *t < x.t);
+                if before > 0 {
+                    if app.num_samples() > 0 {
+                        framer.push(s.labels(), finish(&mut app))?;
+                    }
+                    push_histograms(&mut framer, s.labels(), &hist[..before], budget)?;
+                    hist = &hist[before..];
+                }
                 if app.num_samples() >= SAMPLES_PER_CHUNK {
                     framer.push(s.labels(), finish(&mut app))?;
                     budget.check_time()?;
@@ -298,8 +370,42 @@ fn stream_chunks(
             if app.num_samples() > 0 {
                 framer.push(s.labels(), finish(&mut app))?;
             }
+            push_histograms(&mut framer, s.labels(), hist, budget)?;
         }
         framer.flush()?;
+    }
+    Ok(())
+}
+
+/// Histogram samples as Prometheus histogram chunks (integer or float, as
+/// stored), counted against the budget.
+fn push_histograms(
+    framer: &mut Framer<'_>,
+    labels: &crate::model::Labels,
+    hist: &[(i64, HistogramValue)],
+    budget: &mut Budget,
+) -> Result<(), StreamStop> {
+    if hist.is_empty() {
+        return Ok(());
+    }
+    for _ in hist {
+        budget.sample()?;
+    }
+    for (encoding, min, max, bytes) in encode_histogram_run(hist) {
+        let r#type = match encoding {
+            Encoding::FloatHistogram => pb::chunk::Encoding::FloatHistogram,
+            _ => pb::chunk::Encoding::Histogram,
+        };
+        framer.push(
+            labels,
+            pb::Chunk {
+                min_time_ms: min,
+                max_time_ms: max,
+                r#type: r#type as i32,
+                data: Bytes::from(bytes.into_vec()),
+            },
+        )?;
+        budget.check_time()?;
     }
     Ok(())
 }

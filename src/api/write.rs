@@ -103,7 +103,12 @@ fn respond(o: &WriteOutcome) -> Response {
         (StatusCode::BAD_REQUEST, o.message()).into_response()
     };
     match o.version {
-        ProtoVersion::V2 => with_written(resp, o.samples_written, 0, o.exemplars_written),
+        ProtoVersion::V2 => with_written(
+            resp,
+            o.samples_written,
+            o.histograms_written,
+            o.exemplars_written,
+        ),
         ProtoVersion::V1 => resp,
     }
 }

@@ -91,8 +91,9 @@ pub enum Reason {
     BeforeEpoch,
     /// The metric has reached its series limit.
     SeriesLimit,
-    /// Native histogram samples are not stored yet.
-    NativeHistogramUnsupported,
+    /// A native histogram breaking Prometheus's structural rules (schema,
+    /// span/bucket counts, negative counts, custom bounds).
+    InvalidHistogram,
     /// More labels than `--max-labels-per-timeseries`.
     TooManyLabels,
     /// A label name longer than `--max-label-name-len`.
@@ -123,7 +124,7 @@ impl Reason {
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::BeforeEpoch => "before_1970",
             Reason::SeriesLimit => "series_limit",
-            Reason::NativeHistogramUnsupported => "native_histogram_unsupported",
+            Reason::InvalidHistogram => "invalid_histogram",
             Reason::TooManyLabels => "too_many_labels",
             Reason::LabelNameTooLong => "label_name_too_long",
             Reason::LabelValueTooLong => "label_value_too_long",
@@ -145,7 +146,7 @@ impl Reason {
         Reason::TooFarInFuture,
         Reason::BeforeEpoch,
         Reason::SeriesLimit,
-        Reason::NativeHistogramUnsupported,
+        Reason::InvalidHistogram,
         Reason::TooManyLabels,
         Reason::LabelNameTooLong,
         Reason::LabelValueTooLong,
@@ -171,6 +172,7 @@ impl From<&crate::storage::SampleError> for Reason {
             S::DuplicateSample { .. } => Reason::DuplicateTimestamp,
             S::TooOld { .. } => Reason::TooOld,
             S::SeriesLimit { .. } => Reason::SeriesLimit,
+            S::InvalidHistogram(_) => Reason::InvalidHistogram,
         }
     }
 }

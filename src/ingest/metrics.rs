@@ -48,6 +48,8 @@ pub struct IngestMetrics {
     samples_stored: Counter,
     samples_rejected: Family<ReasonLabel, Counter>,
     histograms_received: Counter,
+    histograms_stored: Counter,
+    histograms_rejected: Counter,
     exemplars_stored: Counter,
     exemplars_dropped: Family<ReasonLabel, Counter>,
     metadata_dropped: Family<ReasonLabel, Counter>,
@@ -63,6 +65,8 @@ impl Default for IngestMetrics {
             samples_stored: Counter::default(),
             samples_rejected: Family::default(),
             histograms_received: Counter::default(),
+            histograms_stored: Counter::default(),
+            histograms_rejected: Counter::default(),
             exemplars_stored: Counter::default(),
             exemplars_dropped: Family::default(),
             metadata_dropped: Family::default(),
@@ -99,8 +103,18 @@ impl IngestMetrics {
         );
         r.register(
             "histograms_received",
-            "Native histogram samples received (not stored yet).",
+            "Native histogram samples received.",
             m.histograms_received.clone(),
+        );
+        r.register(
+            "histograms_stored",
+            "Native histogram samples stored (including identical resends).",
+            m.histograms_stored.clone(),
+        );
+        r.register(
+            "histograms_rejected",
+            "Native histogram samples rejected (any reason; also counted by reason in samples_rejected).",
+            m.histograms_rejected.clone(),
         );
         r.register(
             "exemplars_stored",
@@ -158,20 +172,19 @@ impl IngestMetrics {
             .observe(took.as_secs_f64());
     }
 
-    pub(crate) fn observe_outcome(
-        &self,
-        version: &'static str,
-        received: usize,
-        stored: usize,
-        histograms: usize,
-        exemplars: usize,
-    ) {
+    pub(crate) fn observe_outcome(&self, o: &crate::ingest::WriteOutcome) {
         self.samples_received
-            .get_or_create(&VersionLabel { version })
-            .inc_by(received as u64);
-        self.samples_stored.inc_by(stored as u64);
-        self.histograms_received.inc_by(histograms as u64);
-        self.exemplars_stored.inc_by(exemplars as u64);
+            .get_or_create(&VersionLabel {
+                version: o.version.as_str(),
+            })
+            .inc_by(o.samples_received as u64);
+        self.samples_stored.inc_by(o.samples_written as u64);
+        self.histograms_received
+            .inc_by(o.histograms_received as u64);
+        self.histograms_stored.inc_by(o.histograms_written as u64);
+        self.histograms_rejected
+            .inc_by(o.histograms_rejected as u64);
+        self.exemplars_stored.inc_by(o.exemplars_written as u64);
     }
 
     pub(crate) fn observe_exemplars_dropped(&self, reason: &'static str, n: usize) {

@@ -19,7 +19,7 @@ use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
 use crate::ingest::wire;
-use crate::storage::{AppendExtras, Db, ExemplarStore, MetadataStore, SeriesHandle};
+use crate::storage::{AppendExtras, Db, ExemplarStore, MetadataStore, SampleKind, SeriesHandle};
 
 /// Limits and rules of the receiver.
 #[derive(Debug, Clone)]
@@ -65,8 +65,12 @@ pub struct WriteOutcome {
     pub samples_received: usize,
     /// Float samples stored (including identical resends accepted silently).
     pub samples_written: usize,
-    /// Native histogram samples in the request (none are stored yet).
+    /// Native histogram samples in the request.
     pub histograms_received: usize,
+    /// Native histogram samples stored (including identical resends).
+    pub histograms_written: usize,
+    /// Native histogram samples rejected (before or by storage).
+    pub histograms_rejected: usize,
     /// Exemplars stored (including identical resends accepted silently).
     pub exemplars_written: usize,
     /// Exemplars dropped, by reason (`labels_too_long`, `out_of_order`,
@@ -104,7 +108,7 @@ impl WriteOutcome {
     pub fn message(&self) -> String {
         let mut m = format!(
             "partial write: stored {} of {} samples; rejected {}",
-            self.samples_written,
+            self.samples_written + self.histograms_written,
             self.samples_received + self.histograms_received,
             self.rejected_total()
         );
@@ -246,13 +250,7 @@ impl Receiver {
         self.metrics
             .observe_decode(version.as_str(), started.elapsed());
         let outcome = self.store(version, prepared)?;
-        self.metrics.observe_outcome(
-            version.as_str(),
-            outcome.samples_received,
-            outcome.samples_written,
-            outcome.histograms_received,
-            outcome.exemplars_written,
-        );
+        self.metrics.observe_outcome(&outcome);
         for (reason, n) in &outcome.rejected {
             self.metrics.observe_rejected(*reason, *n);
         }
@@ -281,7 +279,12 @@ impl Receiver {
                 self.series.set_series(slot.key, &p.batch[i].labels, series);
             }
         }
+        let histograms_in_batch: usize = p.batch.iter().map(|s| s.histograms.len()).sum();
+        let mut histograms_refused = 0;
         for r in &appended.rejected {
+            if r.kind == SampleKind::Histogram {
+                histograms_refused += 1;
+            }
             let labels = p.batch[r.series].labels.clone();
             p.reject(
                 || labels.to_string(),
@@ -308,11 +311,15 @@ impl Receiver {
         if let Some(n) = p.rejected.get(&Reason::MetadataTooLong) {
             metadata_dropped.insert("too_long", *n);
         }
+        let histograms_written = histograms_in_batch.saturating_sub(histograms_refused);
         Ok(WriteOutcome {
             version,
             samples_received: p.samples_received,
-            samples_written: appended.appended + appended.duplicates,
+            samples_written: (appended.appended + appended.duplicates)
+                .saturating_sub(histograms_written),
             histograms_received: p.histograms_received,
+            histograms_written,
+            histograms_rejected: p.histograms_rejected + histograms_refused,
             exemplars_written: x.exemplars_appended + x.exemplars_duplicate,
             exemplars_dropped,
             metadata_dropped,

@@ -12,11 +12,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::ingest::error::Reason;
+use crate::ingest::histogram;
 use crate::ingest::limits::{Limit, WriteLimits};
 use crate::ingest::proto::{prometheus, write_v2};
 use crate::ingest::series_cache::{CacheSlot, SeriesCache};
 use crate::ingest::wire::PlainV1;
-use crate::model::{LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::model::{
+    HistogramSample, HistogramValue, LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME,
+};
 use crate::storage::SeriesSamples;
 
 /// How many offending series a partial-write answer names.
@@ -63,6 +66,8 @@ pub struct Prepared {
     pub samples_received: usize,
     /// Native histogram samples in the request.
     pub histograms_received: usize,
+    /// Of those, rejected before storage (labels, time rules, structure).
+    pub histograms_rejected: usize,
     /// Rejected samples by reason (before storage).
     pub rejected: BTreeMap<Reason, usize>,
     /// The first few offenders.
@@ -262,32 +267,58 @@ fn describe_raw<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> String
     s
 }
 
-/// Adds a valid series to the batch with its samples that pass the time
-/// rules, rejecting the rest.
+/// Adds a valid series to the batch with its float and histogram samples
+/// that pass the time rules (and, for histograms, Prometheus's structural
+/// rules), rejecting the rest.
 fn push_series(
     out: &mut Prepared,
     (labels, slot): (Labels, Option<CacheSlot>),
     samples: impl Iterator<Item = Sample>,
+    histograms: impl Iterator<Item = (i64, HistogramValue)>,
     rules: Rules,
 ) {
     let mut kept = Vec::new();
+    let mut kept_h = Vec::new();
     let (mut future, mut first_future) = (0usize, 0);
     let (mut past, mut first_past) = (0usize, 0);
-    for s in samples {
-        if s.t > rules.max_t {
+    let (mut hist_out_of_window, mut invalid) = (0usize, 0usize);
+    let mut first_invalid = None;
+    let mut window = |t: i64| -> bool {
+        if t > rules.max_t {
             if future == 0 {
-                first_future = s.t;
+                first_future = t;
             }
             future += 1;
-        } else if s.t < 0 {
+            false
+        } else if t < 0 {
             if past == 0 {
-                first_past = s.t;
+                first_past = t;
             }
             past += 1;
+            false
         } else {
+            true
+        }
+    };
+    for s in samples {
+        if window(s.t) {
             kept.push(s);
         }
     }
+    for (t, h) in histograms {
+        if !window(t) {
+            hist_out_of_window += 1;
+            continue;
+        }
+        match h.validate() {
+            Ok(()) => kept_h.push(HistogramSample { t, h }),
+            Err(e) => {
+                invalid += 1;
+                first_invalid.get_or_insert((t, e));
+            }
+        }
+    }
+    out.histograms_rejected += hist_out_of_window + invalid;
     out.reject(
         || labels.to_string(),
         Reason::TooFarInFuture,
@@ -300,10 +331,19 @@ fn push_series(
         past,
         || format!("timestamp {first_past} is before 1970-01-01T00:00:00Z (earliest accepted 0)"),
     );
-    if !kept.is_empty() {
+    if let Some((t, e)) = first_invalid {
+        out.reject(
+            || labels.to_string(),
+            Reason::InvalidHistogram,
+            invalid,
+            || format!("histogram at timestamp {t}: {e}"),
+        );
+    }
+    if !kept.is_empty() || !kept_h.is_empty() {
         out.batch.push(SeriesSamples {
             labels,
             samples: kept,
+            histograms: kept_h,
         });
         out.slots.push(slot);
     }
@@ -375,7 +415,7 @@ pub fn prepare_plain_v1_cached(req: &PlainV1<'_>, rules: Rules, series: &SeriesC
 trait V1Series<'a> {
     fn raw_labels(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>;
     fn samples(&self) -> impl ExactSizeIterator<Item = Sample>;
-    fn histograms(&self) -> usize;
+    fn histograms(&self) -> &'a [prometheus::Histogram];
     fn exemplars(&self) -> &'a [prometheus::Exemplar];
 }
 
@@ -388,8 +428,8 @@ impl<'a> V1Series<'a> for &'a prometheus::TimeSeries {
             .iter()
             .map(|s| Sample::new(s.timestamp, s.value))
     }
-    fn histograms(&self) -> usize {
-        self.histograms.len()
+    fn histograms(&self) -> &'a [prometheus::Histogram] {
+        &self.histograms
     }
     fn exemplars(&self) -> &'a [prometheus::Exemplar] {
         &self.exemplars
@@ -409,8 +449,8 @@ impl<'a> V1Series<'a> for PlainRef<'a> {
     fn samples(&self) -> impl ExactSizeIterator<Item = Sample> {
         self.samples.iter().copied()
     }
-    fn histograms(&self) -> usize {
-        0
+    fn histograms(&self) -> &'a [prometheus::Histogram] {
+        &[]
     }
     fn exemplars(&self) -> &'a [prometheus::Exemplar] {
         &[]
@@ -428,7 +468,7 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
     for ts in timeseries {
         let samples = ts.samples();
         out.samples_received += samples.len();
-        out.histograms_received += ts.histograms();
+        out.histograms_received += ts.histograms().len();
         let built = cached_or_built(
             series,
             || ts.raw_labels(),
@@ -441,24 +481,16 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
         let (labels, slot) = match built {
             Ok(l) => l,
             Err(p) => {
+                out.histograms_rejected += ts.histograms().len();
                 out.reject(
                     || describe_raw(ts.raw_labels()),
                     p.reason,
-                    samples.len() + ts.histograms(),
+                    samples.len() + ts.histograms().len(),
                     || p.detail,
                 );
                 continue;
             }
         };
-        out.reject(
-            || labels.to_string(),
-            Reason::NativeHistogramUnsupported,
-            ts.histograms(),
-            || {
-                "native histograms are not supported yet; float samples of the request are stored"
-                    .into()
-            },
-        );
         for e in ts.exemplars() {
             let pairs: Vec<_> = e
                 .labels
@@ -467,7 +499,8 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
                 .collect();
             push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp, rules);
         }
-        push_series(&mut out, (labels, slot), samples, rules);
+        let histograms = ts.histograms().iter().map(histogram::from_v1);
+        push_series(&mut out, (labels, slot), samples, histograms, rules);
     }
     for m in metadata {
         let texts = [&m.metric_family_name, &m.help, &m.unit].map(|t| t.as_bytes());
@@ -599,6 +632,9 @@ fn prepare_v2_inner(
         out.samples_received += ts.samples.len();
         out.histograms_received += ts.histograms.len();
         let count = ts.samples.len() + ts.histograms.len();
+        // Every early rejection below rejects the whole series; undone
+        // once the series is accepted.
+        out.histograms_rejected += ts.histograms.len();
         let refs = &ts.labels_refs;
         let max_labels = rules.limits.max_labels_per_series;
         if refs.len() / 2 > max_labels {
@@ -655,15 +691,7 @@ fn prepare_v2_inner(
                 continue;
             }
         };
-        out.reject(
-            || labels.to_string(),
-            Reason::NativeHistogramUnsupported,
-            ts.histograms.len(),
-            || {
-                "native histograms are not supported yet; float samples of the request are stored"
-                    .into()
-            },
-        );
+        out.histograms_rejected -= ts.histograms.len();
         if let Some(m) = &ts.metadata {
             let raw_sym = |r: u32| req.symbols.get(r as usize).map_or(&[][..], |s| &s[..]);
             let name = labels.metric_name().unwrap_or("").as_bytes();
@@ -704,6 +732,7 @@ fn prepare_v2_inner(
             &mut out,
             (labels, slot),
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
+            ts.histograms.iter().map(histogram::from_v2),
             rules,
         );
     }

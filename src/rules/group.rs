@@ -294,6 +294,7 @@ impl Group {
                 .map(|(labels, v)| SeriesSamples {
                     labels,
                     samples: vec![Sample::new(ts, v)],
+                    histograms: Vec::new(),
                 })
                 .collect();
             if err.is_none() {
@@ -301,6 +302,7 @@ impl Group {
                     batch.push(SeriesSamples {
                         labels: gone.clone(),
                         samples: vec![Sample::new(ts, STALE_NAN)],
+                        histograms: Vec::new(),
                     });
                 }
                 rule.written = now;
@@ -664,6 +666,7 @@ mod tests {
         let b = [SeriesSamples {
             labels: Labels::from_static(labels),
             samples: vec![Sample::new(t, v)],
+            histograms: Vec::new(),
         }];
         assert!(db.append(&b).unwrap().is_complete());
     }

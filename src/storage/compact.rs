@@ -14,11 +14,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::model::{Labels, Sample};
+use crate::model::{HistogramValue, Labels, Sample};
 use crate::storage::block::{
     new_ulid, Block, BlockChunk, BlockCompaction, BlockDesc, BlockMeta, BlockWriter,
 };
-use crate::storage::chunk::{self, Encoding};
+use crate::storage::chunk;
 use crate::storage::error::{Error, Result};
 use crate::storage::head::HeadChunk;
 use crate::storage::tombstones::Intervals;
@@ -48,15 +48,28 @@ impl InputChunk {
         }
     }
 
-    /// The samples; a block chunk failing its checksum or decoding fails
-    /// the compaction (its data must not be silently dropped).
-    fn samples(&self) -> Result<Vec<Sample>> {
-        match self {
-            InputChunk::Head(c) => Ok(chunk::decode(Encoding::Xor, &c.bytes)?),
-            InputChunk::Block(c) => Ok(c.samples()?),
+    /// The float samples and histogram samples (one of the two is empty);
+    /// a block chunk failing its checksum or decoding fails the compaction
+    /// (its data must not be silently dropped).
+    fn decode(&self) -> Result<SeriesData> {
+        let (encoding, bytes) = match self {
+            InputChunk::Head(c) => (c.encoding, &c.bytes[..]),
+            InputChunk::Block(c) => match c.data()? {
+                (e, bytes) if e.is_histogram() => (e, bytes),
+                _ => return Ok((c.samples()?, Vec::new())),
+            },
+        };
+        if encoding.is_histogram() {
+            Ok((Vec::new(), chunk::decode_histogram_values(encoding, bytes)?))
+        } else {
+            Ok((chunk::decode(encoding, bytes)?, Vec::new()))
         }
     }
 }
+
+/// One series' data for a block: float samples and histogram samples,
+/// each in time order, no timestamp in both.
+pub(crate) type SeriesData = (Vec<Sample>, Vec<(i64, HistogramValue)>);
 
 /// What one source holds of a series: its chunks and deleted intervals.
 pub(crate) struct InputPart {
@@ -140,11 +153,11 @@ pub(crate) fn write_block(
         let mut any = false;
         for s in series {
             let (labels, parts) = s?;
-            let samples = series_samples(&parts, plan.min_time, plan.max_time - 1)?;
-            if samples.is_empty() {
+            let (samples, histograms) = series_samples(&parts, plan.min_time, plan.max_time - 1)?;
+            if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
-            w.add_sample_series(&labels, &samples)?;
+            w.add_mixed_series(&labels, &samples, &histograms)?;
             any = true;
         }
         hook(crash, &format!("{kind}-block:series_written"));
@@ -187,11 +200,11 @@ pub(crate) fn write_block(
 
 /// The samples of one series for a block covering `[mint, maxt]`: those
 /// of every source in the range and not deleted, each timestamp once
-/// (where sources overlap, the oldest source's value). The block writer
-/// encodes them afresh: head chunks are XOR and compress far better
-/// packed, and block chunks being merged are repacked into fewer, larger
-/// chunks.
-fn series_samples(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+/// (where sources overlap, the oldest source's sample, of either kind).
+/// The block writer encodes them afresh: head chunks are XOR and compress
+/// far better packed, and block chunks being merged are repacked into
+/// fewer, larger chunks (histograms too: larger histogram chunks).
+fn series_samples(parts: &[InputPart], mint: i64, maxt: i64) -> Result<SeriesData> {
     let mut chunks: Vec<(&InputChunk, Option<&Intervals>, usize)> = parts
         .iter()
         .enumerate()
@@ -205,20 +218,45 @@ fn series_samples(parts: &[InputPart], mint: i64, maxt: i64) -> Result<Vec<Sampl
     let disjoint = chunks
         .windows(2)
         .all(|w| w[0].0.bounds().1 < w[1].0.bounds().0);
+    let keep = |t: i64, deleted: Option<&Intervals>| {
+        t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
+    };
     let mut all: Vec<(usize, Sample)> = Vec::new();
+    let mut hists: Vec<(usize, (i64, HistogramValue))> = Vec::new();
     for (c, deleted, source) in chunks {
+        let (floats, hs) = c.decode()?;
         all.extend(
-            c.samples()?
+            floats
                 .into_iter()
-                .filter(|s| s.t >= mint && s.t <= maxt && !deleted.is_some_and(|d| d.contains(s.t)))
+                .filter(|s| keep(s.t, deleted))
                 .map(|s| (source, s)),
+        );
+        hists.extend(
+            hs.into_iter()
+                .filter(|(t, _)| keep(*t, deleted))
+                .map(|h| (source, h)),
         );
     }
     if !disjoint {
         all.sort_by_key(|(source, s)| (s.t, *source));
         all.dedup_by_key(|(_, s)| s.t);
+        hists.sort_by_key(|(source, (t, _))| (*t, *source));
+        hists.dedup_by_key(|(_, (t, _))| *t);
     }
-    Ok(all.into_iter().map(|(_, s)| s).collect())
+    if !hists.is_empty() && !all.is_empty() {
+        // A timestamp held as a float by one source and as a histogram by
+        // another: the oldest source's sample, as for one kind.
+        let float_at: std::collections::HashMap<i64, usize> =
+            all.iter().map(|(src, s)| (s.t, *src)).collect();
+        let hist_at: std::collections::HashMap<i64, usize> =
+            hists.iter().map(|(src, (t, _))| (*t, *src)).collect();
+        all.retain(|(src, s)| hist_at.get(&s.t).is_none_or(|h| src <= h));
+        hists.retain(|(src, (t, _))| float_at.get(t).is_none_or(|f| src < f));
+    }
+    Ok((
+        all.into_iter().map(|(_, s)| s).collect(),
+        hists.into_iter().map(|(_, h)| h).collect(),
+    ))
 }
 
 /// Merges the series of `blocks` (each sorted by labels) into one sorted
@@ -423,6 +461,7 @@ mod tests {
             app.append(s.t, s.v);
         }
         InputChunk::Head(HeadChunk {
+            encoding: chunk::Encoding::Xor,
             mint: samples[0].t,
             maxt: samples[samples.len() - 1].t,
             bytes: std::sync::Arc::from(app.finish()),
@@ -469,7 +508,8 @@ mod tests {
                 }
                 input.push(InputPart { chunks, deleted });
             }
-            let out = series_samples(&input, mint, maxt).unwrap();
+            let (out, hists) = series_samples(&input, mint, maxt).unwrap();
+            proptest::prop_assert!(hists.is_empty());
             let want: Vec<(i64, u64)> = oracle.into_iter().collect();
             proptest::prop_assert_eq!(bits(&out), want);
         }

@@ -54,6 +54,20 @@ pub(crate) fn seal(buf: &mut Vec<u8>) {
 /// [`FrameError`] when the file is too short, has another magic or
 /// version, or fails its CRC.
 pub(crate) fn open(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], FrameError> {
+    open_versions(bytes, magic, version..=version).map(|(_, body)| body)
+}
+
+/// [`open`] for a format that reads several versions: the version found
+/// (within `versions`) and the body.
+///
+/// # Errors
+/// As [`open`]; [`FrameError::UnsupportedVersion`] names the newest
+/// version read.
+pub(crate) fn open_versions(
+    bytes: &[u8],
+    magic: [u8; 4],
+    versions: std::ops::RangeInclusive<u8>,
+) -> Result<(u8, &[u8]), FrameError> {
     if bytes.len() < FRAME_HEADER_LEN + FRAME_TRAILER_LEN {
         return Err(FrameError::TooShort { len: bytes.len() });
     }
@@ -64,9 +78,9 @@ pub(crate) fn open(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], F
             got,
         });
     }
-    if bytes[4] != version {
+    if !versions.contains(&bytes[4]) {
         return Err(FrameError::UnsupportedVersion {
-            expected: version,
+            expected: *versions.end(),
             got: bytes[4],
         });
     }
@@ -76,7 +90,7 @@ pub(crate) fn open(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], F
     if stored != computed {
         return Err(FrameError::Checksum { stored, computed });
     }
-    Ok(&framed[FRAME_HEADER_LEN..])
+    Ok((bytes[4], &framed[FRAME_HEADER_LEN..]))
 }
 
 /// Writes `bytes` to `path` atomically: `<path>.tmp`, fsync, rename, fsync

@@ -27,7 +27,7 @@ use crate::storage::wal::{self, Record, RefMetadata, RefTombstone, Wal};
 use crate::storage::SeriesRef;
 
 pub use appender::{
-    AppendExtras, AppendOutcome, ExtrasOutcome, Rejected, ResolvedSeries, SeriesHandle,
+    AppendExtras, AppendOutcome, ExtrasOutcome, Rejected, ResolvedSeries, SampleKind, SeriesHandle,
     SeriesSamples,
 };
 pub use exemplars::{ExemplarDrop, ExemplarEntry, ExemplarStore};
@@ -70,8 +70,13 @@ pub struct HeadStats {
 pub struct HeadReplayStats {
     /// Series records applied.
     pub series: u64,
-    /// Samples applied.
+    /// Float samples applied.
     pub samples: u64,
+    /// Histogram samples applied.
+    pub histograms: u64,
+    /// Histogram samples whose decoded value breaks the structural rules
+    /// (damage; not applied).
+    pub invalid_histograms: u64,
     /// Samples skipped as not newer than their series (identical resends).
     pub skipped_samples: u64,
     /// Samples whose series ref had no series record.
@@ -309,7 +314,7 @@ impl Head {
                         continue;
                     };
                     let mut d = s.data.lock();
-                    if rs.t < floor || d.last.is_some_and(|l| rs.t <= l.t) {
+                    if rs.t < floor || d.last_t().is_some_and(|l| rs.t <= l) {
                         stats.skipped_samples += 1;
                         continue;
                     }
@@ -350,6 +355,43 @@ impl Head {
                     .metadata
                     .apply(entries.into_iter().map(metadata_from_record).collect());
                 stats.metadata += n.saturating_sub(dropped as u64);
+            }
+            Record::Histograms(histograms) => {
+                let floor = self.min_valid_floor.load(Ordering::Acquire);
+                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+                let mut current: Option<Arc<MemSeries>> = None;
+                for rh in histograms {
+                    if current.as_ref().map(|s| s.series_ref) != Some(rh.series_ref) {
+                        current = self.series.get_by_ref(rh.series_ref).or_else(|| {
+                            let alias = self.replay_aliases.lock().get(&rh.series_ref).copied();
+                            alias.and_then(|a| self.series.get_by_ref(a))
+                        });
+                    }
+                    let Some(s) = &current else {
+                        stats.unknown_refs += 1;
+                        continue;
+                    };
+                    // Logged only after validation; a record that decodes
+                    // to an invalid histogram is damage, never applied (the
+                    // chunk appenders rely on valid layouts).
+                    if rh.h.validate().is_err() {
+                        stats.invalid_histograms += 1;
+                        continue;
+                    }
+                    let mut d = s.data.lock();
+                    if rh.t < floor || d.last_t().is_some_and(|l| rh.t <= l) {
+                        stats.skipped_samples += 1;
+                        continue;
+                    }
+                    d.append_histogram(rh.t, &rh.h, self.opts.block_range_ms);
+                    d.logged = true;
+                    stats.histograms += 1;
+                    min_t = min_t.min(rh.t);
+                    max_t = max_t.max(rh.t);
+                }
+                if min_t <= max_t {
+                    self.observe_time_range(min_t, max_t);
+                }
             }
             Record::Tombstones(tombstones) => {
                 let mut ts = self.tombstones.write();
@@ -392,8 +434,8 @@ impl Head {
             .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let d = s.data.lock();
-                let first = d.full.first().map(|c| c.mint).or(d.open.first_t())?;
-                let last = d.last?.t;
+                let first = d.first_t()?;
+                let last = d.last_t()?;
                 (first <= maxt && last >= mint).then(|| RefTombstone {
                     series_ref: s.series_ref,
                     mint: mint.max(first),
@@ -457,7 +499,8 @@ impl Head {
             let mut d = s.data.lock();
             d.full.retain(|c| c.maxt >= mint);
             let open_live = d.open.last_t().is_some_and(|t| t >= mint);
-            if d.full.is_empty() && !open_live {
+            let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
+            if d.full.is_empty() && !open_live && !hist_live {
                 drop(d);
                 self.series.remove(&s);
                 s.removed.store(true, Ordering::Release);
@@ -491,10 +534,7 @@ impl Head {
             .series
             .all()
             .iter()
-            .filter_map(|s| {
-                let d = s.data.lock();
-                d.full.first().map(|c| c.mint).or(d.open.first_t())
-            })
+            .filter_map(|s| s.data.lock().first_t())
             .min();
         self.min_t
             .store(min_t.unwrap_or(i64::MAX), Ordering::Release);
@@ -522,7 +562,7 @@ impl Head {
             let d = s.data.lock();
             st.series += 1;
             st.samples += d.num_samples();
-            st.chunks += d.full.len() + usize::from(d.open.num_samples() > 0);
+            st.chunks += d.num_chunks();
             st.chunk_bytes += d.chunk_bytes();
         }
         st

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod checkpoint;
+mod histogram_record;
 mod reader;
 mod record;
 mod segment;
@@ -27,6 +28,10 @@ mod writer;
 mod tests;
 
 pub use checkpoint::{checkpoint, CheckpointStats};
+pub use histogram_record::{
+    encode_histogram_samples, RefHistogramSample, RECORD_FLOAT_HISTOGRAM_SAMPLES,
+    RECORD_HISTOGRAM_SAMPLES,
+};
 pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{
     decode, encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones,

@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::model::{Labels, Sample};
+use crate::model::{HistogramValue, Labels, Sample};
 use crate::storage::chunk::{self, Encoding};
 use crate::storage::encoding::{put_uvarint, read_uvarint, Decbuf};
 use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
@@ -231,6 +231,13 @@ impl BlockWriter {
         }
         let id = self.next_series_id()?;
         self.metas.clear();
+        self.write_float_runs(samples)?;
+        self.finish_series(labels, id, samples.len() as u64)
+    }
+
+    /// Writes `samples` as chunks of [`chunk::MAX_PACKED_SAMPLES`] (see
+    /// [`Self::add_sample_series`]), adding their metas to `self.metas`.
+    fn write_float_runs(&mut self, samples: &[Sample]) -> Result<(), BlockError> {
         for run in samples.chunks(chunk::MAX_PACKED_SAMPLES) {
             let key = chunk::timestamp_section(run);
             let shared = self.ts_owners.get(&key).and_then(|owner| {
@@ -255,7 +262,85 @@ impl BlockWriter {
                 chunk_ref,
             });
         }
-        self.finish_series(labels, id, samples.len() as u64)
+        Ok(())
+    }
+
+    /// Adds one series from its float samples and its native histogram
+    /// samples (each strictly increasing, no timestamp in both): float runs
+    /// as [`Self::add_sample_series`] writes them, histogram runs as
+    /// Prometheus histogram chunks ([`chunk::encode_histogram_run`]), in
+    /// time order.
+    ///
+    /// # Errors
+    /// As [`Self::add_sample_series`]; [`BlockError::ChunksOutOfOrder`]
+    /// also when a float and a histogram share a timestamp.
+    pub fn add_mixed_series(
+        &mut self,
+        labels: &Labels,
+        samples: &[Sample],
+        histograms: &[(i64, HistogramValue)],
+    ) -> Result<(), BlockError> {
+        if histograms.is_empty() {
+            return self.add_sample_series(labels, samples);
+        }
+        self.check_series_order(labels)?;
+        let times = samples.iter().map(|s| s.t).collect::<Vec<_>>();
+        let htimes = histograms.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+        for ts in [&times, &htimes] {
+            if let Some(i) = ts.windows(2).position(|w| w[1] <= w[0]) {
+                return Err(BlockError::ChunksOutOfOrder {
+                    labels: labels.clone(),
+                    index: i + 1,
+                    mint: ts[i + 1],
+                    maxt: ts[i + 1],
+                    prev_maxt: Some(ts[i]),
+                });
+            }
+        }
+        let id = self.next_series_id()?;
+        self.metas.clear();
+        // Alternate runs of each kind, in time order.
+        let (mut i, mut j) = (0, 0);
+        while i < samples.len() || j < histograms.len() {
+            let float_next = match (samples.get(i), histograms.get(j)) {
+                (Some(s), Some((ht, _))) if s.t == *ht => {
+                    return Err(BlockError::ChunksOutOfOrder {
+                        labels: labels.clone(),
+                        index: i,
+                        mint: s.t,
+                        maxt: s.t,
+                        prev_maxt: Some(*ht),
+                    })
+                }
+                (Some(s), Some((ht, _))) => s.t < *ht,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if float_next {
+                let end = histograms.get(j).map_or(samples.len(), |(ht, _)| {
+                    i + samples[i..].partition_point(|s| s.t < *ht)
+                });
+                self.write_float_runs(&samples[i..end])?;
+                i = end;
+            } else {
+                let end = samples.get(i).map_or(histograms.len(), |s| {
+                    j + histograms[j..].partition_point(|(t, _)| *t < s.t)
+                });
+                for (encoding, mint, maxt, bytes) in
+                    chunk::encode_histogram_run(&histograms[j..end])
+                {
+                    let chunk_ref = self.segments.write(encoding, &bytes)?;
+                    self.metas.push(ChunkMeta {
+                        mint,
+                        maxt,
+                        data_len: bytes.len() as u64,
+                        chunk_ref,
+                    });
+                }
+                j = end;
+            }
+        }
+        self.finish_series(labels, id, (samples.len() + histograms.len()) as u64)
     }
 
     /// Records `chunk_ref` as the chunk holding the timestamps `key`

@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::model::{LabelsBuilder, Sample};
-use crate::storage::chunk::XorIter;
+use crate::storage::chunk::{Encoding, XorIter};
 use crate::storage::encoding::{
     put_be_u32, put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
 use crate::storage::file_frame::{self, FrameError};
-use crate::storage::head::series::{GetOrCreate, HeadChunk, MemSeries};
+use crate::storage::head::series::{GetOrCreate, HeadChunk, HistData, MemSeries};
 use crate::storage::head::Head;
 use crate::storage::tombstones::Interval;
 use crate::storage::SeriesRef;
@@ -28,7 +28,9 @@ use crate::storage::SeriesRef;
 /// File name of the snapshot in the data directory.
 pub(crate) const HEAD_SNAPSHOT_FILE: &str = "head_snapshot";
 const MAGIC: [u8; 4] = *b"TMHS";
-const VERSION: u8 = 1;
+/// Version 2 added each series' histogram chunks; version 1 snapshots
+/// (no histogram section) still load.
+const VERSION: u8 = 2;
 
 /// Why a snapshot could not be loaded (the caller falls back to the WAL).
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,24 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
             put_varint(&mut buf, x.t);
             put_be_u64(&mut buf, x.v.to_bits());
         }
+        let hist = d.hist.as_deref();
+        let hist_full = hist.map_or(&[][..], |h| &h.full[..]);
+        put_uvarint(&mut buf, hist_full.len() as u64);
+        for c in hist_full {
+            buf.push(c.encoding.to_byte());
+            put_varint(&mut buf, c.mint);
+            put_varint(&mut buf, c.maxt);
+            put_uvarint(&mut buf, c.bytes.len() as u64);
+            buf.extend_from_slice(&c.bytes);
+        }
+        match hist.and_then(|h| h.open_chunk()) {
+            Some((encoding, bytes)) => {
+                buf.push(encoding.to_byte());
+                put_uvarint(&mut buf, bytes.len() as u64);
+                buf.extend_from_slice(bytes);
+            }
+            None => buf.push(0),
+        }
     }
     let ts = head.tombstones.read();
     put_uvarint(&mut buf, ts.len() as u64);
@@ -98,7 +118,7 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
 /// covers; replay continues after it.
 pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
     let bytes = fs::read(path)?;
-    let body = file_frame::open(&bytes, MAGIC, VERSION)?;
+    let (version, body) = file_frame::open_versions(&bytes, MAGIC, 1..=VERSION)?;
     let mut d = Decbuf::new(body);
     let wal_segment = d.be_u32()?;
     head.next_ref.store(d.uvarint()?, Ordering::Release);
@@ -125,6 +145,7 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
             let len = usize::try_from(d.uvarint()?)
                 .map_err(|_| SnapshotError::Corrupt("chunk length"))?;
             full.push(HeadChunk {
+                encoding: crate::storage::chunk::Encoding::Xor,
                 bytes: Arc::from(d.bytes(len)?),
                 mint,
                 maxt,
@@ -136,6 +157,11 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
             let t = d.varint()?;
             open.push(Sample::new(t, f64::from_bits(d.be_u64()?)));
         }
+        let hist = if version >= 2 {
+            load_histograms(&mut d, head.opts.block_range_ms)?
+        } else {
+            None
+        };
         let got = head
             .series
             .get_or_create(labels.stable_hash(), &labels, || {
@@ -146,7 +172,9 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
             return Err(SnapshotError::Corrupt("series listed twice"));
         };
         head.postings.add(s.series_ref, &s.labels);
-        s.data.lock().restore(full, &open, head.opts.block_range_ms);
+        let mut data = s.data.lock();
+        data.restore(full, &open, head.opts.block_range_ms);
+        data.hist = hist.map(Box::new);
     }
     let nt = d.uvarint()?;
     let mut ts = head.tombstones.write();
@@ -166,6 +194,49 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         head.observe_time_range(min_t, max_t);
     }
     Ok(wal_segment)
+}
+
+/// Reads one series' histogram section (version 2): full chunks, then the
+/// open chunk (encoding byte 0 when there is none).
+fn load_histograms(
+    d: &mut Decbuf<'_>,
+    block_range_ms: i64,
+) -> Result<Option<HistData>, SnapshotError> {
+    let encoding = |b: u8| {
+        Encoding::from_byte(b)
+            .filter(|e| e.is_histogram())
+            .ok_or(SnapshotError::Corrupt("histogram chunk encoding"))
+    };
+    let n = d.uvarint()?;
+    let mut full = Vec::new();
+    for _ in 0..n {
+        let enc = encoding(d.u8()?)?;
+        let mint = d.varint()?;
+        let maxt = d.varint()?;
+        let len =
+            usize::try_from(d.uvarint()?).map_err(|_| SnapshotError::Corrupt("chunk length"))?;
+        full.push(HeadChunk {
+            encoding: enc,
+            bytes: Arc::from(d.bytes(len)?),
+            mint,
+            maxt,
+        });
+    }
+    let open = match d.u8()? {
+        0 => None,
+        b => {
+            let enc = encoding(b)?;
+            let len = usize::try_from(d.uvarint()?)
+                .map_err(|_| SnapshotError::Corrupt("chunk length"))?;
+            Some((enc, d.bytes(len)?))
+        }
+    };
+    if full.is_empty() && open.is_none() {
+        return Ok(None);
+    }
+    HistData::restore(full, open, block_range_ms)
+        .map(Some)
+        .ok_or(SnapshotError::Corrupt("histogram chunk does not decode"))
 }
 
 fn utf8(b: &[u8]) -> Result<&str, SnapshotError> {

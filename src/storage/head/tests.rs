@@ -27,6 +27,7 @@ fn wal() -> (tempfile::TempDir, Wal) {
 
 fn batch(name: &str, samples: &[(i64, f64)]) -> SeriesSamples {
     SeriesSamples {
+        histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", name), ("job", "t")]),
         samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
     }
@@ -79,11 +80,13 @@ fn duplicate_and_out_of_order_get_typed_errors() {
         out.rejected,
         vec![
             Rejected {
+                kind: Default::default(),
                 series: 0,
                 sample: 1,
                 error: SampleError::DuplicateSample { t: 10 }
             },
             Rejected {
+                kind: Default::default(),
                 series: 0,
                 sample: 2,
                 error: SampleError::OutOfOrder { t: 5, last_t: 10 }
@@ -147,6 +150,7 @@ fn same_series_twice_in_one_batch_keeps_batch_order() {
     assert_eq!(
         out.rejected,
         vec![Rejected {
+            kind: Default::default(),
             series: 2,
             sample: 1,
             error: SampleError::DuplicateSample { t: 1 }
@@ -160,6 +164,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
     let (_d, w) = wal();
     let h = head(2);
     let mk = |i: &str| SeriesSamples {
+        histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", "m"), ("i", i)]),
         samples: vec![Sample::new(1, 1.0)],
     };
@@ -168,6 +173,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
     assert_eq!(
         out.rejected,
         vec![Rejected {
+            kind: Default::default(),
             series: 2,
             sample: 0,
             error: SampleError::SeriesLimit {
@@ -181,6 +187,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
         .append(
             &[
                 SeriesSamples {
+                    histograms: Vec::new(),
                     samples: vec![Sample::new(2, 1.0)],
                     ..mk("1")
                 },

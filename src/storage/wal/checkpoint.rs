@@ -18,8 +18,9 @@ use crate::storage::{CrashHook, SeriesRef};
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones, io_err,
-    Error, Record, RefMetadata, Result, Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    encode_exemplars, encode_histogram_samples, encode_metadata, encode_samples, encode_series,
+    encode_tombstones, io_err, Error, Record, RefMetadata, Result, Wal, FRAME_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -193,6 +194,21 @@ fn write_checkpoint(
             Record::Metadata(entries) => {
                 for m in entries {
                     metadata.insert(m.metric.clone(), m);
+                }
+                return;
+            }
+            Record::Histograms(mut histograms) => {
+                let before = histograms.len() as u64;
+                histograms.retain(|h| h.t >= mint && keep(h.series_ref));
+                stats.samples_kept += histograms.len() as u64;
+                stats.samples_dropped += before - histograms.len() as u64;
+                let mut start = 0;
+                for end in encode_histogram_samples(&histograms, &mut payload) {
+                    if let Err(e) = out.append(&payload[start..end]) {
+                        failed = Some(e);
+                        return;
+                    }
+                    start = end;
                 }
                 return;
             }

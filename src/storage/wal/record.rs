@@ -1,5 +1,6 @@
 //! WAL record payload codecs: series, samples and tombstones records here;
-//! exemplars and metadata records in [`exemplar_metadata`]
+//! exemplars and metadata records in [`exemplar_metadata`], histogram
+//! samples in `histogram_record`
 //! (`docs/format/wal.md`, section "Records").
 //!
 //! Owns the payload layout only. Framing (length, CRC) belongs to `segment`;
@@ -69,6 +70,8 @@ pub enum Record {
     Exemplars(Vec<RefExemplar>),
     /// Changed metric metadata (format version 3).
     Metadata(Vec<RefMetadata>),
+    /// Histogram samples of known series (record types 7 and 8).
+    Histograms(Vec<super::RefHistogramSample>),
 }
 
 /// Why a payload could not be decoded.
@@ -106,6 +109,14 @@ pub enum RecordError {
         /// What is wrong with them.
         #[source]
         source: LabelError,
+    },
+    /// A histogram field is out of range or a count exceeds the record.
+    #[error("malformed histogram at byte {at}: {what}")]
+    BadHistogram {
+        /// Offset of the field in the payload.
+        at: usize,
+        /// What is wrong.
+        what: &'static str,
     },
     /// The labels of a series are not a valid label set.
     #[error("invalid labels for series {series_ref}")]
@@ -173,6 +184,12 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
             exemplar_metadata::decode_exemplars(&mut d, interner).map(Record::Exemplars)
         }
         RECORD_METADATA => exemplar_metadata::decode_metadata(&mut d).map(Record::Metadata),
+        super::RECORD_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, false).map(Record::Histograms)
+        }
+        super::RECORD_FLOAT_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, true).map(Record::Histograms)
+        }
         typ => Err(RecordError::UnknownType { typ }),
     }
 }

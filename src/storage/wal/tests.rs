@@ -18,6 +18,7 @@ enum Canon {
     Tombstones(Vec<(u64, i64, i64)>),
     Exemplars(Vec<(u64, i64, u64, String)>),
     Metadata(Vec<RefMetadata>),
+    Histograms(Vec<(u64, i64, String)>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -41,6 +42,11 @@ fn canon(r: &Record) -> Canon {
                 .collect(),
         ),
         Record::Metadata(m) => Canon::Metadata(m.clone()),
+        Record::Histograms(h) => Canon::Histograms(
+            h.iter()
+                .map(|h| (h.series_ref.0, h.t, format!("{:?}", h.h)))
+                .collect(),
+        ),
     }
 }
 
@@ -427,6 +433,9 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
             Record::Tombstones(t) => encode_tombstones(t, &mut buf),
             Record::Exemplars(e) => encode_exemplars(e, &mut buf),
             Record::Metadata(m) => encode_metadata(m, &mut buf),
+            Record::Histograms(h) => {
+                encode_histogram_samples(h, &mut buf);
+            }
         }
         let t = wal.log(&[&buf]).unwrap();
         wal.wait_durable(t).unwrap();
