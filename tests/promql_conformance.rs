@@ -416,12 +416,12 @@ mod runner_tests {
 
     use crate::check::{
         check_annotations, check_error, compare_instant, compare_range, compare_range_mode,
-        float_eq, labels_cmp,
+        float_eq, hist_eq, labels_cmp,
     };
     use crate::pin::{pin_at, pinned_eval_times};
     use crate::script::{
-        expand_values, parse_duration_ms, parse_eval_block, parse_file, parse_metric,
-        parse_scalar_line, unquote, Command, EvalKind, Slot,
+        expand_values, parse_duration_ms, parse_eval_block, parse_file, parse_histogram,
+        parse_metric, parse_scalar_line, unquote, Command, EvalKind, Slot,
     };
 
     fn floats(s: &str) -> Vec<Option<f64>> {
@@ -431,7 +431,7 @@ mod runner_tests {
             .map(|x| match x {
                 Slot::Float(v) => Some(v),
                 Slot::Gap => None,
-                Slot::Histogram => panic!("histogram in {s}"),
+                Slot::Histogram { .. } => panic!("histogram in {s}"),
             })
             .collect()
     }
@@ -494,8 +494,64 @@ mod runner_tests {
         )
         .unwrap();
         assert_eq!(got.len(), 1 + 3 + 1 + 2 + 1);
-        assert_eq!(got[1], Slot::Histogram);
+        let Slot::Histogram { h, hint_set } = &got[1] else {
+            panic!("{:?}", got[1])
+        };
+        assert!(!hint_set);
+        assert_eq!((h.schema, h.sum, h.count), (0, 5.0, 4.0));
+        assert_eq!(h.positive(), vec![(0, 1.0), (1, 2.0), (2, 1.0)]);
         assert_eq!(got[7], Slot::Float(3.0));
+        // `{{A}}+{{B}}x1` is A, A+B.
+        let Slot::Histogram { h, .. } = &got[6] else {
+            panic!("{:?}", got[6])
+        };
+        assert_eq!(h.count, 3.0);
+    }
+
+    #[test]
+    fn parse_histogram_reads_every_key() {
+        let (h, hint_set) = parse_histogram(
+            "{{schema:-53 sum:-0.5 count:3 z_bucket:1 z_bucket_w:0.001 buckets:[1 0 2] offset:2 n_buckets:[4] n_offset:-1 custom_values:[0.1 0.2] counter_reset_hint:gauge}}",
+        )
+        .unwrap();
+        assert!(hint_set);
+        assert_eq!(h.schema, -53);
+        assert_eq!(
+            (h.sum, h.count, h.zero_count, h.zero_threshold),
+            (-0.5, 3.0, 1.0, 0.001)
+        );
+        assert_eq!(h.positive(), vec![(2, 1.0), (3, 0.0), (4, 2.0)]);
+        assert_eq!(h.negative(), vec![(-1, 4.0)]);
+        assert_eq!(h.custom_values, vec![0.1, 0.2]);
+        assert_eq!(
+            h.counter_reset_hint,
+            tidemark::model::CounterResetHint::Gauge
+        );
+        assert!(parse_histogram("{{}}").is_ok());
+        for bad in [
+            "{{sum}}",
+            "{{foo:1}}",
+            "{{buckets:[1 2}}",
+            "{{sum:1 sum:2}}",
+            "{{counter_reset_hint:x}}",
+        ] {
+            assert!(parse_histogram(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hist_eq_compares_compacted_and_hint_only_when_given() {
+        let (a, _) = parse_histogram("{{schema:0 sum:5 count:4 buckets:[1 0 2 1]}}").unwrap();
+        let (b, _) = parse_histogram(
+            "{{schema:0 sum:5 count:4 buckets:[0 1 0 2 1] offset:-1 counter_reset_hint:gauge}}",
+        )
+        .unwrap();
+        assert!(hist_eq(&a, &b, false));
+        assert!(!hist_eq(&b, &a, true), "hint given and different");
+        let (c, _) = parse_histogram("{{schema:0 sum:5 count:4 buckets:[1 0 2 2]}}").unwrap();
+        assert!(!hist_eq(&a, &c, false));
+        let (d, _) = parse_histogram("{{schema:1 sum:5 count:4 buckets:[1 0 2 1]}}").unwrap();
+        assert!(!hist_eq(&a, &d, false));
     }
 
     #[test]
@@ -655,6 +711,7 @@ mod runner_tests {
                     labels: Labels::from_static(l),
                     t: 0,
                     v: *v,
+                    h: None,
                 })
                 .collect(),
         )
@@ -733,6 +790,7 @@ mod runner_tests {
                 .map(|(l, pts)| RangeSeries {
                     labels: Labels::from_static(l),
                     samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+                    histograms: Vec::new(),
                 })
                 .collect(),
         )

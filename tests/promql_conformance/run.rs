@@ -99,7 +99,7 @@ pub(crate) fn load(
         for (i, slot) in slots.iter().enumerate() {
             match slot {
                 Slot::Float(v) => samples.push(Sample::new(i as i64 * interval_ms, *v)),
-                Slot::Histogram => {
+                Slot::Histogram { .. } => {
                     histogram_series.insert(labels.clone());
                 }
                 Slot::Gap => {}

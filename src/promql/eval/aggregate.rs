@@ -223,7 +223,7 @@ impl Evaluator<'_> {
                     groups
                         .into_iter()
                         .zip(out)
-                        .map(|(labels, points)| Series { labels, points })
+                        .map(|(labels, points)| Series::floats(labels, points))
                         .collect(),
                 ))
             }
@@ -274,7 +274,7 @@ impl Evaluator<'_> {
                         .into_iter()
                         .map(|l| {
                             let points = out.remove(&l).unwrap_or_default();
-                            Series { labels: l, points }
+                            Series::floats(l, points)
                         })
                         .collect(),
                 ))
@@ -315,7 +315,7 @@ impl Evaluator<'_> {
                     groups
                         .into_iter()
                         .zip(out)
-                        .map(|(labels, points)| Series { labels, points })
+                        .map(|(labels, points)| Series::floats(labels, points))
                         .collect(),
                 ))
             }
@@ -385,12 +385,7 @@ impl Evaluator<'_> {
         let mut series: Vec<Option<Series>> = input
             .into_iter()
             .zip(out)
-            .map(|(s, points)| {
-                Some(Series {
-                    labels: s.labels,
-                    points,
-                })
-            })
+            .map(|(s, points)| Some(Series::floats(s.labels, points)))
             .collect();
         let result = if steps.len() == 1 {
             instant_order

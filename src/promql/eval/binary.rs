@@ -163,7 +163,7 @@ impl Evaluator<'_> {
             } else {
                 series.labels
             };
-            out.push(Series { labels, points });
+            out.push(Series::floats(labels, points));
         }
         if rename {
             out = merge_same_labels(out)?;
@@ -211,14 +211,16 @@ impl Evaluator<'_> {
             }
         }
         let mut out: Vec<Series> = Vec::with_capacity(l.len() + r.len());
-        out.extend(l.into_iter().zip(lout).map(|(s, points)| Series {
-            labels: s.labels,
-            points,
-        }));
-        out.extend(r.into_iter().zip(rout).map(|(s, points)| Series {
-            labels: s.labels,
-            points,
-        }));
+        out.extend(
+            l.into_iter()
+                .zip(lout)
+                .map(|(s, points)| Series::floats(s.labels, points)),
+        );
+        out.extend(
+            r.into_iter()
+                .zip(rout)
+                .map(|(s, points)| Series::floats(s.labels, points)),
+        );
         out.retain(|s| !s.points.is_empty());
         let mut seen = HashSet::new();
         if out.iter().all(|s| seen.insert(s.labels.clone())) {
@@ -301,10 +303,7 @@ impl Evaluator<'_> {
                             &m,
                             include,
                         );
-                        out.push(Series {
-                            labels,
-                            points: Vec::new(),
-                        });
+                        out.push(Series::floats(labels, Vec::new()));
                         result_labels.insert((k, o), out.len() - 1);
                         out.len() - 1
                     }

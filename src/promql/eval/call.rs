@@ -9,7 +9,8 @@ use regex::Regex;
 use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    drop_name, merge_same_labels, Evaluator, Grid, Point, RangeInput, Result, Series, Val,
+    drop_name, merge_same_labels, Evaluator, Grid, Point, RangeData, RangeInput, Result, Series,
+    Val,
 };
 use crate::promql::functions::table::{self, Eval, Function, RangeKernel, Special};
 use crate::promql::functions::{annotations, histogram, math, rate};
@@ -81,10 +82,7 @@ fn absent_result(present: &[bool], arg: &Expr) -> Vec<Series> {
     if points.is_empty() {
         return Vec::new();
     }
-    vec![Series {
-        labels: absent_labels(arg),
-        points,
-    }]
+    vec![Series::floats(absent_labels(arg), points)]
 }
 
 /// Applies `f` to every point, dropping the metric name.
@@ -94,13 +92,14 @@ pub(crate) fn map_points(
 ) -> Result<Vec<Series>> {
     let out = series
         .into_iter()
-        .map(|s| Series {
-            labels: drop_name(&s.labels),
-            points: s
-                .points
-                .into_iter()
-                .filter_map(|p| f(p.i as usize, p.v).map(|v| Point { i: p.i, v }))
-                .collect(),
+        .map(|s| {
+            Series::floats(
+                drop_name(&s.labels),
+                s.points
+                    .into_iter()
+                    .filter_map(|p| f(p.i as usize, p.v).map(|v| Point { i: p.i, v }))
+                    .collect(),
+            )
         })
         .collect();
     merge_same_labels(out)
@@ -125,15 +124,15 @@ impl Evaluator<'_> {
             Eval::DatePart(g) => {
                 let v = match args.first() {
                     Some(e) => self.eval_vector(e, grid)?,
-                    None => vec![Series {
-                        labels: Labels::empty(),
-                        points: (0..grid.n)
+                    None => vec![Series::floats(
+                        Labels::empty(),
+                        (0..grid.n)
                             .map(|i| Point {
                                 i: i as u32,
                                 v: grid.t(i) as f64 / 1000.0,
                             })
                             .collect(),
-                    }],
+                    )],
                 };
                 return Ok(Val::Vector(map_points(v, |_, x| Some(g(x)))?));
             }
@@ -152,10 +151,7 @@ impl Evaluator<'_> {
                     .enumerate()
                     .map(|(i, v)| Point { i: i as u32, v })
                     .collect();
-                Ok(Val::Vector(vec![Series {
-                    labels: Labels::empty(),
-                    points,
-                }]))
+                Ok(Val::Vector(vec![Series::floats(Labels::empty(), points)]))
             }
             Special::Scalar => {
                 let v = self.eval_vector(arg(0)?, grid)?;
@@ -181,16 +177,24 @@ impl Evaluator<'_> {
                     other => {
                         let v = self.eval_vector(other, grid)?;
                         v.into_iter()
-                            .map(|s| Series {
-                                labels: s.labels,
-                                points: s
+                            .map(|s| {
+                                let mut steps: Vec<u32> = s
                                     .points
-                                    .into_iter()
-                                    .map(|p| Point {
-                                        i: p.i,
-                                        v: grid.t(p.i as usize) as f64 / 1000.0,
-                                    })
-                                    .collect(),
+                                    .iter()
+                                    .map(|p| p.i)
+                                    .chain(s.hists.iter().map(|p| p.i))
+                                    .collect();
+                                steps.sort_unstable();
+                                Series::floats(
+                                    s.labels,
+                                    steps
+                                        .into_iter()
+                                        .map(|i| Point {
+                                            i,
+                                            v: grid.t(i as usize) as f64 / 1000.0,
+                                        })
+                                        .collect(),
+                                )
                             })
                             .collect()
                     }
@@ -201,8 +205,13 @@ impl Evaluator<'_> {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
                 for s in &v {
-                    for p in &s.points {
-                        present[p.i as usize] = true;
+                    for i in s
+                        .points
+                        .iter()
+                        .map(|p| p.i)
+                        .chain(s.hists.iter().map(|p| p.i))
+                    {
+                        present[i as usize] = true;
                     }
                 }
                 Ok(Val::Vector(absent_result(&present, arg(0)?)))
@@ -210,12 +219,15 @@ impl Evaluator<'_> {
             Special::AbsentOverTime => {
                 let input = self.eval_range_input(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
-                for (_, samples) in &input.series {
+                for d in &input.series {
                     for (i, p) in present.iter_mut().enumerate() {
                         let end = input.window_end(grid, i);
                         let start = input.window_start(end);
-                        let lo = samples.partition_point(|s| s.t <= start);
-                        if lo < samples.len() && samples[lo].t <= end {
+                        let lo = d.samples.partition_point(|s| s.t <= start);
+                        let hlo = d.hists.partition_point(|s| s.t <= start);
+                        if (lo < d.samples.len() && d.samples[lo].t <= end)
+                            || (hlo < d.hists.len() && d.hists[hlo].t <= end)
+                        {
                             *p = true;
                         }
                     }
@@ -345,7 +357,8 @@ impl Evaluator<'_> {
         let budget = self.samples_left();
         let used = std::sync::atomic::AtomicUsize::new(0);
         let over = std::sync::atomic::AtomicBool::new(false);
-        let eval_series = |(labels, samples): &(Labels, Vec<Sample>)| -> Option<Series> {
+        let eval_series = |d: &RangeData| -> Option<Series> {
+            let (labels, samples) = (&d.labels, &d.samples);
             use std::sync::atomic::Ordering::Relaxed;
             if over.load(Relaxed) {
                 return None;
@@ -365,12 +378,16 @@ impl Evaluator<'_> {
             } else {
                 drop_name(labels)
             };
-            Some(Series { labels, points })
+            Some(Series::floats(labels, points))
         };
         // Large inputs are split across the machine's cores; the kernels are
         // pure, so each part runs independently.
-        let work: usize =
-            input.series.iter().map(|(_, s)| s.len()).sum::<usize>() + input.series.len() * grid.n;
+        let work: usize = input
+            .series
+            .iter()
+            .map(|d| d.samples.len() + d.hists.len())
+            .sum::<usize>()
+            + input.series.len() * grid.n;
         let parts = if work >= PARALLEL_MIN_WORK {
             parallelism()
         } else {
@@ -474,10 +491,7 @@ impl Evaluator<'_> {
             }
             if !points.is_empty() {
                 // Grouped by metric name too; the name leaves the result.
-                out.push(Series {
-                    labels: drop_name(&labels),
-                    points,
-                });
+                out.push(Series::floats(drop_name(&labels), points));
             }
         }
         Ok(Val::Vector(merge_same_labels(out)?))
@@ -519,6 +533,7 @@ impl Evaluator<'_> {
                 Series {
                     labels,
                     points: s.points,
+                    hists: s.hists,
                 }
             })
             .collect();
@@ -554,6 +569,7 @@ impl Evaluator<'_> {
                 Series {
                     labels: set_label(&s.labels, &dst, &value),
                     points: s.points,
+                    hists: s.hists,
                 }
             })
             .collect();
