@@ -26,6 +26,7 @@
 pub(crate) mod annotations;
 pub(crate) mod histogram;
 pub(crate) mod math;
+pub(crate) mod native_histogram;
 pub(crate) mod over_time;
 pub(crate) mod rate;
 pub(crate) mod stats;

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    by_step, merge_same_labels, Evaluator, Grid, Point, Result, Series, Val,
+    by_step, merge_same_labels, Evaluator, Grid, HPoint, Point, Result, Series, Val,
 };
+use crate::promql::functions::annotations::HistogramOperation;
 use crate::promql::functions::{annotations, stats};
 
 /// The labels of the group a series belongs to.
@@ -144,6 +145,90 @@ impl Acc {
             Acc::Var(a, false) => a.stdvar(),
         }
     }
+}
+
+/// Running sum of the histograms of one group at one step (`sum`, `avg`).
+struct HistAcc {
+    sum: FloatHistogram,
+    n: f64,
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
+}
+
+impl HistAcc {
+    fn new(h: &FloatHistogram) -> Self {
+        let mut a = HistAcc {
+            sum: h.clone(),
+            n: 1.0,
+            incompatible: false,
+            reset_seen: false,
+            not_reset_seen: false,
+        };
+        a.note_hint(h);
+        a
+    }
+
+    fn note_hint(&mut self, h: &FloatHistogram) {
+        match h.counter_reset_hint {
+            CounterResetHint::CounterReset => self.reset_seen = true,
+            CounterResetHint::NotCounterReset => self.not_reset_seen = true,
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, h: &FloatHistogram, ev: &Evaluator<'_>, metric: &str) {
+        if self.incompatible {
+            return;
+        }
+        self.n += 1.0;
+        self.note_hint(h);
+        match self.sum.add(h) {
+            Ok(r) => {
+                if r.nhcb_bounds_reconciled {
+                    ev.info(annotations::mismatched_custom_buckets_histograms_info(
+                        HistogramOperation::Agg,
+                    ));
+                }
+            }
+            Err(_) => {
+                ev.warn(annotations::mixed_exponential_custom_histograms_warning(
+                    metric,
+                ));
+                self.incompatible = true;
+            }
+        }
+    }
+
+    /// The sum (or mean), compacted; `None` when the group mixed
+    /// incompatible schemas.
+    fn finish(mut self, mean: bool, ev: &Evaluator<'_>) -> Option<FloatHistogram> {
+        if self.incompatible {
+            return None;
+        }
+        if self.reset_seen && self.not_reset_seen {
+            ev.warn(annotations::histogram_counter_reset_collision_warning(
+                HistogramOperation::Agg,
+            ));
+        }
+        if mean {
+            self.sum.div(self.n);
+        }
+        self.sum.compact();
+        Some(self.sum)
+    }
+}
+
+/// Transposes the histogram points of series into per-step lists of
+/// `(series index, histogram)`.
+fn hist_by_step(series: &[Series], n: usize) -> Vec<Vec<(usize, &FloatHistogram)>> {
+    let mut steps: Vec<Vec<(usize, &FloatHistogram)>> = vec![Vec::new(); n];
+    for (k, s) in series.iter().enumerate() {
+        for p in &s.hists {
+            steps[p.i as usize].push((k, &p.h));
+        }
+    }
+    steps
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as `count_values` labels use.
@@ -288,8 +373,18 @@ impl Evaluator<'_> {
             | AggOp::Stddev
             | AggOp::Stdvar => {
                 let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
+                let mut hout: Vec<Vec<HPoint>> = vec![Vec::new(); groups.len()];
                 let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
+                let mut haccs: Vec<Option<HistAcc>> = (0..groups.len()).map(|_| None).collect();
                 let mut touched: Vec<usize> = Vec::new();
+                let hsteps = hist_by_step(&input, grid.n);
+                let ignored = match op {
+                    AggOp::Min => Some("min"),
+                    AggOp::Max => Some("max"),
+                    AggOp::Stddev => Some("stddev"),
+                    AggOp::Stdvar => Some("stdvar"),
+                    _ => None,
+                };
                 for (i, step) in steps.iter().enumerate() {
                     for &(k, v) in step {
                         let g = member[k];
@@ -299,6 +394,50 @@ impl Evaluator<'_> {
                                 *slot = Acc::new(op, v);
                                 touched.push(g);
                             }
+                        }
+                    }
+                    for &(k, h) in &hsteps[i] {
+                        let g = member[k];
+                        match op {
+                            AggOp::Sum | AggOp::Avg => {
+                                let name = input[k].labels.metric_name().unwrap_or("");
+                                match &mut haccs[g] {
+                                    Some(acc) => acc.add(h, self, name),
+                                    slot => *slot = Some(HistAcc::new(h)),
+                                }
+                            }
+                            // Members without a value: count them.
+                            AggOp::Count | AggOp::Group => match &mut accs[g] {
+                                Some(acc) => acc.add(0.0),
+                                slot => {
+                                    *slot = Acc::new(op, 0.0);
+                                    touched.push(g);
+                                }
+                            },
+                            _ => {
+                                if let Some(name) = ignored {
+                                    self.info(annotations::histogram_ignored_in_aggregation_info(
+                                        name,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    for g in 0..groups.len() {
+                        let Some(hacc) = haccs[g].take() else {
+                            continue;
+                        };
+                        if accs[g].is_some() {
+                            // Floats and histograms in one group: no result.
+                            self.warn(annotations::mixed_floats_histograms_agg_warning());
+                            accs[g] = None;
+                            continue;
+                        }
+                        if let Some(h) = hacc.finish(op == AggOp::Avg, self) {
+                            hout[g].push(HPoint {
+                                i: i as u32,
+                                h: std::sync::Arc::new(h),
+                            });
                         }
                     }
                     for g in touched.drain(..) {
@@ -315,7 +454,12 @@ impl Evaluator<'_> {
                     groups
                         .into_iter()
                         .zip(out)
-                        .map(|(labels, points)| Series::floats(labels, points))
+                        .zip(hout)
+                        .map(|((labels, points), hists)| Series {
+                            labels,
+                            points,
+                            hists,
+                        })
                         .collect(),
                 ))
             }

@@ -6,14 +6,14 @@
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
-use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::model::{FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
     drop_name, merge_same_labels, Evaluator, Grid, Point, RangeData, RangeInput, Result, Series,
     Val,
 };
 use crate::promql::functions::table::{self, Eval, Function, RangeKernel, Special};
-use crate::promql::functions::{annotations, histogram, math, rate};
+use crate::promql::functions::{annotations, histogram, math, native_histogram, rate};
 
 /// Series of one classic histogram: labels without `le`, metric name, and
 /// `(le, series index)` per bucket.
@@ -85,6 +85,49 @@ fn absent_result(present: &[bool], arg: &Expr) -> Vec<Series> {
     vec![Series::floats(absent_labels(arg), points)]
 }
 
+/// Applies `f` to every histogram point (step, histogram, metric name),
+/// dropping float points and the metric name.
+pub(crate) fn map_histograms(
+    series: Vec<Series>,
+    f: impl Fn(usize, &FloatHistogram, &str) -> Option<f64>,
+) -> Result<Vec<Series>> {
+    let out = series
+        .into_iter()
+        .filter(|s| !s.hists.is_empty())
+        .map(|s| {
+            let metric = s.labels.metric_name().unwrap_or("").to_string();
+            Series::floats(
+                drop_name(&s.labels),
+                s.hists
+                    .iter()
+                    .filter_map(|p| f(p.i as usize, &p.h, &metric).map(|v| Point { i: p.i, v }))
+                    .collect(),
+            )
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+/// The union of two results of one function (classic and native parts).
+fn join_vectors(a: Val, b: Vec<Series>) -> Result<Val> {
+    match a {
+        Val::Vector(mut v) => {
+            v.extend(b);
+            Ok(Val::Vector(merge_same_labels(v)?))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Labels without `le`.
+fn without_le(l: &Labels) -> Labels {
+    let mut b = LabelsBuilder::new();
+    for x in l.iter().filter(|x| &*x.name != "le") {
+        b.push_shared(x.name.clone(), x.value.clone());
+    }
+    b.build().expect("subset of valid labels")
+}
+
 /// Applies `f` to every point, dropping the metric name.
 pub(crate) fn map_points(
     series: Vec<Series>,
@@ -135,6 +178,10 @@ impl Evaluator<'_> {
                     )],
                 };
                 return Ok(Val::Vector(map_points(v, |_, x| Some(g(x)))?));
+            }
+            Eval::HistogramElementwise(g) => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                return Ok(Val::Vector(map_histograms(v, |_, h, _| Some(g(h)))?));
             }
             Eval::Range(kernel) => return self.eval_range_function(f, kernel, &args, grid),
             Eval::Special(s) => s,
@@ -289,7 +336,15 @@ impl Evaluator<'_> {
                     self.warn(annotations::invalid_quantile_warning(*bad));
                 }
                 let v = self.eval_vector(arg(1)?, grid)?;
-                self.histogram_buckets(v, grid, |i, buckets, metric| {
+                let (classic, native) = self.split_classic_native(v, grid);
+                let native = map_histograms(native, |i, h, metric| {
+                    let (v, info) = native_histogram::quantile(q[i], h, metric);
+                    if let Some(info) = info {
+                        self.info(info);
+                    }
+                    Some(v)
+                })?;
+                let classic = self.histogram_buckets(classic, grid, |i, buckets, metric| {
                     let r = histogram::bucket_quantile(q[i], buckets);
                     if r.forced_monotonicity {
                         self.info(annotations::histogram_quantile_forced_monotonicity_info(
@@ -297,15 +352,25 @@ impl Evaluator<'_> {
                         ));
                     }
                     r.value
-                })
+                })?;
+                join_vectors(classic, native)
             }
             Special::HistogramFraction => {
                 let lo = self.eval_scalar(arg(0)?, grid)?;
                 let hi = self.eval_scalar(arg(1)?, grid)?;
                 let v = self.eval_vector(arg(2)?, grid)?;
-                self.histogram_buckets(v, grid, |i, buckets, _| {
+                let (classic, native) = self.split_classic_native(v, grid);
+                let native = map_histograms(native, |i, h, metric| {
+                    let (v, info) = native_histogram::fraction(lo[i], hi[i], h, metric);
+                    if let Some(info) = info {
+                        self.info(info);
+                    }
+                    Some(v)
+                })?;
+                let classic = self.histogram_buckets(classic, grid, |i, buckets, _| {
                     histogram::bucket_fraction(lo[i], hi[i], buckets)
-                })
+                })?;
+                join_vectors(classic, native)
             }
         }
     }
@@ -420,6 +485,61 @@ impl Evaluator<'_> {
         } else {
             merge_same_labels(out)?
         }))
+    }
+
+    /// Splits the argument of `histogram_quantile`/`histogram_fraction`
+    /// into classic bucket series (float points) and native histogram
+    /// series. Where a native histogram and classic buckets of the same
+    /// labels (ignoring `le`) meet at one step, neither is evaluated and
+    /// a warning says so (upstream `resetHistograms`).
+    fn split_classic_native(&self, v: Vec<Series>, grid: &Grid) -> (Vec<Series>, Vec<Series>) {
+        let mut classic = Vec::with_capacity(v.len());
+        let mut native = Vec::new();
+        for s in v {
+            if !s.hists.is_empty() {
+                native.push(Series {
+                    labels: s.labels.clone(),
+                    points: Vec::new(),
+                    hists: s.hists,
+                });
+            }
+            if !s.points.is_empty() {
+                classic.push(Series::floats(s.labels, s.points));
+            }
+        }
+        if native.is_empty() || classic.is_empty() {
+            return (classic, native);
+        }
+        for n in native.iter_mut() {
+            let mut conflict = vec![false; grid.n];
+            for c in &classic {
+                if c.labels.get("le").is_none() || without_le(&c.labels) != n.labels {
+                    continue;
+                }
+                for p in &c.points {
+                    conflict[p.i as usize] = true;
+                }
+            }
+            let clash: Vec<u32> = n
+                .hists
+                .iter()
+                .filter(|h| conflict[h.i as usize])
+                .map(|h| h.i)
+                .collect();
+            if clash.is_empty() {
+                continue;
+            }
+            self.warn(annotations::mixed_classic_native_histograms_warning(
+                n.labels.metric_name().unwrap_or(""),
+            ));
+            n.hists.retain(|h| !clash.contains(&h.i));
+            for c in classic.iter_mut() {
+                if c.labels.get("le").is_some() && without_le(&c.labels) == n.labels {
+                    c.points.retain(|p| !clash.contains(&p.i));
+                }
+            }
+        }
+        (classic, native)
     }
 
     /// Info annotation for rate/increase over a metric whose name does not

@@ -6,8 +6,8 @@
 //! is told apart by name: `eval/call.rs` dispatches on the entry. Native
 //! histogram functions are to be added as entries here.
 
-use crate::model::Sample;
-use crate::promql::functions::{math, over_time, rate, time};
+use crate::model::{FloatHistogram, Sample};
+use crate::promql::functions::{math, native_histogram, over_time, rate, time};
 
 /// A range kernel: (window samples, window start, window end, the step's
 /// scalar parameter (NaN when the function has none), step time) → value.
@@ -18,6 +18,9 @@ pub(crate) type RangeKernel = fn(&[Sample], i64, i64, f64, i64) -> Option<f64>;
 pub(crate) enum Eval {
     /// Element-wise on its instant-vector argument.
     Elementwise(fn(f64) -> f64),
+    /// A float of each native histogram sample of its instant-vector
+    /// argument; float samples are dropped (upstream `simpleHistogramFunc`).
+    HistogramElementwise(fn(&FloatHistogram) -> f64),
     /// A date part of each value (a Unix time in seconds); without an
     /// argument, of the evaluation time.
     DatePart(fn(f64) -> f64),
@@ -84,6 +87,10 @@ const fn elementwise(name: &'static str, f: fn(f64) -> f64) -> Function {
     entry(name, Eval::Elementwise(f))
 }
 
+const fn histogram_fn(name: &'static str, f: fn(&FloatHistogram) -> f64) -> Function {
+    entry(name, Eval::HistogramElementwise(f))
+}
+
 const fn date(name: &'static str, f: fn(f64) -> f64) -> Function {
     entry(name, Eval::DatePart(f))
 }
@@ -135,8 +142,13 @@ pub(crate) static FUNCTIONS: &[Function] = &[
         })
     },
     elementwise("floor", math::floor),
+    histogram_fn("histogram_avg", native_histogram::avg),
+    histogram_fn("histogram_count", native_histogram::count),
     special("histogram_fraction", Special::HistogramFraction),
     special("histogram_quantile", Special::HistogramQuantile),
+    histogram_fn("histogram_stddev", native_histogram::stddev),
+    histogram_fn("histogram_stdvar", native_histogram::stdvar),
+    histogram_fn("histogram_sum", native_histogram::sum),
     date("hour", time::hour),
     range("idelta", |s, _, _, _, _| rate::instant_value(s, false)),
     Function {
@@ -271,8 +283,13 @@ mod tests {
             "deriv",
             "exp",
             "floor",
+            "histogram_avg",
+            "histogram_count",
             "histogram_fraction",
             "histogram_quantile",
+            "histogram_stddev",
+            "histogram_stdvar",
+            "histogram_sum",
             "hour",
             "idelta",
             "increase",
