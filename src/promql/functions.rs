@@ -24,6 +24,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod annotations;
+pub(crate) mod hist_range;
 pub(crate) mod histogram;
 pub(crate) mod math;
 pub(crate) mod native_histogram;

@@ -9,15 +9,20 @@ use regex::Regex;
 use crate::model::{FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    drop_name, merge_same_labels, Evaluator, Grid, Point, RangeData, RangeInput, Result, Series,
-    Val,
+    drop_name, merge_same_labels, Evaluator, Grid, HPoint, Point, RangeData, RangeInput, Result,
+    Series, Val,
 };
+use crate::promql::functions::hist_range::{self, HistMode, Note, Out, Window};
 use crate::promql::functions::table::{self, Eval, Function, RangeKernel, Special};
 use crate::promql::functions::{annotations, histogram, math, native_histogram, rate};
 
 /// Series of one classic histogram: labels without `le`, metric name, and
 /// `(le, series index)` per bucket.
 type BucketGroup = (Labels, String, Vec<(f64, usize)>);
+
+/// A float range kernel bound to its function's parameters: (window,
+/// start, end, step index, step time) → value.
+type WindowKernel<'a> = dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + 'a;
 
 /// Below this much work (samples plus steps) a range function runs on the
 /// calling thread; thread start-up would cost more than it saves.
@@ -425,7 +430,8 @@ impl Evaluator<'_> {
         let eval_series = |d: &RangeData| -> Option<Series> {
             let (labels, samples) = (&d.labels, &d.samples);
             use std::sync::atomic::Ordering::Relaxed;
-            if over.load(Relaxed) {
+            // Series with histogram samples take the serial path below.
+            if over.load(Relaxed) || !d.hists.is_empty() {
                 return None;
             }
             let points = windows(&input, grid, samples, |w, start, end, i| {
@@ -478,6 +484,18 @@ impl Evaluator<'_> {
         };
         if over.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(QueryError::TooManySamples);
+        }
+        let mut out = out;
+        for d in input.series.iter().filter(|d| !d.hists.is_empty()) {
+            let s = self.histogram_windows(f.hist, &input, grid, d, &kernel)?;
+            if s.is_empty() {
+                continue;
+            }
+            self.account(s.points.len() + s.hists.len())?;
+            out.push(Series {
+                labels: if keep { s.labels } else { drop_name(&s.labels) },
+                ..s
+            });
         }
         self.check("range function")?;
         Ok(Val::Vector(if keep {
@@ -540,6 +558,70 @@ impl Evaluator<'_> {
             }
         }
         (classic, native)
+    }
+
+    /// A range function over a series with histogram samples: per step,
+    /// the float kernel for float-only windows and the histogram path of
+    /// [`hist_range::eval`] otherwise.
+    fn histogram_windows(
+        &self,
+        mode: HistMode,
+        input: &RangeInput,
+        grid: &Grid,
+        d: &RangeData,
+        kernel: &WindowKernel<'_>,
+    ) -> Result<Series> {
+        let metric = d.labels.metric_name().unwrap_or("");
+        let mut points = Vec::new();
+        let mut hists = Vec::new();
+        let mut notes = Vec::new();
+        for i in 0..grid.n {
+            self.check("range function")?;
+            let end = input.window_end(grid, i);
+            let start = input.window_start(end);
+            let flo = d.samples.partition_point(|s| s.t <= start);
+            let fhi = d.samples.partition_point(|s| s.t <= end);
+            let hlo = d.hists.partition_point(|s| s.t <= start);
+            let hhi = d.hists.partition_point(|s| s.t <= end);
+            let floats = &d.samples[flo..fhi];
+            let hs = &d.hists[hlo..hhi];
+            let t = grid.t(i);
+            if hs.is_empty() {
+                if !floats.is_empty() {
+                    if let Some(v) = kernel(floats, start, end, i, t) {
+                        points.push(Point { i: i as u32, v });
+                    }
+                }
+                continue;
+            }
+            let w = Window {
+                floats,
+                hists: hs,
+                start,
+                end,
+                range_ms: input.range_ms,
+                metric,
+            };
+            match hist_range::eval(mode, &w, |f| kernel(f, start, end, i, t), &mut notes) {
+                Some(Out::F(v)) => points.push(Point { i: i as u32, v }),
+                Some(Out::H(h)) => hists.push(HPoint {
+                    i: i as u32,
+                    h: std::sync::Arc::new(h),
+                }),
+                None => {}
+            }
+        }
+        for n in notes {
+            match n {
+                Note::Warn(w) => self.warn(w),
+                Note::Info(s) => self.info(s),
+            }
+        }
+        Ok(Series {
+            labels: d.labels.clone(),
+            points,
+            hists,
+        })
     }
 
     /// Info annotation for rate/increase over a metric whose name does not
