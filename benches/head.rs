@@ -132,6 +132,7 @@ fn blocks_section(n: usize) {
             let batch: Vec<SeriesSamples> = chunk
                 .iter()
                 .map(|&i| SeriesSamples {
+                    histograms: Vec::new(),
                     labels: labels(i),
                     samples: vec![Sample::new(
                         r as i64 * SCRAPE_MS + offsets[i / 100],
@@ -213,6 +214,7 @@ fn append_run(db: &Db, series: usize, rounds: usize, threads: usize) -> (f64, f6
                                 .iter()
                                 .enumerate()
                                 .map(|(k, l)| SeriesSamples {
+                                    histograms: Vec::new(),
                                     labels: l.clone(),
                                     samples: vec![Sample::new(
                                         r as i64 * SCRAPE_MS,
@@ -301,6 +303,7 @@ fn main() {
     for r in 0..240 {
         let batch: Vec<SeriesSamples> = (0..n)
             .map(|i| SeriesSamples {
+                histograms: Vec::new(),
                 labels: labels(i),
                 samples: vec![Sample::new(r * SCRAPE_MS, values.next(i))],
             })

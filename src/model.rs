@@ -13,7 +13,10 @@ mod matcher;
 mod sample;
 
 pub use duration::{format_duration_ms, parse_duration_ms, unit_ms, DURATION_UNITS};
-pub use histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramError, Span};
+pub use histogram::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramError, HistogramSample, HistogramValue,
+    Span,
+};
 pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

@@ -25,7 +25,7 @@ pub use db::{
 };
 pub use error::{Error, Result, SampleError};
 pub use head::{
-    AppendOutcome, HeadReplayStats, HeadStats, Rejected, ResolvedSeries, SeriesHandle,
+    AppendOutcome, HeadReplayStats, HeadStats, Rejected, ResolvedSeries, SampleKind, SeriesHandle,
     SeriesSamples,
 };
 pub use options::Options;

@@ -27,6 +27,7 @@ fn setup_with(read: ReadLimits, api: ApiOptions) -> (tempfile::TempDir, Arc<Db>,
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..3)
         .map(|i| SeriesSamples {
+            histograms: Vec::new(),
             labels: Labels::try_from_pairs([("__name__", "rr".to_string()), ("i", i.to_string())])
                 .unwrap(),
             samples: (0..300)
@@ -334,6 +335,7 @@ async fn remote_read_streams_bounded_frames() {
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..200)
         .map(|i| SeriesSamples {
+            histograms: Vec::new(),
             labels: Labels::try_from_pairs([
                 ("__name__", "many".to_string()),
                 ("i", format!("{i:03}")),

@@ -93,6 +93,9 @@ pub enum Reason {
     SeriesLimit,
     /// Native histogram samples are not stored yet.
     NativeHistogramUnsupported,
+    /// A native histogram breaking Prometheus's structural rules (schema,
+    /// span/bucket counts, negative counts, custom bounds).
+    InvalidHistogram,
     /// More labels than `--max-labels-per-timeseries`.
     TooManyLabels,
     /// A label name longer than `--max-label-name-len`.
@@ -124,6 +127,7 @@ impl Reason {
             Reason::BeforeEpoch => "before_1970",
             Reason::SeriesLimit => "series_limit",
             Reason::NativeHistogramUnsupported => "native_histogram_unsupported",
+            Reason::InvalidHistogram => "invalid_histogram",
             Reason::TooManyLabels => "too_many_labels",
             Reason::LabelNameTooLong => "label_name_too_long",
             Reason::LabelValueTooLong => "label_value_too_long",
@@ -133,7 +137,7 @@ impl Reason {
     }
 
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::MissingMetricName,
         Reason::InvalidLabelName,
         Reason::InvalidUtf8,
@@ -146,6 +150,7 @@ impl Reason {
         Reason::BeforeEpoch,
         Reason::SeriesLimit,
         Reason::NativeHistogramUnsupported,
+        Reason::InvalidHistogram,
         Reason::TooManyLabels,
         Reason::LabelNameTooLong,
         Reason::LabelValueTooLong,
@@ -171,6 +176,7 @@ impl From<&crate::storage::SampleError> for Reason {
             S::DuplicateSample { .. } => Reason::DuplicateTimestamp,
             S::TooOld { .. } => Reason::TooOld,
             S::SeriesLimit { .. } => Reason::SeriesLimit,
+            S::InvalidHistogram(_) => Reason::InvalidHistogram,
         }
     }
 }

@@ -329,6 +329,7 @@ fn push_series(
         out.batch.push(SeriesSamples {
             labels,
             samples: kept,
+            histograms: Vec::new(),
         });
         out.slots.push(slot);
     }

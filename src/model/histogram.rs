@@ -185,3 +185,323 @@ pub enum HistogramError {
     #[error("histogram with exponential schema must not have custom bounds")]
     UnexpectedCustomValues,
 }
+
+/// One native histogram sample value as stored: integer histograms (what
+/// clients send) and float histograms (what recording rules and some
+/// senders produce) are kept in different chunk encodings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    /// An integer histogram.
+    Int(Histogram),
+    /// A float histogram.
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    /// The value as a float histogram (what PromQL computes with).
+    pub fn to_float(&self) -> FloatHistogram {
+        match self {
+            HistogramValue::Int(h) => h.to_float(),
+            HistogramValue::Float(f) => f.clone(),
+        }
+    }
+
+    /// Reports whether this is a staleness marker (`sum` is the stale NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::model::is_stale_nan(self.sum())
+    }
+
+    /// The sum of observations.
+    pub fn sum(&self) -> f64 {
+        match self {
+            HistogramValue::Int(h) => h.sum,
+            HistogramValue::Float(f) => f.sum,
+        }
+    }
+
+    /// The counter reset hint.
+    pub fn counter_reset_hint(&self) -> CounterResetHint {
+        match self {
+            HistogramValue::Int(h) => h.counter_reset_hint,
+            HistogramValue::Float(f) => f.counter_reset_hint,
+        }
+    }
+
+    /// Checks the histogram's structure as Prometheus does before storing.
+    ///
+    /// # Errors
+    /// The first rule broken, as a [`HistogramError`].
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        match self {
+            HistogramValue::Int(h) => h.validate(),
+            HistogramValue::Float(f) => f.validate(),
+        }
+    }
+}
+
+/// A native histogram sample: a timestamp (ms) and its histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Timestamp in milliseconds.
+    pub t: i64,
+    /// The histogram.
+    pub h: HistogramValue,
+}
+
+impl Histogram {
+    /// The same histogram with absolute float bucket counts.
+    pub fn to_float(&self) -> FloatHistogram {
+        let absolute = |deltas: &[i64]| -> Vec<f64> {
+            let mut cur = 0i64;
+            deltas
+                .iter()
+                .map(|d| {
+                    cur = cur.wrapping_add(*d);
+                    cur as f64
+                })
+                .collect()
+        };
+        FloatHistogram {
+            counter_reset_hint: self.counter_reset_hint,
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            zero_count: self.zero_count as f64,
+            count: self.count as f64,
+            sum: self.sum,
+            positive_spans: self.positive_spans.clone(),
+            negative_spans: self.negative_spans.clone(),
+            positive_buckets: absolute(&self.positive_buckets),
+            negative_buckets: absolute(&self.negative_buckets),
+            custom_values: self.custom_values.clone(),
+        }
+    }
+
+    /// Reports whether this is a staleness marker (`sum` is the stale NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::model::is_stale_nan(self.sum)
+    }
+
+    /// Checks the histogram as Prometheus's `Histogram.Validate` does:
+    /// schema range, custom-bucket rules, span/bucket count consistency,
+    /// non-negative bucket counts, and (unless `sum` is NaN) a `count` not
+    /// below the sum of the buckets.
+    ///
+    /// # Errors
+    /// The first rule broken, as a [`HistogramError`].
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        check_schema(
+            self.schema,
+            self.zero_threshold,
+            self.zero_count != 0,
+            &self.negative_spans,
+            self.negative_buckets.len(),
+            &self.custom_values,
+            self.positive_spans.len(),
+        )?;
+        let neg = check_int_side("negative", &self.negative_spans, &self.negative_buckets)?;
+        let pos = check_int_side("positive", &self.positive_spans, &self.positive_buckets)?;
+        check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
+        let buckets = (neg as u128) + (pos as u128) + u128::from(self.zero_count);
+        if !self.sum.is_nan() && buckets > u128::from(self.count) {
+            return Err(HistogramError::CountBelowBuckets {
+                count: buckets as f64,
+                count_field: self.count as f64,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FloatHistogram {
+    /// Reports whether this is a staleness marker (`sum` is the stale NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::model::is_stale_nan(self.sum)
+    }
+
+    /// Checks the histogram as Prometheus's `FloatHistogram.Validate` does
+    /// (see [`Histogram::validate`]); counts must not be negative.
+    ///
+    /// # Errors
+    /// The first rule broken, as a [`HistogramError`].
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        check_schema(
+            self.schema,
+            self.zero_threshold,
+            self.zero_count != 0.0,
+            &self.negative_spans,
+            self.negative_buckets.len(),
+            &self.custom_values,
+            self.positive_spans.len(),
+        )?;
+        let neg = check_float_side("negative", &self.negative_spans, &self.negative_buckets)?;
+        let pos = check_float_side("positive", &self.positive_spans, &self.positive_buckets)?;
+        check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
+        if self.count < 0.0 {
+            return Err(HistogramError::NegativeCount { count: self.count });
+        }
+        if self.zero_count < 0.0 {
+            return Err(HistogramError::NegativeBucketCount {
+                side: "zero",
+                index: 1,
+                count: self.zero_count,
+            });
+        }
+        let buckets = neg + pos + self.zero_count;
+        // Prometheus allows rounding error here for float histograms only
+        // when sum is NaN; otherwise the same rule as integer histograms.
+        if !self.sum.is_nan() && buckets > self.count {
+            return Err(HistogramError::CountBelowBuckets {
+                count: buckets,
+                count_field: self.count,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Schema, zero bucket and custom-bucket rules shared by both kinds.
+fn check_schema(
+    schema: i32,
+    zero_threshold: f64,
+    has_zero_count: bool,
+    negative_spans: &[Span],
+    negative_buckets: usize,
+    custom_values: &[f64],
+    _positive_spans: usize,
+) -> Result<(), HistogramError> {
+    if !is_valid_schema(schema) {
+        return Err(HistogramError::InvalidSchema { schema });
+    }
+    if is_custom_buckets(schema) {
+        if !negative_spans.is_empty() || negative_buckets != 0 {
+            return Err(HistogramError::CustomBuckets {
+                reason: "histograms with custom buckets must not have negative buckets",
+            });
+        }
+        if zero_threshold != 0.0 || has_zero_count {
+            return Err(HistogramError::CustomBuckets {
+                reason: "histograms with custom buckets must not have a zero bucket",
+            });
+        }
+        if custom_values.is_empty() {
+            return Err(HistogramError::CustomBuckets {
+                reason: "histograms with custom buckets must have custom values",
+            });
+        }
+        for w in custom_values.windows(2) {
+            if w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less) {
+                return Err(HistogramError::CustomBuckets {
+                    reason: "custom bounds must be strictly increasing",
+                });
+            }
+        }
+        if custom_values
+            .iter()
+            .any(|v| v.is_nan() || *v == f64::INFINITY)
+        {
+            return Err(HistogramError::CustomBuckets {
+                reason: "custom bounds must be finite (+Inf is implicit)",
+            });
+        }
+    } else if !custom_values.is_empty() {
+        return Err(HistogramError::UnexpectedCustomValues);
+    }
+    Ok(())
+}
+
+/// For custom buckets, the highest bucket index the spans reach must have
+/// a bound (or be the implicit +Inf bucket at `len(custom_values)`).
+fn check_custom_bounds_cover(
+    schema: i32,
+    spans: &[Span],
+    custom_values: &[f64],
+) -> Result<(), HistogramError> {
+    if !is_custom_buckets(schema) {
+        return Ok(());
+    }
+    let mut idx: i64 = -1;
+    for (i, s) in spans.iter().enumerate() {
+        let offset = i64::from(s.offset);
+        if i == 0 && offset < 0 {
+            return Err(HistogramError::CustomBuckets {
+                reason: "custom buckets: first span offset must not be negative",
+            });
+        }
+        idx = idx
+            .saturating_add(offset)
+            .saturating_add(i64::from(s.length));
+    }
+    if idx >= 0 && idx > custom_values.len() as i64 {
+        return Err(HistogramError::CustomBuckets {
+            reason: "custom buckets: spans reach beyond the custom bounds",
+        });
+    }
+    Ok(())
+}
+
+/// Checks the spans of one side against its bucket count and the offsets.
+fn check_spans(side: &'static str, spans: &[Span], buckets: usize) -> Result<(), HistogramError> {
+    let mut need: u64 = 0;
+    for (i, s) in spans.iter().enumerate() {
+        if i > 0 && s.offset < 0 {
+            return Err(HistogramError::NegativeSpanOffset {
+                side,
+                index: i + 1,
+                offset: s.offset,
+            });
+        }
+        need = need.saturating_add(u64::from(s.length));
+    }
+    if need != buckets as u64 {
+        return Err(HistogramError::SpansBucketsMismatch {
+            side,
+            spans: need,
+            buckets,
+        });
+    }
+    Ok(())
+}
+
+/// Checks one side of an integer histogram; returns its total count.
+fn check_int_side(
+    side: &'static str,
+    spans: &[Span],
+    deltas: &[i64],
+) -> Result<u64, HistogramError> {
+    check_spans(side, spans, deltas.len())?;
+    let mut cur: i128 = 0;
+    let mut total: u128 = 0;
+    for (i, d) in deltas.iter().enumerate() {
+        cur += i128::from(*d);
+        if cur < 0 {
+            return Err(HistogramError::NegativeBucketCount {
+                side,
+                index: i + 1,
+                count: cur as f64,
+            });
+        }
+        total = total.saturating_add(cur as u128);
+    }
+    Ok(u64::try_from(total).unwrap_or(u64::MAX))
+}
+
+/// Checks one side of a float histogram; returns its total count.
+fn check_float_side(
+    side: &'static str,
+    spans: &[Span],
+    counts: &[f64],
+) -> Result<f64, HistogramError> {
+    check_spans(side, spans, counts.len())?;
+    let mut total = 0.0;
+    for (i, c) in counts.iter().enumerate() {
+        if *c < 0.0 {
+            return Err(HistogramError::NegativeBucketCount {
+                side,
+                index: i + 1,
+                count: *c,
+            });
+        }
+        total += c;
+    }
+    Ok(total)
+}

@@ -11,9 +11,16 @@
 //! Format: `docs/format/chunks.md`.
 
 mod bstream;
+mod float_histogram;
+mod histogram;
+mod histogram_meta;
 mod packed;
+mod varbit;
 mod xor;
 
+pub use float_histogram::{FloatHistogramAppender, FloatHistogramIter};
+pub use histogram::{HistogramAppender, HistogramIter};
+pub use histogram_meta::CounterResetHeader;
 pub use packed::{
     decode_packed, decode_packed_with, encode_packed, encode_packed_shared, timestamp_section,
     MAX_PACKED_SAMPLES,
@@ -31,6 +38,12 @@ pub enum Encoding {
     /// Packed (`docs/format/chunks-packed.md`), Tidemark's own. The byte is
     /// far from Prometheus's (1-3) so the two can never be confused.
     Packed,
+    /// Integer native histograms (`docs/format/chunks-histogram.md`),
+    /// Prometheus's encoding 2.
+    Histogram,
+    /// Float native histograms (`docs/format/chunks-histogram.md`),
+    /// Prometheus's encoding 3.
+    FloatHistogram,
 }
 
 impl Encoding {
@@ -38,6 +51,8 @@ impl Encoding {
     pub fn to_byte(self) -> u8 {
         match self {
             Encoding::Xor => 1,
+            Encoding::Histogram => 2,
+            Encoding::FloatHistogram => 3,
             Encoding::Packed => 0x50,
         }
     }
@@ -46,18 +61,31 @@ impl Encoding {
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Encoding::Xor),
+            2 => Some(Encoding::Histogram),
+            3 => Some(Encoding::FloatHistogram),
             0x50 => Some(Encoding::Packed),
             _ => None,
         }
     }
 }
 
-/// Decodes a whole chunk of either encoding.
+impl Encoding {
+    /// Reports whether chunks of this encoding hold histogram samples.
+    pub fn is_histogram(self) -> bool {
+        matches!(self, Encoding::Histogram | Encoding::FloatHistogram)
+    }
+}
+
+/// Decodes a whole float-sample chunk (XOR or packed).
 ///
 /// # Errors
-/// Whatever the encoding's decoder reports for malformed bytes.
+/// Whatever the encoding's decoder reports for malformed bytes;
+/// [`Error::NotFloatSamples`] for a histogram chunk.
 pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<Vec<Sample>> {
     match encoding {
+        Encoding::Histogram | Encoding::FloatHistogram => Err(Error::NotFloatSamples {
+            encoding: encoding.to_byte(),
+        }),
         Encoding::Packed => decode_packed(bytes),
         Encoding::Xor => {
             let mut it = XorIter::new(bytes);
@@ -146,6 +174,28 @@ pub enum Error {
         /// Which field, and what is wrong with it.
         what: &'static str,
     },
+    /// A histogram chunk's field is missing or out of range.
+    #[error("histogram chunk sample {sample} at bit {bit_offset}: {what}")]
+    Histogram {
+        /// Index of the sample being decoded.
+        sample: usize,
+        /// Bit offset from the chunk start where that sample begins.
+        bit_offset: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A histogram chunk was read as float samples.
+    #[error("chunk encoding {encoding} holds histograms, not float samples")]
+    NotFloatSamples {
+        /// The encoding byte.
+        encoding: u8,
+    },
+    /// A float-sample chunk was read as histograms.
+    #[error("chunk encoding {encoding} holds float samples, not histograms")]
+    NotHistogramSamples {
+        /// The encoding byte.
+        encoding: u8,
+    },
     /// A value's XOR window claims more than 64 bits.
     #[error("sample {sample} at bit {bit_offset}: XOR window of {leading} leading + {sig} significant bits exceeds 64")]
     BadXorWindow {
@@ -158,6 +208,39 @@ pub enum Error {
         /// Significant bits read.
         sig: u8,
     },
+}
+
+/// Decodes a whole histogram chunk (either histogram encoding) as float
+/// histograms, what queries read.
+///
+/// # Errors
+/// Whatever the decoder reports for malformed bytes;
+/// [`Error::NotHistogramSamples`] for a float-sample chunk.
+pub fn decode_histograms(
+    encoding: Encoding,
+    bytes: &[u8],
+) -> Result<Vec<(i64, crate::model::FloatHistogram)>> {
+    match encoding {
+        Encoding::Histogram => {
+            let mut it = HistogramIter::new(bytes);
+            let out = it.by_ref().map(|(t, h)| (t, h.to_float())).collect();
+            match it.err() {
+                Some(e) => Err(e.clone()),
+                None => Ok(out),
+            }
+        }
+        Encoding::FloatHistogram => {
+            let mut it = FloatHistogramIter::new(bytes);
+            let out = it.by_ref().collect();
+            match it.err() {
+                Some(e) => Err(e.clone()),
+                None => Ok(out),
+            }
+        }
+        Encoding::Xor | Encoding::Packed => Err(Error::NotHistogramSamples {
+            encoding: encoding.to_byte(),
+        }),
+    }
 }
 
 /// Result of chunk decoding.

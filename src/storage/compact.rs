@@ -18,7 +18,7 @@ use crate::model::{Labels, Sample};
 use crate::storage::block::{
     new_ulid, Block, BlockChunk, BlockCompaction, BlockDesc, BlockMeta, BlockWriter,
 };
-use crate::storage::chunk::{self, Encoding};
+use crate::storage::chunk;
 use crate::storage::error::{Error, Result};
 use crate::storage::head::HeadChunk;
 use crate::storage::tombstones::Intervals;
@@ -52,7 +52,7 @@ impl InputChunk {
     /// the compaction (its data must not be silently dropped).
     fn samples(&self) -> Result<Vec<Sample>> {
         match self {
-            InputChunk::Head(c) => Ok(chunk::decode(Encoding::Xor, &c.bytes)?),
+            InputChunk::Head(c) => Ok(chunk::decode(c.encoding, &c.bytes)?),
             InputChunk::Block(c) => Ok(c.samples()?),
         }
     }
@@ -423,6 +423,7 @@ mod tests {
             app.append(s.t, s.v);
         }
         InputChunk::Head(HeadChunk {
+            encoding: chunk::Encoding::Xor,
             mint: samples[0].t,
             maxt: samples[samples.len() - 1].t,
             bytes: std::sync::Arc::from(app.finish()),

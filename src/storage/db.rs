@@ -525,7 +525,13 @@ impl Db {
             .select(&[], mint, maxt)
             .into_iter()
             .map(|(labels, chunks, deleted)| {
-                let chunks = chunks.into_iter().map(InputChunk::Head).collect();
+                // Blocks do not store histogram chunks yet; the head keeps
+                // them (see `Head::truncate`).
+                let chunks = chunks
+                    .into_iter()
+                    .filter(|c| !c.encoding.is_histogram())
+                    .map(InputChunk::Head)
+                    .collect();
                 (labels, vec![InputPart { chunks, deleted }])
             })
             .collect()

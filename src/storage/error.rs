@@ -75,6 +75,9 @@ pub enum SampleError {
         /// The configured limit.
         limit: usize,
     },
+    /// A native histogram breaking Prometheus's structural rules.
+    #[error("invalid native histogram: {0}")]
+    InvalidHistogram(crate::model::HistogramError),
 }
 
 impl SampleError {
@@ -85,6 +88,7 @@ impl SampleError {
             SampleError::DuplicateSample { .. } => "duplicate_timestamp",
             SampleError::TooOld { .. } => "too_old",
             SampleError::SeriesLimit { .. } => "series_limit",
+            SampleError::InvalidHistogram(_) => "invalid_histogram",
         }
     }
 }

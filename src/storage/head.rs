@@ -22,7 +22,9 @@ use crate::storage::tombstones::{Interval, Intervals, Tombstones};
 use crate::storage::wal::{self, Record, RefTombstone, Wal};
 use crate::storage::SeriesRef;
 
-pub use appender::{AppendOutcome, Rejected, ResolvedSeries, SeriesHandle, SeriesSamples};
+pub use appender::{
+    AppendOutcome, Rejected, ResolvedSeries, SampleKind, SeriesHandle, SeriesSamples,
+};
 pub(crate) use series::HeadChunk;
 use series::{GetOrCreate, MemSeries, StripeSeries};
 
@@ -238,7 +240,7 @@ impl Head {
                         continue;
                     };
                     let mut d = s.data.lock();
-                    if rs.t < floor || d.last.is_some_and(|l| rs.t <= l.t) {
+                    if rs.t < floor || d.last_t().is_some_and(|l| rs.t <= l) {
                         stats.skipped_samples += 1;
                         continue;
                     }
@@ -296,8 +298,8 @@ impl Head {
             .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let d = s.data.lock();
-                let first = d.full.first().map(|c| c.mint).or(d.open.first_t())?;
-                let last = d.last?.t;
+                let first = d.first_t()?;
+                let last = d.last_t()?;
                 (first <= maxt && last >= mint).then(|| RefTombstone {
                     series_ref: s.series_ref,
                     mint: mint.max(first),
@@ -361,7 +363,9 @@ impl Head {
             let mut d = s.data.lock();
             d.full.retain(|c| c.maxt >= mint);
             let open_live = d.open.last_t().is_some_and(|t| t >= mint);
-            if d.full.is_empty() && !open_live {
+            // Histogram chunks are not written to blocks yet: kept whole.
+            let hist_live = d.hist.as_ref().is_some_and(|h| h.num_samples() > 0);
+            if d.full.is_empty() && !open_live && !hist_live {
                 drop(d);
                 self.series.remove(&s);
                 s.removed.store(true, Ordering::Release);
@@ -395,10 +399,7 @@ impl Head {
             .series
             .all()
             .iter()
-            .filter_map(|s| {
-                let d = s.data.lock();
-                d.full.first().map(|c| c.mint).or(d.open.first_t())
-            })
+            .filter_map(|s| s.data.lock().first_t())
             .min();
         self.min_t
             .store(min_t.unwrap_or(i64::MAX), Ordering::Release);
@@ -426,7 +427,7 @@ impl Head {
             let d = s.data.lock();
             st.series += 1;
             st.samples += d.num_samples();
-            st.chunks += d.full.len() + usize::from(d.open.num_samples() > 0);
+            st.chunks += d.num_chunks();
             st.chunk_bytes += d.chunk_bytes();
         }
         st

@@ -1,7 +1,8 @@
 //! Read access over a time range: [`Querier`] selects series by matchers
 //! across the head and every persisted block overlapping the range, and
 //! yields each series' samples in time order through [`SeriesSampleIter`]:
-//! one sorted, deduplicated stream per label set, tombstones applied.
+//! one sorted, deduplicated stream per label set, tombstones applied; and
+//! each series' native histogram samples through [`Series::histograms`].
 //!
 //! Reads snapshots (shared chunk bytes) taken under each series' lock, and
 //! holds its blocks by `Arc`, so iteration never blocks appenders or
@@ -11,9 +12,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{FloatHistogram, Labels, Matcher, Sample};
 use crate::storage::block::{Block, BlockChunk};
-use crate::storage::chunk::{Encoding, XorIter};
+use crate::storage::chunk::{self, Encoding, XorIter};
 use crate::storage::head::{Head, HeadChunk};
 use crate::storage::tombstones::Intervals;
 
@@ -74,12 +75,17 @@ impl SourceChunk {
     /// is partial.
     fn iter(&self, problems: &ReadProblems) -> ChunkIter<'_> {
         let block = match self {
+            SourceChunk::Head(c) if c.encoding.is_histogram() => {
+                return ChunkIter::Decoded(Vec::new().into_iter())
+            }
             SourceChunk::Head(c) => return ChunkIter::Xor(XorIter::new(&c.bytes[..])),
             SourceChunk::Block(c) => c,
         };
         let decoded = match block.data() {
             Ok((Encoding::Xor, bytes)) => return ChunkIter::Xor(XorIter::new(bytes)),
             Ok((Encoding::Packed, bytes)) => block.decode(Encoding::Packed, bytes),
+            // Read by `Series::histograms`.
+            Ok((Encoding::Histogram | Encoding::FloatHistogram, _)) => Ok(Vec::new()),
             Err(e) => Err(e),
         };
         match decoded {
@@ -90,6 +96,38 @@ impl SourceChunk {
                 ChunkIter::Decoded(Vec::new().into_iter())
             }
         }
+    }
+}
+
+impl SourceChunk {
+    /// Whether this is known to be a histogram chunk without reading it
+    /// (head chunks; block chunks tell only when read).
+    fn is_head_histogram(&self) -> bool {
+        matches!(self, SourceChunk::Head(c) if c.encoding.is_histogram())
+    }
+
+    /// The chunk's histogram samples, empty for a float chunk. A block
+    /// chunk that fails its checksum or decoding is reported as in
+    /// [`SourceChunk::iter`] and read as empty.
+    fn histograms(&self, problems: &ReadProblems) -> Vec<(i64, FloatHistogram)> {
+        let decoded = match self {
+            SourceChunk::Head(c) if c.encoding.is_histogram() => {
+                chunk::decode_histograms(c.encoding, &c.bytes).map_err(|e| e.to_string())
+            }
+            SourceChunk::Head(_) => return Vec::new(),
+            SourceChunk::Block(b) => match b.data() {
+                Ok((e, bytes)) if e.is_histogram() => {
+                    chunk::decode_histograms(e, bytes).map_err(|e| e.to_string())
+                }
+                Ok(_) => return Vec::new(),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        decoded.unwrap_or_else(|error| {
+            tracing::error!(%error, "skipping unreadable histogram chunk");
+            problems.add(format!("a histogram chunk could not be read and was skipped, the result may be incomplete: {error}"));
+            Vec::new()
+        })
     }
 }
 
@@ -154,6 +192,7 @@ impl Series {
             .iter()
             .enumerate()
             .flat_map(|(i, p)| p.chunks.iter().map(move |c| (c, p.deleted.as_ref(), i)))
+            .filter(|(c, _, _)| !c.is_head_histogram())
             .collect();
         chunks.sort_by_key(|(c, _, _)| c.bounds().0);
         let disjoint = chunks
@@ -195,6 +234,47 @@ impl Series {
             maxt: self.maxt,
             problems: &self.problems,
         }
+    }
+
+    /// The native histogram samples within the querier's range, oldest
+    /// first, as float histograms, each timestamp once (where sources
+    /// overlap, the oldest source's sample wins). A stale marker is a
+    /// histogram whose `sum` is the stale NaN.
+    pub fn histograms(&self) -> impl Iterator<Item = (i64, FloatHistogram)> {
+        let mut all: Vec<(i64, usize, FloatHistogram)> = Vec::new();
+        for (source, p) in self.parts.iter().enumerate() {
+            for c in &p.chunks {
+                let (cmint, cmaxt) = c.bounds();
+                if cmaxt < self.mint || cmint > self.maxt {
+                    continue;
+                }
+                all.extend(
+                    c.histograms(&self.problems)
+                        .into_iter()
+                        .filter(|(t, _)| *t >= self.mint && *t <= self.maxt)
+                        .filter(|(t, _)| !p.deleted.as_ref().is_some_and(|d| d.contains(*t)))
+                        .map(|(t, h)| (t, source, h)),
+                );
+            }
+        }
+        // Usually already in order (one source, chunks in time order).
+        if !all.windows(2).all(|w| w[0].0 < w[1].0) {
+            all.sort_by_key(|(t, source, _)| (*t, *source));
+            all.dedup_by_key(|(t, _, _)| *t);
+        }
+        all.into_iter().map(|(t, _, h)| (t, h))
+    }
+
+    /// Whether the series has histogram chunks in the range: exact for the
+    /// head; for blocks, reads the chunks' encoding bytes. Cheap: decodes
+    /// nothing.
+    pub fn has_histograms(&self) -> bool {
+        self.parts.iter().any(|p| {
+            p.chunks.iter().any(|c| match c {
+                SourceChunk::Head(h) => h.encoding.is_histogram(),
+                SourceChunk::Block(b) => b.data().is_ok_and(|(e, _)| e.is_histogram()),
+            })
+        })
     }
 
     fn has_tombstones(&self) -> bool {
@@ -328,7 +408,9 @@ impl Querier {
             }
         }
         // A series whose every sample in range is deleted is not selected.
-        out.retain(|s| !s.has_tombstones() || s.samples().next().is_some());
+        out.retain(|s| {
+            !s.has_tombstones() || s.samples().next().is_some() || s.histograms().next().is_some()
+        });
         out
     }
 

@@ -39,7 +39,11 @@ pub(crate) fn series_labels(metric: &str, n: usize) -> Labels {
 }
 
 pub(crate) fn one(labels: Labels, samples: Vec<Sample>) -> SeriesSamples {
-    SeriesSamples { labels, samples }
+    SeriesSamples {
+        labels,
+        samples,
+        histograms: Vec::new(),
+    }
 }
 
 /// Every sample of every series, as bits, keyed by the series' text form.

@@ -113,7 +113,11 @@ pub(crate) fn load(
         .into_iter()
         .filter_map(|labels| {
             let samples = by_labels.remove(&labels)?;
-            (!samples.is_empty()).then_some(SeriesSamples { labels, samples })
+            (!samples.is_empty()).then_some(SeriesSamples {
+                labels,
+                samples,
+                histograms: Vec::new(),
+            })
         })
         .collect();
     if batch.is_empty() {

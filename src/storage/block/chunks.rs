@@ -450,7 +450,9 @@ impl BlockChunk {
     /// As [`Self::samples`].
     pub fn decode(&self, encoding: Encoding, data: &[u8]) -> Result<Vec<Sample>, BlockError> {
         let decoded = match encoding {
-            Encoding::Xor => chunk::decode(encoding, data),
+            Encoding::Xor | Encoding::Histogram | Encoding::FloatHistogram => {
+                chunk::decode(encoding, data)
+            }
             // A chunk sharing another's timestamps names it by offset in
             // this segment; the owner's frame is checked like any chunk's.
             Encoding::Packed => chunk::decode_packed_with(data, |at| {

@@ -11,19 +11,56 @@
 
 use std::sync::Arc;
 
-use crate::model::{Labels, Sample};
+use crate::model::{FloatHistogram, HistogramSample, HistogramValue, Labels, Sample};
 use crate::storage::error::{Result, SampleError};
-use crate::storage::head::series::MemSeries;
+use crate::storage::head::series::{MemSeries, SeriesData};
 use crate::storage::head::Head;
 use crate::storage::wal::{self, RefSample, RefSeries, Wal};
+use crate::storage::SeriesRef;
 
-/// The samples of one series in an append batch, oldest first.
-#[derive(Debug, Clone, PartialEq)]
+/// The samples of one series in an append batch, oldest first. Float
+/// samples are appended before histogram samples (as Prometheus's remote
+/// write handler does), so a histogram must be newer than the batch's
+/// floats of the series.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SeriesSamples {
     /// The series' labels (sorted and validated by construction).
     pub labels: Labels,
-    /// Samples in ascending time order.
+    /// Float samples in ascending time order.
     pub samples: Vec<Sample>,
+    /// Native histogram samples in ascending time order.
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl SeriesSamples {
+    fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Every sample position of the entry: floats, then histograms.
+    fn positions(&self) -> impl Iterator<Item = (SampleKind, usize, i64)> + '_ {
+        let f = self
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (SampleKind::Float, j, s.t));
+        let h = self
+            .histograms
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (SampleKind::Histogram, j, s.t));
+        f.chain(h)
+    }
+}
+
+/// Which list of a [`SeriesSamples`] a [`Rejected`] sample is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SampleKind {
+    /// [`SeriesSamples::samples`].
+    #[default]
+    Float,
+    /// [`SeriesSamples::histograms`].
+    Histogram,
 }
 
 /// A head series an earlier append found or created, given back with a
@@ -49,8 +86,10 @@ pub type ResolvedSeries = Vec<(usize, SeriesHandle)>;
 pub struct Rejected {
     /// Index of the series in the batch.
     pub series: usize,
-    /// Index of the sample within that series.
+    /// Index of the sample within that series' list of its kind.
     pub sample: usize,
+    /// Whether the sample is a float or a histogram sample.
+    pub kind: SampleKind,
     /// Why it was refused.
     pub error: SampleError,
 }
@@ -59,8 +98,10 @@ pub struct Rejected {
 /// identical duplicate, or rejected with a reason.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppendOutcome {
-    /// Samples stored.
+    /// Samples stored (floats and histograms).
     pub appended: usize,
+    /// Of [`Self::appended`], the histogram samples.
+    pub appended_histograms: usize,
     /// Samples identical to one already stored (same time, same value bits):
     /// accepted silently so that a sender's retry is idempotent.
     pub duplicates: usize,
@@ -82,40 +123,80 @@ enum Verdict {
     Reject(SampleError),
 }
 
-/// Checks `s` against its series: `last` is the newest sample (stored or
-/// accepted earlier in this batch) and `existing(t)` finds the value stored
-/// or pending at an older timestamp. A sample identical to one already held,
-/// at any timestamp, is a duplicate accepted silently, so that a sender's
-/// retry of a batch is idempotent; a different value at a held timestamp is
-/// an error, as is anything else not newer than `last`.
-fn judge(
-    s: Sample,
-    last: Option<Sample>,
-    min_valid_t: i64,
-    existing: impl FnOnce(i64) -> Option<f64>,
-) -> Verdict {
-    match last {
-        Some(l) if s.t <= l.t => {
-            let held = if s.t == l.t { Some(l.v) } else { existing(s.t) };
-            match held {
-                Some(v) if v.to_bits() == s.v.to_bits() => Verdict::Duplicate,
-                Some(_) => Verdict::Reject(SampleError::DuplicateSample { t: s.t }),
-                None if s.t < min_valid_t => Verdict::Reject(SampleError::TooOld {
-                    t: s.t,
-                    min_valid_t,
-                }),
-                None => Verdict::Reject(SampleError::OutOfOrder {
-                    t: s.t,
-                    last_t: l.t,
-                }),
+/// What a series holds at a timestamp, compared with a new sample.
+enum Held {
+    /// Nothing.
+    Nothing,
+    /// A sample identical to the new one.
+    Same,
+    /// A sample with another value (or of the other kind).
+    Different,
+}
+
+/// Checks a sample at `t` against its series: `last_t` is the newest
+/// timestamp of either kind (stored or accepted earlier in this batch) and
+/// `held(t)` what is stored or pending at an older or equal timestamp. A
+/// sample identical to one already held, at any timestamp, is a duplicate
+/// accepted silently, so that a sender's retry of a batch is idempotent; a
+/// different value at a held timestamp is an error, as is anything else
+/// not newer than `last_t`.
+fn judge(t: i64, last_t: Option<i64>, min_valid_t: i64, held: impl FnOnce(i64) -> Held) -> Verdict {
+    match last_t {
+        Some(l) if t <= l => match held(t) {
+            Held::Same => Verdict::Duplicate,
+            Held::Different => Verdict::Reject(SampleError::DuplicateSample { t }),
+            Held::Nothing if t < min_valid_t => {
+                Verdict::Reject(SampleError::TooOld { t, min_valid_t })
             }
-        }
-        _ if s.t < min_valid_t => Verdict::Reject(SampleError::TooOld {
-            t: s.t,
-            min_valid_t,
-        }),
+            Held::Nothing => Verdict::Reject(SampleError::OutOfOrder { t, last_t: l }),
+        },
+        _ if t < min_valid_t => Verdict::Reject(SampleError::TooOld { t, min_valid_t }),
         _ => Verdict::Append,
     }
+}
+
+/// Whether two histograms are the same sample value: same schema, zero
+/// bucket, count and sum bits, custom bounds, and the same non-empty
+/// buckets (spans may be laid out differently: a chunk recoded for new
+/// buckets gives back empty buckets the sender did not send).
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    fn buckets(spans: &[crate::model::Span], counts: &[f64]) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        let mut idx: i64 = 0;
+        let mut k = 0;
+        for s in spans {
+            idx = idx.wrapping_add(i64::from(s.offset));
+            for _ in 0..s.length {
+                if let Some(c) = counts.get(k) {
+                    if *c != 0.0 {
+                        out.push((idx, c.to_bits()));
+                    }
+                }
+                k += 1;
+                idx = idx.wrapping_add(1);
+            }
+        }
+        out
+    }
+    if a.is_stale() || b.is_stale() {
+        return a.sum.to_bits() == b.sum.to_bits();
+    }
+    a.schema == b.schema
+        && a.zero_threshold.to_bits() == b.zero_threshold.to_bits()
+        && a.zero_count.to_bits() == b.zero_count.to_bits()
+        && a.count.to_bits() == b.count.to_bits()
+        && a.sum.to_bits() == b.sum.to_bits()
+        && a.custom_values == b.custom_values
+        && buckets(&a.positive_spans, &a.positive_buckets)
+            == buckets(&b.positive_spans, &b.positive_buckets)
+        && buckets(&a.negative_spans, &a.negative_buckets)
+            == buckets(&b.negative_spans, &b.negative_buckets)
+}
+
+/// A histogram sample accepted for a series, before it is applied.
+struct PendingHistogram {
+    t: i64,
+    h: HistogramValue,
 }
 
 impl Head {
@@ -157,7 +238,7 @@ impl Head {
         let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
         let mut resolved = ResolvedSeries::new();
         for (i, ss) in batch.iter().enumerate() {
-            if ss.samples.is_empty() {
+            if ss.is_empty() {
                 continue;
             }
             let hinted = hints.get(i).and_then(Option::as_ref).filter(|h| {
@@ -171,18 +252,16 @@ impl Head {
             // it (an identical resend): do not create a series for it, or
             // it would show in label and series lookups with no data
             // (Prometheus checks the bound before creating, too).
-            if ss.samples.iter().all(|s| s.t < min_valid_t) {
+            if ss.positions().all(|(_, _, t)| t < min_valid_t) {
                 match self.series.get(ss.labels.stable_hash(), &ss.labels) {
                     Some(s) => targets.push((s, i)),
                     None => outcome
                         .rejected
-                        .extend(ss.samples.iter().enumerate().map(|(j, s)| Rejected {
+                        .extend(ss.positions().map(|(kind, j, t)| Rejected {
                             series: i,
                             sample: j,
-                            error: SampleError::TooOld {
-                                t: s.t,
-                                min_valid_t,
-                            },
+                            kind,
+                            error: SampleError::TooOld { t, min_valid_t },
                         })),
                 }
                 continue;
@@ -194,9 +273,10 @@ impl Head {
                 }
                 Err(e) => outcome
                     .rejected
-                    .extend((0..ss.samples.len()).map(|j| Rejected {
+                    .extend(ss.positions().map(|(kind, j, _)| Rejected {
                         series: i,
                         sample: j,
+                        kind,
                         error: e.clone(),
                     })),
             }
@@ -220,20 +300,36 @@ impl Head {
         // 3. Validate against each series' newest sample.
         let mut new_series: Vec<RefSeries> = Vec::new();
         let mut accepted: Vec<RefSample> = Vec::new();
-        let mut accepted_groups: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
+        let mut accepted_h: Vec<(SeriesRef, PendingHistogram)> = Vec::new();
+        let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
+            Vec::with_capacity(groups.len());
         for (g, &(start, end)) in groups.iter().enumerate() {
             let series = &targets[start].0;
             let first = accepted.len();
-            let mut last = guards[g].last;
+            let first_h = accepted_h.len();
+            let data = &guards[g];
+            let mut last = data.last;
+            let mut last_t = data.last_t();
             for (_, i) in &targets[start..end] {
                 for (j, &s) in batch[*i].samples.iter().enumerate() {
                     let pending = &accepted[first..];
-                    let data = &guards[g];
-                    let existing = |t: i64| match pending.binary_search_by_key(&t, |p| p.t) {
-                        Ok(k) => Some(pending[k].v),
-                        Err(_) => data.value_at(t),
+                    let pending_h = &accepted_h[first_h..];
+                    let held = |t: i64| {
+                        let v = match last {
+                            Some(l) if l.t == t => Some(l.v),
+                            _ => match pending.binary_search_by_key(&t, |p| p.t) {
+                                Ok(k) => Some(pending[k].v),
+                                Err(_) => data.value_at(t),
+                            },
+                        };
+                        match v {
+                            Some(v) if v.to_bits() == s.v.to_bits() => Held::Same,
+                            Some(_) => Held::Different,
+                            None if histogram_at(data, pending_h, t).is_some() => Held::Different,
+                            None => Held::Nothing,
+                        }
                     };
-                    match judge(s, last, min_valid_t, existing) {
+                    match judge(s.t, last_t, min_valid_t, held) {
                         Verdict::Append => {
                             accepted.push(RefSample {
                                 series_ref: series.series_ref,
@@ -241,26 +337,76 @@ impl Head {
                                 v: s.v,
                             });
                             last = Some(s);
+                            last_t = Some(s.t);
                         }
                         Verdict::Duplicate => outcome.duplicates += 1,
                         Verdict::Reject(error) => outcome.rejected.push(Rejected {
                             series: *i,
                             sample: j,
+                            kind: SampleKind::Float,
                             error,
                         }),
                     }
                 }
+                for (j, hs) in batch[*i].histograms.iter().enumerate() {
+                    let reject = |error| Rejected {
+                        series: *i,
+                        sample: j,
+                        kind: SampleKind::Histogram,
+                        error,
+                    };
+                    if let Err(e) = hs.h.validate() {
+                        outcome
+                            .rejected
+                            .push(reject(SampleError::InvalidHistogram(e)));
+                        continue;
+                    }
+                    let pending = &accepted[first..];
+                    let pending_h = &accepted_h[first_h..];
+                    let held = |t: i64| {
+                        if let Some(h) = histogram_at(data, pending_h, t) {
+                            return if same_histogram(&h, &hs.h.to_float()) {
+                                Held::Same
+                            } else {
+                                Held::Different
+                            };
+                        }
+                        let float = pending.binary_search_by_key(&t, |p| p.t).is_ok()
+                            || data.value_at(t).is_some();
+                        if float {
+                            Held::Different
+                        } else {
+                            Held::Nothing
+                        }
+                    };
+                    match judge(hs.t, last_t, min_valid_t, held) {
+                        Verdict::Append => {
+                            accepted_h.push((
+                                series.series_ref,
+                                PendingHistogram {
+                                    t: hs.t,
+                                    h: hs.h.clone(),
+                                },
+                            ));
+                            last_t = Some(hs.t);
+                        }
+                        Verdict::Duplicate => outcome.duplicates += 1,
+                        Verdict::Reject(error) => outcome.rejected.push(reject(error)),
+                    }
+                }
             }
-            if accepted.len() > first && !guards[g].logged {
+            if (accepted.len() > first || accepted_h.len() > first_h) && !guards[g].logged {
                 new_series.push(RefSeries {
                     series_ref: series.series_ref,
                     labels: series.labels.clone(),
                 });
             }
-            accepted_groups.push((first, accepted.len()));
+            accepted_groups.push(((first, accepted.len()), (first_h, accepted_h.len())));
         }
-        outcome.rejected.sort_by_key(|r| (r.series, r.sample));
-        if accepted.is_empty() {
+        outcome
+            .rejected
+            .sort_by_key(|r| (r.series, r.kind == SampleKind::Histogram, r.sample));
+        if accepted.is_empty() && accepted_h.is_empty() {
             drop(guards);
             drop(gc_guard);
             if outcome.duplicates > 0 {
@@ -279,7 +425,9 @@ impl Head {
             wal::encode_series(&new_series, &mut series_rec);
         }
         let mut samples_rec = Vec::with_capacity(accepted.len() * 10 + 16);
-        wal::encode_samples(&accepted, &mut samples_rec);
+        if !accepted.is_empty() {
+            wal::encode_samples(&accepted, &mut samples_rec);
+        }
         let payloads: Vec<&[u8]> = [series_rec.as_slice(), samples_rec.as_slice()]
             .into_iter()
             .filter(|p| !p.is_empty())
@@ -287,8 +435,8 @@ impl Head {
         let ticket = wal.log(&payloads)?;
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-        for (g, &(first, end)) in accepted_groups.iter().enumerate() {
-            if first == end {
+        for (g, &((first, end), (first_h, end_h))) in accepted_groups.iter().enumerate() {
+            if first == end && first_h == end_h {
                 continue;
             }
             let d = &mut guards[g];
@@ -297,16 +445,40 @@ impl Head {
                 min_t = min_t.min(rs.t);
                 max_t = max_t.max(rs.t);
             }
+            for (_, ph) in &accepted_h[first_h..end_h] {
+                d.append_histogram(ph.t, &ph.h, self.opts.block_range_ms);
+                min_t = min_t.min(ph.t);
+                max_t = max_t.max(ph.t);
+            }
             d.logged = true;
         }
         drop(guards);
         drop(gc_guard);
         self.observe_time_range(min_t, max_t);
-        outcome.appended = accepted.len();
+        outcome.appended = accepted.len() + accepted_h.len();
+        outcome.appended_histograms = accepted_h.len();
 
         // 5. Acknowledge only once durable.
         wal.wait_durable(ticket)?;
         Ok((outcome, resolved))
+    }
+}
+
+/// The histogram held at `t`: accepted earlier in this batch, the series'
+/// newest as appended, or decoded from its chunks.
+fn histogram_at(
+    data: &SeriesData,
+    pending: &[(SeriesRef, PendingHistogram)],
+    t: i64,
+) -> Option<FloatHistogram> {
+    if let Ok(k) = pending.binary_search_by_key(&t, |(_, p)| p.t) {
+        return Some(pending[k].1.h.to_float());
+    }
+    let hist = data.hist.as_ref()?;
+    match &hist.last {
+        Some(l) if l.t == t => Some(l.h.to_float()),
+        Some(l) if l.t < t => None,
+        _ => hist.value_at(t),
     }
 }
 

@@ -2,20 +2,28 @@
 //! by labels or by ref ([`StripeSeries`]).
 //!
 //! A series owns its chunks: immutable full chunks plus one open chunk being
-//! appended to. Must not touch the WAL or the postings index.
+//! appended to, for float samples (XOR) and, in [`HistData`], for native
+//! histogram samples (Prometheus's histogram and float histogram chunk
+//! encodings). Must not touch the WAL or the postings index.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::model::{Labels, Sample};
-use crate::storage::chunk::{self, XorAppender, XorIter, SAMPLES_PER_CHUNK};
+use crate::model::{FloatHistogram, HistogramSample, HistogramValue, Labels, Sample};
+use crate::storage::chunk::{
+    self, CounterResetHeader, Encoding, FloatHistogramAppender, HistogramAppender, XorAppender,
+    XorIter, SAMPLES_PER_CHUNK,
+};
 use crate::storage::SeriesRef;
 
 /// A full, immutable head chunk with its time bounds.
 #[derive(Debug, Clone)]
 pub(crate) struct HeadChunk {
+    /// XOR for float samples; one of the histogram encodings for
+    /// histogram chunks.
+    pub(crate) encoding: Encoding,
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
@@ -46,6 +54,266 @@ pub(crate) struct SeriesData {
     pub(crate) last: Option<Sample>,
     /// Whether the series record has been written to the WAL.
     pub(crate) logged: bool,
+    /// Histogram samples, for series that have any (boxed: most series
+    /// never do).
+    pub(crate) hist: Option<Box<HistData>>,
+}
+
+/// The open histogram chunk, in the encoding of the samples it holds.
+#[derive(Debug, Clone)]
+pub(crate) enum OpenHist {
+    Int(HistogramAppender),
+    Float(FloatHistogramAppender),
+}
+
+impl OpenHist {
+    /// An empty chunk for samples like `h`.
+    fn new(h: &HistogramValue, header: CounterResetHeader) -> Self {
+        match h {
+            HistogramValue::Int(_) => OpenHist::Int(HistogramAppender::new(header)),
+            HistogramValue::Float(_) => OpenHist::Float(FloatHistogramAppender::new(header)),
+        }
+    }
+
+    /// Appends if the sample fits; `Err(header)` for a new chunk.
+    fn append(&mut self, t: i64, h: &HistogramValue) -> Result<(), CounterResetHeader> {
+        match (self, h) {
+            (OpenHist::Int(a), HistogramValue::Int(h)) => a.append(t, h),
+            (OpenHist::Float(a), HistogramValue::Float(h)) => a.append(t, h),
+            _ => Err(CounterResetHeader::Unknown),
+        }
+    }
+
+    fn encoding(&self) -> Encoding {
+        match self {
+            OpenHist::Int(_) => Encoding::Histogram,
+            OpenHist::Float(_) => Encoding::FloatHistogram,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            OpenHist::Int(a) => a.bytes(),
+            OpenHist::Float(a) => a.bytes(),
+        }
+    }
+
+    pub(crate) fn num_samples(&self) -> usize {
+        match self {
+            OpenHist::Int(a) => a.num_samples(),
+            OpenHist::Float(a) => a.num_samples(),
+        }
+    }
+
+    pub(crate) fn first_t(&self) -> Option<i64> {
+        match self {
+            OpenHist::Int(a) => a.first_t(),
+            OpenHist::Float(a) => a.first_t(),
+        }
+    }
+
+    pub(crate) fn last_t(&self) -> Option<i64> {
+        match self {
+            OpenHist::Int(a) => a.last_t(),
+            OpenHist::Float(a) => a.last_t(),
+        }
+    }
+
+    fn finish(self) -> Box<[u8]> {
+        match self {
+            OpenHist::Int(a) => a.finish(),
+            OpenHist::Float(a) => a.finish(),
+        }
+    }
+}
+
+/// Prometheus's target size of a histogram chunk
+/// (`chunkenc.TargetBytesPerHistogramChunk`).
+const TARGET_BYTES_PER_HISTOGRAM_CHUNK: usize = 1024;
+/// Fewest samples a histogram chunk is cut at for size
+/// (`chunkenc.MinSamplesPerHistogramChunk`).
+const MIN_SAMPLES_PER_HISTOGRAM_CHUNK: usize = 10;
+
+/// A series' histogram samples: full chunks and the open one, cut as
+/// Prometheus's `histogramsAppendPreprocessor` cuts them (by size, time
+/// and block range) and as its chunk appenders do (layout change, counter
+/// reset, gauge switch, sample after a stale marker).
+#[derive(Debug, Default)]
+pub(crate) struct HistData {
+    /// Full chunks, oldest first.
+    pub(crate) full: Vec<HeadChunk>,
+    pub(crate) open: Option<OpenHist>,
+    /// Time at or after which the open chunk is cut (Prometheus `nextAt`).
+    next_at: i64,
+    /// Whether `next_at` was estimated from the open chunk's fill rate.
+    computed_end: bool,
+    /// A float sample came after the open chunk's last histogram: the next
+    /// histogram starts a new chunk (Prometheus cuts on encoding change).
+    interrupted: bool,
+    /// Newest histogram sample as appended, for the ordering and
+    /// duplicate rules.
+    pub(crate) last: Option<HistogramSample>,
+}
+
+impl HistData {
+    /// Number of samples held.
+    pub(crate) fn num_samples(&self) -> usize {
+        self.full
+            .iter()
+            .map(|c| usize::from(chunk::num_samples(&c.bytes).unwrap_or(0)))
+            .sum::<usize>()
+            + self.open.as_ref().map_or(0, OpenHist::num_samples)
+    }
+
+    /// Bytes of chunk data held.
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.full.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.bytes().len())
+    }
+
+    /// Timestamp of the oldest sample held.
+    pub(crate) fn first_t(&self) -> Option<i64> {
+        self.full
+            .first()
+            .map(|c| c.mint)
+            .or_else(|| self.open.as_ref().and_then(OpenHist::first_t))
+    }
+
+    fn cut(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let (Some(mint), Some(maxt)) = (open.first_t(), open.last_t()) else {
+            return;
+        };
+        let encoding = open.encoding();
+        self.full.push(HeadChunk {
+            encoding,
+            bytes: Arc::from(open.finish()),
+            mint,
+            maxt,
+        });
+    }
+
+    /// Appends a histogram sample known to be newer than every sample of
+    /// the series.
+    pub(crate) fn append(&mut self, t: i64, h: &HistogramValue, block_range_ms: i64) {
+        let want = match h {
+            HistogramValue::Int(_) => Encoding::Histogram,
+            HistogramValue::Float(_) => Encoding::FloatHistogram,
+        };
+        let same_encoding = self.open.as_ref().is_some_and(|o| o.encoding() == want);
+        // A new chunk without a predecessor of the same encoding: the
+        // header says only what the sample's own hint says.
+        let mut header = None;
+        if !same_encoding || self.interrupted {
+            self.cut();
+            self.interrupted = false;
+        }
+        if let Some(open) = &self.open {
+            let n = open.num_samples();
+            let bytes = open.bytes().len();
+            let first_t = open.first_t().unwrap_or(t);
+            let next_range_start = if self.computed_end {
+                range_end(first_t, block_range_ms)
+            } else {
+                self.next_at
+            };
+            if !self.computed_end && bytes >= TARGET_BYTES_PER_HISTOGRAM_CHUNK / 4 {
+                let ratio = TARGET_BYTES_PER_HISTOGRAM_CHUNK as f64 / bytes as f64;
+                let last_t = open.last_t().unwrap_or(t);
+                self.next_at = compute_chunk_end_time(first_t, last_t, self.next_at, ratio);
+                self.computed_end = true;
+            }
+            let full = n >= usize::from(u16::MAX) - 1;
+            if full
+                || ((t >= self.next_at || bytes >= TARGET_BYTES_PER_HISTOGRAM_CHUNK * 2)
+                    && (n >= MIN_SAMPLES_PER_HISTOGRAM_CHUNK || t >= next_range_start))
+            {
+                header = Some(match (open, h) {
+                    (OpenHist::Int(a), HistogramValue::Int(h)) => a.header_for_next(h),
+                    (OpenHist::Float(a), HistogramValue::Float(h)) => a.header_for_next(h),
+                    _ => CounterResetHeader::Unknown,
+                });
+                self.cut();
+                self.computed_end = false;
+            }
+        }
+        let open = match self.open.as_mut() {
+            Some(open) => open,
+            None => {
+                let header = header.unwrap_or(CounterResetHeader::Unknown);
+                self.next_at = range_end(t, block_range_ms);
+                self.open.insert(OpenHist::new(h, header))
+            }
+        };
+        if let Err(header) = open.append(t, h) {
+            // The chunk appender refused the sample (layout change, reset,
+            // encoding): a new chunk with the header it chose, which takes
+            // any sample.
+            self.cut();
+            let mut fresh = OpenHist::new(h, header);
+            let appended = fresh.append(t, h);
+            debug_assert!(appended.is_ok(), "an empty chunk takes any sample");
+            self.open = Some(fresh);
+            self.next_at = range_end(t, block_range_ms);
+        }
+        self.last = Some(HistogramSample { t, h: h.clone() });
+    }
+
+    /// The histogram stored at exactly `t`, if any, as a float histogram.
+    pub(crate) fn value_at(&self, t: i64) -> Option<FloatHistogram> {
+        let find = |encoding: Encoding, bytes: &[u8]| {
+            chunk::decode_histograms(encoding, bytes)
+                .ok()?
+                .into_iter()
+                .find(|(ht, _)| *ht == t)
+                .map(|(_, h)| h)
+        };
+        if let Some(open) = &self.open {
+            if open.first_t().is_some_and(|first| first <= t) {
+                return find(open.encoding(), open.bytes());
+            }
+        }
+        let i = self.full.partition_point(|c| c.maxt < t);
+        self.full
+            .get(i)
+            .filter(|c| c.mint <= t)
+            .and_then(|c| find(c.encoding, &c.bytes))
+    }
+
+    /// Snapshot of the chunks overlapping `[mint, maxt]`.
+    pub(crate) fn snapshot(&self, mint: i64, maxt: i64, out: &mut Vec<HeadChunk>) {
+        out.extend(
+            self.full
+                .iter()
+                .filter(|c| c.maxt >= mint && c.mint <= maxt)
+                .cloned(),
+        );
+        if let Some(open) = &self.open {
+            if let (Some(cmint), Some(cmaxt)) = (open.first_t(), open.last_t()) {
+                if cmaxt >= mint && cmint <= maxt {
+                    out.push(HeadChunk {
+                        encoding: open.encoding(),
+                        bytes: Arc::from(open.bytes()),
+                        mint: cmint,
+                        maxt: cmaxt,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Prometheus's `computeChunkEndTime`: the end time that splits the rest
+/// of the range into chunks as full as the open one will be.
+fn compute_chunk_end_time(start: i64, cur: i64, max_t: i64, ratio_to_full: f64) -> i64 {
+    let n = (max_t.wrapping_sub(start)) as f64
+        / ((cur.wrapping_sub(start) as f64 + 1.0) * ratio_to_full);
+    if n <= 1.0 {
+        return max_t;
+    }
+    (start as f64 + (max_t.wrapping_sub(start)) as f64 / n.floor()) as i64
 }
 
 impl MemSeries {
@@ -59,6 +327,7 @@ impl MemSeries {
                 open_range_end: i64::MIN,
                 last: None,
                 logged,
+                hist: None,
             }),
             removed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -79,6 +348,42 @@ impl SeriesData {
         }
         self.open.append(s.t, s.v);
         self.last = Some(s);
+        if let Some(h) = &mut self.hist {
+            h.interrupted = h.open.is_some();
+        }
+    }
+
+    /// Appends a histogram sample known to be newer than every sample of
+    /// the series; cuts the open float chunk first, as Prometheus cuts on
+    /// an encoding change.
+    pub(crate) fn append_histogram(&mut self, t: i64, h: &HistogramValue, block_range_ms: i64) {
+        if self.open.num_samples() > 0 {
+            self.cut();
+        }
+        self.hist
+            .get_or_insert_with(Box::default)
+            .append(t, h, block_range_ms);
+    }
+
+    /// Timestamp of the newest sample of either kind.
+    pub(crate) fn last_t(&self) -> Option<i64> {
+        let f = self.last.map(|s| s.t);
+        let h = self
+            .hist
+            .as_ref()
+            .and_then(|h| h.last.as_ref())
+            .map(|s| s.t);
+        f.max(h)
+    }
+
+    /// Timestamp of the oldest sample of either kind.
+    pub(crate) fn first_t(&self) -> Option<i64> {
+        let f = self.full.first().map(|c| c.mint).or(self.open.first_t());
+        let h = self.hist.as_ref().and_then(|h| h.first_t());
+        match (f, h) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn cut(&mut self) {
@@ -87,6 +392,7 @@ impl SeriesData {
             return;
         };
         self.full.push(HeadChunk {
+            encoding: Encoding::Xor,
             bytes: Arc::from(open.finish()),
             mint,
             maxt,
@@ -125,11 +431,15 @@ impl SeriesData {
         if let (Some(cmint), Some(cmaxt)) = (self.open.first_t(), self.open.last_t()) {
             if cmaxt >= mint && cmint <= maxt {
                 out.push(HeadChunk {
+                    encoding: Encoding::Xor,
                     bytes: Arc::from(self.open.bytes()),
                     mint: cmint,
                     maxt: cmaxt,
                 });
             }
+        }
+        if let Some(h) = &self.hist {
+            h.snapshot(mint, maxt, &mut out);
         }
         out
     }
@@ -155,18 +465,30 @@ impl SeriesData {
             .and_then(|c| find(&c.bytes))
     }
 
-    /// Number of samples held (full + open chunks).
+    /// Number of samples held (full + open chunks, floats and histograms).
     pub(crate) fn num_samples(&self) -> usize {
         self.full
             .iter()
             .map(|c| usize::from(chunk::num_samples(&c.bytes).unwrap_or(0)))
             .sum::<usize>()
             + self.open.num_samples()
+            + self.hist.as_ref().map_or(0, |h| h.num_samples())
     }
 
     /// Bytes of chunk data held.
     pub(crate) fn chunk_bytes(&self) -> usize {
-        self.full.iter().map(|c| c.bytes.len()).sum::<usize>() + self.open.bytes().len()
+        self.full.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.open.bytes().len()
+            + self.hist.as_ref().map_or(0, |h| h.chunk_bytes())
+    }
+
+    /// Number of chunks (full and open, floats and histograms).
+    pub(crate) fn num_chunks(&self) -> usize {
+        self.full.len()
+            + usize::from(self.open.num_samples() > 0)
+            + self.hist.as_ref().map_or(0, |h| {
+                h.full.len() + usize::from(h.open.as_ref().is_some_and(|o| o.num_samples() > 0))
+            })
     }
 }
 

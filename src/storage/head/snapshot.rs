@@ -144,6 +144,7 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
             let len = usize::try_from(d.uvarint()?)
                 .map_err(|_| SnapshotError::Corrupt("chunk length"))?;
             full.push(HeadChunk {
+                encoding: crate::storage::chunk::Encoding::Xor,
                 bytes: Arc::from(d.bytes(len)?),
                 mint,
                 maxt,

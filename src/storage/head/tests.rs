@@ -22,6 +22,7 @@ fn wal() -> (tempfile::TempDir, Wal) {
 
 fn batch(name: &str, samples: &[(i64, f64)]) -> SeriesSamples {
     SeriesSamples {
+        histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", name), ("job", "t")]),
         samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
     }
@@ -74,11 +75,13 @@ fn duplicate_and_out_of_order_get_typed_errors() {
         out.rejected,
         vec![
             Rejected {
+                kind: Default::default(),
                 series: 0,
                 sample: 1,
                 error: SampleError::DuplicateSample { t: 10 }
             },
             Rejected {
+                kind: Default::default(),
                 series: 0,
                 sample: 2,
                 error: SampleError::OutOfOrder { t: 5, last_t: 10 }
@@ -142,6 +145,7 @@ fn same_series_twice_in_one_batch_keeps_batch_order() {
     assert_eq!(
         out.rejected,
         vec![Rejected {
+            kind: Default::default(),
             series: 2,
             sample: 1,
             error: SampleError::DuplicateSample { t: 1 }
@@ -155,6 +159,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
     let (_d, w) = wal();
     let h = head(2);
     let mk = |i: &str| SeriesSamples {
+        histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", "m"), ("i", i)]),
         samples: vec![Sample::new(1, 1.0)],
     };
@@ -163,6 +168,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
     assert_eq!(
         out.rejected,
         vec![Rejected {
+            kind: Default::default(),
             series: 2,
             sample: 0,
             error: SampleError::SeriesLimit {
@@ -176,6 +182,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
         .append(
             &[
                 SeriesSamples {
+                    histograms: Vec::new(),
                     samples: vec![Sample::new(2, 1.0)],
                     ..mk("1")
                 },
