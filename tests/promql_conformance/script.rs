@@ -168,6 +168,8 @@ pub(crate) enum Command {
         interval_ms: i64,
         /// `(line number, text)` of each series line.
         series: Vec<(usize, String)>,
+        /// `load_with_nhcb`: also derive custom-bucket histograms (§5.1).
+        nhcb: bool,
     },
     /// `clear`.
     Clear,
@@ -833,6 +835,7 @@ pub(crate) fn parse_file(text: &str) -> Result<Vec<Command>, String> {
                     line: line_no,
                     interval_ms,
                     series,
+                    nhcb: word == "load_with_nhcb",
                 });
             }
             w if w.starts_with("eval") => {

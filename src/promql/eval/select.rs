@@ -86,7 +86,14 @@ impl Evaluator<'_> {
         for s in q.select(&ms) {
             self.check("series selection")?;
             let samples: Vec<Sample> = s.samples().collect();
-            let hists: Vec<HSample> = Vec::new();
+            let hists: Vec<HSample> = if s.has_histograms() {
+                s.histograms()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .map(|(t, h)| HSample { t, h: Arc::new(h) })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             self.account(samples.len() + hists.len())?;
             out.push(RangeData {
                 labels: s.labels().clone(),
