@@ -499,7 +499,33 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, grid),
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(call::map_points(series, |_, v| Some(-v))?)),
+                Val::Vector(series) => {
+                    // Histograms are negated too (upstream `Mul(-1)`).
+                    let negated = series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: drop_name(&s.labels),
+                            points: s
+                                .points
+                                .into_iter()
+                                .map(|p| Point { i: p.i, v: -p.v })
+                                .collect(),
+                            hists: s
+                                .hists
+                                .into_iter()
+                                .map(|p| {
+                                    let mut h = Arc::unwrap_or_clone(p.h);
+                                    h.mul(-1.0);
+                                    HPoint {
+                                        i: p.i,
+                                        h: Arc::new(h),
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    Ok(Val::Vector(merge_same_labels(negated)?))
+                }
                 _ => Err(QueryError::Exec(
                     "unary minus needs a scalar or an instant vector".into(),
                 )),
