@@ -35,6 +35,30 @@ pub struct Combined {
     pub nhcb_bounds_reconciled: bool,
 }
 
+/// Kahan-Babuška compensation terms of a running histogram sum (count,
+/// sum and zero count), for [`FloatHistogram::kahan_add`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Compensation {
+    /// Compensation of `count`.
+    pub count: f64,
+    /// Compensation of `sum`.
+    pub sum: f64,
+    /// Compensation of `zero_count`.
+    pub zero_count: f64,
+}
+
+/// One Neumaier step: the compensation after `sum + inc` became `t`
+/// (Prometheus `kahansum.Inc`; an infinite result resets it).
+fn neumaier(c: &mut f64, sum: f64, inc: f64, t: f64) {
+    if t.is_infinite() {
+        *c = 0.0;
+    } else if sum.abs() >= inc.abs() {
+        *c += (sum - t) + inc;
+    } else {
+        *c += (inc - t) + sum;
+    }
+}
+
 /// One bucket with its bounds, as Prometheus's `Bucket[float64]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -311,6 +335,40 @@ impl FloatHistogram {
     /// uses custom buckets.
     pub fn add(&mut self, other: &FloatHistogram) -> Result<Combined, HistogramOpError> {
         self.combine(other, false)
+    }
+
+    /// [`FloatHistogram::add`] with compensated summation of count, sum and
+    /// zero count (as Prometheus's `KahanAdd`); apply the terms with
+    /// [`FloatHistogram::apply_compensation`] at the end.
+    ///
+    /// # Errors
+    /// As [`FloatHistogram::add`].
+    pub fn kahan_add(
+        &mut self,
+        other: &FloatHistogram,
+        comp: &mut Compensation,
+    ) -> Result<Combined, HistogramOpError> {
+        let (count, sum, zero, threshold) =
+            (self.count, self.sum, self.zero_count, self.zero_threshold);
+        let r = self.add(other)?;
+        neumaier(&mut comp.count, count, other.count, self.count);
+        neumaier(&mut comp.sum, sum, other.sum, self.sum);
+        if threshold == self.zero_threshold && other.zero_threshold == threshold {
+            neumaier(
+                &mut comp.zero_count,
+                zero,
+                other.zero_count,
+                self.zero_count,
+            );
+        }
+        Ok(r)
+    }
+
+    /// Adds the compensation terms of a [`FloatHistogram::kahan_add`] sum.
+    pub fn apply_compensation(&mut self, comp: &Compensation) {
+        self.count += comp.count;
+        self.sum += comp.sum;
+        self.zero_count += comp.zero_count;
     }
 
     /// Subtracts `other` from `self` (Prometheus `Sub`; the caller sets the

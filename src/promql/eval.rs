@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr};
 
-use crate::model::{FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::engine::EngineOptions;
 use crate::promql::error::QueryError;
 use crate::promql::guard;
@@ -664,12 +664,24 @@ impl<'a> Evaluator<'a> {
                     .iter()
                     .map(|p| Sample::new(inner.t(p.i as usize), p.v))
                     .collect();
+                // As upstream: explicit reset hints become "unknown", since
+                // a subquery may skip or repeat the samples they describe.
                 let hists = s
                     .hists
                     .into_iter()
-                    .map(|p| HSample {
-                        t: inner.t(p.i as usize),
-                        h: p.h,
+                    .map(|p| {
+                        let h = match p.h.counter_reset_hint {
+                            CounterResetHint::NotCounterReset | CounterResetHint::CounterReset => {
+                                let mut h = Arc::unwrap_or_clone(p.h);
+                                h.counter_reset_hint = CounterResetHint::Unknown;
+                                Arc::new(h)
+                            }
+                            _ => p.h,
+                        };
+                        HSample {
+                            t: inner.t(p.i as usize),
+                            h,
+                        }
                     })
                     .collect();
                 series.push(RangeData {

@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
+use crate::model::histogram_ops::Compensation;
 use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
     by_step, merge_same_labels, Evaluator, Grid, HPoint, Point, Result, Series, Val,
 };
 use crate::promql::functions::annotations::HistogramOperation;
-use crate::promql::functions::{annotations, stats};
+use crate::promql::functions::{annotations, native_histogram, stats};
 
 /// The labels of the group a series belongs to.
 pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
@@ -150,6 +151,7 @@ impl Acc {
 /// Running sum of the histograms of one group at one step (`sum`, `avg`).
 struct HistAcc {
     sum: FloatHistogram,
+    comp: Compensation,
     n: f64,
     incompatible: bool,
     reset_seen: bool,
@@ -160,6 +162,7 @@ impl HistAcc {
     fn new(h: &FloatHistogram) -> Self {
         let mut a = HistAcc {
             sum: h.clone(),
+            comp: Compensation::default(),
             n: 1.0,
             incompatible: false,
             reset_seen: false,
@@ -183,7 +186,7 @@ impl HistAcc {
         }
         self.n += 1.0;
         self.note_hint(h);
-        match self.sum.add(h) {
+        match self.sum.kahan_add(h, &mut self.comp) {
             Ok(r) => {
                 if r.nhcb_bounds_reconciled {
                     ev.info(annotations::mismatched_custom_buckets_histograms_info(
@@ -211,6 +214,7 @@ impl HistAcc {
                 HistogramOperation::Agg,
             ));
         }
+        self.sum.apply_compensation(&self.comp);
         if mean {
             self.sum.div(self.n);
         }
@@ -274,6 +278,10 @@ impl Evaluator<'_> {
                     .as_ref()
                     .ok_or_else(|| QueryError::Parse(format!("{} needs a parameter", a.op)))?;
                 let k = self.eval_scalar(param, grid)?;
+                if input.iter().any(|s| !s.hists.is_empty()) {
+                    let name = if op == AggOp::Topk { "topk" } else { "bottomk" };
+                    self.info(annotations::histogram_ignored_in_aggregation_info(name));
+                }
                 self.aggregate_k(op == AggOp::Topk, &k, input, &member, groups.len(), &steps)
             }
             AggOp::Quantile => {
@@ -282,6 +290,11 @@ impl Evaluator<'_> {
                     .as_ref()
                     .ok_or_else(|| QueryError::Parse("quantile needs a parameter".into()))?;
                 let q = self.eval_scalar(param, grid)?;
+                if input.iter().any(|s| !s.hists.is_empty()) {
+                    self.info(annotations::histogram_ignored_in_aggregation_info(
+                        "quantile",
+                    ));
+                }
                 let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
                 let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
                 for (i, step) in steps.iter().enumerate() {
@@ -313,7 +326,11 @@ impl Evaluator<'_> {
                 ))
             }
             AggOp::CountValues => {
-                let label = match a.param.as_deref() {
+                let mut param = a.param.as_deref();
+                while let Some(promql_parser::parser::Expr::Paren(p)) = param {
+                    param = Some(&p.expr);
+                }
+                let label = match param {
                     Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
                     _ => {
                         return Err(QueryError::Parse(
@@ -321,22 +338,29 @@ impl Evaluator<'_> {
                         ))
                     }
                 };
-                if label.is_empty() {
+                // U+FFFD only arises from invalid byte escapes in the query.
+                if label.is_empty() || label.contains('\u{FFFD}') {
                     return Err(QueryError::Exec(format!("invalid label name {label:?}")));
                 }
                 let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
                 let mut order: Vec<Labels> = Vec::new();
+                let hsteps = hist_by_step(&input, grid.n);
                 for (i, step) in steps.iter().enumerate() {
                     // Counts in order of first sight, found by hash: linear
                     // in the step's samples.
                     let mut counts: Vec<(Labels, f64)> = Vec::new();
                     let mut at: HashMap<Labels, usize> = HashMap::new();
-                    for &(k, v) in step {
+                    let values = step.iter().map(|&(k, v)| (k, format_float(v))).chain(
+                        hsteps[i]
+                            .iter()
+                            .map(|&(k, h)| (k, native_histogram::to_prom_string(h))),
+                    );
+                    for (k, value) in values {
                         let mut b = LabelsBuilder::new();
                         for x in groups[member[k]].iter().filter(|x| *x.name != *label) {
                             b.push_shared(x.name.clone(), x.value.clone());
                         }
-                        b.push(&label, &format_float(v));
+                        b.push(&label, &value);
                         let l = b.build().map_err(|e| QueryError::Exec(e.to_string()))?;
                         match at.get(&l) {
                             Some(&j) => counts[j].1 += 1.0,

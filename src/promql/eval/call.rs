@@ -293,6 +293,11 @@ impl Evaluator<'_> {
                     self.warn(annotations::sort_in_range_query_warning());
                 }
                 let mut v = self.eval_vector(arg(0)?, grid)?;
+                // Histogram samples have no order: upstream drops them.
+                for s in v.iter_mut() {
+                    s.hists.clear();
+                }
+                v.retain(|s| !s.is_empty());
                 if grid.n == 1 {
                     let desc = special == Special::SortDesc;
                     let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);

@@ -11,6 +11,7 @@
 //! `compareOverTime`, `funcResets`, `funcChanges`, `funcFirstOverTime`,
 //! `funcLastOverTime`).
 
+use crate::model::histogram_ops::Compensation;
 use crate::model::{CounterResetHint, FloatHistogram, Sample};
 use crate::promql::eval::HSample;
 use crate::promql::functions::annotations::{self, HistogramOperation};
@@ -58,6 +59,7 @@ pub(crate) enum Out {
 }
 
 /// One window of one series.
+#[derive(Clone, Copy)]
 pub(crate) struct Window<'a> {
     pub(crate) floats: &'a [Sample],
     pub(crate) hists: &'a [HSample],
@@ -123,6 +125,31 @@ pub(crate) fn eval(
         }
         HistMode::Changes | HistMode::Resets => {
             Some(Out::F(changes_or_resets(w, mode == HistMode::Resets)))
+        }
+        HistMode::Instant { .. } if has_floats => {
+            // The last two samples decide, whatever their kinds.
+            let lf = w.floats.len().saturating_sub(2);
+            let lh = w.hists.len().saturating_sub(2);
+            let mut last: Vec<(i64, bool)> = w.floats[lf..]
+                .iter()
+                .map(|s| (s.t, false))
+                .chain(w.hists[lh..].iter().map(|s| (s.t, true)))
+                .collect();
+            last.sort_by_key(|x| x.0);
+            let tail = &last[last.len().saturating_sub(2)..];
+            match tail {
+                [(_, false), (_, false)] => float(w.floats).map(Out::F),
+                [(_, true), (_, true)] => {
+                    let only = Window {
+                        floats: &[],
+                        hists: w.hists,
+                        ..*w
+                    };
+                    eval(mode, &only, float, notes)
+                }
+                [_, _] => mixed(w, notes),
+                _ => None,
+            }
         }
         _ if has_floats => mixed(w, notes),
         HistMode::Sum | HistMode::Avg => sum_or_avg(w, mode == HistMode::Avg, notes),
@@ -236,19 +263,28 @@ fn sum_or_avg(w: &Window<'_>, avg: bool, notes: &mut Vec<Note>) -> Option<Out> {
         _ => {}
     };
     hint(&first.h);
+    let mut comp = Compensation::default();
     for s in &w.hists[1..] {
         hint(&s.h);
-        if !add_noted(
-            &mut acc,
-            &s.h,
-            HistogramOperation::Agg,
-            false,
-            w.metric,
-            notes,
-        ) {
-            return None;
+        match acc.kahan_add(&s.h, &mut comp) {
+            Ok(c) => {
+                if c.nhcb_bounds_reconciled {
+                    notes.push(Note::Info(
+                        annotations::mismatched_custom_buckets_histograms_info(
+                            HistogramOperation::Agg,
+                        ),
+                    ));
+                }
+            }
+            Err(_) => {
+                notes.push(Note::Warn(
+                    annotations::mixed_exponential_custom_histograms_warning(w.metric),
+                ));
+                return None;
+            }
         }
     }
+    acc.apply_compensation(&comp);
     if reset && not_reset {
         notes.push(Note::Warn(
             annotations::histogram_counter_reset_collision_warning(HistogramOperation::Agg),

@@ -12,6 +12,26 @@ use crate::model::histogram_ops::Bucket;
 use crate::model::FloatHistogram;
 use crate::promql::functions::annotations;
 
+/// Prometheus's `FloatHistogram.String()`: `{count:N, sum:S, <bucket>…}`
+/// with every populated bucket as `[lower,upper):count` (brackets by
+/// inclusivity), as `count_values` uses for histogram samples.
+pub(crate) fn to_prom_string(h: &FloatHistogram) -> String {
+    let g = annotations::go_format_g;
+    let mut s = format!("{{count:{}, sum:{}", g(h.count), g(h.sum));
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        s.push_str(", ");
+        s.push(if b.lower_inclusive { '[' } else { '(' });
+        s.push_str(&format!("{},{}", g(b.lower), g(b.upper)));
+        s.push(if b.upper_inclusive { ']' } else { ')' });
+        s.push_str(&format!(":{}", g(b.count)));
+    }
+    s.push('}');
+    s
+}
+
 /// `histogram_count`.
 pub(crate) fn count(h: &FloatHistogram) -> f64 {
     h.count
@@ -54,7 +74,9 @@ pub(crate) fn stdvar(h: &FloatHistogram) -> f64 {
         // Kahan-Babuška (Neumaier) summation, as upstream's kahansum.Inc.
         let x = b.count * delta * delta;
         let t = variance + x;
-        if variance.abs() >= x.abs() {
+        if t.is_infinite() {
+            c = 0.0;
+        } else if variance.abs() >= x.abs() {
             c += (variance - t) + x;
         } else {
             c += (x - t) + variance;
@@ -105,8 +127,23 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram, metric: &str) -> (f64, Option
         }
     }
     let Some(k) = at else {
-        // No populated bucket: upstream's zero-valued bucket.
-        return (0.0, None);
+        // No populated bucket (all observations NaN, or none in buckets):
+        // upstream ends on an empty bucket at 0.
+        if count < rank && h.sum.is_nan() {
+            return (
+                f64::NAN,
+                Some(annotations::native_histogram_quantile_nan_result_info(
+                    metric,
+                )),
+            );
+        }
+        if h.sum.is_nan() && count < h.count {
+            return (
+                f64::NAN,
+                Some(annotations::native_histogram_quantile_nan_skew_info(metric)),
+            );
+        }
+        return (if count < rank { 0.0 } else { f64::NAN }, None);
     };
     let mut bucket: Bucket = buckets[k];
     let custom = h.uses_custom_buckets();
