@@ -18,6 +18,7 @@ mod eval;
 mod functions;
 mod guard;
 mod segments;
+mod trim_ops;
 mod value;
 mod worker;
 

@@ -694,6 +694,87 @@ impl FloatHistogram {
         out
     }
 
+    /// Removes the observations above `rhs` (`upper`, PromQL's `</`) or
+    /// below it (`>/`), interpolating within the bucket `rhs` falls into,
+    /// and re-estimates count and sum from the surviving buckets'
+    /// midpoints (Prometheus `TrimBuckets`). Unchanged when nothing is cut.
+    pub fn trim_buckets(&mut self, rhs: f64, upper: bool) {
+        let custom = self.uses_custom_buckets();
+        let (s, cv) = (self.schema, self.custom_values.clone());
+        let (mut count, mut sum, mut trimmed) = (0.0, 0.0, false);
+        let (mut has_pos, mut has_neg) = (false, false);
+        for positive in [true, false] {
+            let mut pairs = if positive {
+                self.positive()
+            } else {
+                self.negative()
+            };
+            for (idx, c) in pairs.iter_mut() {
+                if *c == 0.0 {
+                    continue;
+                }
+                if positive {
+                    has_pos = true;
+                } else {
+                    has_neg = true;
+                }
+                let (lower, upper_b) = if positive {
+                    (bucket_bound(*idx - 1, s, &cv), bucket_bound(*idx, s, &cv))
+                } else {
+                    (-bucket_bound(*idx, s, &cv), -bucket_bound(*idx - 1, s, &cv))
+                };
+                let b = Bucket {
+                    lower,
+                    upper: upper_b,
+                    lower_inclusive: false,
+                    upper_inclusive: false,
+                    count: *c,
+                    index: *idx,
+                };
+                let whole = if upper {
+                    b.upper <= rhs
+                } else {
+                    b.lower >= rhs
+                };
+                let partial = if upper { b.lower < rhs } else { b.upper > rhs };
+                if whole {
+                    count += b.count;
+                    sum += trim_midpoint(b.lower, b.upper, positive, custom) * b.count;
+                } else if partial {
+                    let (keep, mid) = bucket_trim(&b, rhs, upper, positive, custom);
+                    count += keep;
+                    sum += mid * keep;
+                    if *c != keep {
+                        *c = keep;
+                        trimmed = true;
+                    }
+                } else {
+                    *c = 0.0;
+                    trimmed = true;
+                }
+            }
+            if positive {
+                self.set_positive(&pairs);
+            } else {
+                self.set_negative(&pairs);
+            }
+        }
+        if self.zero_count > 0.0 {
+            let (keep, mid) = zero_bucket_trim(self, rhs, has_neg, has_pos, upper);
+            if self.zero_count != keep {
+                self.zero_count = keep;
+                trimmed = true;
+            }
+            sum += mid * keep;
+            count += keep;
+        }
+        if trimmed {
+            self.count = count;
+            self.sum = sum;
+            self.compact();
+        }
+    }
+
     /// Whether a count, the sum or any bucket is infinite (Prometheus
     /// `HasOverflow`).
     pub fn has_overflow(&self) -> bool {
@@ -702,6 +783,130 @@ impl FloatHistogram {
             || self.sum.is_infinite()
             || self.positive_buckets.iter().any(|b| b.is_infinite())
             || self.negative_buckets.iter().any(|b| b.is_infinite())
+    }
+}
+
+/// Where the surviving part of a bucket is taken to sit: arithmetic mean
+/// for custom buckets, geometric mean otherwise, the finite bound (or half
+/// of it) for infinite buckets (Prometheus `computeMidpoint`).
+fn trim_midpoint(lower: f64, upper: f64, positive: bool, linear: bool) -> f64 {
+    if lower.is_infinite() {
+        if upper.is_infinite() {
+            return 0.0;
+        }
+        return if upper > 0.0 { upper / 2.0 } else { upper };
+    }
+    if upper.is_infinite() {
+        return lower;
+    }
+    if linear {
+        return (lower + upper) / 2.0;
+    }
+    let g = (lower * upper).abs().sqrt();
+    if positive {
+        g
+    } else {
+        -g
+    }
+}
+
+/// Fraction of a bucket below `v` (Prometheus `Bucket.FractionBelow`).
+fn fraction_below(b: &Bucket, v: f64, linear: bool) -> f64 {
+    if linear {
+        return (v - b.lower) / (b.upper - b.lower);
+    }
+    let (ll, lu, lv) = (b.lower.abs().log2(), b.upper.abs().log2(), v.abs().log2());
+    if v > 0.0 {
+        return (lv - ll) / (lu - ll);
+    }
+    1.0 - ((lv - lu) / (ll - lu))
+}
+
+/// Kept count and midpoint of a bucket `rhs` cuts (Prometheus
+/// `computeBucketTrim` with `handleInfinityBuckets`).
+fn bucket_trim(b: &Bucket, rhs: f64, upper: bool, positive: bool, custom: bool) -> (f64, f64) {
+    let zero_if_inf = |x: f64| if x.is_infinite() { 0.0 } else { x };
+    if b.lower == f64::NEG_INFINITY {
+        if upper {
+            if rhs >= b.upper {
+                return (b.count, 0.0);
+            }
+            if rhs > 0.0 && b.upper > 0.0 && b.upper.is_finite() {
+                return (b.count * rhs / b.upper, rhs / 2.0);
+            }
+            if b.upper <= 0.0 {
+                return (b.count, rhs);
+            }
+            return (0.0, zero_if_inf(b.upper));
+        }
+        if rhs <= b.lower {
+            return (b.count, 0.0);
+        }
+        if rhs >= 0.0 && b.upper > rhs && b.upper.is_finite() {
+            return (b.count * (1.0 - rhs / b.upper), (rhs + b.upper) / 2.0);
+        }
+        return (0.0, zero_if_inf(b.upper));
+    }
+    if b.upper == f64::INFINITY {
+        if upper {
+            return (0.0, zero_if_inf(b.lower));
+        }
+        if rhs >= b.lower {
+            return (b.count, rhs);
+        }
+        return (0.0, zero_if_inf(b.lower));
+    }
+    let under = if rhs <= b.lower {
+        0.0
+    } else if rhs >= b.upper {
+        b.count
+    } else {
+        b.count * fraction_below(b, rhs, custom)
+    };
+    if upper {
+        (under, trim_midpoint(b.lower, rhs, positive, custom))
+    } else {
+        (
+            b.count - under,
+            trim_midpoint(rhs, b.upper, positive, custom),
+        )
+    }
+}
+
+/// Kept count and midpoint of the zero bucket (Prometheus
+/// `computeZeroBucketTrim`): linear within it, its far half ignored when
+/// the histogram has buckets on one side only.
+fn zero_bucket_trim(
+    h: &FloatHistogram,
+    rhs: f64,
+    has_neg: bool,
+    has_pos: bool,
+    upper: bool,
+) -> (f64, f64) {
+    let (mut lower, mut up) = (-h.zero_threshold, h.zero_threshold);
+    if has_neg && !has_pos {
+        up = 0.0;
+    }
+    if has_pos && !has_neg {
+        lower = 0.0;
+    }
+    let c = h.zero_count;
+    if upper {
+        if rhs <= lower {
+            return (0.0, 0.0);
+        }
+        if rhs >= up {
+            return (c, (lower + up) / 2.0);
+        }
+        (c * (rhs - lower) / (up - lower), (lower + rhs) / 2.0)
+    } else {
+        if rhs <= lower {
+            return (c, (lower + up) / 2.0);
+        }
+        if rhs >= up {
+            return (0.0, 0.0);
+        }
+        (c * (up - rhs) / (up - lower), (rhs + up) / 2.0)
     }
 }
 

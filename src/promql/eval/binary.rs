@@ -118,7 +118,14 @@ fn elem_binop(op: &str, l: &V, r: &V) -> Elem {
         note: None,
         drops: false,
     };
+    let trim = matches!(op, "</" | ">/");
     match (l, r) {
+        (V::F(_), V::F(_)) if trim => incompatible("float", "float"),
+        (V::H(h), V::F(f)) if trim => {
+            let mut h = (**h).clone();
+            h.trim_buckets(*f, op == "</");
+            ok(h)
+        }
         (V::F(a), V::F(b)) => {
             let (v, keep) = binop(op, *a, *b);
             Elem {
@@ -265,7 +272,7 @@ fn matching(modifier: &Option<BinModifier>) -> Matching<'_> {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_binary(&self, b: &BinaryExpr, grid: &Grid) -> Result<Val> {
-        let op = b.op.to_string().to_lowercase();
+        let op = crate::promql::trim_ops::op_text(b.op);
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let lhs = self.eval(&b.lhs, grid)?;
         let rhs = self.eval(&b.rhs, grid)?;
@@ -308,7 +315,15 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(v.len());
         for series in v {
             let mut points = Vec::with_capacity(series.points.len());
+            if matches!(op, "</" | ">/") && !series.points.is_empty() {
+                self.info(annotations::incompatible_types_in_bin_op_info(
+                    "float", op, "float",
+                ));
+            }
             for p in series.points {
+                if matches!(op, "</" | ">/") {
+                    continue;
+                }
                 let sv = s[p.i as usize];
                 let (mut value, keep) = if scalar_left {
                     binop(op, sv, p.v)
