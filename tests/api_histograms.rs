@@ -122,3 +122,21 @@ async fn histogram_functions_over_http() {
         "PromQL info: incompatible sample types encountered for binary operator \"+\": histogram + float"
     );
 }
+
+#[tokio::test]
+async fn status_tsdb_counts_histogram_series() {
+    let a = api();
+    load(&a);
+    let r = get(&a.app, "/api/v1/status/tsdb").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    let head = &v["data"]["headStats"];
+    assert_eq!(head["numSeries"], 1, "{}", r.body);
+    assert!(head["chunkCount"].as_u64().unwrap() >= 1, "{}", r.body);
+    assert_eq!(head["minTime"], T0);
+    assert_eq!(head["maxTime"], T0 + 60_000);
+    assert_eq!(
+        v["data"]["seriesCountByMetricName"],
+        serde_json::json!([{"name": "latency", "value": 1}])
+    );
+}
