@@ -47,6 +47,22 @@ pub struct Compensation {
     pub zero_count: f64,
 }
 
+impl Compensation {
+    /// Scales the terms with their histogram (`Mul`).
+    pub fn mul(&mut self, f: f64) {
+        self.count *= f;
+        self.sum *= f;
+        self.zero_count *= f;
+    }
+
+    /// Divides the terms with their histogram (`Div`).
+    pub fn div(&mut self, d: f64) {
+        self.count /= d;
+        self.sum /= d;
+        self.zero_count /= d;
+    }
+}
+
 /// One Neumaier step: the compensation after `sum + inc` became `t`
 /// (Prometheus `kahansum.Inc`; an infinite result resets it).
 fn neumaier(c: &mut f64, sum: f64, inc: f64, t: f64) {

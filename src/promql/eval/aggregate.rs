@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::model::histogram_ops::Compensation;
 use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
     by_step, merge_same_labels, Evaluator, Grid, HPoint, Point, Result, Series, Val,
 };
 use crate::promql::functions::annotations::HistogramOperation;
+use crate::promql::functions::hist_range::HistSum;
 use crate::promql::functions::{annotations, native_histogram, stats};
 
 /// The labels of the group a series belongs to.
@@ -150,20 +150,16 @@ impl Acc {
 
 /// Running sum of the histograms of one group at one step (`sum`, `avg`).
 struct HistAcc {
-    sum: FloatHistogram,
-    comp: Compensation,
-    n: f64,
+    sum: HistSum,
     incompatible: bool,
     reset_seen: bool,
     not_reset_seen: bool,
 }
 
 impl HistAcc {
-    fn new(h: &FloatHistogram) -> Self {
+    fn new(h: &FloatHistogram, avg: bool) -> Self {
         let mut a = HistAcc {
-            sum: h.clone(),
-            comp: Compensation::default(),
-            n: 1.0,
+            sum: HistSum::new(h, avg),
             incompatible: false,
             reset_seen: false,
             not_reset_seen: false,
@@ -184,9 +180,8 @@ impl HistAcc {
         if self.incompatible {
             return;
         }
-        self.n += 1.0;
         self.note_hint(h);
-        match self.sum.kahan_add(h, &mut self.comp) {
+        match self.sum.add(h) {
             Ok(r) => {
                 if r.nhcb_bounds_reconciled {
                     ev.info(annotations::mismatched_custom_buckets_histograms_info(
@@ -205,7 +200,7 @@ impl HistAcc {
 
     /// The sum (or mean), compacted; `None` when the group mixed
     /// incompatible schemas.
-    fn finish(mut self, mean: bool, ev: &Evaluator<'_>) -> Option<FloatHistogram> {
+    fn finish(self, ev: &Evaluator<'_>) -> Option<FloatHistogram> {
         if self.incompatible {
             return None;
         }
@@ -214,12 +209,7 @@ impl HistAcc {
                 HistogramOperation::Agg,
             ));
         }
-        self.sum.apply_compensation(&self.comp);
-        if mean {
-            self.sum.div(self.n);
-        }
-        self.sum.compact();
-        Some(self.sum)
+        Some(self.sum.finish())
     }
 }
 
@@ -427,7 +417,7 @@ impl Evaluator<'_> {
                                 let name = input[k].labels.metric_name().unwrap_or("");
                                 match &mut haccs[g] {
                                     Some(acc) => acc.add(h, self, name),
-                                    slot => *slot = Some(HistAcc::new(h)),
+                                    slot => *slot = Some(HistAcc::new(h, op == AggOp::Avg)),
                                 }
                             }
                             // Members without a value: count them.
@@ -457,7 +447,7 @@ impl Evaluator<'_> {
                             accs[g] = None;
                             continue;
                         }
-                        if let Some(h) = hacc.finish(op == AggOp::Avg, self) {
+                        if let Some(h) = hacc.finish(self) {
                             hout[g].push(HPoint {
                                 i: i as u32,
                                 h: std::sync::Arc::new(h),

@@ -12,6 +12,7 @@
 //! `funcLastOverTime`).
 
 use crate::model::histogram_ops::Compensation;
+use crate::model::histogram_ops::{Combined, HistogramOpError};
 use crate::model::{CounterResetHint, FloatHistogram, Sample};
 use crate::promql::eval::HSample;
 use crate::promql::functions::annotations::{self, HistogramOperation};
@@ -56,6 +57,84 @@ pub(crate) enum Note {
 pub(crate) enum Out {
     F(f64),
     H(FloatHistogram),
+}
+
+/// A compensated running sum or mean of histograms, as Prometheus's
+/// `sum`/`avg` (and `sum_over_time`/`avg_over_time`) compute it: Kahan
+/// summation, and for a mean the switch to an incremental mean once the
+/// plain sum would overflow.
+pub(crate) struct HistSum {
+    value: FloatHistogram,
+    comp: Compensation,
+    n: f64,
+    avg: bool,
+    /// The incremental mean, once the sum overflowed.
+    mean: Option<FloatHistogram>,
+}
+
+impl HistSum {
+    pub(crate) fn new(h: &FloatHistogram, avg: bool) -> Self {
+        HistSum {
+            value: h.clone(),
+            comp: Compensation::default(),
+            n: 1.0,
+            avg,
+            mean: None,
+        }
+    }
+
+    /// Adds one more histogram.
+    pub(crate) fn add(&mut self, h: &FloatHistogram) -> Result<Combined, HistogramOpError> {
+        self.n += 1.0;
+        if !self.avg {
+            return self.value.kahan_add(h, &mut self.comp);
+        }
+        if self.mean.is_none() {
+            let mut v = self.value.clone();
+            let mut c = self.comp;
+            let r = v.kahan_add(h, &mut c)?;
+            if !v.has_overflow() {
+                self.value = v;
+                self.comp = c;
+                return Ok(r);
+            }
+            let mut m = self.value.clone();
+            m.div(self.n - 1.0);
+            self.comp.div(self.n - 1.0);
+            self.mean = Some(m);
+        }
+        let q = (self.n - 1.0) / self.n;
+        self.comp.mul(q);
+        let mut to_add = h.clone();
+        to_add.div(self.n);
+        let Some(m) = self.mean.as_mut() else {
+            return Ok(Combined::default());
+        };
+        m.mul(q);
+        m.kahan_add(&to_add, &mut self.comp)
+    }
+
+    /// The sum or mean, compacted.
+    pub(crate) fn finish(self) -> FloatHistogram {
+        let mut out = match self.mean {
+            Some(mut m) => {
+                m.apply_compensation(&self.comp);
+                m
+            }
+            None => {
+                let mut v = self.value;
+                let mut c = self.comp;
+                if self.avg {
+                    v.div(self.n);
+                    c.div(self.n);
+                }
+                v.apply_compensation(&c);
+                v
+            }
+        };
+        out.compact();
+        out
+    }
 }
 
 /// One window of one series.
@@ -255,7 +334,7 @@ fn add_noted(
 
 fn sum_or_avg(w: &Window<'_>, avg: bool, notes: &mut Vec<Note>) -> Option<Out> {
     let first = w.hists.first()?;
-    let mut acc = (*first.h).clone();
+    let acc = (*first.h).clone();
     let (mut reset, mut not_reset) = (false, false);
     let mut hint = |h: &FloatHistogram| match h.counter_reset_hint {
         CounterResetHint::CounterReset => reset = true,
@@ -263,10 +342,10 @@ fn sum_or_avg(w: &Window<'_>, avg: bool, notes: &mut Vec<Note>) -> Option<Out> {
         _ => {}
     };
     hint(&first.h);
-    let mut comp = Compensation::default();
+    let mut acc = HistSum::new(&acc, avg);
     for s in &w.hists[1..] {
         hint(&s.h);
-        match acc.kahan_add(&s.h, &mut comp) {
+        match acc.add(&s.h) {
             Ok(c) => {
                 if c.nhcb_bounds_reconciled {
                     notes.push(Note::Info(
@@ -284,17 +363,13 @@ fn sum_or_avg(w: &Window<'_>, avg: bool, notes: &mut Vec<Note>) -> Option<Out> {
             }
         }
     }
-    acc.apply_compensation(&comp);
+
     if reset && not_reset {
         notes.push(Note::Warn(
             annotations::histogram_counter_reset_collision_warning(HistogramOperation::Agg),
         ));
     }
-    if avg {
-        acc.div(w.hists.len() as f64);
-    }
-    acc.compact();
-    Some(Out::H(acc))
+    Some(Out::H(acc.finish()))
 }
 
 /// `rate`/`increase`/`delta` of a histogram window, extrapolated to the
