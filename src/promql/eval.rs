@@ -14,6 +14,7 @@ mod call;
 mod select;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -174,6 +175,67 @@ pub(crate) struct Evaluator<'a> {
     warnings: RefCell<Vec<String>>,
     infos: RefCell<Vec<String>>,
     checks: Cell<u32>,
+    /// Vector selectors (by address) whose histograms only feed
+    /// `histogram_count`/`_sum`/`_avg` (see [`stats_only_selectors`]).
+    stats_only: RefCell<HashSet<usize>>,
+}
+
+/// The vector selectors of `expr` whose histogram samples only feed
+/// `histogram_count`, `histogram_sum` or `histogram_avg`, with no
+/// subquery, `histogram_quantile`/`histogram_fraction` or trim operator
+/// on the way (upstream `detectHistogramStatsDecoding`). Prometheus reads
+/// those through its `HistogramStatsIterator`, which sets the counter
+/// reset hint of each sample with an unknown hint from the previous one;
+/// aggregations then see (and warn about) those hints.
+fn stats_only_selectors(expr: &Expr) -> HashSet<usize> {
+    fn walk(e: &Expr, stats: bool, blocked: bool, out: &mut HashSet<usize>) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                if stats && !blocked {
+                    out.insert(vs as *const _ as usize);
+                }
+            }
+            Expr::MatrixSelector(ms) => {
+                if stats && !blocked {
+                    out.insert(&ms.vs as *const _ as usize);
+                }
+            }
+            Expr::Aggregate(a) => {
+                walk(&a.expr, stats, blocked, out);
+                if let Some(p) = &a.param {
+                    walk(p, stats, blocked, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, stats, blocked, out),
+            Expr::Binary(b) => {
+                let trim = matches!(
+                    b.op.id(),
+                    crate::promql::trim_ops::TRIM_UPPER | crate::promql::trim_ops::TRIM_LOWER
+                );
+                walk(&b.lhs, stats, blocked || trim, out);
+                walk(&b.rhs, stats, blocked || trim, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, stats, blocked, out),
+            Expr::Subquery(s) => walk(&s.expr, stats, true, out),
+            Expr::Call(c) => {
+                let name = c.func.name;
+                let stats =
+                    stats || matches!(name, "histogram_count" | "histogram_sum" | "histogram_avg");
+                let blocked = blocked
+                    || matches!(
+                        name,
+                        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction"
+                    );
+                for a in &c.args.args {
+                    walk(a, stats, blocked, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    let mut out = HashSet::new();
+    walk(expr, false, false, &mut out);
+    out
 }
 
 /// Milliseconds since the epoch of a parser timestamp (may be before 1970),
@@ -308,7 +370,15 @@ impl<'a> Evaluator<'a> {
             warnings: RefCell::default(),
             infos: RefCell::default(),
             checks: Cell::new(0),
+            stats_only: RefCell::default(),
         }
+    }
+
+    /// Whether `vs` is one of the query's stats-only selectors.
+    pub(crate) fn is_stats_only(&self, vs: &promql_parser::parser::VectorSelector) -> bool {
+        self.stats_only
+            .borrow()
+            .contains(&(vs as *const _ as usize))
     }
 
     fn finish(&self, value: Value) -> QueryResult {
@@ -398,6 +468,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn run_instant(&self, expr: &Expr) -> Result<QueryResult> {
+        *self.stats_only.borrow_mut() = stats_only_selectors(expr);
         let grid = Grid::new(self.query_start, self.query_start, 0);
         let t = self.query_start;
         let value = match self.eval(expr, &grid)? {
@@ -429,6 +500,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn run_range(&self, expr: &Expr) -> Result<QueryResult> {
+        *self.stats_only.borrow_mut() = stats_only_selectors(expr);
         let grid = Grid::new(self.query_start, self.query_end, self.query_step);
         let to_range = |s: Series| RangeSeries {
             labels: s.labels,

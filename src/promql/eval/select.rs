@@ -8,7 +8,9 @@ use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use std::sync::Arc;
 
-use crate::model::{is_stale_nan, FloatHistogram, MatchOp, Matcher, Sample, METRIC_NAME};
+use crate::model::{
+    is_stale_nan, CounterResetHint, FloatHistogram, MatchOp, Matcher, Sample, METRIC_NAME,
+};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
     offset_ms, Evaluator, Grid, HPoint, HSample, Point, RangeData, RangeInput, Result, Series,
@@ -71,6 +73,39 @@ fn hist_latest(h: &HSample, floor: i64) -> Option<Latest> {
     (h.t > floor && !is_stale_nan(h.h.sum)).then(|| Latest::Hist(h.t, h.h.clone()))
 }
 
+/// Sets the counter reset hint of each histogram whose hint is unknown
+/// from the previous one, as Prometheus's `HistogramStatsIterator` does
+/// for selectors that only feed `histogram_count`/`_sum`/`_avg`: reset if
+/// [`FloatHistogram::detect_reset`] says so, not-reset otherwise; the
+/// first sample read stays unknown, stale markers are passed over.
+fn stats_hints(hists: Vec<HSample>) -> Vec<HSample> {
+    let mut last: Option<Arc<FloatHistogram>> = None;
+    hists
+        .into_iter()
+        .map(|s| {
+            if is_stale_nan(s.h.sum) {
+                return s;
+            }
+            let hint = match (s.h.counter_reset_hint, &last) {
+                (CounterResetHint::Unknown, Some(prev)) if s.h.detect_reset(prev) => {
+                    CounterResetHint::CounterReset
+                }
+                (CounterResetHint::Unknown, Some(_)) => CounterResetHint::NotCounterReset,
+                (h, _) => h,
+            };
+            let h = if hint == s.h.counter_reset_hint {
+                s.h
+            } else {
+                let mut h = Arc::unwrap_or_clone(s.h);
+                h.counter_reset_hint = hint;
+                Arc::new(h)
+            };
+            last = Some(h.clone());
+            HSample { t: s.t, h }
+        })
+        .collect()
+}
+
 /// What an instant selector finds at one step.
 enum Latest {
     Float(Sample),
@@ -93,6 +128,11 @@ impl Evaluator<'_> {
                     .collect()
             } else {
                 Vec::new()
+            };
+            let hists = if self.is_stats_only(vs) {
+                stats_hints(hists)
+            } else {
+                hists
             };
             self.account(samples.len() + hists.len())?;
             out.push(RangeData {
