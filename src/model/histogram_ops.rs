@@ -103,6 +103,8 @@ pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
         }
         return ldexp(1.0, exp);
     }
+    // Valid schemas are at most 8; a larger one must not overflow a shift.
+    let schema = schema.min(62);
     let per = 1i64 << schema;
     let idx = i64::from(idx);
     let frac_idx = idx & (per - 1);
@@ -150,7 +152,7 @@ pub fn bucket_bound(idx: i32, schema: i32, custom_values: &[f64]) -> f64 {
 /// `origin` schema falls into (`origin >= target`).
 fn target_index(idx: i32, origin: i32, target: i32) -> i32 {
     let shift = (origin - target).clamp(0, 31);
-    ((idx - 1) >> shift) + 1
+    (idx.saturating_sub(1) >> shift).saturating_add(1)
 }
 
 /// Expands spans + absolute counts into `(index, count)` pairs; a
@@ -495,7 +497,7 @@ impl FloatHistogram {
         'outer: loop {
             let mut zero = self.zero_count;
             for &(idx, c) in &pos {
-                let lower = exponential_bound(idx - 1, self.schema);
+                let lower = exponential_bound(idx.saturating_sub(1), self.schema);
                 let upper = exponential_bound(idx, self.schema);
                 if lower >= larger {
                     break;
@@ -510,7 +512,7 @@ impl FloatHistogram {
             }
             for &(idx, c) in &neg {
                 let upper_abs = exponential_bound(idx, self.schema);
-                let lower_abs = exponential_bound(idx - 1, self.schema);
+                let lower_abs = exponential_bound(idx.saturating_sub(1), self.schema);
                 if lower_abs >= larger {
                     break;
                 }
@@ -558,12 +560,12 @@ impl FloatHistogram {
         let p: Vec<(i32, f64)> = self
             .positive()
             .into_iter()
-            .filter(|&(i, _)| exponential_bound(i - 1, s) >= t)
+            .filter(|&(i, _)| exponential_bound(i.saturating_sub(1), s) >= t)
             .collect();
         let n: Vec<(i32, f64)> = self
             .negative()
             .into_iter()
-            .filter(|&(i, _)| exponential_bound(i - 1, s) >= t)
+            .filter(|&(i, _)| exponential_bound(i.saturating_sub(1), s) >= t)
             .collect();
         self.set_positive(&p);
         self.set_negative(&n);
@@ -667,7 +669,7 @@ impl FloatHistogram {
         };
         for (idx, c) in self.negative().into_iter().rev() {
             let lower = -bucket_bound(idx, s, cv);
-            let mut upper = -bucket_bound(idx - 1, s, cv);
+            let mut upper = -bucket_bound(idx.saturating_sub(1), s, cv);
             if upper < 0.0 && upper > -self.zero_threshold {
                 upper = -self.zero_threshold;
             }
@@ -692,7 +694,7 @@ impl FloatHistogram {
             });
         }
         for (idx, c) in self.positive() {
-            let mut lower = bucket_bound(idx - 1, s, cv);
+            let mut lower = bucket_bound(idx.saturating_sub(1), s, cv);
             let upper = bucket_bound(idx, s, cv);
             if !custom && lower > 0.0 && lower < self.zero_threshold {
                 lower = self.zero_threshold;
@@ -735,9 +737,15 @@ impl FloatHistogram {
                     has_neg = true;
                 }
                 let (lower, upper_b) = if positive {
-                    (bucket_bound(*idx - 1, s, &cv), bucket_bound(*idx, s, &cv))
+                    (
+                        bucket_bound(idx.saturating_sub(1), s, &cv),
+                        bucket_bound(*idx, s, &cv),
+                    )
                 } else {
-                    (-bucket_bound(*idx, s, &cv), -bucket_bound(*idx - 1, s, &cv))
+                    (
+                        -bucket_bound(*idx, s, &cv),
+                        -bucket_bound(idx.saturating_sub(1), s, &cv),
+                    )
                 };
                 let b = Bucket {
                     lower,
@@ -968,6 +976,96 @@ mod tests {
             .collect();
         h.set_positive(&pairs);
         h
+    }
+
+    fn arb_histogram() -> impl proptest::strategy::Strategy<Value = FloatHistogram> {
+        use proptest::prelude::*;
+        (
+            -4i32..=8,
+            prop_oneof![Just(0.0), Just(0.001), Just(1.0)],
+            // Buckets start at index 1 (lower bound 1 at every schema), so
+            // none lies inside a zero bucket (at most 1 wide here), which
+            // addition would drop as Prometheus does.
+            1i32..40,
+            proptest::collection::vec(0.0f64..100.0, 0..12),
+            1i32..10,
+            proptest::collection::vec(0.0f64..100.0, 0..6),
+            0.0f64..10.0,
+        )
+            .prop_map(|(schema, zt, off, pos, noff, neg, zero)| {
+                let mut h = FloatHistogram {
+                    schema,
+                    zero_threshold: zt,
+                    zero_count: zero,
+                    ..Default::default()
+                };
+                let p: Vec<(i32, f64)> = pos
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| (off + i as i32, c))
+                    .collect();
+                let n: Vec<(i32, f64)> = neg
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| (noff + i as i32, c))
+                    .collect();
+                h.set_positive(&p);
+                h.set_negative(&n);
+                h.count = zero + pos.iter().sum::<f64>() + neg.iter().sum::<f64>();
+                h.sum = h.count;
+                h
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_operations_never_panic_and_keep_totals(
+            a in arb_histogram(),
+            b in arb_histogram(),
+            rhs in -100.0f64..100.0,
+        ) {
+            // Addition keeps the total of all buckets (zero bucket included).
+            let total = |h: &FloatHistogram| {
+                h.zero_count + h.positive_buckets.iter().sum::<f64>()
+                    + h.negative_buckets.iter().sum::<f64>()
+            };
+            let mut s = a.clone();
+            s.add(&b).unwrap();
+            let want = total(&a) + total(&b);
+            proptest::prop_assert!((total(&s) - want).abs() <= 1e-9 * want.max(1.0));
+            proptest::prop_assert_eq!(s.count, a.count + b.count);
+            let _ = s.detect_reset(&a);
+            let _ = a.detect_reset(&s);
+            s.compact();
+            proptest::prop_assert!(s.positive_buckets.iter().all(|&c| c != 0.0));
+            let mut d = s.clone();
+            d.sub(&b).unwrap();
+            let mut t = a.clone();
+            t.trim_buckets(rhs, rhs > 0.0);
+            proptest::prop_assert!(t.count <= a.count + 1e-9);
+            let buckets = a.all_buckets();
+            proptest::prop_assert!(buckets.windows(2).all(|w| w[0].upper <= w[1].lower + 1e-12));
+        }
+
+        #[test]
+        fn prop_same_layout_add_then_sub_restores(a in arb_histogram(), b in arb_histogram()) {
+            let mut b = b;
+            b.schema = a.schema;
+            b.zero_threshold = a.zero_threshold;
+            let mut s = a.clone();
+            s.add(&b).unwrap();
+            s.sub(&b).unwrap();
+            s.compact();
+            let mut want = a.clone();
+            want.compact();
+            let (got, exp) = (s.positive(), want.positive());
+            let got: Vec<(i32, f64)> = got.into_iter().filter(|x| x.1.abs() > 1e-9).collect();
+            proptest::prop_assert_eq!(got.len(), exp.len());
+            for (g, e) in got.iter().zip(&exp) {
+                proptest::prop_assert_eq!(g.0, e.0);
+                proptest::prop_assert!((g.1 - e.1).abs() <= 1e-9 * e.1.max(1.0));
+            }
+        }
     }
 
     #[test]
