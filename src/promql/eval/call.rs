@@ -577,6 +577,8 @@ impl Evaluator<'_> {
         kernel: &WindowKernel<'_>,
     ) -> Result<Series> {
         let metric = d.labels.metric_name().unwrap_or("");
+        let resets = matches!(mode, HistMode::Rate { counter: true, .. })
+            .then(|| hist_range::reset_flags(&d.hists));
         let mut points = Vec::new();
         let mut hists = Vec::new();
         let mut notes = Vec::new();
@@ -606,6 +608,7 @@ impl Evaluator<'_> {
                 end,
                 range_ms: input.range_ms,
                 metric,
+                resets: resets.as_ref().map(|r| &r[hlo..hhi]),
             };
             match hist_range::eval(mode, &w, |f| kernel(f, start, end, i, t), &mut notes) {
                 Some(Out::F(v)) => points.push(Point { i: i as u32, v }),

@@ -148,6 +148,21 @@ pub(crate) struct Window<'a> {
     /// The selector's range, ms.
     pub(crate) range_ms: i64,
     pub(crate) metric: &'a str,
+    /// Precomputed `hists[k].detect_reset(hists[k - 1])` for `k >= 1`
+    /// (aligned with `hists`), so sliding windows do not redo it.
+    pub(crate) resets: Option<&'a [bool]>,
+}
+
+/// `resets[k]`: whether histogram `k` is a counter reset after `k - 1`
+/// (`false` for the first), for [`Window::resets`].
+pub(crate) fn reset_flags(hists: &[HSample]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(hists.len());
+    out.push(false);
+    for w in hists.windows(2) {
+        out.push(w[1].h.detect_reset(&w[0].h));
+    }
+    out.truncate(hists.len());
+    out
 }
 
 fn mixed(w: &Window<'_>, notes: &mut Vec<Note>) -> Option<Out> {
@@ -379,7 +394,7 @@ fn rate(w: &Window<'_>, counter: bool, per_second: bool, notes: &mut Vec<Note>) 
     if hs.len() < 2 {
         return None;
     }
-    let mut result = histogram_rate(hs, counter, w.metric, notes)?;
+    let mut result = histogram_rate(hs, w.resets, counter, w.metric, notes)?;
     let (first_t, last_t) = (hs[0].t, hs[hs.len() - 1].t);
     let n_minus_one = (hs.len() - 1) as f64;
     let mut to_start = (first_t - w.start) as f64 / 1000.0;
@@ -415,11 +430,16 @@ fn rate(w: &Window<'_>, counter: bool, per_second: bool, notes: &mut Vec<Note>) 
 /// counter reset, at the lowest schema of the window.
 fn histogram_rate(
     hs: &[HSample],
+    resets: Option<&[bool]>,
     counter: bool,
     metric: &str,
     notes: &mut Vec<Note>,
 ) -> Option<FloatHistogram> {
     let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+    let is_reset = |k: usize| match resets.and_then(|r| r.get(k)) {
+        Some(&r) => r,
+        None => hs[k].h.detect_reset(&hs[k - 1].h),
+    };
     let last = &hs[hs.len() - 1].h;
     let mut prev: FloatHistogram = (*hs[0].h).clone();
     if counter && (gauge(&prev) || gauge(last)) {
@@ -430,7 +450,7 @@ fn histogram_rate(
     let mut custom = prev.uses_custom_buckets();
     if counter {
         let second = &hs[1].h;
-        if second.detect_reset(&prev) {
+        if is_reset(1) {
             prev = FloatHistogram {
                 schema: second.schema,
                 custom_values: second.custom_values.clone(),
@@ -469,11 +489,11 @@ fn histogram_rate(
         return None;
     }
     if counter {
+        // A reset at the second sample was handled by starting from an
+        // empty histogram, whose addition changes nothing.
         let mut p: &FloatHistogram = &prev;
-        for s in &hs[1..] {
-            if s.h.detect_reset(p)
-                && !add_noted(&mut h, p, HistogramOperation::Add, false, metric, notes)
-            {
+        for (k, s) in hs.iter().enumerate().skip(1) {
+            if is_reset(k) && !add_noted(&mut h, p, HistogramOperation::Add, false, metric, notes) {
                 return None;
             }
             p = &s.h;
@@ -550,6 +570,7 @@ mod tests {
             end: 60_000,
             range_ms: 60_000,
             metric: "m",
+            resets: None,
         }
     }
 
