@@ -7,6 +7,7 @@
 pub mod calendar;
 mod duration;
 pub mod histogram;
+pub mod histogram_ops;
 mod labels;
 mod matcher;
 mod sample;

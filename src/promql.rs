@@ -18,6 +18,7 @@ mod eval;
 mod functions;
 mod guard;
 mod segments;
+mod trim_ops;
 mod value;
 mod worker;
 
@@ -29,7 +30,7 @@ pub use guard::{
     check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
     QUERY_THREAD_STACK,
 };
-pub use value::{InstantSample, QueryResult, RangeSeries, Value};
+pub use value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
 pub use worker::{run_on_query_thread, WorkerError};
 
 /// Re-export of the parser's AST, for callers that build or rewrite

@@ -6,8 +6,8 @@
 //! * Directory: env `PROMQL_TESTS_DIR`, default `../shared/promql-tests`
 //!   relative to the crate root. Absent → a failure, unless
 //!   `TIDEMARK_SKIP_CONFORMANCE=1` says to skip (then one line saying so).
-//! * Runs the `float` and `duration_expr` categories; `native_histogram`
-//!   and `experimental` cases are skipped (not run at all).
+//! * Runs the `float`, `duration_expr` and `native_histogram` categories;
+//!   `experimental` cases are skipped (not run at all).
 //! * Every instant eval is also checked in range mode (§9.1) and with `@`
 //!   pinned on the AST at five eval times (§9.2), as upstream does.
 //! * Fails if a case fails that is not listed in
@@ -49,7 +49,7 @@ const CATEGORIES: [&str; 4] = ["float", "duration_expr", "native_histogram", "ex
 
 /// Whether cases of `category` are run (the others are skipped).
 fn is_run(category: &str) -> bool {
-    matches!(category, "float" | "duration_expr")
+    matches!(category, "float" | "duration_expr" | "native_histogram")
 }
 
 /// One row of `inventory.tsv`.
@@ -199,7 +199,7 @@ fn promql_conformance_suite() {
         .collect();
     files.sort();
     println!(
-        "PROMQL-CONFORMANCE running {} files from {}: float + duration_expr cases; instant evals also in range mode (§9.1) and @-pinned (§9.2)",
+        "PROMQL-CONFORMANCE running {} files from {}: float + duration_expr + native_histogram cases; instant evals also in range mode (§9.1) and @-pinned (§9.2)",
         files.len(),
         dir.display()
     );
@@ -318,7 +318,7 @@ fn promql_conformance_suite() {
         );
         if report.histogram_series > 0 {
             line.push_str(&format!(
-                " [{} histogram series not stored]",
+                " [{} series with histogram samples]",
                 report.histogram_series
             ));
         }
@@ -416,12 +416,12 @@ mod runner_tests {
 
     use crate::check::{
         check_annotations, check_error, compare_instant, compare_range, compare_range_mode,
-        float_eq, labels_cmp,
+        float_eq, hist_eq, labels_cmp,
     };
     use crate::pin::{pin_at, pinned_eval_times};
     use crate::script::{
-        expand_values, parse_duration_ms, parse_eval_block, parse_file, parse_metric,
-        parse_scalar_line, unquote, Command, EvalKind, Slot,
+        expand_values, parse_duration_ms, parse_eval_block, parse_file, parse_histogram,
+        parse_metric, parse_scalar_line, unquote, Command, EvalKind, Slot,
     };
 
     fn floats(s: &str) -> Vec<Option<f64>> {
@@ -431,7 +431,7 @@ mod runner_tests {
             .map(|x| match x {
                 Slot::Float(v) => Some(v),
                 Slot::Gap => None,
-                Slot::Histogram => panic!("histogram in {s}"),
+                Slot::Histogram { .. } => panic!("histogram in {s}"),
             })
             .collect()
     }
@@ -494,8 +494,64 @@ mod runner_tests {
         )
         .unwrap();
         assert_eq!(got.len(), 1 + 3 + 1 + 2 + 1);
-        assert_eq!(got[1], Slot::Histogram);
+        let Slot::Histogram { h, hint_set } = &got[1] else {
+            panic!("{:?}", got[1])
+        };
+        assert!(!hint_set);
+        assert_eq!((h.schema, h.sum, h.count), (0, 5.0, 4.0));
+        assert_eq!(h.positive(), vec![(0, 1.0), (1, 2.0), (2, 1.0)]);
         assert_eq!(got[7], Slot::Float(3.0));
+        // `{{A}}+{{B}}x1` is A, A+B.
+        let Slot::Histogram { h, .. } = &got[6] else {
+            panic!("{:?}", got[6])
+        };
+        assert_eq!(h.count, 3.0);
+    }
+
+    #[test]
+    fn parse_histogram_reads_every_key() {
+        let (h, hint_set) = parse_histogram(
+            "{{schema:-53 sum:-0.5 count:3 z_bucket:1 z_bucket_w:0.001 buckets:[1 0 2] offset:2 n_buckets:[4] n_offset:-1 custom_values:[0.1 0.2] counter_reset_hint:gauge}}",
+        )
+        .unwrap();
+        assert!(hint_set);
+        assert_eq!(h.schema, -53);
+        assert_eq!(
+            (h.sum, h.count, h.zero_count, h.zero_threshold),
+            (-0.5, 3.0, 1.0, 0.001)
+        );
+        assert_eq!(h.positive(), vec![(2, 1.0), (3, 0.0), (4, 2.0)]);
+        assert_eq!(h.negative(), vec![(-1, 4.0)]);
+        assert_eq!(h.custom_values, vec![0.1, 0.2]);
+        assert_eq!(
+            h.counter_reset_hint,
+            tidemark::model::CounterResetHint::Gauge
+        );
+        assert!(parse_histogram("{{}}").is_ok());
+        for bad in [
+            "{{sum}}",
+            "{{foo:1}}",
+            "{{buckets:[1 2}}",
+            "{{sum:1 sum:2}}",
+            "{{counter_reset_hint:x}}",
+        ] {
+            assert!(parse_histogram(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hist_eq_compares_compacted_and_hint_only_when_given() {
+        let (a, _) = parse_histogram("{{schema:0 sum:5 count:4 buckets:[1 0 2 1]}}").unwrap();
+        let (b, _) = parse_histogram(
+            "{{schema:0 sum:5 count:4 buckets:[0 1 0 2 1] offset:-1 counter_reset_hint:gauge}}",
+        )
+        .unwrap();
+        assert!(hist_eq(&a, &b, false));
+        assert!(!hist_eq(&b, &a, true), "hint given and different");
+        let (c, _) = parse_histogram("{{schema:0 sum:5 count:4 buckets:[1 0 2 2]}}").unwrap();
+        assert!(!hist_eq(&a, &c, false));
+        let (d, _) = parse_histogram("{{schema:1 sum:5 count:4 buckets:[1 0 2 1]}}").unwrap();
+        assert!(!hist_eq(&a, &d, false));
     }
 
     #[test]
@@ -655,6 +711,7 @@ mod runner_tests {
                     labels: Labels::from_static(l),
                     t: 0,
                     v: *v,
+                    h: None,
                 })
                 .collect(),
         )
@@ -680,6 +737,7 @@ mod runner_tests {
                 "h@st _ -1s _",
                 "empty",
             ]),
+            false,
             &mut hist,
         )
         .unwrap();
@@ -688,6 +746,7 @@ mod runner_tests {
             &storage.db,
             60_000,
             &lines(&["a _x2 5", "b 0+1x1"]),
+            false,
             &mut hist,
         )
         .unwrap();
@@ -718,10 +777,61 @@ mod runner_tests {
         assert_eq!(read("b"), vec![(0, b(0.0)), (60_000, b(1.0))]);
         assert_eq!(read("empty"), vec![]);
         assert_eq!(hist.len(), 1);
+        let hists = |name: &str| -> Vec<(i64, f64)> {
+            let q = storage.db.querier(i64::MIN, i64::MAX);
+            let series = q.select(&[tidemark::model::Matcher::eq("__name__", name)]);
+            series
+                .iter()
+                .flat_map(|s| {
+                    s.histograms()
+                        .map(|(t, h)| (t, h.count))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_eq!(hists("h"), vec![(30_000, 1.0)]);
         // An identical duplicate is ignored; an older or conflicting sample
         // for an existing series is refused, and the load fails.
-        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 1"]), &mut hist).is_ok());
-        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 7"]), &mut hist).is_err());
+        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 1"]), false, &mut hist).is_ok());
+        assert!(crate::run::load(&storage.db, 1_000, &lines(&["a 7"]), false, &mut hist).is_err());
+    }
+
+    #[test]
+    fn load_with_nhcb_derives_custom_bucket_histograms() {
+        let storage = crate::run::Storage::open();
+        let lines: Vec<(usize, String)> = [
+            r#"m_bucket{le="0.1"} 1 2"#,
+            r#"m_bucket{le="1"} 3 3"#,
+            r#"m_bucket{le="+Inf"} 4 5"#,
+            "m_sum 10 11",
+            "m_count 4 5",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i + 1, s.to_string()))
+        .collect();
+        let mut hist = std::collections::HashSet::new();
+        crate::run::load(&storage.db, 60_000, &lines, true, &mut hist).unwrap();
+        let q = storage.db.querier(i64::MIN, i64::MAX);
+        let series = q.select(&[tidemark::model::Matcher::eq("__name__", "m")]);
+        assert_eq!(series.len(), 1);
+        let got: Vec<(i64, tidemark::model::FloatHistogram)> = series[0].histograms().collect();
+        assert_eq!(got.len(), 2);
+        let h = &got[1].1;
+        assert_eq!(
+            (got[1].0, h.schema, h.count, h.sum),
+            (60_000, -53, 5.0, 11.0)
+        );
+        assert_eq!(h.custom_values, vec![0.1, 1.0]);
+        let mut h = h.clone();
+        h.compact();
+        assert_eq!(h.positive(), vec![(0, 2.0), (1, 1.0), (2, 2.0)]);
+        // Buckets that are not cumulative fail the load.
+        let bad: Vec<(usize, String)> = vec![
+            (1, r#"n_bucket{le="0.1"} 5"#.to_string()),
+            (2, r#"n_bucket{le="1"} 3"#.to_string()),
+        ];
+        assert!(crate::run::load(&storage.db, 60_000, &bad, true, &mut hist).is_err());
     }
 
     type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -733,6 +843,7 @@ mod runner_tests {
                 .map(|(l, pts)| RangeSeries {
                     labels: Labels::from_static(l),
                     samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+                    histograms: Vec::new(),
                 })
                 .collect(),
         )

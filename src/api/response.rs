@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::model::Labels;
+use crate::model::{FloatHistogram, Labels};
 use crate::promql::Value;
 
 /// Appends `v` as Prometheus writes a sample value, without quotes: Go's
@@ -116,6 +116,54 @@ pub(crate) fn push_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// Appends a histogram as Prometheus's `jsonutil.MarshalHistogram` does:
+/// `{"count":"…","sum":"…","buckets":[[rule,"lower","upper","count"],…]}`
+/// with every populated bucket in ascending order (no `buckets` field when
+/// none is populated). The rule: 0 lower-open/upper-closed, 1
+/// lower-closed/upper-open, 2 both open, 3 both closed.
+pub(crate) fn push_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":\"");
+    push_float(out, h.count);
+    out.push_str("\",\"sum\":\"");
+    push_float(out, h.sum);
+    out.push('"');
+    let mut first = true;
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => 3,
+            (true, false) => 1,
+            (false, true) => 0,
+            (false, false) => 2,
+        };
+        out.push('[');
+        out.push_str(&rule.to_string());
+        for v in [b.lower, b.upper, b.count] {
+            out.push_str(",\"");
+            push_float(out, v);
+            out.push('"');
+        }
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// Appends `[ts,{histogram}]`.
+pub(crate) fn push_histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    push_timestamp(out, t);
+    out.push(',');
+    push_histogram(out, h);
+    out.push(']');
+}
+
 /// Appends a JSON array of strings.
 pub(crate) fn push_str_array<S: AsRef<str>>(out: &mut String, items: &[S]) {
     out.push('[');
@@ -150,8 +198,16 @@ pub(crate) fn push_query_data(out: &mut String, value: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 push_labels(out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(out, s.t, s.v);
+                match &s.h {
+                    None => {
+                        out.push_str(",\"value\":");
+                        push_point(out, s.t, s.v);
+                    }
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        push_histogram_point(out, s.t, h);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -164,14 +220,29 @@ pub(crate) fn push_query_data(out: &mut String, value: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 push_labels(out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // Like Prometheus: `values` only with float points,
+                // `histograms` only with histogram points.
+                if !s.samples.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, p) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_point(out, p.t, p.v);
                     }
-                    push_point(out, p.t, p.v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, p) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_histogram_point(out, p.t, &p.h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }
@@ -336,6 +407,7 @@ mod tests {
                 labels: labels.clone(),
                 t: 1,
                 v: f64::NAN,
+                h: None,
             }]),
         );
         assert_eq!(
@@ -348,11 +420,107 @@ mod tests {
             &Value::Matrix(vec![RangeSeries {
                 labels,
                 samples: vec![Sample::new(1000, 1.0), Sample::new(2000, f64::INFINITY)],
+                histograms: Vec::new(),
             }]),
         );
         assert_eq!(
             out,
             r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a\"b"},"values":[[1,"1"],[2,"+Inf"]]}]}"#
+        );
+    }
+
+    /// The example of Prometheus's `MarshalHistogram` doc comment: zero
+    /// bucket closed on both sides, positive buckets lower-open.
+    fn doc_histogram() -> FloatHistogram {
+        let mut h = FloatHistogram {
+            schema: 0,
+            count: 42.0,
+            sum: 34593.34,
+            zero_threshold: 0.25,
+            zero_count: 3.0,
+            ..Default::default()
+        };
+        h.set_positive(&[(-1, 12.0), (0, 21.0), (1, 0.0), (2, 6.0)]);
+        h
+    }
+
+    #[test]
+    fn histogram_encodes_like_marshal_histogram() {
+        let mut out = String::new();
+        push_histogram(&mut out, &doc_histogram());
+        assert_eq!(
+            out,
+            r#"{"count":"42","sum":"34593.34","buckets":[[3,"-0.25","0.25","3"],[0,"0.25","0.5","12"],[0,"0.5","1","21"],[0,"2","4","6"]]}"#
+        );
+        // Negative buckets are lower-closed; no populated bucket, no field.
+        let mut h = FloatHistogram {
+            count: 1.0,
+            sum: -1.5,
+            ..Default::default()
+        };
+        h.set_negative(&[(1, 1.0)]);
+        out.clear();
+        push_histogram(&mut out, &h);
+        assert_eq!(
+            out,
+            r#"{"count":"1","sum":"-1.5","buckets":[[1,"-2","-1","1"]]}"#
+        );
+        out.clear();
+        push_histogram(&mut out, &FloatHistogram::default());
+        assert_eq!(out, r#"{"count":"0","sum":"0"}"#);
+        // Custom buckets: the first is closed below (at -Inf), all closed above.
+        let mut c = FloatHistogram {
+            schema: crate::model::histogram::CUSTOM_BUCKETS_SCHEMA,
+            count: 3.0,
+            sum: 2.0,
+            custom_values: vec![1.0],
+            ..Default::default()
+        };
+        c.set_positive(&[(0, 1.0), (1, 2.0)]);
+        out.clear();
+        push_histogram(&mut out, &c);
+        assert_eq!(
+            out,
+            r#"{"count":"3","sum":"2","buckets":[[3,"-Inf","1","1"],[0,"1","+Inf","2"]]}"#
+        );
+    }
+
+    #[test]
+    fn query_data_histogram_samples_and_series() {
+        let labels = Labels::from_static(&[("__name__", "h")]);
+        let mut out = String::new();
+        push_query_data(
+            &mut out,
+            &Value::Vector(vec![InstantSample {
+                labels: labels.clone(),
+                t: 1000,
+                v: 0.0,
+                h: Some(Box::new(doc_histogram())),
+            }]),
+        );
+        assert!(
+            out.starts_with(
+                r#"{"resultType":"vector","result":[{"metric":{"__name__":"h"},"histogram":[1,{"count":"42","#
+            ),
+            "{out}"
+        );
+        out.clear();
+        let small = FloatHistogram {
+            count: 2.0,
+            sum: 3.0,
+            ..Default::default()
+        };
+        push_query_data(
+            &mut out,
+            &Value::Matrix(vec![RangeSeries {
+                labels,
+                samples: vec![Sample::new(1000, 1.0)],
+                histograms: vec![crate::promql::HistogramPoint { t: 2000, h: small }],
+            }]),
+        );
+        assert_eq!(
+            out,
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"h"},"values":[[1,"1"]],"histograms":[[2,{"count":"2","sum":"3"}]]}]}"#
         );
     }
 

@@ -229,7 +229,9 @@ impl Engine {
         guard::prescan(query)?;
         let query = normalize_byte_escapes(query)?;
         let query = crate::promql::duration_expr::rewrite(&query)?;
-        let expr = guard::parse_caught(&query)?;
+        let (query, trims) = crate::promql::trim_ops::rewrite(&query);
+        let mut expr = guard::parse_caught(&query)?;
+        crate::promql::trim_ops::mark(&mut expr, trims);
         guard::check_ast(&expr)?;
         Ok(expr)
     }

@@ -14,17 +14,18 @@ mod call;
 mod select;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr};
 
-use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::engine::EngineOptions;
 use crate::promql::error::QueryError;
 use crate::promql::guard;
-use crate::promql::value::{InstantSample, QueryResult, RangeSeries, Value};
+use crate::promql::value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
 use crate::storage::Db;
 
 pub(crate) type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -73,12 +74,53 @@ pub(crate) struct Point {
     pub(crate) v: f64,
 }
 
-/// An instant-vector series over the steps of a grid.
+/// One histogram point of an instant-vector series: step index and value
+/// (shared, as selectors repeat one sample over several steps).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HPoint {
+    pub(crate) i: u32,
+    pub(crate) h: Arc<FloatHistogram>,
+}
+
+/// One histogram sample of a range input.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HSample {
+    pub(crate) t: i64,
+    pub(crate) h: Arc<FloatHistogram>,
+}
+
+/// An instant-vector series over the steps of a grid. A step has a float
+/// point or a histogram point, never both.
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
     pub(crate) labels: Labels,
     /// Ascending by step index, at most one point per step.
     pub(crate) points: Vec<Point>,
+    /// Histogram points, ascending by step index.
+    pub(crate) hists: Vec<HPoint>,
+}
+
+impl Series {
+    /// A series of float points only.
+    pub(crate) fn floats(labels: Labels, points: Vec<Point>) -> Self {
+        Self {
+            labels,
+            points,
+            hists: Vec::new(),
+        }
+    }
+
+    /// Whether the series has no point at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.hists.is_empty()
+    }
+}
+
+/// One series of a range input: labels, float samples, histogram samples.
+pub(crate) struct RangeData {
+    pub(crate) labels: Labels,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) hists: Vec<HSample>,
 }
 
 /// A node's value over a grid.
@@ -95,7 +137,7 @@ pub(crate) enum Val {
 /// A range-vector argument: raw (matrix selector) or computed (subquery)
 /// samples per series, and how to place the window at each step.
 pub(crate) struct RangeInput {
-    pub(crate) series: Vec<(Labels, Vec<Sample>)>,
+    pub(crate) series: Vec<RangeData>,
     pub(crate) range_ms: i64,
     pub(crate) offset_ms: i64,
     pub(crate) at: Option<i64>,
@@ -133,6 +175,67 @@ pub(crate) struct Evaluator<'a> {
     warnings: RefCell<Vec<String>>,
     infos: RefCell<Vec<String>>,
     checks: Cell<u32>,
+    /// Vector selectors (by address) whose histograms only feed
+    /// `histogram_count`/`_sum`/`_avg` (see [`stats_only_selectors`]).
+    stats_only: RefCell<HashSet<usize>>,
+}
+
+/// The vector selectors of `expr` whose histogram samples only feed
+/// `histogram_count`, `histogram_sum` or `histogram_avg`, with no
+/// subquery, `histogram_quantile`/`histogram_fraction` or trim operator
+/// on the way (upstream `detectHistogramStatsDecoding`). Prometheus reads
+/// those through its `HistogramStatsIterator`, which sets the counter
+/// reset hint of each sample with an unknown hint from the previous one;
+/// aggregations then see (and warn about) those hints.
+fn stats_only_selectors(expr: &Expr) -> HashSet<usize> {
+    fn walk(e: &Expr, stats: bool, blocked: bool, out: &mut HashSet<usize>) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                if stats && !blocked {
+                    out.insert(vs as *const _ as usize);
+                }
+            }
+            Expr::MatrixSelector(ms) => {
+                if stats && !blocked {
+                    out.insert(&ms.vs as *const _ as usize);
+                }
+            }
+            Expr::Aggregate(a) => {
+                walk(&a.expr, stats, blocked, out);
+                if let Some(p) = &a.param {
+                    walk(p, stats, blocked, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, stats, blocked, out),
+            Expr::Binary(b) => {
+                let trim = matches!(
+                    b.op.id(),
+                    crate::promql::trim_ops::TRIM_UPPER | crate::promql::trim_ops::TRIM_LOWER
+                );
+                walk(&b.lhs, stats, blocked || trim, out);
+                walk(&b.rhs, stats, blocked || trim, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, stats, blocked, out),
+            Expr::Subquery(s) => walk(&s.expr, stats, true, out),
+            Expr::Call(c) => {
+                let name = c.func.name;
+                let stats =
+                    stats || matches!(name, "histogram_count" | "histogram_sum" | "histogram_avg");
+                let blocked = blocked
+                    || matches!(
+                        name,
+                        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction"
+                    );
+                for a in &c.args.args {
+                    walk(a, stats, blocked, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    let mut out = HashSet::new();
+    walk(expr, false, false, &mut out);
+    out
 }
 
 /// Milliseconds since the epoch of a parser timestamp (may be before 1970),
@@ -155,8 +258,8 @@ fn val_samples(v: &Val) -> usize {
     match v {
         Val::Scalar(v) => v.len(),
         Val::String(_) => 1,
-        Val::Vector(s) => s.iter().map(|s| s.points.len()).sum(),
-        Val::Matrix(m) => m.iter().map(|s| s.samples.len()).sum(),
+        Val::Vector(s) => s.iter().map(|s| s.points.len() + s.hists.len()).sum(),
+        Val::Matrix(m) => m.iter().map(|s| s.samples.len() + s.histograms.len()).sum(),
     }
 }
 
@@ -179,31 +282,55 @@ pub(crate) fn merge_same_labels(mut series: Vec<Series>) -> Result<Vec<Series>> 
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut out: Vec<Series> = Vec::with_capacity(series.len());
     for s in series {
-        if s.points.is_empty() {
+        if s.is_empty() {
             continue;
         }
         match out.last_mut() {
             Some(last) if last.labels == s.labels => {
-                let (a, b) = (&last.points, &s.points);
-                let mut merged = Vec::with_capacity(a.len() + b.len());
-                let (mut x, mut y) = (0, 0);
-                while x < a.len() || y < b.len() {
-                    if y >= b.len() || (x < a.len() && a[x].i < b[y].i) {
-                        merged.push(a[x]);
-                        x += 1;
-                    } else if x >= a.len() || b[y].i < a[x].i {
-                        merged.push(b[y]);
-                        y += 1;
-                    } else {
+                last.points = merge_by_step(std::mem::take(&mut last.points), s.points, |p| p.i)?;
+                last.hists = merge_by_step(std::mem::take(&mut last.hists), s.hists, |p| p.i)?;
+                // A float and a histogram at one step collide too.
+                let mut k = 0;
+                for h in &last.hists {
+                    while k < last.points.len() && last.points[k].i < h.i {
+                        k += 1;
+                    }
+                    if last.points.get(k).is_some_and(|p| p.i == h.i) {
                         return Err(duplicate_labelset());
                     }
                 }
-                last.points = merged;
             }
             _ => out.push(s),
         }
     }
     Ok(out)
+}
+
+/// Merges two step-ascending point lists; a step in both is an error.
+fn merge_by_step<P>(a: Vec<P>, b: Vec<P>, step: impl Fn(&P) -> u32) -> Result<Vec<P>> {
+    if b.is_empty() {
+        return Ok(a);
+    }
+    if a.is_empty() {
+        return Ok(b);
+    }
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let mut a = a.into_iter().peekable();
+    let mut b = b.into_iter().peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some(x), Some(y)) => match step(x).cmp(&step(y)) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => return Err(duplicate_labelset()),
+            },
+        };
+        merged.extend(next);
+    }
+    Ok(merged)
 }
 
 pub(crate) fn duplicate_labelset() -> QueryError {
@@ -243,7 +370,15 @@ impl<'a> Evaluator<'a> {
             warnings: RefCell::default(),
             infos: RefCell::default(),
             checks: Cell::new(0),
+            stats_only: RefCell::default(),
         }
+    }
+
+    /// Whether `vs` is one of the query's stats-only selectors.
+    pub(crate) fn is_stats_only(&self, vs: &promql_parser::parser::VectorSelector) -> bool {
+        self.stats_only
+            .borrow()
+            .contains(&(vs as *const _ as usize))
     }
 
     fn finish(&self, value: Value) -> QueryResult {
@@ -333,6 +468,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn run_instant(&self, expr: &Expr) -> Result<QueryResult> {
+        *self.stats_only.borrow_mut() = stats_only_selectors(expr);
         let grid = Grid::new(self.query_start, self.query_start, 0);
         let t = self.query_start;
         let value = match self.eval(expr, &grid)? {
@@ -341,12 +477,20 @@ impl<'a> Evaluator<'a> {
             Val::Vector(series) => Value::Vector(
                 series
                     .into_iter()
-                    .filter_map(|s| {
-                        s.points.first().map(|p| InstantSample {
+                    .filter_map(|s| match (s.points.first(), s.hists.first()) {
+                        (Some(p), _) => Some(InstantSample {
                             labels: s.labels,
                             t,
                             v: p.v,
-                        })
+                            h: None,
+                        }),
+                        (None, Some(hp)) => Some(InstantSample {
+                            labels: s.labels,
+                            t,
+                            v: 0.0,
+                            h: Some(Box::new((*hp.h).clone())),
+                        }),
+                        (None, None) => None,
                     })
                     .collect(),
             ),
@@ -356,6 +500,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn run_range(&self, expr: &Expr) -> Result<QueryResult> {
+        *self.stats_only.borrow_mut() = stats_only_selectors(expr);
         let grid = Grid::new(self.query_start, self.query_end, self.query_step);
         let to_range = |s: Series| RangeSeries {
             labels: s.labels,
@@ -363,6 +508,14 @@ impl<'a> Evaluator<'a> {
                 .points
                 .iter()
                 .map(|p| Sample::new(grid.t(p.i as usize), p.v))
+                .collect(),
+            histograms: s
+                .hists
+                .into_iter()
+                .map(|p| HistogramPoint {
+                    t: grid.t(p.i as usize),
+                    h: Arc::unwrap_or_clone(p.h),
+                })
                 .collect(),
         };
         let value = match self.eval(expr, &grid)? {
@@ -373,11 +526,12 @@ impl<'a> Evaluator<'a> {
                     .enumerate()
                     .map(|(i, &v)| Sample::new(grid.t(i), v))
                     .collect(),
+                histograms: Vec::new(),
             }]),
             Val::Vector(series) => {
                 let mut m: Vec<RangeSeries> = series
                     .into_iter()
-                    .filter(|s| !s.points.is_empty())
+                    .filter(|s| !s.is_empty())
                     .map(to_range)
                     .collect();
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -417,7 +571,33 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, grid),
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(call::map_points(series, |_, v| Some(-v))?)),
+                Val::Vector(series) => {
+                    // Histograms are negated too (upstream `Mul(-1)`).
+                    let negated = series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: drop_name(&s.labels),
+                            points: s
+                                .points
+                                .into_iter()
+                                .map(|p| Point { i: p.i, v: -p.v })
+                                .collect(),
+                            hists: s
+                                .hists
+                                .into_iter()
+                                .map(|p| {
+                                    let mut h = Arc::unwrap_or_clone(p.h);
+                                    h.mul(-1.0);
+                                    HPoint {
+                                        i: p.i,
+                                        h: Arc::new(h),
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    Ok(Val::Vector(merge_same_labels(negated)?))
+                }
                 _ => Err(QueryError::Exec(
                     "unary minus needs a scalar or an instant vector".into(),
                 )),
@@ -437,12 +617,26 @@ impl<'a> Evaluator<'a> {
                 let m = input
                     .series
                     .into_iter()
-                    .filter_map(|(labels, samples)| {
-                        let samples: Vec<Sample> = samples
+                    .filter_map(|d| {
+                        let samples: Vec<Sample> = d
+                            .samples
                             .into_iter()
                             .filter(|s| s.t > start && s.t <= end)
                             .collect();
-                        (!samples.is_empty()).then_some(RangeSeries { labels, samples })
+                        let histograms: Vec<HistogramPoint> = d
+                            .hists
+                            .into_iter()
+                            .filter(|s| s.t > start && s.t <= end)
+                            .map(|s| HistogramPoint {
+                                t: s.t,
+                                h: Arc::unwrap_or_clone(s.h),
+                            })
+                            .collect();
+                        (!samples.is_empty() || !histograms.is_empty()).then_some(RangeSeries {
+                            labels: d.labels,
+                            samples,
+                            histograms,
+                        })
                     })
                     .collect();
                 Ok(Val::Matrix(m))
@@ -522,14 +716,13 @@ impl<'a> Evaluator<'a> {
             let val = self.eval(&sq.expr, &inner)?;
             let as_series = match val {
                 Val::Vector(v) => v,
-                Val::Scalar(v) => vec![Series {
-                    labels: Labels::empty(),
-                    points: v
-                        .into_iter()
+                Val::Scalar(v) => vec![Series::floats(
+                    Labels::empty(),
+                    v.into_iter()
                         .enumerate()
                         .map(|(i, v)| Point { i: i as u32, v })
                         .collect(),
-                }],
+                )],
                 _ => {
                     return Err(QueryError::Exec(
                         "subquery is only allowed on instant vector or scalar".into(),
@@ -537,13 +730,37 @@ impl<'a> Evaluator<'a> {
                 }
             };
             for s in as_series {
-                self.account(s.points.len())?;
+                self.account(s.points.len() + s.hists.len())?;
                 let samples = s
                     .points
                     .iter()
                     .map(|p| Sample::new(inner.t(p.i as usize), p.v))
                     .collect();
-                series.push((s.labels, samples));
+                // As upstream: explicit reset hints become "unknown", since
+                // a subquery may skip or repeat the samples they describe.
+                let hists = s
+                    .hists
+                    .into_iter()
+                    .map(|p| {
+                        let h = match p.h.counter_reset_hint {
+                            CounterResetHint::NotCounterReset | CounterResetHint::CounterReset => {
+                                let mut h = Arc::unwrap_or_clone(p.h);
+                                h.counter_reset_hint = CounterResetHint::Unknown;
+                                Arc::new(h)
+                            }
+                            _ => p.h,
+                        };
+                        HSample {
+                            t: inner.t(p.i as usize),
+                            h,
+                        }
+                    })
+                    .collect();
+                series.push(RangeData {
+                    labels: s.labels,
+                    samples,
+                    hists,
+                });
             }
         }
         Ok(RangeInput {

@@ -24,8 +24,10 @@
 #![allow(dead_code)]
 
 pub(crate) mod annotations;
+pub(crate) mod hist_range;
 pub(crate) mod histogram;
 pub(crate) mod math;
+pub(crate) mod native_histogram;
 pub(crate) mod over_time;
 pub(crate) mod rate;
 pub(crate) mod stats;

@@ -1,17 +1,28 @@
 //! Query results: scalars, strings, instant vectors and range vectors
 //! (matrices), plus the warnings and infos Prometheus attaches.
 
-use crate::model::{Labels, Sample};
+use crate::model::{FloatHistogram, Labels, Sample};
 
-/// One element of an instant vector.
+/// One element of an instant vector: a float, or a native histogram.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstantSample {
     /// The series' labels.
     pub labels: Labels,
     /// Evaluation timestamp, ms.
     pub t: i64,
-    /// The value.
+    /// The float value (unused when `h` is set).
     pub v: f64,
+    /// The histogram value, for a histogram sample (Prometheus `Sample.H`).
+    pub h: Option<Box<FloatHistogram>>,
+}
+
+/// One histogram point of a range vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint {
+    /// Timestamp, ms.
+    pub t: i64,
+    /// The histogram.
+    pub h: FloatHistogram,
 }
 
 /// One series of a range vector / matrix.
@@ -19,8 +30,10 @@ pub struct InstantSample {
 pub struct RangeSeries {
     /// The series' labels.
     pub labels: Labels,
-    /// Points in time order.
+    /// Float points in time order.
     pub samples: Vec<Sample>,
+    /// Histogram points in time order (Prometheus `Series.Histograms`).
+    pub histograms: Vec<HistogramPoint>,
 }
 
 /// The value of an evaluated expression.

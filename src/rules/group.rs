@@ -13,7 +13,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use crate::model::{Labels, LabelsBuilder, Matcher, Sample, METRIC_NAME, STALE_NAN};
+use crate::model::{
+    FloatHistogram, HistogramSample, HistogramValue, Labels, LabelsBuilder, Matcher, Sample,
+    METRIC_NAME, STALE_NAN,
+};
 use crate::promql::{Engine, QueryOptions, Value};
 use crate::rules::file::{GroupSpec, RuleKind, RuleSpec};
 use crate::rules::template::{Template, TemplateData};
@@ -291,10 +294,20 @@ impl Group {
             let now: HashSet<Labels> = series.iter().map(|(l, _)| l.clone()).collect();
             let mut batch: Vec<SeriesSamples> = series
                 .into_iter()
-                .map(|(labels, v)| SeriesSamples {
-                    labels,
-                    samples: vec![Sample::new(ts, v)],
-                    histograms: Vec::new(),
+                .map(|(labels, v)| match v {
+                    OutValue::Float(v) => SeriesSamples {
+                        labels,
+                        samples: vec![Sample::new(ts, v)],
+                        histograms: Vec::new(),
+                    },
+                    OutValue::Histogram(h) => SeriesSamples {
+                        labels,
+                        samples: Vec::new(),
+                        histograms: vec![HistogramSample {
+                            t: ts,
+                            h: HistogramValue::Float(*h),
+                        }],
+                    },
                 })
                 .collect();
             if err.is_none() {
@@ -395,7 +408,15 @@ impl Group {
     }
 }
 
-type Output = Vec<(Labels, f64)>;
+/// A rule's output value: a float, or a native histogram (a recording
+/// rule over histograms records histograms, as Prometheus does).
+#[derive(Debug, Clone)]
+enum OutValue {
+    Float(f64),
+    Histogram(Box<FloatHistogram>),
+}
+
+type Output = Vec<(Labels, OutValue)>;
 
 #[allow(clippy::too_many_arguments)]
 fn eval_rule(
@@ -411,9 +432,18 @@ fn eval_rule(
     let result = engine
         .instant(db, &rule.spec.expr, ts, &QueryOptions::default())
         .map_err(|e| e.to_string())?;
-    let vector: Vec<(Labels, f64)> = match result.value {
-        Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
-        Value::Scalar { v, .. } => vec![(Labels::empty(), v)],
+    let vector: Vec<(Labels, OutValue)> = match result.value {
+        Value::Vector(v) => v
+            .into_iter()
+            .map(|s| {
+                let value = match s.h {
+                    Some(h) => OutValue::Histogram(h),
+                    None => OutValue::Float(s.v),
+                };
+                (s.labels, value)
+            })
+            .collect(),
+        Value::Scalar { v, .. } => vec![(Labels::empty(), OutValue::Float(v))],
         other => {
             return Err(format!(
                 "rule result is not a vector or scalar: {}",
@@ -483,13 +513,18 @@ fn eval_alerting(
     active: &mut HashMap<Labels, Alert>,
     rule_labels: &BTreeMap<String, String>,
     p: AlertingParams<'_>,
-    vector: Vec<(Labels, f64)>,
+    vector: Vec<(Labels, OutValue)>,
     ts: i64,
     group_labels: &BTreeMap<String, String>,
     external: &BTreeMap<&str, &str>,
 ) -> Result<Output, String> {
     let mut current: HashMap<Labels, (f64, BTreeMap<String, String>)> = HashMap::new();
-    for (series, v) in vector {
+    for (series, value) in vector {
+        // A histogram's $value is 0, as Prometheus's Sample.F of one.
+        let v = match value {
+            OutValue::Float(v) => v,
+            OutValue::Histogram(_) => 0.0,
+        };
         let data = TemplateData {
             labels: series
                 .iter()
@@ -590,7 +625,7 @@ fn eval_alerting(
         }
         b.push(METRIC_NAME, ALERTS_METRIC)
             .push("alertstate", a.state.as_str());
-        out.push((b.build().map_err(|e| e.to_string())?, 1.0));
+        out.push((b.build().map_err(|e| e.to_string())?, OutValue::Float(1.0)));
         let mut b = LabelsBuilder::new();
         for l in a.labels.iter() {
             b.push_shared(l.name.clone(), l.value.clone());
@@ -598,7 +633,7 @@ fn eval_alerting(
         b.push(METRIC_NAME, ALERTS_FOR_STATE_METRIC);
         out.push((
             b.build().map_err(|e| e.to_string())?,
-            (a.active_at / 1000) as f64,
+            OutValue::Float((a.active_at / 1000) as f64),
         ));
     }
     Ok(out)
@@ -881,5 +916,51 @@ mod tests {
         assert_eq!(g.eval_timestamp(t + 10_000), t + 10_000);
         assert_eq!(g.eval_timestamp(t + 19_999), t + 10_000);
         assert_eq!((t - g.eval_timestamp(5 * 86_400_000)).rem_euclid(10_000), 0);
+    }
+
+    #[test]
+    fn recording_rule_over_histograms_records_histograms() {
+        use crate::model::{CounterResetHint, Span};
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let h = |count: f64| FloatHistogram {
+            counter_reset_hint: CounterResetHint::Gauge,
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 0.0,
+            count,
+            sum: count * 2.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            negative_spans: Vec::new(),
+            positive_buckets: vec![count / 2.0, count / 2.0],
+            negative_buckets: Vec::new(),
+            custom_values: Vec::new(),
+        };
+        for (inst, c) in [("1", 4.0), ("2", 6.0)] {
+            let b = [SeriesSamples {
+                labels: Labels::from_static(&[("__name__", "lat"), ("instance", inst)]),
+                samples: Vec::new(),
+                histograms: vec![HistogramSample {
+                    t: 0,
+                    h: HistogramValue::Float(h(c)),
+                }],
+            }];
+            assert!(db.append(&b).unwrap().is_complete());
+        }
+        let mut g = group(
+            "groups:\n  - name: g\n    rules:\n      - record: lat:sum\n        expr: sum(lat)\n",
+        );
+        assert_eq!(g.evaluate(&Engine::default(), &db, 10_000).failures, 0);
+        let got = Engine::default()
+            .instant_query(&db, "histogram_count(lat:sum)", 10_000)
+            .unwrap()
+            .value;
+        match got {
+            Value::Vector(v) => assert_eq!(v[0].v, 10.0),
+            other => panic!("{other:?}"),
+        }
     }
 }

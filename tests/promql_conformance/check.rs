@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use tidemark::model::{is_stale_nan, Labels};
+use tidemark::model::{is_stale_nan, FloatHistogram, Labels};
 use tidemark::promql::{QueryError, QueryResult, RangeSeries, Value};
 
 use crate::script::{Expectations, ExpectedSeries, Slot, TextMatch};
@@ -164,7 +164,7 @@ fn expected_text(series: &[ExpectedSeries]) -> String {
                 .map(|x| match x {
                     Slot::Gap => "_".into(),
                     Slot::Float(v) => fmt_f(*v),
-                    Slot::Histogram => "{{…}}".into(),
+                    Slot::Histogram { h, .. } => hist_text(h),
                 })
                 .collect();
             format!("{} {}", s.labels, vals.join(" "))
@@ -173,10 +173,87 @@ fn expected_text(series: &[ExpectedSeries]) -> String {
     v.join("; ")
 }
 
+/// A result value: a float or a histogram.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Got<'a> {
+    F(f64),
+    H(&'a FloatHistogram),
+}
+
+impl Got<'_> {
+    fn text(&self) -> String {
+        match self {
+            Got::F(v) => fmt_f(*v),
+            Got::H(h) => hist_text(h),
+        }
+    }
+}
+
+/// A histogram in the test notation, for failure messages.
+pub(crate) fn hist_text(h: &FloatHistogram) -> String {
+    let list = |b: &[(i32, f64)]| {
+        b.iter()
+            .map(|(i, c)| format!("{i}:{}", fmt_f(*c)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut s = format!(
+        "{{{{schema:{} count:{} sum:{}",
+        h.schema,
+        fmt_f(h.count),
+        fmt_f(h.sum)
+    );
+    if h.zero_count != 0.0 || h.zero_threshold != 0.0 {
+        s.push_str(&format!(
+            " z_bucket:{} z_bucket_w:{}",
+            fmt_f(h.zero_count),
+            fmt_f(h.zero_threshold)
+        ));
+    }
+    let (p, n) = (h.positive(), h.negative());
+    if !p.is_empty() {
+        s.push_str(&format!(" buckets(idx:count):[{}]", list(&p)));
+    }
+    if !n.is_empty() {
+        s.push_str(&format!(" n_buckets(idx:count):[{}]", list(&n)));
+    }
+    if !h.custom_values.is_empty() {
+        let cv: Vec<String> = h.custom_values.iter().map(|v| fmt_f(*v)).collect();
+        s.push_str(&format!(" custom_values:[{}]", cv.join(" ")));
+    }
+    s.push_str(&format!(" hint:{:?}}}}}", h.counter_reset_hint));
+    s
+}
+
+/// Upstream's `compareNativeHistogram` after `Compact(0)` on both sides:
+/// schema, zero threshold and (for custom buckets) bounds exactly; count,
+/// sum, zero count and every populated bucket within ε; the reset hint
+/// only when the expected literal gave one.
+pub(crate) fn hist_eq(exp: &FloatHistogram, got: &FloatHistogram, hint_set: bool) -> bool {
+    let (mut e, mut g) = (exp.clone(), got.clone());
+    e.compact();
+    g.compact();
+    let buckets_eq = |a: &[(i32, f64)], b: &[(i32, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && float_eq(x.1, y.1))
+    };
+    e.schema == g.schema
+        && float_eq(e.count, g.count)
+        && float_eq(e.sum, g.sum)
+        && (!e.uses_custom_buckets() || e.custom_values == g.custom_values)
+        && e.zero_threshold == g.zero_threshold
+        && float_eq(e.zero_count, g.zero_count)
+        && buckets_eq(&e.negative(), &g.negative())
+        && buckets_eq(&e.positive(), &g.positive())
+        && (!hint_set || e.counter_reset_hint == g.counter_reset_hint)
+}
+
 /// Compares an instant vector (labels, value) with the series lines (§8.2).
 pub(crate) fn compare_vector(
     exp: &Expectations,
-    got: &[(Labels, f64)],
+    got: &[(Labels, Got<'_>)],
     ordered: bool,
 ) -> Result<(), String> {
     if exp.scalar.is_some() {
@@ -195,7 +272,7 @@ pub(crate) fn compare_vector(
         let Some(e) = want.get(labels) else {
             return Err(format!(
                 "unexpected series {labels} = {} in result; expected: {}",
-                fmt_f(*v),
+                v.text(),
                 expected_text(&exp.series)
             ));
         };
@@ -206,18 +283,21 @@ pub(crate) fn compare_vector(
                 e.pos
             ));
         }
-        match e.slots.first() {
-            Some(Slot::Float(w)) if float_eq(*v, *w) => {}
-            Some(Slot::Float(w)) => {
+        match (e.slots.first(), v) {
+            (Some(Slot::Float(w)), Got::F(v)) if float_eq(*v, *w) => {}
+            (Some(Slot::Histogram { h, hint_set }), Got::H(g)) if hist_eq(h, g, *hint_set) => {}
+            (Some(Slot::Float(w)), v) => {
                 return Err(format!(
                     "series {labels}: expected {}, got {}",
                     fmt_f(*w),
-                    fmt_f(*v)
+                    v.text()
                 ))
             }
-            Some(Slot::Histogram) => {
+            (Some(Slot::Histogram { h, .. }), v) => {
                 return Err(format!(
-                    "series {labels}: expected a histogram, got a float"
+                    "series {labels}: expected {}, got {}",
+                    hist_text(h),
+                    v.text()
                 ))
             }
             _ => return Err(format!("series {labels}: expected value is a gap")),
@@ -261,7 +341,7 @@ pub(crate) fn compare_matrix(
             ));
         };
         let mut points = Vec::new();
-        let mut histograms = 0;
+        let mut hpoints = Vec::new();
         for (i, slot) in e.slots.iter().enumerate() {
             let t = start + i as i64 * step;
             if t > end {
@@ -273,7 +353,7 @@ pub(crate) fn compare_matrix(
             }
             match slot {
                 Slot::Float(v) => points.push((t, *v)),
-                Slot::Histogram => histograms += 1,
+                Slot::Histogram { h, hint_set } => hpoints.push((t, h, *hint_set)),
                 Slot::Gap => {}
             }
         }
@@ -286,15 +366,28 @@ pub(crate) fn compare_matrix(
             .iter()
             .map(|(t, v)| format!("{}@{}", fmt_f(*v), t))
             .collect();
-        if points.len() != s.samples.len() || histograms != 0 {
+        if points.len() != s.samples.len() || hpoints.len() != s.histograms.len() {
             return Err(format!(
-                "series {}: expected {} float and {histograms} histogram points [{}], got {} float points [{}]",
+                "series {}: expected {} float and {} histogram points [{}], got {} float and {} histogram points [{}]",
                 s.labels,
                 points.len(),
+                hpoints.len(),
                 want_pts.join(" "),
                 s.samples.len(),
+                s.histograms.len(),
                 got_pts.join(" ")
             ));
+        }
+        for ((t, h, hint_set), p) in hpoints.iter().zip(&s.histograms) {
+            if *t != p.t || !hist_eq(h, &p.h, *hint_set) {
+                return Err(format!(
+                    "series {}: expected histogram {} at {t}, got {} at {}",
+                    s.labels,
+                    hist_text(h),
+                    hist_text(&p.h),
+                    p.t
+                ));
+            }
         }
         for ((t, v), p) in points.iter().zip(&s.samples) {
             if *t != p.t || !float_eq(p.v, *v) {
@@ -357,7 +450,16 @@ pub(crate) fn compare_instant(exp: &Expectations, value: &Value) -> Result<(), S
         _ if exp.string.is_some() => Err(format!("expected a string, got a {}", value.type_name())),
         Value::Scalar { v, .. } => compare_scalar(exp, *v),
         Value::Vector(samples) => {
-            let got: Vec<(Labels, f64)> = samples.iter().map(|s| (s.labels.clone(), s.v)).collect();
+            let got: Vec<(Labels, Got<'_>)> = samples
+                .iter()
+                .map(|s| {
+                    let v = match &s.h {
+                        Some(h) => Got::H(h),
+                        None => Got::F(s.v),
+                    };
+                    (s.labels.clone(), v)
+                })
+                .collect();
             compare_vector(exp, &got, exp.ordered)
         }
         Value::Matrix(m) => Err(format!(
@@ -401,18 +503,18 @@ pub(crate) fn compare_range_mode(
         return Ok(());
     }
     check_sorted(m)?;
-    let vec: Vec<(Labels, f64)> = m
+    let vec: Vec<(Labels, Got<'_>)> = m
         .iter()
         .filter_map(|s| {
-            s.samples
-                .iter()
-                .find(|p| p.t == t)
-                .map(|p| (s.labels.clone(), p.v))
+            let f = s.samples.iter().find(|p| p.t == t).map(|p| Got::F(p.v));
+            let h = s.histograms.iter().find(|p| p.t == t).map(|p| Got::H(&p.h));
+            f.or(h).map(|v| (s.labels.clone(), v))
         })
         .collect();
     if let Value::Scalar { .. } = instant {
         return match vec.first() {
-            Some((_, v)) => compare_scalar(exp, *v),
+            Some((_, Got::F(v))) => compare_scalar(exp, *v),
+            Some((_, Got::H(_))) => Err("scalar expression has a histogram point".into()),
             None => Err("scalar expression has no point at the eval time".into()),
         };
     }

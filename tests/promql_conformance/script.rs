@@ -7,18 +7,156 @@
 //! and the blocks of skipped (histogram/experimental) cases are never parsed.
 
 use regex::Regex;
-use tidemark::model::{Labels, STALE_NAN};
+use tidemark::model::{CounterResetHint, FloatHistogram, Labels, Span, STALE_NAN};
 
 /// One slot of an expanded value list (§4.2).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Slot {
     /// `_`: no sample in this slot.
     Gap,
     /// A float sample; `stale` is [`STALE_NAN`].
     Float(f64),
-    /// A native-histogram sample. Only counted: the float runner neither
-    /// stores nor compares histograms.
-    Histogram,
+    /// A native-histogram sample (§4.3); `hint_set` says whether the
+    /// literal gave `counter_reset_hint` (only then is it compared).
+    Histogram {
+        h: Box<FloatHistogram>,
+        hint_set: bool,
+    },
+}
+
+/// Parses one `{{key:value …}}` histogram literal (§4.3), braces included;
+/// returns the histogram and whether it set `counter_reset_hint`.
+pub(crate) fn parse_histogram(s: &str) -> Result<(FloatHistogram, bool), String> {
+    let inner = s
+        .strip_prefix("{{")
+        .and_then(|x| x.strip_suffix("}}"))
+        .ok_or_else(|| format!("histogram literal {s:?} is not in {{{{…}}}}"))?;
+    let mut h = FloatHistogram::default();
+    let mut hint_set = false;
+    let (mut buckets, mut offset) = (None::<Vec<f64>>, 0i32);
+    let (mut n_buckets, mut n_offset) = (None::<Vec<f64>>, 0i32);
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rest = inner.trim_start();
+    while !rest.is_empty() {
+        let colon = rest
+            .find(':')
+            .ok_or_else(|| format!("histogram literal {s:?}: key without value"))?;
+        let key = rest[..colon].trim();
+        if seen.contains(&key) {
+            return Err(format!("histogram literal {s:?}: {key} given twice"));
+        }
+        seen.push(key);
+        let after = rest[colon + 1..].trim_start();
+        let (value, next) = if let Some(list) = after.strip_prefix('[') {
+            let end = list
+                .find(']')
+                .ok_or_else(|| format!("histogram literal {s:?}: unterminated list"))?;
+            (&list[..end], &list[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        let num = |v: &str| -> Result<f64, String> {
+            parse_value_float(v).map_err(|e| format!("histogram literal {s:?}: {key}: {e}"))
+        };
+        let list =
+            |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(num).collect() };
+        let int = |v: &str| -> Result<i32, String> {
+            v.parse::<i32>()
+                .map_err(|_| format!("histogram literal {s:?}: {key}: bad integer {v:?}"))
+        };
+        match key {
+            "schema" => h.schema = int(value)?,
+            "sum" => h.sum = num(value)?,
+            "count" => h.count = num(value)?,
+            "z_bucket" => h.zero_count = num(value)?,
+            "z_bucket_w" => h.zero_threshold = num(value)?,
+            "buckets" => buckets = Some(list(value)?),
+            "offset" => offset = int(value)?,
+            "n_buckets" => n_buckets = Some(list(value)?),
+            "n_offset" => n_offset = int(value)?,
+            "custom_values" => h.custom_values = list(value)?,
+            "counter_reset_hint" => {
+                hint_set = true;
+                h.counter_reset_hint = match value {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::CounterReset,
+                    "not_reset" => CounterResetHint::NotCounterReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    other => {
+                        return Err(format!(
+                            "histogram literal {s:?}: unknown counter_reset_hint {other:?}"
+                        ))
+                    }
+                };
+            }
+            other => return Err(format!("histogram literal {s:?}: unknown key {other:?}")),
+        }
+        rest = next.trim_start();
+    }
+    // One span per side, at the offset, covering the buckets as given.
+    let span = |b: &Option<Vec<f64>>, offset: i32| match b {
+        Some(b) if !b.is_empty() => vec![Span {
+            offset,
+            length: b.len() as u32,
+        }],
+        _ => Vec::new(),
+    };
+    h.positive_spans = span(&buckets, offset);
+    h.negative_spans = span(&n_buckets, n_offset);
+    h.positive_buckets = buckets.unwrap_or_default();
+    h.negative_buckets = n_buckets.unwrap_or_default();
+    Ok((h, hint_set))
+}
+
+/// Expands a histogram item: `{{A}}`, `{{A}}xN`, `{{A}}+{{B}}xN`,
+/// `{{A}}-{{B}}xN` (§4.2; sums by histogram addition, as upstream's
+/// parser, which takes the hint flag of the increment).
+fn expand_histogram_item(item: &str) -> Result<Vec<Slot>, String> {
+    let bad = || format!("invalid histogram item {item:?}");
+    let first_end = item.find("}}").ok_or_else(bad)? + 2;
+    let (base, base_hint) = parse_histogram(&item[..first_end])?;
+    let tail = &item[first_end..];
+    let slot = |h: FloatHistogram, hint_set: bool| Slot::Histogram {
+        h: Box::new(h),
+        hint_set,
+    };
+    if tail.is_empty() {
+        return Ok(vec![slot(base, base_hint)]);
+    }
+    if let Some(op @ ('+' | '-')) = tail.chars().next() {
+        let inc_text = &tail[1..];
+        let inc_end = inc_text.rfind("}}").ok_or_else(bad)? + 2;
+        let (inc, hint_set) = parse_histogram(&inc_text[..inc_end])?;
+        let ("", Some(n)) = split_times(&inc_text[inc_end..])? else {
+            return Err(bad());
+        };
+        let mut out = Vec::with_capacity(n + 1);
+        let mut cur = base;
+        out.push(slot(cur.clone(), hint_set));
+        for _ in 0..n {
+            if cur.schema > inc.schema {
+                return Err(format!(
+                    "{item:?}: cannot merge from schema {} to {}",
+                    inc.schema, cur.schema
+                ));
+            }
+            let mut next = cur.clone();
+            let r = if op == '+' {
+                next.add(&inc)
+            } else {
+                next.sub(&inc)
+            };
+            r.map_err(|e| format!("{item:?}: {e}"))?;
+            out.push(slot(next.clone(), hint_set));
+            cur = next;
+        }
+        return Ok(out);
+    }
+    match split_times(tail)? {
+        ("", Some(n)) => Ok(vec![slot(base, base_hint); n + 1]),
+        _ => Err(bad()),
+    }
 }
 
 /// A top-level command of a file.
@@ -30,6 +168,8 @@ pub(crate) enum Command {
         interval_ms: i64,
         /// `(line number, text)` of each series line.
         series: Vec<(usize, String)>,
+        /// `load_with_nhcb`: also derive custom-bucket histograms (§5.1).
+        nhcb: bool,
     },
     /// `clear`.
     Clear,
@@ -506,14 +646,7 @@ fn split_times(item: &str) -> Result<(&str, Option<usize>), String> {
 pub(crate) fn expand_item(item: &str) -> Result<Vec<Slot>, String> {
     let bad = || format!("invalid value item {item:?}");
     if item.contains("{{") {
-        let tail = &item[item.rfind("}}").ok_or_else(bad)? + 2..];
-        return match tail {
-            "" => Ok(vec![Slot::Histogram]),
-            _ => match split_times(tail)? {
-                ("", Some(n)) => Ok(vec![Slot::Histogram; n + 1]),
-                _ => Err(bad()),
-            },
-        };
+        return expand_histogram_item(item);
     }
     if item == "_" {
         return Ok(vec![Slot::Gap]);
@@ -702,6 +835,7 @@ pub(crate) fn parse_file(text: &str) -> Result<Vec<Command>, String> {
                     line: line_no,
                     interval_ms,
                     series,
+                    nhcb: word == "load_with_nhcb",
                 });
             }
             w if w.starts_with("eval") => {

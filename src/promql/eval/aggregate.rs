@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    by_step, merge_same_labels, Evaluator, Grid, Point, Result, Series, Val,
+    by_step, merge_same_labels, Evaluator, Grid, HPoint, Point, Result, Series, Val,
 };
-use crate::promql::functions::{annotations, stats};
+use crate::promql::functions::annotations::HistogramOperation;
+use crate::promql::functions::hist_range::HistSum;
+use crate::promql::functions::{annotations, native_histogram, stats};
 
 /// The labels of the group a series belongs to.
 pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
@@ -146,6 +148,83 @@ impl Acc {
     }
 }
 
+/// Running sum of the histograms of one group at one step (`sum`, `avg`).
+struct HistAcc {
+    sum: HistSum,
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
+}
+
+impl HistAcc {
+    fn new(h: &FloatHistogram, avg: bool) -> Self {
+        let mut a = HistAcc {
+            sum: HistSum::new(h, avg),
+            incompatible: false,
+            reset_seen: false,
+            not_reset_seen: false,
+        };
+        a.note_hint(h);
+        a
+    }
+
+    fn note_hint(&mut self, h: &FloatHistogram) {
+        match h.counter_reset_hint {
+            CounterResetHint::CounterReset => self.reset_seen = true,
+            CounterResetHint::NotCounterReset => self.not_reset_seen = true,
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, h: &FloatHistogram, ev: &Evaluator<'_>, metric: &str) {
+        if self.incompatible {
+            return;
+        }
+        self.note_hint(h);
+        match self.sum.add(h) {
+            Ok(r) => {
+                if r.nhcb_bounds_reconciled {
+                    ev.info(annotations::mismatched_custom_buckets_histograms_info(
+                        HistogramOperation::Agg,
+                    ));
+                }
+            }
+            Err(_) => {
+                ev.warn(annotations::mixed_exponential_custom_histograms_warning(
+                    metric,
+                ));
+                self.incompatible = true;
+            }
+        }
+    }
+
+    /// The sum (or mean), compacted; `None` when the group mixed
+    /// incompatible schemas.
+    fn finish(self, ev: &Evaluator<'_>) -> Option<FloatHistogram> {
+        if self.incompatible {
+            return None;
+        }
+        if self.reset_seen && self.not_reset_seen {
+            ev.warn(annotations::histogram_counter_reset_collision_warning(
+                HistogramOperation::Agg,
+            ));
+        }
+        Some(self.sum.finish())
+    }
+}
+
+/// Transposes the histogram points of series into per-step lists of
+/// `(series index, histogram)`.
+fn hist_by_step(series: &[Series], n: usize) -> Vec<Vec<(usize, &FloatHistogram)>> {
+    let mut steps: Vec<Vec<(usize, &FloatHistogram)>> = vec![Vec::new(); n];
+    for (k, s) in series.iter().enumerate() {
+        for p in &s.hists {
+            steps[p.i as usize].push((k, &p.h));
+        }
+    }
+    steps
+}
+
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as `count_values` labels use.
 pub(crate) fn format_float(v: f64) -> String {
     if v.is_nan() {
@@ -189,6 +268,10 @@ impl Evaluator<'_> {
                     .as_ref()
                     .ok_or_else(|| QueryError::Parse(format!("{} needs a parameter", a.op)))?;
                 let k = self.eval_scalar(param, grid)?;
+                if input.iter().any(|s| !s.hists.is_empty()) {
+                    let name = if op == AggOp::Topk { "topk" } else { "bottomk" };
+                    self.info(annotations::histogram_ignored_in_aggregation_info(name));
+                }
                 self.aggregate_k(op == AggOp::Topk, &k, input, &member, groups.len(), &steps)
             }
             AggOp::Quantile => {
@@ -197,6 +280,11 @@ impl Evaluator<'_> {
                     .as_ref()
                     .ok_or_else(|| QueryError::Parse("quantile needs a parameter".into()))?;
                 let q = self.eval_scalar(param, grid)?;
+                if input.iter().any(|s| !s.hists.is_empty()) {
+                    self.info(annotations::histogram_ignored_in_aggregation_info(
+                        "quantile",
+                    ));
+                }
                 let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
                 let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
                 for (i, step) in steps.iter().enumerate() {
@@ -223,12 +311,16 @@ impl Evaluator<'_> {
                     groups
                         .into_iter()
                         .zip(out)
-                        .map(|(labels, points)| Series { labels, points })
+                        .map(|(labels, points)| Series::floats(labels, points))
                         .collect(),
                 ))
             }
             AggOp::CountValues => {
-                let label = match a.param.as_deref() {
+                let mut param = a.param.as_deref();
+                while let Some(promql_parser::parser::Expr::Paren(p)) = param {
+                    param = Some(&p.expr);
+                }
+                let label = match param {
                     Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
                     _ => {
                         return Err(QueryError::Parse(
@@ -236,22 +328,29 @@ impl Evaluator<'_> {
                         ))
                     }
                 };
-                if label.is_empty() {
+                // U+FFFD only arises from invalid byte escapes in the query.
+                if label.is_empty() || label.contains('\u{FFFD}') {
                     return Err(QueryError::Exec(format!("invalid label name {label:?}")));
                 }
                 let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
                 let mut order: Vec<Labels> = Vec::new();
+                let hsteps = hist_by_step(&input, grid.n);
                 for (i, step) in steps.iter().enumerate() {
                     // Counts in order of first sight, found by hash: linear
                     // in the step's samples.
                     let mut counts: Vec<(Labels, f64)> = Vec::new();
                     let mut at: HashMap<Labels, usize> = HashMap::new();
-                    for &(k, v) in step {
+                    let values = step.iter().map(|&(k, v)| (k, format_float(v))).chain(
+                        hsteps[i]
+                            .iter()
+                            .map(|&(k, h)| (k, native_histogram::to_prom_string(h))),
+                    );
+                    for (k, value) in values {
                         let mut b = LabelsBuilder::new();
                         for x in groups[member[k]].iter().filter(|x| *x.name != *label) {
                             b.push_shared(x.name.clone(), x.value.clone());
                         }
-                        b.push(&label, &format_float(v));
+                        b.push(&label, &value);
                         let l = b.build().map_err(|e| QueryError::Exec(e.to_string()))?;
                         match at.get(&l) {
                             Some(&j) => counts[j].1 += 1.0,
@@ -274,7 +373,7 @@ impl Evaluator<'_> {
                         .into_iter()
                         .map(|l| {
                             let points = out.remove(&l).unwrap_or_default();
-                            Series { labels: l, points }
+                            Series::floats(l, points)
                         })
                         .collect(),
                 ))
@@ -288,8 +387,18 @@ impl Evaluator<'_> {
             | AggOp::Stddev
             | AggOp::Stdvar => {
                 let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
+                let mut hout: Vec<Vec<HPoint>> = vec![Vec::new(); groups.len()];
                 let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
+                let mut haccs: Vec<Option<HistAcc>> = (0..groups.len()).map(|_| None).collect();
                 let mut touched: Vec<usize> = Vec::new();
+                let hsteps = hist_by_step(&input, grid.n);
+                let ignored = match op {
+                    AggOp::Min => Some("min"),
+                    AggOp::Max => Some("max"),
+                    AggOp::Stddev => Some("stddev"),
+                    AggOp::Stdvar => Some("stdvar"),
+                    _ => None,
+                };
                 for (i, step) in steps.iter().enumerate() {
                     for &(k, v) in step {
                         let g = member[k];
@@ -299,6 +408,50 @@ impl Evaluator<'_> {
                                 *slot = Acc::new(op, v);
                                 touched.push(g);
                             }
+                        }
+                    }
+                    for &(k, h) in &hsteps[i] {
+                        let g = member[k];
+                        match op {
+                            AggOp::Sum | AggOp::Avg => {
+                                let name = input[k].labels.metric_name().unwrap_or("");
+                                match &mut haccs[g] {
+                                    Some(acc) => acc.add(h, self, name),
+                                    slot => *slot = Some(HistAcc::new(h, op == AggOp::Avg)),
+                                }
+                            }
+                            // Members without a value: count them.
+                            AggOp::Count | AggOp::Group => match &mut accs[g] {
+                                Some(acc) => acc.add(0.0),
+                                slot => {
+                                    *slot = Acc::new(op, 0.0);
+                                    touched.push(g);
+                                }
+                            },
+                            _ => {
+                                if let Some(name) = ignored {
+                                    self.info(annotations::histogram_ignored_in_aggregation_info(
+                                        name,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    for g in 0..groups.len() {
+                        let Some(hacc) = haccs[g].take() else {
+                            continue;
+                        };
+                        if accs[g].is_some() {
+                            // Floats and histograms in one group: no result.
+                            self.warn(annotations::mixed_floats_histograms_agg_warning());
+                            accs[g] = None;
+                            continue;
+                        }
+                        if let Some(h) = hacc.finish(self) {
+                            hout[g].push(HPoint {
+                                i: i as u32,
+                                h: std::sync::Arc::new(h),
+                            });
                         }
                     }
                     for g in touched.drain(..) {
@@ -315,7 +468,12 @@ impl Evaluator<'_> {
                     groups
                         .into_iter()
                         .zip(out)
-                        .map(|(labels, points)| Series { labels, points })
+                        .zip(hout)
+                        .map(|((labels, points), hists)| Series {
+                            labels,
+                            points,
+                            hists,
+                        })
                         .collect(),
                 ))
             }
@@ -385,12 +543,7 @@ impl Evaluator<'_> {
         let mut series: Vec<Option<Series>> = input
             .into_iter()
             .zip(out)
-            .map(|(s, points)| {
-                Some(Series {
-                    labels: s.labels,
-                    points,
-                })
-            })
+            .map(|(s, points)| Some(Series::floats(s.labels, points)))
             .collect();
         let result = if steps.len() == 1 {
             instant_order

@@ -5,14 +5,17 @@
 //! `VectorOr`, `VectorUnless`, `VectorscalarBinop`, `resultMetric` (v3.14).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    by_step, drop_name, merge_same_labels, Evaluator, Grid, Point, Result, Series, Val,
+    drop_name, merge_same_labels, Evaluator, Grid, HPoint, Point, Result, Series, Val,
 };
+use crate::promql::functions::annotations::{self, HistogramOperation};
+use crate::promql::functions::hist_range::Note;
 
 /// Prometheus's `labels.String()`: `{a="b", c="d"}`, `__name__` included.
 pub(crate) fn prom_labels(l: &Labels) -> String {
@@ -50,6 +53,178 @@ fn binop(op: &str, l: f64, r: f64) -> (f64, bool) {
         "<=" => (l, l <= r),
         _ => (f64::NAN, false),
     }
+}
+
+/// One value of an instant vector at one step.
+#[derive(Debug, Clone)]
+pub(crate) enum V {
+    F(f64),
+    H(Arc<FloatHistogram>),
+}
+
+/// What an element-wise operation produced: the value (`None`: dropped)
+/// and the annotation it raised.
+struct Elem {
+    value: Option<V>,
+    keep: bool,
+    note: Option<Note>,
+    /// The note drops the sample in vector-vector operations (upstream
+    /// returns it as `err`, not as `info`).
+    drops: bool,
+}
+
+/// Transposes series into per-step lists of `(series index, value)`,
+/// floats and histograms.
+fn by_step_any(series: &[Series], n: usize) -> Vec<Vec<(usize, V)>> {
+    let mut steps: Vec<Vec<(usize, V)>> = vec![Vec::new(); n];
+    for (k, s) in series.iter().enumerate() {
+        for p in &s.points {
+            steps[p.i as usize].push((k, V::F(p.v)));
+        }
+        for p in &s.hists {
+            steps[p.i as usize].push((k, V::H(p.h.clone())));
+        }
+    }
+    steps
+}
+
+fn push_v(s: &mut Series, i: u32, v: V) {
+    match v {
+        V::F(v) => s.points.push(Point { i, v }),
+        V::H(h) => s.hists.push(HPoint { i, h }),
+    }
+}
+
+/// Orders a series' points by step after values were pushed out of order.
+fn sort_points(s: &mut Series) {
+    s.points.sort_by_key(|p| p.i);
+    s.hists.sort_by_key(|p| p.i);
+}
+
+/// Upstream `vectorElemBinop` for operands of which at least one is a
+/// histogram (floats on both sides use [`binop`]).
+fn elem_binop(op: &str, l: &V, r: &V) -> Elem {
+    let incompatible = |lt: &str, rt: &str| Elem {
+        value: None,
+        keep: false,
+        note: Some(Note::Info(annotations::incompatible_types_in_bin_op_info(
+            lt, op, rt,
+        ))),
+        drops: true,
+    };
+    let ok = |h: FloatHistogram| Elem {
+        value: Some(V::H(Arc::new(h))),
+        keep: true,
+        note: None,
+        drops: false,
+    };
+    let trim = matches!(op, "</" | ">/");
+    match (l, r) {
+        (V::F(_), V::F(_)) if trim => incompatible("float", "float"),
+        (V::H(h), V::F(f)) if trim => {
+            let mut h = (**h).clone();
+            h.trim_buckets(*f, op == "</");
+            ok(h)
+        }
+        (V::F(a), V::F(b)) => {
+            let (v, keep) = binop(op, *a, *b);
+            Elem {
+                value: Some(V::F(v)),
+                keep,
+                note: None,
+                drops: false,
+            }
+        }
+        (V::F(f), V::H(h)) => match op {
+            "*" => {
+                let mut h = (**h).clone();
+                h.mul(*f);
+                h.compact();
+                ok(h)
+            }
+            _ => incompatible("float", "histogram"),
+        },
+        (V::H(h), V::F(f)) => match op {
+            "*" | "/" => {
+                let mut h = (**h).clone();
+                if op == "*" {
+                    h.mul(*f);
+                } else {
+                    h.div(*f);
+                }
+                h.compact();
+                ok(h)
+            }
+            _ => incompatible("histogram", "float"),
+        },
+        (V::H(a), V::H(b)) => match op {
+            "+" | "-" => {
+                let mut h = (**a).clone();
+                let res = if op == "+" { h.add(b) } else { h.sub(b) };
+                let what = if op == "+" {
+                    HistogramOperation::Add
+                } else {
+                    HistogramOperation::Sub
+                };
+                match res {
+                    Err(_) => Elem {
+                        value: None,
+                        keep: false,
+                        note: Some(Note::Warn(
+                            annotations::incompatible_bucket_layout_in_bin_op_warning(op),
+                        )),
+                        drops: true,
+                    },
+                    Ok(c) => {
+                        if op == "-" {
+                            h.counter_reset_hint = CounterResetHint::Gauge;
+                        }
+                        h.compact();
+                        let mut e = ok(h);
+                        if c.counter_reset_collision {
+                            e.note = Some(Note::Warn(
+                                annotations::histogram_counter_reset_collision_warning(what),
+                            ));
+                            e.drops = true;
+                        } else if c.nhcb_bounds_reconciled {
+                            e.note = Some(Note::Info(
+                                annotations::mismatched_custom_buckets_histograms_info(what),
+                            ));
+                        }
+                        e
+                    }
+                }
+            }
+            "==" | "!=" => {
+                let eq = hist_equals(a, b);
+                Elem {
+                    value: Some(V::H(a.clone())),
+                    keep: if op == "==" { eq } else { !eq },
+                    note: None,
+                    drops: false,
+                }
+            }
+            _ => incompatible("histogram", "histogram"),
+        },
+    }
+}
+
+/// Prometheus `FloatHistogram.Equals`: same layout, bitwise equal values.
+fn hist_equals(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let bits = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| p.0 == q.0 && p.1.to_bits() == q.1.to_bits())
+    };
+    a.schema == b.schema
+        && a.count.to_bits() == b.count.to_bits()
+        && a.sum.to_bits() == b.sum.to_bits()
+        && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
+        && a.zero_threshold == b.zero_threshold
+        && a.zero_count.to_bits() == b.zero_count.to_bits()
+        && bits(&a.positive(), &b.positive())
+        && bits(&a.negative(), &b.negative())
 }
 
 /// How two series are matched: `on(...)` keeps only the listed labels;
@@ -97,7 +272,7 @@ fn matching(modifier: &Option<BinModifier>) -> Matching<'_> {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_binary(&self, b: &BinaryExpr, grid: &Grid) -> Result<Val> {
-        let op = b.op.to_string().to_lowercase();
+        let op = crate::promql::trim_ops::op_text(b.op);
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let lhs = self.eval(&b.lhs, grid)?;
         let rhs = self.eval(&b.rhs, grid)?;
@@ -140,7 +315,15 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(v.len());
         for series in v {
             let mut points = Vec::with_capacity(series.points.len());
+            if matches!(op, "</" | ">/") && !series.points.is_empty() {
+                self.info(annotations::incompatible_types_in_bin_op_info(
+                    "float", op, "float",
+                ));
+            }
             for p in series.points {
+                if matches!(op, "</" | ">/") {
+                    continue;
+                }
                 let sv = s[p.i as usize];
                 let (mut value, keep) = if scalar_left {
                     binop(op, sv, p.v)
@@ -163,7 +346,41 @@ impl Evaluator<'_> {
             } else {
                 series.labels
             };
-            out.push(Series { labels, points });
+            let mut s_out = Series::floats(labels, points);
+            for hp in series.hists {
+                let sv = V::F(s[hp.i as usize]);
+                let hv = V::H(hp.h.clone());
+                let e = if scalar_left {
+                    elem_binop(op, &sv, &hv)
+                } else {
+                    elem_binop(op, &hv, &sv)
+                };
+                match e.note {
+                    Some(Note::Info(n)) => {
+                        self.info(n);
+                        continue;
+                    }
+                    Some(Note::Warn(n)) => {
+                        self.warn(n);
+                        if e.value.is_none() {
+                            continue;
+                        }
+                    }
+                    None => {}
+                }
+                let Some(mut value) = e.value else { continue };
+                if comparison && scalar_left {
+                    value = hv;
+                }
+                if return_bool {
+                    value = V::F(f64::from(u8::from(e.keep)));
+                } else if !e.keep {
+                    continue;
+                }
+                push_v(&mut s_out, hp.i, value);
+            }
+            sort_points(&mut s_out);
+            out.push(s_out);
         }
         if rename {
             out = merge_same_labels(out)?;
@@ -181,45 +398,45 @@ impl Evaluator<'_> {
     ) -> Result<Val> {
         let lsig: Vec<Labels> = l.iter().map(|s| m.signature(&s.labels)).collect();
         let rsig: Vec<Labels> = r.iter().map(|s| m.signature(&s.labels)).collect();
-        let lsteps = by_step(&l, grid.n);
-        let rsteps = by_step(&r, grid.n);
-        let mut lout: Vec<Vec<Point>> = vec![Vec::new(); l.len()];
-        let mut rout: Vec<Vec<Point>> = vec![Vec::new(); r.len()];
+        let lsteps = by_step_any(&l, grid.n);
+        let rsteps = by_step_any(&r, grid.n);
+        let mut lout: Vec<Series> = l
+            .iter()
+            .map(|s| Series::floats(s.labels.clone(), Vec::new()))
+            .collect();
+        let mut rout: Vec<Series> = r
+            .iter()
+            .map(|s| Series::floats(s.labels.clone(), Vec::new()))
+            .collect();
         for i in 0..grid.n {
             match op {
                 "and" | "unless" => {
                     let present: HashSet<&Labels> =
-                        rsteps[i].iter().map(|&(k, _)| &rsig[k]).collect();
-                    for &(k, v) in &lsteps[i] {
-                        if present.contains(&lsig[k]) == (op == "and") {
-                            lout[k].push(Point { i: i as u32, v });
+                        rsteps[i].iter().map(|(k, _)| &rsig[*k]).collect();
+                    for (k, v) in &lsteps[i] {
+                        if present.contains(&lsig[*k]) == (op == "and") {
+                            push_v(&mut lout[*k], i as u32, v.clone());
                         }
                     }
                 }
                 _ => {
                     let present: HashSet<&Labels> =
-                        lsteps[i].iter().map(|&(k, _)| &lsig[k]).collect();
-                    for &(k, v) in &lsteps[i] {
-                        lout[k].push(Point { i: i as u32, v });
+                        lsteps[i].iter().map(|(k, _)| &lsig[*k]).collect();
+                    for (k, v) in &lsteps[i] {
+                        push_v(&mut lout[*k], i as u32, v.clone());
                     }
-                    for &(k, v) in &rsteps[i] {
-                        if !present.contains(&rsig[k]) {
-                            rout[k].push(Point { i: i as u32, v });
+                    for (k, v) in &rsteps[i] {
+                        if !present.contains(&rsig[*k]) {
+                            push_v(&mut rout[*k], i as u32, v.clone());
                         }
                     }
                 }
             }
         }
         let mut out: Vec<Series> = Vec::with_capacity(l.len() + r.len());
-        out.extend(l.into_iter().zip(lout).map(|(s, points)| Series {
-            labels: s.labels,
-            points,
-        }));
-        out.extend(r.into_iter().zip(rout).map(|(s, points)| Series {
-            labels: s.labels,
-            points,
-        }));
-        out.retain(|s| !s.points.is_empty());
+        out.extend(lout);
+        out.extend(rout);
+        out.retain(|s| !s.is_empty());
         let mut seen = HashSet::new();
         if out.iter().all(|s| seen.insert(s.labels.clone())) {
             return Ok(Val::Vector(out));
@@ -248,8 +465,8 @@ impl Evaluator<'_> {
         let (many, one) = if one_to_many { (r, l) } else { (l, r) };
         let msig: Vec<Labels> = many.iter().map(|s| m.signature(&s.labels)).collect();
         let osig: Vec<Labels> = one.iter().map(|s| m.signature(&s.labels)).collect();
-        let msteps = by_step(&many, grid.n);
-        let osteps = by_step(&one, grid.n);
+        let msteps = by_step_any(&many, grid.n);
+        let osteps = by_step_any(&one, grid.n);
         let comparison = is_comparison(op);
         let rename = drops_name(op) || return_bool;
 
@@ -257,9 +474,9 @@ impl Evaluator<'_> {
         let mut out: Vec<Series> = Vec::new();
         for i in 0..grid.n {
             self.check("binary operation")?;
-            let mut one_at: HashMap<&Labels, (usize, f64)> =
-                HashMap::with_capacity(osteps[i].len());
-            for &(k, v) in &osteps[i] {
+            let mut one_at: HashMap<&Labels, (usize, &V)> = HashMap::with_capacity(osteps[i].len());
+            for (k, v) in &osteps[i] {
+                let k = *k;
                 if let Some(&(prev, _)) = one_at.get(&osig[k]) {
                     let side = if one_to_many { "left" } else { "right" };
                     let (a, b2) = (&one[prev].labels, &one[k].labels);
@@ -274,7 +491,8 @@ impl Evaluator<'_> {
             }
             let mut matched: HashSet<&Labels> = HashSet::new();
             let mut inserted: HashSet<Labels> = HashSet::new();
-            for &(k, v) in &msteps[i] {
+            for (k, v) in &msteps[i] {
+                let k = *k;
                 let Some(&(o, ov)) = one_at.get(&msig[k]) else {
                     continue;
                 };
@@ -284,9 +502,24 @@ impl Evaluator<'_> {
                     return Err(QueryError::Exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
                 }
                 let (fl, fr) = if one_to_many { (ov, v) } else { (v, ov) };
-                let (mut value, keep) = binop(op, fl, fr);
+                let e = elem_binop(op, fl, fr);
+                match e.note {
+                    Some(Note::Info(n)) if e.drops => {
+                        self.info(n);
+                        continue;
+                    }
+                    Some(Note::Warn(n)) if e.drops => {
+                        self.warn(n);
+                        continue;
+                    }
+                    Some(Note::Info(n)) => self.info(n),
+                    Some(Note::Warn(n)) => self.warn(n),
+                    None => {}
+                }
+                let keep = e.keep;
+                let Some(mut value) = e.value else { continue };
                 if return_bool {
-                    value = f64::from(u8::from(keep));
+                    value = V::F(f64::from(u8::from(keep)));
                 } else if comparison && !keep {
                     continue;
                 }
@@ -301,10 +534,7 @@ impl Evaluator<'_> {
                             &m,
                             include,
                         );
-                        out.push(Series {
-                            labels,
-                            points: Vec::new(),
-                        });
+                        out.push(Series::floats(labels, Vec::new()));
                         result_labels.insert((k, o), out.len() - 1);
                         out.len() - 1
                     }
@@ -315,10 +545,7 @@ impl Evaluator<'_> {
                             .into(),
                     ));
                 }
-                out[idx].points.push(Point {
-                    i: i as u32,
-                    v: value,
-                });
+                push_v(&mut out[idx], i as u32, value);
             }
         }
         Ok(Val::Vector(merge_same_labels(out)?))

@@ -6,17 +6,23 @@
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
-use crate::model::{Labels, LabelsBuilder, Sample, METRIC_NAME};
+use crate::model::{FloatHistogram, Labels, LabelsBuilder, Sample, METRIC_NAME};
 use crate::promql::error::QueryError;
 use crate::promql::eval::{
-    drop_name, merge_same_labels, Evaluator, Grid, Point, RangeInput, Result, Series, Val,
+    drop_name, merge_same_labels, Evaluator, Grid, HPoint, Point, RangeData, RangeInput, Result,
+    Series, Val,
 };
+use crate::promql::functions::hist_range::{self, HistMode, Note, Out, Window};
 use crate::promql::functions::table::{self, Eval, Function, RangeKernel, Special};
-use crate::promql::functions::{annotations, histogram, math, rate};
+use crate::promql::functions::{annotations, histogram, math, native_histogram, rate};
 
 /// Series of one classic histogram: labels without `le`, metric name, and
 /// `(le, series index)` per bucket.
 type BucketGroup = (Labels, String, Vec<(f64, usize)>);
+
+/// A float range kernel bound to its function's parameters: (window,
+/// start, end, step index, step time) → value.
+type WindowKernel<'a> = dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + 'a;
 
 /// Below this much work (samples plus steps) a range function runs on the
 /// calling thread; thread start-up would cost more than it saves.
@@ -81,10 +87,50 @@ fn absent_result(present: &[bool], arg: &Expr) -> Vec<Series> {
     if points.is_empty() {
         return Vec::new();
     }
-    vec![Series {
-        labels: absent_labels(arg),
-        points,
-    }]
+    vec![Series::floats(absent_labels(arg), points)]
+}
+
+/// Applies `f` to every histogram point (step, histogram, metric name),
+/// dropping float points and the metric name.
+pub(crate) fn map_histograms(
+    series: Vec<Series>,
+    f: impl Fn(usize, &FloatHistogram, &str) -> Option<f64>,
+) -> Result<Vec<Series>> {
+    let out = series
+        .into_iter()
+        .filter(|s| !s.hists.is_empty())
+        .map(|s| {
+            let metric = s.labels.metric_name().unwrap_or("").to_string();
+            Series::floats(
+                drop_name(&s.labels),
+                s.hists
+                    .iter()
+                    .filter_map(|p| f(p.i as usize, &p.h, &metric).map(|v| Point { i: p.i, v }))
+                    .collect(),
+            )
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+/// The union of two results of one function (classic and native parts).
+fn join_vectors(a: Val, b: Vec<Series>) -> Result<Val> {
+    match a {
+        Val::Vector(mut v) => {
+            v.extend(b);
+            Ok(Val::Vector(merge_same_labels(v)?))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Labels without `le`.
+fn without_le(l: &Labels) -> Labels {
+    let mut b = LabelsBuilder::new();
+    for x in l.iter().filter(|x| &*x.name != "le") {
+        b.push_shared(x.name.clone(), x.value.clone());
+    }
+    b.build().expect("subset of valid labels")
 }
 
 /// Applies `f` to every point, dropping the metric name.
@@ -94,13 +140,14 @@ pub(crate) fn map_points(
 ) -> Result<Vec<Series>> {
     let out = series
         .into_iter()
-        .map(|s| Series {
-            labels: drop_name(&s.labels),
-            points: s
-                .points
-                .into_iter()
-                .filter_map(|p| f(p.i as usize, p.v).map(|v| Point { i: p.i, v }))
-                .collect(),
+        .map(|s| {
+            Series::floats(
+                drop_name(&s.labels),
+                s.points
+                    .into_iter()
+                    .filter_map(|p| f(p.i as usize, p.v).map(|v| Point { i: p.i, v }))
+                    .collect(),
+            )
         })
         .collect();
     merge_same_labels(out)
@@ -125,17 +172,21 @@ impl Evaluator<'_> {
             Eval::DatePart(g) => {
                 let v = match args.first() {
                     Some(e) => self.eval_vector(e, grid)?,
-                    None => vec![Series {
-                        labels: Labels::empty(),
-                        points: (0..grid.n)
+                    None => vec![Series::floats(
+                        Labels::empty(),
+                        (0..grid.n)
                             .map(|i| Point {
                                 i: i as u32,
                                 v: grid.t(i) as f64 / 1000.0,
                             })
                             .collect(),
-                    }],
+                    )],
                 };
                 return Ok(Val::Vector(map_points(v, |_, x| Some(g(x)))?));
+            }
+            Eval::HistogramElementwise(g) => {
+                let v = self.eval_vector(arg(0)?, grid)?;
+                return Ok(Val::Vector(map_histograms(v, |_, h, _| Some(g(h)))?));
             }
             Eval::Range(kernel) => return self.eval_range_function(f, kernel, &args, grid),
             Eval::Special(s) => s,
@@ -152,10 +203,7 @@ impl Evaluator<'_> {
                     .enumerate()
                     .map(|(i, v)| Point { i: i as u32, v })
                     .collect();
-                Ok(Val::Vector(vec![Series {
-                    labels: Labels::empty(),
-                    points,
-                }]))
+                Ok(Val::Vector(vec![Series::floats(Labels::empty(), points)]))
             }
             Special::Scalar => {
                 let v = self.eval_vector(arg(0)?, grid)?;
@@ -181,16 +229,24 @@ impl Evaluator<'_> {
                     other => {
                         let v = self.eval_vector(other, grid)?;
                         v.into_iter()
-                            .map(|s| Series {
-                                labels: s.labels,
-                                points: s
+                            .map(|s| {
+                                let mut steps: Vec<u32> = s
                                     .points
-                                    .into_iter()
-                                    .map(|p| Point {
-                                        i: p.i,
-                                        v: grid.t(p.i as usize) as f64 / 1000.0,
-                                    })
-                                    .collect(),
+                                    .iter()
+                                    .map(|p| p.i)
+                                    .chain(s.hists.iter().map(|p| p.i))
+                                    .collect();
+                                steps.sort_unstable();
+                                Series::floats(
+                                    s.labels,
+                                    steps
+                                        .into_iter()
+                                        .map(|i| Point {
+                                            i,
+                                            v: grid.t(i as usize) as f64 / 1000.0,
+                                        })
+                                        .collect(),
+                                )
                             })
                             .collect()
                     }
@@ -201,8 +257,13 @@ impl Evaluator<'_> {
                 let v = self.eval_vector(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
                 for s in &v {
-                    for p in &s.points {
-                        present[p.i as usize] = true;
+                    for i in s
+                        .points
+                        .iter()
+                        .map(|p| p.i)
+                        .chain(s.hists.iter().map(|p| p.i))
+                    {
+                        present[i as usize] = true;
                     }
                 }
                 Ok(Val::Vector(absent_result(&present, arg(0)?)))
@@ -210,12 +271,15 @@ impl Evaluator<'_> {
             Special::AbsentOverTime => {
                 let input = self.eval_range_input(arg(0)?, grid)?;
                 let mut present = vec![false; grid.n];
-                for (_, samples) in &input.series {
+                for d in &input.series {
                     for (i, p) in present.iter_mut().enumerate() {
                         let end = input.window_end(grid, i);
                         let start = input.window_start(end);
-                        let lo = samples.partition_point(|s| s.t <= start);
-                        if lo < samples.len() && samples[lo].t <= end {
+                        let lo = d.samples.partition_point(|s| s.t <= start);
+                        let hlo = d.hists.partition_point(|s| s.t <= start);
+                        if (lo < d.samples.len() && d.samples[lo].t <= end)
+                            || (hlo < d.hists.len() && d.hists[hlo].t <= end)
+                        {
                             *p = true;
                         }
                     }
@@ -229,6 +293,11 @@ impl Evaluator<'_> {
                     self.warn(annotations::sort_in_range_query_warning());
                 }
                 let mut v = self.eval_vector(arg(0)?, grid)?;
+                // Histogram samples have no order: upstream drops them.
+                for s in v.iter_mut() {
+                    s.hists.clear();
+                }
+                v.retain(|s| !s.is_empty());
                 if grid.n == 1 {
                     let desc = special == Special::SortDesc;
                     let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
@@ -277,7 +346,15 @@ impl Evaluator<'_> {
                     self.warn(annotations::invalid_quantile_warning(*bad));
                 }
                 let v = self.eval_vector(arg(1)?, grid)?;
-                self.histogram_buckets(v, grid, |i, buckets, metric| {
+                let (classic, native) = self.split_classic_native(v, grid);
+                let native = map_histograms(native, |i, h, metric| {
+                    let (v, info) = native_histogram::quantile(q[i], h, metric);
+                    if let Some(info) = info {
+                        self.info(info);
+                    }
+                    Some(v)
+                })?;
+                let classic = self.histogram_buckets(classic, grid, |i, buckets, metric| {
                     let r = histogram::bucket_quantile(q[i], buckets);
                     if r.forced_monotonicity {
                         self.info(annotations::histogram_quantile_forced_monotonicity_info(
@@ -285,15 +362,25 @@ impl Evaluator<'_> {
                         ));
                     }
                     r.value
-                })
+                })?;
+                join_vectors(classic, native)
             }
             Special::HistogramFraction => {
                 let lo = self.eval_scalar(arg(0)?, grid)?;
                 let hi = self.eval_scalar(arg(1)?, grid)?;
                 let v = self.eval_vector(arg(2)?, grid)?;
-                self.histogram_buckets(v, grid, |i, buckets, _| {
+                let (classic, native) = self.split_classic_native(v, grid);
+                let native = map_histograms(native, |i, h, metric| {
+                    let (v, info) = native_histogram::fraction(lo[i], hi[i], h, metric);
+                    if let Some(info) = info {
+                        self.info(info);
+                    }
+                    Some(v)
+                })?;
+                let classic = self.histogram_buckets(classic, grid, |i, buckets, _| {
                     histogram::bucket_fraction(lo[i], hi[i], buckets)
-                })
+                })?;
+                join_vectors(classic, native)
             }
         }
     }
@@ -345,9 +432,11 @@ impl Evaluator<'_> {
         let budget = self.samples_left();
         let used = std::sync::atomic::AtomicUsize::new(0);
         let over = std::sync::atomic::AtomicBool::new(false);
-        let eval_series = |(labels, samples): &(Labels, Vec<Sample>)| -> Option<Series> {
+        let eval_series = |d: &RangeData| -> Option<Series> {
+            let (labels, samples) = (&d.labels, &d.samples);
             use std::sync::atomic::Ordering::Relaxed;
-            if over.load(Relaxed) {
+            // Series with histogram samples take the serial path below.
+            if over.load(Relaxed) || !d.hists.is_empty() {
                 return None;
             }
             let points = windows(&input, grid, samples, |w, start, end, i| {
@@ -365,12 +454,16 @@ impl Evaluator<'_> {
             } else {
                 drop_name(labels)
             };
-            Some(Series { labels, points })
+            Some(Series::floats(labels, points))
         };
         // Large inputs are split across the machine's cores; the kernels are
         // pure, so each part runs independently.
-        let work: usize =
-            input.series.iter().map(|(_, s)| s.len()).sum::<usize>() + input.series.len() * grid.n;
+        let work: usize = input
+            .series
+            .iter()
+            .map(|d| d.samples.len() + d.hists.len())
+            .sum::<usize>()
+            + input.series.len() * grid.n;
         let parts = if work >= PARALLEL_MIN_WORK {
             parallelism()
         } else {
@@ -397,12 +490,146 @@ impl Evaluator<'_> {
         if over.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(QueryError::TooManySamples);
         }
+        let mut out = out;
+        for d in input.series.iter().filter(|d| !d.hists.is_empty()) {
+            let s = self.histogram_windows(f.hist, &input, grid, d, &kernel)?;
+            if s.is_empty() {
+                continue;
+            }
+            self.account(s.points.len() + s.hists.len())?;
+            out.push(Series {
+                labels: if keep { s.labels } else { drop_name(&s.labels) },
+                ..s
+            });
+        }
         self.check("range function")?;
         Ok(Val::Vector(if keep {
             out
         } else {
             merge_same_labels(out)?
         }))
+    }
+
+    /// Splits the argument of `histogram_quantile`/`histogram_fraction`
+    /// into classic bucket series (float points) and native histogram
+    /// series. Where a native histogram and classic buckets of the same
+    /// labels (ignoring `le`) meet at one step, neither is evaluated and
+    /// a warning says so (upstream `resetHistograms`).
+    fn split_classic_native(&self, v: Vec<Series>, grid: &Grid) -> (Vec<Series>, Vec<Series>) {
+        let mut classic = Vec::with_capacity(v.len());
+        let mut native = Vec::new();
+        for s in v {
+            if !s.hists.is_empty() {
+                native.push(Series {
+                    labels: s.labels.clone(),
+                    points: Vec::new(),
+                    hists: s.hists,
+                });
+            }
+            if !s.points.is_empty() {
+                classic.push(Series::floats(s.labels, s.points));
+            }
+        }
+        if native.is_empty() || classic.is_empty() {
+            return (classic, native);
+        }
+        for n in native.iter_mut() {
+            let mut conflict = vec![false; grid.n];
+            for c in &classic {
+                if c.labels.get("le").is_none() || without_le(&c.labels) != n.labels {
+                    continue;
+                }
+                for p in &c.points {
+                    conflict[p.i as usize] = true;
+                }
+            }
+            let clash: Vec<u32> = n
+                .hists
+                .iter()
+                .filter(|h| conflict[h.i as usize])
+                .map(|h| h.i)
+                .collect();
+            if clash.is_empty() {
+                continue;
+            }
+            self.warn(annotations::mixed_classic_native_histograms_warning(
+                n.labels.metric_name().unwrap_or(""),
+            ));
+            n.hists.retain(|h| !clash.contains(&h.i));
+            for c in classic.iter_mut() {
+                if c.labels.get("le").is_some() && without_le(&c.labels) == n.labels {
+                    c.points.retain(|p| !clash.contains(&p.i));
+                }
+            }
+        }
+        (classic, native)
+    }
+
+    /// A range function over a series with histogram samples: per step,
+    /// the float kernel for float-only windows and the histogram path of
+    /// [`hist_range::eval`] otherwise.
+    fn histogram_windows(
+        &self,
+        mode: HistMode,
+        input: &RangeInput,
+        grid: &Grid,
+        d: &RangeData,
+        kernel: &WindowKernel<'_>,
+    ) -> Result<Series> {
+        let metric = d.labels.metric_name().unwrap_or("");
+        let resets = matches!(mode, HistMode::Rate { counter: true, .. })
+            .then(|| hist_range::reset_flags(&d.hists));
+        let mut points = Vec::new();
+        let mut hists = Vec::new();
+        let mut notes = Vec::new();
+        for i in 0..grid.n {
+            self.check("range function")?;
+            let end = input.window_end(grid, i);
+            let start = input.window_start(end);
+            let flo = d.samples.partition_point(|s| s.t <= start);
+            let fhi = d.samples.partition_point(|s| s.t <= end);
+            let hlo = d.hists.partition_point(|s| s.t <= start);
+            let hhi = d.hists.partition_point(|s| s.t <= end);
+            let floats = &d.samples[flo..fhi];
+            let hs = &d.hists[hlo..hhi];
+            let t = grid.t(i);
+            if hs.is_empty() {
+                if !floats.is_empty() {
+                    if let Some(v) = kernel(floats, start, end, i, t) {
+                        points.push(Point { i: i as u32, v });
+                    }
+                }
+                continue;
+            }
+            let w = Window {
+                floats,
+                hists: hs,
+                start,
+                end,
+                range_ms: input.range_ms,
+                metric,
+                resets: resets.as_ref().map(|r| &r[hlo..hhi]),
+            };
+            match hist_range::eval(mode, &w, |f| kernel(f, start, end, i, t), &mut notes) {
+                Some(Out::F(v)) => points.push(Point { i: i as u32, v }),
+                Some(Out::H(h)) => hists.push(HPoint {
+                    i: i as u32,
+                    h: std::sync::Arc::new(h),
+                }),
+                None => {}
+            }
+        }
+        for n in notes {
+            match n {
+                Note::Warn(w) => self.warn(w),
+                Note::Info(s) => self.info(s),
+            }
+        }
+        Ok(Series {
+            labels: d.labels.clone(),
+            points,
+            hists,
+        })
     }
 
     /// Info annotation for rate/increase over a metric whose name does not
@@ -474,10 +701,7 @@ impl Evaluator<'_> {
             }
             if !points.is_empty() {
                 // Grouped by metric name too; the name leaves the result.
-                out.push(Series {
-                    labels: drop_name(&labels),
-                    points,
-                });
+                out.push(Series::floats(drop_name(&labels), points));
             }
         }
         Ok(Val::Vector(merge_same_labels(out)?))
@@ -519,6 +743,7 @@ impl Evaluator<'_> {
                 Series {
                     labels,
                     points: s.points,
+                    hists: s.hists,
                 }
             })
             .collect();
@@ -554,6 +779,7 @@ impl Evaluator<'_> {
                 Series {
                     labels: set_label(&s.labels, &dst, &value),
                     points: s.points,
+                    hists: s.hists,
                 }
             })
             .collect();

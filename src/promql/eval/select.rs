@@ -6,9 +6,15 @@
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
-use crate::model::{is_stale_nan, Labels, MatchOp, Matcher, Sample, METRIC_NAME};
+use std::sync::Arc;
+
+use crate::model::{
+    is_stale_nan, CounterResetHint, FloatHistogram, MatchOp, Matcher, Sample, METRIC_NAME,
+};
 use crate::promql::error::QueryError;
-use crate::promql::eval::{offset_ms, Evaluator, Grid, Point, RangeInput, Result, Series};
+use crate::promql::eval::{
+    offset_ms, Evaluator, Grid, HPoint, HSample, Point, RangeData, RangeInput, Result, Series,
+};
 
 /// Storage matchers of a selector (its name becomes `__name__="…"`).
 pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
@@ -46,29 +52,94 @@ fn evaluated_span(at: Option<i64>, offset: i64, grid: &Grid) -> (i64, i64) {
     (first.saturating_sub(offset), last.saturating_sub(offset))
 }
 
-/// The newest non-stale sample in `(t - lookback, t]`, if any.
-fn latest(samples: &[Sample], t: i64, lookback: i64) -> Option<Sample> {
-    let k = samples.partition_point(|s| s.t <= t);
-    let s = *samples.get(k.checked_sub(1)?)?;
-    (s.t > t.saturating_sub(lookback) && !is_stale_nan(s.v)).then_some(s)
+/// The newest sample at or before `t` among floats and histograms (a
+/// series has at most one sample per timestamp), if it is in
+/// `(t - lookback, t]` and not a stale marker.
+fn latest(d: &RangeData, t: i64, lookback: i64) -> Option<Latest> {
+    let kf = d.samples.partition_point(|s| s.t <= t);
+    let kh = d.hists.partition_point(|s| s.t <= t);
+    let f = kf.checked_sub(1).and_then(|k| d.samples.get(k));
+    let h = kh.checked_sub(1).and_then(|k| d.hists.get(k));
+    let floor = t.saturating_sub(lookback);
+    match (f, h) {
+        (Some(f), Some(h)) if h.t > f.t => hist_latest(h, floor),
+        (Some(f), _) => (f.t > floor && !is_stale_nan(f.v)).then_some(Latest::Float(*f)),
+        (None, Some(h)) => hist_latest(h, floor),
+        (None, None) => None,
+    }
+}
+
+fn hist_latest(h: &HSample, floor: i64) -> Option<Latest> {
+    (h.t > floor && !is_stale_nan(h.h.sum)).then(|| Latest::Hist(h.t, h.h.clone()))
+}
+
+/// Sets the counter reset hint of each histogram whose hint is unknown
+/// from the previous one, as Prometheus's `HistogramStatsIterator` does
+/// for selectors that only feed `histogram_count`/`_sum`/`_avg`: reset if
+/// [`FloatHistogram::detect_reset`] says so, not-reset otherwise; the
+/// first sample read stays unknown, stale markers are passed over.
+fn stats_hints(hists: Vec<HSample>) -> Vec<HSample> {
+    let mut last: Option<Arc<FloatHistogram>> = None;
+    hists
+        .into_iter()
+        .map(|s| {
+            if is_stale_nan(s.h.sum) {
+                return s;
+            }
+            let hint = match (s.h.counter_reset_hint, &last) {
+                (CounterResetHint::Unknown, Some(prev)) if s.h.detect_reset(prev) => {
+                    CounterResetHint::CounterReset
+                }
+                (CounterResetHint::Unknown, Some(_)) => CounterResetHint::NotCounterReset,
+                (h, _) => h,
+            };
+            let h = if hint == s.h.counter_reset_hint {
+                s.h
+            } else {
+                let mut h = Arc::unwrap_or_clone(s.h);
+                h.counter_reset_hint = hint;
+                Arc::new(h)
+            };
+            last = Some(h.clone());
+            HSample { t: s.t, h }
+        })
+        .collect()
+}
+
+/// What an instant selector finds at one step.
+enum Latest {
+    Float(Sample),
+    Hist(i64, Arc<FloatHistogram>),
 }
 
 impl Evaluator<'_> {
     /// Loads the series matching `vs` with samples in `[mint, maxt]`.
-    pub(crate) fn load(
-        &self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
+    pub(crate) fn load(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RangeData>> {
         let ms = matchers(vs)?;
         let q = self.db.querier(mint, maxt);
         let mut out = Vec::new();
         for s in q.select(&ms) {
             self.check("series selection")?;
             let samples: Vec<Sample> = s.samples().collect();
-            self.account(samples.len())?;
-            out.push((s.labels().clone(), samples));
+            let hists: Vec<HSample> = if s.has_histograms() {
+                s.histograms()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .map(|(t, h)| HSample { t, h: Arc::new(h) })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let hists = if self.is_stats_only(vs) {
+                stats_hints(hists)
+            } else {
+                hists
+            };
+            self.account(samples.len() + hists.len())?;
+            out.push(RangeData {
+                labels: s.labels().clone(),
+                samples,
+                hists,
+            });
         }
         // Unreadable blocks or chunks make the answer partial: say so.
         for problem in q.take_problems() {
@@ -80,7 +151,7 @@ impl Evaluator<'_> {
     /// An instant-vector selector on the grid: at each step the newest
     /// sample in `(t - lookback, t]`, unless that sample is a stale marker.
     /// With `timestamps`, the point's value is the sample's timestamp in
-    /// seconds (for `timestamp(selector)`).
+    /// seconds (for `timestamp(selector)`), for histogram samples too.
     pub(crate) fn eval_vector_selector(
         &self,
         vs: &VectorSelector,
@@ -92,9 +163,8 @@ impl Evaluator<'_> {
         let (first, last) = evaluated_span(at, offset, grid);
         let lookback = self.lookback();
         let loaded = self.load(vs, first.saturating_sub(lookback).saturating_add(1), last)?;
-        let value = |s: Sample| if timestamps { s.t as f64 / 1000.0 } else { s.v };
         let mut out = Vec::with_capacity(loaded.len());
-        for (labels, samples) in loaded {
+        for d in loaded {
             // Count the most points this series can yield against
             // max_samples BEFORE allocating them (a sample covers at most
             // `lookback / step + 1` steps), then settle on the real count.
@@ -105,18 +175,32 @@ impl Evaluator<'_> {
             } else {
                 grid.n
             };
-            let bound = grid.n.min(samples.len().saturating_mul(per_sample));
+            let n = d.samples.len() + d.hists.len();
+            let bound = grid.n.min(n.saturating_mul(per_sample));
             self.account(bound)?;
-            let mut points = Vec::with_capacity(bound);
+            let mut points = Vec::new();
+            let mut hists = Vec::new();
+            let mut place = |i: usize, found: Option<Latest>| match found {
+                Some(Latest::Float(s)) => points.push(Point {
+                    i: i as u32,
+                    v: if timestamps { s.t as f64 / 1000.0 } else { s.v },
+                }),
+                Some(Latest::Hist(t, _)) if timestamps => points.push(Point {
+                    i: i as u32,
+                    v: t as f64 / 1000.0,
+                }),
+                Some(Latest::Hist(_, h)) => hists.push(HPoint { i: i as u32, h }),
+                None => {}
+            };
             if let Some(t) = at {
                 // Step-invariant: one lookup, the same value at every step.
-                if let Some(s) = latest(&samples, t.saturating_sub(offset), lookback) {
-                    points.extend((0..grid.n).map(|i| Point {
-                        i: i as u32,
-                        v: value(s),
-                    }));
+                let ts = t.saturating_sub(offset);
+                for i in 0..grid.n {
+                    place(i, latest(&d, ts, lookback));
                 }
-            } else {
+            } else if d.hists.is_empty() {
+                // Floats only (the common case): one forward pass.
+                let samples = &d.samples;
                 let mut k = 0usize;
                 for i in 0..grid.n {
                     let ts = grid.t(i).saturating_sub(offset);
@@ -128,19 +212,26 @@ impl Evaluator<'_> {
                     }
                     let s = samples[k - 1];
                     if s.t > ts.saturating_sub(lookback) && !is_stale_nan(s.v) {
-                        points.push(Point {
-                            i: i as u32,
-                            v: value(s),
-                        });
+                        place(i, Some(Latest::Float(s)));
                     }
                 }
+            } else {
+                for i in 0..grid.n {
+                    let ts = grid.t(i).saturating_sub(offset);
+                    place(i, latest(&d, ts, lookback));
+                }
             }
-            self.release(bound - points.len());
+            self.release(bound.saturating_sub(points.len() + hists.len()));
             if points.len() < bound / 2 {
                 points.shrink_to_fit();
             }
-            if !points.is_empty() {
-                out.push(Series { labels, points });
+            let s = Series {
+                labels: d.labels,
+                points,
+                hists,
+            };
+            if !s.is_empty() {
+                out.push(s);
             }
         }
         Ok(out)
@@ -159,10 +250,11 @@ impl Evaluator<'_> {
         let at = self.at_ms(&vs.at);
         let (first, last) = evaluated_span(at, offset, grid);
         let mut series = self.load(vs, first.saturating_sub(range_ms).saturating_add(1), last)?;
-        for (_, samples) in series.iter_mut() {
-            samples.retain(|s| !is_stale_nan(s.v));
+        for d in series.iter_mut() {
+            d.samples.retain(|s| !is_stale_nan(s.v));
+            d.hists.retain(|s| !is_stale_nan(s.h.sum));
         }
-        series.retain(|(_, s)| !s.is_empty());
+        series.retain(|d| !d.samples.is_empty() || !d.hists.is_empty());
         Ok(RangeInput {
             series,
             range_ms,

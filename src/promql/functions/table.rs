@@ -6,8 +6,9 @@
 //! is told apart by name: `eval/call.rs` dispatches on the entry. Native
 //! histogram functions are to be added as entries here.
 
-use crate::model::Sample;
-use crate::promql::functions::{math, over_time, rate, time};
+use crate::model::{FloatHistogram, Sample};
+use crate::promql::functions::hist_range::HistMode;
+use crate::promql::functions::{math, native_histogram, over_time, rate, time};
 
 /// A range kernel: (window samples, window start, window end, the step's
 /// scalar parameter (NaN when the function has none), step time) → value.
@@ -18,6 +19,9 @@ pub(crate) type RangeKernel = fn(&[Sample], i64, i64, f64, i64) -> Option<f64>;
 pub(crate) enum Eval {
     /// Element-wise on its instant-vector argument.
     Elementwise(fn(f64) -> f64),
+    /// A float of each native histogram sample of its instant-vector
+    /// argument; float samples are dropped (upstream `simpleHistogramFunc`).
+    HistogramElementwise(fn(&FloatHistogram) -> f64),
     /// A date part of each value (a Unix time in seconds); without an
     /// argument, of the evaluation time.
     DatePart(fn(f64) -> f64),
@@ -66,6 +70,8 @@ pub(crate) struct Function {
     pub(crate) counter_info: bool,
     /// Warning when the parameter is outside `[0, 1]`.
     pub(crate) quantile_param: bool,
+    /// How a range function treats histogram samples in its windows.
+    pub(crate) hist: HistMode,
 }
 
 const fn entry(name: &'static str, eval: Eval) -> Function {
@@ -77,11 +83,21 @@ const fn entry(name: &'static str, eval: Eval) -> Function {
         keeps_name: false,
         counter_info: false,
         quantile_param: false,
+        hist: HistMode::FloatsOnly,
     }
+}
+
+/// A range function with its histogram behaviour.
+const fn hist(mode: HistMode, f: Function) -> Function {
+    Function { hist: mode, ..f }
 }
 
 const fn elementwise(name: &'static str, f: fn(f64) -> f64) -> Function {
     entry(name, Eval::Elementwise(f))
+}
+
+const fn histogram_fn(name: &'static str, f: fn(&FloatHistogram) -> f64) -> Function {
+    entry(name, Eval::HistogramElementwise(f))
 }
 
 const fn date(name: &'static str, f: fn(f64) -> f64) -> Function {
@@ -107,45 +123,80 @@ pub(crate) static FUNCTIONS: &[Function] = &[
     elementwise("asinh", math::asinh),
     elementwise("atan", math::atan),
     elementwise("atanh", math::atanh),
-    range("avg_over_time", |s, _, _, _, _| over_time::avg_over_time(s)),
+    hist(
+        HistMode::Avg,
+        range("avg_over_time", |s, _, _, _, _| over_time::avg_over_time(s)),
+    ),
     elementwise("ceil", math::ceil),
-    range("changes", |s, _, _, _, _| rate::changes(s)),
+    hist(
+        HistMode::Changes,
+        range("changes", |s, _, _, _, _| rate::changes(s)),
+    ),
     special("clamp", Special::Clamp),
     special("clamp_max", Special::ClampMax),
     special("clamp_min", Special::ClampMin),
     elementwise("cos", math::cos),
     elementwise("cosh", math::cosh),
-    range("count_over_time", |s, _, _, _, _| {
-        over_time::count_over_time(s)
-    }),
+    hist(
+        HistMode::Count,
+        range("count_over_time", |s, _, _, _, _| {
+            over_time::count_over_time(s)
+        }),
+    ),
     date("day_of_month", time::day_of_month),
     date("day_of_week", time::day_of_week),
     date("day_of_year", time::day_of_year),
     date("days_in_month", time::days_in_month_of),
     elementwise("deg", math::deg),
-    range("delta", |s, start, end, _, _| {
-        rate::extrapolated_rate(s, start, end, false, false)
-    }),
+    hist(
+        HistMode::Rate {
+            counter: false,
+            per_second: false,
+        },
+        range("delta", |s, start, end, _, _| {
+            rate::extrapolated_rate(s, start, end, false, false)
+        }),
+    ),
     range("deriv", |s, _, _, _, _| rate::deriv(s)),
     elementwise("exp", math::exp),
-    Function {
-        keeps_name: true,
-        ..range("first_over_time", |s, _, _, _, _| {
-            over_time::first_over_time(s)
-        })
-    },
+    hist(
+        HistMode::First,
+        Function {
+            keeps_name: true,
+            ..range("first_over_time", |s, _, _, _, _| {
+                over_time::first_over_time(s)
+            })
+        },
+    ),
     elementwise("floor", math::floor),
+    histogram_fn("histogram_avg", native_histogram::avg),
+    histogram_fn("histogram_count", native_histogram::count),
     special("histogram_fraction", Special::HistogramFraction),
     special("histogram_quantile", Special::HistogramQuantile),
+    histogram_fn("histogram_stddev", native_histogram::stddev),
+    histogram_fn("histogram_stdvar", native_histogram::stdvar),
+    histogram_fn("histogram_sum", native_histogram::sum),
     date("hour", time::hour),
-    range("idelta", |s, _, _, _, _| rate::instant_value(s, false)),
-    Function {
-        counter_info: true,
-        ..range("increase", |s, start, end, _, _| {
-            rate::extrapolated_rate(s, start, end, true, false)
-        })
-    },
-    range("irate", |s, _, _, _, _| rate::instant_value(s, true)),
+    hist(
+        HistMode::Instant { per_second: false },
+        range("idelta", |s, _, _, _, _| rate::instant_value(s, false)),
+    ),
+    hist(
+        HistMode::Rate {
+            counter: true,
+            per_second: false,
+        },
+        Function {
+            counter_info: true,
+            ..range("increase", |s, start, end, _, _| {
+                rate::extrapolated_rate(s, start, end, true, false)
+            })
+        },
+    ),
+    hist(
+        HistMode::Instant { per_second: true },
+        range("irate", |s, _, _, _, _| rate::instant_value(s, true)),
+    ),
     Function {
         keeps_name: true,
         ..special("label_join", Special::LabelJoin)
@@ -154,12 +205,15 @@ pub(crate) static FUNCTIONS: &[Function] = &[
         keeps_name: true,
         ..special("label_replace", Special::LabelReplace)
     },
-    Function {
-        keeps_name: true,
-        ..range("last_over_time", |s, _, _, _, _| {
-            over_time::last_over_time(s)
-        })
-    },
+    hist(
+        HistMode::Last,
+        Function {
+            keeps_name: true,
+            ..range("last_over_time", |s, _, _, _, _| {
+                over_time::last_over_time(s)
+            })
+        },
+    ),
     elementwise("ln", math::ln),
     elementwise("log10", math::log10),
     elementwise("log2", math::log2),
@@ -174,9 +228,12 @@ pub(crate) static FUNCTIONS: &[Function] = &[
             rate::predict_linear(s, t, d)
         })
     },
-    range("present_over_time", |s, _, _, _, _| {
-        over_time::present_over_time(s)
-    }),
+    hist(
+        HistMode::Present,
+        range("present_over_time", |s, _, _, _, _| {
+            over_time::present_over_time(s)
+        }),
+    ),
     Function {
         range_arg: 1,
         param_arg: Some(0),
@@ -186,13 +243,22 @@ pub(crate) static FUNCTIONS: &[Function] = &[
         })
     },
     elementwise("rad", math::rad),
-    Function {
-        counter_info: true,
-        ..range("rate", |s, start, end, _, _| {
-            rate::extrapolated_rate(s, start, end, true, true)
-        })
-    },
-    range("resets", |s, _, _, _, _| rate::resets(s)),
+    hist(
+        HistMode::Rate {
+            counter: true,
+            per_second: true,
+        },
+        Function {
+            counter_info: true,
+            ..range("rate", |s, start, end, _, _| {
+                rate::extrapolated_rate(s, start, end, true, true)
+            })
+        },
+    ),
+    hist(
+        HistMode::Resets,
+        range("resets", |s, _, _, _, _| rate::resets(s)),
+    ),
     special("round", Special::Round),
     special("scalar", Special::Scalar),
     elementwise("sgn", math::sgn),
@@ -213,7 +279,10 @@ pub(crate) static FUNCTIONS: &[Function] = &[
     range("stdvar_over_time", |s, _, _, _, _| {
         over_time::stdvar_over_time(s)
     }),
-    range("sum_over_time", |s, _, _, _, _| over_time::sum_over_time(s)),
+    hist(
+        HistMode::Sum,
+        range("sum_over_time", |s, _, _, _, _| over_time::sum_over_time(s)),
+    ),
     elementwise("tan", math::tan),
     elementwise("tanh", math::tanh),
     special("time", Special::Time),
@@ -271,8 +340,13 @@ mod tests {
             "deriv",
             "exp",
             "floor",
+            "histogram_avg",
+            "histogram_count",
             "histogram_fraction",
             "histogram_quantile",
+            "histogram_stddev",
+            "histogram_stdvar",
+            "histogram_sum",
             "hour",
             "idelta",
             "increase",
