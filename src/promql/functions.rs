@@ -18,11 +18,6 @@
 //! (classic-bucket histogram_quantile / histogram_fraction) and
 //! [`annotations`] (the exact warning/info texts).
 
-// Kernels of experimental functions (mad_over_time, ts_of_*_over_time) and
-// the native-histogram annotations are ported ahead of the features that
-// call them.
-#![allow(dead_code)]
-
 pub(crate) mod annotations;
 pub(crate) mod hist_range;
 pub(crate) mod histogram;

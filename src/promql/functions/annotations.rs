@@ -183,33 +183,6 @@ pub(crate) fn histogram_quantile_forced_monotonicity_info(metric_name: &str) -> 
     )
 }
 
-/// The statistics upstream appends to the forced-monotonicity info when it
-/// renders it with the query (before the position), after merging all
-/// occurrences of the same text: the smallest and largest upper bound that
-/// was raised, the largest raise (`%.2g`), the number of occurrences and
-/// the first and last evaluation timestamp (ms, shown as RFC 3339 seconds
-/// in UTC). E.g. `, from buckets 2.5 to 100, with a max diff of 10, over 3
-/// samples from 2023-12-25T00:00:00Z to 2024-12-25T00:00:00Z`.
-///
-/// Upstream: `histogramQuantileForcedMonotonicityErr.Error`.
-pub(crate) fn histogram_quantile_forced_monotonicity_details(
-    min_bucket: f64,
-    max_bucket: f64,
-    max_diff: f64,
-    samples: u64,
-    min_ts_ms: i64,
-    max_ts_ms: i64,
-) -> String {
-    format!(
-        ", from buckets {} to {}, with a max diff of {}, over {samples} samples from {} to {}",
-        go_format_g(min_bucket),
-        go_format_g(max_bucket),
-        go_format_g_precision(max_diff, 2),
-        super::time::rfc3339_utc(min_ts_ms / 1000),
-        super::time::rfc3339_utc(max_ts_ms / 1000),
-    )
-}
-
 /// A `le` label that does not parse as a float.
 ///
 /// `PromQL warning: bucket label "le" is missing or has a malformed value of "<label>" for metric name "<name>"`
@@ -238,19 +211,6 @@ pub(crate) fn invalid_quantile_warning(q: f64) -> String {
     )
 }
 
-/// A `limit_ratio` parameter outside [−1, 1], capped to `to`.
-///
-/// `PromQL warning: ratio value should be between -1 and 1, got <q>, capping to <to>`
-///
-/// Upstream: `NewInvalidRatioWarning`.
-pub(crate) fn invalid_ratio_warning(q: f64, to: f64) -> String {
-    format!(
-        "{WARNING}: ratio value should be between -1 and 1, got {}, capping to {}",
-        go_format_g(q),
-        go_format_g(to)
-    )
-}
-
 /// `rate`/`increase` over a float series whose name does not end in
 /// `_total`, `_sum`, `_count` or `_bucket` (see
 /// [`super::rate::is_possible_non_counter`]).
@@ -263,28 +223,6 @@ pub(crate) fn possible_non_counter_info(metric_name: &str) -> String {
         "{INFO}: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}",
         go_quote(metric_name)
     )
-}
-
-/// As [`possible_non_counter_info`], for series carrying a `__type__` label
-/// that is neither `counter` nor `histogram` (type-and-unit labels feature).
-///
-/// `PromQL info: metric might not be a counter, __type__ label is not set to "counter" or "histogram", got "<type>": "<name>"`
-///
-/// Upstream: `NewPossibleNonCounterLabelInfo`.
-pub(crate) fn possible_non_counter_label_info(metric_name: &str, type_label: &str) -> String {
-    format!(
-        "{INFO}: metric might not be a counter, __type__ label is not set to \"counter\" or \"histogram\", got {}: {}",
-        go_quote(type_label),
-        go_quote(metric_name)
-    )
-}
-
-/// `PromQL warning: range too short; does not contain enough samples to extrapolate rate`
-///
-/// Upstream: `NewRangeTooShortWarning` (declared; not emitted by v3.14's
-/// rate functions, which carry a TODO).
-pub(crate) fn range_too_short_warning() -> String {
-    format!("{WARNING}: range too short; does not contain enough samples to extrapolate rate")
 }
 
 /// A range function that cannot mix float and histogram samples.
@@ -347,16 +285,6 @@ pub(crate) fn native_histogram_not_gauge_warning(metric_name: &str) -> String {
 pub(crate) fn mixed_exponential_custom_histograms_warning(metric_name: &str) -> String {
     format!(
         "{WARNING}: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
-        go_quote(metric_name)
-    )
-}
-
-/// `PromQL warning: vector contains histograms with incompatible custom buckets for metric name "<name>"`
-///
-/// Upstream: `NewIncompatibleCustomBucketsHistogramsWarning`.
-pub(crate) fn incompatible_custom_buckets_histograms_warning(metric_name: &str) -> String {
-    format!(
-        "{WARNING}: vector contains histograms with incompatible custom buckets for metric name {}",
         go_quote(metric_name)
     )
 }
@@ -498,17 +426,6 @@ pub(crate) fn native_histogram_fraction_nans_info(metric_name: &str) -> String {
     )
 }
 
-/// A sample whose start timestamp overlaps the previous sample (start
-/// timestamps / created-timestamp feature; text as in start_timestamps.test).
-///
-/// `PromQL warning: sample has start time that overlaps with previous sample timestamp for metric "<name>"`
-pub(crate) fn start_timestamp_overlap_warning(metric_name: &str) -> String {
-    format!(
-        "{WARNING}: sample has start time that overlaps with previous sample timestamp for metric {}",
-        go_quote(metric_name)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,14 +452,6 @@ mod tests {
                 r#"PromQL warning: vector contains a mix of classic and native histograms for metric name "series""#,
             ),
             (
-                invalid_ratio_warning(1.1, 1.0),
-                "PromQL warning: ratio value should be between -1 and 1, got 1.1, capping to 1",
-            ),
-            (
-                invalid_ratio_warning(-1.1, -1.0),
-                "PromQL warning: ratio value should be between -1 and 1, got -1.1, capping to -1",
-            ),
-            (
                 sort_in_range_query_warning(),
                 "PromQL warning: sort is ineffective for range queries since results are always ordered by labels",
             ),
@@ -566,10 +475,6 @@ mod tests {
                 mismatched_custom_buckets_histograms_info(HistogramOperation::Sub),
                 "PromQL info: mismatched custom buckets were reconciled during subtraction",
             ),
-            (
-                start_timestamp_overlap_warning("counter_total"),
-                r#"PromQL warning: sample has start time that overlaps with previous sample timestamp for metric "counter_total""#,
-            ),
         ];
         for (got, want) in cases {
             assert_eq!(got, want);
@@ -588,16 +493,8 @@ mod tests {
                 r#"PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name "series_1""#,
             ),
             (
-                histogram_quantile_forced_monotonicity_details(2.5, 100.0, 10.0, 3, 1_703_462_400_000, 1_735_084_800_000),
-                ", from buckets 2.5 to 100, with a max diff of 10, over 3 samples from 2023-12-25T00:00:00Z to 2024-12-25T00:00:00Z",
-            ),
-            (
                 possible_non_counter_info("http_requests"),
                 r#"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "http_requests""#,
-            ),
-            (
-                possible_non_counter_label_info("foo", "gauge"),
-                r#"PromQL info: metric might not be a counter, __type__ label is not set to "counter" or "histogram", got "gauge": "foo""#,
             ),
             (histogram_ignored_in_aggregation_info("sum"), "PromQL info: ignored histogram in sum aggregation"),
             (

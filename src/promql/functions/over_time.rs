@@ -168,48 +168,6 @@ pub(crate) fn quantile_over_time(q: f64, samples: &[Sample]) -> Option<f64> {
     Some(quantile(q, &mut values))
 }
 
-/// `mad_over_time`: median absolute deviation from the median.
-///
-/// Upstream: `funcMadOverTime` in promql/functions.go @ v3.14.0.
-pub(crate) fn mad_over_time(samples: &[Sample]) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut values: Vec<f64> = samples.iter().map(|s| s.v).collect();
-    let median = quantile(0.5, &mut values);
-    let mut deviations: Vec<f64> = samples.iter().map(|s| (s.v - median).abs()).collect();
-    Some(quantile(0.5, &mut deviations))
-}
-
-/// `ts_of_first_over_time`: timestamp (seconds) of the oldest sample.
-///
-/// Upstream: `funcTsOfFirstOverTime` in promql/functions.go @ v3.14.0.
-pub(crate) fn ts_of_first_over_time(samples: &[Sample]) -> Option<f64> {
-    samples.first().map(|s| s.t as f64 / 1000.0)
-}
-
-/// `ts_of_last_over_time`: timestamp (seconds) of the newest sample.
-///
-/// Upstream: `funcTsOfLastOverTime` in promql/functions.go @ v3.14.0.
-pub(crate) fn ts_of_last_over_time(samples: &[Sample]) -> Option<f64> {
-    samples.last().map(|s| s.t as f64 / 1000.0)
-}
-
-/// `ts_of_max_over_time`: timestamp (seconds) of the *last* maximum (`>=`,
-/// unlike `max_over_time`'s `>`).
-///
-/// Upstream: `funcTsOfMaxOverTime` in promql/functions.go @ v3.14.0.
-pub(crate) fn ts_of_max_over_time(samples: &[Sample]) -> Option<f64> {
-    compare_over_time(samples, |cur, m| cur >= m).map(|(_, t)| t as f64 / 1000.0)
-}
-
-/// `ts_of_min_over_time`: timestamp (seconds) of the *last* minimum.
-///
-/// Upstream: `funcTsOfMinOverTime` in promql/functions.go @ v3.14.0.
-pub(crate) fn ts_of_min_over_time(samples: &[Sample]) -> Option<f64> {
-    compare_over_time(samples, |cur, m| cur <= m).map(|(_, t)| t as f64 / 1000.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +192,7 @@ mod tests {
 
     #[test]
     fn empty_window_gives_none() {
-        let kernels: [Kernel; 16] = [
+        let kernels: [Kernel; 11] = [
             avg_over_time,
             sum_over_time,
             min_over_time,
@@ -245,11 +203,6 @@ mod tests {
             present_over_time,
             stddev_over_time,
             stdvar_over_time,
-            mad_over_time,
-            ts_of_first_over_time,
-            ts_of_last_over_time,
-            ts_of_max_over_time,
-            ts_of_min_over_time,
             |x| quantile_over_time(0.5, x),
         ];
         for k in kernels {
@@ -299,12 +252,6 @@ mod tests {
             ),
             ("stddev", stddev_over_time, &[1.5990505637277868; 3], 0.0),
             ("stdvar", stdvar_over_time, &[1.0, inf], nan),
-            (
-                "mad",
-                mad_over_time,
-                &[1.0, 1.0, 2.0, 2.0, 4.0, 6.0, 9.0],
-                1.0,
-            ),
         ];
         for (name, k, input, want) in cases {
             let got = k(&s(input));
@@ -333,14 +280,5 @@ mod tests {
         ] {
             assert!(same(quantile_over_time(q, &w), Some(want)), "q={q}");
         }
-    }
-
-    #[test]
-    fn ts_of_extrema_pick_last_occurrence() {
-        let w = s(&[1.0, 5.0, 0.0, 5.0, 0.0]);
-        assert_eq!(ts_of_max_over_time(&w), Some(30.0));
-        assert_eq!(ts_of_min_over_time(&w), Some(40.0));
-        assert_eq!(ts_of_first_over_time(&w), Some(0.0));
-        assert_eq!(ts_of_last_over_time(&w), Some(40.0));
     }
 }

@@ -108,11 +108,6 @@ impl SumAcc {
     pub(crate) fn value(&self) -> f64 {
         self.sum + self.c
     }
-
-    /// Number of values added.
-    pub(crate) fn count(&self) -> u64 {
-        self.count
-    }
 }
 
 /// Running `avg` aggregation over floats, as upstream's `aggregation()` for
@@ -174,11 +169,6 @@ impl AvgAcc {
             self.sum / self.count + self.c / self.count
         }
     }
-
-    /// Number of values added.
-    pub(crate) fn count(&self) -> u64 {
-        self.count as u64
-    }
 }
 
 /// Running `stddev`/`stdvar` aggregation over floats, as upstream's
@@ -229,11 +219,6 @@ impl VarAcc {
     /// Population standard deviation; NaN if nothing was added.
     pub(crate) fn stddev(&self) -> f64 {
         self.stdvar().sqrt()
-    }
-
-    /// Number of values added.
-    pub(crate) fn count(&self) -> u64 {
-        self.count as u64
     }
 }
 
@@ -313,7 +298,6 @@ mod tests {
             a.add(v);
         }
         assert_eq!(a.value(), 1.0);
-        assert_eq!(a.count(), 3);
 
         // As upstream, the final `sum + c` turns a lone −0 into +0.
         let mut z = SumAcc::new();

@@ -8,7 +8,7 @@
 //! platform-specific; on amd64 (Prometheus' reference platform) it yields
 //! `math.MinInt64`, and so does [`go_int64`] here.
 
-use crate::model::calendar::{self, civil_from_days, days_in_month, SECS_PER_DAY};
+use crate::model::calendar::{civil_from_days, days_in_month, SECS_PER_DAY};
 
 /// Go's `int64(v)` on amd64: truncation toward zero, with NaN and
 /// out-of-range values (including ±Inf) becoming `i64::MIN` ("integer
@@ -102,12 +102,6 @@ pub(crate) fn minute(v: f64) -> f64 {
     f64::from(civil_of(v).minute)
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix second, as Go's
-/// `time.Unix(secs, 0).UTC().Format(time.RFC3339)`.
-pub(crate) fn rfc3339_utc(unix_secs: i64) -> String {
-    calendar::rfc3339_utc(unix_secs, 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,13 +182,6 @@ mod tests {
             9_223_372_036_854_774_784
         );
         assert_eq!(go_int64(-1.9), -1);
-    }
-
-    #[test]
-    fn rfc3339_utc_table() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_136_239_445), "2006-01-02T22:04:05Z");
-        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]
