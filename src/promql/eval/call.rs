@@ -214,10 +214,6 @@ impl Evaluator<'_> {
                         counts[p.i as usize] += 1;
                         out[p.i as usize] = p.v;
                     }
-                    // A histogram is an element too, and never a scalar.
-                    for p in &s.hists {
-                        counts[p.i as usize] += 2;
-                    }
                 }
                 for (o, c) in out.iter_mut().zip(counts) {
                     if c != 1 {
