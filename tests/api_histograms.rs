@@ -140,3 +140,30 @@ async fn status_tsdb_counts_histogram_series() {
         serde_json::json!([{"name": "latency", "value": 1}])
     );
 }
+
+#[tokio::test]
+async fn instant_range_vector_of_histograms() {
+    let a = api();
+    load(&a);
+    let r = get(
+        &a.app,
+        &format!(
+            "/api/v1/query?query={}&time={}",
+            enc("latency[2m]"),
+            (T0 + 60_000) / 1000
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let s = &v["data"]["result"][0];
+    assert!(s.get("values").is_none(), "{}", r.body);
+    assert_eq!(
+        s["histograms"],
+        serde_json::json!([
+            [1_700_000_000, {"count": "4", "sum": "6", "buckets": [[0, "0.5", "1", "1"], [0, "1", "2", "2"], [0, "2", "4", "1"]]}],
+            [1_700_000_060, {"count": "8", "sum": "12", "buckets": [[0, "0.5", "1", "2"], [0, "1", "2", "4"], [0, "2", "4", "2"]]}]
+        ])
+    );
+}

@@ -228,13 +228,16 @@ fn add_pairs(
 ) -> Vec<(i32, f64)> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
+    // Bounds grow with the index: once one bucket of `b` is above the
+    // threshold, every later one is too.
+    let mut past_threshold = is_custom_buckets(schema);
     while i < a.len() || j < b.len() {
-        if j < b.len()
-            && !is_custom_buckets(schema)
-            && exponential_bound(b[j].0, schema) <= threshold
-        {
-            j += 1;
-            continue;
+        if j < b.len() && !past_threshold {
+            if exponential_bound(b[j].0, schema) <= threshold {
+                j += 1;
+                continue;
+            }
+            past_threshold = true;
         }
         let take_a = j >= b.len() || (i < a.len() && a[i].0 < b[j].0);
         let take_b = i >= a.len() || (j < b.len() && b[j].0 < a[i].0);
