@@ -220,6 +220,17 @@ fn every_dashboard_query_returns_data_from_tidemark() {
             dash["uid"].as_str().is_some_and(|u| !u.is_empty()),
             "{file}: uid"
         );
+        // Grafana keys panels by id: a repeated id hides one of them.
+        let mut ids: Vec<u64> = dash["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["id"].as_u64())
+            .collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "{file}: repeated panel ids");
         let vars = resolve_variables(&tm, &dash, &file);
         eprintln!("{file}: variables {vars:?}");
         let end = now();
