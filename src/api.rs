@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod metadata;
 mod metrics;
+mod otlp;
 mod panic;
 mod params;
 mod query;
@@ -179,6 +180,19 @@ impl AppState {
         self.rule_metrics.clone()
     }
 
+    /// OTLP bodies: most bytes received and most after gzip (the
+    /// remote-write limits, `--max-write-body-bytes` and
+    /// `--max-write-decompressed-bytes`).
+    pub fn otlp_limits(&self) -> (usize, usize) {
+        match self.receiver() {
+            Some(r) => (
+                r.options().max_body_bytes,
+                r.options().max_decompressed_bytes,
+            ),
+            None => (32 << 20, 256 << 20),
+        }
+    }
+
     /// The Alertmanager client, if `--alertmanager.url` names any.
     pub fn notifier(&self) -> Option<Arc<crate::rules::Notifier>> {
         self.notifier.clone()
@@ -314,6 +328,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
         .route("/api/v1/read", post(read::read))
         // The receiver enforces its own (configurable) body limit.
         .route(

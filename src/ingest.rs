@@ -8,6 +8,7 @@ mod error;
 pub mod histogram;
 pub mod limits;
 mod metrics;
+pub mod otlp;
 pub mod proto;
 mod receiver;
 pub mod series_cache;

@@ -154,6 +154,15 @@ pub enum ApiError {
         /// How long the request waited.
         waited: std::time::Duration,
     },
+    /// An OTLP request refused as a whole.
+    #[error(transparent)]
+    Otlp(#[from] crate::ingest::otlp::OtlpError),
+    /// An OTLP body past `--max-write-body-bytes`.
+    #[error("request body larger than {limit} bytes (--max-write-body-bytes)")]
+    OtlpBodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A remote-read request that failed.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -237,6 +246,8 @@ impl ApiError {
     pub fn error_type(&self) -> Option<ErrorType> {
         Some(match self {
             ApiError::Ingest(_)
+            | ApiError::Otlp(_)
+            | ApiError::OtlpBodyTooLarge { .. }
             | ApiError::Read(_)
             | ApiError::Unavailable(_)
             | ApiError::TooManyWrites { .. }
@@ -279,6 +290,20 @@ impl ApiError {
                 // Retryable: the sender backs off and resends.
                 I::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::Otlp(e) => {
+                use crate::ingest::otlp::OtlpError as O;
+                match e {
+                    O::UnsupportedContentType(_) | O::UnsupportedEncoding(_) => {
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE
+                    }
+                    O::DecompressedTooLarge { .. } | O::Gzip(_) | O::Decode { .. } => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    // Retryable (OTLP/HTTP: 503 with Retry-After).
+                    O::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+                }
+            }
+            ApiError::OtlpBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Read(e) => e.status(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,

@@ -55,6 +55,12 @@ pub struct IngestMetrics {
     metadata_dropped: Family<ReasonLabel, Counter>,
     request_duration: Family<VersionLabel, Histogram>,
     decode_duration: Family<VersionLabel, Histogram>,
+    otlp_points: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 impl Default for IngestMetrics {
@@ -72,6 +78,7 @@ impl Default for IngestMetrics {
             metadata_dropped: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             decode_duration: Family::new_with_constructor(latency_histogram),
+            otlp_points: Family::default(),
         }
     }
 }
@@ -80,6 +87,17 @@ impl IngestMetrics {
     /// Creates the metrics and registers them under `tidemark_remote_write_*`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        {
+            let o = registry.sub_registry_with_prefix("tidemark_otlp");
+            o.register(
+                "data_points",
+                "OTLP data points received, by result (accepted, rejected).",
+                m.otlp_points.clone(),
+            );
+            for result in ["accepted", "rejected"] {
+                let _ = m.otlp_points.get_or_create(&ResultLabel { result });
+            }
+        }
         let r = registry.sub_registry_with_prefix("tidemark_remote_write");
         r.register(
             "requests",
@@ -205,5 +223,17 @@ impl IngestMetrics {
                 reason: reason.as_str(),
             })
             .inc_by(n as u64);
+    }
+}
+
+impl IngestMetrics {
+    /// Counts an OTLP request's data points.
+    pub fn observe_otlp(&self, o: &crate::ingest::otlp::OtlpOutcome) {
+        self.otlp_points
+            .get_or_create(&ResultLabel { result: "accepted" })
+            .inc_by(o.points as u64);
+        self.otlp_points
+            .get_or_create(&ResultLabel { result: "rejected" })
+            .inc_by(o.rejected as u64);
     }
 }

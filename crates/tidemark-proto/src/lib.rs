@@ -1,5 +1,7 @@
 //! Generated protobuf types (prost, compiled by `build.rs` from `proto/`):
-//! Prometheus remote write 1.0 and remote read, and remote write 2.0.
+//! Prometheus remote write 1.0 and remote read, remote write 2.0, and OTLP
+//! metrics (opentelemetry-proto's `.proto` files, with the protobuf JSON
+//! mapping for OTLP/HTTP JSON bodies).
 //!
 //! Nothing here is written by hand. The server's `ingest` and remote read
 //! and the bench tools share these types; wire rules (limits, validation)
@@ -15,4 +17,60 @@ pub mod prometheus {
 /// Remote write 2.0 (`package io.prometheus.write.v2`).
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}
+
+/// OpenTelemetry's OTLP types (`package opentelemetry.proto.*`), metrics only.
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod metrics {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.metrics.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.metrics.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod collector {
+            pub mod metrics {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.metrics.v1.rs"
+                    ));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.metrics.v1.serde.rs"
+                    ));
+                }
+            }
+        }
+    }
 }

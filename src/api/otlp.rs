@@ -1,0 +1,59 @@
+//! `POST /api/v1/otlp/v1/metrics` (Prometheus's path): OTLP/HTTP metrics,
+//! protobuf or JSON, optionally gzip. Answers as the OTLP/HTTP spec says:
+//! 200 with an `ExportMetricsServiceResponse` in the request's encoding
+//! (`partial_success` naming what was refused), 4xx for a request that can
+//! never succeed, 503 with `Retry-After` when storage cannot take it.
+//!
+//! Owns the HTTP shape; decoding, translation and storing are
+//! [`crate::ingest::otlp`]'s.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::ingest::otlp;
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /api/v1/otlp/v1/metrics`.
+pub(crate) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(db) = state.db().cloned() else {
+        return Err(ApiError::Unavailable(
+            "storage is starting (WAL replay in progress); retry",
+        ));
+    };
+    let encoding = otlp::encoding_of(header_str(&headers, "content-type"))?;
+    let limits = state.otlp_limits();
+    let body = axum::body::to_bytes(body, limits.0)
+        .await
+        .map_err(|_| ApiError::OtlpBodyTooLarge { limit: limits.0 })?;
+    let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let req = otlp::decode(encoding, content_encoding.as_deref(), &body, limits.1)?;
+        otlp::write(&db, &req)
+    })
+    .await
+    .map_err(|e| ApiError::TaskFailed(e.to_string()))??;
+    state.ingest_metrics().observe_otlp(&outcome);
+    let content_type = match encoding {
+        otlp::OtlpEncoding::Protobuf => "application/x-protobuf",
+        otlp::OtlpEncoding::Json => "application/json",
+    };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        otlp::encode_response(&outcome.response(), encoding),
+    )
+        .into_response())
+}

@@ -1,0 +1,194 @@
+//! The OTLP/HTTP metrics receiver's ingest side: decoding an
+//! `ExportMetricsServiceRequest` (protobuf or JSON, optionally gzip),
+//! translating it as Prometheus 3 does ([`translate`], [`names`]) and
+//! appending the result through the same [`Db::append_with`] path as
+//! remote write (with its metadata).
+//!
+//! Owns OTLP's wire and mapping; the HTTP shape (status codes, the
+//! response body) is `api/otlp.rs`'s.
+
+pub mod names;
+pub mod translate;
+
+use std::io::Read;
+
+use prost::Message;
+use tidemark_proto::opentelemetry::proto::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+
+use crate::storage::{AppendExtras, Db};
+
+/// The body encodings OTLP/HTTP defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpEncoding {
+    /// `application/x-protobuf`.
+    Protobuf,
+    /// `application/json` (the protobuf JSON mapping).
+    Json,
+}
+
+/// Why an OTLP request was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    /// A `Content-Type` other than protobuf or JSON.
+    #[error("unsupported Content-Type {0:?}: OTLP/HTTP takes application/x-protobuf or application/json")]
+    UnsupportedContentType(String),
+    /// A `Content-Encoding` other than gzip or none.
+    #[error("unsupported Content-Encoding {0:?}: use gzip or none")]
+    UnsupportedEncoding(String),
+    /// The body inflates past the limit.
+    #[error("decompressed body larger than {limit} bytes (--max-write-decompressed-bytes)")]
+    DecompressedTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Not gzip.
+    #[error("gzip: {0}")]
+    Gzip(String),
+    /// Not an `ExportMetricsServiceRequest`.
+    #[error("decoding {encoding:?} ExportMetricsServiceRequest: {reason}")]
+    Decode {
+        /// The body encoding.
+        encoding: OtlpEncoding,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// Storage could not take the batch (retryable).
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::Error),
+}
+
+/// What happened to an accepted request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpOutcome {
+    /// Data points stored (after translation).
+    pub points: usize,
+    /// Data points refused, and why (for `partial_success`).
+    pub rejected: usize,
+    /// The first reasons, for `partial_success.error_message`.
+    pub message: String,
+    /// Series samples stored (a histogram point makes several).
+    pub samples_written: usize,
+}
+
+impl OtlpOutcome {
+    /// The OTLP response: empty on full success, `partial_success` otherwise.
+    pub fn response(&self) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (self.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: i64::try_from(self.rejected).unwrap_or(i64::MAX),
+                error_message: self.message.clone(),
+            }),
+        }
+    }
+}
+
+/// The body encoding of a `Content-Type`, parameters ignored.
+///
+/// # Errors
+/// [`OtlpError::UnsupportedContentType`].
+pub fn encoding_of(content_type: Option<&str>) -> Result<OtlpEncoding, OtlpError> {
+    let ct = content_type.unwrap_or("");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(OtlpEncoding::Protobuf),
+        "application/json" => Ok(OtlpEncoding::Json),
+        _ => Err(OtlpError::UnsupportedContentType(ct.to_string())),
+    }
+}
+
+/// Decodes a request body: gunzips (bounded by `max_decompressed`) when
+/// `content_encoding` says gzip, then protobuf or JSON.
+///
+/// # Errors
+/// [`OtlpError`] naming the problem.
+pub fn decode(
+    encoding: OtlpEncoding,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<ExportMetricsServiceRequest, OtlpError> {
+    let owned;
+    let raw = match content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => body,
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let limit = u64::try_from(max_decompressed).unwrap_or(u64::MAX);
+            flate2::read::GzDecoder::new(body)
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| OtlpError::Gzip(e.to_string()))?;
+            if out.len() > max_decompressed {
+                return Err(OtlpError::DecompressedTooLarge {
+                    limit: max_decompressed,
+                });
+            }
+            owned = out;
+            &owned
+        }
+        Some(other) => return Err(OtlpError::UnsupportedEncoding(other.to_string())),
+    };
+    let fail = |reason: String| OtlpError::Decode { encoding, reason };
+    match encoding {
+        OtlpEncoding::Protobuf => {
+            ExportMetricsServiceRequest::decode(raw).map_err(|e| fail(e.to_string()))
+        }
+        OtlpEncoding::Json => serde_json::from_slice(raw).map_err(|e| fail(e.to_string())),
+    }
+}
+
+/// Translates and stores a decoded request. Points that translation or
+/// storage refuse are counted, never a failure of the rest.
+///
+/// # Errors
+/// [`OtlpError::Storage`] when nothing could be stored (retryable).
+pub fn write(db: &Db, req: &ExportMetricsServiceRequest) -> Result<OtlpOutcome, OtlpError> {
+    let t = translate::translate(req);
+    let mut messages: Vec<String> = t
+        .refused
+        .iter()
+        .map(|(why, (n, metric))| {
+            format!(
+                "{n} points refused ({}), e.g. metric {metric:?}",
+                why.as_str()
+            )
+        })
+        .collect();
+    let extras = AppendExtras {
+        exemplars: Vec::new(),
+        metadata: t.metadata.clone(),
+    };
+    let hints = vec![None; t.series.len()];
+    let (appended, _) = db.append_with(&t.series, &hints, &extras)?;
+    if let Some(first) = appended.rejected.first() {
+        let labels = &t.series[first.series].labels;
+        messages.push(format!(
+            "{} samples refused by storage, first {labels}: {}",
+            appended.rejected.len(),
+            first.error
+        ));
+    }
+    Ok(OtlpOutcome {
+        points: t.points,
+        rejected: t.refused_points() + appended.rejected.len(),
+        message: messages.join("; "),
+        samples_written: appended.appended + appended.duplicates,
+    })
+}
+
+/// Encodes `resp` in `encoding`.
+pub fn encode_response(resp: &ExportMetricsServiceResponse, encoding: OtlpEncoding) -> Vec<u8> {
+    match encoding {
+        OtlpEncoding::Protobuf => resp.encode_to_vec(),
+        OtlpEncoding::Json => serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
+    }
+}

@@ -1,0 +1,229 @@
+//! OTLP/HTTP metrics end to end: the OpenTelemetry Python SDK's OTLP/HTTP
+//! exporter (a real client, `tests/otlp/send.py`) sends counters,
+//! up-down counters, gauges, histograms and exponential histograms to
+//! `/api/v1/otlp/v1/metrics`; PromQL returns the names, labels and values
+//! Prometheus 3's translator gives (`UnderscoreEscapingWithSuffixes`: unit
+//! and `_total` suffixes, `job` = `service.namespace/service.name`,
+//! `instance` = `service.instance.id`, `target_info` with the remaining
+//! resource attributes). Also JSON bodies, gzip, a malformed body, a wrong
+//! content type and a partial success.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::http;
+use common::proc::{free_port, start_tidemark, wait_ready, Proc};
+use serde_json::Value;
+
+const PATH: &str = "/api/v1/otlp/v1/metrics";
+
+fn start() -> (tempfile::TempDir, String, Proc) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = start_tidemark(&addr, &dir.path().join("data"));
+    wait_ready(&mut p, &addr, Duration::from_secs(60));
+    (dir, addr, p)
+}
+
+/// `query` at now: (labels as JSON, float value or histogram count).
+fn query(addr: &str, q: &str) -> Vec<(Value, String)> {
+    let (status, body) =
+        http::get(addr, &format!("/api/v1/query?query={}", http::encode(q))).unwrap();
+    assert_eq!(status, 200, "{q}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let value = if r["value"].is_array() {
+                r["value"][1].as_str().unwrap().to_string()
+            } else {
+                format!("H count={}", r["histogram"][1]["count"].as_str().unwrap())
+            };
+            (r["metric"].clone(), value)
+        })
+        .collect()
+}
+
+fn one(addr: &str, q: &str) -> (Value, String) {
+    let r = query(addr, q);
+    assert_eq!(r.len(), 1, "{q}: {r:?}");
+    r.into_iter().next().unwrap()
+}
+
+fn send_with_sdk(addr: &str, mode: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/send.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}{PATH}"))
+        .arg(mode)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the OpenTelemetry SDK failed ({mode}); scripts/test installs opentelemetry-sdk and \
+         opentelemetry-exporter-otlp-proto-http:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_sdk_metrics_are_translated_as_prometheus_does() {
+    let (_dir, addr, mut p) = start();
+    send_with_sdk(&addr, "plain");
+    let job = |v: &Value| {
+        assert_eq!(v["job"], "shop/checkout", "{v}");
+        assert_eq!(v["instance"], "pod-1", "{v}");
+    };
+    // A monotonic counter: unit in braces dropped, `_total` added,
+    // attribute names sanitized.
+    let (l, v) = one(&addr, "http_server_requests_total");
+    job(&l);
+    assert_eq!((l["http_method"].as_str(), v.as_str()), (Some("GET"), "5"));
+    // An up-down counter (non-monotonic sum) is a gauge: no `_total`.
+    assert_eq!(one(&addr, "queue_size").1, "7");
+    // A gauge with unit By: `_bytes`.
+    let (l, v) = one(&addr, "memory_usage_bytes");
+    assert_eq!((l["area"].as_str(), v.as_str()), (Some("heap"), "1024"));
+    // A histogram with unit ms: classic buckets with Prometheus's `le`.
+    assert_eq!(one(&addr, "http_server_duration_milliseconds_count").1, "3");
+    assert_eq!(one(&addr, "http_server_duration_milliseconds_sum").1, "333");
+    assert_eq!(
+        one(&addr, "http_server_duration_milliseconds_bucket{le=\"25\"}").1,
+        "1"
+    );
+    assert_eq!(
+        one(
+            &addr,
+            "http_server_duration_milliseconds_bucket{le=\"+Inf\"}"
+        )
+        .1,
+        "3"
+    );
+    // An exponential histogram: a native histogram.
+    assert_eq!(one(&addr, "rpc_latency_seconds").1, "H count=4");
+    assert_eq!(one(&addr, "histogram_count(rpc_latency_seconds)").1, "4");
+    let q = one(&addr, "histogram_quantile(0.5, rpc_latency_seconds)").1;
+    let q: f64 = q.parse().unwrap();
+    assert!(
+        (0.19..=0.41).contains(&q),
+        "median of 0.1, 0.2, 0.4, 0.8: {q}"
+    );
+    // target_info: the other resource attributes.
+    let (l, v) = one(&addr, "target_info");
+    job(&l);
+    assert_eq!(v, "1");
+    assert_eq!(l["deployment_environment"], "test");
+    assert_eq!(l["telemetry_sdk_language"], "python");
+    // Metadata as for remote write.
+    let (_, md) = http::get(&addr, "/api/v1/metadata?metric=http_server_requests_total").unwrap();
+    let md: Value = serde_json::from_str(&md).unwrap();
+    assert_eq!(
+        md["data"]["http_server_requests_total"][0]["type"], "counter",
+        "{md}"
+    );
+    assert_eq!(
+        md["data"]["http_server_requests_total"][0]["help"],
+        "Requests served."
+    );
+
+    // The same through gzip bodies: nothing new, nothing refused.
+    send_with_sdk(&addr, "gzip");
+    assert_eq!(one(&addr, "http_server_requests_total").1, "5");
+
+    // Delta temporality is refused per point and counted; the rest stays.
+    send_with_sdk(&addr, "delta");
+    assert!(query(&addr, "{__name__=~\"delta.*\"}").is_empty());
+    let (_, metrics) = http::get(&addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("tidemark_otlp_data_points_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    p.assert_alive(&addr);
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn post(addr: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut headers = vec![("Content-Type", content_type)];
+    if let Some(e) = encoding {
+        headers.push(("Content-Encoding", e));
+    }
+    let (status, body) = http::request(addr, "POST", PATH, &headers, body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn json_gzip_malformed_and_partial_success() {
+    let (_dir, addr, mut p) = start();
+    let t = now_nanos();
+    // OTLP JSON as the spec encodes it: lowerCamelCase, 64-bit integers as
+    // strings, enums as numbers.
+    let json = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[
+            {{"key":"service.name","value":{{"stringValue":"api"}}}}]}},
+          "scopeMetrics":[{{"metrics":[
+            {{"name":"temperature","unit":"Cel","gauge":{{"dataPoints":[
+              {{"timeUnixNano":"{t}","asDouble":21.5,
+                "attributes":[{{"key":"room","value":{{"stringValue":"lab"}}}}]}}]}}}},
+            {{"name":"jobs.done","sum":{{"aggregationTemporality":1,"isMonotonic":true,
+              "dataPoints":[{{"timeUnixNano":"{t}","asInt":"3"}}]}}}}]}}]}}]}}"#
+    );
+    let (status, body) = post(&addr, "application/json", None, json.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    // The delta sum is refused: a partial success, in JSON.
+    let resp: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(resp["partialSuccess"]["rejectedDataPoints"], "1", "{body}");
+    assert!(
+        resp["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("delta_temporality"),
+        "{body}"
+    );
+    let (l, v) = one(&addr, "temperature_celsius");
+    assert_eq!(
+        (l["job"].as_str(), l["room"].as_str(), v.as_str()),
+        (Some("api"), Some("lab"), "21.5")
+    );
+
+    // Gzip JSON.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(json.replace("lab", "hall").as_bytes())
+        .unwrap();
+    let (status, body) = post(
+        &addr,
+        "application/json; charset=utf-8",
+        Some("gzip"),
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(query(&addr, "temperature_celsius").len(), 2);
+
+    // Malformed bodies: 400 naming the problem, nothing stored.
+    let before = query(&addr, "{__name__=~\".+\"}").len();
+    for (ct, enc, body) in [
+        ("application/x-protobuf", None, &b"\xff\xff\xff"[..]),
+        ("application/json", None, &b"{\"resourceMetrics\": 7}"[..]),
+        ("application/json", Some("gzip"), &b"not gzip"[..]),
+    ] {
+        let (status, text) = post(&addr, ct, enc, body);
+        assert_eq!(status, 400, "{ct} {enc:?}: {text}");
+        assert!(text.contains("decoding") || text.contains("gzip"), "{text}");
+    }
+    assert_eq!(query(&addr, "{__name__=~\".+\"}").len(), before);
+    // Unsupported media type and encoding: 415.
+    assert_eq!(post(&addr, "text/plain", None, b"x").0, 415);
+    assert_eq!(post(&addr, "application/json", Some("br"), b"x").0, 415);
+    p.assert_alive(&addr);
+}
