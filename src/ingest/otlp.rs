@@ -192,3 +192,83 @@ pub fn encode_response(resp: &ExportMetricsServiceResponse, encoding: OtlpEncodi
         OtlpEncoding::Json => serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// The stable-toolchain twin of `fuzz/fuzz_targets/fuzz_otlp.rs`.
+        #[test]
+        fn prop_arbitrary_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for (encoding, gzip) in [
+                (OtlpEncoding::Protobuf, None),
+                (OtlpEncoding::Json, None),
+                (OtlpEncoding::Protobuf, Some("gzip")),
+            ] {
+                if let Ok(req) = decode(encoding, gzip, &bytes, 1 << 20) {
+                    let _ = translate::translate(&req);
+                }
+            }
+        }
+
+        /// Well-formed requests with arbitrary names, units, values,
+        /// scales and bucket layouts translate without panicking.
+        #[test]
+        fn prop_arbitrary_requests_translate(
+            name in "[a-z._0-9{}/ ]{0,16}",
+            unit in "[a-zA-Z1%/{}]{0,6}",
+            scale in -10i32..30,
+            offset in any::<i32>(),
+            counts in proptest::collection::vec(0u64..5, 0..20),
+            t in any::<u64>(),
+        ) {
+            use tidemark_proto::opentelemetry::proto::metrics::v1 as m;
+            let point = m::ExponentialHistogramDataPoint {
+                time_unix_nano: t,
+                scale,
+                count: counts.iter().sum(),
+                positive: Some(m::exponential_histogram_data_point::Buckets {
+                    offset,
+                    bucket_counts: counts.clone(),
+                }),
+                ..Default::default()
+            };
+            let req = ExportMetricsServiceRequest {
+                resource_metrics: vec![m::ResourceMetrics {
+                    scope_metrics: vec![m::ScopeMetrics {
+                        metrics: vec![m::Metric {
+                            name,
+                            unit,
+                            data: Some(m::metric::Data::ExponentialHistogram(m::ExponentialHistogram {
+                                data_points: vec![point],
+                                aggregation_temporality: 2,
+                            })),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            let _ = translate::translate(&req);
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            encoding_of(Some("application/x-protobuf")).unwrap(),
+            OtlpEncoding::Protobuf
+        );
+        assert_eq!(
+            encoding_of(Some("application/json; charset=utf-8")).unwrap(),
+            OtlpEncoding::Json
+        );
+        assert!(encoding_of(Some("text/plain")).is_err());
+        assert!(encoding_of(None).is_err());
+    }
+}
