@@ -615,3 +615,43 @@ fn series_switching_kinds_compacts_and_truncates() {
     assert_eq!(s[1].samples().count(), 5);
     assert_eq!(s[1].histograms().count(), 95);
 }
+
+#[test]
+fn histograms_over_the_bucket_limit_are_refused_so_all_stored_ones_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path());
+    let n = tidemark::model::histogram::MAX_BUCKETS_PER_SIDE;
+    let big = |buckets: usize| Histogram {
+        schema: 0,
+        count: buckets as u64,
+        sum: 1.0,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: buckets as u32,
+        }],
+        positive_buckets: std::iter::once(1)
+            .chain(std::iter::repeat(0))
+            .take(buckets)
+            .collect(),
+        ..Default::default()
+    };
+    let out = db
+        .append(&[entry(
+            0,
+            vec![
+                (1, HistogramValue::Int(big(n))),
+                (2, HistogramValue::Int(big(n + 1))),
+            ],
+        )])
+        .unwrap();
+    assert_eq!(out.appended, 1);
+    assert!(matches!(
+        out.rejected[0].error,
+        SampleError::InvalidHistogram(tidemark::model::HistogramError::TooManyBuckets { .. })
+    ));
+    let q = db.querier(i64::MIN, i64::MAX);
+    let got: Vec<_> = q.select(&[])[0].histograms().collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.positive_buckets.len(), n);
+    assert!(q.take_problems().is_empty());
+}

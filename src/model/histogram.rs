@@ -184,6 +184,44 @@ pub enum HistogramError {
     /// Custom values sent on an exponential histogram.
     #[error("histogram with exponential schema must not have custom bounds")]
     UnexpectedCustomValues,
+    /// More buckets (or custom bounds) on one side than Tidemark stores
+    /// ([`MAX_BUCKETS_PER_SIDE`]; Prometheus clients send at most 160 by
+    /// default).
+    #[error("{side} side: {buckets} buckets is more than the limit of {max}")]
+    TooManyBuckets {
+        /// `positive`, `negative` or `custom bounds`.
+        side: &'static str,
+        /// Buckets sent.
+        buckets: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Most buckets per side (and custom bounds) a stored histogram may have:
+/// what the chunk decoders accept, so that whatever is stored reads back.
+pub const MAX_BUCKETS_PER_SIDE: usize = 1 << 16;
+
+/// Refuses more than [`MAX_BUCKETS_PER_SIDE`] buckets (or spans) on a side.
+fn check_bucket_counts(
+    positive: usize,
+    negative: usize,
+    custom: usize,
+) -> Result<(), HistogramError> {
+    for (side, buckets) in [
+        ("positive", positive),
+        ("negative", negative),
+        ("custom bounds", custom),
+    ] {
+        if buckets > MAX_BUCKETS_PER_SIDE {
+            return Err(HistogramError::TooManyBuckets {
+                side,
+                buckets,
+                max: MAX_BUCKETS_PER_SIDE,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One native histogram sample value as stored: integer histograms (what
@@ -289,6 +327,11 @@ impl Histogram {
     /// # Errors
     /// The first rule broken, as a [`HistogramError`].
     pub fn validate(&self) -> Result<(), HistogramError> {
+        check_bucket_counts(
+            self.positive_buckets.len().max(self.positive_spans.len()),
+            self.negative_buckets.len().max(self.negative_spans.len()),
+            self.custom_values.len(),
+        )?;
         check_schema(
             self.schema,
             self.zero_threshold,
@@ -324,6 +367,11 @@ impl FloatHistogram {
     /// # Errors
     /// The first rule broken, as a [`HistogramError`].
     pub fn validate(&self) -> Result<(), HistogramError> {
+        check_bucket_counts(
+            self.positive_buckets.len().max(self.positive_spans.len()),
+            self.negative_buckets.len().max(self.negative_spans.len()),
+            self.custom_values.len(),
+        )?;
         check_schema(
             self.schema,
             self.zero_threshold,
