@@ -166,7 +166,7 @@ pub enum HistogramError {
         count: f64,
     },
     /// The buckets (incl. zero bucket) sum to more than `count` while `sum`
-    /// is not NaN (Prometheus: "count is less than the sum of buckets").
+    /// is NaN (Prometheus: "count is not big enough").
     #[error("{count} observations found in buckets, but the Count field is {count_field}")]
     CountBelowBuckets {
         /// Sum of all bucket counts.
@@ -180,6 +180,15 @@ pub enum HistogramError {
     CustomBuckets {
         /// What is wrong.
         reason: &'static str,
+    },
+    /// The buckets (incl. zero bucket) do not add up to `count` while
+    /// `sum` is not NaN (Prometheus: "count mismatch").
+    #[error("{count} observations found in buckets, but the Count field is {count_field}")]
+    CountMismatch {
+        /// Sum of all bucket counts.
+        count: f64,
+        /// The histogram's count field.
+        count_field: f64,
     },
     /// Custom values sent on an exponential histogram.
     #[error("histogram with exponential schema must not have custom bounds")]
@@ -344,9 +353,19 @@ impl Histogram {
         let neg = check_int_side("negative", &self.negative_spans, &self.negative_buckets)?;
         let pos = check_int_side("positive", &self.positive_spans, &self.positive_buckets)?;
         check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
+        // Prometheus 3: with a NaN sum (NaN observations, which no bucket
+        // counts) the buckets may hold fewer than `count`; otherwise exactly
+        // `count`.
         let buckets = (neg as u128) + (pos as u128) + u128::from(self.zero_count);
-        if !self.sum.is_nan() && buckets > u128::from(self.count) {
+        let count = u128::from(self.count);
+        if self.sum.is_nan() && buckets > count {
             return Err(HistogramError::CountBelowBuckets {
+                count: buckets as f64,
+                count_field: self.count as f64,
+            });
+        }
+        if !self.sum.is_nan() && buckets != count {
+            return Err(HistogramError::CountMismatch {
                 count: buckets as f64,
                 count_field: self.count as f64,
             });
@@ -381,8 +400,8 @@ impl FloatHistogram {
             &self.custom_values,
             self.positive_spans.len(),
         )?;
-        let neg = check_float_side("negative", &self.negative_spans, &self.negative_buckets)?;
-        let pos = check_float_side("positive", &self.positive_spans, &self.positive_buckets)?;
+        check_float_side("negative", &self.negative_spans, &self.negative_buckets)?;
+        check_float_side("positive", &self.positive_spans, &self.positive_buckets)?;
         check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
         if self.count < 0.0 {
             return Err(HistogramError::NegativeCount { count: self.count });
@@ -394,15 +413,8 @@ impl FloatHistogram {
                 count: self.zero_count,
             });
         }
-        let buckets = neg + pos + self.zero_count;
-        // Prometheus allows rounding error here for float histograms only
-        // when sum is NaN; otherwise the same rule as integer histograms.
-        if !self.sum.is_nan() && buckets > self.count {
-            return Err(HistogramError::CountBelowBuckets {
-                count: buckets,
-                count_field: self.count,
-            });
-        }
+        // Prometheus checks no count against the buckets of a float
+        // histogram (rounding makes them differ).
         Ok(())
     }
 }
@@ -429,11 +441,6 @@ fn check_schema(
         if zero_threshold != 0.0 || has_zero_count {
             return Err(HistogramError::CustomBuckets {
                 reason: "histograms with custom buckets must not have a zero bucket",
-            });
-        }
-        if custom_values.is_empty() {
-            return Err(HistogramError::CustomBuckets {
-                reason: "histograms with custom buckets must have custom values",
             });
         }
         for w in custom_values.windows(2) {
@@ -533,14 +540,13 @@ fn check_int_side(
     Ok(u64::try_from(total).unwrap_or(u64::MAX))
 }
 
-/// Checks one side of a float histogram; returns its total count.
+/// Checks one side of a float histogram.
 fn check_float_side(
     side: &'static str,
     spans: &[Span],
     counts: &[f64],
-) -> Result<f64, HistogramError> {
+) -> Result<(), HistogramError> {
     check_spans(side, spans, counts.len())?;
-    let mut total = 0.0;
     for (i, c) in counts.iter().enumerate() {
         if *c < 0.0 {
             return Err(HistogramError::NegativeBucketCount {
@@ -549,7 +555,86 @@ fn check_float_side(
                 count: *c,
             });
         }
-        total += c;
     }
-    Ok(total)
+    Ok(())
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    fn h(count: u64, sum: f64) -> Histogram {
+        Histogram {
+            count,
+            zero_count: 1,
+            sum,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![2, 1], // 2 + 3
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validate_follows_prometheus_3() {
+        assert_eq!(h(6, 1.0).validate(), Ok(()));
+        // Count must equal the buckets unless sum is NaN, then it may be more.
+        assert!(matches!(
+            h(7, 1.0).validate(),
+            Err(HistogramError::CountMismatch { .. })
+        ));
+        assert!(matches!(
+            h(5, 1.0).validate(),
+            Err(HistogramError::CountMismatch { .. })
+        ));
+        assert_eq!(h(7, f64::NAN).validate(), Ok(()));
+        assert!(matches!(
+            h(5, f64::NAN).validate(),
+            Err(HistogramError::CountBelowBuckets { .. })
+        ));
+        let mut neg = h(6, 1.0);
+        neg.positive_buckets = vec![4, -5];
+        assert!(matches!(
+            neg.validate(),
+            Err(HistogramError::NegativeBucketCount { index: 2, .. })
+        ));
+        let mut schema = h(6, 1.0);
+        schema.schema = 9;
+        assert_eq!(
+            schema.validate(),
+            Err(HistogramError::InvalidSchema { schema: 9 })
+        );
+        // Custom buckets: no bounds at all is one +Inf bucket.
+        let nhcb = Histogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 3,
+            sum: 1.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![3],
+            ..Default::default()
+        };
+        assert_eq!(nhcb.validate(), Ok(()));
+        let mut two = nhcb.clone();
+        two.positive_spans[0].length = 2;
+        two.positive_buckets = vec![3, -3];
+        assert!(matches!(
+            two.validate(),
+            Err(HistogramError::CustomBuckets { .. })
+        ));
+        two.custom_values = vec![0.5];
+        assert_eq!(two.validate(), Ok(()));
+        two.custom_values = vec![f64::INFINITY];
+        assert!(two.validate().is_err());
+        // Float histograms: counts are not checked against buckets.
+        let mut f = h(6, 1.0).to_float();
+        f.count = 5.5;
+        assert_eq!(f.validate(), Ok(()));
+        f.zero_count = -1.0;
+        assert!(f.validate().is_err());
+    }
 }
