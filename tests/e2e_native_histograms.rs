@@ -4,7 +4,10 @@
 //! exporter exposes one) every second and remote-writes it to the
 //! `tidemark` binary with `send_native_histograms: true`. Tidemark must
 //! store exactly the histograms the target served (bucket by bucket), and
-//! Prometheus must report no failed sends.
+//! Prometheus must report no failed sends. Prometheus's own head chunk,
+//! taken from a TSDB snapshot, is the golden bytes of the histogram chunk
+//! codec: Tidemark decodes it to the served histograms and re-encodes
+//! them to the same bytes.
 //!
 //! Needs `prometheus`; `TIDEMARK_SKIP_E2E=1` skips without it.
 
@@ -22,6 +25,8 @@ use common::proc::{
 };
 use prost::Message;
 use tidemark::model::Matcher;
+use tidemark::storage::chunk::{HistogramAppender, HistogramIter};
+use tidemark::storage::encoding::Decbuf;
 use tidemark::storage::{Db, Options};
 
 /// The exposition format's messages (io.prometheus.client, metrics.proto),
@@ -185,7 +190,10 @@ fn prometheus_2_42_remote_writes_native_histograms_that_tidemark_stores_exactly(
         &prom_addr,
         dir.path(),
         &config,
-        &["--enable-feature=native-histograms"],
+        &[
+            "--enable-feature=native-histograms",
+            "--web.enable-admin-api",
+        ],
     );
     wait_until("prometheus ready", Duration::from_secs(60), || {
         http::get(&prom_addr, "/-/ready").is_some_and(|r| r.0 == 200)
@@ -211,6 +219,7 @@ fn prometheus_2_42_remote_writes_native_histograms_that_tidemark_stores_exactly(
     .expect("prometheus exports its failed-histograms counter");
     let sent = metric_sum(&prom_addr, "prometheus_remote_storage_histograms_total")
         .expect("prometheus exports its sent-histograms counter");
+    let golden = prometheus_histogram_chunks(&prom_addr, &dir.path().join("prom"));
     prom.terminate(Duration::from_secs(10));
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
@@ -275,4 +284,80 @@ fn prometheus_2_42_remote_writes_native_histograms_that_tidemark_stores_exactly(
         assert!(h.count > last_count, "{t}: counts grow scrape by scrape");
         last_count = h.count;
     }
+
+    // Golden bytes: Prometheus's own chunks decode to what was served and
+    // re-encode, sample by sample with the chunk's header, to the same
+    // bytes.
+    assert!(!golden.is_empty(), "the snapshot holds no histogram chunk");
+    // Refreshes the golden fixture of tests/storage_histograms.rs.
+    if let Ok(path) = std::env::var("TIDEMARK_WRITE_GOLDEN_HISTOGRAM_CHUNK") {
+        std::fs::write(path, &golden[0]).unwrap();
+    }
+    let mut decoded = 0;
+    for bytes in &golden {
+        let mut it = HistogramIter::new(&bytes[..]);
+        let samples: Vec<_> = it.by_ref().collect();
+        assert_eq!(it.err(), None);
+        let mut app = HistogramAppender::new(it.header());
+        for (_, h) in samples.iter() {
+            if h.is_stale() {
+                continue;
+            }
+            let (want, _) = served(h.zero_count);
+            assert_eq!(h.count, want.sample_count);
+            assert_eq!(h.positive_buckets, want.positive_delta);
+        }
+        for (t, h) in &samples {
+            app.append(*t, h).expect("fits the chunk it came from");
+        }
+        assert_eq!(
+            &app.finish()[..],
+            &bytes[..],
+            "re-encoded chunk differs from Prometheus's"
+        );
+        decoded += samples.len();
+    }
+    eprintln!(
+        "E2E-NATIVE-HISTOGRAMS golden chunks={} samples={decoded}",
+        golden.len()
+    );
+    assert!(decoded >= 8);
+}
+
+/// Takes a TSDB snapshot of Prometheus (its head written as a block) and
+/// returns the bytes of every histogram chunk (encoding 2) in its chunk
+/// segment files: magic, version and padding (8 bytes), then per chunk a
+/// uvarint length, the encoding byte, the data and a CRC-32C.
+fn prometheus_histogram_chunks(prom_addr: &str, prom_dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let (status, body) = http::request(prom_addr, "POST", "/api/v1/admin/tsdb/snapshot", &[], b"")
+        .expect("prometheus reachable");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let name = v["data"]["name"].as_str().unwrap();
+    let mut out = Vec::new();
+    for block in std::fs::read_dir(prom_dir.join("snapshots").join(name)).unwrap() {
+        let chunks = block.unwrap().path().join("chunks");
+        for seg in std::fs::read_dir(&chunks).unwrap() {
+            let bytes = std::fs::read(seg.unwrap().path()).unwrap();
+            assert_eq!(
+                &bytes[..4],
+                &[0x85, 0xBD, 0x40, 0xDD],
+                "chunk segment magic"
+            );
+            let mut d = Decbuf::new(&bytes[8..]);
+            while !d.is_empty() {
+                let len = d.uvarint().unwrap() as usize;
+                let encoding = d.u8().unwrap();
+                let data = d.bytes(len).unwrap();
+                let crc = d.be_u32().unwrap();
+                let mut with_enc = vec![encoding];
+                with_enc.extend_from_slice(data);
+                assert_eq!(crc, crc32c::crc32c(&with_enc), "chunk CRC");
+                if encoding == 2 {
+                    out.push(data.to_vec());
+                }
+            }
+        }
+    }
+    out
 }
