@@ -670,6 +670,15 @@ async fn v2_histograms_with_custom_buckets_and_written_headers() {
         ..Default::default()
     };
     req.timeseries[0].histograms = vec![nhcb(t + 1000, 2), nhcb(t + 2000, 3)];
+    // An exemplar on the histogram series is kept too.
+    req.symbols.push(Bytes::from_static(b"trace_id"));
+    req.symbols.push(Bytes::from_static(b"abc"));
+    let n = req.symbols.len() as u32;
+    req.timeseries[0].exemplars.push(v2::Exemplar {
+        labels_refs: vec![n - 2, n - 1],
+        value: 0.7,
+        timestamp: t + 2000,
+    });
     let r = s.post(V2_CT, &req).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "1");
@@ -677,6 +686,17 @@ async fn v2_histograms_with_custom_buckets_and_written_headers() {
         r.headers["X-Prometheus-Remote-Write-Histograms-Written"],
         "2"
     );
+    assert_eq!(
+        r.headers["X-Prometheus-Remote-Write-Exemplars-Written"],
+        "1"
+    );
+    let ex = s
+        .receiver
+        .exemplars()
+        .select(&[Matcher::eq("__name__", "h2")], t, t + 3000);
+    assert_eq!(ex.len(), 1);
+    assert_eq!(ex[0].labels.get("trace_id"), Some("abc"));
+    req.timeseries[0].exemplars.clear();
     let q = s.db.querier(i64::MIN, i64::MAX);
     let series = q.select(&[Matcher::eq("__name__", "h2")]);
     let hs: Vec<_> = series[0].histograms().collect();

@@ -1,7 +1,9 @@
 //! Crash safety: a child process appends continuously (fsync=batch) and
 //! prints each acknowledged batch; the parent `kill -9`s it at random
 //! moments, reopens the store and checks that every acknowledged batch is
-//! there, whole, and that the store opens cleanly every time.
+//! there, whole, and that the store opens cleanly every time. Each batch
+//! also carries a native histogram sample (WAL record 7), which must
+//! survive the same way.
 //!
 //! The child is this same test binary, re-run with `TIDEMARK_CRASH_CHILD_DIR`
 //! set so that `crash_child_appender` does the appending.
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rand::{Rng, SeedableRng};
-use tidemark::model::Sample;
+use tidemark::model::{Histogram, HistogramSample, HistogramValue, Sample, Span};
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::Db;
 
@@ -25,6 +27,36 @@ const CHILD_ENV: &str = "TIDEMARK_CRASH_CHILD_DIR";
 /// Timestamp of batch `k`; batch values are `k * 1000 + series`.
 fn batch_t(k: u64) -> i64 {
     1_700_000_000_000 + k as i64 * 10
+}
+
+/// The histogram of batch `k`: count `k + 1` in one bucket.
+fn batch_histogram(k: u64) -> Histogram {
+    Histogram {
+        count: k + 1,
+        sum: k as f64,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 1,
+        }],
+        positive_buckets: vec![k as i64 + 1],
+        ..Default::default()
+    }
+}
+
+/// Every stored histogram of `crash_h_<th>` as (t, count).
+fn histograms(db: &Db, th: u64) -> Vec<(i64, f64)> {
+    let q = db.querier(i64::MIN, i64::MAX);
+    q.select(&[tidemark::model::Matcher::eq(
+        "__name__",
+        format!("crash_h_{th}"),
+    )])
+    .iter()
+    .flat_map(|s| {
+        s.histograms()
+            .map(|(t, h)| (t, h.count))
+            .collect::<Vec<_>>()
+    })
+    .collect()
 }
 
 /// Not a test on its own: the body of the child process.
@@ -45,7 +77,7 @@ fn crash_child_appender() {
             let db = &db;
             move || {
                 for k in (start..start + 1_000_000).filter(|k| k % 2 == th) {
-                    let batch: Vec<_> = (0..SERIES_PER_BATCH)
+                    let mut batch: Vec<_> = (0..SERIES_PER_BATCH)
                         .map(|s| {
                             one(
                                 series_labels(&format!("crash_{th}"), s),
@@ -53,6 +85,14 @@ fn crash_child_appender() {
                             )
                         })
                         .collect();
+                    batch.push(tidemark::storage::SeriesSamples {
+                        labels: series_labels(&format!("crash_h_{th}"), 0),
+                        samples: Vec::new(),
+                        histograms: vec![HistogramSample {
+                            t: batch_t(k),
+                            h: HistogramValue::Int(batch_histogram(k)),
+                        }],
+                    });
                     let out = db.append(&batch).expect("append");
                     assert!(out.is_complete(), "{:?}", out.rejected.first());
                     println!("ack {k}");
@@ -70,7 +110,18 @@ fn crash_child_appender() {
 fn verify(dir: &std::path::Path, acked: &[u64]) -> usize {
     let db = Db::open(dir, options(FsyncPolicy::Batch)).expect("reopen after kill -9");
     let d = dump(&db);
+    let hist: Vec<Vec<(i64, f64)>> = (0..2).map(|th| histograms(&db, th)).collect();
     for &k in acked {
+        let h = &hist[(k % 2) as usize];
+        let found = h
+            .binary_search_by_key(&batch_t(k), |x| x.0)
+            .ok()
+            .map(|i| h[i].1);
+        assert_eq!(
+            found,
+            Some((k + 1) as f64),
+            "acknowledged histogram of batch {k} lost"
+        );
         let th = k % 2;
         for s in 0..SERIES_PER_BATCH {
             let key = series_labels(&format!("crash_{th}"), s).to_string();
@@ -85,7 +136,7 @@ fn verify(dir: &std::path::Path, acked: &[u64]) -> usize {
         }
     }
     // Whatever is stored is whole: every stored timestamp has all series of its batch.
-    for th in 0..2 {
+    for (th, hist) in hist.iter().enumerate() {
         let first = d
             .get(&series_labels(&format!("crash_{th}"), 0).to_string())
             .cloned()
@@ -101,6 +152,11 @@ fn verify(dir: &std::path::Path, acked: &[u64]) -> usize {
                 "batch stored partially for crash_{th} series {s}"
             );
         }
+        assert_eq!(
+            first.len(),
+            hist.len(),
+            "batch stored without its histogram for crash_{th}"
+        );
     }
     d.values().map(Vec::len).sum()
 }

@@ -1,7 +1,9 @@
 //! Model-based test: random appends, queries, deletions, compactions and
 //! restarts against a simple in-memory oracle (per series a Vec of (t, v)
 //! with Prometheus's append rules, tombstones, and the head's floor as
-//! compaction raises it) give the same answers. The block range is 100 ms,
+//! compaction raises it) give the same answers. Values are float samples
+//! and native histograms (integer, float, stale markers), which share one
+//! time order per series. The block range is 100 ms,
 //! so compaction cuts blocks, merges them and truncates the head within the
 //! timestamps generated.
 
@@ -11,13 +13,16 @@ use std::collections::BTreeMap;
 
 use common::*;
 use proptest::prelude::*;
-use tidemark::model::{MatchOp, Matcher, Sample, STALE_NAN};
+use tidemark::model::{
+    FloatHistogram, Histogram, HistogramSample, HistogramValue, MatchOp, Matcher, Sample, Span,
+    STALE_NAN,
+};
 use tidemark::storage::SampleError;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// (series index, samples) pairs.
-    Append(Vec<(usize, Vec<(i64, f64)>)>),
+    /// Entries of one batch.
+    Append(Vec<Entry>),
     Query {
         matcher: usize,
         mint: i64,
@@ -35,6 +40,10 @@ enum Op {
     },
 }
 
+/// One batch entry: series index, float samples, histogram samples (by
+/// [`histogram`] code).
+type Entry = (usize, Vec<(i64, f64)>, Vec<(i64, u8)>);
+
 /// Block range of the model's store (ms).
 const RANGE: i64 = 100;
 
@@ -47,9 +56,84 @@ fn value() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Histogram number `code`: 0..=3 integer histograms of growing counts
+/// (one with a third bucket), 4 a stale marker, 5..=7 float histograms. No
+/// two codes are the same value.
+fn histogram(code: u8) -> HistogramValue {
+    let k = u64::from(code % 4);
+    let mut h = Histogram {
+        schema: 0,
+        count: 2 * k + 1,
+        zero_count: 1,
+        sum: k as f64,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 2,
+        }],
+        positive_buckets: vec![k as i64, 0],
+        ..Default::default()
+    };
+    if code == 3 {
+        h.positive_spans[0].length = 3;
+        h.positive_buckets.push(-(k as i64));
+    }
+    match code {
+        4 => HistogramValue::Int(Histogram {
+            sum: STALE_NAN,
+            ..Default::default()
+        }),
+        5..=7 => {
+            let mut f: FloatHistogram = h.to_float();
+            f.sum += 0.25;
+            HistogramValue::Float(f)
+        }
+        _ => HistogramValue::Int(h),
+    }
+}
+
+/// A histogram's value for comparison: counts and sum by bits, non-empty
+/// buckets by index (a recoded chunk adds empty buckets).
+fn canon(h: &FloatHistogram) -> String {
+    if h.is_stale() {
+        return format!("stale {:x}", h.sum.to_bits());
+    }
+    let mut buckets = Vec::new();
+    let mut idx = 0i64;
+    let mut k = 0;
+    for s in &h.positive_spans {
+        idx += i64::from(s.offset);
+        for _ in 0..s.length {
+            if h.positive_buckets[k] != 0.0 {
+                buckets.push((idx, h.positive_buckets[k]));
+            }
+            k += 1;
+            idx += 1;
+        }
+    }
+    format!(
+        "{} {} {:x} {:?}",
+        h.count,
+        h.zero_count,
+        h.sum.to_bits(),
+        buckets
+    )
+}
+
+/// A stored value: float bits or histogram code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Val {
+    F(u64),
+    H(u8),
+}
+
 fn op() -> impl Strategy<Value = Op> {
+    let entry = (
+        0usize..6,
+        proptest::collection::vec((0i64..400, value()), 0..6),
+        proptest::collection::vec((0i64..400, 0u8..8), 0..4),
+    );
     prop_oneof![
-        6 => proptest::collection::vec((0usize..6, proptest::collection::vec((0i64..400, value()), 1..6)), 1..4).prop_map(Op::Append),
+        6 => proptest::collection::vec(entry, 1..4).prop_map(Op::Append),
         3 => (0usize..5, 0i64..400, 0i64..400).prop_map(|(matcher, a, b)| Op::Query { matcher, mint: a.min(b), maxt: a.max(b) }),
         1 => Just(Op::Restart),
         2 => Just(Op::Compact),
@@ -87,7 +171,7 @@ fn matchers(i: usize) -> Vec<Matcher> {
 #[derive(Default)]
 struct Model {
     /// Accepted samples per series, in time order (deleted ones included).
-    series: BTreeMap<usize, Vec<(i64, f64)>>,
+    series: BTreeMap<usize, Vec<(i64, Val)>>,
     /// Deleted intervals per series, clamped to the data when deleted.
     tombstones: BTreeMap<usize, Vec<(i64, i64)>>,
     /// The head refuses samples before this (persisted blocks end here).
@@ -117,13 +201,13 @@ impl Model {
     /// Appends with the head's rules as of `min_valid` (read once per
     /// batch): judged against the samples the head still holds; a sample
     /// identical to one held, at any time, is accepted silently.
-    fn append(&mut self, i: usize, t: i64, v: f64, min_valid: i64) -> Result<bool, SampleError> {
+    fn append(&mut self, i: usize, t: i64, v: Val, min_valid: i64) -> Result<bool, SampleError> {
         let truncated = self.truncated;
         let s = self.series.entry(i).or_default();
         let head_last = s.last().filter(|x| x.0 >= truncated).map(|x| x.0);
         match head_last {
             Some(lt) if t <= lt => match s.iter().find(|x| x.0 == t && t >= truncated) {
-                Some(&(_, sv)) if sv.to_bits() == v.to_bits() => Ok(false),
+                Some(&(_, sv)) if sv == v => Ok(false),
                 Some(_) => Err(SampleError::DuplicateSample { t }),
                 None if t < min_valid => Err(SampleError::TooOld {
                     t,
@@ -186,7 +270,7 @@ impl Model {
         }
     }
 
-    fn visible(&self, i: usize) -> impl Iterator<Item = &(i64, f64)> {
+    fn visible(&self, i: usize) -> impl Iterator<Item = &(i64, Val)> {
         let ts = self.tombstones.get(&i);
         self.series[&i]
             .iter()
@@ -218,40 +302,60 @@ proptest! {
                 Op::Append(entries) => {
                     let batch: Vec<_> = entries
                         .iter()
-                        .map(|(i, s)| one(labels(*i), s.iter().map(|&(t, v)| Sample::new(t, v)).collect()))
+                        .map(|(i, s, h)| tidemark::storage::SeriesSamples {
+                            labels: labels(*i),
+                            samples: s.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+                            histograms: h.iter().map(|&(t, c)| HistogramSample { t, h: histogram(c) }).collect(),
+                        })
                         .collect();
                     let out = db.append(&batch).unwrap();
                     let (mut appended, mut dups, mut rejected) = (0, 0, Vec::new());
                     let min_valid = model.min_valid();
-                    for (bi, (i, s)) in entries.iter().enumerate() {
-                        for (j, &(t, v)) in s.iter().enumerate() {
+                    // Per entry: floats first, then histograms (as storage).
+                    for (bi, (i, s, h)) in entries.iter().enumerate() {
+                        let vals = s.iter().enumerate().map(|(j, &(t, v))| (false, j, t, Val::F(v.to_bits())))
+                            .chain(h.iter().enumerate().map(|(j, &(t, c))| (true, j, t, Val::H(c))));
+                        for (hist, j, t, v) in vals {
                             match model.append(*i, t, v, min_valid) {
                                 Ok(true) => appended += 1,
                                 Ok(false) => dups += 1,
-                                Err(e) => rejected.push((bi, j, e)),
+                                Err(e) => rejected.push((bi, hist, j, e)),
                             }
                         }
                     }
                     prop_assert_eq!(out.appended, appended);
                     prop_assert_eq!(out.duplicates, dups);
-                    let mut got: Vec<_> = out.rejected.into_iter().map(|r| (r.series, r.sample, r.error)).collect();
-                    got.sort_by_key(|r| (r.0, r.1));
+                    let mut got: Vec<_> = out
+                        .rejected
+                        .into_iter()
+                        .map(|r| (r.series, r.kind == tidemark::storage::SampleKind::Histogram, r.sample, r.error))
+                        .collect();
+                    got.sort_by_key(|r| (r.0, r.1, r.2));
                     prop_assert_eq!(got, rejected);
                 }
                 Op::Query { matcher, mint, maxt } => {
                     let ms = matchers(matcher);
-                    let got: Vec<(String, Vec<(i64, u64)>)> = db
+                    let got: Vec<(String, Vec<(i64, String)>)> = db
                         .querier(mint, maxt)
                         .select(&ms)
                         .iter()
-                        .map(|s| (s.labels().to_string(), s.samples().map(|x| (x.t, x.v.to_bits())).collect()))
+                        .map(|s| {
+                            let mut v: Vec<(i64, String)> = s.samples().map(|x| (x.t, format!("f{:x}", x.v.to_bits()))).collect();
+                            v.extend(s.histograms().map(|(t, h)| (t, canon(&h))));
+                            v.sort_by_key(|x| x.0);
+                            (s.labels().to_string(), v)
+                        })
                         .filter(|(_, v): &(String, Vec<_>)| !v.is_empty())
                         .collect();
-                    let mut want: Vec<(String, Vec<(i64, u64)>)> = model
+                    let show = |v: &Val| match v {
+                        Val::F(bits) => format!("f{bits:x}"),
+                        Val::H(c) => canon(&histogram(*c).to_float()),
+                    };
+                    let mut want: Vec<(String, Vec<(i64, String)>)> = model
                         .series
                         .keys()
                         .filter(|i| ms.iter().all(|m| m.matches(labels(**i).get(m.name()).unwrap_or(""))))
-                        .map(|i| (labels(*i).to_string(), model.visible(*i).filter(|x| x.0 >= mint && x.0 <= maxt).map(|x| (x.0, x.1.to_bits())).collect()))
+                        .map(|i| (labels(*i).to_string(), model.visible(*i).filter(|x| x.0 >= mint && x.0 <= maxt).map(|x| (x.0, show(&x.1))).collect()))
                         .filter(|(_, v): &(String, Vec<_>)| !v.is_empty())
                         .collect();
                     want.sort();

@@ -166,7 +166,7 @@ pub enum HistogramError {
         count: f64,
     },
     /// The buckets (incl. zero bucket) sum to more than `count` while `sum`
-    /// is not NaN (Prometheus: "count is less than the sum of buckets").
+    /// is NaN (Prometheus: "count is not big enough").
     #[error("{count} observations found in buckets, but the Count field is {count_field}")]
     CountBelowBuckets {
         /// Sum of all bucket counts.
@@ -181,9 +181,56 @@ pub enum HistogramError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The buckets (incl. zero bucket) do not add up to `count` while
+    /// `sum` is not NaN (Prometheus: "count mismatch").
+    #[error("{count} observations found in buckets, but the Count field is {count_field}")]
+    CountMismatch {
+        /// Sum of all bucket counts.
+        count: f64,
+        /// The histogram's count field.
+        count_field: f64,
+    },
     /// Custom values sent on an exponential histogram.
     #[error("histogram with exponential schema must not have custom bounds")]
     UnexpectedCustomValues,
+    /// More buckets (or custom bounds) on one side than Tidemark stores
+    /// ([`MAX_BUCKETS_PER_SIDE`]; Prometheus clients send at most 160 by
+    /// default).
+    #[error("{side} side: {buckets} buckets is more than the limit of {max}")]
+    TooManyBuckets {
+        /// `positive`, `negative` or `custom bounds`.
+        side: &'static str,
+        /// Buckets sent.
+        buckets: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Most buckets per side (and custom bounds) a stored histogram may have:
+/// what the chunk decoders accept, so that whatever is stored reads back.
+pub const MAX_BUCKETS_PER_SIDE: usize = 1 << 16;
+
+/// Refuses more than [`MAX_BUCKETS_PER_SIDE`] buckets (or spans) on a side.
+fn check_bucket_counts(
+    positive: usize,
+    negative: usize,
+    custom: usize,
+) -> Result<(), HistogramError> {
+    for (side, buckets) in [
+        ("positive", positive),
+        ("negative", negative),
+        ("custom bounds", custom),
+    ] {
+        if buckets > MAX_BUCKETS_PER_SIDE {
+            return Err(HistogramError::TooManyBuckets {
+                side,
+                buckets,
+                max: MAX_BUCKETS_PER_SIDE,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One native histogram sample value as stored: integer histograms (what
@@ -289,6 +336,11 @@ impl Histogram {
     /// # Errors
     /// The first rule broken, as a [`HistogramError`].
     pub fn validate(&self) -> Result<(), HistogramError> {
+        check_bucket_counts(
+            self.positive_buckets.len().max(self.positive_spans.len()),
+            self.negative_buckets.len().max(self.negative_spans.len()),
+            self.custom_values.len(),
+        )?;
         check_schema(
             self.schema,
             self.zero_threshold,
@@ -301,9 +353,19 @@ impl Histogram {
         let neg = check_int_side("negative", &self.negative_spans, &self.negative_buckets)?;
         let pos = check_int_side("positive", &self.positive_spans, &self.positive_buckets)?;
         check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
+        // Prometheus 3: with a NaN sum (NaN observations, which no bucket
+        // counts) the buckets may hold fewer than `count`; otherwise exactly
+        // `count`.
         let buckets = (neg as u128) + (pos as u128) + u128::from(self.zero_count);
-        if !self.sum.is_nan() && buckets > u128::from(self.count) {
+        let count = u128::from(self.count);
+        if self.sum.is_nan() && buckets > count {
             return Err(HistogramError::CountBelowBuckets {
+                count: buckets as f64,
+                count_field: self.count as f64,
+            });
+        }
+        if !self.sum.is_nan() && buckets != count {
+            return Err(HistogramError::CountMismatch {
                 count: buckets as f64,
                 count_field: self.count as f64,
             });
@@ -324,6 +386,11 @@ impl FloatHistogram {
     /// # Errors
     /// The first rule broken, as a [`HistogramError`].
     pub fn validate(&self) -> Result<(), HistogramError> {
+        check_bucket_counts(
+            self.positive_buckets.len().max(self.positive_spans.len()),
+            self.negative_buckets.len().max(self.negative_spans.len()),
+            self.custom_values.len(),
+        )?;
         check_schema(
             self.schema,
             self.zero_threshold,
@@ -333,8 +400,8 @@ impl FloatHistogram {
             &self.custom_values,
             self.positive_spans.len(),
         )?;
-        let neg = check_float_side("negative", &self.negative_spans, &self.negative_buckets)?;
-        let pos = check_float_side("positive", &self.positive_spans, &self.positive_buckets)?;
+        check_float_side("negative", &self.negative_spans, &self.negative_buckets)?;
+        check_float_side("positive", &self.positive_spans, &self.positive_buckets)?;
         check_custom_bounds_cover(self.schema, &self.positive_spans, &self.custom_values)?;
         if self.count < 0.0 {
             return Err(HistogramError::NegativeCount { count: self.count });
@@ -346,10 +413,8 @@ impl FloatHistogram {
                 count: self.zero_count,
             });
         }
-        // Prometheus's FloatHistogram.Validate does not compare count with
-        // the buckets ("floating point precision issues can create false
-        // positives here"); PromQL's own test data relies on that.
-        let _ = (neg, pos);
+        // Prometheus checks no count against the buckets of a float
+        // histogram (rounding makes them differ).
         Ok(())
     }
 }
@@ -378,9 +443,6 @@ fn check_schema(
                 reason: "histograms with custom buckets must not have a zero bucket",
             });
         }
-        // No custom values is valid (only the +Inf bucket), as Prometheus's
-        // checkHistogramCustomBounds allows; check_custom_bounds_cover
-        // still bounds the spans.
         for w in custom_values.windows(2) {
             if w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less) {
                 return Err(HistogramError::CustomBuckets {
@@ -478,14 +540,13 @@ fn check_int_side(
     Ok(u64::try_from(total).unwrap_or(u64::MAX))
 }
 
-/// Checks one side of a float histogram; returns its total count.
+/// Checks one side of a float histogram.
 fn check_float_side(
     side: &'static str,
     spans: &[Span],
     counts: &[f64],
-) -> Result<f64, HistogramError> {
+) -> Result<(), HistogramError> {
     check_spans(side, spans, counts.len())?;
-    let mut total = 0.0;
     for (i, c) in counts.iter().enumerate() {
         if *c < 0.0 {
             return Err(HistogramError::NegativeBucketCount {
@@ -494,7 +555,86 @@ fn check_float_side(
                 count: *c,
             });
         }
-        total += c;
     }
-    Ok(total)
+    Ok(())
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    fn h(count: u64, sum: f64) -> Histogram {
+        Histogram {
+            count,
+            zero_count: 1,
+            sum,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![2, 1], // 2 + 3
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validate_follows_prometheus_3() {
+        assert_eq!(h(6, 1.0).validate(), Ok(()));
+        // Count must equal the buckets unless sum is NaN, then it may be more.
+        assert!(matches!(
+            h(7, 1.0).validate(),
+            Err(HistogramError::CountMismatch { .. })
+        ));
+        assert!(matches!(
+            h(5, 1.0).validate(),
+            Err(HistogramError::CountMismatch { .. })
+        ));
+        assert_eq!(h(7, f64::NAN).validate(), Ok(()));
+        assert!(matches!(
+            h(5, f64::NAN).validate(),
+            Err(HistogramError::CountBelowBuckets { .. })
+        ));
+        let mut neg = h(6, 1.0);
+        neg.positive_buckets = vec![4, -5];
+        assert!(matches!(
+            neg.validate(),
+            Err(HistogramError::NegativeBucketCount { index: 2, .. })
+        ));
+        let mut schema = h(6, 1.0);
+        schema.schema = 9;
+        assert_eq!(
+            schema.validate(),
+            Err(HistogramError::InvalidSchema { schema: 9 })
+        );
+        // Custom buckets: no bounds at all is one +Inf bucket.
+        let nhcb = Histogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 3,
+            sum: 1.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![3],
+            ..Default::default()
+        };
+        assert_eq!(nhcb.validate(), Ok(()));
+        let mut two = nhcb.clone();
+        two.positive_spans[0].length = 2;
+        two.positive_buckets = vec![3, -3];
+        assert!(matches!(
+            two.validate(),
+            Err(HistogramError::CustomBuckets { .. })
+        ));
+        two.custom_values = vec![0.5];
+        assert_eq!(two.validate(), Ok(()));
+        two.custom_values = vec![f64::INFINITY];
+        assert!(two.validate().is_err());
+        // Float histograms: counts are not checked against buckets.
+        let mut f = h(6, 1.0).to_float();
+        f.count = 5.5;
+        assert_eq!(f.validate(), Ok(()));
+        f.zero_count = -1.0;
+        assert!(f.validate().is_err());
+    }
 }

@@ -499,6 +499,14 @@ impl Head {
             let mut d = s.data.lock();
             d.full.retain(|c| c.maxt >= mint);
             let open_live = d.open.last_t().is_some_and(|t| t >= mint);
+            if !open_live && d.open.num_samples() > 0 {
+                // Persisted, and older than everything the head keeps: a
+                // series kept alive by its other kind of samples must not
+                // hold the head's min time below `mint` (compaction would
+                // cut the same range forever). The newest sample stays
+                // known (`last`) for the ordering rules.
+                d.open = crate::storage::chunk::XorAppender::new();
+            }
             let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
             if d.full.is_empty() && !open_live && !hist_live {
                 drop(d);

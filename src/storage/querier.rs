@@ -100,10 +100,14 @@ impl SourceChunk {
 }
 
 impl SourceChunk {
-    /// Whether this is known to be a histogram chunk without reading it
-    /// (head chunks; block chunks tell only when read).
-    fn is_head_histogram(&self) -> bool {
-        matches!(self, SourceChunk::Head(c) if c.encoding.is_histogram())
+    /// Whether this is a histogram chunk, from its encoding byte alone
+    /// (a block chunk whose byte cannot be read counts as not: its reader
+    /// reports it).
+    fn is_histogram(&self) -> bool {
+        match self {
+            SourceChunk::Head(c) => c.encoding.is_histogram(),
+            SourceChunk::Block(c) => c.encoding().is_some_and(Encoding::is_histogram),
+        }
     }
 
     /// The chunk's histogram samples in their stored kind, empty for a
@@ -206,7 +210,10 @@ impl Series {
             .iter()
             .enumerate()
             .flat_map(|(i, p)| p.chunks.iter().map(move |c| (c, p.deleted.as_ref(), i)))
-            .filter(|(c, _, _)| !c.is_head_histogram())
+            // Block histogram chunks are skipped when read (after their
+            // checksum, so a damaged encoding byte is reported, not
+            // skipped).
+            .filter(|(c, _, _)| !matches!(c, SourceChunk::Head(h) if h.encoding.is_histogram()))
             .collect();
         chunks.sort_by_key(|(c, _, _)| c.bounds().0);
         let disjoint = chunks
@@ -274,7 +281,7 @@ impl Series {
         for (source, p) in self.parts.iter().enumerate() {
             for c in &p.chunks {
                 let (cmint, cmaxt) = c.bounds();
-                if cmaxt < self.mint || cmint > self.maxt {
+                if cmaxt < self.mint || cmint > self.maxt || !c.is_histogram() {
                     continue;
                 }
                 let mut values = c.histogram_values(&self.problems);
@@ -300,16 +307,12 @@ impl Series {
         all.into_iter().map(|(t, _, h)| (t, h)).collect()
     }
 
-    /// Whether the series has histogram chunks in the range: exact for the
-    /// head; for blocks, reads the chunks' encoding bytes. Cheap: decodes
-    /// nothing.
+    /// Whether the series has histogram chunks in the range. Cheap: reads
+    /// one encoding byte per block chunk, checks and decodes nothing.
     pub fn has_histograms(&self) -> bool {
-        self.parts.iter().any(|p| {
-            p.chunks.iter().any(|c| match c {
-                SourceChunk::Head(h) => h.encoding.is_histogram(),
-                SourceChunk::Block(b) => b.data().is_ok_and(|(e, _)| e.is_histogram()),
-            })
-        })
+        self.parts
+            .iter()
+            .any(|p| p.chunks.iter().any(SourceChunk::is_histogram))
     }
 
     fn has_tombstones(&self) -> bool {

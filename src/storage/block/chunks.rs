@@ -301,6 +301,15 @@ impl Segment {
         self.parse_chunk(offset, Some(data_len))
     }
 
+    /// The encoding byte of the chunk framed at `offset`, read without
+    /// checking the chunk (a cheap look: the data is checked when read).
+    pub(crate) fn encoding_byte(&self, offset: u32) -> Option<u8> {
+        let rest = self.map.get(offset as usize..)?;
+        let mut d = Decbuf::new(rest);
+        d.uvarint().ok()?;
+        d.u8().ok()
+    }
+
     /// [`Self::chunk`] taking the length from the frame alone: for a chunk
     /// that another one refers to (shared timestamps), whose index entry
     /// is not at hand.
@@ -438,6 +447,15 @@ impl BlockChunk {
                 encoding: byte,
             })?;
         Ok((encoding, data))
+    }
+
+    /// The chunk's encoding, read without checking the chunk (cheap: one
+    /// byte of the mapped segment); `None` if it cannot be read or is
+    /// unknown. [`Self::data`] checks it with the data.
+    pub fn encoding(&self) -> Option<Encoding> {
+        self.segment
+            .encoding_byte(self.chunk_ref.offset())
+            .and_then(Encoding::from_byte)
     }
 
     /// The chunk's samples, decoded.

@@ -85,7 +85,8 @@ pub(super) enum LayoutFault {
 /// Most buckets one side of a chunk layout may declare when read back: far
 /// above any real histogram (Prometheus clients cap at 160 by default),
 /// low enough that hostile bytes cannot make a reader allocate gigabytes.
-pub(super) const MAX_LAYOUT_BUCKETS: u64 = 1 << 16;
+/// Equal to what validation lets in ([`crate::model::histogram::MAX_BUCKETS_PER_SIDE`]).
+pub(super) const MAX_LAYOUT_BUCKETS: u64 = crate::model::histogram::MAX_BUCKETS_PER_SIDE as u64;
 
 impl Layout {
     pub(super) fn write(&self, w: &mut BitWriter) {

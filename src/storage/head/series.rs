@@ -391,14 +391,19 @@ impl HistData {
 impl HistData {
     /// Drops full chunks ending before `mint` (written to a block);
     /// reports whether any data at or after `mint` remains.
+    /// A dead open chunk (all before `mint`, so persisted) is dropped too;
+    /// `last` stays for the ordering rules.
     pub(crate) fn truncate(&mut self, mint: i64) -> bool {
         self.full.retain(|c| c.maxt >= mint);
-        !self.full.is_empty()
-            || self
-                .open
-                .as_ref()
-                .and_then(OpenHist::last_t)
-                .is_some_and(|t| t >= mint)
+        let open_live = self
+            .open
+            .as_ref()
+            .and_then(OpenHist::last_t)
+            .is_some_and(|t| t >= mint);
+        if !open_live {
+            self.open = None;
+        }
+        !self.full.is_empty() || open_live
     }
 }
 
