@@ -19,11 +19,49 @@ use crate::storage::Db;
 /// `"\xc3\xa9"` is `é`, and `"\xff"` is invalid UTF-8; the `promql-parser`
 /// crate instead reads each `\xHH` as the code point U+00HH. Runs of byte
 /// escapes that form valid UTF-8 become `\UXXXXXXXX` escapes the crate reads
-/// correctly; invalid sequences become U+FFFD, which the evaluator refuses
-/// as a label name (Prometheus fails those queries at evaluation).
+/// correctly; each byte of an invalid sequence becomes `RAW_BYTE_BASE` +
+/// byte ([`has_raw_bytes`]), which the evaluator refuses as a label name
+/// (Prometheus fails those queries at evaluation) and error messages print
+/// back as `\xNN`, as Go quotes the invalid string.
 ///
 /// # Errors
 /// None today; kept fallible for future lexing checks.
+/// Where a byte of invalid UTF-8 from a `\xNN` escape lands: U+F700 +
+/// byte, in the private use area (see [`normalize_byte_escapes`]).
+pub(crate) const RAW_BYTE_BASE: u32 = 0xF700;
+
+/// Whether `s` holds bytes of invalid UTF-8 from the query's `\xNN`
+/// escapes: a string Go would see as invalid UTF-8.
+pub(crate) fn has_raw_bytes(s: &str) -> bool {
+    s.chars()
+        .any(|c| (RAW_BYTE_BASE..=RAW_BYTE_BASE + 0xff).contains(&(c as u32)))
+}
+
+/// `bytes` as characters: valid UTF-8 as it is, every other byte as
+/// `RAW_BYTE_BASE + byte`.
+fn raw_bytes_to_chars(mut bytes: &[u8]) -> Vec<char> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.extend(s.chars());
+                break;
+            }
+            Err(e) => {
+                let (good, rest) = bytes.split_at(e.valid_up_to());
+                // `good` is valid UTF-8 by construction.
+                out.extend(std::str::from_utf8(good).unwrap_or_default().chars());
+                let bad = e.error_len().unwrap_or(rest.len()).max(1);
+                for &b in &rest[..bad] {
+                    out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(b)));
+                }
+                bytes = &rest[bad..];
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn normalize_byte_escapes(query: &str) -> Result<std::borrow::Cow<'_, str>, QueryError> {
     if !query.contains("\\x") {
         return Ok(std::borrow::Cow::Borrowed(query));
@@ -56,11 +94,11 @@ fn byte_escapes_in(text: &str, out: &mut String) {
                     j += 4;
                 }
                 if !bytes.is_empty() {
-                    // Invalid UTF-8 becomes U+FFFD, which label-name checks
-                    // refuse, so the query fails where Prometheus's does (at
-                    // evaluation).
-                    let s = String::from_utf8_lossy(&bytes);
-                    for ch in s.chars() {
+                    // Each byte that is not part of valid UTF-8 becomes
+                    // U+F7xx (RAW_BYTE_BASE + byte): label-name checks refuse
+                    // it, so the query fails where Prometheus's does (at
+                    // evaluation), and `go_quote` prints it back as `\xNN`.
+                    for ch in raw_bytes_to_chars(&bytes) {
                         out.push_str(&format!("\\U{:08X}", ch as u32));
                     }
                     i = j;
@@ -329,7 +367,12 @@ mod tests {
         assert_eq!(n(r#"f("a")"#).unwrap(), r#"f("a")"#);
         assert_eq!(n(r#"x{a="\xc3\xa9"}"#).unwrap(), r#"x{a="\U000000E9"}"#);
         assert_eq!(n(r#"x{a="\x41b"}"#).unwrap(), r#"x{a="\U00000041b"}"#);
-        assert_eq!(n(r#"f("\xff")"#).unwrap(), r#"f("\U0000FFFD")"#);
+        assert_eq!(n(r#"f("\xff")"#).unwrap(), r#"f("\U0000F7FF")"#);
+        assert_eq!(
+            n(r#"f("a\xc5z\xc3\xa9")"#).unwrap(),
+            r#"f("a\U0000F7C5z\U000000E9")"#
+        );
+        assert!(has_raw_bytes("a\u{f7c5}z") && !has_raw_bytes("a\u{fffd}z"));
         // Raw strings, escaped backslashes and comments are left alone.
         assert_eq!(n(r#"x{a=`\xff`}"#).unwrap(), r#"x{a=`\xff`}"#);
         assert_eq!(n(r#"x{a="\\xff"}"#).unwrap(), r#"x{a="\\xff"}"#);

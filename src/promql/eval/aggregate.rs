@@ -328,9 +328,12 @@ impl Evaluator<'_> {
                         ))
                     }
                 };
-                // U+FFFD only arises from invalid byte escapes in the query.
-                if label.is_empty() || label.contains('\u{FFFD}') {
-                    return Err(QueryError::Exec(format!("invalid label name {label:?}")));
+                // Invalid bytes come from the query's byte escapes.
+                if label.is_empty() || crate::promql::engine::has_raw_bytes(&label) {
+                    return Err(QueryError::Exec(format!(
+                        "invalid label name {}",
+                        crate::promql::functions::annotations::go_quote(&label)
+                    )));
                 }
                 let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
                 let mut order: Vec<Labels> = Vec::new();

@@ -787,10 +787,10 @@ impl Evaluator<'_> {
     }
 }
 
-/// A label name Prometheus 3 accepts: non-empty UTF-8. U+FFFD only arises
-/// from invalid byte escapes in the query (see `normalize_byte_escapes`).
+/// A label name Prometheus 3 accepts: non-empty valid UTF-8 (invalid bytes
+/// come from the query's byte escapes, see `normalize_byte_escapes`).
 fn valid_label_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('\u{FFFD}')
+    !name.is_empty() && !crate::promql::engine::has_raw_bytes(name)
 }
 
 /// Sets (or, for an empty value, removes) one label.

@@ -39,6 +39,17 @@ pub(crate) fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
+            // A raw byte of invalid UTF-8 from a `\xNN` escape (see
+            // `engine::RAW_BYTE_BASE`): Go prints the byte.
+            c if (crate::promql::engine::RAW_BYTE_BASE
+                ..=crate::promql::engine::RAW_BYTE_BASE + 0xff)
+                .contains(&(c as u32)) =>
+            {
+                out.push_str(&format!(
+                    "\\x{:02x}",
+                    c as u32 - crate::promql::engine::RAW_BYTE_BASE
+                ));
+            }
             // Approximates unicode.IsPrint: controls (C0/C1) and a few
             // format/separator characters are escaped.
             c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{ad}') => {
