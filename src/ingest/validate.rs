@@ -341,6 +341,7 @@ fn push_series(
     }
     if !kept.is_empty() || !kept_h.is_empty() {
         out.batch.push(SeriesSamples {
+            created: Vec::new(),
             labels,
             samples: kept,
             histograms: kept_h,

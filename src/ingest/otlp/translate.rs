@@ -342,6 +342,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
         samples.sort_by_key(|s| s.t);
         let histograms = hists.remove(&labels).unwrap_or_default();
         out.series.push(SeriesSamples {
+            created: Vec::new(),
             labels,
             samples,
             histograms,
@@ -350,6 +351,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
     for (labels, mut histograms) in hists {
         histograms.sort_by_key(|h| h.t);
         out.series.push(SeriesSamples {
+            created: Vec::new(),
             labels,
             samples: Vec::new(),
             histograms,
