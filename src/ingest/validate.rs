@@ -113,6 +113,9 @@ pub struct Rules {
     /// exemplar label length, metadata text length). The whole-request
     /// limits were checked before decoding.
     pub limits: WriteLimits,
+    /// Whether samples' created (start) timestamps become zero samples
+    /// (`--enable-created-timestamp-zero-ingestion`).
+    pub created_zero: bool,
 }
 
 impl Rules {
@@ -121,6 +124,7 @@ impl Rules {
         Self {
             max_t,
             limits: WriteLimits::DEFAULT,
+            created_zero: false,
         }
     }
 }
@@ -275,6 +279,7 @@ fn push_series(
     (labels, slot): (Labels, Option<CacheSlot>),
     samples: impl Iterator<Item = Sample>,
     histograms: impl Iterator<Item = (i64, HistogramValue)>,
+    created: Vec<i64>,
     rules: Rules,
 ) {
     let mut kept = Vec::new();
@@ -341,7 +346,7 @@ fn push_series(
     }
     if !kept.is_empty() || !kept_h.is_empty() {
         out.batch.push(SeriesSamples {
-            created: Vec::new(),
+            created,
             labels,
             samples: kept,
             histograms: kept_h,
@@ -501,7 +506,14 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
             push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp, rules);
         }
         let histograms = ts.histograms().iter().map(histogram::from_v1);
-        push_series(&mut out, (labels, slot), samples, histograms, rules);
+        push_series(
+            &mut out,
+            (labels, slot),
+            samples,
+            histograms,
+            Vec::new(),
+            rules,
+        );
     }
     for m in metadata {
         let texts = [&m.metric_family_name, &m.help, &m.unit].map(|t| t.as_bytes());
@@ -734,9 +746,37 @@ fn prepare_v2_inner(
             (labels, slot),
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             ts.histograms.iter().map(histogram::from_v2),
+            created_v2(ts, rules),
             rules,
         );
     }
+    out
+}
+
+/// The created (start) timestamps of a remote write 2.0 series' samples
+/// that can make a zero sample, when the rules ask for them: set (not 0),
+/// older than their own sample and within the time window; ascending,
+/// without repeats (one counter lifetime gives the same one to every
+/// sample, and only the first can store a zero).
+fn created_v2(ts: &write_v2::TimeSeries, rules: Rules) -> Vec<i64> {
+    if !rules.created_zero {
+        return Vec::new();
+    }
+    let pairs = ts
+        .samples
+        .iter()
+        .map(|s| (s.start_timestamp, s.timestamp))
+        .chain(
+            ts.histograms
+                .iter()
+                .map(|h| (h.start_timestamp, h.timestamp)),
+        );
+    let mut out: Vec<i64> = pairs
+        .filter(|&(ct, t)| ct > 0 && ct < t && t <= rules.max_t)
+        .map(|(ct, _)| ct)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
     out
 }
 
