@@ -1234,7 +1234,8 @@ impl Server {
     }
 }
 
-/// Remote write 2.0 `start_timestamp` with
+/// Remote write 2.0 `start_timestamp` (and the earlier draft's series-level
+/// `created_timestamp`) with
 /// `--enable-created-timestamp-zero-ingestion`: a counter restarted 150 s
 /// before the query time gets a zero sample at its created time, so
 /// `increase` counts from zero (no extrapolation to the window's start:
@@ -1249,6 +1250,12 @@ async fn v2_created_timestamp_zero_makes_increase_count_from_zero() {
         created_timestamp_zero_ingestion: true,
         ..ReceiverOptions::default()
     });
+    // The same, sent with the series-level `created_timestamp` of the
+    // earlier 2.0 draft.
+    let s_legacy = server_with(ReceiverOptions {
+        created_timestamp_zero_ingestion: true,
+        ..ReceiverOptions::default()
+    });
     let s_off = server();
     // First process: created at -660 s; restarted process: created -150 s.
     let points = [
@@ -1258,10 +1265,14 @@ async fn v2_created_timestamp_zero_makes_increase_count_from_zero() {
         (-150, -60, 8.0),
         (-150, 0, 12.0),
     ];
-    for s in [&s_on, &s_off] {
+    for s in [&s_on, &s_legacy, &s_off] {
         for &(ct, t, v) in &points {
             let mut req = v2_req(&[(&[("__name__", "ct_total")], &[(at + t * 1000, v)])]);
-            req.timeseries[0].samples[0].start_timestamp = at + ct * 1000;
+            if std::ptr::eq(s, &s_legacy) {
+                req.timeseries[0].created_timestamp = at + ct * 1000;
+            } else {
+                req.timeseries[0].samples[0].start_timestamp = at + ct * 1000;
+            }
             let r = s.post(V2_CT, &req).await;
             assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
             assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "1");
@@ -1290,8 +1301,10 @@ async fn v2_created_timestamp_zero_makes_increase_count_from_zero() {
             (0, 12.0)
         ]
     );
+    assert_eq!(times(&s_legacy), times(&s_on));
     // 0 → 12 inside the window, nothing extrapolated.
     assert_eq!(s_on.increase_5m("ct_total", at).await, 12.0);
+    assert_eq!(s_legacy.increase_5m("ct_total", at).await, 12.0);
     assert_eq!(times(&s_off).len(), 5);
     // 5 → 12 over 120 s, extrapolated by half a sample interval (30 s)
     // towards the window start: 7 × 150 / 120.

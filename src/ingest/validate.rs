@@ -754,22 +754,28 @@ fn prepare_v2_inner(
 }
 
 /// The created (start) timestamps of a remote write 2.0 series' samples
-/// that can make a zero sample, when the rules ask for them: set (not 0),
-/// older than their own sample and within the time window; ascending,
-/// without repeats (one counter lifetime gives the same one to every
-/// sample, and only the first can store a zero).
+/// (`start_timestamp`, or the series' `created_timestamp`) that can make a
+/// zero sample, when the rules ask for them: set (not 0), older than their
+/// own sample and within the time window; ascending, without repeats (one
+/// counter lifetime gives the same one to every sample, and only the first
+/// can store a zero).
 fn created_v2(ts: &write_v2::TimeSeries, rules: Rules) -> Vec<i64> {
     if !rules.created_zero {
         return Vec::new();
     }
+    // A sample's own start timestamp, else the series' created timestamp
+    // of the earlier 2.0 draft (applied to every sample, as Prometheus's
+    // handler did: only the first can store a zero, or one between samples
+    // when it is newer than the first).
+    let or_series = |st: i64| if st != 0 { st } else { ts.created_timestamp };
     let pairs = ts
         .samples
         .iter()
-        .map(|s| (s.start_timestamp, s.timestamp))
+        .map(|s| (or_series(s.start_timestamp), s.timestamp))
         .chain(
             ts.histograms
                 .iter()
-                .map(|h| (h.start_timestamp, h.timestamp)),
+                .map(|h| (or_series(h.start_timestamp), h.timestamp)),
         );
     let mut out: Vec<i64> = pairs
         .filter(|&(ct, t)| ct > 0 && ct < t && t <= rules.max_t)
