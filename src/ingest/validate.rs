@@ -856,3 +856,62 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod created_tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// One series `m` with samples `(t, start_timestamp)` and the series'
+    /// `created_timestamp`.
+    fn req(samples: &[(i64, i64)], series_ct: i64) -> write_v2::Request {
+        write_v2::Request {
+            symbols: ["", "__name__", "m"]
+                .into_iter()
+                .map(|s| Bytes::from_static(s.as_bytes()))
+                .collect(),
+            timeseries: vec![write_v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: samples
+                    .iter()
+                    .map(|&(t, st)| write_v2::Sample {
+                        value: 1.0,
+                        timestamp: t,
+                        start_timestamp: st,
+                    })
+                    .collect(),
+                created_timestamp: series_ct,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn created_timestamps_only_with_the_flag_and_only_usable_ones() {
+        let on = Rules {
+            created_zero: true,
+            ..Rules::new(10_000)
+        };
+        let created = |r: &write_v2::Request, rules| prepare_v2(r, rules).batch[0].created.clone();
+        // Unset (0), equal to or newer than the sample, and a sample past
+        // the future limit give nothing; repeats collapse.
+        let r = req(
+            &[
+                (100, 0),
+                (200, 200),
+                (300, 400),
+                (400, 150),
+                (500, 150),
+                (20_000, 600),
+            ],
+            0,
+        );
+        assert_eq!(created(&r, on), [150]);
+        assert!(created(&r, Rules::new(10_000)).is_empty());
+        // The series-level field stands in for unset sample fields.
+        let r = req(&[(100, 0), (200, 50)], 90);
+        assert_eq!(created(&r, on), [50, 90]);
+        assert!(created(&r, Rules::new(10_000)).is_empty());
+    }
+}
