@@ -132,6 +132,7 @@ fn blocks_section(n: usize) {
             let batch: Vec<SeriesSamples> = chunk
                 .iter()
                 .map(|&i| SeriesSamples {
+                    created: Vec::new(),
                     histograms: Vec::new(),
                     labels: labels(i),
                     samples: vec![Sample::new(
@@ -214,6 +215,7 @@ fn append_run(db: &Db, series: usize, rounds: usize, threads: usize) -> (f64, f6
                                 .iter()
                                 .enumerate()
                                 .map(|(k, l)| SeriesSamples {
+                                    created: Vec::new(),
                                     histograms: Vec::new(),
                                     labels: l.clone(),
                                     samples: vec![Sample::new(
@@ -303,6 +305,7 @@ fn main() {
     for r in 0..240 {
         let batch: Vec<SeriesSamples> = (0..n)
             .map(|i| SeriesSamples {
+                created: Vec::new(),
                 histograms: Vec::new(),
                 labels: labels(i),
                 samples: vec![Sample::new(r * SCRAPE_MS, values.next(i))],

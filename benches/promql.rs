@@ -72,6 +72,7 @@ fn main() {
                     (p as f64) * (bucket - 9.0) * 3.0
                 };
                 SeriesSamples {
+                    created: Vec::new(),
                     histograms: Vec::new(),
                     labels: l.clone(),
                     samples: vec![Sample::new(t0 + p * STEP_MS, v)],

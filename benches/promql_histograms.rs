@@ -68,6 +68,7 @@ fn main() {
             .iter()
             .enumerate()
             .map(|(n, l)| SeriesSamples {
+                created: Vec::new(),
                 labels: l.clone(),
                 samples: Vec::new(),
                 histograms: vec![HistogramSample {

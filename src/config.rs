@@ -355,6 +355,15 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_ENABLE_ADMIN_API")]
     pub enable_admin_api: bool,
 
+    /// Store a zero sample at a series' created timestamp (remote write 2.0
+    /// `start_timestamp`, OTLP `start_time_unix_nano` of cumulative sums
+    /// and histograms) when it is newer than the series' newest sample, so
+    /// `rate` and `increase` count from zero after a restart of the
+    /// instrumented process (Prometheus's
+    /// `--enable-feature=created-timestamp-zero-ingestion`).
+    #[arg(long, env = "TIDEMARK_ENABLE_CREATED_TIMESTAMP_ZERO_INGESTION")]
+    pub enable_created_timestamp_zero_ingestion: bool,
+
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
     /// tracing directive such as `tidemark=debug,info`.
     #[arg(long, env = "TIDEMARK_LOG_LEVEL", default_value = "info")]
@@ -406,6 +415,7 @@ impl From<&Config> for ReceiverOptions {
                 sample_limit: c.remote_read_sample_limit,
                 max_bytes_in_frame: c.remote_read_max_bytes_in_frame,
             },
+            created_timestamp_zero_ingestion: c.enable_created_timestamp_zero_ingestion,
             ..ReceiverOptions::default()
         }
     }
@@ -574,6 +584,10 @@ impl Config {
                 self.head_snapshot_on_shutdown.to_string(),
             ),
             ("enable-admin-api", self.enable_admin_api.to_string()),
+            (
+                "enable-created-timestamp-zero-ingestion",
+                self.enable_created_timestamp_zero_ingestion.to_string(),
+            ),
             ("log-level", self.log_level.clone()),
         ]
         .into_iter()

@@ -24,6 +24,7 @@ fn load(a: &common::api::Api) {
         h
     };
     let batch = vec![SeriesSamples {
+        created: Vec::new(),
         labels: Labels::from_static(&[("__name__", "latency"), ("job", "a")]),
         samples: Vec::new(),
         histograms: vec![

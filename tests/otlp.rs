@@ -6,7 +6,8 @@
 //! and `_total` suffixes, `job` = `service.namespace/service.name`,
 //! `instance` = `service.instance.id`, `target_info` with the remaining
 //! resource attributes). Also JSON bodies, gzip, a malformed body, a wrong
-//! content type and a partial success.
+//! content type, a partial success, and start times as created timestamps
+//! (`--enable-created-timestamp-zero-ingestion`).
 
 mod common;
 
@@ -16,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http;
-use common::proc::{free_port, start_tidemark, wait_ready, Proc};
+use common::proc::{free_port, start_tidemark, start_tidemark_with, wait_ready, Proc};
 use serde_json::Value;
 
 const PATH: &str = "/api/v1/otlp/v1/metrics";
@@ -225,5 +226,88 @@ fn json_gzip_malformed_and_partial_success() {
     // Unsupported media type and encoding: 415.
     assert_eq!(post(&addr, "text/plain", None, b"x").0, 415);
     assert_eq!(post(&addr, "application/json", Some("br"), b"x").0, 415);
+    p.assert_alive(&addr);
+}
+
+/// `start_time_unix_nano` with `--enable-created-timestamp-zero-ingestion`:
+/// a zero sample at the start time of a cumulative sum, on every series of
+/// a classic histogram (`_count`, `_sum`, each `_bucket`), and a zero native
+/// histogram of the same schema for an exponential histogram (Prometheus 3
+/// with created-timestamp zero ingestion); none for a gauge. A second
+/// export of the same lifetime adds no zero and refuses nothing.
+#[test]
+fn start_time_becomes_zero_sample_with_created_timestamp_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = start_tidemark_with(
+        &addr,
+        &dir.path().join("data"),
+        &["--enable-created-timestamp-zero-ingestion"],
+    );
+    wait_ready(&mut p, &addr, Duration::from_secs(60));
+    let t0 = now_nanos() / 1_000_000 * 1_000_000 - 30_000_000_000;
+    let start = t0 - 60_000_000_000;
+    let body = |t: u128, n: u64| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[
+            {{"key":"service.name","value":{{"stringValue":"api"}}}}]}},
+          "scopeMetrics":[{{"metrics":[
+            {{"name":"temperature","gauge":{{"dataPoints":[
+              {{"startTimeUnixNano":"{start}","timeUnixNano":"{t}","asDouble":21.5}}]}}}},
+            {{"name":"jobs.done","sum":{{"aggregationTemporality":2,"isMonotonic":true,
+              "dataPoints":[{{"startTimeUnixNano":"{start}","timeUnixNano":"{t}","asInt":"{n}"}}]}}}},
+            {{"name":"latency","histogram":{{"aggregationTemporality":2,"dataPoints":[
+              {{"startTimeUnixNano":"{start}","timeUnixNano":"{t}","count":"{n}","sum":4.5,
+                "bucketCounts":["1","{m}"],"explicitBounds":[1.0]}}]}}}},
+            {{"name":"sizes","exponentialHistogram":{{"aggregationTemporality":2,"dataPoints":[
+              {{"startTimeUnixNano":"{start}","timeUnixNano":"{t}","count":"{n}","sum":9.0,
+                "scale":2,"zeroThreshold":0.5,"positive":{{"offset":1,"bucketCounts":["{n}"]}}}}]}}}}
+          ]}}]}}]}}"#,
+            m = n - 1
+        )
+    };
+    for (t, n) in [(t0, 3), (t0 + 10_000_000_000, 5)] {
+        let (status, text) = post(&addr, "application/json", None, body(t, n).as_bytes());
+        assert_eq!(status, 200, "{text}");
+        let resp: Value = serde_json::from_str(&text).unwrap();
+        assert!(resp.get("partialSuccess").is_none(), "{text}");
+    }
+    let count = |q: &str| {
+        query(&addr, &format!("count_over_time({q}[5m])"))
+            .into_iter()
+            .map(|(l, v)| (l["le"].as_str().unwrap_or("").to_string(), v))
+            .collect::<Vec<_>>()
+    };
+    let three = |le: &str| vec![(le.to_string(), "3".to_string())];
+    assert_eq!(count("jobs_done_total"), three(""));
+    assert_eq!(count("latency_count"), three(""));
+    assert_eq!(count("latency_sum"), three(""));
+    assert_eq!(
+        count("latency_bucket"),
+        [three("+Inf"), three("1")].concat()
+    );
+    assert_eq!(count("sizes"), three(""));
+    assert_eq!(count("temperature"), vec![(String::new(), "2".to_string())]);
+    for q in [
+        "jobs_done_total",
+        "latency_count",
+        "latency_sum",
+        "latency_bucket",
+    ] {
+        for (l, v) in query(&addr, &format!("min_over_time({q}[5m])")) {
+            assert_eq!(v, "0", "{q} {l}");
+        }
+    }
+    // The zero native histogram: no observations, the same schema.
+    let at = format!("{:.3}", (start / 1_000_000) as f64 / 1000.0);
+    let (status, text) = http::get(&addr, &format!("/api/v1/query?query=sizes&time={at}")).unwrap();
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let h = &v["data"]["result"][0]["histogram"][1];
+    assert_eq!(
+        (h["count"].as_str(), h["sum"].as_str()),
+        (Some("0"), Some("0")),
+        "{text}"
+    );
     p.assert_alive(&addr);
 }

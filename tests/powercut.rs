@@ -531,6 +531,7 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     // Later writes work and survive a restart.
     let t = now_ms();
     let later = SeriesSamples {
+        created: Vec::new(),
         histograms: Vec::new(),
         labels: labels("pc_after", 0, 0),
         samples: vec![Sample::new(t, 1.0)],
@@ -741,6 +742,7 @@ fn one_append_survives(from: Option<&Path>) -> bool {
     };
     let db = Db::open(mnt.join("data"), common::options(FsyncPolicy::Batch)).unwrap();
     let sample = SeriesSamples {
+        created: Vec::new(),
         histograms: Vec::new(),
         labels: labels("pc", 0, 0),
         samples: vec![Sample::new(1_000, 1.0)],

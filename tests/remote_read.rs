@@ -27,6 +27,7 @@ fn setup_with(read: ReadLimits, api: ApiOptions) -> (tempfile::TempDir, Arc<Db>,
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..3)
         .map(|i| SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: Labels::try_from_pairs([("__name__", "rr".to_string()), ("i", i.to_string())])
                 .unwrap(),
@@ -335,6 +336,7 @@ async fn remote_read_streams_bounded_frames() {
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     let batch: Vec<SeriesSamples> = (0..200)
         .map(|i| SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: Labels::try_from_pairs([
                 ("__name__", "many".to_string()),
@@ -468,6 +470,7 @@ fn histogram_setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
     let series = |k: &str| Labels::try_from_pairs([("__name__", "hr"), ("k", k)]).unwrap();
     let batch = vec![
         SeriesSamples {
+            created: Vec::new(),
             labels: series("int"),
             samples: vec![],
             histograms: (0..300)
@@ -484,6 +487,7 @@ fn histogram_setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
                 .collect(),
         },
         SeriesSamples {
+            created: Vec::new(),
             labels: series("float"),
             samples: vec![],
             histograms: (0..300)
@@ -494,6 +498,7 @@ fn histogram_setup() -> (tempfile::TempDir, Arc<Db>, axum::Router) {
                 .collect(),
         },
         SeriesSamples {
+            created: Vec::new(),
             labels: series("mixed"),
             samples: (0..100)
                 .map(|k| Sample::new(1_000_000 + k * 1000, k as f64))

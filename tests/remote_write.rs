@@ -1211,3 +1211,102 @@ async fn store_bounds_drop_and_count_exemplars_and_metadata_never_samples() {
         );
     }
 }
+
+impl Server {
+    /// `increase(metric[5m])` at `t` (ms): the single result's value.
+    async fn increase_5m(&self, metric: &str, t: i64) -> f64 {
+        let uri = format!(
+            "/api/v1/query?query=increase%28{metric}%5B5m%5D%29&time={}",
+            t / 1000
+        );
+        let resp = self
+            .app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let result = v["data"]["result"].as_array().unwrap();
+        assert_eq!(result.len(), 1, "{v}");
+        result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// Remote write 2.0 `start_timestamp` (and the earlier draft's series-level
+/// `created_timestamp`) with
+/// `--enable-created-timestamp-zero-ingestion`: a counter restarted 150 s
+/// before the query time gets a zero sample at its created time, so
+/// `increase` counts from zero (no extrapolation to the window's start:
+/// Prometheus stops at the zero). Each sample comes in its own request (as
+/// scrapes are sent); the later requests' created timestamps are not newer
+/// than the series' newest sample and are skipped silently (204, nothing
+/// rejected). With the flag off the created timestamps are ignored.
+#[tokio::test]
+async fn v2_created_timestamp_zero_makes_increase_count_from_zero() {
+    let at = now_ms() / 1000 * 1000;
+    let s_on = server_with(ReceiverOptions {
+        created_timestamp_zero_ingestion: true,
+        ..ReceiverOptions::default()
+    });
+    // The same, sent with the series-level `created_timestamp` of the
+    // earlier 2.0 draft.
+    let s_legacy = server_with(ReceiverOptions {
+        created_timestamp_zero_ingestion: true,
+        ..ReceiverOptions::default()
+    });
+    let s_off = server();
+    // First process: created at -660 s; restarted process: created -150 s.
+    let points = [
+        (-660, -600, 100.0),
+        (-660, -540, 110.0),
+        (-150, -120, 5.0),
+        (-150, -60, 8.0),
+        (-150, 0, 12.0),
+    ];
+    for s in [&s_on, &s_legacy, &s_off] {
+        for &(ct, t, v) in &points {
+            let mut req = v2_req(&[(&[("__name__", "ct_total")], &[(at + t * 1000, v)])]);
+            if std::ptr::eq(s, &s_legacy) {
+                req.timeseries[0].created_timestamp = at + ct * 1000;
+            } else {
+                req.timeseries[0].samples[0].start_timestamp = at + ct * 1000;
+            }
+            let r = s.post(V2_CT, &req).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+            assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "1");
+        }
+        // A resend: the created timestamp and the sample are old news.
+        let mut req = v2_req(&[(&[("__name__", "ct_total")], &[(at, 12.0)])]);
+        req.timeseries[0].samples[0].start_timestamp = at - 150_000;
+        let r = s.post(V2_CT, &req).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let times = |s: &Server| -> Vec<(i64, f64)> {
+        s.read("ct_total")
+            .into_iter()
+            .map(|(_, t, v)| ((t - at) / 1000, f64::from_bits(v)))
+            .collect()
+    };
+    assert_eq!(
+        times(&s_on),
+        [
+            (-660, 0.0),
+            (-600, 100.0),
+            (-540, 110.0),
+            (-150, 0.0),
+            (-120, 5.0),
+            (-60, 8.0),
+            (0, 12.0)
+        ]
+    );
+    assert_eq!(times(&s_legacy), times(&s_on));
+    // 0 → 12 inside the window, nothing extrapolated.
+    assert_eq!(s_on.increase_5m("ct_total", at).await, 12.0);
+    assert_eq!(s_legacy.increase_5m("ct_total", at).await, 12.0);
+    assert_eq!(times(&s_off).len(), 5);
+    // 5 → 12 over 120 s, extrapolated by half a sample interval (30 s)
+    // towards the window start: 7 × 150 / 120.
+    assert_eq!(s_off.increase_5m("ct_total", at).await, 8.75);
+}

@@ -364,6 +364,7 @@ fn to_v2(series: &[GenSeries]) -> v2::Request {
                 None => {}
             }
             v2::TimeSeries {
+                created_timestamp: 0,
                 labels_refs,
                 samples: s
                     .samples

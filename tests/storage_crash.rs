@@ -86,6 +86,7 @@ fn crash_child_appender() {
                         })
                         .collect();
                     batch.push(tidemark::storage::SeriesSamples {
+                        created: Vec::new(),
                         labels: series_labels(&format!("crash_h_{th}"), 0),
                         samples: Vec::new(),
                         histograms: vec![HistogramSample {

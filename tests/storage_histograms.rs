@@ -28,6 +28,7 @@ fn hist(count: u64) -> Histogram {
 
 fn entry(n: usize, hs: Vec<(i64, HistogramValue)>) -> SeriesSamples {
     SeriesSamples {
+        created: Vec::new(),
         labels: common::series_labels("h", n),
         samples: Vec::new(),
         histograms: hs
@@ -137,6 +138,7 @@ fn histogram_rules_match_float_rules() {
     // histograms and floats share one time order.
     let out = db
         .append(&[SeriesSamples {
+            created: Vec::new(),
             labels: common::series_labels("h", 0),
             samples: vec![Sample::new(40, 1.0), Sample::new(50, 1.0)],
             histograms: vec![HistogramSample { t: 45, h: h(9) }],
@@ -314,6 +316,7 @@ fn hingest(
         f.sum += 0.5;
         let odd_hour = ((t - T0) / HOUR) % 2 == 1;
         let mixed = SeriesSamples {
+            created: Vec::new(),
             labels: common::series_labels("h", 2),
             samples: if odd_hour {
                 vec![]
@@ -575,6 +578,7 @@ fn series_switching_kinds_compacts_and_truncates() {
                 .collect(),
         ),
         SeriesSamples {
+            created: Vec::new(),
             labels: l(1),
             samples: (0..5).map(|i| Sample::new(i * 10, i as f64)).collect(),
             histograms: vec![],
@@ -585,11 +589,13 @@ fn series_switching_kinds_compacts_and_truncates() {
     for t in (50..1000).step_by(10) {
         let batch = vec![
             SeriesSamples {
+                created: Vec::new(),
                 labels: l(0),
                 samples: vec![Sample::new(t, 1.0)],
                 histograms: vec![],
             },
             SeriesSamples {
+                created: Vec::new(),
                 labels: l(1),
                 samples: vec![],
                 histograms: vec![HistogramSample {

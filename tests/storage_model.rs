@@ -302,7 +302,7 @@ proptest! {
                 Op::Append(entries) => {
                     let batch: Vec<_> = entries
                         .iter()
-                        .map(|(i, s, h)| tidemark::storage::SeriesSamples {
+                        .map(|(i, s, h)| tidemark::storage::SeriesSamples { created: Vec::new(),
                             labels: labels(*i),
                             samples: s.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
                             histograms: h.iter().map(|&(t, c)| HistogramSample { t, h: histogram(c) }).collect(),

@@ -26,16 +26,19 @@ fn db() -> &'static Db {
         db.append(&[
             SeriesSamples {
                 histograms: Vec::new(),
+                created: Vec::new(),
                 labels: l(&[("__name__", "up"), ("instance", "i1"), ("job", "a")]),
                 samples: grid(&|_| 1.0),
             },
             SeriesSamples {
                 histograms: Vec::new(),
+                created: Vec::new(),
                 labels: l(&[("__name__", "up"), ("instance", "i2"), ("job", "b")]),
                 samples: grid(&|_| 0.0),
             },
             SeriesSamples {
                 histograms: Vec::new(),
+                created: Vec::new(),
                 labels: l(&[("__name__", "requests_total"), ("job", "a")]),
                 samples: grid(&|i| i as f64 * 10.0),
             },

@@ -35,13 +35,16 @@ pub(crate) async fn metrics(
     };
     let encoding = otlp::encoding_of(header_str(&headers, "content-type"))?;
     let limits = state.otlp_limits();
+    let created_zero = state
+        .receiver()
+        .is_some_and(|r| r.options().created_timestamp_zero_ingestion);
     let body = axum::body::to_bytes(body, limits.0)
         .await
         .map_err(|_| ApiError::OtlpBodyTooLarge { limit: limits.0 })?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
     let outcome = tokio::task::spawn_blocking(move || {
         let req = otlp::decode(encoding, content_encoding.as_deref(), &body, limits.1)?;
-        otlp::write(&db, &req)
+        otlp::write(&db, &req, created_zero)
     })
     .await
     .map_err(|e| ApiError::TaskFailed(e.to_string()))??;

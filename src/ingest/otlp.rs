@@ -147,12 +147,19 @@ pub fn decode(
 }
 
 /// Translates and stores a decoded request. Points that translation or
-/// storage refuse are counted, never a failure of the rest.
+/// storage refuse are counted, never a failure of the rest. With
+/// `created_zero` (`--enable-created-timestamp-zero-ingestion`), start
+/// times of cumulative points become zero samples when newer than their
+/// series' newest sample ([`translate::translate_with`]).
 ///
 /// # Errors
 /// [`OtlpError::Storage`] when nothing could be stored (retryable).
-pub fn write(db: &Db, req: &ExportMetricsServiceRequest) -> Result<OtlpOutcome, OtlpError> {
-    let t = translate::translate(req);
+pub fn write(
+    db: &Db,
+    req: &ExportMetricsServiceRequest,
+    created_zero: bool,
+) -> Result<OtlpOutcome, OtlpError> {
+    let t = translate::translate_with(req, created_zero);
     let mut messages: Vec<String> = t
         .refused
         .iter()

@@ -41,6 +41,11 @@ pub struct ReceiverOptions {
     /// Limits of remote read (`/api/v1/read`), which answers from the same
     /// storage the receiver writes to.
     pub read: ReadLimits,
+    /// Store a zero sample at a sample's created timestamp (remote write
+    /// 2.0 `start_timestamp`, OTLP `start_time_unix_nano`) when it is newer
+    /// than the series' newest sample
+    /// (`--enable-created-timestamp-zero-ingestion`). Default off.
+    pub created_timestamp_zero_ingestion: bool,
 }
 
 impl Default for ReceiverOptions {
@@ -52,6 +57,7 @@ impl Default for ReceiverOptions {
             series_cache_capacity: 1 << 22,
             limits: WriteLimits::DEFAULT,
             read: ReadLimits::default(),
+            created_timestamp_zero_ingestion: false,
         }
     }
 }
@@ -227,6 +233,7 @@ impl Receiver {
         let rules = Rules {
             max_t: now_ms.saturating_add(self.opts.max_future_ms),
             limits: *limits,
+            created_zero: self.opts.created_timestamp_zero_ingestion,
         };
         // A plain 1.0 request (series of labels and float samples: every
         // data request Prometheus sends) is read in place, counted against

@@ -113,6 +113,9 @@ pub struct Rules {
     /// exemplar label length, metadata text length). The whole-request
     /// limits were checked before decoding.
     pub limits: WriteLimits,
+    /// Whether samples' created (start) timestamps become zero samples
+    /// (`--enable-created-timestamp-zero-ingestion`).
+    pub created_zero: bool,
 }
 
 impl Rules {
@@ -121,6 +124,7 @@ impl Rules {
         Self {
             max_t,
             limits: WriteLimits::DEFAULT,
+            created_zero: false,
         }
     }
 }
@@ -275,6 +279,7 @@ fn push_series(
     (labels, slot): (Labels, Option<CacheSlot>),
     samples: impl Iterator<Item = Sample>,
     histograms: impl Iterator<Item = (i64, HistogramValue)>,
+    created: Vec<i64>,
     rules: Rules,
 ) {
     let mut kept = Vec::new();
@@ -341,6 +346,7 @@ fn push_series(
     }
     if !kept.is_empty() || !kept_h.is_empty() {
         out.batch.push(SeriesSamples {
+            created,
             labels,
             samples: kept,
             histograms: kept_h,
@@ -500,7 +506,14 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
             push_exemplar(&mut out, &labels, pairs, e.value, e.timestamp, rules);
         }
         let histograms = ts.histograms().iter().map(histogram::from_v1);
-        push_series(&mut out, (labels, slot), samples, histograms, rules);
+        push_series(
+            &mut out,
+            (labels, slot),
+            samples,
+            histograms,
+            Vec::new(),
+            rules,
+        );
     }
     for m in metadata {
         let texts = [&m.metric_family_name, &m.help, &m.unit].map(|t| t.as_bytes());
@@ -733,9 +746,43 @@ fn prepare_v2_inner(
             (labels, slot),
             ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)),
             ts.histograms.iter().map(histogram::from_v2),
+            created_v2(ts, rules),
             rules,
         );
     }
+    out
+}
+
+/// The created (start) timestamps of a remote write 2.0 series' samples
+/// (`start_timestamp`, or the series' `created_timestamp`) that can make a
+/// zero sample, when the rules ask for them: set (not 0), older than their
+/// own sample and within the time window; ascending, without repeats (one
+/// counter lifetime gives the same one to every sample, and only the first
+/// can store a zero).
+fn created_v2(ts: &write_v2::TimeSeries, rules: Rules) -> Vec<i64> {
+    if !rules.created_zero {
+        return Vec::new();
+    }
+    // A sample's own start timestamp, else the series' created timestamp
+    // of the earlier 2.0 draft (applied to every sample, as Prometheus's
+    // handler did: only the first can store a zero, or one between samples
+    // when it is newer than the first).
+    let or_series = |st: i64| if st != 0 { st } else { ts.created_timestamp };
+    let pairs = ts
+        .samples
+        .iter()
+        .map(|s| (or_series(s.start_timestamp), s.timestamp))
+        .chain(
+            ts.histograms
+                .iter()
+                .map(|h| (or_series(h.start_timestamp), h.timestamp)),
+        );
+    let mut out: Vec<i64> = pairs
+        .filter(|&(ct, t)| ct > 0 && ct < t && t <= rules.max_t)
+        .map(|(ct, _)| ct)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
     out
 }
 
@@ -807,5 +854,64 @@ mod tests {
             cache.get(key, raw).map(|(l, _)| l).as_ref(),
             Some(&plain.batch[0].labels)
         );
+    }
+}
+
+#[cfg(test)]
+mod created_tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// One series `m` with samples `(t, start_timestamp)` and the series'
+    /// `created_timestamp`.
+    fn req(samples: &[(i64, i64)], series_ct: i64) -> write_v2::Request {
+        write_v2::Request {
+            symbols: ["", "__name__", "m"]
+                .into_iter()
+                .map(|s| Bytes::from_static(s.as_bytes()))
+                .collect(),
+            timeseries: vec![write_v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: samples
+                    .iter()
+                    .map(|&(t, st)| write_v2::Sample {
+                        value: 1.0,
+                        timestamp: t,
+                        start_timestamp: st,
+                    })
+                    .collect(),
+                created_timestamp: series_ct,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn created_timestamps_only_with_the_flag_and_only_usable_ones() {
+        let on = Rules {
+            created_zero: true,
+            ..Rules::new(10_000)
+        };
+        let created = |r: &write_v2::Request, rules| prepare_v2(r, rules).batch[0].created.clone();
+        // Unset (0), equal to or newer than the sample, and a sample past
+        // the future limit give nothing; repeats collapse.
+        let r = req(
+            &[
+                (100, 0),
+                (200, 200),
+                (300, 400),
+                (400, 150),
+                (500, 150),
+                (20_000, 600),
+            ],
+            0,
+        );
+        assert_eq!(created(&r, on), [150]);
+        assert!(created(&r, Rules::new(10_000)).is_empty());
+        // The series-level field stands in for unset sample fields.
+        let r = req(&[(100, 0), (200, 50)], 90);
+        assert_eq!(created(&r, on), [50, 90]);
+        assert!(created(&r, Rules::new(10_000)).is_empty());
     }
 }

@@ -296,11 +296,13 @@ impl Group {
                 .into_iter()
                 .map(|(labels, v)| match v {
                     OutValue::Float(v) => SeriesSamples {
+                        created: Vec::new(),
                         labels,
                         samples: vec![Sample::new(ts, v)],
                         histograms: Vec::new(),
                     },
                     OutValue::Histogram(h) => SeriesSamples {
+                        created: Vec::new(),
                         labels,
                         samples: Vec::new(),
                         histograms: vec![HistogramSample {
@@ -313,6 +315,7 @@ impl Group {
             if err.is_none() {
                 for gone in rule.written.difference(&now) {
                     batch.push(SeriesSamples {
+                        created: Vec::new(),
                         labels: gone.clone(),
                         samples: vec![Sample::new(ts, STALE_NAN)],
                         histograms: Vec::new(),
@@ -699,6 +702,7 @@ mod tests {
 
     fn write(db: &Db, labels: &[(&str, &str)], t: i64, v: f64) {
         let b = [SeriesSamples {
+            created: Vec::new(),
             labels: Labels::from_static(labels),
             samples: vec![Sample::new(t, v)],
             histograms: Vec::new(),
@@ -941,6 +945,7 @@ mod tests {
         };
         for (inst, c) in [("1", 4.0), ("2", 6.0)] {
             let b = [SeriesSamples {
+                created: Vec::new(),
                 labels: Labels::from_static(&[("__name__", "lat"), ("instance", inst)]),
                 samples: Vec::new(),
                 histograms: vec![HistogramSample {

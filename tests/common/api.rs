@@ -69,16 +69,19 @@ pub(crate) fn fixture_with(opts: ApiOptions) -> Api {
     let l = |pairs: &[(&str, &str)]| Labels::from_static(pairs);
     let batch = vec![
         SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: l(&[("__name__", "up"), ("instance", "i1"), ("job", "a")]),
             samples: grid(&|_| 1.0),
         },
         SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: l(&[("__name__", "up"), ("instance", "i2"), ("job", "b")]),
             samples: grid(&|_| 0.0),
         },
         SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: l(&[
                 ("__name__", "requests_total"),

@@ -40,6 +40,7 @@ pub(crate) fn series_labels(metric: &str, n: usize) -> Labels {
 
 pub(crate) fn one(labels: Labels, samples: Vec<Sample>) -> SeriesSamples {
     SeriesSamples {
+        created: Vec::new(),
         labels,
         samples,
         histograms: Vec::new(),

@@ -126,6 +126,7 @@ pub(crate) fn load(
         .filter_map(|labels| {
             let (samples, histograms) = by_labels.remove(&labels)?;
             (!samples.is_empty() || !histograms.is_empty()).then_some(SeriesSamples {
+                created: Vec::new(),
                 labels,
                 samples,
                 histograms,
@@ -166,6 +167,7 @@ fn append_rounds(batch: Vec<SeriesSamples>) -> Vec<Vec<SeriesSamples>> {
                 (Some(a), Some(b)) => a.t < b.t,
             };
             let mut run = SeriesSamples {
+                created: Vec::new(),
                 labels: s.labels.clone(),
                 samples: Vec::new(),
                 histograms: Vec::new(),
@@ -359,6 +361,7 @@ fn nhcb_series(batch: &[SeriesSamples]) -> Result<Vec<SeriesSamples>, String> {
             });
         }
         out.push(SeriesSamples {
+            created: Vec::new(),
             labels,
             samples: Vec::new(),
             histograms,

@@ -97,9 +97,36 @@ impl Translated {
 struct Sink {
     floats: BTreeMap<Labels, Vec<Sample>>,
     hists: BTreeMap<Labels, Vec<HistogramSample>>,
+    /// Whether start times become created timestamps (zero samples).
+    created_zero: bool,
+    created: BTreeMap<Labels, Vec<i64>>,
 }
 
 impl Sink {
+    /// Notes a point's start time `start` (ms) as the created timestamp of
+    /// the sample at `t` of `labels`, when created-timestamp zero ingestion
+    /// is on and the start time is set and older than `t` (Prometheus skips
+    /// an unset start time and one equal to the sample's).
+    fn created(&mut self, labels: &Labels, start: i64, t: i64) {
+        if self.created_zero && start > 0 && start < t {
+            self.created.entry(labels.clone()).or_default().push(start);
+        }
+    }
+
+    /// A float sample of a cumulative series, with its start time.
+    fn counter(&mut self, labels: Labels, start: i64, t: i64, v: f64) {
+        self.created(&labels, start, t);
+        self.float(labels, t, v);
+    }
+
+    /// The created timestamps of `labels`, ascending, without repeats.
+    fn take_created(&mut self, labels: &Labels) -> Vec<i64> {
+        let mut v = self.created.remove(labels).unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     fn float(&mut self, labels: Labels, t: i64, v: f64) {
         self.floats
             .entry(labels)
@@ -229,8 +256,21 @@ fn stale(flags: u32) -> bool {
 
 /// Translates a request.
 pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
+    translate_with(req, false)
+}
+
+/// [`translate`], with `created_zero` saying whether the start times of
+/// cumulative sums, histograms and exponential histograms become created
+/// timestamps ([`SeriesSamples::created`]: zero samples, as Prometheus 3
+/// with created-timestamp zero ingestion): on every series of a classic
+/// histogram (`_count`, `_sum`, `_bucket`), and as a zero native histogram
+/// of the same schema for an exponential one.
+pub fn translate_with(req: &ExportMetricsServiceRequest, created_zero: bool) -> Translated {
     let mut out = Translated::default();
-    let mut sink = Sink::default();
+    let mut sink = Sink {
+        created_zero,
+        ..Sink::default()
+    };
     let mut families: BTreeMap<String, MetricMetadata> = BTreeMap::new();
     for rm in &req.resource_metrics {
         let attrs: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
@@ -261,7 +301,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                 };
                 let metric_type = match data {
                     metric::Data::Gauge(g) => {
-                        ctx.numbers(&g.data_points);
+                        ctx.numbers(&g.data_points, false);
                         "gauge"
                     }
                     metric::Data::Sum(s) => {
@@ -269,7 +309,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                             ctx.out.refuse(Refusal::Delta, s.data_points.len(), &m.name);
                             continue;
                         }
-                        ctx.numbers(&s.data_points);
+                        ctx.numbers(&s.data_points, true);
                         if s.is_monotonic {
                             "counter"
                         } else {
@@ -337,11 +377,13 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
         }
     }
     out.metadata = families.into_values().collect();
-    let Sink { floats, mut hists } = sink;
+    let floats = std::mem::take(&mut sink.floats);
+    let mut hists = std::mem::take(&mut sink.hists);
     for (labels, mut samples) in floats {
         samples.sort_by_key(|s| s.t);
         let histograms = hists.remove(&labels).unwrap_or_default();
         out.series.push(SeriesSamples {
+            created: sink.take_created(&labels),
             labels,
             samples,
             histograms,
@@ -350,6 +392,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
     for (labels, mut histograms) in hists {
         histograms.sort_by_key(|h| h.t);
         out.series.push(SeriesSamples {
+            created: sink.take_created(&labels),
             labels,
             samples: Vec::new(),
             histograms,
@@ -399,7 +442,9 @@ impl Ctx<'_> {
         )
     }
 
-    fn numbers(&mut self, points: &[NumberDataPoint]) {
+    /// Gauge or sum points; `cumulative` (a cumulative sum) notes their
+    /// start times as created timestamps.
+    fn numbers(&mut self, points: &[NumberDataPoint], cumulative: bool) {
         for p in points {
             let v = match (p.value, stale(p.flags)) {
                 (_, true) => STALE_NAN,
@@ -416,6 +461,9 @@ impl Ctx<'_> {
             };
             let t = ms(p.time_unix_nano);
             self.seen(t);
+            if cumulative && !stale(p.flags) {
+                self.sink.created(&labels, ms(p.start_time_unix_nano), t);
+            }
             self.sink.float(labels, t, v);
         }
     }
@@ -423,14 +471,19 @@ impl Ctx<'_> {
     fn histogram(&mut self, p: &HistogramDataPoint) {
         let t = ms(p.time_unix_nano);
         let is_stale = stale(p.flags);
+        let start = if is_stale {
+            0
+        } else {
+            ms(p.start_time_unix_nano)
+        };
         let value = |v: f64| if is_stale { STALE_NAN } else { v };
         let mut emitted = false;
         if let Some(l) = self.labels(&p.attributes, "_count", None) {
-            self.sink.float(l, t, value(p.count as f64));
+            self.sink.counter(l, start, t, value(p.count as f64));
             emitted = true;
         }
         if let (Some(sum), Some(l)) = (p.sum, self.labels(&p.attributes, "_sum", None)) {
-            self.sink.float(l, t, value(sum));
+            self.sink.counter(l, start, t, value(sum));
         }
         let mut cumulative = 0u64;
         for (i, bound) in p.explicit_bounds.iter().enumerate() {
@@ -438,11 +491,11 @@ impl Ctx<'_> {
             if let Some(l) =
                 self.labels(&p.attributes, "_bucket", Some(("le", format_float(*bound))))
             {
-                self.sink.float(l, t, value(cumulative as f64));
+                self.sink.counter(l, start, t, value(cumulative as f64));
             }
         }
         if let Some(l) = self.labels(&p.attributes, "_bucket", Some(("le", "+Inf".into()))) {
-            self.sink.float(l, t, value(p.count as f64));
+            self.sink.counter(l, start, t, value(p.count as f64));
         }
         if emitted {
             self.seen(t);
@@ -503,6 +556,9 @@ impl Ctx<'_> {
             custom_values: Vec::new(),
         };
         self.seen(t);
+        if !stale(p.flags) {
+            self.sink.created(&labels, ms(p.start_time_unix_nano), t);
+        }
         self.sink
             .hists
             .entry(labels)

@@ -25,6 +25,7 @@ fn db(series: &[TestSeries<'_>]) -> (tempfile::TempDir, Db) {
     let batch: Vec<SeriesSamples> = series
         .iter()
         .map(|(l, s)| SeriesSamples {
+            created: Vec::new(),
             histograms: Vec::new(),
             labels: Labels::from_static(l),
             samples: s.iter().map(|&(t, v)| Sample::new(t, v)).collect(),

@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::model::{FloatHistogram, HistogramSample, Labels, Sample};
+use crate::model::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramSample, HistogramValue, Labels, Sample,
+};
 use crate::storage::error::{Result, SampleError};
 use crate::storage::head::exemplars::{ExemplarDrop, ExemplarEntry, ExemplarVerdict};
 use crate::storage::head::metadata::{MetadataDrop, MetricMetadata};
@@ -65,6 +67,16 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
     /// Native histogram samples in ascending time order.
     pub histograms: Vec<HistogramSample>,
+    /// Created timestamps (when the counter behind the series last
+    /// started), ascending, each older than the sample it came with: a
+    /// "soft" zero sample is stored at each, as Prometheus's
+    /// `AppendCTZeroSample`, only when it is newer than everything the
+    /// series holds by then and not at the time of a batch sample. It
+    /// takes the kind of the next sample of the entry (a histogram zero
+    /// keeps that histogram's schema, zero threshold and custom bounds).
+    /// One that is not newer is dropped silently: never rejected, never
+    /// counted in [`AppendOutcome`] but in [`AppendOutcome::created_zeros`].
+    pub created: Vec<i64>,
 }
 
 impl SeriesSamples {
@@ -142,6 +154,9 @@ pub struct AppendOutcome {
     pub duplicates: usize,
     /// Samples refused, in batch order.
     pub rejected: Vec<Rejected>,
+    /// Zero samples stored at created timestamps
+    /// ([`SeriesSamples::created`]); not in [`Self::appended`].
+    pub created_zeros: usize,
     /// The batch's exemplars and metadata.
     pub extras: ExtrasOutcome,
 }
@@ -189,6 +204,38 @@ fn judge(t: i64, last_t: Option<i64>, min_valid_t: i64, held: impl FnOnce(i64) -
         },
         _ if t < min_valid_t => Verdict::Reject(SampleError::TooOld { t, min_valid_t }),
         _ => Verdict::Append,
+    }
+}
+
+/// Whether a zero sample at created timestamp `ct` goes before the sample
+/// at `t` it came with: newer than the series' newest (`last_t`, batch
+/// included), older than `t`, not before the head's floor
+/// (Prometheus's `AppendCTZeroSample` refuses the rest with errors its
+/// callers ignore).
+fn created_zero_fits(ct: i64, t: i64, last_t: Option<i64>, min_valid_t: i64) -> bool {
+    ct < t && ct >= min_valid_t && last_t.is_none_or(|l| ct > l)
+}
+
+/// The zero histogram stored at a created timestamp before `h`: no
+/// observations, `h`'s schema, zero threshold and custom bounds (so no new
+/// chunk is needed), marked a counter reset (Prometheus's
+/// `AppendHistogramCTZeroSample`).
+fn zero_histogram(h: &HistogramValue) -> HistogramValue {
+    match h {
+        HistogramValue::Int(h) => HistogramValue::Int(Histogram {
+            counter_reset_hint: CounterResetHint::CounterReset,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            custom_values: h.custom_values.clone(),
+            ..Histogram::default()
+        }),
+        HistogramValue::Float(h) => HistogramValue::Float(FloatHistogram {
+            counter_reset_hint: CounterResetHint::CounterReset,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            custom_values: h.custom_values.clone(),
+            ..FloatHistogram::default()
+        }),
     }
 }
 
@@ -346,6 +393,8 @@ impl Head {
         let mut accepted_h: Vec<RefHistogramSample> = Vec::new();
         let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
             Vec::with_capacity(groups.len());
+        // Zero samples at created timestamps among `accepted`/`accepted_h`.
+        let (mut zeros, mut zeros_h) = (0usize, 0usize);
         for (g, &(start, end)) in groups.iter().enumerate() {
             let series = &targets[start].0;
             let first = accepted.len();
@@ -354,7 +403,20 @@ impl Head {
             let mut last = data.last;
             let mut last_t = data.last_t();
             for (_, i) in &targets[start..end] {
+                let mut created = batch[*i].created.iter().copied().peekable();
                 for (j, &s) in batch[*i].samples.iter().enumerate() {
+                    while let Some(ct) = created.next_if(|&ct| ct <= s.t) {
+                        if created_zero_fits(ct, s.t, last_t, min_valid_t) {
+                            accepted.push(RefSample {
+                                series_ref: series.series_ref,
+                                t: ct,
+                                v: 0.0,
+                            });
+                            last = Some(Sample::new(ct, 0.0));
+                            last_t = Some(ct);
+                            zeros += 1;
+                        }
+                    }
                     let pending = &accepted[first..];
                     let pending_h = &accepted_h[first_h..];
                     let held = |t: i64| {
@@ -403,6 +465,18 @@ impl Head {
                             .rejected
                             .push(reject(SampleError::InvalidHistogram(e)));
                         continue;
+                    }
+                    while let Some(ct) = created.next_if(|&ct| ct <= hs.t) {
+                        if created_zero_fits(ct, hs.t, last_t, min_valid_t) {
+                            accepted_h.push(RefHistogramSample {
+                                series_ref: series.series_ref,
+                                t: ct,
+                                h: zero_histogram(&hs.h),
+                            });
+                            last_t = Some(ct);
+                            zeros += 1;
+                            zeros_h += 1;
+                        }
                     }
                     let pending = &accepted[first..];
                     let pending_h = &accepted_h[first_h..];
@@ -608,8 +682,9 @@ impl Head {
         drop(guards);
         drop(gc_guard);
         self.observe_time_range(min_t, max_t);
-        outcome.appended = accepted.len() + accepted_h.len();
-        outcome.appended_histograms = accepted_h.len();
+        outcome.appended = accepted.len() + accepted_h.len() - zeros;
+        outcome.appended_histograms = accepted_h.len() - zeros_h;
+        outcome.created_zeros = zeros;
 
         // 5. Acknowledge only once durable.
         wal.wait_durable(ticket)?;

@@ -27,6 +27,7 @@ fn wal() -> (tempfile::TempDir, Wal) {
 
 fn batch(name: &str, samples: &[(i64, f64)]) -> SeriesSamples {
     SeriesSamples {
+        created: Vec::new(),
         histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", name), ("job", "t")]),
         samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
@@ -164,6 +165,7 @@ fn series_limit_per_metric_rejects_new_series_only() {
     let (_d, w) = wal();
     let h = head(2);
     let mk = |i: &str| SeriesSamples {
+        created: Vec::new(),
         histograms: Vec::new(),
         labels: Labels::from_static(&[("__name__", "m"), ("i", i)]),
         samples: vec![Sample::new(1, 1.0)],
@@ -533,4 +535,95 @@ fn append_with_exemplars_off_logs_none() {
     w.close().unwrap();
     let (_, stats) = replayed(&d.path().join("wal"));
     assert_eq!((stats.exemplars, stats.skipped_exemplars), (0, 0));
+}
+
+#[test]
+fn created_timestamp_zero_stored_only_when_newer_and_replayed() {
+    let (d, w) = wal();
+    let h = head(0);
+    let with_ct = |created: &[i64], samples: &[(i64, f64)]| SeriesSamples {
+        created: created.to_vec(),
+        ..batch("c", samples)
+    };
+    // A new series: the zero goes before the first sample.
+    let out = h.append(&[with_ct(&[50], &[(100, 5.0)])], &w).unwrap();
+    assert_eq!((out.appended, out.created_zeros), (1, 1), "{out:?}");
+    // Each of these is skipped silently: not newer than the newest sample
+    // (resend), equal to the newest, equal to its own sample's time.
+    for (ct, t) in [(50, 110), (110, 120), (130, 130)] {
+        let out = h.append(&[with_ct(&[ct], &[(t, 6.0)])], &w).unwrap();
+        assert_eq!(
+            (out.appended, out.created_zeros, out.rejected.len()),
+            (1, 0, 0),
+            "ct {ct}: {out:?}"
+        );
+    }
+    // A created timestamp newer than its sample never stores a zero
+    // after the sample (the ingest side drops it; the head would keep it
+    // for a later sample of the batch only).
+    let out = h
+        .append(&[with_ct(&[200], &[(140, 7.0), (210, 1.0)])], &w)
+        .unwrap();
+    assert_eq!((out.appended, out.created_zeros), (2, 1), "{out:?}");
+    // A counter restart: zero at the created time, then the new count.
+    let out = h.append(&[with_ct(&[250], &[(260, 1.0)])], &w).unwrap();
+    assert_eq!((out.appended, out.created_zeros), (1, 1), "{out:?}");
+    let want = [
+        (50, 0.0),
+        (100, 5.0),
+        (110, 6.0),
+        (120, 6.0),
+        (130, 6.0),
+        (140, 7.0),
+        (200, 0.0),
+        (210, 1.0),
+        (250, 0.0),
+        (260, 1.0),
+    ];
+    let bits = |v: &[(i64, f64)]| v.iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
+    assert_eq!(read(&h, "c"), bits(&want));
+
+    // A histogram series: the zero keeps the histogram's schema.
+    let hl = Labels::from_static(&[("__name__", "hc"), ("job", "t")]);
+    let hist = crate::model::Histogram {
+        schema: 3,
+        count: 2,
+        zero_count: 2,
+        zero_threshold: 0.001,
+        sum: 1.0,
+        ..Default::default()
+    };
+    let hb = SeriesSamples {
+        labels: hl.clone(),
+        histograms: vec![crate::model::HistogramSample {
+            t: 1_000,
+            h: crate::model::HistogramValue::Int(hist),
+        }],
+        created: vec![900],
+        samples: Vec::new(),
+    };
+    let out = h.append(std::slice::from_ref(&hb), &w).unwrap();
+    assert_eq!(
+        (out.appended, out.appended_histograms, out.created_zeros),
+        (1, 1, 1),
+        "{out:?}"
+    );
+    let s = h.find_series(&hl).unwrap();
+    let zero = s.data.lock().hist.as_ref().unwrap().value_at(900).unwrap();
+    assert_eq!((zero.schema, zero.count, zero.sum), (3, 0.0, 0.0));
+    assert_eq!(zero.zero_threshold, 0.001);
+    // Resent: the zero is not newer now, the sample a duplicate.
+    let out = h.append(std::slice::from_ref(&hb), &w).unwrap();
+    assert_eq!(
+        (out.duplicates, out.created_zeros, out.rejected.len()),
+        (1, 0, 0)
+    );
+
+    // The zeros are in the WAL like any sample.
+    w.close().unwrap();
+    drop(w);
+    let (h2, _) = replayed(&d.path().join("wal"));
+    assert_eq!(read(&h2, "c"), bits(&want));
+    let s = h2.find_series(&hl).unwrap();
+    assert!(s.data.lock().hist.as_ref().unwrap().value_at(900).is_some());
 }
