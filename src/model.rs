@@ -19,4 +19,4 @@ pub use histogram::{
 };
 pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use sample::{format_float_f, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

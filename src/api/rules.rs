@@ -17,17 +17,14 @@ use crate::api::error::ApiError;
 use crate::api::params::Params;
 use crate::api::response;
 use crate::api::AppState;
-use crate::model::calendar::rfc3339_utc;
+use crate::model::calendar::rfc3339_utc_ms;
 use crate::rules::group::{Alert, AlertState, RuleState};
 use crate::rules::RuleKind;
 
 /// RFC 3339 of a ms timestamp; Go's zero time when there is none.
 fn rfc3339(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) => rfc3339_utc(
-            ms.div_euclid(1000),
-            (ms.rem_euclid(1000) * 1_000_000) as u32,
-        ),
+        Some(ms) => rfc3339_utc_ms(ms),
         None => "0001-01-01T00:00:00Z".into(),
     }
 }

@@ -75,6 +75,14 @@ pub fn rfc3339_utc(unix_secs: i64, nanos: u32) -> String {
     out
 }
 
+/// [`rfc3339_utc`] of a millisecond Unix timestamp.
+pub fn rfc3339_utc_ms(ms: i64) -> String {
+    rfc3339_utc(
+        ms.div_euclid(1000),
+        (ms.rem_euclid(1000) * 1_000_000) as u32,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

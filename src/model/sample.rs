@@ -43,6 +43,21 @@ impl Sample {
     }
 }
 
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest decimal that
+/// reads back as `v`, `NaN`, `+Inf`, `-Inf` (label values Prometheus
+/// derives from numbers: `count_values`, OTLP `le` and `quantile`).
+pub fn format_float_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::model::calendar::rfc3339_utc;
+use crate::model::calendar::rfc3339_utc_ms as rfc3339_ms;
 use crate::rules::group::{Alert, AlertState};
 
 /// Most alerts in one request (Prometheus's `maxBatchSize`).
@@ -241,14 +241,6 @@ impl Notifier {
             Err(format!("{url}: HTTP {}", resp.status()))
         }
     }
-}
-
-/// RFC 3339 (UTC) of a millisecond timestamp.
-fn rfc3339_ms(ms: i64) -> String {
-    rfc3339_utc(
-        ms.div_euclid(1000),
-        (ms.rem_euclid(1000) * 1_000_000) as u32,
-    )
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use tidemark_proto::opentelemetry::proto::metrics::v1::{
 
 use crate::ingest::otlp::names::{label_name, metric_name, NameKind};
 use crate::model::{
-    CounterResetHint, Histogram, HistogramSample, HistogramValue, Labels, LabelsBuilder, Sample,
-    Span, METRIC_NAME, STALE_NAN,
+    format_float_f, CounterResetHint, Histogram, HistogramSample, HistogramValue, Labels,
+    LabelsBuilder, Sample, Span, METRIC_NAME, STALE_NAN,
 };
 use crate::storage::{MetricMetadata, SeriesSamples};
 
@@ -145,7 +145,7 @@ fn value_string(v: &Option<AnyValue>) -> String {
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         // An index into a profiles string table: meaningless for metrics.
         Some(any_value::Value::StringValueStrindex(_)) => String::new(),
-        Some(any_value::Value::DoubleValue(d)) => format_float(*d),
+        Some(any_value::Value::DoubleValue(d)) => format_float_f(*d),
         Some(any_value::Value::BytesValue(b)) => {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(b)
@@ -172,17 +172,6 @@ fn value_string(v: &Option<AnyValue>) -> String {
                 .collect();
             format!("{{{}}}", items.join(","))
         }
-    }
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` (bucket bounds, quantiles).
-fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
     }
 }
 
@@ -488,9 +477,11 @@ impl Ctx<'_> {
         let mut cumulative = 0u64;
         for (i, bound) in p.explicit_bounds.iter().enumerate() {
             cumulative = cumulative.saturating_add(p.bucket_counts.get(i).copied().unwrap_or(0));
-            if let Some(l) =
-                self.labels(&p.attributes, "_bucket", Some(("le", format_float(*bound))))
-            {
+            if let Some(l) = self.labels(
+                &p.attributes,
+                "_bucket",
+                Some(("le", format_float_f(*bound))),
+            ) {
                 self.sink.counter(l, start, t, value(cumulative as f64));
             }
         }
@@ -516,7 +507,7 @@ impl Ctx<'_> {
             if let Some(l) = self.labels(
                 &p.attributes,
                 "",
-                Some(("quantile", format_float(q.quantile))),
+                Some(("quantile", format_float_f(q.quantile))),
             ) {
                 self.sink.float(l, t, value(q.value));
             }

@@ -225,19 +225,6 @@ fn hist_by_step(series: &[Series], n: usize) -> Vec<Vec<(usize, &FloatHistogram)
     steps
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as `count_values` labels use.
-pub(crate) fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 impl Evaluator<'_> {
     pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, grid: &Grid) -> Result<Val> {
         let op = AggOp::of(a.op).ok_or_else(|| {
@@ -343,11 +330,14 @@ impl Evaluator<'_> {
                     // in the step's samples.
                     let mut counts: Vec<(Labels, f64)> = Vec::new();
                     let mut at: HashMap<Labels, usize> = HashMap::new();
-                    let values = step.iter().map(|&(k, v)| (k, format_float(v))).chain(
-                        hsteps[i]
-                            .iter()
-                            .map(|&(k, h)| (k, native_histogram::to_prom_string(h))),
-                    );
+                    let values = step
+                        .iter()
+                        .map(|&(k, v)| (k, crate::model::format_float_f(v)))
+                        .chain(
+                            hsteps[i]
+                                .iter()
+                                .map(|&(k, h)| (k, native_histogram::to_prom_string(h))),
+                        );
                     for (k, value) in values {
                         let mut b = LabelsBuilder::new();
                         for x in groups[member[k]].iter().filter(|x| *x.name != *label) {
