@@ -304,6 +304,19 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_RETENTION", default_value = "15d", value_parser = parse_duration)]
     pub retention: Duration,
 
+    /// How far behind the newest sample the head holds a float sample that
+    /// is older than its series' newest one is still stored, out of order
+    /// (Prometheus's `storage.tsdb.out_of_order_time_window`), for OTLP
+    /// senders that retry, backfills and multi-replica senders. `0s` (the
+    /// default) refuses such samples as out of order or too old.
+    #[arg(
+        long = "storage.out-of-order-time-window",
+        env = "TIDEMARK_STORAGE_OUT_OF_ORDER_TIME_WINDOW",
+        default_value = "0s",
+        value_parser = parse_duration
+    )]
+    pub out_of_order_time_window: Duration,
+
     /// Most bytes of blocks and WAL to keep; the oldest blocks are deleted
     /// past it. Units B, KB, MB, GB, TB, PB, EB (powers of 1024, as
     /// Prometheus's `--storage.tsdb.retention.size`); `0` means no limit.
@@ -384,6 +397,10 @@ impl From<&Config> for Options {
             max_series_per_metric: c.max_series_per_metric,
             retention_ms: c.retention.as_millis().min(i64::MAX as u128) as i64,
             retention_bytes: c.retention_size,
+            out_of_order_time_window_ms: c
+                .out_of_order_time_window
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
             head_snapshot_on_close: c.head_snapshot_on_shutdown,
             max_exemplars: c.max_exemplars,
             max_metadata_families: c.metadata_max_families,
@@ -563,6 +580,10 @@ impl Config {
             ),
             ("retention", format_duration(self.retention)),
             ("retention-size", self.retention_size.to_string()),
+            (
+                "storage.out-of-order-time-window",
+                format_duration(self.out_of_order_time_window),
+            ),
             (
                 "compaction-interval",
                 format_duration(self.compaction_interval),

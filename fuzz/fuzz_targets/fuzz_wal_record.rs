@@ -1,5 +1,6 @@
 //! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode`), every
-//! record type (series, samples, tombstones, exemplars, metadata, histograms):
+//! record type (series, samples, tombstones, exemplars, metadata, histograms,
+//! out-of-order samples):
 //! arbitrary bytes must never panic, and whatever decodes must re-encode to a
 //! payload that decodes to the same record (values compared by bits).
 //!
@@ -11,8 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use tidemark::model::Interner;
 use tidemark::model::Labels;
 use tidemark::storage::wal::{
-    decode, encode_exemplars, encode_histogram_samples, encode_metadata, encode_samples,
-    encode_series, encode_tombstones, Record, RefMetadata,
+    decode, encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_samples,
+    encode_samples, encode_series, encode_tombstones, Record, RefMetadata,
 };
 
 /// Comparable form of a record: series as (ref, labels), samples as bits.
@@ -20,6 +21,7 @@ use tidemark::storage::wal::{
 enum Canon {
     Series(Vec<(u64, Vec<(String, String)>)>),
     Samples(Vec<(u64, i64, u64)>),
+    OooSamples(Vec<(u64, i64, u64)>),
     Tombstones(Vec<(u64, i64, i64)>),
     Exemplars(Vec<(u64, i64, u64, Vec<(String, String)>)>),
     Metadata(Vec<RefMetadata>),
@@ -43,6 +45,11 @@ fn canon(r: &Record) -> Canon {
                 .collect(),
         ),
         Record::Samples(s) => Canon::Samples(
+            s.iter()
+                .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
+                .collect(),
+        ),
+        Record::OooSamples(s) => Canon::OooSamples(
             s.iter()
                 .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
                 .collect(),
@@ -73,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
     match &record {
         Record::Series(s) => encode_series(s, &mut buf),
         Record::Samples(s) => encode_samples(s, &mut buf),
+        Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
         Record::Tombstones(t) => encode_tombstones(t, &mut buf),
         Record::Exemplars(e) => encode_exemplars(e, &mut buf),
         Record::Metadata(m) => encode_metadata(m, &mut buf),

@@ -49,6 +49,7 @@ pub(crate) struct StorageGauges {
     retention_deleted_blocks: Counter,
     writable: Gauge,
     wal_recoveries: Counter,
+    ooo_appended: Counter,
     compaction_duration: Histogram,
     /// Serialises refreshes, so concurrent scrapes never add a counter
     /// delta twice.
@@ -70,6 +71,7 @@ impl Default for StorageGauges {
             retention_deleted_blocks: Counter::default(),
             writable: Gauge::default(),
             wal_recoveries: Counter::default(),
+            ooo_appended: Counter::default(),
             compaction_duration: Histogram::new([0.01, 0.05, 0.25, 1.0, 5.0, 25.0, 120.0, 600.0]),
             refresh: parking_lot::Mutex::new(()),
         }
@@ -146,6 +148,11 @@ impl StorageGauges {
             "tidemark_storage_wal_recoveries",
             "Times the WAL became writable again after a write or fsync failure.",
             g.wal_recoveries.clone(),
+        );
+        registry.register(
+            "tidemark_head_out_of_order_samples_appended",
+            "Float samples stored out of order, inside --storage.out-of-order-time-window (Prometheus's prometheus_tsdb_head_out_of_order_samples_appended_total). Refused ones are counted in tidemark_remote_write_samples_rejected_total{reason=\"out_of_order\"|\"too_old\"}.",
+            g.ooo_appended.clone(),
         );
         registry.register(
             "tidemark_storage_compaction_duration_seconds",
@@ -390,6 +397,7 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             set_counter(&g.compaction_failures, st.compaction_failures);
             set_counter(&g.retention_deleted_blocks, st.retention_deleted_blocks);
             set_counter(&g.wal_recoveries, st.wal_recoveries);
+            set_counter(&g.ooo_appended, st.ooo_appended);
             g.writable.set(i64::from(st.writable));
             for d in durations {
                 g.compaction_duration.observe(d);

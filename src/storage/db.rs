@@ -99,6 +99,9 @@ pub struct StorageStats {
     pub writable: bool,
     /// Times the WAL became writable again after a failure, since start.
     pub wal_recoveries: u64,
+    /// Float samples stored out of order (inside the out-of-order window),
+    /// since start.
+    pub ooo_appended: u64,
 }
 
 #[derive(Default)]
@@ -187,6 +190,7 @@ impl Db {
                     max_families: opts.max_metadata_families,
                     max_bytes: opts.max_metadata_bytes,
                 },
+                ooo_window_ms: opts.out_of_order_time_window_ms,
             }));
             if let Some(floor) = floor {
                 head.set_min_valid_floor(floor);
@@ -398,6 +402,7 @@ impl Db {
                 .load(Ordering::Relaxed),
             writable: self.is_writable(),
             wal_recoveries: self.counters.wal_recoveries.load(Ordering::Relaxed),
+            ooo_appended: self.head.ooo_appended(),
         }
     }
 
@@ -451,13 +456,21 @@ impl Db {
         if current == 0 {
             return Ok(());
         }
+        // Appends logged before the cut have applied once this returns, so
+        // the oldest out-of-order sample held covers every one the
+        // checkpointed segments hold that no block has yet.
+        self.head.wait_for_appenders();
+        let keep = wal::KeepSince {
+            in_order: mint,
+            out_of_order: self.head.ooo_min_held(),
+        };
         wal::checkpoint(
             &self.dir.join(WAL_DIR),
             &self.wal,
             current - 1,
             self.head.interner(),
             |r| self.head.has_series(r),
-            mint,
+            keep,
             self.opts.crash_hook,
         )?;
         Ok(())
@@ -549,7 +562,7 @@ impl Db {
             &self.dir,
             "head",
             plan,
-            self.head_series(mint, maxt.saturating_sub(1))
+            self.head_series_for_block(mint, maxt.saturating_sub(1))
                 .into_iter()
                 .map(Ok),
             self.opts.crash_hook,
@@ -559,6 +572,9 @@ impl Db {
             self.insert_blocks(&[], vec![block]);
             self.hook("head:block_added");
         }
+        // Out-of-order samples of the range are in the block now; older
+        // ones (below `mint`) and those that came meanwhile stay.
+        self.head.drop_persisted_ooo(mint, maxt);
         self.head.truncate(maxt);
         self.hook("head:truncated");
         self.checkpoint_wal(maxt)?;
@@ -571,14 +587,14 @@ impl Db {
 
     /// The head's series with data in `[mint, maxt]` as block-writer input.
     fn head_series(&self, mint: i64, maxt: i64) -> Vec<InputSeries> {
-        self.head
-            .select(&[], mint, maxt)
-            .into_iter()
-            .map(|(labels, chunks, deleted)| {
-                let chunks = chunks.into_iter().map(InputChunk::Head).collect();
-                (labels, vec![InputPart { chunks, deleted }])
-            })
-            .collect()
+        to_input(self.head.select(&[], mint, maxt))
+    }
+
+    /// [`Db::head_series`] for head compaction, which alone may call it:
+    /// out-of-order samples are marked as read (see
+    /// [`Head::select_for_block`]).
+    fn head_series_for_block(&self, mint: i64, maxt: i64) -> Vec<InputSeries> {
+        to_input(self.head.select_for_block(mint, maxt))
     }
 
     fn hook(&self, step: &str) {
@@ -1014,4 +1030,15 @@ impl Drop for Db {
             tracing::error!(error = %e, "closing storage");
         }
     }
+}
+
+/// Head series as block-writer input.
+fn to_input(selected: Vec<crate::storage::head::HeadSelected>) -> Vec<InputSeries> {
+    selected
+        .into_iter()
+        .map(|(labels, chunks, deleted)| {
+            let chunks = chunks.into_iter().map(InputChunk::Head).collect();
+            (labels, vec![InputPart { chunks, deleted }])
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@ mod appender;
 pub(crate) mod exemplars;
 pub(crate) mod metadata;
 pub(crate) mod metadata_file;
+mod ooo;
 mod postings;
 mod series;
 pub(crate) mod snapshot;
@@ -46,6 +47,10 @@ pub(crate) struct HeadOptions {
     pub(crate) stripes: usize,
     pub(crate) max_exemplars: usize,
     pub(crate) metadata: MetadataLimits,
+    /// How far (ms) behind the head's newest sample a float sample older
+    /// than its series' newest is still stored, out of order; 0 refuses
+    /// every such sample.
+    pub(crate) ooo_window_ms: i64,
 }
 
 /// Counts describing the head's contents.
@@ -63,6 +68,9 @@ pub struct HeadStats {
     pub min_t: Option<i64>,
     /// Newest sample timestamp, if any.
     pub max_t: Option<i64>,
+    /// Out-of-order samples stored since the head was opened (replay not
+    /// counted).
+    pub ooo_appended: u64,
 }
 
 /// What WAL replay applied to the head.
@@ -72,6 +80,8 @@ pub struct HeadReplayStats {
     pub series: u64,
     /// Float samples applied.
     pub samples: u64,
+    /// Of [`Self::samples`], the out-of-order ones.
+    pub ooo_samples: u64,
     /// Histogram samples applied.
     pub histograms: u64,
     /// Histogram samples whose decoded value breaks the structural rules
@@ -116,6 +126,8 @@ pub(crate) struct Head {
     exemplars: ExemplarStore,
     /// Metric metadata (own lock, taken after the exemplar store's).
     metadata: MetadataStore,
+    /// Out-of-order samples stored by appends.
+    ooo_appended: AtomicU64,
 }
 
 /// A WAL metadata entry as the store holds it (an unknown type code, from
@@ -161,6 +173,7 @@ impl Head {
             min_valid_floor: AtomicI64::new(i64::MIN),
             exemplars: ExemplarStore::new(max_exemplars),
             metadata: MetadataStore::new(metadata_limits),
+            ooo_appended: AtomicU64::new(0),
         }
     }
 
@@ -216,6 +229,16 @@ impl Head {
         max_t
             .saturating_sub(self.opts.block_range_ms / 2)
             .max(floor)
+    }
+
+    /// Oldest timestamp an out-of-order float sample may have: the head's
+    /// max time minus the out-of-order window (Prometheus's
+    /// `headMaxt - oooTimeWindow`); `None` when the window is 0 or the head
+    /// is empty.
+    pub(crate) fn ooo_min_time(&self) -> Option<i64> {
+        let max_t = self.max_t.load(Ordering::Acquire);
+        (self.opts.ooo_window_ms > 0 && max_t != i64::MIN)
+            .then(|| max_t.saturating_sub(self.opts.ooo_window_ms))
     }
 
     pub(crate) fn min_t(&self) -> Option<i64> {
@@ -324,6 +347,31 @@ impl Head {
                     );
                     d.logged = true;
                     stats.samples += 1;
+                    min_t = min_t.min(rs.t);
+                    max_t = max_t.max(rs.t);
+                }
+                if min_t <= max_t {
+                    self.observe_time_range(min_t, max_t);
+                }
+            }
+            Record::OooSamples(samples) => {
+                // Never skipped by the floor: the head holds them until a
+                // block has them, and checkpoints keep them till then.
+                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+                for rs in samples {
+                    let Some(s) = self.replayed_series(rs.series_ref) else {
+                        stats.unknown_refs += 1;
+                        continue;
+                    };
+                    let mut d = s.data.lock();
+                    let sample = crate::model::Sample::new(rs.t, rs.v);
+                    if d.value_at(rs.t).is_some() || !d.append_ooo(sample) {
+                        stats.skipped_samples += 1;
+                        continue;
+                    }
+                    d.logged = true;
+                    stats.samples += 1;
+                    stats.ooo_samples += 1;
                     min_t = min_t.min(rs.t);
                     max_t = max_t.max(rs.t);
                 }
@@ -508,7 +556,9 @@ impl Head {
                 d.open = crate::storage::chunk::XorAppender::new();
             }
             let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
-            if d.full.is_empty() && !open_live && !hist_live {
+            // Out-of-order samples leave only by `drop_persisted_ooo`.
+            let ooo_live = d.ooo.as_ref().is_some_and(|o| !o.is_empty());
+            if d.full.is_empty() && !open_live && !hist_live && !ooo_live {
                 drop(d);
                 self.series.remove(&s);
                 s.removed.store(true, Ordering::Release);
@@ -560,10 +610,51 @@ impl Head {
         self.postings.label_values(name)
     }
 
+    /// Every series with data in `[mint, maxt]` as [`Head::select`] gives
+    /// them, for writing a block: each series' out-of-order samples are
+    /// marked as read first, so [`Head::drop_persisted_ooo`] drops only
+    /// what the block got.
+    pub(crate) fn select_for_block(&self, mint: i64, maxt: i64) -> Vec<HeadSelected> {
+        for s in self.series.all() {
+            if let Some(o) = s.data.lock().ooo.as_mut() {
+                o.mark_persisting();
+            }
+        }
+        self.select(&[], mint, maxt)
+    }
+
+    /// Drops the out-of-order samples in `[mint, maxt)` that the last
+    /// [`Head::select_for_block`] read (a block holds them now); samples
+    /// stored since stay for the next block. Call before [`Head::truncate`],
+    /// which keeps series while they hold out-of-order samples.
+    pub(crate) fn drop_persisted_ooo(&self, mint: i64, maxt: i64) {
+        for s in self.series.all() {
+            let mut d = s.data.lock();
+            if let Some(o) = d.ooo.as_mut() {
+                o.drop_persisted(mint, maxt);
+                if o.is_empty() {
+                    d.ooo = None;
+                }
+            }
+        }
+    }
+
+    /// Oldest out-of-order sample the head holds (`i64::MAX` when none):
+    /// a WAL checkpoint keeps out-of-order samples from there on.
+    pub(crate) fn ooo_min_held(&self) -> i64 {
+        self.series
+            .all()
+            .iter()
+            .filter_map(|s| s.data.lock().ooo.as_ref().and_then(|o| o.first_t()))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
     pub(crate) fn stats(&self) -> HeadStats {
         let mut st = HeadStats {
             min_t: self.min_t(),
             max_t: self.max_t(),
+            ooo_appended: self.ooo_appended.load(Ordering::Relaxed),
             ..Default::default()
         };
         for s in self.series.all() {
@@ -574,6 +665,11 @@ impl Head {
             st.chunk_bytes += d.chunk_bytes();
         }
         st
+    }
+
+    /// Out-of-order samples stored by appends since the head was made.
+    pub(crate) fn ooo_appended(&self) -> u64 {
+        self.ooo_appended.load(Ordering::Relaxed)
     }
 
     pub(crate) fn num_series(&self) -> usize {

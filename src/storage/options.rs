@@ -14,6 +14,11 @@ pub struct Options {
     /// multiples of it, and samples older than the head's max time minus half
     /// of it are refused as too old, as in Prometheus.
     pub block_range_ms: i64,
+    /// How far (ms) behind the head's newest sample a float sample older
+    /// than its series' newest sample is still stored (Prometheus's
+    /// `out_of_order_time_window`); 0, the default, refuses them as out of
+    /// order or too old.
+    pub out_of_order_time_window_ms: i64,
     /// Maximum series per metric name; 0 means unlimited (the default).
     pub max_series_per_metric: usize,
     /// Number of lock stripes of the head's series map (a power of two).
@@ -65,6 +70,7 @@ impl Default for Options {
         Self {
             wal: WalOptions::default(),
             block_range_ms: 2 * 60 * 60 * 1000,
+            out_of_order_time_window_ms: 0,
             max_series_per_metric: 0,
             stripes: 4096,
             max_exemplars: 100_000,

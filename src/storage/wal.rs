@@ -27,16 +27,17 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{checkpoint, CheckpointStats};
+pub use checkpoint::{checkpoint, CheckpointStats, KeepSince};
 pub use histogram_record::{
     encode_histogram_samples, RefHistogramSample, RECORD_FLOAT_HISTOGRAM_SAMPLES,
     RECORD_HISTOGRAM_SAMPLES,
 };
 pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{
-    decode, encode_exemplars, encode_metadata, encode_samples, encode_series, encode_tombstones,
-    Record, RecordError, RefExemplar, RefMetadata, RefSample, RefSeries, RefTombstone,
-    RECORD_EXEMPLARS, RECORD_METADATA, RECORD_SAMPLES, RECORD_SERIES, RECORD_TOMBSTONES,
+    decode, encode_exemplars, encode_metadata, encode_ooo_samples, encode_samples, encode_series,
+    encode_tombstones, Record, RecordError, RefExemplar, RefMetadata, RefSample, RefSeries,
+    RefTombstone, RECORD_EXEMPLARS, RECORD_METADATA, RECORD_OOO_SAMPLES, RECORD_SAMPLES,
+    RECORD_SERIES, RECORD_TOMBSTONES,
 };
 pub use segment::{
     CorruptionReason, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_LEN,

@@ -99,6 +99,12 @@ pub(crate) type FloatPoint<'a> = (&'a [(&'a str, &'a str)], i64, f64);
 /// Remote-writes (1.0) one float sample per `(labels, t, v)`; panics unless
 /// the server answers 204.
 pub(crate) fn remote_write_v1(addr: &str, samples: &[FloatPoint<'_>]) {
+    let (status, resp) = remote_write_v1_status(addr, samples);
+    assert_eq!(status, 204, "remote write: {resp}");
+}
+
+/// As [`remote_write_v1`], returning the status and body whatever they are.
+pub(crate) fn remote_write_v1_status(addr: &str, samples: &[FloatPoint<'_>]) -> (u16, String) {
     use prost::Message;
     use tidemark_proto::prometheus as v1;
     let label = |(n, v): &(&str, &str)| v1::Label {
@@ -136,10 +142,5 @@ pub(crate) fn remote_write_v1(addr: &str, samples: &[FloatPoint<'_>]) {
         &body,
     )
     .expect("remote write: server unreachable");
-    assert_eq!(
-        status,
-        204,
-        "remote write: {}",
-        String::from_utf8_lossy(&resp)
-    );
+    (status, String::from_utf8_lossy(&resp).into_owned())
 }

@@ -152,6 +152,9 @@ pub struct AppendOutcome {
     /// Samples identical to one already stored (same time, same value bits):
     /// accepted silently so that a sender's retry is idempotent.
     pub duplicates: usize,
+    /// Of [`Self::appended`], the float samples stored out of order
+    /// (inside the out-of-order window).
+    pub out_of_order: usize,
     /// Samples refused, in batch order.
     pub rejected: Vec<Rejected>,
     /// Zero samples stored at created timestamps
@@ -171,6 +174,8 @@ impl AppendOutcome {
 /// What to do with one sample.
 enum Verdict {
     Append,
+    /// Store in the series' out-of-order samples.
+    AppendOoo,
     Duplicate,
     Reject(SampleError),
 }
@@ -190,20 +195,41 @@ enum Held {
 /// `held(t)` what is stored or pending at an older or equal timestamp. A
 /// sample identical to one already held, at any timestamp, is a duplicate
 /// accepted silently, so that a sender's retry of a batch is idempotent; a
-/// different value at a held timestamp is an error, as is anything else
-/// not newer than `last_t`.
-fn judge(t: i64, last_t: Option<i64>, min_valid_t: i64, held: impl FnOnce(i64) -> Held) -> Verdict {
-    match last_t {
-        Some(l) if t <= l => match held(t) {
-            Held::Same => Verdict::Duplicate,
-            Held::Different => Verdict::Reject(SampleError::DuplicateSample { t }),
-            Held::Nothing if t < min_valid_t => {
-                Verdict::Reject(SampleError::TooOld { t, min_valid_t })
+/// different value at a held timestamp is an error. A sample newer than
+/// `last_t` and not before `min_valid_t` is appended in order. Any other
+/// is stored out of order when `ooo_min_t` (the out-of-order window's
+/// start, `None` when there is no window) allows it, else refused: too
+/// old before `min_valid_t` or the window, out of order otherwise
+/// (Prometheus's `appendable` with `oooTimeWindow`).
+fn judge(
+    t: i64,
+    last_t: Option<i64>,
+    min_valid_t: i64,
+    ooo_min_t: Option<i64>,
+    held: impl FnOnce(i64) -> Held,
+) -> Verdict {
+    let newer = last_t.is_none_or(|l| t > l);
+    if newer && t >= min_valid_t {
+        return Verdict::Append;
+    }
+    // Not newer, or newer but below the in-order floor: what is held at
+    // `t` (stored, or accepted earlier in the batch out of order) decides
+    // first.
+    match held(t) {
+        Held::Same => Verdict::Duplicate,
+        Held::Different => Verdict::Reject(SampleError::DuplicateSample { t }),
+        Held::Nothing if ooo_min_t.is_some_and(|m| t >= m) => Verdict::AppendOoo,
+        // With a window, anything outside it is too old, as in Prometheus.
+        Held::Nothing => match (last_t, ooo_min_t) {
+            (_, Some(window_start)) => Verdict::Reject(SampleError::TooOld {
+                t,
+                min_valid_t: window_start,
+            }),
+            (Some(l), None) if t >= min_valid_t => {
+                Verdict::Reject(SampleError::OutOfOrder { t, last_t: l })
             }
-            Held::Nothing => Verdict::Reject(SampleError::OutOfOrder { t, last_t: l }),
+            _ => Verdict::Reject(SampleError::TooOld { t, min_valid_t }),
         },
-        _ if t < min_valid_t => Verdict::Reject(SampleError::TooOld { t, min_valid_t }),
-        _ => Verdict::Append,
     }
 }
 
@@ -323,6 +349,9 @@ impl Head {
         // let a lagging append land in a range compaction already persisted
         // and is about to truncate (Prometheus `WaitForAppendersOverlapping`).
         let min_valid_t = self.min_valid_time();
+        let ooo_min_t = self.ooo_min_time();
+        // The oldest a sample of the batch may be and still be stored.
+        let oldest_storable = ooo_min_t.map_or(min_valid_t, |m| m.min(min_valid_t));
 
         // 1. Resolve series, outside any series lock.
         let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
@@ -342,7 +371,7 @@ impl Head {
             // it (an identical resend): do not create a series for it, or
             // it would show in label and series lookups with no data
             // (Prometheus checks the bound before creating, too).
-            if ss.positions().all(|(_, _, t)| t < min_valid_t) {
+            if ss.positions().all(|(_, _, t)| t < oldest_storable) {
                 match self.series.get(ss.labels.stable_hash(), &ss.labels) {
                     Some(s) => targets.push((s, i)),
                     None => outcome
@@ -351,7 +380,10 @@ impl Head {
                             series: i,
                             sample: j,
                             kind,
-                            error: SampleError::TooOld { t, min_valid_t },
+                            error: SampleError::TooOld {
+                                t,
+                                min_valid_t: oldest_storable,
+                            },
                         })),
                 }
                 continue;
@@ -391,6 +423,9 @@ impl Head {
         let mut new_series: Vec<RefSeries> = Vec::new();
         let mut accepted: Vec<RefSample> = Vec::new();
         let mut accepted_h: Vec<RefHistogramSample> = Vec::new();
+        // Out-of-order samples accepted, grouped by series like `accepted`.
+        let mut accepted_ooo: Vec<RefSample> = Vec::new();
+        let mut ooo_ranges: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
         let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
             Vec::with_capacity(groups.len());
         // Zero samples at created timestamps among `accepted`/`accepted_h`.
@@ -399,6 +434,9 @@ impl Head {
             let series = &targets[start].0;
             let first = accepted.len();
             let first_h = accepted_h.len();
+            let first_ooo = accepted_ooo.len();
+            // This batch's out-of-order samples of the series, by time.
+            let mut pending_ooo: BTreeMap<i64, f64> = BTreeMap::new();
             let data = &guards[g];
             let mut last = data.last;
             let mut last_t = data.last_t();
@@ -424,7 +462,7 @@ impl Head {
                             Some(l) if l.t == t => Some(l.v),
                             _ => match pending.binary_search_by_key(&t, |p| p.t) {
                                 Ok(k) => Some(pending[k].v),
-                                Err(_) => data.value_at(t),
+                                Err(_) => pending_ooo.get(&t).copied().or_else(|| data.value_at(t)),
                             },
                         };
                         match v {
@@ -434,7 +472,7 @@ impl Head {
                             None => Held::Nothing,
                         }
                     };
-                    match judge(s.t, last_t, min_valid_t, held) {
+                    match judge(s.t, last_t, min_valid_t, ooo_min_t, held) {
                         Verdict::Append => {
                             accepted.push(RefSample {
                                 series_ref: series.series_ref,
@@ -443,6 +481,9 @@ impl Head {
                             });
                             last = Some(s);
                             last_t = Some(s.t);
+                        }
+                        Verdict::AppendOoo => {
+                            pending_ooo.insert(s.t, s.v);
                         }
                         Verdict::Duplicate => outcome.duplicates += 1,
                         Verdict::Reject(error) => outcome.rejected.push(Rejected {
@@ -496,7 +537,9 @@ impl Head {
                             Held::Nothing
                         }
                     };
-                    match judge(hs.t, last_t, min_valid_t, held) {
+                    // Out-of-order native histograms are not stored (as
+                    // Prometheus 2.x): refused as without a window.
+                    match judge(hs.t, last_t, min_valid_t, None, held) {
                         Verdict::Append => {
                             accepted_h.push(RefHistogramSample {
                                 series_ref: series.series_ref,
@@ -507,10 +550,24 @@ impl Head {
                         }
                         Verdict::Duplicate => outcome.duplicates += 1,
                         Verdict::Reject(error) => outcome.rejected.push(reject(error)),
+                        // Not given a window, `judge` never says so.
+                        Verdict::AppendOoo => outcome.rejected.push(reject(SampleError::TooOld {
+                            t: hs.t,
+                            min_valid_t,
+                        })),
                     }
                 }
             }
-            if (accepted.len() > first || accepted_h.len() > first_h) && !guards[g].logged {
+            accepted_ooo.extend(pending_ooo.into_iter().map(|(t, v)| RefSample {
+                series_ref: series.series_ref,
+                t,
+                v,
+            }));
+            ooo_ranges.push((first_ooo, accepted_ooo.len()));
+            let any_ooo = accepted_ooo.len() > first_ooo;
+            if (accepted.len() > first || accepted_h.len() > first_h || any_ooo)
+                && !guards[g].logged
+            {
                 new_series.push(RefSeries {
                     series_ref: series.series_ref,
                     labels: series.labels.clone(),
@@ -535,9 +592,10 @@ impl Head {
                 .enumerate()
                 .map(|(g, &(start, _))| {
                     let ((first, end), (first_h, end_h)) = accepted_groups[g];
+                    let (first_ooo, end_ooo) = ooo_ranges[g];
                     (
                         targets[start].0.series_ref,
-                        guards[g].logged || end > first || end_h > first_h,
+                        guards[g].logged || end > first || end_h > first_h || end_ooo > first_ooo,
                     )
                 })
                 .collect();
@@ -584,6 +642,7 @@ impl Head {
 
         if accepted.is_empty()
             && accepted_h.is_empty()
+            && accepted_ooo.is_empty()
             && ex_accepted.is_empty()
             && md_changed.is_empty()
         {
@@ -614,6 +673,11 @@ impl Head {
             samples_rec.reserve(accepted.len() * 10 + 16);
             wal::encode_samples(&accepted, &mut samples_rec);
         }
+        let mut ooo_rec = Vec::new();
+        if !accepted_ooo.is_empty() {
+            ooo_rec.reserve(accepted_ooo.len() * 10 + 16);
+            wal::encode_ooo_samples(&accepted_ooo, &mut ooo_rec);
+        }
         let mut hist_rec = Vec::new();
         let hist_ends = if accepted_h.is_empty() {
             Vec::new()
@@ -638,8 +702,13 @@ impl Head {
             let refs: Vec<_> = md_changed.iter().map(metadata_to_record).collect();
             wal::encode_metadata(&refs, &mut metadata_rec);
         }
-        // Series, samples, histograms (type 7, then 8), exemplars, metadata.
-        let mut payloads: Vec<&[u8]> = vec![series_rec.as_slice(), samples_rec.as_slice()];
+        // Series, samples, out-of-order samples, histograms (type 7, then
+        // 8), exemplars, metadata.
+        let mut payloads: Vec<&[u8]> = vec![
+            series_rec.as_slice(),
+            samples_rec.as_slice(),
+            ooo_rec.as_slice(),
+        ];
         let mut start = 0;
         for end in hist_ends {
             payloads.push(&hist_rec[start..end]);
@@ -663,10 +732,17 @@ impl Head {
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (g, &((first, end), (first_h, end_h))) in accepted_groups.iter().enumerate() {
-            if first == end && first_h == end_h {
+            let (first_ooo, end_ooo) = ooo_ranges[g];
+            if first == end && first_h == end_h && first_ooo == end_ooo {
                 continue;
             }
             let d = &mut guards[g];
+            for rs in &accepted_ooo[first_ooo..end_ooo] {
+                // Checked against everything held under this lock.
+                d.append_ooo(Sample::new(rs.t, rs.v));
+                min_t = min_t.min(rs.t);
+                max_t = max_t.max(rs.t);
+            }
             for rs in &accepted[first..end] {
                 d.append(Sample::new(rs.t, rs.v), self.opts.block_range_ms);
                 min_t = min_t.min(rs.t);
@@ -682,7 +758,12 @@ impl Head {
         drop(guards);
         drop(gc_guard);
         self.observe_time_range(min_t, max_t);
-        outcome.appended = accepted.len() + accepted_h.len() - zeros;
+        self.ooo_appended.fetch_add(
+            accepted_ooo.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        outcome.out_of_order = accepted_ooo.len();
+        outcome.appended = accepted.len() + accepted_h.len() + accepted_ooo.len() - zeros;
         outcome.appended_histograms = accepted_h.len() - zeros_h;
         outcome.created_zeros = zeros;
 

@@ -235,6 +235,7 @@ mod tests {
                 max_families: 100,
                 max_bytes: 1 << 20,
             },
+            ooo_window_ms: 0,
         })
     }
 

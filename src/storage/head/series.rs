@@ -16,6 +16,7 @@ use crate::storage::chunk::{
     self, CounterResetHeader, Encoding, FloatHistogramAppender, HistogramAppender, XorAppender,
     XorIter, SAMPLES_PER_CHUNK,
 };
+use crate::storage::head::ooo::OooData;
 use crate::storage::SeriesRef;
 
 /// A full, immutable head chunk with its time bounds.
@@ -57,6 +58,8 @@ pub(crate) struct SeriesData {
     /// Histogram samples, for series that have any (boxed: most series
     /// never do).
     pub(crate) hist: Option<Box<HistData>>,
+    /// Out-of-order float samples, for series that have any.
+    pub(crate) ooo: Option<Box<OooData>>,
 }
 
 /// The open histogram chunk, in the encoding of the samples it holds.
@@ -430,6 +433,7 @@ impl MemSeries {
                 last: None,
                 logged,
                 hist: None,
+                ooo: None,
             }),
             removed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -467,7 +471,9 @@ impl SeriesData {
             .append(t, h, block_range_ms);
     }
 
-    /// Timestamp of the newest sample of either kind.
+    /// Timestamp of the newest sample of either kind, out-of-order ones
+    /// included (a sample not newer than an out-of-order one held is
+    /// judged against what is held, never appended in order beside it).
     pub(crate) fn last_t(&self) -> Option<i64> {
         let f = self.last.map(|s| s.t);
         let h = self
@@ -475,17 +481,23 @@ impl SeriesData {
             .as_ref()
             .and_then(|h| h.last.as_ref())
             .map(|s| s.t);
-        f.max(h)
+        let o = self.ooo.as_ref().and_then(|o| o.last_t());
+        f.max(h).max(o)
     }
 
     /// Timestamp of the oldest sample of either kind.
     pub(crate) fn first_t(&self) -> Option<i64> {
         let f = self.full.first().map(|c| c.mint).or(self.open.first_t());
         let h = self.hist.as_ref().and_then(|h| h.first_t());
-        match (f, h) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let o = self.ooo.as_ref().and_then(|o| o.first_t());
+        [f, h, o].into_iter().flatten().min()
+    }
+
+    /// Stores an out-of-order float sample (older than the newest sample,
+    /// checked by the caller against what is held). Returns `false` when a
+    /// sample at `s.t` is held already among the out-of-order ones.
+    pub(crate) fn append_ooo(&mut self, s: Sample) -> bool {
+        self.ooo.get_or_insert_with(Box::default).insert(s)
     }
 
     fn cut(&mut self) {
@@ -543,6 +555,9 @@ impl SeriesData {
         if let Some(h) = &self.hist {
             h.snapshot(mint, maxt, &mut out);
         }
+        if let Some(o) = &self.ooo {
+            o.snapshot(mint, maxt, &mut out);
+        }
         out
     }
 
@@ -555,16 +570,18 @@ impl SeriesData {
                 .find(|s| s.t == t)
                 .map(|s| s.v)
         };
-        if self.open.first_t().is_some_and(|first| first <= t) {
-            return find(self.open.bytes());
-        }
-        // Full chunks are in time order: the one that may hold t is the
-        // first whose maxt is not before t.
-        let i = self.full.partition_point(|c| c.maxt < t);
-        self.full
-            .get(i)
-            .filter(|c| c.mint <= t)
-            .and_then(|c| find(&c.bytes))
+        let in_order = if self.open.first_t().is_some_and(|first| first <= t) {
+            find(self.open.bytes())
+        } else {
+            // Full chunks are in time order: the one that may hold t is the
+            // first whose maxt is not before t.
+            let i = self.full.partition_point(|c| c.maxt < t);
+            self.full
+                .get(i)
+                .filter(|c| c.mint <= t)
+                .and_then(|c| find(&c.bytes))
+        };
+        in_order.or_else(|| self.ooo.as_ref().and_then(|o| o.value_at(t)))
     }
 
     /// Number of samples held (full + open chunks, floats and histograms).
@@ -575,6 +592,7 @@ impl SeriesData {
             .sum::<usize>()
             + self.open.num_samples()
             + self.hist.as_ref().map_or(0, |h| h.num_samples())
+            + self.ooo.as_ref().map_or(0, |o| o.num_samples())
     }
 
     /// Bytes of chunk data held.
@@ -582,6 +600,7 @@ impl SeriesData {
         self.full.iter().map(|c| c.bytes.len()).sum::<usize>()
             + self.open.bytes().len()
             + self.hist.as_ref().map_or(0, |h| h.chunk_bytes())
+            + self.ooo.as_ref().map_or(0, |o| o.chunk_bytes())
     }
 
     /// Number of chunks (full and open, floats and histograms).
@@ -591,6 +610,7 @@ impl SeriesData {
             + self.hist.as_ref().map_or(0, |h| {
                 h.full.len() + usize::from(h.open.as_ref().is_some_and(|o| o.num_samples() > 0))
             })
+            + self.ooo.as_ref().map_or(0, |o| o.num_chunks())
     }
 }
 

@@ -20,6 +20,7 @@ use crate::storage::encoding::{
     put_be_u32, put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
 use crate::storage::file_frame::{self, FrameError};
+use crate::storage::head::ooo::OooData;
 use crate::storage::head::series::{GetOrCreate, HeadChunk, HistData, MemSeries};
 use crate::storage::head::Head;
 use crate::storage::tombstones::Interval;
@@ -28,9 +29,10 @@ use crate::storage::SeriesRef;
 /// File name of the snapshot in the data directory.
 pub(crate) const HEAD_SNAPSHOT_FILE: &str = "head_snapshot";
 const MAGIC: [u8; 4] = *b"TMHS";
-/// Version 2 added each series' histogram chunks; version 1 snapshots
-/// (no histogram section) still load.
-const VERSION: u8 = 2;
+/// Version 2 added each series' histogram chunks, version 3 its
+/// out-of-order samples; older snapshots (without those sections) still
+/// load.
+const VERSION: u8 = 3;
 
 /// Why a snapshot could not be loaded (the caller falls back to the WAL).
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,12 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
             }
             None => buf.push(0),
         }
+        let ooo = d.ooo.as_ref().map(|o| o.samples()).unwrap_or_default();
+        put_uvarint(&mut buf, ooo.len() as u64);
+        for x in ooo {
+            put_varint(&mut buf, x.t);
+            put_be_u64(&mut buf, x.v.to_bits());
+        }
     }
     let ts = head.tombstones.read();
     put_uvarint(&mut buf, ts.len() as u64);
@@ -162,6 +170,11 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         } else {
             None
         };
+        let ooo = if version >= 3 {
+            load_ooo(&mut d)?
+        } else {
+            None
+        };
         let got = head
             .series
             .get_or_create(labels.stable_hash(), &labels, || {
@@ -175,6 +188,7 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         let mut data = s.data.lock();
         data.restore(full, &open, head.opts.block_range_ms);
         data.hist = hist.map(Box::new);
+        data.ooo = ooo.map(Box::new);
     }
     let nt = d.uvarint()?;
     let mut ts = head.tombstones.write();
@@ -237,6 +251,21 @@ fn load_histograms(
     HistData::restore(full, open, block_range_ms)
         .map(Some)
         .ok_or(SnapshotError::Corrupt("histogram chunk does not decode"))
+}
+
+/// Reads one series' out-of-order samples (version 3): a count, then each
+/// sample's time and value bits, strictly ascending in time.
+fn load_ooo(d: &mut Decbuf<'_>) -> Result<Option<OooData>, SnapshotError> {
+    let n = d.uvarint()?;
+    let mut samples: Vec<Sample> = Vec::new();
+    for _ in 0..n {
+        let t = d.varint()?;
+        if samples.last().is_some_and(|p| p.t >= t) {
+            return Err(SnapshotError::Corrupt("out-of-order samples not ascending"));
+        }
+        samples.push(Sample::new(t, f64::from_bits(d.be_u64()?)));
+    }
+    Ok((!samples.is_empty()).then(|| OooData::restore(&samples)))
 }
 
 fn utf8(b: &[u8]) -> Result<&str, SnapshotError> {

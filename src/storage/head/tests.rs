@@ -16,6 +16,7 @@ fn head(max_series_per_metric: usize) -> Head {
             max_families: 100,
             max_bytes: 1 << 20,
         },
+        ooo_window_ms: 0,
     })
 }
 
@@ -490,6 +491,7 @@ fn append_with_store_bounds_drop_and_count_never_fail_samples() {
             max_families: 1,
             max_bytes: 10,
         },
+        ooo_window_ms: 0,
     });
     let extras = AppendExtras {
         exemplars: (0..3).map(|t| exemplar("a", "x", 1.0, t)).collect(),
@@ -522,6 +524,7 @@ fn append_with_exemplars_off_logs_none() {
             max_families: 10,
             max_bytes: 1000,
         },
+        ooo_window_ms: 0,
     });
     let extras = AppendExtras {
         exemplars: vec![exemplar("a", "x", 1.0, 1)],

@@ -18,9 +18,9 @@ use crate::storage::{CrashHook, SeriesRef};
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_exemplars, encode_histogram_samples, encode_metadata, encode_samples, encode_series,
-    encode_tombstones, io_err, Error, Record, RefMetadata, Result, Wal, FRAME_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_samples,
+    encode_samples, encode_series, encode_tombstones, io_err, Error, Record, RefMetadata, Result,
+    Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -50,10 +50,33 @@ pub struct CheckpointStats {
     pub checkpoints_removed: usize,
 }
 
+/// The oldest timestamps a checkpoint keeps: in-order records (samples,
+/// histograms, exemplars, tombstones) from `in_order` on, out-of-order
+/// samples from `out_of_order` on (the oldest the head still holds
+/// unwritten to a block, which may be far older).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepSince {
+    /// Oldest in-order timestamp kept.
+    pub in_order: i64,
+    /// Oldest out-of-order sample timestamp kept.
+    pub out_of_order: i64,
+}
+
+impl From<i64> for KeepSince {
+    /// Both bounds at `mint`.
+    fn from(mint: i64) -> Self {
+        KeepSince {
+            in_order: mint,
+            out_of_order: mint,
+        }
+    }
+}
+
 /// Compacts segments `..=last` (which must be closed, i.e. before the
 /// current one) and the previous checkpoint into `<dir>/checkpoint.<last:08>`:
 /// keeps series for which `keep(ref)` is true, samples and exemplars of kept
-/// series with `t >= mint`, and the newest metadata of every family (in one
+/// series with `t >= mint.in_order` (out-of-order samples with
+/// `t >= mint.out_of_order`), and the newest metadata of every family (in one
 /// record at the end: metadata records name families, not series). Written into a `.tmp` directory, fsynced, renamed atomically
 /// and the directory fsynced; then segments `<= last` and older checkpoints
 /// are deleted. If a checkpoint at `last` already exists only the deletions
@@ -74,7 +97,7 @@ pub fn checkpoint(
     last: u32,
     interner: &Interner,
     keep: impl Fn(SeriesRef) -> bool,
-    mint: i64,
+    mint: KeepSince,
     crash: Option<CrashHook>,
 ) -> Result<CheckpointStats> {
     let (_, current) = wal.segment_range();
@@ -135,9 +158,10 @@ fn write_checkpoint(
     sources: &[PathBuf],
     interner: &Interner,
     keep: &impl Fn(SeriesRef) -> bool,
-    mint: i64,
+    since: KeepSince,
     stats: &mut CheckpointStats,
 ) -> Result<()> {
+    let mint = since.in_order;
     let final_dir = dir.join(format!("{CHECKPOINT_PREFIX}{}", segment_name(last)));
     let tmp = dir.join(format!("{CHECKPOINT_PREFIX}{}.tmp", segment_name(last)));
     if tmp.exists() {
@@ -173,6 +197,16 @@ fn write_checkpoint(
                     return;
                 }
                 encode_samples(&samples, &mut payload);
+            }
+            Record::OooSamples(mut samples) => {
+                let before = samples.len() as u64;
+                samples.retain(|s| s.t >= since.out_of_order && keep(s.series_ref));
+                stats.samples_kept += samples.len() as u64;
+                stats.samples_dropped += before - samples.len() as u64;
+                if samples.is_empty() {
+                    return;
+                }
+                encode_ooo_samples(&samples, &mut payload);
             }
             Record::Tombstones(mut tombstones) => {
                 tombstones.retain(|t| t.maxt >= mint && keep(t.series_ref));

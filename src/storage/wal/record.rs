@@ -25,6 +25,12 @@ pub const RECORD_SERIES: u8 = 1;
 pub const RECORD_SAMPLES: u8 = 2;
 /// Type byte of a tombstones record (`payload[0]`): deleted intervals.
 pub const RECORD_TOMBSTONES: u8 = 3;
+/// Type byte of an out-of-order samples record (`payload[0]`, format
+/// version 5): float samples stored in the out-of-order window, laid out
+/// as a samples record. Their own kind, because replay inserts them into
+/// the series' out-of-order data instead of appending, and a checkpoint
+/// keeps them while the head has not written them to a block.
+pub const RECORD_OOO_SAMPLES: u8 = 9;
 
 /// A series' first appearance: its ref and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,8 @@ pub enum Record {
     Metadata(Vec<RefMetadata>),
     /// Histogram samples of known series (record types 7 and 8).
     Histograms(Vec<super::RefHistogramSample>),
+    /// Out-of-order float samples of known series (record type 9).
+    OooSamples(Vec<RefSample>),
 }
 
 /// Why a payload could not be decoded.
@@ -144,7 +152,17 @@ pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
 /// deltas taken against the first sample with wrapping arithmetic, so every
 /// `u64` ref and `i64` timestamp round-trips. An empty slice is just the type.
 pub fn encode_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
-    buf.push(RECORD_SAMPLES);
+    encode_samples_as(RECORD_SAMPLES, samples, buf);
+}
+
+/// Appends one out-of-order samples record payload: type 9, then the
+/// layout of [`encode_samples`].
+pub fn encode_ooo_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
+    encode_samples_as(RECORD_OOO_SAMPLES, samples, buf);
+}
+
+fn encode_samples_as(typ: u8, samples: &[RefSample], buf: &mut Vec<u8>) {
+    buf.push(typ);
     let Some(first) = samples.first() else {
         return;
     };
@@ -179,6 +197,7 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
     match typ {
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
+        RECORD_OOO_SAMPLES => decode_samples(&mut d).map(Record::OooSamples),
         RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
         RECORD_EXEMPLARS => {
             exemplar_metadata::decode_exemplars(&mut d, interner).map(Record::Exemplars)
@@ -360,12 +379,21 @@ mod tests {
                 ),
                 other => prop_assert!(false, "got {:?}", other),
             }
+            buf.clear();
+            encode_ooo_samples(&samples, &mut buf);
+            match decode(&buf, &interner).unwrap() {
+                Record::OooSamples(got) => prop_assert_eq!(
+                    got.iter().map(sample_key).collect::<Vec<_>>(),
+                    samples.iter().map(sample_key).collect::<Vec<_>>()
+                ),
+                other => prop_assert!(false, "got {:?}", other),
+            }
         }
 
         #[test]
         fn prop_decode_arbitrary_bytes_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..128),
-            typ in 0u8..8,
+            typ in 0u8..10,
         ) {
             let interner = Interner::new();
             let _ = decode(&bytes, &interner);
@@ -402,7 +430,7 @@ mod tests {
         let interner = Interner::new();
         let cases: &[(&[u8], RecordError)] = &[
             (&[], RecordError::Empty),
-            (&[9], RecordError::UnknownType { typ: 9 }),
+            (&[99], RecordError::UnknownType { typ: 99 }),
             // One label whose name is invalid UTF-8.
             (
                 &[1, 0, 1, 1, 0xff, 1, b'x'],

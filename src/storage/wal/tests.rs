@@ -15,6 +15,7 @@ use crate::storage::SeriesRef;
 enum Canon {
     Series(Vec<(u64, String)>),
     Samples(Vec<(u64, i64, u64)>),
+    OooSamples(Vec<(u64, i64, u64)>),
     Tombstones(Vec<(u64, i64, i64)>),
     Exemplars(Vec<(u64, i64, u64, String)>),
     Metadata(Vec<RefMetadata>),
@@ -29,6 +30,11 @@ fn canon(r: &Record) -> Canon {
                 .collect(),
         ),
         Record::Samples(s) => Canon::Samples(
+            s.iter()
+                .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
+                .collect(),
+        ),
+        Record::OooSamples(s) => Canon::OooSamples(
             s.iter()
                 .map(|s| (s.series_ref.0, s.t, s.v.to_bits()))
                 .collect(),
@@ -430,6 +436,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
         match &r {
             Record::Series(s) => encode_series(s, &mut buf),
             Record::Samples(s) => encode_samples(s, &mut buf),
+            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
             Record::Tombstones(t) => encode_tombstones(t, &mut buf),
             Record::Exemplars(e) => encode_exemplars(e, &mut buf),
             Record::Metadata(m) => encode_metadata(m, &mut buf),
@@ -458,7 +465,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     ])));
 
     let keep = |r: SeriesRef| r.0.is_multiple_of(2);
-    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15, None).unwrap();
+    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 15.into(), None).unwrap();
     assert_eq!(stats.index, last);
     assert_eq!((stats.series_kept, stats.series_dropped), (5, 5));
     assert_eq!((stats.samples_kept, stats.samples_dropped), (25, 175));
@@ -494,7 +501,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
         last2,
         &Interner::new(),
         |_| true,
-        i64::MIN,
+        i64::MIN.into(),
         None,
     )
     .unwrap();
@@ -509,7 +516,16 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
 fn checkpoint_of_open_segment_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let wal = Wal::open(tmp.path(), WalOptions::default()).unwrap();
-    let err = checkpoint(tmp.path(), &wal, 0, &Interner::new(), |_| true, 0, None).unwrap_err();
+    let err = checkpoint(
+        tmp.path(),
+        &wal,
+        0,
+        &Interner::new(),
+        |_| true,
+        0.into(),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(
         err,
         Error::CheckpointOpenSegment {
@@ -524,7 +540,7 @@ fn replay_undecodable_payload_with_good_crc_truncated() {
     let tmp = tempfile::tempdir().unwrap();
     let wal = Wal::open(tmp.path(), small(4096)).unwrap();
     let want = write(&wal, 0..3);
-    wal.log(&[&[9, 1, 2]]).unwrap();
+    wal.log(&[&[99, 1, 2]]).unwrap();
     write(&wal, 3..5);
     wal.close().unwrap();
     drop(wal);
@@ -533,7 +549,7 @@ fn replay_undecodable_payload_with_good_crc_truncated() {
     let damage = stats.damage.unwrap();
     assert_eq!(
         damage.reason,
-        CorruptionReason::Undecodable(RecordError::UnknownType { typ: 9 })
+        CorruptionReason::Undecodable(RecordError::UnknownType { typ: 99 })
     );
     assert_eq!(stats.bytes, damage.offset);
     assert_eq!(fs::metadata(&damage.file).unwrap().len(), damage.offset);
@@ -614,7 +630,7 @@ fn checkpoint_keeps_exemplars_of_live_series_and_newest_metadata() {
     log(&[enc(&|b| encode_metadata(&[md("other", "o")], b))]);
     let last = wal.cut_segment().unwrap() - 1;
     let keep = |r: SeriesRef| r.0 == 2;
-    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 6, None).unwrap();
+    let stats = checkpoint(&dir, &wal, last, &Interner::new(), keep, 6.into(), None).unwrap();
     assert_eq!((stats.exemplars_kept, stats.exemplars_dropped), (4, 16));
     assert_eq!(stats.metadata_kept, 2);
     wal.close().unwrap();
