@@ -22,7 +22,7 @@ use common::*;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use tidemark::model::Sample;
+use tidemark::model::{Histogram, HistogramSample, HistogramValue, Sample, Span};
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options, SampleError};
 
@@ -119,7 +119,6 @@ fn outside_the_window_is_too_old_and_without_a_window_out_of_order() {
         out.rejected.first().map(|r| r.error.clone()),
         Some(SampleError::DuplicateSample { t: t0 - 5 * MIN })
     );
-    // Native histograms are not stored out of order (as Prometheus 2.x).
     drop(db);
 
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +136,148 @@ fn outside_the_window_is_too_old_and_without_a_window_out_of_order() {
         })
     );
     assert_eq!(out.out_of_order, 0);
+}
+
+/// An integer histogram with `n` observations in one bucket.
+fn hist(n: u64) -> HistogramValue {
+    HistogramValue::Int(Histogram {
+        count: n,
+        sum: n as f64,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 1,
+        }],
+        positive_buckets: vec![n as i64],
+        ..Default::default()
+    })
+}
+
+/// Every histogram of the series as (t, count).
+fn histograms_of(db: &Db, metric: &str) -> Vec<(i64, f64)> {
+    db.querier(i64::MIN, i64::MAX)
+        .select(&[tidemark::model::Matcher::eq("__name__", metric)])
+        .iter()
+        .flat_map(|s| {
+            s.histograms()
+                .map(|(t, h)| (t, h.count))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Native histograms (what OTLP exponential histograms become) arriving
+/// shuffled inside the window are stored out of order like floats: read
+/// back sorted, through compaction into overlapping blocks, a restart
+/// from the snapshot and one from the WAL alone; outside the window they
+/// are too old.
+#[test]
+fn late_native_histograms_are_stored_and_merged_like_floats() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |snapshot: bool| Options {
+        head_snapshot_on_close: snapshot,
+        ..with_window(6 * HOUR, 2 * HOUR, FsyncPolicy::Never)
+    };
+    let db = Db::open(dir.path(), opts(true)).unwrap();
+    let l = series_labels("ooo_h", 0);
+    let entry = |ts: &[i64]| tidemark::storage::SeriesSamples {
+        created: Vec::new(),
+        labels: l.clone(),
+        samples: Vec::new(),
+        histograms: ts
+            .iter()
+            .map(|&t| HistogramSample {
+                t,
+                h: hist((t / MIN) as u64),
+            })
+            .collect(),
+    };
+    // Every 5 minutes over 5 h, in 4 rounds of 15 min steps at falling
+    // offsets, each round shuffled: nearly everything arrives late.
+    let mut sent: Vec<i64> = Vec::new();
+    for offset in [15, 10, 5, 0] {
+        let mut ts: Vec<i64> = (0..20).map(|k| k * 15 * MIN + offset * MIN).collect();
+        ts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(offset as u64));
+        for t in ts {
+            let out = db.append(&[entry(&[t])]).unwrap();
+            assert!(out.is_complete(), "{t}: {:?}", out.rejected);
+            sent.push(t);
+        }
+    }
+    sent.sort_unstable();
+    // Offsets 15 and 0 meet: those resends were identical duplicates.
+    sent.dedup();
+    let want: Vec<(i64, f64)> = sent.iter().map(|&t| (t, (t / MIN) as f64)).collect();
+    assert_eq!(histograms_of(&db, "ooo_h"), want);
+    // Too old: more than 6 h behind the newest (5 h).
+    let mut old = entry(&[]);
+    old.histograms.push(HistogramSample {
+        t: -2 * HOUR,
+        h: hist(1),
+    });
+    let out = db.append(&[old]).unwrap();
+    assert!(
+        matches!(
+            out.rejected.first().map(|r| &r.error),
+            Some(SampleError::TooOld { .. })
+        ),
+        "{out:?}"
+    );
+    db.compact().unwrap();
+    assert!(!db.blocks().is_empty());
+    assert_eq!(histograms_of(&db, "ooo_h"), want, "after compaction");
+    drop(db);
+    let db = Db::open(dir.path(), opts(false)).unwrap();
+    assert!(db.open_report().head_snapshot_loaded);
+    assert_eq!(
+        histograms_of(&db, "ooo_h"),
+        want,
+        "after a snapshot restart"
+    );
+    // More late histograms, then a restart from the WAL alone.
+    let late = 4 * HOUR + 2 * MIN;
+    db.append(&[entry(&[late])]).unwrap();
+    let mut want = want;
+    want.push((late, (late / MIN) as f64));
+    want.sort_by_key(|x| x.0);
+    drop(db);
+    let db = Db::open(dir.path(), opts(false)).unwrap();
+    assert!(!db.open_report().head_snapshot_loaded);
+    assert_eq!(histograms_of(&db, "ooo_h"), want, "after WAL replay");
+}
+
+/// A late histogram between two in-order ones of one chunk: the in-order
+/// chunk's "no counter reset" claim for its second sample no longer holds
+/// (its predecessor is now the late one), so the reader says "unknown" and
+/// leaves the judgement to PromQL, as Prometheus's merging iterator does.
+#[test]
+fn interleaved_histogram_chunks_do_not_keep_their_no_reset_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), with_window(HOUR, 2 * HOUR, FsyncPolicy::Never)).unwrap();
+    let l = series_labels("ooo_h", 0);
+    let entry = |t: i64, n: u64| tidemark::storage::SeriesSamples {
+        created: Vec::new(),
+        labels: l.clone(),
+        samples: Vec::new(),
+        histograms: vec![HistogramSample { t, h: hist(n) }],
+    };
+    for (t, n) in [(0, 10), (2 * MIN, 12), (MIN, 20)] {
+        let out = db.append(&[entry(t, n)]).unwrap();
+        assert!(out.is_complete(), "{out:?}");
+    }
+    let q = db.querier(i64::MIN, i64::MAX);
+    let got: Vec<(i64, f64, tidemark::model::CounterResetHint)> = q.select(&[])[0]
+        .histograms()
+        .map(|(t, h)| (t, h.count, h.counter_reset_hint))
+        .collect();
+    use tidemark::model::CounterResetHint::Unknown;
+    assert_eq!(
+        got,
+        vec![
+            (0, 10.0, Unknown),
+            (MIN, 20.0, Unknown),
+            (2 * MIN, 12.0, Unknown)
+        ]
+    );
 }
 
 /// Samples into a range already written as a block go to a new block that

@@ -12,8 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use tidemark::model::Interner;
 use tidemark::model::Labels;
 use tidemark::storage::wal::{
-    decode, encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_samples,
-    encode_samples, encode_series, encode_tombstones, Record, RefMetadata,
+    decode, encode_exemplars, encode_histogram_samples, encode_metadata,
+    encode_ooo_histogram_samples, encode_ooo_samples, encode_samples, encode_series,
+    encode_tombstones, Record, RefMetadata,
 };
 
 /// Comparable form of a record: series as (ref, labels), samples as bits.
@@ -28,6 +29,7 @@ enum Canon {
     /// Histogram records by their re-encoded bytes (the encoding is
     /// deterministic, and keeps every float's bits).
     Histograms(Vec<u8>),
+    OooHistograms(Vec<u8>),
 }
 
 fn pairs(labels: &Labels) -> Vec<(String, String)> {
@@ -68,6 +70,11 @@ fn canon(r: &Record) -> Canon {
             encode_histogram_samples(h, &mut buf);
             Canon::Histograms(buf)
         }
+        Record::OooHistograms(h) => {
+            let mut buf = Vec::new();
+            encode_ooo_histogram_samples(h, &mut buf);
+            Canon::OooHistograms(buf)
+        }
     }
 }
 
@@ -87,6 +94,9 @@ fuzz_target!(|data: &[u8]| {
         Record::Histograms(h) => {
             // One record type per decoded record: one payload.
             assert!(encode_histogram_samples(h, &mut buf).len() <= 1);
+        }
+        Record::OooHistograms(h) => {
+            assert!(encode_ooo_histogram_samples(h, &mut buf).len() <= 1);
         }
     }
     if buf.is_empty() {

@@ -80,7 +80,7 @@ pub struct HeadReplayStats {
     pub series: u64,
     /// Float samples applied.
     pub samples: u64,
-    /// Of [`Self::samples`], the out-of-order ones.
+    /// Of [`Self::samples`] and [`Self::histograms`], the out-of-order ones.
     pub ooo_samples: u64,
     /// Histogram samples applied.
     pub histograms: u64,
@@ -379,6 +379,35 @@ impl Head {
                     self.observe_time_range(min_t, max_t);
                 }
             }
+            Record::OooHistograms(histograms) => {
+                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+                for rh in histograms {
+                    let Some(s) = self.replayed_series(rh.series_ref) else {
+                        stats.unknown_refs += 1;
+                        continue;
+                    };
+                    if rh.h.validate().is_err() {
+                        stats.invalid_histograms += 1;
+                        continue;
+                    }
+                    let mut d = s.data.lock();
+                    let sample = crate::model::HistogramSample { t: rh.t, h: rh.h };
+                    let held = d.value_at(rh.t).is_some()
+                        || d.hist.as_ref().is_some_and(|h| h.value_at(rh.t).is_some());
+                    if held || !d.append_ooo_histogram(sample) {
+                        stats.skipped_samples += 1;
+                        continue;
+                    }
+                    d.logged = true;
+                    stats.histograms += 1;
+                    stats.ooo_samples += 1;
+                    min_t = min_t.min(rh.t);
+                    max_t = max_t.max(rh.t);
+                }
+                if min_t <= max_t {
+                    self.observe_time_range(min_t, max_t);
+                }
+            }
             Record::Exemplars(exemplars) => {
                 for e in exemplars {
                     let Some(s) = self.replayed_series(e.series_ref) else {
@@ -557,7 +586,7 @@ impl Head {
             }
             let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
             // Out-of-order samples leave only by `drop_persisted_ooo`.
-            let ooo_live = d.ooo.as_ref().is_some_and(|o| !o.is_empty());
+            let ooo_live = d.has_ooo();
             if d.full.is_empty() && !open_live && !hist_live && !ooo_live {
                 drop(d);
                 self.series.remove(&s);
@@ -616,7 +645,11 @@ impl Head {
     /// what the block got.
     pub(crate) fn select_for_block(&self, mint: i64, maxt: i64) -> Vec<HeadSelected> {
         for s in self.series.all() {
-            if let Some(o) = s.data.lock().ooo.as_mut() {
+            let mut d = s.data.lock();
+            if let Some(o) = d.ooo.as_mut() {
+                o.mark_persisting();
+            }
+            if let Some(o) = d.ooo_hist.as_mut() {
                 o.mark_persisting();
             }
         }
@@ -636,6 +669,12 @@ impl Head {
                     d.ooo = None;
                 }
             }
+            if let Some(o) = d.ooo_hist.as_mut() {
+                o.drop_persisted(mint, maxt);
+                if o.is_empty() {
+                    d.ooo_hist = None;
+                }
+            }
         }
     }
 
@@ -645,7 +684,12 @@ impl Head {
         self.series
             .all()
             .iter()
-            .filter_map(|s| s.data.lock().ooo.as_ref().and_then(|o| o.first_t()))
+            .filter_map(|s| {
+                let d = s.data.lock();
+                let f = d.ooo.as_ref().and_then(|o| o.first_t());
+                let h = d.ooo_hist.as_ref().and_then(|o| o.first_t());
+                f.into_iter().chain(h).min()
+            })
             .min()
             .unwrap_or(i64::MAX)
     }

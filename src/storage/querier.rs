@@ -277,9 +277,12 @@ impl Series {
     }
 
     fn collect_histograms(&self, header_hints: bool) -> Vec<(i64, HistogramValue)> {
-        let mut all: Vec<(i64, usize, HistogramValue)> = Vec::new();
+        // (t, source, chunk number, value).
+        let mut all: Vec<(i64, usize, usize, HistogramValue)> = Vec::new();
+        let mut chunk_no = 0usize;
         for (source, p) in self.parts.iter().enumerate() {
             for c in &p.chunks {
+                chunk_no += 1;
                 let (cmint, cmaxt) = c.bounds();
                 if cmaxt < self.mint || cmint > self.maxt || !c.is_histogram() {
                     continue;
@@ -295,16 +298,25 @@ impl Series {
                         .into_iter()
                         .filter(|(t, _)| *t >= self.mint && *t <= self.maxt)
                         .filter(|(t, _)| !p.deleted.as_ref().is_some_and(|d| d.contains(*t)))
-                        .map(|(t, h)| (t, source, h)),
+                        .map(|(t, h)| (t, source, chunk_no, h)),
                 );
             }
         }
         // Usually already in order (one source, chunks in time order).
         if !all.windows(2).all(|w| w[0].0 < w[1].0) {
-            all.sort_by_key(|(t, source, _)| (*t, *source));
-            all.dedup_by_key(|(t, _, _)| *t);
+            all.sort_by_key(|(t, source, _, _)| (*t, *source));
+            all.dedup_by_key(|(t, _, _, _)| *t);
+            // Interleaved chunks (out-of-order data, overlapping blocks):
+            // a sample whose predecessor is from another chunk cannot keep
+            // its chunk's "no reset" claim (Prometheus's merging iterator
+            // does the same).
+            for i in 1..all.len() {
+                if all[i].2 != all[i - 1].2 {
+                    clear_reset_hint(&mut all[i].3);
+                }
+            }
         }
-        all.into_iter().map(|(t, _, h)| (t, h)).collect()
+        all.into_iter().map(|(t, _, _, h)| (t, h)).collect()
     }
 
     /// Whether the series has histogram chunks in the range. Cheap: reads

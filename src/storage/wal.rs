@@ -29,8 +29,9 @@ mod tests;
 
 pub use checkpoint::{checkpoint, CheckpointStats, KeepSince};
 pub use histogram_record::{
-    encode_histogram_samples, RefHistogramSample, RECORD_FLOAT_HISTOGRAM_SAMPLES,
-    RECORD_HISTOGRAM_SAMPLES,
+    encode_histogram_samples, encode_ooo_histogram_samples, RefHistogramSample,
+    RECORD_FLOAT_HISTOGRAM_SAMPLES, RECORD_HISTOGRAM_SAMPLES, RECORD_OOO_FLOAT_HISTOGRAM_SAMPLES,
+    RECORD_OOO_HISTOGRAM_SAMPLES,
 };
 pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{

@@ -350,6 +350,11 @@ impl Head {
         // and is about to truncate (Prometheus `WaitForAppendersOverlapping`).
         let min_valid_t = self.min_valid_time();
         let ooo_min_t = self.ooo_min_time();
+        // Below it, the head holds nothing in order: a series' newest
+        // sample (`last`, kept for the ordering rules) may be gone.
+        let floor = self
+            .min_valid_floor
+            .load(std::sync::atomic::Ordering::Acquire);
         // The oldest a sample of the batch may be and still be stored.
         let oldest_storable = ooo_min_t.map_or(min_valid_t, |m| m.min(min_valid_t));
 
@@ -426,6 +431,8 @@ impl Head {
         // Out-of-order samples accepted, grouped by series like `accepted`.
         let mut accepted_ooo: Vec<RefSample> = Vec::new();
         let mut ooo_ranges: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
+        let mut accepted_ooo_h: Vec<RefHistogramSample> = Vec::new();
+        let mut ooo_ranges_h: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
         let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
             Vec::with_capacity(groups.len());
         // Zero samples at created timestamps among `accepted`/`accepted_h`.
@@ -437,6 +444,7 @@ impl Head {
             let first_ooo = accepted_ooo.len();
             // This batch's out-of-order samples of the series, by time.
             let mut pending_ooo: BTreeMap<i64, f64> = BTreeMap::new();
+            let mut pending_ooo_h: BTreeMap<i64, HistogramValue> = BTreeMap::new();
             let data = &guards[g];
             let mut last = data.last;
             let mut last_t = data.last_t();
@@ -459,7 +467,7 @@ impl Head {
                     let pending_h = &accepted_h[first_h..];
                     let held = |t: i64| {
                         let v = match last {
-                            Some(l) if l.t == t => Some(l.v),
+                            Some(l) if l.t == t && t >= floor => Some(l.v),
                             _ => match pending.binary_search_by_key(&t, |p| p.t) {
                                 Ok(k) => Some(pending[k].v),
                                 Err(_) => pending_ooo.get(&t).copied().or_else(|| data.value_at(t)),
@@ -468,7 +476,11 @@ impl Head {
                         match v {
                             Some(v) if v.to_bits() == s.v.to_bits() => Held::Same,
                             Some(_) => Held::Different,
-                            None if histogram_at(data, pending_h, t).is_some() => Held::Different,
+                            None if histogram_at(data, pending_h, &pending_ooo_h, floor, t)
+                                .is_some() =>
+                            {
+                                Held::Different
+                            }
                             None => Held::Nothing,
                         }
                     };
@@ -522,7 +534,7 @@ impl Head {
                     let pending = &accepted[first..];
                     let pending_h = &accepted_h[first_h..];
                     let held = |t: i64| {
-                        if let Some(h) = histogram_at(data, pending_h, t) {
+                        if let Some(h) = histogram_at(data, pending_h, &pending_ooo_h, floor, t) {
                             return if same_histogram(&h, &hs.h.to_float()) {
                                 Held::Same
                             } else {
@@ -530,6 +542,7 @@ impl Head {
                             };
                         }
                         let float = pending.binary_search_by_key(&t, |p| p.t).is_ok()
+                            || pending_ooo.contains_key(&t)
                             || data.value_at(t).is_some();
                         if float {
                             Held::Different
@@ -537,9 +550,7 @@ impl Head {
                             Held::Nothing
                         }
                     };
-                    // Out-of-order native histograms are not stored (as
-                    // Prometheus 2.x): refused as without a window.
-                    match judge(hs.t, last_t, min_valid_t, None, held) {
+                    match judge(hs.t, last_t, min_valid_t, ooo_min_t, held) {
                         Verdict::Append => {
                             accepted_h.push(RefHistogramSample {
                                 series_ref: series.series_ref,
@@ -550,11 +561,9 @@ impl Head {
                         }
                         Verdict::Duplicate => outcome.duplicates += 1,
                         Verdict::Reject(error) => outcome.rejected.push(reject(error)),
-                        // Not given a window, `judge` never says so.
-                        Verdict::AppendOoo => outcome.rejected.push(reject(SampleError::TooOld {
-                            t: hs.t,
-                            min_valid_t,
-                        })),
+                        Verdict::AppendOoo => {
+                            pending_ooo_h.insert(hs.t, hs.h.clone());
+                        }
                     }
                 }
             }
@@ -564,7 +573,14 @@ impl Head {
                 v,
             }));
             ooo_ranges.push((first_ooo, accepted_ooo.len()));
-            let any_ooo = accepted_ooo.len() > first_ooo;
+            let first_ooo_h = accepted_ooo_h.len();
+            accepted_ooo_h.extend(pending_ooo_h.into_iter().map(|(t, h)| RefHistogramSample {
+                series_ref: series.series_ref,
+                t,
+                h,
+            }));
+            ooo_ranges_h.push((first_ooo_h, accepted_ooo_h.len()));
+            let any_ooo = accepted_ooo.len() > first_ooo || accepted_ooo_h.len() > first_ooo_h;
             if (accepted.len() > first || accepted_h.len() > first_h || any_ooo)
                 && !guards[g].logged
             {
@@ -593,9 +609,14 @@ impl Head {
                 .map(|(g, &(start, _))| {
                     let ((first, end), (first_h, end_h)) = accepted_groups[g];
                     let (first_ooo, end_ooo) = ooo_ranges[g];
+                    let (first_ooo_h, end_ooo_h) = ooo_ranges_h[g];
                     (
                         targets[start].0.series_ref,
-                        guards[g].logged || end > first || end_h > first_h || end_ooo > first_ooo,
+                        guards[g].logged
+                            || end > first
+                            || end_h > first_h
+                            || end_ooo > first_ooo
+                            || end_ooo_h > first_ooo_h,
                     )
                 })
                 .collect();
@@ -643,6 +664,7 @@ impl Head {
         if accepted.is_empty()
             && accepted_h.is_empty()
             && accepted_ooo.is_empty()
+            && accepted_ooo_h.is_empty()
             && ex_accepted.is_empty()
             && md_changed.is_empty()
         {
@@ -703,7 +725,7 @@ impl Head {
             wal::encode_metadata(&refs, &mut metadata_rec);
         }
         // Series, samples, out-of-order samples, histograms (type 7, then
-        // 8), exemplars, metadata.
+        // 8), out-of-order histograms (10, then 11), exemplars, metadata.
         let mut payloads: Vec<&[u8]> = vec![
             series_rec.as_slice(),
             samples_rec.as_slice(),
@@ -712,6 +734,17 @@ impl Head {
         let mut start = 0;
         for end in hist_ends {
             payloads.push(&hist_rec[start..end]);
+            start = end;
+        }
+        let mut ooo_hist_rec = Vec::new();
+        let ooo_hist_ends = if accepted_ooo_h.is_empty() {
+            Vec::new()
+        } else {
+            wal::encode_ooo_histogram_samples(&accepted_ooo_h, &mut ooo_hist_rec)
+        };
+        let mut start = 0;
+        for end in ooo_hist_ends {
+            payloads.push(&ooo_hist_rec[start..end]);
             start = end;
         }
         payloads.push(exemplars_rec.as_slice());
@@ -733,10 +766,20 @@ impl Head {
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (g, &((first, end), (first_h, end_h))) in accepted_groups.iter().enumerate() {
             let (first_ooo, end_ooo) = ooo_ranges[g];
-            if first == end && first_h == end_h && first_ooo == end_ooo {
+            let (first_ooo_h, end_ooo_h) = ooo_ranges_h[g];
+            if first == end && first_h == end_h && first_ooo == end_ooo && first_ooo_h == end_ooo_h
+            {
                 continue;
             }
             let d = &mut guards[g];
+            for rh in &accepted_ooo_h[first_ooo_h..end_ooo_h] {
+                d.append_ooo_histogram(HistogramSample {
+                    t: rh.t,
+                    h: rh.h.clone(),
+                });
+                min_t = min_t.min(rh.t);
+                max_t = max_t.max(rh.t);
+            }
             for rs in &accepted_ooo[first_ooo..end_ooo] {
                 // Checked against everything held under this lock.
                 d.append_ooo(Sample::new(rs.t, rs.v));
@@ -758,13 +801,12 @@ impl Head {
         drop(guards);
         drop(gc_guard);
         self.observe_time_range(min_t, max_t);
-        self.ooo_appended.fetch_add(
-            accepted_ooo.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        outcome.out_of_order = accepted_ooo.len();
-        outcome.appended = accepted.len() + accepted_h.len() + accepted_ooo.len() - zeros;
-        outcome.appended_histograms = accepted_h.len() - zeros_h;
+        let ooo = accepted_ooo.len() + accepted_ooo_h.len();
+        self.ooo_appended
+            .fetch_add(ooo as u64, std::sync::atomic::Ordering::Relaxed);
+        outcome.out_of_order = ooo;
+        outcome.appended = accepted.len() + accepted_h.len() + ooo - zeros;
+        outcome.appended_histograms = accepted_h.len() + accepted_ooo_h.len() - zeros_h;
         outcome.created_zeros = zeros;
 
         // 5. Acknowledge only once durable.
@@ -773,19 +815,28 @@ impl Head {
     }
 }
 
-/// The histogram held at `t`: accepted earlier in this batch, the series'
-/// newest as appended, or decoded from its chunks.
+/// The histogram held at `t`: accepted earlier in this batch (in order or
+/// out of order), the series' newest as appended, or decoded from its
+/// chunks, out-of-order ones included.
 fn histogram_at(
     data: &SeriesData,
     pending: &[RefHistogramSample],
+    pending_ooo: &BTreeMap<i64, HistogramValue>,
+    floor: i64,
     t: i64,
 ) -> Option<FloatHistogram> {
     if let Ok(k) = pending.binary_search_by_key(&t, |p| p.t) {
         return Some(pending[k].h.to_float());
     }
+    if let Some(h) = pending_ooo.get(&t) {
+        return Some(h.to_float());
+    }
+    if let Some(s) = data.ooo_hist.as_ref().and_then(|o| o.sample_at(t)) {
+        return Some(s.h.to_float());
+    }
     let hist = data.hist.as_ref()?;
     match &hist.last {
-        Some(l) if l.t == t => Some(l.h.to_float()),
+        Some(l) if l.t == t && t >= floor => Some(l.h.to_float()),
         Some(l) if l.t < t => None,
         _ => hist.value_at(t),
     }

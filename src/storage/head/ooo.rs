@@ -1,11 +1,13 @@
-//! A series' out-of-order samples ([`OooData`]): float samples older than
-//! the series' newest one (or than the head's in-order floor) but inside
-//! the out-of-order time window, kept apart from the in-order chunks as
-//! Prometheus keeps its out-of-order head chunks.
+//! A series' out-of-order samples ([`OooData`], one for float samples and
+//! one for native histograms): samples older than the series' newest one
+//! (or than the head's in-order floor) but inside the out-of-order time
+//! window, kept apart from the in-order chunks as Prometheus keeps its
+//! out-of-order head chunks.
 //!
 //! Samples go into a small sorted buffer; at [`OOO_CHUNK_CAPACITY`] samples
 //! (Prometheus's `out_of_order_cap_max` default) the buffer is encoded into
-//! an immutable XOR chunk. Chunks may overlap each other and the in-order
+//! immutable chunks ([`OooSample::encode`]: one XOR chunk for floats, the
+//! head's histogram chunks for histograms). Chunks may overlap each other and the in-order
 //! chunks: readers (the querier and the block writer) already merge
 //! overlapping chunks into one sorted, de-duplicated stream.
 //!
@@ -17,90 +19,140 @@
 
 use std::sync::Arc;
 
-use crate::model::Sample;
-use crate::storage::chunk::{Encoding, XorAppender, XorIter};
-use crate::storage::head::series::HeadChunk;
+use crate::model::{HistogramSample, Sample};
+use crate::storage::chunk::{self, Encoding, XorAppender, XorIter};
+use crate::storage::head::series::{HeadChunk, HistData};
 
 /// Samples the open buffer holds before it is cut into a chunk
 /// (Prometheus's `out_of_order_cap_max` default).
 pub(crate) const OOO_CHUNK_CAPACITY: usize = 32;
 
-/// One series' out-of-order samples.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct OooData {
+/// A sample kind the out-of-order data holds.
+pub(crate) trait OooSample: Clone {
+    /// The sample's timestamp.
+    fn t(&self) -> i64;
+    /// Encodes samples sorted by time (unique timestamps) as head chunks.
+    fn encode(samples: &[Self]) -> Vec<HeadChunk>;
+    /// The samples of a chunk [`OooSample::encode`] made.
+    fn decode(chunk: &HeadChunk) -> Vec<Self>;
+}
+
+impl OooSample for Sample {
+    fn t(&self) -> i64 {
+        self.t
+    }
+
+    fn encode(samples: &[Self]) -> Vec<HeadChunk> {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Vec::new();
+        };
+        let mut app = XorAppender::new();
+        for s in samples {
+            app.append(s.t, s.v);
+        }
+        vec![HeadChunk {
+            encoding: Encoding::Xor,
+            bytes: Arc::from(app.finish()),
+            mint: first.t,
+            maxt: last.t,
+        }]
+    }
+
+    fn decode(chunk: &HeadChunk) -> Vec<Self> {
+        XorIter::new(&chunk.bytes[..]).collect()
+    }
+}
+
+impl OooSample for HistogramSample {
+    fn t(&self) -> i64 {
+        self.t
+    }
+
+    /// The head's histogram chunks, cut as in order (layout, kind and
+    /// counter-reset changes), never by block range.
+    fn encode(samples: &[Self]) -> Vec<HeadChunk> {
+        let mut d = HistData::default();
+        for s in samples {
+            d.append(s.t, &s.h, i64::MAX);
+        }
+        d.into_chunks()
+    }
+
+    fn decode(chunk: &HeadChunk) -> Vec<Self> {
+        chunk::decode_histogram_values(chunk.encoding, &chunk.bytes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, h)| HistogramSample { t, h })
+            .collect()
+    }
+}
+
+/// One series' out-of-order samples of one kind.
+#[derive(Debug, Clone)]
+pub(crate) struct OooData<S> {
     /// Cut chunks, in the order they were cut; each is sorted, but they
     /// may overlap one another.
     chunks: Vec<HeadChunk>,
     /// Samples not yet cut, sorted by time, each timestamp once.
-    open: Vec<Sample>,
+    open: Vec<S>,
     /// `chunks[..persisting]` were read by the running head compaction.
     persisting: usize,
     /// Timestamp of the newest sample held.
     max_t: Option<i64>,
 }
 
-/// Encodes sorted samples as an XOR head chunk.
-fn encode(samples: &[Sample]) -> Option<HeadChunk> {
-    let (first, last) = (samples.first()?, samples.last()?);
-    let mut app = XorAppender::new();
-    for s in samples {
-        app.append(s.t, s.v);
+impl<S> Default for OooData<S> {
+    fn default() -> Self {
+        OooData {
+            chunks: Vec::new(),
+            open: Vec::new(),
+            persisting: 0,
+            max_t: None,
+        }
     }
-    Some(HeadChunk {
-        encoding: Encoding::Xor,
-        bytes: Arc::from(app.finish()),
-        mint: first.t,
-        maxt: last.t,
-    })
 }
 
-impl OooData {
+impl<S: OooSample> OooData<S> {
     /// Whether no sample is held.
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty() && self.open.is_empty()
     }
 
     /// Adds a sample. Returns `false`, changing nothing, when a sample at
-    /// `s.t` is already held (the caller checked values before).
-    pub(crate) fn insert(&mut self, s: Sample) -> bool {
-        if self.value_at(s.t).is_some() {
+    /// its time is already held (the caller checked values before).
+    pub(crate) fn insert(&mut self, s: S) -> bool {
+        let t = s.t();
+        if self.sample_at(t).is_some() {
             return false;
         }
-        let at = self.open.partition_point(|o| o.t < s.t);
+        let at = self.open.partition_point(|o| o.t() < t);
         self.open.insert(at, s);
-        self.max_t = self.max_t.max(Some(s.t));
+        self.max_t = self.max_t.max(Some(t));
         if self.open.len() >= OOO_CHUNK_CAPACITY {
             self.cut();
         }
         true
     }
 
-    /// Encodes the open buffer as a chunk.
+    /// Encodes the open buffer as chunks.
     fn cut(&mut self) {
-        if let Some(c) = encode(&self.open) {
-            self.chunks.push(c);
-        }
+        self.chunks.extend(S::encode(&self.open));
         self.open.clear();
     }
 
-    /// The value held at exactly `t`, if any.
-    pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
-        if let Ok(i) = self.open.binary_search_by_key(&t, |s| s.t) {
-            return Some(self.open[i].v);
+    /// The sample held at exactly `t`, if any.
+    pub(crate) fn sample_at(&self, t: i64) -> Option<S> {
+        if let Ok(i) = self.open.binary_search_by_key(&t, S::t) {
+            return Some(self.open[i].clone());
         }
         self.chunks
             .iter()
             .filter(|c| c.mint <= t && t <= c.maxt)
-            .find_map(|c| {
-                XorIter::new(&c.bytes[..])
-                    .take_while(|s| s.t <= t)
-                    .find(|s| s.t == t)
-                    .map(|s| s.v)
-            })
+            .find_map(|c| S::decode(c).into_iter().find(|s| s.t() == t))
     }
 
     /// Adds the chunks overlapping `[mint, maxt]` to `out`, the open buffer
-    /// encoded as one more.
+    /// encoded as more.
     pub(crate) fn snapshot(&self, mint: i64, maxt: i64, out: &mut Vec<HeadChunk>) {
         out.extend(
             self.chunks
@@ -109,44 +161,38 @@ impl OooData {
                 .cloned(),
         );
         let open_overlaps = matches!((self.open.first(), self.open.last()),
-            (Some(a), Some(b)) if b.t >= mint && a.t <= maxt);
+            (Some(a), Some(b)) if b.t() >= mint && a.t() <= maxt);
         if open_overlaps {
-            out.extend(encode(&self.open));
+            out.extend(S::encode(&self.open));
         }
     }
 
     /// Every sample held, sorted by time (for the head snapshot).
-    pub(crate) fn samples(&self) -> Vec<Sample> {
-        let mut all: Vec<Sample> = self
+    pub(crate) fn samples(&self) -> Vec<S> {
+        let mut all: Vec<S> = self
             .chunks
             .iter()
-            .flat_map(|c| XorIter::new(&c.bytes[..]))
-            .chain(self.open.iter().copied())
+            .flat_map(S::decode)
+            .chain(self.open.iter().cloned())
             .collect();
-        all.sort_by_key(|s| s.t);
-        all.dedup_by_key(|s| s.t);
+        all.sort_by_key(S::t);
+        all.dedup_by_key(|s| s.t());
         all
     }
 
-    /// Rebuilds from sorted samples (a head snapshot).
-    pub(crate) fn restore(samples: &[Sample]) -> Self {
-        let mut d = OooData {
-            chunks: samples
+    /// Rebuilds from samples sorted by time (a head snapshot): full groups
+    /// of [`OOO_CHUNK_CAPACITY`] as chunks, the rest as the open buffer.
+    pub(crate) fn restore(samples: Vec<S>) -> Self {
+        let full = samples.len() - samples.len() % OOO_CHUNK_CAPACITY;
+        OooData {
+            chunks: samples[..full]
                 .chunks(OOO_CHUNK_CAPACITY)
-                .filter_map(encode)
+                .flat_map(S::encode)
                 .collect(),
-            max_t: samples.iter().map(|s| s.t).max(),
-            ..Default::default()
-        };
-        if d.chunks.last().is_some_and(|c| {
-            crate::storage::chunk::num_samples(&c.bytes)
-                .is_ok_and(|n| usize::from(n) < OOO_CHUNK_CAPACITY)
-        }) {
-            if let Some(last) = d.chunks.pop() {
-                d.open = XorIter::new(&last.bytes[..]).collect();
-            }
+            max_t: samples.last().map(S::t),
+            open: samples[full..].to_vec(),
+            persisting: 0,
         }
-        d
     }
 
     /// Cuts the open buffer and marks every chunk as read by the running
@@ -168,10 +214,11 @@ impl OooData {
                 kept.push(c);
                 continue;
             }
-            let left: Vec<Sample> = XorIter::new(&c.bytes[..])
-                .filter(|s| s.t < mint || s.t >= maxt)
+            let left: Vec<S> = S::decode(&c)
+                .into_iter()
+                .filter(|s| s.t() < mint || s.t() >= maxt)
                 .collect();
-            kept.extend(encode(&left));
+            kept.extend(S::encode(&left));
         }
         kept.extend(rest);
         self.chunks = kept;
@@ -179,7 +226,7 @@ impl OooData {
             .chunks
             .iter()
             .map(|c| c.maxt)
-            .chain(self.open.last().map(|s| s.t))
+            .chain(self.open.last().map(S::t))
             .max();
     }
 
@@ -193,7 +240,7 @@ impl OooData {
         self.chunks
             .iter()
             .map(|c| c.mint)
-            .chain(self.open.first().map(|s| s.t))
+            .chain(self.open.first().map(S::t))
             .min()
     }
 
@@ -201,14 +248,15 @@ impl OooData {
     pub(crate) fn num_samples(&self) -> usize {
         self.chunks
             .iter()
-            .map(|c| usize::from(crate::storage::chunk::num_samples(&c.bytes).unwrap_or(0)))
+            .map(|c| usize::from(chunk::num_samples(&c.bytes).unwrap_or(0)))
             .sum::<usize>()
             + self.open.len()
     }
 
-    /// Bytes held (chunk bytes plus 16 per buffered sample).
+    /// Bytes held (chunk bytes plus the buffered samples' size).
     pub(crate) fn chunk_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() + self.open.len() * 16
+        self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.open.len() * std::mem::size_of::<S>()
     }
 
     /// Number of chunks, the open buffer counted as one.
@@ -221,19 +269,19 @@ impl OooData {
 mod tests {
     use super::*;
 
-    fn all(d: &OooData) -> Vec<(i64, f64)> {
+    fn all(d: &OooData<Sample>) -> Vec<(i64, f64)> {
         d.samples().into_iter().map(|s| (s.t, s.v)).collect()
     }
 
     #[test]
     fn insert_keeps_samples_sorted_and_refuses_held_timestamps() {
-        let mut d = OooData::default();
+        let mut d = OooData::<Sample>::default();
         for t in [50i64, 10, 30, 20, 40] {
             assert!(d.insert(Sample::new(t, t as f64)));
         }
         assert!(!d.insert(Sample::new(30, 99.0)));
-        assert_eq!(d.value_at(30), Some(30.0));
-        assert_eq!(d.value_at(31), None);
+        assert_eq!(d.sample_at(30).map(|s| s.v), Some(30.0));
+        assert!(d.sample_at(31).is_none());
         assert_eq!(
             all(&d),
             vec![(10, 10.0), (20, 20.0), (30, 30.0), (40, 40.0), (50, 50.0)]
@@ -244,7 +292,7 @@ mod tests {
 
     #[test]
     fn buffer_is_cut_into_chunks_at_capacity() {
-        let mut d = OooData::default();
+        let mut d = OooData::<Sample>::default();
         // Descending: every insert goes to the front of the buffer.
         for t in (0..(OOO_CHUNK_CAPACITY as i64 * 2 + 3)).rev() {
             assert!(d.insert(Sample::new(t, 1.0)));
@@ -252,8 +300,8 @@ mod tests {
         assert_eq!(d.chunks.len(), 2);
         assert_eq!(d.open.len(), 3);
         assert_eq!(d.num_samples(), OOO_CHUNK_CAPACITY * 2 + 3);
-        assert_eq!(d.value_at(0), Some(1.0));
-        assert_eq!(d.value_at(40), Some(1.0));
+        assert_eq!(d.sample_at(0).map(|s| s.v), Some(1.0));
+        assert_eq!(d.sample_at(40).map(|s| s.v), Some(1.0));
         let mut out = Vec::new();
         d.snapshot(0, 2, &mut out);
         assert_eq!(out.len(), 1, "only the chunk holding 0..=2 overlaps");
@@ -263,7 +311,7 @@ mod tests {
 
     #[test]
     fn drop_persisted_keeps_samples_outside_the_range_and_chunks_cut_later() {
-        let mut d = OooData::default();
+        let mut d = OooData::<Sample>::default();
         for t in [5i64, 15, 25] {
             d.insert(Sample::new(t, t as f64));
         }
@@ -282,11 +330,11 @@ mod tests {
 
     #[test]
     fn restore_gives_back_the_same_samples() {
-        let mut d = OooData::default();
+        let mut d = OooData::<Sample>::default();
         for t in (0..70i64).rev() {
             d.insert(Sample::new(t * 3, t as f64 / 2.0));
         }
-        let r = OooData::restore(&d.samples());
+        let r = OooData::restore(d.samples());
         assert_eq!(all(&r), all(&d));
         assert_eq!(r.open.len(), 70 % OOO_CHUNK_CAPACITY);
     }

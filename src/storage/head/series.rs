@@ -59,7 +59,9 @@ pub(crate) struct SeriesData {
     /// never do).
     pub(crate) hist: Option<Box<HistData>>,
     /// Out-of-order float samples, for series that have any.
-    pub(crate) ooo: Option<Box<OooData>>,
+    pub(crate) ooo: Option<Box<OooData<Sample>>>,
+    /// Out-of-order histogram samples, for series that have any.
+    pub(crate) ooo_hist: Option<Box<OooData<HistogramSample>>>,
 }
 
 /// The open histogram chunk, in the encoding of the samples it holds.
@@ -180,6 +182,13 @@ impl HistData {
             .first()
             .map(|c| c.mint)
             .or_else(|| self.open.as_ref().and_then(OpenHist::first_t))
+    }
+
+    /// Every chunk, the open one cut (for out-of-order histogram chunks,
+    /// built from sorted samples).
+    pub(crate) fn into_chunks(mut self) -> Vec<HeadChunk> {
+        self.cut();
+        self.full
     }
 
     fn cut(&mut self) {
@@ -434,6 +443,7 @@ impl MemSeries {
                 logged,
                 hist: None,
                 ooo: None,
+                ooo_hist: None,
             }),
             removed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -482,7 +492,8 @@ impl SeriesData {
             .and_then(|h| h.last.as_ref())
             .map(|s| s.t);
         let o = self.ooo.as_ref().and_then(|o| o.last_t());
-        f.max(h).max(o)
+        let oh = self.ooo_hist.as_ref().and_then(|o| o.last_t());
+        f.max(h).max(o).max(oh)
     }
 
     /// Timestamp of the oldest sample of either kind.
@@ -490,7 +501,8 @@ impl SeriesData {
         let f = self.full.first().map(|c| c.mint).or(self.open.first_t());
         let h = self.hist.as_ref().and_then(|h| h.first_t());
         let o = self.ooo.as_ref().and_then(|o| o.first_t());
-        [f, h, o].into_iter().flatten().min()
+        let oh = self.ooo_hist.as_ref().and_then(|o| o.first_t());
+        [f, h, o, oh].into_iter().flatten().min()
     }
 
     /// Stores an out-of-order float sample (older than the newest sample,
@@ -498,6 +510,17 @@ impl SeriesData {
     /// sample at `s.t` is held already among the out-of-order ones.
     pub(crate) fn append_ooo(&mut self, s: Sample) -> bool {
         self.ooo.get_or_insert_with(Box::default).insert(s)
+    }
+
+    /// [`SeriesData::append_ooo`] for a histogram sample.
+    pub(crate) fn append_ooo_histogram(&mut self, s: HistogramSample) -> bool {
+        self.ooo_hist.get_or_insert_with(Box::default).insert(s)
+    }
+
+    /// Whether out-of-order samples of either kind are held.
+    pub(crate) fn has_ooo(&self) -> bool {
+        self.ooo.as_ref().is_some_and(|o| !o.is_empty())
+            || self.ooo_hist.as_ref().is_some_and(|o| !o.is_empty())
     }
 
     fn cut(&mut self) {
@@ -558,6 +581,9 @@ impl SeriesData {
         if let Some(o) = &self.ooo {
             o.snapshot(mint, maxt, &mut out);
         }
+        if let Some(o) = &self.ooo_hist {
+            o.snapshot(mint, maxt, &mut out);
+        }
         out
     }
 
@@ -581,7 +607,7 @@ impl SeriesData {
                 .filter(|c| c.mint <= t)
                 .and_then(|c| find(&c.bytes))
         };
-        in_order.or_else(|| self.ooo.as_ref().and_then(|o| o.value_at(t)))
+        in_order.or_else(|| self.ooo.as_ref()?.sample_at(t).map(|s| s.v))
     }
 
     /// Number of samples held (full + open chunks, floats and histograms).
@@ -593,6 +619,7 @@ impl SeriesData {
             + self.open.num_samples()
             + self.hist.as_ref().map_or(0, |h| h.num_samples())
             + self.ooo.as_ref().map_or(0, |o| o.num_samples())
+            + self.ooo_hist.as_ref().map_or(0, |o| o.num_samples())
     }
 
     /// Bytes of chunk data held.
@@ -601,6 +628,7 @@ impl SeriesData {
             + self.open.bytes().len()
             + self.hist.as_ref().map_or(0, |h| h.chunk_bytes())
             + self.ooo.as_ref().map_or(0, |o| o.chunk_bytes())
+            + self.ooo_hist.as_ref().map_or(0, |o| o.chunk_bytes())
     }
 
     /// Number of chunks (full and open, floats and histograms).
@@ -611,6 +639,7 @@ impl SeriesData {
                 h.full.len() + usize::from(h.open.as_ref().is_some_and(|o| o.num_samples() > 0))
             })
             + self.ooo.as_ref().map_or(0, |o| o.num_chunks())
+            + self.ooo_hist.as_ref().map_or(0, |o| o.num_chunks())
     }
 }
 

@@ -14,13 +14,13 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::model::{LabelsBuilder, Sample};
+use crate::model::{HistogramSample, LabelsBuilder, Sample};
 use crate::storage::chunk::{Encoding, XorIter};
 use crate::storage::encoding::{
     put_be_u32, put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
 use crate::storage::file_frame::{self, FrameError};
-use crate::storage::head::ooo::OooData;
+use crate::storage::head::ooo::{OooData, OooSample};
 use crate::storage::head::series::{GetOrCreate, HeadChunk, HistData, MemSeries};
 use crate::storage::head::Head;
 use crate::storage::tombstones::Interval;
@@ -106,6 +106,15 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
             put_varint(&mut buf, x.t);
             put_be_u64(&mut buf, x.v.to_bits());
         }
+        // Out-of-order histograms as histogram chunks of their samples.
+        let ooo_hist = d.ooo_hist.as_ref().map(|o| o.samples()).unwrap_or_default();
+        let chunks = HistogramSample::encode(&ooo_hist);
+        put_uvarint(&mut buf, chunks.len() as u64);
+        for c in chunks {
+            buf.push(c.encoding.to_byte());
+            put_uvarint(&mut buf, c.bytes.len() as u64);
+            buf.extend_from_slice(&c.bytes);
+        }
     }
     let ts = head.tombstones.read();
     put_uvarint(&mut buf, ts.len() as u64);
@@ -170,10 +179,10 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         } else {
             None
         };
-        let ooo = if version >= 3 {
-            load_ooo(&mut d)?
+        let (ooo, ooo_hist) = if version >= 3 {
+            (load_ooo(&mut d)?, load_ooo_histograms(&mut d)?)
         } else {
-            None
+            (None, None)
         };
         let got = head
             .series
@@ -189,6 +198,7 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         data.restore(full, &open, head.opts.block_range_ms);
         data.hist = hist.map(Box::new);
         data.ooo = ooo.map(Box::new);
+        data.ooo_hist = ooo_hist.map(Box::new);
     }
     let nt = d.uvarint()?;
     let mut ts = head.tombstones.write();
@@ -255,7 +265,7 @@ fn load_histograms(
 
 /// Reads one series' out-of-order samples (version 3): a count, then each
 /// sample's time and value bits, strictly ascending in time.
-fn load_ooo(d: &mut Decbuf<'_>) -> Result<Option<OooData>, SnapshotError> {
+fn load_ooo(d: &mut Decbuf<'_>) -> Result<Option<OooData<Sample>>, SnapshotError> {
     let n = d.uvarint()?;
     let mut samples: Vec<Sample> = Vec::new();
     for _ in 0..n {
@@ -265,7 +275,35 @@ fn load_ooo(d: &mut Decbuf<'_>) -> Result<Option<OooData>, SnapshotError> {
         }
         samples.push(Sample::new(t, f64::from_bits(d.be_u64()?)));
     }
-    Ok((!samples.is_empty()).then(|| OooData::restore(&samples)))
+    Ok((!samples.is_empty()).then(|| OooData::restore(samples)))
+}
+
+/// Reads one series' out-of-order histograms (version 3): a count of
+/// histogram chunks, each its encoding byte, length and bytes; together
+/// strictly ascending in time.
+fn load_ooo_histograms(
+    d: &mut Decbuf<'_>,
+) -> Result<Option<OooData<HistogramSample>>, SnapshotError> {
+    let n = d.uvarint()?;
+    let mut samples: Vec<HistogramSample> = Vec::new();
+    for _ in 0..n {
+        let encoding = Encoding::from_byte(d.u8()?)
+            .filter(|e| e.is_histogram())
+            .ok_or(SnapshotError::Corrupt("histogram chunk encoding"))?;
+        let len =
+            usize::try_from(d.uvarint()?).map_err(|_| SnapshotError::Corrupt("chunk length"))?;
+        let values = crate::storage::chunk::decode_histogram_values(encoding, d.bytes(len)?)
+            .map_err(|_| SnapshotError::Corrupt("histogram chunk does not decode"))?;
+        for (t, h) in values {
+            if samples.last().is_some_and(|p| p.t >= t) {
+                return Err(SnapshotError::Corrupt(
+                    "out-of-order histograms not ascending",
+                ));
+            }
+            samples.push(HistogramSample { t, h });
+        }
+    }
+    Ok((!samples.is_empty()).then(|| OooData::restore(samples)))
 }
 
 fn utf8(b: &[u8]) -> Result<&str, SnapshotError> {

@@ -18,9 +18,9 @@ use crate::storage::{CrashHook, SeriesRef};
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
-    encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_samples,
-    encode_samples, encode_series, encode_tombstones, io_err, Error, Record, RefMetadata, Result,
-    Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_histogram_samples,
+    encode_ooo_samples, encode_samples, encode_series, encode_tombstones, io_err, Error, Record,
+    RefMetadata, Result, Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -207,6 +207,21 @@ fn write_checkpoint(
                     return;
                 }
                 encode_ooo_samples(&samples, &mut payload);
+            }
+            Record::OooHistograms(mut histograms) => {
+                let before = histograms.len() as u64;
+                histograms.retain(|h| h.t >= since.out_of_order && keep(h.series_ref));
+                stats.samples_kept += histograms.len() as u64;
+                stats.samples_dropped += before - histograms.len() as u64;
+                let mut start = 0;
+                for end in encode_ooo_histogram_samples(&histograms, &mut payload) {
+                    if let Err(e) = out.append(&payload[start..end]) {
+                        failed = Some(e);
+                        return;
+                    }
+                    start = end;
+                }
+                return;
             }
             Record::Tombstones(mut tombstones) => {
                 tombstones.retain(|t| t.maxt >= mint && keep(t.series_ref));

@@ -21,6 +21,12 @@ use super::record::RecordError;
 pub const RECORD_HISTOGRAM_SAMPLES: u8 = 7;
 /// Type byte of a float histogram samples record.
 pub const RECORD_FLOAT_HISTOGRAM_SAMPLES: u8 = 8;
+/// Type byte of an out-of-order integer histogram samples record (format
+/// version 5): the layout of type 7, replayed into the out-of-order data.
+pub const RECORD_OOO_HISTOGRAM_SAMPLES: u8 = 10;
+/// Type byte of an out-of-order float histogram samples record (format
+/// version 5): the layout of type 8.
+pub const RECORD_OOO_FLOAT_HISTOGRAM_SAMPLES: u8 = 11;
 
 /// One histogram sample of an already logged series.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +43,34 @@ pub struct RefHistogramSample {
 /// float histograms as type 8, each only if it has samples. Returns the
 /// payloads' end offsets in `buf` (one per record written).
 pub fn encode_histogram_samples(samples: &[RefHistogramSample], buf: &mut Vec<u8>) -> Vec<usize> {
+    encode_histogram_samples_as(
+        [RECORD_HISTOGRAM_SAMPLES, RECORD_FLOAT_HISTOGRAM_SAMPLES],
+        samples,
+        buf,
+    )
+}
+
+/// [`encode_histogram_samples`] for out-of-order samples: types 10 and 11.
+pub fn encode_ooo_histogram_samples(
+    samples: &[RefHistogramSample],
+    buf: &mut Vec<u8>,
+) -> Vec<usize> {
+    encode_histogram_samples_as(
+        [
+            RECORD_OOO_HISTOGRAM_SAMPLES,
+            RECORD_OOO_FLOAT_HISTOGRAM_SAMPLES,
+        ],
+        samples,
+        buf,
+    )
+}
+
+/// Integer histograms as `types[0]`, float histograms as `types[1]`.
+fn encode_histogram_samples_as(
+    types: [u8; 2],
+    samples: &[RefHistogramSample],
+    buf: &mut Vec<u8>,
+) -> Vec<usize> {
     let mut ends = Vec::new();
     for float in [false, true] {
         let mut it = samples
@@ -47,11 +81,7 @@ pub fn encode_histogram_samples(samples: &[RefHistogramSample], buf: &mut Vec<u8
             continue;
         };
         let (ref0, t0) = (first.series_ref.0, first.t);
-        buf.push(if float {
-            RECORD_FLOAT_HISTOGRAM_SAMPLES
-        } else {
-            RECORD_HISTOGRAM_SAMPLES
-        });
+        buf.push(types[usize::from(float)]);
         put_uvarint(buf, ref0);
         put_varint(buf, t0);
         for s in it {
@@ -429,6 +459,21 @@ mod tests {
             prop_assert_eq!(start, buf.len());
             let mut want: Vec<_> = samples.iter().filter(|s| matches!(s.h, HistogramValue::Int(_))).collect();
             want.extend(samples.iter().filter(|s| matches!(s.h, HistogramValue::Float(_))));
+            prop_assert_eq!(
+                got.iter().map(key).collect::<Vec<_>>(),
+                want.iter().map(|s| key(s)).collect::<Vec<_>>()
+            );
+            // The out-of-order records (10, 11): the same layout.
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            let mut start = 0;
+            for end in encode_ooo_histogram_samples(&samples, &mut buf) {
+                match decode(&buf[start..end], &Interner::new()).unwrap() {
+                    Record::OooHistograms(h) => got.extend(h),
+                    other => prop_assert!(false, "got {:?}", other),
+                }
+                start = end;
+            }
             prop_assert_eq!(
                 got.iter().map(key).collect::<Vec<_>>(),
                 want.into_iter().map(key).collect::<Vec<_>>()

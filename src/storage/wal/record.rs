@@ -80,6 +80,9 @@ pub enum Record {
     Histograms(Vec<super::RefHistogramSample>),
     /// Out-of-order float samples of known series (record type 9).
     OooSamples(Vec<RefSample>),
+    /// Out-of-order histogram samples of known series (record types 10
+    /// and 11).
+    OooHistograms(Vec<super::RefHistogramSample>),
 }
 
 /// Why a payload could not be decoded.
@@ -208,6 +211,14 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
         }
         super::RECORD_FLOAT_HISTOGRAM_SAMPLES => {
             super::histogram_record::decode_histogram_samples(&mut d, true).map(Record::Histograms)
+        }
+        super::RECORD_OOO_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, false)
+                .map(Record::OooHistograms)
+        }
+        super::RECORD_OOO_FLOAT_HISTOGRAM_SAMPLES => {
+            super::histogram_record::decode_histogram_samples(&mut d, true)
+                .map(Record::OooHistograms)
         }
         typ => Err(RecordError::UnknownType { typ }),
     }
@@ -393,7 +404,7 @@ mod tests {
         #[test]
         fn prop_decode_arbitrary_bytes_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..128),
-            typ in 0u8..10,
+            typ in 0u8..12,
         ) {
             let interner = Interner::new();
             let _ = decode(&bytes, &interner);

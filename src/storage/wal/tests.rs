@@ -20,6 +20,7 @@ enum Canon {
     Exemplars(Vec<(u64, i64, u64, String)>),
     Metadata(Vec<RefMetadata>),
     Histograms(Vec<(u64, i64, String)>),
+    OooHistograms(Vec<(u64, i64, String)>),
 }
 
 fn canon(r: &Record) -> Canon {
@@ -49,6 +50,11 @@ fn canon(r: &Record) -> Canon {
         ),
         Record::Metadata(m) => Canon::Metadata(m.clone()),
         Record::Histograms(h) => Canon::Histograms(
+            h.iter()
+                .map(|h| (h.series_ref.0, h.t, format!("{:?}", h.h)))
+                .collect(),
+        ),
+        Record::OooHistograms(h) => Canon::OooHistograms(
             h.iter()
                 .map(|h| (h.series_ref.0, h.t, format!("{:?}", h.h)))
                 .collect(),
@@ -442,6 +448,9 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
             Record::Metadata(m) => encode_metadata(m, &mut buf),
             Record::Histograms(h) => {
                 encode_histogram_samples(h, &mut buf);
+            }
+            Record::OooHistograms(h) => {
+                encode_ooo_histogram_samples(h, &mut buf);
             }
         }
         let t = wal.log(&[&buf]).unwrap();
