@@ -6,7 +6,10 @@
 //! write from several senders, with head compaction, retention, WAL
 //! checkpoints and head truncation, deletes, tombstone cleaning and admin
 //! snapshots happening (small WAL segments, a 100 ms compaction interval,
-//! sample timestamps that advance ten minutes of data time per request).
+//! sample timestamps that advance ten minutes of data time per request),
+//! and one more sender writing late samples 90 minutes behind the others,
+//! stored out of order (`--storage.out-of-order-time-window=2h`, WAL
+//! record 9) into ranges that blocks may already hold.
 //! At a seeded random moment the power is cut: the file system freezes
 //! (every later operation fails) and the process is killed. The durable
 //! tree (optionally with torn unsynced appends) is written to a real
@@ -22,7 +25,8 @@
 //! - later writes work, and survive a clean restart.
 //!
 //! `TIDEMARK_POWERCUT_CUTS` sets the number of cuts (default 100); each
-//! test ends by printing `POWERCUT cuts=N acked=M lost=L failed_opens=F`.
+//! test ends by printing `POWERCUT cuts=N acked=M lost=L failed_opens=F
+//! late_acked=K` (K: late samples acknowledged, all among M).
 //! The mutation tests run the same harness with one kind of fsync made a
 //! no-op by the file system and require that it then loses acknowledged
 //! data or fails to open: proof that the harness catches the bug class.
@@ -61,6 +65,8 @@ const SERIES: usize = 4;
 const PER_BATCH: i64 = 10;
 const STEP_MS: i64 = 60_000;
 const RETENTION_MS: i64 = 4 * 3_600_000;
+/// How far behind the senders' front the late sender writes.
+const LATE_MS: i64 = 90 * 60_000;
 
 /// One at a time: each test mounts, runs a server and cuts; running them
 /// in parallel on two cores would only slow every cut down.
@@ -94,10 +100,14 @@ struct Ledger {
     /// Names of acknowledged admin snapshots.
     snapshots: Vec<String>,
     max_t: i64,
+    /// Late samples acknowledged (stored out of order).
+    late_acked: u64,
 }
 
 struct Outcome {
     cuts: u64,
+    /// Late (out-of-order) samples acknowledged.
+    late_acked: u64,
     /// What the file system saw, over every round.
     counts: fs::Counts,
     acked: u64,
@@ -147,6 +157,33 @@ fn write_body(sender: usize, t0: i64) -> (Vec<u8>, Vec<(String, i64, f64)>) {
     (body, samples)
 }
 
+/// One late sample of `pc_late`, a function of its time.
+fn late_body(t: i64) -> (Vec<u8>, (String, i64, f64)) {
+    let l = labels("pc_late", 0, 0);
+    let v = value(9, 0, t) + (t % STEP_MS) as f64 / 1e9;
+    let req = v1::WriteRequest {
+        timeseries: vec![v1::TimeSeries {
+            labels: l
+                .iter()
+                .map(|lb| v1::Label {
+                    name: Bytes::copy_from_slice(lb.name.as_bytes()),
+                    value: Bytes::copy_from_slice(lb.value.as_bytes()),
+                })
+                .collect(),
+            samples: vec![v1::Sample {
+                value: v,
+                timestamp: t,
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    (body, (l.to_string(), t, v))
+}
+
 fn post(addr: &str, path: &str, body: &[u8]) -> Option<u16> {
     request(
         addr,
@@ -167,6 +204,7 @@ fn start(addr: &str, data: &Path) -> Proc {
         .args(["--listen", addr, "--log-level", "error"])
         .args(["--wal-fsync", "batch", "--wal-segment-size", "65536"])
         .args(["--compaction-interval", "100ms", "--retention", "4h"])
+        .args(["--storage.out-of-order-time-window", "2h"])
         .arg("--enable-admin-api")
         .arg("--data-dir")
         .arg(data)
@@ -246,6 +284,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
         if !ready(&mut p, &addr, Duration::from_secs(30)) {
             return Some(Outcome {
                 cuts: round.into(),
+                late_acked: 0,
                 counts,
                 acked: 0,
                 lost: 0,
@@ -374,6 +413,52 @@ fn load_and_cut(
             }
         }));
     }
+    // Late samples: 90 minutes behind the slowest sender, at seconds no
+    // one else writes, each time once.
+    let late = {
+        let (ledger, seq, stop, next_t, addr) = (
+            ledger.clone(),
+            seq.clone(),
+            stop.clone(),
+            next_t.clone(),
+            addr.to_string(),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x1a7e ^ u64::from(round) << 32);
+        std::thread::spawn(move || {
+            let mut used = std::collections::HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(rng.gen_range(1..8)));
+                let front = next_t
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed) as i64)
+                    .min()
+                    .unwrap();
+                let t = (front - LATE_MS) / STEP_MS * STEP_MS - rng.gen_range(0..30) * STEP_MS
+                    + rng.gen_range(1..60) * 1000;
+                if !used.insert(t) {
+                    continue;
+                }
+                let (body, (k, t, v)) = late_body(t);
+                ledger
+                    .lock()
+                    .unwrap()
+                    .sent
+                    .entry(k.clone())
+                    .or_default()
+                    .insert(t, v.to_bits());
+                match post(&addr, "/api/v1/write", &body) {
+                    Some(s) if (200..300).contains(&s) => {
+                        let n = seq.fetch_add(1, Ordering::SeqCst);
+                        let mut l = ledger.lock().unwrap();
+                        l.acked.entry(k).or_default().insert(t, n);
+                        l.late_acked += 1;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        })
+    };
     // Deletes of old `pc_del` data, tombstone cleaning and snapshots.
     let admin = {
         let (ledger, seq, stop, next_t, addr) = (
@@ -448,6 +533,7 @@ fn load_and_cut(
         t.join().unwrap();
     }
     admin.join().unwrap();
+    late.join().unwrap();
 }
 
 /// The name in a snapshot answer, `{"status":"success","data":{"name":...}}`.
@@ -460,6 +546,7 @@ fn snapshot_name(body: &[u8]) -> Option<String> {
 fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     let mut out = Outcome {
         cuts: 0,
+        late_acked: l.late_acked,
         counts: fs::Counts::default(),
         acked: 0,
         lost: 0,
@@ -608,6 +695,7 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut total = Outcome {
         cuts: 0,
+        late_acked: 0,
         counts: fs::Counts::default(),
         acked: 0,
         lost: 0,
@@ -624,6 +712,7 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
         total.counts.add(&o.counts);
         total.acked += o.acked;
         total.lost += o.lost;
+        total.late_acked += o.late_acked;
         failed_opens += u64::from(o.failed_open);
         let bad = o.lost > 0 || o.failed_open;
         if verbose() {
@@ -647,9 +736,10 @@ fn run(first: u64, cuts: u64, lose: Lose, stop_on_failure: bool) -> Option<(Outc
     };
     let _ = writeln!(
         std::io::stdout(),
-        "{head} cuts={done} acked={} lost={} failed_opens={failed_opens}",
+        "{head} cuts={done} acked={} lost={} failed_opens={failed_opens} late_acked={}",
         total.acked,
-        total.lost
+        total.lost,
+        total.late_acked
     );
     total.failed_open = failed_opens > 0;
     Some((total, done))
@@ -679,6 +769,10 @@ fn power_cuts_under_load_lose_nothing_acknowledged() {
     assert!(
         total.acked > 0,
         "nothing was acknowledged: the load never ran"
+    );
+    assert!(
+        total.late_acked > 0,
+        "no late sample was acknowledged: the out-of-order path never ran"
     );
     // The maintenance the cuts are meant to interrupt did happen.
     let c = total.counts;
