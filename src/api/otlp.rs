@@ -34,21 +34,47 @@ pub(crate) async fn metrics(
         ));
     };
     let encoding = otlp::encoding_of(header_str(&headers, "content-type"))?;
-    let limits = state.otlp_limits();
-    let created_zero = state
-        .receiver()
-        .is_some_and(|r| r.options().created_timestamp_zero_ingestion);
-    let body = axum::body::to_bytes(body, limits.0)
+    let Some(receiver) = state.receiver().cloned() else {
+        return Err(ApiError::Unavailable(
+            "storage is starting (WAL replay in progress); retry",
+        ));
+    };
+    let max_body = receiver.options().max_body_bytes;
+    let body = axum::body::to_bytes(body, max_body)
         .await
-        .map_err(|_| ApiError::OtlpBodyTooLarge { limit: limits.0 })?;
+        .map_err(|_| ApiError::OtlpBodyTooLarge { limit: max_body })?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
+    let now_ms = super::write::now_ms();
+    let metrics = state.ingest_metrics();
     let outcome = tokio::task::spawn_blocking(move || {
-        let req = otlp::decode(encoding, content_encoding.as_deref(), &body, limits.1)?;
-        otlp::write(&db, &req, created_zero)
+        let opts = receiver.options();
+        let req = otlp::decode(
+            encoding,
+            content_encoding.as_deref(),
+            &body,
+            opts.max_decompressed_bytes,
+            &opts.limits,
+        )?;
+        otlp::write(
+            &db,
+            &req,
+            otlp::WriteSettings {
+                translate: &opts.otlp,
+                limits: &opts.limits,
+                max_t: now_ms.saturating_add(opts.max_future_ms),
+            },
+        )
     })
     .await
-    .map_err(|e| ApiError::TaskFailed(e.to_string()))??;
-    state.ingest_metrics().observe_otlp(&outcome);
+    .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            metrics.observe_otlp_refused();
+            return Err(e.into());
+        }
+    };
+    metrics.observe_otlp(&outcome);
     let content_type = match encoding {
         otlp::OtlpEncoding::Protobuf => "application/x-protobuf",
         otlp::OtlpEncoding::Json => "application/json",
