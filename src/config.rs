@@ -484,6 +484,7 @@ impl From<&Config> for TranslateOptions {
             promote_scope_metadata: c.otlp_promote_scope_metadata,
             native_delta_ingestion: c.otlp_native_delta_ingestion,
             created_zero: c.enable_created_timestamp_zero_ingestion,
+            max_target_info_samples: c.max_write_samples_per_request,
         }
     }
 }

@@ -150,6 +150,15 @@ fn python_sdk_metrics_are_translated_as_prometheus_does() {
         metrics.contains("tidemark_otlp_data_points_total{result=\"rejected\"} 1"),
         "{metrics}"
     );
+    // Requests by result: the delta export was a partial success.
+    assert!(
+        metrics.contains("tidemark_otlp_requests_total{result=\"partial\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("tidemark_otlp_requests_total{result=\"success\"} 0"),
+        "{metrics}"
+    );
     p.assert_alive(&addr);
 }
 
@@ -303,6 +312,12 @@ fn start_time_becomes_zero_sample_with_created_timestamp_flag() {
             assert_eq!(v, "0", "{q} {l}");
         }
     }
+    // Six zero samples counted: the sum, the histogram's four series, the
+    // exponential histogram; none at the second export.
+    assert_eq!(
+        http::metric(&addr, "tidemark_created_timestamp_zero_samples_total"),
+        Some(6.0)
+    );
     // The zero native histogram: no observations, the same schema.
     let at = format!("{:.3}", (start / 1_000_000) as f64 / 1000.0);
     let (status, text) = http::get(&addr, &format!("/api/v1/query?query=sizes&time={at}")).unwrap();

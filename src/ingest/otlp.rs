@@ -242,6 +242,14 @@ pub fn write(
             reasons.join(", ")
         ));
     }
+    if t.target_info_skipped > 0 {
+        messages.push(format!(
+            "target_info skipped for {} resources: their points span more than {} steps of 2.5 minutes ({})",
+            t.target_info_skipped,
+            settings.translate.max_target_info_samples,
+            Limit::SamplesPerRequest.flag(),
+        ));
+    }
     if refused.metadata_dropped > 0 {
         messages.push(format!(
             "{} metadata entries dropped: help or unit longer than {} bytes ({}) or name longer than {} ({})",

@@ -279,7 +279,7 @@ fn encode_otlp_translates_to_the_generated_samples() {
     use tidemark::ingest::otlp::{decode as decode_otlp, translate::translate, OtlpEncoding};
     let wl = Workload::generate(spec(2, 200, 2, 5, 1, 2000, 3));
     let batch: Vec<Point> = wl.shard(0).next().unwrap();
-    let mut want: Vec<(Vec<(String, String)>, i64, u64)> = batch
+    let mut want: Vec<Decoded> = batch
         .iter()
         .map(|p| {
             (
@@ -304,7 +304,7 @@ fn encode_otlp_translates_to_the_generated_samples() {
         .unwrap();
         let t = translate(&req);
         assert!(t.refused.is_empty(), "{:?}", t.refused);
-        let mut got: Vec<(Vec<(String, String)>, i64, u64)> = t
+        let mut got: Vec<Decoded> = t
             .series
             .iter()
             .flat_map(|s| {

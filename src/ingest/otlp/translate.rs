@@ -83,7 +83,7 @@ impl Promote {
 
 /// How a request is translated: Prometheus 3's `otlp` settings and
 /// feature flags. The default is Prometheus's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranslateOptions {
     /// `translation_strategy`.
     pub strategy: TranslationStrategy,
@@ -105,6 +105,26 @@ pub struct TranslateOptions {
     /// `--enable-created-timestamp-zero-ingestion`: start times of
     /// cumulative points as zero samples.
     pub created_zero: bool,
+    /// Most `target_info` samples one resource may produce (one per 2.5
+    /// minutes between its first and last point); past it the resource's
+    /// `target_info` is skipped, so two points decades apart cannot make
+    /// millions of samples. Set from `--max-write-samples-per-request`;
+    /// default 1,000,000 (about 4.7 years of span).
+    pub max_target_info_samples: usize,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self {
+            strategy: TranslationStrategy::default(),
+            promote: Promote::default(),
+            keep_identifying_resource_attributes: false,
+            promote_scope_metadata: false,
+            native_delta_ingestion: false,
+            created_zero: false,
+            max_target_info_samples: 1_000_000,
+        }
+    }
 }
 
 /// Why a data point was not stored.
@@ -143,6 +163,9 @@ pub struct Translated {
     pub points: usize,
     /// Data points refused, by reason, with the first metric named.
     pub refused: BTreeMap<Refusal, (usize, String)>,
+    /// Resources whose `target_info` was skipped: their points span more
+    /// than [`TranslateOptions::max_target_info_samples`] steps.
+    pub target_info_skipped: usize,
 }
 
 impl Translated {
@@ -525,7 +548,13 @@ pub fn translate_with(req: &ExportMetricsServiceRequest, opts: &TranslateOptions
             strategy: opts.strategy,
         };
         if has_other && !resource.identity.is_empty() && first_t <= last_t {
-            if let Some(labels) = point_labels(&info, info_context, "target_info", None) {
+            // Checked before any sample is made: the span is the client's.
+            let steps =
+                (i128::from(last_t) - i128::from(first_t)) / i128::from(TARGET_INFO_STEP_MS) + 1;
+            let labels = point_labels(&info, info_context, "target_info", None);
+            if steps > opts.max_target_info_samples as i128 {
+                out.target_info_skipped += 1;
+            } else if let Some(labels) = labels {
                 let mut t = first_t;
                 while t < last_t {
                     sink.float(labels.clone(), t, 1.0);

@@ -421,3 +421,53 @@ fn native_delta_ingestion_stores_deltas_as_they_are() {
         assert_eq!(md.metric_type, "unknown", "{md:?}");
     }
 }
+
+/// Two points 56 years apart would ask for 11.8 million `target_info`
+/// samples (one per 2.5 minutes, as Prometheus); past
+/// `max_target_info_samples` the resource's `target_info` is skipped and
+/// counted, its points kept.
+#[test]
+fn target_info_over_a_hostile_span_is_skipped() {
+    let mut old = number(&[("p", "old")], 1.0);
+    old.time_unix_nano = 1_000_000;
+    let req = request(
+        &RESOURCE,
+        None,
+        "",
+        vec![gauge("g", vec![old, number(&[("p", "new")], 2.0)])],
+    );
+    let t = translate(&req);
+    assert_eq!(t.target_info_skipped, 1);
+    let got = series(&t);
+    assert!(!got.contains_key("target_info"), "{got:?}");
+    assert_eq!(got["g"].len(), 2);
+    // Within the bound: one sample per step, the last at the newest point.
+    let mut recent = number(&[("p", "old")], 1.0);
+    recent.time_unix_nano = T - 600_000_000_000;
+    let req = request(
+        &RESOURCE,
+        None,
+        "",
+        vec![gauge("g", vec![recent, number(&[("p", "new")], 2.0)])],
+    );
+    let t = translate(&req);
+    assert_eq!(t.target_info_skipped, 0);
+    let info = t
+        .series
+        .iter()
+        .find(|s| s.labels.metric_name() == Some("target_info"))
+        .expect("target_info");
+    let ts: Vec<i64> = info.samples.iter().map(|s| s.t).collect();
+    let last = (T / 1_000_000) as i64;
+    let first = last - 600_000;
+    assert_eq!(
+        ts,
+        vec![
+            first,
+            first + 150_000,
+            first + 300_000,
+            first + 450_000,
+            last
+        ]
+    );
+}
