@@ -82,6 +82,10 @@ impl From<crate::ingest::Error> for OtlpError {
         use crate::ingest::Error as I;
         match e {
             I::TooMany { limit, max } => OtlpError::TooMany { limit, max },
+            I::Protobuf { reason, .. } => OtlpError::Decode {
+                encoding: OtlpEncoding::Protobuf,
+                reason,
+            },
             I::Storage(s) => OtlpError::Storage(s),
             // The limit checks raise nothing else.
             other => OtlpError::Decode {

@@ -30,21 +30,33 @@ use crate::ingest::limits::{
 use crate::ingest::otlp::translate::Translated;
 use crate::ingest::validate::{check_metadata, check_raw_labels};
 
-/// Deeper than this the scan stops counting: prost refuses messages nested
-/// past 100 (its recursion limit) before reaching here, so whatever it
-/// decodes has been counted.
+/// Deeper than this the scan refuses the request: prost refuses messages
+/// nested past 100 (its recursion limit) anyway.
 const MAX_DEPTH: usize = 128;
 
 /// Checks the whole-request limits on a protobuf
-/// `ExportMetricsServiceRequest` without decoding it. Malformed bytes end
-/// the scan without an error (the decoder reports them).
+/// `ExportMetricsServiceRequest` without decoding it.
+///
+/// Bytes the scan cannot follow refuse the request, unlike remote write's
+/// scan, which leaves them to the decoder: prost skips unknown fields of
+/// the deprecated group wire type, so a group the scan stopped at would let
+/// prost decode, uncounted, everything after it. No OTLP sender writes
+/// groups (proto3), and whatever else stops the scan (truncated fields,
+/// nesting past 128) prost refuses too.
 ///
 /// # Errors
-/// [`Error::TooMany`] naming the limit.
+/// [`Error::TooMany`] naming the limit; [`Error::Protobuf`] for bytes the
+/// scan cannot follow.
 pub fn scan_protobuf(buf: &[u8], limits: &WriteLimits) -> Result<(), Error> {
     let mut c = Counter::new(limits);
     match scan_request(buf, &mut c) {
-        Ok(()) | Err(Stop::Malformed) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(Stop::Malformed) => Err(Error::Protobuf {
+            message: "ExportMetricsServiceRequest",
+            reason: format!(
+                "a truncated field, a group (wire types 3 and 4) or values nested deeper than {MAX_DEPTH}"
+            ),
+        }),
         Err(Stop::Limit(e)) => Err(e),
     }
 }
@@ -445,6 +457,27 @@ mod tests {
             limit_of(scan_protobuf(&r.encode_to_vec(), &limits)),
             Some(Limit::LabelsPerRequest)
         );
+    }
+
+    /// A group field (wire types 3/4) that prost would skip, followed by
+    /// points: refused, not left uncounted.
+    #[test]
+    fn scan_refuses_what_it_cannot_follow() {
+        let limits = WriteLimits {
+            max_samples_per_request: 10,
+            ..WriteLimits::DEFAULT
+        };
+        let mut body = vec![(15 << 3) | 3, (15 << 3) | 4];
+        body.extend(request(100, 0).encode_to_vec());
+        assert!(ExportMetricsServiceRequest::decode(&body[..]).is_ok());
+        assert!(matches!(
+            scan_protobuf(&body, &limits),
+            Err(Error::Protobuf { .. })
+        ));
+        assert!(matches!(
+            scan_protobuf(&[0x0a, 0x05, 0x01], &limits),
+            Err(Error::Protobuf { .. })
+        ));
     }
 
     #[test]
