@@ -28,24 +28,25 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(db) = state.db().cloned() else {
+    let (Some(db), Some(receiver)) = (state.db().cloned(), state.receiver().cloned()) else {
         return Err(ApiError::Unavailable(
             "storage is starting (WAL replay in progress); retry",
         ));
     };
-    let encoding = otlp::encoding_of(header_str(&headers, "content-type"))?;
-    let Some(receiver) = state.receiver().cloned() else {
-        return Err(ApiError::Unavailable(
-            "storage is starting (WAL replay in progress); retry",
-        ));
+    let metrics = state.ingest_metrics();
+    // Every 4xx is a refused request in `tidemark_otlp_requests_total`.
+    let refused = |e: ApiError| {
+        metrics.observe_otlp_refused();
+        e
     };
+    let encoding =
+        otlp::encoding_of(header_str(&headers, "content-type")).map_err(|e| refused(e.into()))?;
     let max_body = receiver.options().max_body_bytes;
     let body = axum::body::to_bytes(body, max_body)
         .await
-        .map_err(|_| ApiError::OtlpBodyTooLarge { limit: max_body })?;
+        .map_err(|_| refused(ApiError::OtlpBodyTooLarge { limit: max_body }))?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
     let now_ms = super::write::now_ms();
-    let metrics = state.ingest_metrics();
     let outcome = tokio::task::spawn_blocking(move || {
         let opts = receiver.options();
         let req = otlp::decode(
@@ -67,13 +68,7 @@ pub(crate) async fn metrics(
     })
     .await
     .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            metrics.observe_otlp_refused();
-            return Err(e.into());
-        }
-    };
+    let outcome = outcome.map_err(|e| refused(e.into()))?;
     metrics.observe_otlp(&outcome);
     let content_type = match encoding {
         otlp::OtlpEncoding::Protobuf => "application/x-protobuf",

@@ -103,7 +103,7 @@ impl IngestMetrics {
             }
             o.register(
                 "requests",
-                "OTLP export requests, by result (success, partial: some points refused, refused: none stored, 4xx/5xx).",
+                "OTLP export requests, by result (success; partial: some points refused; refused: a 4xx or 503 answer, nothing stored).",
                 m.otlp_requests.clone(),
             );
             for result in ["success", "partial", "refused"] {
