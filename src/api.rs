@@ -180,19 +180,6 @@ impl AppState {
         self.rule_metrics.clone()
     }
 
-    /// OTLP bodies: most bytes received and most after gzip (the
-    /// remote-write limits, `--max-write-body-bytes` and
-    /// `--max-write-decompressed-bytes`).
-    pub fn otlp_limits(&self) -> (usize, usize) {
-        match self.receiver() {
-            Some(r) => (
-                r.options().max_body_bytes,
-                r.options().max_decompressed_bytes,
-            ),
-            None => (32 << 20, 256 << 20),
-        }
-    }
-
     /// The Alertmanager client, if `--alertmanager.url` names any.
     pub fn notifier(&self) -> Option<Arc<crate::rules::Notifier>> {
         self.notifier.clone()

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::api::{ApiOptions, WriteConcurrency};
+use crate::ingest::otlp::names::TranslationStrategy;
+use crate::ingest::otlp::translate::{Promote, TranslateOptions};
 use crate::ingest::{ReadLimits, ReceiverOptions, WriteLimits};
 use crate::promql::EngineOptions;
 use crate::server::http::HttpLimits;
@@ -377,6 +379,80 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_ENABLE_CREATED_TIMESTAMP_ZERO_INGESTION")]
     pub enable_created_timestamp_zero_ingestion: bool,
 
+    /// How OTLP metric and label names are translated (Prometheus's
+    /// `otlp.translation_strategy`): `UnderscoreEscapingWithSuffixes`
+    /// (default), `UnderscoreEscapingWithoutSuffixes`,
+    /// `NoUTF8EscapingWithSuffixes` or `NoTranslation`.
+    #[arg(
+        long = "otlp.translation-strategy",
+        env = "TIDEMARK_OTLP_TRANSLATION_STRATEGY",
+        default_value = "UnderscoreEscapingWithSuffixes",
+        value_parser = clap::value_parser!(TranslationStrategy)
+    )]
+    pub otlp_translation_strategy: TranslationStrategy,
+
+    /// OTLP resource attributes added as labels to every point of the
+    /// resource, comma-separated (Prometheus's
+    /// `otlp.promote_resource_attributes`).
+    #[arg(
+        long = "otlp.promote-resource-attributes",
+        env = "TIDEMARK_OTLP_PROMOTE_RESOURCE_ATTRIBUTES",
+        value_delimiter = ',',
+        value_parser = attribute_name,
+        conflicts_with = "otlp_promote_all_resource_attributes"
+    )]
+    pub otlp_promote_resource_attributes: Vec<String>,
+
+    /// Add every OTLP resource attribute but those of
+    /// `--otlp.ignore-resource-attributes` as labels (Prometheus's
+    /// `otlp.promote_all_resource_attributes`).
+    #[arg(
+        long = "otlp.promote-all-resource-attributes",
+        env = "TIDEMARK_OTLP_PROMOTE_ALL_RESOURCE_ATTRIBUTES"
+    )]
+    pub otlp_promote_all_resource_attributes: bool,
+
+    /// Resource attributes not promoted by
+    /// `--otlp.promote-all-resource-attributes`, comma-separated
+    /// (Prometheus's `otlp.ignore_resource_attributes`).
+    #[arg(
+        long = "otlp.ignore-resource-attributes",
+        env = "TIDEMARK_OTLP_IGNORE_RESOURCE_ATTRIBUTES",
+        value_delimiter = ',',
+        value_parser = attribute_name,
+        requires = "otlp_promote_all_resource_attributes"
+    )]
+    pub otlp_ignore_resource_attributes: Vec<String>,
+
+    /// Keep `service.name`, `service.namespace` and `service.instance.id`
+    /// as labels of `target_info` too (Prometheus's
+    /// `otlp.keep_identifying_resource_attributes`).
+    #[arg(
+        long = "otlp.keep-identifying-resource-attributes",
+        env = "TIDEMARK_OTLP_KEEP_IDENTIFYING_RESOURCE_ATTRIBUTES"
+    )]
+    pub otlp_keep_identifying_resource_attributes: bool,
+
+    /// Add `otel_scope_name`, `otel_scope_version`, `otel_scope_schema_url`
+    /// and `otel_scope_<attribute>` labels from the instrumentation scope
+    /// (Prometheus's `otlp.promote_scope_metadata`).
+    #[arg(
+        long = "otlp.promote-scope-metadata",
+        env = "TIDEMARK_OTLP_PROMOTE_SCOPE_METADATA"
+    )]
+    pub otlp_promote_scope_metadata: bool,
+
+    /// Store OTLP delta sums and histograms as they are instead of refusing
+    /// them (Prometheus's experimental
+    /// `--enable-feature=otlp-native-delta-ingestion`): metadata type
+    /// `unknown`, start times ignored; query them with `sum_over_time`,
+    /// not `rate`.
+    #[arg(
+        long = "otlp.native-delta-ingestion",
+        env = "TIDEMARK_OTLP_NATIVE_DELTA_INGESTION"
+    )]
+    pub otlp_native_delta_ingestion: bool,
+
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
     /// tracing directive such as `tidemark=debug,info`.
     #[arg(long, env = "TIDEMARK_LOG_LEVEL", default_value = "info")]
@@ -410,6 +486,26 @@ impl From<&Config> for Options {
     }
 }
 
+impl From<&Config> for TranslateOptions {
+    fn from(c: &Config) -> Self {
+        TranslateOptions {
+            strategy: c.otlp_translation_strategy,
+            promote: if c.otlp_promote_all_resource_attributes {
+                Promote::AllExcept(c.otlp_ignore_resource_attributes.clone())
+            } else if c.otlp_promote_resource_attributes.is_empty() {
+                Promote::None
+            } else {
+                Promote::Only(c.otlp_promote_resource_attributes.clone())
+            },
+            keep_identifying_resource_attributes: c.otlp_keep_identifying_resource_attributes,
+            promote_scope_metadata: c.otlp_promote_scope_metadata,
+            native_delta_ingestion: c.otlp_native_delta_ingestion,
+            created_zero: c.enable_created_timestamp_zero_ingestion,
+            max_target_info_samples: c.max_write_samples_per_request,
+        }
+    }
+}
+
 impl From<&Config> for ReceiverOptions {
     fn from(c: &Config) -> Self {
         ReceiverOptions {
@@ -433,6 +529,7 @@ impl From<&Config> for ReceiverOptions {
                 max_bytes_in_frame: c.remote_read_max_bytes_in_frame,
             },
             created_timestamp_zero_ingestion: c.enable_created_timestamp_zero_ingestion,
+            otlp: TranslateOptions::from(c),
             ..ReceiverOptions::default()
         }
     }
@@ -608,6 +705,34 @@ impl Config {
             (
                 "enable-created-timestamp-zero-ingestion",
                 self.enable_created_timestamp_zero_ingestion.to_string(),
+            ),
+            (
+                "otlp.translation-strategy",
+                self.otlp_translation_strategy.to_string(),
+            ),
+            (
+                "otlp.promote-resource-attributes",
+                self.otlp_promote_resource_attributes.join(","),
+            ),
+            (
+                "otlp.promote-all-resource-attributes",
+                self.otlp_promote_all_resource_attributes.to_string(),
+            ),
+            (
+                "otlp.ignore-resource-attributes",
+                self.otlp_ignore_resource_attributes.join(","),
+            ),
+            (
+                "otlp.keep-identifying-resource-attributes",
+                self.otlp_keep_identifying_resource_attributes.to_string(),
+            ),
+            (
+                "otlp.promote-scope-metadata",
+                self.otlp_promote_scope_metadata.to_string(),
+            ),
+            (
+                "otlp.native-delta-ingestion",
+                self.otlp_native_delta_ingestion.to_string(),
             ),
             ("log-level", self.log_level.clone()),
         ]
@@ -839,6 +964,16 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
+/// An OTLP resource attribute name in a list flag: trimmed, not empty
+/// (Prometheus's `sanitizeAttributes`).
+fn attribute_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty OTel resource attribute name".into());
+    }
+    Ok(t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,5 +1127,51 @@ mod tests {
             FsyncPolicy::Interval(Duration::from_millis(200))
         );
         assert!(Config::try_parse_from(["tidemark", "--wal-fsync=sometimes"]).is_err());
+    }
+
+    #[test]
+    fn otlp_flags_as_prometheus_otlp_config() {
+        let c = Config::try_parse_from(["tidemark"]).unwrap();
+        assert_eq!(TranslateOptions::from(&c), TranslateOptions::default());
+        let c = Config::try_parse_from([
+            "tidemark",
+            "--otlp.translation-strategy=NoUTF8EscapingWithSuffixes",
+            "--otlp.promote-resource-attributes=k8s.pod.name, cloud.region",
+            "--otlp.keep-identifying-resource-attributes",
+            "--otlp.promote-scope-metadata",
+            "--otlp.native-delta-ingestion",
+        ])
+        .unwrap();
+        let o = TranslateOptions::from(&c);
+        assert_eq!(o.strategy, TranslationStrategy::NoUtf8EscapingWithSuffixes);
+        assert_eq!(
+            o.promote,
+            Promote::Only(vec!["k8s.pod.name".into(), "cloud.region".into()])
+        );
+        assert!(o.keep_identifying_resource_attributes && o.promote_scope_metadata);
+        assert!(o.native_delta_ingestion);
+        let c = Config::try_parse_from([
+            "tidemark",
+            "--otlp.promote-all-resource-attributes",
+            "--otlp.ignore-resource-attributes=host.name",
+        ])
+        .unwrap();
+        assert_eq!(
+            TranslateOptions::from(&c).promote,
+            Promote::AllExcept(vec!["host.name".into()])
+        );
+        // Prometheus refuses these combinations and names.
+        for bad in [
+            &["tidemark", "--otlp.translation-strategy=Escaping"][..],
+            &["tidemark", "--otlp.ignore-resource-attributes=a"],
+            &[
+                "tidemark",
+                "--otlp.promote-all-resource-attributes",
+                "--otlp.promote-resource-attributes=a",
+            ],
+            &["tidemark", "--otlp.promote-resource-attributes=a,,b"],
+        ] {
+            assert!(Config::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1302,6 +1302,15 @@ async fn v2_created_timestamp_zero_makes_increase_count_from_zero() {
         ]
     );
     assert_eq!(times(&s_legacy), times(&s_on));
+    // The two zero samples are counted; none with the flag off.
+    for (s, zeros) in [(&s_on, 2), (&s_legacy, 2), (&s_off, 0)] {
+        let text = s.metrics().await;
+        let line = format!("tidemark_created_timestamp_zero_samples_total {zeros}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{text}"
+        );
+    }
     // 0 → 12 inside the window, nothing extrapolated.
     assert_eq!(s_on.increase_5m("ct_total", at).await, 12.0);
     assert_eq!(s_legacy.increase_5m("ct_total", at).await, 12.0);

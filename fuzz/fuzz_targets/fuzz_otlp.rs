@@ -7,6 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tidemark::ingest::limits::WriteLimits;
 use tidemark::ingest::otlp::{decode, translate::translate, OtlpEncoding};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         (OtlpEncoding::Json, None),
         (OtlpEncoding::Protobuf, Some("gzip")),
     ] {
-        if let Ok(req) = decode(encoding, gzip, data, 1 << 20) {
+        if let Ok(req) = decode(encoding, gzip, data, 1 << 20, &WriteLimits::DEFAULT) {
             let _ = translate(&req);
         }
     }

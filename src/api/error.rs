@@ -296,9 +296,11 @@ impl ApiError {
                     O::UnsupportedContentType(_) | O::UnsupportedEncoding(_) => {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE
                     }
-                    O::DecompressedTooLarge { .. } | O::Gzip(_) | O::Decode { .. } => {
-                        StatusCode::BAD_REQUEST
-                    }
+                    O::DecompressedTooLarge { .. }
+                    | O::Gzip(_)
+                    | O::Decode { .. }
+                    | O::TooMany { .. }
+                    | O::JsonTooLarge { .. } => StatusCode::BAD_REQUEST,
                     // Retryable (OTLP/HTTP: 503 with Retry-After).
                     O::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
                 }

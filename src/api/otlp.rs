@@ -28,27 +28,48 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(db) = state.db().cloned() else {
+    let (Some(db), Some(receiver)) = (state.db().cloned(), state.receiver().cloned()) else {
         return Err(ApiError::Unavailable(
             "storage is starting (WAL replay in progress); retry",
         ));
     };
-    let encoding = otlp::encoding_of(header_str(&headers, "content-type"))?;
-    let limits = state.otlp_limits();
-    let created_zero = state
-        .receiver()
-        .is_some_and(|r| r.options().created_timestamp_zero_ingestion);
-    let body = axum::body::to_bytes(body, limits.0)
+    let metrics = state.ingest_metrics();
+    // Every 4xx is a refused request in `tidemark_otlp_requests_total`.
+    let refused = |e: ApiError| {
+        metrics.observe_otlp_refused();
+        e
+    };
+    let encoding =
+        otlp::encoding_of(header_str(&headers, "content-type")).map_err(|e| refused(e.into()))?;
+    let max_body = receiver.options().max_body_bytes;
+    let body = axum::body::to_bytes(body, max_body)
         .await
-        .map_err(|_| ApiError::OtlpBodyTooLarge { limit: limits.0 })?;
+        .map_err(|_| refused(ApiError::OtlpBodyTooLarge { limit: max_body }))?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
+    let now_ms = super::write::now_ms();
     let outcome = tokio::task::spawn_blocking(move || {
-        let req = otlp::decode(encoding, content_encoding.as_deref(), &body, limits.1)?;
-        otlp::write(&db, &req, created_zero)
+        let opts = receiver.options();
+        let req = otlp::decode(
+            encoding,
+            content_encoding.as_deref(),
+            &body,
+            opts.max_decompressed_bytes,
+            &opts.limits,
+        )?;
+        otlp::write(
+            &db,
+            &req,
+            otlp::WriteSettings {
+                translate: &opts.otlp,
+                limits: &opts.limits,
+                max_t: now_ms.saturating_add(opts.max_future_ms),
+            },
+        )
     })
     .await
-    .map_err(|e| ApiError::TaskFailed(e.to_string()))??;
-    state.ingest_metrics().observe_otlp(&outcome);
+    .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+    let outcome = outcome.map_err(|e| refused(e.into()))?;
+    metrics.observe_otlp(&outcome);
     let content_type = match encoding {
         otlp::OtlpEncoding::Protobuf => "application/x-protobuf",
         otlp::OtlpEncoding::Json => "application/json",

@@ -268,12 +268,12 @@ impl<'l> Counter<'l> {
         Self::add(&mut self.labels, n, max, Limit::LabelsPerRequest)
     }
 
-    fn exemplar(&mut self) -> Result<(), Error> {
+    pub(crate) fn exemplar(&mut self) -> Result<(), Error> {
         let max = self.limits.max_exemplars_per_request;
         Self::add(&mut self.exemplars, 1, max, Limit::ExemplarsPerRequest)
     }
 
-    fn metadata(&mut self) -> Result<(), Error> {
+    pub(crate) fn metadata(&mut self) -> Result<(), Error> {
         let max = self.limits.max_metadata_per_request;
         Self::add(&mut self.metadata, 1, max, Limit::MetadataPerRequest)
     }
@@ -305,7 +305,7 @@ pub fn scan(version: ProtoVersion, buf: &[u8], limits: &WriteLimits) -> Result<(
 }
 
 /// Why a scan stopped early.
-enum Stop {
+pub(crate) enum Stop {
     Limit(Error),
     Malformed,
 }
@@ -316,7 +316,7 @@ impl From<Error> for Stop {
     }
 }
 
-type Scan = Result<(), Stop>;
+pub(crate) type Scan = Result<(), Stop>;
 
 fn scan_v1(buf: &[u8], c: &mut Counter<'_>) -> Scan {
     let mut r = Reader(buf);
@@ -415,22 +415,22 @@ fn scan_series_v2(buf: &[u8], c: &mut Counter<'_>) -> Scan {
 }
 
 /// Varints in a packed field: each ends with a byte below 0x80.
-fn packed_varints(b: &[u8]) -> usize {
+pub(crate) fn packed_varints(b: &[u8]) -> usize {
     b.iter().filter(|&&x| x < 0x80).count()
 }
 
 /// A field's value, as far as the scan needs it.
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     Varint,
     Fixed,
     Bytes(&'a [u8]),
 }
 
 /// Protobuf primitives over a shrinking slice.
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
@@ -451,7 +451,7 @@ impl<'a> Reader<'a> {
 
     /// The next field's number and value; groups and bad wire types end
     /// the scan (the decoder reports them).
-    fn field(&mut self) -> Result<(u64, Value<'a>), Stop> {
+    pub(crate) fn field(&mut self) -> Result<(u64, Value<'a>), Stop> {
         let tag = self.varint()?;
         let field = tag >> 3;
         let value = match tag & 7 {

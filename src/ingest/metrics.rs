@@ -56,6 +56,8 @@ pub struct IngestMetrics {
     request_duration: Family<VersionLabel, Histogram>,
     decode_duration: Family<VersionLabel, Histogram>,
     otlp_points: Family<ResultLabel, Counter>,
+    otlp_requests: Family<ResultLabel, Counter>,
+    created_zeros: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,8 @@ impl Default for IngestMetrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             decode_duration: Family::new_with_constructor(latency_histogram),
             otlp_points: Family::default(),
+            otlp_requests: Family::default(),
+            created_zeros: Counter::default(),
         }
     }
 }
@@ -97,7 +101,20 @@ impl IngestMetrics {
             for result in ["accepted", "rejected"] {
                 let _ = m.otlp_points.get_or_create(&ResultLabel { result });
             }
+            o.register(
+                "requests",
+                "OTLP export requests, by result (success; partial: some points refused; refused: a 4xx or 503 answer, nothing stored).",
+                m.otlp_requests.clone(),
+            );
+            for result in ["success", "partial", "refused"] {
+                let _ = m.otlp_requests.get_or_create(&ResultLabel { result });
+            }
         }
+        registry.register(
+            "tidemark_created_timestamp_zero_samples",
+            "Zero samples stored at created timestamps (--enable-created-timestamp-zero-ingestion), remote write and OTLP.",
+            m.created_zeros.clone(),
+        );
         let r = registry.sub_registry_with_prefix("tidemark_remote_write");
         r.register(
             "requests",
@@ -227,8 +244,25 @@ impl IngestMetrics {
 }
 
 impl IngestMetrics {
+    /// Counts zero samples stored at created timestamps.
+    pub(crate) fn observe_created_zeros(&self, n: usize) {
+        self.created_zeros.inc_by(n as u64);
+    }
+
+    /// Counts an OTLP request refused as a whole.
+    pub fn observe_otlp_refused(&self) {
+        self.otlp_requests
+            .get_or_create(&ResultLabel { result: "refused" })
+            .inc();
+    }
+
     /// Counts an OTLP request's data points.
     pub fn observe_otlp(&self, o: &crate::ingest::otlp::OtlpOutcome) {
+        let result = if o.rejected > 0 { "partial" } else { "success" };
+        self.otlp_requests
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.observe_created_zeros(o.created_zeros);
         self.otlp_points
             .get_or_create(&ResultLabel { result: "accepted" })
             .inc_by(o.points as u64);

@@ -1,12 +1,14 @@
 //! The OTLP/HTTP metrics receiver's ingest side: decoding an
 //! `ExportMetricsServiceRequest` (protobuf or JSON, optionally gzip),
-//! translating it as Prometheus 3 does ([`translate`], [`names`]) and
-//! appending the result through the same [`Db::append_with`] path as
-//! remote write (with its metadata).
+//! holding it to remote write's limits ([`limits`]), translating it as
+//! Prometheus 3 does ([`translate`], [`names`]) and appending the result
+//! through the same [`Db::append_with`] path as remote write (with its
+//! metadata).
 //!
 //! Owns OTLP's wire and mapping; the HTTP shape (status codes, the
 //! response body) is `api/otlp.rs`'s.
 
+pub mod limits;
 pub mod names;
 pub mod translate;
 
@@ -17,6 +19,8 @@ use tidemark_proto::opentelemetry::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 
+use crate::ingest::limits::{Limit, WriteLimits};
+use crate::ingest::otlp::translate::TranslateOptions;
 use crate::storage::{AppendExtras, Db};
 
 /// The body encodings OTLP/HTTP defines.
@@ -46,6 +50,20 @@ pub enum OtlpError {
     /// Not gzip.
     #[error("gzip: {0}")]
     Gzip(String),
+    /// More of something than a whole-request limit allows; nothing stored.
+    #[error("request has more than {max} {}; the limit is set by {}", limit.what(), limit.flag())]
+    TooMany {
+        /// The limit exceeded.
+        limit: Limit,
+        /// Its value.
+        max: usize,
+    },
+    /// A JSON body opening more objects and arrays than the limits allow.
+    #[error("JSON body has more than {max} objects and arrays (the sum of --max-write-samples-per-request, twice --max-write-labels-per-request, --max-write-metadata-per-request and --max-write-exemplars-per-request)")]
+    JsonTooLarge {
+        /// The bound.
+        max: usize,
+    },
     /// Not an `ExportMetricsServiceRequest`.
     #[error("decoding {encoding:?} ExportMetricsServiceRequest: {reason}")]
     Decode {
@@ -59,6 +77,25 @@ pub enum OtlpError {
     Storage(#[from] crate::storage::Error),
 }
 
+impl From<crate::ingest::Error> for OtlpError {
+    fn from(e: crate::ingest::Error) -> Self {
+        use crate::ingest::Error as I;
+        match e {
+            I::TooMany { limit, max } => OtlpError::TooMany { limit, max },
+            I::Protobuf { reason, .. } => OtlpError::Decode {
+                encoding: OtlpEncoding::Protobuf,
+                reason,
+            },
+            I::Storage(s) => OtlpError::Storage(s),
+            // The limit checks raise nothing else.
+            other => OtlpError::Decode {
+                encoding: OtlpEncoding::Protobuf,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 /// What happened to an accepted request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpOutcome {
@@ -70,6 +107,8 @@ pub struct OtlpOutcome {
     pub message: String,
     /// Series samples stored (a histogram point makes several).
     pub samples_written: usize,
+    /// Zero samples stored at created timestamps.
+    pub created_zeros: usize,
 }
 
 impl OtlpOutcome {
@@ -104,15 +143,19 @@ pub fn encoding_of(content_type: Option<&str>) -> Result<OtlpEncoding, OtlpError
 }
 
 /// Decodes a request body: gunzips (bounded by `max_decompressed`) when
-/// `content_encoding` says gzip, then protobuf or JSON.
+/// `content_encoding` says gzip, checks the whole-request `limits`
+/// ([`limits::scan_protobuf`] before a protobuf body is decoded; for JSON
+/// [`limits::check_json`] before and the same scan of the decoded request
+/// after), then protobuf or JSON.
 ///
 /// # Errors
-/// [`OtlpError`] naming the problem.
+/// [`OtlpError`] naming the problem or the limit.
 pub fn decode(
     encoding: OtlpEncoding,
     content_encoding: Option<&str>,
     body: &[u8],
     max_decompressed: usize,
+    limits: &WriteLimits,
 ) -> Result<ExportMetricsServiceRequest, OtlpError> {
     let owned;
     let raw = match content_encoding
@@ -140,26 +183,47 @@ pub fn decode(
     let fail = |reason: String| OtlpError::Decode { encoding, reason };
     match encoding {
         OtlpEncoding::Protobuf => {
+            limits::scan_protobuf(raw, limits)?;
             ExportMetricsServiceRequest::decode(raw).map_err(|e| fail(e.to_string()))
         }
-        OtlpEncoding::Json => serde_json::from_slice(raw).map_err(|e| fail(e.to_string())),
+        OtlpEncoding::Json => {
+            limits::check_json(raw, limits).map_err(|max| OtlpError::JsonTooLarge { max })?;
+            let req: ExportMetricsServiceRequest =
+                serde_json::from_slice(raw).map_err(|e| fail(e.to_string()))?;
+            limits::scan_protobuf(&req.encode_to_vec(), limits)?;
+            Ok(req)
+        }
     }
 }
 
-/// Translates and stores a decoded request. Points that translation or
-/// storage refuse are counted, never a failure of the rest. With
-/// `created_zero` (`--enable-created-timestamp-zero-ingestion`), start
-/// times of cumulative points become zero samples when newer than their
-/// series' newest sample ([`translate::translate_with`]).
+/// What [`write`] needs besides the request: translation settings and the
+/// limits.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteSettings<'a> {
+    /// How names, labels and temporalities are translated.
+    pub translate: &'a TranslateOptions,
+    /// Per-series and per-request limits (remote write's).
+    pub limits: &'a WriteLimits,
+    /// Newest timestamp accepted, ms (now plus the allowed skew).
+    pub max_t: i64,
+}
+
+/// Translates and stores a decoded request. Points that translation, the
+/// per-series limits or storage refuse are counted, never a failure of the
+/// rest. With `created_zero` (`--enable-created-timestamp-zero-ingestion`),
+/// start times of cumulative points become zero samples when newer than
+/// their series' newest sample ([`translate::translate_with`]).
 ///
 /// # Errors
+/// [`OtlpError::TooMany`] for more series than allowed (nothing stored);
 /// [`OtlpError::Storage`] when nothing could be stored (retryable).
 pub fn write(
     db: &Db,
     req: &ExportMetricsServiceRequest,
-    created_zero: bool,
+    settings: WriteSettings<'_>,
 ) -> Result<OtlpOutcome, OtlpError> {
-    let t = translate::translate_with(req, created_zero);
+    let mut t = translate::translate_with(req, settings.translate);
+    let refused = limits::check_translated(&mut t, settings.limits, settings.max_t)?;
     let mut messages: Vec<String> = t
         .refused
         .iter()
@@ -170,6 +234,36 @@ pub fn write(
             )
         })
         .collect();
+    if let Some(first) = &refused.first {
+        let reasons: Vec<String> = refused
+            .samples
+            .iter()
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect();
+        messages.push(format!(
+            "{} samples refused ({}), first {first}",
+            refused.total(),
+            reasons.join(", ")
+        ));
+    }
+    if t.target_info_skipped > 0 {
+        messages.push(format!(
+            "target_info skipped for {} resources: their points span more than {} steps of 2.5 minutes ({})",
+            t.target_info_skipped,
+            settings.translate.max_target_info_samples,
+            Limit::SamplesPerRequest.flag(),
+        ));
+    }
+    if refused.metadata_dropped > 0 {
+        messages.push(format!(
+            "{} metadata entries dropped: help or unit longer than {} bytes ({}) or name longer than {} ({})",
+            refused.metadata_dropped,
+            settings.limits.max_metadata_text_len,
+            Limit::MetadataTextLength.flag(),
+            settings.limits.max_label_value_len,
+            Limit::LabelValueLength.flag(),
+        ));
+    }
     let extras = AppendExtras {
         exemplars: Vec::new(),
         metadata: t.metadata.clone(),
@@ -186,9 +280,10 @@ pub fn write(
     }
     Ok(OtlpOutcome {
         points: t.points,
-        rejected: t.refused_points() + appended.rejected.len(),
+        rejected: t.refused_points() + refused.total() + appended.rejected.len(),
         message: messages.join("; "),
         samples_written: appended.appended + appended.duplicates,
+        created_zeros: appended.created_zeros,
     })
 }
 
@@ -216,7 +311,7 @@ mod tests {
                 (OtlpEncoding::Json, None),
                 (OtlpEncoding::Protobuf, Some("gzip")),
             ] {
-                if let Ok(req) = decode(encoding, gzip, &bytes, 1 << 20) {
+                if let Ok(req) = decode(encoding, gzip, &bytes, 1 << 20, &WriteLimits::DEFAULT) {
                     let _ = translate::translate(&req);
                 }
             }

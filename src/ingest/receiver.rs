@@ -46,6 +46,8 @@ pub struct ReceiverOptions {
     /// than the series' newest sample
     /// (`--enable-created-timestamp-zero-ingestion`). Default off.
     pub created_timestamp_zero_ingestion: bool,
+    /// How OTLP requests are translated (Prometheus's `otlp` settings).
+    pub otlp: crate::ingest::otlp::translate::TranslateOptions,
 }
 
 impl Default for ReceiverOptions {
@@ -58,6 +60,7 @@ impl Default for ReceiverOptions {
             limits: WriteLimits::DEFAULT,
             read: ReadLimits::default(),
             created_timestamp_zero_ingestion: false,
+            otlp: Default::default(),
         }
     }
 }
@@ -281,6 +284,7 @@ impl Receiver {
             metadata: std::mem::take(&mut p.metadata),
         };
         let (appended, resolved) = self.db.append_with(&p.batch, &hints, &extras)?;
+        self.metrics.observe_created_zeros(appended.created_zeros);
         for (i, series) in resolved {
             if let Some(Some(slot)) = p.slots.get(i) {
                 self.series.set_series(slot.key, &p.batch[i].labels, series);

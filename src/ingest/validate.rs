@@ -140,7 +140,7 @@ fn over(limit: Limit, found: usize, max: usize) -> String {
 
 /// Checks a series' raw labels against the per-series limits: count, then
 /// each name's and value's length.
-fn check_raw_labels<'a>(
+pub(crate) fn check_raw_labels<'a>(
     mut pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
     limits: &WriteLimits,
 ) -> Result<(), LabelProblem> {
@@ -177,9 +177,9 @@ fn check_raw_labels<'a>(
 }
 
 /// A label problem found while building a series' labels.
-struct LabelProblem {
-    reason: Reason,
-    detail: String,
+pub(crate) struct LabelProblem {
+    pub(crate) reason: Reason,
+    pub(crate) detail: String,
 }
 
 /// A label pair whose strings are `None` where the bytes were not UTF-8.
@@ -537,7 +537,10 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
 }
 
 /// Checks a metadata entry's `[family name, help, unit]` lengths.
-fn check_metadata([name, help, unit]: [&[u8]; 3], limits: &WriteLimits) -> Result<(), String> {
+pub(crate) fn check_metadata(
+    [name, help, unit]: [&[u8]; 3],
+    limits: &WriteLimits,
+) -> Result<(), String> {
     if name.len() > limits.max_label_value_len {
         return Err(format!(
             "metric family name: {}",

@@ -31,6 +31,8 @@ pub struct SendOptions {
     pub deadline: Duration,
     /// Show a progress bar (on stderr, only when it is a terminal).
     pub progress: bool,
+    /// OTLP bodies are gzip (sets `Content-Encoding`).
+    pub gzip: bool,
 }
 
 impl Default for SendOptions {
@@ -42,6 +44,7 @@ impl Default for SendOptions {
             max_skew_ms: 10 * 60_000,
             deadline: Duration::from_secs(3600),
             progress: true,
+            gzip: false,
         }
     }
 }
@@ -174,14 +177,7 @@ where
     let pb = progress_bar(total, opts.progress, "send");
     let merged = Mutex::new(Summary::default());
     let start = Instant::now();
-    let headers = [
-        ("Content-Type", opts.protocol.content_type()),
-        ("Content-Encoding", "snappy"),
-        (
-            "X-Prometheus-Remote-Write-Version",
-            opts.protocol.version_header(),
-        ),
-    ];
+    let headers = opts.protocol.headers(opts.gzip);
     std::thread::scope(|scope| {
         for (i, bodies) in shards.into_iter().enumerate() {
             let (skew, stop, sent, pb, merged, headers) =

@@ -1,8 +1,8 @@
 //! `tidemark-loadgen` against a real `tidemark` on 127.0.0.1 at a tiny
 //! size: every generated series, and exactly the generated number of
 //! samples, must be readable through the query API afterwards. Once with
-//! synthetic series over remote write 1.0, once replaying captured
-//! scrapes over 2.0.
+//! synthetic series over remote write 1.0, once over OTLP (gzip), once
+//! replaying captured scrapes over 2.0.
 
 mod common;
 
@@ -153,6 +153,56 @@ fn loadgen_v1_synthetic_every_series_and_sample_arrives() {
     assert_eq!(want.len(), spec.active_series());
     assert_eq!(stored_series(&addr, end_ms), want);
     assert_eq!(stored_samples(&addr, end_ms), spec.total_samples());
+}
+
+/// `--protocol=otlp --otlp-gzip`: the same series as remote write, after
+/// the server's default OTLP translation, and every sample.
+#[test]
+fn loadgen_otlp_synthetic_every_series_and_sample_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut tm = start_tidemark(&addr, dir.path());
+    wait_ready(&mut tm, &addr, Duration::from_secs(30));
+
+    let end_ms = now_ms();
+    let spec = Spec {
+        targets: 2,
+        series_per_target: 320,
+        scrapes: 10,
+        interval_ms: 15_000,
+        jitter_ms: 5,
+        end_ms,
+        shards: 2,
+        max_samples_per_send: 500,
+        seed: 12,
+    };
+    let line = loadgen(&[
+        "--url",
+        &format!("http://{addr}/api/v1/otlp/v1/metrics"),
+        "--targets=2",
+        "--series-per-target=320",
+        "--scrapes=10",
+        "--shards=2",
+        "--max-samples-per-send=500",
+        "--seed=12",
+        "--protocol=otlp",
+        "--otlp-gzip",
+        &format!("--end-ms={end_ms}"),
+    ]);
+    assert_eq!(field(&line, "samples_ok"), spec.total_samples(), "{line}");
+    assert_eq!(field(&line, "requests_failed"), 0);
+    let want: BTreeSet<Vec<(String, String)>> = Workload::generate(spec.clone())
+        .series
+        .into_iter()
+        .map(|s| s.labels)
+        .collect();
+    assert_eq!(stored_series(&addr, end_ms), want);
+    assert_eq!(stored_samples(&addr, end_ms), spec.total_samples());
+    let (_, metrics) = http::get(&addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("tidemark_otlp_data_points_total{result=\"rejected\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! counters never go down, histogram buckets stay cumulative, scrape
 //! jitter stays within its bound, each shard sends each of its series in
 //! time order, every series goes to exactly one shard, requests hold at
-//! most `max_samples_per_send` samples, and 1.0 and 2.0 bodies decode (with
-//! Tidemark's own decoder) back to exactly the generated samples.
+//! most `max_samples_per_send` samples, and 1.0, 2.0 and OTLP bodies decode
+//! (with Tidemark's own decoders; OTLP through its default translation)
+//! back to exactly the generated samples.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -267,5 +268,63 @@ fn encode_exemplars_on_one_in_n_series() {
             .collect();
         assert_eq!(got, want, "{protocol:?}");
         assert!(want.iter().any(|w| w.0 == 1) && want.iter().any(|w| w.0 == 0));
+    }
+}
+
+/// An OTLP body (plain and gzip) decodes and translates, with the server's
+/// default settings, to exactly the batch's series and samples: the
+/// loadgen's OTLP mode carries the remote-write series.
+#[test]
+fn encode_otlp_translates_to_the_generated_samples() {
+    use tidemark::ingest::otlp::{decode as decode_otlp, translate::translate, OtlpEncoding};
+    let wl = Workload::generate(spec(2, 200, 2, 5, 1, 2000, 3));
+    let batch: Vec<Point> = wl.shard(0).next().unwrap();
+    let mut want: Vec<Decoded> = batch
+        .iter()
+        .map(|p| {
+            (
+                wl.series[p.series as usize].labels.clone(),
+                p.t,
+                p.v.to_bits(),
+            )
+        })
+        .collect();
+    want.sort();
+    for gzip in [false, true] {
+        let enc = Encoder::new(Protocol::Otlp, &wl.series).with_gzip(gzip);
+        let body = enc.encode(&batch);
+        assert_eq!(body.samples as usize, batch.len());
+        let req = decode_otlp(
+            OtlpEncoding::Protobuf,
+            gzip.then_some("gzip"),
+            &body.bytes,
+            1 << 30,
+            &tidemark::ingest::WriteLimits::DEFAULT,
+        )
+        .unwrap();
+        let t = translate(&req);
+        assert!(t.refused.is_empty(), "{:?}", t.refused);
+        let mut got: Vec<Decoded> = t
+            .series
+            .iter()
+            .flat_map(|s| {
+                let mut labels: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect();
+                labels.sort();
+                s.samples
+                    .iter()
+                    .map(move |x| (labels.clone(), x.t, x.v.to_bits()))
+            })
+            .collect();
+        got.sort();
+        let mut want = want.clone();
+        for w in &mut want {
+            w.0.sort();
+        }
+        want.sort();
+        assert_eq!(got, want, "gzip {gzip}");
     }
 }

@@ -7,7 +7,18 @@
 //! `service.namespace/service.name`, `instance` `service.instance.id`; the
 //! other resource attributes go to `target_info`. Points flagged "no
 //! recorded value" become staleness markers. Delta temporality is refused
-//! per point with a reason.
+//! per point with a reason, or stored as it is with
+//! [`TranslateOptions::native_delta_ingestion`].
+//!
+//! [`TranslateOptions`] carries Prometheus 3's `otlp` configuration
+//! (`config/config.go` `OTLPConfig`): the translation strategy, promoted
+//! resource attributes, identifying attributes kept on `target_info`, scope
+//! metadata as labels. Label precedence follows `createAttributes`
+//! (`storage/remote/otlptranslator/prometheusremotewrite/helper.go` at
+//! prometheus/prometheus d15adb9ad7e5d9fbde3a9a8f30200593a5a14d86): point
+//! attributes, then promoted resource attributes where the point has none
+//! of that name, then `job`/`instance`, then scope labels, then `le` /
+//! `quantile` and `__name__`.
 //!
 //! Owns the mapping only: no I/O, no storage. Input is already decoded.
 
@@ -17,10 +28,13 @@ use tidemark_proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsS
 use tidemark_proto::opentelemetry::proto::common::v1::{any_value, AnyValue, KeyValue};
 use tidemark_proto::opentelemetry::proto::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, number_data_point,
-    ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
+    ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, ScopeMetrics,
+    SummaryDataPoint,
 };
 
-use crate::ingest::otlp::names::{label_name, metric_name, NameKind};
+use crate::ingest::otlp::names::{
+    label_name_with, metric_name_with, NameKind, TranslationStrategy,
+};
 use crate::model::{
     format_float_f, CounterResetHint, Histogram, HistogramSample, HistogramValue, Labels,
     LabelsBuilder, Sample, Span, METRIC_NAME, STALE_NAN,
@@ -38,6 +52,80 @@ const MIN_SCHEMA: i32 = -4;
 /// `target_info` is repeated this often between a resource's first and last
 /// point (half the default lookback, as Prometheus).
 const TARGET_INFO_STEP_MS: i64 = 150_000;
+
+/// `service.*` attributes that make `job` and `instance`
+/// (`identifyingAttrs`).
+const IDENTIFYING: [&str; 3] = ["service.namespace", "service.name", "service.instance.id"];
+
+/// Which resource attributes become labels of every point
+/// (`PromoteResourceAttributes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Promote {
+    /// None (Prometheus's default).
+    #[default]
+    None,
+    /// These, when present (`promote_resource_attributes`).
+    Only(Vec<String>),
+    /// All but these (`promote_all_resource_attributes` with
+    /// `ignore_resource_attributes`).
+    AllExcept(Vec<String>),
+}
+
+impl Promote {
+    fn promotes(&self, key: &str) -> bool {
+        match self {
+            Promote::None => false,
+            Promote::Only(keys) => keys.iter().any(|k| k == key),
+            Promote::AllExcept(keys) => !keys.iter().any(|k| k == key),
+        }
+    }
+}
+
+/// How a request is translated: Prometheus 3's `otlp` settings and
+/// feature flags. The default is Prometheus's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateOptions {
+    /// `translation_strategy`.
+    pub strategy: TranslationStrategy,
+    /// `promote_resource_attributes` / `promote_all_resource_attributes`
+    /// + `ignore_resource_attributes`.
+    pub promote: Promote,
+    /// `keep_identifying_resource_attributes`: `service.name`,
+    /// `service.namespace` and `service.instance.id` also as labels of
+    /// `target_info`.
+    pub keep_identifying_resource_attributes: bool,
+    /// `promote_scope_metadata`: `otel_scope_name`, `otel_scope_version`,
+    /// `otel_scope_schema_url` and `otel_scope_<attribute>` on every point
+    /// of a scope with a name.
+    pub promote_scope_metadata: bool,
+    /// `--enable-feature=otlp-native-delta-ingestion`: delta sums and
+    /// histograms stored as they are, with metadata type `unknown`, start
+    /// times ignored, exponential histograms as gauge histograms.
+    pub native_delta_ingestion: bool,
+    /// `--enable-created-timestamp-zero-ingestion`: start times of
+    /// cumulative points as zero samples.
+    pub created_zero: bool,
+    /// Most `target_info` samples one resource may produce (one per 2.5
+    /// minutes between its first and last point); past it the resource's
+    /// `target_info` is skipped, so two points decades apart cannot make
+    /// millions of samples. Set from `--max-write-samples-per-request`;
+    /// default 1,000,000 (about 4.7 years of span).
+    pub max_target_info_samples: usize,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self {
+            strategy: TranslationStrategy::default(),
+            promote: Promote::default(),
+            keep_identifying_resource_attributes: false,
+            promote_scope_metadata: false,
+            native_delta_ingestion: false,
+            created_zero: false,
+            max_target_info_samples: 1_000_000,
+        }
+    }
+}
 
 /// Why a data point was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,6 +163,9 @@ pub struct Translated {
     pub points: usize,
     /// Data points refused, by reason, with the first metric named.
     pub refused: BTreeMap<Refusal, (usize, String)>,
+    /// Resources whose `target_info` was skipped: their points span more
+    /// than [`TranslateOptions::max_target_info_samples`] steps.
+    pub target_info_skipped: usize,
 }
 
 impl Translated {
@@ -179,8 +270,33 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Option<AnyValue>> {
     attrs.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
 }
 
-/// The labels shared by a resource's points: `job` and `instance`.
-fn resource_labels(attrs: &[KeyValue]) -> Vec<(String, String)> {
+/// The labels a resource gives its points.
+#[derive(Debug, Default)]
+struct ResourceLabels {
+    /// `job` and `instance`: override point attributes.
+    identity: Vec<(String, String)>,
+    /// Promoted resource attributes: only where a point has no such label.
+    promoted: Vec<(String, String)>,
+}
+
+/// The labels shared by a resource's points: `job`, `instance` and the
+/// promoted attributes (`setResourceContext`). A promoted attribute whose
+/// name translates to nothing is skipped.
+fn resource_labels(attrs: &[KeyValue], opts: &TranslateOptions) -> ResourceLabels {
+    let mut promoted: BTreeMap<String, String> = BTreeMap::new();
+    for kv in attrs.iter().filter(|kv| opts.promote.promotes(&kv.key)) {
+        if let Some(name) = label_name_with(&kv.key, opts.strategy) {
+            promoted.insert(name, value_string(&kv.value));
+        }
+    }
+    ResourceLabels {
+        identity: identity_labels(attrs),
+        promoted: promoted.into_iter().collect(),
+    }
+}
+
+/// `job` and `instance` from the `service.*` attributes.
+fn identity_labels(attrs: &[KeyValue]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(name) = attr(attrs, "service.name") {
         let mut job = value_string(name);
@@ -195,12 +311,49 @@ fn resource_labels(attrs: &[KeyValue]) -> Vec<(String, String)> {
     out
 }
 
-/// A point's label set: its attributes (sanitized; values of keys that
-/// collide joined with `;` in key order, as Prometheus), the resource's
-/// `job`/`instance`, `extra` (`le`, `quantile`) and `__name__`.
+/// The labels of a point's context: its resource's and its scope's.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    resource: &'a ResourceLabels,
+    /// Scope labels (empty unless scope metadata is promoted).
+    scope: &'a [(String, String)],
+    strategy: TranslationStrategy,
+}
+
+/// The scope labels of `sm` when `promote_scope_metadata` is on and the
+/// scope has a name (`setScopeContext`): `otel_scope_<attribute>`, then
+/// `otel_scope_name`, `otel_scope_version`, `otel_scope_schema_url`
+/// (empty values dropped later, as Prometheus's `labels.Builder` drops them).
+fn scope_labels(sm: &ScopeMetrics, opts: &TranslateOptions) -> Vec<(String, String)> {
+    let Some(scope) = sm
+        .scope
+        .as_ref()
+        .filter(|s| opts.promote_scope_metadata && !s.name.is_empty())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = scope
+        .attributes
+        .iter()
+        .filter_map(|kv| {
+            label_name_with(&format!("otel_scope_{}", kv.key), opts.strategy)
+                .map(|k| (k, value_string(&kv.value)))
+        })
+        .collect();
+    out.push(("otel_scope_name".into(), scope.name.clone()));
+    out.push(("otel_scope_version".into(), scope.version.clone()));
+    out.push(("otel_scope_schema_url".into(), sm.schema_url.clone()));
+    out
+}
+
+/// A point's label set (`createAttributes`): its attributes (translated;
+/// values of keys that collide joined with `;` in key order, as
+/// Prometheus), promoted resource attributes it lacks, the resource's
+/// `job`/`instance`, the scope labels, `extra` (`le`, `quantile`) and
+/// `__name__`.
 fn point_labels(
     attrs: &[KeyValue],
-    resource: &[(String, String)],
+    ctx: Context<'_>,
     name: &str,
     extra: Option<(&str, String)>,
 ) -> Option<Labels> {
@@ -208,7 +361,7 @@ fn point_labels(
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut m: BTreeMap<String, String> = BTreeMap::new();
     for kv in sorted {
-        let Some(k) = label_name(&kv.key) else {
+        let Some(k) = label_name_with(&kv.key, ctx.strategy) else {
             continue;
         };
         let v = value_string(&kv.value);
@@ -219,7 +372,16 @@ fn point_labels(
             })
             .or_insert(v);
     }
-    for (k, v) in resource {
+    for (k, v) in &ctx.resource.promoted {
+        match m.get_mut(k) {
+            Some(e) if !e.is_empty() => {}
+            Some(e) => e.clone_from(v),
+            None => {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (k, v) in ctx.resource.identity.iter().chain(ctx.scope) {
         m.insert(k.clone(), v.clone());
     }
     if let Some((k, v)) = extra {
@@ -243,29 +405,35 @@ fn stale(flags: u32) -> bool {
     flags & NO_RECORDED_VALUE != 0
 }
 
-/// Translates a request.
+/// Translates a request with Prometheus's default settings.
 pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
-    translate_with(req, false)
+    translate_with(req, &TranslateOptions::default())
 }
 
-/// [`translate`], with `created_zero` saying whether the start times of
+/// [`translate`] with `opts`; `opts.created_zero` says whether the start times of
 /// cumulative sums, histograms and exponential histograms become created
 /// timestamps ([`SeriesSamples::created`]: zero samples, as Prometheus 3
 /// with created-timestamp zero ingestion): on every series of a classic
 /// histogram (`_count`, `_sum`, `_bucket`), and as a zero native histogram
 /// of the same schema for an exponential one.
-pub fn translate_with(req: &ExportMetricsServiceRequest, created_zero: bool) -> Translated {
+pub fn translate_with(req: &ExportMetricsServiceRequest, opts: &TranslateOptions) -> Translated {
     let mut out = Translated::default();
     let mut sink = Sink {
-        created_zero,
+        created_zero: opts.created_zero,
         ..Sink::default()
     };
     let mut families: BTreeMap<String, MetricMetadata> = BTreeMap::new();
     for rm in &req.resource_metrics {
         let attrs: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
-        let resource = resource_labels(attrs);
+        let resource = resource_labels(attrs, opts);
         let (mut first_t, mut last_t) = (i64::MAX, i64::MIN);
         for sm in &rm.scope_metrics {
+            let scope = scope_labels(sm, opts);
+            let context = Context {
+                resource: &resource,
+                scope: &scope,
+                strategy: opts.strategy,
+            };
             for m in &sm.metrics {
                 let Some(data) = &m.data else {
                     out.refuse(Refusal::Empty, 1, &m.name);
@@ -273,17 +441,20 @@ pub fn translate_with(req: &ExportMetricsServiceRequest, created_zero: bool) -> 
                 };
                 let kind = match data {
                     metric::Data::Sum(s) if s.is_monotonic => NameKind::Counter,
-                    metric::Data::Gauge(_) | metric::Data::Sum(_) => NameKind::Gauge,
+                    metric::Data::Sum(_) => NameKind::UpDown,
+                    metric::Data::Gauge(_) => NameKind::Gauge,
                     _ => NameKind::Other,
                 };
-                let Some(name) = metric_name(&m.name, &m.unit, kind) else {
+                let Some(name) = metric_name_with(&m.name, &m.unit, kind, opts.strategy) else {
                     out.refuse(Refusal::InvalidName, points_of(data), &m.name);
                     continue;
                 };
+                let delta_ok = opts.native_delta_ingestion;
                 let mut ctx = Ctx {
                     out: &mut out,
                     sink: &mut sink,
-                    resource: &resource,
+                    context,
+                    delta: false,
                     name: &name,
                     first_t: &mut first_t,
                     last_t: &mut last_t,
@@ -293,37 +464,50 @@ pub fn translate_with(req: &ExportMetricsServiceRequest, created_zero: bool) -> 
                         ctx.numbers(&g.data_points, false);
                         "gauge"
                     }
+                    // Deltas, when allowed, get type `unknown`
+                    // (`otelMetricTypeToPromMetricType`).
                     metric::Data::Sum(s) => {
-                        if s.aggregation_temporality == DELTA {
+                        ctx.delta = s.aggregation_temporality == DELTA;
+                        if ctx.delta && !delta_ok {
                             ctx.out.refuse(Refusal::Delta, s.data_points.len(), &m.name);
                             continue;
                         }
                         ctx.numbers(&s.data_points, true);
-                        if s.is_monotonic {
-                            "counter"
-                        } else {
-                            "gauge"
+                        match (ctx.delta, s.is_monotonic) {
+                            (true, _) => "unknown",
+                            (false, true) => "counter",
+                            (false, false) => "gauge",
                         }
                     }
                     metric::Data::Histogram(h) => {
-                        if h.aggregation_temporality == DELTA {
+                        ctx.delta = h.aggregation_temporality == DELTA;
+                        if ctx.delta && !delta_ok {
                             ctx.out.refuse(Refusal::Delta, h.data_points.len(), &m.name);
                             continue;
                         }
                         for p in &h.data_points {
                             ctx.histogram(p);
                         }
-                        "histogram"
+                        if ctx.delta {
+                            "unknown"
+                        } else {
+                            "histogram"
+                        }
                     }
                     metric::Data::ExponentialHistogram(h) => {
-                        if h.aggregation_temporality == DELTA {
+                        ctx.delta = h.aggregation_temporality == DELTA;
+                        if ctx.delta && !delta_ok {
                             ctx.out.refuse(Refusal::Delta, h.data_points.len(), &m.name);
                             continue;
                         }
                         for p in &h.data_points {
                             ctx.exponential(p, &m.name);
                         }
-                        "histogram"
+                        if ctx.delta {
+                            "unknown"
+                        } else {
+                            "histogram"
+                        }
                     }
                     metric::Data::Summary(s) => {
                         for p in &s.data_points {
@@ -343,19 +527,34 @@ pub fn translate_with(req: &ExportMetricsServiceRequest, created_zero: bool) -> 
                 );
             }
         }
-        // target_info: the resource attributes that are not job/instance.
+        // target_info (`addResourceTargetInfo`): only when the resource
+        // has attributes besides the identifying ones and gives `job` or
+        // `instance`; those attributes, the identifying ones too with
+        // `keep_identifying_resource_attributes`; no promoted or scope labels.
+        let identifying = |kv: &&KeyValue| IDENTIFYING.contains(&kv.key.as_str());
+        let has_other = attrs.iter().any(|kv| !identifying(&kv));
         let info: Vec<KeyValue> = attrs
             .iter()
-            .filter(|kv| {
-                !matches!(
-                    kv.key.as_str(),
-                    "service.name" | "service.namespace" | "service.instance.id"
-                )
-            })
+            .filter(|kv| opts.keep_identifying_resource_attributes || !identifying(kv))
             .cloned()
             .collect();
-        if !info.is_empty() && first_t <= last_t {
-            if let Some(labels) = point_labels(&info, &resource, "target_info", None) {
+        let info_resource = ResourceLabels {
+            identity: resource.identity.clone(),
+            promoted: Vec::new(),
+        };
+        let info_context = Context {
+            resource: &info_resource,
+            scope: &[],
+            strategy: opts.strategy,
+        };
+        if has_other && !resource.identity.is_empty() && first_t <= last_t {
+            // Checked before any sample is made: the span is the client's.
+            let steps =
+                (i128::from(last_t) - i128::from(first_t)) / i128::from(TARGET_INFO_STEP_MS) + 1;
+            let labels = point_labels(&info, info_context, "target_info", None);
+            if steps > opts.max_target_info_samples as i128 {
+                out.target_info_skipped += 1;
+            } else if let Some(labels) = labels {
                 let mut t = first_t;
                 while t < last_t {
                     sink.float(labels.clone(), t, 1.0);
@@ -404,7 +603,10 @@ fn points_of(data: &metric::Data) -> usize {
 struct Ctx<'a> {
     out: &'a mut Translated,
     sink: &'a mut Sink,
-    resource: &'a [(String, String)],
+    context: Context<'a>,
+    /// Delta temporality (allowed): start times ignored, exponential
+    /// histograms marked as gauge histograms.
+    delta: bool,
     name: &'a str,
     first_t: &'a mut i64,
     last_t: &'a mut i64,
@@ -425,7 +627,7 @@ impl Ctx<'_> {
     ) -> Option<Labels> {
         point_labels(
             attrs,
-            self.resource,
+            self.context,
             &format!("{}{suffix}", self.name),
             extra,
         )
@@ -450,7 +652,7 @@ impl Ctx<'_> {
             };
             let t = ms(p.time_unix_nano);
             self.seen(t);
-            if cumulative && !stale(p.flags) {
+            if cumulative && !self.delta && !stale(p.flags) {
                 self.sink.created(&labels, ms(p.start_time_unix_nano), t);
             }
             self.sink.float(labels, t, v);
@@ -460,7 +662,7 @@ impl Ctx<'_> {
     fn histogram(&mut self, p: &HistogramDataPoint) {
         let t = ms(p.time_unix_nano);
         let is_stale = stale(p.flags);
-        let start = if is_stale {
+        let start = if is_stale || self.delta {
             0
         } else {
             ms(p.start_time_unix_nano)
@@ -530,7 +732,13 @@ impl Ctx<'_> {
         let (positive_spans, positive_buckets) = buckets(p.positive.as_ref(), down);
         let (negative_spans, negative_buckets) = buckets(p.negative.as_ref(), down);
         let h = Histogram {
-            counter_reset_hint: CounterResetHint::Unknown,
+            // Prometheus marks delta histograms as gauge histograms, "to
+            // avoid unnecessary chunk cutting" (`histograms.go`).
+            counter_reset_hint: if self.delta {
+                CounterResetHint::Gauge
+            } else {
+                CounterResetHint::Unknown
+            },
             schema,
             zero_threshold: p.zero_threshold,
             zero_count: p.zero_count,
@@ -547,7 +755,7 @@ impl Ctx<'_> {
             custom_values: Vec::new(),
         };
         self.seen(t);
-        if !stale(p.flags) {
+        if !stale(p.flags) && !self.delta {
             self.sink.created(&labels, ms(p.start_time_unix_nano), t);
         }
         self.sink
@@ -605,3 +813,6 @@ fn buckets(b: Option<&Buckets>, down: u32) -> (Vec<Span>, Vec<i64>) {
     }
     (spans, deltas)
 }
+
+#[cfg(test)]
+mod tests;

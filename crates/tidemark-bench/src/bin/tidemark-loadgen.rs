@@ -1,6 +1,7 @@
 //! `tidemark-loadgen`: node_exporter-shaped remote-write traffic to any
 //! URL, sent as Prometheus sends it (K shards, in time order, <= 2,000
-//! samples per request, remote write 1.0 or 2.0), or a replay of captured
+//! samples per request, remote write 1.0 or 2.0, or the same series as
+//! OTLP/HTTP with `--protocol=otlp`), or a replay of captured
 //! node_exporter scrapes; `capture` saves such scrapes. Prints a progress
 //! bar while sending and a summary (samples/s, latency percentiles,
 //! errors) at the end; exits 1 when any request failed.
@@ -36,9 +37,13 @@ struct RunArgs {
     /// Remote-write URL.
     #[arg(long, default_value = "http://127.0.0.1:9201/api/v1/write")]
     url: String,
-    /// Remote-write protocol: 1 (1.0) or 2 (2.0).
+    /// Protocol: 1 (remote write 1.0), 2 (2.0) or otlp (OTLP/HTTP
+    /// protobuf; point --url at /api/v1/otlp/v1/metrics).
     #[arg(long, value_enum, default_value = "1")]
     protocol: Protocol,
+    /// With --protocol=otlp: gzip the bodies.
+    #[arg(long)]
+    otlp_gzip: bool,
     /// Replay the captured scrapes (*.prom) in this directory instead of
     /// the synthetic series.
     #[arg(long)]
@@ -106,14 +111,20 @@ fn main() -> anyhow::Result<()> {
         }
         None => Workload::generate(spec.clone()),
     };
-    let encoder = Encoder::new(args.protocol, &wl.series).with_exemplars(args.exemplars);
+    let encoder = Encoder::new(args.protocol, &wl.series)
+        .with_exemplars(args.exemplars)
+        .with_gzip(args.otlp_gzip);
     eprintln!(
-        "sending {} series x {} scrapes = {} samples to {} (remote write {}, {} shards, jitter 0..={} ms, exemplars on 1 in {} series)",
+        "sending {} series x {} scrapes = {} samples to {} ({}{}, {} shards, jitter 0..={} ms, exemplars on 1 in {} series)",
         spec.active_series(),
         spec.scrapes,
         spec.total_samples(),
         args.url,
-        args.protocol.as_str(),
+        match args.protocol {
+            Protocol::Otlp => "OTLP".to_string(),
+            p => format!("remote write {}", p.as_str()),
+        },
+        if args.otlp_gzip { " gzip" } else { "" },
         spec.shards,
         spec.jitter_ms,
         args.exemplars,
@@ -129,6 +140,7 @@ fn main() -> anyhow::Result<()> {
             protocol: args.protocol,
             deadline: Duration::from_millis(args.deadline.max(0) as u64),
             progress: !args.no_progress,
+            gzip: args.otlp_gzip,
             ..SendOptions::default()
         },
     );
