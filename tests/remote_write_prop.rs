@@ -449,6 +449,14 @@ fn canon(p: &Prepared) -> Canon {
 
 /// What prepare must produce for generated series, from the label oracle.
 /// `v2` adds the broken-refs rule.
+/// Whether the receiver keeps a generated histogram: not before 1970 and
+/// structurally valid (the conversion from the wire is the 1.0 one; 2.0's
+/// has the same fields).
+fn hist_is_kept(h: &Hist) -> bool {
+    let (t, value) = tidemark::ingest::histogram::from_v1(&histogram!(v1, h));
+    t >= 0 && value.validate().is_ok()
+}
+
 fn expected(series: &[GenSeries], v2: bool) -> Canon {
     let (mut batch, mut exemplars) = (Vec::new(), Vec::new());
     let (mut samples, mut histograms, mut rejected) = (0, 0, 0);
@@ -464,7 +472,11 @@ fn expected(series: &[GenSeries], v2: bool) -> Canon {
             rejected += s.samples.len() + s.histograms.len();
             continue;
         };
-        rejected += s.histograms.len();
+        // A generated histogram is rarely valid, but can be (no buckets,
+        // a valid schema and zero threshold): kept when its time is not
+        // before 1970 and it passes the structural rules.
+        let kept_h = s.histograms.iter().filter(|h| hist_is_kept(h)).count();
+        rejected += s.histograms.len() - kept_h;
         for (l, v, t) in &s.exemplars {
             if let Some(el) = oracle_labels(l, false) {
                 exemplars.push((labels.clone(), el, wire_bits(*v), *t));
@@ -473,7 +485,7 @@ fn expected(series: &[GenSeries], v2: bool) -> Canon {
         // Samples before 1970 are refused (reason before_1970).
         let before_epoch = s.samples.iter().filter(|&&(t, _, _)| t < 0).count();
         rejected += before_epoch;
-        if s.samples.len() > before_epoch {
+        if s.samples.len() > before_epoch || kept_h > 0 {
             let got = s.samples.iter().filter(|&&(t, _, _)| t >= 0);
             batch.push((labels, got.map(|&(t, v, _)| (t, wire_bits(v))).collect()));
         }
@@ -914,4 +926,49 @@ proptest! {
             prop_assert_eq!(limit_of(read), limit_of(scanned));
         }
     }
+}
+
+/// The case the v2 round trip once shrank to: a generated histogram that
+/// happens to be valid (no count, no buckets) is kept, not rejected, and
+/// the oracle must say so in both formats.
+#[test]
+fn a_valid_generated_histogram_is_kept_in_both_formats() {
+    let h = Hist {
+        count: None,
+        sum: 0.0,
+        schema: 0,
+        zero_threshold: 0.0,
+        zero_count: None,
+        neg_spans: Vec::new(),
+        neg_deltas: Vec::new(),
+        neg_counts: Vec::new(),
+        pos_spans: Vec::new(),
+        pos_deltas: Vec::new(),
+        pos_counts: Vec::new(),
+        reset_hint: 0,
+        t: 0,
+        custom_values: Vec::new(),
+        start_t: 0,
+    };
+    let series = vec![GenSeries {
+        labels: vec![(b"__name__".to_vec(), b"a".to_vec())],
+        samples: Vec::new(),
+        exemplars: Vec::new(),
+        histograms: vec![h],
+        metadata: None,
+        corrupt_refs: None,
+    }];
+    assert!(hist_is_kept(&series[0].histograms[0]));
+    let Request::V2(v2req) = decode(
+        ProtoVersion::V2,
+        Bytes::from(to_v2(&series).encode_to_vec()),
+    )
+    .unwrap() else {
+        panic!("decode(V2) returned a 1.0 request");
+    };
+    let p = prepare_v2(&v2req, NO_FUTURE_LIMIT);
+    assert_eq!(canon(&p), expected(&series, true));
+    assert_eq!(p.batch.first().map(|s| s.histograms.len()), Some(1));
+    let p = prepare_v1(&to_v1(&series, &[]), NO_FUTURE_LIMIT);
+    assert_eq!(canon(&p), expected(&series, false));
 }

@@ -288,10 +288,13 @@ pub const HISTOGRAM_SAMPLE_WEIGHT: usize = 16;
 /// Checks the whole-request limits of a decompressed request of `version`
 /// without decoding it. Stops at the first count over its limit. Malformed
 /// bytes end the scan without an error: the decoder reports them, and what
-/// it allocates before failing is bounded by what the scan counted.
+/// it allocates before failing is bounded by what the scan counted. A
+/// group field (wire types 3 and 4) is refused instead: prost skips groups
+/// of unknown fields, so everything after one would be decoded uncounted,
+/// and no remote-write sender writes them (proto3).
 ///
 /// # Errors
-/// [`Error::TooMany`] naming the limit.
+/// [`Error::TooMany`] naming the limit; [`Error::Protobuf`] for a group.
 pub fn scan(version: ProtoVersion, buf: &[u8], limits: &WriteLimits) -> Result<(), Error> {
     let mut c = Counter::new(limits);
     let r = match version {
@@ -300,6 +303,13 @@ pub fn scan(version: ProtoVersion, buf: &[u8], limits: &WriteLimits) -> Result<(
     };
     match r {
         Ok(()) | Err(Stop::Malformed) => Ok(()),
+        Err(Stop::Group) => Err(Error::Protobuf {
+            message: match version {
+                ProtoVersion::V1 => "prometheus.WriteRequest",
+                ProtoVersion::V2 => "io.prometheus.write.v2.Request",
+            },
+            reason: "a group field (wire types 3 and 4), which remote write never uses".into(),
+        }),
         Err(Stop::Limit(e)) => Err(e),
     }
 }
@@ -308,6 +318,8 @@ pub fn scan(version: ProtoVersion, buf: &[u8], limits: &WriteLimits) -> Result<(
 pub(crate) enum Stop {
     Limit(Error),
     Malformed,
+    /// A group field (wire types 3 and 4), which prost skips.
+    Group,
 }
 
 impl From<Error> for Stop {
@@ -471,6 +483,7 @@ impl<'a> Reader<'a> {
                 self.skip(4)?;
                 Value::Fixed
             }
+            3 | 4 => return Err(Stop::Group),
             _ => return Err(Stop::Malformed),
         };
         Ok((field, value))
@@ -507,6 +520,27 @@ mod tests {
             Err(Error::TooMany { limit, .. }) => Some(limit),
             Err(e) => panic!("unexpected {e}"),
         }
+    }
+
+    /// A group (field 15, wire types 3 then 4) that prost would skip,
+    /// followed by more series than the limit: refused, never left for
+    /// prost to decode uncounted.
+    #[test]
+    fn a_group_field_is_refused_not_skipped() {
+        let l = limits();
+        let mut body = vec![(15 << 3) | 3, (15 << 3) | 4];
+        body.extend([0x0au8, 0x00].repeat(4));
+        for version in [ProtoVersion::V1, ProtoVersion::V2] {
+            match scan(version, &body, &l) {
+                Err(Error::Protobuf { reason, .. }) => assert!(reason.contains("group")),
+                other => panic!("{version:?}: {other:?}"),
+            }
+        }
+        // prost itself would skip the group and decode the four series.
+        let got =
+            <crate::ingest::proto::prometheus::WriteRequest as prost::Message>::decode(&body[..])
+                .map(|r| r.timeseries.len());
+        assert_eq!(got.ok(), Some(4));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn scan_protobuf(buf: &[u8], limits: &WriteLimits) -> Result<(), Error> {
     let mut c = Counter::new(limits);
     match scan_request(buf, &mut c) {
         Ok(()) => Ok(()),
-        Err(Stop::Malformed) => Err(Error::Protobuf {
+        Err(Stop::Malformed | Stop::Group) => Err(Error::Protobuf {
             message: "ExportMetricsServiceRequest",
             reason: format!(
                 "a truncated field, a group (wire types 3 and 4) or values nested deeper than {MAX_DEPTH}"
