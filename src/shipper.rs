@@ -130,6 +130,17 @@ pub enum ShipError {
     },
 }
 
+/// Why the shipper did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `shipper.json` exists but cannot be used.
+    #[error("shipper state")]
+    State(#[from] StateError),
+    /// The shipper thread could not be created.
+    #[error("starting the shipper thread")]
+    Spawn(#[source] std::io::Error),
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -196,6 +207,11 @@ impl ShipperMetrics {
         self.uploads.get_or_create(&ResultLabels { result }).get()
     }
 
+    /// Bytes of block files uploaded so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded_bytes.get()
+    }
+
     /// Blocks pending at the last sync.
     pub fn pending(&self) -> i64 {
         self.pending.get()
@@ -253,12 +269,13 @@ impl Shipper {
     /// shipper thread, which syncs at once.
     ///
     /// # Errors
-    /// When `shipper.json` exists but cannot be read.
+    /// When `shipper.json` exists but cannot be read, or the thread cannot
+    /// be created.
     pub fn start(
         db: Arc<Db>,
         opts: ShipperOptions,
         metrics: Arc<ShipperMetrics>,
-    ) -> Result<Self, StateError> {
+    ) -> Result<Self, StartError> {
         let shipped = ShippedSet::load(&db.dir().join(SHIPPER_FILE))?;
         let gate = Arc::new(Gate {
             shipped: RwLock::new(shipped),
@@ -282,11 +299,7 @@ impl Shipper {
                 *finished.0.lock() = true;
                 finished.1.notify_all();
             })
-            .map_err(|source| StateError::Io {
-                op: "spawn shipper thread for",
-                path: SHIPPER_FILE.into(),
-                source,
-            })?;
+            .map_err(StartError::Spawn)?;
         Ok(Self {
             gate,
             thread: Mutex::new(Some(thread)),

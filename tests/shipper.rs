@@ -495,6 +495,21 @@ fn crash_before_meta_json_leaves_no_meta_and_ships_after_restart_once() {
     );
     assert_eq!(m.uploads("success"), 0);
     assert!(shipper.stop(Duration::from_secs(10)));
+
+    // The server honours the create-only put meta.json relies on: a second
+    // create is refused and the first meta.json stays.
+    let key = ObjectPath::from(format!("{ulid}/meta.json"));
+    let before = bucket_meta(store.as_ref(), &ulid).unwrap();
+    let again = runtime().block_on(store.put_opts(
+        &key,
+        "{}".into(),
+        object_store::PutOptions::from(object_store::PutMode::Create),
+    ));
+    assert!(
+        matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    assert_eq!(bucket_meta(store.as_ref(), &ulid).unwrap(), before);
 }
 
 #[test]
@@ -667,4 +682,64 @@ fn readme_bucket_config_example_parses() {
         cfg.kind,
         tidemark::shipper::objstore::BucketKind::S3(_)
     ));
+}
+
+/// The figure "bytes uploaded per sample": 500 series of a node_exporter
+/// shape (counters, gauges with noise, constants) scraped every 15 s for
+/// 4 h, one 2 h block shipped to a FILESYSTEM bucket; printed, and bounded
+/// so a regression in what is uploaded shows.
+#[test]
+fn bytes_uploaded_per_sample_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = BucketConfig::parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        tmp.path().join("bucket").display()
+    ))
+    .unwrap()
+    .build()
+    .unwrap();
+    let db = Arc::new(Db::open(tmp.path().join("data"), db_opts(0)).unwrap());
+    let m = metrics();
+    let shipper = Shipper::start(db.clone(), ship_opts(store), m.clone()).unwrap();
+    const N: usize = 500;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut counters = vec![0f64; N];
+    let mut t = T0;
+    while t < T0 + 4 * HOUR {
+        let batch: Vec<_> = (0..N)
+            .map(|n| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let noise = (state % 1000) as f64;
+                let v = match n % 3 {
+                    0 => {
+                        counters[n] += noise;
+                        counters[n]
+                    }
+                    1 => 1000.0 + noise / 10.0,
+                    _ => 1.0,
+                };
+                // Scrape jitter of 0-5 ms, as real targets have.
+                one(
+                    series_labels("fig_metric", n),
+                    vec![Sample::new(t + (state % 6) as i64, v)],
+                )
+            })
+            .collect();
+        assert!(db.append(&batch).unwrap().is_complete());
+        t += STEP;
+    }
+    assert_eq!(db.compact().unwrap().head_blocks, 1);
+    wait_until("the block shipped", Duration::from_secs(30), || {
+        m.uploads("success") == 1
+    });
+    let samples = db.blocks()[0].stats.num_samples;
+    let per_sample = m.uploaded_bytes() as f64 / samples as f64;
+    println!(
+        "shipper-figure: {} bytes uploaded for {samples} samples = {per_sample:.3} B/sample",
+        m.uploaded_bytes()
+    );
+    assert!(per_sample < 4.0, "{per_sample} B/sample");
+    assert!(shipper.stop(Duration::from_secs(10)));
 }

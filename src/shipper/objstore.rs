@@ -94,7 +94,7 @@ pub struct BucketConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BucketKind {
     /// An S3-compatible server.
-    S3(S3Config),
+    S3(Box<S3Config>),
     /// A local directory.
     Filesystem {
         /// Root directory of the bucket.
@@ -311,7 +311,7 @@ impl BucketConfig {
                 let c: S3Config = serde_yaml::from_value(config)
                     .map_err(|e| ConfigError::Yaml(format!("S3 config: {e}")))?;
                 validate_s3(&c)?;
-                BucketKind::S3(c)
+                BucketKind::S3(Box::new(c))
             }
             "FILESYSTEM" => {
                 let c: FilesystemConfig = serde_yaml::from_value(config)
