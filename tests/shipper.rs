@@ -101,6 +101,9 @@ impl Weed {
             .arg(format!("-dir={}", self.dir.join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .args(["-webdav=false", "-admin.ui=false"])
+            // No traffic off this machine: SeaweedFS reports usage
+            // statistics to its project by default.
+            .arg("-master.telemetry=false")
             .arg(format!("-s3.config={}", self.dir.join("s3.json").display()))
             .arg(format!("-bucket={BUCKET}"));
         for (name, port) in &self.ports {
