@@ -523,7 +523,7 @@ impl Db {
         let ranges = compact::ranges(self.opts.block_range_ms, self.opts.max_block_duration_ms());
         loop {
             // Unshipped blocks are not merged: the bucket gets level-1
-            // blocks only, as from Thanos's sidecar (docs/operations.md).
+            // blocks only, as from Thanos's sidecar (README, "Scaling out").
             let blocks: Vec<Arc<Block>> = self
                 .blocks
                 .read()
