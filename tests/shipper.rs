@@ -6,7 +6,8 @@
 //! nothing unshipped is deleted, and the backlog ships once the server is
 //! back; a crash between the block's files and its `meta.json` leaves no
 //! `meta.json`, and the block is shipped after restart; a block already in
-//! the bucket is not uploaded again; the FILESYSTEM type works alike; a bad
+//! the bucket is not uploaded again; a SIGKILLed binary ships every block
+//! exactly once after restart; the FILESYSTEM type works alike; a bad
 //! bucket config stops the binary at startup naming the problem.
 
 mod common;
@@ -745,4 +746,91 @@ fn bytes_uploaded_per_sample_figure() {
     );
     assert!(per_sample < 4.0, "{per_sample} B/sample");
     assert!(shipper.stop(Duration::from_secs(10)));
+}
+
+/// Remote-writes `hours` of samples for [`SERIES`] series, an hour a request.
+fn remote_write_hours(addr: &str, hours: i64) {
+    let names = ["0", "1", "2"];
+    let label_sets: Vec<[(&str, &str); 2]> = names
+        .iter()
+        .map(|n| [("__name__", "ship_metric"), ("i", *n)])
+        .collect();
+    for h in 0..hours {
+        let points: Vec<common::http::FloatPoint<'_>> = (h * 240..(h + 1) * 240)
+            .flat_map(|k| {
+                label_sets
+                    .iter()
+                    .map(move |l| (&l[..], T0 + k * STEP, k as f64))
+            })
+            .collect();
+        common::http::remote_write_v1(addr, &points);
+    }
+}
+
+/// ULIDs of the blocks whose `meta.json` is in the bucket.
+fn bucket_blocks(store: &dyn ObjectStore) -> Vec<String> {
+    let listed = runtime().block_on(store.list_with_delimiter(None)).unwrap();
+    let mut out: Vec<String> = listed
+        .common_prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .filter(|u| bucket_meta(store, u).is_some())
+        .collect();
+    out.sort();
+    out
+}
+
+fn local_block_dirs(data: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 26)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn binary_killed_with_shipping_on_ships_every_block_once_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&tmp.path().join("weed"));
+    let store = s3_store(&weed.endpoint());
+    let cfg_path = tmp.path().join("bucket.yml");
+    std::fs::write(&cfg_path, s3_yaml(&weed.endpoint())).unwrap();
+    let data = tmp.path().join("data");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg_flag = format!("--objstore.config.file={}", cfg_path.display());
+    let args = [
+        cfg_flag.as_str(),
+        "--external-label=cluster=eu",
+        "--external-label=replica=a",
+        "--compaction-interval=100ms",
+        "--shipper.sync-interval=1s",
+        "--shipper.max-backoff=1s",
+    ];
+    let mut p = start_tidemark_with(&addr, &data, &args);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    // 8 h: three 2 h blocks, cut and shipped while the writes go on.
+    remote_write_hours(&addr, 8);
+    wait_until("a block written", Duration::from_secs(30), || {
+        !local_block_dirs(&data).is_empty()
+    });
+    // SIGKILL, wherever the shipper is.
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+
+    let mut p = start_tidemark_with(&addr, &data, &args);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    wait_until("every block shipped", Duration::from_secs(60), || {
+        let local = local_block_dirs(&data);
+        local.len() == 3 && bucket_blocks(store.as_ref()) == local
+    });
+    for u in local_block_dirs(&data) {
+        check_shipped(store.as_ref(), &data, &u);
+    }
+    wait_until("nothing pending", Duration::from_secs(10), || {
+        common::http::metric(&addr, "tidemark_shipper_pending_blocks") == Some(0.0)
+    });
+    p.terminate(Duration::from_secs(30));
 }
