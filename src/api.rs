@@ -109,6 +109,8 @@ pub struct AppState {
     rules: OnceLock<Arc<crate::rules::RuleManager>>,
     /// `prometheus_rule_*` metrics.
     rule_metrics: Arc<crate::rules::RuleMetrics>,
+    /// `tidemark_shipper_*` metrics (zero unless shipping is on).
+    shipper_metrics: Arc<crate::shipper::ShipperMetrics>,
     /// The Alertmanager client, when `--alertmanager.url` names any.
     notifier: Option<Arc<crate::rules::Notifier>>,
 }
@@ -129,6 +131,7 @@ impl AppState {
         registry.register_collector(Box::new(metrics::ProcessCollector));
         let auth = auth::Auth::register(options.web.clone(), &mut registry);
         let rule_metrics = crate::rules::RuleMetrics::register(&mut registry);
+        let shipper_metrics = crate::shipper::ShipperMetrics::register(&mut registry);
         let notifier = options
             .notifier
             .clone()
@@ -137,6 +140,7 @@ impl AppState {
             auth,
             rules: OnceLock::new(),
             rule_metrics,
+            shipper_metrics,
             notifier,
             db: OnceLock::new(),
             receiver: OnceLock::new(),
@@ -173,6 +177,11 @@ impl AppState {
     /// The rule manager, if rules are configured.
     pub fn rules(&self) -> Option<&Arc<crate::rules::RuleManager>> {
         self.rules.get()
+    }
+
+    /// The `tidemark_shipper_*` metrics, for the block shipper.
+    pub fn shipper_metrics(&self) -> Arc<crate::shipper::ShipperMetrics> {
+        self.shipper_metrics.clone()
     }
 
     /// The `prometheus_rule_*` metrics, for the rule manager.

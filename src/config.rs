@@ -297,7 +297,10 @@ pub struct Config {
     /// A label added to alerts sent to Alertmanager and seen by templates
     /// as `$externalLabels` (`name=value`); repeat the flag for more
     /// (Prometheus's `global.external_labels`).
-    #[arg(long = "external-label", env = "TIDEMARK_EXTERNAL_LABELS", value_delimiter = ',', value_parser = parse_external_label)]
+    /// With `--objstore.config.file` they also identify this node's blocks
+    /// in the bucket (`thanos.labels` of each uploaded `meta.json`), as
+    /// Thanos's sidecar takes Prometheus's external labels.
+    #[arg(long = "external-label", alias = "storage.external-label", env = "TIDEMARK_EXTERNAL_LABELS", value_delimiter = ',', value_parser = parse_external_label)]
     pub external_labels: Vec<(String, String)>,
 
     /// How long to keep data: blocks ending this far behind the newest
@@ -329,6 +332,24 @@ pub struct Config {
     /// blocks to merge and blocks past retention.
     #[arg(long, env = "TIDEMARK_COMPACTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub compaction_interval: Duration,
+
+    /// Object storage to ship blocks to, in Thanos's bucket config YAML
+    /// (`type: S3` or `type: FILESYSTEM`). Every block this node writes
+    /// from the head is uploaded (meta.json last), local merges and
+    /// retention wait until a block is shipped, and at least one
+    /// `--external-label` must name this node's stream.
+    #[arg(long = "objstore.config.file", env = "TIDEMARK_OBJSTORE_CONFIG_FILE")]
+    pub objstore_config_file: Option<PathBuf>,
+
+    /// How often the shipper looks for unshipped blocks besides being
+    /// woken by each new block.
+    #[arg(long = "shipper.sync-interval", env = "TIDEMARK_SHIPPER_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub shipper_sync_interval: Duration,
+
+    /// Longest pause between retries of a failed upload (the pause starts
+    /// at 1s and doubles).
+    #[arg(long = "shipper.max-backoff", env = "TIDEMARK_SHIPPER_MAX_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub shipper_max_backoff: Duration,
 
     /// Most exemplars kept (as Prometheus's flag): a ring in the head,
     /// logged in the WAL with their samples, the oldest overwritten when
@@ -684,6 +705,20 @@ impl Config {
             (
                 "compaction-interval",
                 format_duration(self.compaction_interval),
+            ),
+            (
+                "objstore.config.file",
+                self.objstore_config_file
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            ),
+            (
+                "shipper.sync-interval",
+                format_duration(self.shipper_sync_interval),
+            ),
+            (
+                "shipper.max-backoff",
+                format_duration(self.shipper_max_backoff),
             ),
             (
                 "storage.exemplars.max-exemplars",

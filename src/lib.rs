@@ -14,5 +14,6 @@ pub mod model;
 pub mod promql;
 pub mod rules;
 pub mod server;
+pub mod shipper;
 pub mod storage;
 pub mod web_config;

@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::ingest::{Receiver, ReceiverOptions};
 use crate::rules::group::AlertTimings;
 use crate::rules::{load_groups, RuleManager, RulesOptions};
+use crate::shipper::objstore::BucketConfig;
+use crate::shipper::{Shipper, ShipperOptions};
 use crate::storage::{Db, Options};
 use crate::web_config::WebConfig;
 
@@ -154,6 +156,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .context("listening for SIGHUP")?,
         );
     }
+    // A bad bucket config is refused before the store opens.
+    let shipper_opts = match &config.objstore_config_file {
+        Some(path) => Some(shipper_options(&config, path)?),
+        None => None,
+    };
     let state = AppState::with_options(api_options);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
@@ -198,6 +205,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest_metrics(),
     ));
     state.set_ready(db.clone(), receiver);
+    // Before the first compaction: from here on nothing unshipped is
+    // merged or deleted.
+    let shipper = match shipper_opts {
+        Some(opts) => Some(
+            Shipper::start(db.clone(), opts, state.shipper_metrics())
+                .context("starting the block shipper")?,
+        ),
+        None => None,
+    };
     let compactor = tokio::spawn(compaction_loop(
         db.clone(),
         config.compaction_interval,
@@ -238,6 +254,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = compactor.await {
         tracing::error!(error = %e, "compaction task failed");
     }
+    if let Some(s) = shipper {
+        // An upload cut short is done again at the next start.
+        let stopped = tokio::task::spawn_blocking(move || s.stop(SHIPPER_STOP_WAIT)).await;
+        if !matches!(stopped, Ok(true)) {
+            tracing::warn!(
+                "block upload still in flight at shutdown; it is retried at the next start"
+            );
+        }
+    }
     if let Err(e) = recovery.await {
         tracing::error!(error = %e, "storage recovery task failed");
     }
@@ -253,6 +278,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("closing storage")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Longest wait at shutdown for a block upload in flight.
+const SHIPPER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads `--objstore.config.file` and builds the shipper's options.
+fn shipper_options(config: &Config, path: &Path) -> anyhow::Result<ShipperOptions> {
+    let bucket = BucketConfig::load(path)
+        .with_context(|| format!("--objstore.config.file={}", path.display()))?;
+    if config.external_labels.is_empty() {
+        anyhow::bail!(
+            "--objstore.config.file needs at least one --external-label (e.g. cluster=eu,replica=a): \
+             the labels identify this node's blocks in the bucket, as Prometheus's external labels do for Thanos"
+        );
+    }
+    let mut opts = ShipperOptions::new(&bucket, config.external_labels.iter().cloned().collect())
+        .with_context(|| format!("--objstore.config.file={}", path.display()))?;
+    opts.sync_interval = config.shipper_sync_interval;
+    opts.max_backoff = config.shipper_max_backoff.max(opts.min_backoff);
+    tracing::info!(file = %path.display(), "shipping blocks to object storage");
+    Ok(opts)
 }
 
 /// Reloads the rule files on SIGHUP and when they change (polled every

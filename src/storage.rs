@@ -25,6 +25,7 @@ mod options;
 mod postings;
 mod querier;
 mod refs;
+mod shipping;
 pub mod tombstones;
 pub mod wal;
 
@@ -43,3 +44,4 @@ pub use head::{
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};
 pub use refs::{BlockSeriesId, SeriesRef};
+pub use shipping::ShipGate;

@@ -14,7 +14,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -33,6 +33,7 @@ use crate::storage::head::{
     MetadataLimits, MetadataStore, ResolvedSeries, SeriesHandle, SeriesSamples,
 };
 use crate::storage::querier::BlockList;
+use crate::storage::shipping::ShipGate;
 use crate::storage::wal::{self, ReplayStats, Wal};
 use crate::storage::{Options, Querier};
 
@@ -132,6 +133,8 @@ pub struct Db {
     counters: Counters,
     closed: AtomicBool,
     report: OpenReport,
+    /// The block shipper, when shipping is on (set once after open).
+    ship_gate: OnceLock<Arc<dyn ShipGate>>,
     /// Held for the life of the Db: the advisory lock on `<dir>/lock`.
     _lock: File,
 }
@@ -265,8 +268,28 @@ impl Db {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             report,
+            ship_gate: OnceLock::new(),
             _lock: lock,
         })
+    }
+
+    /// Installs the block shipper (once; later calls are ignored). From
+    /// then on a block is deleted by retention, merged or rewritten only
+    /// once [`ShipGate::is_shipped`] says its data is in object storage,
+    /// and the shipper is woken whenever a block is completed.
+    pub fn set_ship_gate(&self, gate: Arc<dyn ShipGate>) {
+        let _ = self.ship_gate.set(gate);
+    }
+
+    /// Whether `b` may leave the disk (always, without a shipper).
+    fn is_shipped(&self, b: &Block) -> bool {
+        self.ship_gate.get().is_none_or(|g| g.is_shipped(b.meta()))
+    }
+
+    fn notify_completed(&self, meta: &BlockMeta) {
+        if let Some(g) = self.ship_gate.get() {
+            g.block_completed(meta);
+        }
     }
 
     /// The data directory.
@@ -512,7 +535,15 @@ impl Db {
         }
         let ranges = compact::ranges(self.opts.block_range_ms, self.opts.max_block_duration_ms());
         loop {
-            let blocks = self.blocks.read().clone();
+            // Unshipped blocks are not merged: the bucket gets level-1
+            // blocks only, as from Thanos's sidecar (README, "Scaling out").
+            let blocks: Vec<Arc<Block>> = self
+                .blocks
+                .read()
+                .iter()
+                .filter(|b| self.is_shipped(b))
+                .cloned()
+                .collect();
             let metas: Vec<&BlockMeta> = blocks.iter().map(|b| b.meta()).collect();
             let Some(group) = compact::plan(&metas, &ranges) else {
                 break;
@@ -571,6 +602,7 @@ impl Db {
             let block = self.open_new_block(&meta)?;
             self.insert_blocks(&[], vec![block]);
             self.hook("head:block_added");
+            self.notify_completed(&meta);
         }
         // Out-of-order samples of the range are in the block now; older
         // ones (below `mint`) and those that came meanwhile stay.
@@ -638,11 +670,14 @@ impl Db {
             compact::merged_series(parents),
             self.opts.crash_hook,
         )?;
-        let new = match written {
-            Some(meta) => vec![self.open_new_block(&meta)?],
+        let new = match &written {
+            Some(meta) => vec![self.open_new_block(meta)?],
             None => Vec::new(),
         };
         self.insert_blocks(parents, new);
+        if let Some(meta) = &written {
+            self.notify_completed(meta);
+        }
         self.hook(&format!("{kind}:swapped"));
         for (i, p) in parents.iter().enumerate() {
             compact::delete_block_dir(p.dir())?;
@@ -661,7 +696,7 @@ impl Db {
         self.blocks
             .read()
             .iter()
-            .filter(|b| !b.tombstones().is_empty())
+            .filter(|b| !b.tombstones().is_empty() && self.is_shipped(b))
             .cloned()
             .collect()
     }
@@ -680,6 +715,8 @@ impl Db {
     /// Crash-hook steps: `retention:dropped` once the blocks are out of the
     /// block list and none is deleted yet, `retention:block_deleted` after
     /// each block directory is gone.
+    /// With a shipper, a block not yet shipped is never deleted (it still
+    /// counts towards the size limit).
     fn apply_retention(&self) -> Result<usize> {
         let blocks = self.blocks.read().clone();
         let mut doomed: Vec<Arc<Block>> = Vec::new();
@@ -713,6 +750,7 @@ impl Db {
                 }
             }
         }
+        doomed.retain(|b| self.is_shipped(b));
         if doomed.is_empty() {
             return Ok(0);
         }

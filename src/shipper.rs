@@ -1,0 +1,648 @@
+//! Block shipping: every block this node completes is uploaded to object
+//! storage (Thanos sidecar's role, in the same binary), so history outlives
+//! the local disk and other processes can read it from the bucket.
+//!
+//! One background thread with its own single-threaded async runtime does
+//! all of it, so an upload never blocks ingestion, queries or compaction.
+//! A sync lists the local blocks and uploads those not yet in the bucket,
+//! oldest first: chunk segments, index, tombstones, then `meta.json` LAST
+//! with a create-only put, carrying the node's external labels under
+//! `thanos.labels`. A block whose `meta.json` is already in the bucket is
+//! not uploaded again; a half-uploaded one (files but no `meta.json`, after
+//! a crash) is uploaded again, overwriting its files. A failed upload is
+//! retried with exponential backoff. What is shipped is kept in
+//! `shipper.json` ([`state`], docs/format/shipper.md).
+//!
+//! Through [`crate::storage::ShipGate`] the database asks whether a block
+//! is shipped before deleting, merging or rewriting it: local merges and
+//! retention wait for the upload, so the bucket receives level-1 blocks
+//! only (the compactor's job is to merge them there) and unshipped data is
+//! never deleted. Owns `shipper.json` and the bucket's `<ulid>/` objects of
+//! this node's blocks; reads block directories, never writes them.
+
+pub mod objstore;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use parking_lot::{Condvar, Mutex, RwLock};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::storage::block::BlockMeta;
+use crate::storage::{Db, ShipGate};
+use objstore::BucketConfig;
+use state::{ShippedSet, StateError, SHIPPER_FILE};
+
+/// What Thanos's `thanos.source` says of blocks uploaded by a node that
+/// ingests: the sidecar's value, since Tidemark plays the sidecar's role
+/// (Thanos's `metadata.SidecarSource`).
+pub const THANOS_SOURCE: &str = "sidecar";
+/// Name of a block's metadata object, uploaded last.
+pub const META_FILE: &str = "meta.json";
+
+/// A test hook called at each step of a block upload:
+/// `shipper:chunks_uploaded`, `shipper:files_uploaded` (everything but
+/// `meta.json`), `shipper:meta_uploaded`.
+pub type ShipperHook = fn(&str);
+
+/// How the shipper runs.
+#[derive(Clone)]
+pub struct ShipperOptions {
+    /// The bucket and its key prefix.
+    pub store: Arc<dyn ObjectStore>,
+    /// Key prefix (no leading or trailing `/`; empty for none).
+    pub prefix: String,
+    /// Files above this many bytes go up as multipart uploads of this size.
+    pub part_size: u64,
+    /// The node's external labels, written to `thanos.labels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// Time between syncs when nothing wakes the shipper.
+    pub sync_interval: Duration,
+    /// First pause after a failed upload; doubled on each failure.
+    pub min_backoff: Duration,
+    /// Longest pause between retries.
+    pub max_backoff: Duration,
+    /// Test hook ([`ShipperHook`]).
+    pub crash_hook: Option<ShipperHook>,
+}
+
+impl ShipperOptions {
+    /// Options for `bucket` with the default timings.
+    ///
+    /// # Errors
+    /// When the bucket client cannot be built.
+    pub fn new(
+        bucket: &BucketConfig,
+        external_labels: BTreeMap<String, String>,
+    ) -> Result<Self, objstore::ConfigError> {
+        Ok(Self {
+            store: bucket.build()?,
+            prefix: bucket.prefix.clone(),
+            part_size: bucket.part_size(),
+            external_labels,
+            sync_interval: Duration::from_secs(30),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            crash_hook: None,
+        })
+    }
+}
+
+/// Why a block upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// A block file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local `meta.json` is not a JSON object.
+    #[error("{path}: not a JSON object")]
+    Meta {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The bucket refused or did not answer.
+    #[error("object storage: {op} {key}")]
+    Store {
+        /// What was being done.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Why the shipper did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `shipper.json` exists but cannot be used.
+    #[error("shipper state")]
+    State(#[from] StateError),
+    /// The shipper thread could not be created.
+    #[error("starting the shipper thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// `tidemark_shipper_*` metrics. Registered whether or not shipping is on
+/// (all zero when off), so dashboards and alerts have a series to read.
+#[derive(Debug)]
+pub struct ShipperMetrics {
+    uploads: Family<ResultLabels, Counter>,
+    uploaded_bytes: Counter,
+    pending: Gauge,
+    oldest_pending_age: Gauge<f64, AtomicU64>,
+    last_success: Gauge<f64, AtomicU64>,
+}
+
+impl ShipperMetrics {
+    /// Registers the metrics.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let m = Self {
+            uploads: Family::default(),
+            uploaded_bytes: Counter::default(),
+            pending: Gauge::default(),
+            oldest_pending_age: Gauge::default(),
+            last_success: Gauge::default(),
+        };
+        for result in ["success", "failure", "already_present"] {
+            let _ = m.uploads.get_or_create(&ResultLabels { result });
+        }
+        registry.register(
+            "tidemark_shipper_uploads",
+            "Block uploads to object storage by result: success, failure (retried with backoff), already_present (meta.json was in the bucket).",
+            m.uploads.clone(),
+        );
+        registry.register(
+            "tidemark_shipper_uploaded_bytes",
+            "Bytes of block files uploaded to object storage.",
+            m.uploaded_bytes.clone(),
+        );
+        registry.register(
+            "tidemark_shipper_pending_blocks",
+            "Local blocks not yet in object storage (they are neither merged nor deleted locally until shipped).",
+            m.pending.clone(),
+        );
+        registry.register(
+            "tidemark_shipper_oldest_pending_block_age_seconds",
+            "Seconds since the oldest block not yet in object storage was written; 0 when none is pending (the shipping lag).",
+            m.oldest_pending_age.clone(),
+        );
+        registry.register(
+            "tidemark_shipper_last_success_timestamp_seconds",
+            "Unix time of the last block upload that succeeded.",
+            m.last_success.clone(),
+        );
+        Arc::new(m)
+    }
+
+    fn count(&self, result: &'static str) {
+        self.uploads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Uploads with `result` so far (for tests and logs).
+    pub fn uploads(&self, result: &'static str) -> u64 {
+        self.uploads.get_or_create(&ResultLabels { result }).get()
+    }
+
+    /// Bytes of block files uploaded so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded_bytes.get()
+    }
+
+    /// Blocks pending at the last sync.
+    pub fn pending(&self) -> i64 {
+        self.pending.get()
+    }
+}
+
+/// What the database sees of the shipper ([`ShipGate`]), and how the
+/// shipper thread is woken and stopped. `shipped` is read by compaction
+/// and written by the shipper thread only.
+struct Gate {
+    shipped: RwLock<ShippedSet>,
+    /// Set by [`ShipGate::block_completed`], cleared by the thread.
+    woken: Mutex<bool>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+impl ShipGate for Gate {
+    fn is_shipped(&self, meta: &BlockMeta) -> bool {
+        self.shipped.read().covers(meta)
+    }
+
+    fn block_completed(&self, _meta: &BlockMeta) {
+        *self.woken.lock() = true;
+        self.wake.notify_all();
+    }
+}
+
+impl Gate {
+    /// Sleeps until `deadline`, an early wake-up (if `wakeable`) or stop.
+    fn sleep_until(&self, deadline: Instant, wakeable: bool) {
+        let mut woken = self.woken.lock();
+        loop {
+            if self.stop.load(Ordering::Acquire) || (wakeable && *woken) {
+                break;
+            }
+            if self.wake.wait_until(&mut woken, deadline).timed_out() {
+                break;
+            }
+        }
+        *woken = false;
+    }
+}
+
+/// The running shipper. [`Shipper::stop`] ends its thread.
+pub struct Shipper {
+    gate: Arc<Gate>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    done: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Shipper {
+    /// Loads `shipper.json`, installs the gate in `db` (from now on no
+    /// unshipped block is deleted, merged or rewritten) and starts the
+    /// shipper thread, which syncs at once.
+    ///
+    /// # Errors
+    /// When `shipper.json` exists but cannot be read, or the thread cannot
+    /// be created.
+    pub fn start(
+        db: Arc<Db>,
+        opts: ShipperOptions,
+        metrics: Arc<ShipperMetrics>,
+    ) -> Result<Self, StartError> {
+        let shipped = ShippedSet::load(&db.dir().join(SHIPPER_FILE))?;
+        let gate = Arc::new(Gate {
+            shipped: RwLock::new(shipped),
+            woken: Mutex::new(false),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        db.set_ship_gate(gate.clone());
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let worker = Worker {
+            db,
+            opts,
+            metrics,
+            gate: gate.clone(),
+        };
+        let finished = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("shipper".into())
+            .spawn(move || {
+                worker.run();
+                *finished.0.lock() = true;
+                finished.1.notify_all();
+            })
+            .map_err(StartError::Spawn)?;
+        Ok(Self {
+            gate,
+            thread: Mutex::new(Some(thread)),
+            done,
+        })
+    }
+
+    /// Wakes the shipper now (as a completed block does).
+    pub fn wake(&self) {
+        *self.gate.woken.lock() = true;
+        self.gate.wake.notify_all();
+    }
+
+    /// Whether `meta`'s data is in the bucket.
+    pub fn is_shipped(&self, meta: &BlockMeta) -> bool {
+        self.gate.is_shipped(meta)
+    }
+
+    /// Stops the thread, waiting at most `within` for an upload in flight
+    /// (a block cut short is uploaded again next start). Returns whether
+    /// the thread ended in time.
+    pub fn stop(&self, within: Duration) -> bool {
+        self.gate.stop.store(true, Ordering::Release);
+        self.wake();
+        let (lock, cv) = &*self.done;
+        let mut done = lock.lock();
+        let deadline = Instant::now() + within;
+        while !*done {
+            if cv.wait_until(&mut done, deadline).timed_out() {
+                break;
+            }
+        }
+        let finished = *done;
+        drop(done);
+        if finished {
+            if let Some(t) = self.thread.lock().take() {
+                let _ = t.join();
+            }
+        }
+        finished
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+struct Worker {
+    db: Arc<Db>,
+    opts: ShipperOptions,
+    metrics: Arc<ShipperMetrics>,
+    gate: Arc<Gate>,
+}
+
+/// How one block upload ended.
+enum Uploaded {
+    Now { bytes: u64 },
+    AlreadyPresent,
+}
+
+impl Worker {
+    fn run(self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "shipper runtime cannot start; blocks are not shipped (and not deleted locally)");
+                return;
+            }
+        };
+        let mut backoff = self.opts.min_backoff;
+        while !self.gate.stop.load(Ordering::Acquire) {
+            match rt.block_on(self.sync()) {
+                Ok(()) => {
+                    backoff = self.opts.min_backoff;
+                    self.gate
+                        .sleep_until(Instant::now() + self.opts.sync_interval, true);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::from(e)), retry_in = ?backoff,
+                        "shipping a block failed; retrying");
+                    // Completed blocks do not cut the backoff short.
+                    self.gate.sleep_until(Instant::now() + backoff, false);
+                    backoff = backoff.saturating_mul(2).min(self.opts.max_backoff);
+                }
+            }
+        }
+    }
+
+    fn hook(&self, step: &str) {
+        if let Some(h) = self.opts.crash_hook {
+            h(step);
+        }
+    }
+
+    /// Uploads every local block not yet in the bucket, oldest first;
+    /// stops at the first failure.
+    async fn sync(&self) -> Result<(), ShipError> {
+        let local = self.db.blocks();
+        let state_path = self.db.dir().join(SHIPPER_FILE);
+        {
+            let mut shipped = self.gate.shipped.write();
+            if shipped.retain_local(&local) {
+                self.save(&shipped, &state_path);
+            }
+        }
+        let mut pending: Vec<BlockMeta> = {
+            let shipped = self.gate.shipped.read();
+            local.into_iter().filter(|m| !shipped.covers(m)).collect()
+        };
+        pending.sort_by(|a, b| a.ulid.cmp(&b.ulid));
+        while !pending.is_empty() {
+            self.set_pending(&pending);
+            if self.gate.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let m = pending.remove(0);
+            match self.upload(&m).await {
+                Ok(outcome) => {
+                    match outcome {
+                        Uploaded::Now { bytes } => {
+                            self.metrics.count("success");
+                            self.metrics.uploaded_bytes.inc_by(bytes);
+                            tracing::info!(block = %m.ulid, bytes, "block shipped");
+                        }
+                        Uploaded::AlreadyPresent => {
+                            self.metrics.count("already_present");
+                            tracing::info!(block = %m.ulid, "block already in the bucket");
+                        }
+                    }
+                    self.metrics.last_success.set(unix_now());
+                    let mut shipped = self.gate.shipped.write();
+                    shipped.add(&m);
+                    self.save(&shipped, &state_path);
+                }
+                Err(e) => {
+                    self.metrics.count("failure");
+                    pending.insert(0, m);
+                    self.set_pending(&pending);
+                    return Err(e);
+                }
+            }
+        }
+        self.set_pending(&pending);
+        Ok(())
+    }
+
+    fn save(&self, shipped: &ShippedSet, path: &Path) {
+        if let Err(e) = shipped.save(path) {
+            // The bucket has the blocks either way; a lost entry is found
+            // there again (meta.json exists) on the next start.
+            tracing::error!(error = %e, "writing shipper state failed");
+        }
+    }
+
+    fn set_pending(&self, pending: &[BlockMeta]) {
+        self.metrics.pending.set(pending.len() as i64);
+        let oldest = pending
+            .iter()
+            .filter_map(|m| m.ulid.parse::<ulid::Ulid>().ok())
+            .map(|u| u.timestamp_ms())
+            .min();
+        let age = oldest.map_or(0.0, |ms| (unix_now() - ms as f64 / 1000.0).max(0.0));
+        self.metrics.oldest_pending_age.set(age);
+    }
+
+    fn key(&self, ulid: &str, rel: &str) -> ObjectPath {
+        if self.opts.prefix.is_empty() {
+            ObjectPath::from(format!("{ulid}/{rel}"))
+        } else {
+            ObjectPath::from(format!("{}/{ulid}/{rel}", self.opts.prefix))
+        }
+    }
+
+    async fn upload(&self, m: &BlockMeta) -> Result<Uploaded, ShipError> {
+        let store = &self.opts.store;
+        let meta_key = self.key(&m.ulid, META_FILE);
+        match store.head(&meta_key).await {
+            Ok(_) => return Ok(Uploaded::AlreadyPresent),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(ShipError::Store {
+                    op: "HEAD",
+                    key: meta_key.to_string(),
+                    source,
+                })
+            }
+        }
+        let dir = self.db.dir().join(&m.ulid);
+        let files = block_files(&dir)?;
+        let mut bytes = 0u64;
+        let mut listed = Vec::new();
+        let mut segments = Vec::new();
+        for rel in &files {
+            if rel == crate::storage::block::INDEX_FILE {
+                self.hook("shipper:chunks_uploaded");
+            }
+            let size = self
+                .upload_file(&dir.join(rel), self.key(&m.ulid, rel))
+                .await?;
+            bytes = bytes.saturating_add(size);
+            listed.push(serde_json::json!({"rel_path": rel, "size_bytes": size}));
+            if let Some(seg) = rel.strip_prefix("chunks/") {
+                segments.push(seg.to_string());
+            }
+        }
+        self.hook("shipper:files_uploaded");
+        let meta_path = dir.join(META_FILE);
+        let local = std::fs::read(&meta_path).map_err(|source| ShipError::Read {
+            path: meta_path.clone(),
+            source,
+        })?;
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&local).map_err(|_| ShipError::Meta {
+                path: meta_path.clone(),
+            })?;
+        listed.push(serde_json::json!({"rel_path": META_FILE}));
+        let thanos = serde_json::json!({
+            "version": 1,
+            "labels": self.opts.external_labels,
+            "downsample": {"resolution": 0},
+            "source": THANOS_SOURCE,
+            "segment_files": segments,
+            "files": listed,
+        });
+        meta.as_object_mut()
+            .ok_or(ShipError::Meta { path: meta_path })?
+            .insert("thanos".into(), thanos);
+        let body = serde_json::to_vec_pretty(&meta).expect("a JSON value always serializes");
+        bytes = bytes.saturating_add(body.len() as u64);
+        let put = store
+            .put_opts(
+                &meta_key,
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) => {}
+            // Another try got there first: the block is complete.
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(Uploaded::AlreadyPresent),
+            Err(source) => {
+                return Err(ShipError::Store {
+                    op: "PUT (create-only)",
+                    key: meta_key.to_string(),
+                    source,
+                })
+            }
+        }
+        self.hook("shipper:meta_uploaded");
+        Ok(Uploaded::Now { bytes })
+    }
+
+    /// Uploads one file (overwriting: a retry replaces a partial upload),
+    /// in parts when larger than the part size. Returns its size.
+    async fn upload_file(&self, path: &Path, key: ObjectPath) -> Result<u64, ShipError> {
+        let read_err = |source| ShipError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let store_err = |op, source| ShipError::Store {
+            op,
+            key: key.to_string(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size <= self.opts.part_size {
+            let data = std::fs::read(path).map_err(read_err)?;
+            let len = data.len() as u64;
+            self.opts
+                .store
+                .put(&key, PutPayload::from(Bytes::from(data)))
+                .await
+                .map_err(|e| store_err("PUT", e))?;
+            return Ok(len);
+        }
+        let part = usize::try_from(self.opts.part_size).unwrap_or(usize::MAX);
+        let upload = self
+            .opts
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| store_err("start multipart upload", e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, part);
+        let mut f = std::fs::File::open(path).map_err(read_err)?;
+        let mut buf = vec![0u8; part.min(8 << 20)];
+        let mut total = 0u64;
+        loop {
+            let n = match std::io::Read::read(&mut f, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(read_err(e));
+                }
+            };
+            if let Err(e) = w.wait_for_capacity(2).await {
+                let _ = w.abort().await;
+                return Err(store_err("upload part", e));
+            }
+            w.write(&buf[..n]);
+            total = total.saturating_add(n as u64);
+        }
+        w.finish()
+            .await
+            .map_err(|e| store_err("complete multipart upload", e))?;
+        Ok(total)
+    }
+}
+
+/// A block's files to upload, in order: chunk segments, index, tombstones
+/// (`meta.json` is uploaded separately, last).
+fn block_files(dir: &Path) -> Result<Vec<String>, ShipError> {
+    let chunks = dir.join(crate::storage::block::CHUNKS_DIR);
+    let read_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ShipError::Read { path: p, source }
+    };
+    let mut segments: Vec<String> = std::fs::read_dir(&chunks)
+        .map_err(read_err(&chunks))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    segments.sort();
+    let mut out: Vec<String> = segments
+        .into_iter()
+        .map(|s| format!("{}/{s}", crate::storage::block::CHUNKS_DIR))
+        .collect();
+    out.push(crate::storage::block::INDEX_FILE.to_string());
+    if dir.join(crate::storage::block::TOMBSTONES_FILE).exists() {
+        out.push(crate::storage::block::TOMBSTONES_FILE.to_string());
+    }
+    Ok(out)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
