@@ -137,6 +137,20 @@ fn python_sdk_metrics_are_translated_as_prometheus_does() {
         md["data"]["http_server_requests_total"][0]["help"],
         "Requests served."
     );
+    // The unit as Prometheus 3 stores it (otlptranslator's
+    // `UnitNamer.Build`): `{request}` → empty, `By` → `bytes`, `ms` →
+    // `milliseconds`.
+    let unit_of = |family: &str| {
+        let (_, md) = http::get(&addr, &format!("/api/v1/metadata?metric={family}")).unwrap();
+        let md: Value = serde_json::from_str(&md).unwrap();
+        md["data"][family][0]["unit"].as_str().map(str::to_string)
+    };
+    assert_eq!(unit_of("http_server_requests_total").as_deref(), Some(""));
+    assert_eq!(unit_of("memory_usage_bytes").as_deref(), Some("bytes"));
+    assert_eq!(
+        unit_of("http_server_duration_milliseconds").as_deref(),
+        Some("milliseconds")
+    );
 
     // The same through gzip bodies: nothing new, nothing refused.
     send_with_sdk(&addr, "gzip");

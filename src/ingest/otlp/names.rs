@@ -316,6 +316,28 @@ fn unit_suffixes(unit: &str) -> (String, String) {
     (main, per)
 }
 
+/// Prometheus's metadata unit for an OTLP unit under `strategy`
+/// (otlptranslator's `UnitNamer.Build`, which Prometheus 3 stores as the
+/// family's unit): the main unit word and `per_<word>` joined by `_`
+/// (`ms` → `milliseconds`, `By/s` → `bytes_per_second`, `1` and units in
+/// braces → empty), cleaned of characters outside `[a-zA-Z0-9:_]` when
+/// the strategy escapes, without a leading or trailing `_`.
+pub fn unit_name(unit: &str, strategy: TranslationStrategy) -> String {
+    let (main, per) = unit_suffixes(unit);
+    let (main, per) = if strategy.escapes() {
+        (clean_unit(&main), clean_unit(&per))
+    } else {
+        (main, per)
+    };
+    let joined = match (main.is_empty(), per.is_empty()) {
+        (false, false) => format!("{main}_{per}"),
+        (false, true) => main,
+        _ => per,
+    };
+    let u = joined.strip_prefix('_').unwrap_or(&joined);
+    u.strip_suffix('_').unwrap_or(u).to_string()
+}
+
 /// `cleanUpUnit`: invalid characters to `_`, runs of `_` collapsed, no
 /// leading `_`.
 fn clean_unit(unit: &str) -> String {
@@ -440,6 +462,32 @@ mod tests {
     /// Cases from `otlptranslator`'s `metric_namer_test.go` (at
     /// 51da77392288a9e499af0900c6cde6a8d769dc34) for the other three
     /// strategies; `None` where it returns an error.
+    #[test]
+    fn metadata_units_as_prometheus_unit_namer_builds_them() {
+        use TranslationStrategy::*;
+        for (unit, want) in [
+            ("ms", "milliseconds"),
+            ("By", "bytes"),
+            ("By/s", "bytes_per_second"),
+            ("1/s", "per_second"),
+            ("1", ""),
+            ("%", "percent"),
+            ("{request}", ""),
+            ("", ""),
+            ("widgets", "widgets"),
+        ] {
+            assert_eq!(
+                unit_name(unit, UnderscoreEscapingWithSuffixes),
+                want,
+                "{unit}"
+            );
+        }
+        // Escaping cleans what the metric-name alphabet lacks; UTF-8
+        // strategies keep it.
+        assert_eq!(unit_name("m³", UnderscoreEscapingWithSuffixes), "m");
+        assert_eq!(unit_name("m³", NoUtf8EscapingWithSuffixes), "m³");
+    }
+
     #[test]
     fn metric_names_per_strategy_as_prometheus_translates_them() {
         use TranslationStrategy::*;

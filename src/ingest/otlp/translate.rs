@@ -33,7 +33,7 @@ use tidemark_proto::opentelemetry::proto::metrics::v1::{
 };
 
 use crate::ingest::otlp::names::{
-    label_name_with, metric_name_with, NameKind, TranslationStrategy,
+    label_name_with, metric_name_with, unit_name, NameKind, TranslationStrategy,
 };
 use crate::model::{
     format_float_f, CounterResetHint, Histogram, HistogramSample, HistogramValue, Labels,
@@ -522,7 +522,7 @@ pub fn translate_with(req: &ExportMetricsServiceRequest, opts: &TranslateOptions
                         metric: name,
                         metric_type,
                         help: m.description.clone(),
-                        unit: m.unit.clone(),
+                        unit: unit_name(&m.unit, opts.strategy),
                     },
                 );
             }
