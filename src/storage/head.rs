@@ -354,60 +354,40 @@ impl Head {
                     self.observe_time_range(min_t, max_t);
                 }
             }
-            Record::OooSamples(samples) => {
-                // Never skipped by the floor: the head holds them until a
-                // block has them, and checkpoints keep them till then.
-                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-                for rs in samples {
-                    let Some(s) = self.replayed_series(rs.series_ref) else {
-                        stats.unknown_refs += 1;
-                        continue;
-                    };
-                    let mut d = s.data.lock();
+            Record::OooSamples(samples) => self.replay_ooo(
+                samples,
+                stats,
+                |rs| (rs.series_ref, rs.t),
+                |d, rs, stats| {
                     let sample = crate::model::Sample::new(rs.t, rs.v);
                     if d.value_at(rs.t).is_some() || !d.append_ooo(sample) {
                         stats.skipped_samples += 1;
-                        continue;
+                        return false;
                     }
-                    d.logged = true;
                     stats.samples += 1;
-                    stats.ooo_samples += 1;
-                    min_t = min_t.min(rs.t);
-                    max_t = max_t.max(rs.t);
-                }
-                if min_t <= max_t {
-                    self.observe_time_range(min_t, max_t);
-                }
-            }
-            Record::OooHistograms(histograms) => {
-                let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-                for rh in histograms {
-                    let Some(s) = self.replayed_series(rh.series_ref) else {
-                        stats.unknown_refs += 1;
-                        continue;
-                    };
+                    true
+                },
+            ),
+            Record::OooHistograms(histograms) => self.replay_ooo(
+                histograms,
+                stats,
+                |rh| (rh.series_ref, rh.t),
+                |d, rh, stats| {
                     if rh.h.validate().is_err() {
                         stats.invalid_histograms += 1;
-                        continue;
+                        return false;
                     }
-                    let mut d = s.data.lock();
-                    let sample = crate::model::HistogramSample { t: rh.t, h: rh.h };
                     let held = d.value_at(rh.t).is_some()
                         || d.hist.as_ref().is_some_and(|h| h.value_at(rh.t).is_some());
+                    let sample = crate::model::HistogramSample { t: rh.t, h: rh.h };
                     if held || !d.append_ooo_histogram(sample) {
                         stats.skipped_samples += 1;
-                        continue;
+                        return false;
                     }
-                    d.logged = true;
                     stats.histograms += 1;
-                    stats.ooo_samples += 1;
-                    min_t = min_t.min(rh.t);
-                    max_t = max_t.max(rh.t);
-                }
-                if min_t <= max_t {
-                    self.observe_time_range(min_t, max_t);
-                }
-            }
+                    true
+                },
+            ),
             Record::Exemplars(exemplars) => {
                 for e in exemplars {
                     let Some(s) = self.replayed_series(e.series_ref) else {
@@ -489,6 +469,38 @@ impl Head {
                     }
                 }
             }
+        }
+    }
+
+    /// Replays one out-of-order record: `insert` stores a sample in its
+    /// series' data (under its lock) and says whether it did, counting
+    /// what it skips. Never skipped by the floor: the head holds them
+    /// until a block has them, and checkpoints keep them till then.
+    fn replay_ooo<R>(
+        &self,
+        records: Vec<R>,
+        stats: &mut HeadReplayStats,
+        key: impl Fn(&R) -> (SeriesRef, i64),
+        mut insert: impl FnMut(&mut series::SeriesData, R, &mut HeadReplayStats) -> bool,
+    ) {
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for r in records {
+            let (series_ref, t) = key(&r);
+            let Some(s) = self.replayed_series(series_ref) else {
+                stats.unknown_refs += 1;
+                continue;
+            };
+            let mut d = s.data.lock();
+            if !insert(&mut d, r, stats) {
+                continue;
+            }
+            d.logged = true;
+            stats.ooo_samples += 1;
+            min_t = min_t.min(t);
+            max_t = max_t.max(t);
+        }
+        if min_t <= max_t {
+            self.observe_time_range(min_t, max_t);
         }
     }
 

@@ -188,38 +188,24 @@ fn write_checkpoint(
                 }
                 encode_series(&series, &mut payload);
             }
-            Record::Samples(mut samples) => {
-                let before = samples.len() as u64;
-                samples.retain(|s| s.t >= mint && keep(s.series_ref));
-                stats.samples_kept += samples.len() as u64;
-                stats.samples_dropped += before - samples.len() as u64;
-                if samples.is_empty() {
+            Record::Samples(samples) => {
+                let Some(samples) = keep_samples(samples, mint, &keep, stats) else {
                     return;
-                }
+                };
                 encode_samples(&samples, &mut payload);
             }
-            Record::OooSamples(mut samples) => {
-                let before = samples.len() as u64;
-                samples.retain(|s| s.t >= since.out_of_order && keep(s.series_ref));
-                stats.samples_kept += samples.len() as u64;
-                stats.samples_dropped += before - samples.len() as u64;
-                if samples.is_empty() {
+            Record::OooSamples(samples) => {
+                let bound = since.out_of_order;
+                let Some(samples) = keep_samples(samples, bound, &keep, stats) else {
                     return;
-                }
+                };
                 encode_ooo_samples(&samples, &mut payload);
             }
-            Record::OooHistograms(mut histograms) => {
-                let before = histograms.len() as u64;
-                histograms.retain(|h| h.t >= since.out_of_order && keep(h.series_ref));
-                stats.samples_kept += histograms.len() as u64;
-                stats.samples_dropped += before - histograms.len() as u64;
-                let mut start = 0;
-                for end in encode_ooo_histogram_samples(&histograms, &mut payload) {
-                    if let Err(e) = out.append(&payload[start..end]) {
-                        failed = Some(e);
-                        return;
-                    }
-                    start = end;
+            Record::OooHistograms(histograms) => {
+                let histograms = keep_samples(histograms, since.out_of_order, &keep, stats);
+                let encode = encode_ooo_histogram_samples;
+                if let Err(e) = append_histograms(&mut out, histograms, encode, &mut payload) {
+                    failed = Some(e);
                 }
                 return;
             }
@@ -246,18 +232,11 @@ fn write_checkpoint(
                 }
                 return;
             }
-            Record::Histograms(mut histograms) => {
-                let before = histograms.len() as u64;
-                histograms.retain(|h| h.t >= mint && keep(h.series_ref));
-                stats.samples_kept += histograms.len() as u64;
-                stats.samples_dropped += before - histograms.len() as u64;
-                let mut start = 0;
-                for end in encode_histogram_samples(&histograms, &mut payload) {
-                    if let Err(e) = out.append(&payload[start..end]) {
-                        failed = Some(e);
-                        return;
-                    }
-                    start = end;
+            Record::Histograms(histograms) => {
+                let histograms = keep_samples(histograms, mint, &keep, stats);
+                let encode = encode_histogram_samples;
+                if let Err(e) = append_histograms(&mut out, histograms, encode, &mut payload) {
+                    failed = Some(e);
                 }
                 return;
             }
@@ -293,6 +272,63 @@ fn write_checkpoint(
     sync_dir(&tmp)?;
     fs::rename(&tmp, &final_dir).map_err(io_err("rename checkpoint into place", &final_dir))?;
     sync_dir(dir)
+}
+
+/// A sample of some kind in a record: its series and time.
+trait RecordSample {
+    fn series_ref(&self) -> SeriesRef;
+    fn t(&self) -> i64;
+}
+
+impl RecordSample for super::RefSample {
+    fn series_ref(&self) -> SeriesRef {
+        self.series_ref
+    }
+    fn t(&self) -> i64 {
+        self.t
+    }
+}
+
+impl RecordSample for super::RefHistogramSample {
+    fn series_ref(&self) -> SeriesRef {
+        self.series_ref
+    }
+    fn t(&self) -> i64 {
+        self.t
+    }
+}
+
+/// The samples of kept series at or after `bound`, counted in `stats`;
+/// `None` when none is left.
+fn keep_samples<S: RecordSample>(
+    mut samples: Vec<S>,
+    bound: i64,
+    keep: &impl Fn(SeriesRef) -> bool,
+    stats: &mut CheckpointStats,
+) -> Option<Vec<S>> {
+    let before = samples.len() as u64;
+    samples.retain(|s| s.t() >= bound && keep(s.series_ref()));
+    stats.samples_kept += samples.len() as u64;
+    stats.samples_dropped += before - samples.len() as u64;
+    (!samples.is_empty()).then_some(samples)
+}
+
+/// Appends histogram records (one per kind, by `encode`) for `histograms`.
+fn append_histograms(
+    out: &mut CheckpointWriter,
+    histograms: Option<Vec<super::RefHistogramSample>>,
+    encode: fn(&[super::RefHistogramSample], &mut Vec<u8>) -> Vec<usize>,
+    payload: &mut Vec<u8>,
+) -> Result<()> {
+    let Some(histograms) = histograms else {
+        return Ok(());
+    };
+    let mut start = 0;
+    for end in encode(&histograms, payload) {
+        out.append(&payload[start..end])?;
+        start = end;
+    }
+    Ok(())
 }
 
 /// Writes frames into numbered segments of a checkpoint directory, rotating
