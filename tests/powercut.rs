@@ -118,51 +118,36 @@ struct Outcome {
 
 fn write_body(sender: usize, t0: i64) -> (Vec<u8>, Vec<(String, i64, f64)>) {
     let mut samples = Vec::new();
-    let timeseries = (0..=SERIES)
+    let series = (0..=SERIES)
         .map(|i| {
             let metric = if i == SERIES { "pc_del" } else { "pc" };
             let l = labels(metric, sender, i);
-            let key = l.to_string();
-            let s: Vec<v1::Sample> = (0..PER_BATCH)
+            let points: Vec<(i64, f64)> = (0..PER_BATCH)
                 .map(|k| {
                     let t = t0 + k * STEP_MS;
-                    let v = value(sender, i, t);
-                    samples.push((key.clone(), t, v));
-                    v1::Sample {
-                        value: v,
-                        timestamp: t,
-                    }
+                    (t, value(sender, i, t))
                 })
                 .collect();
-            v1::TimeSeries {
-                labels: l
-                    .iter()
-                    .map(|lb| v1::Label {
-                        name: Bytes::copy_from_slice(lb.name.as_bytes()),
-                        value: Bytes::copy_from_slice(lb.value.as_bytes()),
-                    })
-                    .collect(),
-                samples: s,
-                ..Default::default()
-            }
+            samples.extend(points.iter().map(|&(t, v)| (l.to_string(), t, v)));
+            (l, points)
         })
-        .collect();
-    let req = v1::WriteRequest {
-        timeseries,
-        ..Default::default()
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap();
-    (body, samples)
+        .collect::<Vec<_>>();
+    (encode_write(&series), samples)
 }
 
 /// One late sample of `pc_late`, a function of its time.
 fn late_body(t: i64) -> (Vec<u8>, (String, i64, f64)) {
     let l = labels("pc_late", 0, 0);
     let v = value(9, 0, t) + (t % STEP_MS) as f64 / 1e9;
-    let req = v1::WriteRequest {
-        timeseries: vec![v1::TimeSeries {
+    let key = l.to_string();
+    (encode_write(&[(l, vec![(t, v)])]), (key, t, v))
+}
+
+/// A snappy remote-write 1.0 body of `(labels, [(t, v)])` series.
+fn encode_write(series: &[(Labels, Vec<(i64, f64)>)]) -> Vec<u8> {
+    let timeseries = series
+        .iter()
+        .map(|(l, points)| v1::TimeSeries {
             labels: l
                 .iter()
                 .map(|lb| v1::Label {
@@ -170,18 +155,20 @@ fn late_body(t: i64) -> (Vec<u8>, (String, i64, f64)) {
                     value: Bytes::copy_from_slice(lb.value.as_bytes()),
                 })
                 .collect(),
-            samples: vec![v1::Sample {
-                value: v,
-                timestamp: t,
-            }],
+            samples: points
+                .iter()
+                .map(|&(timestamp, value)| v1::Sample { value, timestamp })
+                .collect(),
             ..Default::default()
-        }],
+        })
+        .collect();
+    let req = v1::WriteRequest {
+        timeseries,
         ..Default::default()
     };
-    let body = snap::raw::Encoder::new()
+    snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
-        .unwrap();
-    (body, (l.to_string(), t, v))
+        .unwrap()
 }
 
 fn post(addr: &str, path: &str, body: &[u8]) -> Option<u16> {

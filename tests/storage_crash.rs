@@ -43,22 +43,6 @@ fn batch_histogram(k: u64) -> Histogram {
     }
 }
 
-/// Every stored histogram of `crash_h_<th>` as (t, count).
-fn histograms(db: &Db, th: u64) -> Vec<(i64, f64)> {
-    let q = db.querier(i64::MIN, i64::MAX);
-    q.select(&[tidemark::model::Matcher::eq(
-        "__name__",
-        format!("crash_h_{th}"),
-    )])
-    .iter()
-    .flat_map(|s| {
-        s.histograms()
-            .map(|(t, h)| (t, h.count))
-            .collect::<Vec<_>>()
-    })
-    .collect()
-}
-
 /// Not a test on its own: the body of the child process.
 #[test]
 fn crash_child_appender() {
@@ -111,7 +95,9 @@ fn crash_child_appender() {
 fn verify(dir: &std::path::Path, acked: &[u64]) -> usize {
     let db = Db::open(dir, options(FsyncPolicy::Batch)).expect("reopen after kill -9");
     let d = dump(&db);
-    let hist: Vec<Vec<(i64, f64)>> = (0..2).map(|th| histograms(&db, th)).collect();
+    let hist: Vec<Vec<(i64, f64)>> = (0..2)
+        .map(|th| histogram_counts(&db, &format!("crash_h_{th}")))
+        .collect();
     for &k in acked {
         let h = &hist[(k % 2) as usize];
         let found = h

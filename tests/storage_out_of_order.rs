@@ -152,19 +152,6 @@ fn hist(n: u64) -> HistogramValue {
     })
 }
 
-/// Every histogram of the series as (t, count).
-fn histograms_of(db: &Db, metric: &str) -> Vec<(i64, f64)> {
-    db.querier(i64::MIN, i64::MAX)
-        .select(&[tidemark::model::Matcher::eq("__name__", metric)])
-        .iter()
-        .flat_map(|s| {
-            s.histograms()
-                .map(|(t, h)| (t, h.count))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Native histograms (what OTLP exponential histograms become) arriving
 /// shuffled inside the window are stored out of order like floats: read
 /// back sorted, through compaction into overlapping blocks, a restart
@@ -207,7 +194,7 @@ fn late_native_histograms_are_stored_and_merged_like_floats() {
     // Offsets 15 and 0 meet: those resends were identical duplicates.
     sent.dedup();
     let want: Vec<(i64, f64)> = sent.iter().map(|&t| (t, (t / MIN) as f64)).collect();
-    assert_eq!(histograms_of(&db, "ooo_h"), want);
+    assert_eq!(histogram_counts(&db, "ooo_h"), want);
     // Too old: more than 6 h behind the newest (5 h).
     let mut old = entry(&[]);
     old.histograms.push(HistogramSample {
@@ -224,12 +211,12 @@ fn late_native_histograms_are_stored_and_merged_like_floats() {
     );
     db.compact().unwrap();
     assert!(!db.blocks().is_empty());
-    assert_eq!(histograms_of(&db, "ooo_h"), want, "after compaction");
+    assert_eq!(histogram_counts(&db, "ooo_h"), want, "after compaction");
     drop(db);
     let db = Db::open(dir.path(), opts(false)).unwrap();
     assert!(db.open_report().head_snapshot_loaded);
     assert_eq!(
-        histograms_of(&db, "ooo_h"),
+        histogram_counts(&db, "ooo_h"),
         want,
         "after a snapshot restart"
     );
@@ -242,7 +229,7 @@ fn late_native_histograms_are_stored_and_merged_like_floats() {
     drop(db);
     let db = Db::open(dir.path(), opts(false)).unwrap();
     assert!(!db.open_report().head_snapshot_loaded);
-    assert_eq!(histograms_of(&db, "ooo_h"), want, "after WAL replay");
+    assert_eq!(histogram_counts(&db, "ooo_h"), want, "after WAL replay");
 }
 
 /// A late histogram between two in-order ones of one chunk: the in-order

@@ -60,3 +60,16 @@ pub(crate) fn dump(db: &Db) -> BTreeMap<String, Vec<(i64, u64)>> {
         })
         .collect()
 }
+
+/// Every native histogram of the series named `metric`, as (t, count).
+pub(crate) fn histogram_counts(db: &Db, metric: &str) -> Vec<(i64, f64)> {
+    db.querier(i64::MIN, i64::MAX)
+        .select(&[tidemark::model::Matcher::eq("__name__", metric)])
+        .iter()
+        .flat_map(|s| {
+            s.histograms()
+                .map(|(t, h)| (t, h.count))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
