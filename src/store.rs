@@ -441,3 +441,53 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::block::{BlockCompaction, BlockDesc};
+
+    fn meta(ulid: &str, level: u32, sources: &[&str], parents: &[&str]) -> BlockMeta {
+        let mut m = BlockMeta::new(0, 1);
+        m.ulid = ulid.to_string();
+        m.compaction = BlockCompaction {
+            level,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            parents: parents
+                .iter()
+                .map(|p| BlockDesc {
+                    ulid: p.to_string(),
+                    min_time: 0,
+                    max_time: 1,
+                })
+                .collect(),
+        };
+        m
+    }
+
+    #[test]
+    fn parents_and_sources_of_a_higher_level_block_are_superseded() {
+        let all: BTreeMap<String, BlockMeta> = [
+            meta("a", 1, &["a"], &[]),
+            meta("b", 1, &["b"], &[]),
+            meta("c", 1, &["c"], &[]),
+            // Merged from a and b (b named as a source only).
+            meta("ab", 2, &["a", "b"], &["a"]),
+            // Level 1 blocks never supersede one another.
+            meta("d", 1, &["d", "c"], &[]),
+        ]
+        .into_iter()
+        .map(|m| (m.ulid.clone(), m))
+        .collect();
+        let got: Vec<String> = superseded(&all).into_iter().collect();
+        assert_eq!(got, ["a", "b"]);
+    }
+
+    #[test]
+    fn block_names_are_26_alphanumerics() {
+        assert!(is_block_name("01HZZZZZZZZZZZZZZZZZZZZZZZ"));
+        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZZ"));
+        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZ.."));
+        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZ/Z"));
+    }
+}

@@ -337,3 +337,111 @@ fn store_without_a_bucket_config_refuses_to_start_naming_the_flag() {
     let err = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned();
     assert!(err.contains("--objstore.config.file"), "{err}");
 }
+
+/// Copies the block directory `src` to `dst` (chunks/ and top-level files).
+fn copy_block(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst.join("chunks")).unwrap();
+    for sub in ["", "chunks"] {
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dst.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+fn cached_dirs(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !["wal", "lock"].contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_bucket() {
+    use tidemark::model::Sample;
+    use tidemark::storage::Db;
+    use tidemark::store::{sync, StoreMetrics, StoreOptions};
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A level-1 block written by the library.
+    let src = common::open(&tmp.path().join("src"));
+    let mut t = T0;
+    while t < T0 + 4 * 3_600_000 {
+        let batch: Vec<_> = (0..3)
+            .map(|n| {
+                common::one(
+                    common::series_labels("m", n),
+                    vec![Sample::new(t, n as f64)],
+                )
+            })
+            .collect();
+        assert!(src.append(&batch).unwrap().is_complete());
+        t += STEP;
+    }
+    src.compact().unwrap();
+    let level1 = src.blocks().into_iter().next().expect("a block");
+    // The bucket: that block, and a level-2 block naming it as parent
+    // (the same data under another ULID, as the compactor would write).
+    let bkt = tmp.path().join("bucket");
+    copy_block(&src.dir().join(&level1.ulid), &bkt.join(&level1.ulid));
+    let merged = tidemark::storage::block::new_ulid();
+    copy_block(&src.dir().join(&level1.ulid), &bkt.join(&merged));
+    let meta_path = bkt.join(&merged).join("meta.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    m["ulid"] = merged.clone().into();
+    m["compaction"] = serde_json::json!({
+        "level": 2,
+        "sources": [level1.ulid],
+        "parents": [{"ulid": level1.ulid, "minTime": level1.min_time, "maxTime": level1.max_time}],
+    });
+    std::fs::write(&meta_path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let cfg = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bkt.display()
+    );
+    let bucket = tidemark::shipper::objstore::BucketConfig::parse(&cfg).unwrap();
+    let opts = StoreOptions {
+        store: bucket.build().unwrap(),
+        prefix: String::new(),
+        sync_interval: SYNC,
+    };
+    let cache = tmp.path().join("cache");
+    let db = std::sync::Arc::new(
+        Db::open(
+            &cache,
+            common::options(tidemark::storage::wal::FsyncPolicy::Never),
+        )
+        .unwrap(),
+    );
+    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let rt = runtime();
+
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 0), "{r:?}");
+    let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
+    assert_eq!(served, vec![merged.clone()]);
+    assert_eq!(cached_dirs(&cache), vec![merged.clone()]);
+    let q = db.querier(T0, T0 + 4 * 3_600_000);
+    let series = q.select(&[tidemark::model::Matcher::eq("__name__", "m")]);
+    assert_eq!(series.len(), 3);
+
+    // The merged block leaves the bucket: its parent is served again.
+    std::fs::remove_dir_all(bkt.join(&merged)).unwrap();
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 1), "{r:?}");
+    let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
+    assert_eq!(served, vec![level1.ulid.clone()]);
+    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+
+    // Nothing changed: nothing downloaded.
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+}
