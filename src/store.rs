@@ -10,6 +10,11 @@
 //! place (so a half download is never opened), deletes cached blocks the
 //! bucket no longer wants, and calls [`Db::reload_blocks`].
 //!
+//! Downloads run on the server's runtime and write the cache with blocking
+//! file calls, a piece ([`PIECE_BYTES`]) at a time. Deleting a cached
+//! block under a running query is safe: blocks are memory-mapped, and the
+//! query holds its `Arc<Block>`.
+//!
 //! Phase 0 caches whole blocks; the bounded cache of indexes and chunk
 //! ranges (ranged GETs) that issue 20 asks for is phase 1 (README,
 //! "Scaling out"). Owns the cache directory's `<ulid>/` and `*.download`
@@ -37,6 +42,9 @@ const DOWNLOAD_SUFFIX: &str = ".download";
 const DELETE_SUFFIX: &str = ".delete";
 /// Bytes fetched per GET while downloading a file (bounds memory).
 const PIECE_BYTES: u64 = 16 << 20;
+/// Largest `meta.json` read; a larger one (not written by a shipper) makes
+/// its block ignored instead of filling memory.
+const MAX_META_BYTES: u64 = 4 << 20;
 
 /// Why a sync failed. The cache keeps serving what it has.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +180,11 @@ pub async fn sync(
         }
         let key = p.child(META_FILE);
         let body = match opts.store.get(&key).await {
+            Ok(r) if r.meta.size > MAX_META_BYTES => {
+                tracing::warn!(key = %key, size = r.meta.size, limit = MAX_META_BYTES,
+                    "meta.json larger than the limit; block ignored");
+                continue;
+            }
             Ok(r) => r.bytes().await,
             Err(e) => Err(e),
         };

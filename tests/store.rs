@@ -131,11 +131,16 @@ fn read_calls(mint: i64, maxt: i64) -> Vec<String> {
 }
 
 /// Every [`read_calls`] answer of the store equals the node's, and is not
-/// empty.
-fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) {
+/// empty. Returns the time the node and the store took for all of them.
+fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) -> (Duration, Duration) {
+    let (mut t_node, mut t_store) = (Duration::ZERO, Duration::ZERO);
     for call in read_calls(mint, maxt) {
+        let t = Instant::now();
         let want = api_data(node, &call);
+        t_node += t.elapsed();
+        let t = Instant::now();
         let got = api_data(store, &call);
+        t_store += t.elapsed();
         assert_eq!(got, want, "{call}");
         let empty = match &want {
             serde_json::Value::Array(a) => a.is_empty(),
@@ -143,6 +148,7 @@ fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) {
         };
         assert!(!empty, "{call}: empty answer proves nothing: {want}");
     }
+    (t_node, t_store)
 }
 
 #[test]
@@ -189,7 +195,11 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
     let mut s = start_store(&store, &cfg, &cache);
     wait_ready(&mut s, &store, Duration::from_secs(60));
     let (_, mint, maxt) = first[0];
-    assert_same_answers(&node, &store, mint, maxt);
+    let (t_node, t_store) = assert_same_answers(&node, &store, mint, maxt);
+    eprintln!(
+        "{} read calls over one 2 h block: node {t_node:?}, store {t_store:?} (whole blocks: all local after the sync)",
+        read_calls(mint, maxt).len()
+    );
     assert_eq!(metric(&store, "tidemark_store_blocks_loaded"), Some(1.0));
     assert_eq!(
         metric(&store, "tidemark_store_sync_failures_total"),
@@ -245,7 +255,8 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
     );
     let (_, mint2, maxt2) = blocks[1];
     assert_same_answers(&node, &store, mint2, maxt2);
-    assert_same_answers(&node, &store, mint, maxt2);
+    let (t_node, t_store) = assert_same_answers(&node, &store, mint, maxt2);
+    eprintln!("read calls over both blocks (4 h): node {t_node:?}, store {t_store:?}");
 
     s.terminate(Duration::from_secs(30));
     n.terminate(Duration::from_secs(30));
