@@ -455,4 +455,21 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
     // Nothing changed: nothing downloaded.
     let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
     assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+
+    // A restart on the same cache, after a crash mid-download: the
+    // leftover is removed, the cached block is not downloaded again.
+    db.close().unwrap();
+    drop(db);
+    std::fs::create_dir_all(cache.join(format!("{}.download/chunks", merged))).unwrap();
+    let db = std::sync::Arc::new(
+        Db::open(
+            &cache,
+            common::options(tidemark::storage::wal::FsyncPolicy::Never),
+        )
+        .unwrap(),
+    );
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    assert_eq!(db.blocks().len(), 1);
 }
