@@ -64,6 +64,9 @@ pub struct ApiOptions {
     pub web: crate::web_config::WebConfig,
     /// Where to send alerts (`--alertmanager.url`); `None` sends none.
     pub notifier: Option<crate::rules::NotifierOptions>,
+    /// The store role: no writes (remote write, OTLP and admin endpoints
+    /// answer 405), `tidemark_store_*` metrics registered.
+    pub read_only: bool,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
@@ -111,6 +114,8 @@ pub struct AppState {
     rule_metrics: Arc<crate::rules::RuleMetrics>,
     /// `tidemark_shipper_*` metrics (zero unless shipping is on).
     shipper_metrics: Arc<crate::shipper::ShipperMetrics>,
+    /// `tidemark_store_*` metrics (the store role only).
+    store_metrics: Option<Arc<crate::store::StoreMetrics>>,
     /// The Alertmanager client, when `--alertmanager.url` names any.
     notifier: Option<Arc<crate::rules::Notifier>>,
 }
@@ -132,6 +137,9 @@ impl AppState {
         let auth = auth::Auth::register(options.web.clone(), &mut registry);
         let rule_metrics = crate::rules::RuleMetrics::register(&mut registry);
         let shipper_metrics = crate::shipper::ShipperMetrics::register(&mut registry);
+        let store_metrics = options
+            .read_only
+            .then(|| crate::store::StoreMetrics::register(&mut registry));
         let notifier = options
             .notifier
             .clone()
@@ -141,6 +149,7 @@ impl AppState {
             rules: OnceLock::new(),
             rule_metrics,
             shipper_metrics,
+            store_metrics,
             notifier,
             db: OnceLock::new(),
             receiver: OnceLock::new(),
@@ -182,6 +191,11 @@ impl AppState {
     /// The `tidemark_shipper_*` metrics, for the block shipper.
     pub fn shipper_metrics(&self) -> Arc<crate::shipper::ShipperMetrics> {
         self.shipper_metrics.clone()
+    }
+
+    /// The `tidemark_store_*` metrics, in the store role.
+    pub fn store_metrics(&self) -> Option<Arc<crate::store::StoreMetrics>> {
+        self.store_metrics.clone()
     }
 
     /// The `prometheus_rule_*` metrics, for the rule manager.
@@ -268,6 +282,14 @@ async fn write_gate(State(state): State<Arc<AppState>>, req: Request, next: Next
     }
 }
 
+/// In the store role, every endpoint that writes answers 405.
+async fn read_only_gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.options.read_only {
+        return ApiError::ReadOnly.into_response();
+    }
+    next.run(req).await
+}
+
 /// Unknown paths: Prometheus's JSON error under `/api/v1/`, plain 404
 /// elsewhere.
 async fn fallback(uri: Uri) -> Response {
@@ -317,21 +339,36 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/reload", post(rules::reload).put(rules::reload))
         .route(
             "/api/v1/admin/tsdb/{action}",
-            post(admin::admin).put(admin::admin),
+            post(admin::admin)
+                .put(admin::admin)
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    read_only_gate,
+                )),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), ready_gate));
     let router = Router::new()
         .route("/-/healthy", get(health::healthy).head(health::healthy))
         .route("/-/ready", get(health::ready).head(health::ready))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
+        .route(
+            "/api/v1/otlp/v1/metrics",
+            post(otlp::metrics).layer(middleware::from_fn_with_state(
+                state.clone(),
+                read_only_gate,
+            )),
+        )
         .route("/api/v1/read", post(read::read))
         // The receiver enforces its own (configurable) body limit.
         .route(
             "/api/v1/write",
             post(write::write)
                 .layer(DefaultBodyLimit::disable())
-                .layer(middleware::from_fn_with_state(state.clone(), write_gate)),
+                .layer(middleware::from_fn_with_state(state.clone(), write_gate))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    read_only_gate,
+                )),
         )
         .merge(api)
         // After every route is added: a route layer sees the matched

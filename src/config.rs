@@ -30,6 +30,46 @@ pub enum WalFsync {
     None,
 }
 
+/// The command line: the ingesting node's flags ([`Config`]) with no
+/// subcommand, exactly as before subcommands existed, or a role.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tidemark", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// The ingesting node's flags (when no subcommand is given).
+    #[command(flatten)]
+    pub config: Config,
+    /// A role other than the ingesting node.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The roles besides the ingesting node.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve PromQL and the Prometheus HTTP API (read only) from the
+    /// blocks in object storage (`--objstore.config.file`, required).
+    Store(StoreArgs),
+}
+
+/// `tidemark store`'s flags: the query, HTTP and limit flags of
+/// [`Config`] (storage, WAL and ingest flags have no effect) plus its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Every flag of the ingesting node (those that apply to reads).
+    #[command(flatten)]
+    pub config: Config,
+    /// Local directory caching the bucket's blocks (phase 0: whole blocks).
+    #[arg(
+        long = "store.cache-dir",
+        env = "TIDEMARK_STORE_CACHE_DIR",
+        default_value = "store-cache"
+    )]
+    pub cache_dir: PathBuf,
+    /// How often the bucket is listed for new and removed blocks.
+    #[arg(long = "store.sync-interval", env = "TIDEMARK_STORE_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub sync_interval: Duration,
+}
+
 /// Tidemark: a Prometheus-compatible metrics store (remote write in, PromQL out).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tidemark", version, about, long_about = None)]
@@ -823,6 +863,7 @@ impl From<&Config> for ApiOptions {
                 queue_capacity: c.alertmanager_queue_capacity,
                 external_labels: c.external_labels.iter().cloned().collect(),
             }),
+            read_only: false,
         }
     }
 }

@@ -16,4 +16,5 @@ pub mod rules;
 pub mod server;
 pub mod shipper;
 pub mod storage;
+pub mod store;
 pub mod web_config;

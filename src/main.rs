@@ -2,7 +2,7 @@
 //! map failure to a non-zero exit code.
 
 use clap::Parser;
-use tidemark::config::Config;
+use tidemark::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of the system allocator: ingest allocates and frees
@@ -45,12 +45,13 @@ fn reexec_with_allocator_env() {
 fn main() -> std::process::ExitCode {
     #[cfg(unix)]
     reexec_with_allocator_env();
-    let config = Config::parse();
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|e| {
-        eprintln!(
-            "invalid --log-level {:?}: {e}; using info",
-            config.log_level
-        );
+    let cli = Cli::parse();
+    let log_level = match &cli.command {
+        Some(Command::Store(s)) => s.config.log_level.clone(),
+        None => cli.config.log_level.clone(),
+    };
+    let filter = EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
+        eprintln!("invalid --log-level {:?}: {e}; using info", log_level);
         EnvFilter::new("info")
     });
     tracing_subscriber::fmt()
@@ -68,7 +69,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tidemark::server::run(config)) {
+    let run = async move {
+        match cli.command {
+            Some(Command::Store(args)) => tidemark::server::run_store(args).await,
+            None => tidemark::server::run(cli.config).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tidemark failed");

@@ -280,6 +280,108 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the store role (`tidemark store`) until a termination signal:
+/// the HTTP API read only over a [`Db`] on the cache directory (its head
+/// stays empty), ready after the first bucket sync ([`crate::store`]).
+///
+/// # Errors
+/// When the listener cannot bind, the bucket config is missing or bad, or
+/// the cache directory cannot be opened.
+pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
+    let mut config = args.config;
+    let Some(path) = config.objstore_config_file.clone() else {
+        anyhow::bail!("tidemark store needs --objstore.config.file=FILE (the bucket to serve)");
+    };
+    if !config.rule_files.is_empty() {
+        anyhow::bail!(
+            "--rule-files is not supported by tidemark store; evaluate rules on an ingesting node"
+        );
+    }
+    // Tombstones written into cached blocks would be lost at the next
+    // download and never reach the bucket.
+    config.enable_admin_api = false;
+    let bucket = BucketConfig::load(&path)
+        .with_context(|| format!("--objstore.config.file={}", path.display()))?;
+    let store_opts = crate::store::StoreOptions {
+        store: bucket
+            .build()
+            .with_context(|| format!("--objstore.config.file={}", path.display()))?,
+        prefix: bucket.prefix.clone(),
+        sync_interval: args
+            .sync_interval
+            .max(std::time::Duration::from_millis(100)),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, cache_dir = %args.cache_dir.display(), "starting tidemark store");
+    let mut api_options = ApiOptions::from(&config);
+    api_options.read_only = true;
+    let tls: http::TlsSlot = Arc::default();
+    if let Some(p) = &config.web_config_file {
+        let loaded =
+            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
+        api_options.web = loaded.web;
+        *tls.write() = loaded.tls;
+    }
+    let state = AppState::with_options(api_options);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state.clone()),
+        http::HttpLimits::from(&config),
+        tls,
+        stop_rx.clone(),
+    ));
+    let opts = Options::from(&config);
+    let dir = args.cache_dir.clone();
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || Db::open(dir, opts))
+            .await
+            .context("cache open task")?
+            .context("opening the store cache directory")?,
+    );
+    let receiver = Arc::new(Receiver::with_metrics(
+        db.clone(),
+        ReceiverOptions::from(&config),
+        state.ingest_metrics(),
+    ));
+    let metrics = state
+        .store_metrics()
+        .context("store metrics are registered in read-only mode")?;
+    let ready = {
+        let state = state.clone();
+        let db = db.clone();
+        Box::new(move || {
+            tracing::info!("first bucket sync finished; ready");
+            state.set_ready(db, receiver);
+        })
+    };
+    let syncer = tokio::spawn(crate::store::sync_loop(
+        store_opts,
+        db.clone(),
+        metrics,
+        ready,
+        stop_rx.clone(),
+    ));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    state.set_not_ready();
+    let _ = stop_tx.send(true);
+    if let Err(e) = syncer.await {
+        tracing::error!(error = %e, "bucket sync task failed");
+    }
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
+    }
+    tokio::task::spawn_blocking(move || db.close())
+        .await
+        .context("storage close task")?
+        .context("closing the store cache")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
 /// Longest wait at shutdown for a block upload in flight.
 const SHIPPER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -31,8 +31,8 @@ pub mod wal;
 
 pub use compact::CrashHook;
 pub use db::{
-    CompactionReport, Db, OpenReport, StorageStats, LOCK_FILE, QUARANTINE_DIR, SNAPSHOTS_DIR,
-    WAL_DIR,
+    CompactionReport, Db, OpenReport, ReloadReport, StorageStats, LOCK_FILE, QUARANTINE_DIR,
+    SNAPSHOTS_DIR, WAL_DIR,
 };
 pub use error::{Error, Result, SampleError};
 pub use head::{

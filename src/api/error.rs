@@ -225,6 +225,10 @@ pub enum ApiError {
         /// The role needed.
         needed: crate::web_config::Role,
     },
+    /// A write to the store role, which serves the bucket read only (405,
+    /// plain text).
+    #[error("this is a read-only store (tidemark store serves the blocks in object storage): send writes to an ingesting tidemark node")]
+    ReadOnly,
     /// An admin endpoint while `--enable-admin-api` is off (`unavailable`),
     /// with Prometheus's message.
     #[error("admin APIs disabled")]
@@ -252,6 +256,7 @@ impl ApiError {
             | ApiError::Unavailable(_)
             | ApiError::TooManyWrites { .. }
             | ApiError::Unauthorized
+            | ApiError::ReadOnly
             | ApiError::Forbidden { .. } => return None,
             ApiError::InvalidParam { .. }
             | ApiError::BadQuery(_)
@@ -309,6 +314,7 @@ impl ApiError {
             ApiError::Read(e) => e.status(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) | ApiError::TooManyWrites { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

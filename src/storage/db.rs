@@ -67,6 +67,17 @@ pub struct OpenReport {
     pub removed_leftovers: Vec<PathBuf>,
 }
 
+/// What [`Db::reload_blocks`] did.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Block directories opened and now served.
+    pub added: usize,
+    /// Blocks no longer served (their directory is gone).
+    pub removed: usize,
+    /// Block directories that failed to open, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
 /// What one [`Db::compact`] run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionReport {
@@ -399,6 +410,54 @@ impl Db {
     /// every block overlapping it.
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier {
         Querier::new(self.head.clone(), self.blocks.clone(), mint, maxt)
+    }
+
+    /// Makes the served blocks match the block directories now in the data
+    /// directory: opens directories not yet served and drops blocks whose
+    /// directory is gone (queries already running keep them). For a
+    /// read-only `Db` whose directory another component fills (the store
+    /// role's bucket cache); never called on an ingesting node, whose
+    /// blocks change only through compaction. A directory that fails to
+    /// open is reported, not quarantined, and not served.
+    ///
+    /// # Errors
+    /// When the data directory cannot be read.
+    pub fn reload_blocks(&self) -> Result<ReloadReport> {
+        let dir = &self.dir;
+        let mut on_disk = std::collections::BTreeSet::new();
+        for e in fs::read_dir(dir).map_err(io_err("read data directory", dir))? {
+            let e = e.map_err(io_err("read data directory", dir))?;
+            let path = e.path();
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if is_block_name(name) && path.is_dir() {
+                    on_disk.insert(name.to_string());
+                }
+            }
+        }
+        let current: Vec<Arc<Block>> = self.blocks.read().clone();
+        let mut report = ReloadReport::default();
+        let gone: Vec<Arc<Block>> = current
+            .iter()
+            .filter(|b| !on_disk.contains(&b.meta().ulid))
+            .cloned()
+            .collect();
+        let mut new = Vec::new();
+        for name in &on_disk {
+            if current.iter().any(|b| &b.meta().ulid == name) {
+                continue;
+            }
+            let path = dir.join(name);
+            match open_block_retrying(&path, self.opts.verify_chunks_on_open) {
+                Ok(b) => new.push(Arc::new(b)),
+                Err(e) => report.failed.push((path, e.to_string())),
+            }
+        }
+        report.added = new.len();
+        report.removed = gone.len();
+        if !new.is_empty() || !gone.is_empty() {
+            self.insert_blocks(&gone, new);
+        }
+        Ok(report)
     }
 
     /// Metadata of the persisted blocks, oldest first.

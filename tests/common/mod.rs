@@ -4,6 +4,7 @@
 pub(crate) mod api;
 pub(crate) mod http;
 pub(crate) mod proc;
+pub(crate) mod weed;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,0 +1,475 @@
+//! The store role (`tidemark store`) against a real S3-compatible server
+//! (SeaweedFS's `weed mini`, started here on 127.0.0.1): an ingesting
+//! node ships blocks, the store serves them with query, query_range,
+//! series, labels and label values answers EQUAL to the node's over the
+//! shipped range; a prefix without `meta.json` is ignored; a block shipped
+//! later is served within the sync interval; the store is not ready until
+//! its first sync succeeds (bucket down at start), keeps serving its cache
+//! when a later sync fails (counted in a self-metric), and refuses writes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::{encode, get, metric, remote_write_v1, remote_write_v1_status, FloatPoint};
+use common::proc::{free_port, tidemark_bin, wait_ready, wait_until, Proc};
+use common::weed::{runtime, s3_store, s3_yaml, Weed};
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+
+const STEP: i64 = 15_000;
+/// 2023-11-14T00:00:00Z, a block-range boundary.
+const T0: i64 = 1_699_920_000_000;
+/// A prefix that looks like a block but has no `meta.json`.
+const HALF_BLOCK: &str = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+/// The store's sync interval in these tests.
+const SYNC: Duration = Duration::from_secs(1);
+
+/// Starts `tidemark store` on `addr` over the bucket in `cfg`.
+fn start_store(addr: &str, cfg: &Path, cache: &Path) -> Proc {
+    let child = Command::new(tidemark_bin())
+        .arg("store")
+        .args(["--listen", addr, "--log-level", "warn"])
+        .arg(format!("--objstore.config.file={}", cfg.display()))
+        .arg(format!("--store.cache-dir={}", cache.display()))
+        .arg(format!("--store.sync-interval={}ms", SYNC.as_millis()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Proc(child, "tidemark store")
+}
+
+/// Remote-writes hours `[from_h, to_h)` after [`T0`] of six series
+/// (`store_metric{i, job}`, `other_metric{job}`), an hour a request.
+fn write_hours(addr: &str, from_h: i64, to_h: i64) {
+    let sets: Vec<Vec<(&str, &str)>> = vec![
+        vec![("__name__", "store_metric"), ("i", "0"), ("job", "a")],
+        vec![("__name__", "store_metric"), ("i", "1"), ("job", "a")],
+        vec![("__name__", "store_metric"), ("i", "2"), ("job", "b")],
+        vec![("__name__", "other_metric"), ("job", "a")],
+        vec![("__name__", "other_metric"), ("job", "c")],
+    ];
+    for h in from_h..to_h {
+        let points: Vec<FloatPoint<'_>> = (h * 240..(h + 1) * 240)
+            .flat_map(|k| {
+                sets.iter()
+                    .enumerate()
+                    .map(move |(n, l)| (&l[..], T0 + k * STEP, (k * (n as i64 + 1)) as f64))
+            })
+            .collect();
+        remote_write_v1(addr, &points);
+    }
+}
+
+/// Complete blocks in the bucket: `(ulid, min_time, max_time)`.
+fn bucket_blocks(store: &dyn ObjectStore) -> Vec<(String, i64, i64)> {
+    let rt = runtime();
+    let listed = rt.block_on(store.list_with_delimiter(None)).unwrap();
+    let mut out = Vec::new();
+    for p in listed.common_prefixes {
+        let got = rt.block_on(async { store.get(&p.child("meta.json")).await });
+        let Ok(r) = got else { continue };
+        let body = rt.block_on(r.bytes()).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        out.push((
+            m["ulid"].as_str().unwrap().to_string(),
+            m["minTime"].as_i64().unwrap(),
+            m["maxTime"].as_i64().unwrap(),
+        ));
+    }
+    out.sort_by_key(|b| b.1);
+    out
+}
+
+/// `data` of a successful API answer.
+fn api_data(addr: &str, path: &str) -> serde_json::Value {
+    let (status, body) = get(addr, path).unwrap_or_else(|| panic!("{addr}{path}: no answer"));
+    assert_eq!(status, 200, "{addr}{path}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success", "{body}");
+    v["data"].clone()
+}
+
+/// The read calls compared between node and store over `[mint, maxt)`
+/// (times in ms; the API takes seconds).
+fn read_calls(mint: i64, maxt: i64) -> Vec<String> {
+    let s = |ms: i64| format!("{}", ms as f64 / 1000.0);
+    let (start, end) = (s(mint), s(maxt - 1));
+    let mut out = Vec::new();
+    for q in [
+        "store_metric",
+        "rate(store_metric[5m])",
+        "sum by (job) (rate(store_metric[10m]))",
+        "other_metric * 2 + on(job) group_left sum by (job) (store_metric)",
+        "max_over_time(other_metric[30m])",
+    ] {
+        out.push(format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step=60",
+            encode(q)
+        ));
+        out.push(format!("/api/v1/query?query={}&time={end}", encode(q)));
+    }
+    for m in ["store_metric", "{job=\"a\"}", "{__name__=~\".+_metric\"}"] {
+        out.push(format!(
+            "/api/v1/series?match[]={}&start={start}&end={end}",
+            encode(m)
+        ));
+    }
+    out.push(format!("/api/v1/labels?start={start}&end={end}"));
+    out.push(format!(
+        "/api/v1/labels?match[]={}&start={start}&end={end}",
+        encode("other_metric")
+    ));
+    out.push(format!("/api/v1/label/job/values?start={start}&end={end}"));
+    out.push(format!(
+        "/api/v1/label/__name__/values?start={start}&end={end}"
+    ));
+    out
+}
+
+/// Every [`read_calls`] answer of the store equals the node's, and is not
+/// empty. Returns the time the node and the store took for all of them.
+fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) -> (Duration, Duration) {
+    let (mut t_node, mut t_store) = (Duration::ZERO, Duration::ZERO);
+    for call in read_calls(mint, maxt) {
+        let t = Instant::now();
+        let want = api_data(node, &call);
+        t_node += t.elapsed();
+        let t = Instant::now();
+        let got = api_data(store, &call);
+        t_store += t.elapsed();
+        assert_eq!(got, want, "{call}");
+        let empty = match &want {
+            serde_json::Value::Array(a) => a.is_empty(),
+            v => v["result"].as_array().is_some_and(|a| a.is_empty()),
+        };
+        assert!(!empty, "{call}: empty answer proves nothing: {want}");
+    }
+    (t_node, t_store)
+}
+
+#[test]
+fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_new_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&tmp.path().join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = tmp.path().join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+
+    // The ingesting node: 4 h of samples, one 2 h block shipped.
+    let node = format!("127.0.0.1:{}", free_port());
+    let mut n = common::proc::start_tidemark_with(
+        &node,
+        &tmp.path().join("node"),
+        &[
+            &format!("--objstore.config.file={}", cfg.display()),
+            "--external-label=replica=a",
+            "--compaction-interval=200ms",
+            "--shipper.sync-interval=1s",
+            "--shipper.max-backoff=1s",
+        ],
+    );
+    wait_ready(&mut n, &node, Duration::from_secs(30));
+    write_hours(&node, 0, 4);
+    wait_until("a block in the bucket", Duration::from_secs(60), || {
+        !bucket_blocks(bucket.as_ref()).is_empty()
+    });
+    let first = bucket_blocks(bucket.as_ref());
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // A block still being uploaded: files, no meta.json.
+    let rt = runtime();
+    for key in ["index", "chunks/000001"] {
+        rt.block_on(bucket.put(
+            &ObjectPath::from(format!("{HALF_BLOCK}/{key}")),
+            "not a block".into(),
+        ))
+        .unwrap();
+    }
+
+    let store = format!("127.0.0.1:{}", free_port());
+    let cache = tmp.path().join("cache");
+    let mut s = start_store(&store, &cfg, &cache);
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    let (_, mint, maxt) = first[0];
+    let (t_node, t_store) = assert_same_answers(&node, &store, mint, maxt);
+    eprintln!(
+        "{} read calls over one 2 h block: node {t_node:?}, store {t_store:?} (whole blocks: all local after the sync)",
+        read_calls(mint, maxt).len()
+    );
+    assert_eq!(metric(&store, "tidemark_store_blocks_loaded"), Some(1.0));
+    assert_eq!(
+        metric(&store, "tidemark_store_sync_failures_total"),
+        Some(0.0)
+    );
+    assert!(metric(
+        &store,
+        "tidemark_store_last_successful_sync_timestamp_seconds"
+    )
+    .is_some_and(|t| t > 1.0e9));
+    let mut cached: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 26)
+        .collect();
+    cached.sort();
+    assert_eq!(cached, vec![first[0].0.clone()], "half block never cached");
+
+    // Read only: every write endpoint answers 405 naming the reason.
+    let one: Vec<(&str, &str)> = vec![("__name__", "x")];
+    let (status, body) = remote_write_v1_status(&store, &[(&one[..], T0, 1.0)]);
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("read-only store"), "{body}");
+    let (status, _) = common::http::request(
+        &store,
+        "POST",
+        "/api/v1/otlp/v1/metrics",
+        &[("Content-Type", "application/x-protobuf")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 405);
+
+    // A block shipped later is served within the sync interval (plus the
+    // download): the node ships hours 4..6 as its second block.
+    write_hours(&node, 4, 6);
+    let shipped = Instant::now();
+    wait_until(
+        "a second block in the bucket",
+        Duration::from_secs(60),
+        || bucket_blocks(bucket.as_ref()).len() == 2,
+    );
+    let seen = Instant::now();
+    let blocks = bucket_blocks(bucket.as_ref());
+    wait_until("the store serving the second block", SYNC * 10, || {
+        metric(&store, "tidemark_store_blocks_loaded") == Some(2.0)
+    });
+    eprintln!(
+        "second block: in the bucket {:?} after the write, served {:?} after that",
+        seen - shipped,
+        seen.elapsed()
+    );
+    let (_, mint2, maxt2) = blocks[1];
+    assert_same_answers(&node, &store, mint2, maxt2);
+    let (t_node, t_store) = assert_same_answers(&node, &store, mint, maxt2);
+    eprintln!("read calls over both blocks (4 h): node {t_node:?}, store {t_store:?}");
+
+    s.terminate(Duration::from_secs(30));
+    n.terminate(Duration::from_secs(30));
+    drop(weed);
+}
+
+#[test]
+fn store_is_ready_only_after_its_first_sync_and_keeps_serving_when_the_bucket_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut weed = Weed::start(&tmp.path().join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = tmp.path().join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let node = format!("127.0.0.1:{}", free_port());
+    let mut n = common::proc::start_tidemark_with(
+        &node,
+        &tmp.path().join("node"),
+        &[
+            &format!("--objstore.config.file={}", cfg.display()),
+            "--external-label=replica=a",
+            "--compaction-interval=200ms",
+            "--shipper.sync-interval=1s",
+            "--shipper.max-backoff=1s",
+        ],
+    );
+    wait_ready(&mut n, &node, Duration::from_secs(30));
+    write_hours(&node, 0, 4);
+    wait_until("a block in the bucket", Duration::from_secs(60), || {
+        !bucket_blocks(bucket.as_ref()).is_empty()
+    });
+    let (_, mint, maxt) = bucket_blocks(bucket.as_ref())[0];
+    n.terminate(Duration::from_secs(30));
+
+    // The bucket is down when the store starts: alive, not ready.
+    weed.stop();
+    let store = format!("127.0.0.1:{}", free_port());
+    let mut s = start_store(&store, &cfg, &tmp.path().join("cache"));
+    wait_until(
+        "the store answering /-/healthy",
+        Duration::from_secs(30),
+        || get(&store, "/-/healthy").map(|r| r.0) == Some(200),
+    );
+    wait_until("a failed sync counted", Duration::from_secs(60), || {
+        metric(&store, "tidemark_store_sync_failures_total").is_some_and(|v| v >= 2.0)
+    });
+    assert_eq!(get(&store, "/-/ready").map(|r| r.0), Some(503));
+    let q = format!(
+        "/api/v1/query?query=store_metric&time={}",
+        (maxt - 1) / 1000
+    );
+    assert_eq!(get(&store, &q).map(|r| r.0), Some(503));
+
+    // The bucket comes back: ready after the first sync, data served.
+    weed.resume();
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    let data = api_data(&store, &q);
+    assert_eq!(data["result"].as_array().map(Vec::len), Some(3), "{data}");
+
+    // The bucket fails again: the cache keeps serving, failures counted.
+    let before = metric(&store, "tidemark_store_sync_failures_total").unwrap();
+    weed.stop();
+    wait_until(
+        "a later failed sync counted",
+        Duration::from_secs(60),
+        || metric(&store, "tidemark_store_sync_failures_total").is_some_and(|v| v > before),
+    );
+    assert_eq!(get(&store, "/-/ready").map(|r| r.0), Some(200));
+    assert_eq!(api_data(&store, &q), data);
+    let range = format!(
+        "/api/v1/query_range?query=store_metric&start={}&end={}&step=60",
+        mint / 1000,
+        (maxt - 1) / 1000
+    );
+    assert_eq!(
+        api_data(&store, &range)["result"].as_array().map(Vec::len),
+        Some(3)
+    );
+    s.terminate(Duration::from_secs(30));
+}
+
+#[test]
+fn store_without_a_bucket_config_refuses_to_start_naming_the_flag() {
+    let out = Command::new(tidemark_bin())
+        .args(["store", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The error is logged (stdout, as every log line).
+    let err = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned();
+    assert!(err.contains("--objstore.config.file"), "{err}");
+}
+
+/// Copies the block directory `src` to `dst` (chunks/ and top-level files).
+fn copy_block(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst.join("chunks")).unwrap();
+    for sub in ["", "chunks"] {
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dst.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+fn cached_dirs(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !["wal", "lock"].contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_bucket() {
+    use tidemark::model::Sample;
+    use tidemark::storage::Db;
+    use tidemark::store::{sync, StoreMetrics, StoreOptions};
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A level-1 block written by the library.
+    let src = common::open(&tmp.path().join("src"));
+    let mut t = T0;
+    while t < T0 + 4 * 3_600_000 {
+        let batch: Vec<_> = (0..3)
+            .map(|n| {
+                common::one(
+                    common::series_labels("m", n),
+                    vec![Sample::new(t, n as f64)],
+                )
+            })
+            .collect();
+        assert!(src.append(&batch).unwrap().is_complete());
+        t += STEP;
+    }
+    src.compact().unwrap();
+    let level1 = src.blocks().into_iter().next().expect("a block");
+    // The bucket: that block, and a level-2 block naming it as parent
+    // (the same data under another ULID, as the compactor would write).
+    let bkt = tmp.path().join("bucket");
+    copy_block(&src.dir().join(&level1.ulid), &bkt.join(&level1.ulid));
+    let merged = tidemark::storage::block::new_ulid();
+    copy_block(&src.dir().join(&level1.ulid), &bkt.join(&merged));
+    let meta_path = bkt.join(&merged).join("meta.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    m["ulid"] = merged.clone().into();
+    m["compaction"] = serde_json::json!({
+        "level": 2,
+        "sources": [level1.ulid],
+        "parents": [{"ulid": level1.ulid, "minTime": level1.min_time, "maxTime": level1.max_time}],
+    });
+    std::fs::write(&meta_path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let cfg = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bkt.display()
+    );
+    let bucket = tidemark::shipper::objstore::BucketConfig::parse(&cfg).unwrap();
+    let opts = StoreOptions {
+        store: bucket.build().unwrap(),
+        prefix: String::new(),
+        sync_interval: SYNC,
+    };
+    let cache = tmp.path().join("cache");
+    let db = std::sync::Arc::new(
+        Db::open(
+            &cache,
+            common::options(tidemark::storage::wal::FsyncPolicy::Never),
+        )
+        .unwrap(),
+    );
+    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let rt = runtime();
+
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 0), "{r:?}");
+    let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
+    assert_eq!(served, vec![merged.clone()]);
+    assert_eq!(cached_dirs(&cache), vec![merged.clone()]);
+    let q = db.querier(T0, T0 + 4 * 3_600_000);
+    let series = q.select(&[tidemark::model::Matcher::eq("__name__", "m")]);
+    assert_eq!(series.len(), 3);
+
+    // The merged block leaves the bucket: its parent is served again.
+    std::fs::remove_dir_all(bkt.join(&merged)).unwrap();
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 1), "{r:?}");
+    let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
+    assert_eq!(served, vec![level1.ulid.clone()]);
+    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+
+    // Nothing changed: nothing downloaded.
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+
+    // A restart on the same cache, after a crash mid-download: the
+    // leftover is removed, the cached block is not downloaded again.
+    db.close().unwrap();
+    drop(db);
+    std::fs::create_dir_all(cache.join(format!("{}.download/chunks", merged))).unwrap();
+    let db = std::sync::Arc::new(
+        Db::open(
+            &cache,
+            common::options(tidemark::storage::wal::FsyncPolicy::Never),
+        )
+        .unwrap(),
+    );
+    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
+    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    assert_eq!(db.blocks().len(), 1);
+}
