@@ -119,6 +119,13 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_WAL_FSYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub wal_fsync_interval: Duration,
 
+    /// Write WAL records snappy-compressed (about 0.6x the bytes for
+    /// remote-write traffic), as Prometheus's
+    /// `--storage.tsdb.wal-compression`; either setting reads both.
+    /// `--storage.wal-compression=false` turns it off.
+    #[arg(long = "storage.wal-compression", env = "TIDEMARK_STORAGE_WAL_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub wal_compression: bool,
+
     /// WAL segment size in bytes before a new segment is started.
     #[arg(long, env = "TIDEMARK_WAL_SEGMENT_SIZE", default_value_t = 128 << 20)]
     pub wal_segment_size: u64,
@@ -530,6 +537,7 @@ impl From<&Config> for Options {
                     WalFsync::Interval => FsyncPolicy::Interval(c.wal_fsync_interval),
                     WalFsync::None => FsyncPolicy::Never,
                 },
+                compression: c.wal_compression,
             },
             max_series_per_metric: c.max_series_per_metric,
             retention_ms: c.retention.as_millis().min(i64::MAX as u128) as i64,
@@ -625,6 +633,7 @@ impl Config {
                 "wal-fsync-interval",
                 format_duration(self.wal_fsync_interval),
             ),
+            ("storage.wal-compression", self.wal_compression.to_string()),
             ("wal-segment-size", self.wal_segment_size.to_string()),
             (
                 "max-series-per-metric",

@@ -17,6 +17,7 @@ fn opts() -> Options {
         wal: WalOptions {
             fsync: FsyncPolicy::Never,
             segment_size: 256,
+            compression: true,
         },
         block_range_ms: RANGE,
         stripes: 64,

@@ -127,6 +127,7 @@ fn opts() -> Options {
         wal: WalOptions {
             segment_size: 256 << 10,
             fsync: FsyncPolicy::Batch,
+            compression: true,
         },
         ..options(FsyncPolicy::Batch)
     }

@@ -167,6 +167,7 @@ fn wal_repair_interrupted_midway_still_opens() {
         wal: tidemark::storage::wal::WalOptions {
             segment_size: 512,
             fsync: tidemark::storage::wal::FsyncPolicy::Never,
+            compression: true,
         },
         ..options(tidemark::storage::wal::FsyncPolicy::Never)
     };

@@ -168,7 +168,8 @@ fn write_checkpoint(
         fs::remove_dir_all(&tmp).map_err(io_err("remove stale checkpoint tmp dir", &tmp))?;
     }
     fs::create_dir(&tmp).map_err(io_err("create checkpoint tmp dir", &tmp))?;
-    let mut out = CheckpointWriter::create(&tmp, wal.options().segment_size)?;
+    let opts = wal.options();
+    let mut out = CheckpointWriter::create(&tmp, opts.segment_size, opts.compression)?;
     let mut payload = Vec::new();
     let mut failed = None;
     let mut metadata: BTreeMap<String, RefMetadata> = BTreeMap::new();
@@ -342,10 +343,13 @@ struct CheckpointWriter {
     size: u64,
     bytes: u64,
     frame: Vec<u8>,
+    /// Snappy-compress records as the WAL writer does.
+    compression: bool,
+    compressed: Vec<u8>,
 }
 
 impl CheckpointWriter {
-    fn create(dir: &Path, segment_size: u64) -> Result<Self> {
+    fn create(dir: &Path, segment_size: u64, compression: bool) -> Result<Self> {
         let (file, path) = create_segment(dir, 0)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -356,10 +360,24 @@ impl CheckpointWriter {
             size: SEGMENT_HEADER_LEN,
             bytes: SEGMENT_HEADER_LEN,
             frame: Vec::new(),
+            compression,
+            compressed: Vec::new(),
         })
     }
 
     fn append(&mut self, payload: &[u8]) -> Result<()> {
+        let mut compressed = std::mem::take(&mut self.compressed);
+        let payload = if self.compression && super::compress_record(payload, &mut compressed) {
+            &compressed[..]
+        } else {
+            payload
+        };
+        let result = self.append_frame(payload);
+        self.compressed = compressed;
+        result
+    }
+
+    fn append_frame(&mut self, payload: &[u8]) -> Result<()> {
         let len = FRAME_HEADER_LEN + payload.len() as u64;
         if self.size > SEGMENT_HEADER_LEN && self.size + len > self.segment_size {
             self.sync()?;

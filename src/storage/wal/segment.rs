@@ -19,9 +19,10 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"TMWL";
 /// Segment format version written (byte 4 of the header). Version 2 added
 /// the tombstones record (type 3); version 3 the exemplars (4) and
 /// metadata (6) records; version 4 the histogram samples records (7, 8);
-/// version 5 the out-of-order samples record (9). Older segments hold a subset of the record types and are still read. A
+/// version 5 the out-of-order samples records (9, 10, 11); version 6 the
+/// snappy-compressed record (12). Older segments hold a subset of the record types and are still read. A
 /// reader refuses other versions instead of repairing them.
-pub const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 6;
 /// Oldest segment format version this build reads.
 pub const MIN_FORMAT_VERSION: u8 = 1;
 /// Segment header: magic, version, 3 reserved zero bytes.

@@ -25,10 +25,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::reader::{newest_checkpoint, CHECKPOINT_PREFIX};
 use super::segment::{create_segment, list_segments, put_frame, sync_dir};
-use super::{
-    io_err, Error, Result, DEFAULT_SEGMENT_SIZE, FRAME_HEADER_LEN, MAX_RECORD_LEN,
-    SEGMENT_HEADER_LEN,
-};
+use super::{io_err, Error, Result, DEFAULT_SEGMENT_SIZE, MAX_RECORD_LEN, SEGMENT_HEADER_LEN};
 
 /// When [`Wal::wait_durable`] considers data durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +49,11 @@ pub struct WalOptions {
     pub segment_size: u64,
     /// Durability policy. Default [`FsyncPolicy::Batch`].
     pub fsync: FsyncPolicy,
+    /// Write records of 256 bytes and more snappy-compressed (record type
+    /// 12) when that makes them shorter, as Prometheus's
+    /// `--storage.tsdb.wal-compression`. Default on. Either setting reads
+    /// both kinds.
+    pub compression: bool,
 }
 
 impl Default for WalOptions {
@@ -59,6 +61,7 @@ impl Default for WalOptions {
         Self {
             segment_size: DEFAULT_SEGMENT_SIZE,
             fsync: FsyncPolicy::Batch,
+            compression: true,
         }
     }
 }
@@ -229,7 +232,6 @@ impl Wal {
     /// [`Error::EmptyRecord`], [`Error::RecordTooLarge`], [`Error::Closed`];
     /// [`Error::Poisoned`] if this or an earlier write or fsync failed.
     pub fn log(&self, payloads: &[&[u8]]) -> Result<Ticket> {
-        let mut total = 0u64;
         for p in payloads {
             if p.is_empty() {
                 return Err(Error::EmptyRecord);
@@ -237,13 +239,18 @@ impl Wal {
             if p.len() > MAX_RECORD_LEN as usize {
                 return Err(Error::RecordTooLarge { len: p.len() });
             }
-            total += FRAME_HEADER_LEN + p.len() as u64;
         }
-        // Framing and CRCs are computed before taking the lock.
-        let mut buf = Vec::with_capacity(total as usize);
+        // Compression, framing and CRCs happen before taking the lock.
+        let mut buf = Vec::new();
+        let mut compressed = Vec::new();
         for p in payloads {
-            put_frame(&mut buf, p);
+            if self.shared.opts.compression && super::compress_record(p, &mut compressed) {
+                put_frame(&mut buf, &compressed);
+            } else {
+                put_frame(&mut buf, p);
+            }
         }
+        let total = buf.len() as u64;
         let s = &*self.shared;
         s.check()?;
         let mut w = s.writer.lock();
