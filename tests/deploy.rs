@@ -523,18 +523,7 @@ fn statefulset_args_start_the_binary_and_probe_paths_answer() {
         // Exactly the manifest's args and variables; nothing inherited
         // from the test's environment.
         let started = Instant::now();
-        let mut child = Proc(
-            Command::new(env!("CARGO_BIN_EXE_tidemark"))
-                .args(&args)
-                .env_clear()
-                .envs(&env)
-                .current_dir(&cwd)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-            "tidemark",
-        );
+        let mut child = start_container(&args, &env, &cwd);
         for (probe, want_body) in [("livenessProbe", "Healthy"), ("readinessProbe", "Ready")] {
             let p = &c[probe];
             let get = &p["httpGet"];
@@ -765,6 +754,23 @@ fn tls_auth_overlay_mounts_web_config_and_probes_stay_open() {
     tm.terminate(Duration::from_secs(30));
 }
 
+/// Starts the binary with exactly a container's (mapped) args and
+/// variables, nothing inherited from the test's environment.
+fn start_container(args: &[String], env: &BTreeMap<String, String>, cwd: &Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+        "tidemark",
+    )
+}
+
 /// `overlays/scale-out`: renders and validates; the StatefulSet ships to
 /// the bucket of the generated Secret, labelled by pod, and the store
 /// Deployment and its Service exist. Both containers start the real binary
@@ -842,18 +848,7 @@ fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
         }
         let cwd = root.join("cwd");
         std::fs::create_dir_all(&cwd).unwrap();
-        let mut child = Proc(
-            Command::new(env!("CARGO_BIN_EXE_tidemark"))
-                .args(&args)
-                .env_clear()
-                .envs(&env)
-                .current_dir(&cwd)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-            "tidemark",
-        );
+        let mut child = start_container(&args, &env, &cwd);
         let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
         wait_until(&format!("{what}: {ready}"), Duration::from_secs(30), || {
             http::get(&addr, ready).is_some_and(|(s, _)| s == 200)

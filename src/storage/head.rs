@@ -657,13 +657,7 @@ impl Head {
     /// what the block got.
     pub(crate) fn select_for_block(&self, mint: i64, maxt: i64) -> Vec<HeadSelected> {
         for s in self.series.all() {
-            let mut d = s.data.lock();
-            if let Some(o) = d.ooo.as_mut() {
-                o.mark_persisting();
-            }
-            if let Some(o) = d.ooo_hist.as_mut() {
-                o.mark_persisting();
-            }
+            s.data.lock().mark_ooo_persisting();
         }
         self.select(&[], mint, maxt)
     }
@@ -674,19 +668,7 @@ impl Head {
     /// which keeps series while they hold out-of-order samples.
     pub(crate) fn drop_persisted_ooo(&self, mint: i64, maxt: i64) {
         for s in self.series.all() {
-            let mut d = s.data.lock();
-            if let Some(o) = d.ooo.as_mut() {
-                o.drop_persisted(mint, maxt);
-                if o.is_empty() {
-                    d.ooo = None;
-                }
-            }
-            if let Some(o) = d.ooo_hist.as_mut() {
-                o.drop_persisted(mint, maxt);
-                if o.is_empty() {
-                    d.ooo_hist = None;
-                }
-            }
+            s.data.lock().drop_persisted_ooo(mint, maxt);
         }
     }
 
@@ -696,12 +678,7 @@ impl Head {
         self.series
             .all()
             .iter()
-            .filter_map(|s| {
-                let d = s.data.lock();
-                let f = d.ooo.as_ref().and_then(|o| o.first_t());
-                let h = d.ooo_hist.as_ref().and_then(|o| o.first_t());
-                f.into_iter().chain(h).min()
-            })
+            .filter_map(|s| s.data.lock().ooo_first_t())
             .min()
             .unwrap_or(i64::MAX)
     }

@@ -171,6 +171,26 @@ impl AppendOutcome {
     }
 }
 
+/// What one series of a batch had accepted: its ranges in the batch's
+/// accepted lists (in-order floats and histograms, out-of-order floats and
+/// histograms).
+struct GroupAccepted {
+    floats: std::ops::Range<usize>,
+    histograms: std::ops::Range<usize>,
+    ooo: std::ops::Range<usize>,
+    ooo_histograms: std::ops::Range<usize>,
+}
+
+impl GroupAccepted {
+    /// Whether nothing of the series is stored by this batch.
+    fn is_empty(&self) -> bool {
+        self.floats.is_empty()
+            && self.histograms.is_empty()
+            && self.ooo.is_empty()
+            && self.ooo_histograms.is_empty()
+    }
+}
+
 /// What to do with one sample.
 enum Verdict {
     Append,
@@ -430,11 +450,8 @@ impl Head {
         let mut accepted_h: Vec<RefHistogramSample> = Vec::new();
         // Out-of-order samples accepted, grouped by series like `accepted`.
         let mut accepted_ooo: Vec<RefSample> = Vec::new();
-        let mut ooo_ranges: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
         let mut accepted_ooo_h: Vec<RefHistogramSample> = Vec::new();
-        let mut ooo_ranges_h: Vec<(usize, usize)> = Vec::with_capacity(groups.len());
-        let mut accepted_groups: Vec<((usize, usize), (usize, usize))> =
-            Vec::with_capacity(groups.len());
+        let mut accepted_groups: Vec<GroupAccepted> = Vec::with_capacity(groups.len());
         // Zero samples at created timestamps among `accepted`/`accepted_h`.
         let (mut zeros, mut zeros_h) = (0usize, 0usize);
         for (g, &(start, end)) in groups.iter().enumerate() {
@@ -572,24 +589,25 @@ impl Head {
                 t,
                 v,
             }));
-            ooo_ranges.push((first_ooo, accepted_ooo.len()));
             let first_ooo_h = accepted_ooo_h.len();
             accepted_ooo_h.extend(pending_ooo_h.into_iter().map(|(t, h)| RefHistogramSample {
                 series_ref: series.series_ref,
                 t,
                 h,
             }));
-            ooo_ranges_h.push((first_ooo_h, accepted_ooo_h.len()));
-            let any_ooo = accepted_ooo.len() > first_ooo || accepted_ooo_h.len() > first_ooo_h;
-            if (accepted.len() > first || accepted_h.len() > first_h || any_ooo)
-                && !guards[g].logged
-            {
+            let group = GroupAccepted {
+                floats: first..accepted.len(),
+                histograms: first_h..accepted_h.len(),
+                ooo: first_ooo..accepted_ooo.len(),
+                ooo_histograms: first_ooo_h..accepted_ooo_h.len(),
+            };
+            if !group.is_empty() && !guards[g].logged {
                 new_series.push(RefSeries {
                     series_ref: series.series_ref,
                     labels: series.labels.clone(),
                 });
             }
-            accepted_groups.push(((first, accepted.len()), (first_h, accepted_h.len())));
+            accepted_groups.push(group);
         }
         outcome
             .rejected
@@ -607,16 +625,9 @@ impl Head {
                 .iter()
                 .enumerate()
                 .map(|(g, &(start, _))| {
-                    let ((first, end), (first_h, end_h)) = accepted_groups[g];
-                    let (first_ooo, end_ooo) = ooo_ranges[g];
-                    let (first_ooo_h, end_ooo_h) = ooo_ranges_h[g];
                     (
                         targets[start].0.series_ref,
-                        guards[g].logged
-                            || end > first
-                            || end_h > first_h
-                            || end_ooo > first_ooo
-                            || end_ooo_h > first_ooo_h,
+                        guards[g].logged || !accepted_groups[g].is_empty(),
                     )
                 })
                 .collect();
@@ -701,11 +712,7 @@ impl Head {
             wal::encode_ooo_samples(&accepted_ooo, &mut ooo_rec);
         }
         let mut hist_rec = Vec::new();
-        let hist_ends = if accepted_h.is_empty() {
-            Vec::new()
-        } else {
-            wal::encode_histogram_samples(&accepted_h, &mut hist_rec)
-        };
+        let hist_ends = wal::encode_histogram_samples(&accepted_h, &mut hist_rec);
         let mut exemplars_rec = Vec::new();
         if !ex_accepted.is_empty() {
             let refs: Vec<RefExemplar> = ex_accepted
@@ -731,21 +738,14 @@ impl Head {
             samples_rec.as_slice(),
             ooo_rec.as_slice(),
         ];
-        let mut start = 0;
-        for end in hist_ends {
-            payloads.push(&hist_rec[start..end]);
-            start = end;
-        }
         let mut ooo_hist_rec = Vec::new();
-        let ooo_hist_ends = if accepted_ooo_h.is_empty() {
-            Vec::new()
-        } else {
-            wal::encode_ooo_histogram_samples(&accepted_ooo_h, &mut ooo_hist_rec)
-        };
-        let mut start = 0;
-        for end in ooo_hist_ends {
-            payloads.push(&ooo_hist_rec[start..end]);
-            start = end;
+        let ooo_hist_ends = wal::encode_ooo_histogram_samples(&accepted_ooo_h, &mut ooo_hist_rec);
+        for (rec, ends) in [(&hist_rec, hist_ends), (&ooo_hist_rec, ooo_hist_ends)] {
+            let mut start = 0;
+            for end in ends {
+                payloads.push(&rec[start..end]);
+                start = end;
+            }
         }
         payloads.push(exemplars_rec.as_slice());
         payloads.push(metadata_rec.as_slice());
@@ -764,15 +764,12 @@ impl Head {
         drop(md_store);
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-        for (g, &((first, end), (first_h, end_h))) in accepted_groups.iter().enumerate() {
-            let (first_ooo, end_ooo) = ooo_ranges[g];
-            let (first_ooo_h, end_ooo_h) = ooo_ranges_h[g];
-            if first == end && first_h == end_h && first_ooo == end_ooo && first_ooo_h == end_ooo_h
-            {
+        for (g, group) in accepted_groups.iter().enumerate() {
+            if group.is_empty() {
                 continue;
             }
             let d = &mut guards[g];
-            for rh in &accepted_ooo_h[first_ooo_h..end_ooo_h] {
+            for rh in &accepted_ooo_h[group.ooo_histograms.clone()] {
                 d.append_ooo_histogram(HistogramSample {
                     t: rh.t,
                     h: rh.h.clone(),
@@ -780,18 +777,18 @@ impl Head {
                 min_t = min_t.min(rh.t);
                 max_t = max_t.max(rh.t);
             }
-            for rs in &accepted_ooo[first_ooo..end_ooo] {
+            for rs in &accepted_ooo[group.ooo.clone()] {
                 // Checked against everything held under this lock.
                 d.append_ooo(Sample::new(rs.t, rs.v));
                 min_t = min_t.min(rs.t);
                 max_t = max_t.max(rs.t);
             }
-            for rs in &accepted[first..end] {
+            for rs in &accepted[group.floats.clone()] {
                 d.append(Sample::new(rs.t, rs.v), self.opts.block_range_ms);
                 min_t = min_t.min(rs.t);
                 max_t = max_t.max(rs.t);
             }
-            for ph in &accepted_h[first_h..end_h] {
+            for ph in &accepted_h[group.histograms.clone()] {
                 d.append_histogram(ph.t, &ph.h, self.opts.block_range_ms);
                 min_t = min_t.min(ph.t);
                 max_t = max_t.max(ph.t);

@@ -500,9 +500,42 @@ impl SeriesData {
     pub(crate) fn first_t(&self) -> Option<i64> {
         let f = self.full.first().map(|c| c.mint).or(self.open.first_t());
         let h = self.hist.as_ref().and_then(|h| h.first_t());
+        [f, h, self.ooo_first_t()].into_iter().flatten().min()
+    }
+
+    /// Timestamp of the oldest out-of-order sample of either kind.
+    pub(crate) fn ooo_first_t(&self) -> Option<i64> {
         let o = self.ooo.as_ref().and_then(|o| o.first_t());
         let oh = self.ooo_hist.as_ref().and_then(|o| o.first_t());
-        [f, h, o, oh].into_iter().flatten().min()
+        o.into_iter().chain(oh).min()
+    }
+
+    /// Marks the out-of-order chunks of both kinds as read by the running
+    /// head compaction ([`OooData::mark_persisting`]).
+    pub(crate) fn mark_ooo_persisting(&mut self) {
+        if let Some(o) = self.ooo.as_mut() {
+            o.mark_persisting();
+        }
+        if let Some(o) = self.ooo_hist.as_mut() {
+            o.mark_persisting();
+        }
+    }
+
+    /// [`OooData::drop_persisted`] for both kinds, freeing what is left
+    /// empty.
+    pub(crate) fn drop_persisted_ooo(&mut self, mint: i64, maxt: i64) {
+        if let Some(o) = self.ooo.as_mut() {
+            o.drop_persisted(mint, maxt);
+        }
+        if self.ooo.as_ref().is_some_and(|o| o.is_empty()) {
+            self.ooo = None;
+        }
+        if let Some(o) = self.ooo_hist.as_mut() {
+            o.drop_persisted(mint, maxt);
+        }
+        if self.ooo_hist.as_ref().is_some_and(|o| o.is_empty()) {
+            self.ooo_hist = None;
+        }
     }
 
     /// Stores an out-of-order float sample (older than the newest sample,
