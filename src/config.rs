@@ -49,6 +49,60 @@ pub enum Command {
     /// Serve PromQL and the Prometheus HTTP API (read only) from the
     /// blocks in object storage (`--objstore.config.file`, required).
     Store(StoreArgs),
+    /// Merge the blocks of each stream in object storage into larger
+    /// ones, delete what they replace and apply bucket retention (a
+    /// singleton: run exactly one).
+    Compact(CompactArgs),
+}
+
+/// `tidemark compact`'s flags (Thanos compactor's names where it has one).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactArgs {
+    /// The bucket (Thanos's object storage YAML).
+    #[arg(long = "objstore.config.file", env = "TIDEMARK_OBJSTORE_CONFIG_FILE")]
+    pub objstore_config_file: PathBuf,
+    /// Local scratch space: the blocks of one merge, downloaded, and the
+    /// merged block (emptied at every pass).
+    #[arg(
+        long = "data-dir",
+        env = "TIDEMARK_COMPACT_DATA_DIR",
+        default_value = "./data-compact"
+    )]
+    pub data_dir: PathBuf,
+    /// Keep running, a pass every `--wait-interval`; without it, one pass
+    /// and exit (0 when it succeeded), as Thanos's compactor.
+    #[arg(long, env = "TIDEMARK_COMPACT_WAIT")]
+    pub wait: bool,
+    /// Time between passes with `--wait`.
+    #[arg(long = "wait-interval", env = "TIDEMARK_COMPACT_WAIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub wait_interval: Duration,
+    /// Time between marking a block for deletion and deleting it: stores
+    /// still serving it switch to the merged block within it.
+    #[arg(long = "delete-delay", env = "TIDEMARK_COMPACT_DELETE_DELAY", default_value = "48h", value_parser = parse_duration)]
+    pub delete_delay: Duration,
+    /// Blocks whose newest possible sample is older than this are deleted
+    /// from the bucket (0s: kept forever).
+    #[arg(long = "retention.resolution-raw", env = "TIDEMARK_COMPACT_RETENTION", default_value = "0s", value_parser = parse_duration)]
+    pub retention_raw: Duration,
+    /// Blocks younger than this (by ULID time) are not merged yet, unless
+    /// the compactor wrote them.
+    #[arg(long = "consistency-delay", env = "TIDEMARK_COMPACT_CONSISTENCY_DELAY", default_value = "30m", value_parser = parse_duration)]
+    pub consistency_delay: Duration,
+    /// Largest block a merge builds; ranges grow from the nodes' 2 h by
+    /// three (2h, 6h, 18h, 54h, 162h, ...) up to this.
+    #[arg(long = "compaction.max-block-duration", env = "TIDEMARK_COMPACT_MAX_BLOCK_DURATION", default_value = "14d", value_parser = parse_duration)]
+    pub max_block_duration: Duration,
+    /// Address of the HTTP server: `/-/healthy`, `/-/ready` (after the
+    /// first pass that succeeded), `/metrics`.
+    #[arg(
+        long = "web.listen-address",
+        env = "TIDEMARK_COMPACT_LISTEN",
+        default_value = "0.0.0.0:9202"
+    )]
+    pub listen: SocketAddr,
+    /// Log filter, as the server's `--log-level`.
+    #[arg(long = "log-level", env = "TIDEMARK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 /// `tidemark store`'s flags: the query, HTTP and limit flags of

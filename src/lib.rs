@@ -8,6 +8,8 @@
 //! This file only declares the layers.
 
 pub mod api;
+pub mod bucket;
+pub mod compactor;
 pub mod config;
 pub mod ingest;
 pub mod model;

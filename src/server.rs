@@ -19,6 +19,9 @@ use crate::shipper::{Shipper, ShipperOptions};
 use crate::storage::{Db, Options};
 use crate::web_config::WebConfig;
 
+pub use compactor::run_compact;
+
+mod compactor;
 pub mod http;
 pub mod tls;
 

@@ -29,9 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::ObjectStore;
 use parking_lot::{Condvar, Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +37,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::bucket::{self, ThanosSection, Uploaded};
 use crate::storage::block::BlockMeta;
 use crate::storage::{Db, ShipGate};
 use objstore::BucketConfig;
@@ -100,35 +99,7 @@ impl ShipperOptions {
 }
 
 /// Why a block upload failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ShipError {
-    /// A block file could not be read.
-    #[error("reading {path}")]
-    Read {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The local `meta.json` is not a JSON object.
-    #[error("{path}: not a JSON object")]
-    Meta {
-        /// The file.
-        path: std::path::PathBuf,
-    },
-    /// The bucket refused or did not answer.
-    #[error("object storage: {op} {key}")]
-    Store {
-        /// What was being done.
-        op: &'static str,
-        /// The object key.
-        key: String,
-        /// The cause.
-        #[source]
-        source: object_store::Error,
-    },
-}
+pub type ShipError = crate::bucket::Error;
 
 /// Why the shipper did not start.
 #[derive(Debug, thiserror::Error)]
@@ -356,12 +327,6 @@ struct Worker {
     gate: Arc<Gate>,
 }
 
-/// How one block upload ended.
-enum Uploaded {
-    Now { bytes: u64 },
-    AlreadyPresent,
-}
-
 impl Worker {
     fn run(self) {
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -470,175 +435,22 @@ impl Worker {
         self.metrics.oldest_pending_age.set(age);
     }
 
-    fn key(&self, ulid: &str, rel: &str) -> ObjectPath {
-        if self.opts.prefix.is_empty() {
-            ObjectPath::from(format!("{ulid}/{rel}"))
-        } else {
-            ObjectPath::from(format!("{}/{ulid}/{rel}", self.opts.prefix))
-        }
-    }
-
     async fn upload(&self, m: &BlockMeta) -> Result<Uploaded, ShipError> {
-        let store = &self.opts.store;
-        let meta_key = self.key(&m.ulid, META_FILE);
-        match store.head(&meta_key).await {
-            Ok(_) => return Ok(Uploaded::AlreadyPresent),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => {
-                return Err(ShipError::Store {
-                    op: "HEAD",
-                    key: meta_key.to_string(),
-                    source,
-                })
-            }
-        }
-        let dir = self.db.dir().join(&m.ulid);
-        let files = block_files(&dir)?;
-        let mut bytes = 0u64;
-        let mut listed = Vec::new();
-        let mut segments = Vec::new();
-        for rel in &files {
-            if rel == crate::storage::block::INDEX_FILE {
-                self.hook("shipper:chunks_uploaded");
-            }
-            let size = self
-                .upload_file(&dir.join(rel), self.key(&m.ulid, rel))
-                .await?;
-            bytes = bytes.saturating_add(size);
-            listed.push(serde_json::json!({"rel_path": rel, "size_bytes": size}));
-            if let Some(seg) = rel.strip_prefix("chunks/") {
-                segments.push(seg.to_string());
-            }
-        }
-        self.hook("shipper:files_uploaded");
-        let meta_path = dir.join(META_FILE);
-        let local = std::fs::read(&meta_path).map_err(|source| ShipError::Read {
-            path: meta_path.clone(),
-            source,
-        })?;
-        let mut meta: serde_json::Value =
-            serde_json::from_slice(&local).map_err(|_| ShipError::Meta {
-                path: meta_path.clone(),
-            })?;
-        listed.push(serde_json::json!({"rel_path": META_FILE}));
-        let thanos = serde_json::json!({
-            "version": 1,
-            "labels": self.opts.external_labels,
-            "downsample": {"resolution": 0},
-            "source": THANOS_SOURCE,
-            "segment_files": segments,
-            "files": listed,
-        });
-        meta.as_object_mut()
-            .ok_or(ShipError::Meta { path: meta_path })?
-            .insert("thanos".into(), thanos);
-        let body = serde_json::to_vec_pretty(&meta).expect("a JSON value always serializes");
-        bytes = bytes.saturating_add(body.len() as u64);
-        let put = store
-            .put_opts(
-                &meta_key,
-                PutPayload::from(body),
-                PutOptions::from(PutMode::Create),
-            )
-            .await;
-        match put {
-            Ok(_) => {}
-            // Another try got there first: the block is complete.
-            Err(object_store::Error::AlreadyExists { .. }) => return Ok(Uploaded::AlreadyPresent),
-            Err(source) => {
-                return Err(ShipError::Store {
-                    op: "PUT (create-only)",
-                    key: meta_key.to_string(),
-                    source,
-                })
-            }
-        }
-        self.hook("shipper:meta_uploaded");
-        Ok(Uploaded::Now { bytes })
-    }
-
-    /// Uploads one file (overwriting: a retry replaces a partial upload),
-    /// in parts when larger than the part size. Returns its size.
-    async fn upload_file(&self, path: &Path, key: ObjectPath) -> Result<u64, ShipError> {
-        let read_err = |source| ShipError::Read {
-            path: path.to_path_buf(),
-            source,
+        let thanos = ThanosSection {
+            labels: self.opts.external_labels.clone(),
+            source: THANOS_SOURCE,
         };
-        let store_err = |op, source| ShipError::Store {
-            op,
-            key: key.to_string(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        if size <= self.opts.part_size {
-            let data = std::fs::read(path).map_err(read_err)?;
-            let len = data.len() as u64;
-            self.opts
-                .store
-                .put(&key, PutPayload::from(Bytes::from(data)))
-                .await
-                .map_err(|e| store_err("PUT", e))?;
-            return Ok(len);
-        }
-        let part = usize::try_from(self.opts.part_size).unwrap_or(usize::MAX);
-        let upload = self
-            .opts
-            .store
-            .put_multipart(&key)
-            .await
-            .map_err(|e| store_err("start multipart upload", e))?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, part);
-        let mut f = std::fs::File::open(path).map_err(read_err)?;
-        let mut buf = vec![0u8; part.min(8 << 20)];
-        let mut total = 0u64;
-        loop {
-            let n = match std::io::Read::read(&mut f, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = w.abort().await;
-                    return Err(read_err(e));
-                }
-            };
-            if let Err(e) = w.wait_for_capacity(2).await {
-                let _ = w.abort().await;
-                return Err(store_err("upload part", e));
-            }
-            w.write(&buf[..n]);
-            total = total.saturating_add(n as u64);
-        }
-        w.finish()
-            .await
-            .map_err(|e| store_err("complete multipart upload", e))?;
-        Ok(total)
+        bucket::upload_block(
+            &self.opts.store,
+            &self.opts.prefix,
+            &self.db.dir().join(&m.ulid),
+            &m.ulid,
+            self.opts.part_size,
+            &thanos,
+            &|step| self.hook(&format!("shipper:{step}")),
+        )
+        .await
     }
-}
-
-/// A block's files to upload, in order: chunk segments, index, tombstones
-/// (`meta.json` is uploaded separately, last).
-fn block_files(dir: &Path) -> Result<Vec<String>, ShipError> {
-    let chunks = dir.join(crate::storage::block::CHUNKS_DIR);
-    let read_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| ShipError::Read { path: p, source }
-    };
-    let mut segments: Vec<String> = std::fs::read_dir(&chunks)
-        .map_err(read_err(&chunks))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    segments.sort();
-    let mut out: Vec<String> = segments
-        .into_iter()
-        .map(|s| format!("{}/{s}", crate::storage::block::CHUNKS_DIR))
-        .collect();
-    out.push(crate::storage::block::INDEX_FILE.to_string());
-    if dir.join(crate::storage::block::TOMBSTONES_FILE).exists() {
-        out.push(crate::storage::block::TOMBSTONES_FILE.to_string());
-    }
-    Ok(out)
 }
 
 fn unix_now() -> f64 {

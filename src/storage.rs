@@ -29,7 +29,7 @@ mod shipping;
 pub mod tombstones;
 pub mod wal;
 
-pub use compact::CrashHook;
+pub use compact::{merge_blocks, plan_merge, CrashHook};
 pub use db::{
     CompactionReport, Db, OpenReport, ReloadReport, StorageStats, LOCK_FILE, QUARANTINE_DIR,
     SNAPSHOTS_DIR, WAL_DIR,

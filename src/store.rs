@@ -21,30 +21,21 @@
 //! entries; never writes to the bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::storage::block::{BlockMeta, META_FILE};
+use crate::bucket::{self, is_block_name, superseded, BucketMeta, MetaRead, DOWNLOAD_SUFFIX};
 use crate::storage::Db;
 
-/// Suffix of a block directory being downloaded.
-const DOWNLOAD_SUFFIX: &str = ".download";
 /// Suffix of a cached block directory being deleted.
 const DELETE_SUFFIX: &str = ".delete";
-/// Bytes fetched per GET while downloading a file (bounds memory).
-const PIECE_BYTES: u64 = 16 << 20;
-/// Largest `meta.json` read; a larger one (not written by a shipper) makes
-/// its block ignored instead of filling memory.
-const MAX_META_BYTES: u64 = 4 << 20;
 
 /// Why a sync failed. The cache keeps serving what it has.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +62,9 @@ pub enum SyncError {
         #[source]
         source: std::io::Error,
     },
+    /// Reading or downloading a block failed.
+    #[error(transparent)]
+    Block(#[from] bucket::Error),
     /// Loading the cached blocks failed.
     #[error("loading cached blocks: {0}")]
     Storage(#[from] crate::storage::Error),
@@ -160,7 +154,7 @@ pub async fn sync(
     let dir = db.dir().to_path_buf();
     remove_leftovers(&dir)?;
     let mut report = SyncReport::default();
-    let root = (!opts.prefix.is_empty()).then(|| ObjectPath::from(opts.prefix.as_str()));
+    let root = bucket::root(&opts.prefix);
     let listing = opts
         .store
         .list_with_delimiter(root.as_ref())
@@ -170,7 +164,7 @@ pub async fn sync(
             key: opts.prefix.clone(),
             source,
         })?;
-    let mut complete: BTreeMap<String, BlockMeta> = BTreeMap::new();
+    let mut complete: BTreeMap<String, BucketMeta> = BTreeMap::new();
     for p in listing.common_prefixes {
         let Some(ulid) = p.filename().map(str::to_string) else {
             continue;
@@ -178,36 +172,13 @@ pub async fn sync(
         if !is_block_name(&ulid) {
             continue;
         }
-        let key = p.child(META_FILE);
-        let body = match opts.store.get(&key).await {
-            Ok(r) if r.meta.size > MAX_META_BYTES => {
-                tracing::warn!(key = %key, size = r.meta.size, limit = MAX_META_BYTES,
-                    "meta.json larger than the limit; block ignored");
-                continue;
+        match bucket::read_meta(opts.store.as_ref(), &opts.prefix, &ulid).await? {
+            MetaRead::Complete(m) => {
+                complete.insert(ulid, *m);
             }
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
-        };
-        let body = match body {
-            Ok(b) => b,
-            Err(object_store::Error::NotFound { .. }) => {
-                report.incomplete += 1;
-                continue;
-            }
-            Err(source) => {
-                return Err(SyncError::Bucket {
-                    op: "GET",
-                    key: key.to_string(),
-                    source,
-                })
-            }
-        };
-        match serde_json::from_slice::<BlockMeta>(&body) {
-            Ok(m) if m.ulid == ulid => {
-                complete.insert(ulid, m);
-            }
-            Ok(_) | Err(_) => {
-                tracing::warn!(key = %key, "meta.json does not parse or names another block; block ignored");
+            MetaRead::Missing => report.incomplete += 1,
+            MetaRead::Hostile(why) => {
+                tracing::warn!(block = %ulid, problem = %why, "meta.json cannot be trusted; block ignored");
             }
         }
     }
@@ -222,7 +193,7 @@ pub async fn sync(
         if dir.join(ulid).is_dir() {
             continue;
         }
-        let bytes = download(opts, &dir, ulid).await?;
+        let bytes = bucket::download_block(opts.store.as_ref(), &opts.prefix, ulid, &dir).await?;
         metrics.downloaded_bytes.inc_by(bytes);
         tracing::info!(block = %ulid, bytes, "block downloaded from the bucket");
         report.downloaded += 1;
@@ -251,104 +222,6 @@ pub async fn sync(
     }
     metrics.blocks_loaded.set(db.blocks().len() as i64);
     Ok(report)
-}
-
-/// Blocks of `complete` whose data another complete block of a higher
-/// compaction level holds (named as its parent or source).
-fn superseded(complete: &BTreeMap<String, BlockMeta>) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for m in complete.values() {
-        for p in &m.compaction.parents {
-            if complete
-                .get(&p.ulid)
-                .is_some_and(|pm| pm.compaction.level < m.compaction.level)
-            {
-                out.insert(p.ulid.clone());
-            }
-        }
-        for s in &m.compaction.sources {
-            if s != &m.ulid
-                && complete
-                    .get(s)
-                    .is_some_and(|sm| sm.compaction.level < m.compaction.level)
-            {
-                out.insert(s.clone());
-            }
-        }
-    }
-    out
-}
-
-/// Downloads the block `ulid` into `<dir>/<ulid>.download/`, then renames
-/// it to `<dir>/<ulid>/`. Returns the bytes downloaded.
-async fn download(opts: &StoreOptions, dir: &Path, ulid: &str) -> Result<u64, SyncError> {
-    let block_prefix = if opts.prefix.is_empty() {
-        ObjectPath::from(ulid)
-    } else {
-        ObjectPath::from(format!("{}/{ulid}", opts.prefix))
-    };
-    let tmp = dir.join(format!("{ulid}{DOWNLOAD_SUFFIX}"));
-    let io = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SyncError::Io { op, path, source }
-    };
-    std::fs::create_dir_all(tmp.join(crate::storage::block::CHUNKS_DIR))
-        .map_err(io("create download directory", &tmp))?;
-    let mut files = Vec::new();
-    for sub in [None, Some(crate::storage::block::CHUNKS_DIR)] {
-        let p = match sub {
-            None => block_prefix.clone(),
-            Some(s) => block_prefix.child(s),
-        };
-        let l = opts
-            .store
-            .list_with_delimiter(Some(&p))
-            .await
-            .map_err(|source| SyncError::Bucket {
-                op: "LIST",
-                key: p.to_string(),
-                source,
-            })?;
-        for o in l.objects {
-            let Some(name) = o.location.filename().map(str::to_string) else {
-                continue;
-            };
-            // Names are the bucket's: only plain file names are written.
-            if name.contains(['/', '\\']) || name.starts_with('.') {
-                continue;
-            }
-            let rel = match sub {
-                None => PathBuf::from(&name),
-                Some(s) => Path::new(s).join(&name),
-            };
-            files.push((o.location, rel, o.size));
-        }
-    }
-    let mut total = 0u64;
-    for (key, rel, size) in files {
-        let path = tmp.join(&rel);
-        let mut f = std::fs::File::create(&path).map_err(io("create", &path))?;
-        let mut at = 0u64;
-        while at < size {
-            let end = at.saturating_add(PIECE_BYTES).min(size);
-            let piece = opts
-                .store
-                .get_range(&key, at..end)
-                .await
-                .map_err(|source| SyncError::Bucket {
-                    op: "GET",
-                    key: key.to_string(),
-                    source,
-                })?;
-            f.write_all(&piece).map_err(io("write", &path))?;
-            at = end;
-        }
-        f.sync_all().map_err(io("fsync", &path))?;
-        total = total.saturating_add(size);
-    }
-    let dst = dir.join(ulid);
-    std::fs::rename(&tmp, &dst).map_err(io("rename downloaded block", &tmp))?;
-    Ok(total)
 }
 
 /// Block directories in the cache.
@@ -404,11 +277,6 @@ fn remove_leftovers(dir: &Path) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Block prefixes are named by a 26-character ULID.
-fn is_block_name(name: &str) -> bool {
-    name.len() == 26 && name.bytes().all(|c| c.is_ascii_alphanumeric())
-}
-
 /// Syncs at start and every `opts.sync_interval` until `stop`; calls
 /// `on_first_sync` once, after the first sync that succeeds (readiness).
 /// A failed sync is logged and counted; the cache keeps serving.
@@ -453,54 +321,4 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::block::{BlockCompaction, BlockDesc};
-
-    fn meta(ulid: &str, level: u32, sources: &[&str], parents: &[&str]) -> BlockMeta {
-        let mut m = BlockMeta::new(0, 1);
-        m.ulid = ulid.to_string();
-        m.compaction = BlockCompaction {
-            level,
-            sources: sources.iter().map(|s| s.to_string()).collect(),
-            parents: parents
-                .iter()
-                .map(|p| BlockDesc {
-                    ulid: p.to_string(),
-                    min_time: 0,
-                    max_time: 1,
-                })
-                .collect(),
-        };
-        m
-    }
-
-    #[test]
-    fn parents_and_sources_of_a_higher_level_block_are_superseded() {
-        let all: BTreeMap<String, BlockMeta> = [
-            meta("a", 1, &["a"], &[]),
-            meta("b", 1, &["b"], &[]),
-            meta("c", 1, &["c"], &[]),
-            // Merged from a and b (b named as a source only).
-            meta("ab", 2, &["a", "b"], &["a"]),
-            // Level 1 blocks never supersede one another.
-            meta("d", 1, &["d", "c"], &[]),
-        ]
-        .into_iter()
-        .map(|m| (m.ulid.clone(), m))
-        .collect();
-        let got: Vec<String> = superseded(&all).into_iter().collect();
-        assert_eq!(got, ["a", "b"]);
-    }
-
-    #[test]
-    fn block_names_are_26_alphanumerics() {
-        assert!(is_block_name("01HZZZZZZZZZZZZZZZZZZZZZZZ"));
-        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZZ"));
-        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZ.."));
-        assert!(!is_block_name("01HZZZZZZZZZZZZZZZZZZZZZ/Z"));
-    }
 }

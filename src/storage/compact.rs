@@ -403,6 +403,37 @@ pub(crate) fn plan(metas: &[&BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
     None
 }
 
+/// Merges `blocks` (sorted by min time; of one stream) into one new block
+/// under `parent`, as local compaction merges them: sources the union of
+/// theirs, parents the blocks, level their maximum + 1, each timestamp
+/// once (the first block's sample where they overlap). The object-storage
+/// compactor's entry into the block writer; crash-hook steps
+/// `compact-block:<step>`. Returns `None` when no sample remains.
+///
+/// # Errors
+/// On I/O failure or a block that fails its checks while read (its data
+/// must not be dropped silently).
+pub fn merge_blocks(
+    parent: &Path,
+    blocks: &[Arc<Block>],
+    crash: Option<CrashHook>,
+) -> Result<Option<BlockMeta>> {
+    write_block(
+        parent,
+        "compact",
+        merged_plan(blocks),
+        merged_series(blocks),
+        crash,
+    )
+}
+
+/// The blocks (indexes into `metas`, sorted by min time) to merge next
+/// with ranges from `block_range_ms` growing by three up to
+/// `max_block_ms`, as local compaction plans them ([`plan`]).
+pub fn plan_merge(metas: &[&BlockMeta], block_range_ms: i64, max_block_ms: i64) -> Option<Vec<usize>> {
+    plan(metas, &ranges(block_range_ms, max_block_ms))
+}
+
 /// Deletes a block directory crash-safely: renamed aside first, so a crash
 /// mid-removal leaves a leftover that open removes, never a half block.
 pub(crate) fn delete_block_dir(dir: &Path) -> Result<()> {
