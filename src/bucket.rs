@@ -403,8 +403,13 @@ pub async fn upload_block(
         if rel == INDEX_FILE {
             hook("chunks_uploaded");
         }
-        let size = upload_file(store, part_size, &dir.join(rel), block_key(prefix, ulid, rel))
-            .await?;
+        let size = upload_file(
+            store,
+            part_size,
+            &dir.join(rel),
+            block_key(prefix, ulid, rel),
+        )
+        .await?;
         bytes = bytes.saturating_add(size);
         listed.push(serde_json::json!({"rel_path": rel, "size_bytes": size}));
         if let Some(seg) = rel.strip_prefix("chunks/") {
@@ -414,10 +419,9 @@ pub async fn upload_block(
     hook("files_uploaded");
     let meta_path = dir.join(META_FILE);
     let local = std::fs::read(&meta_path).map_err(io_err("read", &meta_path))?;
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&local).map_err(|_| Error::Meta {
-            path: meta_path.clone(),
-        })?;
+    let mut meta: serde_json::Value = serde_json::from_slice(&local).map_err(|_| Error::Meta {
+        path: meta_path.clone(),
+    })?;
     listed.push(serde_json::json!({"rel_path": META_FILE}));
     let section = serde_json::json!({
         "version": 1,
@@ -455,9 +459,7 @@ async fn upload_file(
     path: &Path,
     key: ObjectPath,
 ) -> Result<u64> {
-    let size = std::fs::metadata(path)
-        .map_err(io_err("read", path))?
-        .len();
+    let size = std::fs::metadata(path).map_err(io_err("read", path))?.len();
     if size <= part_size {
         let data = std::fs::read(path).map_err(io_err("read", path))?;
         let len = data.len() as u64;
@@ -606,11 +608,17 @@ mod tests {
         for (body, want) in [
             ("{not json".to_string(), "does not parse"),
             ("[]".to_string(), "does not parse"),
-            (with("ulid", "01HAAAAAAAAAAAAAAAAAAAAAAA".into()), "names block"),
+            (
+                with("ulid", "01HAAAAAAAAAAAAAAAAAAAAAAA".into()),
+                "names block",
+            ),
             (with("maxTime", 0.into()), "impossible range"),
             (with("minTime", i64::MIN.into()), "overflows"),
             (with("version", 7.into()), "version 7"),
-            (with("compaction", serde_json::json!({"level": 0})), "level 0"),
+            (
+                with("compaction", serde_json::json!({"level": 0})),
+                "level 0",
+            ),
             (with("minTime", "x".into()), "does not parse"),
         ] {
             match parse_meta(u, body.as_bytes()) {

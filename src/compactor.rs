@@ -181,9 +181,7 @@ impl Compactor {
         match &result {
             Ok(r) if r.failures == 0 => {
                 self.metrics.pass("success");
-                self.metrics
-                    .last_success
-                    .set(unix_ms(now) as f64 / 1000.0);
+                self.metrics.last_success.set(unix_ms(now) as f64 / 1000.0);
             }
             Ok(_) => self.metrics.pass("failure"),
             Err(_) => {
@@ -315,7 +313,13 @@ impl Compactor {
         Ok(report)
     }
 
-    fn failed(&self, report: &mut PassReport, op: &'static str, what: &str, e: &dyn std::fmt::Display) {
+    fn failed(
+        &self,
+        report: &mut PassReport,
+        op: &'static str,
+        what: &str,
+        e: &dyn std::fmt::Display,
+    ) {
         self.metrics.failed(op);
         report.failures += 1;
         tracing::error!(op, block = %what, error = %e, "compaction step failed; retried next pass");
@@ -339,7 +343,9 @@ impl Compactor {
                 },
                 None => o.location.parts().map(|p| p.as_ref().to_string()).collect(),
             };
-            let [ulid, rest @ ..] = &rel[..] else { continue };
+            let [ulid, rest @ ..] = &rel[..] else {
+                continue;
+            };
             if !bucket::is_block_name(ulid) || rest.is_empty() {
                 continue;
             }
@@ -403,7 +409,12 @@ impl Compactor {
         })
     }
 
-    async fn write_mark(&self, ulid: &str, details: String, now: SystemTime) -> Result<(), bucket::Error> {
+    async fn write_mark(
+        &self,
+        ulid: &str,
+        details: String,
+        now: SystemTime,
+    ) -> Result<(), bucket::Error> {
         let mark = DeletionMark {
             id: ulid.to_string(),
             deletion_time: unix_ms(now) / 1000,
@@ -479,8 +490,13 @@ impl Compactor {
             })?;
         }
         for p in parents {
-            bucket::download_block(self.opts.store.as_ref(), &self.opts.prefix, &p.meta.ulid, &sources)
-                .await?;
+            bucket::download_block(
+                self.opts.store.as_ref(),
+                &self.opts.prefix,
+                &p.meta.ulid,
+                &sources,
+            )
+            .await?;
         }
         self.hook("compact:downloaded");
         let dirs: Vec<PathBuf> = parents.iter().map(|p| sources.join(&p.meta.ulid)).collect();
@@ -580,9 +596,15 @@ pub async fn run(
     loop {
         let ok = match compactor.pass(SystemTime::now()).await {
             Ok(r) => {
-                tracing::info!(merged = r.merged, marked = r.marked, deleted = r.deleted,
-                    partials_deleted = r.partials_deleted, hostile = r.hostile,
-                    failures = r.failures, "compaction pass finished");
+                tracing::info!(
+                    merged = r.merged,
+                    marked = r.marked,
+                    deleted = r.deleted,
+                    partials_deleted = r.partials_deleted,
+                    hostile = r.hostile,
+                    failures = r.failures,
+                    "compaction pass finished"
+                );
                 r.failures == 0
             }
             Err(e) => {

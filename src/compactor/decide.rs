@@ -191,7 +191,10 @@ mod tests {
         let d = decide(&all, &BTreeMap::new(), &[], NOW, &timings());
         assert_eq!(
             d.mark,
-            vec![(a.clone(), Reason::Compacted), (b.clone(), Reason::Compacted)]
+            vec![
+                (a.clone(), Reason::Compacted),
+                (b.clone(), Reason::Compacted)
+            ]
         );
         assert!(d.delete.is_empty());
         // The merged block is the only candidate left (and its own).

@@ -43,7 +43,11 @@ async fn metrics(State(s): State<Arc<WebState>>) -> Response {
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         tracing::error!(error = %e, "encoding metrics");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response();
     }
     (
         [(
@@ -107,7 +111,9 @@ pub async fn run_compact(args: CompactArgs) -> anyhow::Result<()> {
         Arc::default(),
         stop_rx.clone(),
     ));
-    let wait = args.wait.then_some(args.wait_interval.max(Duration::from_millis(100)));
+    let wait = args
+        .wait
+        .then_some(args.wait_interval.max(Duration::from_millis(100)));
     let on_pass = {
         let web = web.clone();
         move |ok: bool| {

@@ -430,7 +430,11 @@ pub fn merge_blocks(
 /// The blocks (indexes into `metas`, sorted by min time) to merge next
 /// with ranges from `block_range_ms` growing by three up to
 /// `max_block_ms`, as local compaction plans them ([`plan`]).
-pub fn plan_merge(metas: &[&BlockMeta], block_range_ms: i64, max_block_ms: i64) -> Option<Vec<usize>> {
+pub fn plan_merge(
+    metas: &[&BlockMeta],
+    block_range_ms: i64,
+    max_block_ms: i64,
+) -> Option<Vec<usize>> {
     plan(metas, &ranges(block_range_ms, max_block_ms))
 }
 
