@@ -5,7 +5,10 @@
 //! A sync lists the bucket's `<ulid>/` prefixes, reads each `meta.json`
 //! (a prefix without one is a block still being uploaded, or abandoned,
 //! and is ignored), drops blocks named as a parent or a source of another
-//! complete block of a higher compaction level, downloads each wanted
+//! complete block of a higher compaction level, of the same stream and
+//! covering their range ([`crate::bucket::superseded`]: a block the
+//! compactor merged is dropped as soon as the merged block is complete,
+//! before its deletion mark), downloads each wanted
 //! block not yet cached WHOLE into `<ulid>.download/` then renames it into
 //! place (so a half download is never opened), deletes cached blocks the
 //! bucket no longer wants, and calls [`Db::reload_blocks`].
