@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod metadata;
 mod metrics;
+pub(crate) use metrics::{exposition, ProcessCollector};
 mod otlp;
 mod panic;
 mod params;

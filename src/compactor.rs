@@ -198,6 +198,8 @@ impl Compactor {
         reset_dir(&scratch)?;
         let mut report = PassReport::default();
         let listed = self.list().await.map_err(PassError::List)?;
+        // Blocks gone from the bucket leave the cache.
+        self.metas.retain(|u, _| listed.contains_key(u));
         let mut complete = BTreeMap::new();
         let mut marks = BTreeMap::new();
         let mut partials = Vec::new();

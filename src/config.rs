@@ -44,6 +44,8 @@ pub struct Cli {
 }
 
 /// The roles besides the ingesting node.
+// Parsed once at startup; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Serve PromQL and the Prometheus HTTP API (read only) from the

@@ -17,6 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -63,64 +64,6 @@ fn stream(replica: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Writes `[from, to)` of [`SERIES`] series named `metric` into a fresh
-/// `Db` under `dir`, cuts blocks, and ships them (stream `labels`, key
-/// `prefix`) with the real shipper. Returns the ULIDs shipped.
-fn ship(
-    weed: &Weed,
-    prefix: &str,
-    dir: &Path,
-    labels: BTreeMap<String, String>,
-    metric: &str,
-    from: i64,
-    to: i64,
-) -> Vec<String> {
-    let db = Arc::new(Db::open(dir, Options::default()).unwrap());
-    let m = ShipperMetrics::register(&mut Registry::default());
-    let opts = ShipperOptions {
-        store: store_for(weed, prefix),
-        prefix: prefix.to_string(),
-        part_size: 64 << 20,
-        external_labels: labels,
-        sync_interval: Duration::from_millis(100),
-        min_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-        crash_hook: None,
-    };
-    let shipper = Shipper::start(db.clone(), opts, m.clone()).unwrap();
-    let mut t = from;
-    while t < to {
-        let batch: Vec<_> = (0..SERIES)
-            .map(|n| {
-                one(
-                    series_labels(metric, n),
-                    vec![Sample::new(t, (t - T0) as f64 / 1000.0 + n as f64 * 0.25)],
-                )
-            })
-            .collect();
-        let out = db.append(&batch).unwrap();
-        assert!(out.is_complete(), "{:?}", out.rejected.first());
-        t += STEP;
-    }
-    // Blocks cut from the head (level 1) are shipped; local merges of
-    // shipped blocks are not.
-    let want = db.compact().unwrap().head_blocks as u64;
-    assert!(want > 0);
-    wait_until("blocks shipped", Duration::from_secs(60), || {
-        m.uploads("success") == want && m.pending() == 0
-    });
-    assert!(shipper.stop(Duration::from_secs(10)));
-    let mut ulids: Vec<String> = db
-        .blocks()
-        .into_iter()
-        .flat_map(|b| b.compaction.sources)
-        .collect();
-    ulids.sort();
-    drop(shipper);
-    Arc::try_unwrap(db).ok().unwrap().close().unwrap();
-    ulids
-}
-
 /// What the bucket holds under `prefix`: complete blocks (meta), prefixes
 /// without `meta.json`, and marked blocks.
 #[derive(Debug, Default)]
@@ -130,94 +73,167 @@ struct View {
     marked: BTreeSet<String>,
 }
 
-fn view(store: &dyn ObjectStore, prefix: &str) -> View {
-    let rt = runtime();
-    let objects: Vec<String> = rt.block_on(async {
-        let root = ObjectPath::from(prefix);
-        let mut s = store.list(Some(&root));
-        let mut out = Vec::new();
-        while let Some(o) = s.next().await {
-            out.push(o.unwrap().location.to_string());
-        }
-        out
-    });
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for o in objects {
-        let rel = o.strip_prefix(&format!("{prefix}/")).unwrap().to_string();
-        let (u, rest) = rel.split_once('/').unwrap();
-        by.entry(u.to_string()).or_default().push(rest.to_string());
-    }
-    let mut v = View::default();
-    for (u, files) in by {
-        if files.iter().any(|f| f == "deletion-mark.json") {
-            v.marked.insert(u.clone());
-        }
-        if files.iter().any(|f| f == "meta.json") {
-            let body = rt
-                .block_on(async {
-                    store
-                        .get(&bucket::block_key(prefix, &u, "meta.json"))
-                        .await?
-                        .bytes()
-                        .await
-                })
-                .unwrap();
-            v.complete
-                .insert(u, serde_json::from_slice(&body).unwrap_or_default());
-        } else {
-            v.partial.insert(u);
-        }
-    }
-    v
-}
-
 type Dump = BTreeMap<String, Vec<(i64, u64)>>;
 
-/// Every sample the store role serves from the bucket under `prefix`
-/// (its own sync into a fresh cache), after checking nothing is served
-/// twice: the served blocks' sources are disjoint, and their
-/// `numSamples` add up to the samples answered.
-fn store_dump(weed: &Weed, prefix: &str, cache: &Path) -> Dump {
-    store_dump_with(weed, prefix, cache, true)
+/// One test's bucket: a key prefix on a SeaweedFS, and a directory for
+/// the nodes, the store cache and the compactor's scratch.
+struct Bucket<'a> {
+    weed: &'a Weed,
+    prefix: &'a str,
+    dir: &'a Path,
+    store: Arc<dyn ObjectStore>,
 }
 
-/// [`store_dump`]; `strict: false` for blocks that overlap on purpose (the
-/// querier answers repeated samples once; their `numSamples` count them
-/// twice).
-fn store_dump_with(weed: &Weed, prefix: &str, cache: &Path, strict: bool) -> Dump {
-    let _ = std::fs::remove_dir_all(cache);
-    let db = Arc::new(Db::open(cache, Options::default()).unwrap());
-    let opts = StoreOptions {
-        store: store_for(weed, prefix),
-        prefix: prefix.to_string(),
-        sync_interval: Duration::from_secs(1),
-    };
-    let m = StoreMetrics::register(&mut Registry::default());
-    runtime()
-        .block_on(tidemark::store::sync(&opts, &db, &m))
-        .unwrap();
-    let mut seen = BTreeSet::new();
-    let mut in_meta = 0u64;
-    for b in db.blocks() {
-        for s in &b.compaction.sources {
-            assert!(seen.insert(s.clone()), "source {s} served twice");
+impl<'a> Bucket<'a> {
+    fn new(weed: &'a Weed, prefix: &'a str, dir: &'a Path) -> Self {
+        Self {
+            weed,
+            prefix,
+            dir,
+            store: store_for(weed, prefix),
         }
-        in_meta += b.stats.num_samples;
     }
-    let dump = common::dump(&db);
-    let answered: usize = dump.values().map(Vec::len).sum();
-    if strict {
-        assert_eq!(
-            in_meta, answered as u64,
-            "samples doubled or lost in blocks"
-        );
-    }
-    Arc::try_unwrap(db).ok().unwrap().close().unwrap();
-    dump
-}
 
-fn opts(weed: &Weed, prefix: &str, data: &Path) -> CompactorOptions {
-    opts_with(store_for(weed, prefix), prefix, data)
+    /// The compactor's `--data-dir`.
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.join(format!("{}-compact", self.prefix))
+    }
+
+    fn opts(&self) -> CompactorOptions {
+        opts_with(store_for(self.weed, self.prefix), self.prefix, &self.data())
+    }
+
+    /// Writes `[from, to)` of [`SERIES`] series named `metric` into a
+    /// fresh `Db` (directory `node`), cuts blocks, and ships them (stream
+    /// `replica`) with the real shipper. Returns the ULIDs shipped.
+    fn ship(&self, node: &str, replica: &str, metric: &str, from: i64, to: i64) -> Vec<String> {
+        let dir = self.dir.join(format!("{}-{node}", self.prefix));
+        let db = Arc::new(Db::open(dir, Options::default()).unwrap());
+        let m = ShipperMetrics::register(&mut Registry::default());
+        let opts = ShipperOptions {
+            store: store_for(self.weed, self.prefix),
+            prefix: self.prefix.to_string(),
+            part_size: 64 << 20,
+            external_labels: stream(replica),
+            sync_interval: Duration::from_millis(100),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            crash_hook: None,
+        };
+        let shipper = Shipper::start(db.clone(), opts, m.clone()).unwrap();
+        let mut t = from;
+        while t < to {
+            let batch: Vec<_> = (0..SERIES)
+                .map(|n| {
+                    let v = (t - T0) as f64 / 1000.0 + n as f64 * 0.25;
+                    one(series_labels(metric, n), vec![Sample::new(t, v)])
+                })
+                .collect();
+            let out = db.append(&batch).unwrap();
+            assert!(out.is_complete(), "{:?}", out.rejected.first());
+            t += STEP;
+        }
+        // Blocks cut from the head (level 1) are shipped; local merges of
+        // shipped blocks are not.
+        let want = db.compact().unwrap().head_blocks as u64;
+        assert!(want > 0);
+        wait_until("blocks shipped", Duration::from_secs(60), || {
+            m.uploads("success") == want && m.pending() == 0
+        });
+        assert!(shipper.stop(Duration::from_secs(10)));
+        let mut ulids: Vec<String> = db
+            .blocks()
+            .into_iter()
+            .flat_map(|b| b.compaction.sources)
+            .collect();
+        ulids.sort();
+        drop(shipper);
+        Arc::try_unwrap(db).ok().unwrap().close().unwrap();
+        ulids
+    }
+
+    fn view(&self) -> View {
+        let (store, prefix) = (self.store.as_ref(), self.prefix);
+        let rt = runtime();
+        let objects: Vec<String> = rt.block_on(async {
+            let root = ObjectPath::from(prefix);
+            let mut s = store.list(Some(&root));
+            let mut out = Vec::new();
+            while let Some(o) = s.next().await {
+                out.push(o.unwrap().location.to_string());
+            }
+            out
+        });
+        let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for o in objects {
+            let rel = o.strip_prefix(&format!("{prefix}/")).unwrap().to_string();
+            let (u, rest) = rel.split_once('/').unwrap();
+            by.entry(u.to_string()).or_default().push(rest.to_string());
+        }
+        let mut v = View::default();
+        for (u, files) in by {
+            if files.iter().any(|f| f == "deletion-mark.json") {
+                v.marked.insert(u.clone());
+            }
+            if files.iter().any(|f| f == "meta.json") {
+                let body = self.get(&u, "meta.json");
+                v.complete
+                    .insert(u, serde_json::from_slice(&body).unwrap_or_default());
+            } else {
+                v.partial.insert(u);
+            }
+        }
+        v
+    }
+
+    /// Object `rel` of block `ulid`.
+    fn get(&self, ulid: &str, rel: &str) -> bytes::Bytes {
+        let key = bucket::block_key(self.prefix, ulid, rel);
+        runtime()
+            .block_on(async { self.store.get(&key).await?.bytes().await })
+            .unwrap()
+    }
+
+    /// Every sample the store role serves from the bucket (its own sync
+    /// into a fresh cache), after checking nothing is served twice: the
+    /// served blocks' sources are disjoint, and their `numSamples` add up
+    /// to the samples answered.
+    fn dump(&self) -> Dump {
+        self.dump_with(true)
+    }
+
+    /// [`Bucket::dump`]; `strict: false` for blocks that overlap on
+    /// purpose (the querier answers repeated samples once; their
+    /// `numSamples` count them twice).
+    fn dump_with(&self, strict: bool) -> Dump {
+        let cache = self.dir.join(format!("{}-cache", self.prefix));
+        let _ = std::fs::remove_dir_all(&cache);
+        let db = Arc::new(Db::open(&cache, Options::default()).unwrap());
+        let opts = StoreOptions {
+            store: store_for(self.weed, self.prefix),
+            prefix: self.prefix.to_string(),
+            sync_interval: Duration::from_secs(1),
+        };
+        let m = StoreMetrics::register(&mut Registry::default());
+        runtime()
+            .block_on(tidemark::store::sync(&opts, &db, &m))
+            .unwrap();
+        let mut seen = BTreeSet::new();
+        let mut in_meta = 0u64;
+        for b in db.blocks() {
+            for s in &b.compaction.sources {
+                assert!(seen.insert(s.clone()), "source {s} served twice");
+            }
+            in_meta += b.stats.num_samples;
+        }
+        let dump = common::dump(&db);
+        let answered: usize = dump.values().map(Vec::len).sum();
+        if strict {
+            assert_eq!(in_meta, answered as u64, "samples doubled or lost");
+        }
+        Arc::try_unwrap(db).ok().unwrap().close().unwrap();
+        dump
+    }
 }
 
 /// Compactor options for tests: no delays, 2 h ranges up to 14 d.
@@ -285,37 +301,20 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
     let tmp = tempfile::tempdir().unwrap();
     let weed = Weed::start(&tmp.path().join("weed"));
     let prefix = "two";
-    let store = store_for(&weed, prefix);
+    let b = Bucket::new(&weed, prefix, tmp.path());
     // 12 h per stream: five 2 h blocks shipped (the head keeps the rest).
-    let a = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("a"),
-        stream("a"),
-        "m_a",
-        T0,
-        T0 + 12 * HOUR,
-    );
-    let b = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("b"),
-        stream("b"),
-        "m_b",
-        T0,
-        T0 + 12 * HOUR,
-    );
-    assert_eq!((a.len(), b.len()), (5, 5));
-    let cache = tmp.path().join("cache");
-    let before = store_dump(&weed, prefix, &cache);
+    let a = b.ship("a", "a", "m_a", T0, T0 + 12 * HOUR);
+    let bb = b.ship("b", "b", "m_b", T0, T0 + 12 * HOUR);
+    assert_eq!((a.len(), bb.len()), (5, 5));
+    let before = b.dump();
     assert_eq!(before.len(), 2 * SERIES);
 
     let cfg = tmp.path().join("bucket.yml");
     std::fs::write(&cfg, yaml(&weed, prefix)).unwrap();
-    let data = tmp.path().join("compact");
+    let data = b.data();
     let (ok, log) = compact_once(&cfg, &data, &["--delete-delay=3s"]);
     assert!(ok, "{log}");
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     // Per stream: [0,6 h) merged (the three first blocks); [6,8) and
     // [8,10) wait for more data.
     let merged: Vec<(&String, &serde_json::Value)> =
@@ -326,7 +325,7 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
         let (stream_ulids, replica) = if src.is_subset(&a.iter().cloned().collect()) {
             (&a, "a")
         } else {
-            (&b, "b")
+            (&bb, "b")
         };
         let want: BTreeSet<String> = stream_ulids[..3].iter().cloned().collect();
         assert_eq!(src, want, "{u}: sources of one stream only");
@@ -338,29 +337,19 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
             (Some(T0), Some(T0 + 6 * HOUR))
         );
     }
-    let marked: BTreeSet<String> = a[..3].iter().chain(&b[..3]).cloned().collect();
+    let marked: BTreeSet<String> = a[..3].iter().chain(&bb[..3]).cloned().collect();
     assert_eq!(v.marked, marked);
     assert!(v.partial.is_empty(), "{:?}", v.partial);
-    let mark: serde_json::Value = serde_json::from_slice(
-        &runtime()
-            .block_on(async {
-                store
-                    .get(&bucket::block_key(prefix, &a[0], "deletion-mark.json"))
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .unwrap(),
-    )
-    .unwrap();
+    let mark: serde_json::Value =
+        serde_json::from_slice(&b.get(&a[0], "deletion-mark.json")).unwrap();
     assert_eq!(mark["id"], a[0].as_str());
     assert_eq!(mark["version"], 1);
-    assert_eq!(store_dump(&weed, prefix, &cache), before);
+    assert_eq!(b.dump(), before);
 
     // Before the delay: nothing deleted.
     let (ok, log) = compact_once(&cfg, &data, &["--delete-delay=1h"]);
     assert!(ok, "{log}");
-    assert_eq!(view(store.as_ref(), prefix).marked, marked);
+    assert_eq!(b.view().marked, marked);
 
     // With --wait: the delay passes, the six sources go; probes and
     // metrics answer meanwhile.
@@ -396,10 +385,10 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
     }
     assert!(!metrics.contains("tidemark_store_"), "{metrics}");
     p.terminate(Duration::from_secs(10));
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     assert!(v.marked.is_empty() && v.partial.is_empty(), "{v:?}");
     assert_eq!(v.complete.len(), 6, "{:?}", v.complete.keys());
-    assert_eq!(store_dump(&weed, prefix, &cache), before);
+    assert_eq!(b.dump(), before);
 }
 
 #[test]
@@ -407,44 +396,19 @@ fn overlapping_blocks_of_one_stream_merge_vertically_repeats_once() {
     let tmp = tempfile::tempdir().unwrap();
     let weed = Weed::start(&tmp.path().join("weed"));
     let prefix = "vertical";
-    let store = store_for(&weed, prefix);
-    // Two writers of one stream over the same 2 h: `m` from both (the
-    // second resends the first's samples of [1 h, 3.5 h)), `n` from the
-    // second only, as out-of-order blocks land.
-    let first = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("x"),
-        stream("a"),
-        "m",
-        T0,
-        T0 + 3 * HOUR + HOUR / 2,
-    );
-    let second = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("y"),
-        stream("a"),
-        "m",
-        T0 + HOUR,
-        T0 + 4 * HOUR + HOUR / 2,
-    );
-    let third = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("z"),
-        stream("a"),
-        "n",
-        T0,
-        T0 + 3 * HOUR + HOUR / 2,
-    );
+    let b = Bucket::new(&weed, prefix, tmp.path());
+    // Three writers of one stream, each shipping a block of the same 2 h,
+    // as out-of-order blocks land: `m` from two (the second's block
+    // repeats the first's samples of [1 h, 2 h)), `n` from the third.
+    let first = b.ship("x", "a", "m", T0, T0 + 3 * HOUR + HOUR / 2);
+    let second = b.ship("y", "a", "m", T0 + HOUR, T0 + 4 * HOUR + HOUR / 2);
+    let third = b.ship("z", "a", "n", T0, T0 + 3 * HOUR + HOUR / 2);
     assert_eq!((first.len(), second.len(), third.len()), (1, 1, 1));
-    let cache = tmp.path().join("cache");
-    let before = store_dump_with(&weed, prefix, &cache, false);
-    let mut c = compactor(opts(&weed, prefix, &tmp.path().join("compact")));
+    let before = b.dump_with(false);
+    let mut c = compactor(b.opts());
     let r = pass(&mut c);
     assert_eq!((r.merged, r.marked, r.failures), (1, 3, 0), "{r:?}");
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     let merged: Vec<&serde_json::Value> = v.complete.values().filter(|m| level(m) == 2).collect();
     assert_eq!(merged.len(), 1);
     let want: BTreeSet<String> = [&first[0], &second[0], &third[0]]
@@ -453,11 +417,11 @@ fn overlapping_blocks_of_one_stream_merge_vertically_repeats_once() {
         .collect();
     assert_eq!(sources(merged[0]), want);
     // The merged block holds each repeated sample once.
-    assert_eq!(store_dump(&weed, prefix, &cache), before);
+    assert_eq!(b.dump(), before);
     let r = pass(&mut c);
     assert_eq!((r.deleted, r.merged), (3, 0), "{r:?}");
-    assert_eq!(view(store.as_ref(), prefix).complete.len(), 1);
-    assert_eq!(store_dump(&weed, prefix, &cache), before);
+    assert_eq!(b.view().complete.len(), 1);
+    assert_eq!(b.dump(), before);
 }
 
 #[test]
@@ -465,46 +429,30 @@ fn retention_deletes_old_blocks_only() {
     let tmp = tempfile::tempdir().unwrap();
     let weed = Weed::start(&tmp.path().join("weed"));
     let prefix = "retention";
-    let store = store_for(&weed, prefix);
+    let b = Bucket::new(&weed, prefix, tmp.path());
     // 2023 data, and data of the last day (aligned to 2 h).
-    let old = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("old"),
-        stream("a"),
-        "old",
-        T0,
-        T0 + 4 * HOUR,
-    );
+    let old = b.ship("old", "a", "old", T0, T0 + 4 * HOUR);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     let recent_start = now - now.rem_euclid(2 * HOUR) - 24 * HOUR;
-    let recent = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("new"),
-        stream("b"),
-        "new",
-        recent_start,
-        recent_start + 4 * HOUR,
-    );
+    let recent = b.ship("new", "b", "new", recent_start, recent_start + 4 * HOUR);
     assert_eq!((old.len(), recent.len()), (1, 1));
     let cfg = tmp.path().join("bucket.yml");
     std::fs::write(&cfg, yaml(&weed, prefix)).unwrap();
-    let data = tmp.path().join("compact");
+    let data = b.data();
     let flags = ["--retention.resolution-raw=365d", "--delete-delay=0s"];
     let (ok, log) = compact_once(&cfg, &data, &flags);
     assert!(ok, "{log}");
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     assert_eq!(v.marked, old.iter().cloned().collect());
     let (ok, log) = compact_once(&cfg, &data, &flags);
     assert!(ok, "{log}");
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     assert_eq!(v.complete.keys().cloned().collect::<Vec<_>>(), recent);
     assert!(v.marked.is_empty() && v.partial.is_empty(), "{v:?}");
-    let dump = store_dump(&weed, prefix, &tmp.path().join("cache"));
+    let dump = b.dump();
     assert!(dump.keys().all(|k| k.contains("new")), "{:?}", dump.keys());
     assert_eq!(dump.len(), SERIES);
 }
@@ -512,14 +460,6 @@ fn retention_deletes_old_blocks_only() {
 const CHILD_PREFIX: &str = "TIDEMARK_COMPACT_CHILD_PREFIX";
 const CHILD_ENDPOINT: &str = "TIDEMARK_COMPACT_CHILD_ENDPOINT";
 const CHILD_DATA: &str = "TIDEMARK_COMPACT_CHILD_DATA";
-const CHILD_CRASH_AT: &str = "TIDEMARK_COMPACT_CHILD_CRASH_AT";
-
-fn crash_hook(step: &str) {
-    if std::env::var(CHILD_CRASH_AT).as_deref() == Ok(step) {
-        println!("crashing at {step}");
-        std::process::abort();
-    }
-}
 
 /// Not a test on its own: the compactor that crashes at a step.
 #[test]
@@ -536,7 +476,7 @@ fn compact_crash_child() {
     let mut o = opts_with(store, &prefix, Path::new(&data));
     // Abandoned uploads stay until the restart, which checks them.
     o.partial_age = Duration::from_secs(3600);
-    o.crash_hook = Some(crash_hook);
+    o.crash_hook = Some(common::crash::abort_at);
     let mut c = compactor(o);
     for _ in 0..3 {
         pass(&mut c);
@@ -558,45 +498,22 @@ fn killed_at_any_step_then_restarted_loses_and_doubles_nothing() {
         ("deleting", "compact:meta_deleted"),
     ];
     for (prefix, step) in steps {
-        let store = store_for(&weed, prefix);
-        let shipped = ship(
-            &weed,
-            prefix,
-            &tmp.path().join(prefix),
-            stream("a"),
-            "m",
-            T0,
-            T0 + 12 * HOUR,
-        );
+        let b = Bucket::new(&weed, prefix, tmp.path());
+        let shipped = b.ship(prefix, "a", "m", T0, T0 + 12 * HOUR);
         assert_eq!(shipped.len(), 5);
-        let cache = tmp.path().join(format!("{prefix}-cache"));
-        let before = store_dump(&weed, prefix, &cache);
+        let before = b.dump();
         assert_eq!(before.len(), SERIES);
-        let data = tmp.path().join(format!("{prefix}-compact"));
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "compact_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_PREFIX, prefix)
-            .env(CHILD_ENDPOINT, weed.endpoint())
-            .env(CHILD_DATA, &data)
-            .env(CHILD_CRASH_AT, step)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains(&format!("crashing at {step}")),
-            "{step}: {stdout}"
-        );
-        assert!(!out.status.success());
+        let data = b.data();
+        let endpoint = weed.endpoint();
+        let env: [(&str, &OsStr); 3] = [
+            (CHILD_PREFIX, prefix.as_ref()),
+            (CHILD_ENDPOINT, endpoint.as_ref()),
+            (CHILD_DATA, data.as_ref()),
+        ];
+        common::crash::run_child("compact_crash_child", &env, step);
         // Right after the crash: readers see every sample once.
-        let v = view(store.as_ref(), prefix);
-        assert_eq!(store_dump(&weed, prefix, &cache), before, "{step}: {v:?}");
+        let v = b.view();
+        assert_eq!(b.dump(), before, "{step}: {v:?}");
         match step {
             "compact:chunks_uploaded" | "compact:files_uploaded" => {
                 assert_eq!(v.partial.len(), 1, "{step}: {v:?}");
@@ -611,12 +528,12 @@ fn killed_at_any_step_then_restarted_loses_and_doubles_nothing() {
             _ => assert!(v.partial.is_empty() && v.marked.is_empty(), "{step}: {v:?}"),
         }
         // Restart: passes until nothing is left to do.
-        let mut c = compactor(opts(&weed, prefix, &data));
+        let mut c = compactor(b.opts());
         for _ in 0..3 {
             let r = pass(&mut c);
             assert_eq!(r.failures, 0, "{step}: {r:?}");
         }
-        let v = view(store.as_ref(), prefix);
+        let v = b.view();
         assert!(v.partial.is_empty() && v.marked.is_empty(), "{step}: {v:?}");
         let levels: Vec<u64> = v.complete.values().map(level).collect();
         assert_eq!(
@@ -625,7 +542,7 @@ fn killed_at_any_step_then_restarted_loses_and_doubles_nothing() {
             "{step}: {v:?}"
         );
         assert_eq!(v.complete.len(), 3, "{step}: {v:?}");
-        assert_eq!(store_dump(&weed, prefix, &cache), before, "{step}");
+        assert_eq!(b.dump(), before, "{step}");
     }
 }
 
@@ -634,18 +551,10 @@ fn hostile_meta_json_is_skipped_never_a_panic_and_bad_configs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let weed = Weed::start(&tmp.path().join("weed"));
     let prefix = "hostile";
-    let store = store_for(&weed, prefix);
-    let shipped = ship(
-        &weed,
-        prefix,
-        &tmp.path().join("a"),
-        stream("a"),
-        "m",
-        T0,
-        T0 + 12 * HOUR,
-    );
-    let cache = tmp.path().join("cache");
-    let before = store_dump(&weed, prefix, &cache);
+    let b = Bucket::new(&weed, prefix, tmp.path());
+    let store = b.store.clone();
+    let shipped = b.ship("a", "a", "m", T0, T0 + 12 * HOUR);
+    let before = b.dump();
     let bad = [
         ("01HAAAAAAAAAAAAAAAAAAAAAA1", b"{not json".to_vec()),
         ("01HAAAAAAAAAAAAAAAAAAAAAA2", vec![b' '; 5 << 20]),
@@ -683,12 +592,12 @@ fn hostile_meta_json_is_skipped_never_a_panic_and_bad_configs_are_refused() {
         foreign_meta.to_string().into(),
     ))
     .unwrap();
-    let mut c = compactor(opts(&weed, prefix, &tmp.path().join("compact")));
+    let mut c = compactor(b.opts());
     for _ in 0..2 {
         let r = pass(&mut c);
         assert_eq!((r.hostile, r.failures), (3, 0), "{r:?}");
     }
-    let v = view(store.as_ref(), prefix);
+    let v = b.view();
     for (u, _) in &bad {
         assert!(
             v.complete.contains_key(*u) && !v.marked.contains(*u),
@@ -700,7 +609,7 @@ fn hostile_meta_json_is_skipped_never_a_panic_and_bad_configs_are_refused() {
     let merged: Vec<_> = v.complete.values().filter(|m| level(m) == 2).collect();
     assert_eq!(merged.len(), 1);
     assert!(sources(merged[0]).contains(&shipped[0]));
-    assert_eq!(store_dump(&weed, prefix, &cache), before);
+    assert_eq!(b.dump(), before);
 
     // Bad configs: the field or flag is named, nothing runs.
     let cfg = tmp.path().join("bad.yml");

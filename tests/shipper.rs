@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -228,14 +228,6 @@ fn seaweedfs_outage_ingestion_goes_on_nothing_unshipped_is_merged_or_deleted_bac
 
 const CHILD_DIR: &str = "TIDEMARK_SHIPPER_CHILD_DIR";
 const CHILD_ENDPOINT: &str = "TIDEMARK_SHIPPER_CHILD_ENDPOINT";
-const CHILD_CRASH_AT: &str = "TIDEMARK_SHIPPER_CHILD_CRASH_AT";
-
-fn crash_hook(step: &str) {
-    if std::env::var(CHILD_CRASH_AT).as_deref() == Ok(step) {
-        println!("crashing at {step}");
-        std::process::abort();
-    }
-}
 
 /// Not a test on its own: the child that crashes while shipping.
 #[test]
@@ -245,33 +237,18 @@ fn shipper_crash_child() {
     };
     let db = Arc::new(Db::open(&dir, db_opts(0)).unwrap());
     let mut opts = ship_opts(s3_store(&endpoint));
-    opts.crash_hook = Some(crash_hook);
+    opts.crash_hook = Some(common::crash::abort_at);
     let _shipper = Shipper::start(db, opts, metrics()).unwrap();
     std::thread::sleep(Duration::from_secs(60));
     println!("child finished without crashing");
 }
 
 fn crash_child(dir: &Path, endpoint: &str, step: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "shipper_crash_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_ENDPOINT, endpoint)
-        .env(CHILD_CRASH_AT, step)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .expect("run child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("crashing at {step}")),
-        "{step}: child never got there: {stdout}"
-    );
-    assert!(!out.status.success());
+    let env: [(&str, &std::ffi::OsStr); 2] = [
+        (CHILD_DIR, dir.as_ref()),
+        (CHILD_ENDPOINT, endpoint.as_ref()),
+    ];
+    common::crash::run_child("shipper_crash_child", &env, step);
 }
 
 #[test]

@@ -404,8 +404,14 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             }
         }
     }
+    exposition(&state.registry)
+}
+
+/// `registry` in the Prometheus text format, as a `/metrics` response
+/// (also the compactor role's `/metrics`).
+pub(crate) fn exposition(registry: &Registry) -> Response {
     let mut body = String::new();
-    if let Err(e) = encode(&mut body, &state.registry) {
+    if let Err(e) = encode(&mut body, registry) {
         tracing::error!(error = %e, "encoding metrics");
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -15,8 +15,8 @@
 //!    newest object is `partial_age` old (an upload in progress writes an
 //!    object at least every file, so its newest object is young).
 //! 4. The rest, minus blocks younger than the consistency delay (by ULID
-//!    time; the compactor's own blocks are exempt, as in Thanos), are the
-//!    merge candidates, grouped by stream.
+//!    time; the compactor's own blocks are exempt, as in Thanos) and
+//!    downsampled ones, are the merge candidates, grouped by stream.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -114,7 +114,8 @@ pub(crate) fn decide(
                         let born = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
                         now_ms.saturating_sub(born) < t.consistency_delay_ms
                     });
-                if !fresh {
+                // Downsampled blocks (Thanos's) are not Tidemark's to merge.
+                if !fresh && m.resolution == 0 {
                     d.candidates
                         .entry((m.labels.clone(), m.resolution))
                         .or_default()

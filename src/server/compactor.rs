@@ -1,6 +1,7 @@
 //! `tidemark compact`: reads the bucket config, serves `/-/healthy`,
 //! `/-/ready` and `/metrics` (the `tidemark_compact_*` metrics, registered
-//! only here) for Kubernetes probes and self-monitoring, and runs the
+//! only here, and `process_*`) for Kubernetes probes and self-monitoring,
+//! and runs the
 //! compactor's passes ([`crate::compactor`]): one, or with `--wait` one
 //! every `--wait-interval` until SIGTERM. Wiring only.
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -40,23 +41,7 @@ async fn ready(State(s): State<Arc<WebState>>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(s): State<Arc<WebState>>) -> Response {
-    let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        tracing::error!(error = %e, "encoding metrics");
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding metrics failed\n",
-        )
-            .into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    crate::api::exposition(&s.registry)
 }
 
 /// Runs `tidemark compact` until its one pass ends (without `--wait`) or
@@ -73,6 +58,7 @@ pub async fn run_compact(args: CompactArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("--data-dir={}", args.data_dir.display()))?;
     let mut registry = Registry::default();
+    registry.register_collector(Box::new(crate::api::ProcessCollector));
     let m = CompactMetrics::register(&mut registry);
     let opts = CompactorOptions {
         store,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod api;
+pub(crate) mod crash;
 pub(crate) mod http;
 pub(crate) mod proc;
 pub(crate) mod weed;
