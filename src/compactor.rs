@@ -10,7 +10,7 @@
 //! 1. lists the bucket once (every object, recursively) and reads each new
 //!    block's `meta.json` (cached: `meta.json` is never overwritten) and
 //!    each deletion mark; hostile `meta.json`s are skipped and counted;
-//! 2. decides what to mark, delete and merge ([`decide`]);
+//! 2. decides what to mark, delete and merge (`compactor/decide.rs`);
 //! 3. writes the marks (covered or past retention), deletes blocks whose
 //!    mark is older than the delete delay (`meta.json` FIRST, so readers
 //!    stop taking it for a block, the mark LAST, so a cut-short deletion is
@@ -184,9 +184,12 @@ impl Compactor {
                 self.metrics.last_success.set(unix_ms(now) as f64 / 1000.0);
             }
             Ok(_) => self.metrics.pass("failure"),
-            Err(_) => {
+            Err(e) => {
                 self.metrics.pass("failure");
-                self.metrics.failed("list");
+                self.metrics.failed(match e {
+                    PassError::List(_) => "list",
+                    PassError::Scratch { .. } => "merge",
+                });
             }
         }
         result

@@ -14,7 +14,7 @@
 //! bucket no longer wants, and calls [`Db::reload_blocks`].
 //!
 //! Downloads run on the server's runtime and write the cache with blocking
-//! file calls, a piece ([`PIECE_BYTES`]) at a time. Deleting a cached
+//! file calls, a piece ([`crate::bucket::PIECE_BYTES`]) at a time. Deleting a cached
 //! block under a running query is safe: blocks are memory-mapped, and the
 //! query holds its `Arc<Block>`.
 //!
