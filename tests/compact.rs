@@ -9,7 +9,8 @@
 //!
 //! Covered: two streams merged separately, sources marked then deleted
 //! after the delete delay (binary, one pass then `--wait` with metrics and
-//! probes); out-of-order overlapping blocks merged vertically; retention
+//! probes) while a running `tidemark store` answers the same throughout;
+//! out-of-order overlapping blocks merged vertically; retention
 //! deleting old blocks only; the compactor killed at each step of a merge
 //! and of a deletion, then restarted; hostile `meta.json`s skipped; bad
 //! configs refused naming the field.
@@ -23,8 +24,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::http::get;
-use common::proc::{free_port, tidemark_bin, wait_until, Proc};
+use common::http::{encode, get, metric};
+use common::proc::{free_port, tidemark_bin, wait_ready, wait_until, Proc};
 use common::weed::{runtime, s3_yaml, Weed};
 use common::{one, series_labels};
 use futures::StreamExt;
@@ -311,6 +312,9 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
 
     let cfg = tmp.path().join("bucket.yml");
     std::fs::write(&cfg, yaml(&weed, prefix)).unwrap();
+    // A running store role answers the same all along, however its syncs
+    // fall between the compactor's steps.
+    let watcher = StoreWatcher::start(&cfg, &tmp.path().join("store-cache"));
     let data = b.data();
     let (ok, log) = compact_once(&cfg, &data, &["--delete-delay=3s"]);
     assert!(ok, "{log}");
@@ -389,6 +393,88 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
     assert!(v.marked.is_empty() && v.partial.is_empty(), "{v:?}");
     assert_eq!(v.complete.len(), 6, "{:?}", v.complete.keys());
     assert_eq!(b.dump(), before);
+    // The store serves the merged blocks (2 merged + 2 x 2 level 1).
+    wait_until(
+        "the store on the merged blocks",
+        Duration::from_secs(30),
+        || metric(&watcher.addr, "tidemark_store_blocks_loaded") == Some(6.0),
+    );
+    let checks = watcher.stop();
+    assert!(checks >= 10, "only {checks} store answers compared");
+}
+
+/// `tidemark store` over a bucket, queried in a loop from a thread; every
+/// answer must equal the first.
+struct StoreWatcher {
+    addr: String,
+    _proc: Proc,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl StoreWatcher {
+    fn start(cfg: &Path, cache: &Path) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(tidemark_bin())
+            .arg("store")
+            .args(["--listen", &addr, "--log-level", "warn"])
+            .arg(format!("--objstore.config.file={}", cfg.display()))
+            .arg(format!("--store.cache-dir={}", cache.display()))
+            .arg("--store.sync-interval=200ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut p = Proc(child, "tidemark store");
+        wait_ready(&mut p, &addr, Duration::from_secs(60));
+        // Per series, samples and their sum per hour over the shipped 10 h.
+        let paths: Vec<String> = ["count_over_time", "sum_over_time"]
+            .iter()
+            .flat_map(|f| ["m_a", "m_b"].map(|m| format!("{f}({m}[1h])")))
+            .map(|q| {
+                format!(
+                    "/api/v1/query_range?query={}&start={}&end={}&step=1800",
+                    encode(&q),
+                    (T0 + HOUR) / 1000,
+                    (T0 + 10 * HOUR) / 1000
+                )
+            })
+            .collect();
+        let first: Vec<(u16, String)> = paths.iter().map(|p| get(&addr, p).unwrap()).collect();
+        for (status, body) in &first {
+            assert_eq!(*status, 200, "{body}");
+            assert_eq!(body.matches("\"metric\"").count(), SERIES, "{body}");
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (addr.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                for (p, want) in paths.iter().zip(&first) {
+                    let got = get(&a, p).unwrap();
+                    assert_eq!(&got, want, "the store's answer changed");
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            n
+        });
+        Self {
+            addr,
+            _proc: p,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops querying; returns how many answers were compared.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.thread.take().unwrap().join() {
+            Ok(n) => n,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
 }
 
 #[test]
