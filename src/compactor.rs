@@ -86,7 +86,7 @@ pub struct CompactorOptions {
     /// its newest object is this old. An upload in progress writes its
     /// files one after another, so its newest object is minutes old at
     /// most; the role uses the delete delay (48 h by default, as Thanos's
-    /// fixed two days).
+    /// fixed two days), at least the consistency delay and an hour.
     pub partial_age: Duration,
     /// Test hook: called with `compact:<step>` (`downloaded`,
     /// `chunks_uploaded`, `files_uploaded`, `meta_uploaded`,

@@ -12,7 +12,8 @@
 //! probes) while a running `tidemark store` answers the same throughout;
 //! out-of-order overlapping blocks merged vertically; retention
 //! deleting old blocks only; the compactor killed at each step of a merge
-//! and of a deletion, then restarted; hostile `meta.json`s skipped; bad
+//! and of a deletion, then restarted, and the binary SIGKILLed mid-pass
+//! again and again; hostile `meta.json`s skipped; bad
 //! configs refused naming the field.
 
 mod common;
@@ -37,6 +38,7 @@ use tidemark::compactor::{CompactMetrics, Compactor, CompactorOptions, PassRepor
 use tidemark::model::Sample;
 use tidemark::shipper::objstore::BucketConfig;
 use tidemark::shipper::{Shipper, ShipperMetrics, ShipperOptions};
+use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options};
 use tidemark::store::{StoreMetrics, StoreOptions};
 
@@ -109,7 +111,8 @@ impl<'a> Bucket<'a> {
     /// `replica`) with the real shipper. Returns the ULIDs shipped.
     fn ship(&self, node: &str, replica: &str, metric: &str, from: i64, to: i64) -> Vec<String> {
         let dir = self.dir.join(format!("{}-{node}", self.prefix));
-        let db = Arc::new(Db::open(dir, Options::default()).unwrap());
+        // No fsync per append: the blocks are what is tested.
+        let db = Arc::new(Db::open(dir, common::options(FsyncPolicy::Never)).unwrap());
         let m = ShipperMetrics::register(&mut Registry::default());
         let opts = ShipperOptions {
             store: store_for(self.weed, self.prefix),
@@ -262,18 +265,24 @@ fn compactor(o: CompactorOptions) -> Compactor {
     Compactor::new(o, CompactMetrics::register(&mut Registry::default()))
 }
 
+/// `tidemark compact` over the bucket in `cfg` with scratch `data`,
+/// HTTP on `addr`, no consistency delay, and `extra` flags.
+fn compact_cmd(cfg: &Path, data: &Path, addr: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(tidemark_bin());
+    cmd.arg("compact")
+        .arg(format!("--objstore.config.file={}", cfg.display()))
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--consistency-delay=0s")
+        .args(extra);
+    cmd
+}
+
 /// Runs `tidemark compact` once (no `--wait`) and returns its exit
 /// status and output (logs go to stdout, clap's errors to stderr).
 fn compact_once(cfg: &Path, data: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(tidemark_bin())
-        .arg("compact")
-        .arg(format!("--objstore.config.file={}", cfg.display()))
-        .arg(format!("--data-dir={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-        .args(["--consistency-delay=0s", "--log-level=info"])
-        .args(extra)
-        .output()
-        .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = compact_cmd(cfg, data, &addr, extra).output().unwrap();
     (
         out.status.success(),
         format!(
@@ -359,13 +368,13 @@ fn two_streams_merge_apart_sources_marked_then_deleted_after_the_delay() {
     // metrics answer meanwhile.
     std::thread::sleep(Duration::from_secs(3));
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(tidemark_bin())
-        .arg("compact")
-        .arg(format!("--objstore.config.file={}", cfg.display()))
-        .arg(format!("--data-dir={}", data.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .args(["--wait", "--wait-interval=500ms", "--delete-delay=3s"])
-        .args(["--consistency-delay=0s", "--log-level=warn"])
+    let flags = [
+        "--wait",
+        "--wait-interval=500ms",
+        "--delete-delay=3s",
+        "--log-level=warn",
+    ];
+    let child = compact_cmd(&cfg, &data, &addr, &flags)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -630,6 +639,48 @@ fn killed_at_any_step_then_restarted_loses_and_doubles_nothing() {
         assert_eq!(v.complete.len(), 3, "{step}: {v:?}");
         assert_eq!(b.dump(), before, "{step}");
     }
+}
+
+#[test]
+fn binary_sigkilled_again_and_again_mid_pass_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&tmp.path().join("weed"));
+    let prefix = "sigkill";
+    let b = Bucket::new(&weed, prefix, tmp.path());
+    // 24 h per stream: eleven blocks, merged over two levels.
+    assert_eq!(b.ship("a", "a", "m_a", T0, T0 + 24 * HOUR).len(), 11);
+    assert_eq!(b.ship("b", "b", "m_b", T0, T0 + 24 * HOUR).len(), 11);
+    let before = b.dump();
+    let cfg = tmp.path().join("bucket.yml");
+    std::fs::write(&cfg, yaml(&weed, prefix)).unwrap();
+    for i in 0..6u64 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let flags = [
+            "--wait",
+            "--wait-interval=100ms",
+            "--delete-delay=0s",
+            "--log-level=warn",
+        ];
+        let mut child = compact_cmd(&cfg, &b.data(), &addr, &flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200 + 200 * i));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert_eq!(b.dump(), before, "after kill {i}: {:?}", b.view());
+    }
+    // Whatever the kills left, passes finish the job.
+    let mut c = compactor(b.opts());
+    for _ in 0..4 {
+        assert_eq!(pass(&mut c).failures, 0);
+    }
+    let v = b.view();
+    assert!(v.partial.is_empty() && v.marked.is_empty(), "{v:?}");
+    let levels: BTreeSet<u64> = v.complete.values().map(level).collect();
+    assert!(levels.contains(&3), "{v:?}");
+    assert_eq!(b.dump(), before);
 }
 
 #[test]

@@ -23,6 +23,11 @@ use crate::config::CompactArgs;
 use crate::shipper::objstore::BucketConfig;
 use crate::storage::Options;
 
+/// Least age of an abandoned upload's newest object before it is deleted,
+/// whatever `--delete-delay` says: a shipper's upload in progress writes
+/// objects minutes apart at most, so `--delete-delay=0s` must not delete it.
+const MIN_PARTIAL_AGE: Duration = Duration::from_secs(3600);
+
 struct WebState {
     registry: Registry,
     ready: AtomicBool,
@@ -72,7 +77,10 @@ pub async fn run_compact(args: CompactArgs) -> anyhow::Result<()> {
             u64::try_from(Options::default().block_range_ms).unwrap_or(7_200_000),
         ),
         max_block_duration: args.max_block_duration,
-        partial_age: args.delete_delay.max(args.consistency_delay),
+        partial_age: args
+            .delete_delay
+            .max(args.consistency_delay)
+            .max(MIN_PARTIAL_AGE),
         crash_hook: None,
     };
     let listener = TcpListener::bind(args.listen)
