@@ -95,9 +95,11 @@ pub struct CompactArgs {
     #[arg(long = "compaction.max-block-duration", env = "TIDEMARK_COMPACT_MAX_BLOCK_DURATION", default_value = "14d", value_parser = parse_duration)]
     pub max_block_duration: Duration,
     /// Address of the HTTP server: `/-/healthy`, `/-/ready` (after the
-    /// first pass that succeeded), `/metrics`.
+    /// first pass that succeeded), `/metrics`. `--listen` is accepted too,
+    /// as the node and the store call it.
     #[arg(
         long = "web.listen-address",
+        alias = "listen",
         env = "TIDEMARK_COMPACT_LISTEN",
         default_value = "0.0.0.0:9202"
     )]

@@ -800,6 +800,15 @@ fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
     let store_svc = find(&docs, "Service", "tidemark-store");
     let sts = find(&docs, "StatefulSet", "tidemark");
     let store = find(&docs, "Deployment", "tidemark-store");
+    let compact = find(&docs, "Deployment", "tidemark-compact");
+    assert_eq!(
+        compact["spec"]["replicas"], 1,
+        "the compactor is a singleton"
+    );
+    assert_eq!(
+        compact["spec"]["strategy"]["type"], "Recreate",
+        "the old compactor is gone before the new one starts"
+    );
     for (sel, v) in store_svc["spec"]["selector"].as_object().unwrap() {
         assert_eq!(
             &store["spec"]["template"]["metadata"]["labels"][sel], v,
@@ -808,7 +817,7 @@ fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
     }
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir(&bucket).unwrap();
-    for (what, pod) in [("statefulset", sts), ("store", store)] {
+    for (what, pod) in [("statefulset", sts), ("store", store), ("compact", compact)] {
         let spec = &pod["spec"]["template"]["spec"];
         let vols = spec["volumes"].as_array().unwrap();
         assert!(
