@@ -210,7 +210,7 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
         "tidemark_store_last_successful_sync_timestamp_seconds"
     )
     .is_some_and(|t| t > 1.0e9));
-    let mut cached: Vec<String> = std::fs::read_dir(&cache)
+    let mut cached: Vec<String> = std::fs::read_dir(cache.join("blocks"))
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -377,7 +377,7 @@ fn cached_dirs(dir: &Path) -> Vec<String> {
 fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_bucket() {
     use tidemark::model::Sample;
     use tidemark::storage::Db;
-    use tidemark::store::{sync, StoreMetrics, StoreOptions};
+    use tidemark::store::{BucketStore, StoreMetrics, StoreOptions};
 
     let tmp = tempfile::tempdir().unwrap();
     // A level-1 block written by the library.
@@ -423,8 +423,18 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         store: bucket.build().unwrap(),
         prefix: String::new(),
         sync_interval: SYNC,
+        index_cache_bytes: 1 << 30,
+        chunk_cache_bytes: 1 << 30,
     };
     let cache = tmp.path().join("cache");
+    // A phase 0 cache (whole blocks at the top) is cleared at open.
+    copy_block(&src.dir().join(&level1.ulid), &cache.join(&level1.ulid));
+    let rt = runtime();
+    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let store = {
+        let _rt = rt.enter();
+        BucketStore::open(opts.clone(), &cache, metrics.clone()).unwrap()
+    };
     let db = std::sync::Arc::new(
         Db::open(
             &cache,
@@ -432,35 +442,53 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         )
         .unwrap(),
     );
-    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let rt = runtime();
+    assert!(
+        db.blocks().is_empty(),
+        "phase 0 blocks removed before the Db opens"
+    );
 
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 0), "{r:?}");
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 0), "{r:?}");
     let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
     assert_eq!(served, vec![merged.clone()]);
-    assert_eq!(cached_dirs(&cache), vec![merged.clone()]);
+    assert_eq!(cached_dirs(&cache.join("blocks")), vec![merged.clone()]);
     let q = db.querier(T0, T0 + 4 * 3_600_000);
     let series = q.select(&[tidemark::model::Matcher::eq("__name__", "m")]);
     assert_eq!(series.len(), 3);
+    let n: usize = series.iter().map(|s| s.samples().count()).sum();
+    assert_eq!(n, 3 * 2 * 240, "every sample of the 2 h block");
+    assert!(q.take_problems().is_empty());
+    assert_eq!(cached_dirs(&cache.join("index")), vec![merged.clone()]);
 
     // The merged block leaves the bucket: its parent is served again.
     std::fs::remove_dir_all(bkt.join(&merged)).unwrap();
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 1), "{r:?}");
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 1), "{r:?}");
     let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
     assert_eq!(served, vec![level1.ulid.clone()]);
-    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    assert_eq!(
+        cached_dirs(&cache.join("blocks")),
+        vec![level1.ulid.clone()]
+    );
+    assert!(
+        cached_dirs(&cache.join("index")).is_empty(),
+        "the gone block's index is dropped"
+    );
 
-    // Nothing changed: nothing downloaded.
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+    // Nothing changed: nothing added.
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 0, 0), "{r:?}");
 
     // A restart on the same cache, after a crash mid-download: the
-    // leftover is removed, the cached block is not downloaded again.
+    // leftover is removed, the caches start empty.
     db.close().unwrap();
     drop(db);
-    std::fs::create_dir_all(cache.join(format!("{}.download/chunks", merged))).unwrap();
+    drop(store);
+    std::fs::create_dir_all(cache.join("blocks").join(format!("{merged}.download"))).unwrap();
+    let store = {
+        let _rt = rt.enter();
+        BucketStore::open(opts, &cache, metrics).unwrap()
+    };
     let db = std::sync::Arc::new(
         Db::open(
             &cache,
@@ -468,8 +496,11 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         )
         .unwrap(),
     );
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
-    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 0), "{r:?}");
+    assert_eq!(
+        cached_dirs(&cache.join("blocks")),
+        vec![level1.ulid.clone()]
+    );
     assert_eq!(db.blocks().len(), 1);
 }
