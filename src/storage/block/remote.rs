@@ -26,8 +26,9 @@ use crate::storage::chunk::{shared_timestamps_owner, Encoding};
 
 /// Bytes read at a chunk's offset when only its offset is known (the owner
 /// of shared timestamps): its frame says how long it is, and a longer one
-/// is read again whole. Packed chunks of a block are a few hundred bytes.
-const OWNER_PROBE_BYTES: u64 = 4096;
+/// is read again whole. An owner holds its timestamps (a few bits a
+/// sample on a scrape grid) and its values: most are under 1 KiB.
+const OWNER_PROBE_BYTES: u64 = 1024;
 
 /// Frame bytes one [`FetchBatch`] holds at most (a chunk larger than that
 /// alone gets a batch of its own): bounds the memory a selection pins.
