@@ -800,6 +800,24 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
     assert!(status >= 400 || warned, "{status}: {body}");
     assert_ne!(body["data"], want_other);
     assert!(metric(&store, "tidemark_store_bucket_read_failures_total").unwrap() > failures);
+    // Series and label calls say so too.
+    for call in [
+        format!(
+            "/api/v1/series?match[]={}&start={}&end={}",
+            encode("bulk_metric{i=\"5\"}"),
+            blocks[0].1 / 1000,
+            (blocks[0].2 - 1) / 1000
+        ),
+        format!(
+            "/api/v1/label/i/values?start={}&end={}",
+            blocks[0].1 / 1000,
+            (blocks[0].2 - 1) / 1000
+        ),
+    ] {
+        let (status, body) = query_status(&store, &call);
+        let warned = body["warnings"].as_array().is_some_and(|w| !w.is_empty());
+        assert!(status >= 400 || warned, "{call}: {status}: {body}");
+    }
     eprintln!("bucket down: cached query answered whole; uncached one: {status} {body}");
 
     // 4. The bucket is back: the same query answers whole again.
