@@ -48,6 +48,37 @@ fn start_store_with(addr: &str, cfg: &Path, cache: &Path, extra: &[&str]) -> Pro
     Proc(child, "tidemark store")
 }
 
+/// SeaweedFS, its bucket config (`<dir>/bucket.yml`), a client, and a
+/// ready ingesting node (`replica="a"`) shipping to it, compacting often.
+fn start_shipping_node(
+    dir: &Path,
+) -> (
+    Weed,
+    std::sync::Arc<dyn ObjectStore>,
+    std::path::PathBuf,
+    String,
+    Proc,
+) {
+    let weed = Weed::start(&dir.join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = dir.join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let node = format!("127.0.0.1:{}", free_port());
+    let mut n = common::proc::start_tidemark_with(
+        &node,
+        &dir.join("node"),
+        &[
+            &format!("--objstore.config.file={}", cfg.display()),
+            "--external-label=replica=a",
+            "--compaction-interval=200ms",
+            "--shipper.sync-interval=1s",
+            "--shipper.max-backoff=1s",
+        ],
+    );
+    wait_ready(&mut n, &node, Duration::from_secs(30));
+    (weed, bucket, cfg, node, n)
+}
+
 /// Remote-writes hours `[from_h, to_h)` after [`T0`] of five series
 /// (`store_metric{i, job}`, `other_metric{job}`), an hour a request.
 fn write_hours(addr: &str, from_h: i64, to_h: i64) {
@@ -89,7 +120,7 @@ fn write_hours_with(addr: &str, from_h: i64, to_h: i64, bulk: usize) {
 fn value(n: usize, k: i64) -> f64 {
     match n {
         0..5 => (k * (n as i64 + 1)) as f64,
-        _ if n % 3 == 0 => (k * (n as i64 % 17 + 1)) as f64,
+        _ if n.is_multiple_of(3) => (k * (n as i64 % 17 + 1)) as f64,
         _ if n % 3 == 1 => {
             // A hash of (n, k): values a codec cannot predict.
             let mut x = (n as u64) << 32 ^ k as u64;
@@ -209,25 +240,7 @@ fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) -> (Durati
 #[test]
 fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_new_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
-
-    // The ingesting node: 4 h of samples, one 2 h block shipped.
-    let node = format!("127.0.0.1:{}", free_port());
-    let mut n = common::proc::start_tidemark_with(
-        &node,
-        &tmp.path().join("node"),
-        &[
-            &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
-            "--compaction-interval=200ms",
-            "--shipper.sync-interval=1s",
-            "--shipper.max-backoff=1s",
-        ],
-    );
-    wait_ready(&mut n, &node, Duration::from_secs(30));
+    let (weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
     write_hours(&node, 0, 4);
     wait_until("a block in the bucket", Duration::from_secs(60), || {
         !bucket_blocks(bucket.as_ref()).is_empty()
@@ -321,23 +334,7 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
 #[test]
 fn store_is_ready_only_after_its_first_sync_and_keeps_serving_when_the_bucket_fails() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
-    let node = format!("127.0.0.1:{}", free_port());
-    let mut n = common::proc::start_tidemark_with(
-        &node,
-        &tmp.path().join("node"),
-        &[
-            &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
-            "--compaction-interval=200ms",
-            "--shipper.sync-interval=1s",
-            "--shipper.max-backoff=1s",
-        ],
-    );
-    wait_ready(&mut n, &node, Duration::from_secs(30));
+    let (mut weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
     write_hours(&node, 0, 4);
     wait_until("a block in the bucket", Duration::from_secs(60), || {
         !bucket_blocks(bucket.as_ref()).is_empty()
@@ -592,23 +589,7 @@ fn query_status(addr: &str, path: &str) -> (u16, serde_json::Value) {
 fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_outage() {
     const BULK: usize = 300;
     let tmp = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
-    let node = format!("127.0.0.1:{}", free_port());
-    let mut n = common::proc::start_tidemark_with(
-        &node,
-        &tmp.path().join("node"),
-        &[
-            &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
-            "--compaction-interval=200ms",
-            "--shipper.sync-interval=1s",
-            "--shipper.max-backoff=1s",
-        ],
-    );
-    wait_ready(&mut n, &node, Duration::from_secs(30));
+    let (mut weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
     write_hours_with(&node, 0, 8, BULK);
     wait_until(
         "three blocks in the bucket",

@@ -51,7 +51,7 @@ pub struct Block {
 
 /// Where a block's index is.
 enum IndexSource {
-    Local(BlockIndex),
+    Local(Box<BlockIndex>),
     /// Loaded (and perhaps fetched) when a read needs it, and held by that
     /// read only: the store's cache may evict it between reads.
     Remote(Arc<dyn RemoteBlockFiles>),
@@ -232,7 +232,7 @@ impl Block {
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
-            index: IndexSource::Local(index),
+            index: IndexSource::Local(Box::new(index)),
             segments: Segments::Local(segments),
             tombstones: RwLock::new(tombstones),
             delete_lock: Mutex::new(()),

@@ -380,7 +380,10 @@ mod tests {
         (b, files)
     }
 
-    fn bits(series: &[BlockSeries]) -> Vec<(String, Vec<Vec<(i64, u64)>>)> {
+    /// Series as labels and each chunk's samples (value bits).
+    type Bits = Vec<(String, Vec<Vec<(i64, u64)>>)>;
+
+    fn bits(series: &[BlockSeries]) -> Bits {
         series
             .iter()
             .map(|s| {
