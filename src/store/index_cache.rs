@@ -105,3 +105,43 @@ pub(crate) fn remove_file_logged(path: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed fixture's index, copied to `<dir>/<ulid>` and opened.
+    fn index(dir: &Path, ulid: &str) -> Arc<BlockIndex> {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/block-packed-v1");
+        std::fs::copy(fixture.join("index"), dir.join(ulid)).unwrap();
+        let sizes = [std::fs::metadata(fixture.join("chunks/000001"))
+            .unwrap()
+            .len()];
+        Arc::new(BlockIndex::open(&dir.join(ulid), &sizes).unwrap())
+    }
+
+    #[test]
+    fn index_cache_evicts_released_indexes_and_deletes_their_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = index(tmp.path(), "a").len();
+        // Room for two indexes.
+        let c = IndexCache::new(tmp.path().to_path_buf(), one * 2 + one / 2);
+        let a = index(tmp.path(), "a");
+        assert_eq!(c.insert("a", a.clone()).count, 0);
+        assert_eq!(c.insert("b", index(tmp.path(), "b")).count, 0);
+        // `a` is held by a read: `b`, released, goes instead.
+        assert_eq!(c.insert("c", index(tmp.path(), "c")).count, 1);
+        assert!(!tmp.path().join("b").exists());
+        assert!(tmp.path().join("a").exists());
+        assert!(c.get("b").is_none());
+        assert_eq!(c.bytes(), one * 2);
+        // Released, `a` is the least recently used one.
+        drop(a);
+        assert_eq!(c.insert("d", index(tmp.path(), "d")).count, 1);
+        assert!(!tmp.path().join("a").exists());
+        // A block gone from the bucket: its index goes with it.
+        c.forget("c");
+        assert!(!tmp.path().join("c").exists());
+        assert_eq!(c.bytes(), one);
+    }
+}
