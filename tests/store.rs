@@ -652,7 +652,8 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
         )
     };
     eprintln!(
-        "FIGURE store cold/warm, {} blocks of {} series, range queries over all of them, step 60s (ms; bytes read from the bucket):",
+        "FIGURE store cold/warm, {} blocks of {} series, range queries over all of them, step 60s (ms; bytes read from the bucket; \
+         cold = the caches hold what the queries above read):",
         blocks.len(),
         BULK + 5
     );

@@ -20,7 +20,9 @@ use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, Tombstones};
 use crate::storage::BlockSeriesId;
 
-use super::chunks::{chunk_in_bounds, map_file, open_segments, BlockChunk, ChunkSource, Segment};
+use super::chunks::{
+    chunk_in_bounds, map_file, open_segments, BlockChunk, ChunkRef, ChunkSource, Segment,
+};
 use super::corruption::Corruption;
 use super::index::{ChunkMeta, IndexReader, NameEntry, SeriesEntry};
 use super::meta::read_meta;
@@ -108,12 +110,7 @@ impl BlockIndex {
     /// Never panics on any file contents.
     pub fn open(path: &Path, segment_sizes: &[u64]) -> Result<Self, BlockError> {
         Self::open_checking(path, |index_path, m| {
-            let size = m
-                .chunk_ref
-                .segment()
-                .checked_sub(1)
-                .and_then(|i| segment_sizes.get(i as usize))
-                .ok_or_else(|| missing_segment(index_path, m.chunk_ref.segment()))?;
+            let size = segment_of(segment_sizes, m.chunk_ref, index_path)?;
             if !chunk_in_bounds(*size, m.chunk_ref.offset(), m.data_len) {
                 return Err(BlockError::Corrupt {
                     path: index_path.to_path_buf(),
@@ -172,12 +169,19 @@ impl BlockIndex {
     }
 }
 
-fn missing_segment(index_path: &Path, segment: u32) -> BlockError {
-    BlockError::Corrupt {
-        path: index_path.to_path_buf(),
-        offset: 0,
-        reason: Corruption::MissingSegment { segment },
-    }
+/// The entry of `r`'s segment in `list` (segment `n` at `[n - 1]`); a
+/// segment the list lacks is damage of the index at `index_path`.
+fn segment_of<'a, T>(list: &'a [T], r: ChunkRef, index_path: &Path) -> Result<&'a T, BlockError> {
+    r.segment()
+        .checked_sub(1)
+        .and_then(|i| list.get(i as usize))
+        .ok_or_else(|| BlockError::Corrupt {
+            path: index_path.to_path_buf(),
+            offset: 0,
+            reason: Corruption::MissingSegment {
+                segment: r.segment(),
+            },
+        })
 }
 
 impl std::fmt::Debug for Block {
@@ -215,12 +219,7 @@ impl Block {
         let segments = open_segments(&dir.join(CHUNKS_DIR))?;
         let chunk_bytes = segments.iter().map(|s| s.bytes().len() as u64).sum();
         let index = BlockIndex::open_checking(&dir.join(INDEX_FILE), |index_path, m| {
-            let seg = m
-                .chunk_ref
-                .segment()
-                .checked_sub(1)
-                .and_then(|i| segments.get(i as usize))
-                .ok_or_else(|| missing_segment(index_path, m.chunk_ref.segment()))?;
+            let seg = segment_of(&segments, m.chunk_ref, index_path)?;
             seg.check_bounds(m.chunk_ref.offset(), m.data_len)?;
             if verify_chunks {
                 seg.chunk(m.chunk_ref.offset(), m.data_len)?;
@@ -426,12 +425,7 @@ impl Block {
         for m in e.chunks.iter().filter(|m| keep(m.mint, m.maxt)) {
             let source = match &self.segments {
                 Segments::Local(segments) => {
-                    let segment = m
-                        .chunk_ref
-                        .segment()
-                        .checked_sub(1)
-                        .and_then(|i| segments.get(i as usize))
-                        .ok_or_else(|| missing_segment(&ix.path, m.chunk_ref.segment()))?;
+                    let segment = segment_of(segments, m.chunk_ref, &ix.path)?;
                     ChunkSource::Mapped(Arc::clone(segment))
                 }
                 Segments::Remote(remote) => {
