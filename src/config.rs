@@ -116,7 +116,8 @@ pub struct StoreArgs {
     /// Every flag of the ingesting node (those that apply to reads).
     #[command(flatten)]
     pub config: Config,
-    /// Local directory caching the bucket's blocks (phase 0: whole blocks).
+    /// Local directory of the store's caches: the served blocks' small
+    /// files and the index cache (emptied at start).
     #[arg(
         long = "store.cache-dir",
         env = "TIDEMARK_STORE_CACHE_DIR",
@@ -126,6 +127,15 @@ pub struct StoreArgs {
     /// How often the bucket is listed for new and removed blocks.
     #[arg(long = "store.sync-interval", env = "TIDEMARK_STORE_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub sync_interval: Duration,
+    /// Most bytes of block index files kept in `--store.cache-dir`
+    /// (least recently used out first; an index queries hold at once may
+    /// pass it until they end). Units as `--retention-size`.
+    #[arg(long = "store.index-cache-size", env = "TIDEMARK_STORE_INDEX_CACHE_SIZE", default_value = "1GB", value_parser = parse_bytes)]
+    pub index_cache_size: u64,
+    /// Most bytes of chunk ranges read from the bucket kept in memory
+    /// (least recently used out first). Units as `--retention-size`.
+    #[arg(long = "store.chunk-cache-size", env = "TIDEMARK_STORE_CHUNK_CACHE_SIZE", default_value = "512MB", value_parser = parse_bytes)]
+    pub chunk_cache_size: u64,
 }
 
 /// Tidemark: a Prometheus-compatible metrics store (remote write in, PromQL out).

@@ -313,6 +313,8 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         sync_interval: args
             .sync_interval
             .max(std::time::Duration::from_millis(100)),
+        index_cache_bytes: args.index_cache_size,
+        chunk_cache_bytes: args.chunk_cache_size,
     };
     let listener = TcpListener::bind(config.listen)
         .await
@@ -336,6 +338,14 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         tls,
         stop_rx.clone(),
     ));
+    let metrics = state
+        .store_metrics()
+        .context("store metrics are registered in read-only mode")?;
+    // Before the Db opens the directory: phase 0's whole blocks go.
+    let bucket_store = Arc::new(
+        crate::store::BucketStore::open(store_opts, &args.cache_dir, metrics)
+            .context("preparing the store cache directory")?,
+    );
     let opts = Options::from(&config);
     let dir = args.cache_dir.clone();
     let db = Arc::new(
@@ -349,9 +359,6 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         ReceiverOptions::from(&config),
         state.ingest_metrics(),
     ));
-    let metrics = state
-        .store_metrics()
-        .context("store metrics are registered in read-only mode")?;
     let ready = {
         let state = state.clone();
         let db = db.clone();
@@ -361,9 +368,8 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         })
     };
     let syncer = tokio::spawn(crate::store::sync_loop(
-        store_opts,
+        bucket_store,
         db.clone(),
-        metrics,
         ready,
         stop_rx.clone(),
     ));

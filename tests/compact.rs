@@ -40,7 +40,7 @@ use tidemark::shipper::objstore::BucketConfig;
 use tidemark::shipper::{Shipper, ShipperMetrics, ShipperOptions};
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options};
-use tidemark::store::{StoreMetrics, StoreOptions};
+use tidemark::store::{BucketStore, StoreMetrics, StoreOptions};
 
 const STEP: i64 = 15_000;
 const HOUR: i64 = 3_600_000;
@@ -212,16 +212,21 @@ impl<'a> Bucket<'a> {
     fn dump_with(&self, strict: bool) -> Dump {
         let cache = self.dir.join(format!("{}-cache", self.prefix));
         let _ = std::fs::remove_dir_all(&cache);
-        let db = Arc::new(Db::open(&cache, Options::default()).unwrap());
         let opts = StoreOptions {
             store: store_for(self.weed, self.prefix),
             prefix: self.prefix.to_string(),
             sync_interval: Duration::from_secs(1),
+            index_cache_bytes: 1 << 30,
+            chunk_cache_bytes: 256 << 20,
         };
         let m = StoreMetrics::register(&mut Registry::default());
-        runtime()
-            .block_on(tidemark::store::sync(&opts, &db, &m))
-            .unwrap();
+        // Opened before the Db: it prepares the cache directory.
+        let store = {
+            let _rt = runtime().enter();
+            BucketStore::open(opts, &cache, m).unwrap()
+        };
+        let db = Arc::new(Db::open(&cache, Options::default()).unwrap());
+        runtime().block_on(store.sync(&db)).unwrap();
         let mut seen = BTreeSet::new();
         let mut in_meta = 0u64;
         for b in db.blocks() {

@@ -29,12 +29,18 @@ const SYNC: Duration = Duration::from_secs(1);
 
 /// Starts `tidemark store` on `addr` over the bucket in `cfg`.
 fn start_store(addr: &str, cfg: &Path, cache: &Path) -> Proc {
+    start_store_with(addr, cfg, cache, &[])
+}
+
+/// [`start_store`] with more flags.
+fn start_store_with(addr: &str, cfg: &Path, cache: &Path, extra: &[&str]) -> Proc {
     let child = Command::new(tidemark_bin())
         .arg("store")
         .args(["--listen", addr, "--log-level", "warn"])
         .arg(format!("--objstore.config.file={}", cfg.display()))
         .arg(format!("--store.cache-dir={}", cache.display()))
         .arg(format!("--store.sync-interval={}ms", SYNC.as_millis()))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -42,26 +48,106 @@ fn start_store(addr: &str, cfg: &Path, cache: &Path) -> Proc {
     Proc(child, "tidemark store")
 }
 
-/// Remote-writes hours `[from_h, to_h)` after [`T0`] of six series
+/// SeaweedFS, its bucket config (`<dir>/bucket.yml`), a client, and a
+/// ready ingesting node (`replica="a"`) shipping to it, compacting often.
+fn start_shipping_node(
+    dir: &Path,
+) -> (
+    Weed,
+    std::sync::Arc<dyn ObjectStore>,
+    std::path::PathBuf,
+    String,
+    Proc,
+) {
+    let weed = Weed::start(&dir.join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = dir.join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let node = format!("127.0.0.1:{}", free_port());
+    let mut n = common::proc::start_tidemark_with(
+        &node,
+        &dir.join("node"),
+        &[
+            &format!("--objstore.config.file={}", cfg.display()),
+            "--external-label=replica=a",
+            "--compaction-interval=200ms",
+            "--shipper.sync-interval=1s",
+            "--shipper.max-backoff=1s",
+        ],
+    );
+    wait_ready(&mut n, &node, Duration::from_secs(30));
+    (weed, bucket, cfg, node, n)
+}
+
+/// Remote-writes hours `[from_h, to_h)` after [`T0`] of five series
 /// (`store_metric{i, job}`, `other_metric{job}`), an hour a request.
 fn write_hours(addr: &str, from_h: i64, to_h: i64) {
-    let sets: Vec<Vec<(&str, &str)>> = vec![
+    write_hours_with(addr, from_h, to_h, 0);
+}
+
+/// [`write_hours`] plus `bulk` series `bulk_metric{i}` (values of a few
+/// shapes: counters, gauges, constants).
+fn write_hours_with(addr: &str, from_h: i64, to_h: i64, bulk: usize) {
+    let names: Vec<String> = (0..bulk).map(|i| i.to_string()).collect();
+    let mut sets: Vec<Vec<(&str, &str)>> = vec![
         vec![("__name__", "store_metric"), ("i", "0"), ("job", "a")],
         vec![("__name__", "store_metric"), ("i", "1"), ("job", "a")],
         vec![("__name__", "store_metric"), ("i", "2"), ("job", "b")],
         vec![("__name__", "other_metric"), ("job", "a")],
         vec![("__name__", "other_metric"), ("job", "c")],
     ];
+    for n in &names {
+        sets.push(vec![
+            ("__name__", "bulk_metric"),
+            ("i", n.as_str()),
+            ("job", "bulk"),
+        ]);
+    }
     for h in from_h..to_h {
         let points: Vec<FloatPoint<'_>> = (h * 240..(h + 1) * 240)
             .flat_map(|k| {
                 sets.iter()
                     .enumerate()
-                    .map(move |(n, l)| (&l[..], T0 + k * STEP, (k * (n as i64 + 1)) as f64))
+                    .map(move |(n, l)| (&l[..], T0 + k * STEP, value(n, k)))
             })
             .collect();
         remote_write_v1(addr, &points);
     }
+}
+
+/// Series `n`'s value at step `k`: counters for the first five, then
+/// counters, gauges with two decimals and constants in turn.
+fn value(n: usize, k: i64) -> f64 {
+    match n {
+        0..5 => (k * (n as i64 + 1)) as f64,
+        _ if n.is_multiple_of(3) => (k * (n as i64 % 17 + 1)) as f64,
+        _ if n % 3 == 1 => {
+            // A hash of (n, k): values a codec cannot predict.
+            let mut x = (n as u64) << 32 ^ k as u64;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((x ^ (x >> 31)) % 100_000) as f64 / 100.0
+        }
+        _ => n as f64,
+    }
+}
+
+/// Bytes of block `ulid`'s index and of its chunk segments in the bucket.
+fn block_bytes(store: &dyn ObjectStore, ulid: &str) -> (u64, u64) {
+    let rt = runtime();
+    let top = rt
+        .block_on(store.list_with_delimiter(Some(&ObjectPath::from(ulid))))
+        .unwrap();
+    let index = top
+        .objects
+        .iter()
+        .find(|o| o.location.filename() == Some("index"))
+        .map(|o| o.size)
+        .unwrap();
+    let chunks = rt
+        .block_on(store.list_with_delimiter(Some(&ObjectPath::from(format!("{ulid}/chunks")))))
+        .unwrap();
+    (index, chunks.objects.iter().map(|o| o.size).sum())
 }
 
 /// Complete blocks in the bucket: `(ulid, min_time, max_time)`.
@@ -154,25 +240,7 @@ fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) -> (Durati
 #[test]
 fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_new_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
-
-    // The ingesting node: 4 h of samples, one 2 h block shipped.
-    let node = format!("127.0.0.1:{}", free_port());
-    let mut n = common::proc::start_tidemark_with(
-        &node,
-        &tmp.path().join("node"),
-        &[
-            &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
-            "--compaction-interval=200ms",
-            "--shipper.sync-interval=1s",
-            "--shipper.max-backoff=1s",
-        ],
-    );
-    wait_ready(&mut n, &node, Duration::from_secs(30));
+    let (weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
     write_hours(&node, 0, 4);
     wait_until("a block in the bucket", Duration::from_secs(60), || {
         !bucket_blocks(bucket.as_ref()).is_empty()
@@ -210,7 +278,7 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
         "tidemark_store_last_successful_sync_timestamp_seconds"
     )
     .is_some_and(|t| t > 1.0e9));
-    let mut cached: Vec<String> = std::fs::read_dir(&cache)
+    let mut cached: Vec<String> = std::fs::read_dir(cache.join("blocks"))
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -266,23 +334,7 @@ fn store_serves_shipped_blocks_like_the_node_ignores_half_blocks_and_picks_up_ne
 #[test]
 fn store_is_ready_only_after_its_first_sync_and_keeps_serving_when_the_bucket_fails() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
-    let node = format!("127.0.0.1:{}", free_port());
-    let mut n = common::proc::start_tidemark_with(
-        &node,
-        &tmp.path().join("node"),
-        &[
-            &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
-            "--compaction-interval=200ms",
-            "--shipper.sync-interval=1s",
-            "--shipper.max-backoff=1s",
-        ],
-    );
-    wait_ready(&mut n, &node, Duration::from_secs(30));
+    let (mut weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
     write_hours(&node, 0, 4);
     wait_until("a block in the bucket", Duration::from_secs(60), || {
         !bucket_blocks(bucket.as_ref()).is_empty()
@@ -377,7 +429,7 @@ fn cached_dirs(dir: &Path) -> Vec<String> {
 fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_bucket() {
     use tidemark::model::Sample;
     use tidemark::storage::Db;
-    use tidemark::store::{sync, StoreMetrics, StoreOptions};
+    use tidemark::store::{BucketStore, StoreMetrics, StoreOptions};
 
     let tmp = tempfile::tempdir().unwrap();
     // A level-1 block written by the library.
@@ -423,8 +475,18 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         store: bucket.build().unwrap(),
         prefix: String::new(),
         sync_interval: SYNC,
+        index_cache_bytes: 1 << 30,
+        chunk_cache_bytes: 1 << 30,
     };
     let cache = tmp.path().join("cache");
+    // A phase 0 cache (whole blocks at the top) is cleared at open.
+    copy_block(&src.dir().join(&level1.ulid), &cache.join(&level1.ulid));
+    let rt = runtime();
+    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let store = {
+        let _rt = rt.enter();
+        BucketStore::open(opts.clone(), &cache, metrics.clone()).unwrap()
+    };
     let db = std::sync::Arc::new(
         Db::open(
             &cache,
@@ -432,35 +494,53 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         )
         .unwrap(),
     );
-    let metrics = StoreMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let rt = runtime();
+    assert!(
+        db.blocks().is_empty(),
+        "phase 0 blocks removed before the Db opens"
+    );
 
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 0), "{r:?}");
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 0), "{r:?}");
     let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
     assert_eq!(served, vec![merged.clone()]);
-    assert_eq!(cached_dirs(&cache), vec![merged.clone()]);
+    assert_eq!(cached_dirs(&cache.join("blocks")), vec![merged.clone()]);
     let q = db.querier(T0, T0 + 4 * 3_600_000);
     let series = q.select(&[tidemark::model::Matcher::eq("__name__", "m")]);
     assert_eq!(series.len(), 3);
+    let n: usize = series.iter().map(|s| s.samples().count()).sum();
+    assert_eq!(n, 3 * 2 * 240, "every sample of the 2 h block");
+    assert!(q.take_problems().is_empty());
+    assert_eq!(cached_dirs(&cache.join("index")), vec![merged.clone()]);
 
     // The merged block leaves the bucket: its parent is served again.
     std::fs::remove_dir_all(bkt.join(&merged)).unwrap();
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 1, 1), "{r:?}");
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 1), "{r:?}");
     let served: Vec<String> = db.blocks().into_iter().map(|b| b.ulid).collect();
     assert_eq!(served, vec![level1.ulid.clone()]);
-    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    assert_eq!(
+        cached_dirs(&cache.join("blocks")),
+        vec![level1.ulid.clone()]
+    );
+    assert!(
+        cached_dirs(&cache.join("index")).is_empty(),
+        "the gone block's index is dropped"
+    );
 
-    // Nothing changed: nothing downloaded.
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
+    // Nothing changed: nothing added.
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 0, 0), "{r:?}");
 
     // A restart on the same cache, after a crash mid-download: the
-    // leftover is removed, the cached block is not downloaded again.
+    // leftover is removed, the caches start empty.
     db.close().unwrap();
     drop(db);
-    std::fs::create_dir_all(cache.join(format!("{}.download/chunks", merged))).unwrap();
+    drop(store);
+    std::fs::create_dir_all(cache.join("blocks").join(format!("{merged}.download"))).unwrap();
+    let store = {
+        let _rt = rt.enter();
+        BucketStore::open(opts, &cache, metrics).unwrap()
+    };
     let db = std::sync::Arc::new(
         Db::open(
             &cache,
@@ -468,8 +548,268 @@ fn sync_serves_a_merged_block_not_its_parents_and_drops_blocks_gone_from_the_buc
         )
         .unwrap(),
     );
-    let r = rt.block_on(sync(&opts, &db, &metrics)).unwrap();
-    assert_eq!((r.wanted, r.downloaded, r.deleted), (1, 0, 0), "{r:?}");
-    assert_eq!(cached_dirs(&cache), vec![level1.ulid.clone()]);
+    let r = rt.block_on(store.sync(&db)).unwrap();
+    assert_eq!((r.wanted, r.added, r.removed), (1, 1, 0), "{r:?}");
+    assert_eq!(
+        cached_dirs(&cache.join("blocks")),
+        vec![level1.ulid.clone()]
+    );
     assert_eq!(db.blocks().len(), 1);
+}
+
+/// The store's `(index, chunk)` bytes read from the bucket so far.
+fn fetched(store: &str) -> (f64, f64) {
+    (
+        metric(store, "tidemark_store_index_fetched_bytes_total").unwrap(),
+        metric(store, "tidemark_store_chunk_fetched_bytes_total").unwrap(),
+    )
+}
+
+/// Sum of the file sizes directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The `(status, body)` of a query, and whether it carries warnings.
+fn query_status(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get(addr, path).unwrap_or_else(|| panic!("{addr}{path}: no answer"));
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_outage() {
+    const BULK: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut weed, bucket, cfg, node, mut n) = start_shipping_node(tmp.path());
+    write_hours_with(&node, 0, 8, BULK);
+    wait_until(
+        "three blocks in the bucket",
+        Duration::from_secs(90),
+        || bucket_blocks(bucket.as_ref()).len() >= 3,
+    );
+    let blocks = bucket_blocks(bucket.as_ref());
+    let sizes: Vec<(u64, u64)> = blocks
+        .iter()
+        .map(|b| block_bytes(bucket.as_ref(), &b.0))
+        .collect();
+    let (mint, maxt) = (blocks[0].1, blocks[blocks.len() - 1].2);
+    let total_index: u64 = sizes.iter().map(|s| s.0).sum();
+    let total_chunks: u64 = sizes.iter().map(|s| s.1).sum();
+    eprintln!(
+        "{} blocks: index {total_index} B, chunks {total_chunks} B",
+        blocks.len()
+    );
+
+    // 1. Default caches: cold, then warm, against the node; bytes read.
+    let store = format!("127.0.0.1:{}", free_port());
+    let mut s = start_store(&store, &cfg, &tmp.path().join("cache-a"));
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    // A narrow selector over one block reads a small part of its chunks.
+    let (b1_min, b1_max) = (blocks[1].1, blocks[1].2);
+    let narrow = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60",
+        encode("bulk_metric{i=\"7\"}"),
+        b1_min / 1000 + 600,
+        b1_max / 1000 - 600
+    );
+    let before = fetched(&store);
+    assert_eq!(api_data(&store, &narrow), api_data(&node, &narrow));
+    let after = fetched(&store);
+    let chunk_read = after.1 - before.1;
+    eprintln!(
+        "narrow selector over one block: {chunk_read} B of chunks read of its {} B, {} ranged GETs, index {} B",
+        sizes[1].1,
+        metric(&store, "tidemark_store_chunk_fetch_ranges_total").unwrap(),
+        after.0 - before.0
+    );
+    assert!(chunk_read > 0.0);
+    assert!(
+        chunk_read * 8.0 < sizes[1].1 as f64,
+        "ranged reads: {chunk_read} B of {} B",
+        sizes[1].1
+    );
+    s.terminate(Duration::from_secs(30));
+
+    // The figure: each query on the node, then on a store with empty
+    // caches (cold), then again (warm), with the bytes each read.
+    let mut s = start_store(&store, &cfg, &tmp.path().join("cache-c"));
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    let range = |q: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60",
+            encode(q),
+            mint / 1000,
+            (maxt - 1) / 1000
+        )
+    };
+    eprintln!(
+        "FIGURE store cold/warm, {} blocks of {} series, range queries over all of them, step 60s (ms; bytes read from the bucket; \
+         cold = the caches hold what the queries above read):",
+        blocks.len(),
+        BULK + 5
+    );
+    for q in [
+        "bulk_metric{i=\"42\"}",
+        "rate(bulk_metric{i=~\"1.\"}[5m])",
+        "sum(rate(bulk_metric[5m]))",
+        "max_over_time(bulk_metric{job=\"bulk\"}[30m])",
+        "count by (job) (bulk_metric)",
+    ] {
+        let call = range(q);
+        let t = Instant::now();
+        let want = api_data(&node, &call);
+        let t_node = t.elapsed();
+        let b0 = fetched(&store);
+        let t = Instant::now();
+        let got = api_data(&store, &call);
+        let t_cold = t.elapsed();
+        let b1 = fetched(&store);
+        let t = Instant::now();
+        let again = api_data(&store, &call);
+        let t_warm = t.elapsed();
+        let b2 = fetched(&store);
+        assert_eq!(got, want, "{q}");
+        assert_eq!(again, want, "{q}");
+        assert_eq!(b2, b1, "{q}: warm reads come from the caches");
+        eprintln!(
+            "FIGURE {q:<48} node {:>7.1}  store cold {:>7.1}  warm {:>7.1}  read cold: index {:>6.0} B + chunks {:>7.0} B",
+            t_node.as_secs_f64() * 1e3,
+            t_cold.as_secs_f64() * 1e3,
+            t_warm.as_secs_f64() * 1e3,
+            b1.0 - b0.0,
+            b1.1 - b0.1
+        );
+    }
+    s.terminate(Duration::from_secs(30));
+
+    // 2. Caches far smaller than the data: an index cache holding one
+    // index, a chunk cache of 32 KiB. Still equal, every raw sample too.
+    let max_index = sizes.iter().map(|s| s.0).max().unwrap();
+    let index_cap = max_index * 3 / 2;
+    let chunk_cap: u64 = 32 << 10;
+    assert!(chunk_cap * 4 < total_chunks && index_cap < total_index);
+    let cache = tmp.path().join("cache-b");
+    let mut s = start_store_with(
+        &store,
+        &cfg,
+        &cache,
+        &[
+            &format!("--store.index-cache-size={index_cap}"),
+            &format!("--store.chunk-cache-size={chunk_cap}"),
+        ],
+    );
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    let raw: Vec<String> = blocks
+        .iter()
+        .map(|b| {
+            format!(
+                "/api/v1/query?query={}&time={}",
+                encode("{__name__=~\".+_metric\"}[2h]"),
+                (b.2 - 1) / 1000
+            )
+        })
+        .collect();
+    for round in 0..2 {
+        assert_same_answers(&node, &store, mint, maxt);
+        for q in &raw {
+            let want = api_data(&node, q);
+            assert_eq!(
+                want["result"].as_array().map(Vec::len),
+                Some(BULK + 5),
+                "{q}"
+            );
+            assert_eq!(api_data(&store, q), want, "round {round}: {q}");
+        }
+        let index_bytes = metric(&store, "tidemark_store_index_cache_bytes").unwrap();
+        let chunk_bytes = metric(&store, "tidemark_store_chunk_cache_bytes").unwrap();
+        assert!(
+            index_bytes <= index_cap as f64,
+            "{index_bytes} > {index_cap}"
+        );
+        assert!(
+            chunk_bytes <= chunk_cap as f64,
+            "{chunk_bytes} > {chunk_cap}"
+        );
+        assert!(dir_bytes(&cache.join("index")) <= index_cap);
+    }
+    for m in [
+        "tidemark_store_index_cache_evictions_total",
+        "tidemark_store_chunk_cache_evictions_total",
+        "tidemark_store_index_cache_hits_total",
+        "tidemark_store_chunk_cache_hits_total",
+    ] {
+        assert!(metric(&store, m).is_some_and(|v| v > 0.0), "{m}");
+    }
+
+    // 3. The bucket stops. A query whose index and chunks are cached still
+    // answers whole; one that needs another block's index says the answer
+    // is partial (or fails), never answers silently incomplete.
+    let mid = |b: &(String, i64, i64)| (b.1 + b.2) / 2 / 1000;
+    let q_cached = format!(
+        "/api/v1/query?query={}&time={}",
+        encode("bulk_metric{i=\"4\"}"),
+        mid(&blocks[2])
+    );
+    let q_other = format!(
+        "/api/v1/query?query={}&time={}",
+        encode("bulk_metric{i=\"5\"}"),
+        mid(&blocks[0])
+    );
+    let want_cached = api_data(&node, &q_cached);
+    let want_other = api_data(&node, &q_other);
+    assert_eq!(api_data(&store, &q_cached), want_cached);
+    assert_eq!(api_data(&store, &q_cached), want_cached);
+    weed.stop();
+    let (status, body) = query_status(&store, &q_cached);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], want_cached);
+    assert!(body.get("warnings").is_none(), "{body}");
+    let failures = metric(&store, "tidemark_store_bucket_read_failures_total").unwrap();
+    let (status, body) = query_status(&store, &q_other);
+    let warned = body["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("could not be read")))
+    });
+    assert!(status >= 400 || warned, "{status}: {body}");
+    assert_ne!(body["data"], want_other);
+    assert!(metric(&store, "tidemark_store_bucket_read_failures_total").unwrap() > failures);
+    // Series and label calls say so too.
+    for call in [
+        format!(
+            "/api/v1/series?match[]={}&start={}&end={}",
+            encode("bulk_metric{i=\"5\"}"),
+            blocks[0].1 / 1000,
+            (blocks[0].2 - 1) / 1000
+        ),
+        format!(
+            "/api/v1/label/i/values?start={}&end={}",
+            blocks[0].1 / 1000,
+            (blocks[0].2 - 1) / 1000
+        ),
+    ] {
+        let (status, body) = query_status(&store, &call);
+        let warned = body["warnings"].as_array().is_some_and(|w| !w.is_empty());
+        assert!(status >= 400 || warned, "{call}: {status}: {body}");
+    }
+    eprintln!("bucket down: cached query answered whole; uncached one: {status} {body}");
+
+    // 4. The bucket is back: the same query answers whole again.
+    weed.resume();
+    let (status, body) = query_status(&store, &q_other);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], want_other);
+    assert!(body.get("warnings").is_none(), "{body}");
+    assert_same_answers(&node, &store, mint, maxt);
+
+    s.terminate(Duration::from_secs(30));
+    n.terminate(Duration::from_secs(30));
 }

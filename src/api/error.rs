@@ -119,6 +119,11 @@ pub enum ReadError {
     /// Encoding the answer failed (500).
     #[error("compressing the response: {0}")]
     Encode(String),
+    /// Stored data could not be read (a damaged block, a bucket that does
+    /// not answer): remote read has no warnings, so a partial answer is an
+    /// error (500).
+    #[error("remote read could not read all stored data: {0}")]
+    Incomplete(String),
 }
 
 impl ReadError {
@@ -134,7 +139,9 @@ impl ReadError {
             | ReadError::NoMatchers { .. }
             | ReadError::SampleLimit { .. } => StatusCode::BAD_REQUEST,
             ReadError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ReadError::TaskFailed(_) | ReadError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ReadError::TaskFailed(_) | ReadError::Encode(_) | ReadError::Incomplete(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

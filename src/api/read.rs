@@ -132,10 +132,10 @@ fn read_samples(
     for (qi, q) in queries.iter().enumerate() {
         let ms = matchers(qi, q)?;
         let mut timeseries = Vec::new();
-        for s in db
-            .querier(q.start_timestamp_ms, q.end_timestamp_ms)
-            .select(&ms)
-        {
+        let querier = db.querier(q.start_timestamp_ms, q.end_timestamp_ms);
+        let selected = querier.select(&ms);
+        complete(&querier)?;
+        for s in selected {
             budget.check_time()?;
             let mut samples = Vec::new();
             for x in s.samples() {
@@ -161,9 +161,21 @@ fn read_samples(
                 });
             }
         }
+        complete(&querier)?;
         results.push(pb::QueryResult { timeseries });
     }
     Ok(pb::ReadResponse { results })
+}
+
+/// Fails when `q` could not read all it should have (see
+/// [`crate::storage::Querier::take_problems`]).
+fn complete(q: &crate::storage::Querier) -> Result<(), ReadError> {
+    let problems = q.take_problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ReadError::Incomplete(problems.join("; ")))
+    }
 }
 
 /// A histogram sample as remote read's protobuf message (Prometheus's
@@ -337,10 +349,10 @@ fn stream_chunks(
             bytes: 0,
             send: &mut *send,
         };
-        for s in db
-            .querier(q.start_timestamp_ms, q.end_timestamp_ms)
-            .select(ms)
-        {
+        let querier = db.querier(q.start_timestamp_ms, q.end_timestamp_ms);
+        let selected = querier.select(ms);
+        complete(&querier)?;
+        for s in selected {
             budget.check_time()?;
             let histograms = if s.has_histograms() {
                 s.histogram_values()
@@ -371,6 +383,8 @@ fn stream_chunks(
                 framer.push(s.labels(), finish(&mut app))?;
             }
             push_histograms(&mut framer, s.labels(), hist, budget)?;
+            // A chunk that could not be read ends the stream with an error.
+            complete(&querier)?;
         }
         framer.flush()?;
     }

@@ -71,23 +71,25 @@ fn apply_limit<T>(items: &mut Vec<T>, limit: Option<usize>) -> Vec<String> {
     }
 }
 
-/// Sorted, deduplicated strings from each matcher set (or all series).
+/// Sorted, deduplicated strings from each matcher set (or all series),
+/// and what could not be read (warnings: the answer is partial).
 fn union_strings(
     db: &Db,
     w: &Window,
     budget: &Budget,
     f: impl Fn(&crate::storage::Querier, &[Matcher]) -> Vec<String>,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let q = db.querier(w.start, w.end);
     if w.matchers.is_empty() {
-        return Ok(f(&q, &[]));
+        let all = f(&q, &[]);
+        return Ok((all, q.take_problems()));
     }
     let mut set = BTreeSet::new();
     for ms in &w.matchers {
         budget.check("label selection")?;
         set.extend(f(&q, ms));
     }
-    Ok(set.into_iter().collect())
+    Ok((set.into_iter().collect(), q.take_problems()))
 }
 
 /// `GET|POST /api/v1/series`: label sets of the series matching any
@@ -112,7 +114,9 @@ pub(crate) async fn series(
             }
         }
         let mut all: Vec<Labels> = set.into_iter().collect();
-        let warnings = apply_limit(&mut all, w.limit);
+        let mut warnings = apply_limit(&mut all, w.limit);
+        // Blocks that could not be read: the answer is partial.
+        warnings.extend(q.take_problems());
         let mut out = String::from("[");
         for (i, l) in all.iter().enumerate() {
             if i > 0 {
@@ -134,8 +138,9 @@ pub(crate) async fn labels(
     params: Params,
 ) -> Result<Response, ApiError> {
     let body = guarded(&state, params, move |db, w, budget| {
-        let mut names = union_strings(db, &w, budget, |q, ms| q.label_names(ms))?;
-        let warnings = apply_limit(&mut names, w.limit);
+        let (mut names, problems) = union_strings(db, &w, budget, |q, ms| q.label_names(ms))?;
+        let mut warnings = apply_limit(&mut names, w.limit);
+        warnings.extend(problems);
         let mut out = String::new();
         response::push_str_array(&mut out, &names);
         Ok(response::success_body(&out, &warnings, &[]))
@@ -156,8 +161,10 @@ pub(crate) async fn label_values(
         return Err(ApiError::InvalidLabelName(name));
     }
     let body = guarded(&state, params, move |db, w, budget| {
-        let mut values = union_strings(db, &w, budget, |q, ms| q.label_values(&name, ms))?;
-        let warnings = apply_limit(&mut values, w.limit);
+        let (mut values, problems) =
+            union_strings(db, &w, budget, |q, ms| q.label_values(&name, ms))?;
+        let mut warnings = apply_limit(&mut values, w.limit);
+        warnings.extend(problems);
         let mut out = String::new();
         response::push_str_array(&mut out, &values);
         Ok(response::success_body(&out, &warnings, &[]))

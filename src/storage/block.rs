@@ -29,8 +29,10 @@ mod index;
 mod index_writer;
 mod meta;
 mod reader;
+mod remote;
 mod writer;
 
+pub(crate) use chunks::segment_name;
 pub use chunks::{
     BlockChunk, ChunkRef, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     SEGMENT_MAX_SIZE,
@@ -38,7 +40,8 @@ pub use chunks::{
 pub use corruption::{Corruption, IndexSection, Part};
 pub use index::{check_index, IndexSummary, INDEX_FORMAT_VERSION, INDEX_MAGIC};
 pub use meta::{new_ulid, BlockCompaction, BlockDesc, BlockMeta, BlockStats, META_VERSION};
-pub use reader::Block;
+pub use reader::{Block, BlockIndex};
+pub use remote::RemoteBlockFiles;
 pub use writer::BlockWriter;
 
 /// File name of the block metadata.
@@ -95,6 +98,15 @@ pub enum BlockError {
         path: PathBuf,
         /// The version found.
         version: u64,
+    },
+    /// Reading a file of a block in object storage failed (the bucket
+    /// did not answer, or answered something else than asked).
+    #[error("reading {path} from object storage: {message}")]
+    Fetch {
+        /// The object (block key, file).
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
     },
     /// A chunk with an encoding byte this code cannot decode.
     #[error("{path}: chunk at byte {offset} has unsupported encoding {encoding}")]

@@ -27,8 +27,8 @@ pub use histogram_run::{
     BLOCK_HISTOGRAM_CHUNK_SAMPLES,
 };
 pub use packed::{
-    decode_packed, decode_packed_with, encode_packed, encode_packed_shared, timestamp_section,
-    MAX_PACKED_SAMPLES,
+    decode_packed, decode_packed_with, encode_packed, encode_packed_shared,
+    shared_timestamps_owner, timestamp_section, MAX_PACKED_SAMPLES,
 };
 pub use xor::{XorAppender, XorIter};
 

@@ -460,6 +460,24 @@ impl Db {
         Ok(report)
     }
 
+    /// Serves `add` besides the blocks already served, and stops serving
+    /// those whose ULID is in `remove` (queries already running keep
+    /// them). For a read-only `Db` whose blocks another component opens
+    /// (the store role's blocks in object storage, [`Block::open_remote`]);
+    /// never called on an ingesting node.
+    pub fn update_blocks(&self, add: Vec<Arc<Block>>, remove: &[String]) {
+        let gone: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| remove.contains(&b.meta().ulid))
+            .cloned()
+            .collect();
+        if !add.is_empty() || !gone.is_empty() {
+            self.insert_blocks(&gone, add);
+        }
+    }
+
     /// Metadata of the persisted blocks, oldest first.
     pub fn blocks(&self) -> Vec<BlockMeta> {
         self.blocks

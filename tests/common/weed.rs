@@ -44,15 +44,6 @@ impl Weed {
             "admin.port",
             "admin.port.grpc",
         ];
-        let mut ports = Vec::new();
-        for n in names {
-            let mut p = free_port();
-            while ports.iter().any(|(_, q)| *q == p) {
-                p = free_port();
-            }
-            ports.push((n, p));
-        }
-        let s3_port = ports.iter().find(|(n, _)| *n == "s3.port").unwrap().1;
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let identities = serde_json::json!({"identities": [{
             "name": "tidemark",
@@ -60,14 +51,38 @@ impl Weed {
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]});
         std::fs::write(dir.join("s3.json"), identities.to_string()).unwrap();
-        let mut w = Weed {
-            child: None,
-            dir: dir.to_path_buf(),
-            ports,
-            s3_port,
-        };
-        w.resume();
-        w
+        // A free port can be taken by another test's process between
+        // `free_port` and weed binding it: a first start that exits is
+        // tried again on fresh ports (a restart keeps its ports: clients
+        // hold the endpoint).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut ports: Vec<(&'static str, u16)> = Vec::new();
+            for n in names {
+                let mut p = free_port();
+                while ports.iter().any(|(_, q)| *q == p) {
+                    p = free_port();
+                }
+                ports.push((n, p));
+            }
+            let s3_port = ports.iter().find(|(n, _)| *n == "s3.port").unwrap().1;
+            let mut w = Weed {
+                child: None,
+                dir: dir.to_path_buf(),
+                ports,
+                s3_port,
+            };
+            match w.try_resume() {
+                Ok(()) => return w,
+                Err(e) if tries < 3 => {
+                    eprintln!("weed did not start, trying new ports: {e}");
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                    std::fs::create_dir_all(dir.join("data")).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -76,6 +91,13 @@ impl Weed {
 
     /// Starts the process (again) and waits until the bucket takes writes.
     pub(crate) fn resume(&mut self) {
+        if let Err(e) = self.try_resume() {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Weed::resume`], or why weed exited before the bucket took writes.
+    fn try_resume(&mut self) -> Result<(), String> {
         let weed = weed_bin();
         let mut cmd = Command::new(weed);
         cmd.arg("mini")
@@ -106,10 +128,11 @@ impl Weed {
                 break;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "weed exited with {st}: {}",
                     std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -119,6 +142,7 @@ impl Weed {
         }
         rt.block_on(store.delete(&ObjectPath::from("probe")))
             .unwrap();
+        Ok(())
     }
 
     /// Stops the process (SIGKILL: an outage, not a clean shutdown).

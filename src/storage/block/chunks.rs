@@ -16,6 +16,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use super::corruption::{Corruption, Part};
+use super::remote::FetchBatch;
 use super::BlockError;
 use crate::model::Sample;
 use crate::storage::chunk::{self, Encoding};
@@ -285,8 +286,7 @@ impl Segment {
     /// Checks that a chunk of `data_len` bytes framed at `offset` lies
     /// inside the segment, without reading it.
     pub(crate) fn check_bounds(&self, offset: u32, data_len: u64) -> Result<(), BlockError> {
-        let end = u64::from(offset).checked_add(frame_len(data_len));
-        if (offset as usize) < SEGMENT_HEADER_LEN || end.is_none_or(|e| e > self.map.len() as u64) {
+        if !chunk_in_bounds(self.map.len() as u64, offset, data_len) {
             return Err(self.corrupt(
                 u64::from(offset),
                 Corruption::OutOfBounds { part: Part::Chunk },
@@ -304,10 +304,7 @@ impl Segment {
     /// The encoding byte of the chunk framed at `offset`, read without
     /// checking the chunk (a cheap look: the data is checked when read).
     pub(crate) fn encoding_byte(&self, offset: u32) -> Option<u8> {
-        let rest = self.map.get(offset as usize..)?;
-        let mut d = Decbuf::new(rest);
-        d.uvarint().ok()?;
-        d.u8().ok()
+        frame_encoding_byte(self.map.get(offset as usize..)?)
     }
 
     /// [`Self::chunk`] taking the length from the frame alone: for a chunk
@@ -319,43 +316,65 @@ impl Segment {
 
     fn parse_chunk(&self, offset: u32, data_len: Option<u64>) -> Result<(u8, &[u8]), BlockError> {
         let at = u64::from(offset);
-        let part = Part::Chunk;
-        let out_of_bounds = || self.corrupt(at, Corruption::OutOfBounds { part });
-        if (offset as usize) < SEGMENT_HEADER_LEN {
-            return Err(out_of_bounds());
-        }
-        let rest = self.map.get(offset as usize..).ok_or_else(out_of_bounds)?;
-        let truncated = |source| self.corrupt(at, Corruption::Truncated { part, source });
-        let mut d = Decbuf::new(rest);
-        let len = d.uvarint().map_err(truncated)?;
-        if let Some(indexed) = data_len.filter(|&want| want != len) {
-            return Err(self.corrupt(
-                at,
-                Corruption::ChunkLengthMismatch {
-                    framed: len,
-                    indexed,
-                },
-            ));
-        }
-        let n = usize::try_from(len)
-            .ok()
-            .and_then(|n| n.checked_add(1))
-            .ok_or_else(|| self.corrupt(at, Corruption::CountOutOfRange { part, count: len }))?;
-        let framed = d.bytes(n).map_err(truncated)?;
-        let stored = d.be_u32().map_err(truncated)?;
-        let got = crc32fast::hash(framed);
-        if stored != got {
-            return Err(self.corrupt(
-                at,
-                Corruption::ChecksumMismatch {
-                    part,
-                    stored,
-                    computed: got,
-                },
-            ));
-        }
-        Ok((framed[0], &framed[1..]))
+        let rest = (offset as usize >= SEGMENT_HEADER_LEN)
+            .then(|| self.map.get(offset as usize..))
+            .flatten()
+            .ok_or_else(|| self.corrupt(at, Corruption::OutOfBounds { part: Part::Chunk }))?;
+        parse_frame(rest, data_len).map_err(|reason| self.corrupt(at, reason))
     }
+}
+
+/// Whether a chunk of `data_len` bytes framed at `offset` lies inside a
+/// segment of `size` bytes (after its header).
+pub(crate) fn chunk_in_bounds(size: u64, offset: u32, data_len: u64) -> bool {
+    let end = u64::from(offset).checked_add(frame_len(data_len));
+    offset as usize >= SEGMENT_HEADER_LEN && end.is_some_and(|e| e <= size)
+}
+
+/// The encoding byte of the chunk framed at the start of `frame`, unchecked.
+pub(crate) fn frame_encoding_byte(frame: &[u8]) -> Option<u8> {
+    let mut d = Decbuf::new(frame);
+    d.uvarint().ok()?;
+    d.u8().ok()
+}
+
+/// Bytes the frame at the start of `frame` takes, from its length field
+/// alone (`None` when that field does not parse).
+pub(crate) fn framed_len(frame: &[u8]) -> Option<u64> {
+    Decbuf::new(frame).uvarint().ok().map(frame_len)
+}
+
+/// Parses and CRC-checks the framed chunk at the start of `frame` (length,
+/// encoding byte, data, CRC; bytes after it are ignored), expecting
+/// `data_len` bytes of data when given; returns (encoding, data). The
+/// one parser of chunk frames, for mapped segments and fetched ranges.
+#[inline]
+pub(crate) fn parse_frame(frame: &[u8], data_len: Option<u64>) -> Result<(u8, &[u8]), Corruption> {
+    let part = Part::Chunk;
+    let truncated = |source| Corruption::Truncated { part, source };
+    let mut d = Decbuf::new(frame);
+    let len = d.uvarint().map_err(truncated)?;
+    if let Some(indexed) = data_len.filter(|&want| want != len) {
+        return Err(Corruption::ChunkLengthMismatch {
+            framed: len,
+            indexed,
+        });
+    }
+    let n = usize::try_from(len)
+        .ok()
+        .and_then(|n| n.checked_add(1))
+        .ok_or(Corruption::CountOutOfRange { part, count: len })?;
+    let framed = d.bytes(n).map_err(truncated)?;
+    let stored = d.be_u32().map_err(truncated)?;
+    let got = crc32fast::hash(framed);
+    if stored != got {
+        return Err(Corruption::ChecksumMismatch {
+            part,
+            stored,
+            computed: got,
+        });
+    }
+    Ok((framed[0], &framed[1..]))
 }
 
 /// Memory-maps a whole file read-only.
@@ -418,7 +437,9 @@ pub(crate) fn open_segments(dir: &Path) -> Result<Vec<Arc<Segment>>, BlockError>
 }
 
 /// One persisted chunk of a [`super::BlockSeries`]: its time range and a
-/// handle on the mapped segment. Cloning is a reference-count increment.
+/// handle on where its bytes are (the mapped segment, or the batch of
+/// chunks fetched from a bucket together). Cloning is a reference-count
+/// increment.
 #[derive(Clone)]
 pub struct BlockChunk {
     /// First sample's timestamp (inclusive).
@@ -427,35 +448,63 @@ pub struct BlockChunk {
     pub maxt: i64,
     pub(crate) chunk_ref: ChunkRef,
     pub(crate) data_len: u64,
-    pub(crate) segment: Arc<Segment>,
+    pub(crate) source: ChunkSource,
+}
+
+/// Where a [`BlockChunk`]'s bytes are read from.
+#[derive(Clone)]
+pub(crate) enum ChunkSource {
+    /// A memory-mapped local segment file.
+    Mapped(Arc<Segment>),
+    /// A batch of chunks read from object storage on first use
+    /// ([`super::remote`]).
+    Fetched(Arc<FetchBatch>),
 }
 
 impl BlockChunk {
     /// The chunk's encoding and bytes (`docs/format/chunks.md`,
-    /// `docs/format/chunks-packed.md`), CRC-checked on each call.
+    /// `docs/format/chunks-packed.md`), CRC-checked on each call. A chunk
+    /// of a block in object storage is fetched (with the rest of its
+    /// batch) on the first call.
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] when the framing or the checksum does not
     /// match, [`BlockError::UnsupportedEncoding`] for an encoding byte this
-    /// code does not know.
+    /// code does not know, [`BlockError::Fetch`] when the bucket read
+    /// failed.
     pub fn data(&self) -> Result<(Encoding, &[u8]), BlockError> {
-        let (byte, data) = self.segment.chunk(self.chunk_ref.offset(), self.data_len)?;
+        let offset = self.chunk_ref.offset();
+        let (byte, data) = match &self.source {
+            ChunkSource::Mapped(segment) => segment.chunk(offset, self.data_len)?,
+            ChunkSource::Fetched(batch) => batch.chunk(self.chunk_ref, Some(self.data_len))?,
+        };
         let encoding =
             Encoding::from_byte(byte).ok_or_else(|| BlockError::UnsupportedEncoding {
-                path: self.segment.path.clone(),
-                offset: u64::from(self.chunk_ref.offset()),
+                path: self.segment_path(),
+                offset: u64::from(offset),
                 encoding: byte,
             })?;
         Ok((encoding, data))
     }
 
+    /// The segment file (or object) named in errors.
+    fn segment_path(&self) -> PathBuf {
+        match &self.source {
+            ChunkSource::Mapped(segment) => segment.path.clone(),
+            ChunkSource::Fetched(batch) => batch.segment_path(self.chunk_ref.segment()),
+        }
+    }
+
     /// The chunk's encoding, read without checking the chunk (cheap: one
-    /// byte of the mapped segment); `None` if it cannot be read or is
-    /// unknown. [`Self::data`] checks it with the data.
+    /// byte of the mapped segment, or of the fetched batch); `None` if it
+    /// cannot be read or is unknown. [`Self::data`] checks it with the
+    /// data.
     pub fn encoding(&self) -> Option<Encoding> {
-        self.segment
-            .encoding_byte(self.chunk_ref.offset())
-            .and_then(Encoding::from_byte)
+        let byte = match &self.source {
+            ChunkSource::Mapped(segment) => segment.encoding_byte(self.chunk_ref.offset()),
+            ChunkSource::Fetched(batch) => batch.encoding_byte(self.chunk_ref),
+        };
+        byte.and_then(Encoding::from_byte)
     }
 
     /// The chunk's samples, decoded.
@@ -483,7 +532,13 @@ impl BlockChunk {
             // this segment; the owner's frame is checked like any chunk's.
             Encoding::Packed => chunk::decode_packed_with(data, |at| {
                 let at = u32::try_from(at).ok()?;
-                match self.segment.framed_chunk(at) {
+                let owner = match &self.source {
+                    ChunkSource::Mapped(segment) => segment.framed_chunk(at),
+                    ChunkSource::Fetched(batch) => {
+                        batch.chunk(ChunkRef::new(self.chunk_ref.segment(), at), None)
+                    }
+                };
+                match owner {
                     Ok((byte, owner)) if Encoding::from_byte(byte) == Some(Encoding::Packed) => {
                         Some(owner)
                     }
@@ -492,7 +547,7 @@ impl BlockChunk {
             }),
         };
         decoded.map_err(|e| BlockError::Corrupt {
-            path: self.segment.path.clone(),
+            path: self.segment_path(),
             offset: u64::from(self.chunk_ref.offset()),
             reason: Corruption::ChunkUndecodable(e),
         })

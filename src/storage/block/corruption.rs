@@ -249,6 +249,15 @@ pub enum Corruption {
     /// A file in the chunks directory that is not a segment.
     #[error("unexpected file in the chunks directory")]
     UnexpectedFile,
+    /// An index entry names a chunk that would end past its segment (of a
+    /// block in object storage, whose segments are not opened).
+    #[error("chunk {chunk} lies outside its segment of {segment_bytes} bytes")]
+    ChunkOutOfSegment {
+        /// The chunk's reference (`segment@offset`).
+        chunk: String,
+        /// The segment's size.
+        segment_bytes: u64,
+    },
 }
 
 impl Corruption {
@@ -277,6 +286,7 @@ impl Corruption {
             Corruption::InvalidMeta(_) => "invalid_meta",
             Corruption::MissingSegment { .. } => "missing_segment",
             Corruption::UnexpectedFile => "unexpected_file",
+            Corruption::ChunkOutOfSegment { .. } => "chunk_out_of_segment",
         }
     }
 }

@@ -1,6 +1,8 @@
-//! [`Block`]: an open, memory-mapped block: matcher selection over the
+//! [`Block`]: an open block, memory-mapped from a directory or read from
+//! object storage through [`RemoteBlockFiles`]: matcher selection over the
 //! index's postings, series and chunk access, label names/values, and the
-//! block's tombstones (the one mutable part, rewritten atomically).
+//! block's tombstones (the one mutable part, rewritten atomically);
+//! [`BlockIndex`], a mapped and checked index file.
 //!
 //! Owns reading a block directory and its tombstones file; never writes
 //! index or chunks, never applies tombstones to samples (the querier does).
@@ -18,16 +20,21 @@ use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, Tombstones};
 use crate::storage::BlockSeriesId;
 
-use super::chunks::{map_file, open_segments, BlockChunk, Segment};
+use super::chunks::{
+    chunk_in_bounds, map_file, open_segments, BlockChunk, ChunkRef, ChunkSource, Segment,
+};
 use super::corruption::Corruption;
-use super::index::{IndexReader, NameEntry, SeriesEntry};
+use super::index::{ChunkMeta, IndexReader, NameEntry, SeriesEntry};
 use super::meta::read_meta;
+use super::remote::{FetchBatch, RemoteBlockFiles, RemoteSegments, BATCH_MAX_BYTES};
 use super::{
     BlockError, BlockMeta, BlockSeries, CHUNKS_DIR, INDEX_FILE, META_FILE, TOMBSTONES_FILE,
 };
 
 /// An open block. Immutable except for its tombstones; `Send + Sync`, meant
-/// to be shared as `Arc<Block>`.
+/// to be shared as `Arc<Block>`. Its index and chunk segments are either
+/// local memory-mapped files ([`Block::open`]) or objects in a bucket read
+/// through [`RemoteBlockFiles`] ([`Block::open_remote`]).
 ///
 /// Locking: `tombstones` is a `RwLock` read by queries and replaced by
 /// [`Block::delete`]; `delete_lock` serializes deletions (held across the
@@ -35,15 +42,146 @@ use super::{
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
-    index_path: PathBuf,
-    index_map: Mmap,
-    index: IndexReader,
-    segments: Vec<Arc<Segment>>,
+    index: IndexSource,
+    segments: Segments,
     tombstones: RwLock<Tombstones<BlockSeriesId>>,
     delete_lock: Mutex<()>,
     index_bytes: u64,
     chunk_bytes: u64,
     other_bytes: u64,
+}
+
+/// Where a block's index is.
+enum IndexSource {
+    Local(Box<BlockIndex>),
+    /// Loaded (and perhaps fetched) when a read needs it, and held by that
+    /// read only: the store's cache may evict it between reads.
+    Remote(Arc<dyn RemoteBlockFiles>),
+}
+
+/// Where a block's chunk segments are.
+enum Segments {
+    Local(Vec<Arc<Segment>>),
+    Remote(Arc<RemoteSegments>),
+}
+
+/// An index held for one read.
+enum IndexRef<'a> {
+    Local(&'a BlockIndex),
+    Held(Arc<BlockIndex>),
+}
+
+impl std::ops::Deref for IndexRef<'_> {
+    type Target = BlockIndex;
+
+    fn deref(&self) -> &BlockIndex {
+        match self {
+            IndexRef::Local(i) => i,
+            IndexRef::Held(i) => i,
+        }
+    }
+}
+
+/// A block's index file, memory-mapped, its sections and every entry
+/// checked, every chunk reference checked to lie inside its segment.
+pub struct BlockIndex {
+    path: PathBuf,
+    map: Mmap,
+    reader: IndexReader,
+}
+
+impl std::fmt::Debug for BlockIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockIndex")
+            .field("path", &self.path)
+            .field("bytes", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockIndex {
+    /// Maps the index file at `path` and checks it (as [`Block::open`]
+    /// does) against chunk segments of `segment_sizes` bytes (segment `n`
+    /// at `[n - 1]`): a chunk reference past its segment's end, or to a
+    /// segment that does not exist, is damage.
+    ///
+    /// # Errors
+    /// [`BlockError::Corrupt`] naming the offset, [`BlockError::Io`].
+    /// Never panics on any file contents.
+    pub fn open(path: &Path, segment_sizes: &[u64]) -> Result<Self, BlockError> {
+        Self::open_checking(path, |index_path, m| {
+            let size = segment_of(segment_sizes, m.chunk_ref, index_path)?;
+            if !chunk_in_bounds(*size, m.chunk_ref.offset(), m.data_len) {
+                return Err(BlockError::Corrupt {
+                    path: index_path.to_path_buf(),
+                    offset: 0,
+                    reason: Corruption::ChunkOutOfSegment {
+                        chunk: m.chunk_ref.to_string(),
+                        segment_bytes: *size,
+                    },
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn open_checking(
+        path: &Path,
+        mut on_chunk: impl FnMut(&Path, &ChunkMeta) -> Result<(), BlockError>,
+    ) -> Result<Self, BlockError> {
+        let f = File::open(path).map_err(|source| BlockError::Io {
+            op: "open index",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = file_len(path)?;
+        if len == 0 {
+            return Err(BlockError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                reason: Corruption::TooShort { len: 0 },
+            });
+        }
+        let map = map_file(&f, path)?;
+        drop(f);
+        let reader = IndexReader::parse(&map, path)?;
+        reader.check_all(&map, |m| on_chunk(path, m))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            reader,
+        })
+    }
+
+    /// Bytes of the index file.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// The index file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file is empty (never: such an index does not open).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The entry of `r`'s segment in `list` (segment `n` at `[n - 1]`); a
+/// segment the list lacks is damage of the index at `index_path`.
+fn segment_of<'a, T>(list: &'a [T], r: ChunkRef, index_path: &Path) -> Result<&'a T, BlockError> {
+    r.segment()
+        .checked_sub(1)
+        .and_then(|i| list.get(i as usize))
+        .ok_or_else(|| BlockError::Corrupt {
+            path: index_path.to_path_buf(),
+            offset: 0,
+            reason: Corruption::MissingSegment {
+                segment: r.segment(),
+            },
+        })
 }
 
 impl std::fmt::Debug for Block {
@@ -78,60 +216,79 @@ impl Block {
     /// on any file contents.
     pub fn open(dir: &Path, verify_chunks: bool) -> Result<Block, BlockError> {
         let meta = read_meta(&dir.join(META_FILE))?;
-        let index_path = dir.join(INDEX_FILE);
-        let f = File::open(&index_path).map_err(|source| BlockError::Io {
-            op: "open index",
-            path: index_path.clone(),
-            source,
-        })?;
-        let index_bytes = file_len(&index_path)?;
-        if index_bytes == 0 {
-            return Err(BlockError::Corrupt {
-                path: index_path,
-                offset: 0,
-                reason: Corruption::TooShort { len: 0 },
-            });
-        }
-        let index_map = map_file(&f, &index_path)?;
-        drop(f);
-        let index = IndexReader::parse(&index_map, &index_path)?;
         let segments = open_segments(&dir.join(CHUNKS_DIR))?;
         let chunk_bytes = segments.iter().map(|s| s.bytes().len() as u64).sum();
-        index.check_all(&index_map, |m| {
-            let seg = m
-                .chunk_ref
-                .segment()
-                .checked_sub(1)
-                .and_then(|i| segments.get(i as usize))
-                .ok_or_else(|| BlockError::Corrupt {
-                    path: index_path.clone(),
-                    offset: 0,
-                    reason: Corruption::MissingSegment {
-                        segment: m.chunk_ref.segment(),
-                    },
-                })?;
+        let index = BlockIndex::open_checking(&dir.join(INDEX_FILE), |index_path, m| {
+            let seg = segment_of(&segments, m.chunk_ref, index_path)?;
             seg.check_bounds(m.chunk_ref.offset(), m.data_len)?;
             if verify_chunks {
                 seg.chunk(m.chunk_ref.offset(), m.data_len)?;
             }
             Ok(())
         })?;
-        let ts_path = dir.join(TOMBSTONES_FILE);
-        let tombstones = read_tombstones(&ts_path)?;
-        let other_bytes = file_len(&ts_path)? + file_len(&dir.join(META_FILE))?;
+        let index_bytes = index.len();
+        let (tombstones, other_bytes) = read_small_files(dir)?;
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
-            index_path,
-            index_map,
-            index,
-            segments,
+            index: IndexSource::Local(Box::new(index)),
+            segments: Segments::Local(segments),
             tombstones: RwLock::new(tombstones),
             delete_lock: Mutex::new(()),
             index_bytes,
             chunk_bytes,
             other_bytes,
         })
+    }
+
+    /// Opens a block whose index and chunk segments are in object storage:
+    /// `dir` holds its `meta.json` and `tombstones` (read here), `files`
+    /// reads the rest when a query needs it. `index_bytes` and
+    /// `segment_sizes` (segment `n` at `[n - 1]`) are the objects' sizes;
+    /// `name` names the block in errors (its key in the bucket). Nothing is
+    /// fetched here.
+    ///
+    /// # Errors
+    /// As [`Block::open`] for `meta.json` and `tombstones`.
+    pub fn open_remote(
+        dir: &Path,
+        files: Arc<dyn RemoteBlockFiles>,
+        index_bytes: u64,
+        segment_sizes: Vec<u64>,
+        name: PathBuf,
+    ) -> Result<Block, BlockError> {
+        let meta = read_meta(&dir.join(META_FILE))?;
+        let (tombstones, other_bytes) = read_small_files(dir)?;
+        let chunk_bytes = segment_sizes.iter().sum();
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            index: IndexSource::Remote(files.clone()),
+            segments: Segments::Remote(Arc::new(RemoteSegments {
+                files,
+                sizes: segment_sizes,
+                name,
+            })),
+            tombstones: RwLock::new(tombstones),
+            delete_lock: Mutex::new(()),
+            index_bytes,
+            chunk_bytes,
+            other_bytes,
+        })
+    }
+
+    /// Whether the block's files are in object storage
+    /// ([`Block::open_remote`]).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.index, IndexSource::Remote(_))
+    }
+
+    /// The index, held for one read (fetched first if it must be).
+    fn index(&self) -> Result<IndexRef<'_>, BlockError> {
+        match &self.index {
+            IndexSource::Local(i) => Ok(IndexRef::Local(i)),
+            IndexSource::Remote(files) => files.index().map(IndexRef::Held),
+        }
     }
 
     /// The block's `meta.json` as read at open.
@@ -158,24 +315,35 @@ impl Block {
     pub fn chunk_bytes(&self) -> u64 {
         self.chunk_bytes
     }
+}
 
-    fn data(&self) -> &[u8] {
-        &self.index_map
-    }
+/// The tombstones of the block in `dir` and the bytes of its small files
+/// (tombstones, `meta.json`).
+fn read_small_files(dir: &Path) -> Result<(Tombstones<BlockSeriesId>, u64), BlockError> {
+    let ts_path = dir.join(TOMBSTONES_FILE);
+    let tombstones = read_tombstones(&ts_path)?;
+    let other_bytes = file_len(&ts_path)? + file_len(&dir.join(META_FILE))?;
+    Ok((tombstones, other_bytes))
+}
 
+/// The fetch batch being filled by a selection of a remote block, with the
+/// frame bytes it holds so far.
+type OpenBatch = Option<(Arc<FetchBatch>, u64)>;
+
+impl Block {
     /// Series ids matching all `matchers`, ascending (= label order).
     ///
     /// Prometheus semantics, as the head's `MemPostings::for_matchers`: a
     /// matcher that matches `""` also selects series without the label, so
     /// it subtracts the values it rejects instead of intersecting those it
     /// accepts; with no positive matcher the start set is every series.
-    pub(crate) fn postings_for_matchers(
-        &self,
+    fn postings_for_matchers(
+        ix: &BlockIndex,
         matchers: &[Matcher],
     ) -> Result<Vec<u64>, BlockError> {
         let mut result: Option<Vec<u64>> = None;
         for m in matchers.iter().filter(|m| !m.matches_empty()) {
-            let list = self.values_matching(m, true)?;
+            let list = Self::values_matching(ix, m, true)?;
             result = Some(match result {
                 None => list,
                 Some(r) => intersect(&r, &list),
@@ -186,10 +354,10 @@ impl Block {
         }
         let mut result = match result {
             Some(r) => r,
-            None => (0..self.index.num_series()).collect(),
+            None => (0..ix.reader.num_series()).collect(),
         };
         for m in matchers.iter().filter(|m| m.matches_empty()) {
-            let reject = self.values_matching(m, false)?;
+            let reject = Self::values_matching(ix, m, false)?;
             result = difference(&result, &reject);
         }
         Ok(result)
@@ -197,16 +365,16 @@ impl Block {
 
     /// Union of the postings of `m.name()`'s values `v` with
     /// `m.matches(v) == want`.
-    fn values_matching(&self, m: &Matcher, want: bool) -> Result<Vec<u64>, BlockError> {
-        let data = self.data();
-        let Some(name) = self.index.find_name(data, m.name())? else {
+    fn values_matching(ix: &BlockIndex, m: &Matcher, want: bool) -> Result<Vec<u64>, BlockError> {
+        let (data, index) = (&ix.map[..], &ix.reader);
+        let Some(name) = index.find_name(data, m.name())? else {
             return Ok(Vec::new());
         };
         let lookup = |values: &[&str]| -> Result<Vec<u64>, BlockError> {
             let mut lists = Vec::with_capacity(values.len());
             for v in values {
-                if let Some(off) = self.index.find_value(data, &name, v)? {
-                    lists.push(self.index.postings(data, off)?);
+                if let Some(off) = index.find_value(data, &name, v)? {
+                    lists.push(index.postings(data, off)?);
                 }
             }
             Ok(merge(&lists))
@@ -221,29 +389,32 @@ impl Block {
         }
         let mut lists = Vec::new();
         for i in 0..IndexReader::value_count(&name) {
-            let (sym, off) = self.index.value(data, &name, i)?;
-            if m.matches(self.index.symbol(data, sym)?) == want {
-                lists.push(self.index.postings(data, off)?);
+            let (sym, off) = index.value(data, &name, i)?;
+            if m.matches(index.symbol(data, sym)?) == want {
+                lists.push(index.postings(data, off)?);
             }
         }
         Ok(merge(&lists))
     }
 
     /// Builds the [`BlockSeries`] of a decoded entry, keeping the chunks for
-    /// which `keep(mint, maxt)` holds.
+    /// which `keep(mint, maxt)` holds. A remote block's chunks join `batch`
+    /// (a new one once it holds [`BATCH_MAX_BYTES`]).
     fn build_series(
         &self,
+        ix: &BlockIndex,
         id: BlockSeriesId,
         e: &SeriesEntry,
         keep: impl Fn(i64, i64) -> bool,
+        batch: &mut OpenBatch,
     ) -> Result<BlockSeries, BlockError> {
-        let data = self.data();
+        let (data, index) = (&ix.map[..], &ix.reader);
         let mut b = LabelsBuilder::new();
         for &(n, v) in &e.labels {
-            b.push(self.index.symbol(data, n)?, self.index.symbol(data, v)?);
+            b.push(index.symbol(data, n)?, index.symbol(data, v)?);
         }
         let labels = b.build().map_err(|source| BlockError::Corrupt {
-            path: self.index_path.clone(),
+            path: ix.path.clone(),
             offset: 0,
             reason: Corruption::InvalidLabels {
                 series: id.0,
@@ -252,24 +423,28 @@ impl Block {
         })?;
         let mut chunks = Vec::with_capacity(e.chunks.len());
         for m in e.chunks.iter().filter(|m| keep(m.mint, m.maxt)) {
-            let segment = m
-                .chunk_ref
-                .segment()
-                .checked_sub(1)
-                .and_then(|i| self.segments.get(i as usize))
-                .ok_or_else(|| BlockError::Corrupt {
-                    path: self.index_path.clone(),
-                    offset: 0,
-                    reason: Corruption::MissingSegment {
-                        segment: m.chunk_ref.segment(),
-                    },
-                })?;
+            let source = match &self.segments {
+                Segments::Local(segments) => {
+                    let segment = segment_of(segments, m.chunk_ref, &ix.path)?;
+                    ChunkSource::Mapped(Arc::clone(segment))
+                }
+                Segments::Remote(remote) => {
+                    let (current, bytes) = match batch.take() {
+                        Some((b, n)) if n < BATCH_MAX_BYTES => (b, n),
+                        _ => (Arc::new(FetchBatch::new(remote.clone())), 0),
+                    };
+                    let added = current.add(m.chunk_ref, m.data_len);
+                    let source = ChunkSource::Fetched(current.clone());
+                    *batch = Some((current, bytes.saturating_add(added)));
+                    source
+                }
+            };
             chunks.push(BlockChunk {
                 mint: m.mint,
                 maxt: m.maxt,
                 chunk_ref: m.chunk_ref,
                 data_len: m.data_len,
-                segment: Arc::clone(segment),
+                source,
             });
         }
         Ok(BlockSeries { id, labels, chunks })
@@ -278,24 +453,34 @@ impl Block {
     /// Series matching all `matchers` with at least one chunk overlapping
     /// `[mint, maxt]` (inclusive), sorted by labels; only the overlapping
     /// chunks are returned. Tombstones are not applied (see
-    /// [`Block::tombstones`]).
+    /// [`Block::tombstones`]). A remote block's chunks are read when first
+    /// used, in batches ([`super::remote`]).
     ///
     /// # Errors
-    /// [`BlockError::Corrupt`] if the mapped index turns out damaged.
+    /// [`BlockError::Corrupt`] if the mapped index turns out damaged;
+    /// [`BlockError::Fetch`] when a remote block's index cannot be read.
     pub fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<BlockSeries>, BlockError> {
+        let ix = self.index()?;
         let mut out = Vec::new();
         let mut e = SeriesEntry::default();
-        for id in self.postings_for_matchers(matchers)? {
-            self.index.series_into(self.data(), id, &mut e)?;
+        let mut batch = None;
+        for id in Self::postings_for_matchers(&ix, matchers)? {
+            ix.reader.series_into(&ix.map, id, &mut e)?;
             if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
                 continue;
             }
-            out.push(self.build_series(BlockSeriesId(id), &e, |a, b| a <= maxt && mint <= b)?);
+            out.push(self.build_series(
+                &ix,
+                BlockSeriesId(id),
+                &e,
+                |a, b| a <= maxt && mint <= b,
+                &mut batch,
+            )?);
         }
         Ok(out)
     }
@@ -303,16 +488,28 @@ impl Block {
     /// All series in label order with all their chunks (for compaction),
     /// decoded one at a time.
     pub fn series(&self) -> impl Iterator<Item = Result<BlockSeries, BlockError>> + '_ {
-        let mut e = SeriesEntry::default();
-        (0..self.index.num_series()).map(move |id| {
-            self.index.series_into(self.data(), id, &mut e)?;
-            self.build_series(BlockSeriesId(id), &e, |_, _| true)
-        })
+        let (ix, failed) = match self.index() {
+            Ok(ix) => (Some(ix), None),
+            Err(e) => (None, Some(e)),
+        };
+        failed
+            .into_iter()
+            .map(Err)
+            .chain(ix.into_iter().flat_map(move |ix| {
+                let mut e = SeriesEntry::default();
+                let mut batch = None;
+                (0..ix.reader.num_series()).map(move |id| {
+                    ix.reader.series_into(&ix.map, id, &mut e)?;
+                    self.build_series(&ix, BlockSeriesId(id), &e, |_, _| true, &mut batch)
+                })
+            }))
     }
 
-    /// Number of series in the block.
+    /// Number of series in the block (from `meta.json` for a remote block
+    /// whose index cannot be read).
     pub fn num_series(&self) -> u64 {
-        self.index.num_series()
+        self.index()
+            .map_or(self.meta.stats.num_series, |ix| ix.reader.num_series())
     }
 
     /// Label names of the series matching `matchers` (all names when
@@ -321,24 +518,24 @@ impl Block {
     /// # Errors
     /// [`BlockError::Corrupt`] if the mapped index turns out damaged.
     pub fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, BlockError> {
-        let data = self.data();
+        let ix = self.index()?;
+        let (data, index) = (&ix.map[..], &ix.reader);
         if matchers.is_empty() {
-            return self
-                .index
+            return index
                 .names()
                 .iter()
-                .map(|n| self.index.symbol(data, n.sym).map(str::to_string))
+                .map(|n| index.symbol(data, n.sym).map(str::to_string))
                 .collect();
         }
         let mut syms = BTreeSet::new();
         let mut e = SeriesEntry::default();
-        for id in self.postings_for_matchers(matchers)? {
-            self.index.series_into(data, id, &mut e)?;
+        for id in Self::postings_for_matchers(&ix, matchers)? {
+            index.series_into(data, id, &mut e)?;
             syms.extend(e.labels.iter().map(|&(n, _)| n));
         }
         // Symbol refs sort like their strings.
         syms.into_iter()
-            .map(|s| self.index.symbol(data, s).map(str::to_string))
+            .map(|s| index.symbol(data, s).map(str::to_string))
             .collect()
     }
 
@@ -352,32 +549,33 @@ impl Block {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<Vec<String>, BlockError> {
-        let data = self.data();
-        let Some(entry) = self.index.find_name(data, name)? else {
+        let ix = self.index()?;
+        let (data, index) = (&ix.map[..], &ix.reader);
+        let Some(entry) = index.find_name(data, name)? else {
             return Ok(Vec::new());
         };
         if matchers.is_empty() {
-            return self.all_values(&entry);
+            return Self::all_values(&ix, &entry);
         }
         let mut syms = BTreeSet::new();
         let mut e = SeriesEntry::default();
-        for id in self.postings_for_matchers(matchers)? {
-            self.index.series_into(data, id, &mut e)?;
+        for id in Self::postings_for_matchers(&ix, matchers)? {
+            index.series_into(data, id, &mut e)?;
             if let Some(&(_, v)) = e.labels.iter().find(|&&(n, _)| n == entry.sym) {
                 syms.insert(v);
             }
         }
         syms.into_iter()
-            .map(|s| self.index.symbol(data, s).map(str::to_string))
+            .map(|s| index.symbol(data, s).map(str::to_string))
             .collect()
     }
 
-    fn all_values(&self, name: &NameEntry) -> Result<Vec<String>, BlockError> {
-        let data = self.data();
+    fn all_values(ix: &BlockIndex, name: &NameEntry) -> Result<Vec<String>, BlockError> {
+        let (data, index) = (&ix.map[..], &ix.reader);
         (0..IndexReader::value_count(name))
             .map(|i| {
-                let (sym, _) = self.index.value(data, name, i)?;
-                self.index.symbol(data, sym).map(str::to_string)
+                let (sym, _) = index.value(data, name, i)?;
+                index.symbol(data, sym).map(str::to_string)
             })
             .collect()
     }
@@ -410,8 +608,9 @@ impl Block {
         let mut next = self.tombstones.read().clone();
         let mut affected = 0;
         let mut e = SeriesEntry::default();
-        for id in self.postings_for_matchers(matchers)? {
-            self.index.series_into(self.data(), id, &mut e)?;
+        let ix = self.index()?;
+        for id in Self::postings_for_matchers(&ix, matchers)? {
+            ix.reader.series_into(&ix.map, id, &mut e)?;
             if e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
                 next.add(BlockSeriesId(id), iv);
                 affected += 1;

@@ -423,6 +423,21 @@ pub fn decode_packed(bytes: &[u8]) -> Result<Vec<Sample>> {
     decode_packed_with(bytes, |_| None)
 }
 
+/// The segment offset of the chunk whose timestamps the packed chunk
+/// `bytes` shares, read without decoding it (`None` when it holds its own
+/// timestamps, or is too short to say): what a reader that fetches chunks
+/// one by one must fetch besides it.
+pub fn shared_timestamps_owner(bytes: &[u8]) -> Option<u64> {
+    if usize::from(super::num_samples(bytes).ok()?) == 0 {
+        return None;
+    }
+    let rest = bytes.get(HEADER_LEN..)?;
+    if rest.first() != Some(&TS_SHARED) {
+        return None;
+    }
+    Decbuf::new(&rest[1..]).uvarint().ok()
+}
+
 /// Decodes a packed chunk; `owner` gives the bytes of the packed chunk at
 /// a byte offset of the same chunk segment file, for a chunk that shares
 /// that chunk's timestamps (`None` when there is none).
