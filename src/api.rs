@@ -5,7 +5,7 @@
 //! One file per endpoint group: [`query`] (query, query_range,
 //! format_query, parse_query, query_exemplars), [`series`] (series, labels,
 //! label values), [`metadata`], [`status`] (buildinfo, config, flags,
-//! runtimeinfo, tsdb, rules, alerts), [`admin`]; shared parsing in
+//! runtimeinfo, tsdb, range, rules, alerts), [`admin`]; shared parsing in
 //! [`params`], JSON encoding in [`response`], error mapping in [`error`].
 
 mod admin;
@@ -42,7 +42,7 @@ use tower_http::compression::CompressionLayer;
 use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestMetrics, Receiver};
-use crate::promql::{Engine, EngineOptions};
+use crate::promql::{Engine, EngineOptions, Source};
 use crate::storage::Db;
 
 /// Settings of the HTTP API, built from the command line by `config`.
@@ -67,6 +67,12 @@ pub struct ApiOptions {
     /// The store role: no writes (remote write, OTLP and admin endpoints
     /// answer 405), `tidemark_store_*` metrics registered.
     pub read_only: bool,
+    /// The query role: queries read a fan-out over other endpoints,
+    /// `tidemark_query_endpoint_*` metrics registered.
+    pub query_role: bool,
+    /// `--external-label`s, served by `/api/v1/status/range` so a query
+    /// role can attach them to this endpoint's series.
+    pub external_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
@@ -95,6 +101,8 @@ impl Default for WriteConcurrency {
 /// flips with them and back at shutdown. Everything else is immutable.
 pub struct AppState {
     db: OnceLock<Arc<Db>>,
+    /// What queries read when it is not `db` (the query role's fan-out).
+    source: OnceLock<Arc<dyn Source>>,
     receiver: OnceLock<Arc<Receiver>>,
     ready: AtomicBool,
     registry: Registry,
@@ -118,6 +126,8 @@ pub struct AppState {
     store_metrics: Option<Arc<crate::store::StoreMetrics>>,
     /// The Alertmanager client, when `--alertmanager.url` names any.
     notifier: Option<Arc<crate::rules::Notifier>>,
+    /// `tidemark_query_endpoint_*` metrics (the query role only).
+    query_metrics: Option<Arc<crate::query::QueryMetrics>>,
 }
 
 impl AppState {
@@ -140,6 +150,9 @@ impl AppState {
         let store_metrics = options
             .read_only
             .then(|| crate::store::StoreMetrics::register(&mut registry));
+        let query_metrics = options
+            .query_role
+            .then(|| crate::query::QueryMetrics::register(&mut registry));
         let notifier = options
             .notifier
             .clone()
@@ -151,7 +164,9 @@ impl AppState {
             shipper_metrics,
             store_metrics,
             notifier,
+            query_metrics,
             db: OnceLock::new(),
+            source: OnceLock::new(),
             receiver: OnceLock::new(),
             ready: AtomicBool::new(false),
             registry,
@@ -178,6 +193,13 @@ impl AppState {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Installs what queries read instead of a local database (the query
+    /// role's fan-out) and marks the server ready.
+    pub fn set_ready_source(&self, source: Arc<dyn Source>) {
+        let _ = self.source.set(source);
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// Installs the rule manager (`/api/v1/rules`, `/api/v1/alerts`, reload).
     pub fn set_rules(&self, manager: Arc<crate::rules::RuleManager>) {
         let _ = self.rules.set(manager);
@@ -196,6 +218,11 @@ impl AppState {
     /// The `tidemark_store_*` metrics, in the store role.
     pub fn store_metrics(&self) -> Option<Arc<crate::store::StoreMetrics>> {
         self.store_metrics.clone()
+    }
+
+    /// The `tidemark_query_endpoint_*` metrics, in the query role.
+    pub fn query_metrics(&self) -> Option<Arc<crate::query::QueryMetrics>> {
+        self.query_metrics.clone()
     }
 
     /// The `prometheus_rule_*` metrics, for the rule manager.
@@ -247,6 +274,34 @@ impl AppState {
     /// The database, or the not-ready error.
     fn require_db(&self) -> Result<Arc<Db>, ApiError> {
         self.db().cloned().ok_or(NOT_READY)
+    }
+
+    /// What queries and the series/label calls read: the installed source,
+    /// else the database; or the not-ready error.
+    fn require_source(&self) -> Result<Arc<dyn Source>, ApiError> {
+        if let Some(s) = self.source.get() {
+            return Ok(s.clone());
+        }
+        Ok(self.require_db()? as Arc<dyn Source>)
+    }
+
+    /// [`AppState::require_source`] as the request asks for it: the
+    /// query role honours `partial_response` (Thanos's parameter, Go's
+    /// boolean spellings); elsewhere the parameter is ignored.
+    fn require_source_for(&self, params: &params::Params) -> Result<Arc<dyn Source>, ApiError> {
+        let source = self.require_source()?;
+        let partial = match params.get("partial_response") {
+            None | Some("") => None,
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Some(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Some(false),
+            Some(other) => {
+                return Err(ApiError::InvalidParam {
+                    name: "partial_response",
+                    reason: format!("{other:?} is not a boolean"),
+                })
+            }
+        };
+        Ok(source.for_request(partial).unwrap_or(source))
     }
 
     /// The receiver, or the not-ready error.
@@ -334,6 +389,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/status/range", get(status::range))
         .route("/api/v1/rules", get(rules::rules).post(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/-/reload", post(rules::reload).put(rules::reload))

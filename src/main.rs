@@ -48,6 +48,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let log_level = match &cli.command {
         Some(Command::Store(s)) => s.config.log_level.clone(),
+        Some(Command::Query(q)) => q.config.log_level.clone(),
         None => cli.config.log_level.clone(),
     };
     let filter = EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
@@ -72,6 +73,7 @@ fn main() -> std::process::ExitCode {
     let run = async move {
         match cli.command {
             Some(Command::Store(args)) => tidemark::server::run_store(args).await,
+            Some(Command::Query(args)) => tidemark::server::run_query(args).await,
             None => tidemark::server::run(cli.config).await,
         }
     };

@@ -20,7 +20,10 @@ use crate::storage::{Db, Options};
 use crate::web_config::WebConfig;
 
 pub mod http;
+mod query_role;
 pub mod tls;
+
+pub use query_role::run_query;
 
 /// How often `--web.config.file` (and the certificate files it names) is
 /// checked for changes, besides SIGHUP.

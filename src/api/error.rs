@@ -271,6 +271,7 @@ impl ApiError {
                 QueryError::Exec(_) | QueryError::TooManySamples => ErrorType::Execution,
                 QueryError::Timeout(_) => ErrorType::Timeout,
                 QueryError::Canceled(_) => ErrorType::Canceled,
+                QueryError::Unavailable(_) => ErrorType::Unavailable,
             },
             ApiError::TaskFailed(_) | ApiError::AdminFailed { .. } => ErrorType::Internal,
             ApiError::UnknownEndpoint { .. } => ErrorType::NotFound,

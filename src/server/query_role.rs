@@ -1,0 +1,83 @@
+//! `tidemark query`: the HTTP API over a [`Fanout`] instead of a local
+//! database. Ready once every `--endpoint` has been resolved once (an
+//! endpoint that is down then makes queries fail or warn, it does not keep
+//! the role unready); re-resolves and re-reads endpoint info in the
+//! background until SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiOptions, AppState};
+use crate::query::{Fanout, FanoutOptions};
+use crate::server::{http, load_web_config, shutdown_signal};
+
+/// Runs the query role until SIGTERM/SIGINT.
+///
+/// # Errors
+/// A flag that cannot be used, or the listener cannot bind.
+pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
+    let config = args.config;
+    if !config.rule_files.is_empty() {
+        anyhow::bail!(
+            "--rule-files is not supported by tidemark query; evaluate rules on an ingesting node"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, endpoints = ?args.endpoints, "starting tidemark query");
+    let mut api_options = ApiOptions::from(&config);
+    api_options.read_only = true;
+    api_options.query_role = true;
+    api_options.enable_admin_api = false;
+    let tls: http::TlsSlot = Arc::default();
+    if let Some(p) = &config.web_config_file {
+        let loaded =
+            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
+        api_options.web = loaded.web;
+        *tls.write() = loaded.tls;
+    }
+    let state = AppState::with_options(api_options);
+    let metrics = state
+        .query_metrics()
+        .context("query metrics are registered in the query role")?;
+    let fanout = Fanout::new(
+        FanoutOptions {
+            endpoints: args.endpoints,
+            replica_labels: args.replica_labels,
+            partial_response: args.partial_response,
+            endpoint_timeout: args.endpoint_timeout,
+            refresh_interval: args
+                .refresh_interval
+                .max(std::time::Duration::from_millis(100)),
+        },
+        metrics,
+        tokio::runtime::Handle::current(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state.clone()),
+        http::HttpLimits::from(&config),
+        tls,
+        stop_rx.clone(),
+    ));
+    fanout.refresh().await;
+    tracing::info!(endpoints = ?fanout.endpoints(), "endpoints resolved; ready");
+    state.set_ready_source(Arc::new(fanout.clone()));
+    let refresher = tokio::spawn(fanout.refresh_loop(stop_rx.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    state.set_not_ready();
+    let _ = stop_tx.send(true);
+    if let Err(e) = refresher.await {
+        tracing::error!(error = %e, "endpoint refresh task failed");
+    }
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
