@@ -14,7 +14,10 @@
 //! An endpoint that fails (unreachable, time-out, error status, bad
 //! answer) fails the read with a message naming it, unless partial
 //! responses are allowed (`--query.partial-response` or the request's
-//! `partial_response`): then the answer carries a warning naming it.
+//! `partial_response`): then the answer carries a warning naming it. A
+//! replica whose HA group (its external labels without the replica
+//! labels) has another member that answered loses nothing: the answer
+//! stands, with a warning naming the missing replica.
 //!
 //! Runs reads by blocking the calling query thread on the runtime handle;
 //! must never be called from a runtime thread.
@@ -82,6 +85,9 @@ pub struct Fanout {
 struct Target {
     addr: String,
     external: Labels,
+    /// The HA group: the external labels without the replica labels, when
+    /// the endpoint has a replica label (`None`: not a replica).
+    group: Option<Labels>,
     /// The matcher sets to send (external-label matchers removed).
     sets: Vec<Vec<Matcher>>,
 }
@@ -197,9 +203,15 @@ impl Fanout {
                 self.inner.metrics.skipped(&e.addr);
                 continue;
             }
+            let replicas = &self.inner.opts.replica_labels;
+            let group = external
+                .iter()
+                .any(|l| replicas.iter().any(|r| **r == *l.name))
+                .then(|| dedup::without(&external, replicas));
             out.push(Target {
                 addr: e.addr,
                 external,
+                group,
                 sets: sets_here,
             });
         }
@@ -253,32 +265,45 @@ impl Fanout {
         })
     }
 
-    /// A failed endpoint: the read's error, or (partial responses allowed)
-    /// a warning naming it.
-    fn failed(
+    /// Decides what the failed endpoints mean: nothing lost when another
+    /// replica of the same HA group answered (a warning says which replica
+    /// is missing); otherwise the read's error, or (partial responses
+    /// allowed) a warning naming the endpoint.
+    fn settle(
         &self,
-        addr: &str,
-        e: CallError,
+        failed: Vec<(Arc<Target>, CallError)>,
+        answered: &[Arc<Target>],
         warnings: &mut Vec<String>,
     ) -> Result<(), QueryError> {
-        tracing::debug!(endpoint = %addr, error = %e, "endpoint call failed");
-        match e {
-            CallError::TooManySamples => Err(QueryError::TooManySamples),
-            e if self.partial => {
-                warnings.push(format!(
+        for (t, e) in failed {
+            let addr = &t.addr;
+            tracing::debug!(endpoint = %addr, error = %e, "endpoint call failed");
+            let covered = t
+                .group
+                .as_ref()
+                .is_some_and(|g| answered.iter().any(|a| a.group.as_ref() == Some(g)));
+            match e {
+                CallError::TooManySamples => return Err(QueryError::TooManySamples),
+                e if covered => warnings.push(format!(
+                    "replica endpoint {addr} did not answer ({e}); another replica of its HA group {} answered",
+                    t.external
+                )),
+                e if self.partial => warnings.push(format!(
                     "endpoint {addr} left out of this partial response: {e}"
-                ));
-                Ok(())
+                )),
+                CallError::Status { status, body } if (400..500).contains(&status) => {
+                    return Err(QueryError::Exec(format!(
+                        "endpoint {addr} refused the read: HTTP {status}: {body}"
+                    )))
+                }
+                e => {
+                    return Err(QueryError::Unavailable(format!(
+                        "endpoint {addr} did not answer: {e} (partial_response=true answers without it)"
+                    )))
+                }
             }
-            CallError::Status { status, body } if (400..500).contains(&status) => {
-                Err(QueryError::Exec(format!(
-                    "endpoint {addr} refused the read: HTTP {status}: {body}"
-                )))
-            }
-            e => Err(QueryError::Unavailable(format!(
-                "endpoint {addr} did not answer: {e} (partial_response=true answers without it)"
-            ))),
         }
+        Ok(())
     }
 }
 
@@ -371,6 +396,7 @@ impl Source for Fanout {
         });
         budget.check()?;
         let mut warnings = Vec::new();
+        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut all = Vec::new();
         for (t, r) in results {
             match r {
@@ -381,10 +407,12 @@ impl Source for Fanout {
                             all.push(s);
                         }
                     }
+                    answered.push(t);
                 }
-                Err(e) => self.failed(&t.addr, e, &mut warnings)?,
+                Err(e) => failed.push((t, e)),
             }
         }
+        self.settle(failed, &answered, &mut warnings)?;
         let data = dedup::merge(all, &self.inner.opts.replica_labels);
         for s in &data {
             budget.account(s.samples.len() + s.hists.len())?;
@@ -426,6 +454,7 @@ impl Source for Fanout {
         );
         budget.check()?;
         let mut warnings = Vec::new();
+        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut set: BTreeSet<Labels> = BTreeSet::new();
         for (t, r) in results {
             match r {
@@ -437,10 +466,12 @@ impl Source for Fanout {
                             set.insert(dedup::without(&l, &self.inner.opts.replica_labels));
                         }
                     }
+                    answered.push(t);
                 }
-                Err(e) => self.failed(&t.addr, e, &mut warnings)?,
+                Err(e) => failed.push((t, e)),
             }
         }
+        self.settle(failed, &answered, &mut warnings)?;
         Ok(Selected {
             data: set.into_iter().collect(),
             warnings,
@@ -499,16 +530,19 @@ impl Source for Fanout {
         );
         budget.check()?;
         let mut warnings = Vec::new();
+        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut set: BTreeSet<String> = BTreeSet::new();
         for (t, r) in results {
             match r {
                 Ok((got, mut w)) => {
                     warnings.append(&mut w);
                     set.extend(got);
+                    answered.push(t);
                 }
-                Err(e) => self.failed(&t.addr, e, &mut warnings)?,
+                Err(e) => failed.push((t, e)),
             }
         }
+        self.settle(failed, &answered, &mut warnings)?;
         if name.is_none() {
             set.retain(|n| !replicas.iter().any(|r| r == n));
         }
