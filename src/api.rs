@@ -286,27 +286,35 @@ impl AppState {
     }
 
     /// [`AppState::require_source`] as the request asks for it: the
-    /// query role honours `partial_response` (Thanos's parameter, Go's
-    /// boolean spellings); elsewhere the parameter is ignored.
+    /// query role honours `partial_response`; elsewhere it is ignored.
     fn require_source_for(&self, params: &params::Params) -> Result<Arc<dyn Source>, ApiError> {
         let source = self.require_source()?;
-        let partial = match params.get("partial_response") {
-            None | Some("") => None,
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Some(true),
-            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Some(false),
-            Some(other) => {
-                return Err(ApiError::InvalidParam {
-                    name: "partial_response",
-                    reason: format!("{other:?} is not a boolean"),
-                })
-            }
-        };
-        Ok(source.for_request(partial).unwrap_or(source))
+        Ok(source.for_request(partial_param(params)?).unwrap_or(source))
+    }
+
+    /// The installed source that is not the local database (the query
+    /// role's fan-out).
+    fn fanout_source(&self) -> Option<Arc<dyn Source>> {
+        self.source.get().cloned()
     }
 
     /// The receiver, or the not-ready error.
     fn require_receiver(&self) -> Result<Arc<Receiver>, ApiError> {
         self.receiver().cloned().ok_or(NOT_READY)
+    }
+}
+
+/// A request's `partial_response` (Thanos's parameter, Go's boolean
+/// spellings), `None` when absent.
+fn partial_param(params: &params::Params) -> Result<Option<bool>, ApiError> {
+    match params.get("partial_response") {
+        None | Some("") => Ok(None),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
+        Some(other) => Err(ApiError::InvalidParam {
+            name: "partial_response",
+            reason: format!("{other:?} is not a boolean"),
+        }),
     }
 }
 

@@ -31,7 +31,7 @@ pub use guard::{
     check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
     QUERY_THREAD_STACK,
 };
-pub use source::{Budget, Selected, SelectedSeries, Source};
+pub use source::{Budget, MetricMetadata, Selected, SelectedSeries, Source};
 pub use value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
 pub use worker::{run_on_query_thread, WorkerError};
 

@@ -12,6 +12,7 @@
 //!   range starts (the unit tests of `dedup.rs` cover it);
 //! - C's series with C's external label `shard="c"` added, as the query
 //!   role attaches it.
+//!
 //! B's samples are 3 ms after A's before A's gap, and 3 ms before A's
 //! after it (A restarted with another scrape phase), so picking the
 //! wrong replica or interleaving them changes timestamps and fails the
@@ -99,14 +100,20 @@ fn shard_series() -> Vec<Series> {
     for path in ["/a", "/b"] {
         for le in ["0.1", "0.5", "+Inf"] {
             out.push(vec![
-                ("__name__", "demo_api_request_duration_seconds_bucket".to_string()),
+                (
+                    "__name__",
+                    "demo_api_request_duration_seconds_bucket".to_string(),
+                ),
                 ("le", le.to_string()),
                 ("path", path.to_string()),
             ]);
         }
     }
     out.push(vec![
-        ("__name__", "demo_batch_last_success_timestamp_seconds".to_string()),
+        (
+            "__name__",
+            "demo_batch_last_success_timestamp_seconds".to_string(),
+        ),
         ("instance", "i0".to_string()),
     ]);
     out
@@ -156,6 +163,40 @@ fn write(addr: &str, series: &[Series], ks: &[i64], skew: i64, extra: &[(&'stati
             .collect();
         remote_write_v1(addr, &points);
     }
+}
+
+/// Remote-writes metric metadata `(family, type, help)` (no samples).
+fn write_metadata(addr: &str, families: &[(&str, i32, &str)]) {
+    use prost::Message;
+    use tidemark_proto::prometheus as pb;
+    let req = pb::WriteRequest {
+        metadata: families
+            .iter()
+            .map(|(name, ty, help)| pb::MetricMetadata {
+                r#type: *ty,
+                metric_family_name: name.to_string(),
+                help: help.to_string(),
+                unit: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    let (status, resp) = common::http::request(
+        addr,
+        "POST",
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&resp));
 }
 
 /// The whole answer (status code and parsed body).
@@ -221,7 +262,11 @@ fn calls() -> Vec<String> {
             ));
         }
         for t in [T0 + 20 * 60_000, T0 + (GAP.0 + 4) * STEP + 7_000, end] {
-            out.push(format!("/api/v1/query?query={}&time={}", encode(q), secs(t)));
+            out.push(format!(
+                "/api/v1/query?query={}&time={}",
+                encode(q),
+                secs(t)
+            ));
         }
     }
     let window = format!("start={}&end={}", secs(T0), secs(end));
@@ -241,6 +286,9 @@ fn calls() -> Vec<String> {
     for name in ["instance", "__name__", "shard", "replica"] {
         out.push(format!("/api/v1/label/{name}/values?{window}"));
     }
+    out.push("/api/v1/metadata".into());
+    out.push("/api/v1/metadata?metric=demo_memory_usage_bytes".into());
+    out.push("/api/v1/metadata?limit=2".into());
     out
 }
 
@@ -282,7 +330,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[test]
 fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures() {
     let localhost: Vec<std::net::SocketAddr> =
-        std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1)).unwrap().collect();
+        std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1))
+            .unwrap()
+            .collect();
     assert!(
         localhost.iter().all(|a| a.ip().is_loopback() && a.is_ipv4()),
         "this test reaches node C as dns+localhost:PORT and needs localhost to be 127.0.0.1 only: {localhost:?}"
@@ -298,7 +348,13 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     let all: Vec<i64> = (0..N).collect();
     // A until its gap, then (restarted, a new scrape phase) 6 ms late.
     write(&a, &ha, &(0..GAP.0).collect::<Vec<_>>(), A_SKEW, &[]);
-    write(&a, &ha, &(GAP.1..N).collect::<Vec<_>>(), A_SKEW_AFTER_GAP, &[]);
+    write(
+        &a,
+        &ha,
+        &(GAP.1..N).collect::<Vec<_>>(),
+        A_SKEW_AFTER_GAP,
+        &[],
+    );
     // B lacks sample GAP.0: the one the penalty passes over after A's
     // last sample, whose presence depends on where a loaded range starts.
     let b_ks: Vec<i64> = all.iter().copied().filter(|&k| k != GAP.0).collect();
@@ -310,6 +366,16 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     write(&r, &ha, &(0..=last_a).collect::<Vec<_>>(), A_SKEW, &[]);
     write(&r, &ha, &(first_b..N).collect::<Vec<_>>(), B_SKEW, &[]);
     write(&r, &shard_series(), &all, 0, &[("shard", "c")]);
+    // Metadata (1 = counter, 2 = gauge, 3 = histogram).
+    let ha_meta = [
+        ("demo_cpu_usage_seconds_total", 1, "CPU seconds."),
+        ("demo_memory_usage_bytes", 2, "Memory in use."),
+    ];
+    let c_meta = [("demo_api_request_duration_seconds", 3, "Request latency.")];
+    for (addr, m) in [(&a, &ha_meta[..]), (&b, &ha_meta[..]), (&c, &c_meta[..])] {
+        write_metadata(addr, m);
+        write_metadata(&r, m);
+    }
 
     let q = format!("127.0.0.1:{}", free_port());
     let mut pq = start_query(
@@ -331,7 +397,10 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     for path in &calls {
         assert_same(&data(&q, path), &data(&r, path), path);
     }
-    eprintln!("{} calls: query role over A, B, C == single node R", calls.len());
+    eprintln!(
+        "{} calls: query role over A, B, C == single node R",
+        calls.len()
+    );
     for e in [&a, &b, &c] {
         assert!(
             endpoint_metric(&q, "tidemark_query_endpoint_requests_total", e) > 0.0,
@@ -376,7 +445,10 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     // warning naming the missing replica, no error.
     pa.0.kill().unwrap();
     let _ = pa.0.wait();
-    for query in ["demo_memory_usage_bytes", "rate(demo_cpu_usage_seconds_total[5m])"] {
+    for query in [
+        "demo_memory_usage_bytes",
+        "rate(demo_cpu_usage_seconds_total[5m])",
+    ] {
         let path = format!(
             "/api/v1/query_range?query={}&start={}&end={}&step=60",
             encode(query),
@@ -405,7 +477,10 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["errorType"], "unavailable", "{v}");
     assert!(v["error"].as_str().unwrap().contains(&c_ip), "{v}");
-    for p in [path.clone(), format!("/api/v1/labels?start={}&end={}", secs(T0), secs(end))] {
+    for p in [
+        path.clone(),
+        format!("/api/v1/labels?start={}&end={}", secs(T0), secs(end)),
+    ] {
         let (status, v) = call(&q, &format!("{p}&partial_response=true"));
         assert_eq!(status, 200, "{v}");
         assert!(v["warnings"].to_string().contains(&c_ip), "{v}");
@@ -445,9 +520,7 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     let (status, v) = call(&q2, &format!("{path}&partial_response=false"));
     assert_eq!(status, 503, "{v}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-    assert!(
-        endpoint_metric(&q2, "tidemark_query_endpoint_requests_total", &silent_addr) > 0.0
-    );
+    assert!(endpoint_metric(&q2, "tidemark_query_endpoint_requests_total", &silent_addr) > 0.0);
     let (_, body) = get(&q2, "/metrics").unwrap();
     assert!(
         body.contains(&format!(
@@ -507,7 +580,10 @@ fn query_role_over_a_store_and_a_node_answers_like_one_node_and_skips_by_time() 
             .arg("store")
             .args(["--listen", &store, "--log-level", "warn"])
             .arg(&objstore)
-            .arg(format!("--store.cache-dir={}", tmp.path().join("cache").display()))
+            .arg(format!(
+                "--store.cache-dir={}",
+                tmp.path().join("cache").display()
+            ))
             .arg("--store.sync-interval=1s")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -58,6 +58,19 @@ pub struct Selected<T> {
     pub warnings: Vec<String>,
 }
 
+/// One metric family's metadata (`/api/v1/metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricMetadata {
+    /// The family name.
+    pub metric: String,
+    /// `counter`, `gauge`, ...
+    pub metric_type: String,
+    /// The help text.
+    pub help: String,
+    /// The unit.
+    pub unit: String,
+}
+
 /// Read access for the engine and the series/label API. Implementations
 /// must be callable from a query thread (they may block it).
 pub trait Source: Send + Sync {
@@ -105,6 +118,18 @@ pub trait Source: Send + Sync {
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<String>>, QueryError>;
 
+    /// Metric metadata of `metric` (all families when `None`), sorted,
+    /// when this source has its own; `None`: the caller reads the local
+    /// receiver's store (every node and the store role).
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        budget: &dyn Budget,
+    ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
+        let _ = (metric, budget);
+        None
+    }
+
     /// This source as one request asks for it (`partial_response`), or
     /// `None` when it has no such choice (the local database).
     fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {
@@ -143,6 +168,14 @@ impl<S: Source + ?Sized> Source for Arc<S> {
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<String>>, QueryError> {
         (**self).label_strings(name, mint, maxt, sets, budget)
+    }
+
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        budget: &dyn Budget,
+    ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
+        (**self).metadata(metric, budget)
     }
 
     fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {

@@ -30,11 +30,15 @@ use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 
 use crate::model::{Labels, LabelsBuilder, Matcher, METRIC_NAME};
-use crate::promql::{Budget, QueryError, Selected, SelectedSeries, Source};
+use crate::promql::{Budget, MetricMetadata, QueryError, Selected, SelectedSeries, Source};
 use crate::query::client::{CallError, Client, EndpointInfo, SampleCap};
 use crate::query::dedup;
 use crate::query::endpoint::EndpointSpec;
 use crate::query::QueryMetrics;
+
+/// Longest an info call may take (an endpoint that accepts connections
+/// but does not answer must not hold readiness for `--endpoint.timeout`).
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the fan-out reads and how.
 #[derive(Debug, Clone)]
@@ -123,7 +127,7 @@ impl Fanout {
             addrs.extend(inner.resolved.lock()[i].iter().cloned());
         }
         let old: Vec<Endpoint> = inner.endpoints.read().clone();
-        let deadline = Instant::now() + inner.opts.endpoint_timeout;
+        let deadline = Instant::now() + inner.opts.endpoint_timeout.min(INFO_TIMEOUT);
         let mut set = tokio::task::JoinSet::new();
         for addr in addrs {
             let client = inner.client.clone();
@@ -550,6 +554,73 @@ impl Source for Fanout {
             data: set.into_iter().collect(),
             warnings,
         })
+    }
+
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        budget: &dyn Budget,
+    ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
+        let targets = self.targets(i64::MIN, i64::MAX, &[]);
+        let path = match metric {
+            Some(m) => format!(
+                "/api/v1/metadata?metric={}",
+                form_urlencoded::byte_serialize(m.as_bytes()).collect::<String>()
+            ),
+            None => "/api/v1/metadata".to_string(),
+        };
+        let results = self.fan(
+            "metadata",
+            targets,
+            budget.deadline(),
+            |client, t, deadline| {
+                let path = path.clone();
+                async move {
+                    let (data, warnings) = client.get_json(&t.addr, &path, deadline).await?;
+                    let obj = data
+                        .as_object()
+                        .ok_or_else(|| CallError::Decode("data is not an object".into()))?;
+                    let text = |e: &serde_json::Value, k: &str| {
+                        e.get(k)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    let mut out = Vec::new();
+                    for (name, entries) in obj {
+                        for e in entries.as_array().into_iter().flatten() {
+                            out.push(MetricMetadata {
+                                metric: name.clone(),
+                                metric_type: text(e, "type"),
+                                help: text(e, "help"),
+                                unit: text(e, "unit"),
+                            });
+                        }
+                    }
+                    Ok((out, warnings))
+                }
+            },
+        );
+        let mut warnings = Vec::new();
+        let (mut failed, mut answered) = (Vec::new(), Vec::new());
+        let mut set = BTreeSet::new();
+        for (t, r) in results {
+            match r {
+                Ok((got, mut w)) => {
+                    warnings.append(&mut w);
+                    set.extend(got);
+                    answered.push(t);
+                }
+                Err(e) => failed.push((t, e)),
+            }
+        }
+        Some(
+            self.settle(failed, &answered, &mut warnings)
+                .map(|()| Selected {
+                    data: set.into_iter().collect(),
+                    warnings,
+                }),
+        )
     }
 
     fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {

@@ -53,7 +53,7 @@ impl QueryMetrics {
         };
         registry.register(
             "tidemark_query_endpoint_requests",
-            "Calls to endpoints by endpoint, call (read, series, labels, info) and result (success, timeout, unreachable, http_error, bad_answer, sample_limit).",
+            "Calls to endpoints by endpoint, call (read, series, labels, metadata, info) and result (success, timeout, unreachable, http_error, bad_answer, sample_limit).",
             m.requests.clone(),
         );
         registry.register(
