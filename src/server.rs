@@ -320,14 +320,7 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, cache_dir = %args.cache_dir.display(), "starting tidemark store");
     let mut api_options = ApiOptions::from(&config);
     api_options.read_only = true;
-    let tls: http::TlsSlot = Arc::default();
-    if let Some(p) = &config.web_config_file {
-        let loaded =
-            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
-        api_options.web = loaded.web;
-        *tls.write() = loaded.tls;
-    }
-    let state = AppState::with_options(api_options);
+    let (state, tls) = role_state(&config, api_options)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
         listener,
@@ -383,6 +376,22 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         .context("closing the store cache")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The state of a read-only role (store, query): `api_options` with the
+/// users and TLS of `--web.config.file` (read once; no reload).
+fn role_state(
+    config: &Config,
+    mut api_options: ApiOptions,
+) -> anyhow::Result<(Arc<AppState>, http::TlsSlot)> {
+    let tls: http::TlsSlot = Arc::default();
+    if let Some(p) = &config.web_config_file {
+        let loaded =
+            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
+        api_options.web = loaded.web;
+        *tls.write() = loaded.tls;
+    }
+    Ok((AppState::with_options(api_options), tls))
 }
 
 /// Longest wait at shutdown for a block upload in flight.

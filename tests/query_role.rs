@@ -53,15 +53,20 @@ const A_SKEW_AFTER_GAP: i64 = 8;
 
 /// Starts `tidemark query` on `addr` with `extra` flags.
 fn start_query(addr: &str, extra: &[String]) -> Proc {
+    start_role("query", addr, extra)
+}
+
+/// Starts `tidemark <role>` on `addr` with `extra` flags.
+fn start_role(role: &'static str, addr: &str, extra: &[String]) -> Proc {
     let child = Command::new(tidemark_bin())
-        .arg("query")
+        .arg(role)
         .args(["--listen", addr, "--log-level", "warn"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    Proc(child, "tidemark query")
+    Proc(child, role)
 }
 
 fn node(dir: &Path, name: &str, extra: &[&str]) -> (String, Proc) {
@@ -167,7 +172,6 @@ fn write(addr: &str, series: &[Series], ks: &[i64], skew: i64, extra: &[(&'stati
 
 /// Remote-writes metric metadata `(family, type, help)` (no samples).
 fn write_metadata(addr: &str, families: &[(&str, i32, &str)]) {
-    use prost::Message;
     use tidemark_proto::prometheus as pb;
     let req = pb::WriteRequest {
         metadata: families
@@ -181,22 +185,8 @@ fn write_metadata(addr: &str, families: &[(&str, i32, &str)]) {
             .collect(),
         ..Default::default()
     };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap();
-    let (status, resp) = common::http::request(
-        addr,
-        "POST",
-        "/api/v1/write",
-        &[
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "snappy"),
-            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-        ],
-        &body,
-    )
-    .unwrap();
-    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&resp));
+    let (status, resp) = common::http::remote_write_request_status(addr, &req);
+    assert_eq!(status, 204, "{resp}");
 }
 
 /// The whole answer (status code and parsed body).
@@ -575,21 +565,14 @@ fn query_role_over_a_store_and_a_node_answers_like_one_node_and_skips_by_time() 
 
     // The store serves the block; node N holds hours 4..6; R all of it.
     let store = format!("127.0.0.1:{}", free_port());
-    let mut pst = Proc(
-        Command::new(tidemark_bin())
-            .arg("store")
-            .args(["--listen", &store, "--log-level", "warn"])
-            .arg(&objstore)
-            .arg(format!(
-                "--store.cache-dir={}",
-                tmp.path().join("cache").display()
-            ))
-            .arg("--store.sync-interval=1s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-        "tidemark store",
+    let mut pst = start_role(
+        "store",
+        &store,
+        &[
+            objstore.clone(),
+            format!("--store.cache-dir={}", tmp.path().join("cache").display()),
+            "--store.sync-interval=1s".into(),
+        ],
     );
     wait_ready(&mut pst, &store, Duration::from_secs(60));
     let (n, _pn) = node(tmp.path(), "n", &["--external-label=replica=s"]);

@@ -138,51 +138,6 @@ pub trait Source: Send + Sync {
     }
 }
 
-impl<S: Source + ?Sized> Source for Arc<S> {
-    fn select(
-        &self,
-        mint: i64,
-        maxt: i64,
-        matchers: &[Matcher],
-        budget: &dyn Budget,
-    ) -> Result<Selected<Vec<SelectedSeries>>, QueryError> {
-        (**self).select(mint, maxt, matchers, budget)
-    }
-
-    fn series(
-        &self,
-        mint: i64,
-        maxt: i64,
-        sets: &[Vec<Matcher>],
-        budget: &dyn Budget,
-    ) -> Result<Selected<Vec<Labels>>, QueryError> {
-        (**self).series(mint, maxt, sets, budget)
-    }
-
-    fn label_strings(
-        &self,
-        name: Option<&str>,
-        mint: i64,
-        maxt: i64,
-        sets: &[Vec<Matcher>],
-        budget: &dyn Budget,
-    ) -> Result<Selected<Vec<String>>, QueryError> {
-        (**self).label_strings(name, mint, maxt, sets, budget)
-    }
-
-    fn metadata(
-        &self,
-        metric: Option<&str>,
-        budget: &dyn Budget,
-    ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
-        (**self).metadata(metric, budget)
-    }
-
-    fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {
-        (**self).for_request(partial_response)
-    }
-}
-
 impl Source for Db {
     fn select(
         &self,

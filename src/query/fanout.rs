@@ -269,16 +269,28 @@ impl Fanout {
         })
     }
 
-    /// Decides what the failed endpoints mean: nothing lost when another
-    /// replica of the same HA group answered (a warning says which replica
-    /// is missing); otherwise the read's error, or (partial responses
-    /// allowed) a warning naming the endpoint.
-    fn settle(
+    /// Hands each endpoint's answer to `take` (which returns the
+    /// endpoint's own warnings), then decides what the failed endpoints
+    /// mean: nothing lost when another replica of the same HA group
+    /// answered (a warning says which replica is missing); otherwise the
+    /// read's error, or (partial responses allowed) a warning naming the
+    /// endpoint. Returns the answer's warnings.
+    fn gather<T>(
         &self,
-        failed: Vec<(Arc<Target>, CallError)>,
-        answered: &[Arc<Target>],
-        warnings: &mut Vec<String>,
-    ) -> Result<(), QueryError> {
+        results: Vec<(Arc<Target>, Result<T, CallError>)>,
+        mut take: impl FnMut(&Target, T) -> Vec<String>,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut warnings = Vec::new();
+        let (mut failed, mut answered) = (Vec::new(), Vec::new());
+        for (t, r) in results {
+            match r {
+                Ok(v) => {
+                    warnings.extend(take(&t, v));
+                    answered.push(t);
+                }
+                Err(e) => failed.push((t, e)),
+            }
+        }
         for (t, e) in failed {
             let addr = &t.addr;
             tracing::debug!(endpoint = %addr, error = %e, "endpoint call failed");
@@ -307,7 +319,7 @@ impl Fanout {
                 }
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 }
 
@@ -399,24 +411,16 @@ impl Source for Fanout {
             }
         });
         budget.check()?;
-        let mut warnings = Vec::new();
-        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut all = Vec::new();
-        for (t, r) in results {
-            match r {
-                Ok(series) => {
-                    for mut s in series {
-                        s.labels = with_external(s.labels, &t.external);
-                        if matches_all(&s.labels, matchers) {
-                            all.push(s);
-                        }
-                    }
-                    answered.push(t);
+        let warnings = self.gather(results, |t, series| {
+            for mut s in series {
+                s.labels = with_external(s.labels, &t.external);
+                if matches_all(&s.labels, matchers) {
+                    all.push(s);
                 }
-                Err(e) => failed.push((t, e)),
             }
-        }
-        self.settle(failed, &answered, &mut warnings)?;
+            Vec::new()
+        })?;
         let data = dedup::merge(all, &self.inner.opts.replica_labels);
         for s in &data {
             budget.account(s.samples.len() + s.hists.len())?;
@@ -457,25 +461,16 @@ impl Source for Fanout {
             },
         );
         budget.check()?;
-        let mut warnings = Vec::new();
-        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut set: BTreeSet<Labels> = BTreeSet::new();
-        for (t, r) in results {
-            match r {
-                Ok((labels, mut w)) => {
-                    warnings.append(&mut w);
-                    for l in labels {
-                        let l = with_external(l, &t.external);
-                        if sets.iter().any(|ms| matches_all(&l, ms)) {
-                            set.insert(dedup::without(&l, &self.inner.opts.replica_labels));
-                        }
-                    }
-                    answered.push(t);
+        let warnings = self.gather(results, |t, (labels, w)| {
+            for l in labels {
+                let l = with_external(l, &t.external);
+                if sets.iter().any(|ms| matches_all(&l, ms)) {
+                    set.insert(dedup::without(&l, &self.inner.opts.replica_labels));
                 }
-                Err(e) => failed.push((t, e)),
             }
-        }
-        self.settle(failed, &answered, &mut warnings)?;
+            w
+        })?;
         Ok(Selected {
             data: set.into_iter().collect(),
             warnings,
@@ -533,20 +528,11 @@ impl Source for Fanout {
             },
         );
         budget.check()?;
-        let mut warnings = Vec::new();
-        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut set: BTreeSet<String> = BTreeSet::new();
-        for (t, r) in results {
-            match r {
-                Ok((got, mut w)) => {
-                    warnings.append(&mut w);
-                    set.extend(got);
-                    answered.push(t);
-                }
-                Err(e) => failed.push((t, e)),
-            }
-        }
-        self.settle(failed, &answered, &mut warnings)?;
+        let warnings = self.gather(results, |_, (got, w)| {
+            set.extend(got);
+            w
+        })?;
         if name.is_none() {
             set.retain(|n| !replicas.iter().any(|r| r == n));
         }
@@ -601,26 +587,15 @@ impl Source for Fanout {
                 }
             },
         );
-        let mut warnings = Vec::new();
-        let (mut failed, mut answered) = (Vec::new(), Vec::new());
         let mut set = BTreeSet::new();
-        for (t, r) in results {
-            match r {
-                Ok((got, mut w)) => {
-                    warnings.append(&mut w);
-                    set.extend(got);
-                    answered.push(t);
-                }
-                Err(e) => failed.push((t, e)),
-            }
-        }
-        Some(
-            self.settle(failed, &answered, &mut warnings)
-                .map(|()| Selected {
-                    data: set.into_iter().collect(),
-                    warnings,
-                }),
-        )
+        let warnings = self.gather(results, |_, (got, w)| {
+            set.extend(got);
+            w
+        });
+        Some(warnings.map(|warnings| Selected {
+            data: set.into_iter().collect(),
+            warnings,
+        }))
     }
 
     fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {

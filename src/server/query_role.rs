@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::{self, ApiOptions, AppState};
+use crate::api::{self, ApiOptions};
 use crate::query::{Fanout, FanoutOptions};
-use crate::server::{http, load_web_config, shutdown_signal};
+use crate::server::{http, role_state, shutdown_signal};
 
 /// Runs the query role until SIGTERM/SIGINT.
 ///
@@ -32,14 +32,7 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
     api_options.read_only = true;
     api_options.query_role = true;
     api_options.enable_admin_api = false;
-    let tls: http::TlsSlot = Arc::default();
-    if let Some(p) = &config.web_config_file {
-        let loaded =
-            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
-        api_options.web = loaded.web;
-        *tls.write() = loaded.tls;
-    }
-    let state = AppState::with_options(api_options);
+    let (state, tls) = role_state(&config, api_options)?;
     let metrics = state
         .query_metrics()
         .context("query metrics are registered in the query role")?;
