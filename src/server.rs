@@ -360,22 +360,34 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         ready,
         stop_rx.clone(),
     ));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    state.set_not_ready();
-    let _ = stop_tx.send(true);
-    if let Err(e) = syncer.await {
-        tracing::error!(error = %e, "bucket sync task failed");
-    }
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "HTTP server task failed");
-    }
+    run_until_signal(&state, stop_tx, ("bucket sync", syncer), server).await;
     tokio::task::spawn_blocking(move || db.close())
         .await
         .context("storage close task")?
         .context("closing the store cache")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs a read-only role until SIGTERM/SIGINT, then marks it not ready,
+/// tells its tasks to stop and waits for its background task and its
+/// HTTP server.
+async fn run_until_signal<T, U>(
+    state: &AppState,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    (what, background): (&str, tokio::task::JoinHandle<T>),
+    server: tokio::task::JoinHandle<U>,
+) {
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    state.set_not_ready();
+    let _ = stop_tx.send(true);
+    if let Err(e) = background.await {
+        tracing::error!(error = %e, "{what} task failed");
+    }
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
+    }
 }
 
 /// The state of a read-only role (store, query): `api_options` with the

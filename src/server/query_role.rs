@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, ApiOptions};
 use crate::query::{Fanout, FanoutOptions};
-use crate::server::{http, role_state, shutdown_signal};
+use crate::server::{http, role_state, run_until_signal};
 
 /// Runs the query role until SIGTERM/SIGINT.
 ///
@@ -61,16 +61,7 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
     tracing::info!(endpoints = ?fanout.endpoints(), "endpoints resolved; ready");
     state.set_ready_source(Arc::new(fanout.clone()));
     let refresher = tokio::spawn(fanout.refresh_loop(stop_rx.clone()));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    state.set_not_ready();
-    let _ = stop_tx.send(true);
-    if let Err(e) = refresher.await {
-        tracing::error!(error = %e, "endpoint refresh task failed");
-    }
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "HTTP server task failed");
-    }
+    run_until_signal(&state, stop_tx, ("endpoint refresh", refresher), server).await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
