@@ -271,8 +271,12 @@ impl AppState {
         &self.options
     }
 
-    /// The database, or the not-ready error.
+    /// The database, or the not-ready error (in the query role, which has
+    /// none: an error saying so).
     fn require_db(&self) -> Result<Arc<Db>, ApiError> {
+        if self.options.query_role {
+            return Err(ApiError::NoLocalStorage);
+        }
         self.db().cloned().ok_or(NOT_READY)
     }
 
@@ -319,6 +323,7 @@ fn partial_param(params: &params::Params) -> Result<Option<bool>, ApiError> {
 }
 
 const NOT_READY: ApiError = ApiError::Unavailable("Service Unavailable");
+
 
 /// Prometheus answers API calls with a plain-text 503 until the TSDB is
 /// ready (`web.go` `testReady`); so do we, during WAL replay and shutdown.

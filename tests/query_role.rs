@@ -498,9 +498,25 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
             "--query.replica-label=replica".into(),
             "--query.partial-response".into(),
             "--endpoint.timeout=1s".into(),
+            "--query.max-samples=1000".into(),
         ],
     );
     wait_ready(&mut pq2, &q2, Duration::from_secs(30));
+    // What endpoints send counts against --query.max-samples (12 series x
+    // 240 samples > 1000): 422, not a growing process.
+    let big = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60",
+        encode("demo_memory_usage_bytes + demo_cpu_usage_seconds_total"),
+        secs(T0),
+        secs(end)
+    );
+    let (status, v) = call(&q2, &big);
+    assert_eq!(status, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("too many samples"), "{v}");
+    // Calls it does not fan out say so.
+    let (status, v) = call(&q2, "/api/v1/status/tsdb");
+    assert_eq!(status, 503, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("query role"), "{v}");
     let t = Instant::now();
     let (status, v) = call(&q2, &path);
     assert_eq!(status, 200, "{v}");
