@@ -324,7 +324,6 @@ fn partial_param(params: &params::Params) -> Result<Option<bool>, ApiError> {
 
 const NOT_READY: ApiError = ApiError::Unavailable("Service Unavailable");
 
-
 /// Prometheus answers API calls with a plain-text 503 until the TSDB is
 /// ready (`web.go` `testReady`); so do we, during WAL replay and shutdown.
 async fn ready_gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

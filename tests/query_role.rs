@@ -512,7 +512,10 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     );
     let (status, v) = call(&q2, &big);
     assert_eq!(status, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("too many samples"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("too many samples"),
+        "{v}"
+    );
     // Calls it does not fan out say so.
     let (status, v) = call(&q2, "/api/v1/status/tsdb");
     assert_eq!(status, 503, "{v}");

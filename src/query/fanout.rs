@@ -186,8 +186,22 @@ impl Fanout {
 
     /// The endpoints a read of `[mint, maxt]` with `sets` goes to (all
     /// series when `sets` is empty); the others are counted as skipped.
-    fn targets(&self, mint: i64, maxt: i64, sets: &[Vec<Matcher>]) -> Vec<Target> {
+    ///
+    /// # Errors
+    /// When no `--endpoint` resolves to any address: an empty answer would
+    /// look like "no data".
+    fn targets(
+        &self,
+        mint: i64,
+        maxt: i64,
+        sets: &[Vec<Matcher>],
+    ) -> Result<Vec<Target>, QueryError> {
         let endpoints = self.inner.endpoints.read().clone();
+        if endpoints.is_empty() {
+            return Err(QueryError::Unavailable(
+                "no endpoint to query: no --endpoint resolved to an address yet".into(),
+            ));
+        }
         let mut out = Vec::new();
         for e in endpoints {
             let external = e
@@ -219,7 +233,7 @@ impl Fanout {
                 sets: sets_here,
             });
         }
-        out
+        Ok(out)
     }
 
     /// Runs `call` against every target at once on the runtime, blocking
@@ -401,7 +415,7 @@ impl Source for Fanout {
         matchers: &[Matcher],
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<SelectedSeries>>, QueryError> {
-        let targets = self.targets(mint, maxt, &[matchers.to_vec()]);
+        let targets = self.targets(mint, maxt, &[matchers.to_vec()])?;
         let cap = SampleCap::new(budget.remaining_samples());
         let results = self.fan("read", targets, budget.deadline(), |client, t, deadline| {
             let cap = cap.clone();
@@ -435,7 +449,7 @@ impl Source for Fanout {
         sets: &[Vec<Matcher>],
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<Labels>>, QueryError> {
-        let targets = self.targets(mint, maxt, sets);
+        let targets = self.targets(mint, maxt, sets)?;
         let results = self.fan(
             "series",
             targets,
@@ -491,7 +505,7 @@ impl Source for Fanout {
             return Ok(Selected::default());
         }
         let name = name.map(str::to_string);
-        let targets = self.targets(mint, maxt, sets);
+        let targets = self.targets(mint, maxt, sets)?;
         let results = self.fan(
             "labels",
             targets,
@@ -547,7 +561,10 @@ impl Source for Fanout {
         metric: Option<&str>,
         budget: &dyn Budget,
     ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
-        let targets = self.targets(i64::MIN, i64::MAX, &[]);
+        let targets = match self.targets(i64::MIN, i64::MAX, &[]) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
         let path = match metric {
             Some(m) => format!(
                 "/api/v1/metadata?metric={}",
@@ -642,6 +659,48 @@ mod tests {
             got,
             Labels::from_static(&[("__name__", "up"), ("job", "own"), ("replica", "a")])
         );
+    }
+
+    struct Unlimited;
+
+    impl Budget for Unlimited {
+        fn check(&self) -> Result<(), QueryError> {
+            Ok(())
+        }
+        fn account(&self, _: usize) -> Result<(), QueryError> {
+            Ok(())
+        }
+        fn deadline(&self) -> Instant {
+            Instant::now() + Duration::from_secs(5)
+        }
+        fn remaining_samples(&self) -> usize {
+            usize::MAX
+        }
+    }
+
+    #[test]
+    fn no_resolved_endpoint_is_an_error_not_an_empty_answer() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let fanout = Fanout::new(
+            FanoutOptions {
+                endpoints: Vec::new(),
+                replica_labels: Vec::new(),
+                partial_response: true,
+                endpoint_timeout: Duration::from_secs(1),
+                refresh_interval: Duration::from_secs(1),
+            },
+            QueryMetrics::register(&mut registry),
+            rt.handle().clone(),
+        );
+        let e = fanout
+            .select(0, 1, &[Matcher::eq(METRIC_NAME, "up")], &Unlimited)
+            .unwrap_err();
+        assert!(matches!(e, QueryError::Unavailable(m) if m.contains("no endpoint")));
+        let e = fanout
+            .label_strings(None, 0, 1, &[], &Unlimited)
+            .unwrap_err();
+        assert!(matches!(e, QueryError::Unavailable(_)));
     }
 
     #[test]
