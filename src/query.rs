@@ -5,9 +5,9 @@
 //! every endpoint that may hold matching data (remote read, streamed XOR
 //! chunks), merges the answers and de-duplicates HA replicas.
 //!
-//! [`endpoint`]: `--endpoint` forms and DNS; [`client`]: the HTTP calls
-//! and their bounds; [`dedup`]: merging and replica de-duplication;
-//! [`fanout`]: the source; [`metrics`]: `tidemark_query_endpoint_*`.
+//! `endpoint`: `--endpoint` forms and DNS; `client`: the HTTP calls and
+//! their bounds; `dedup`: merging and replica de-duplication; `fanout`:
+//! the source; `metrics`: `tidemark_query_endpoint_*`.
 //! Depends on `promql`, `model`, `storage` (chunk decoding) and `ingest`
 //! (wire types); nothing but `api` and `server` imports it.
 
