@@ -320,15 +320,8 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, cache_dir = %args.cache_dir.display(), "starting tidemark store");
     let mut api_options = ApiOptions::from(&config);
     api_options.read_only = true;
-    let (state, tls) = role_state(&config, api_options)?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(http::serve(
-        listener,
-        api::router(state.clone()),
-        http::HttpLimits::from(&config),
-        tls,
-        stop_rx.clone(),
-    ));
+    let role = start_role(&config, listener, api_options)?;
+    let (state, stop_rx) = (role.state.clone(), role.stop_rx.clone());
     let opts = Options::from(&config);
     let dir = args.cache_dir.clone();
     let db = Arc::new(
@@ -360,7 +353,7 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         ready,
         stop_rx.clone(),
     ));
-    run_until_signal(&state, stop_tx, ("bucket sync", syncer), server).await;
+    run_until_signal(role, ("bucket sync", syncer)).await;
     tokio::task::spawn_blocking(move || db.close())
         .await
         .context("storage close task")?
@@ -369,33 +362,21 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a read-only role until SIGTERM/SIGINT, then marks it not ready,
-/// tells its tasks to stop and waits for its background task and its
-/// HTTP server.
-async fn run_until_signal<T, U>(
-    state: &AppState,
+/// A read-only role's HTTP side (store, query), serving.
+struct RoleServer {
+    state: Arc<AppState>,
     stop_tx: tokio::sync::watch::Sender<bool>,
-    (what, background): (&str, tokio::task::JoinHandle<T>),
-    server: tokio::task::JoinHandle<U>,
-) {
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    state.set_not_ready();
-    let _ = stop_tx.send(true);
-    if let Err(e) = background.await {
-        tracing::error!(error = %e, "{what} task failed");
-    }
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "HTTP server task failed");
-    }
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    server: tokio::task::JoinHandle<()>,
 }
 
-/// The state of a read-only role (store, query): `api_options` with the
-/// users and TLS of `--web.config.file` (read once; no reload).
-fn role_state(
+/// Serves the API of a read-only role on `listener`: `api_options` with
+/// the users and TLS of `--web.config.file` (read once; no reload).
+fn start_role(
     config: &Config,
+    listener: TcpListener,
     mut api_options: ApiOptions,
-) -> anyhow::Result<(Arc<AppState>, http::TlsSlot)> {
+) -> anyhow::Result<RoleServer> {
     let tls: http::TlsSlot = Arc::default();
     if let Some(p) = &config.web_config_file {
         let loaded =
@@ -403,7 +384,40 @@ fn role_state(
         api_options.web = loaded.web;
         *tls.write() = loaded.tls;
     }
-    Ok((AppState::with_options(api_options), tls))
+    let state = AppState::with_options(api_options);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state.clone()),
+        http::HttpLimits::from(config),
+        tls,
+        stop_rx.clone(),
+    ));
+    Ok(RoleServer {
+        state,
+        stop_tx,
+        stop_rx,
+        server,
+    })
+}
+
+/// Runs a read-only role until SIGTERM/SIGINT, then marks it not ready,
+/// tells its tasks to stop and waits for its background task and its
+/// HTTP server.
+async fn run_until_signal<T>(
+    role: RoleServer,
+    (what, background): (&str, tokio::task::JoinHandle<T>),
+) {
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    role.state.set_not_ready();
+    let _ = role.stop_tx.send(true);
+    if let Err(e) = background.await {
+        tracing::error!(error = %e, "{what} task failed");
+    }
+    if let Err(e) = role.server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
+    }
 }
 
 /// Longest wait at shutdown for a block upload in flight.

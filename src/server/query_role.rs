@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::{self, ApiOptions};
+use crate::api::ApiOptions;
 use crate::query::{Fanout, FanoutOptions};
-use crate::server::{http, role_state, run_until_signal};
+use crate::server::{run_until_signal, start_role};
 
 /// Runs the query role until SIGTERM/SIGINT.
 ///
@@ -32,7 +32,8 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
     api_options.read_only = true;
     api_options.query_role = true;
     api_options.enable_admin_api = false;
-    let (state, tls) = role_state(&config, api_options)?;
+    let role = start_role(&config, listener, api_options)?;
+    let state = role.state.clone();
     let metrics = state
         .query_metrics()
         .context("query metrics are registered in the query role")?;
@@ -49,19 +50,11 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
         metrics,
         tokio::runtime::Handle::current(),
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(http::serve(
-        listener,
-        api::router(state.clone()),
-        http::HttpLimits::from(&config),
-        tls,
-        stop_rx.clone(),
-    ));
     fanout.refresh().await;
     tracing::info!(endpoints = ?fanout.endpoints(), "endpoints resolved; ready");
     state.set_ready_source(Arc::new(fanout.clone()));
-    let refresher = tokio::spawn(fanout.refresh_loop(stop_rx.clone()));
-    run_until_signal(&state, stop_tx, ("endpoint refresh", refresher), server).await;
+    let refresher = tokio::spawn(fanout.refresh_loop(role.stop_rx.clone()));
+    run_until_signal(role, ("endpoint refresh", refresher)).await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
