@@ -26,6 +26,19 @@ struct EndpointLabel {
     endpoint: String,
 }
 
+/// Every `call` label value.
+const CALLS: [&str; 5] = ["read", "series", "labels", "metadata", "info"];
+/// Every `result` label value ([`super::CallError::result_label`] and
+/// `success`).
+const RESULTS: [&str; 6] = [
+    "success",
+    "timeout",
+    "unreachable",
+    "http_error",
+    "bad_answer",
+    "sample_limit",
+];
+
 fn latency() -> Histogram {
     // 1 ms .. ~150 s, as the HTTP handler histogram.
     Histogram::new(exponential_buckets(0.001, 2.5, 14))
@@ -120,15 +133,57 @@ impl QueryMetrics {
             .set(i64::from(up));
     }
 
-    /// Forgets an endpoint that no longer resolves.
+    /// Forgets an endpoint that no longer resolves (a pod gone from a
+    /// headless Service), so churning addresses do not grow the series.
     pub(crate) fn forget(&self, endpoint: &str) {
-        self.up.remove(&EndpointLabel {
+        let one = EndpointLabel {
             endpoint: endpoint.to_string(),
-        });
+        };
+        self.up.remove(&one);
+        self.skipped.remove(&one);
+        for call in CALLS {
+            self.duration.remove(&EndpointCall {
+                endpoint: endpoint.to_string(),
+                call,
+            });
+            for result in RESULTS {
+                self.requests.remove(&EndpointCallResult {
+                    endpoint: endpoint.to_string(),
+                    call,
+                    result,
+                });
+            }
+        }
     }
 
     /// Sets the number of resolved endpoints.
     pub(crate) fn set_endpoints(&self, n: usize) {
         self.endpoints.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_endpoint_leaves_no_series() {
+        let mut registry = Registry::default();
+        let m = QueryMetrics::register(&mut registry);
+        for (call, result) in [
+            ("read", "success"),
+            ("info", "timeout"),
+            ("metadata", "bad_answer"),
+        ] {
+            m.call("10.0.0.1:9201", call, result, 0.01);
+        }
+        m.skipped("10.0.0.1:9201");
+        m.set_up("10.0.0.1:9201", true);
+        m.call("10.0.0.2:9201", "read", "success", 0.01);
+        m.forget("10.0.0.1:9201");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(!text.contains("10.0.0.1"), "{text}");
+        assert!(text.contains("10.0.0.2"), "{text}");
     }
 }
