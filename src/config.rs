@@ -94,6 +94,30 @@ pub struct QueryArgs {
     /// and external labels re-read.
     #[arg(long = "endpoint.refresh-interval", env = "TIDEMARK_ENDPOINT_REFRESH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+    /// Basic-auth user sent to every endpoint (with
+    /// `--endpoint.basic-auth-password-file`), for nodes whose
+    /// `--web.config.file` asks for credentials.
+    #[arg(
+        long = "endpoint.basic-auth-username",
+        env = "TIDEMARK_ENDPOINT_BASIC_AUTH_USERNAME",
+        requires = "endpoint_password_file",
+        conflicts_with = "endpoint_bearer_token_file"
+    )]
+    pub endpoint_username: Option<String>,
+    /// File holding the basic-auth password (trailing newline ignored).
+    #[arg(
+        long = "endpoint.basic-auth-password-file",
+        env = "TIDEMARK_ENDPOINT_BASIC_AUTH_PASSWORD_FILE",
+        requires = "endpoint_username"
+    )]
+    pub endpoint_password_file: Option<PathBuf>,
+    /// File holding a bearer token sent to every endpoint (trailing
+    /// newline ignored).
+    #[arg(
+        long = "endpoint.bearer-token-file",
+        env = "TIDEMARK_ENDPOINT_BEARER_TOKEN_FILE"
+    )]
+    pub endpoint_bearer_token_file: Option<PathBuf>,
 }
 
 /// `tidemark store`'s flags: the query, HTTP and limit flags of

@@ -276,6 +276,13 @@ fn calls() -> Vec<String> {
     for name in ["instance", "__name__", "shard", "replica"] {
         out.push(format!("/api/v1/label/{name}/values?{window}"));
     }
+    // No start/end: all time.
+    out.push("/api/v1/labels".into());
+    out.push("/api/v1/label/instance/values".into());
+    out.push(format!(
+        "/api/v1/series?match[]={}",
+        encode("demo_memory_usage_bytes")
+    ));
     out.push("/api/v1/metadata".into());
     out.push("/api/v1/metadata?metric=demo_memory_usage_bytes".into());
     out.push("/api/v1/metadata?limit=2".into());
@@ -658,4 +665,53 @@ fn query_role_over_a_store_and_a_node_answers_like_one_node_and_skips_by_time() 
     pq.terminate(Duration::from_secs(30));
     pst.terminate(Duration::from_secs(30));
     drop(weed);
+}
+
+#[test]
+fn query_role_sends_endpoint_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("web.yml");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  query: '{hash}'\n")).unwrap();
+    let (n, _pn) = node(
+        tmp.path(),
+        "n",
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    // The node's API asks for credentials.
+    let (status, _) = common::http::request(&n, "POST", "/api/v1/write", &[], b"").unwrap();
+    assert_eq!(status, 401);
+    let password = tmp.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let path = format!(
+        "/api/v1/query?query={}&time={}",
+        encode("vector(1) + count(up or vector(0))"),
+        secs(T0)
+    );
+    let q = format!("127.0.0.1:{}", free_port());
+    let mut pq = start_query(
+        &q,
+        &[
+            format!("--endpoint={n}"),
+            "--endpoint.basic-auth-username=query".into(),
+            format!("--endpoint.basic-auth-password-file={}", password.display()),
+        ],
+    );
+    wait_ready(&mut pq, &q, Duration::from_secs(30));
+    assert_eq!(endpoint_metric(&q, "tidemark_query_endpoint_up", &n), 1.0);
+    // No start/end: the endpoint's all-time defaults.
+    assert!(data(&q, "/api/v1/labels").is_array());
+    let (status, v) = call(&q, &path);
+    assert_eq!(status, 200, "{v}");
+    pq.terminate(Duration::from_secs(30));
+
+    // Without credentials the endpoint refuses, and the answer says so.
+    let q2 = format!("127.0.0.1:{}", free_port());
+    let mut pq2 = start_query(&q2, &[format!("--endpoint={n}")]);
+    wait_ready(&mut pq2, &q2, Duration::from_secs(30));
+    assert_eq!(endpoint_metric(&q2, "tidemark_query_endpoint_up", &n), 0.0);
+    let (status, v) = call(&q2, "/api/v1/labels");
+    assert_eq!(status, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("HTTP 401"), "{v}");
+    pq2.terminate(Duration::from_secs(30));
 }

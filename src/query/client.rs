@@ -124,24 +124,31 @@ impl EndpointInfo {
 #[derive(Clone)]
 pub(crate) struct Client {
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// The `Authorization` header sent to every endpoint, if any.
+    authorization: Option<hyper::header::HeaderValue>,
 }
 
 impl Client {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(authorization: Option<hyper::header::HeaderValue>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
         Self {
             http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            authorization,
         }
     }
 
-    /// Sends `req` and returns the response, failing on a non-2xx status
-    /// (with the start of the body).
+    /// Sends `req` (with the credentials) and returns the response,
+    /// failing on a non-2xx status (with the start of the body).
     async fn send(
         &self,
-        req: hyper::Request<Full<Bytes>>,
+        mut req: hyper::Request<Full<Bytes>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, CallError> {
+        if let Some(a) = &self.authorization {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, a.clone());
+        }
         let resp = self
             .http
             .request(req)

@@ -56,6 +56,9 @@ pub struct FanoutOptions {
     pub endpoint_timeout: Duration,
     /// How often names are re-resolved and endpoints' info re-read.
     pub refresh_interval: Duration,
+    /// The `Authorization` header value sent to every endpoint (basic
+    /// auth or bearer token), if any.
+    pub authorization: Option<String>,
 }
 
 /// One resolved endpoint.
@@ -98,19 +101,35 @@ struct Target {
 
 impl Fanout {
     /// A fan-out with no endpoints resolved yet (call [`Fanout::refresh`]).
-    pub fn new(opts: FanoutOptions, metrics: Arc<QueryMetrics>, handle: Handle) -> Self {
+    ///
+    /// # Errors
+    /// When the `Authorization` value is not a valid header value.
+    pub fn new(
+        opts: FanoutOptions,
+        metrics: Arc<QueryMetrics>,
+        handle: Handle,
+    ) -> Result<Self, hyper::header::InvalidHeaderValue> {
         let n = opts.endpoints.len();
-        Self {
+        let authorization = opts
+            .authorization
+            .as_deref()
+            .map(|a| {
+                let mut v = hyper::header::HeaderValue::from_str(a)?;
+                v.set_sensitive(true);
+                Ok::<_, hyper::header::InvalidHeaderValue>(v)
+            })
+            .transpose()?;
+        Ok(Self {
             partial: opts.partial_response,
             inner: Arc::new(Inner {
                 opts,
-                client: Client::new(),
+                client: Client::new(authorization),
                 handle,
                 metrics,
                 resolved: Mutex::new(vec![Vec::new(); n]),
                 endpoints: RwLock::new(Vec::new()),
             }),
-        }
+        })
     }
 
     /// Resolves every `--endpoint` and reads each endpoint's info.
@@ -383,11 +402,17 @@ fn seconds(ms: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
-/// `?start=…&end=…&match[]=…` for the JSON calls.
+/// `start=…&end=…&match[]=…` for the JSON calls.
 fn query_string(mint: i64, maxt: i64, sets: &[Vec<Matcher>]) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("start", &seconds(mint));
-    q.append_pair("end", &seconds(maxt));
+    // The API's own "all time" bounds are left out: the endpoint applies
+    // its defaults (they do not round-trip as decimal seconds).
+    if mint > i64::MIN / 2 {
+        q.append_pair("start", &seconds(mint));
+    }
+    if maxt < i64::MAX / 2 {
+        q.append_pair("end", &seconds(maxt));
+    }
     for ms in sets {
         let sel: Vec<String> = ms.iter().map(ToString::to_string).collect();
         q.append_pair("match[]", &format!("{{{}}}", sel.join(",")));
@@ -689,10 +714,12 @@ mod tests {
                 partial_response: true,
                 endpoint_timeout: Duration::from_secs(1),
                 refresh_interval: Duration::from_secs(1),
+                authorization: None,
             },
             QueryMetrics::register(&mut registry),
             rt.handle().clone(),
-        );
+        )
+        .unwrap();
         let e = fanout
             .select(0, 1, &[Matcher::eq(METRIC_NAME, "up")], &Unlimited)
             .unwrap_err();
@@ -701,6 +728,12 @@ mod tests {
             .label_strings(None, 0, 1, &[], &Unlimited)
             .unwrap_err();
         assert!(matches!(e, QueryError::Unavailable(_)));
+    }
+
+    #[test]
+    fn all_time_bounds_are_left_to_the_endpoint() {
+        assert_eq!(query_string(i64::MIN + 5, i64::MAX - 5, &[]), "");
+        assert_eq!(query_string(1_500, 2_000, &[]), "start=1.500&end=2.000");
     }
 
     #[test]

@@ -13,11 +13,35 @@ use crate::api::ApiOptions;
 use crate::query::{Fanout, FanoutOptions};
 use crate::server::{run_until_signal, start_role};
 
+/// The `Authorization` value for endpoints from the credential flags
+/// (files read once, a trailing newline dropped).
+fn endpoint_authorization(args: &crate::config::QueryArgs) -> anyhow::Result<Option<String>> {
+    use base64::Engine as _;
+    let read = |p: &std::path::Path| -> anyhow::Result<String> {
+        let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    if let Some(p) = &args.endpoint_bearer_token_file {
+        return Ok(Some(format!("Bearer {}", read(p)?)));
+    }
+    match (&args.endpoint_username, &args.endpoint_password_file) {
+        (Some(user), Some(p)) => {
+            let pair = format!("{user}:{}", read(p)?);
+            Ok(Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs the query role until SIGTERM/SIGINT.
 ///
 /// # Errors
 /// A flag that cannot be used, or the listener cannot bind.
 pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
+    let authorization = endpoint_authorization(&args)?;
     let config = args.config;
     if !config.rule_files.is_empty() {
         anyhow::bail!(
@@ -46,10 +70,12 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
             refresh_interval: args
                 .refresh_interval
                 .max(std::time::Duration::from_millis(100)),
+            authorization,
         },
         metrics,
         tokio::runtime::Handle::current(),
-    );
+    )
+    .context("--endpoint.basic-auth-* / --endpoint.bearer-token-file: not a valid header value")?;
     fanout.refresh().await;
     tracing::info!(endpoints = ?fanout.endpoints(), "endpoints resolved; ready");
     state.set_ready_source(Arc::new(fanout.clone()));
