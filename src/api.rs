@@ -5,7 +5,7 @@
 //! One file per endpoint group: [`query`] (query, query_range,
 //! format_query, parse_query, query_exemplars), [`series`] (series, labels,
 //! label values), [`metadata`], [`status`] (buildinfo, config, flags,
-//! runtimeinfo, tsdb, rules, alerts), [`admin`]; shared parsing in
+//! runtimeinfo, tsdb, range, rules, alerts), [`admin`]; shared parsing in
 //! [`params`], JSON encoding in [`response`], error mapping in [`error`].
 
 mod admin;
@@ -43,7 +43,7 @@ use tower_http::compression::CompressionLayer;
 use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestMetrics, Receiver};
-use crate::promql::{Engine, EngineOptions};
+use crate::promql::{Engine, EngineOptions, Source};
 use crate::storage::Db;
 
 /// Settings of the HTTP API, built from the command line by `config`.
@@ -68,6 +68,12 @@ pub struct ApiOptions {
     /// The store role: no writes (remote write, OTLP and admin endpoints
     /// answer 405), `tidemark_store_*` metrics registered.
     pub read_only: bool,
+    /// The query role: queries read a fan-out over other endpoints,
+    /// `tidemark_query_endpoint_*` metrics registered.
+    pub query_role: bool,
+    /// `--external-label`s, served by `/api/v1/status/range` so a query
+    /// role can attach them to this endpoint's series.
+    pub external_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Bounds remote writes on their own, so a flood of writes queues (then
@@ -96,6 +102,8 @@ impl Default for WriteConcurrency {
 /// flips with them and back at shutdown. Everything else is immutable.
 pub struct AppState {
     db: OnceLock<Arc<Db>>,
+    /// What queries read when it is not `db` (the query role's fan-out).
+    source: OnceLock<Arc<dyn Source>>,
     receiver: OnceLock<Arc<Receiver>>,
     ready: AtomicBool,
     registry: Registry,
@@ -119,6 +127,8 @@ pub struct AppState {
     store_metrics: Option<Arc<crate::store::StoreMetrics>>,
     /// The Alertmanager client, when `--alertmanager.url` names any.
     notifier: Option<Arc<crate::rules::Notifier>>,
+    /// `tidemark_query_endpoint_*` metrics (the query role only).
+    query_metrics: Option<Arc<crate::query::QueryMetrics>>,
 }
 
 impl AppState {
@@ -141,6 +151,9 @@ impl AppState {
         let store_metrics = options
             .read_only
             .then(|| crate::store::StoreMetrics::register(&mut registry));
+        let query_metrics = options
+            .query_role
+            .then(|| crate::query::QueryMetrics::register(&mut registry));
         let notifier = options
             .notifier
             .clone()
@@ -152,7 +165,9 @@ impl AppState {
             shipper_metrics,
             store_metrics,
             notifier,
+            query_metrics,
             db: OnceLock::new(),
+            source: OnceLock::new(),
             receiver: OnceLock::new(),
             ready: AtomicBool::new(false),
             registry,
@@ -179,6 +194,13 @@ impl AppState {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Installs what queries read instead of a local database (the query
+    /// role's fan-out) and marks the server ready.
+    pub fn set_ready_source(&self, source: Arc<dyn Source>) {
+        let _ = self.source.set(source);
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// Installs the rule manager (`/api/v1/rules`, `/api/v1/alerts`, reload).
     pub fn set_rules(&self, manager: Arc<crate::rules::RuleManager>) {
         let _ = self.rules.set(manager);
@@ -197,6 +219,11 @@ impl AppState {
     /// The `tidemark_store_*` metrics, in the store role.
     pub fn store_metrics(&self) -> Option<Arc<crate::store::StoreMetrics>> {
         self.store_metrics.clone()
+    }
+
+    /// The `tidemark_query_endpoint_*` metrics, in the query role.
+    pub fn query_metrics(&self) -> Option<Arc<crate::query::QueryMetrics>> {
+        self.query_metrics.clone()
     }
 
     /// The `prometheus_rule_*` metrics, for the rule manager.
@@ -245,14 +272,54 @@ impl AppState {
         &self.options
     }
 
-    /// The database, or the not-ready error.
+    /// The database, or the not-ready error (in the query role, which has
+    /// none: an error saying so).
     fn require_db(&self) -> Result<Arc<Db>, ApiError> {
+        if self.options.query_role {
+            return Err(ApiError::NoLocalStorage);
+        }
         self.db().cloned().ok_or(NOT_READY)
+    }
+
+    /// What queries and the series/label calls read: the installed source,
+    /// else the database; or the not-ready error.
+    fn require_source(&self) -> Result<Arc<dyn Source>, ApiError> {
+        if let Some(s) = self.source.get() {
+            return Ok(s.clone());
+        }
+        Ok(self.require_db()? as Arc<dyn Source>)
+    }
+
+    /// [`AppState::require_source`] as the request asks for it: the
+    /// query role honours `partial_response`; elsewhere it is ignored.
+    fn require_source_for(&self, params: &params::Params) -> Result<Arc<dyn Source>, ApiError> {
+        let source = self.require_source()?;
+        Ok(source.for_request(partial_param(params)?).unwrap_or(source))
+    }
+
+    /// The installed source that is not the local database (the query
+    /// role's fan-out).
+    fn fanout_source(&self) -> Option<Arc<dyn Source>> {
+        self.source.get().cloned()
     }
 
     /// The receiver, or the not-ready error.
     fn require_receiver(&self) -> Result<Arc<Receiver>, ApiError> {
         self.receiver().cloned().ok_or(NOT_READY)
+    }
+}
+
+/// A request's `partial_response` (Thanos's parameter, Go's boolean
+/// spellings), `None` when absent.
+fn partial_param(params: &params::Params) -> Result<Option<bool>, ApiError> {
+    match params.get("partial_response") {
+        None | Some("") => Ok(None),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
+        Some(other) => Err(ApiError::InvalidParam {
+            name: "partial_response",
+            reason: format!("{other:?} is not a boolean"),
+        }),
     }
 }
 
@@ -335,6 +402,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/status/range", get(status::range))
         .route("/api/v1/rules", get(rules::rules).post(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/-/reload", post(rules::reload).put(rules::reload))

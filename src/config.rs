@@ -55,6 +55,9 @@ pub enum Command {
     /// ones, delete what they replace and apply bucket retention (a
     /// singleton: run exactly one).
     Compact(CompactArgs),
+    /// Serve PromQL and the Prometheus HTTP API over other Tidemark nodes
+    /// and stores (`--endpoint`, repeatable): the query role.
+    Query(QueryArgs),
 }
 
 /// `tidemark compact`'s flags (Thanos compactor's names where it has one).
@@ -109,6 +112,72 @@ pub struct CompactArgs {
     pub log_level: String,
 }
 
+/// `tidemark query`'s flags: the query, HTTP and limit flags of
+/// [`Config`] (storage, WAL and ingest flags have no effect) plus its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// Every flag of the ingesting node (those that apply to queries).
+    #[command(flatten)]
+    pub config: Config,
+    /// A node or store to query: `HOST:PORT`, `dns+HOST:PORT` (every A/AAAA
+    /// address of HOST) or `dnssrv+_SERVICE._PROTO.NAME` (every SRV
+    /// target), as Thanos writes them. Repeatable.
+    #[arg(
+        long = "endpoint",
+        env = "TIDEMARK_QUERY_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub endpoints: Vec<crate::query::EndpointSpec>,
+    /// A label naming the replica of an HA pair (e.g. `replica`): dropped
+    /// from answers, series equal without it de-duplicated. Repeatable.
+    #[arg(
+        long = "query.replica-label",
+        env = "TIDEMARK_QUERY_REPLICA_LABELS",
+        value_delimiter = ','
+    )]
+    pub replica_labels: Vec<String>,
+    /// Answer with warnings instead of failing when an endpoint does not
+    /// answer (a request's `partial_response=true|false` overrides it).
+    #[arg(
+        long = "query.partial-response",
+        env = "TIDEMARK_QUERY_PARTIAL_RESPONSE"
+    )]
+    pub partial_response: bool,
+    /// Longest one call to an endpoint may take (the query's own time-out
+    /// bounds it too).
+    #[arg(long = "endpoint.timeout", env = "TIDEMARK_ENDPOINT_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub endpoint_timeout: Duration,
+    /// How often DNS names are re-resolved and each endpoint's time range
+    /// and external labels re-read.
+    #[arg(long = "endpoint.refresh-interval", env = "TIDEMARK_ENDPOINT_REFRESH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+    /// Basic-auth user sent to every endpoint (with
+    /// `--endpoint.basic-auth-password-file`), for nodes whose
+    /// `--web.config.file` asks for credentials.
+    #[arg(
+        long = "endpoint.basic-auth-username",
+        env = "TIDEMARK_ENDPOINT_BASIC_AUTH_USERNAME",
+        requires = "endpoint_password_file",
+        conflicts_with = "endpoint_bearer_token_file"
+    )]
+    pub endpoint_username: Option<String>,
+    /// File holding the basic-auth password (trailing newline ignored).
+    #[arg(
+        long = "endpoint.basic-auth-password-file",
+        env = "TIDEMARK_ENDPOINT_BASIC_AUTH_PASSWORD_FILE",
+        requires = "endpoint_username"
+    )]
+    pub endpoint_password_file: Option<PathBuf>,
+    /// File holding a bearer token sent to every endpoint (trailing
+    /// newline ignored).
+    #[arg(
+        long = "endpoint.bearer-token-file",
+        env = "TIDEMARK_ENDPOINT_BEARER_TOKEN_FILE"
+    )]
+    pub endpoint_bearer_token_file: Option<PathBuf>,
+}
+
 /// `tidemark store`'s flags: the query, HTTP and limit flags of
 /// [`Config`] (storage, WAL and ingest flags have no effect) plus its own.
 #[derive(Debug, Clone, clap::Args)]
@@ -143,7 +212,12 @@ pub struct StoreArgs {
 #[command(name = "tidemark", version, about, long_about = None)]
 pub struct Config {
     /// Address to listen on for HTTP (remote write, query API, health).
-    #[arg(long, env = "TIDEMARK_LISTEN", default_value = "0.0.0.0:9201")]
+    #[arg(
+        long,
+        alias = "web.listen-address",
+        env = "TIDEMARK_LISTEN",
+        default_value = "0.0.0.0:9201"
+    )]
     pub listen: SocketAddr,
 
     /// Most HTTP connections served at once; further clients wait to be
@@ -941,6 +1015,8 @@ impl From<&Config> for ApiOptions {
                 external_labels: c.external_labels.iter().cloned().collect(),
             }),
             read_only: false,
+            query_role: false,
+            external_labels: c.external_labels.iter().cloned().collect(),
         }
     }
 }

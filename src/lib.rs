@@ -14,6 +14,7 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod promql;
+pub mod query;
 pub mod rules;
 pub mod server;
 pub mod shipper;

@@ -49,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let log_level = match &cli.command {
         Some(Command::Store(s)) => s.config.log_level.clone(),
         Some(Command::Compact(c)) => c.log_level.clone(),
+        Some(Command::Query(q)) => q.config.log_level.clone(),
         None => cli.config.log_level.clone(),
     };
     let filter = EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
@@ -74,6 +75,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Some(Command::Store(args)) => tidemark::server::run_store(args).await,
             Some(Command::Compact(args)) => tidemark::server::run_compact(args).await,
+            Some(Command::Query(args)) => tidemark::server::run_query(args).await,
             None => tidemark::server::run(cli.config).await,
         }
     };

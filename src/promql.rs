@@ -18,6 +18,7 @@ mod eval;
 mod functions;
 mod guard;
 mod segments;
+mod source;
 mod trim_ops;
 mod value;
 mod worker;
@@ -30,6 +31,7 @@ pub use guard::{
     check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
     QUERY_THREAD_STACK,
 };
+pub use source::{Budget, MetricMetadata, Selected, SelectedSeries, Source};
 pub use value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
 pub use worker::{run_on_query_thread, WorkerError};
 

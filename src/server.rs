@@ -23,7 +23,10 @@ pub use compactor::run_compact;
 
 mod compactor;
 pub mod http;
+mod query_role;
 pub mod tls;
+
+pub use query_role::run_query;
 
 /// How often `--web.config.file` (and the certificate files it names) is
 /// checked for changes, besides SIGHUP.
@@ -322,22 +325,8 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, cache_dir = %args.cache_dir.display(), "starting tidemark store");
     let mut api_options = ApiOptions::from(&config);
     api_options.read_only = true;
-    let tls: http::TlsSlot = Arc::default();
-    if let Some(p) = &config.web_config_file {
-        let loaded =
-            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
-        api_options.web = loaded.web;
-        *tls.write() = loaded.tls;
-    }
-    let state = AppState::with_options(api_options);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(http::serve(
-        listener,
-        api::router(state.clone()),
-        http::HttpLimits::from(&config),
-        tls,
-        stop_rx.clone(),
-    ));
+    let role = start_role(&config, listener, api_options)?;
+    let (state, stop_rx) = (role.state.clone(), role.stop_rx.clone());
     let metrics = state
         .store_metrics()
         .context("store metrics are registered in read-only mode")?;
@@ -373,22 +362,71 @@ pub async fn run_store(args: crate::config::StoreArgs) -> anyhow::Result<()> {
         ready,
         stop_rx.clone(),
     ));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    state.set_not_ready();
-    let _ = stop_tx.send(true);
-    if let Err(e) = syncer.await {
-        tracing::error!(error = %e, "bucket sync task failed");
-    }
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "HTTP server task failed");
-    }
+    run_until_signal(role, ("bucket sync", syncer)).await;
     tokio::task::spawn_blocking(move || db.close())
         .await
         .context("storage close task")?
         .context("closing the store cache")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A read-only role's HTTP side (store, query), serving.
+struct RoleServer {
+    state: Arc<AppState>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Serves the API of a read-only role on `listener`: `api_options` with
+/// the users and TLS of `--web.config.file` (read once; no reload).
+fn start_role(
+    config: &Config,
+    listener: TcpListener,
+    mut api_options: ApiOptions,
+) -> anyhow::Result<RoleServer> {
+    let tls: http::TlsSlot = Arc::default();
+    if let Some(p) = &config.web_config_file {
+        let loaded =
+            load_web_config(p).with_context(|| format!("--web.config.file={}", p.display()))?;
+        api_options.web = loaded.web;
+        *tls.write() = loaded.tls;
+    }
+    let state = AppState::with_options(api_options);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state.clone()),
+        http::HttpLimits::from(config),
+        tls,
+        stop_rx.clone(),
+    ));
+    Ok(RoleServer {
+        state,
+        stop_tx,
+        stop_rx,
+        server,
+    })
+}
+
+/// Runs a read-only role until SIGTERM/SIGINT, then marks it not ready,
+/// tells its tasks to stop and waits for its background task and its
+/// HTTP server.
+async fn run_until_signal<T>(
+    role: RoleServer,
+    (what, background): (&str, tokio::task::JoinHandle<T>),
+) {
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    role.state.set_not_ready();
+    let _ = role.stop_tx.send(true);
+    if let Err(e) = background.await {
+        tracing::error!(error = %e, "{what} task failed");
+    }
+    if let Err(e) = role.server.await {
+        tracing::error!(error = %e, "HTTP server task failed");
+    }
 }
 
 /// Longest wait at shutdown for a block upload in flight.

@@ -461,9 +461,9 @@ fn extreme_times_offsets_ranges_and_steps_never_panic() {
                 return Ok(());
             };
             let o = QueryOptions::default();
-            let _ = engine.instant(&a.db, &expr, start, &o);
-            let _ = engine.range(&a.db, &expr, start.min(end), start.max(end), step, &o);
-            let _ = engine.range(&a.db, &expr, T0, T0 + 600_000, step, &o);
+            let _ = engine.instant(&*a.db, &expr, start, &o);
+            let _ = engine.range(&*a.db, &expr, start.min(end), start.max(end), step, &o);
+            let _ = engine.range(&*a.db, &expr, T0, T0 + 600_000, step, &o);
             Ok(())
         })
         .unwrap();

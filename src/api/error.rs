@@ -234,8 +234,11 @@ pub enum ApiError {
     },
     /// A write to the store role, which serves the bucket read only (405,
     /// plain text).
-    #[error("this is a read-only store (tidemark store serves the blocks in object storage): send writes to an ingesting tidemark node")]
+    #[error("this is a read-only store or query role (tidemark store serves the blocks in object storage, tidemark query other nodes): send writes to an ingesting tidemark node")]
     ReadOnly,
+    /// A call the query role does not fan out (`unavailable`).
+    #[error("not served by the query role (it holds no data): ask a node or store directly")]
+    NoLocalStorage,
     /// An admin endpoint while `--enable-admin-api` is off (`unavailable`),
     /// with Prometheus's message.
     #[error("admin APIs disabled")]
@@ -278,10 +281,11 @@ impl ApiError {
                 QueryError::Exec(_) | QueryError::TooManySamples => ErrorType::Execution,
                 QueryError::Timeout(_) => ErrorType::Timeout,
                 QueryError::Canceled(_) => ErrorType::Canceled,
+                QueryError::Unavailable(_) => ErrorType::Unavailable,
             },
             ApiError::TaskFailed(_) | ApiError::AdminFailed { .. } => ErrorType::Internal,
             ApiError::UnknownEndpoint { .. } => ErrorType::NotFound,
-            ApiError::AdminDisabled => ErrorType::Unavailable,
+            ApiError::AdminDisabled | ApiError::NoLocalStorage => ErrorType::Unavailable,
         })
     }
 

@@ -80,6 +80,43 @@ pub(crate) struct Budget {
     pub(crate) deadline: Instant,
     /// Set when the client went away or the answer was given up.
     pub(crate) cancel: Arc<AtomicBool>,
+    /// Samples a source may load for this task (`--query.max-samples`).
+    pub(crate) max_samples: usize,
+    /// Samples loaded so far.
+    pub(crate) samples: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A guarded task's limits, for the [`crate::promql::Source`] it reads.
+impl crate::promql::Budget for Budget {
+    fn check(&self) -> Result<(), QueryError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(QueryError::Canceled("series selection"));
+        }
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("series selection"));
+        }
+        Ok(())
+    }
+
+    fn account(&self, n: usize) -> Result<(), QueryError> {
+        let total = self
+            .samples
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
+        if total > self.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn remaining_samples(&self) -> usize {
+        self.max_samples
+            .saturating_sub(self.samples.load(Ordering::Relaxed))
+    }
 }
 
 impl Budget {
@@ -119,7 +156,12 @@ pub(crate) async fn run_guarded<T: Send + 'static>(
         .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
-    let budget = Budget { deadline, cancel };
+    let budget = Budget {
+        deadline,
+        cancel,
+        max_samples: engine.options().max_samples,
+        samples: Arc::default(),
+    };
     let task = run_on_query_thread(move || {
         let _permit = permit;
         // The deadline may have passed while queued.
@@ -185,11 +227,11 @@ pub(crate) async fn query(
     let limit = params.limit()?;
     let t = params.time_or("time", now_ms())?;
     let opts = query_options(&params)?;
-    let db = state.require_db()?;
+    let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
     let e = engine.clone();
     run(&engine, params, opts, limit, move |expr, o| {
-        e.instant(&db, expr, t, o)
+        e.instant(&*source, expr, t, o)
     })
     .await
 }
@@ -221,11 +263,11 @@ pub(crate) async fn query_range(
     }
     let step = i64::try_from(step_ns / 1_000_000).unwrap_or(i64::MAX);
     let opts = query_options(&params)?;
-    let db = state.require_db()?;
+    let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
     let e = engine.clone();
     run(&engine, params, opts, limit, move |expr, o| {
-        e.range(&db, expr, start, end, step, o)
+        e.range(&*source, expr, start, end, step, o)
     })
     .await
 }

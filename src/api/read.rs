@@ -483,6 +483,9 @@ pub(crate) async fn read(State(state): State<Arc<AppState>>, body: Body) -> Resp
 }
 
 async fn handle(state: &AppState, body: Body) -> Result<Response, ApiError> {
+    if state.options().query_role {
+        return Err(ApiError::NoLocalStorage);
+    }
     let (Some(db), Some(receiver)) = (state.db().cloned(), state.receiver()) else {
         return Err(ApiError::Unavailable(
             "storage is starting (WAL replay in progress); retry",

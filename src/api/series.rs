@@ -2,12 +2,12 @@
 //! `/api/v1/label/<name>/values`, with `match[]`, `start`, `end` (default:
 //! all time) and `limit`, as Prometheus's `series`, `labelNames` and
 //! `labelValues` (`web/api/v1/api.go`). Results are sorted and never
-//! `null`. Parses `match[]` and reads through a querier on a query thread
+//! `null`. Parses `match[]` and reads through the server's [`Source`] (the
+//! local database, or the query role's fan-out) on a query thread
 //! via [`run_guarded`]: one `--query.max-concurrency` slot, the query
 //! time-out (503 when it passes), the deadline checked between selectors
 //! and series.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -18,8 +18,8 @@ use crate::api::params::{unescape_label_name, Params, MAX_TIME_MS, MIN_TIME_MS};
 use crate::api::query::{run_guarded, Budget};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
-use crate::model::{Labels, Matcher};
-use crate::storage::Db;
+use crate::model::Matcher;
+use crate::promql::Source;
 
 /// The common parameters of the three calls.
 struct Window {
@@ -49,13 +49,13 @@ impl Window {
 async fn guarded<T: Send + 'static>(
     state: &AppState,
     params: Params,
-    f: impl FnOnce(&Db, Window, &Budget) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn Source, Window, &Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let db = state.require_db()?;
+    let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
     run_guarded(&engine, engine.options().timeout, move |budget| {
         let w = Window::parse(&params)?;
-        f(&db, w, budget)
+        f(&*source, w, budget)
     })
     .await
 }
@@ -71,25 +71,19 @@ fn apply_limit<T>(items: &mut Vec<T>, limit: Option<usize>) -> Vec<String> {
     }
 }
 
-/// Sorted, deduplicated strings from each matcher set (or all series),
-/// and what could not be read (warnings: the answer is partial).
-fn union_strings(
-    db: &Db,
+/// Label names (`name` = `None`) or one label's values, as the JSON body.
+fn label_strings_body(
+    source: &dyn Source,
+    name: Option<&str>,
     w: &Window,
     budget: &Budget,
-    f: impl Fn(&crate::storage::Querier, &[Matcher]) -> Vec<String>,
-) -> Result<(Vec<String>, Vec<String>), ApiError> {
-    let q = db.querier(w.start, w.end);
-    if w.matchers.is_empty() {
-        let all = f(&q, &[]);
-        return Ok((all, q.take_problems()));
-    }
-    let mut set = BTreeSet::new();
-    for ms in &w.matchers {
-        budget.check("label selection")?;
-        set.extend(f(&q, ms));
-    }
-    Ok((set.into_iter().collect(), q.take_problems()))
+) -> Result<String, ApiError> {
+    let mut got = source.label_strings(name, w.start, w.end, &w.matchers, budget)?;
+    let mut warnings = apply_limit(&mut got.data, w.limit);
+    warnings.append(&mut got.warnings);
+    let mut out = String::new();
+    response::push_str_array(&mut out, &got.data);
+    Ok(response::success_body(&out, &warnings, &[]))
 }
 
 /// `GET|POST /api/v1/series`: label sets of the series matching any
@@ -101,22 +95,11 @@ pub(crate) async fn series(
     if params.all("match[]").is_empty() {
         return Err(ApiError::NoMatchParam);
     }
-    let body = guarded(&state, params, move |db, w, budget| {
-        let q = db.querier(w.start, w.end);
-        let mut set: BTreeSet<Labels> = BTreeSet::new();
-        for ms in &w.matchers {
-            budget.check("series selection")?;
-            for (i, s) in q.select(ms).into_iter().enumerate() {
-                if i % 1024 == 0 {
-                    budget.check("series selection")?;
-                }
-                set.insert(s.labels().clone());
-            }
-        }
-        let mut all: Vec<Labels> = set.into_iter().collect();
-        let mut warnings = apply_limit(&mut all, w.limit);
-        // Blocks that could not be read: the answer is partial.
-        warnings.extend(q.take_problems());
+    let body = guarded(&state, params, move |source, w, budget| {
+        let mut got = source.series(w.start, w.end, &w.matchers, budget)?;
+        let all = &mut got.data;
+        let mut warnings = apply_limit(all, w.limit);
+        warnings.append(&mut got.warnings);
         let mut out = String::from("[");
         for (i, l) in all.iter().enumerate() {
             if i > 0 {
@@ -137,13 +120,8 @@ pub(crate) async fn labels(
     State(state): State<Arc<AppState>>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let body = guarded(&state, params, move |db, w, budget| {
-        let (mut names, problems) = union_strings(db, &w, budget, |q, ms| q.label_names(ms))?;
-        let mut warnings = apply_limit(&mut names, w.limit);
-        warnings.extend(problems);
-        let mut out = String::new();
-        response::push_str_array(&mut out, &names);
-        Ok(response::success_body(&out, &warnings, &[]))
+    let body = guarded(&state, params, move |source, w, budget| {
+        label_strings_body(source, None, &w, budget)
     })
     .await?;
     Ok(response::json(body))
@@ -160,14 +138,8 @@ pub(crate) async fn label_values(
     if name.is_empty() {
         return Err(ApiError::InvalidLabelName(name));
     }
-    let body = guarded(&state, params, move |db, w, budget| {
-        let (mut values, problems) =
-            union_strings(db, &w, budget, |q, ms| q.label_values(&name, ms))?;
-        let mut warnings = apply_limit(&mut values, w.limit);
-        warnings.extend(problems);
-        let mut out = String::new();
-        response::push_str_array(&mut out, &values);
-        Ok(response::success_body(&out, &warnings, &[]))
+    let body = guarded(&state, params, move |source, w, budget| {
+        label_strings_body(source, Some(&name), &w, budget)
     })
     .await?;
     Ok(response::json(body))

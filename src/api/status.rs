@@ -122,6 +122,24 @@ pub(crate) async fn runtimeinfo(State(state): State<Arc<AppState>>) -> Response 
     response::ok(&data.to_string(), &[])
 }
 
+/// `GET /api/v1/status/range` (Tidemark's own, for the query role): the
+/// first and last sample times this endpoint holds (`null` when empty),
+/// whether it still ingests (a writable node's range grows: the query role
+/// never skips it for queries after `minTime`), and its
+/// `--external-label`s, which the query role attaches to its series as
+/// Thanos does.
+pub(crate) async fn range(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let db = state.require_db()?;
+    let range = db.time_range();
+    let data = serde_json::json!({
+        "minTime": range.map(|r| r.0),
+        "maxTime": range.map(|r| r.1),
+        "writable": !state.options().read_only,
+        "externalLabels": state.options().external_labels,
+    });
+    Ok(response::ok(&data.to_string(), &[]))
+}
+
 /// Appends `[{"name":…,"value":…}]` of the `limit` largest counts (ties
 /// by name, for stable output).
 fn push_top(out: &mut String, counts: HashMap<String, u64>, limit: usize) {

@@ -11,8 +11,8 @@ use crate::promql::error::QueryError;
 use crate::promql::eval::Evaluator;
 use crate::promql::guard::{self, MAX_ABS_DURATION_MS};
 use crate::promql::segments::{segments, Segment};
+use crate::promql::source::Source;
 use crate::promql::value::QueryResult;
-use crate::storage::Db;
 
 /// Rewrites `\xHH` escapes inside quoted string literals to the characters
 /// their bytes spell. In Go (and so in Prometheus) `\xHH` is a *byte*:
@@ -280,7 +280,7 @@ impl Engine {
     /// Any [`QueryError`].
     pub fn instant(
         &self,
-        db: &Db,
+        db: &dyn Source,
         expr: &Expr,
         t: i64,
         q: &QueryOptions,
@@ -298,7 +298,7 @@ impl Engine {
     /// per-series point limit, [`QueryError::Exec`] for a step of zero.
     pub fn range(
         &self,
-        db: &Db,
+        db: &dyn Source,
         expr: &Expr,
         start: i64,
         end: i64,
@@ -330,7 +330,12 @@ impl Engine {
     ///
     /// # Errors
     /// Any [`QueryError`].
-    pub fn instant_query(&self, db: &Db, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+    pub fn instant_query(
+        &self,
+        db: &dyn Source,
+        query: &str,
+        t: i64,
+    ) -> Result<QueryResult, QueryError> {
         self.instant(db, &Self::parse(query)?, t, &QueryOptions::default())
     }
 
@@ -340,7 +345,7 @@ impl Engine {
     /// Any [`QueryError`].
     pub fn range_query(
         &self,
-        db: &Db,
+        db: &dyn Source,
         query: &str,
         start: i64,
         end: i64,

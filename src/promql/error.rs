@@ -19,6 +19,10 @@ pub enum QueryError {
     /// The client went away (`canceled`).
     #[error("query was canceled in {0}")]
     Canceled(&'static str),
+    /// A source could not read what the query needs, e.g. an endpoint of
+    /// the query role did not answer (`unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
     /// A range query would return too many points per series (`bad_data`).
     #[error("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")]
     TooManyPoints,

@@ -25,8 +25,8 @@ use crate::model::{CounterResetHint, FloatHistogram, Labels, LabelsBuilder, Samp
 use crate::promql::engine::EngineOptions;
 use crate::promql::error::QueryError;
 use crate::promql::guard;
+use crate::promql::source::{Budget, Source};
 use crate::promql::value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
-use crate::storage::Db;
 
 pub(crate) type Result<T, E = QueryError> = std::result::Result<T, E>;
 
@@ -161,7 +161,7 @@ impl RangeInput {
 
 pub(crate) struct Evaluator<'a> {
     opts: &'a EngineOptions,
-    db: &'a Db,
+    source: &'a dyn Source,
     /// The query's own start and end (for `@ start()` / `@ end()`).
     query_start: i64,
     query_end: i64,
@@ -348,10 +348,30 @@ pub(crate) fn by_step(series: &[Series], n: usize) -> Vec<Vec<(usize, f64)>> {
     steps
 }
 
+/// The evaluator's deadline, cancel flag and sample count, for the source
+/// it loads selectors from.
+impl Budget for Evaluator<'_> {
+    fn check(&self) -> Result<()> {
+        Evaluator::check(self, "series selection")
+    }
+
+    fn account(&self, n: usize) -> Result<()> {
+        Evaluator::account(self, n)
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn remaining_samples(&self) -> usize {
+        self.opts.max_samples.saturating_sub(self.samples.get())
+    }
+}
+
 impl<'a> Evaluator<'a> {
     pub(crate) fn new(
         opts: &'a EngineOptions,
-        db: &'a Db,
+        source: &'a dyn Source,
         start: i64,
         end: i64,
         step: i64,
@@ -360,7 +380,7 @@ impl<'a> Evaluator<'a> {
     ) -> Self {
         Self {
             opts,
-            db,
+            source,
             query_start: start,
             query_end: end,
             query_step: step,

@@ -392,8 +392,8 @@ mod stack_tests {
                     let _ = e.prettify();
                     let engine = Engine::default();
                     let o = crate::promql::QueryOptions::default();
-                    engine.instant(&db, &e, 1_000_000, &o).unwrap();
-                    engine.range(&db, &e, 0, 3_600_000, 15_000, &o).unwrap();
+                    engine.instant(&*db, &e, 1_000_000, &o).unwrap();
+                    engine.range(&*db, &e, 0, 3_600_000, 15_000, &o).unwrap();
                 })
                 .unwrap()
                 .join()

@@ -478,6 +478,21 @@ impl Db {
         }
     }
 
+    /// The first and last sample times held (head and blocks), `None` when
+    /// empty. Cheap: reads the head's bounds and the block metas.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let mut range = match (self.head.min_t(), self.head.max_t()) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        };
+        for b in self.blocks.read().iter() {
+            // A block's max_time is exclusive.
+            let (lo, hi) = (b.meta().min_time, b.meta().max_time.saturating_sub(1));
+            range = Some(range.map_or((lo, hi), |(a, z)| (a.min(lo), z.max(hi))));
+        }
+        range
+    }
+
     /// Metadata of the persisted blocks, oldest first.
     pub fn blocks(&self) -> Vec<BlockMeta> {
         self.blocks

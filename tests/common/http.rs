@@ -105,7 +105,6 @@ pub(crate) fn remote_write_v1(addr: &str, samples: &[FloatPoint<'_>]) {
 
 /// As [`remote_write_v1`], returning the status and body whatever they are.
 pub(crate) fn remote_write_v1_status(addr: &str, samples: &[FloatPoint<'_>]) -> (u16, String) {
-    use prost::Message;
     use tidemark_proto::prometheus as v1;
     let label = |(n, v): &(&str, &str)| v1::Label {
         name: bytes::Bytes::copy_from_slice(n.as_bytes()),
@@ -125,6 +124,16 @@ pub(crate) fn remote_write_v1_status(addr: &str, samples: &[FloatPoint<'_>]) -> 
             .collect(),
         ..Default::default()
     };
+    remote_write_request_status(addr, &req)
+}
+
+/// POSTs a remote-write 1.0 request (samples, metadata or both) and
+/// returns the status and body whatever they are.
+pub(crate) fn remote_write_request_status(
+    addr: &str,
+    req: &tidemark_proto::prometheus::WriteRequest,
+) -> (u16, String) {
+    use prost::Message;
     let body = snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
         .expect("snappy");

@@ -14,8 +14,12 @@ pub(crate) use tidemark_testkit::{find_bin, free_port};
 
 /// The `tidemark` server binary: Cargo's own path in the server's tests,
 /// the workspace build's in the bench tools' tests (which share this
-/// module).
+/// module); `TIDEMARK_TEST_BIN` overrides both (e.g. a release build for
+/// the figures some tests print).
 pub(crate) fn tidemark_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TIDEMARK_TEST_BIN") {
+        return p.into();
+    }
     match option_env!("CARGO_BIN_EXE_tidemark") {
         Some(path) => path.into(),
         None => tidemark_testkit::workspace_bin("tidemark"),

@@ -116,33 +116,26 @@ impl Evaluator<'_> {
     /// Loads the series matching `vs` with samples in `[mint, maxt]`.
     pub(crate) fn load(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RangeData>> {
         let ms = matchers(vs)?;
-        let q = self.db.querier(mint, maxt);
-        let mut out = Vec::new();
-        for s in q.select(&ms) {
-            self.check("series selection")?;
-            let samples: Vec<Sample> = s.samples().collect();
-            let hists: Vec<HSample> = if s.has_histograms() {
-                s.histograms()
-                    .filter(|(t, _)| *t >= mint && *t <= maxt)
-                    .map(|(t, h)| HSample { t, h: Arc::new(h) })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let hists = if self.is_stats_only(vs) {
+        let selected = self.source.select(mint, maxt, &ms, self)?;
+        let stats_only = self.is_stats_only(vs);
+        let mut out = Vec::with_capacity(selected.data.len());
+        for s in selected.data {
+            let hists: Vec<HSample> = s.hists.into_iter().map(|(t, h)| HSample { t, h }).collect();
+            // The source counted the samples against the budget.
+            let hists = if stats_only {
                 stats_hints(hists)
             } else {
                 hists
             };
-            self.account(samples.len() + hists.len())?;
             out.push(RangeData {
-                labels: s.labels().clone(),
-                samples,
+                labels: s.labels,
+                samples: s.samples,
                 hists,
             });
         }
-        // Unreadable blocks or chunks make the answer partial: say so.
-        for problem in q.take_problems() {
+        // Unreadable blocks or chunks, endpoints left out: the answer is
+        // partial, say so.
+        for problem in selected.warnings {
             self.warn(problem);
         }
         Ok(out)

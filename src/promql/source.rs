@@ -1,0 +1,229 @@
+//! [`Source`]: the read access the engine and the series/label API need,
+//! so the same evaluator and handlers answer from the local [`Db`] (every
+//! node, the store role) or from a fan-out over other nodes (the query
+//! role, `crate::query`).
+//!
+//! A source hands back whole series (labels plus decoded samples), as the
+//! evaluator loads each selector once per query. It counts what it loads
+//! against the query's [`Budget`] as it goes, so a source that decodes
+//! data from elsewhere can stop before holding more than `max_samples`.
+//! Owns no data and no I/O of its own.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::model::{FloatHistogram, Labels, Matcher, Sample};
+use crate::promql::error::QueryError;
+use crate::storage::Db;
+
+/// The limits a read runs under: the query's deadline, cancellation and
+/// sample accounting (`--query.max-samples`).
+pub trait Budget {
+    /// Fails once the query is past its deadline or cancelled; cheap
+    /// enough to call per series.
+    ///
+    /// # Errors
+    /// [`QueryError::Timeout`] or [`QueryError::Canceled`].
+    fn check(&self) -> Result<(), QueryError>;
+    /// Counts `n` more samples held.
+    ///
+    /// # Errors
+    /// [`QueryError::TooManySamples`] past the limit.
+    fn account(&self, n: usize) -> Result<(), QueryError>;
+    /// When the query must have finished.
+    fn deadline(&self) -> Instant;
+    /// Samples the query may still load (`usize::MAX`: no limit known).
+    fn remaining_samples(&self) -> usize;
+}
+
+/// One selected series: its labels and its samples in the range, oldest
+/// first, each timestamp once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelectedSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Float samples (stale markers included).
+    pub samples: Vec<Sample>,
+    /// Native histogram samples (a stale marker has the stale NaN as sum).
+    pub hists: Vec<(i64, Arc<FloatHistogram>)>,
+}
+
+/// What a read returned, with the warnings to attach to the answer (data
+/// that could not be read, endpoints left out of a partial answer).
+#[derive(Debug, Default)]
+pub struct Selected<T> {
+    /// The answer, sorted where the call says so.
+    pub data: T,
+    /// Why the answer may be incomplete.
+    pub warnings: Vec<String>,
+}
+
+/// One metric family's metadata (`/api/v1/metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricMetadata {
+    /// The family name.
+    pub metric: String,
+    /// `counter`, `gauge`, ...
+    pub metric_type: String,
+    /// The help text.
+    pub help: String,
+    /// The unit.
+    pub unit: String,
+}
+
+/// Read access for the engine and the series/label API. Implementations
+/// must be callable from a query thread (they may block it).
+pub trait Source: Send + Sync {
+    /// Series matching all `matchers` with samples in `[mint, maxt]`
+    /// (inclusive, ms), sorted by labels. Every sample returned is counted
+    /// with [`Budget::account`] as it is loaded (the caller does not count
+    /// them again).
+    ///
+    /// # Errors
+    /// The budget's errors; a source's own failures (e.g. an endpoint
+    /// that does not answer).
+    fn select(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<SelectedSeries>>, QueryError>;
+
+    /// Label sets of the series matching any of `sets` (all series when
+    /// `sets` is empty) with data in `[mint, maxt]`, sorted, unique.
+    ///
+    /// # Errors
+    /// As [`Source::select`].
+    fn series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        sets: &[Vec<Matcher>],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<Labels>>, QueryError>;
+
+    /// Sorted label names (`name` = `None`) or values of label `name` of
+    /// the series matching any of `sets` (all when empty) with data in
+    /// `[mint, maxt]`.
+    ///
+    /// # Errors
+    /// As [`Source::select`].
+    fn label_strings(
+        &self,
+        name: Option<&str>,
+        mint: i64,
+        maxt: i64,
+        sets: &[Vec<Matcher>],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<String>>, QueryError>;
+
+    /// Metric metadata of `metric` (all families when `None`), sorted,
+    /// when this source has its own; `None`: the caller reads the local
+    /// receiver's store (every node and the store role).
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        budget: &dyn Budget,
+    ) -> Option<Result<Selected<Vec<MetricMetadata>>, QueryError>> {
+        let _ = (metric, budget);
+        None
+    }
+
+    /// This source as one request asks for it (`partial_response`), or
+    /// `None` when it has no such choice (the local database).
+    fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {
+        let _ = partial_response;
+        None
+    }
+}
+
+impl Source for Db {
+    fn select(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<SelectedSeries>>, QueryError> {
+        let q = self.querier(mint, maxt);
+        let mut data = Vec::new();
+        for s in q.select(matchers) {
+            budget.check()?;
+            let samples: Vec<Sample> = s.samples().collect();
+            let hists = if s.has_histograms() {
+                s.histograms()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .map(|(t, h)| (t, Arc::new(h)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            budget.account(samples.len() + hists.len())?;
+            data.push(SelectedSeries {
+                labels: s.labels().clone(),
+                samples,
+                hists,
+            });
+        }
+        // Unreadable blocks or chunks make the answer partial: say so.
+        Ok(Selected {
+            data,
+            warnings: q.take_problems(),
+        })
+    }
+
+    fn series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        sets: &[Vec<Matcher>],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<Labels>>, QueryError> {
+        let q = self.querier(mint, maxt);
+        let mut set = std::collections::BTreeSet::new();
+        let all = [Vec::new()];
+        for ms in if sets.is_empty() { &all[..] } else { sets } {
+            budget.check()?;
+            for (i, s) in q.select(ms).into_iter().enumerate() {
+                if i % 1024 == 0 {
+                    budget.check()?;
+                }
+                set.insert(s.labels().clone());
+            }
+        }
+        Ok(Selected {
+            data: set.into_iter().collect(),
+            warnings: q.take_problems(),
+        })
+    }
+
+    fn label_strings(
+        &self,
+        name: Option<&str>,
+        mint: i64,
+        maxt: i64,
+        sets: &[Vec<Matcher>],
+        budget: &dyn Budget,
+    ) -> Result<Selected<Vec<String>>, QueryError> {
+        let q = self.querier(mint, maxt);
+        let one = |ms: &[Matcher]| match name {
+            Some(n) => q.label_values(n, ms),
+            None => q.label_names(ms),
+        };
+        let data = if sets.is_empty() {
+            one(&[])
+        } else {
+            let mut set = std::collections::BTreeSet::new();
+            for ms in sets {
+                budget.check()?;
+                set.extend(one(ms));
+            }
+            set.into_iter().collect()
+        };
+        Ok(Selected {
+            data,
+            warnings: q.take_problems(),
+        })
+    }
+}
