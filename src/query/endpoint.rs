@@ -129,31 +129,92 @@ impl EndpointSpec {
                 Ok(out)
             }
             EndpointSpec::DnsSrv(name) => {
-                let server = nameserver().map_err(|reason| EndpointError::Resolve {
+                let fail = |reason: String| EndpointError::Resolve {
                     name: name.clone(),
                     reason,
-                })?;
-                lookup_srv(server, name)
-                    .await
-                    .map_err(|reason| EndpointError::Resolve {
-                        name: name.clone(),
-                        reason,
-                    })
+                };
+                let conf = std::fs::read_to_string("/etc/resolv.conf")
+                    .map_err(|e| fail(format!("reading /etc/resolv.conf: {e}")))?;
+                let conf = ResolvConf::parse(&conf).map_err(fail)?;
+                // As the system resolver does for A records: a short name
+                // (Kubernetes' `_http._tcp.tidemark-headless`) is tried
+                // in each `search` domain, so manifests need not know
+                // their namespace.
+                let mut last = String::new();
+                for candidate in conf.candidates(name) {
+                    match lookup_srv(conf.nameserver, &candidate).await {
+                        Ok(found) if !found.is_empty() => return Ok(found),
+                        Ok(_) => last = format!("{candidate}: no SRV records"),
+                        Err(e) => last = format!("{candidate}: {e}"),
+                    }
+                }
+                Err(fail(last))
             }
         }
     }
 }
 
-/// The first `nameserver` of `/etc/resolv.conf`, on port 53.
-fn nameserver() -> Result<SocketAddr, String> {
-    let conf = std::fs::read_to_string("/etc/resolv.conf")
-        .map_err(|e| format!("reading /etc/resolv.conf: {e}"))?;
-    conf.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .next()
-        .ok_or_else(|| "no nameserver in /etc/resolv.conf".into())
+/// What SRV lookups need of `/etc/resolv.conf`.
+#[derive(Debug, PartialEq)]
+struct ResolvConf {
+    /// The first `nameserver`, on port 53.
+    nameserver: SocketAddr,
+    /// The `search` domains, in order.
+    search: Vec<String>,
+    /// `options ndots:N` (1 when absent, as glibc).
+    ndots: usize,
+}
+
+impl ResolvConf {
+    fn parse(text: &str) -> Result<ResolvConf, String> {
+        let mut nameserver = None;
+        let mut search = Vec::new();
+        let mut ndots = 1;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") if nameserver.is_none() => {
+                    nameserver = words
+                        .next()
+                        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                        .map(|ip| SocketAddr::new(ip, 53));
+                }
+                // The last `search` (or `domain`) line wins, as glibc.
+                Some("search" | "domain") => {
+                    search = words.take(6).map(str::to_string).collect();
+                }
+                Some("options") => {
+                    for o in words {
+                        if let Some(n) = o.strip_prefix("ndots:").and_then(|n| n.parse().ok()) {
+                            ndots = usize::min(n, 15);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let nameserver = nameserver.ok_or("no nameserver in /etc/resolv.conf")?;
+        Ok(ResolvConf {
+            nameserver,
+            search,
+            ndots,
+        })
+    }
+
+    /// The names to ask for `name`, in order: as given first when it has
+    /// at least `ndots` dots (or ends with one), else after the search
+    /// domains.
+    fn candidates(&self, name: &str) -> Vec<String> {
+        if name.ends_with('.') {
+            return vec![name.to_string()];
+        }
+        let searched = self.search.iter().map(|d| format!("{name}.{d}"));
+        if name.matches('.').count() >= self.ndots {
+            std::iter::once(name.to_string()).chain(searched).collect()
+        } else {
+            searched.chain(std::iter::once(name.to_string())).collect()
+        }
+    }
 }
 
 /// Asks `server` for the SRV records of `name`; answers `target:port`
@@ -275,6 +336,35 @@ fn parse_srv_answer(msg: &[u8]) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn srv_names_are_tried_in_the_search_domains_as_the_system_resolver_does() {
+        let k8s = "search monitoring.svc.cluster.local svc.cluster.local cluster.local\n\
+                   nameserver 10.96.0.10\noptions ndots:5\n";
+        let c = ResolvConf::parse(k8s).unwrap();
+        assert_eq!(c.nameserver, "10.96.0.10:53".parse().unwrap());
+        assert_eq!(c.ndots, 5);
+        assert_eq!(
+            c.candidates("_http._tcp.tidemark-headless"),
+            [
+                "_http._tcp.tidemark-headless.monitoring.svc.cluster.local",
+                "_http._tcp.tidemark-headless.svc.cluster.local",
+                "_http._tcp.tidemark-headless.cluster.local",
+                "_http._tcp.tidemark-headless",
+            ]
+        );
+        assert_eq!(
+            c.candidates("_http._tcp.tidemark-headless.monitoring.svc.cluster.local."),
+            ["_http._tcp.tidemark-headless.monitoring.svc.cluster.local."]
+        );
+        let plain = ResolvConf::parse("nameserver ::1\nsearch example.org\n").unwrap();
+        assert_eq!(plain.ndots, 1);
+        assert_eq!(
+            plain.candidates("_x._tcp.a.b"),
+            ["_x._tcp.a.b", "_x._tcp.a.b.example.org"]
+        );
+        assert!(ResolvConf::parse("search a\n").is_err());
+    }
 
     #[test]
     fn endpoint_spec_parses_thanos_forms_and_refuses_others() {
