@@ -13,9 +13,12 @@
 //! another only across a gap longer than about two of its intervals, and
 //! never alternates between replicas' samples. One change from Thanos:
 //! when the member taken last has no more samples at all, the others are
-//! read on without their penalty, so the hand-over from a replica that
-//! stopped (or from a store's last block to the node's head) loses no
-//! sample. Owns no I/O.
+//! read on with a quarter of their penalty (half the interval just
+//! stepped: a closer sample is the other replica's copy of the last one
+//! taken), so the hand-over from a replica that stopped (or from a store's
+//! last block to the node's head) loses no sample. Samples inside a
+//! member's penalty are passed over for that step only, never for good,
+//! or a hand-over would miss them. Owns no I/O.
 
 use std::sync::Arc;
 
@@ -101,16 +104,23 @@ fn merge_group(mut group: Vec<SelectedSeries>) -> SelectedSeries {
         let cur_done = cur.is_some_and(|c| streams[c][pos[c]..].iter().all(|(t, _)| *t < after));
         let mut best: Option<(i64, usize)> = None;
         for (m, s) in streams.iter().enumerate() {
-            let p = if cur_done { 0 } else { pen[m] };
+            // Samples up to the last one taken are behind every member for
+            // good; those inside a member's penalty only for this step: a
+            // hand-over (below) may still need them.
+            pos[m] += s[pos[m]..].partition_point(|(t, _)| *t < after);
+            // After a hand-over, a sample closer to the last one than half
+            // the interval just stepped is the other replica's copy of it.
+            let p = if cur_done { pen[m] / 4 } else { pen[m] };
             let from = after.saturating_add(p);
-            pos[m] += s[pos[m]..].partition_point(|(t, _)| *t < from);
-            if let Some((t, _)) = s.get(pos[m]) {
+            let at = pos[m] + s[pos[m]..].partition_point(|(t, _)| *t < from);
+            if let Some((t, _)) = s.get(at) {
                 if best.is_none_or(|(bt, _)| *t < bt) {
                     best = Some((*t, m));
                 }
             }
         }
         let Some((t, m)) = best else { break };
+        pos[m] += streams[m][pos[m]..].partition_point(|(x, _)| *x < t);
         for (k, p) in pen.iter_mut().enumerate() {
             *p = if k == m {
                 0
@@ -154,6 +164,23 @@ mod tests {
 
     fn ts(s: &SelectedSeries) -> Vec<i64> {
         s.samples.iter().map(|x| x.t).collect()
+    }
+
+    #[test]
+    fn hand_over_from_a_finished_member_keeps_samples_inside_the_penalty() {
+        // The store's copy ends at 90 (its last block); the node's head
+        // continues at 105 — within the node's penalty while the store's
+        // copy was being read, but the first sample after the hand-over.
+        let store = s("s", &[0, 15, 30, 45, 60, 75, 90]);
+        let node = s("n", &[60, 75, 90, 105, 120]);
+        let got = merge(vec![store, node], &["replica".to_string()]);
+        assert_eq!(ts(&got[0]), [0, 15, 30, 45, 60, 75, 90, 105, 120]);
+        // A replica 3 ms behind the one that stopped: its copy of the last
+        // sample taken is not taken again.
+        let a = s("a", &[0, 15, 30, 45]);
+        let b = s("b", &[3, 18, 33, 48, 63, 78]);
+        let got = merge(vec![a, b], &["replica".to_string()]);
+        assert_eq!(ts(&got[0]), [0, 15, 30, 45, 63, 78]);
     }
 
     #[test]
