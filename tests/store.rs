@@ -10,11 +10,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::http::{encode, get, metric, remote_write_v1, remote_write_v1_status, FloatPoint};
-use common::proc::{free_port, tidemark_bin, wait_ready, wait_until, Proc};
+use common::proc::{free_port, start_role, tidemark_bin, wait_ready, wait_until, Proc};
 use common::weed::{runtime, s3_store, s3_yaml, Weed};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
@@ -34,18 +34,23 @@ fn start_store(addr: &str, cfg: &Path, cache: &Path) -> Proc {
 
 /// [`start_store`] with more flags.
 fn start_store_with(addr: &str, cfg: &Path, cache: &Path, extra: &[&str]) -> Proc {
-    let child = Command::new(tidemark_bin())
-        .arg("store")
-        .args(["--listen", addr, "--log-level", "warn"])
-        .arg(format!("--objstore.config.file={}", cfg.display()))
-        .arg(format!("--store.cache-dir={}", cache.display()))
-        .arg(format!("--store.sync-interval={}ms", SYNC.as_millis()))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Proc(child, "tidemark store")
+    let mut flags = vec![
+        format!("--objstore.config.file={}", cfg.display()),
+        format!("--store.cache-dir={}", cache.display()),
+        format!("--store.sync-interval={}ms", SYNC.as_millis()),
+    ];
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    start_role("store", addr, &flags)
+}
+
+/// SeaweedFS, a client of its bucket and its bucket config
+/// (`<dir>/bucket.yml`).
+fn start_bucket(dir: &Path) -> (Weed, std::sync::Arc<dyn ObjectStore>, std::path::PathBuf) {
+    let weed = Weed::start(&dir.join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = dir.join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    (weed, bucket, cfg)
 }
 
 /// SeaweedFS, its bucket config (`<dir>/bucket.yml`), a client, and a
@@ -59,10 +64,7 @@ fn start_shipping_node(
     String,
     Proc,
 ) {
-    let weed = Weed::start(&dir.join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = dir.join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let (weed, bucket, cfg) = start_bucket(dir);
     let (node, n) = start_node_shipping_to(&dir.join("node"), &cfg, "a");
     (weed, bucket, cfg, node, n)
 }
@@ -869,10 +871,7 @@ fn by_series(data: &serde_json::Value) -> std::collections::BTreeMap<String, ser
 #[test]
 fn store_keeps_ha_replicas_apart_by_their_stream_labels_and_the_query_role_dedups_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let weed = Weed::start(&tmp.path().join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = tmp.path().join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let (weed, bucket, cfg) = start_bucket(tmp.path());
     // Two HA replicas of the same series: b samples 5 s after a, values
     // 0.5 higher. Each ships its first 2 h block.
     let (a, mut pa) = start_node_shipping_to(&tmp.path().join("a"), &cfg, "a");
@@ -949,16 +948,14 @@ fn store_keeps_ha_replicas_apart_by_their_stream_labels_and_the_query_role_dedup
     // The query role over the store: each series once, without the replica
     // label, every sample from one replica (no interleaving).
     let q = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(tidemark_bin())
-        .arg("query")
-        .args(["--listen", &q, "--log-level", "warn"])
-        .arg(format!("--endpoint={store}"))
-        .arg("--query.replica-label=replica")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut pq = Proc(child, "tidemark query");
+    let mut pq = start_role(
+        "query",
+        &q,
+        &[
+            format!("--endpoint={store}"),
+            "--query.replica-label=replica".into(),
+        ],
+    );
     wait_ready(&mut pq, &q, Duration::from_secs(30));
     let deduped = api_data(&q, &raw("store_metric"));
     let (series_a, series_b) = (by_series(&want_a), by_series(&want_b));

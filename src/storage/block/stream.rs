@@ -87,7 +87,10 @@ mod tests {
         let kept = s.split(&ms).unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].name(), "job");
-        assert!(matches!(s.split(&[job.clone()]), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            s.split(std::slice::from_ref(&job)),
+            Some(Cow::Borrowed(_))
+        ));
         let none = Stream::default();
         assert_eq!(none.split(&[Matcher::eq("replica", "")]).unwrap().len(), 1);
         assert!(s.keeps("job") && !s.keeps("replica") && none.keeps("replica"));
