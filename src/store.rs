@@ -6,7 +6,10 @@
 //! ([`bucket_files`]): whole index files on local disk (`index_cache`,
 //! `--store.index-cache-size`) and chunk ranges in memory (`chunk_cache`,
 //! `--store.chunk-cache-size`), read with ranged GETs that coalesce
-//! nearby chunks.
+//! nearby chunks. Each block carries its `thanos.labels` as stream labels
+//! ([`Block::with_stream_labels`]), as Thanos's store gateway adds a
+//! block's external labels to its series: HA replicas' blocks stay
+//! different series, and `{replica="a"}` selects one stream.
 //!
 //! A sync lists the bucket's `<ulid>/` prefixes and reads each `meta.json`
 //! (a prefix without one is a block still being uploaded, or abandoned,
@@ -292,7 +295,8 @@ impl BucketStore {
         let mut added = Vec::new();
         let mut failure = None;
         for ulid in wanted.iter().filter(|u| !served.contains(**u)) {
-            match self.open_block(ulid, &complete[*ulid].1).await {
+            let (meta, body) = &complete[*ulid];
+            match self.open_block(ulid, &meta.labels, body).await {
                 Ok(b) => added.push(Arc::new(b)),
                 Err(SyncError::BadBlock { ulid, reason }) => {
                     tracing::warn!(block = %ulid, %reason, "block in the bucket cannot be served; ignored");
@@ -326,13 +330,26 @@ impl BucketStore {
     }
 
     /// Lists block `ulid`'s files, writes its `meta.json` and `tombstones`
-    /// into the cache and opens it.
-    async fn open_block(&self, ulid: &str, meta: &Bytes) -> Result<Block, SyncError> {
+    /// into the cache and opens it with its `thanos.labels` as stream
+    /// labels (every series it yields carries them).
+    async fn open_block(
+        &self,
+        ulid: &str,
+        stream: &BTreeMap<String, String>,
+        meta: &Bytes,
+    ) -> Result<Block, SyncError> {
         let key = self.block_key(ulid);
         let bad = |reason: String| SyncError::BadBlock {
             ulid: ulid.to_string(),
             reason,
         };
+        let mut stream_labels = crate::model::LabelsBuilder::new();
+        for (name, value) in stream {
+            stream_labels.push(name, value);
+        }
+        let stream_labels = stream_labels
+            .build()
+            .map_err(|e| bad(format!("thanos.labels: {e}")))?;
         let top = list_files(self.opts.store.as_ref(), &key).await?;
         let chunks = list_files(self.opts.store.as_ref(), &key.child(CHUNKS_DIR)).await?;
         let index_bytes = *top
@@ -401,6 +418,7 @@ impl BucketStore {
             segment_sizes,
             PathBuf::from(key.as_ref()),
         )
+        .map(|b| b.with_stream_labels(stream_labels))
         .map_err(|e| {
             let _ = delete_dir(&blocks, ulid);
             bad(e.to_string())

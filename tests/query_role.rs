@@ -30,11 +30,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{encode, get, metric, remote_write_v1, FloatPoint};
-use common::proc::{free_port, start_tidemark_with, tidemark_bin, wait_ready, wait_until, Proc};
+use common::proc::{free_port, start_role, start_tidemark_with, wait_ready, wait_until, Proc};
 
 const STEP: i64 = 15_000;
 /// 2023-11-14T00:00:00Z, a block-range boundary.
@@ -54,19 +53,6 @@ const A_SKEW_AFTER_GAP: i64 = 8;
 /// Starts `tidemark query` on `addr` with `extra` flags.
 fn start_query(addr: &str, extra: &[String]) -> Proc {
     start_role("query", addr, extra)
-}
-
-/// Starts `tidemark <role>` on `addr` with `extra` flags.
-fn start_role(role: &'static str, addr: &str, extra: &[String]) -> Proc {
-    let child = Command::new(tidemark_bin())
-        .arg(role)
-        .args(["--listen", addr, "--log-level", "warn"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Proc(child, role)
 }
 
 fn node(dir: &Path, name: &str, extra: &[&str]) -> (String, Proc) {

@@ -10,11 +10,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::http::{encode, get, metric, remote_write_v1, remote_write_v1_status, FloatPoint};
-use common::proc::{free_port, tidemark_bin, wait_ready, wait_until, Proc};
+use common::proc::{free_port, start_role, tidemark_bin, wait_ready, wait_until, Proc};
 use common::weed::{runtime, s3_store, s3_yaml, Weed};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
@@ -34,18 +34,23 @@ fn start_store(addr: &str, cfg: &Path, cache: &Path) -> Proc {
 
 /// [`start_store`] with more flags.
 fn start_store_with(addr: &str, cfg: &Path, cache: &Path, extra: &[&str]) -> Proc {
-    let child = Command::new(tidemark_bin())
-        .arg("store")
-        .args(["--listen", addr, "--log-level", "warn"])
-        .arg(format!("--objstore.config.file={}", cfg.display()))
-        .arg(format!("--store.cache-dir={}", cache.display()))
-        .arg(format!("--store.sync-interval={}ms", SYNC.as_millis()))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Proc(child, "tidemark store")
+    let mut flags = vec![
+        format!("--objstore.config.file={}", cfg.display()),
+        format!("--store.cache-dir={}", cache.display()),
+        format!("--store.sync-interval={}ms", SYNC.as_millis()),
+    ];
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    start_role("store", addr, &flags)
+}
+
+/// SeaweedFS, a client of its bucket and its bucket config
+/// (`<dir>/bucket.yml`).
+fn start_bucket(dir: &Path) -> (Weed, std::sync::Arc<dyn ObjectStore>, std::path::PathBuf) {
+    let weed = Weed::start(&dir.join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = dir.join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    (weed, bucket, cfg)
 }
 
 /// SeaweedFS, its bucket config (`<dir>/bucket.yml`), a client, and a
@@ -59,24 +64,28 @@ fn start_shipping_node(
     String,
     Proc,
 ) {
-    let weed = Weed::start(&dir.join("weed"));
-    let bucket = s3_store(&weed.endpoint());
-    let cfg = dir.join("bucket.yml");
-    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let (weed, bucket, cfg) = start_bucket(dir);
+    let (node, n) = start_node_shipping_to(&dir.join("node"), &cfg, "a");
+    (weed, bucket, cfg, node, n)
+}
+
+/// A ready ingesting node (`replica=<replica>`) with its data in `dir`,
+/// shipping to the bucket in `cfg`, compacting often.
+fn start_node_shipping_to(dir: &Path, cfg: &Path, replica: &str) -> (String, Proc) {
     let node = format!("127.0.0.1:{}", free_port());
     let mut n = common::proc::start_tidemark_with(
         &node,
-        &dir.join("node"),
+        dir,
         &[
             &format!("--objstore.config.file={}", cfg.display()),
-            "--external-label=replica=a",
+            &format!("--external-label=replica={replica}"),
             "--compaction-interval=200ms",
             "--shipper.sync-interval=1s",
             "--shipper.max-backoff=1s",
         ],
     );
     wait_ready(&mut n, &node, Duration::from_secs(30));
-    (weed, bucket, cfg, node, n)
+    (node, n)
 }
 
 /// Remote-writes hours `[from_h, to_h)` after [`T0`] of five series
@@ -88,6 +97,12 @@ fn write_hours(addr: &str, from_h: i64, to_h: i64) {
 /// [`write_hours`] plus `bulk` series `bulk_metric{i}` (values of a few
 /// shapes: counters, gauges, constants).
 fn write_hours_with(addr: &str, from_h: i64, to_h: i64, bulk: usize) {
+    write_hours_shifted(addr, from_h, to_h, bulk, 0, 0.0);
+}
+
+/// [`write_hours_with`] with every timestamp `dt` ms later and every value
+/// `dv` more (another HA replica's view of the same series).
+fn write_hours_shifted(addr: &str, from_h: i64, to_h: i64, bulk: usize, dt: i64, dv: f64) {
     let names: Vec<String> = (0..bulk).map(|i| i.to_string()).collect();
     let mut sets: Vec<Vec<(&str, &str)>> = vec![
         vec![("__name__", "store_metric"), ("i", "0"), ("job", "a")],
@@ -108,7 +123,7 @@ fn write_hours_with(addr: &str, from_h: i64, to_h: i64, bulk: usize) {
             .flat_map(|k| {
                 sets.iter()
                     .enumerate()
-                    .map(move |(n, l)| (&l[..], T0 + k * STEP, value(n, k)))
+                    .map(move |(n, l)| (&l[..], T0 + k * STEP + dt, value(n, k) + dv))
             })
             .collect();
         remote_write_v1(addr, &points);
@@ -179,6 +194,35 @@ fn api_data(addr: &str, path: &str) -> serde_json::Value {
     v["data"].clone()
 }
 
+/// `data` of a successful answer of the store, without the `replica`
+/// label its series carry (the stream label of the node's blocks: the
+/// node's own answers do not have it), so it compares with the node's.
+fn store_data(addr: &str, path: &str) -> serde_json::Value {
+    without_replica(api_data(addr, path))
+}
+
+/// `v` with every `replica` key and every `"replica"` array element gone.
+fn without_replica(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(mut o) => {
+            o.remove("replica");
+            Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, without_replica(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .filter(|e| e.as_str() != Some("replica"))
+                .map(without_replica)
+                .collect(),
+        ),
+        v => v,
+    }
+}
+
 /// The read calls compared between node and store over `[mint, maxt)`
 /// (times in ms; the API takes seconds).
 fn read_calls(mint: i64, maxt: i64) -> Vec<String> {
@@ -225,7 +269,7 @@ fn assert_same_answers(node: &str, store: &str, mint: i64, maxt: i64) -> (Durati
         let want = api_data(node, &call);
         t_node += t.elapsed();
         let t = Instant::now();
-        let got = api_data(store, &call);
+        let got = store_data(store, &call);
         t_store += t.elapsed();
         assert_eq!(got, want, "{call}");
         let empty = match &want {
@@ -622,7 +666,7 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
         b1_max / 1000 - 600
     );
     let before = fetched(&store);
-    assert_eq!(api_data(&store, &narrow), api_data(&node, &narrow));
+    assert_eq!(store_data(&store, &narrow), api_data(&node, &narrow));
     let after = fetched(&store);
     let chunk_read = after.1 - before.1;
     eprintln!(
@@ -670,11 +714,11 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
         let t_node = t.elapsed();
         let b0 = fetched(&store);
         let t = Instant::now();
-        let got = api_data(&store, &call);
+        let got = store_data(&store, &call);
         let t_cold = t.elapsed();
         let b1 = fetched(&store);
         let t = Instant::now();
-        let again = api_data(&store, &call);
+        let again = store_data(&store, &call);
         let t_warm = t.elapsed();
         let b2 = fetched(&store);
         assert_eq!(got, want, "{q}");
@@ -727,7 +771,7 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
                 Some(BULK + 5),
                 "{q}"
             );
-            assert_eq!(api_data(&store, q), want, "round {round}: {q}");
+            assert_eq!(store_data(&store, q), want, "round {round}: {q}");
         }
         let index_bytes = metric(&store, "tidemark_store_index_cache_bytes").unwrap();
         let chunk_bytes = metric(&store, "tidemark_store_chunk_cache_bytes").unwrap();
@@ -766,12 +810,12 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
     );
     let want_cached = api_data(&node, &q_cached);
     let want_other = api_data(&node, &q_other);
-    assert_eq!(api_data(&store, &q_cached), want_cached);
-    assert_eq!(api_data(&store, &q_cached), want_cached);
+    assert_eq!(store_data(&store, &q_cached), want_cached);
+    assert_eq!(store_data(&store, &q_cached), want_cached);
     weed.stop();
     let (status, body) = query_status(&store, &q_cached);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"], want_cached);
+    assert_eq!(without_replica(body["data"].clone()), want_cached);
     assert!(body.get("warnings").is_none(), "{body}");
     let failures = metric(&store, "tidemark_store_bucket_read_failures_total").unwrap();
     let (status, body) = query_status(&store, &q_other);
@@ -780,7 +824,7 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
             .any(|w| w.as_str().is_some_and(|w| w.contains("could not be read")))
     });
     assert!(status >= 400 || warned, "{status}: {body}");
-    assert_ne!(body["data"], want_other);
+    assert_ne!(without_replica(body["data"].clone()), want_other);
     assert!(metric(&store, "tidemark_store_bucket_read_failures_total").unwrap() > failures);
     // Series and label calls say so too.
     for call in [
@@ -806,10 +850,130 @@ fn store_reads_ranges_through_bounded_caches_equal_to_the_node_and_through_an_ou
     weed.resume();
     let (status, body) = query_status(&store, &q_other);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"], want_other);
+    assert_eq!(without_replica(body["data"].clone()), want_other);
     assert!(body.get("warnings").is_none(), "{body}");
     assert_same_answers(&node, &store, mint, maxt);
 
     s.terminate(Duration::from_secs(30));
     n.terminate(Duration::from_secs(30));
+}
+
+/// `result` of an instant query answer keyed by its series' labels.
+fn by_series(data: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    data["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result: {data}"))
+        .iter()
+        .map(|r| (r["metric"].to_string(), r["values"].clone()))
+        .collect()
+}
+
+#[test]
+fn store_keeps_ha_replicas_apart_by_their_stream_labels_and_the_query_role_dedups_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (weed, bucket, cfg) = start_bucket(tmp.path());
+    // Two HA replicas of the same series: b samples 5 s after a, values
+    // 0.5 higher. Each ships its first 2 h block.
+    let (a, mut pa) = start_node_shipping_to(&tmp.path().join("a"), &cfg, "a");
+    let (b, mut pb) = start_node_shipping_to(&tmp.path().join("b"), &cfg, "b");
+    write_hours(&a, 0, 4);
+    write_hours_shifted(&b, 0, 4, 0, 5_000, 0.5);
+    wait_until(
+        "both replicas' blocks in the bucket",
+        Duration::from_secs(60),
+        || bucket_blocks(bucket.as_ref()).len() == 2,
+    );
+    let h2 = 2 * 3_600_000;
+    for (ulid, mint, maxt) in bucket_blocks(bucket.as_ref()) {
+        assert!(mint >= T0 && maxt <= T0 + h2, "{ulid}: [{mint}, {maxt})");
+    }
+
+    let store = format!("127.0.0.1:{}", free_port());
+    let mut s = start_store(&store, &cfg, &tmp.path().join("cache"));
+    wait_ready(&mut s, &store, Duration::from_secs(60));
+    wait_until("the store serving both blocks", SYNC * 10, || {
+        metric(&store, "tidemark_store_blocks_loaded") == Some(2.0)
+    });
+
+    // Every raw sample of the first 2 h, node by node and stream by stream.
+    let time = format!("{}", (T0 + h2 - 1) as f64 / 1000.0);
+    let raw = |selector: &str| {
+        format!(
+            "/api/v1/query?query={}&time={time}",
+            encode(&format!("{selector}[2h]"))
+        )
+    };
+    let want_a = api_data(&a, &raw("store_metric"));
+    let want_b = api_data(&b, &raw("store_metric"));
+    for want in [&want_a, &want_b] {
+        let series = by_series(want);
+        assert_eq!(series.len(), 3, "{want}");
+        assert!(series
+            .values()
+            .all(|v| v.as_array().map(Vec::len) == Some(480)));
+    }
+    assert_ne!(by_series(&want_a), by_series(&want_b));
+    for (replica, want) in [("a", &want_a), ("b", &want_b)] {
+        let got = api_data(
+            &store,
+            &raw(&format!(r#"store_metric{{replica="{replica}"}}"#)),
+        );
+        let result = got["result"].as_array().unwrap();
+        assert!(
+            result.iter().all(|r| r["metric"]["replica"] == replica),
+            "{got}"
+        );
+        assert_eq!(&without_replica(got), want, "replica {replica}");
+    }
+    let both = api_data(&store, &raw("store_metric"));
+    assert_eq!(both["result"].as_array().map(Vec::len), Some(6), "{both}");
+    let none = api_data(&store, &raw(r#"store_metric{replica=""}"#));
+    assert_eq!(none["result"].as_array().map(Vec::len), Some(0), "{none}");
+
+    let labels = api_data(&store, "/api/v1/labels");
+    assert!(
+        labels.as_array().unwrap().iter().any(|l| l == "replica"),
+        "{labels}"
+    );
+    assert_eq!(
+        api_data(&store, "/api/v1/label/replica/values"),
+        serde_json::json!(["a", "b"])
+    );
+    let only_b = format!(
+        "/api/v1/label/replica/values?match[]={}",
+        encode(r#"{replica="b"}"#)
+    );
+    assert_eq!(api_data(&store, &only_b), serde_json::json!(["b"]));
+
+    // The query role over the store: each series once, without the replica
+    // label, every sample from one replica (no interleaving).
+    let q = format!("127.0.0.1:{}", free_port());
+    let mut pq = start_role(
+        "query",
+        &q,
+        &[
+            format!("--endpoint={store}"),
+            "--query.replica-label=replica".into(),
+        ],
+    );
+    wait_ready(&mut pq, &q, Duration::from_secs(30));
+    let deduped = api_data(&q, &raw("store_metric"));
+    let (series_a, series_b) = (by_series(&want_a), by_series(&want_b));
+    let got = by_series(&deduped);
+    assert_eq!(got.len(), 3, "{deduped}");
+    for (labels, values) in &got {
+        assert!(!labels.contains("replica"), "{labels}");
+        let from_a = series_a.get(labels) == Some(values);
+        let from_b = series_b.get(labels) == Some(values);
+        assert!(
+            from_a || from_b,
+            "{labels}: samples are neither all replica a's nor all b's"
+        );
+    }
+
+    pq.terminate(Duration::from_secs(30));
+    s.terminate(Duration::from_secs(30));
+    pa.terminate(Duration::from_secs(30));
+    pb.terminate(Duration::from_secs(30));
+    drop(weed);
 }

@@ -30,6 +30,7 @@ mod index_writer;
 mod meta;
 mod reader;
 mod remote;
+mod stream;
 mod writer;
 
 pub(crate) use chunks::segment_name;

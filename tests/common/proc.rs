@@ -106,6 +106,20 @@ pub(crate) fn start_tidemark_with(addr: &str, data_dir: &Path, extra: &[&str]) -
     Proc(child, "tidemark")
 }
 
+/// Starts `tidemark <role>` (`store`, `query`, ...) on `addr` with `extra`
+/// flags.
+pub(crate) fn start_role(role: &'static str, addr: &str, extra: &[String]) -> Proc {
+    let child = Command::new(tidemark_bin())
+        .arg(role)
+        .args(["--listen", addr, "--log-level", "warn"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Proc(child, role)
+}
+
 /// Starts Debian's Prometheus on `addr` with the remote-write receiver on
 /// and no scrape targets, its TSDB in `dir/prom`.
 pub(crate) fn start_prometheus(bin: &str, addr: &str, dir: &Path) -> Proc {

@@ -2,7 +2,9 @@
 //! object storage through [`RemoteBlockFiles`]: matcher selection over the
 //! index's postings, series and chunk access, label names/values, and the
 //! block's tombstones (the one mutable part, rewritten atomically);
-//! [`BlockIndex`], a mapped and checked index file.
+//! [`BlockIndex`], a mapped and checked index file. A block may carry
+//! stream labels ([`Block::with_stream_labels`], [`super::stream`]) that
+//! its selections and label answers add to every series.
 //!
 //! Owns reading a block directory and its tombstones file; never writes
 //! index or chunks, never applies tombstones to samples (the querier does).
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::model::{LabelsBuilder, MatchOp, Matcher};
+use crate::model::{Labels, LabelsBuilder, MatchOp, Matcher};
 use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, Tombstones};
 use crate::storage::BlockSeriesId;
@@ -27,6 +29,7 @@ use super::corruption::Corruption;
 use super::index::{ChunkMeta, IndexReader, NameEntry, SeriesEntry};
 use super::meta::read_meta;
 use super::remote::{FetchBatch, RemoteBlockFiles, RemoteSegments, BATCH_MAX_BYTES};
+use super::stream::Stream;
 use super::{
     BlockError, BlockMeta, BlockSeries, CHUNKS_DIR, INDEX_FILE, META_FILE, TOMBSTONES_FILE,
 };
@@ -46,6 +49,7 @@ pub struct Block {
     segments: Segments,
     tombstones: RwLock<Tombstones<BlockSeriesId>>,
     delete_lock: Mutex<()>,
+    stream: Stream,
     index_bytes: u64,
     chunk_bytes: u64,
     other_bytes: u64,
@@ -235,6 +239,7 @@ impl Block {
             segments: Segments::Local(segments),
             tombstones: RwLock::new(tombstones),
             delete_lock: Mutex::new(()),
+            stream: Stream::default(),
             index_bytes,
             chunk_bytes,
             other_bytes,
@@ -271,10 +276,30 @@ impl Block {
             })),
             tombstones: RwLock::new(tombstones),
             delete_lock: Mutex::new(()),
+            stream: Stream::default(),
             index_bytes,
             chunk_bytes,
             other_bytes,
         })
+    }
+
+    /// The block with stream labels (a bucket block's `thanos.labels`):
+    /// [`Block::select`], [`Block::label_names`] and [`Block::label_values`]
+    /// answer as if every series carried them, a stream label replacing a
+    /// series label of the same name (as Thanos's store gateway gives the
+    /// external label precedence); a matcher naming one is decided against
+    /// the block's value before the index is read. [`Block::series`]
+    /// (compaction) and the tombstones stay in the index's terms.
+    #[must_use]
+    pub fn with_stream_labels(mut self, labels: Labels) -> Block {
+        self.stream = Stream::new(labels);
+        self
+    }
+
+    /// The block's stream labels (empty unless set by
+    /// [`Block::with_stream_labels`]).
+    pub fn stream_labels(&self) -> &Labels {
+        self.stream.labels()
     }
 
     /// Whether the block's files are in object storage
@@ -398,7 +423,8 @@ impl Block {
     }
 
     /// Builds the [`BlockSeries`] of a decoded entry, keeping the chunks for
-    /// which `keep(mint, maxt)` holds. A remote block's chunks join `batch`
+    /// which `keep(mint, maxt)` holds, its labels with the stream labels
+    /// when `with_stream`. A remote block's chunks join `batch`
     /// (a new one once it holds [`BATCH_MAX_BYTES`]).
     fn build_series(
         &self,
@@ -406,12 +432,21 @@ impl Block {
         id: BlockSeriesId,
         e: &SeriesEntry,
         keep: impl Fn(i64, i64) -> bool,
+        with_stream: bool,
         batch: &mut OpenBatch,
     ) -> Result<BlockSeries, BlockError> {
         let (data, index) = (&ix.map[..], &ix.reader);
         let mut b = LabelsBuilder::new();
         for &(n, v) in &e.labels {
-            b.push(index.symbol(data, n)?, index.symbol(data, v)?);
+            let name = index.symbol(data, n)?;
+            if !with_stream || self.stream.keeps(name) {
+                b.push(name, index.symbol(data, v)?);
+            }
+        }
+        if with_stream {
+            for l in self.stream.iter() {
+                b.push_shared(l.name.clone(), l.value.clone());
+            }
         }
         let labels = b.build().map_err(|source| BlockError::Corrupt {
             path: ix.path.clone(),
@@ -454,7 +489,8 @@ impl Block {
     /// `[mint, maxt]` (inclusive), sorted by labels; only the overlapping
     /// chunks are returned. Tombstones are not applied (see
     /// [`Block::tombstones`]). A remote block's chunks are read when first
-    /// used, in batches ([`super::remote`]).
+    /// used, in batches ([`super::remote`]). Series carry the block's stream
+    /// labels ([`Block::with_stream_labels`]).
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] if the mapped index turns out damaged;
@@ -465,11 +501,14 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<BlockSeries>, BlockError> {
+        let Some(matchers) = self.stream.split(matchers) else {
+            return Ok(Vec::new());
+        };
         let ix = self.index()?;
         let mut out = Vec::new();
         let mut e = SeriesEntry::default();
         let mut batch = None;
-        for id in Self::postings_for_matchers(&ix, matchers)? {
+        for id in Self::postings_for_matchers(&ix, &matchers)? {
             ix.reader.series_into(&ix.map, id, &mut e)?;
             if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
                 continue;
@@ -479,14 +518,21 @@ impl Block {
                 BlockSeriesId(id),
                 &e,
                 |a, b| a <= maxt && mint <= b,
+                true,
                 &mut batch,
             )?);
+        }
+        if !self.stream.is_empty() {
+            // Added labels can change the order (and a replaced label
+            // too).
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
         Ok(out)
     }
 
     /// All series in label order with all their chunks (for compaction),
-    /// decoded one at a time.
+    /// decoded one at a time, with the index's labels only (no stream
+    /// labels: a compacted block's stream is in its `meta.json`).
     pub fn series(&self) -> impl Iterator<Item = Result<BlockSeries, BlockError>> + '_ {
         let (ix, failed) = match self.index() {
             Ok(ix) => (Some(ix), None),
@@ -500,7 +546,7 @@ impl Block {
                 let mut batch = None;
                 (0..ix.reader.num_series()).map(move |id| {
                     ix.reader.series_into(&ix.map, id, &mut e)?;
-                    self.build_series(&ix, BlockSeriesId(id), &e, |_, _| true, &mut batch)
+                    self.build_series(&ix, BlockSeriesId(id), &e, |_, _| true, false, &mut batch)
                 })
             }))
     }
@@ -513,12 +559,34 @@ impl Block {
     }
 
     /// Label names of the series matching `matchers` (all names when
-    /// empty), sorted.
+    /// empty), sorted; the stream labels among them when a series matches.
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] if the mapped index turns out damaged.
     pub fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, BlockError> {
+        let Some(matchers) = self.stream.split(matchers) else {
+            return Ok(Vec::new());
+        };
         let ix = self.index()?;
+        let mut names = Self::index_label_names(&ix, &matchers)?;
+        if !self.stream.is_empty() && Self::any_series(&ix, &matchers)? {
+            names.extend(self.stream.iter().map(|l| l.name.to_string()));
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(names)
+    }
+
+    /// Whether any series matches `matchers` (index matchers only).
+    fn any_series(ix: &BlockIndex, matchers: &[Matcher]) -> Result<bool, BlockError> {
+        if matchers.is_empty() {
+            return Ok(ix.reader.num_series() > 0);
+        }
+        Ok(!Self::postings_for_matchers(ix, matchers)?.is_empty())
+    }
+
+    /// [`Block::label_names`] from the index alone.
+    fn index_label_names(ix: &BlockIndex, matchers: &[Matcher]) -> Result<Vec<String>, BlockError> {
         let (data, index) = (&ix.map[..], &ix.reader);
         if matchers.is_empty() {
             return index
@@ -529,7 +597,7 @@ impl Block {
         }
         let mut syms = BTreeSet::new();
         let mut e = SeriesEntry::default();
-        for id in Self::postings_for_matchers(&ix, matchers)? {
+        for id in Self::postings_for_matchers(ix, matchers)? {
             index.series_into(data, id, &mut e)?;
             syms.extend(e.labels.iter().map(|&(n, _)| n));
         }
@@ -540,7 +608,8 @@ impl Block {
     }
 
     /// Values of label `name` over the series matching `matchers` (all
-    /// series when empty), sorted.
+    /// series when empty), sorted; a stream label's is the block's value
+    /// when a series matches.
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] if the mapped index turns out damaged.
@@ -549,7 +618,18 @@ impl Block {
         name: &str,
         matchers: &[Matcher],
     ) -> Result<Vec<String>, BlockError> {
+        let Some(matchers) = self.stream.split(matchers) else {
+            return Ok(Vec::new());
+        };
+        let matchers = &matchers[..];
         let ix = self.index()?;
+        if let Some(v) = self.stream.get(name) {
+            return Ok(if Self::any_series(&ix, matchers)? {
+                vec![v.to_string()]
+            } else {
+                Vec::new()
+            });
+        }
         let (data, index) = (&ix.map[..], &ix.reader);
         let Some(entry) = index.find_name(data, name)? else {
             return Ok(Vec::new());
@@ -604,12 +684,15 @@ impl Block {
             mint.max(self.meta.min_time),
             maxt.min(self.meta.max_time.saturating_sub(1)),
         );
+        let Some(matchers) = self.stream.split(matchers) else {
+            return Ok(0);
+        };
         let _serial = self.delete_lock.lock();
         let mut next = self.tombstones.read().clone();
         let mut affected = 0;
         let mut e = SeriesEntry::default();
         let ix = self.index()?;
-        for id in Self::postings_for_matchers(&ix, matchers)? {
+        for id in Self::postings_for_matchers(&ix, &matchers)? {
             ix.reader.series_into(&ix.map, id, &mut e)?;
             if e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
                 next.add(BlockSeriesId(id), iv);

@@ -9,6 +9,8 @@ use crate::model::{Labels, MatchOp, Matcher, STALE_NAN_BITS};
 use crate::storage::chunk::{Encoding, XorAppender, XorIter};
 use crate::storage::tombstones::Interval;
 
+mod streams;
+
 /// One series as generated: labels and chunks of (t, value bits).
 type Data = BTreeMap<Labels, Vec<Vec<(i64, u64)>>>;
 /// Series with their chunks' samples, as a query returns them.
