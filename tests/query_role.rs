@@ -30,10 +30,13 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::http::{encode, get, metric, remote_write_v1, FloatPoint};
-use common::proc::{free_port, start_role, start_tidemark_with, wait_ready, wait_until, Proc};
+use common::proc::{
+    free_port, start_role, start_tidemark_with, tidemark_bin, wait_ready, wait_until, Proc,
+};
 
 const STEP: i64 = 15_000;
 /// 2023-11-14T00:00:00Z, a block-range boundary.
@@ -700,4 +703,260 @@ fn query_role_sends_endpoint_credentials() {
     assert_eq!(status, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("HTTP 401"), "{v}");
     pq2.terminate(Duration::from_secs(30));
+}
+
+/// Issue 20's end to end: an HA pair A/B (one sender writing the same
+/// samples to both, as the scale-out overlay's senders do) and a shard C
+/// ship their blocks to SeaweedFS and delete them locally (`--retention`);
+/// `tidemark compact` merges each stream in the bucket; the query role
+/// over A, B, C and a `tidemark store` answers every call exactly as one
+/// node R that received all the data, before and after the merge, with a
+/// replica killed (complete, warned), and a shard killed (503, or warnings
+/// with `partial_response=true`). Prints the latency figures.
+#[test]
+fn ha_pair_and_shard_shipped_compacted_and_queried_through_store_answer_like_one_node() {
+    use common::weed::{runtime, s3_store, s3_yaml, Weed};
+    const HOURS: i64 = 10;
+    let h = 3_600_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&tmp.path().join("weed"));
+    let bucket = s3_store(&weed.endpoint());
+    let cfg = tmp.path().join("bucket.yml");
+    std::fs::write(&cfg, s3_yaml(&weed.endpoint())).unwrap();
+    let objstore = format!("--objstore.config.file={}", cfg.display());
+    let shipping = |label: &'static str| -> Vec<String> {
+        vec![
+            objstore.clone(),
+            format!("--external-label={label}"),
+            // Blocks ending 3 h behind the newest sample go once shipped.
+            "--retention=3h".into(),
+            "--compaction-interval=200ms".into(),
+            "--shipper.sync-interval=1s".into(),
+            "--shipper.max-backoff=1s".into(),
+        ]
+    };
+    let start = |name: &str, args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        node(tmp.path(), name, &refs)
+    };
+    let (a, mut pa) = start("a", shipping("replica=a"));
+    let (b, _pb) = start("b", shipping("replica=b"));
+    let (c, mut pc) = start("c", shipping("shard=c"));
+    let (r, _pr) = node(tmp.path(), "r", &[]);
+
+    let all: Vec<i64> = (0..HOURS * 240).collect();
+    let (ha, shard) = (ha_series(), shard_series());
+    for n in [&a, &b] {
+        write(n, &ha, &all, 0, &[]);
+    }
+    write(&c, &shard, &all, 0, &[]);
+    // R's head moves forward with each write: both sets a step range at a
+    // time.
+    for ks in all.chunks(60) {
+        write(&r, &ha, ks, 0, &[]);
+        write(&r, &shard, ks, 0, &[("shard", "c")]);
+    }
+
+    let rt = runtime();
+    let complete_blocks = || -> usize {
+        rt.block_on(async {
+            let l = bucket.list_with_delimiter(None).await.ok()?;
+            let mut n = 0;
+            for p in &l.common_prefixes {
+                if bucket.head(&p.child("meta.json")).await.is_ok() {
+                    n += 1;
+                }
+            }
+            Some(n)
+        })
+        .unwrap_or(0)
+    };
+    // Four 2 h blocks per stream shipped (the head keeps the last 2 h);
+    // the first three are deleted locally.
+    wait_until("12 blocks shipped", Duration::from_secs(120), || {
+        complete_blocks() == 12
+    });
+    let first_hour = format!(
+        "/api/v1/query?query=count(demo_memory_usage_bytes)&time={}",
+        secs(T0 + h)
+    );
+    for n in [&a, &b] {
+        wait_until(
+            &format!("{n}: first hours deleted locally"),
+            Duration::from_secs(60),
+            || {
+                data(n, &first_hour)["result"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            },
+        );
+    }
+
+    let store = format!("127.0.0.1:{}", free_port());
+    let mut pst = start_role(
+        "store",
+        &store,
+        &[
+            objstore.clone(),
+            format!("--store.cache-dir={}", tmp.path().join("cache").display()),
+            "--store.sync-interval=1s".into(),
+        ],
+    );
+    wait_ready(&mut pst, &store, Duration::from_secs(60));
+    let q = format!("127.0.0.1:{}", free_port());
+    let mut pq = start_query(
+        &q,
+        &[
+            format!("--endpoint={a}"),
+            format!("--endpoint={b}"),
+            format!("--endpoint={c}"),
+            format!("--endpoint={store}"),
+            "--query.replica-label=replica".into(),
+            "--endpoint.refresh-interval=500ms".into(),
+            "--endpoint.timeout=10s".into(),
+        ],
+    );
+    wait_ready(&mut pq, &q, Duration::from_secs(30));
+
+    let end = T0 + HOURS * h - 1;
+    let window = format!("start={}&end={}", secs(T0), secs(end));
+    let mut calls = Vec::new();
+    for query in QUERIES {
+        for step in [60, 300] {
+            calls.push(format!(
+                "/api/v1/query_range?query={}&start={}&end={}&step={step}",
+                encode(query),
+                secs(T0 + 600_000),
+                secs(end)
+            ));
+        }
+        for t in [T0 + h, T0 + 3 * h + 7_000, T0 + 5 * h, end] {
+            calls.push(format!(
+                "/api/v1/query?query={}&time={}",
+                encode(query),
+                secs(t)
+            ));
+        }
+    }
+    for m in [
+        "demo_memory_usage_bytes",
+        "{__name__=~\"demo_.+\"}",
+        "{shard=\"c\"}",
+    ] {
+        calls.push(format!("/api/v1/series?match[]={}&{window}", encode(m)));
+    }
+    calls.push(format!("/api/v1/labels?{window}"));
+    for name in ["instance", "__name__", "shard", "replica"] {
+        calls.push(format!("/api/v1/label/{name}/values?{window}"));
+    }
+    let compare = |what: &str| {
+        for path in &calls {
+            assert_same(&data(&q, path), &data(&r, path), path);
+        }
+        eprintln!(
+            "{} calls, {what}: query role over A, B, C + store == one node R",
+            calls.len()
+        );
+    };
+    compare("level-1 blocks in the bucket");
+    // The store answered the first hours: the nodes no longer hold them.
+    assert!(endpoint_metric(&q, "tidemark_query_endpoint_requests_total", &store) > 0.0);
+
+    // Figure: latency through the query role (4 endpoints, the store's
+    // caches warm) vs on R, median of 11.
+    for query in [
+        "demo_memory_usage_bytes",
+        "sum by (mode) (rate(demo_cpu_usage_seconds_total[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(demo_api_request_duration_seconds_bucket[5m])))",
+    ] {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60",
+            encode(query),
+            secs(T0),
+            secs(end)
+        );
+        let time = |addr: &str| {
+            data(addr, &path);
+            median(
+                (0..11)
+                    .map(|_| {
+                        let t = Instant::now();
+                        data(addr, &path);
+                        t.elapsed()
+                    })
+                    .collect(),
+            )
+        };
+        let (direct, fanned) = (time(&r), time(&q));
+        eprintln!("FIGURE query_range {HOURS}h/60s {query:?}: one node {direct:?}, query role over 2 replicas + shard + store {fanned:?}");
+    }
+
+    // The compactor merges each stream's first three 2 h blocks into one
+    // 6 h block (the newest is left for later); the store switches to them
+    // within its sync interval.
+    let out = Command::new(tidemark_bin())
+        .args([
+            "compact",
+            &objstore,
+            "--consistency-delay=0s",
+            "--delete-delay=0s",
+        ])
+        .arg(format!(
+            "--data-dir={}",
+            tmp.path().join("compact").display()
+        ))
+        .arg(format!("--listen=127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged_blocks = || -> usize {
+        rt.block_on(async {
+            let l = bucket.list_with_delimiter(None).await.ok()?;
+            let mut n = 0;
+            for p in &l.common_prefixes {
+                let Ok(m) = bucket.get(&p.child("meta.json")).await else {
+                    continue;
+                };
+                let m: serde_json::Value = serde_json::from_slice(&m.bytes().await.ok()?).ok()?;
+                if m["compaction"]["level"].as_u64() > Some(1) {
+                    n += 1;
+                }
+            }
+            Some(n)
+        })
+        .unwrap_or(0)
+    };
+    assert_eq!(merged_blocks(), 3, "one merged block per stream");
+    // Sources are dropped as soon as their merged block is complete.
+    wait_until(
+        "the store serves 3 merged + 3 newest blocks",
+        Duration::from_secs(30),
+        || metric(&store, "tidemark_store_blocks_loaded") == Some(6.0),
+    );
+    compare("merged blocks in the bucket");
+
+    // One replica killed: complete answers, a warning naming it.
+    pa.terminate(Duration::from_secs(30));
+    for path in calls.iter().filter(|p| p.contains("query_range")).take(6) {
+        let (status, got) = call(&q, path);
+        assert_eq!(status, 200, "{got}");
+        assert_same(&got["data"], &data(&r, path), path);
+        assert!(got["warnings"].to_string().contains(&a), "{got}");
+    }
+    // The shard killed: the query fails, or warns when partial responses
+    // are allowed.
+    pc.terminate(Duration::from_secs(30));
+    let path = &calls[0];
+    let (status, v) = call(&q, path);
+    assert_eq!(status, 503, "{v}");
+    let (status, v) = call(&q, &format!("{path}&partial_response=true"));
+    assert_eq!(status, 200, "{v}");
+    assert!(v["warnings"].to_string().contains(&c), "{v}");
+    pq.terminate(Duration::from_secs(30));
+    pst.terminate(Duration::from_secs(30));
+    drop(weed);
 }
