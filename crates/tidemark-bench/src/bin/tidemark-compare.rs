@@ -20,6 +20,11 @@ struct Cli {
     /// Multiplies the number of targets (and so series and samples).
     #[arg(long, default_value_t = 1)]
     scale: usize,
+    /// A named workload size; replaces --targets, --series-per-target and
+    /// --scrapes. `million`: 1,953 targets x 512 series (999,936 active
+    /// series) x 12 scrapes, issue 21's scale point.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
     /// Systems to run, in order (Prometheus's answers are the reference
     /// for Tidemark's).
     #[arg(
@@ -53,8 +58,37 @@ struct Cli {
     no_progress: bool,
 }
 
+/// Named workload sizes (`--preset`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Preset {
+    /// About a million active series, a dozen scrapes.
+    Million,
+}
+
+impl Preset {
+    /// `(targets, series per target, scrapes)`.
+    fn size(self) -> (usize, usize, usize) {
+        match self {
+            Preset::Million => (1_953, 512, 12),
+        }
+    }
+}
+
+impl Cli {
+    /// The flags with `--preset`'s size in place of the size flags.
+    fn with_preset(mut self) -> Cli {
+        if let Some(p) = self.preset {
+            let (targets, series, scrapes) = p.size();
+            self.workload.targets = targets;
+            self.workload.series_per_target = series;
+            self.workload.scrapes = scrapes;
+        }
+        self
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse().with_preset();
     let mut spec = cli.workload.spec();
     spec.targets *= cli.scale.max(1);
     let found = Binaries::discover();
@@ -88,4 +122,20 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&out, &table).with_context(|| format!("write {}", out.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn million_preset_replaces_the_size_flags_with_a_million_series() {
+        let cli = Cli::parse_from(["tidemark-compare", "--preset", "million", "--targets", "3"])
+            .with_preset();
+        let spec = cli.workload.spec();
+        assert_eq!(spec.targets * spec.series_per_target, 999_936);
+        assert_eq!(spec.scrapes, 12);
+        let plain = Cli::parse_from(["tidemark-compare", "--targets", "3"]).with_preset();
+        assert_eq!(plain.workload.spec().targets, 3);
+    }
 }
