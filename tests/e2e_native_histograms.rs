@@ -218,18 +218,22 @@ fn prometheus_2_42_remote_writes_native_histograms_that_tidemark_stores_exactly(
     // suite's native_histogram cases) interpolates exponentially inside
     // exponential buckets where 2.42 interpolated linearly, so their
     // answers differ from 2.42's by design.
-    let latest = {
-        let (_, body) = http::get(
-            &prom_addr,
-            "/api/v1/query?query=timestamp(nh_latency_seconds)",
-        )
-        .expect("prometheus answers");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let newest = |addr: &str| -> Option<f64> {
+        let (_, body) = http::get(addr, "/api/v1/query?query=timestamp(nh_latency_seconds)")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|s| s.parse::<f64>().ok())
-            .expect("a timestamp")
     };
+    let latest = newest(&prom_addr).expect("prometheus answers with a timestamp");
+    // Remote write may lag on a loaded machine (batches wait up to their
+    // send deadline): compare only once Tidemark holds what Prometheus
+    // held at that moment.
+    wait_until(
+        "tidemark holds prometheus's newest sample",
+        Duration::from_secs(60),
+        || newest(&tm_addr).is_some_and(|t| t >= latest),
+    );
     let at = latest - 2.0;
     for q in [
         "histogram_count(nh_latency_seconds)",
