@@ -544,6 +544,47 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The figure queries: a selector, a rate aggregation, a histogram quantile.
+const FIGURE_QUERIES: [&str; 3] = [
+    "demo_memory_usage_bytes",
+    "sum by (mode) (rate(demo_cpu_usage_seconds_total[5m]))",
+    "histogram_quantile(0.9, sum by (le) (rate(demo_api_request_duration_seconds_bucket[5m])))",
+];
+
+/// Median latencies of `query_range` of [`FIGURE_QUERIES`] over
+/// `[start, end]` at `step` s, on `direct` and on `through` (each after one
+/// warm-up, `runs` times), printed as `FIGURE <what> ...` lines.
+fn latency_figures(
+    direct: &str,
+    through: &str,
+    (start, end, step): (i64, i64, u32),
+    runs: usize,
+    what: &str,
+) {
+    for query in FIGURE_QUERIES {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step={step}",
+            encode(query),
+            secs(start),
+            secs(end)
+        );
+        let time = |addr: &str| {
+            data(addr, &path);
+            median(
+                (0..runs)
+                    .map(|_| {
+                        let t = Instant::now();
+                        data(addr, &path);
+                        t.elapsed()
+                    })
+                    .collect(),
+            )
+        };
+        let (d, t) = (time(direct), time(through));
+        eprintln!("FIGURE {what} {query:?}: one node {d:?}, query role {t:?}");
+    }
+}
+
 #[test]
 fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures() {
     let localhost: Vec<std::net::SocketAddr> =
@@ -631,32 +672,13 @@ fn query_role_over_ha_pair_and_shard_answers_like_one_node_and_handles_failures(
     // Figure: latency through the query role vs directly on R (median of
     // 15 runs after one warm-up).
     let end = T0 + (N - 1) * STEP;
-    for query in [
-        "demo_memory_usage_bytes",
-        "sum by (mode) (rate(demo_cpu_usage_seconds_total[5m]))",
-        "histogram_quantile(0.9, sum by (le) (rate(demo_api_request_duration_seconds_bucket[5m])))",
-    ] {
-        let path = format!(
-            "/api/v1/query_range?query={}&start={}&end={}&step=15",
-            encode(query),
-            secs(T0),
-            secs(end)
-        );
-        let time = |addr: &str| {
-            data(addr, &path);
-            median(
-                (0..15)
-                    .map(|_| {
-                        let t = Instant::now();
-                        data(addr, &path);
-                        t.elapsed()
-                    })
-                    .collect(),
-            )
-        };
-        let (direct, fanned) = (time(&r), time(&q));
-        eprintln!("FIGURE query_range 1h/15s {query:?}: direct on one node {direct:?}, through the query role (3 endpoints) {fanned:?}");
-    }
+    latency_figures(
+        &r,
+        &q,
+        (T0, end, 15),
+        15,
+        "query_range 1h/15s, 3 endpoints:",
+    );
 
     // One HA replica killed: answers stay complete (B's data), with a
     // warning naming the missing replica, no error.
@@ -1151,32 +1173,13 @@ fn ha_pair_and_shard_shipped_compacted_and_queried_through_store_answer_like_one
 
     // Figure: latency through the query role (4 endpoints, the store's
     // caches warm) vs on R, median of 11.
-    for query in [
-        "demo_memory_usage_bytes",
-        "sum by (mode) (rate(demo_cpu_usage_seconds_total[5m]))",
-        "histogram_quantile(0.9, sum by (le) (rate(demo_api_request_duration_seconds_bucket[5m])))",
-    ] {
-        let path = format!(
-            "/api/v1/query_range?query={}&start={}&end={}&step=60",
-            encode(query),
-            secs(T0),
-            secs(end)
-        );
-        let time = |addr: &str| {
-            data(addr, &path);
-            median(
-                (0..11)
-                    .map(|_| {
-                        let t = Instant::now();
-                        data(addr, &path);
-                        t.elapsed()
-                    })
-                    .collect(),
-            )
-        };
-        let (direct, fanned) = (time(&r), time(&q));
-        eprintln!("FIGURE query_range {HOURS}h/60s {query:?}: one node {direct:?}, query role over 2 replicas + shard + store {fanned:?}");
-    }
+    latency_figures(
+        &r,
+        &q,
+        (T0, end, 60),
+        11,
+        &format!("query_range {HOURS}h/60s, 2 replicas + shard + store:"),
+    );
 
     // The compactor merges each stream's first three 2 h blocks into one
     // 6 h block (the newest is left for later); the store switches to them
