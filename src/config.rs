@@ -176,6 +176,38 @@ pub struct QueryArgs {
         env = "TIDEMARK_ENDPOINT_BEARER_TOKEN_FILE"
     )]
     pub endpoint_bearer_token_file: Option<PathBuf>,
+    /// Talk HTTPS to every endpoint (nodes and stores whose
+    /// `--web.config.file` serves TLS), verifying their certificates
+    /// against `--endpoint.tls-ca-file`, or the system's roots without it.
+    #[arg(long = "endpoint.tls", env = "TIDEMARK_ENDPOINT_TLS")]
+    pub endpoint_tls: bool,
+    /// PEM file of the CA(s) that sign the endpoints' certificates
+    /// (implies `--endpoint.tls`).
+    #[arg(long = "endpoint.tls-ca-file", env = "TIDEMARK_ENDPOINT_TLS_CA_FILE")]
+    pub endpoint_tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to endpoints that ask for one
+    /// (`client_auth_type`; with `--endpoint.tls-key-file`).
+    #[arg(
+        long = "endpoint.tls-cert-file",
+        env = "TIDEMARK_ENDPOINT_TLS_CERT_FILE",
+        requires = "endpoint_tls_key_file"
+    )]
+    pub endpoint_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--endpoint.tls-cert-file`.
+    #[arg(
+        long = "endpoint.tls-key-file",
+        env = "TIDEMARK_ENDPOINT_TLS_KEY_FILE",
+        requires = "endpoint_tls_cert_file"
+    )]
+    pub endpoint_tls_key_file: Option<PathBuf>,
+    /// The name the endpoints' certificates must carry, instead of each
+    /// endpoint's address (`dns+`/`dnssrv+` endpoints resolve to pod IPs and
+    /// names their certificates may not list).
+    #[arg(
+        long = "endpoint.tls-server-name",
+        env = "TIDEMARK_ENDPOINT_TLS_SERVER_NAME"
+    )]
+    pub endpoint_tls_server_name: Option<String>,
 }
 
 /// `tidemark store`'s flags: the query, HTTP and limit flags of

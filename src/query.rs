@@ -17,7 +17,7 @@ mod endpoint;
 mod fanout;
 mod metrics;
 
-pub use client::{CallError, EndpointInfo};
+pub use client::{CallError, EndpointInfo, EndpointTls};
 pub use endpoint::{EndpointError, EndpointSpec};
 pub use fanout::{Fanout, FanoutOptions};
 pub use metrics::QueryMetrics;

@@ -795,3 +795,135 @@ fn web_config_loadgen_writes_over_tls_with_basic_auth() {
     assert!(!refused.status.success());
     tm.terminate(Duration::from_secs(30));
 }
+
+/// The query role reaches a node that serves TLS, asks for a verified
+/// client certificate and for basic auth (`--endpoint.tls-ca-file`,
+/// `--endpoint.tls-cert-file`/`-key-file`, `--endpoint.basic-auth-*`),
+/// also by a server name other than the address (`--endpoint.tls-server-name`);
+/// without the client certificate, or with a CA that did not sign the
+/// node's certificate, the endpoint is unreachable and the answer says so.
+#[test]
+fn web_config_query_role_reaches_a_tls_node_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = pki(dir.path());
+    let (port, _addr, _file, mut tm) = start_on(
+        dir.path(),
+        &tls_web("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"),
+    );
+    let (ca, cert, key) = (
+        certs.ca.display().to_string(),
+        certs.client_cert.display().to_string(),
+        certs.client_key.display().to_string(),
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    wait_until("tidemark ready (mTLS)", Duration::from_secs(60), || {
+        if let Ok(Some(st)) = tm.0.try_wait() {
+            panic!("tidemark exited early with {st}");
+        }
+        curl(&[
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            &format!("{base}/-/ready"),
+        ])
+        .1 == 200
+    });
+    let body = dir.path().join("write.bin");
+    std::fs::write(&body, write_body("over_tls")).unwrap();
+    let (_, code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-u",
+        "root:rootpw",
+        "-H",
+        "Content-Type: application/x-protobuf;proto=prometheus.WriteRequest",
+        "-H",
+        "Content-Encoding: snappy",
+        "--data-binary",
+        &format!("@{}", body.display()),
+        &format!("{base}/api/v1/write"),
+    ]);
+    assert_eq!(code, 204, "{out}");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "rootpw\n").unwrap();
+
+    let query = |extra: &[String]| -> (Proc, String) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(common::proc::tidemark_bin())
+            .args(["query", "--listen", &addr, "--log-level", "warn"])
+            .arg(format!("--endpoint=127.0.0.1:{port}"))
+            .args([
+                "--endpoint.basic-auth-username=root".to_string(),
+                format!("--endpoint.basic-auth-password-file={}", password.display()),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut p = Proc(child, "query");
+        common::proc::wait_ready(&mut p, &addr, Duration::from_secs(30));
+        (p, addr)
+    };
+    let series = |addr: &str| -> (u16, String) {
+        let r = get_plain(addr, "/api/v1/query?query=over_tls", None);
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let tls = |ca: &Path, client: bool| -> Vec<String> {
+        let mut v = vec![format!("--endpoint.tls-ca-file={}", ca.display())];
+        if client {
+            v.push(format!(
+                "--endpoint.tls-cert-file={}",
+                certs.client_cert.display()
+            ));
+            v.push(format!(
+                "--endpoint.tls-key-file={}",
+                certs.client_key.display()
+            ));
+        }
+        v
+    };
+
+    // Verified, with a client certificate: the node's series.
+    let (mut q, addr) = query(&tls(&certs.ca, true));
+    let (status, body) = series(&addr);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"__name__\":\"over_tls\""), "{body}");
+    q.terminate(Duration::from_secs(30));
+    // By name: the certificate lists localhost, the address is an IP.
+    let mut by_name = tls(&certs.ca, true);
+    by_name.push("--endpoint.tls-server-name=localhost".into());
+    let (mut q, addr) = query(&by_name);
+    assert_eq!(series(&addr).0, 200);
+    q.terminate(Duration::from_secs(30));
+    // A name the certificate does not list: refused.
+    let mut wrong = tls(&certs.ca, true);
+    wrong.push("--endpoint.tls-server-name=elsewhere.example".into());
+    let (mut q, addr) = query(&wrong);
+    let (status, body) = series(&addr);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+    q.terminate(Duration::from_secs(30));
+    // No client certificate: the node fails the handshake.
+    let (mut q, addr) = query(&tls(&certs.ca, false));
+    assert_eq!(series(&addr).0, 503);
+    q.terminate(Duration::from_secs(30));
+    // A CA that did not sign the node's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = pki(other.path());
+    let (mut q, addr) = query(&tls(&other_pki.ca, true));
+    assert_eq!(series(&addr).0, 503);
+    q.terminate(Duration::from_secs(30));
+    // Plain HTTP to a TLS node: no answer it can use.
+    let (mut q, addr) = query(&[]);
+    assert_eq!(series(&addr).0, 503);
+    q.terminate(Duration::from_secs(30));
+    tm.terminate(Duration::from_secs(30));
+}

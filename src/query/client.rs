@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
@@ -120,21 +121,62 @@ impl EndpointInfo {
     }
 }
 
-/// The HTTP/1 client (one connection pool for all endpoints).
+/// How the query role reaches its endpoints over TLS (`--endpoint.tls*`).
+#[derive(Debug, Clone)]
+pub struct EndpointTls {
+    /// Roots, client certificate, versions.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name certificates must carry instead of the address's host.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+/// The HTTP/1 client (one connection pool for all endpoints), plain or
+/// TLS.
 #[derive(Clone)]
 pub(crate) struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: Http,
+    /// `http` or `https`.
+    scheme: &'static str,
     /// The `Authorization` header sent to every endpoint, if any.
     authorization: Option<hyper::header::HeaderValue>,
 }
 
+/// hyper's pooled client over plain TCP or over TLS.
+#[derive(Clone)]
+enum Http {
+    Plain(HyperClient<HttpConnector, Full<Bytes>>),
+    Tls(HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
 impl Client {
-    pub(crate) fn new(authorization: Option<hyper::header::HeaderValue>) -> Self {
+    pub(crate) fn new(
+        authorization: Option<hyper::header::HeaderValue>,
+        tls: Option<&EndpointTls>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+        let builder = HyperClient::builder(TokioExecutor::new());
+        let (http, scheme) = match tls {
+            Some(t) => {
+                connector.enforce_http(false);
+                let b = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*t.config).clone())
+                    .https_only();
+                let b = match &t.server_name {
+                    Some(n) => b.with_server_name_resolver(
+                        hyper_rustls::FixedServerNameResolver::new(n.clone()),
+                    ),
+                    None => b,
+                };
+                let c = b.enable_http1().wrap_connector(connector);
+                (Http::Tls(builder.build(c)), "https")
+            }
+            None => (Http::Plain(builder.build(connector)), "http"),
+        };
         Self {
-            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            http,
+            scheme,
             authorization,
         }
     }
@@ -149,11 +191,11 @@ impl Client {
             req.headers_mut()
                 .insert(hyper::header::AUTHORIZATION, a.clone());
         }
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| CallError::Connect(error_chain(&e)))?;
+        let resp = match &self.http {
+            Http::Plain(c) => c.request(req).await,
+            Http::Tls(c) => c.request(req).await,
+        }
+        .map_err(|e| CallError::Connect(error_chain(&e)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -174,7 +216,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<(serde_json::Value, Vec<String>), CallError> {
         let call = async {
-            let req = hyper::Request::get(format!("http://{addr}{path_and_query}"))
+            let req = hyper::Request::get(format!("{}://{addr}{path_and_query}", self.scheme))
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| CallError::Connect(e.to_string()))?;
             let resp = self.send(req).await?;
@@ -247,7 +289,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<SelectedSeries>, CallError> {
         let call = async {
-            let req = read_request(addr, mint, maxt, matchers)?;
+            let req = read_request(self.scheme, addr, mint, maxt, matchers)?;
             let resp = self.send(req).await?;
             let mut body = resp.into_body();
             let mut buf = BytesMut::new();
@@ -316,6 +358,7 @@ async fn read_limited(
 
 /// The snappy-compressed `ReadRequest` asking for streamed chunks.
 fn read_request(
+    scheme: &str,
     addr: &str,
     mint: i64,
     maxt: i64,
@@ -351,7 +394,7 @@ fn read_request(
     let body = snap::raw::Encoder::new()
         .compress_vec(&msg.encode_to_vec())
         .map_err(|e| CallError::Decode(e.to_string()))?;
-    hyper::Request::post(format!("http://{addr}/api/v1/read"))
+    hyper::Request::post(format!("{scheme}://{addr}/api/v1/read"))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "snappy")
         .header("x-prometheus-remote-read-version", "0.1.0")

@@ -31,7 +31,7 @@ use tokio::runtime::Handle;
 
 use crate::model::{Labels, LabelsBuilder, Matcher, METRIC_NAME};
 use crate::promql::{Budget, MetricMetadata, QueryError, Selected, SelectedSeries, Source};
-use crate::query::client::{CallError, Client, EndpointInfo, SampleCap};
+use crate::query::client::{CallError, Client, EndpointInfo, EndpointTls, SampleCap};
 use crate::query::dedup;
 use crate::query::endpoint::EndpointSpec;
 use crate::query::QueryMetrics;
@@ -59,6 +59,8 @@ pub struct FanoutOptions {
     /// The `Authorization` header value sent to every endpoint (basic
     /// auth or bearer token), if any.
     pub authorization: Option<String>,
+    /// HTTPS to every endpoint (`--endpoint.tls*`), or plain HTTP.
+    pub tls: Option<EndpointTls>,
 }
 
 /// One resolved endpoint.
@@ -119,11 +121,12 @@ impl Fanout {
                 Ok::<_, hyper::header::InvalidHeaderValue>(v)
             })
             .transpose()?;
+        let client = Client::new(authorization, opts.tls.as_ref());
         Ok(Self {
             partial: opts.partial_response,
             inner: Arc::new(Inner {
                 opts,
-                client: Client::new(authorization),
+                client,
                 handle,
                 metrics,
                 resolved: Mutex::new(vec![Vec::new(); n]),
@@ -715,6 +718,7 @@ mod tests {
                 endpoint_timeout: Duration::from_secs(1),
                 refresh_interval: Duration::from_secs(1),
                 authorization: None,
+                tls: None,
             },
             QueryMetrics::register(&mut registry),
             rt.handle().clone(),

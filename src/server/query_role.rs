@@ -36,12 +36,45 @@ fn endpoint_authorization(args: &crate::config::QueryArgs) -> anyhow::Result<Opt
     }
 }
 
+/// HTTPS to the endpoints from the `--endpoint.tls*` flags, or `None`
+/// (plain HTTP).
+fn endpoint_tls(
+    args: &crate::config::QueryArgs,
+) -> anyhow::Result<Option<crate::query::EndpointTls>> {
+    let on = args.endpoint_tls
+        || args.endpoint_tls_ca_file.is_some()
+        || args.endpoint_tls_cert_file.is_some()
+        || args.endpoint_tls_server_name.is_some();
+    if !on {
+        return Ok(None);
+    }
+    let client = args
+        .endpoint_tls_cert_file
+        .as_deref()
+        .zip(args.endpoint_tls_key_file.as_deref());
+    let config = crate::server::tls::client_config(args.endpoint_tls_ca_file.as_deref(), client)
+        .context("--endpoint.tls*")?;
+    let server_name = match &args.endpoint_tls_server_name {
+        Some(n) => Some(
+            rustls::pki_types::ServerName::try_from(n.clone()).with_context(|| {
+                format!("--endpoint.tls-server-name={n}: not a DNS name or IP address")
+            })?,
+        ),
+        None => None,
+    };
+    Ok(Some(crate::query::EndpointTls {
+        config: Arc::new(config),
+        server_name,
+    }))
+}
+
 /// Runs the query role until SIGTERM/SIGINT.
 ///
 /// # Errors
 /// A flag that cannot be used, or the listener cannot bind.
 pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
     let authorization = endpoint_authorization(&args)?;
+    let tls = endpoint_tls(&args)?;
     let config = args.config;
     if !config.rule_files.is_empty() {
         anyhow::bail!(
@@ -71,6 +104,7 @@ pub async fn run_query(args: crate::config::QueryArgs) -> anyhow::Result<()> {
                 .refresh_interval
                 .max(std::time::Duration::from_millis(100)),
             authorization,
+            tls,
         },
         metrics,
         tokio::runtime::Handle::current(),

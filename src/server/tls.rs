@@ -4,7 +4,9 @@
 //! TLS 1.2 only (TLS 1.3 suites are always on, as in Go), versions TLS12
 //! and TLS13 (rustls has no older ones). Certificates are read when the
 //! configuration is (re)loaded; connections accepted afterwards use them.
-//! Owns no sockets: `server::http` runs the handshake.
+//! Owns no sockets: `server::http` runs the handshake. Also builds the
+//! query role's client configuration for its endpoints
+//! ([`client_config`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -169,6 +171,65 @@ pub fn server_config(t: &TlsServerConfig) -> Result<Arc<ServerConfig>, TlsError>
         .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The query role's TLS client configuration: endpoints' certificates
+/// verified against the CAs of `ca_file`, or the system's roots without
+/// it; `client` (certificate and key files) presented to endpoints that
+/// ask for a client certificate.
+///
+/// # Errors
+/// A file that cannot be read or holds nothing usable, no usable roots, a
+/// key that does not match its certificate.
+pub fn client_config(
+    ca_file: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let pem = |what: &'static str, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Pem { what, path, source }
+    };
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(ca) => {
+            for c in CertificateDer::pem_file_iter(ca).map_err(pem("--endpoint.tls-ca-file", ca))? {
+                roots.add(c.map_err(pem("--endpoint.tls-ca-file", ca))?)?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A system root rustls cannot parse is skipped, as the
+                // system's own TLS libraries skip it.
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Verifier(
+            "no CA certificate to verify endpoints with (--endpoint.tls-ca-file)".into(),
+        ));
+    }
+    // ring, as the server side.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    // No ALPN here: the HTTPS connector sets it (http/1.1) itself.
+    let cfg = match client {
+        Some((cert, key)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(pem("--endpoint.tls-cert-file", cert))?
+                .collect::<Result<_, _>>()
+                .map_err(pem("--endpoint.tls-cert-file", cert))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(pem("--endpoint.tls-key-file", key))?;
+            b.with_client_auth_cert(certs, key)?
+        }
+        None => b.with_no_client_auth(),
+    };
+    Ok(cfg)
 }
 
 /// Go's `RequestClientCert` and `RequireAnyClientCert`: a client
