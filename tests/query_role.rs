@@ -65,6 +65,23 @@ fn node(dir: &Path, name: &str, extra: &[&str]) -> (String, Proc) {
     (addr, p)
 }
 
+/// Starts `tidemark store` on the bucket of `objstore` (the flag) with its
+/// cache in `cache`, syncing every second, and waits until it is ready.
+fn start_store(objstore: &str, cache: &Path) -> (String, Proc) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = start_role(
+        "store",
+        &addr,
+        &[
+            objstore.to_string(),
+            format!("--store.cache-dir={}", cache.display()),
+            "--store.sync-interval=1s".into(),
+        ],
+    );
+    wait_ready(&mut p, &addr, Duration::from_secs(60));
+    (addr, p)
+}
+
 type Series = Vec<(&'static str, String)>;
 
 /// The HA pair's series (12) and the shard's (6 histogram buckets + 1).
@@ -832,17 +849,7 @@ fn query_role_over_a_store_and_a_node_answers_like_one_node_and_skips_by_time() 
     std::fs::remove_dir_all(tmp.path().join("s")).unwrap();
 
     // The store serves the block; node N holds hours 4..6; R all of it.
-    let store = format!("127.0.0.1:{}", free_port());
-    let mut pst = start_role(
-        "store",
-        &store,
-        &[
-            objstore.clone(),
-            format!("--store.cache-dir={}", tmp.path().join("cache").display()),
-            "--store.sync-interval=1s".into(),
-        ],
-    );
-    wait_ready(&mut pst, &store, Duration::from_secs(60));
+    let (store, mut pst) = start_store(&objstore, &tmp.path().join("cache"));
     let (n, _pn) = node(tmp.path(), "n", &["--external-label=replica=s"]);
     write(&n, &series, &hours(4, 6), 0, &[]);
     let (r, _pr) = node(tmp.path(), "r", &[]);
@@ -1049,17 +1056,7 @@ fn ha_pair_and_shard_shipped_compacted_and_queried_through_store_answer_like_one
         );
     }
 
-    let store = format!("127.0.0.1:{}", free_port());
-    let mut pst = start_role(
-        "store",
-        &store,
-        &[
-            objstore.clone(),
-            format!("--store.cache-dir={}", tmp.path().join("cache").display()),
-            "--store.sync-interval=1s".into(),
-        ],
-    );
-    wait_ready(&mut pst, &store, Duration::from_secs(60));
+    let (store, mut pst) = start_store(&objstore, &tmp.path().join("cache"));
     let q = format!("127.0.0.1:{}", free_port());
     let mut pq = start_query(
         &q,

@@ -103,6 +103,26 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
+/// A node that serves TLS and requires a verified client certificate (and
+/// the users of [`users_yaml`]), ready; returns its port, the process and
+/// the CA, client certificate and key paths as strings for curl.
+fn start_mtls_node(dir: &Path, pki: &Pki) -> (u16, Proc, [String; 3]) {
+    let (port, _addr, _file, mut tm) = start_on(
+        dir,
+        &tls_web("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"),
+    );
+    let files = [&pki.ca, &pki.client_cert, &pki.client_key].map(|p| p.display().to_string());
+    let [ca, cert, key] = &files;
+    let ready = format!("https://127.0.0.1:{port}/-/ready");
+    wait_until("tidemark ready (mTLS)", Duration::from_secs(60), || {
+        if let Ok(Some(st)) = tm.0.try_wait() {
+            panic!("tidemark exited early with {st}");
+        }
+        curl(&["--cacert", ca, "--cert", cert, "--key", key, &ready]).1 == 200
+    });
+    (port, tm, files)
+}
+
 /// Users of every role; passwords are the user names with `pw`.
 fn users_yaml() -> String {
     format!(
@@ -510,18 +530,9 @@ fn web_config_expired_certificate_fails_the_client_handshake() {
 fn web_config_client_certificate_required_prometheus_with_cert_writes() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let (port, _addr, _file, mut tm) = start_on(
-        dir.path(),
-        &tls_web("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"),
-    );
-    let ca = pki.ca.display().to_string();
-    let cert = pki.client_cert.display().to_string();
-    let key = pki.client_key.display().to_string();
+    let (port, mut tm, [ca, cert, key]) = start_mtls_node(dir.path(), &pki);
     let base = format!("https://127.0.0.1:{port}");
     let ready = format!("{base}/-/ready");
-    wait_until("tidemark ready (mTLS)", Duration::from_secs(60), || {
-        curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &ready]).1 == 200
-    });
     // Without a client certificate, or with an expired one: no HTTP
     // answer at all (the server fails the handshake).
     let (exit, code, _) = curl(&["--cacert", &ca, &ready]);
@@ -806,31 +817,8 @@ fn web_config_loadgen_writes_over_tls_with_basic_auth() {
 fn web_config_query_role_reaches_a_tls_node_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = pki(dir.path());
-    let (port, _addr, _file, mut tm) = start_on(
-        dir.path(),
-        &tls_web("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"),
-    );
-    let (ca, cert, key) = (
-        certs.ca.display().to_string(),
-        certs.client_cert.display().to_string(),
-        certs.client_key.display().to_string(),
-    );
+    let (port, mut tm, [ca, cert, key]) = start_mtls_node(dir.path(), &certs);
     let base = format!("https://127.0.0.1:{port}");
-    wait_until("tidemark ready (mTLS)", Duration::from_secs(60), || {
-        if let Ok(Some(st)) = tm.0.try_wait() {
-            panic!("tidemark exited early with {st}");
-        }
-        curl(&[
-            "--cacert",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            &format!("{base}/-/ready"),
-        ])
-        .1 == 200
-    });
     let body = dir.path().join("write.bin");
     std::fs::write(&body, write_body("over_tls")).unwrap();
     let (_, code, out) = curl(&[
