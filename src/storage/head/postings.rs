@@ -54,6 +54,23 @@ impl MemPostings {
         insert_sorted(&mut ix.all, r);
     }
 
+    /// Indexes many new series under one lock, in ascending ref order, so
+    /// that each insert is a push: loading a head snapshot (whose series
+    /// come in hash order) one [`MemPostings::add`] at a time shifted the
+    /// long lists (`all`, `job="node"`) for every series, quadratic in the
+    /// series count (3 minutes at a million series).
+    pub(crate) fn add_many(&self, mut items: Vec<(SeriesRef, Labels)>) {
+        items.sort_unstable_by_key(|(r, _)| *r);
+        let mut ix = self.inner.write();
+        for (r, labels) in &items {
+            for l in labels {
+                let values = ix.by_name.entry(l.name.clone()).or_default();
+                insert_sorted(values.entry(l.value.clone()).or_default(), *r);
+            }
+            insert_sorted(&mut ix.all, *r);
+        }
+    }
+
     /// Removes series from the index (head garbage collection).
     pub(crate) fn remove(&self, removed: &[(SeriesRef, Labels)]) {
         let mut ix = self.inner.write();
@@ -172,6 +189,36 @@ mod tests {
 
     fn refs(v: &[u64]) -> Vec<SeriesRef> {
         v.iter().map(|&r| SeriesRef(r)).collect()
+    }
+
+    #[test]
+    fn add_many_in_any_order_indexes_as_add_in_ref_order() {
+        let series: Vec<(SeriesRef, Labels)> = (0..200u64)
+            .map(|i| {
+                const I: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
+                let l = Labels::from_static(&[("__name__", "m"), ("i", I[(i % 7) as usize])]);
+                (SeriesRef(i), l)
+            })
+            .collect();
+        let one = MemPostings::default();
+        for (r, l) in &series {
+            one.add(*r, l);
+        }
+        let mut shuffled = series.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 150);
+        let many = MemPostings::default();
+        many.add_many(shuffled);
+        for m in [
+            Matcher::eq("__name__", "m"),
+            Matcher::eq("i", "3"),
+            Matcher::new(MatchOp::Regex, "i", "[12]").unwrap(),
+        ] {
+            let got = many.for_matchers(std::slice::from_ref(&m));
+            assert_eq!(got, one.for_matchers(std::slice::from_ref(&m)), "{m:?}");
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "ascending");
+        }
+        assert_eq!(many.len(), 200);
     }
 
     proptest! {

@@ -140,6 +140,8 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
     head.set_min_valid_floor(d.varint()?);
     let (min_t, max_t) = (d.varint()?, d.varint()?);
     let n = d.uvarint()?;
+    // Indexed together at the end, in ref order (MemPostings::add_many).
+    let mut indexed = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 24));
     let mut builder = LabelsBuilder::new();
     for _ in 0..n {
         let r = SeriesRef(d.uvarint()?);
@@ -204,13 +206,14 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         let GetOrCreate::Created(s) = got else {
             return Err(SnapshotError::Corrupt("series listed twice"));
         };
-        head.postings.add(s.series_ref, &s.labels);
+        indexed.push((s.series_ref, s.labels.clone()));
         let mut data = s.data.lock();
         data.restore(full, &open, head.opts.block_range_ms);
         data.hist = hist.map(Box::new);
         data.ooo = ooo.map(Box::new);
         data.ooo_hist = ooo_hist.map(Box::new);
     }
+    head.postings.add_many(indexed);
     let nt = d.uvarint()?;
     let mut ts = head.tombstones.write();
     for _ in 0..nt {
