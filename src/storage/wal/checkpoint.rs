@@ -51,9 +51,9 @@ pub struct CheckpointStats {
 }
 
 /// The oldest timestamps a checkpoint keeps: in-order records (samples,
-/// histograms, exemplars, tombstones) from `in_order` on, out-of-order
-/// samples from `out_of_order` on (the oldest the head still holds
-/// unwritten to a block, which may be far older).
+/// histograms, exemplars) from `in_order` on, out-of-order samples from
+/// `out_of_order` on (the oldest the head still holds unwritten to a
+/// block, which may be far older), and tombstones reaching either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepSince {
     /// Oldest in-order timestamp kept.
@@ -211,7 +211,12 @@ fn write_checkpoint(
                 return;
             }
             Record::Tombstones(mut tombstones) => {
-                tombstones.retain(|t| t.maxt >= mint && keep(t.series_ref));
+                // Kept while any sample it may cover is kept: out-of-order
+                // samples can be kept far below `mint` (already in a block
+                // too, coming back on replay), and a deletion dropped here
+                // would bring them back undeleted.
+                let bound = mint.min(since.out_of_order);
+                tombstones.retain(|t| t.maxt >= bound && keep(t.series_ref));
                 if tombstones.is_empty() {
                     return;
                 }

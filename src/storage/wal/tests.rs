@@ -436,6 +436,51 @@ fn group_commit_concurrent_waiters_share_fsyncs() {
     );
 }
 
+/// A deletion of out-of-order samples the checkpoint keeps (they are older
+/// than its in-order bound) is kept with them: replay must not bring them
+/// back undeleted (found by tests/powercut.rs).
+#[test]
+fn checkpoint_keeps_tombstones_of_kept_out_of_order_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, small(300)).unwrap();
+    let log = |r: Record| {
+        let mut buf = Vec::new();
+        match &r {
+            Record::Series(s) => encode_series(s, &mut buf),
+            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
+            Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+            _ => unreachable!(),
+        }
+        let t = wal.log(&[&buf]).unwrap();
+        wal.wait_durable(t).unwrap();
+        canon(&r)
+    };
+    let mut want = vec![log(Record::Series(vec![series(1)]))];
+    want.push(log(Record::OooSamples(vec![sample(1, 50, 7)])));
+    let deletion = RefTombstone {
+        series_ref: SeriesRef(1),
+        mint: 40,
+        maxt: 60,
+    };
+    want.push(log(Record::Tombstones(vec![deletion])));
+    // Older than both bounds: dropped.
+    log(Record::Tombstones(vec![RefTombstone {
+        series_ref: SeriesRef(1),
+        mint: 0,
+        maxt: 10,
+    }]));
+    let last = wal.cut_segment().unwrap() - 1;
+    let since = KeepSince {
+        in_order: 100,
+        out_of_order: 30,
+    };
+    checkpoint(&dir, &wal, last, &Interner::new(), |_| true, since, None).unwrap();
+    wal.close().unwrap();
+    let (got, _) = read_all(&dir);
+    assert_eq!(got, want);
+}
+
 #[test]
 fn checkpoint_keeps_live_series_and_recent_samples() {
     let tmp = tempfile::tempdir().unwrap();
