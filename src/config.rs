@@ -607,6 +607,22 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_HEAD_SNAPSHOT_ON_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set)]
     pub head_snapshot_on_shutdown: bool,
 
+    /// Write everything the in-memory head holds to blocks on clean
+    /// shutdown and empty the WAL, so the data directory at rest holds
+    /// blocks (about 1 byte per sample) instead of the WAL plus a head
+    /// snapshot, and the next start replays nothing. Samples of series that
+    /// lagged behind the newest are still accepted after the restart (the
+    /// head keeps its floor). Takes precedence over
+    /// `--head-snapshot-on-shutdown`; `=false` keeps the head in the WAL
+    /// (and the snapshot).
+    #[arg(
+        long = "storage.persist-head-on-shutdown",
+        env = "TIDEMARK_STORAGE_PERSIST_HEAD_ON_SHUTDOWN",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub persist_head_on_shutdown: bool,
+
     /// Enable the admin endpoints under `/api/v1/admin/` (as Prometheus's
     /// `--web.enable-admin-api`).
     #[arg(long, env = "TIDEMARK_ENABLE_ADMIN_API")]
@@ -721,6 +737,7 @@ impl From<&Config> for Options {
                 .as_millis()
                 .min(i64::MAX as u128) as i64,
             head_snapshot_on_close: c.head_snapshot_on_shutdown,
+            persist_head_on_close: c.persist_head_on_shutdown,
             max_exemplars: c.max_exemplars,
             max_metadata_families: c.metadata_max_families,
             max_metadata_bytes: c.metadata_max_bytes,
@@ -958,6 +975,10 @@ impl Config {
             (
                 "head-snapshot-on-shutdown",
                 self.head_snapshot_on_shutdown.to_string(),
+            ),
+            (
+                "storage.persist-head-on-shutdown",
+                self.persist_head_on_shutdown.to_string(),
             ),
             ("enable-admin-api", self.enable_admin_api.to_string()),
             (

@@ -1,7 +1,9 @@
 //! Exemplars and metric metadata survive restarts of the real binary
 //! (issue 22): `/api/v1/query_exemplars` and `/api/v1/metadata` answer the
-//! same after a `kill -9` (WAL replay) and after a clean stop (head
-//! snapshot and `head_metadata`), for data sent by our own remote write 2.0
+//! same after a `kill -9` (WAL replay), after a clean stop (the head
+//! persisted to blocks, exemplars and metadata in `head_metadata`) and after
+//! a `kill -9` following that restart (the file is kept as their only copy),
+//! for data sent by our own remote write 2.0
 //! requests and by Debian's Prometheus 2.42 (which scrapes an OpenMetrics
 //! target with exemplars and sends exemplars and metadata over remote
 //! write 1.0).
@@ -274,9 +276,11 @@ fn v2_exemplars_and_metadata_survive_kill_9_and_clean_stop() {
 
     node.stop();
     assert!(dir.path().join("head_metadata").exists());
+    assert!(!dir.path().join("head_snapshot").exists());
     node.restart();
-    assert!(!dir.path().join("head_metadata").exists());
-    assert_same(&node, &want, "clean stop (head snapshot + head_metadata)");
+    // Kept: the WAL no longer holds these exemplars.
+    assert!(dir.path().join("head_metadata").exists());
+    assert_same(&node, &want, "clean stop (head persisted + head_metadata)");
     assert_eq!(
         http::metric(&node.addr, "tidemark_head_exemplars"),
         Some(15.0)
@@ -417,7 +421,7 @@ fn prometheus_exemplars_and_metadata_survive_kill_9_and_clean_stop() {
     assert_same(&node, &want, "kill -9 (WAL replay)");
     node.stop();
     node.restart();
-    assert_same(&node, &want, "clean stop (head snapshot + head_metadata)");
+    assert_same(&node, &want, "clean stop (head persisted + head_metadata)");
     node.kill_9();
     node.restart();
     assert_same(&node, &want, "kill -9 after a clean restart");

@@ -140,12 +140,31 @@ fn history_is_persisted_queried_deleted_snapshotted_and_kept_across_restart() {
     let snap = dir.path().join("snapshots").join(name);
     assert_eq!(std::fs::read_dir(&snap).unwrap().count(), 2, "{snap:?}");
 
-    // A clean restart writes and then loads the head snapshot.
+    // A clean restart persists the head to blocks (no snapshot, the WAL
+    // emptied), and everything is served from them after it.
     p.terminate(Duration::from_secs(30));
-    assert!(dir.path().join("head_snapshot").is_file());
+    assert!(!dir.path().join("head_snapshot").exists());
+    assert!(dir.path().join("head_metadata").is_file());
     let mut p = start_tidemark_with(&addr, dir.path(), &args);
     wait_ready(&mut p, &addr, Duration::from_secs(30));
-    assert!(!dir.path().join("head_snapshot").exists());
+    assert_eq!(
+        metric(&addr, "tidemark_head_series"),
+        Some(0.0),
+        "head starts empty"
+    );
+    assert!(metric(&addr, "tidemark_storage_blocks").unwrap() >= 2.0);
     assert_eq!(counts(&addr), want_after, "after restart");
+    p.terminate(Duration::from_secs(30));
+
+    // With --storage.persist-head-on-shutdown=false the head snapshot.
+    let args2 = [&args[..], &["--storage.persist-head-on-shutdown=false"]].concat();
+    let mut p = start_tidemark_with(&addr, dir.path(), &args2);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    write(&addr, POINTS, POINTS + 4);
+    p.terminate(Duration::from_secs(30));
+    assert!(dir.path().join("head_snapshot").is_file());
+    let mut p = start_tidemark_with(&addr, dir.path(), &args2);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    assert!(!dir.path().join("head_snapshot").exists());
     p.terminate(Duration::from_secs(30));
 }

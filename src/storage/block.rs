@@ -40,7 +40,9 @@ pub use chunks::{
 };
 pub use corruption::{Corruption, IndexSection, Part};
 pub use index::{check_index, IndexSummary, INDEX_FORMAT_VERSION, INDEX_MAGIC};
-pub use meta::{new_ulid, BlockCompaction, BlockDesc, BlockMeta, BlockStats, META_VERSION};
+pub use meta::{
+    new_ulid, BlockCompaction, BlockDesc, BlockMeta, BlockStats, TidemarkMeta, META_VERSION,
+};
 pub use reader::{Block, BlockIndex};
 pub use remote::RemoteBlockFiles;
 pub use writer::BlockWriter;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::model::{HistogramValue, Labels, Sample};
 use crate::storage::block::{
-    new_ulid, Block, BlockChunk, BlockCompaction, BlockDesc, BlockMeta, BlockWriter,
+    new_ulid, Block, BlockChunk, BlockCompaction, BlockDesc, BlockMeta, BlockWriter, TidemarkMeta,
 };
 use crate::storage::chunk;
 use crate::storage::error::{Error, Result};
@@ -86,6 +86,9 @@ pub(crate) struct BlockPlan {
     /// Exclusive.
     pub(crate) max_time: i64,
     pub(crate) compaction: BlockCompaction,
+    /// `meta.json`'s `tidemark.headFloor` (blocks persisted at shutdown and
+    /// merges of them; see [`BlockMeta::implied_head_floor`]).
+    pub(crate) head_floor: Option<i64>,
 }
 
 pub(crate) fn io_err<'a>(
@@ -175,6 +178,9 @@ pub(crate) fn write_block(
             max_time: plan.max_time,
             stats: Default::default(),
             compaction,
+            tidemark: TidemarkMeta {
+                head_floor: plan.head_floor,
+            },
             version: 1,
         })?;
         Ok(Some(meta))
@@ -318,9 +324,11 @@ pub(crate) fn merged_plan(parents: &[Arc<Block>]) -> BlockPlan {
         .collect();
     sources.sort();
     sources.dedup();
+    let max_time = metas.iter().map(|m| m.max_time).max().unwrap_or(0);
     BlockPlan {
         min_time: metas.iter().map(|m| m.min_time).min().unwrap_or(0),
-        max_time: metas.iter().map(|m| m.max_time).max().unwrap_or(0),
+        max_time,
+        head_floor: merged_head_floor(&metas, max_time),
         compaction: BlockCompaction {
             level: metas.iter().map(|m| m.compaction.level).max().unwrap_or(0) + 1,
             sources,
@@ -334,6 +342,18 @@ pub(crate) fn merged_plan(parents: &[Arc<Block>]) -> BlockPlan {
                 .collect(),
         },
     }
+}
+
+/// The head floor a merge of `parents` implies (the highest one a parent
+/// implies, [`BlockMeta::implied_head_floor`]), recorded only when it is
+/// below the merged block's end `max_time`: a parent persisted at shutdown
+/// keeps lowering the floor the next open restores.
+fn merged_head_floor(parents: &[&BlockMeta], max_time: i64) -> Option<i64> {
+    parents
+        .iter()
+        .map(|m| m.implied_head_floor())
+        .max()
+        .filter(|&f| f < max_time)
 }
 
 /// The block ranges compaction builds, smallest first: the head's block
@@ -458,6 +478,28 @@ mod tests {
 
     fn meta(min: i64, max: i64) -> BlockMeta {
         BlockMeta::new(min, max)
+    }
+
+    #[test]
+    fn merges_keep_the_highest_floor_their_parents_imply() {
+        let persisted = |min, max, floor| {
+            let mut m = meta(min, max);
+            m.tidemark.head_floor = Some(floor);
+            m
+        };
+        // A head block [0, 2) then a persisted one [2, 4) whose head had
+        // floor 2: the merge [0, 4) still implies 2, not 4.
+        let (a, b) = (meta(0, 2), persisted(2, 4, 2));
+        assert_eq!(merged_head_floor(&[&a, &b], 4), Some(2));
+        // A later head block [4, 6) raised the floor to its end: no record.
+        let c = meta(4, 6);
+        assert_eq!(merged_head_floor(&[&b, &c], 6), None);
+        // Plain blocks imply their end.
+        assert_eq!(merged_head_floor(&[&a, &c], 6), None);
+        assert_eq!(b.implied_head_floor(), 2);
+        assert_eq!(persisted(0, 4, i64::MIN).implied_head_floor(), i64::MIN);
+        // A recorded floor never exceeds the block's own end.
+        assert_eq!(persisted(0, 4, 9).implied_head_floor(), 4);
     }
 
     #[test]

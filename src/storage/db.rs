@@ -58,6 +58,10 @@ pub struct OpenReport {
     /// Whether a head snapshot from a clean shutdown was loaded, so only
     /// WAL segments written after it were replayed.
     pub head_snapshot_loaded: bool,
+    /// Whether the exemplars and metric metadata of a head persisted to
+    /// blocks at the last clean shutdown were loaded (`head_metadata`,
+    /// kept until the next one).
+    pub head_metadata_loaded: bool,
     /// Blocks loaded.
     pub blocks: usize,
     /// Blocks that failed to open, moved to `quarantine/`, with the reason.
@@ -193,7 +197,9 @@ impl Db {
         let blocks = load_blocks(&dir, opts.verify_chunks_on_open, &mut report)?;
         report.blocks = blocks.len();
 
-        let floor = blocks.iter().map(|b| b.meta().max_time).max();
+        // A block persisted at shutdown implies the floor the head had
+        // then, not its end (`BlockMeta::implied_head_floor`).
+        let floor = blocks.iter().map(|b| b.meta().implied_head_floor()).max();
         let new_head = || {
             let head = Arc::new(Head::new(HeadOptions {
                 block_range_ms: opts.block_range_ms,
@@ -251,8 +257,23 @@ impl Db {
             compact::sync_dir(&dir)?;
         }
         if meta_path.exists() {
-            fs::remove_file(&meta_path).map_err(io_err("remove head metadata", &meta_path))?;
-            compact::sync_dir(&dir)?;
+            // Written after the head was persisted at shutdown, the file is
+            // the only copy of its exemplars: loaded before the WAL (whose
+            // exemplars are newer) and kept until the next clean shutdown
+            // writes it again. A snapshot's companion is used once.
+            let persisted = wal_stats.is_none()
+                && match metadata_file::load_persisted(&head, &meta_path) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "head metadata unusable; exemplars of the persisted head are lost");
+                        false
+                    }
+                };
+            report.head_metadata_loaded = persisted;
+            if !persisted {
+                fs::remove_file(&meta_path).map_err(io_err("remove head metadata", &meta_path))?;
+                compact::sync_dir(&dir)?;
+            }
         }
         report.head_snapshot_loaded = wal_stats.is_some();
         let wal_stats = match wal_stats {
@@ -680,6 +701,7 @@ impl Db {
                 sources: Vec::new(),
                 parents: Vec::new(),
             },
+            head_floor: None,
         };
         let written = compact::write_block(
             &self.dir,
@@ -924,6 +946,7 @@ impl Db {
                         sources: Vec::new(),
                         parents: Vec::new(),
                     },
+                    head_floor: None,
                 };
                 compact::write_block(
                     &dst,
@@ -939,19 +962,37 @@ impl Db {
         Ok(dst)
     }
 
-    /// Stops taking writes, flushes and fsyncs the WAL, then (with
-    /// [`Options::head_snapshot_on_close`]) writes the head snapshot.
-    /// Idempotent.
+    /// Stops taking writes, then (with [`Options::persist_head_on_close`])
+    /// writes the head to blocks and checkpoints the WAL empty, flushes and
+    /// fsyncs the WAL, then (with [`Options::head_snapshot_on_close`], when
+    /// the head was not persisted) writes the head snapshot. Idempotent.
     ///
     /// # Errors
     /// Never for a WAL that failed earlier (a disk still full): everything
     /// acknowledged was durable before its acknowledgement, so that is
-    /// logged, not returned, and no head snapshot is written (the head may
-    /// hold samples the WAL lacks). A failed head snapshot is only logged:
-    /// the WAL still holds everything.
+    /// logged, not returned, and the head is neither persisted nor
+    /// snapshotted (it may hold samples the WAL lacks). A failed persist or
+    /// head snapshot is only logged: the WAL still holds everything.
     pub fn close(&self) -> Result<()> {
         let _guard = self.compaction.lock();
         let first = !self.closed.swap(true, Ordering::AcqRel);
+        let mut persisted = false;
+        if first && self.opts.persist_head_on_close && !self.wal.is_poisoned() {
+            let started = Instant::now();
+            match self.persist_head_for_close() {
+                Ok(blocks) => {
+                    persisted = true;
+                    tracing::info!(
+                        blocks,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "head persisted to blocks at shutdown"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "persisting the head at shutdown failed; the next start replays the WAL");
+                }
+            }
+        }
         if let Err(e) = self.wal.close() {
             if !matches!(e, wal::Error::Poisoned { .. }) {
                 return Err(e.into());
@@ -961,7 +1002,7 @@ impl Db {
             }
             return Ok(());
         }
-        if first && self.opts.head_snapshot_on_close {
+        if first && !persisted && self.opts.head_snapshot_on_close {
             let (_, last) = self.wal.segment_range();
             let path = self.dir.join(HEAD_SNAPSHOT_FILE);
             let started = Instant::now();
@@ -987,6 +1028,79 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Writes every sample the head holds to blocks, one per block range it
+    /// spans (aligned as head compaction cuts them, so later head blocks of
+    /// the same range overlap them exactly and the planner merges them),
+    /// then empties the head and checkpoints the WAL at the head's end.
+    /// Each block records the floor the head had before
+    /// (`tidemark.headFloor`), which the next open restores: a series that
+    /// lagged behind the newest sample keeps its place. Returns the number
+    /// of blocks written. Appends are already refused (`closed`).
+    ///
+    /// Crash safety is head compaction's: blocks are renamed into place
+    /// whole; until the WAL checkpoint lands, the next open replays the WAL
+    /// from that floor, so samples the blocks hold come back into the head
+    /// and are merged away as duplicates, never lost.
+    fn persist_head_for_close(&self) -> Result<usize> {
+        self.head.wait_for_appenders();
+        let (Some(min_t), Some(max_t)) = (self.head.min_t(), self.head.max_t()) else {
+            return Ok(0);
+        };
+        let range = self.opts.block_range_ms.max(1);
+        let floor_before = self.head.min_valid_floor();
+        let end = max_t.saturating_add(1);
+        self.head.set_min_valid_floor(end);
+        let mut written_blocks = 0;
+        let mut mint = min_t.div_euclid(range).saturating_mul(range);
+        while mint < end {
+            let maxt = mint.saturating_add(range);
+            let plan = BlockPlan {
+                min_time: mint,
+                max_time: maxt,
+                compaction: BlockCompaction {
+                    level: 1,
+                    sources: Vec::new(),
+                    parents: Vec::new(),
+                },
+                head_floor: Some(floor_before),
+            };
+            let written = compact::write_block(
+                &self.dir,
+                "head",
+                plan,
+                self.head_series_for_block(mint, maxt.saturating_sub(1))
+                    .into_iter()
+                    .map(Ok),
+                self.opts.crash_hook,
+            )?;
+            if let Some(meta) = written {
+                let block = self.open_new_block(&meta)?;
+                self.insert_blocks(&[], vec![block]);
+                self.notify_completed(&meta);
+                written_blocks += 1;
+            }
+            self.head.drop_persisted_ooo(mint, maxt);
+            mint = maxt;
+        }
+        self.hook("close:blocks_written");
+        // The head's exemplars and metric metadata outlive it in this file
+        // (the checkpoint keeps no exemplar of a series gone from the
+        // head), written before the checkpoint drops them from the WAL;
+        // see docs/format/head-metadata.md.
+        let (_, last) = self.wal.segment_range();
+        let meta_path = self.dir.join(HEAD_METADATA_FILE);
+        metadata_file::write_persisted(&self.head, &meta_path, last).map_err(|e| Error::Io {
+            op: "write head metadata",
+            path: meta_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        self.hook("close:head_metadata_written");
+        self.head.truncate(end);
+        self.checkpoint_wal(end)?;
+        self.hook("close:wal_checkpointed");
+        Ok(written_blocks)
     }
 }
 

@@ -48,21 +48,13 @@ pub(crate) fn seal(buf: &mut Vec<u8>) {
     put_be_u32(buf, crc);
 }
 
-/// Checks the frame of `bytes` and returns the body.
+/// Checks the frame of `bytes` and returns the version found (within
+/// `versions`) and the body.
 ///
 /// # Errors
-/// [`FrameError`] when the file is too short, has another magic or
-/// version, or fails its CRC.
-pub(crate) fn open(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], FrameError> {
-    open_versions(bytes, magic, version..=version).map(|(_, body)| body)
-}
-
-/// [`open`] for a format that reads several versions: the version found
-/// (within `versions`) and the body.
-///
-/// # Errors
-/// As [`open`]; [`FrameError::UnsupportedVersion`] names the newest
-/// version read.
+/// [`FrameError`] when the file is too short, has another magic or a
+/// version outside `versions` ([`FrameError::UnsupportedVersion`] names
+/// the newest read), or fails its CRC.
 pub(crate) fn open_versions(
     bytes: &[u8],
     magic: [u8; 4],
@@ -114,6 +106,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], FrameError> {
+        open_versions(bytes, magic, version..=version).map(|(_, body)| body)
+    }
 
     #[test]
     fn frame_round_trips_and_damage_is_named() {

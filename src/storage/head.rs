@@ -206,6 +206,11 @@ impl Head {
         self.min_valid_floor.fetch_max(t, Ordering::AcqRel);
     }
 
+    /// The floor set by [`Head::set_min_valid_floor`] (`i64::MIN`: none).
+    pub(crate) fn min_valid_floor(&self) -> i64 {
+        self.min_valid_floor.load(Ordering::Acquire)
+    }
+
     /// Returns once every append that started before this call has
     /// finished applying its samples. Appends read the floor under the
     /// lock this waits for, so after [`Head::set_min_valid_floor`] and this,

@@ -46,6 +46,14 @@ pub struct Options {
     /// Write the head to `head_snapshot` on [`crate::storage::Db::close`],
     /// so a clean restart loads it instead of replaying the WAL.
     pub head_snapshot_on_close: bool,
+    /// Write everything the head holds to blocks on
+    /// [`crate::storage::Db::close`] and checkpoint the WAL empty, so the
+    /// data directory at rest holds blocks only and the next start replays
+    /// nothing (`docs/architecture.md`, "Persisting the head at shutdown").
+    /// Takes precedence over [`Options::head_snapshot_on_close`] (there is
+    /// no head left to snapshot). Off in this default; the server turns it
+    /// on (`--storage.persist-head-on-shutdown`).
+    pub persist_head_on_close: bool,
     /// Test hook called at each step of block writing, compaction, tombstone
     /// rewrites, retention deletes and WAL checkpoints.
     pub crash_hook: Option<CrashHook>,
@@ -80,6 +88,7 @@ impl Default for Options {
             retention_bytes: 0,
             verify_chunks_on_open: true,
             head_snapshot_on_close: true,
+            persist_head_on_close: false,
             crash_hook: None,
         }
     }

@@ -111,7 +111,9 @@ pub(crate) struct Counts {
     pub(crate) writes: u64,
     /// Renames into place, by what they finish: blocks written
     /// (`*.tmp-for-creation`), blocks deleted (to `*.tmp-for-deletion`),
-    /// WAL checkpoints, tombstones rewritten, head snapshots.
+    /// WAL checkpoints, tombstones rewritten, the head's state at clean
+    /// shutdowns (`head_metadata` after the head was persisted to blocks,
+    /// or `head_snapshot` without `--storage.persist-head-on-shutdown`).
     pub(crate) blocks: u64,
     pub(crate) block_deletions: u64,
     pub(crate) checkpoints: u64,
@@ -141,7 +143,7 @@ impl Counts {
             self.checkpoints += 1;
         } else if to == "tombstones" {
             self.tombstones += 1;
-        } else if to == "head_snapshot" {
+        } else if to == "head_snapshot" || to == "head_metadata" {
             self.head_snapshots += 1;
         }
     }

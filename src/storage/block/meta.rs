@@ -35,11 +35,43 @@ pub struct BlockMeta {
     /// How the block came to be.
     #[serde(default)]
     pub compaction: BlockCompaction,
+    /// Tidemark's own section (absent in Prometheus's and Thanos's blocks;
+    /// their readers ignore it).
+    #[serde(default, skip_serializing_if = "TidemarkMeta::is_empty")]
+    pub tidemark: TidemarkMeta,
     /// Format version of the block ([`META_VERSION`]).
     pub version: u32,
 }
 
+/// `meta.json`'s `tidemark` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TidemarkMeta {
+    /// Set on blocks written when the head was persisted at shutdown: the
+    /// head's floor (oldest timestamp it accepted) before that, which the
+    /// next open restores instead of this block's `maxTime`, so samples of
+    /// series that lagged behind the newest are still taken after the
+    /// restart. Merges keep the highest floor their parents imply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_floor: Option<i64>,
+}
+
+impl TidemarkMeta {
+    fn is_empty(&self) -> bool {
+        self.head_floor.is_none()
+    }
+}
+
 impl BlockMeta {
+    /// The head floor this block implies when the database opens: its
+    /// `tidemark.headFloor` when it was written at shutdown, else its
+    /// `maxTime` (everything before it is persisted).
+    pub fn implied_head_floor(&self) -> i64 {
+        self.tidemark
+            .head_floor
+            .map_or(self.max_time, |f| f.min(self.max_time))
+    }
+
     /// A level-1 block (written from the head) with a fresh ULID covering
     /// `[min_time, max_time)`; it is its own only source.
     pub fn new(min_time: i64, max_time: i64) -> Self {
@@ -54,6 +86,7 @@ impl BlockMeta {
             min_time,
             max_time,
             stats: BlockStats::default(),
+            tidemark: TidemarkMeta::default(),
             version: META_VERSION,
         }
     }
@@ -196,6 +229,7 @@ mod tests {
                     max_time: 3_600_000,
                 }],
             },
+            tidemark: TidemarkMeta::default(),
             version: 1,
         };
         let json = serde_json::to_value(&meta).unwrap();

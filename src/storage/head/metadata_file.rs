@@ -4,11 +4,14 @@
 //! it covers) gets them back too. A bincode body inside the frame of
 //! [`crate::storage::file_frame`].
 //!
-//! Like the snapshot it is only a shortcut: [`crate::storage::Db::open`]
+//! Beside a snapshot it is only a shortcut: [`crate::storage::Db::open`]
 //! loads it only together with a snapshot of the same WAL segment, deletes
 //! it once read, and replays the whole WAL when either is missing or
-//! damaged. Owns the file's encoding; must not touch the WAL or the
-//! snapshot file.
+//! damaged. Written after the head was persisted to blocks at shutdown
+//! (`persisted_head`, version 2) it is the only copy of the exemplars the
+//! emptied head held: every open loads it before replaying the WAL and
+//! keeps it until the next clean shutdown replaces it. Owns the file's
+//! encoding; must not touch the WAL or the snapshot file.
 
 use std::fs;
 use std::path::Path;
@@ -27,7 +30,7 @@ pub(crate) const HEAD_METADATA_FILE: &str = "head_metadata";
 /// First four bytes of the file.
 pub(crate) const HEAD_METADATA_MAGIC: [u8; 4] = *b"TMHM";
 /// Format version written and read (`docs/format/head-metadata.md`).
-pub(crate) const HEAD_METADATA_VERSION: u8 = 1;
+pub(crate) const HEAD_METADATA_VERSION: u8 = 2;
 /// Largest body bincode may decode, a bound on what a damaged (but
 /// CRC-valid) length field could make it allocate.
 const MAX_BODY_BYTES: usize = 1 << 30;
@@ -36,16 +39,29 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_BODY_BYTES>()
 }
 
-/// The body. Field order is the format: append fields only with a version
-/// bump.
+/// The body (version 2). Field order is the format: append fields only
+/// with a version bump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Body {
-    /// The last WAL segment the head snapshot beside it covers.
+    /// The last WAL segment the head snapshot beside it covers (or, with
+    /// `persisted_head`, the last segment at shutdown).
     wal_segment: u32,
     metadata: Vec<FileMetadata>,
     /// Series the exemplars belong to: ref and labels.
     series: Vec<(u64, Vec<(String, String)>)>,
     /// Exemplars, oldest first.
+    exemplars: Vec<FileExemplar>,
+    /// Written after the head was persisted to blocks at shutdown (no
+    /// snapshot beside it); version 2.
+    persisted_head: bool,
+}
+
+/// The body of version 1: version 2 without `persisted_head`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct BodyV1 {
+    wal_segment: u32,
+    metadata: Vec<FileMetadata>,
+    series: Vec<(u64, Vec<(String, String)>)>,
     exemplars: Vec<FileExemplar>,
 }
 
@@ -99,7 +115,11 @@ fn pairs(l: &Labels) -> Vec<(String, String)> {
 
 /// Encodes the head's metadata and exemplars as covering the WAL up to
 /// `wal_segment`.
-pub(crate) fn encode(head: &Head, wal_segment: u32) -> Result<Vec<u8>, HeadMetadataError> {
+pub(crate) fn encode(
+    head: &Head,
+    wal_segment: u32,
+    persisted_head: bool,
+) -> Result<Vec<u8>, HeadMetadataError> {
     let metadata = head
         .metadata
         .all()
@@ -136,6 +156,7 @@ pub(crate) fn encode(head: &Head, wal_segment: u32) -> Result<Vec<u8>, HeadMetad
         metadata,
         series,
         exemplars,
+        persisted_head,
     };
     let mut buf = Vec::new();
     file_frame::start(&mut buf, HEAD_METADATA_MAGIC, HEAD_METADATA_VERSION);
@@ -144,11 +165,69 @@ pub(crate) fn encode(head: &Head, wal_segment: u32) -> Result<Vec<u8>, HeadMetad
     Ok(buf)
 }
 
-/// Writes the file atomically to `path`.
+/// Writes the file atomically to `path`, as the companion of a head
+/// snapshot of `wal_segment`.
 pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> Result<(), HeadMetadataError> {
-    let buf = encode(head, wal_segment)?;
+    let buf = encode(head, wal_segment, false)?;
     file_frame::write_atomic(path, &buf)?;
     Ok(())
+}
+
+/// Writes the file atomically to `path` after the head was persisted to
+/// blocks at shutdown: the only copy of its exemplars from then on.
+pub(crate) fn write_persisted(
+    head: &Head,
+    path: &Path,
+    wal_segment: u32,
+) -> Result<(), HeadMetadataError> {
+    let buf = encode(head, wal_segment, true)?;
+    file_frame::write_atomic(path, &buf)?;
+    Ok(())
+}
+
+/// Loads a file written by [`write_persisted`] into a fresh head, before
+/// the WAL is replayed. Returns `Ok(false)`, changing nothing, for a
+/// snapshot's companion (version 1, or 2 without `persisted_head`).
+/// Series created from now on get refs above the exemplars' own, so an
+/// exemplar is never judged against another series' newest.
+pub(crate) fn load_persisted(head: &Head, path: &Path) -> Result<bool, HeadMetadataError> {
+    let bytes = fs::read(path)?;
+    let body = decode(&bytes)?;
+    if !body.persisted_head {
+        return Ok(false);
+    }
+    let max_ref = body.series.iter().map(|(r, _)| *r).max();
+    apply(head, body)?;
+    if let Some(r) = max_ref {
+        head.next_ref
+            .fetch_max(r.saturating_add(1), std::sync::atomic::Ordering::AcqRel);
+    }
+    Ok(true)
+}
+
+/// Checks the frame and decodes a body of either version.
+fn decode(bytes: &[u8]) -> Result<Body, HeadMetadataError> {
+    let (version, raw) =
+        file_frame::open_versions(bytes, HEAD_METADATA_MAGIC, 1..=HEAD_METADATA_VERSION)?;
+    let (body, used) = if version == 1 {
+        let (b, used): (BodyV1, usize) = bincode::serde::decode_from_slice(raw, config())?;
+        let body = Body {
+            wal_segment: b.wal_segment,
+            metadata: b.metadata,
+            series: b.series,
+            exemplars: b.exemplars,
+            persisted_head: false,
+        };
+        (body, used)
+    } else {
+        bincode::serde::decode_from_slice(raw, config())?
+    };
+    if used != raw.len() {
+        return Err(HeadMetadataError::TrailingBytes {
+            len: raw.len() - used,
+        });
+    }
+    Ok(body)
 }
 
 /// Loads the file into a head freshly loaded from a snapshot of
@@ -159,19 +238,18 @@ pub(crate) fn load(head: &Head, path: &Path, wal_segment: u32) -> Result<(), Hea
 }
 
 fn load_bytes(head: &Head, bytes: &[u8], wal_segment: u32) -> Result<(), HeadMetadataError> {
-    let raw = file_frame::open(bytes, HEAD_METADATA_MAGIC, HEAD_METADATA_VERSION)?;
-    let (body, used): (Body, usize) = bincode::serde::decode_from_slice(raw, config())?;
-    if used != raw.len() {
-        return Err(HeadMetadataError::TrailingBytes {
-            len: raw.len() - used,
-        });
-    }
+    let body = decode(bytes)?;
     if body.wal_segment != wal_segment {
         return Err(HeadMetadataError::SegmentMismatch {
             expected: wal_segment,
             got: body.wal_segment,
         });
     }
+    apply(head, body)
+}
+
+/// Applies a decoded body to the head's (empty) stores.
+fn apply(head: &Head, body: Body) -> Result<(), HeadMetadataError> {
     // Everything is decoded and checked before the stores change.
     let labels = |pairs: Vec<(String, String)>| -> Result<Labels, HeadMetadataError> {
         let mut b = LabelsBuilder::new();
@@ -294,7 +372,7 @@ mod tests {
     #[test]
     fn head_metadata_round_trips() {
         let src = fixture_head();
-        let bytes = encode(&src, 7).unwrap();
+        let bytes = encode(&src, 7, false).unwrap();
         let dst = head();
         load_bytes(&dst, &bytes, 7).unwrap();
         assert_eq!(dst.metadata.all(), src.metadata.all());
@@ -304,7 +382,7 @@ mod tests {
 
     #[test]
     fn head_metadata_damage_and_segment_mismatch_refused() {
-        let bytes = encode(&fixture_head(), 7).unwrap();
+        let bytes = encode(&fixture_head(), 7, false).unwrap();
         assert!(matches!(
             load_bytes(&head(), &bytes, 8),
             Err(HeadMetadataError::SegmentMismatch {
@@ -322,19 +400,46 @@ mod tests {
     }
 
     /// The golden fixture written by format version 1 keeps opening with
-    /// the same content. Regenerate (only with a version bump) with
-    /// `TIDEMARK_WRITE_FIXTURES=1 cargo test --lib head_metadata_golden`.
+    /// the same content (as a snapshot's companion).
     #[test]
     fn head_metadata_golden_v1_fixture_opens() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/head_metadata-v1");
         let want = fixture_head();
-        if std::env::var_os("TIDEMARK_WRITE_FIXTURES").is_some() {
-            fs::write(&path, encode(&want, 42).unwrap()).unwrap();
-        }
         let got = head();
         load(&got, &path, 42).expect("the v1 fixture must keep opening");
         assert_eq!(got.metadata.all(), want.metadata.all());
         assert_eq!(exemplar_keys(&got), exemplar_keys(&want));
+        assert!(
+            !load_persisted(&head(), &path).unwrap(),
+            "v1 is never a persisted head's"
+        );
+    }
+
+    /// The golden fixture of format version 2 (written after the head was
+    /// persisted at shutdown) keeps opening with the same content, and
+    /// series created after it get refs above its exemplars'. Regenerate
+    /// (only with a version bump) with
+    /// `TIDEMARK_WRITE_FIXTURES=1 cargo test --lib head_metadata_golden`.
+    #[test]
+    fn head_metadata_golden_v2_fixture_opens() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/head_metadata-v2");
+        let want = fixture_head();
+        if std::env::var_os("TIDEMARK_WRITE_FIXTURES").is_some() {
+            fs::write(&path, encode(&want, 42, true).unwrap()).unwrap();
+        }
+        let got = head();
+        assert!(load_persisted(&got, &path).expect("the v2 fixture must keep opening"));
+        assert_eq!(got.metadata.all(), want.metadata.all());
+        assert_eq!(exemplar_keys(&got), exemplar_keys(&want));
+        assert!(got.next_ref.load(std::sync::atomic::Ordering::Acquire) > 2);
+        // A snapshot's companion is not applied by the persisted loader.
+        let companion = encode(&want, 42, false).unwrap();
+        let tmp = std::env::temp_dir().join(format!("tm-hm-{}", std::process::id()));
+        fs::write(&tmp, companion).unwrap();
+        let h = head();
+        assert!(!load_persisted(&h, &tmp).unwrap());
+        assert!(h.metadata.is_empty() && h.exemplars.is_empty());
+        let _ = fs::remove_file(&tmp);
     }
 
     proptest::proptest! {
