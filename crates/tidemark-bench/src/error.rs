@@ -75,6 +75,15 @@ pub enum Error {
         /// How long it was given.
         within: Duration,
     },
+    /// SIGKILL could not be sent to a server, or its exit not awaited.
+    #[error("kill -9 {system}")]
+    Kill {
+        /// Which server.
+        system: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A server exited when it should be running.
     #[error("{system} exited: {status}")]
     Exited {

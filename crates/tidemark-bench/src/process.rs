@@ -112,6 +112,21 @@ impl Server {
         })
     }
 
+    /// Sends SIGKILL (no chance to flush or close anything, as in a
+    /// crash or an OOM kill) and waits for the exit.
+    ///
+    /// # Errors
+    /// [`Error::Kill`] when the signal cannot be sent or the wait fails.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child
+            .kill()
+            .and_then(|()| self.child.wait().map(drop))
+            .map_err(|source| Error::Kill {
+                system: self.name.clone(),
+                source,
+            })
+    }
+
     /// CPU time and memory of the process from `/proc`.
     pub fn stat(&self) -> Option<ProcStat> {
         ProcStat::read(self.child.id())

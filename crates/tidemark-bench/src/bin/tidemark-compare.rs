@@ -1,9 +1,10 @@
 //! `tidemark-compare`: Tidemark beside Debian's Prometheus 2.42 and
 //! VictoriaMetrics 1.79 on one generated node_exporter workload, on this
-//! machine, in one run; prints one Markdown table (ingest rate, server
-//! CPU and RSS, bytes per sample persisted, restart time, query latency
-//! and result equality). `scripts/compare` installs the packages, builds
-//! the release binaries and runs it.
+//! machine, in one run; prints issue 21's targets read off the run and one
+//! Markdown table (ingest rate, server CPU and RSS, data dir size at five
+//! stages, bytes per sample persisted, restart time, query latency and
+//! result equality). `scripts/compare` installs the packages, builds the
+//! release binaries and runs it.
 
 use std::path::PathBuf;
 
