@@ -590,6 +590,23 @@ impl SeriesData {
         }
     }
 
+    /// Whether [`SeriesData::snapshot`] would return a chunk, without
+    /// copying any (the series and label APIs need only the answer).
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        if self.full.iter().any(|c| c.maxt >= mint && c.mint <= maxt) {
+            return true;
+        }
+        if let (Some(cmint), Some(cmaxt)) = (self.open.first_t(), self.open.last_t()) {
+            if cmaxt >= mint && cmint <= maxt {
+                return true;
+            }
+        }
+        if self.hist.is_none() && self.ooo.is_none() && self.ooo_hist.is_none() {
+            return false;
+        }
+        !self.snapshot(mint, maxt).is_empty()
+    }
+
     /// Snapshot of the chunks overlapping `[mint, maxt]`, for lock-free reading.
     pub(crate) fn snapshot(&self, mint: i64, maxt: i64) -> Vec<HeadChunk> {
         let mut out: Vec<HeadChunk> = self
