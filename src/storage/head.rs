@@ -557,11 +557,20 @@ impl Head {
     /// checked on their labels, after the index lock is released.
     fn matching_series(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         let planned = self.postings.plan(matchers);
+        if planned.residual.is_empty() {
+            return planned
+                .refs
+                .iter()
+                .filter_map(|&r| self.series.get_by_ref(r))
+                .collect();
+        }
         planned
             .refs
             .iter()
-            .filter_map(|&r| self.series.get_by_ref(r))
-            .filter(|s| planned.keeps(|n| s.labels.get(n)))
+            .filter_map(|&r| {
+                self.series
+                    .get_by_ref_if(r, |s| planned.keeps(|n| s.labels.get(n)))
+            })
             .collect()
     }
 

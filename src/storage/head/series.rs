@@ -788,6 +788,21 @@ impl StripeSeries {
         self.ref_stripe(r).read().get(&r).cloned()
     }
 
+    /// [`StripeSeries::get_by_ref`] when `keep` accepts the series; a
+    /// rejected one is not cloned (the planner's label checks reject most
+    /// candidates, and the `Arc` count is one more cache line written).
+    pub(crate) fn get_by_ref_if(
+        &self,
+        r: SeriesRef,
+        keep: impl FnOnce(&MemSeries) -> bool,
+    ) -> Option<Arc<MemSeries>> {
+        self.ref_stripe(r)
+            .read()
+            .get(&r)
+            .filter(|s| keep(s))
+            .cloned()
+    }
+
     pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
         self.by_hash[(hash as usize) & self.mask]
             .read()
