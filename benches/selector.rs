@@ -122,12 +122,13 @@ fn block(c: &mut Criterion) {
     a.append(0, 1.0);
     a.append(15_000, 1.0);
     let bytes = a.bytes().to_vec();
-    let mut w = BlockWriter::create(dir.path()).unwrap();
+    let path = dir.path().join("block");
+    let mut w = BlockWriter::create(&path).unwrap();
     for l in &labels {
         w.add_series(l, &[(0, 15_000, bytes.as_slice())]).unwrap();
     }
     w.finish(BlockMeta::new(0, 15_001)).unwrap();
-    let block = Block::open(dir.path(), false).unwrap();
+    let block = Block::open(&path, false).unwrap();
     let mut g = c.benchmark_group(format!("block_{}_series", labels.len()));
     for (name, ms) in cases() {
         g.bench_function(format!("select_{name}"), |b| {
