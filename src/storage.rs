@@ -22,6 +22,7 @@ mod error;
 mod file_frame;
 mod head;
 mod options;
+mod plan;
 mod postings;
 mod querier;
 mod refs;

@@ -181,19 +181,19 @@ impl Source for Db {
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<Labels>>, QueryError> {
         let q = self.querier(mint, maxt);
-        let mut set = std::collections::BTreeSet::new();
         let all = [Vec::new()];
-        for ms in if sets.is_empty() { &all[..] } else { sets } {
+        let mut data: Vec<Labels> = Vec::new();
+        let sets = if sets.is_empty() { &all[..] } else { sets };
+        for ms in sets {
             budget.check()?;
-            for (i, s) in q.select(ms).into_iter().enumerate() {
-                if i % 1024 == 0 {
-                    budget.check()?;
-                }
-                set.insert(s.labels().clone());
-            }
+            data.extend(q.select_labels(ms));
+        }
+        if sets.len() > 1 {
+            data.sort_unstable();
+            data.dedup();
         }
         Ok(Selected {
-            data: set.into_iter().collect(),
+            data,
             warnings: q.take_problems(),
         })
     }

@@ -36,6 +36,8 @@ pub use metadata::{
     metric_type_code, metric_type_name, MetadataDrop, MetadataLimits, MetadataStore,
     MetricMetadata, METRIC_TYPES,
 };
+#[cfg(test)]
+pub(crate) use postings::tests::{fleet_labels, fleet_matcher};
 pub(crate) use series::HeadChunk;
 use series::{GetOrCreate, MemSeries, StripeSeries};
 
@@ -522,10 +524,8 @@ impl Head {
         // Clamped to each series' data, as Prometheus's `Head.Delete`: a
         // deletion never hides samples appended after it.
         let records: Vec<RefTombstone> = self
-            .postings
-            .for_matchers(matchers)
+            .matching_series(matchers)
             .into_iter()
-            .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let d = s.data.lock();
                 let first = d.first_t()?;
@@ -557,15 +557,58 @@ impl Head {
         Ok(records.len())
     }
 
+    /// The series matching `matchers`, in ref order: the planner's
+    /// candidates (`MemPostings::plan`) with the matchers it left over
+    /// checked on their labels, after the index lock is released.
+    fn matching_series(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let planned = self.postings.plan(matchers);
+        if planned.residual.is_empty() {
+            return planned
+                .refs
+                .iter()
+                .filter_map(|&r| self.series.get_by_ref(r))
+                .collect();
+        }
+        planned
+            .refs
+            .iter()
+            .filter_map(|&r| {
+                self.series
+                    .get_by_ref_if(r, |s| planned.keeps(|n| s.labels.get(n)))
+            })
+            .collect()
+    }
+
+    /// The labels of the series [`Head::select`] would return, unsorted,
+    /// without copying chunks; `None` when a matching series has
+    /// tombstones (whether any sample is left needs the samples: use
+    /// [`Head::select`]).
+    pub(crate) fn select_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Option<Vec<Labels>> {
+        let tombstones = self.tombstones.read();
+        let mut out = Vec::new();
+        for s in self.matching_series(matchers) {
+            if tombstones.get(s.series_ref).is_some() {
+                return None;
+            }
+            if s.data.lock().overlaps(mint, maxt) {
+                out.push(s.labels.clone());
+            }
+        }
+        Some(out)
+    }
+
     /// Series matching `matchers` with their chunks overlapping `[mint, maxt]`,
     /// sorted by labels. Series without such chunks are left out.
     pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<HeadSelected> {
         let tombstones = self.tombstones.read();
         let mut out: Vec<HeadSelected> = self
-            .postings
-            .for_matchers(matchers)
+            .matching_series(matchers)
             .into_iter()
-            .filter_map(|r| self.series.get_by_ref(r))
             .filter_map(|s| {
                 let chunks = s.data.lock().snapshot(mint, maxt);
                 let deleted = tombstones.get(s.series_ref);

@@ -464,6 +464,47 @@ impl Querier {
         out
     }
 
+    /// The label sets of the series [`Querier::select`] returns, sorted,
+    /// without reading or copying the head's chunks (the series API).
+    pub fn select_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let mut out = self.labels_in_range(matchers);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The label sets of [`Querier::select`], in no order, possibly
+    /// repeated across the head and blocks. Falls back to `select` when
+    /// tombstones touch the answer (a series is left out when every sample
+    /// in range is deleted, which takes the samples to know).
+    fn labels_in_range(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let full = || {
+            self.select(matchers)
+                .into_iter()
+                .map(|s| s.labels)
+                .collect()
+        };
+        let Some(mut out) = self.head.select_labels(matchers, self.mint, self.maxt) else {
+            return full();
+        };
+        for b in &self.blocks_now() {
+            if b.has_tombstones() {
+                return full();
+            }
+            match b.select(matchers, self.mint, self.maxt) {
+                Ok(series) => out.extend(series.into_iter().map(|s| s.labels)),
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed");
+                    self.problems.add(format!(
+                        "block {} could not be read and was left out, the result may be incomplete: {e}",
+                        b.meta().ulid
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Sorted label names of the series matching `matchers` (all series when
     /// empty) with data in the range.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
@@ -473,14 +514,14 @@ impl Querier {
                 return names;
             }
         }
-        let mut names: Vec<String> = self
-            .select(matchers)
+        let all = self.labels_in_range(matchers);
+        let mut names: Vec<&str> = all
             .iter()
-            .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
+            .flat_map(|l| l.iter().map(|l| &*l.name))
             .collect();
         names.sort_unstable();
         names.dedup();
-        names
+        names.into_iter().map(str::to_string).collect()
     }
 
     /// Sorted values of label `name` among the series matching `matchers`
@@ -492,14 +533,11 @@ impl Querier {
                 return values;
             }
         }
-        let mut values: Vec<String> = self
-            .select(matchers)
-            .iter()
-            .filter_map(|s| s.labels.get(name).map(str::to_string))
-            .collect();
+        let all = self.labels_in_range(matchers);
+        let mut values: Vec<&str> = all.iter().filter_map(|l| l.get(name)).collect();
         values.sort_unstable();
         values.dedup();
-        values
+        values.into_iter().map(str::to_string).collect()
     }
 
     /// Whether the range holds all of the head's data, so the index alone

@@ -501,6 +501,35 @@ impl IndexReader {
         Ok(None)
     }
 
+    /// The length of the postings list at `offset`, without decoding it
+    /// (the planner's cost estimate; [`IndexReader::postings`] checks the
+    /// list itself).
+    pub(crate) fn postings_len(&self, data: &[u8], offset: u64) -> Result<u64, BlockError> {
+        let sec = &self.sections[POSTINGS];
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| sec.start.checked_add(o))
+            .filter(|&s| s < sec.end)
+            .ok_or_else(|| {
+                self.corrupt(
+                    sec.start,
+                    Corruption::RefOutOfRange {
+                        part: Part::LabelValue,
+                        value: offset,
+                    },
+                )
+            })?;
+        let part = Part::Postings;
+        let mut d = Decbuf::new(&data[start..sec.end]);
+        let n = d
+            .uvarint()
+            .map_err(|source| self.corrupt(start, Corruption::Truncated { part, source }))?;
+        if n == 0 || n > d.remaining() as u64 || n > self.n_series {
+            return Err(self.corrupt(start, Corruption::CountOutOfRange { part, count: n }));
+        }
+        Ok(n)
+    }
+
     /// The postings list at `offset` of the postings section: ascending ids.
     pub(crate) fn postings(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, BlockError> {
         let sec = &self.sections[POSTINGS];

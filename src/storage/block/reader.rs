@@ -17,10 +17,15 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::model::{Labels, LabelsBuilder, MatchOp, Matcher};
+#[cfg(test)]
+use crate::model::MatchOp;
+use crate::model::{Labels, LabelsBuilder, Matcher};
+#[cfg(test)]
 use crate::storage::postings::{difference, intersect, merge};
 use crate::storage::tombstones::{read_tombstones, write_tombstones, Interval, Tombstones};
 use crate::storage::BlockSeriesId;
+
+mod matching;
 
 use super::chunks::{
     chunk_in_bounds, map_file, open_segments, BlockChunk, ChunkRef, ChunkSource, Segment,
@@ -366,6 +371,30 @@ impl Block {
         ix: &BlockIndex,
         matchers: &[Matcher],
     ) -> Result<Vec<u64>, BlockError> {
+        matching::postings_for_matchers(ix, matchers)
+    }
+
+    /// The ids [`Block::select`] considers for `matchers` (index matchers
+    /// only, no stream labels), through the planner with the given
+    /// label-check cost.
+    #[cfg(test)]
+    pub(crate) fn postings_for_matchers_planned(
+        &self,
+        matchers: &[Matcher],
+        check_cost: usize,
+    ) -> Result<Vec<u64>, BlockError> {
+        matching::postings_for_matchers_with(&*self.index()?, matchers, check_cost)
+    }
+
+    /// [`Block::postings_for_matchers`] from postings alone, without the
+    /// planner: the reference the planner is tested against.
+    #[cfg(test)]
+    pub(crate) fn postings_for_matchers_plain(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<u64>, BlockError> {
+        let ix = self.index()?;
+        let ix = &*ix;
         let mut result: Option<Vec<u64>> = None;
         for m in matchers.iter().filter(|m| !m.matches_empty()) {
             let list = Self::values_matching(ix, m, true)?;
@@ -390,6 +419,7 @@ impl Block {
 
     /// Union of the postings of `m.name()`'s values `v` with
     /// `m.matches(v) == want`.
+    #[cfg(test)]
     fn values_matching(ix: &BlockIndex, m: &Matcher, want: bool) -> Result<Vec<u64>, BlockError> {
         let (data, index) = (&ix.map[..], &ix.reader);
         let Some(name) = index.find_name(data, m.name())? else {
@@ -658,6 +688,11 @@ impl Block {
                 index.symbol(data, sym).map(str::to_string)
             })
             .collect()
+    }
+
+    /// Whether any series of the block has deleted intervals.
+    pub fn has_tombstones(&self) -> bool {
+        !self.tombstones.read().is_empty()
     }
 
     /// The current tombstones (series id -> deleted intervals), a snapshot.

@@ -928,3 +928,78 @@ fn corruption_reasons_are_typed() {
         "{r}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The planner (forced to each choice by the label-check cost) selects
+    /// what the plain postings answer selects, and both what brute force
+    /// over the labels selects.
+    #[test]
+    fn prop_block_planner_answers_like_plain_postings(
+        sets in proptest::collection::btree_set(crate::storage::head::fleet_labels(), 1..150),
+        queries in proptest::collection::vec(proptest::collection::vec(crate::storage::head::fleet_matcher(), 0..4), 1..6),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("b");
+        let data: Data = sets.iter().map(|l| (l.clone(), vec![vec![(1_000, 0)]])).collect();
+        write_block(&dir, &data);
+        let block = Block::open(&dir, true).unwrap();
+        for ms in &queries {
+            let brute: Vec<u64> = data
+                .keys()
+                .enumerate()
+                .filter(|(_, l)| ms.iter().all(|m| m.matches(l.get(m.name()).unwrap_or(""))))
+                .map(|(i, _)| i as u64)
+                .collect();
+            prop_assert_eq!(&block.postings_for_matchers_plain(ms).unwrap(), &brute, "{:?}", ms);
+            for cost in [0, 1, crate::storage::plan::CHECK_COST, 1 << 40] {
+                prop_assert_eq!(&block.postings_for_matchers_planned(ms, cost).unwrap(), &brute, "{:?} check cost {}", ms, cost);
+            }
+        }
+    }
+}
+
+#[test]
+fn planner_checks_a_wide_regex_on_the_series_entries_of_few_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let mut data = Data::new();
+    for i in 0..200 {
+        for m in 0..100 {
+            let l = Labels::try_from_pairs([
+                ("__name__", format!("m{m}")),
+                ("instance", format!("i{i:03}")),
+            ])
+            .unwrap();
+            data.insert(l, vec![vec![(1_000, 0)]]);
+        }
+    }
+    write_block(&dir, &data);
+    let block = Block::open(&dir, false).unwrap();
+    let ms = [
+        Matcher::eq("__name__", "m7"),
+        Matcher::new(MatchOp::Regex, "instance", "i.*[05]").unwrap(),
+    ];
+    let want: Vec<String> = (0..200)
+        .filter(|i| i % 5 == 0)
+        .map(|i| format!("i{i:03}"))
+        .collect();
+    // Checked on entries (the default cost) and merged (cost 0): same ids.
+    let checked = block
+        .postings_for_matchers_planned(&ms, crate::storage::plan::CHECK_COST)
+        .unwrap();
+    assert_eq!(
+        checked,
+        block.postings_for_matchers_planned(&ms, 0).unwrap()
+    );
+    assert_eq!(checked.len(), 40);
+    assert_eq!(block.label_values("instance", &ms).unwrap(), want);
+    // A regex matching "" checked on entries keeps series without the label.
+    let ms = [
+        Matcher::eq("instance", "i005"),
+        Matcher::new(MatchOp::Regex, "nope", "x|").unwrap(),
+        Matcher::new(MatchOp::NotRegex, "__name__", "m1.*").unwrap(),
+    ];
+    assert_eq!(block.select(&ms, i64::MIN, i64::MAX).unwrap().len(), 89);
+}

@@ -9,8 +9,13 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::model::{Labels, MatchOp, Matcher};
-use crate::storage::postings::{difference, intersect, merge};
+#[cfg(test)]
+use crate::model::MatchOp;
+use crate::model::{Labels, Matcher};
+use crate::storage::plan::{self, PlanIndex, Planned};
+use crate::storage::postings::merge;
+#[cfg(test)]
+use crate::storage::postings::{difference, intersect};
 use crate::storage::SeriesRef;
 
 type ValueMap = HashMap<Arc<str>, Vec<SeriesRef>, ahash::RandomState>;
@@ -134,12 +139,40 @@ impl MemPostings {
         self.inner.read().all.len()
     }
 
-    /// Refs of the series matching every matcher, ascending.
+    /// Candidate refs for `matchers`, ascending, and the matchers left for
+    /// a check of each candidate's labels (see [`plan::plan`]). The lists
+    /// are read under the index lock; the caller checks labels after it is
+    /// released.
+    pub(crate) fn plan<'m>(&self, matchers: &'m [Matcher]) -> Planned<'m, SeriesRef> {
+        let ix = self.inner.read();
+        match plan::plan(&View(&ix), matchers) {
+            Ok(p) => p,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`MemPostings::plan`] with the given label-check cost.
+    #[cfg(test)]
+    pub(crate) fn plan_with_cost<'m>(
+        &self,
+        matchers: &'m [Matcher],
+        check_cost: usize,
+    ) -> Planned<'m, SeriesRef> {
+        let ix = self.inner.read();
+        match plan::plan_with(&View(&ix), matchers, check_cost) {
+            Ok(p) => p,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Refs of the series matching every matcher, ascending, from postings
+    /// alone: the reference the planner is tested against.
     ///
     /// Prometheus semantics: a matcher that matches `""` also selects series
     /// without the label, so such matchers subtract the values they reject
     /// instead of intersecting the values they accept. With no matcher that
     /// needs a positive list, the start set is every series.
+    #[cfg(test)]
     pub(crate) fn for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
         let ix = self.inner.read();
         let mut result: Option<Vec<SeriesRef>> = None;
@@ -167,6 +200,50 @@ impl MemPostings {
     }
 }
 
+/// The index under its read lock, as the planner sees it.
+struct View<'a>(&'a Index);
+
+impl<'a> PlanIndex for View<'a> {
+    type Ref = SeriesRef;
+    type List = &'a [SeriesRef];
+    type Error = std::convert::Infallible;
+
+    fn list_len(&self, l: &Self::List) -> usize {
+        l.len()
+    }
+
+    fn lookup(&self, name: &str, values: &[&str]) -> Result<Vec<Self::List>, Self::Error> {
+        Ok(self.0.by_name.get(name).map_or_else(Vec::new, |vs| {
+            values
+                .iter()
+                .filter_map(|v| vs.get(*v).map(Vec::as_slice))
+                .collect()
+        }))
+    }
+
+    fn value_count(&self, name: &str) -> Result<usize, Self::Error> {
+        Ok(self.0.by_name.get(name).map_or(0, HashMap::len))
+    }
+
+    fn scan(&self, m: &Matcher, want: bool) -> Result<Vec<Self::List>, Self::Error> {
+        Ok(self.0.by_name.get(m.name()).map_or_else(Vec::new, |vs| {
+            vs.iter()
+                .filter(|(v, _)| m.matches(v) == want)
+                .map(|(_, l)| l.as_slice())
+                .collect()
+        }))
+    }
+
+    fn union(&self, lists: &[Self::List]) -> Result<Vec<SeriesRef>, Self::Error> {
+        Ok(merge(lists))
+    }
+
+    fn all(&self) -> Result<Vec<SeriesRef>, Self::Error> {
+        Ok(self.0.all.clone())
+    }
+}
+
+#[cfg(test)]
 impl Index {
     /// Union of the postings of `m.name`'s values for which `m.matches(v) == want`.
     fn values_matching(&self, m: &Matcher, want: bool) -> Vec<SeriesRef> {
@@ -195,7 +272,7 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
@@ -246,6 +323,155 @@ mod tests {
             prop_assert_eq!(difference(&va, &vb), refs(&want_d));
             prop_assert_eq!(merge(&[&va, &vb]), refs(&want_u));
         }
+    }
+
+    /// A label set of a small fleet: 4 metrics, 30 instances, optional
+    /// job and env.
+    pub(crate) fn fleet_labels() -> impl Strategy<Value = Labels> {
+        (0usize..4, 0usize..30, 0usize..3, 0usize..3).prop_map(|(m, i, j, e)| {
+            let mut pairs = vec![
+                ("__name__".to_string(), format!("m{m}")),
+                ("instance".to_string(), format!("i{i:02}")),
+            ];
+            if j > 0 {
+                pairs.push(("job".into(), ["", "a", "b"][j].into()));
+            }
+            if e > 0 {
+                pairs.push(("env".into(), ["", "prod", "dev"][e].into()));
+            }
+            Labels::try_from_pairs(pairs).expect("valid generated labels")
+        })
+    }
+
+    /// Matchers of every operator over the fleet's names and values, with
+    /// and without matching `""`.
+    pub(crate) fn fleet_matcher() -> impl Strategy<Value = Matcher> {
+        let names = prop_oneof![
+            Just("__name__"),
+            Just("instance"),
+            Just("job"),
+            Just("env"),
+            Just("nope")
+        ];
+        let values = prop_oneof![
+            Just(""),
+            Just("m1"),
+            Just("m1|m2"),
+            Just("i03"),
+            Just("i0.|i1[05]"),
+            Just("i.*[05]"),
+            Just("a"),
+            Just("prod"),
+            Just("prod|"),
+            Just(".*"),
+            Just(".+"),
+        ];
+        let ops = prop_oneof![
+            Just(MatchOp::Equal),
+            Just(MatchOp::NotEqual),
+            Just(MatchOp::Regex),
+            Just(MatchOp::NotRegex),
+        ];
+        (ops, names, values).prop_map(|(op, n, v)| Matcher::new(op, n, v).expect("valid regex"))
+    }
+
+    proptest! {
+        #[test]
+        fn prop_planner_answers_like_plain_postings(
+            sets in proptest::collection::btree_set(fleet_labels(), 0..150),
+            queries in proptest::collection::vec(proptest::collection::vec(fleet_matcher(), 0..4), 1..6),
+        ) {
+            let p = MemPostings::default();
+            let by_ref: Vec<(SeriesRef, Labels)> = sets
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (SeriesRef(i as u64 + 1), l))
+                .collect();
+            for (r, l) in &by_ref {
+                p.add(*r, l);
+            }
+            for ms in &queries {
+                let want = p.for_matchers(ms);
+                // Brute force agrees with the plain answer...
+                let brute: Vec<SeriesRef> = by_ref
+                    .iter()
+                    .filter(|(_, l)| ms.iter().all(|m| m.matches(l.get(m.name()).unwrap_or(""))))
+                    .map(|(r, _)| *r)
+                    .collect();
+                prop_assert_eq!(&want, &brute, "{:?}", ms);
+                // ...and the planner, forced to each choice, with them.
+                for cost in [0, 1, plan::CHECK_COST, 1 << 40] {
+                    let planned = p.plan_with_cost(ms, cost);
+                    prop_assert!(planned.refs.windows(2).all(|w| w[0] < w[1]));
+                    let got: Vec<SeriesRef> = planned
+                        .refs
+                        .iter()
+                        .filter(|r| {
+                            let l = &by_ref[(r.0 - 1) as usize].1;
+                            planned.keeps(|n| l.get(n))
+                        })
+                        .copied()
+                        .collect();
+                    prop_assert_eq!(&got, &want, "{:?} check cost {}", ms, cost);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plan_checks_a_wide_regex_on_few_candidates_instead_of_merging() {
+        let p = MemPostings::default();
+        let mut r = 0;
+        for i in 0..200 {
+            for m in 0..100 {
+                r += 1;
+                p.add(
+                    SeriesRef(r),
+                    &Labels::try_from_pairs([
+                        ("__name__", format!("m{m}")),
+                        ("instance", format!("i{i:03}")),
+                    ])
+                    .unwrap(),
+                );
+            }
+        }
+        let re = Matcher::new(MatchOp::Regex, "instance", "i.*[05]").unwrap();
+        let ms = [Matcher::eq("__name__", "m7"), re];
+        let planned = p.plan(&ms);
+        // 200 candidates of m7; the regex's 40 instances hold 4,000 refs.
+        assert_eq!(planned.refs.len(), 200);
+        assert_eq!(planned.residual.len(), 1);
+        assert_eq!(planned.residual[0].name(), "instance");
+        // Equalities are looked up, smallest list first, never checked.
+        let ms = [
+            Matcher::eq("__name__", "m7"),
+            Matcher::eq("instance", "i005"),
+        ];
+        let planned = p.plan(&ms);
+        assert_eq!(planned.refs.len(), 1);
+        assert!(planned.residual.is_empty());
+        // A matcher matching "" over few candidates: checked; `!=` with a
+        // value no candidate list holds: nothing to subtract.
+        let ms = [
+            Matcher::eq("instance", "i005"),
+            Matcher::new(MatchOp::NotRegex, "__name__", "m1.*").unwrap(),
+        ];
+        let planned = p.plan(&ms);
+        assert_eq!(planned.refs.len(), 100);
+        assert_eq!(planned.residual.len(), 1);
+        let ms = [Matcher::eq("instance", "i005"), Matcher::neq("env", "prod")];
+        let planned = p.plan(&ms);
+        assert_eq!((planned.refs.len(), planned.residual.len()), (100, 0));
+        // No positive matcher at all: every series minus the rejected.
+        let ms = [Matcher::neq("__name__", "m0")];
+        assert_eq!(p.plan(&ms).refs.len(), 200 * 99);
+        // An equality on a value nobody has: empty without more work.
+        let ms = [
+            Matcher::eq("__name__", "zz"),
+            Matcher::neq("instance", "i001"),
+        ];
+        let planned = p.plan(&ms);
+        assert!(planned.refs.is_empty() && planned.residual.is_empty());
     }
 
     fn index() -> MemPostings {

@@ -590,6 +590,23 @@ impl SeriesData {
         }
     }
 
+    /// Whether [`SeriesData::snapshot`] would return a chunk, without
+    /// copying any (the series and label APIs need only the answer).
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        if self.full.iter().any(|c| c.maxt >= mint && c.mint <= maxt) {
+            return true;
+        }
+        if let (Some(cmint), Some(cmaxt)) = (self.open.first_t(), self.open.last_t()) {
+            if cmaxt >= mint && cmint <= maxt {
+                return true;
+            }
+        }
+        if self.hist.is_none() && self.ooo.is_none() && self.ooo_hist.is_none() {
+            return false;
+        }
+        !self.snapshot(mint, maxt).is_empty()
+    }
+
     /// Snapshot of the chunks overlapping `[mint, maxt]`, for lock-free reading.
     pub(crate) fn snapshot(&self, mint: i64, maxt: i64) -> Vec<HeadChunk> {
         let mut out: Vec<HeadChunk> = self
@@ -769,6 +786,21 @@ impl StripeSeries {
 
     pub(crate) fn get_by_ref(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
         self.ref_stripe(r).read().get(&r).cloned()
+    }
+
+    /// [`StripeSeries::get_by_ref`] when `keep` accepts the series; a
+    /// rejected one is not cloned (the planner's label checks reject most
+    /// candidates, and the `Arc` count is one more cache line written).
+    pub(crate) fn get_by_ref_if(
+        &self,
+        r: SeriesRef,
+        keep: impl FnOnce(&MemSeries) -> bool,
+    ) -> Option<Arc<MemSeries>> {
+        self.ref_stripe(r)
+            .read()
+            .get(&r)
+            .filter(|s| keep(s))
+            .cloned()
     }
 
     pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
