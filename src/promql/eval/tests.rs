@@ -325,6 +325,12 @@ mod streamed {
         format!("{v}\nwarnings {:?}\ninfos {:?}", r.warnings, r.infos)
     }
 
+    /// One generated series: label pairs and samples.
+    type OwnedSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
+
+    /// [`OwnedSeries`] borrowed as [`db`] takes it.
+    type BorrowedSeries<'a> = (Vec<(&'a str, &'a str)>, &'a [(i64, f64)]);
+
     /// Values that make summation order and compensation visible.
     fn value() -> impl Strategy<Value = f64> {
         prop_oneof![
@@ -338,7 +344,7 @@ mod streamed {
 
     /// Up to 24 series: name `a` (or `b`, also `job="x"`), labels `g`,
     /// `h`, `i`, samples at 15 s +/- jitter with gaps over 0..600 s.
-    fn dataset() -> impl Strategy<Value = Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>> {
+    fn dataset() -> impl Strategy<Value = Vec<OwnedSeries>> {
         prop::collection::vec(
             (
                 0u8..3,
@@ -375,8 +381,8 @@ mod streamed {
         })
     }
 
-    fn open(data: &[(Vec<(String, String)>, Vec<(i64, f64)>)]) -> (tempfile::TempDir, Db) {
-        let owned: Vec<(Vec<(&str, &str)>, &[(i64, f64)])> = data
+    fn open(data: &[OwnedSeries]) -> (tempfile::TempDir, Db) {
+        let owned: Vec<BorrowedSeries<'_>> = data
             .iter()
             .map(|(l, s)| {
                 (
