@@ -12,6 +12,7 @@ mod aggregate;
 mod binary;
 mod call;
 mod select;
+mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -178,6 +179,13 @@ pub(crate) struct Evaluator<'a> {
     /// Vector selectors (by address) whose histograms only feed
     /// `histogram_count`/`_sum`/`_avg` (see [`stats_only_selectors`]).
     stats_only: RefCell<HashSet<usize>>,
+    /// Whether aggregations may take the streamed path (tests compare
+    /// it with the materialising path by turning it off).
+    streaming: Cell<bool>,
+    /// Aggregations evaluated by the streamed path so far.
+    streamed: Cell<u32>,
+    /// The most selected series (with their samples) held at once.
+    peak_series: Cell<usize>,
 }
 
 /// The vector selectors of `expr` whose histogram samples only feed
@@ -391,7 +399,16 @@ impl<'a> Evaluator<'a> {
             infos: RefCell::default(),
             checks: Cell::new(0),
             stats_only: RefCell::default(),
+            streaming: Cell::new(true),
+            streamed: Cell::new(0),
+            peak_series: Cell::new(0),
         }
+    }
+
+    /// Notes that `n` selected series are held at once (see
+    /// `peak_series`).
+    pub(crate) fn note_series_held(&self, n: usize) {
+        self.peak_series.set(self.peak_series.get().max(n));
     }
 
     /// Whether `vs` is one of the query's stats-only selectors.

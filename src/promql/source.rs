@@ -90,6 +90,31 @@ pub trait Source: Send + Sync {
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<SelectedSeries>>, QueryError>;
 
+    /// As [`Source::select`], but hands the series to `each` one at a
+    /// time, in the same order, until it answers `false`, and returns the
+    /// warnings. A source that reads series lazily holds one series'
+    /// samples at a time (the streamed aggregations rely on it to bound a
+    /// query's memory); the default collects them with [`Source::select`].
+    ///
+    /// # Errors
+    /// As [`Source::select`], and whatever `each` returns.
+    fn select_each(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+        budget: &dyn Budget,
+        each: &mut dyn FnMut(SelectedSeries) -> Result<bool, QueryError>,
+    ) -> Result<Vec<String>, QueryError> {
+        let selected = self.select(mint, maxt, matchers, budget)?;
+        for s in selected.data {
+            if !each(s)? {
+                break;
+            }
+        }
+        Ok(selected.warnings)
+    }
+
     /// Label sets of the series matching any of `sets` (all series when
     /// `sets` is empty) with data in `[mint, maxt]`, sorted, unique.
     ///
@@ -146,8 +171,26 @@ impl Source for Db {
         matchers: &[Matcher],
         budget: &dyn Budget,
     ) -> Result<Selected<Vec<SelectedSeries>>, QueryError> {
-        let q = self.querier(mint, maxt);
         let mut data = Vec::new();
+        let warnings = self.select_each(mint, maxt, matchers, budget, &mut |s| {
+            data.push(s);
+            Ok(true)
+        })?;
+        Ok(Selected { data, warnings })
+    }
+
+    fn select_each(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+        budget: &dyn Budget,
+        each: &mut dyn FnMut(SelectedSeries) -> Result<bool, QueryError>,
+    ) -> Result<Vec<String>, QueryError> {
+        let q = self.querier(mint, maxt);
+        // The selected series hold references to their chunks (the head's
+        // compressed bytes), not samples: samples are decoded one series
+        // at a time.
         for s in q.select(matchers) {
             budget.check()?;
             let samples: Vec<Sample> = s.samples().collect();
@@ -160,17 +203,17 @@ impl Source for Db {
                 Vec::new()
             };
             budget.account(samples.len() + hists.len())?;
-            data.push(SelectedSeries {
+            let go_on = each(SelectedSeries {
                 labels: s.labels().clone(),
                 samples,
                 hists,
-            });
+            })?;
+            if !go_on {
+                break;
+            }
         }
         // Unreadable blocks or chunks make the answer partial: say so.
-        Ok(Selected {
-            data,
-            warnings: q.take_problems(),
-        })
+        Ok(q.take_problems())
     }
 
     fn series(

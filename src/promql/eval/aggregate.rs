@@ -47,7 +47,7 @@ pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labe
 /// where operators are told apart (an operator not listed is an error,
 /// never a fallback to another).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AggOp {
+pub(crate) enum AggOp {
     Sum,
     Avg,
     Min,
@@ -87,7 +87,7 @@ impl AggOp {
 }
 
 /// Running state of one group at one step.
-enum Acc {
+pub(crate) enum Acc {
     Sum(stats::SumAcc),
     Avg(stats::AvgAcc),
     Min(f64),
@@ -100,7 +100,7 @@ enum Acc {
 impl Acc {
     /// The accumulator of a folding operator (`sum` … `stdvar`); `None` for
     /// the others, which do not fold values one by one.
-    fn new(op: AggOp, v: f64) -> Option<Acc> {
+    pub(crate) fn new(op: AggOp, v: f64) -> Option<Acc> {
         let mut a = match op {
             AggOp::Sum => Acc::Sum(stats::SumAcc::new()),
             AggOp::Avg => Acc::Avg(stats::AvgAcc::new()),
@@ -116,7 +116,7 @@ impl Acc {
         Some(a)
     }
 
-    fn add(&mut self, v: f64) {
+    pub(crate) fn add(&mut self, v: f64) {
         match self {
             Acc::Sum(s) => s.add(v),
             Acc::Avg(a) => a.add(v),
@@ -136,7 +136,7 @@ impl Acc {
         }
     }
 
-    fn value(&self) -> f64 {
+    pub(crate) fn value(&self) -> f64 {
         match self {
             Acc::Sum(s) => s.value(),
             Acc::Avg(a) => a.value(),
@@ -233,6 +233,11 @@ impl Evaluator<'_> {
                 a.op.to_string()
             ))
         })?;
+        // The common shapes fold series by series, holding one batch of
+        // series at a time (see `stream`).
+        if let Some(v) = self.eval_aggregate_streamed(a, op, grid)? {
+            return Ok(v);
+        }
         let input = self.eval_vector(&a.expr, grid)?;
         // Group membership, once per series, groups in order of first sight.
         let mut index: HashMap<Labels, usize> = HashMap::new();

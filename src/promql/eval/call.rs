@@ -26,9 +26,9 @@ type WindowKernel<'a> = dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> +
 
 /// Below this much work (samples plus steps) a range function runs on the
 /// calling thread; thread start-up would cost more than it saves.
-const PARALLEL_MIN_WORK: usize = 200_000;
+pub(crate) const PARALLEL_MIN_WORK: usize = 200_000;
 
-fn parallelism() -> usize {
+pub(crate) fn parallelism() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
@@ -385,19 +385,16 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Range-vector functions: one kernel call per series and step.
-    fn eval_range_function(
+    /// The per-step scalar parameter of range function `f` (e.g. the
+    /// quantile of `quantile_over_time`), warning about a quantile
+    /// outside `[0, 1]`.
+    pub(crate) fn range_param(
         &self,
         f: &Function,
-        kernel: RangeKernel,
         args: &[&Expr],
         grid: &Grid,
-    ) -> Result<Val> {
+    ) -> Result<Option<Vec<f64>>> {
         let name = f.name;
-        let range_arg = args
-            .get(f.range_arg)
-            .copied()
-            .ok_or_else(|| QueryError::Parse(format!("missing range argument of {name}")))?;
         let param = f
             .param_arg
             .map(|k| {
@@ -414,6 +411,23 @@ impl Evaluator<'_> {
                 }
             }
         }
+        Ok(param)
+    }
+
+    /// Range-vector functions: one kernel call per series and step.
+    fn eval_range_function(
+        &self,
+        f: &Function,
+        kernel: RangeKernel,
+        args: &[&Expr],
+        grid: &Grid,
+    ) -> Result<Val> {
+        let name = f.name;
+        let range_arg = args
+            .get(f.range_arg)
+            .copied()
+            .ok_or_else(|| QueryError::Parse(format!("missing range argument of {name}")))?;
+        let param = self.range_param(f, args, grid)?;
         if f.counter_info {
             self.counter_info(range_arg);
         }
@@ -634,7 +648,7 @@ impl Evaluator<'_> {
 
     /// Info annotation for rate/increase over a metric whose name does not
     /// look like a counter.
-    fn counter_info(&self, e: &Expr) {
+    pub(crate) fn counter_info(&self, e: &Expr) {
         if let Expr::MatrixSelector(ms) = unparen(e) {
             if let Some(n) = &ms.vs.name {
                 if rate::is_possible_non_counter(n) {
@@ -823,7 +837,7 @@ fn parse_go_float(s: &str) -> Option<f64> {
 
 /// Slides the window `(end - range, end]` over `samples` for every step and
 /// collects `f(window, start, end, step)` where it yields a value.
-fn windows(
+pub(crate) fn windows(
     input: &RangeInput,
     grid: &Grid,
     samples: &[Sample],

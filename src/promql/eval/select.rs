@@ -106,6 +106,18 @@ fn stats_hints(hists: Vec<HSample>) -> Vec<HSample> {
         .collect()
 }
 
+/// Where and how an instant selector reads (see
+/// [`Evaluator::selector_placement`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    /// Load range, inclusive, ms.
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+    offset: i64,
+    at: Option<i64>,
+    lookback: i64,
+}
+
 /// What an instant selector finds at one step.
 enum Latest {
     Float(Sample),
@@ -115,30 +127,63 @@ enum Latest {
 impl Evaluator<'_> {
     /// Loads the series matching `vs` with samples in `[mint, maxt]`.
     pub(crate) fn load(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RangeData>> {
+        let mut out = Vec::new();
+        self.load_each(vs, mint, maxt, &mut |d| {
+            out.push(d);
+            Ok(true)
+        })?;
+        self.note_series_held(out.len());
+        Ok(out)
+    }
+
+    /// Hands the series matching `vs` with samples in `[mint, maxt]` to
+    /// `each` one at a time, in label order, until it answers `false`.
+    /// The source has counted each series' samples against the budget;
+    /// `each` releases what it does not keep.
+    pub(crate) fn load_each(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(RangeData) -> Result<bool>,
+    ) -> Result<()> {
         let ms = matchers(vs)?;
-        let selected = self.source.select(mint, maxt, &ms, self)?;
         let stats_only = self.is_stats_only(vs);
-        let mut out = Vec::with_capacity(selected.data.len());
-        for s in selected.data {
+        let warnings = self.source.select_each(mint, maxt, &ms, self, &mut |s| {
             let hists: Vec<HSample> = s.hists.into_iter().map(|(t, h)| HSample { t, h }).collect();
-            // The source counted the samples against the budget.
             let hists = if stats_only {
                 stats_hints(hists)
             } else {
                 hists
             };
-            out.push(RangeData {
+            each(RangeData {
                 labels: s.labels,
                 samples: s.samples,
                 hists,
-            });
-        }
+            })
+        })?;
         // Unreadable blocks or chunks, endpoints left out: the answer is
         // partial, say so.
-        for problem in selected.warnings {
+        for problem in warnings {
             self.warn(problem);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Where and how an instant selector reads: its load range, offset,
+    /// `@` time and lookback.
+    pub(crate) fn selector_placement(&self, vs: &VectorSelector, grid: &Grid) -> Placement {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (first, last) = evaluated_span(at, offset, grid);
+        let lookback = self.lookback();
+        Placement {
+            mint: first.saturating_sub(lookback).saturating_add(1),
+            maxt: last,
+            offset,
+            at,
+            lookback,
+        }
     }
 
     /// An instant-vector selector on the grid: at each step the newest
@@ -151,83 +196,98 @@ impl Evaluator<'_> {
         grid: &Grid,
         timestamps: bool,
     ) -> Result<Vec<Series>> {
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_ms(&vs.at);
-        let (first, last) = evaluated_span(at, offset, grid);
-        let lookback = self.lookback();
-        let loaded = self.load(vs, first.saturating_sub(lookback).saturating_add(1), last)?;
+        let place = self.selector_placement(vs, grid);
+        let loaded = self.load(vs, place.mint, place.maxt)?;
         let mut out = Vec::with_capacity(loaded.len());
         for d in loaded {
-            // Count the most points this series can yield against
-            // max_samples BEFORE allocating them (a sample covers at most
-            // `lookback / step + 1` steps), then settle on the real count.
-            let per_sample = if grid.step > 0 && at.is_none() {
-                usize::try_from(lookback / grid.step)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1)
-            } else {
-                grid.n
-            };
-            let n = d.samples.len() + d.hists.len();
-            let bound = grid.n.min(n.saturating_mul(per_sample));
-            self.account(bound)?;
-            let mut points = Vec::new();
-            let mut hists = Vec::new();
-            let mut place = |i: usize, found: Option<Latest>| match found {
-                Some(Latest::Float(s)) => points.push(Point {
-                    i: i as u32,
-                    v: if timestamps { s.t as f64 / 1000.0 } else { s.v },
-                }),
-                Some(Latest::Hist(t, _)) if timestamps => points.push(Point {
-                    i: i as u32,
-                    v: t as f64 / 1000.0,
-                }),
-                Some(Latest::Hist(_, h)) => hists.push(HPoint { i: i as u32, h }),
-                None => {}
-            };
-            if let Some(t) = at {
-                // Step-invariant: one lookup, the same value at every step.
-                let ts = t.saturating_sub(offset);
-                for i in 0..grid.n {
-                    place(i, latest(&d, ts, lookback));
-                }
-            } else if d.hists.is_empty() {
-                // Floats only (the common case): one forward pass.
-                let samples = &d.samples;
-                let mut k = 0usize;
-                for i in 0..grid.n {
-                    let ts = grid.t(i).saturating_sub(offset);
-                    while k < samples.len() && samples[k].t <= ts {
-                        k += 1;
-                    }
-                    if k == 0 {
-                        continue;
-                    }
-                    let s = samples[k - 1];
-                    if s.t > ts.saturating_sub(lookback) && !is_stale_nan(s.v) {
-                        place(i, Some(Latest::Float(s)));
-                    }
-                }
-            } else {
-                for i in 0..grid.n {
-                    let ts = grid.t(i).saturating_sub(offset);
-                    place(i, latest(&d, ts, lookback));
-                }
-            }
-            self.release(bound.saturating_sub(points.len() + hists.len()));
-            if points.len() < bound / 2 {
-                points.shrink_to_fit();
-            }
-            let s = Series {
-                labels: d.labels,
-                points,
-                hists,
-            };
+            let s = self.place_series(d, grid, &place, timestamps)?;
             if !s.is_empty() {
                 out.push(s);
             }
         }
         Ok(out)
+    }
+
+    /// One loaded series of an instant selector on the grid (see
+    /// [`Evaluator::eval_vector_selector`]); its points are counted.
+    pub(crate) fn place_series(
+        &self,
+        d: RangeData,
+        grid: &Grid,
+        how: &Placement,
+        timestamps: bool,
+    ) -> Result<Series> {
+        let Placement {
+            offset,
+            at,
+            lookback,
+            ..
+        } = *how;
+        // Count the most points this series can yield against
+        // max_samples BEFORE allocating them (a sample covers at most
+        // `lookback / step + 1` steps), then settle on the real count.
+        let per_sample = if grid.step > 0 && at.is_none() {
+            usize::try_from(lookback / grid.step)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+        } else {
+            grid.n
+        };
+        let n = d.samples.len() + d.hists.len();
+        let bound = grid.n.min(n.saturating_mul(per_sample));
+        self.account(bound)?;
+        let mut points = Vec::new();
+        let mut hists = Vec::new();
+        let mut place = |i: usize, found: Option<Latest>| match found {
+            Some(Latest::Float(s)) => points.push(Point {
+                i: i as u32,
+                v: if timestamps { s.t as f64 / 1000.0 } else { s.v },
+            }),
+            Some(Latest::Hist(t, _)) if timestamps => points.push(Point {
+                i: i as u32,
+                v: t as f64 / 1000.0,
+            }),
+            Some(Latest::Hist(_, h)) => hists.push(HPoint { i: i as u32, h }),
+            None => {}
+        };
+        if let Some(t) = at {
+            // Step-invariant: one lookup, the same value at every step.
+            let ts = t.saturating_sub(offset);
+            for i in 0..grid.n {
+                place(i, latest(&d, ts, lookback));
+            }
+        } else if d.hists.is_empty() {
+            // Floats only (the common case): one forward pass.
+            let samples = &d.samples;
+            let mut k = 0usize;
+            for i in 0..grid.n {
+                let ts = grid.t(i).saturating_sub(offset);
+                while k < samples.len() && samples[k].t <= ts {
+                    k += 1;
+                }
+                if k == 0 {
+                    continue;
+                }
+                let s = samples[k - 1];
+                if s.t > ts.saturating_sub(lookback) && !is_stale_nan(s.v) {
+                    place(i, Some(Latest::Float(s)));
+                }
+            }
+        } else {
+            for i in 0..grid.n {
+                let ts = grid.t(i).saturating_sub(offset);
+                place(i, latest(&d, ts, lookback));
+            }
+        }
+        self.release(bound.saturating_sub(points.len() + hists.len()));
+        if points.len() < bound / 2 {
+            points.shrink_to_fit();
+        }
+        Ok(Series {
+            labels: d.labels,
+            points,
+            hists,
+        })
     }
 
     /// A matrix selector's samples covering every window of the grid, stale
@@ -237,22 +297,34 @@ impl Evaluator<'_> {
         ms: &MatrixSelector,
         grid: &Grid,
     ) -> Result<RangeInput> {
-        let vs = &ms.vs;
-        let range_ms = crate::promql::guard::duration_ms_saturating(ms.range);
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_ms(&vs.at);
-        let (first, last) = evaluated_span(at, offset, grid);
-        let mut series = self.load(vs, first.saturating_sub(range_ms).saturating_add(1), last)?;
+        let (mint, maxt, mut input) = self.matrix_span(ms, grid);
+        let mut series = self.load(&ms.vs, mint, maxt)?;
         for d in series.iter_mut() {
             d.samples.retain(|s| !is_stale_nan(s.v));
             d.hists.retain(|s| !is_stale_nan(s.h.sum));
         }
         series.retain(|d| !d.samples.is_empty() || !d.hists.is_empty());
-        Ok(RangeInput {
-            series,
-            range_ms,
-            offset_ms: offset,
-            at,
-        })
+        input.series = series;
+        Ok(input)
+    }
+
+    /// The load range of a matrix selector over the grid, and its window
+    /// placement (a [`RangeInput`] without series yet).
+    pub(crate) fn matrix_span(&self, ms: &MatrixSelector, grid: &Grid) -> (i64, i64, RangeInput) {
+        let vs = &ms.vs;
+        let range_ms = crate::promql::guard::duration_ms_saturating(ms.range);
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (first, last) = evaluated_span(at, offset, grid);
+        (
+            first.saturating_sub(range_ms).saturating_add(1),
+            last,
+            RangeInput {
+                series: Vec::new(),
+                range_ms,
+                offset_ms: offset,
+                at,
+            },
+        )
     }
 }
