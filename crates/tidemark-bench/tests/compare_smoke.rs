@@ -48,11 +48,26 @@ fn compare_tiny_table_has_every_row_filled() {
     let table = std::fs::read_to_string(&out_file).unwrap();
     assert!(stdout.contains(&table));
 
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| ---"))
-        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
-        .collect();
+    // Two tables: issue 21's targets on top, then the figures.
+    let table_rows = |header: &str| -> Vec<Vec<&str>> {
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with(header))
+            .take_while(|l| l.starts_with("| "))
+            .filter(|l| !l.starts_with("| ---"))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect()
+    };
+    let targets = table_rows("| target |");
+    assert!(targets.len() > 10, "the targets table:\n{table}");
+    for row in &targets[1..] {
+        assert_eq!(row.len(), 6, "{row:?}");
+        assert!(
+            row[5].contains("met") || row[5].contains("missed"),
+            "{row:?}\n{table}"
+        );
+    }
+    let rows = table_rows("| figure |");
     assert_eq!(
         rows[0],
         ["figure", "Prometheus", "VictoriaMetrics", "Tidemark"]
