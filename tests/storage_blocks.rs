@@ -609,3 +609,50 @@ fn transient_block_open_error_is_not_a_quarantine() {
     assert!(db.open_report().quarantined.is_empty());
     check_all(&db, &oracle, "after the trouble ended");
 }
+
+/// Label names and values over blocks: a block the range holds whole is
+/// answered from its index, one the range cuts (or with deletions) by
+/// reading its series; both give the labels of series with data in range.
+#[test]
+fn label_names_and_values_over_blocks_count_only_series_with_data_in_range() {
+    use tidemark::model::MatchOp;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let one = |name: &str, i: &str, t: i64| {
+        let l = Labels::try_from_pairs([("__name__", name), ("i", i)]).unwrap();
+        let out = db
+            .append(&[common::one(l, vec![Sample::new(t, 1.0)])])
+            .unwrap();
+        assert!(out.is_complete());
+    };
+    // `early` only in the first hour, `late` from the second on, up to 4 h.
+    let mut t = T0;
+    while t < T0 + 4 * HOUR {
+        if t < T0 + HOUR {
+            one("early", "a", t);
+        } else {
+            one("late", "b", t);
+        }
+        t += STEP;
+    }
+    db.compact().unwrap();
+    assert_eq!(block_spans(&db), vec![(0, 2)]);
+    let names = |mint, maxt, m: &[Matcher]| db.querier(mint, maxt).label_values("__name__", m);
+    // The whole block in range: its index.
+    assert_eq!(names(T0, T0 + 4 * HOUR, &[]), ["early", "late"]);
+    assert_eq!(
+        db.querier(T0, T0 + 4 * HOUR).label_names(&[]),
+        ["__name__", "i"]
+    );
+    let only_a = [Matcher::new(MatchOp::Equal, "i", "a").unwrap()];
+    assert_eq!(names(T0, T0 + 4 * HOUR, &only_a), ["early"]);
+    assert_eq!(
+        db.querier(T0, T0 + 4 * HOUR).label_values("i", &[]),
+        ["a", "b"]
+    );
+    // The range cuts the block: `early` has no data in it.
+    assert_eq!(names(T0 + 90 * MIN, T0 + 4 * HOUR, &[]), ["late"]);
+    // Deleted: the block is read, and `early` is gone.
+    db.delete(&only_a, T0, T0 + 4 * HOUR).unwrap();
+    assert_eq!(names(T0, T0 + 4 * HOUR, &[]), ["late"]);
+}

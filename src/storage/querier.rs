@@ -8,6 +8,7 @@
 //! holds its blocks by `Arc`, so iteration never blocks appenders or
 //! compaction. Must not modify anything.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -467,7 +468,7 @@ impl Querier {
     /// The label sets of the series [`Querier::select`] returns, sorted,
     /// without reading or copying the head's chunks (the series API).
     pub fn select_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
-        let mut out = self.labels_in_range(matchers);
+        let mut out = self.labels_in_range(matchers, &self.blocks_now());
         out.sort_unstable();
         out.dedup();
         out
@@ -477,7 +478,7 @@ impl Querier {
     /// repeated across the head and blocks. Falls back to `select` when
     /// tombstones touch the answer (a series is left out when every sample
     /// in range is deleted, which takes the samples to know).
-    fn labels_in_range(&self, matchers: &[Matcher]) -> Vec<Labels> {
+    fn labels_in_range(&self, matchers: &[Matcher], blocks: &[Arc<Block>]) -> Vec<Labels> {
         let full = || {
             self.select(matchers)
                 .into_iter()
@@ -487,57 +488,87 @@ impl Querier {
         let Some(mut out) = self.head.select_labels(matchers, self.mint, self.maxt) else {
             return full();
         };
-        for b in &self.blocks_now() {
+        for b in blocks {
             if b.has_tombstones() {
                 return full();
             }
             match b.select(matchers, self.mint, self.maxt) {
                 Ok(series) => out.extend(series.into_iter().map(|s| s.labels)),
-                Err(e) => {
-                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed");
-                    self.problems.add(format!(
-                        "block {} could not be read and was left out, the result may be incomplete: {e}",
-                        b.meta().ulid
-                    ));
-                }
+                Err(e) => self.block_failed(b, &e),
             }
         }
         out
     }
 
+    fn block_failed(&self, b: &Block, e: &dyn std::fmt::Display) {
+        tracing::error!(block = %b.meta().ulid, error = %e, "block read failed");
+        self.problems.add(format!(
+            "block {} could not be read and was left out, the result may be incomplete: {e}",
+            b.meta().ulid
+        ));
+    }
+
+    /// The blocks of the range split into those whose index alone answers
+    /// label questions (the range holds the whole block, so every series in
+    /// it has data in range, and nothing in it is deleted) and the rest,
+    /// whose series must be read.
+    fn blocks_by_index(&self) -> (Vec<Arc<Block>>, Vec<Arc<Block>>) {
+        self.blocks_now().into_iter().partition(|b| {
+            let m = b.meta();
+            !b.has_tombstones()
+                && self.mint <= m.min_time
+                && m.max_time.saturating_sub(1) <= self.maxt
+        })
+    }
+
     /// Sorted label names of the series matching `matchers` (all series when
     /// empty) with data in the range.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.covers_head() {
-            let names = self.head.label_names();
-            if self.blocks_now().is_empty() {
-                return names;
+        let (indexed, scanned) = self.blocks_by_index();
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() && self.covers_head() && scanned.is_empty() {
+            names.extend(self.head.label_names());
+        } else {
+            for l in self.labels_in_range(matchers, &scanned) {
+                for l in l.iter() {
+                    if !names.contains(&*l.name) {
+                        names.insert(l.name.to_string());
+                    }
+                }
             }
         }
-        let all = self.labels_in_range(matchers);
-        let mut names: Vec<&str> = all
-            .iter()
-            .flat_map(|l| l.iter().map(|l| &*l.name))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names.into_iter().map(str::to_string).collect()
+        for b in &indexed {
+            match b.label_names(matchers) {
+                Ok(n) => names.extend(n),
+                Err(e) => self.block_failed(b, &e),
+            }
+        }
+        names.into_iter().collect()
     }
 
     /// Sorted values of label `name` among the series matching `matchers`
     /// with data in the range.
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() && self.covers_head() {
-            let values = self.head.label_values(name);
-            if self.blocks_now().is_empty() {
-                return values;
+        let (indexed, scanned) = self.blocks_by_index();
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() && self.covers_head() && scanned.is_empty() {
+            values.extend(self.head.label_values(name));
+        } else {
+            for l in self.labels_in_range(matchers, &scanned) {
+                if let Some(v) = l.get(name) {
+                    if !values.contains(v) {
+                        values.insert(v.to_string());
+                    }
+                }
             }
         }
-        let all = self.labels_in_range(matchers);
-        let mut values: Vec<&str> = all.iter().filter_map(|l| l.get(name)).collect();
-        values.sort_unstable();
-        values.dedup();
-        values.into_iter().map(str::to_string).collect()
+        for b in &indexed {
+            match b.label_values(name, matchers) {
+                Ok(v) => values.extend(v),
+                Err(e) => self.block_failed(b, &e),
+            }
+        }
+        values.into_iter().collect()
     }
 
     /// Whether the range holds all of the head's data, so the index alone
