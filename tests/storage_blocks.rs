@@ -610,11 +610,11 @@ fn transient_block_open_error_is_not_a_quarantine() {
     check_all(&db, &oracle, "after the trouble ended");
 }
 
-/// Label names and values over blocks: a block the range holds whole is
-/// answered from its index, one the range cuts (or with deletions) by
-/// reading its series; both give the labels of series with data in range.
+/// Label names and values over blocks answer as Prometheus's: every series
+/// of a block the range overlaps (from its index), unless the block has
+/// deletions (then a series whose every sample is deleted does not count).
 #[test]
-fn label_names_and_values_over_blocks_count_only_series_with_data_in_range() {
+fn label_names_and_values_over_blocks_answer_from_the_index_as_prometheus() {
     use tidemark::model::MatchOp;
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
@@ -638,7 +638,7 @@ fn label_names_and_values_over_blocks_count_only_series_with_data_in_range() {
     db.compact().unwrap();
     assert_eq!(block_spans(&db), vec![(0, 2)]);
     let names = |mint, maxt, m: &[Matcher]| db.querier(mint, maxt).label_values("__name__", m);
-    // The whole block in range: its index.
+    // The whole block in range.
     assert_eq!(names(T0, T0 + 4 * HOUR, &[]), ["early", "late"]);
     assert_eq!(
         db.querier(T0, T0 + 4 * HOUR).label_names(&[]),
@@ -650,8 +650,10 @@ fn label_names_and_values_over_blocks_count_only_series_with_data_in_range() {
         db.querier(T0, T0 + 4 * HOUR).label_values("i", &[]),
         ["a", "b"]
     );
-    // The range cuts the block: `early` has no data in it.
-    assert_eq!(names(T0 + 90 * MIN, T0 + 4 * HOUR, &[]), ["late"]);
+    // The range cuts the block: still every series of it, as Prometheus.
+    assert_eq!(names(T0 + 90 * MIN, T0 + 4 * HOUR, &[]), ["early", "late"]);
+    // Outside the block: the head alone.
+    assert_eq!(names(T0 + 3 * HOUR, T0 + 4 * HOUR, &[]), ["late"]);
     // Deleted: the block is read, and `early` is gone.
     db.delete(&only_a, T0, T0 + 4 * HOUR).unwrap();
     assert_eq!(names(T0, T0 + 4 * HOUR, &[]), ["late"]);

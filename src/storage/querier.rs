@@ -509,20 +509,21 @@ impl Querier {
     }
 
     /// The blocks of the range split into those whose index alone answers
-    /// label questions (the range holds the whole block, so every series in
-    /// it has data in range, and nothing in it is deleted) and the rest,
-    /// whose series must be read.
+    /// label questions and the rest, whose series must be read: as
+    /// Prometheus's `LabelNames`/`LabelValues`, a block the range overlaps
+    /// answers from its index (every series of the block, whether or not
+    /// its samples fall inside the range), unless something in it is
+    /// deleted (then a series whose every sample is deleted must not
+    /// count, which takes reading it).
     fn blocks_by_index(&self) -> (Vec<Arc<Block>>, Vec<Arc<Block>>) {
-        self.blocks_now().into_iter().partition(|b| {
-            let m = b.meta();
-            !b.has_tombstones()
-                && self.mint <= m.min_time
-                && m.max_time.saturating_sub(1) <= self.maxt
-        })
+        self.blocks_now()
+            .into_iter()
+            .partition(|b| !b.has_tombstones())
     }
 
     /// Sorted label names of the series matching `matchers` (all series when
-    /// empty) with data in the range.
+    /// empty) with data in the range (in a block the range overlaps, as
+    /// Prometheus answers: see `blocks_by_index`).
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
         let (indexed, scanned) = self.blocks_by_index();
         let mut names: BTreeSet<String> = BTreeSet::new();
@@ -547,7 +548,8 @@ impl Querier {
     }
 
     /// Sorted values of label `name` among the series matching `matchers`
-    /// with data in the range.
+    /// with data in the range (in a block the range overlaps, as Prometheus
+    /// answers: see `blocks_by_index`).
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
         let (indexed, scanned) = self.blocks_by_index();
         let mut values: BTreeSet<String> = BTreeSet::new();
