@@ -6,14 +6,12 @@
 //! a crash at any step of the shutdown loses and doubles nothing.
 //!
 //! The crash cases re-run this test binary as a child (`CHILD_DIR`,
-//! `CHILD_CRASH_AT`) that aborts itself at one step of `Db::close`.
+//! `common::crash`) that aborts itself at one step of `Db::close`.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use tidemark::model::{Labels, Sample};
@@ -22,7 +20,6 @@ use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{AppendExtras, Db, ExemplarEntry, MetricMetadata, Options};
 
 const CHILD_DIR: &str = "TIDEMARK_PERSIST_CRASH_DIR";
-const CHILD_CRASH_AT: &str = "TIDEMARK_PERSIST_CRASH_AT";
 const HOUR: i64 = 3_600_000;
 const STEP: i64 = 15_000;
 const T0: i64 = 1_699_920_000_000;
@@ -32,23 +29,10 @@ const LAG: i64 = 10 * STEP;
 /// 2.5 h of data: the head spans two block ranges, nothing cut yet.
 const END: i64 = T0 + 5 * HOUR / 2;
 
-static HITS: AtomicUsize = AtomicUsize::new(0);
-
-fn crash_hook(step: &str) {
-    let Ok(at) = std::env::var(CHILD_CRASH_AT) else {
-        return;
-    };
-    let (want, nth) = at.split_once('#').unwrap_or((at.as_str(), "1"));
-    if step == want && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth.parse().unwrap_or(1) {
-        println!("crashing at {step}");
-        std::process::abort();
-    }
-}
-
 fn opts(hook: bool) -> Options {
     Options {
         persist_head_on_close: true,
-        crash_hook: hook.then_some(crash_hook as fn(&str)),
+        crash_hook: hook.then_some(common::crash::abort_at as fn(&str)),
         ..options(FsyncPolicy::Never)
     }
 }
@@ -308,24 +292,11 @@ fn persist_crash_child() {
 
 fn crash_at(step: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(&exe)
-        .args([
-            "--exact",
-            "persist_crash_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .env(CHILD_CRASH_AT, step)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .expect("run child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("ingested"), "{step}: {stdout}");
-    assert!(stdout.contains("crashing at"), "{step}: never reached");
-    assert!(!out.status.success(), "{step}: child exited cleanly");
+    common::crash::run_child(
+        "persist_crash_child",
+        &[(CHILD_DIR, dir.path().as_os_str())],
+        step,
+    );
 
     let db = Db::open(dir.path(), opts(false)).expect("reopen after crash");
     assert!(db.open_report().quarantined.is_empty(), "{step}");

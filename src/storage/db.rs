@@ -693,16 +693,7 @@ impl Db {
         // Appends that read the old floor finish before the head is read.
         self.head.wait_for_appenders();
         self.hook("head:floor_raised");
-        let plan = BlockPlan {
-            min_time: mint,
-            max_time: maxt,
-            compaction: BlockCompaction {
-                level: 1,
-                sources: Vec::new(),
-                parents: Vec::new(),
-            },
-            head_floor: None,
-        };
+        let plan = head_block_plan(mint, maxt, None);
         let written = compact::write_block(
             &self.dir,
             "head",
@@ -938,16 +929,7 @@ impl Db {
         }
         if !skip_head {
             if let (Some(min_t), Some(max_t)) = (self.head.min_t(), self.head.max_t()) {
-                let plan = BlockPlan {
-                    min_time: min_t,
-                    max_time: max_t.saturating_add(1),
-                    compaction: BlockCompaction {
-                        level: 1,
-                        sources: Vec::new(),
-                        parents: Vec::new(),
-                    },
-                    head_floor: None,
-                };
+                let plan = head_block_plan(min_t, max_t.saturating_add(1), None);
                 compact::write_block(
                     &dst,
                     "snapshot",
@@ -1056,16 +1038,7 @@ impl Db {
         let mut mint = min_t.div_euclid(range).saturating_mul(range);
         while mint < end {
             let maxt = mint.saturating_add(range);
-            let plan = BlockPlan {
-                min_time: mint,
-                max_time: maxt,
-                compaction: BlockCompaction {
-                    level: 1,
-                    sources: Vec::new(),
-                    parents: Vec::new(),
-                },
-                head_floor: Some(floor_before),
-            };
+            let plan = head_block_plan(mint, maxt, Some(floor_before));
             let written = compact::write_block(
                 &self.dir,
                 "head",
@@ -1273,6 +1246,20 @@ impl Drop for Db {
         if let Err(e) = self.close() {
             tracing::error!(error = %e, "closing storage");
         }
+    }
+}
+
+/// The plan of a level-1 block written from the head over `[mint, maxt)`.
+fn head_block_plan(mint: i64, maxt: i64, head_floor: Option<i64>) -> BlockPlan {
+    BlockPlan {
+        min_time: mint,
+        max_time: maxt,
+        compaction: BlockCompaction {
+            level: 1,
+            sources: Vec::new(),
+            parents: Vec::new(),
+        },
+        head_floor,
     }
 }
 

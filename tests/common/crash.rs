@@ -4,14 +4,23 @@
 
 use std::ffi::OsStr;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The step the child aborts at.
 pub(crate) const CRASH_AT: &str = "TIDEMARK_TEST_CRASH_AT";
 
-/// A crash hook (`fn(&str)`): aborts at the step named in [`CRASH_AT`].
+/// Times the hook saw the step it aborts at.
+static HITS: AtomicUsize = AtomicUsize::new(0);
+
+/// A crash hook (`fn(&str)`): aborts at the step named in [`CRASH_AT`],
+/// `<step>` or `<step>#<n>` (its n-th occurrence).
 pub(crate) fn abort_at(step: &str) {
-    if std::env::var(CRASH_AT).as_deref() == Ok(step) {
-        println!("crashing at {step}");
+    let Ok(at) = std::env::var(CRASH_AT) else {
+        return;
+    };
+    let (want, nth) = at.split_once('#').unwrap_or((at.as_str(), "1"));
+    if step == want && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth.parse().unwrap_or(1) {
+        println!("crashing at {at}");
         std::process::abort();
     }
 }
