@@ -693,22 +693,7 @@ impl Db {
         // Appends that read the old floor finish before the head is read.
         self.head.wait_for_appenders();
         self.hook("head:floor_raised");
-        let plan = head_block_plan(mint, maxt, None);
-        let written = compact::write_block(
-            &self.dir,
-            "head",
-            plan,
-            self.head_series_for_block(mint, maxt.saturating_sub(1))
-                .into_iter()
-                .map(Ok),
-            self.opts.crash_hook,
-        )?;
-        if let Some(meta) = written {
-            let block = self.open_new_block(&meta)?;
-            self.insert_blocks(&[], vec![block]);
-            self.hook("head:block_added");
-            self.notify_completed(&meta);
-        }
+        self.write_head_block(mint, maxt, None)?;
         // Out-of-order samples of the range are in the block now; older
         // ones (below `mint`) and those that came meanwhile stay.
         self.head.drop_persisted_ooo(mint, maxt);
@@ -719,6 +704,29 @@ impl Db {
             .head_compactions
             .fetch_add(1, Ordering::Relaxed);
         self.record_duration(started);
+        Ok(true)
+    }
+
+    /// Writes the head's data in `[mint, maxt)` as a level-1 block (none
+    /// when the range holds nothing) and adds it to the block list, then
+    /// wakes the shipper. Returns whether a block was written.
+    fn write_head_block(&self, mint: i64, maxt: i64, head_floor: Option<i64>) -> Result<bool> {
+        let written = compact::write_block(
+            &self.dir,
+            "head",
+            head_block_plan(mint, maxt, head_floor),
+            self.head_series_for_block(mint, maxt.saturating_sub(1))
+                .into_iter()
+                .map(Ok),
+            self.opts.crash_hook,
+        )?;
+        let Some(meta) = written else {
+            return Ok(false);
+        };
+        let block = self.open_new_block(&meta)?;
+        self.insert_blocks(&[], vec![block]);
+        self.hook("head:block_added");
+        self.notify_completed(&meta);
         Ok(true)
     }
 
@@ -1038,20 +1046,7 @@ impl Db {
         let mut mint = min_t.div_euclid(range).saturating_mul(range);
         while mint < end {
             let maxt = mint.saturating_add(range);
-            let plan = head_block_plan(mint, maxt, Some(floor_before));
-            let written = compact::write_block(
-                &self.dir,
-                "head",
-                plan,
-                self.head_series_for_block(mint, maxt.saturating_sub(1))
-                    .into_iter()
-                    .map(Ok),
-                self.opts.crash_hook,
-            )?;
-            if let Some(meta) = written {
-                let block = self.open_new_block(&meta)?;
-                self.insert_blocks(&[], vec![block]);
-                self.notify_completed(&meta);
+            if self.write_head_block(mint, maxt, Some(floor_before))? {
                 written_blocks += 1;
             }
             self.head.drop_persisted_ooo(mint, maxt);
