@@ -121,6 +121,11 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
         refs.as_ref()
             .is_some_and(|r| r.len().saturating_mul(check_cost) < cost)
     };
+    // The candidates so far, narrowed to `list` (the first list starts them).
+    let narrow = |refs: Option<Vec<I::Ref>>, list: Vec<I::Ref>| match refs {
+        None => list,
+        Some(r) => intersect(&r, &list),
+    };
     for step in lookups.into_iter().chain(rest) {
         match step {
             Step::Lookup(m, lists, cost) => {
@@ -128,11 +133,7 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
                     residual.push(m);
                     continue;
                 }
-                let list = ix.union(&lists)?;
-                refs = Some(match refs {
-                    None => list,
-                    Some(r) => intersect(&r, &list),
-                });
+                refs = Some(narrow(refs.take(), ix.union(&lists)?));
             }
             Step::Scan(m) => {
                 if few(&refs, ix.value_count(m.name())?) {
@@ -145,11 +146,7 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
                     residual.push(m);
                     continue;
                 }
-                let list = ix.union(&lists)?;
-                refs = Some(match refs {
-                    None => list,
-                    Some(r) => intersect(&r, &list),
-                });
+                refs = Some(narrow(refs.take(), ix.union(&lists)?));
             }
             Step::Subtract(m) => {
                 let r = match refs.take() {
