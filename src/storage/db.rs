@@ -1034,14 +1034,18 @@ impl Db {
     /// from that floor, so samples the blocks hold come back into the head
     /// and are merged away as duplicates, never lost.
     fn persist_head_for_close(&self) -> Result<usize> {
-        self.head.wait_for_appenders();
         let (Some(min_t), Some(max_t)) = (self.head.min_t(), self.head.max_t()) else {
             return Ok(0);
         };
         let range = self.opts.block_range_ms.max(1);
         let floor_before = self.head.min_valid_floor();
         let end = max_t.saturating_add(1);
+        // As head compaction: the floor first, then the wait, so an append
+        // that passed the `closed` check but not yet the floor either
+        // lands before the head is read or is refused; never below `end`
+        // after the read (truncation and the checkpoint would drop it).
         self.head.set_min_valid_floor(end);
+        self.head.wait_for_appenders();
         let mut written_blocks = 0;
         let mut mint = min_t.div_euclid(range).saturating_mul(range);
         while mint < end {
