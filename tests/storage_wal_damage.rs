@@ -165,7 +165,9 @@ fn wal_repair_interrupted_midway_still_opens() {
     let opts = || tidemark::storage::Options {
         head_snapshot_on_close: false,
         wal: tidemark::storage::wal::WalOptions {
-            segment_size: 512,
+            // Chained samples records of 10 samples take ~20 bytes: small
+            // segments so that 40 batches span several.
+            segment_size: 128,
             fsync: tidemark::storage::wal::FsyncPolicy::Never,
             compression: true,
         },

@@ -1,8 +1,11 @@
-//! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode`), every
-//! record type (series, samples, tombstones, exemplars, metadata, histograms,
-//! out-of-order samples):
-//! arbitrary bytes must never panic, and whatever decodes must re-encode to a
-//! payload that decodes to the same record (values compared by bits).
+//! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode_chained`),
+//! every record type (series, samples, chained samples, tombstones,
+//! exemplars, metadata, histograms, out-of-order samples) over a sequence
+//! of payloads sharing one segment's chain (the input split at each
+//! 2-byte little-endian length): arbitrary bytes must never panic, and
+//! whatever decodes must re-encode to payloads that decode to the same
+//! records (values compared by bits; samples re-encoded as a chain of
+//! their own, in order).
 //!
 //! `cargo +nightly fuzz run fuzz_wal_record` (nightly, outside CI). Minimized
 //! crashes become unit tests in `src/storage/wal/record.rs`.
@@ -12,9 +15,9 @@ use libfuzzer_sys::fuzz_target;
 use tidemark::model::Interner;
 use tidemark::model::Labels;
 use tidemark::storage::wal::{
-    decode, encode_exemplars, encode_histogram_samples, encode_metadata,
+    decode_chained, encode_exemplars, encode_histogram_samples, encode_metadata,
     encode_ooo_histogram_samples, encode_ooo_samples, encode_samples, encode_series,
-    encode_tombstones, Record, RefMetadata,
+    encode_tombstones, Record, RefMetadata, SampleChain,
 };
 
 /// Comparable form of a record: series as (ref, labels), samples as bits.
@@ -78,30 +81,54 @@ fn canon(r: &Record) -> Canon {
     }
 }
 
+/// `data` cut into payloads: each a 2-byte little-endian length and that
+/// many bytes (the last one whatever is left).
+fn payloads(mut data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while data.len() > 2 {
+        let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
+        let rest = &data[2..];
+        let (p, tail) = rest.split_at(len.min(rest.len()));
+        out.push(p);
+        data = tail;
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let interner = Interner::new();
-    let Ok(record) = decode(data, &interner) else {
-        return;
-    };
-    let mut buf = Vec::new();
-    match &record {
-        Record::Series(s) => encode_series(s, &mut buf),
-        Record::Samples(s) => encode_samples(s, &mut buf),
-        Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
-        Record::Tombstones(t) => encode_tombstones(t, &mut buf),
-        Record::Exemplars(e) => encode_exemplars(e, &mut buf),
-        Record::Metadata(m) => encode_metadata(m, &mut buf),
-        Record::Histograms(h) => {
-            // One record type per decoded record: one payload.
-            assert!(encode_histogram_samples(h, &mut buf).len() <= 1);
-        }
-        Record::OooHistograms(h) => {
-            assert!(encode_ooo_histogram_samples(h, &mut buf).len() <= 1);
-        }
+    let mut chain = SampleChain::new();
+    let mut records = Vec::new();
+    for p in payloads(data) {
+        // A segment's replay stops at the first record that does not decode.
+        let Ok(record) = decode_chained(p, &interner, &mut chain) else {
+            break;
+        };
+        records.push(record);
     }
-    if buf.is_empty() {
-        return; // an empty histogram record re-encodes to nothing
+    let (mut enc, mut dec) = (SampleChain::new(), SampleChain::new());
+    for record in &records {
+        let mut buf = Vec::new();
+        match record {
+            Record::Series(s) => encode_series(s, &mut buf),
+            Record::Samples(s) if s.len() % 2 == 0 => enc.encode(s, &mut buf),
+            Record::Samples(s) => encode_samples(s, &mut buf),
+            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
+            Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+            Record::Exemplars(e) => encode_exemplars(e, &mut buf),
+            Record::Metadata(m) => encode_metadata(m, &mut buf),
+            Record::Histograms(h) => {
+                // One record type per decoded record: one payload.
+                assert!(encode_histogram_samples(h, &mut buf).len() <= 1);
+            }
+            Record::OooHistograms(h) => {
+                assert!(encode_ooo_histogram_samples(h, &mut buf).len() <= 1);
+            }
+        }
+        if buf.is_empty() {
+            continue; // an empty histogram record re-encodes to nothing
+        }
+        let again = decode_chained(&buf, &interner, &mut dec).expect("a re-encoded record decodes");
+        assert_eq!(canon(&again), canon(record));
     }
-    let again = decode(&buf, &interner).expect("a re-encoded record decodes");
-    assert_eq!(canon(&again), canon(&record));
 });

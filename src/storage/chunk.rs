@@ -10,7 +10,7 @@
 //! block files), no knowledge of series or of when to cut a chunk.
 //! Format: `docs/format/chunks.md`.
 
-mod bstream;
+pub(crate) mod bstream;
 mod float_histogram;
 mod histogram;
 mod histogram_meta;
@@ -26,10 +26,12 @@ pub use histogram_run::{
     decode_histogram_values, encode_histogram_run, EncodedChunk, BLOCK_HISTOGRAM_CHUNK_BYTES,
     BLOCK_HISTOGRAM_CHUNK_SAMPLES,
 };
+pub(crate) use packed::{decimal_at, from_decimal, to_decimal};
 pub use packed::{
     decode_packed, decode_packed_with, encode_packed, encode_packed_shared,
     shared_timestamps_owner, timestamp_section, MAX_PACKED_SAMPLES,
 };
+pub(crate) use xor::{read_dod, read_xor, write_dod, write_xor, XorFault, NO_WINDOW};
 pub use xor::{XorAppender, XorIter};
 
 use crate::model::Sample;

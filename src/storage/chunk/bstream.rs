@@ -1,6 +1,7 @@
-//! Bit-granular writer and reader for the XOR chunk body, most significant
-//! bit first. Owns nothing but bit positions; the sample layout lives in
-//! `xor.rs`. Format: `docs/format/chunks.md`.
+//! Bit-granular writer and reader for the XOR chunk body (and the WAL's
+//! chained samples record), most significant bit first. Owns nothing but
+//! bit positions; the sample layouts live in `xor.rs` and
+//! `storage/wal/record/chained.rs`. Format: `docs/format/chunks.md`.
 //!
 //! The reader keeps no borrow so that [`super::XorIter`] can own its bytes
 //! (an `Arc<[u8]>` head snapshot) and hand the slice in on every call.
@@ -14,7 +15,7 @@ fn low_bits(n: u32) -> u64 {
 /// Appends bits to a byte vector, most significant bit first. The last byte
 /// is zero-padded, so the vector is always a complete prefix of the stream.
 #[derive(Debug, Clone, Default)]
-pub(super) struct BitWriter {
+pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Unused low bits of the last byte (0 when the last byte is full).
     free: u32,
@@ -22,40 +23,46 @@ pub(super) struct BitWriter {
 
 impl BitWriter {
     /// An empty stream with room for `cap` bytes.
-    pub(super) fn with_capacity(cap: usize) -> Self {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(cap),
             free: 0,
         }
     }
 
+    /// A stream continuing after the whole bytes of `bytes` (which stay
+    /// as they are: a header written byte-wise before the bits).
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
+        Self { bytes, free: 0 }
+    }
+
     /// The stream so far, padded with zero bits to a whole byte.
     #[inline]
-    pub(super) fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
     /// Mutable access for byte-aligned fields (header, varints). Callers
     /// may only append while [`Self::is_aligned`], or overwrite bytes.
     #[inline]
-    pub(super) fn bytes_mut(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn bytes_mut(&mut self) -> &mut Vec<u8> {
         &mut self.bytes
     }
 
     /// Reports whether the next bit starts a new byte.
     #[inline]
-    pub(super) fn is_aligned(&self) -> bool {
+    pub(crate) fn is_aligned(&self) -> bool {
         self.free == 0
     }
 
     /// Consumes the writer, returning its bytes.
-    pub(super) fn into_bytes(self) -> Vec<u8> {
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
 
     /// Appends one bit.
     #[inline]
-    pub(super) fn write_bit(&mut self, bit: bool) {
+    pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
             self.bytes.push(0);
             self.free = 8;
@@ -69,7 +76,7 @@ impl BitWriter {
 
     /// Appends the low `n` bits of `v`, `n` in `1..=64`.
     #[inline]
-    pub(super) fn write_bits(&mut self, v: u64, n: u32) {
+    pub(crate) fn write_bits(&mut self, v: u64, n: u32) {
         debug_assert!((1..=64).contains(&n));
         let mut n = n;
         if self.free > 0 {
@@ -97,7 +104,7 @@ impl BitWriter {
 /// Bits are fetched eight bytes at a time into `buf` (right-aligned, `valid`
 /// low bits unread) so the common 1-2 bit reads are a shift and a mask.
 #[derive(Debug, Clone, Default)]
-pub(super) struct BitReader {
+pub(crate) struct BitReader {
     /// Next byte to load into `buf`.
     pos: usize,
     buf: u64,
@@ -107,7 +114,7 @@ pub(super) struct BitReader {
 
 impl BitReader {
     /// A reader whose first bit is the top bit of byte `pos`.
-    pub(super) fn at_byte(pos: usize) -> Self {
+    pub(crate) fn at_byte(pos: usize) -> Self {
         Self {
             pos,
             buf: 0,
@@ -117,7 +124,7 @@ impl BitReader {
 
     /// Offset of the next unread bit from the start of the stream.
     #[inline]
-    pub(super) fn bit_offset(&self) -> usize {
+    pub(crate) fn bit_offset(&self) -> usize {
         self.pos * 8 - self.valid as usize
     }
 
@@ -142,7 +149,7 @@ impl BitReader {
 
     /// Reads one bit, `None` at end of stream.
     #[inline]
-    pub(super) fn read_bit(&mut self, bytes: &[u8]) -> Option<bool> {
+    pub(crate) fn read_bit(&mut self, bytes: &[u8]) -> Option<bool> {
         if self.valid == 0 && !self.refill(bytes) {
             return None;
         }
@@ -153,7 +160,7 @@ impl BitReader {
     /// Counts leading one bits, stopping after a zero bit or at `max` ones
     /// (the zero is consumed, the bit after the `max`-th one is not).
     #[inline]
-    pub(super) fn read_unary(&mut self, bytes: &[u8], max: u32) -> Option<u32> {
+    pub(crate) fn read_unary(&mut self, bytes: &[u8], max: u32) -> Option<u32> {
         // A lone `0` (unchanged delta or value) is by far the most common.
         if self.valid > 0 && (self.buf >> (self.valid - 1)) & 1 == 0 {
             self.valid -= 1;
@@ -176,7 +183,7 @@ impl BitReader {
     /// Reads `n` bits, `n` in `1..=64`, as the low bits of the result;
     /// `None` if the stream ends first.
     #[inline]
-    pub(super) fn read_bits(&mut self, bytes: &[u8], n: u32) -> Option<u64> {
+    pub(crate) fn read_bits(&mut self, bytes: &[u8], n: u32) -> Option<u64> {
         debug_assert!((1..=64).contains(&n));
         if n <= self.valid {
             self.valid -= n;

@@ -54,13 +54,13 @@ const V_DOD: u8 = 1;
 /// The value `m / 10^k` decodes to. Encoding only ever keeps a mantissa for
 /// which this reproduces the sample's exact bits.
 #[inline]
-fn from_decimal(m: i64, k: usize) -> f64 {
+pub(crate) fn from_decimal(m: i64, k: usize) -> f64 {
     m as f64 / POW10[k]
 }
 
 /// The smallest scale `k` and mantissa `m` with `m / 10^k` bit-identical to
-/// `v`, if any.
-fn to_decimal(v: f64) -> Option<(i64, usize)> {
+/// `v`, if any; `m` is always [`decimal_at`]`(v, k)`'s.
+pub(crate) fn to_decimal(v: f64) -> Option<(i64, usize)> {
     if !v.is_finite() {
         return None;
     }
@@ -75,6 +75,20 @@ fn to_decimal(v: f64) -> Option<(i64, usize)> {
         }
     }
     None
+}
+
+/// `v`'s mantissa at scale `k` (`0..=18`): `round(v * 10^k)`, if that is
+/// within ±2^53 and `m / 10^k` gives back `v`'s exact bits.
+#[inline]
+pub(crate) fn decimal_at(v: f64, k: usize) -> Option<i64> {
+    let p = *POW10.get(k)?;
+    let scaled = (v * p).round();
+    // NaN fails the comparison too.
+    if scaled.is_nan() || scaled.abs() > MAX_MANTISSA as f64 {
+        return None;
+    }
+    let m = scaled as i64;
+    (from_decimal(m, k).to_bits() == v.to_bits()).then_some(m)
 }
 
 /// `v`'s mantissa at scale `scale`, if `v` has one there.

@@ -14,7 +14,7 @@ use crate::model::Sample;
 use crate::storage::encoding::{put_uvarint, put_varint, Decbuf, DecodeError};
 
 /// `leading` value meaning "no XOR window chosen yet".
-const NO_WINDOW: u8 = 0xff;
+pub(crate) const NO_WINDOW: u8 = 0xff;
 
 /// Initial allocation; Prometheus uses the same, and a 120-sample counter
 /// chunk fits (measured ~1.2-1.4 bytes/sample).
@@ -42,6 +42,121 @@ fn bucket_value(bits: u64, nbits: u32) -> i64 {
     } else {
         v
     }
+}
+
+/// Writes a timestamp delta-of-delta: `0` for none, else a bucket prefix
+/// (`10`, `110`, `1110`) and 14, 17 or 20 bits, or `1111` and all 64.
+/// Shared by the XOR chunk and the WAL's chained samples record.
+#[inline]
+pub(crate) fn write_dod(w: &mut BitWriter, dod: i64) {
+    if dod == 0 {
+        w.write_bit(false);
+        return;
+    }
+    // Prefix `10`, `110`, `1110` for the buckets, in one write each.
+    let mut prefix = 0b10;
+    for (i, &nbits) in DOD_BUCKET_BITS.iter().enumerate() {
+        if fits_bucket(dod, nbits) {
+            w.write_bits(prefix, i as u32 + 2);
+            w.write_bits(dod as u64, nbits);
+            return;
+        }
+        prefix = (prefix | 1) << 1;
+    }
+    w.write_bits(0b1111, 4);
+    w.write_bits(dod as u64, 64);
+}
+
+/// Reads what [`write_dod`] wrote; `None` at the end of the stream.
+#[inline]
+pub(crate) fn read_dod(r: &mut BitReader, bytes: &[u8]) -> Option<i64> {
+    Some(match r.read_unary(bytes, 4)? {
+        0 => 0,
+        4 => r.read_bits(bytes, 64)? as i64,
+        b => {
+            let nbits = DOD_BUCKET_BITS[b as usize - 1];
+            bucket_value(r.read_bits(bytes, nbits)?, nbits)
+        }
+    })
+}
+
+/// Writes a value's XOR with the previous value (Gorilla): `0` for none,
+/// `10` and the bits of the previous window (`leading`, `trailing`) when
+/// they fit it, else `11`, 5 bits leading zeros, 6 bits significant count
+/// (64 stored as 0) and the bits, which become the window. `leading`
+/// starts at [`NO_WINDOW`]. Shared by the XOR chunk and the WAL's chained
+/// samples record.
+#[inline]
+pub(crate) fn write_xor(w: &mut BitWriter, xor: u64, leading: &mut u8, trailing: &mut u8) {
+    if xor == 0 {
+        w.write_bit(false);
+        return;
+    }
+    // Leading zeros are stored in 5 bits; a longer run just widens the
+    // significant part.
+    let lead = (xor.leading_zeros() as u8).min(31);
+    let trail = xor.trailing_zeros() as u8;
+    if *leading != NO_WINDOW && lead >= *leading && trail >= *trailing {
+        // Fits the previous window: `10` + the window's bits.
+        let sig = 64 - u32::from(*leading) - u32::from(*trailing);
+        w.write_bits(0b10, 2);
+        w.write_bits(xor >> *trailing, sig);
+        return;
+    }
+    *leading = lead;
+    *trailing = trail;
+    let sig = 64 - u32::from(lead) - u32::from(trail);
+    // `11` + 5 bits leading + 6 bits significant count (64 stored as 0).
+    w.write_bits(0b11, 2);
+    w.write_bits(u64::from(lead), 5);
+    w.write_bits(u64::from(sig) & 0x3f, 6);
+    w.write_bits(xor >> trail, sig);
+}
+
+/// Reads what [`write_xor`] wrote: the XOR with the previous value. The
+/// reader's window starts at `leading = trailing = 0` (all 64 bits), as
+/// Prometheus's, so a `10` before any `11` is read the same way.
+#[inline]
+pub(crate) fn read_xor(
+    r: &mut BitReader,
+    bytes: &[u8],
+    leading: &mut u8,
+    trailing: &mut u8,
+) -> Result<u64, XorFault> {
+    match r.read_unary(bytes, 2).ok_or(XorFault::Eof)? {
+        0 => return Ok(0),
+        1 => {}
+        _ => {
+            let header = r.read_bits(bytes, 11).ok_or(XorFault::Eof)?;
+            let lead = (header >> 6) as u8;
+            let sig = match (header & 0x3f) as u8 {
+                0 => 64,
+                s => s,
+            };
+            if u32::from(lead) + u32::from(sig) > 64 {
+                return Err(XorFault::BadWindow { leading: lead, sig });
+            }
+            *leading = lead;
+            *trailing = 64 - lead - sig;
+        }
+    }
+    let sig = 64 - u32::from(*leading) - u32::from(*trailing);
+    let bits = r.read_bits(bytes, sig).ok_or(XorFault::Eof)?;
+    Ok(bits << *trailing)
+}
+
+/// Why [`read_xor`] failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum XorFault {
+    /// The stream ended inside the value.
+    Eof,
+    /// A window of more than 64 bits.
+    BadWindow {
+        /// Leading zeros read.
+        leading: u8,
+        /// Significant bits read.
+        sig: u8,
+    },
 }
 
 /// Encodes samples into one XOR chunk.
@@ -129,49 +244,16 @@ impl XorAppender {
     }
 
     fn write_dod(&mut self, dod: i64) {
-        if dod == 0 {
-            self.w.write_bit(false);
-            return;
-        }
-        // Prefix `10`, `110`, `1110` for the buckets, in one write each.
-        let mut prefix = 0b10;
-        for (i, &nbits) in DOD_BUCKET_BITS.iter().enumerate() {
-            if fits_bucket(dod, nbits) {
-                self.w.write_bits(prefix, i as u32 + 2);
-                self.w.write_bits(dod as u64, nbits);
-                return;
-            }
-            prefix = (prefix | 1) << 1;
-        }
-        self.w.write_bits(0b1111, 4);
-        self.w.write_bits(dod as u64, 64);
+        write_dod(&mut self.w, dod);
     }
 
     fn write_value(&mut self, v_bits: u64) {
-        let xor = v_bits ^ self.v_bits;
-        if xor == 0 {
-            self.w.write_bit(false);
-            return;
-        }
-        // Leading zeros are stored in 5 bits; a longer run just widens the
-        // significant part.
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
-            // Fits the previous window: `10` + the window's bits.
-            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.w.write_bits(0b10, 2);
-            self.w.write_bits(xor >> self.trailing, sig);
-            return;
-        }
-        self.leading = leading;
-        self.trailing = trailing;
-        let sig = 64 - u32::from(leading) - u32::from(trailing);
-        // `11` + 5 bits leading + 6 bits significant count (64 stored as 0).
-        self.w.write_bits(0b11, 2);
-        self.w.write_bits(u64::from(leading), 5);
-        self.w.write_bits(u64::from(sig) & 0x3f, 6);
-        self.w.write_bits(xor >> trailing, sig);
+        write_xor(
+            &mut self.w,
+            v_bits ^ self.v_bits,
+            &mut self.leading,
+            &mut self.trailing,
+        );
     }
 
     /// Number of samples appended so far.
@@ -312,15 +394,7 @@ impl<B: AsRef<[u8]>> XorIter<B> {
     /// Samples 2..: delta-of-delta timestamp, then the value XOR.
     #[inline]
     fn next_dod(&mut self) -> Result<(), Fault> {
-        let bytes = self.bytes.as_ref();
-        let dod = match self.r.read_unary(bytes, 4).ok_or(Fault::Eof)? {
-            0 => 0,
-            4 => self.r.read_bits(bytes, 64).ok_or(Fault::Eof)? as i64,
-            b => {
-                let nbits = DOD_BUCKET_BITS[b as usize - 1];
-                bucket_value(self.r.read_bits(bytes, nbits).ok_or(Fault::Eof)?, nbits)
-            }
-        };
+        let dod = read_dod(&mut self.r, self.bytes.as_ref()).ok_or(Fault::Eof)?;
         self.set_t(self.t_delta.wrapping_add(dod))?;
         self.read_value()
     }
@@ -339,29 +413,17 @@ impl<B: AsRef<[u8]>> XorIter<B> {
 
     #[inline]
     fn read_value(&mut self) -> Result<(), Fault> {
-        let bytes = self.bytes.as_ref();
-        match self.r.read_unary(bytes, 2).ok_or(Fault::Eof)? {
-            0 => return Ok(()),
-            1 => {}
-            _ => {
-                let header = self.r.read_bits(bytes, 11).ok_or(Fault::Eof)?;
-                let leading = (header >> 6) as u8;
-                let sig = match (header & 0x3f) as u8 {
-                    0 => 64,
-                    s => s,
-                };
-                if u32::from(leading) + u32::from(sig) > 64 {
-                    return Err(Fault::BadXorWindow { leading, sig });
-                }
-                self.leading = leading;
-                self.trailing = 64 - leading - sig;
-            }
-        }
-        // Prometheus' reader starts with an empty window (all 64 bits), so
-        // a `10` before any `11` is accepted the same way.
-        let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-        let bits = self.r.read_bits(bytes, sig).ok_or(Fault::Eof)?;
-        self.v_bits ^= bits << self.trailing;
+        let xor = read_xor(
+            &mut self.r,
+            self.bytes.as_ref(),
+            &mut self.leading,
+            &mut self.trailing,
+        )
+        .map_err(|f| match f {
+            XorFault::Eof => Fault::Eof,
+            XorFault::BadWindow { leading, sig } => Fault::BadXorWindow { leading, sig },
+        })?;
+        self.v_bits ^= xor;
         Ok(())
     }
 }

@@ -701,11 +701,6 @@ impl Head {
         if !new_series.is_empty() {
             wal::encode_series(&new_series, &mut series_rec);
         }
-        let mut samples_rec = Vec::new();
-        if !accepted.is_empty() {
-            samples_rec.reserve(accepted.len() * 10 + 16);
-            wal::encode_samples(&accepted, &mut samples_rec);
-        }
         let mut ooo_rec = Vec::new();
         if !accepted_ooo.is_empty() {
             ooo_rec.reserve(accepted_ooo.len() * 10 + 16);
@@ -733,24 +728,26 @@ impl Head {
         }
         // Series, samples, out-of-order samples, histograms (type 7, then
         // 8), out-of-order histograms (10, then 11), exemplars, metadata.
-        let mut payloads: Vec<&[u8]> = vec![
-            series_rec.as_slice(),
-            samples_rec.as_slice(),
-            ooo_rec.as_slice(),
+        // In-order samples go to the WAL as samples: it chains them
+        // against the segment's earlier records (record type 13).
+        let mut payloads: Vec<wal::Payload<'_>> = vec![
+            wal::Payload::Record(&series_rec),
+            wal::Payload::Samples(&accepted),
+            wal::Payload::Record(&ooo_rec),
         ];
         let mut ooo_hist_rec = Vec::new();
         let ooo_hist_ends = wal::encode_ooo_histogram_samples(&accepted_ooo_h, &mut ooo_hist_rec);
         for (rec, ends) in [(&hist_rec, hist_ends), (&ooo_hist_rec, ooo_hist_ends)] {
             let mut start = 0;
             for end in ends {
-                payloads.push(&rec[start..end]);
+                payloads.push(wal::Payload::Record(&rec[start..end]));
                 start = end;
             }
         }
-        payloads.push(exemplars_rec.as_slice());
-        payloads.push(metadata_rec.as_slice());
-        payloads.retain(|p| !p.is_empty());
-        let ticket = wal.log(&payloads)?;
+        payloads.push(wal::Payload::Record(&exemplars_rec));
+        payloads.push(wal::Payload::Record(&metadata_rec));
+        payloads.retain(|p| !matches!(p, wal::Payload::Record([])));
+        let ticket = wal.log_payloads(&payloads)?;
         // An exemplar's series is logged by now: it has samples in this
         // batch, or was logged before (series are created only with
         // samples to store, and marked logged when those are applied).

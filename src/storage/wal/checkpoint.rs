@@ -16,11 +16,13 @@ use crate::model::Interner;
 use crate::storage::{CrashHook, SeriesRef};
 
 use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
+use super::record::chained_fits;
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
     encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_histogram_samples,
     encode_ooo_samples, encode_samples, encode_series, encode_tombstones, io_err, Error, Record,
-    RefMetadata, Result, Wal, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    RefMetadata, RefSample, Result, SampleChain, Wal, FRAME_HEADER_LEN, MAX_RECORD_LEN,
+    SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -193,7 +195,10 @@ fn write_checkpoint(
                 let Some(samples) = keep_samples(samples, mint, &keep, stats) else {
                     return;
                 };
-                encode_samples(&samples, &mut payload);
+                if let Err(e) = out.append_samples(&samples) {
+                    failed = Some(e);
+                }
+                return;
             }
             Record::OooSamples(samples) => {
                 let bound = since.out_of_order;
@@ -348,9 +353,11 @@ struct CheckpointWriter {
     size: u64,
     bytes: u64,
     frame: Vec<u8>,
-    /// Snappy-compress records as the WAL writer does.
+    /// Snappy-compress records and chain samples as the WAL writer does.
     compression: bool,
     compressed: Vec<u8>,
+    /// The open checkpoint segment's chain of samples.
+    chain: SampleChain,
 }
 
 impl CheckpointWriter {
@@ -367,7 +374,49 @@ impl CheckpointWriter {
             frame: Vec::new(),
             compression,
             compressed: Vec::new(),
+            chain: SampleChain::new(),
         })
+    }
+
+    /// Appends in-order float samples: a chained samples record against
+    /// this segment's chain when compressing, else a samples record.
+    fn append_samples(&mut self, samples: &[RefSample]) -> Result<()> {
+        let mut record = std::mem::take(&mut self.compressed);
+        record.clear();
+        if !self.compression || !chained_fits(samples.len(), MAX_RECORD_LEN as usize) {
+            encode_samples(samples, &mut record);
+            let result = self.append_frame(&record);
+            self.compressed = record;
+            return result;
+        }
+        self.chain.encode(samples, &mut record);
+        let mut result = Ok(());
+        if self.must_rotate(record.len()) {
+            // The record starts the next segment, whose chain is empty.
+            result = self.rotate();
+            record.clear();
+            self.chain.encode(samples, &mut record);
+        }
+        let result = result.and_then(|()| self.append_frame(&record));
+        self.compressed = record;
+        result
+    }
+
+    fn must_rotate(&self, payload_len: usize) -> bool {
+        let len = FRAME_HEADER_LEN + payload_len as u64;
+        self.size > SEGMENT_HEADER_LEN && self.size + len > self.segment_size
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.sync()?;
+        self.index += 1;
+        let (file, path) = create_segment(&self.dir, self.index)?;
+        self.file = BufWriter::with_capacity(crate::storage::FILE_BUFFER_SIZE, file);
+        self.path = path;
+        self.size = SEGMENT_HEADER_LEN;
+        self.bytes += SEGMENT_HEADER_LEN;
+        self.chain.clear();
+        Ok(())
     }
 
     fn append(&mut self, payload: &[u8]) -> Result<()> {
@@ -384,14 +433,8 @@ impl CheckpointWriter {
 
     fn append_frame(&mut self, payload: &[u8]) -> Result<()> {
         let len = FRAME_HEADER_LEN + payload.len() as u64;
-        if self.size > SEGMENT_HEADER_LEN && self.size + len > self.segment_size {
-            self.sync()?;
-            self.index += 1;
-            let (file, path) = create_segment(&self.dir, self.index)?;
-            self.file = BufWriter::with_capacity(crate::storage::FILE_BUFFER_SIZE, file);
-            self.path = path;
-            self.size = SEGMENT_HEADER_LEN;
-            self.bytes += SEGMENT_HEADER_LEN;
+        if self.must_rotate(payload.len()) {
+            self.rotate()?;
         }
         self.frame.clear();
         put_frame(&mut self.frame, payload);

@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::model::Interner;
 
 use super::segment::{list_segments, sync_dir, CorruptionReason, Frame, SegmentReader};
-use super::{decode, io_err, Error, Record, Result, SEGMENT_HEADER_LEN};
+use super::{decode_chained, io_err, Error, Record, Result, SampleChain, SEGMENT_HEADER_LEN};
 
 /// Prefix of checkpoint directory names: `checkpoint.NNNNNNNN`.
 pub(crate) const CHECKPOINT_PREFIX: &str = "checkpoint.";
@@ -183,17 +183,22 @@ pub(crate) fn read_segment(
     if let Some(reason) = r.read_header()? {
         return Ok(Some((0, reason)));
     }
+    // Chained samples records refer to the segment's earlier records; the
+    // chain starts empty at every segment, as the writer's does.
+    let mut chain = SampleChain::new();
     let damage = loop {
         match r.next_frame()? {
             Frame::End => break None,
             Frame::Damaged { offset, reason } => break Some((offset, reason)),
-            Frame::Record { offset, payload } => match decode(payload, interner) {
-                Ok(record) => {
-                    stats.records += 1;
-                    f(record);
+            Frame::Record { offset, payload } => {
+                match decode_chained(payload, interner, &mut chain) {
+                    Ok(record) => {
+                        stats.records += 1;
+                        f(record);
+                    }
+                    Err(e) => break Some((offset, CorruptionReason::Undecodable(e))),
                 }
-                Err(e) => break Some((offset, CorruptionReason::Undecodable(e))),
-            },
+            }
         }
     };
     // Intact bytes end where the damage starts (an undecodable frame was

@@ -13,7 +13,11 @@ use crate::storage::encoding::{
 };
 use crate::storage::SeriesRef;
 
+mod chained;
 mod exemplar_metadata;
+
+pub(crate) use chained::chained_fits;
+pub use chained::{SampleChain, RECORD_CHAINED_SAMPLES};
 
 pub use exemplar_metadata::{
     encode_exemplars, encode_metadata, RefExemplar, RefMetadata, RECORD_EXEMPLARS, RECORD_METADATA,
@@ -165,6 +169,14 @@ pub enum RecordError {
         /// What is wrong.
         reason: String,
     },
+    /// A chained samples record (type 13) that does not decode.
+    #[error("malformed chained samples record at bit {bit}: {what}")]
+    BadChainedSamples {
+        /// Bit offset in the record body where the fault was found.
+        bit: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// The labels of a series are not a valid label set.
     #[error("invalid labels for series {series_ref}")]
     InvalidLabels {
@@ -225,12 +237,26 @@ pub fn encode_tombstones(tombstones: &[RefTombstone], buf: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a payload; label strings go through the interner (one copy per
-/// distinct string).
+/// Decodes a payload on its own: a chained samples record (type 13)
+/// decodes as the first of its segment. Label strings go through the
+/// interner (one copy per distinct string).
 ///
 /// # Errors
 /// [`RecordError`] for an empty, unknown, truncated or otherwise malformed payload.
 pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError> {
+    decode_chained(payload, interner, &mut SampleChain::new())
+}
+
+/// Decodes a payload that follows, in its segment, the records `chain` has
+/// seen (a chained samples record refers to them).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_chained(
+    payload: &[u8],
+    interner: &Interner,
+    chain: &mut SampleChain,
+) -> Result<Record, RecordError> {
     if payload.first() == Some(&RECORD_SNAPPY) {
         let inner = decompress_record(&payload[1..])?;
         if inner.first() == Some(&RECORD_SNAPPY) {
@@ -238,9 +264,9 @@ pub fn decode(payload: &[u8], interner: &Interner) -> Result<Record, RecordError
                 reason: "a compressed record inside a compressed record".into(),
             });
         }
-        return decode_plain(&inner, interner);
+        return decode_plain(&inner, interner, chain);
     }
-    decode_plain(payload, interner)
+    decode_plain(payload, interner, chain)
 }
 
 /// The record a [`RECORD_SNAPPY`] payload's body compresses, its size
@@ -264,12 +290,17 @@ fn decompress_record(body: &[u8]) -> Result<Vec<u8>, RecordError> {
 }
 
 /// [`decode`] of an uncompressed payload.
-fn decode_plain(payload: &[u8], interner: &Interner) -> Result<Record, RecordError> {
+fn decode_plain(
+    payload: &[u8],
+    interner: &Interner,
+    chain: &mut SampleChain,
+) -> Result<Record, RecordError> {
     let mut d = Decbuf::new(payload);
     let typ = d.u8().map_err(|_| RecordError::Empty)?;
     match typ {
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
+        RECORD_CHAINED_SAMPLES => chain.decode(&payload[1..]).map(Record::Samples),
         RECORD_OOO_SAMPLES => decode_samples(&mut d).map(Record::OooSamples),
         RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
         RECORD_EXEMPLARS => {

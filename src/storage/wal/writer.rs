@@ -24,8 +24,12 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::reader::{newest_checkpoint, CHECKPOINT_PREFIX};
+use super::record::chained_fits;
 use super::segment::{create_segment, list_segments, put_frame, sync_dir};
-use super::{io_err, Error, Result, DEFAULT_SEGMENT_SIZE, MAX_RECORD_LEN, SEGMENT_HEADER_LEN};
+use super::{
+    encode_samples, io_err, Error, RefSample, Result, SampleChain, DEFAULT_SEGMENT_SIZE,
+    MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
+};
 
 /// When [`Wal::wait_durable`] considers data durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +55,10 @@ pub struct WalOptions {
     pub fsync: FsyncPolicy,
     /// Write records of 256 bytes and more snappy-compressed (record type
     /// 12) when that makes them shorter, as Prometheus's
-    /// `--storage.tsdb.wal-compression`. Default on. Either setting reads
-    /// both kinds.
+    /// `--storage.tsdb.wal-compression`, and float samples given as
+    /// [`Payload::Samples`] as chained samples records (type 13: each
+    /// against its series' previous sample in the segment). Default on.
+    /// Either setting reads every kind.
     pub compression: bool,
 }
 
@@ -64,6 +70,25 @@ impl Default for WalOptions {
             compression: true,
         }
     }
+}
+
+/// One record of a [`Wal::log_payloads`] batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A record payload as it is to be written (type byte first).
+    Record(&'a [u8]),
+    /// In-order float samples: written as a chained samples record (with
+    /// compression on) or a samples record.
+    Samples(&'a [RefSample]),
+}
+
+/// What the writer keeps of a batch until it is durable, to write it
+/// again after a failure: chained records are encoded again then, against
+/// the new segment's chain.
+#[derive(Debug)]
+enum Kept {
+    Framed(Vec<u8>),
+    Samples(Vec<RefSample>),
 }
 
 /// Position of a write in the log (total frame bytes written through it);
@@ -117,10 +142,13 @@ struct WriterState {
     size: u64,
     /// Bytes of the open segment covered by a successful fsync.
     synced_size: u64,
-    /// Frames written since the last successful fsync, with the ticket each
-    /// batch ends at: what recovery writes again. Not kept with
+    /// Batches written since the last successful fsync, with the ticket
+    /// each ends at: what recovery writes again. Not kept with
     /// [`FsyncPolicy::Never`], which promises nothing across a crash.
-    unsynced: VecDeque<(u64, Vec<u8>)>,
+    unsynced: VecDeque<(u64, Vec<Kept>)>,
+    /// The open segment's chain of samples (chained samples records refer
+    /// to it): cleared whenever a segment starts.
+    chain: SampleChain,
     /// Oldest segment on disk.
     first: u32,
     /// Frame bytes written through this writer: the ticket counter.
@@ -182,6 +210,7 @@ impl Wal {
                 size,
                 synced_size: size,
                 unsynced: VecDeque::new(),
+                chain: SampleChain::new(),
                 first,
                 written: 0,
                 closed: false,
@@ -232,37 +261,75 @@ impl Wal {
     /// [`Error::EmptyRecord`], [`Error::RecordTooLarge`], [`Error::Closed`];
     /// [`Error::Poisoned`] if this or an earlier write or fsync failed.
     pub fn log(&self, payloads: &[&[u8]]) -> Result<Ticket> {
-        for p in payloads {
-            if p.is_empty() {
-                return Err(Error::EmptyRecord);
-            }
-            if p.len() > MAX_RECORD_LEN as usize {
-                return Err(Error::RecordTooLarge { len: p.len() });
-            }
-        }
-        // Compression, framing and CRCs happen before taking the lock.
-        let mut buf = Vec::new();
+        let payloads: Vec<Payload<'_>> = payloads.iter().map(|p| Payload::Record(p)).collect();
+        self.log_payloads(&payloads)
+    }
+
+    /// [`Wal::log`] of records some of which are float samples to be
+    /// encoded by the WAL ([`Payload::Samples`]): with compression on they
+    /// become a chained samples record, encoded under the writer's lock
+    /// against the open segment's chain (so the segment's order is the
+    /// chain's). An empty sample slice writes nothing.
+    ///
+    /// # Errors
+    /// As [`Wal::log`].
+    pub fn log_payloads(&self, payloads: &[Payload<'_>]) -> Result<Ticket> {
+        let compression = self.shared.opts.compression;
+        // Compression, framing and CRCs of other records happen before
+        // taking the lock; samples are chained under it.
+        let mut parts = Vec::with_capacity(payloads.len());
         let mut compressed = Vec::new();
         for p in payloads {
-            if self.shared.opts.compression && super::compress_record(p, &mut compressed) {
-                put_frame(&mut buf, &compressed);
-            } else {
-                put_frame(&mut buf, p);
-            }
+            let part = match *p {
+                Payload::Record(p) => {
+                    check_len(p.len())?;
+                    let mut framed = Vec::with_capacity(p.len() + 8);
+                    if compression && super::compress_record(p, &mut compressed) {
+                        put_frame(&mut framed, &compressed);
+                    } else {
+                        put_frame(&mut framed, p);
+                    }
+                    Kept::Framed(framed)
+                }
+                Payload::Samples([]) => continue,
+                Payload::Samples(samples)
+                    if compression && chained_fits(samples.len(), MAX_RECORD_LEN as usize) =>
+                {
+                    // In ref order (stable: a series' own samples keep
+                    // theirs), a request's series are mostly consecutive
+                    // refs, one bit each; replay does not depend on the
+                    // order across series.
+                    let mut samples = samples.to_vec();
+                    samples.sort_by_key(|s| s.series_ref);
+                    Kept::Samples(samples)
+                }
+                Payload::Samples(samples) => {
+                    let mut plain = Vec::with_capacity(samples.len() * 12 + 16);
+                    encode_samples(samples, &mut plain);
+                    check_len(plain.len())?;
+                    let mut framed = Vec::with_capacity(plain.len() + 8);
+                    put_frame(&mut framed, &plain);
+                    Kept::Framed(framed)
+                }
+            };
+            parts.push(part);
         }
-        let total = buf.len() as u64;
         let s = &*self.shared;
         s.check()?;
         let mut w = s.writer.lock();
         if w.closed {
             return Err(Error::Closed);
         }
-        if buf.is_empty() {
+        if parts.is_empty() {
             return Ok(Ticket(w.written));
         }
-        if w.size > SEGMENT_HEADER_LEN && w.size + total > s.opts.segment_size {
+        let mut buf = assemble(&parts, &mut w.chain);
+        if w.size > SEGMENT_HEADER_LEN && w.size + buf.len() as u64 > s.opts.segment_size {
+            // The batch goes to a new segment, whose chain starts empty.
             s.rotate(&mut w)?;
+            buf = assemble(&parts, &mut w.chain);
         }
+        let total = buf.len() as u64;
         let Some(file) = w.file.clone() else {
             return s.check().and(Err(Error::Closed));
         };
@@ -273,7 +340,7 @@ impl Wal {
         w.written += total;
         if s.opts.fsync != FsyncPolicy::Never {
             let end = w.written;
-            w.unsynced.push_back((end, buf));
+            w.unsynced.push_back((end, parts));
         }
         Ok(Ticket(w.written))
     }
@@ -382,8 +449,20 @@ impl Wal {
         }
         let (file, path) = create_segment(&s.dir, index)?;
         let mut size = SEGMENT_HEADER_LEN;
+        // The kept batches are framed again for the new segment: chained
+        // records against its (empty) chain.
+        w.chain.clear();
+        let rewritten: Vec<Vec<u8>> = {
+            let WriterState {
+                unsynced, chain, ..
+            } = &mut *w;
+            unsynced
+                .iter()
+                .map(|(_, parts)| assemble(parts, chain))
+                .collect()
+        };
         let rewrite = (|| {
-            for (_, buf) in &w.unsynced {
+            for buf in &rewritten {
                 (&file).write_all(buf)?;
                 size += buf.len() as u64;
             }
@@ -391,6 +470,8 @@ impl Wal {
             File::open(&s.dir).and_then(|d| d.sync_all())
         })();
         if let Err(e) = rewrite {
+            // The next attempt starts a segment (and a chain) again.
+            w.chain.clear();
             drop(file);
             let _ = std::fs::remove_file(&path);
             return Err(io_err("write recovered WAL segment", &path)(e));
@@ -587,6 +668,7 @@ impl Shared {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         w.synced_size = w.size;
         w.unsynced.clear();
+        w.chain.clear();
         self.mark_durable(w.written);
         let index = w.index + 1;
         let (file, path) = match create_segment(&self.dir, index) {
@@ -628,6 +710,43 @@ impl Shared {
             }
         }
     }
+}
+
+/// Refuses an empty payload or one past [`MAX_RECORD_LEN`].
+fn check_len(len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(Error::EmptyRecord);
+    }
+    if len > MAX_RECORD_LEN as usize {
+        return Err(Error::RecordTooLarge { len });
+    }
+    Ok(())
+}
+
+/// Frames a batch for the open segment, chaining its samples against
+/// `chain` (advancing it).
+fn assemble(parts: &[Kept], chain: &mut SampleChain) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(
+        parts
+            .iter()
+            .map(|p| match p {
+                Kept::Framed(f) => f.len(),
+                Kept::Samples(s) => s.len() * 3 + 32,
+            })
+            .sum(),
+    );
+    let mut record = Vec::new();
+    for p in parts {
+        match p {
+            Kept::Framed(f) => buf.extend_from_slice(f),
+            Kept::Samples(samples) => {
+                record.clear();
+                chain.encode(samples, &mut record);
+                put_frame(&mut buf, &record);
+            }
+        }
+    }
+    buf
 }
 
 /// Removes `checkpoint.N.tmp` directories: checkpoints a crash interrupted
