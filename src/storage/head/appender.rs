@@ -728,11 +728,21 @@ impl Head {
         }
         // Series, samples, out-of-order samples, histograms (type 7, then
         // 8), out-of-order histograms (10, then 11), exemplars, metadata.
-        // In-order samples go to the WAL as samples: it chains them
-        // against the segment's earlier records (record type 13).
-        let mut payloads: Vec<wal::Payload<'_>> = vec![
+        // In-order samples go to the WAL as samples, each series' with its
+        // link: the writer chains them against the segment's earlier
+        // records (record type 13). Groups are in ref order.
+        let mut linked: Vec<wal::SeriesSamples<'_>> = guards
+            .iter_mut()
+            .zip(&accepted_groups)
+            .filter(|(_, group)| !group.floats.is_empty())
+            .map(|(d, group)| wal::SeriesSamples {
+                link: &mut d.wal_link,
+                samples: &accepted[group.floats.clone()],
+            })
+            .collect();
+        let mut payloads: Vec<wal::Payload<'_, '_>> = vec![
             wal::Payload::Record(&series_rec),
-            wal::Payload::Samples(&accepted),
+            wal::Payload::Samples(&mut linked),
             wal::Payload::Record(&ooo_rec),
         ];
         let mut ooo_hist_rec = Vec::new();
@@ -747,7 +757,9 @@ impl Head {
         payloads.push(wal::Payload::Record(&exemplars_rec));
         payloads.push(wal::Payload::Record(&metadata_rec));
         payloads.retain(|p| !matches!(p, wal::Payload::Record([])));
-        let ticket = wal.log_payloads(&payloads)?;
+        let ticket = wal.log_payloads(&mut payloads)?;
+        drop(payloads);
+        drop(linked);
         // An exemplar's series is logged by now: it has samples in this
         // batch, or was logged before (series are created only with
         // samples to store, and marked logged when those are applied).

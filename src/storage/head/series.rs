@@ -55,6 +55,11 @@ pub(crate) struct SeriesData {
     pub(crate) last: Option<Sample>,
     /// Whether the series record has been written to the WAL.
     pub(crate) logged: bool,
+    /// The series' link in the WAL segment's chain of samples: the WAL
+    /// writer encodes its in-order samples against it (held here, under
+    /// the series lock the appender holds while logging, so the writer
+    /// needs no map of a million links).
+    pub(crate) wal_link: crate::storage::wal::ChainLink,
     /// Histogram samples, for series that have any (boxed: most series
     /// never do).
     pub(crate) hist: Option<Box<HistData>>,
@@ -441,6 +446,7 @@ impl MemSeries {
                 open_range_end: i64::MIN,
                 last: None,
                 logged,
+                wal_link: crate::storage::wal::ChainLink::default(),
                 hist: None,
                 ooo: None,
                 ooo_hist: None,

@@ -17,7 +17,9 @@ mod chained;
 mod exemplar_metadata;
 
 pub(crate) use chained::chained_fits;
-pub use chained::{SampleChain, RECORD_CHAINED_SAMPLES};
+pub use chained::{
+    encode_linked, next_segment_tag, ChainLink, SampleChain, SeriesSamples, RECORD_CHAINED_SAMPLES,
+};
 
 pub use exemplar_metadata::{
     encode_exemplars, encode_metadata, RefExemplar, RefMetadata, RECORD_EXEMPLARS, RECORD_METADATA,

@@ -27,8 +27,8 @@ use super::reader::{newest_checkpoint, CHECKPOINT_PREFIX};
 use super::record::chained_fits;
 use super::segment::{create_segment, list_segments, put_frame, sync_dir};
 use super::{
-    encode_samples, io_err, Error, RefSample, Result, SampleChain, DEFAULT_SEGMENT_SIZE,
-    MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
+    encode_linked, encode_samples, io_err, next_segment_tag, Error, RefSample, Result,
+    SeriesSamples, DEFAULT_SEGMENT_SIZE, MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// When [`Wal::wait_durable`] considers data durable.
@@ -73,22 +73,26 @@ impl Default for WalOptions {
 }
 
 /// One record of a [`Wal::log_payloads`] batch.
-#[derive(Debug, Clone, Copy)]
-pub enum Payload<'a> {
+#[derive(Debug)]
+pub enum Payload<'a, 'b> {
     /// A record payload as it is to be written (type byte first).
     Record(&'a [u8]),
-    /// In-order float samples: written as a chained samples record (with
-    /// compression on) or a samples record.
-    Samples(&'a [RefSample]),
+    /// In-order float samples of series, each with the series' chain link
+    /// (kept by the caller, e.g. in the head's series): written as a
+    /// chained samples record (with compression on) or a samples record.
+    Samples(&'a mut [SeriesSamples<'b>]),
 }
 
 /// What the writer keeps of a batch until it is durable, to write it
-/// again after a failure: chained records are encoded again then, against
-/// the new segment's chain.
+/// again after a failure: samples are written again as a samples record
+/// (type 2), since the chain they were encoded against is in the segment
+/// being cut.
 #[derive(Debug)]
 enum Kept {
     Framed(Vec<u8>),
-    Samples(Vec<RefSample>),
+    /// A chained samples record still to encode (index into the batch's
+    /// payloads), and a copy of its samples for recovery.
+    Samples(usize, Vec<RefSample>),
 }
 
 /// Position of a write in the log (total frame bytes written through it);
@@ -146,9 +150,9 @@ struct WriterState {
     /// each ends at: what recovery writes again. Not kept with
     /// [`FsyncPolicy::Never`], which promises nothing across a crash.
     unsynced: VecDeque<(u64, Vec<Kept>)>,
-    /// The open segment's chain of samples (chained samples records refer
-    /// to it): cleared whenever a segment starts.
-    chain: SampleChain,
+    /// The open segment's tag for chained samples records
+    /// ([`next_segment_tag`]): new whenever a segment starts.
+    chain_tag: u32,
     /// Oldest segment on disk.
     first: u32,
     /// Frame bytes written through this writer: the ticket counter.
@@ -210,7 +214,7 @@ impl Wal {
                 size,
                 synced_size: size,
                 unsynced: VecDeque::new(),
-                chain: SampleChain::new(),
+                chain_tag: next_segment_tag(),
                 first,
                 written: 0,
                 closed: false,
@@ -261,26 +265,27 @@ impl Wal {
     /// [`Error::EmptyRecord`], [`Error::RecordTooLarge`], [`Error::Closed`];
     /// [`Error::Poisoned`] if this or an earlier write or fsync failed.
     pub fn log(&self, payloads: &[&[u8]]) -> Result<Ticket> {
-        let payloads: Vec<Payload<'_>> = payloads.iter().map(|p| Payload::Record(p)).collect();
-        self.log_payloads(&payloads)
+        let mut payloads: Vec<Payload<'_, '_>> =
+            payloads.iter().map(|p| Payload::Record(p)).collect();
+        self.log_payloads(&mut payloads)
     }
 
     /// [`Wal::log`] of records some of which are float samples to be
     /// encoded by the WAL ([`Payload::Samples`]): with compression on they
     /// become a chained samples record, encoded under the writer's lock
-    /// against the open segment's chain (so the segment's order is the
-    /// chain's). An empty sample slice writes nothing.
+    /// against the open segment (so the segment's order is the chain's),
+    /// advancing the series' links. Empty samples write nothing.
     ///
     /// # Errors
     /// As [`Wal::log`].
-    pub fn log_payloads(&self, payloads: &[Payload<'_>]) -> Result<Ticket> {
+    pub fn log_payloads(&self, payloads: &mut [Payload<'_, '_>]) -> Result<Ticket> {
         let compression = self.shared.opts.compression;
         // Compression, framing and CRCs of other records happen before
         // taking the lock; samples are chained under it.
         let mut parts = Vec::with_capacity(payloads.len());
         let mut compressed = Vec::new();
-        for p in payloads {
-            let part = match *p {
+        for (i, p) in payloads.iter().enumerate() {
+            let part = match p {
                 Payload::Record(p) => {
                     check_len(p.len())?;
                     let mut framed = Vec::with_capacity(p.len() + 8);
@@ -291,25 +296,19 @@ impl Wal {
                     }
                     Kept::Framed(framed)
                 }
-                Payload::Samples([]) => continue,
-                Payload::Samples(samples)
-                    if compression && chained_fits(samples.len(), MAX_RECORD_LEN as usize) =>
-                {
-                    // In ref order (stable: a series' own samples keep
-                    // theirs), a request's series are mostly consecutive
-                    // refs, one bit each; replay does not depend on the
-                    // order across series.
-                    let mut samples = samples.to_vec();
-                    samples.sort_by_key(|s| s.series_ref);
-                    Kept::Samples(samples)
-                }
-                Payload::Samples(samples) => {
-                    let mut plain = Vec::with_capacity(samples.len() * 12 + 16);
-                    encode_samples(samples, &mut plain);
-                    check_len(plain.len())?;
-                    let mut framed = Vec::with_capacity(plain.len() + 8);
-                    put_frame(&mut framed, &plain);
-                    Kept::Framed(framed)
+                Payload::Samples(series) => {
+                    let samples: Vec<RefSample> = series
+                        .iter()
+                        .flat_map(|s| s.samples.iter().copied())
+                        .collect();
+                    if samples.is_empty() {
+                        continue;
+                    }
+                    if compression && chained_fits(samples.len(), MAX_RECORD_LEN as usize) {
+                        Kept::Samples(i, samples)
+                    } else {
+                        framed_samples(&samples)?
+                    }
                 }
             };
             parts.push(part);
@@ -323,11 +322,15 @@ impl Wal {
         if parts.is_empty() {
             return Ok(Ticket(w.written));
         }
-        let mut buf = assemble(&parts, &mut w.chain);
+        if w.file.is_none() {
+            return s.check().and(Err(Error::Closed));
+        }
+        let mut buf = assemble(&parts, payloads, w.chain_tag);
         if w.size > SEGMENT_HEADER_LEN && w.size + buf.len() as u64 > s.opts.segment_size {
-            // The batch goes to a new segment, whose chain starts empty.
+            // The batch goes to a new segment, with a new tag: the links
+            // just advanced start their chains again.
             s.rotate(&mut w)?;
-            buf = assemble(&parts, &mut w.chain);
+            buf = assemble(&parts, payloads, w.chain_tag);
         }
         let total = buf.len() as u64;
         let Some(file) = w.file.clone() else {
@@ -449,18 +452,28 @@ impl Wal {
         }
         let (file, path) = create_segment(&s.dir, index)?;
         let mut size = SEGMENT_HEADER_LEN;
-        // The kept batches are framed again for the new segment: chained
-        // records against its (empty) chain.
-        w.chain.clear();
-        let rewritten: Vec<Vec<u8>> = {
-            let WriterState {
-                unsynced, chain, ..
-            } = &mut *w;
-            unsynced
-                .iter()
-                .map(|(_, parts)| assemble(parts, chain))
-                .collect()
-        };
+        // The kept batches are written again into a new segment with a new
+        // tag; their samples as samples records (type 2): the links they
+        // advanced refer to the segment being cut, and start again.
+        w.chain_tag = next_segment_tag();
+        let rewritten: Vec<Vec<u8>> = w
+            .unsynced
+            .iter()
+            .map(|(_, parts)| {
+                let mut buf = Vec::new();
+                for p in parts {
+                    match p {
+                        Kept::Framed(f) => buf.extend_from_slice(f),
+                        Kept::Samples(_, samples) => {
+                            let mut plain = Vec::with_capacity(samples.len() * 12 + 16);
+                            encode_samples(samples, &mut plain);
+                            put_frame(&mut buf, &plain);
+                        }
+                    }
+                }
+                buf
+            })
+            .collect();
         let rewrite = (|| {
             for buf in &rewritten {
                 (&file).write_all(buf)?;
@@ -470,8 +483,6 @@ impl Wal {
             File::open(&s.dir).and_then(|d| d.sync_all())
         })();
         if let Err(e) = rewrite {
-            // The next attempt starts a segment (and a chain) again.
-            w.chain.clear();
             drop(file);
             let _ = std::fs::remove_file(&path);
             return Err(io_err("write recovered WAL segment", &path)(e));
@@ -668,7 +679,6 @@ impl Shared {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         w.synced_size = w.size;
         w.unsynced.clear();
-        w.chain.clear();
         self.mark_durable(w.written);
         let index = w.index + 1;
         let (file, path) = match create_segment(&self.dir, index) {
@@ -687,6 +697,7 @@ impl Shared {
         w.index = index;
         w.size = SEGMENT_HEADER_LEN;
         w.synced_size = SEGMENT_HEADER_LEN;
+        w.chain_tag = next_segment_tag();
         Ok(())
     }
 
@@ -723,15 +734,25 @@ fn check_len(len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Frames a batch for the open segment, chaining its samples against
-/// `chain` (advancing it).
-fn assemble(parts: &[Kept], chain: &mut SampleChain) -> Vec<u8> {
+/// A samples record (type 2) of `samples`, framed.
+fn framed_samples(samples: &[RefSample]) -> Result<Kept> {
+    let mut plain = Vec::with_capacity(samples.len() * 12 + 16);
+    encode_samples(samples, &mut plain);
+    check_len(plain.len())?;
+    let mut framed = Vec::with_capacity(plain.len() + 8);
+    put_frame(&mut framed, &plain);
+    Ok(Kept::Framed(framed))
+}
+
+/// Frames a batch for the segment tagged `tag`, chaining its samples
+/// (advancing the links in `payloads`).
+fn assemble(parts: &[Kept], payloads: &mut [Payload<'_, '_>], tag: u32) -> Vec<u8> {
     let mut buf = Vec::with_capacity(
         parts
             .iter()
             .map(|p| match p {
                 Kept::Framed(f) => f.len(),
-                Kept::Samples(s) => s.len() * 3 + 32,
+                Kept::Samples(_, s) => s.len() * 3 + 32,
             })
             .sum(),
     );
@@ -739,10 +760,12 @@ fn assemble(parts: &[Kept], chain: &mut SampleChain) -> Vec<u8> {
     for p in parts {
         match p {
             Kept::Framed(f) => buf.extend_from_slice(f),
-            Kept::Samples(samples) => {
-                record.clear();
-                chain.encode(samples, &mut record);
-                put_frame(&mut buf, &record);
+            Kept::Samples(i, _) => {
+                if let Some(Payload::Samples(series)) = payloads.get_mut(*i) {
+                    record.clear();
+                    encode_linked(series, tag, &mut record);
+                    put_frame(&mut buf, &record);
+                }
             }
         }
     }

@@ -64,7 +64,7 @@ const MIN_SAMPLE_BITS: usize = 3;
 
 /// What the chain remembers of a series: its previous sample in the
 /// segment, the decimal scale its value has there, and its XOR window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Link {
     t: i64,
     v: u64,
@@ -98,6 +98,104 @@ impl Link {
     }
 }
 
+/// The writer's side of one series' chain, kept by whoever owns the series
+/// (the head keeps one in each series, under its lock, so the writer needs
+/// no map): the link and the segment it belongs to. A link of another
+/// segment (or none yet) is the start of a chain. 32 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainLink {
+    /// Tag of the segment the link was written in; 0 for none (`link` is
+    /// then meaningless).
+    segment: u32,
+    link: Link,
+}
+
+/// One series' in-order float samples for a chained samples record, with
+/// its [`ChainLink`].
+#[derive(Debug)]
+pub struct SeriesSamples<'a> {
+    /// The series' link, advanced past `samples` when they are encoded.
+    pub link: &'a mut ChainLink,
+    /// Samples of one series (one ref), oldest first.
+    pub samples: &'a [RefSample],
+}
+
+/// A tag for a segment about to be written: unique in the process (a
+/// counter shared by every writer), never 0. [`encode_linked`] starts a
+/// series' chain again when its link carries another tag, so a link from an
+/// earlier segment, another WAL or a batch that was never written is never
+/// taken for one the decoder has seen.
+pub fn next_segment_tag() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    loop {
+        let tag = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if tag != 0 {
+            return tag;
+        }
+    }
+}
+
+/// Appends one chained samples record payload for `series` (in ref order
+/// for the shortest ref deltas; each entry one series' samples) to `buf`,
+/// as a record of the segment tagged `tag` ([`next_segment_tag`]): a link
+/// of another tag starts the series' chain again. Advances the links.
+pub fn encode_linked(series: &mut [SeriesSamples<'_>], tag: u32, buf: &mut Vec<u8>) {
+    let n: usize = series.iter().map(|s| s.samples.len()).sum();
+    buf.push(RECORD_CHAINED_SAMPLES);
+    put_uvarint(buf, n as u64);
+    let Some(first) = series.iter().find_map(|s| s.samples.first()) else {
+        return;
+    };
+    put_uvarint(buf, first.series_ref.0);
+    put_varint(buf, first.t);
+    let mut w = BitWriter::from_vec(std::mem::take(buf));
+    let mut cursor = Cursor {
+        prev_ref: first.series_ref.0,
+        prev_t: first.t,
+    };
+    for s in series.iter_mut() {
+        if s.link.segment != tag {
+            s.link.segment = tag;
+            s.link.link = Link::start(first.t, NO_WINDOW);
+        }
+        for sample in s.samples {
+            cursor.encode(&mut w, &mut s.link.link, sample);
+        }
+    }
+    *buf = w.into_bytes();
+}
+
+/// The record-wide state of encoding: the previous sample's ref and time.
+struct Cursor {
+    prev_ref: u64,
+    prev_t: i64,
+}
+
+impl Cursor {
+    fn encode(&mut self, w: &mut BitWriter, link: &mut Link, s: &RefSample) {
+        let r = s.series_ref.0;
+        let dref = r.wrapping_sub(self.prev_ref) as i64;
+        if dref == 1 {
+            w.write_bit(false);
+        } else {
+            w.write_bit(true);
+            write_bucketed(w, zigzag(dref), &REF_BUCKETS);
+        }
+        self.prev_ref = r;
+        let dt = s.t.wrapping_sub(link.t);
+        if s.t == self.prev_t {
+            w.write_bit(false);
+        } else {
+            w.write_bit(true);
+            write_dod(w, dt.wrapping_sub(i64::from(link.dt)));
+        }
+        self.prev_t = s.t;
+        encode_value(w, link, s.v);
+        link.t = s.t;
+        link.dt = dt as i32;
+    }
+}
+
 /// A fast hash for refs: the head hands them out in sequence, so they are
 /// not chosen by clients (no flooding) and a multiply spreads them.
 #[derive(Default, Clone, Copy)]
@@ -119,9 +217,10 @@ impl std::hash::Hasher for RefHasher {
     }
 }
 
-/// The per-segment state of chained samples records: each series' previous
-/// sample. One on the writing side (cleared when a segment starts) and one
-/// per segment read on the replay side.
+/// The per-segment state of chained samples records as a map: each
+/// series' previous sample. Replay keeps one per segment read; checkpoints
+/// one per checkpoint segment written. (The WAL writer keeps the links in
+/// the series instead: [`ChainLink`], [`encode_linked`].)
 #[derive(Default)]
 pub struct SampleChain {
     links: HashMap<u64, Link, BuildHasherDefault<RefHasher>>,
@@ -161,32 +260,16 @@ impl SampleChain {
         put_uvarint(buf, first.series_ref.0);
         put_varint(buf, first.t);
         let mut w = BitWriter::from_vec(std::mem::take(buf));
-        let (mut prev_ref, mut prev_t) = (first.series_ref.0, first.t);
+        let mut cursor = Cursor {
+            prev_ref: first.series_ref.0,
+            prev_t: first.t,
+        };
         for s in samples {
-            let r = s.series_ref.0;
-            let dref = r.wrapping_sub(prev_ref) as i64;
-            if dref == 1 {
-                w.write_bit(false);
-            } else {
-                w.write_bit(true);
-                write_bucketed(&mut w, zigzag(dref), &REF_BUCKETS);
-            }
-            prev_ref = r;
             let link = self
                 .links
-                .entry(r)
+                .entry(s.series_ref.0)
                 .or_insert_with(|| Link::start(first.t, NO_WINDOW));
-            let dt = s.t.wrapping_sub(link.t);
-            if s.t == prev_t {
-                w.write_bit(false);
-            } else {
-                w.write_bit(true);
-                write_dod(&mut w, dt.wrapping_sub(i64::from(link.dt)));
-            }
-            prev_t = s.t;
-            encode_value(&mut w, link, s.v);
-            link.t = s.t;
-            link.dt = dt as i32;
+            cursor.encode(&mut w, link, s);
         }
         *buf = w.into_bytes();
     }
