@@ -150,7 +150,17 @@ fn read_series<'a>(
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
+    /// Tags and lengths are nearly always one byte: read those here, the
+    /// rest by [`split_uvarint`] (which the profile showed as a call of
+    /// its own, 3.7% of the server's CPU under `tidemark-loadgen`).
+    #[inline]
     fn varint(&mut self) -> Option<u64> {
+        if let Some((&b, rest)) = self.0.split_first() {
+            if b < 0x80 {
+                self.0 = rest;
+                return Some(u64::from(b));
+            }
+        }
         let (v, rest) = split_uvarint(self.0)?;
         self.0 = rest;
         Some(v)
