@@ -124,6 +124,11 @@ impl SeriesHandle {
     pub fn is_removed(&self) -> bool {
         self.0.removed.load(std::sync::atomic::Ordering::Acquire)
     }
+
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
 }
 
 impl std::fmt::Debug for SeriesHandle {
