@@ -77,8 +77,13 @@ fn value(i: usize) -> f64 {
 }
 
 fn v1_body() -> Vec<u8> {
+    v1_body_of(0..SAMPLES)
+}
+
+/// A 1.0 body of the series numbered `series`.
+fn v1_body_of(series: std::ops::Range<usize>) -> Vec<u8> {
     let req = v1::WriteRequest {
-        timeseries: (0..SAMPLES)
+        timeseries: series
             .map(|i| v1::TimeSeries {
                 labels: labels(i)
                     .into_iter()
@@ -201,5 +206,39 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode);
+/// Series a server holds while ingesting `tidemark-loadgen`'s default
+/// workload (64 targets x 856 series): the cache and its labels no longer
+/// fit the CPU's caches, so lookups pay for memory as in the server.
+const MANY_SERIES: usize = 64_000;
+
+/// The receiver's 1.0 path over a warm series cache of [`MANY_SERIES`]
+/// series, sent as requests of 2,000 series in turn.
+fn bench_many_series(c: &mut Criterion) {
+    let bodies: Vec<Vec<u8>> = (0..MANY_SERIES / SAMPLES)
+        .map(|b| v1_body_of(b * SAMPLES..(b + 1) * SAMPLES))
+        .collect();
+    let cache = SeriesCache::new(1 << 22);
+    let run = |body: &[u8]| {
+        let raw = decompress(body, LIMIT).expect("valid body");
+        let plain = read_plain_v1(&raw).expect("plain request");
+        prepare_plain_v1_cached(&plain, RULES, &cache)
+    };
+    for body in &bodies {
+        let p = run(body);
+        assert_eq!(p.batch.len(), SAMPLES, "every series valid");
+    }
+    assert_eq!(cache.len(), bodies.len() * SAMPLES, "all cached");
+    let mut g = c.benchmark_group("remote_write_decode");
+    g.throughput(Throughput::Elements(SAMPLES as u64));
+    let mut next = 0;
+    g.bench_function("1.0/receiver path, cached, 64k series", |b| {
+        b.iter(|| {
+            next = (next + 1) % bodies.len();
+            black_box(run(black_box(&bodies[next])))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_many_series);
 criterion_main!(benches);

@@ -339,3 +339,61 @@ impl Receiver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use prost::Message;
+
+    use super::*;
+    use crate::ingest::proto::prometheus;
+    use crate::storage::Options;
+
+    fn body(t: i64) -> Vec<u8> {
+        let req = prometheus::WriteRequest {
+            timeseries: vec![prometheus::TimeSeries {
+                labels: [("__name__", "up"), ("job", "node")]
+                    .iter()
+                    .map(|(n, v)| prometheus::Label {
+                        name: Bytes::from_static(n.as_bytes()),
+                        value: Bytes::from_static(v.as_bytes()),
+                    })
+                    .collect(),
+                samples: vec![prometheus::Sample {
+                    value: 1.0,
+                    timestamp: t,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .expect("compressible")
+    }
+
+    /// After the first append the cache answers the head's series, whose
+    /// labels it hands on; later requests of the series are stored through
+    /// it.
+    #[test]
+    fn repeated_series_come_from_the_cache_with_the_heads_series() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
+        let r = Receiver::new(db.clone(), ReceiverOptions::default());
+        let pairs = || {
+            [("__name__", "up"), ("job", "node")]
+                .into_iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        };
+        let key = r.series.key(pairs());
+        for (i, t) in [1000, 2000, 3000].into_iter().enumerate() {
+            let out = r.write(ProtoVersion::V1, &body(t), 10_000).expect("write");
+            assert_eq!(out.samples_written, 1, "request {i}");
+            let (labels, series) = r.series.get(key, pairs()).expect("cached");
+            let series = series.expect("the head's series after an append");
+            assert_eq!(series.labels(), &labels);
+            assert_eq!(labels.to_string(), r#"up{job="node"}"#);
+        }
+        assert_eq!(db.head_stats().samples, 3);
+    }
+}

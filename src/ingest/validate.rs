@@ -282,7 +282,7 @@ fn push_series(
     created: Vec<i64>,
     rules: Rules,
 ) {
-    let mut kept = Vec::new();
+    let mut kept = Vec::with_capacity(samples.size_hint().0);
     let mut kept_h = Vec::new();
     let (mut future, mut first_future) = (0usize, 0);
     let (mut past, mut first_past) = (0usize, 0);
@@ -469,7 +469,14 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
     rules: Rules,
     series: Option<&SeriesCache>,
 ) -> Prepared {
-    let mut out = Prepared::default();
+    // The batch is as long as the request, less invalid series (grown in
+    // steps instead, it was copied about twice over).
+    let series_hint = timeseries.size_hint().0;
+    let mut out = Prepared {
+        batch: Vec::with_capacity(series_hint),
+        slots: Vec::with_capacity(series_hint),
+        ..Prepared::default()
+    };
     let mut cache = StringCache::default();
     for ts in timeseries {
         let samples = ts.samples();

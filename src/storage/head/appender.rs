@@ -118,6 +118,19 @@ pub enum SampleKind {
 #[derive(Clone)]
 pub struct SeriesHandle(pub(crate) Arc<MemSeries>);
 
+impl SeriesHandle {
+    /// Whether the head has dropped the series (it then ignores the
+    /// handle).
+    pub fn is_removed(&self) -> bool {
+        self.0.removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+}
+
 impl std::fmt::Debug for SeriesHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SeriesHandle({})", self.0.labels)
