@@ -293,10 +293,11 @@ pub struct Config {
     #[arg(long, env = "TIDEMARK_WAL_FSYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub wal_fsync_interval: Duration,
 
-    /// Write WAL records snappy-compressed (about 0.6x the bytes for
-    /// remote-write traffic), as Prometheus's
-    /// `--storage.tsdb.wal-compression`; either setting reads both.
-    /// `--storage.wal-compression=false` turns it off.
+    /// Compress the WAL, as Prometheus's `--storage.tsdb.wal-compression`:
+    /// float samples as chained samples records (each against its series'
+    /// previous sample, about 1.5 bytes a sample for node_exporter data
+    /// instead of 8), other records snappy-compressed; either setting reads
+    /// both. `--storage.wal-compression=false` turns it off.
     #[arg(long = "storage.wal-compression", env = "TIDEMARK_STORAGE_WAL_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
     pub wal_compression: bool,
 

@@ -141,17 +141,9 @@ pub fn next_segment_tag() -> u32 {
 /// of another tag starts the series' chain again. Advances the links.
 pub fn encode_linked(series: &mut [SeriesSamples<'_>], tag: u32, buf: &mut Vec<u8>) {
     let n: usize = series.iter().map(|s| s.samples.len()).sum();
-    buf.push(RECORD_CHAINED_SAMPLES);
-    put_uvarint(buf, n as u64);
-    let Some(first) = series.iter().find_map(|s| s.samples.first()) else {
+    let first = series.iter().find_map(|s| s.samples.first()).copied();
+    let Some((first, mut w, mut cursor)) = start_record(buf, n, first) else {
         return;
-    };
-    put_uvarint(buf, first.series_ref.0);
-    put_varint(buf, first.t);
-    let mut w = BitWriter::from_vec(std::mem::take(buf));
-    let mut cursor = Cursor {
-        prev_ref: first.series_ref.0,
-        prev_t: first.t,
     };
     for s in series.iter_mut() {
         if s.link.segment != tag {
@@ -163,6 +155,27 @@ pub fn encode_linked(series: &mut [SeriesSamples<'_>], tag: u32, buf: &mut Vec<u
         }
     }
     *buf = w.into_bytes();
+}
+
+/// Writes a chained samples record's header for `n` samples starting with
+/// `first` into `buf` and hands back the bit writer (owning `buf`'s bytes)
+/// and cursor to encode them with; `None` (the header is then complete)
+/// when there are none.
+fn start_record(
+    buf: &mut Vec<u8>,
+    n: usize,
+    first: Option<RefSample>,
+) -> Option<(RefSample, BitWriter, Cursor)> {
+    buf.push(RECORD_CHAINED_SAMPLES);
+    put_uvarint(buf, n as u64);
+    let first = first?;
+    put_uvarint(buf, first.series_ref.0);
+    put_varint(buf, first.t);
+    let cursor = Cursor {
+        prev_ref: first.series_ref.0,
+        prev_t: first.t,
+    };
+    Some((first, BitWriter::from_vec(std::mem::take(buf)), cursor))
 }
 
 /// The record-wide state of encoding: the previous sample's ref and time.
@@ -252,17 +265,10 @@ impl SampleChain {
     /// `type=13 | n <uvarint> | ref0 <uvarint> | t0 <varint> | bits`.
     /// `n = 0` is just the type and the zero count.
     pub fn encode(&mut self, samples: &[RefSample], buf: &mut Vec<u8>) {
-        buf.push(RECORD_CHAINED_SAMPLES);
-        put_uvarint(buf, samples.len() as u64);
-        let Some(first) = samples.first() else {
+        let Some((first, mut w, mut cursor)) =
+            start_record(buf, samples.len(), samples.first().copied())
+        else {
             return;
-        };
-        put_uvarint(buf, first.series_ref.0);
-        put_varint(buf, first.t);
-        let mut w = BitWriter::from_vec(std::mem::take(buf));
-        let mut cursor = Cursor {
-            prev_ref: first.series_ref.0,
-            prev_t: first.t,
         };
         for s in samples {
             let link = self
