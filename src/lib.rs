@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod compactor;
 pub mod config;
 pub mod ingest;
+pub(crate) mod lru;
 pub mod model;
 pub mod promql;
 pub mod query;

@@ -18,5 +18,6 @@ pub use histogram::{
     Span,
 };
 pub use labels::{Interner, Label, LabelError, Labels, LabelsBuilder, METRIC_NAME};
+pub(crate) use matcher::regex_bytes;
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{format_float_f, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

@@ -32,7 +32,6 @@
 mod bucket_files;
 mod chunk_cache;
 mod index_cache;
-mod lru;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

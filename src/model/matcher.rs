@@ -1,11 +1,22 @@
 //! Label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus semantics: regexes
 //! are fully anchored and `.` matches newlines (`^(?s:…)$`), and a matcher
 //! that matches the empty string also matches series without the label.
+//!
+//! Compiled regexes are kept in a bounded cache by pattern
+//! ([`COMPILED_CACHE_BYTES`]): a dashboard sends the same few patterns on
+//! every refresh, and compiling one (the regex engine builds its automata
+//! eagerly) costs more than answering a small query.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
-use regex::Regex;
+use parking_lot::Mutex;
+use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::syntax;
+
+use crate::lru::ByteLru;
 
 /// The four matcher operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +53,6 @@ pub struct MatcherError {
 }
 
 /// How a regex matcher tests a value; literal shapes skip the regex engine.
-#[derive(Clone)]
 enum RegexKind {
     /// `.*`: everything.
     Any,
@@ -60,7 +70,7 @@ pub struct Matcher {
     op: MatchOp,
     name: String,
     value: String,
-    re: Option<RegexKind>,
+    re: Option<Arc<RegexKind>>,
 }
 
 impl Matcher {
@@ -75,7 +85,7 @@ impl Matcher {
     ) -> Result<Self, MatcherError> {
         let (name, value) = (name.into(), value.into());
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(compile(&value)?),
+            MatchOp::Regex | MatchOp::NotRegex => Some(compile(&value)?.0),
             _ => None,
         };
         Ok(Self {
@@ -141,7 +151,7 @@ impl Matcher {
     /// a literal alternation (`=~"a|b"`); lets the index look values up
     /// instead of scanning them.
     pub fn set_matches(&self) -> Option<Vec<&str>> {
-        match (self.op, &self.re) {
+        match (self.op, self.re.as_deref()) {
             (MatchOp::Equal, _) => Some(vec![&self.value]),
             (MatchOp::Regex, Some(RegexKind::Set(s))) => {
                 Some(s.iter().map(String::as_str).collect())
@@ -153,7 +163,7 @@ impl Matcher {
     fn re_matches(&self, v: &str) -> bool {
         match self
             .re
-            .as_ref()
+            .as_deref()
             .expect("regex ops always carry a compiled regex")
         {
             RegexKind::Any => true,
@@ -164,14 +174,83 @@ impl Matcher {
     }
 }
 
-fn compile(pattern: &str) -> Result<RegexKind, MatcherError> {
-    // Always compile, so an invalid pattern is reported even when a fast path
-    // would have matched.
-    let re = Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| MatcherError {
-        pattern: pattern.to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(match pattern {
+/// Bytes of compiled regexes (their automata, as the regex engine
+/// counts them, plus the pattern) the cache holds at most.
+pub(crate) const COMPILED_CACHE_BYTES: u64 = 16 << 20;
+
+/// Patterns longer than this are compiled every time, never cached.
+const MAX_CACHED_PATTERN: usize = 4096;
+
+/// A compiled matcher and the bytes it holds.
+type Compiled = (Arc<RegexKind>, u64);
+
+/// Compiled matchers by pattern, least recently used out first.
+static COMPILED: LazyLock<Mutex<ByteLru<String, Compiled>>> =
+    LazyLock::new(|| Mutex::new(ByteLru::new(COMPILED_CACHE_BYTES)));
+
+/// `pattern` compiled (from the cache when it was compiled before), with
+/// the bytes it costs there.
+fn compile(pattern: &str) -> Result<Compiled, MatcherError> {
+    if let Some(hit) = COMPILED.lock().get(pattern) {
+        return Ok(hit.clone());
+    }
+    // Compiled outside the lock: another thread may compile the same
+    // pattern meanwhile; the later insert replaces the earlier.
+    let (kind, bytes) = compile_uncached(pattern)?;
+    let kind = Arc::new(kind);
+    if pattern.len() <= MAX_CACHED_PATTERN && bytes <= COMPILED_CACHE_BYTES / 8 {
+        COMPILED
+            .lock()
+            .insert(pattern.to_string(), (kind.clone(), bytes), bytes, |_| false);
+    }
+    Ok((kind, bytes))
+}
+
+/// The heap bytes compiling `pattern` takes (its automata and the
+/// pattern), compiling it (or finding it in the cache): what a parsed
+/// query holding its own copy of the regex costs, for the caches that
+/// weigh their entries. Zero for an invalid pattern.
+pub(crate) fn regex_bytes(pattern: &str) -> u64 {
+    compile(pattern).map_or(0, |(_, bytes)| bytes)
+}
+
+impl RegexKind {
+    fn heap_bytes(&self, pattern: &str) -> u64 {
+        let own = match self {
+            RegexKind::Re(r) => r.memory_usage(),
+            RegexKind::Set(s) => s.iter().map(|v| v.len() + 32).sum(),
+            RegexKind::Any | RegexKind::NonEmpty => 0,
+        };
+        (own + pattern.len() + 64) as u64
+    }
+}
+
+fn compile_uncached(pattern: &str) -> Result<(RegexKind, u64), MatcherError> {
+    // Always compile, so an invalid pattern is reported even when a fast
+    // path would have matched. The regex crate's settings for a string
+    // regex (its `Regex::new`), without capture groups: only `is_match`
+    // is asked.
+    let anchored = format!("^(?s:{pattern})$");
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(10 << 20))
+        .hybrid_cache_capacity(2 << 20)
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(true)
+        .which_captures(WhichCaptures::None);
+    let re = meta::Builder::new()
+        .configure(config)
+        .syntax(syntax::Config::new().utf8(true))
+        .build(&anchored)
+        .map_err(|_| MatcherError {
+            pattern: pattern.to_string(),
+            // The regex crate's message (with the position), the one
+            // users know; it fails the same way.
+            reason: regex::Regex::new(&anchored).err().map_or_else(
+                || "invalid regular expression".to_string(),
+                |e| e.to_string(),
+            ),
+        })?;
+    let kind = match pattern {
         ".*" => RegexKind::Any,
         ".+" => RegexKind::NonEmpty,
         p if !p.is_empty()
@@ -181,7 +260,9 @@ fn compile(pattern: &str) -> Result<RegexKind, MatcherError> {
             RegexKind::Set(p.split('|').map(str::to_string).collect())
         }
         _ => RegexKind::Re(re),
-    })
+    };
+    let bytes = kind.heap_bytes(pattern);
+    Ok((kind, bytes))
 }
 
 fn is_meta(c: char) -> bool {
@@ -215,6 +296,30 @@ mod tests {
 
     fn m(op: MatchOp, v: &str) -> Matcher {
         Matcher::new(op, "l", v).unwrap()
+    }
+
+    #[test]
+    fn compiled_regexes_are_shared_from_the_cache() {
+        let a = m(MatchOp::Regex, "cache-test-[0-9]+x");
+        let b = m(MatchOp::NotRegex, "cache-test-[0-9]+x");
+        assert!(Arc::ptr_eq(a.re.as_ref().unwrap(), b.re.as_ref().unwrap()));
+        assert!(a.matches("cache-test-12x") && !b.matches("cache-test-12x"));
+        assert!(regex_bytes("cache-test-[0-9]+x") > 0);
+        // Invalid patterns are never cached and keep the regex crate's
+        // message.
+        for _ in 0..2 {
+            let e = Matcher::new(MatchOp::Regex, "l", "cache-test-(").unwrap_err();
+            assert!(e.reason.contains("unclosed group"), "{}", e.reason);
+        }
+        assert_eq!(regex_bytes("cache-test-("), 0);
+    }
+
+    #[test]
+    fn the_matcher_cache_stays_within_its_bytes() {
+        for i in 0..3000 {
+            m(MatchOp::Regex, &format!("bound-test-{i}-[a-z]+"));
+        }
+        assert!(COMPILED.lock().bytes() <= COMPILED_CACHE_BYTES);
     }
 
     #[test]

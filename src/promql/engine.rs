@@ -1,11 +1,17 @@
 //! [`Engine`]: the entry points of PromQL evaluation, its options and
-//! limits. Parses with `promql-parser` and hands the AST to the evaluator.
+//! limits. Parses with `promql-parser` and hands the AST to the evaluator;
+//! parsed queries are kept in a bounded cache by query text
+//! ([`PARSED_CACHE_BYTES`]), since dashboards send the same queries on
+//! every refresh and the parser compiles each regex matcher it meets.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use promql_parser::parser::Expr;
+
+use crate::lru::ByteLru;
 
 use crate::promql::error::QueryError;
 use crate::promql::eval::Evaluator;
@@ -13,6 +19,21 @@ use crate::promql::guard::{self, MAX_ABS_DURATION_MS};
 use crate::promql::segments::{segments, Segment};
 use crate::promql::source::Source;
 use crate::promql::value::QueryResult;
+
+/// Bytes of parsed queries the cache holds at most, as estimated: the
+/// tree at [`PARSED_BYTES_PER_QUERY_BYTE`] per byte of query text, plus
+/// each regex the parser compiled at what the regex engine says it holds.
+pub(crate) const PARSED_CACHE_BYTES: u64 = 32 << 20;
+
+/// The estimate of a parsed tree's heap bytes per byte of its text.
+const PARSED_BYTES_PER_QUERY_BYTE: u64 = 16;
+
+/// Queries longer than this are parsed every time, never cached.
+const MAX_CACHED_QUERY: usize = 64 << 10;
+
+/// Parsed queries by text, least recently used out first.
+static PARSED: LazyLock<Mutex<ByteLru<String, Expr>>> =
+    LazyLock::new(|| Mutex::new(ByteLru::new(PARSED_CACHE_BYTES)));
 
 /// Rewrites `\xHH` escapes inside quoted string literals to the characters
 /// their bytes spell. In Go (and so in Prometheus) `\xHH` is a *byte*:
@@ -264,6 +285,35 @@ impl Engine {
     /// # Errors
     /// [`QueryError::Parse`] with the parser's message or the limit.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
+        let cacheable = query.len() <= MAX_CACHED_QUERY;
+        if cacheable {
+            if let Some(expr) = PARSED.lock().get(query) {
+                return Ok(expr.clone());
+            }
+        }
+        let expr = Self::parse_uncached(query)?;
+        if cacheable {
+            let bytes = (query.len() as u64)
+                .saturating_mul(PARSED_BYTES_PER_QUERY_BYTE)
+                .saturating_add(
+                    guard::regex_patterns(&expr)
+                        .into_iter()
+                        .map(crate::model::regex_bytes)
+                        .sum(),
+                );
+            if bytes <= PARSED_CACHE_BYTES / 8 {
+                // An evicted query's tree is dropped here, on this
+                // (large-stack) query thread.
+                let evicted = PARSED
+                    .lock()
+                    .insert(query.to_string(), expr.clone(), bytes, |_| false);
+                drop(evicted);
+            }
+        }
+        Ok(expr)
+    }
+
+    fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
         guard::prescan(query)?;
         let query = normalize_byte_escapes(query)?;
         let query = crate::promql::duration_expr::rewrite(&query)?;
@@ -384,5 +434,43 @@ mod tests {
         assert_eq!(n("x # \\xff\n").unwrap(), "x # \\xff\n");
         let e = Engine::parse(r#"x{a="\xc3\xa9"}"#).unwrap();
         assert!(e.to_string().contains('é'), "{e}");
+    }
+
+    #[test]
+    fn parsed_queries_come_from_the_cache_and_errors_are_not_kept() {
+        let q = r#"sum by (i) (rate(parse_cache_test{i=~"a.*[05]"}[5m]))"#;
+        let first = Engine::parse(q).unwrap();
+        assert!(PARSED.lock().get(q).is_some());
+        assert_eq!(Engine::parse(q).unwrap().to_string(), first.to_string());
+        // A cached tree still goes through nothing else: an invalid query
+        // fails every time, and is not kept.
+        for _ in 0..2 {
+            assert!(Engine::parse("parse_cache_test{").is_err());
+        }
+        assert!(PARSED.lock().get("parse_cache_test{").is_none());
+        // Regex patterns weigh what their automata hold.
+        let e = Engine::parse(r#"parse_cache_test{a=~"x+", b!~"y|z", c="w"}[1m]"#).unwrap();
+        let mut p = guard::regex_patterns(&e);
+        p.sort_unstable();
+        assert_eq!(p, ["x+", "y|z"]);
+    }
+
+    #[test]
+    fn the_parse_cache_stays_within_its_bytes() {
+        // ~4 KiB of text each, weighed at 64 KiB: 1,000 of them are twice
+        // the bound.
+        let q = |i: usize| {
+            format!(
+                r#"parse_bound_test_{i}{{a=~"v{i}-[a-z]+"}} + {}"#,
+                "1 + ".repeat(900) + "1"
+            )
+        };
+        for i in 0..1000 {
+            Engine::parse(&q(i)).unwrap();
+        }
+        let mut cache = PARSED.lock();
+        assert!(cache.bytes() <= PARSED_CACHE_BYTES);
+        assert!(cache.get(q(0).as_str()).is_none());
+        assert!(cache.get(q(999).as_str()).is_some());
     }
 }

@@ -147,6 +147,33 @@ fn scan_code(code: &str, depth: &mut usize, ops: &mut usize) -> Result<(), Query
     Ok(())
 }
 
+/// The patterns of every regex matcher (`=~`, `!~`) in `expr`, each time
+/// it appears: what the parser compiled into the AST.
+pub(crate) fn regex_patterns(expr: &Expr) -> Vec<&str> {
+    use promql_parser::label::MatchOp;
+    let mut out = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        let vs = match e {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::MatrixSelector(ms) => Some(&ms.vs),
+            _ => None,
+        };
+        if let Some(vs) = vs {
+            out.extend(
+                vs.matchers
+                    .matchers
+                    .iter()
+                    .chain(vs.matchers.or_matchers.iter().flatten())
+                    .filter(|m| matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)))
+                    .map(|m| m.value.as_str()),
+            );
+        }
+        stack.extend(children(e));
+    }
+    out
+}
+
 /// The direct sub-expressions of `e`.
 fn children(e: &Expr) -> Vec<&Expr> {
     match e {

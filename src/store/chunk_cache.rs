@@ -12,7 +12,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::lru::ByteLru;
+use crate::lru::ByteLru;
 
 /// Ranges at most this far apart are read in one request: reading the gap
 /// costs less than another round trip (Thanos's figure).

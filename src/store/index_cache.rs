@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::lru::ByteLru;
+use crate::lru::ByteLru;
 use crate::storage::block::BlockIndex;
 
 /// Indexes on disk, bounded by their files' bytes.

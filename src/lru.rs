@@ -1,9 +1,11 @@
 //! [`ByteLru`]: a least-recently-used map bounded by the bytes of its
-//! values, the bookkeeping under both store caches (chunk ranges in
-//! memory, indexes on disk). Owns the order and the byte count only: what
-//! an entry holds, and what evicting it means (a file to delete), is the
-//! caller's.
+//! values, the bookkeeping under every bounded cache (the store's chunk
+//! ranges in memory and indexes on disk, the compiled regex matchers,
+//! the parsed queries). Owns the order and the byte count only: what an
+//! entry holds, and what evicting it means (a file to delete), is the
+//! caller's. A leaf: uses nothing of the crate, so every layer may use it.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
@@ -64,12 +66,18 @@ impl<K: Hash + Eq + Clone, V> ByteLru<K, V> {
     }
 
     /// The value of `key`, now the most recently used.
-    pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
+    pub(crate) fn get<Q>(&mut self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let tick = self.next_tick();
+        let (k, _) = self.entries.get_key_value(key)?;
+        let k = k.clone();
         let e = self.entries.get_mut(key)?;
         self.order.remove(&e.tick);
         e.tick = tick;
-        self.order.insert(tick, key.clone());
+        self.order.insert(tick, k);
         Some(&e.value)
     }
 
@@ -100,19 +108,23 @@ impl<K: Hash + Eq + Clone, V> ByteLru<K, V> {
     /// the bytes are within the capacity.
     fn evict(&mut self, in_use: impl Fn(&V) -> bool, keep: Option<u64>) -> Vec<V> {
         let mut out = Vec::new();
-        if self.bytes <= self.capacity {
-            return out;
-        }
-        let candidates: Vec<(u64, K)> = self
-            .order
-            .iter()
-            .filter(|(t, _)| Some(**t) != keep)
-            .map(|(t, k)| (*t, k.clone()))
-            .collect();
-        for (_, k) in candidates {
-            if self.bytes <= self.capacity {
-                break;
+        // Oldest first, from just past the last tick looked at: each
+        // entry is looked at once, however many are evicted.
+        let mut after = None;
+        while self.bytes > self.capacity {
+            let next = match after {
+                None => self.order.iter().next(),
+                Some(t) => self
+                    .order
+                    .range((std::ops::Bound::Excluded(t), std::ops::Bound::Unbounded))
+                    .next(),
+            };
+            let Some((&t, k)) = next else { break };
+            after = Some(t);
+            if Some(t) == keep {
+                continue;
             }
+            let k = k.clone();
             if self.entries.get(&k).is_some_and(|e| !in_use(&e.value)) {
                 if let Some(v) = self.remove(&k) {
                     out.push(v);
