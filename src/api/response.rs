@@ -18,6 +18,11 @@ use crate::promql::Value;
 /// Appends `v` as Prometheus writes a sample value, without quotes: Go's
 /// shortest `'f'` form, or `'e'` form (`1e-07`, `1.5e+21`) when
 /// `|v| < 1e-6` or `|v| >= 1e21`; `+Inf`, `-Inf`, `NaN`.
+///
+/// The hottest part of a large answer: integers below 2^53 are written as
+/// integers, the rest from Ryu's shortest digits (the algorithm Go's
+/// `strconv` uses for the shortest form, so the same digits), laid out as
+/// Go lays them out.
 pub(crate) fn push_float(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -27,30 +32,118 @@ pub(crate) fn push_float(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
         return;
     }
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.fract() == 0.0 && v.abs() < EXACT_INTEGERS {
+        if v == 0.0 && v.is_sign_negative() {
+            out.push_str("-0");
+        } else {
+            // Exact: |v| < 2^53 converts without rounding.
+            out.push_str(itoa::Buffer::new().format(v as i64));
+        }
+        return;
+    }
+    let mut ryu = ryu::Buffer::new();
+    let d = shortest_digits(ryu.format_finite(v));
+    let (digits, exp) = (d.digits(), d.exp);
+    if d.negative {
+        out.push('-');
+    }
+    // The value is 0.d1d2d3... × 10^exp; Go's cut-offs for 'e' form.
     let abs = v.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust's `{:e}` is the shortest round-trip mantissa too, but writes
-        // `1e-7` where Go writes `1e-07`: sign always, exponent ≥ 2 digits.
-        let start = out.len();
-        let _ = write!(out, "{v:e}");
-        let Some(e) = out[start..].find('e').map(|i| start + i) else {
-            return;
-        };
-        let exp = out.split_off(e + 1);
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp.as_str()),
-        };
-        out.push(sign);
-        if digits.len() < 2 {
+    if !(1e-6..1e21).contains(&abs) {
+        out.push(char::from(digits[0]));
+        if digits.len() > 1 {
+            out.push('.');
+            push_ascii(out, &digits[1..]);
+        }
+        let e = exp - 1;
+        out.push('e');
+        out.push(if e < 0 { '-' } else { '+' });
+        let e = e.unsigned_abs();
+        if e < 10 {
             out.push('0');
         }
-        out.push_str(digits);
+        out.push_str(itoa::Buffer::new().format(e));
+    } else if exp <= 0 {
+        out.push_str("0.");
+        for _ in 0..exp.unsigned_abs() {
+            out.push('0');
+        }
+        push_ascii(out, digits);
     } else {
-        // Display is the shortest round-trip decimal without exponent,
-        // like Go's 'f' with precision -1 (including "-0").
-        let _ = write!(out, "{v}");
+        let point = exp.unsigned_abs() as usize;
+        if digits.len() <= point {
+            push_ascii(out, digits);
+            for _ in digits.len()..point {
+                out.push('0');
+            }
+        } else {
+            push_ascii(out, &digits[..point]);
+            out.push('.');
+            push_ascii(out, &digits[point..]);
+        }
     }
+}
+
+/// The significant digits of a finite float and where the point goes.
+struct Digits {
+    negative: bool,
+    buf: [u8; 32],
+    len: usize,
+    /// The value is `0.d1d2d3… × 10^exp`.
+    exp: i32,
+}
+
+impl Digits {
+    fn digits(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Ryu's output (`1.5e-7`, `123.45`, `0.001`, `1e16`, at most 17
+/// significant digits) as sign, significant digits (no leading or
+/// trailing zeros) and exponent.
+fn shortest_digits(s: &str) -> Digits {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (mantissa, exp) = match s.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let int_len = mantissa.find('.').unwrap_or(mantissa.len()) as i32;
+    let mut d = Digits {
+        negative,
+        buf: [0; 32],
+        len: 0,
+        exp: 0,
+    };
+    let mut leading_zeros = 0i32;
+    for &c in mantissa.as_bytes() {
+        if c == b'.' {
+            continue;
+        }
+        if d.len == 0 && c == b'0' {
+            leading_zeros += 1;
+            continue;
+        }
+        if d.len < d.buf.len() {
+            d.buf[d.len] = c;
+            d.len += 1;
+        }
+    }
+    while d.len > 0 && d.buf[d.len - 1] == b'0' {
+        d.len -= 1;
+    }
+    d.exp = int_len - leading_zeros + exp;
+    d
+}
+
+/// Appends ASCII digits.
+fn push_ascii(out: &mut String, digits: &[u8]) {
+    // Digits are ASCII: valid UTF-8 one byte each.
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// Appends a timestamp in ms as Prometheus's `MarshalTimestamp`: seconds,
@@ -60,10 +153,13 @@ pub(crate) fn push_timestamp(out: &mut String, t: i64) {
         out.push('-');
     }
     let t = t.unsigned_abs();
-    let _ = write!(out, "{}", t / 1000);
+    out.push_str(itoa::Buffer::new().format(t / 1000));
     let frac = t % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        out.push(char::from(b'0' + (frac / 100) as u8));
+        out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+        out.push(char::from(b'0' + (frac % 10) as u8));
     }
 }
 
@@ -316,6 +412,71 @@ mod tests {
         let mut s = String::new();
         push_timestamp(&mut s, t);
         s
+    }
+
+    /// The formatting `push_float` replaced (core's shortest digits, Go's
+    /// layout): the reference it must equal for every float.
+    fn reference_float(v: f64) -> String {
+        if v.is_nan() {
+            return "NaN".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+        }
+        let abs = v.abs();
+        if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+            let s = format!("{v:e}");
+            let (m, e) = s.split_once('e').unwrap();
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', e),
+            };
+            format!("{m}e{sign}{digits:0>2}")
+        } else {
+            format!("{v}")
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_push_float_equals_the_reference(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assert_eq!(float(v), reference_float(v), "{:?}", v);
+        }
+
+        #[test]
+        fn prop_push_float_equals_the_reference_for_decimals(m in -10_000_000_000i64..10_000_000_000, e in -30i32..30) {
+            let v = m as f64 * 10f64.powi(e);
+            proptest::prop_assert_eq!(float(v), reference_float(v), "{:?}", v);
+        }
+    }
+
+    #[test]
+    fn push_float_edges_equal_the_reference() {
+        let mut cases = vec![
+            9_007_199_254_740_992.0,
+            9_007_199_254_740_993.0,
+            -9_007_199_254_740_991.0,
+            1e15,
+            1e16,
+            1e17,
+            123_456_789_012_345_680.0,
+            0.5,
+            1e-5,
+            1e-6,
+            f64::from_bits(1e-6f64.to_bits() - 1),
+            1e21,
+            f64::from_bits(1e21f64.to_bits() - 1),
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            1.0 / 3.0,
+            2.0 / 3.0 * 1e10,
+        ];
+        cases.extend((0..64).map(|i| 1.5 * 2f64.powi(i - 32)));
+        for v in cases {
+            assert_eq!(float(v), reference_float(v), "{v:?}");
+        }
     }
 
     #[test]

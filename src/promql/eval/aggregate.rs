@@ -4,7 +4,7 @@
 //! folded step by step. Semantics: Prometheus promql/engine.go
 //! `aggregation` / `aggregationK` (v3.14).
 
-use std::collections::HashMap;
+use ahash::AHashMap;
 
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -240,7 +240,7 @@ impl Evaluator<'_> {
         }
         let input = self.eval_vector(&a.expr, grid)?;
         // Group membership, once per series, groups in order of first sight.
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: AHashMap<Labels, usize> = AHashMap::new();
         let mut groups: Vec<Labels> = Vec::new();
         let member: Vec<usize> = input
             .iter()
@@ -327,14 +327,14 @@ impl Evaluator<'_> {
                         crate::promql::functions::annotations::go_quote(&label)
                     )));
                 }
-                let mut out: HashMap<Labels, Vec<Point>> = HashMap::new();
+                let mut out: AHashMap<Labels, Vec<Point>> = AHashMap::new();
                 let mut order: Vec<Labels> = Vec::new();
                 let hsteps = hist_by_step(&input, grid.n);
                 for (i, step) in steps.iter().enumerate() {
                     // Counts in order of first sight, found by hash: linear
                     // in the step's samples.
                     let mut counts: Vec<(Labels, f64)> = Vec::new();
-                    let mut at: HashMap<Labels, usize> = HashMap::new();
+                    let mut at: AHashMap<Labels, usize> = AHashMap::new();
                     let values = step
                         .iter()
                         .map(|&(k, v)| (k, crate::model::format_float_f(v)))

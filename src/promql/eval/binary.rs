@@ -4,7 +4,9 @@
 //! Semantics: Prometheus promql/engine.go `VectorBinop`, `VectorAnd`,
 //! `VectorOr`, `VectorUnless`, `VectorscalarBinop`, `resultMetric` (v3.14).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use ahash::AHashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -470,14 +472,36 @@ impl Evaluator<'_> {
         let comparison = is_comparison(op);
         let rename = drops_name(op) || return_bool;
 
-        let mut result_labels: HashMap<(usize, usize), usize> = HashMap::new();
+        // Each distinct signature gets a number once; the per-step
+        // matching then indexes arrays instead of hashing label sets.
+        let mut sig_ids: AHashMap<&Labels, u32> = AHashMap::with_capacity(msig.len() + osig.len());
+        let mut id_of = |l| {
+            let next = sig_ids.len() as u32;
+            *sig_ids.entry(l).or_insert(next)
+        };
+        let oid: Vec<u32> = osig.iter().map(&mut id_of).collect();
+        let mid: Vec<u32> = msig.iter().map(&mut id_of).collect();
+        let sigs = sig_ids.len();
+        // Per signature: the step it was last set at (`u32::MAX`: never)
+        // and the "one" side's series and value there.
+        let mut one_step = vec![u32::MAX; sigs];
+        let mut one_at: Vec<(usize, Option<&V>)> = vec![(0, None); sigs];
+        let mut matched_step = vec![u32::MAX; sigs];
+        // Output series: by (many, one) pair, and the step each output
+        // label set was last written at (for the uniqueness check).
+        let mut result_labels: AHashMap<(usize, usize), usize> = AHashMap::new();
+        let mut out_label_id: Vec<usize> = Vec::new();
+        let mut label_ids: AHashMap<Labels, usize> = AHashMap::new();
+        let mut inserted_step: Vec<u32> = Vec::new();
         let mut out: Vec<Series> = Vec::new();
         for i in 0..grid.n {
             self.check("binary operation")?;
-            let mut one_at: HashMap<&Labels, (usize, &V)> = HashMap::with_capacity(osteps[i].len());
+            let step = i as u32;
             for (k, v) in &osteps[i] {
                 let k = *k;
-                if let Some(&(prev, _)) = one_at.get(&osig[k]) {
+                let id = oid[k] as usize;
+                if one_step[id] == step {
+                    let prev = one_at[id].0;
                     let side = if one_to_many { "left" } else { "right" };
                     let (a, b2) = (&one[prev].labels, &one[k].labels);
                     return Err(QueryError::Exec(format!(
@@ -487,19 +511,25 @@ impl Evaluator<'_> {
                         prom_labels(b2)
                     )));
                 }
-                one_at.insert(&osig[k], (k, v));
+                one_step[id] = step;
+                one_at[id] = (k, Some(v));
             }
-            let mut matched: HashSet<&Labels> = HashSet::new();
-            let mut inserted: HashSet<Labels> = HashSet::new();
             for (k, v) in &msteps[i] {
                 let k = *k;
-                let Some(&(o, ov)) = one_at.get(&msig[k]) else {
+                let id = mid[k] as usize;
+                if one_step[id] != step {
+                    continue;
+                }
+                let (o, Some(ov)) = one_at[id] else {
                     continue;
                 };
                 // Checked before comparison filtering: a many-to-one match
                 // is an error even when the filter would drop the series.
-                if one_to_one && !matched.insert(&msig[k]) {
-                    return Err(QueryError::Exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
+                if one_to_one {
+                    if matched_step[id] == step {
+                        return Err(QueryError::Exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
+                    }
+                    matched_step[id] = step;
                 }
                 let (fl, fr) = if one_to_many { (ov, v) } else { (v, ov) };
                 let e = elem_binop(op, fl, fr);
@@ -534,18 +564,28 @@ impl Evaluator<'_> {
                             &m,
                             include,
                         );
+                        let next = label_ids.len();
+                        let label_id = *label_ids.entry(labels.clone()).or_insert(next);
+                        if label_id == inserted_step.len() {
+                            inserted_step.push(u32::MAX);
+                        }
                         out.push(Series::floats(labels, Vec::new()));
+                        out_label_id.push(label_id);
                         result_labels.insert((k, o), out.len() - 1);
                         out.len() - 1
                     }
                 };
-                if !one_to_one && !inserted.insert(out[idx].labels.clone()) {
-                    return Err(QueryError::Exec(
-                        "multiple matches for labels: grouping labels must ensure unique matches"
-                            .into(),
-                    ));
+                if !one_to_one {
+                    let label_id = out_label_id[idx];
+                    if inserted_step[label_id] == step {
+                        return Err(QueryError::Exec(
+                            "multiple matches for labels: grouping labels must ensure unique matches"
+                                .into(),
+                        ));
+                    }
+                    inserted_step[label_id] = step;
                 }
-                push_v(&mut out[idx], i as u32, value);
+                push_v(&mut out[idx], step, value);
             }
         }
         Ok(Val::Vector(merge_same_labels(out)?))

@@ -22,7 +22,7 @@
 //! through [`Evaluator::load_each`]; must not change what the aggregation
 //! answers.
 
-use std::collections::HashMap;
+use ahash::AHashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use promql_parser::parser::{AggregateExpr, Expr, MatrixSelector, VectorSelector};
@@ -115,7 +115,7 @@ fn plan(a: &AggregateExpr, op: AggOp) -> Option<Inner<'_>> {
 struct Groups {
     op: AggOp,
     n: usize,
-    index: HashMap<Labels, usize>,
+    index: AHashMap<Labels, usize>,
     labels: Vec<Labels>,
     accs: Vec<Option<Acc>>,
 }
@@ -198,7 +198,7 @@ impl Evaluator<'_> {
         let mut groups = Groups {
             op,
             n: grid.n,
-            index: HashMap::new(),
+            index: AHashMap::new(),
             labels: Vec::new(),
             accs: Vec::new(),
         };
