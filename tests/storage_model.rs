@@ -341,6 +341,9 @@ proptest! {
                         .iter()
                         .map(|s| {
                             let mut v: Vec<(i64, String)> = s.samples().map(|x| (x.t, format!("f{:x}", x.v.to_bits()))).collect();
+                            // The collecting read the engine uses yields the same.
+                            let collected: Vec<(i64, String)> = s.samples_vec().iter().map(|x| (x.t, format!("f{:x}", x.v.to_bits()))).collect();
+                            assert_eq!(collected, v, "samples_vec of {}", s.labels());
                             v.extend(s.histograms().map(|(t, h)| (t, canon(&h))));
                             v.sort_by_key(|x| x.0);
                             (s.labels().to_string(), v)

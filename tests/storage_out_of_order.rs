@@ -732,7 +732,13 @@ proptest! {
                         .querier(mint, maxt)
                         .select(&[])
                         .iter()
-                        .map(|s| (s.labels().to_string(), s.samples().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>()))
+                        .map(|s| {
+                            let v = s.samples().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
+                            // The collecting read the engine uses yields the same.
+                            let collected: Vec<_> = s.samples_vec().iter().map(|x| (x.t, x.v.to_bits())).collect();
+                            assert_eq!(collected, v, "samples_vec of {}", s.labels());
+                            (s.labels().to_string(), v)
+                        })
                         .filter(|(_, v)| !v.is_empty())
                         .collect();
                     let want: BTreeMap<String, Vec<(i64, u64)>> = model

@@ -193,7 +193,7 @@ impl Source for Db {
         // at a time.
         for s in q.select(matchers) {
             budget.check()?;
-            let samples: Vec<Sample> = s.samples().collect();
+            let samples: Vec<Sample> = s.samples_vec();
             let hists = if s.has_histograms() {
                 s.histograms()
                     .filter(|(t, _)| *t >= mint && *t <= maxt)

@@ -258,6 +258,54 @@ impl Series {
         }
     }
 
+    /// What [`Series::samples`] yields, as a `Vec`, with as few copies as
+    /// the chunks allow: a decoded packed chunk's buffer becomes the
+    /// answer's (filtered in place) and later chunks are appended after
+    /// one reservation each, instead of growing the answer sample by
+    /// sample.
+    pub fn samples_vec(&self) -> Vec<Sample> {
+        let it = self.samples();
+        let (chunks, current) = match it.inner {
+            Inner::Merged(all) => return all.collect(),
+            Inner::Sequential { chunks, current } => (chunks, current),
+        };
+        debug_assert!(current.is_none());
+        let (mint, maxt) = (self.mint, self.maxt);
+        let keep = |s: &Sample, deleted: Option<&Intervals>| {
+            s.t >= mint && s.t <= maxt && !deleted.is_some_and(|d| d.contains(s.t))
+        };
+        let mut out: Vec<Sample> = Vec::new();
+        for (c, deleted) in chunks {
+            if c.bounds().0 > maxt {
+                break;
+            }
+            match c.iter(&self.problems) {
+                ChunkIter::Decoded(decoded) => {
+                    // Not advanced: collecting reuses the buffer.
+                    let mut decoded: Vec<Sample> = decoded.collect();
+                    decoded.retain(|s| keep(s, deleted));
+                    if out.is_empty() {
+                        out = decoded;
+                    } else {
+                        out.extend_from_slice(&decoded);
+                    }
+                }
+                ChunkIter::Xor(xor) => {
+                    out.reserve(xor.size_hint().1.unwrap_or(0));
+                    for s in xor {
+                        if s.t > maxt {
+                            break;
+                        }
+                        if keep(&s, deleted) {
+                            out.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The native histogram samples within the querier's range, oldest
     /// first, as float histograms, each timestamp once (where sources
     /// overlap, the oldest source's sample wins). A stale marker is a
