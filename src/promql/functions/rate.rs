@@ -56,7 +56,15 @@ pub(crate) fn extrapolated_rate(
     let num_samples_minus_one = (samples.len() - 1) as f64;
 
     let mut result = last.v - first.v;
-    if is_counter {
+    // Most windows hold no counter reset: find that out first with a check
+    // that has no serial dependency, and run the (serial) correction sum
+    // only when there is one. The sum, and so the result, is unchanged.
+    if is_counter
+        && samples
+            .iter()
+            .zip(&samples[1..])
+            .fold(false, |reset, (a, b)| reset | (b.v < a.v))
+    {
         for pair in samples.windows(2) {
             if pair[1].v < pair[0].v {
                 result += pair[0].v;
