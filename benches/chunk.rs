@@ -1,5 +1,6 @@
 //! Chunk codec benchmarks: encode and decode one head-sized chunk
-//! ([`SAMPLES_PER_CHUNK`] samples) of a counter, a gauge and a constant.
+//! ([`SAMPLES_PER_CHUNK`] samples) of a counter, a gauge and a constant,
+//! as XOR chunks (the head's) and as packed chunks (the blocks').
 //! Throughput is in samples, so criterion reports samples/s.
 
 // `criterion_group!` generates an undocumented `pub fn`.
@@ -7,7 +8,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
-use tidemark::storage::chunk::{XorAppender, XorIter, SAMPLES_PER_CHUNK};
+use tidemark::model::Sample;
+use tidemark::storage::chunk::{
+    decode_packed, encode_packed, XorAppender, XorIter, SAMPLES_PER_CHUNK,
+};
 
 /// `(name, samples)` for each series shape, 15s scrape interval with a few
 /// milliseconds of jitter as real scrapes have.
@@ -81,5 +85,24 @@ fn chunk_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk_encode, chunk_decode);
+fn packed_decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("packed_decode");
+    for (name, samples) in series() {
+        let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample::new(t, v)).collect();
+        let bytes = encode_packed(&samples);
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| {
+                decode_packed(black_box(&bytes[..]))
+                    .expect("decodes")
+                    .iter()
+                    .map(|s| s.v)
+                    .sum::<f64>()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunk_encode, chunk_decode, packed_decode);
 criterion_main!(benches);

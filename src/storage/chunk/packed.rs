@@ -385,7 +385,7 @@ fn malformed(d: &Decbuf<'_>, what: &'static str) -> Error {
 }
 
 /// Reads `n` values written by [`put_column`].
-fn read_column(d: &mut Decbuf<'_>, n: usize, out: &mut Vec<i64>) -> Result<()> {
+fn read_column(d: &mut Decbuf<'_>, n: usize, mut put: impl FnMut(i64)) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
@@ -418,7 +418,7 @@ fn read_column(d: &mut Decbuf<'_>, n: usize, out: &mut Vec<i64>) -> Result<()> {
             let off = (acc as u64) & mask;
             acc = acc.checked_shr(width).unwrap_or(0);
             bits -= width;
-            out.push(min.wrapping_add(off.wrapping_mul(divisor) as i64));
+            put(min.wrapping_add(off.wrapping_mul(divisor) as i64));
         }
         left -= len;
     }
@@ -469,7 +469,9 @@ pub fn decode_packed_with<'a>(
     if n == 0 {
         return finish(d, out);
     }
-    let ts = if d.remaining() > 0 && bytes[HEADER_LEN] == TS_SHARED {
+    // One pass per column, straight into the answer: the timestamps
+    // first (checked to increase), then the values over them.
+    if d.remaining() > 0 && bytes[HEADER_LEN] == TS_SHARED {
         let _ = d.u8();
         let at = d
             .uvarint()
@@ -481,10 +483,10 @@ pub fn decode_packed_with<'a>(
                 "shared timestamps' owner holds another count",
             ));
         }
-        read_timestamps(&mut Decbuf::new(&owner[HEADER_LEN..]), n)?
+        read_timestamps(&mut Decbuf::new(&owner[HEADER_LEN..]), n, &mut out)?;
     } else {
-        read_timestamps(&mut d, n)?
-    };
+        read_timestamps(&mut d, n, &mut out)?;
+    }
     let scale = usize::from(d.u8().map_err(|_| malformed(&d, "decimal scale missing"))?);
     if scale > MAX_SCALE {
         return Err(malformed(&d, "decimal scale over 18"));
@@ -515,89 +517,87 @@ pub fn decode_packed_with<'a>(
     let m0 = d
         .varint()
         .map_err(|_| malformed(&d, "first mantissa is not a varint"))?;
-    let mut mantissas = Vec::with_capacity(n);
-    mantissas.push(m0);
+    // `out` holds exactly n samples; the column readers write each once.
+    let mut values = out.iter_mut();
+    let mut put = |m: i64| {
+        if let Some(s) = values.next() {
+            s.v = from_decimal(m, scale);
+        }
+    };
+    put(m0);
     if n > 1 {
         let mode = d.u8().map_err(|_| malformed(&d, "value mode missing"))?;
-        let mut col = Vec::with_capacity(n - 1);
         match mode {
             V_DELTA => {
-                read_column(&mut d, n - 1, &mut col)?;
                 let mut m = m0;
-                for delta in col {
+                read_column(&mut d, n - 1, |delta| {
                     m = m.wrapping_add(delta);
-                    mantissas.push(m);
-                }
+                    put(m);
+                })?;
             }
             V_DOD => {
                 let mut delta = d
                     .varint()
                     .map_err(|_| malformed(&d, "first delta is not a varint"))?;
                 let mut m = m0.wrapping_add(delta);
-                mantissas.push(m);
-                read_column(&mut d, n - 2, &mut col)?;
-                for dod in col {
+                put(m);
+                read_column(&mut d, n - 2, |dod| {
                     delta = delta.wrapping_add(dod);
                     m = m.wrapping_add(delta);
-                    mantissas.push(m);
-                }
+                    put(m);
+                })?;
             }
             _ => return Err(malformed(&d, "unknown value mode")),
         }
     }
-    let mut exceptions = exceptions.into_iter().peekable();
-    for (i, (t, m)) in ts.into_iter().zip(mantissas).enumerate() {
-        let v = match exceptions.next_if(|&(at, _)| at == i) {
-            Some((_, bits)) => f64::from_bits(bits),
-            None => from_decimal(m, scale),
-        };
-        out.push(Sample::new(t, v));
+    for (i, bits) in exceptions {
+        if let Some(s) = out.get_mut(i) {
+            s.v = f64::from_bits(bits);
+        }
     }
     finish(d, out)
 }
 
-/// Reads a delta or grid timestamp section of `n` (> 0) timestamps and
-/// checks that they increase.
-fn read_timestamps(d: &mut Decbuf<'_>, n: usize) -> Result<Vec<i64>> {
+/// Reads a delta or grid timestamp section of `n` (> 0) timestamps into
+/// `out` (as samples of value 0) and checks that they increase.
+fn read_timestamps(d: &mut Decbuf<'_>, n: usize, out: &mut Vec<Sample>) -> Result<()> {
     let mode = d.u8().map_err(|_| malformed(d, "timestamp mode missing"))?;
     let t0 = d
         .varint()
         .map_err(|_| malformed(d, "first timestamp is not a varint"))?;
-    let mut ts = Vec::with_capacity(n);
-    ts.push(t0);
-    let mut col = Vec::with_capacity(n - 1);
+    let start = out.len();
+    out.push(Sample::new(t0, 0.0));
     match mode {
         TS_DELTA => {
-            read_column(d, n - 1, &mut col)?;
             let mut t = t0;
-            for delta in col {
+            read_column(d, n - 1, |delta| {
                 t = t.wrapping_add(delta);
-                ts.push(t);
-            }
+                out.push(Sample::new(t, 0.0));
+            })?;
         }
         TS_GRID => {
             let step = d
                 .varint()
                 .map_err(|_| malformed(d, "grid step is not a varint"))?;
-            read_column(d, n - 1, &mut col)?;
-            for (i, off) in col.into_iter().enumerate() {
-                let grid = t0.wrapping_add(((i + 1) as i64).wrapping_mul(step));
-                ts.push(grid.wrapping_add(off));
-            }
+            let mut grid = t0;
+            read_column(d, n - 1, |off| {
+                grid = grid.wrapping_add(step);
+                out.push(Sample::new(grid.wrapping_add(off), 0.0));
+            })?;
         }
         _ => return Err(malformed(d, "unknown timestamp mode")),
     }
-    for (i, w) in ts.windows(2).enumerate() {
-        if w[1] <= w[0] {
+    for (i, w) in out[start..].windows(2).enumerate() {
+        if w[1].t <= w[0].t {
             return Err(Error::NotIncreasing {
                 sample: i + 1,
                 bit_offset: 0,
-                prev_t: w[0],
-                t: w[1],
+                prev_t: w[0].t,
+                t: w[1].t,
             });
         }
     }
-    Ok(ts)
+    Ok(())
 }
 
 fn finish(d: Decbuf<'_>, out: Vec<Sample>) -> Result<Vec<Sample>> {
