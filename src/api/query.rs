@@ -195,9 +195,11 @@ async fn run(
                 res.warnings.push(TRUNCATED_WARNING.to_string());
             }
         }
-        let mut data = String::new();
-        response::push_query_data(&mut data, &res.value);
-        Ok(response::success_body(&data, &res.warnings, &res.infos))
+        Ok(response::query_success_body(
+            &res.value,
+            &res.warnings,
+            &res.infos,
+        ))
     })
     .await?;
     Ok(response::json(body))
