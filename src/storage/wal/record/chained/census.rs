@@ -45,6 +45,8 @@ fn census() {
     let mut series_n = 0u64;
     let mut label_bytes = 0u64;
     let mut reencoded = 0u64;
+    let mut runs = 0u64;
+    let mut gapped_runs = 0u64;
     for (_, path) in list_segments(std::path::Path::new(&dir)).unwrap() {
         let mut r = SegmentReader::open(&path).unwrap();
         assert!(r.read_header().unwrap().is_none());
@@ -67,11 +69,13 @@ fn census() {
             e.2 += plain.len() as u64;
             if plain[0] == RECORD_CHAINED_SAMPLES || plain[0] == RECORD_RUN_SAMPLES {
                 let body = &plain[1..];
-                if plain[0] == RECORD_CHAINED_SAMPLES {
-                    let (h, pad) = tally(body, &chain, &names, &mut total, &mut per_name);
-                    headers += h + 1;
-                    padding += pad;
-                }
+                let (h, pad) = if plain[0] == RECORD_CHAINED_SAMPLES {
+                    tally(body, &chain, &names, &mut total, &mut per_name)
+                } else {
+                    tally_runs(body, &chain, &mut total, &mut runs, &mut gapped_runs)
+                };
+                headers += h + 1;
+                padding += pad;
                 let Ok(Record::Samples(s)) = decode_chained_for_census(&plain, &mut chain) else {
                     panic!("undecodable");
                 };
@@ -111,6 +115,9 @@ fn census() {
         total.samples,
         padding / 8
     );
+    STEPS.with(|h| println!("gapped steps by bit length: {:?}", &h.borrow()[..20]));
+    STRETCHES.with(|h| println!("gapped stretches by bit length: {:?}", &h.borrow()[..20]));
+    println!("runs (type 14): {runs}, {gapped_runs} gapped; ref/time bits are the run headers' and gaps'");
     println!(
         "  ref {:.3} B/s kinds {:?}\n  time {:.3} B/s kinds {:?}\n  value {:.3} B/s",
         total.ref_bits as f64 / 8.0 / s,
@@ -237,6 +244,112 @@ fn tally(
         };
         add(total);
         add(per_name.entry(name).or_default());
+    }
+    (start as u64, (body.len() * 8 - r.bit_offset()) as u64)
+}
+
+// Gapped runs' ref steps and dense stretches, by bit length.
+thread_local! {
+    static STEPS: std::cell::RefCell<[u64; 65]> = const { std::cell::RefCell::new([0; 65]) };
+    static STRETCHES: std::cell::RefCell<[u64; 65]> = const { std::cell::RefCell::new([0; 65]) };
+}
+
+/// [`tally`] of a run-chained record: run headers count as ref (ref and
+/// length) and time bits; values by form (`same`, `window`, `new width`,
+/// `new scale`, `xor`, `stale`).
+fn tally_runs(
+    body: &[u8],
+    chain: &SampleChain,
+    total: &mut Fields,
+    runs: &mut u64,
+    gapped_runs: &mut u64,
+) -> (u64, u64) {
+    let mut chain = SampleChain {
+        links: chain.links.clone(),
+    };
+    let mut d = Decbuf::new(body);
+    let n = d.uvarint().unwrap() as usize;
+    if n == 0 {
+        return (d.position() as u64, 0);
+    }
+    let ref0 = d.uvarint().unwrap();
+    let t0 = d.varint().unwrap();
+    let start = d.position();
+    let mut r = BitReader::at_byte(start);
+    let (mut prev_ref, mut t) = (ref0.wrapping_sub(1), t0);
+    let mut done = 0;
+    while done < n {
+        *runs += 1;
+        let a = r.bit_offset();
+        let dref = if r.read_bit(body).unwrap() {
+            total.ref_kinds[1] += 1;
+            unzigzag(read_bucketed(&mut r, body, &REF_BUCKETS).unwrap())
+        } else {
+            total.ref_kinds[0] += 1;
+            0
+        };
+        let run_ref = prev_ref.wrapping_add(1).wrapping_add(dref as u64);
+        let b = r.bit_offset();
+        if r.read_bit(body).unwrap() {
+            total.time_kinds[1] += 1;
+            let dod = read_dod(&mut r, body).unwrap();
+            let link = chain
+                .links
+                .entry(run_ref)
+                .or_insert_with(|| Link::start(t0, 0));
+            t = link.t.wrapping_add(i64::from(link.dt)).wrapping_add(dod);
+        } else {
+            total.time_kinds[0] += 1;
+        }
+        let c = r.bit_offset();
+        let len = read_bucketed(&mut r, body, &runs::RUN_BUCKETS).unwrap() + 1;
+        let gapped = r.read_bit(body).unwrap();
+        *gapped_runs += u64::from(gapped);
+        total.ref_bits += (b - a + r.bit_offset() - c) as u64;
+        total.time_bits += (c - b) as u64;
+        let mut series_ref = run_ref;
+        let mut stretch = 1u64;
+        let mut step = 1u64;
+        for i in 0..len {
+            if i > 0 {
+                let g = r.bit_offset();
+                if gapped && r.read_bit(body).unwrap() {
+                    step = read_bucketed(&mut r, body, &runs::GAP_BUCKETS).unwrap() + 1;
+                }
+                series_ref = series_ref.wrapping_add(step);
+                total.ref_bits += (r.bit_offset() - g) as u64;
+                if gapped {
+                    if step == 1 {
+                        stretch += 1;
+                    } else {
+                        STEPS.with(|h| h.borrow_mut()[(64 - step.leading_zeros()) as usize] += 1);
+                        STRETCHES
+                            .with(|h| h.borrow_mut()[(64 - stretch.leading_zeros()) as usize] += 1);
+                        stretch = 1;
+                    }
+                }
+            }
+            let link = chain
+                .links
+                .entry(series_ref)
+                .or_insert_with(|| Link::start(t0, 0));
+            let at = r.bit_offset();
+            let mut peek = r.clone();
+            let kind = match peek.read_unary(body, 5).unwrap() {
+                0 => 0,
+                k => k as usize,
+            };
+            runs::decode_value(&mut r, body, link).unwrap();
+            link.dt = t.wrapping_sub(link.t) as i32;
+            link.t = t;
+            let bits = (r.bit_offset() - at) as u64;
+            total.samples += 1;
+            total.value_bits += bits;
+            total.value_kinds[kind] += 1;
+            total.value_kind_bits[kind] += bits;
+        }
+        done += len as usize;
+        prev_ref = series_ref;
     }
     (start as u64, (body.len() * 8 - r.bit_offset()) as u64)
 }
