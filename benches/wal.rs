@@ -2,9 +2,10 @@
 //! float samples (decimal counters and gauges, constants, a few binary
 //! fractions; 15 s scrapes with a few ms of jitter), encoded as the
 //! snappy-compressed samples record (type 12 around type 2, what the WAL
-//! wrote before format version 7) and as the chained samples record (type
-//! 13), then decoded. Throughput is in samples; each case also prints the
-//! bytes per sample it writes.
+//! wrote before format version 7) and as the run-chained samples record
+//! (type 14, what `SampleChain::encode` writes since version 8; "chained"
+//! below, type 13 before), then decoded. Throughput is in samples; each
+//! case also prints the bytes per sample it writes.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]

@@ -294,9 +294,9 @@ pub struct Config {
     pub wal_fsync_interval: Duration,
 
     /// Compress the WAL, as Prometheus's `--storage.tsdb.wal-compression`:
-    /// float samples as chained samples records (each against its series'
-    /// previous sample, about 1.5 bytes a sample for node_exporter data
-    /// instead of 8), other records snappy-compressed; either setting reads
+    /// float samples as run-chained samples records (each against its
+    /// series' previous sample, about 1.1 bytes a sample for node_exporter
+    /// data instead of 8), other records snappy-compressed; either setting reads
     /// both. `--storage.wal-compression=false` turns it off.
     #[arg(long = "storage.wal-compression", env = "TIDEMARK_STORAGE_WAL_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
     pub wal_compression: bool,

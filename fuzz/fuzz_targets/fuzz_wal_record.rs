@@ -1,5 +1,6 @@
 //! Fuzzes the WAL record decoder (`tidemark::storage::wal::decode_chained`),
-//! every record type (series, samples, chained samples, tombstones,
+//! every record type (series, samples, chained and run-chained samples
+//! (types 13 and 14; re-encoded as 14), tombstones,
 //! exemplars, metadata, histograms, out-of-order samples) over a sequence
 //! of payloads sharing one segment's chain (the input split at each
 //! 2-byte little-endian length): arbitrary bytes must never panic, and

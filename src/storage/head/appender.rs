@@ -743,7 +743,8 @@ impl Head {
         // 8), out-of-order histograms (10, then 11), exemplars, metadata.
         // In-order samples go to the WAL as samples, each series' with its
         // link: the writer chains them against the segment's earlier
-        // records (record type 13). Groups are in ref order.
+        // records (record type 14). Groups are in ref order, so a
+        // scrape's series make runs of consecutive refs.
         let mut linked: Vec<wal::SeriesSamples<'_>> = guards
             .iter_mut()
             .zip(&accepted_groups)

@@ -378,7 +378,7 @@ impl CheckpointWriter {
         })
     }
 
-    /// Appends in-order float samples: a chained samples record against
+    /// Appends in-order float samples: a run-chained samples record against
     /// this segment's chain when compressing, else a samples record.
     fn append_samples(&mut self, samples: &[RefSample]) -> Result<()> {
         let mut record = std::mem::take(&mut self.compressed);

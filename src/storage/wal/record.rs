@@ -19,6 +19,7 @@ mod exemplar_metadata;
 pub(crate) use chained::chained_fits;
 pub use chained::{
     encode_linked, next_segment_tag, ChainLink, SampleChain, SeriesSamples, RECORD_CHAINED_SAMPLES,
+    RECORD_RUN_SAMPLES,
 };
 
 pub use exemplar_metadata::{
@@ -171,7 +172,8 @@ pub enum RecordError {
         /// What is wrong.
         reason: String,
     },
-    /// A chained samples record (type 13) that does not decode.
+    /// A chained or run-chained samples record (type 13 or 14) that does
+    /// not decode.
     #[error("malformed chained samples record at bit {bit}: {what}")]
     BadChainedSamples {
         /// Bit offset in the record body where the fault was found.
@@ -239,8 +241,8 @@ pub fn encode_tombstones(tombstones: &[RefTombstone], buf: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a payload on its own: a chained samples record (type 13)
-/// decodes as the first of its segment. Label strings go through the
+/// Decodes a payload on its own: a chained samples record (type 13 or
+/// 14) decodes as the first of its segment. Label strings go through the
 /// interner (one copy per distinct string).
 ///
 /// # Errors
@@ -303,6 +305,7 @@ fn decode_plain(
         RECORD_SERIES => decode_series(&mut d, interner).map(Record::Series),
         RECORD_SAMPLES => decode_samples(&mut d).map(Record::Samples),
         RECORD_CHAINED_SAMPLES => chain.decode(&payload[1..]).map(Record::Samples),
+        RECORD_RUN_SAMPLES => chain.decode_runs(&payload[1..]).map(Record::Samples),
         RECORD_OOO_SAMPLES => decode_samples(&mut d).map(Record::OooSamples),
         RECORD_TOMBSTONES => decode_tombstones(&mut d).map(Record::Tombstones),
         RECORD_EXEMPLARS => {

@@ -20,9 +20,11 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"TMWL";
 /// the tombstones record (type 3); version 3 the exemplars (4) and
 /// metadata (6) records; version 4 the histogram samples records (7, 8);
 /// version 5 the out-of-order samples records (9, 10, 11); version 6 the
-/// snappy-compressed record (12); version 7 the chained samples record (13). Older segments hold a subset of the record types and are still read. A
+/// snappy-compressed record (12); version 7 the chained samples record
+/// (13); version 8 the run-chained samples record (14). Older segments hold
+/// a subset of the record types and are still read. A
 /// reader refuses other versions instead of repairing them.
-pub const FORMAT_VERSION: u8 = 7;
+pub const FORMAT_VERSION: u8 = 8;
 /// Oldest segment format version this build reads.
 pub const MIN_FORMAT_VERSION: u8 = 1;
 /// Segment header: magic, version, 3 reserved zero bytes.

@@ -813,8 +813,8 @@ fn varied_bits(r: u64, k: u64) -> u64 {
     }
 }
 
-/// Samples given to the WAL as samples are written as chained records
-/// (type 13) that refer to the segment's earlier records: replay must give
+/// Samples given to the WAL as samples are written as run-chained records
+/// (type 14) that refer to the segment's earlier records: replay must give
 /// back every sample exactly, across segment rotations (the chain starts
 /// again) and after a failed fsync, when recovery writes the kept batches
 /// into a new segment and so must encode them again against its chain.
@@ -873,7 +873,7 @@ fn chained_samples_replay_exactly_across_rotation_and_recovery() {
         let mut r = SegmentReader::open(path).unwrap();
         assert!(r.read_header().unwrap().is_none());
         while let Frame::Record { payload, .. } = r.next_frame().unwrap() {
-            chained += usize::from(payload[0] == RECORD_CHAINED_SAMPLES);
+            chained += usize::from(payload[0] == RECORD_RUN_SAMPLES);
             plain += usize::from(payload[0] == RECORD_SAMPLES);
         }
     }
@@ -961,14 +961,31 @@ fn golden_batches() -> Vec<(Vec<u8>, Vec<RefSample>)> {
     out
 }
 
-/// A WAL segment written by format version 7 (chained samples records)
-/// keeps replaying to the same records. Regenerate (only with a version
-/// bump) with `TIDEMARK_WRITE_FIXTURES=1 cargo test --lib wal_golden`.
+/// A WAL segment written by format version 7 (chained samples records,
+/// type 13) must keep replaying to the same records. Written by the
+/// version 7 build; never rewritten.
 #[test]
 fn wal_golden_v7_fixture_replays() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/wal-v7");
+    golden_fixture_replays("wal-v7", 7, false);
+}
+
+/// A WAL segment written by format version 8 (run-chained samples
+/// records, type 14) must keep replaying to the same records. Regenerate
+/// only on a deliberate format change (with a version bump, keeping this
+/// fixture as it is) with
+/// `TIDEMARK_WRITE_FIXTURES=1 cargo test --lib wal_golden_v8`.
+#[test]
+fn wal_golden_v8_fixture_replays() {
+    let write = std::env::var_os("TIDEMARK_WRITE_FIXTURES").is_some();
+    golden_fixture_replays("wal-v8", 8, write);
+}
+
+fn golden_fixture_replays(name: &str, version: u8, write: bool) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(name);
     let batches = golden_batches();
-    if std::env::var_os("TIDEMARK_WRITE_FIXTURES").is_some() {
+    if write {
         let _ = fs::remove_dir_all(&fixture);
         let opts = WalOptions {
             compression: true,
@@ -1001,8 +1018,11 @@ fn wal_golden_v7_fixture_replays() {
         fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
     }
     let bytes = fs::read(&segments(tmp.path())[0].1).unwrap();
-    assert_eq!(bytes[4], 7, "the fixture is a version 7 segment");
+    assert_eq!(
+        bytes[4], version,
+        "the fixture is a version {version} segment"
+    );
     let (got, stats) = read_all(tmp.path());
     assert!(stats.damage.is_none(), "{stats:?}");
-    assert_eq!(got, want, "the v7 fixture must keep replaying");
+    assert_eq!(got, want, "the {name} fixture must keep replaying");
 }

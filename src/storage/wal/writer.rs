@@ -56,7 +56,7 @@ pub struct WalOptions {
     /// Write records of 256 bytes and more snappy-compressed (record type
     /// 12) when that makes them shorter, as Prometheus's
     /// `--storage.tsdb.wal-compression`, and float samples given as
-    /// [`Payload::Samples`] as chained samples records (type 13: each
+    /// [`Payload::Samples`] as run-chained samples records (type 14: each
     /// against its series' previous sample in the segment). Default on.
     /// Either setting reads every kind.
     pub compression: bool,
