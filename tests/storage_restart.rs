@@ -119,6 +119,25 @@ fn second_open_of_same_dir_is_refused() {
     assert!(err.to_string().contains("locked"), "{err}");
 }
 
+#[test]
+fn open_waits_for_a_lock_released_soon_after() {
+    // A holder that lets go within the wait (a process still exiting, a
+    // child between fork and exec holding a copy of the descriptor) does
+    // not make the directory "in use".
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(first);
+    });
+    let second = tidemark::storage::Db::open(
+        dir.path(),
+        options(tidemark::storage::wal::FsyncPolicy::Never),
+    );
+    releaser.join().unwrap();
+    assert!(second.is_ok(), "{:?}", second.err());
+}
+
 fn restart_batch(round: usize) -> Vec<tidemark::storage::SeriesSamples> {
     (0..200)
         .map(|i| {

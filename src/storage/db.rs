@@ -181,17 +181,7 @@ impl Db {
                 path: lock_path.clone(),
                 source,
             })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
-            Err(fs::TryLockError::Error(source)) => {
-                return Err(Error::Io {
-                    op: "lock",
-                    path: lock_path,
-                    source,
-                })
-            }
-        }
+        lock_waiting(&lock, &lock_path, &dir)?;
 
         let mut report = OpenReport::default();
         let blocks = load_blocks(&dir, opts.verify_chunks_on_open, &mut report)?;
@@ -1073,6 +1063,39 @@ impl Db {
         self.checkpoint_wal(end)?;
         self.hook("close:wal_checkpointed");
         Ok(written_blocks)
+    }
+}
+
+/// How long [`Db::open`] waits for the data directory's lock before it
+/// says the directory is in use.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the advisory lock on `lock` (`<dir>/lock`), waiting up to
+/// [`LOCK_WAIT`] for a holder that is about to let go: a process still
+/// exiting after it released the directory, or (the lock belongs to the
+/// open file, which `fork` shares) a child another thread of this process
+/// is spawning, which holds a copy of every descriptor until its `exec`.
+fn lock_waiting(lock: &File, lock_path: &Path, dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    op: "lock",
+                    path: lock_path.to_path_buf(),
+                    source,
+                })
+            }
+        }
     }
 }
 
