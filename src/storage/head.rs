@@ -157,6 +157,38 @@ fn metadata_to_record(m: &MetricMetadata) -> RefMetadata {
 /// and its deleted intervals.
 pub(crate) type HeadSelected = (Labels, Vec<HeadChunk>, Option<Intervals>);
 
+/// Refs handed to the new series of one append batch, taken from the
+/// head's counter [`RefReservation::BLOCK`] at a time: concurrent batches
+/// that create series at once (a scrape's first requests) then give each
+/// one runs of consecutive refs instead of interleaving them one by one,
+/// which the WAL's run-chained samples records store in a run header each
+/// instead of a ref step per sample. Refs left unused when the batch ends
+/// are skipped (refs need not be dense).
+pub(crate) struct RefReservation {
+    next: u64,
+    end: u64,
+}
+
+impl RefReservation {
+    /// Refs taken from the head's counter at once.
+    pub(crate) const BLOCK: u64 = 64;
+
+    pub(crate) fn new() -> Self {
+        Self { next: 0, end: 0 }
+    }
+
+    /// The next ref, reserving a block from `counter` when none is left.
+    fn take(&mut self, counter: &AtomicU64) -> SeriesRef {
+        if self.next == self.end {
+            self.next = counter.fetch_add(Self::BLOCK, Ordering::Relaxed);
+            self.end = self.next.saturating_add(Self::BLOCK);
+        }
+        let r = self.next;
+        self.next += 1;
+        SeriesRef(r)
+    }
+}
+
 impl Head {
     pub(crate) fn new(opts: HeadOptions) -> Self {
         let (max_exemplars, metadata_limits) = (opts.max_exemplars, opts.metadata);
@@ -261,12 +293,17 @@ impl Head {
         self.max_t.fetch_max(max_t, Ordering::AcqRel);
     }
 
-    /// Finds the series for `labels` or creates it (not yet logged to the WAL).
-    fn get_or_create(&self, labels: &Labels) -> Result<Arc<MemSeries>, SampleError> {
+    /// Finds the series for `labels` or creates it (not yet logged to the
+    /// WAL), its ref from `refs`, the batch's reservation.
+    fn get_or_create(
+        &self,
+        labels: &Labels,
+        refs: &mut RefReservation,
+    ) -> Result<Arc<MemSeries>, SampleError> {
         let hash = labels.stable_hash();
         let got = self.series.get_or_create(hash, labels, || {
             self.count_series_of_metric(labels, true)?;
-            let r = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
+            let r = refs.take(&self.next_ref);
             Ok(Arc::new(MemSeries::new(
                 r,
                 labels.interned(&self.interner),

@@ -394,6 +394,7 @@ impl Head {
         // 1. Resolve series, outside any series lock.
         let mut targets: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
         let mut resolved = ResolvedSeries::new();
+        let mut refs = super::RefReservation::new();
         for (i, ss) in batch.iter().enumerate() {
             if ss.is_empty() {
                 continue;
@@ -426,7 +427,7 @@ impl Head {
                 }
                 continue;
             }
-            match self.get_or_create(&ss.labels) {
+            match self.get_or_create(&ss.labels, &mut refs) {
                 Ok(s) => {
                     resolved.push((i, SeriesHandle(s.clone())));
                     targets.push((s, i));
