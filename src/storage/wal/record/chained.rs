@@ -457,25 +457,37 @@ fn decode_value(r: &mut BitReader, body: &[u8], link: &mut Link) -> Result<u64, 
             let d = unzigzag(read_windowed(r, body, &mut link.width).ok_or(EOF)?);
             link.v = decoded(prev.wrapping_add(d), k)?;
         }
-        2 => {
-            let k = r.read_bits(body, 5).ok_or(EOF)? as usize;
-            let m = unzigzag(read_bucketed(r, body, &DELTA_BUCKETS).ok_or(EOF)?);
-            link.v = decoded(m, k)?;
-            link.scale = k as u8;
-        }
-        3 => {
-            let xor =
-                read_xor(r, body, &mut link.leading, &mut link.trailing).map_err(|f| match f {
-                    XorFault::Eof => EOF,
-                    XorFault::BadWindow { .. } => "XOR window wider than 64 bits",
-                })?;
-            link.v ^= xor;
-            link.scale = NO_SCALE;
-        }
+        2 => decode_new_scale(r, body, link)?,
+        3 => decode_xor(r, body, link)?,
         _ => return Ok(STALE_NAN_BITS),
     }
     Ok(link.v)
 }
+
+/// Reads a value at a new decimal scale (`scale <5b> | mantissa`,
+/// bucketed) into `link`: the same code in both record versions.
+fn decode_new_scale(r: &mut BitReader, body: &[u8], link: &mut Link) -> Result<(), &'static str> {
+    let k = r.read_bits(body, 5).ok_or(SAMPLE_EOF)? as usize;
+    let m = unzigzag(read_bucketed(r, body, &DELTA_BUCKETS).ok_or(SAMPLE_EOF)?);
+    link.v = decoded(m, k)?;
+    link.scale = k as u8;
+    Ok(())
+}
+
+/// Reads a Gorilla XOR value into `link`: the same code in both record
+/// versions.
+fn decode_xor(r: &mut BitReader, body: &[u8], link: &mut Link) -> Result<(), &'static str> {
+    let xor = read_xor(r, body, &mut link.leading, &mut link.trailing).map_err(|f| match f {
+        XorFault::Eof => SAMPLE_EOF,
+        XorFault::BadWindow { .. } => "XOR window wider than 64 bits",
+    })?;
+    link.v ^= xor;
+    link.scale = NO_SCALE;
+    Ok(())
+}
+
+/// The error of a record that ends inside a sample.
+const SAMPLE_EOF: &str = "record ends inside a sample";
 
 /// The bits of `m / 10^k`, refusing what an encoder never writes: a
 /// scale past 18 or a mantissa that does not give back itself at that

@@ -416,21 +416,8 @@ pub(super) fn decode_value(
             };
             link.v = decoded(prev.wrapping_add(d), k)?;
         }
-        3 => {
-            let k = r.read_bits(body, 5).ok_or(EOF)? as usize;
-            let m = unzigzag(read_bucketed(r, body, &DELTA_BUCKETS).ok_or(EOF)?);
-            link.v = decoded(m, k)?;
-            link.scale = k as u8;
-        }
-        4 => {
-            let xor =
-                read_xor(r, body, &mut link.leading, &mut link.trailing).map_err(|f| match f {
-                    XorFault::Eof => EOF,
-                    XorFault::BadWindow { .. } => "XOR window wider than 64 bits",
-                })?;
-            link.v ^= xor;
-            link.scale = NO_SCALE;
-        }
+        3 => super::decode_new_scale(r, body, link)?,
+        4 => super::decode_xor(r, body, link)?,
         _ => return Ok(STALE_NAN_BITS),
     }
     Ok(link.v)
