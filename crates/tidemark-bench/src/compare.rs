@@ -571,7 +571,7 @@ impl Report {
             },
         );
         let dur = |r: &Option<std::result::Result<Duration, String>>| match r {
-            Some(Ok(d)) => format!("{:.2}", d.as_secs_f64()),
+            Some(Ok(d)) => format!("{:.3}", d.as_secs_f64()),
             Some(Err(e)) => format!("n/a ({})", e.replace('|', "/")),
             None => na(),
         };
@@ -755,7 +755,7 @@ mod tests {
             .ends_with("| 150.0 | 300.0 | 0.50x | <= 1.0x | met |"));
         assert!(
             find(targets, "| restart: start to ready, data in place (s)")
-                .ends_with("| 0.10 | 0.20 | 0.50x | <= 0.5x | met |")
+                .ends_with("| 0.100 | 0.200 | 0.50x | <= 0.5x | met |")
         );
     }
 

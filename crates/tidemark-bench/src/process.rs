@@ -60,8 +60,9 @@ impl Server {
         &self.url
     }
 
-    /// Polls `GET path` every 50 ms until it answers 200; returns how long
-    /// that took.
+    /// Polls `GET path` every 5 ms until it answers 200; returns how long
+    /// that took (to within the poll: restart times are tens of ms, so a
+    /// coarser poll would round them to its step).
     ///
     /// # Errors
     /// [`Error::Exited`] if the process ends, [`Error::NotReady`] after `within`.
@@ -84,7 +85,7 @@ impl Server {
                     within,
                 });
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

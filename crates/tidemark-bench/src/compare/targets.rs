@@ -185,7 +185,7 @@ pub fn section(
         "restart: start to ready, data in place (s)",
         t.restart_s,
         v.restart_s,
-        2,
+        3,
         Goal::AtMost(0.5),
     );
     let _ = writeln!(
