@@ -150,6 +150,12 @@ fn clear_reset_hint(h: &mut HistogramValue) {
     }
 }
 
+/// Whether a sample at `t` is read: inside `[mint, maxt]` and not deleted.
+#[inline]
+fn visible(t: i64, mint: i64, maxt: i64, deleted: Option<&Intervals>) -> bool {
+    t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
+}
+
 /// The samples of one chunk: XOR chunks decode lazily, packed chunks are
 /// decoded whole (their columns are stored one after the other).
 enum ChunkIter<'a> {
@@ -242,8 +248,7 @@ impl Series {
         for (c, deleted, source) in chunks {
             all.extend(
                 c.iter(&self.problems)
-                    .filter(|s| s.t >= self.mint && s.t <= self.maxt)
-                    .filter(|s| !deleted.is_some_and(|d| d.contains(s.t)))
+                    .filter(|s| visible(s.t, self.mint, self.maxt, deleted))
                     .map(|s| (source, s)),
             );
         }
@@ -264,16 +269,11 @@ impl Series {
     /// one reservation each, instead of growing the answer sample by
     /// sample.
     pub fn samples_vec(&self) -> Vec<Sample> {
-        let it = self.samples();
-        let (chunks, current) = match it.inner {
+        let chunks = match self.samples().inner {
             Inner::Merged(all) => return all.collect(),
-            Inner::Sequential { chunks, current } => (chunks, current),
+            Inner::Sequential { chunks, .. } => chunks,
         };
-        debug_assert!(current.is_none());
         let (mint, maxt) = (self.mint, self.maxt);
-        let keep = |s: &Sample, deleted: Option<&Intervals>| {
-            s.t >= mint && s.t <= maxt && !deleted.is_some_and(|d| d.contains(s.t))
-        };
         let mut out: Vec<Sample> = Vec::new();
         for (c, deleted) in chunks {
             if c.bounds().0 > maxt {
@@ -283,7 +283,7 @@ impl Series {
                 ChunkIter::Decoded(decoded) => {
                     // Not advanced: collecting reuses the buffer.
                     let mut decoded: Vec<Sample> = decoded.collect();
-                    decoded.retain(|s| keep(s, deleted));
+                    decoded.retain(|s| visible(s.t, mint, maxt, deleted));
                     if out.is_empty() {
                         out = decoded;
                     } else {
@@ -296,7 +296,7 @@ impl Series {
                         if s.t > maxt {
                             break;
                         }
-                        if keep(&s, deleted) {
+                        if visible(s.t, mint, maxt, deleted) {
                             out.push(s);
                         }
                     }
@@ -409,7 +409,7 @@ impl Iterator for SeriesSampleIter<'_> {
                         if s.t > self.maxt {
                             break;
                         }
-                        if s.t >= self.mint && !deleted.is_some_and(|d| d.contains(s.t)) {
+                        if visible(s.t, self.mint, self.maxt, *deleted) {
                             return Some(s);
                         }
                     }
