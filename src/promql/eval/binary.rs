@@ -482,10 +482,9 @@ impl Evaluator<'_> {
         let oid: Vec<u32> = osig.iter().map(&mut id_of).collect();
         let mid: Vec<u32> = msig.iter().map(&mut id_of).collect();
         let sigs = sig_ids.len();
-        // Per signature: the step it was last set at (`u32::MAX`: never)
-        // and the "one" side's series and value there.
-        let mut one_step = vec![u32::MAX; sigs];
-        let mut one_at: Vec<(usize, Option<&V>)> = vec![(0, None); sigs];
+        // Per signature: the "one" side's series and value, with the step
+        // they were set at (older steps' entries are stale).
+        let mut one_at: Vec<Option<(u32, usize, &V)>> = vec![None; sigs];
         let mut matched_step = vec![u32::MAX; sigs];
         // Output series: by (many, one) pair, and the step each output
         // label set was last written at (for the uniqueness check).
@@ -500,8 +499,7 @@ impl Evaluator<'_> {
             for (k, v) in &osteps[i] {
                 let k = *k;
                 let id = oid[k] as usize;
-                if one_step[id] == step {
-                    let prev = one_at[id].0;
+                if let Some((_, prev, _)) = one_at[id].filter(|e| e.0 == step) {
                     let side = if one_to_many { "left" } else { "right" };
                     let (a, b2) = (&one[prev].labels, &one[k].labels);
                     return Err(QueryError::Exec(format!(
@@ -511,16 +509,12 @@ impl Evaluator<'_> {
                         prom_labels(b2)
                     )));
                 }
-                one_step[id] = step;
-                one_at[id] = (k, Some(v));
+                one_at[id] = Some((step, k, v));
             }
             for (k, v) in &msteps[i] {
                 let k = *k;
                 let id = mid[k] as usize;
-                if one_step[id] != step {
-                    continue;
-                }
-                let (o, Some(ov)) = one_at[id] else {
+                let Some((_, o, ov)) = one_at[id].filter(|e| e.0 == step) else {
                     continue;
                 };
                 // Checked before comparison filtering: a many-to-one match
