@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod auth;
+mod call_cost;
 mod error;
 mod health;
 mod metadata;

@@ -28,12 +28,12 @@ pub use error::QueryError;
 /// Go's `%g` number formatting, shared with the rule templates.
 pub(crate) use functions::annotations::{go_format_g, go_format_g_precision};
 pub use guard::{
-    check_ast, prescan, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH, MAX_OPERATORS,
-    QUERY_THREAD_STACK,
+    check_ast, prescan, shallow, MAX_ABS_DURATION_MS, MAX_AST_DEPTH, MAX_NESTING_DEPTH,
+    MAX_OPERATORS, QUERY_THREAD_STACK,
 };
 pub use source::{Budget, MetricMetadata, Selected, SelectedSeries, Source};
 pub use value::{HistogramPoint, InstantSample, QueryResult, RangeSeries, Value};
-pub use worker::{run_on_query_thread, WorkerError};
+pub use worker::{run_here, run_on_query_thread, WorkerError};
 
 /// Re-export of the parser's AST, for callers that build or rewrite
 /// expressions (the conformance runner pins `@` on the AST).

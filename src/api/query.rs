@@ -19,13 +19,15 @@ use axum::response::Response;
 use promql_parser::parser::{Expr, VectorSelector};
 use promql_parser::util::{walk_expr, ExprVisitor};
 
+use crate::api::call_cost;
 use crate::api::error::ApiError;
 use crate::api::params::{selector_matchers, Params, MAX_TIME_MS, MIN_TIME_MS};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
 use crate::model::Labels;
 use crate::promql::{
-    deadline_after, run_on_query_thread, Engine, QueryError, QueryOptions, QueryResult, Value,
+    deadline_after, run_here, run_on_query_thread, Engine, QueryError, QueryOptions, QueryResult,
+    Value,
 };
 
 /// How long past its deadline a guarded task may take to notice it before
@@ -149,6 +151,21 @@ pub(crate) async fn run_guarded<T: Send + 'static>(
     timeout: Duration,
     work: impl FnOnce(&Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    run_guarded_as(engine, timeout, None, work).await
+}
+
+/// As [`run_guarded`], for a repeated call named `key` (see
+/// [`call_cost`]): when its last run took at most
+/// [`call_cost::INLINE_MAX`], `work` runs right here on the async worker
+/// (panics caught all the same), without the hop to a query thread. The
+/// caller passes a key only for work that fits an async worker's stack.
+/// Either way the work's time is remembered under `key`.
+pub(crate) async fn run_guarded_as<T: Send + 'static>(
+    engine: &Engine,
+    timeout: Duration,
+    key: Option<String>,
+    work: impl FnOnce(&Budget) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let deadline = deadline_after(timeout);
     let permit = tokio::time::timeout_at(deadline.into(), engine.slots().clone().acquire_owned())
         .await
@@ -162,11 +179,25 @@ pub(crate) async fn run_guarded<T: Send + 'static>(
         max_samples: engine.options().max_samples,
         samples: Arc::default(),
     };
+    let inline = key_is_cheap(&key);
+    let timed = move |budget: &Budget| {
+        let started = Instant::now();
+        let r = work(budget);
+        if let Some(k) = &key {
+            call_cost::record(k, started.elapsed());
+        }
+        r
+    };
+    if inline {
+        let _permit = permit;
+        budget.check("query queue")?;
+        return run_here(|| timed(&budget)).map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+    }
     let task = run_on_query_thread(move || {
         let _permit = permit;
         // The deadline may have passed while queued.
         budget.check("query queue")?;
-        work(&budget)
+        timed(&budget)
     });
     match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), task).await {
         Ok(r) => r.map_err(|e| ApiError::TaskFailed(e.to_string()))?,
@@ -174,33 +205,52 @@ pub(crate) async fn run_guarded<T: Send + 'static>(
     }
 }
 
+fn key_is_cheap(key: &Option<String>) -> bool {
+    key.as_deref().is_some_and(call_cost::is_cheap)
+}
+
 /// Parses `query` and evaluates it with `eval` through [`run_guarded`],
 /// then encodes the result (also on the query thread: a large matrix takes
 /// a while to write).
+///
+/// `shape` says what, besides the query text, decides the work's cost (the
+/// range length and step): a shallow query (see [`crate::promql::shallow`])
+/// read from a local source is a repeated call of [`call_cost`] keyed by
+/// both. `None`: the source may wait on the network, never inline.
 async fn run(
     engine: &Engine,
     params: Params,
+    shape: Option<String>,
     mut opts: QueryOptions,
     limit: Option<usize>,
     eval: impl FnOnce(&Expr, &QueryOptions) -> Result<QueryResult, QueryError> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let timeout = engine.timeout_for(opts.timeout);
-    let body = run_guarded(engine, timeout, move |budget| -> Result<String, ApiError> {
-        let expr = parse_query_param(&params)?;
-        opts.cancel = Some(budget.cancel.clone());
-        opts.timeout = Some(budget.remaining());
-        let mut res = eval(&expr, &opts)?;
-        if let Some(limit) = limit {
-            if truncate(&mut res.value, limit) {
-                res.warnings.push(TRUNCATED_WARNING.to_string());
+    let text = params.get("query").unwrap_or("");
+    let key = shape
+        .filter(|_| crate::promql::shallow(text))
+        .map(|shape| format!("{shape}\0{text}"));
+    let body = run_guarded_as(
+        engine,
+        timeout,
+        key,
+        move |budget| -> Result<String, ApiError> {
+            let expr = parse_query_param(&params)?;
+            opts.cancel = Some(budget.cancel.clone());
+            opts.timeout = Some(budget.remaining());
+            let mut res = eval(&expr, &opts)?;
+            if let Some(limit) = limit {
+                if truncate(&mut res.value, limit) {
+                    res.warnings.push(TRUNCATED_WARNING.to_string());
+                }
             }
-        }
-        Ok(response::query_success_body(
-            &res.value,
-            &res.warnings,
-            &res.infos,
-        ))
-    })
+            Ok(response::query_success_body(
+                &res.value,
+                &res.warnings,
+                &res.infos,
+            ))
+        },
+    )
     .await?;
     Ok(response::json(body))
 }
@@ -232,7 +282,8 @@ pub(crate) async fn query(
     let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
     let e = engine.clone();
-    run(&engine, params, opts, limit, move |expr, o| {
+    let shape = source.answers_locally().then(|| "instant".to_string());
+    run(&engine, params, shape, opts, limit, move |expr, o| {
         e.instant(&*source, expr, t, o)
     })
     .await
@@ -268,7 +319,10 @@ pub(crate) async fn query_range(
     let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
     let e = engine.clone();
-    run(&engine, params, opts, limit, move |expr, o| {
+    let shape = source
+        .answers_locally()
+        .then(|| format!("range\0{}\0{step}", i128::from(end) - i128::from(start)));
+    run(&engine, params, shape, opts, limit, move |expr, o| {
         e.range(&*source, expr, start, end, step, o)
     })
     .await
@@ -478,6 +532,57 @@ mod tests {
         run_guarded(&engine, Duration::from_secs(60), |_| Ok(()))
             .await
             .unwrap();
+    }
+
+    /// Where a guarded task ran: a query thread or the async worker.
+    fn on_query_thread() -> bool {
+        std::thread::current().name() == Some("tidemark-query")
+    }
+
+    #[tokio::test]
+    async fn a_call_cheap_last_time_runs_inline_and_an_expensive_one_does_not() {
+        let engine = Engine::default();
+        let key = || Some("test|query|placement".to_string());
+        let t = Duration::from_secs(60);
+        let first = run_guarded_as(&engine, t, key(), |_| Ok(on_query_thread()));
+        assert!(first.await.unwrap(), "unknown: a query thread");
+        let second = run_guarded_as(&engine, t, key(), |_| Ok(on_query_thread()));
+        assert!(!second.await.unwrap(), "cheap last time: inline");
+        // This run is slow: the next one takes a query thread again.
+        let slow = run_guarded_as(&engine, t, key(), |_| {
+            std::thread::sleep(call_cost::INLINE_MAX * 4);
+            Ok(on_query_thread())
+        });
+        assert!(!slow.await.unwrap());
+        let after = run_guarded_as(&engine, t, key(), |_| Ok(on_query_thread()));
+        assert!(after.await.unwrap(), "slow last time: a query thread");
+        // No key: always a query thread.
+        for _ in 0..2 {
+            let r = run_guarded_as(&engine, t, None, |_| Ok(on_query_thread()));
+            assert!(r.await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inline_task_holds_a_slot_and_its_panic_is_an_internal_error() {
+        let engine = Engine::new(crate::promql::EngineOptions {
+            max_concurrency: 1,
+            ..Default::default()
+        });
+        let key = || Some("test|query|inline-panic".to_string());
+        let t = Duration::from_secs(60);
+        run_guarded_as(&engine, t, key(), |_| Ok(())).await.unwrap();
+        let e = engine.clone();
+        let r: Result<(), ApiError> = run_guarded_as(&engine, t, key(), move |_| {
+            assert!(!on_query_thread());
+            assert_eq!(e.slots().available_permits(), 0, "the slot is held");
+            panic!("inline bug")
+        })
+        .await;
+        let err = r.unwrap_err();
+        assert_eq!(err.status().as_u16(), 500);
+        assert!(err.to_string().contains("inline bug"), "{err}");
+        assert_eq!(engine.slots().available_permits(), 1, "and released");
     }
 
     #[tokio::test]

@@ -4,9 +4,9 @@
 //! `labelValues` (`web/api/v1/api.go`). Results are sorted and never
 //! `null`. Parses `match[]` and reads through the server's [`Source`] (the
 //! local database, or the query role's fan-out) on a query thread
-//! via [`run_guarded`]: one `--query.max-concurrency` slot, the query
-//! time-out (503 when it passes), the deadline checked between selectors
-//! and series.
+//! via [`run_guarded_as`] (inline when the same call was cheap last time):
+//! one `--query.max-concurrency` slot, the query time-out (503 when it
+//! passes), the deadline checked between selectors and series.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use axum::response::Response;
 
 use crate::api::error::ApiError;
 use crate::api::params::{unescape_label_name, Params, MAX_TIME_MS, MIN_TIME_MS};
-use crate::api::query::{run_guarded, Budget};
+use crate::api::query::{run_guarded_as, Budget};
 use crate::api::response::{self, TRUNCATED_WARNING};
 use crate::api::AppState;
 use crate::model::Matcher;
@@ -44,17 +44,29 @@ impl Window {
     }
 }
 
-/// Parses the window and runs a read through [`run_guarded`] with the
-/// engine's time-out.
+/// Parses the window and runs a read through [`run_guarded_as`] with the
+/// engine's time-out, as the repeated call `call` (the endpoint and label
+/// name) over the window's length and `match[]` texts when the source
+/// answers locally: the `match[]`
+/// selectors are parsed here, which fits an async worker's stack (see
+/// `promql::guard`'s stack tests), so a call known to be cheap runs inline.
 async fn guarded<T: Send + 'static>(
     state: &AppState,
     params: Params,
+    call: &str,
     f: impl FnOnce(&dyn Source, Window, &Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let source = state.require_source_for(&params)?;
     let engine = state.engine().clone();
-    run_guarded(&engine, engine.options().timeout, move |budget| {
-        let w = Window::parse(&params)?;
+    let w = Window::parse(&params)?;
+    let key = source.answers_locally().then(|| {
+        format!(
+            "{call}\0{}\0{}",
+            i128::from(w.end) - i128::from(w.start),
+            params.all("match[]").join("\0")
+        )
+    });
+    run_guarded_as(&engine, engine.options().timeout, key, move |budget| {
         f(&*source, w, budget)
     })
     .await
@@ -95,7 +107,7 @@ pub(crate) async fn series(
     if params.all("match[]").is_empty() {
         return Err(ApiError::NoMatchParam);
     }
-    let body = guarded(&state, params, move |source, w, budget| {
+    let body = guarded(&state, params, "series", move |source, w, budget| {
         let mut got = source.series(w.start, w.end, &w.matchers, budget)?;
         let all = &mut got.data;
         let mut warnings = apply_limit(all, w.limit);
@@ -120,7 +132,7 @@ pub(crate) async fn labels(
     State(state): State<Arc<AppState>>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let body = guarded(&state, params, move |source, w, budget| {
+    let body = guarded(&state, params, "labels", move |source, w, budget| {
         label_strings_body(source, None, &w, budget)
     })
     .await?;
@@ -138,7 +150,8 @@ pub(crate) async fn label_values(
     if name.is_empty() {
         return Err(ApiError::InvalidLabelName(name));
     }
-    let body = guarded(&state, params, move |source, w, budget| {
+    let call = format!("label_values\0{name}");
+    let body = guarded(&state, params, &call, move |source, w, budget| {
         label_strings_body(source, Some(&name), &w, budget)
     })
     .await?;

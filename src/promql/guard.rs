@@ -70,17 +70,43 @@ fn count_op(ops: &mut usize) -> Result<(), QueryError> {
 /// [`QueryError::Parse`] naming the limit.
 pub fn prescan(query: &str) -> Result<(), QueryError> {
     let mut depth = 0usize;
+    let mut deepest = 0usize;
     let mut ops = 0usize;
     let mut offset = 0usize;
     for seg in segments(query) {
         match seg {
             Segment::Str { quote, text } if quote != b'`' => check_escapes(text, offset)?,
-            Segment::Code(code) => scan_code(code, &mut depth, &mut ops)?,
+            Segment::Code(code) => scan_code(code, &mut depth, &mut deepest, &mut ops)?,
             _ => {}
         }
         offset += seg.text().len();
     }
     Ok(())
+}
+
+/// Deepest bracket nesting, and most operators, of a query that may be
+/// evaluated on an async worker's stack ([`shallow`]): an AST of
+/// [`MAX_AST_DEPTH`] levels needs at most 8 MiB in a debug build, so one
+/// of `2 × SHALLOW_LIMIT + 16` levels needs well under 1 MiB of the 2 MiB
+/// an async worker has.
+pub(crate) const SHALLOW_LIMIT: usize = 32;
+
+/// Whether `query` nests brackets at most [`SHALLOW_LIMIT`] deep and has at
+/// most [`SHALLOW_LIMIT`] operators (counted as [`prescan`] counts them,
+/// strings and comments skipped): parsing and evaluating it fits an async
+/// worker's stack. Never true for a query [`prescan`] refuses.
+pub fn shallow(query: &str) -> bool {
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut ops = 0usize;
+    for seg in segments(query) {
+        if let Segment::Code(code) = seg {
+            if scan_code(code, &mut depth, &mut deepest, &mut ops).is_err() {
+                return false;
+            }
+        }
+    }
+    deepest <= SHALLOW_LIMIT && ops <= SHALLOW_LIMIT && prescan(query).is_ok()
 }
 
 /// A backslash must be followed by an ASCII character (Go refuses the rest;
@@ -103,14 +129,21 @@ fn check_escapes(text: &str, offset: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// Bracket depth and operator count of code outside strings and comments.
-fn scan_code(code: &str, depth: &mut usize, ops: &mut usize) -> Result<(), QueryError> {
+/// Bracket depth (now and deepest) and operator count of code outside
+/// strings and comments.
+fn scan_code(
+    code: &str,
+    depth: &mut usize,
+    deepest: &mut usize,
+    ops: &mut usize,
+) -> Result<(), QueryError> {
     let b = code.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'(' | b'[' | b'{' => {
                 *depth += 1;
+                *deepest = (*deepest).max(*depth);
                 if *depth > MAX_NESTING_DEPTH {
                     return Err(too_deep());
                 }
@@ -333,6 +366,25 @@ mod tests {
             .unwrap();
         let e = prescan(r#"up{a="\x41\é"}"#).unwrap_err().to_string();
         assert!(e.contains("escape"), "{e}");
+    }
+
+    #[test]
+    fn shallow_bounds_nesting_and_operators() {
+        let n = SHALLOW_LIMIT;
+        assert!(shallow("sum by (job) (rate(x{a=\"(((\"}[5m]))"));
+        assert!(shallow(&format!("{}up{}", "(".repeat(n), ")".repeat(n))));
+        assert!(!shallow(&format!(
+            "{}up{}",
+            "(".repeat(n + 1),
+            ")".repeat(n + 1)
+        )));
+        assert!(shallow(&vec!["1"; n + 1].join("+")));
+        assert!(!shallow(&vec!["1"; n + 2].join("+")));
+        // Brackets and operators in strings do not count.
+        let s = format!("up{{a=\"{}{}\"}}", "(".repeat(100), "+".repeat(100));
+        assert!(shallow(&s));
+        // Whatever prescan refuses is not shallow.
+        assert!(!shallow("x{a=\"\\é\"}"));
     }
 
     #[test]

@@ -155,6 +155,13 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Whether this source answers from this process's memory and files
+    /// alone, never waiting on a network peer: its cheap reads may run on
+    /// an async worker. `false` unless a source says so.
+    fn answers_locally(&self) -> bool {
+        false
+    }
+
     /// This source as one request asks for it (`partial_response`), or
     /// `None` when it has no such choice (the local database).
     fn for_request(&self, partial_response: Option<bool>) -> Option<Arc<dyn Source>> {
@@ -164,6 +171,10 @@ pub trait Source: Send + Sync {
 }
 
 impl Source for Db {
+    fn answers_locally(&self) -> bool {
+        self.reads_locally()
+    }
+
     fn select(
         &self,
         mint: i64,

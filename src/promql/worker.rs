@@ -130,12 +130,7 @@ async fn run_on<T: Send + 'static>(
 ) -> Result<T, WorkerError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.submit(Box::new(move || {
-        let r = catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-            p.downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default()
-        });
+        let r = caught(f);
         Box::new(move || {
             let _ = tx.send(r);
         })
@@ -147,6 +142,26 @@ async fn run_on<T: Send + 'static>(
     }
 }
 
+/// Runs `f` on the calling thread with its panic caught, as
+/// [`run_on_query_thread`] would on a query thread: for work known to be
+/// short and shallow (the caller's judgement), which then skips the hop.
+///
+/// # Errors
+/// [`WorkerError::Panicked`].
+pub fn run_here<T>(f: impl FnOnce() -> T) -> Result<T, WorkerError> {
+    caught(f).map_err(WorkerError::Panicked)
+}
+
+/// `f`'s value, or the message of its panic.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +171,9 @@ mod tests {
         assert_eq!(run_on_query_thread(|| 7).await, Ok(7));
         let e = run_on_query_thread(|| -> u8 { panic!("boom") }).await;
         assert_eq!(e, Err(WorkerError::Panicked("boom".into())));
+        assert_eq!(run_here(|| 9), Ok(9));
+        let e = run_here(|| -> u8 { panic!("here") });
+        assert_eq!(e, Err(WorkerError::Panicked("here".into())));
         // The thread that caught the panic is still good for the next call.
         assert_eq!(run_on_query_thread(|| 8).await, Ok(8));
     }

@@ -150,6 +150,9 @@ pub struct Db {
     report: OpenReport,
     /// The block shipper, when shipping is on (set once after open).
     ship_gate: OnceLock<Arc<dyn ShipGate>>,
+    /// Set once [`Db::update_blocks`] served blocks another component
+    /// opened (object storage): reads may then wait on the network.
+    serves_outside_blocks: AtomicBool,
     /// Held for the life of the Db: the advisory lock on `<dir>/lock`.
     _lock: File,
 }
@@ -291,6 +294,7 @@ impl Db {
             closed: AtomicBool::new(false),
             report,
             ship_gate: OnceLock::new(),
+            serves_outside_blocks: AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -484,9 +488,19 @@ impl Db {
             .filter(|b| remove.contains(&b.meta().ulid))
             .cloned()
             .collect();
+        if !add.is_empty() {
+            self.serves_outside_blocks.store(true, Ordering::Relaxed);
+        }
         if !add.is_empty() || !gone.is_empty() {
             self.insert_blocks(&gone, add);
         }
+    }
+
+    /// Whether every read is answered from this process's memory and
+    /// local files: false once [`Db::update_blocks`] added blocks that may
+    /// read from object storage.
+    pub fn reads_locally(&self) -> bool {
+        !self.serves_outside_blocks.load(Ordering::Relaxed)
     }
 
     /// The first and last sample times held (head and blocks), `None` when
