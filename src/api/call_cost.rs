@@ -37,30 +37,40 @@ const MAX_KEY: usize = 4 << 10;
 const ENTRY_OVERHEAD: u64 = 64;
 
 /// Last run's work time in µs, by call key.
-static MEMO: LazyLock<Mutex<ByteLru<String, u32>>> =
-    LazyLock::new(|| Mutex::new(ByteLru::new(MEMO_BYTES)));
+struct Memo(Mutex<ByteLru<String, u32>>);
+
+impl Memo {
+    fn new(capacity: u64) -> Self {
+        Self(Mutex::new(ByteLru::new(capacity)))
+    }
+
+    fn is_cheap(&self, key: &str) -> bool {
+        let max = INLINE_MAX.as_micros() as u32;
+        self.0.lock().get(key).is_some_and(|&us| us <= max)
+    }
+
+    fn record(&self, key: &str, took: Duration) {
+        if key.len() > MAX_KEY {
+            return;
+        }
+        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        let bytes = key.len() as u64 + ENTRY_OVERHEAD;
+        self.0.lock().insert(key.to_owned(), us, bytes, |_| false);
+    }
+}
+
+/// The process's memo.
+static MEMO: LazyLock<Memo> = LazyLock::new(|| Memo::new(MEMO_BYTES));
 
 /// Whether the call `key` ran before and its work took at most
 /// [`INLINE_MAX`].
 pub(crate) fn is_cheap(key: &str) -> bool {
-    let max = INLINE_MAX.as_micros() as u32;
-    MEMO.lock().get(key).is_some_and(|&us| us <= max)
+    MEMO.is_cheap(key)
 }
 
 /// Remembers that the work of call `key` took `took` this time.
 pub(crate) fn record(key: &str, took: Duration) {
-    if key.len() > MAX_KEY {
-        return;
-    }
-    let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-    let bytes = key.len() as u64 + ENTRY_OVERHEAD;
-    MEMO.lock().insert(key.to_owned(), us, bytes, |_| false);
-}
-
-/// Bytes the memo holds now.
-#[cfg(test)]
-fn held_bytes() -> u64 {
-    MEMO.lock().bytes()
+    MEMO.record(key, took);
 }
 
 #[cfg(test)]
@@ -69,28 +79,31 @@ mod tests {
 
     #[test]
     fn unknown_calls_are_not_cheap_and_the_last_run_decides() {
-        let key = "test|call_cost|last-run";
-        assert!(!is_cheap(key));
-        record(key, Duration::from_micros(40));
-        assert!(is_cheap(key));
-        record(key, INLINE_MAX + Duration::from_micros(1));
-        assert!(!is_cheap(key), "a run over the bound sends it back");
-        record(key, INLINE_MAX);
-        assert!(is_cheap(key));
-        record(key, Duration::from_secs(u64::MAX / 2));
-        assert!(!is_cheap(key), "huge times saturate, never wrap to cheap");
+        let m = Memo::new(MEMO_BYTES);
+        let key = "last-run";
+        assert!(!m.is_cheap(key));
+        m.record(key, Duration::from_micros(40));
+        assert!(m.is_cheap(key));
+        m.record(key, INLINE_MAX + Duration::from_micros(1));
+        assert!(!m.is_cheap(key), "a run over the bound sends it back");
+        m.record(key, INLINE_MAX);
+        assert!(m.is_cheap(key));
+        m.record(key, Duration::from_secs(u64::MAX / 2));
+        assert!(!m.is_cheap(key), "huge times saturate, never wrap to cheap");
     }
 
     #[test]
     fn long_keys_are_never_remembered_and_the_memo_stays_bounded() {
+        let m = Memo::new(64 << 10);
         let long = "x".repeat(MAX_KEY + 1);
-        record(&long, Duration::from_micros(1));
-        assert!(!is_cheap(&long));
-        for i in 0..40_000 {
-            record(&format!("test|call_cost|bound|{i:08}"), Duration::ZERO);
+        m.record(&long, Duration::from_micros(1));
+        assert!(!m.is_cheap(&long));
+        for i in 0..10_000 {
+            m.record(&format!("bound|{i:08}"), Duration::ZERO);
         }
-        assert!(held_bytes() <= MEMO_BYTES, "{} bytes", held_bytes());
-        assert!(is_cheap("test|call_cost|bound|00039999"));
-        assert!(!is_cheap("test|call_cost|bound|00000000"), "oldest evicted");
+        let held = m.0.lock().bytes();
+        assert!(held <= 64 << 10, "{held} bytes");
+        assert!(m.is_cheap("bound|00009999"));
+        assert!(!m.is_cheap("bound|00000000"), "oldest evicted");
     }
 }
