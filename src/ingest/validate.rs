@@ -471,26 +471,46 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
 ) -> Prepared {
     // The batch is as long as the request, less invalid series (grown in
     // steps instead, it was copied about twice over).
-    let series_hint = timeseries.size_hint().0;
+    let timeseries: Vec<S> = timeseries.collect();
     let mut out = Prepared {
-        batch: Vec::with_capacity(series_hint),
-        slots: Vec::with_capacity(series_hint),
+        batch: Vec::with_capacity(timeseries.len()),
+        slots: Vec::with_capacity(timeseries.len()),
         ..Prepared::default()
     };
+    // Every series is looked up in the cache before any is built: the
+    // cache overlaps the lookups of a request ([`SeriesCache::get_many`]).
+    let keys: Vec<u64> = match series {
+        Some(c) => timeseries.iter().map(|ts| c.key(ts.raw_labels())).collect(),
+        None => Vec::new(),
+    };
+    let mut hits = match series {
+        Some(c) => c.get_many(&keys, |i| timeseries[i].raw_labels()),
+        None => Vec::new(),
+    }
+    .into_iter();
     let mut cache = StringCache::default();
-    for ts in timeseries {
+    for (i, ts) in timeseries.iter().enumerate() {
         let samples = ts.samples();
         out.samples_received += samples.len();
         out.histograms_received += ts.histograms().len();
-        let built = cached_or_built(
-            series,
-            || ts.raw_labels(),
-            || {
-                check_raw_labels(ts.raw_labels(), &rules.limits)?;
-                let pairs = ts.raw_labels().map(|(n, v)| (cache.get(n), cache.get(v)));
-                build_labels(pairs.collect::<Vec<_>>().into_iter())
-            },
-        );
+        let mut build = || {
+            check_raw_labels(ts.raw_labels(), &rules.limits)?;
+            let pairs = ts.raw_labels().map(|(n, v)| (cache.get(n), cache.get(v)));
+            build_labels(pairs.collect::<Vec<_>>().into_iter())
+        };
+        let built = match (series, keys.get(i), hits.next().flatten()) {
+            (Some(_), Some(&key), Some((l, handle))) => Ok((
+                l,
+                Some(CacheSlot {
+                    key,
+                    series: handle,
+                }),
+            )),
+            (Some(c), Some(&key), None) => {
+                build().map(|l| (c.insert(key, l), Some(CacheSlot { key, series: None })))
+            }
+            _ => build().map(|l| (l, None)),
+        };
         let (labels, slot) = match built {
             Ok(l) => l,
             Err(p) => {
