@@ -113,19 +113,28 @@ pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<Vec<Sample>> {
 /// smaller have decimal values, where packed wins.
 pub fn encode_run_for_block(run: &[Sample]) -> (Encoding, Vec<u8>) {
     let packed = encode_packed(run);
-    if packed.len() <= run.len() {
-        return (Encoding::Packed, packed);
+    match xor_if_smaller(run, packed.len()) {
+        Some(xor) => (Encoding::Xor, xor),
+        None => (Encoding::Packed, packed),
+    }
+}
+
+/// `run` as an XOR chunk, if that is smaller than `packed_len` bytes (a
+/// packed chunk of it, possibly sharing its timestamps). Tried only when
+/// the packed chunk takes over a byte a sample, as
+/// [`encode_run_for_block`] says: a constant beyond ±2^53 (every sample an
+/// 8-byte exception in a packed chunk) is several times smaller as XOR even
+/// with its own timestamps.
+pub fn xor_if_smaller(run: &[Sample], packed_len: usize) -> Option<Vec<u8>> {
+    if packed_len <= run.len() {
+        return None;
     }
     let mut xor = XorAppender::new();
     for s in run {
         xor.append(s.t, s.v);
     }
     let xor = xor.finish();
-    if xor.len() < packed.len() {
-        (Encoding::Xor, xor.into_vec())
-    } else {
-        (Encoding::Packed, packed)
-    }
+    (xor.len() < packed_len).then(|| xor.into_vec())
 }
 
 /// Target samples per head chunk; the head cuts a new chunk at this count.

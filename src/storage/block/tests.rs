@@ -733,6 +733,40 @@ fn sample_series_are_packed_in_runs_and_share_equal_timestamps() {
     assert!(size(&got[1]) > size(&got[2]) / 4);
 }
 
+/// A run that could share another's timestamps but whose values have no
+/// decimal form (a constant beyond 2^53, as `node_filefd_maximum`) is
+/// stored as XOR when that is smaller: 200 exceptions of 9 bytes shared,
+/// a few hundred bytes as XOR with its own timestamps.
+#[test]
+fn shared_runs_of_non_decimal_values_fall_back_to_xor() {
+    use crate::model::Sample;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let times: Vec<i64> = (0..200i64)
+        .map(|i| 1_000_000 + i * 15_000 + (i * 7) % 6)
+        .collect();
+    let series = [
+        (labels(&[("__name__", "a")]), 1.5),
+        (labels(&[("__name__", "b")]), 9_223_372_036_854_775_807.0),
+    ];
+    let mut w = BlockWriter::create_with_segment_size(&dir, SEGMENT_MAX_SIZE).unwrap();
+    for (l, v) in &series {
+        let samples: Vec<Sample> = times.iter().map(|&t| Sample::new(t, *v)).collect();
+        w.add_sample_series(l, &samples).unwrap();
+    }
+    let (mint, maxt) = w.time_range().unwrap();
+    w.finish(BlockMeta::new(mint, maxt + 1)).unwrap();
+    let block = Block::open(&dir, true).unwrap();
+    let got: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got[0].chunks[0].data().unwrap().0, Encoding::Packed);
+    let b = &got[1].chunks[0];
+    assert_eq!(b.data().unwrap().0, Encoding::Xor);
+    assert!(b.len() < 600, "{} bytes", b.len());
+    let all = b.samples().unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|s| s.v == 9_223_372_036_854_775_807.0));
+}
+
 #[test]
 fn shared_timestamps_never_cross_a_segment_and_a_damaged_owner_is_reported() {
     let tmp = tempfile::tempdir().unwrap();

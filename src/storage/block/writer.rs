@@ -245,7 +245,10 @@ impl BlockWriter {
                 (self.segments.segment_for(bytes.len()) == owner.segment()).then_some(bytes)
             });
             let (encoding, bytes, owns) = match shared {
-                Some(bytes) => (Encoding::Packed, bytes, false),
+                Some(bytes) => match chunk::xor_if_smaller(run, bytes.len()) {
+                    Some(xor) => (Encoding::Xor, xor, false),
+                    None => (Encoding::Packed, bytes, false),
+                },
                 None => {
                     let (encoding, bytes) = chunk::encode_run_for_block(run);
                     (encoding, bytes, encoding == Encoding::Packed)
