@@ -296,9 +296,19 @@ mod streamed {
             Ok(r) => r,
             Err(e) => return format!("error {e}"),
         };
+        // Every NaN alike: its sign and payload depend on which operand the
+        // processor propagated (`inf - inf` gives x86's negative default
+        // NaN), and the API writes every NaN as "NaN", as Prometheus does.
+        let bits = |v: f64| {
+            if v.is_nan() {
+                "NaN".to_string()
+            } else {
+                format!("{:x}", v.to_bits())
+            }
+        };
         let points = |s: &[Sample]| {
             s.iter()
-                .map(|s| format!("{}:{:x}", s.t, s.v.to_bits()))
+                .map(|s| format!("{}:{}", s.t, bits(s.v)))
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -317,7 +327,7 @@ mod streamed {
                 .join("\n"),
             Value::Vector(v) => v
                 .iter()
-                .map(|s| format!("{} {:x} {:?}", s.labels, s.v.to_bits(), s.h))
+                .map(|s| format!("{} {} {:?}", s.labels, bits(s.v), s.h))
                 .collect::<Vec<_>>()
                 .join("\n"),
             other => format!("{other:?}"),
