@@ -69,19 +69,33 @@ fn count_op(ops: &mut usize) -> Result<(), QueryError> {
 /// # Errors
 /// [`QueryError::Parse`] naming the limit.
 pub fn prescan(query: &str) -> Result<(), QueryError> {
+    scan(query).map(drop)
+}
+
+/// What [`scan`] counts of a query: its deepest bracket nesting and its
+/// operators.
+struct Shape {
+    deepest: usize,
+    ops: usize,
+}
+
+/// The one pass of [`prescan`] and [`shallow`]: the query's [`Shape`], or
+/// the first limit it breaks.
+fn scan(query: &str) -> Result<Shape, QueryError> {
     let mut depth = 0usize;
-    let mut deepest = 0usize;
-    let mut ops = 0usize;
+    let mut shape = Shape { deepest: 0, ops: 0 };
     let mut offset = 0usize;
     for seg in segments(query) {
         match seg {
             Segment::Str { quote, text } if quote != b'`' => check_escapes(text, offset)?,
-            Segment::Code(code) => scan_code(code, &mut depth, &mut deepest, &mut ops)?,
+            Segment::Code(code) => {
+                scan_code(code, &mut depth, &mut shape.deepest, &mut shape.ops)?;
+            }
             _ => {}
         }
         offset += seg.text().len();
     }
-    Ok(())
+    Ok(shape)
 }
 
 /// Deepest bracket nesting, and most operators, of a query that may be
@@ -96,17 +110,7 @@ pub(crate) const SHALLOW_LIMIT: usize = 32;
 /// strings and comments skipped): parsing and evaluating it fits an async
 /// worker's stack. Never true for a query [`prescan`] refuses.
 pub fn shallow(query: &str) -> bool {
-    let mut depth = 0usize;
-    let mut deepest = 0usize;
-    let mut ops = 0usize;
-    for seg in segments(query) {
-        if let Segment::Code(code) = seg {
-            if scan_code(code, &mut depth, &mut deepest, &mut ops).is_err() {
-                return false;
-            }
-        }
-    }
-    deepest <= SHALLOW_LIMIT && ops <= SHALLOW_LIMIT && prescan(query).is_ok()
+    scan(query).is_ok_and(|s| s.deepest <= SHALLOW_LIMIT && s.ops <= SHALLOW_LIMIT)
 }
 
 /// A backslash must be followed by an ASCII character (Go refuses the rest;
