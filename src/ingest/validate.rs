@@ -20,7 +20,7 @@ use crate::ingest::wire::PlainV1;
 use crate::model::{
     HistogramSample, HistogramValue, LabelError, Labels, LabelsBuilder, Sample, METRIC_NAME,
 };
-use crate::storage::SeriesSamples;
+use crate::storage::{SeriesHandle, SeriesSamples};
 
 /// How many offending series a partial-write answer names.
 pub const MAX_OFFENDERS: usize = 5;
@@ -213,10 +213,24 @@ where
     I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
 {
     let Some(c) = series else {
-        return build().map(|l| (l, None));
+        return hit_or_built(None, None, build);
     };
     let key = c.key(raw());
-    if let Some((l, series)) = c.get(key, raw()) {
+    hit_or_built(Some((c, key)), c.get(key, raw()), build)
+}
+
+/// The labels of a series whose lookup of `key` in the cache found `hit`:
+/// the cached ones, or else built and cached; without a cache (`lookup`
+/// `None`), built.
+fn hit_or_built(
+    lookup: Option<(&SeriesCache, u64)>,
+    hit: Option<(Labels, Option<SeriesHandle>)>,
+    build: impl FnOnce() -> Result<Labels, LabelProblem>,
+) -> Result<(Labels, Option<CacheSlot>), LabelProblem> {
+    let Some((c, key)) = lookup else {
+        return build().map(|l| (l, None));
+    };
+    if let Some((l, series)) = hit {
         return Ok((l, Some(CacheSlot { key, series })));
     }
     build().map(|l| (c.insert(key, l), Some(CacheSlot { key, series: None })))
@@ -493,24 +507,13 @@ fn prepare_v1_series<'a, S: V1Series<'a>>(
         let samples = ts.samples();
         out.samples_received += samples.len();
         out.histograms_received += ts.histograms().len();
-        let mut build = || {
+        let build = || {
             check_raw_labels(ts.raw_labels(), &rules.limits)?;
             let pairs = ts.raw_labels().map(|(n, v)| (cache.get(n), cache.get(v)));
             build_labels(pairs.collect::<Vec<_>>().into_iter())
         };
-        let built = match (series, keys.get(i), hits.next().flatten()) {
-            (Some(_), Some(&key), Some((l, handle))) => Ok((
-                l,
-                Some(CacheSlot {
-                    key,
-                    series: handle,
-                }),
-            )),
-            (Some(c), Some(&key), None) => {
-                build().map(|l| (c.insert(key, l), Some(CacheSlot { key, series: None })))
-            }
-            _ => build().map(|l| (l, None)),
-        };
+        let lookup = series.zip(keys.get(i).copied());
+        let built = hit_or_built(lookup, hits.next().flatten(), build);
         let (labels, slot) = match built {
             Ok(l) => l,
             Err(p) => {
