@@ -10,7 +10,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rand::{Rng, SeedableRng};
 use tidemark::model::Sample;
 use tidemark::storage::chunk::{
-    decode_packed, encode_packed, XorAppender, XorIter, SAMPLES_PER_CHUNK,
+    decode_packed, encode_packed, pack_full, XorAppender, XorIter, SAMPLES_PER_CHUNK,
 };
 
 /// `(name, samples)` for each series shape, 15s scrape interval with a few
@@ -104,5 +104,32 @@ fn packed_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk_encode, chunk_decode, packed_decode);
+/// What the head pays when it cuts a full chunk: the XOR chunk decoded,
+/// packed, and the smaller kept (`chunk::pack_full`), per sample; printed
+/// once per shape are the bytes before and after.
+fn head_pack_full(c: &mut Criterion) {
+    let mut g = c.benchmark_group("head_pack_full");
+    for (name, samples) in series() {
+        let xor = encode(&samples).into_vec();
+        let (encoding, packed) = pack_full(xor.clone());
+        eprintln!(
+            "head_pack_full/{name}: {} XOR bytes -> {} bytes {encoding:?}",
+            xor.len(),
+            packed.len()
+        );
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &xor, |b, xor| {
+            b.iter(|| pack_full(black_box(xor.clone())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    chunk_encode,
+    chunk_decode,
+    packed_decode,
+    head_pack_full
+);
 criterion_main!(benches);

@@ -137,6 +137,28 @@ pub fn xor_if_smaller(run: &[Sample], packed_len: usize) -> Option<Vec<u8>> {
     (xor.len() < packed_len).then(|| xor.into_vec())
 }
 
+/// A full head chunk as the head keeps it: `xor` (a chunk the head's
+/// appender finished) packed (`docs/format/chunks-packed.md`, timestamps
+/// of its own, never shared) when that is smaller, else the XOR bytes as
+/// they are. The head appends to XOR, the only encoding that takes one
+/// sample at a time, but holds a chunk packed once it is full: on scrape
+/// data packed takes a fraction of XOR's bytes (decimal values,
+/// timestamps on a grid), and full chunks are most of what the head holds.
+pub fn pack_full(xor: Vec<u8>) -> (Encoding, Vec<u8>) {
+    let Ok(samples) = decode(Encoding::Xor, &xor) else {
+        return (Encoding::Xor, xor);
+    };
+    if samples.is_empty() || samples.len() > MAX_PACKED_SAMPLES {
+        return (Encoding::Xor, xor);
+    }
+    let packed = encode_packed(&samples);
+    if packed.len() < xor.len() {
+        (Encoding::Packed, packed)
+    } else {
+        (Encoding::Xor, xor)
+    }
+}
+
 /// Target samples per head chunk; the head cuts a new chunk at this count.
 /// Prometheus' value: compression gains flatten out past ~120 samples while
 /// decoding cost for a query grows with the chunk.

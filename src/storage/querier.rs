@@ -79,7 +79,20 @@ impl SourceChunk {
             SourceChunk::Head(c) if c.encoding.is_histogram() => {
                 return ChunkIter::Decoded(Vec::new().into_iter())
             }
-            SourceChunk::Head(c) => return ChunkIter::Xor(XorIter::new(&c.bytes[..])),
+            SourceChunk::Head(c) if c.encoding == Encoding::Xor => {
+                return ChunkIter::Xor(XorIter::new(&c.bytes[..]))
+            }
+            // A full chunk the head packed (`chunk::pack_full`).
+            SourceChunk::Head(c) => {
+                return match chunk::decode(c.encoding, &c.bytes) {
+                    Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
+                    Err(error) => {
+                        tracing::error!(%error, "skipping unreadable head chunk");
+                        problems.add(format!("a head chunk could not be read and was skipped, the result may be incomplete: {error}"));
+                        ChunkIter::Decoded(Vec::new().into_iter())
+                    }
+                }
+            }
             SourceChunk::Block(c) => c,
         };
         let decoded = match block.data() {

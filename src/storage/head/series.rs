@@ -567,9 +567,14 @@ impl SeriesData {
         let (Some(mint), Some(maxt)) = (open.first_t(), open.last_t()) else {
             return;
         };
+        let (encoding, bytes) = chunk::pack_full(open.finish().into_vec());
+        // One slot at a time: a series holds few full chunks (one or two
+        // between head compactions at a scrape a minute), and a doubling
+        // `Vec` kept four 40-byte slots for one.
+        self.full.reserve_exact(1);
         self.full.push(HeadChunk {
-            encoding: Encoding::Xor,
-            bytes: Arc::from(open.finish()),
+            encoding,
+            bytes: Arc::from(bytes),
             mint,
             maxt,
         });
@@ -592,7 +597,7 @@ impl SeriesData {
             self.last = self
                 .full
                 .last()
-                .and_then(|c| XorIter::new(&c.bytes[..]).last());
+                .and_then(|c| chunk::decode(c.encoding, &c.bytes).ok()?.last().copied());
         }
     }
 
@@ -646,14 +651,14 @@ impl SeriesData {
     /// The value stored at exactly `t`, if any (the slow path for resent
     /// samples older than the newest one).
     pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
-        let find = |bytes: &[u8]| {
-            XorIter::new(bytes)
+        let find = |samples: &mut dyn Iterator<Item = Sample>| {
+            samples
                 .take_while(|s| s.t <= t)
                 .find(|s| s.t == t)
                 .map(|s| s.v)
         };
         let in_order = if self.open.first_t().is_some_and(|first| first <= t) {
-            find(self.open.bytes())
+            find(&mut XorIter::new(self.open.bytes()))
         } else {
             // Full chunks are in time order: the one that may hold t is the
             // first whose maxt is not before t.
@@ -661,7 +666,10 @@ impl SeriesData {
             self.full
                 .get(i)
                 .filter(|c| c.mint <= t)
-                .and_then(|c| find(&c.bytes))
+                .and_then(|c| match c.encoding {
+                    Encoding::Xor => find(&mut XorIter::new(&c.bytes)),
+                    e => find(&mut chunk::decode(e, &c.bytes).ok()?.into_iter()),
+                })
         };
         in_order.or_else(|| self.ooo.as_ref()?.sample_at(t).map(|s| s.v))
     }
@@ -901,6 +909,70 @@ mod tests {
         assert_eq!(d.value_at(3), None);
         assert_eq!(d.value_at(-2), None);
         assert_eq!(d.value_at(1000), None);
+    }
+
+    /// A full chunk is kept packed when that is smaller (decimals on a
+    /// jittered 15 s grid), as XOR otherwise (values with no decimal form),
+    /// and both read back bit for bit, `value_at` and a restore included.
+    #[test]
+    fn full_chunks_are_packed_when_smaller_and_read_back_exactly() {
+        let odd = [f64::NAN, crate::model::STALE_NAN, -0.0, f64::INFINITY];
+        let decimal = |i: i64| match i % 40 {
+            7 => odd[(i / 40) as usize % odd.len()],
+            _ => (i * 3) as f64 / 100.0,
+        };
+        // Beyond 2^53: no decimal form, every sample a packed exception.
+        let huge = |i: i64| if i % 50 == 0 { 4e300 } else { 3e300 };
+        for (value, packed) in [(&decimal as &dyn Fn(i64) -> f64, true), (&huge, false)] {
+            let s = MemSeries::new(SeriesRef(1), Labels::empty(), true);
+            let mut d = s.data.lock();
+            let want: Vec<Sample> = (0..300i64)
+                .map(|i| Sample::new(i * 15_000 + (i * 7) % 5, value(i)))
+                .collect();
+            for &x in &want {
+                d.append(x, 7_200_000);
+            }
+            assert_eq!(d.full.len(), 2);
+            let xor_len = |c: &HeadChunk| {
+                let mut a = XorAppender::new();
+                for x in chunk::decode(c.encoding, &c.bytes).unwrap() {
+                    a.append(x.t, x.v);
+                }
+                a.finish().len()
+            };
+            for c in &d.full {
+                let want_encoding = if packed {
+                    Encoding::Packed
+                } else {
+                    Encoding::Xor
+                };
+                assert_eq!(c.encoding, want_encoding);
+                assert!(c.bytes.len() <= xor_len(c));
+                if packed {
+                    assert!(c.bytes.len() * 2 < xor_len(c), "{} bytes", c.bytes.len());
+                }
+            }
+            let bits = |v: &[Sample]| v.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
+            let got: Vec<Sample> = d
+                .snapshot(i64::MIN, i64::MAX)
+                .iter()
+                .flat_map(|c| chunk::decode(c.encoding, &c.bytes).unwrap())
+                .collect();
+            assert_eq!(bits(&got), bits(&want));
+            for x in &want {
+                assert_eq!(d.value_at(x.t).map(f64::to_bits), Some(x.v.to_bits()));
+            }
+            // Restored from its chunks (a head snapshot), the newest sample
+            // comes from the packed chunk when the open one is empty.
+            let r = MemSeries::new(SeriesRef(2), Labels::empty(), true);
+            let mut rd = r.data.lock();
+            rd.restore(d.full.clone(), &[], 7_200_000);
+            let last = want[SAMPLES_PER_CHUNK * 2 - 1];
+            assert_eq!(
+                rd.last.map(|x| (x.t, x.v.to_bits())),
+                Some((last.t, last.v.to_bits()))
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::model::{HistogramSample, LabelsBuilder, Sample};
-use crate::storage::chunk::{Encoding, XorIter};
+use crate::storage::chunk::{self, Encoding, XorIter};
 use crate::storage::encoding::{
     put_be_u32, put_be_u64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeError,
 };
@@ -31,8 +31,10 @@ pub(crate) const HEAD_SNAPSHOT_FILE: &str = "head_snapshot";
 const MAGIC: [u8; 4] = *b"TMHS";
 /// Version 2 added each series' histogram chunks, version 3 its
 /// out-of-order samples, version 4 stores the open chunk as its XOR bytes
-/// instead of 16-byte samples; older snapshots still load.
-const VERSION: u8 = 4;
+/// instead of 16-byte samples, version 5 an encoding byte before each full
+/// float chunk (XOR or packed, `chunk::pack_full`); older snapshots still
+/// load (their full chunks are XOR).
+const VERSION: u8 = 5;
 
 /// Why a snapshot could not be loaded (the caller falls back to the WAL).
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
         let d = s.data.lock();
         put_uvarint(&mut buf, d.full.len() as u64);
         for c in &d.full {
+            buf.push(c.encoding.to_byte());
             put_varint(&mut buf, c.mint);
             put_varint(&mut buf, c.maxt);
             put_uvarint(&mut buf, c.bytes.len() as u64);
@@ -157,13 +160,26 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         let nc = d.uvarint()?;
         let mut full = Vec::new();
         for _ in 0..nc {
+            let encoding = if version >= 5 {
+                full_chunk_encoding(d.u8()?)?
+            } else {
+                Encoding::Xor
+            };
             let mint = d.varint()?;
             let maxt = d.varint()?;
             let len = usize::try_from(d.uvarint()?)
                 .map_err(|_| SnapshotError::Corrupt("chunk length"))?;
+            let bytes = d.bytes(len)?;
+            // A packed chunk that takes its timestamps from another one
+            // reads only inside a block's chunk segment, never here.
+            if encoding == Encoding::Packed && chunk::shared_timestamps_owner(bytes).is_some() {
+                return Err(SnapshotError::Corrupt(
+                    "packed head chunk shares timestamps",
+                ));
+            }
             full.push(HeadChunk {
-                encoding: crate::storage::chunk::Encoding::Xor,
-                bytes: Arc::from(d.bytes(len)?),
+                encoding,
+                bytes: Arc::from(bytes),
                 mint,
                 maxt,
             });
@@ -232,6 +248,15 @@ pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
         head.observe_time_range(min_t, max_t);
     }
     Ok(wal_segment)
+}
+
+/// The encoding of a full float chunk from its byte (version 5): XOR or
+/// packed, the two the head keeps ([`chunk::pack_full`]).
+fn full_chunk_encoding(byte: u8) -> Result<Encoding, SnapshotError> {
+    match Encoding::from_byte(byte) {
+        Some(e @ (Encoding::Xor | Encoding::Packed)) => Ok(e),
+        _ => Err(SnapshotError::Corrupt("full float chunk encoding")),
+    }
 }
 
 /// Reads one series' histogram section (version 2): full chunks, then the
@@ -322,4 +347,143 @@ fn load_ooo_histograms(
 
 fn utf8(b: &[u8]) -> Result<&str, SnapshotError> {
     std::str::from_utf8(b).map_err(|_| SnapshotError::Corrupt("label not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Matcher};
+    use crate::storage::head::appender::SeriesSamples;
+    use crate::storage::head::{HeadOptions, MetadataLimits};
+    use crate::storage::wal::{Wal, WalOptions};
+
+    fn head() -> Head {
+        Head::new(HeadOptions {
+            block_range_ms: 7_200_000,
+            max_series_per_metric: 0,
+            stripes: 16,
+            max_exemplars: 100,
+            metadata: MetadataLimits {
+                max_families: 100,
+                max_bytes: 1 << 20,
+            },
+            ooo_window_ms: 0,
+        })
+    }
+
+    /// The content of the golden fixtures `tests/testdata/head_snapshot-v*`:
+    /// three series of 150 samples each (one full chunk and an open one),
+    /// scraped every 15 s with a few ms of jitter: a counter of decimals,
+    /// a gauge of sines with no decimal form, and one of the floats codecs
+    /// get wrong (stale marker, NaN payload, -0.0, infinities).
+    fn fixture_head(wal: &Wal) -> Head {
+        let h = head();
+        let value = |i: usize, j: usize| match (i, j % 10) {
+            (2, 3) => crate::model::STALE_NAN,
+            (2, 5) => f64::from_bits(0x7ff8_0000_dead_beef),
+            (2, 7) => -0.0,
+            (2, 9) => f64::NEG_INFINITY,
+            (0, _) => (j * 17) as f64 / 10.0,
+            (1, _) => (j as f64).sin() * 1e3,
+            _ => j as f64,
+        };
+        let batch: Vec<SeriesSamples> = (0..3)
+            .map(|i| SeriesSamples {
+                created: Vec::new(),
+                histograms: Vec::new(),
+                labels: Labels::from_static(&[
+                    ("__name__", ["counter", "sine", "odd"][i]),
+                    ("job", "fixture"),
+                ]),
+                samples: (0..150)
+                    .map(|j| {
+                        let t = 1_700_000_000_000 + j as i64 * 15_000 + (j as i64 * 7) % 5;
+                        Sample::new(t, value(i, j))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let out = h.append(&batch, wal).unwrap();
+        assert_eq!(out.appended, 450);
+        h
+    }
+
+    /// A series as the fixture test compares it: labels, samples as
+    /// (t, bits), and the encodings of its chunks.
+    type Dumped = (String, Vec<(i64, u64)>, Vec<Encoding>);
+
+    /// Every series' samples as (t, bits), and its chunks' encodings.
+    fn dump(h: &Head) -> Vec<Dumped> {
+        let all = [Matcher::eq("job", "fixture")];
+        let mut out: Vec<_> = h
+            .select(&all, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|(labels, chunks, _)| {
+                let samples = chunks
+                    .iter()
+                    .flat_map(|c| chunk::decode(c.encoding, &c.bytes).unwrap())
+                    .map(|s| (s.t, s.v.to_bits()))
+                    .collect();
+                let encodings = chunks.iter().map(|c| c.encoding).collect();
+                (labels.to_string(), samples, encodings)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The golden fixtures of versions 4 (full chunks XOR) and 5 (an
+    /// encoding byte per full chunk; the head packed them) keep
+    /// loading with the same samples, and appends go on after the load.
+    /// Regenerate the current version's (only with a version bump) with
+    /// `TIDEMARK_WRITE_FIXTURES=1 cargo test --lib head_snapshot_golden`.
+    #[test]
+    fn head_snapshot_golden_fixtures_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(&dir.path().join("wal"), WalOptions::default()).unwrap();
+        let want = fixture_head(&wal);
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+        if std::env::var_os("TIDEMARK_WRITE_FIXTURES").is_some() {
+            let path = testdata.join(format!("head_snapshot-v{VERSION}"));
+            write(&want, &path, 42).unwrap();
+        }
+        let samples = |d: Vec<Dumped>| {
+            d.into_iter().map(|(l, s, _)| (l, s)).collect::<Vec<_>>()
+        };
+        for version in [4, 5] {
+            let path = testdata.join(format!("head_snapshot-v{version}"));
+            let got = head();
+            assert_eq!(load(&got, &path).unwrap(), 42, "version {version}");
+            let dumped = dump(&got);
+            let packed = dumped
+                .iter()
+                .flat_map(|(_, _, e)| e)
+                .filter(|&&e| e == Encoding::Packed)
+                .count();
+            assert_eq!(packed > 0, version >= 5, "version {version}");
+            assert_eq!(samples(dumped), samples(dump(&want)), "version {version}");
+            let more = SeriesSamples {
+                created: Vec::new(),
+                histograms: Vec::new(),
+                labels: Labels::from_static(&[("__name__", "counter"), ("job", "fixture")]),
+                samples: vec![Sample::new(1_800_000_000_000, 1.0)],
+            };
+            let wal_dir = tempfile::tempdir().unwrap();
+            let w = Wal::open(&wal_dir.path().join("wal"), WalOptions::default()).unwrap();
+            assert_eq!(got.append(&[more], &w).unwrap().appended, 1);
+        }
+    }
+
+    /// A version-5 full float chunk is XOR or packed, nothing else.
+    #[test]
+    fn full_chunk_encoding_takes_xor_and_packed_only() {
+        assert_eq!(full_chunk_encoding(1).unwrap(), Encoding::Xor);
+        assert_eq!(
+            full_chunk_encoding(Encoding::Packed.to_byte()).unwrap(),
+            Encoding::Packed
+        );
+        for b in [0u8, 2, 3, 0xff] {
+            assert!(full_chunk_encoding(b).is_err(), "{b}");
+        }
+    }
 }

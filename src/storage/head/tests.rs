@@ -40,7 +40,7 @@ fn read(h: &Head, name: &str) -> Vec<(i64, u64)> {
     sel.iter()
         .flat_map(|(_, cs, _)| {
             cs.iter()
-                .flat_map(|c| crate::storage::chunk::XorIter::new(&c.bytes[..]))
+                .flat_map(|c| crate::storage::chunk::decode(c.encoding, &c.bytes).unwrap())
         })
         .map(|s| (s.t, s.v.to_bits()))
         .collect()
