@@ -94,14 +94,26 @@ struct Ledger {
     sent: HashMap<String, BTreeMap<i64, u64>>,
     /// Series text → time → acknowledgement number.
     acked: HashMap<String, BTreeMap<i64, u64>>,
-    /// Deletes of `pc_del` sent: (end of range in ms, acknowledgement
-    /// number when sent, acknowledged).
-    deletes: Vec<(i64, u64, bool)>,
+    /// Deletes of `pc_del` sent.
+    deletes: Vec<DeleteSent>,
     /// Names of acknowledged admin snapshots.
     snapshots: Vec<String>,
     max_t: i64,
     /// Late samples acknowledged (stored out of order).
     late_acked: u64,
+}
+
+/// A delete of `pc_del` data sent by the admin thread.
+struct DeleteSent {
+    /// The range, ms, both ends included. A round's deletes start at that
+    /// round's first timestamp, so data of an earlier round above its own
+    /// deletes is never covered by a later round's.
+    start: i64,
+    end: i64,
+    /// Acknowledgement number when it was sent: samples acknowledged
+    /// before it must be gone.
+    sent_at: u64,
+    acknowledged: bool,
 }
 
 struct Outcome {
@@ -322,7 +334,7 @@ fn run_seed(seed: u64, lose: Lose) -> Option<Outcome> {
         eprintln!(
             "seed {seed}: {} deletes ({} acknowledged), {} snapshots acknowledged",
             ledger.deletes.len(),
-            ledger.deletes.iter().filter(|d| d.2).count(),
+            ledger.deletes.iter().filter(|d| d.acknowledged).count(),
             ledger.snapshots.len()
         );
     }
@@ -486,7 +498,12 @@ fn load_and_cut(
                 };
                 let idx = if what < 7 {
                     let mut l = ledger.lock().unwrap();
-                    l.deletes.push((end, seq.load(Ordering::SeqCst), false));
+                    l.deletes.push(DeleteSent {
+                        start: t_start,
+                        end,
+                        sent_at: seq.load(Ordering::SeqCst),
+                        acknowledged: false,
+                    });
                     Some(l.deletes.len() - 1)
                 } else {
                     None
@@ -495,7 +512,7 @@ fn load_and_cut(
                     Some((s, body)) if (200..300).contains(&s) => {
                         let mut l = ledger.lock().unwrap();
                         if let Some(i) = idx {
-                            l.deletes[i].2 = true;
+                            l.deletes[i].acknowledged = true;
                         } else if let Some(name) = snapshot_name(&body) {
                             l.snapshots.push(name);
                         }
@@ -574,7 +591,7 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
     }
     // Acknowledged, still there.
     let horizon = l.max_t - RETENTION_MS;
-    let deleted_end = l.deletes.iter().map(|d| d.0).max().unwrap_or(i64::MIN);
+    let deleted_end = l.deletes.iter().map(|d| d.end).max().unwrap_or(i64::MIN);
     for (series, acked) in &l.acked {
         let is_del = series.contains("pc_del");
         let have: HashMap<i64, u64> = stored
@@ -588,7 +605,10 @@ fn check(seed: u64, data: &Path, l: &Ledger, with_binary: bool) -> Outcome {
             if is_del && t <= deleted_end {
                 // An acknowledged delete sent after this acknowledgement
                 // must have removed it.
-                let must_be_gone = l.deletes.iter().any(|d| d.2 && t <= d.0 && n < d.1);
+                let must_be_gone = l
+                    .deletes
+                    .iter()
+                    .any(|d| d.acknowledged && d.start <= t && t <= d.end && n < d.sent_at);
                 if must_be_gone && have.contains_key(&t) {
                     out.problems.push(format!(
                         "seed {seed}: {series} at {t} came back after an acknowledged delete"

@@ -447,9 +447,7 @@ mod tests {
             let path = testdata.join(format!("head_snapshot-v{VERSION}"));
             write(&want, &path, 42).unwrap();
         }
-        let samples = |d: Vec<Dumped>| {
-            d.into_iter().map(|(l, s, _)| (l, s)).collect::<Vec<_>>()
-        };
+        let samples = |d: Vec<Dumped>| d.into_iter().map(|(l, s, _)| (l, s)).collect::<Vec<_>>();
         for version in [4, 5] {
             let path = testdata.join(format!("head_snapshot-v{version}"));
             let got = head();
