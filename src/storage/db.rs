@@ -609,7 +609,7 @@ impl Db {
             &self.wal,
             current - 1,
             self.head.interner(),
-            |r| self.head.has_series(r),
+            crate::storage::head::CheckpointView(&self.head),
             keep,
             self.opts.crash_hook,
         )?;

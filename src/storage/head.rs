@@ -800,5 +800,18 @@ impl Head {
     }
 }
 
+/// The head as a WAL checkpoint asks it ([`wal::Held`]): its live series,
+/// and the oldest out-of-order sample each still holds.
+pub(crate) struct CheckpointView<'a>(pub(crate) &'a Head);
+
+impl wal::Held for CheckpointView<'_> {
+    fn live(&self, r: SeriesRef) -> bool {
+        self.0.has_series(r)
+    }
+    fn ooo_from(&self, r: SeriesRef) -> Option<i64> {
+        self.0.series.get_by_ref(r)?.data.lock().ooo_first_t()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{checkpoint, CheckpointStats, KeepSince};
+pub use checkpoint::{checkpoint, CheckpointStats, Held, KeepSince};
 pub use histogram_record::{
     encode_histogram_samples, encode_ooo_histogram_samples, RefHistogramSample,
     RECORD_FLOAT_HISTOGRAM_SAMPLES, RECORD_HISTOGRAM_SAMPLES, RECORD_OOO_FLOAT_HISTOGRAM_SAMPLES,

@@ -74,11 +74,36 @@ impl From<i64> for KeepSince {
     }
 }
 
+/// What the head holds, as a checkpoint asks it. `Db` answers from the
+/// head; a plain `Fn(SeriesRef) -> bool` says which series are live and
+/// keeps their out-of-order samples by [`KeepSince::out_of_order`] alone.
+pub trait Held {
+    /// Whether series `r` is still in the head.
+    fn live(&self, r: SeriesRef) -> bool;
+    /// The oldest out-of-order sample (float or histogram) of `r` the head
+    /// holds unwritten to a block; `None` when it holds none. Older
+    /// out-of-order records of `r` are in a block already: kept, replay
+    /// would bring them back into the head, and a deletion made after they
+    /// were written, whose head tombstone covers only what the series still
+    /// held, would not hide them there.
+    fn ooo_from(&self, r: SeriesRef) -> Option<i64>;
+}
+
+impl<F: Fn(SeriesRef) -> bool> Held for F {
+    fn live(&self, r: SeriesRef) -> bool {
+        self(r)
+    }
+    fn ooo_from(&self, r: SeriesRef) -> Option<i64> {
+        self(r).then_some(i64::MIN)
+    }
+}
+
 /// Compacts segments `..=last` (which must be closed, i.e. before the
 /// current one) and the previous checkpoint into `<dir>/checkpoint.<last:08>`:
-/// keeps series for which `keep(ref)` is true, samples and exemplars of kept
-/// series with `t >= mint.in_order` (out-of-order samples with
-/// `t >= mint.out_of_order`), and the newest metadata of every family (in one
+/// keeps series for which `keep.live(ref)` is true, samples and exemplars of
+/// kept series with `t >= mint.in_order` (out-of-order samples with
+/// `t >= mint.out_of_order` and not older than the oldest the head holds of
+/// their series, [`Held::ooo_from`]), and the newest metadata of every family (in one
 /// record at the end: metadata records name families, not series). Written into a `.tmp` directory, fsynced, renamed atomically
 /// and the directory fsynced; then segments `<= last` and older checkpoints
 /// are deleted. If a checkpoint at `last` already exists only the deletions
@@ -98,7 +123,7 @@ pub fn checkpoint(
     wal: &Wal,
     last: u32,
     interner: &Interner,
-    keep: impl Fn(SeriesRef) -> bool,
+    keep: impl Held,
     mint: KeepSince,
     crash: Option<CrashHook>,
 ) -> Result<CheckpointStats> {
@@ -159,7 +184,7 @@ fn write_checkpoint(
     last: u32,
     sources: &[PathBuf],
     interner: &Interner,
-    keep: &impl Fn(SeriesRef) -> bool,
+    keep: &impl Held,
     since: KeepSince,
     stats: &mut CheckpointStats,
 ) -> Result<()> {
@@ -183,7 +208,7 @@ fn write_checkpoint(
         match record {
             Record::Series(mut series) => {
                 let before = series.len() as u64;
-                series.retain(|s| keep(s.series_ref));
+                series.retain(|s| keep.live(s.series_ref));
                 stats.series_kept += series.len() as u64;
                 stats.series_dropped += before - series.len() as u64;
                 if series.is_empty() {
@@ -192,7 +217,7 @@ fn write_checkpoint(
                 encode_series(&series, &mut payload);
             }
             Record::Samples(samples) => {
-                let Some(samples) = keep_samples(samples, mint, &keep, stats) else {
+                let Some(samples) = keep_samples(samples, mint, keep, stats) else {
                     return;
                 };
                 if let Err(e) = out.append_samples(&samples) {
@@ -202,13 +227,13 @@ fn write_checkpoint(
             }
             Record::OooSamples(samples) => {
                 let bound = since.out_of_order;
-                let Some(samples) = keep_samples(samples, bound, &keep, stats) else {
+                let Some(samples) = keep_ooo_samples(samples, bound, keep, stats) else {
                     return;
                 };
                 encode_ooo_samples(&samples, &mut payload);
             }
             Record::OooHistograms(histograms) => {
-                let histograms = keep_samples(histograms, since.out_of_order, &keep, stats);
+                let histograms = keep_ooo_samples(histograms, since.out_of_order, keep, stats);
                 let encode = encode_ooo_histogram_samples;
                 if let Err(e) = append_histograms(&mut out, histograms, encode, &mut payload) {
                     failed = Some(e);
@@ -221,7 +246,7 @@ fn write_checkpoint(
                 // too, coming back on replay), and a deletion dropped here
                 // would bring them back undeleted.
                 let bound = mint.min(since.out_of_order);
-                tombstones.retain(|t| t.maxt >= bound && keep(t.series_ref));
+                tombstones.retain(|t| t.maxt >= bound && keep.live(t.series_ref));
                 if tombstones.is_empty() {
                     return;
                 }
@@ -229,7 +254,7 @@ fn write_checkpoint(
             }
             Record::Exemplars(mut exemplars) => {
                 let before = exemplars.len() as u64;
-                exemplars.retain(|e| e.t >= mint && keep(e.series_ref));
+                exemplars.retain(|e| e.t >= mint && keep.live(e.series_ref));
                 stats.exemplars_kept += exemplars.len() as u64;
                 stats.exemplars_dropped += before - exemplars.len() as u64;
                 if exemplars.is_empty() {
@@ -244,7 +269,7 @@ fn write_checkpoint(
                 return;
             }
             Record::Histograms(histograms) => {
-                let histograms = keep_samples(histograms, mint, &keep, stats);
+                let histograms = keep_samples(histograms, mint, keep, stats);
                 let encode = encode_histogram_samples;
                 if let Err(e) = append_histograms(&mut out, histograms, encode, &mut payload) {
                     failed = Some(e);
@@ -312,13 +337,41 @@ impl RecordSample for super::RefHistogramSample {
 /// The samples of kept series at or after `bound`, counted in `stats`;
 /// `None` when none is left.
 fn keep_samples<S: RecordSample>(
-    mut samples: Vec<S>,
+    samples: Vec<S>,
     bound: i64,
-    keep: &impl Fn(SeriesRef) -> bool,
+    keep: &impl Held,
     stats: &mut CheckpointStats,
 ) -> Option<Vec<S>> {
+    retain_counted(samples, stats, |s| {
+        s.t() >= bound && keep.live(s.series_ref())
+    })
+}
+
+/// The out-of-order samples at or after `bound` of kept series that the
+/// head still holds ([`Held::ooo_from`]), counted in `stats`; `None` when
+/// none is left.
+fn keep_ooo_samples<S: RecordSample>(
+    samples: Vec<S>,
+    bound: i64,
+    keep: &impl Held,
+    stats: &mut CheckpointStats,
+) -> Option<Vec<S>> {
+    retain_counted(samples, stats, |s| {
+        s.t() >= bound
+            && keep
+                .ooo_from(s.series_ref())
+                .is_some_and(|from| s.t() >= from)
+    })
+}
+
+/// `samples` that pass `keep`, counted in `stats`; `None` when none is left.
+fn retain_counted<S>(
+    mut samples: Vec<S>,
+    stats: &mut CheckpointStats,
+    keep: impl Fn(&S) -> bool,
+) -> Option<Vec<S>> {
     let before = samples.len() as u64;
-    samples.retain(|s| s.t() >= bound && keep(s.series_ref()));
+    samples.retain(keep);
     stats.samples_kept += samples.len() as u64;
     stats.samples_dropped += before - samples.len() as u64;
     (!samples.is_empty()).then_some(samples)
