@@ -30,6 +30,10 @@ use crate::storage::SeriesHandle;
 
 const STRIPES: usize = 64;
 
+/// Series of one stripe looked up together by [`SeriesCache::get_many`]:
+/// more loads under way than a core has line-fill buffers.
+const WINDOW: usize = 16;
+
 /// Random seeds for one cache's key hasher: four words drawn from a fresh
 /// [`std::collections::hash_map::RandomState`], whose keys come from the OS
 /// once per process (and differ per instance), whatever features ahash
@@ -271,37 +275,39 @@ impl SeriesCache {
                 }
             }
             // Found, then read stage by stage, then compared, then
-            // cloned (see above). Each stage is a short loop over the
-            // stripe's series whose loads do not depend on each other, so
-            // the processor has many of them under way at once; within one
-            // series they depend on each other (entry, labels, values).
+            // cloned (see above), a window of series at a time. Each stage
+            // is a short loop over the window whose loads do not depend on
+            // each other, so the processor has many of them under way at
+            // once; within one series they depend on each other (entry,
+            // labels, values). The window lives on the stack: buffers
+            // allocated per stripe cost more than the overlap saved when
+            // every series is in the processor's caches.
             let s = &*s;
-            let entries: Vec<(usize, &Cached)> = group
-                .iter()
-                .filter_map(|&i| Some((i, s.current.get(&keys[i])?)))
-                .collect();
-            let labels: Vec<&Labels> = entries.iter().map(|(_, c)| c.labels()).collect();
-            for l in &labels {
-                std::hint::black_box(l.iter().next().map(|l| l.value.len()));
-            }
-            for l in &labels {
-                for l in l.iter() {
-                    std::hint::black_box(l.value.as_bytes().first().copied());
+            for window in group.chunks(WINDOW) {
+                let mut entries: [Option<&Cached>; WINDOW] = [None; WINDOW];
+                for (e, &i) in entries.iter_mut().zip(window) {
+                    *e = s.current.get(&keys[i]);
                 }
-            }
-            let mut found: Vec<(usize, &Labels, Option<&SeriesHandle>)> =
-                Vec::with_capacity(entries.len());
-            for (&(i, c), labels) in entries.iter().zip(labels) {
-                if same_pairs(labels, pairs(i)) {
+                for c in entries.iter().flatten() {
+                    std::hint::black_box(c.labels().iter().next().map(|l| l.value.len()));
+                }
+                for c in entries.iter().flatten() {
+                    for l in c.labels().iter() {
+                        std::hint::black_box(l.value.as_bytes().first().copied());
+                    }
+                }
+                let mut same = [false; WINDOW];
+                for ((hit, e), &i) in same.iter_mut().zip(&entries).zip(window) {
+                    *hit = e.is_some_and(|c| same_pairs(c.labels(), pairs(i)));
+                }
+                for ((&hit, e), &i) in same.iter().zip(&entries).zip(window) {
+                    let Some(c) = e.filter(|_| hit) else { continue };
                     let series = match c {
-                        Cached::Series(h) if !h.is_removed() => Some(h),
+                        Cached::Series(h) if !h.is_removed() => Some(h.clone()),
                         _ => None,
                     };
-                    found.push((i, labels, series));
+                    out[i] = Some((c.labels().clone(), series));
                 }
-            }
-            for (i, labels, series) in found {
-                out[i] = Some((labels.clone(), series.cloned()));
             }
         }
         out
