@@ -299,7 +299,7 @@ fn apply(head: &Head, body: Body) -> Result<(), HeadMetadataError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::head::{HeadOptions, MetadataLimits};
 

@@ -354,22 +354,8 @@ mod tests {
     use super::*;
     use crate::model::{Labels, Matcher};
     use crate::storage::head::appender::SeriesSamples;
-    use crate::storage::head::{HeadOptions, MetadataLimits};
+    use crate::storage::head::metadata_file::tests::head;
     use crate::storage::wal::{Wal, WalOptions};
-
-    fn head() -> Head {
-        Head::new(HeadOptions {
-            block_range_ms: 7_200_000,
-            max_series_per_metric: 0,
-            stripes: 16,
-            max_exemplars: 100,
-            metadata: MetadataLimits {
-                max_families: 100,
-                max_bytes: 1 << 20,
-            },
-            ooo_window_ms: 0,
-        })
-    }
 
     /// The content of the golden fixtures `tests/testdata/head_snapshot-v*`:
     /// three series of 150 samples each (one full chunk and an open one),

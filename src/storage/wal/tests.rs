@@ -62,6 +62,29 @@ fn canon(r: &Record) -> Canon {
     }
 }
 
+/// Logs `r` to `wal` (durable before it returns) and returns it as
+/// [`canon`] sees it.
+fn log_record(wal: &Wal, r: Record) -> Canon {
+    let mut buf = Vec::new();
+    match &r {
+        Record::Series(s) => encode_series(s, &mut buf),
+        Record::Samples(s) => encode_samples(s, &mut buf),
+        Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
+        Record::Tombstones(t) => encode_tombstones(t, &mut buf),
+        Record::Exemplars(e) => encode_exemplars(e, &mut buf),
+        Record::Metadata(m) => encode_metadata(m, &mut buf),
+        Record::Histograms(h) => {
+            encode_histogram_samples(h, &mut buf);
+        }
+        Record::OooHistograms(h) => {
+            encode_ooo_histogram_samples(h, &mut buf);
+        }
+    }
+    let t = wal.log(&[&buf]).unwrap();
+    wal.wait_durable(t).unwrap();
+    canon(&r)
+}
+
 fn series(r: u64) -> RefSeries {
     RefSeries {
         series_ref: SeriesRef(r),
@@ -444,18 +467,7 @@ fn checkpoint_keeps_tombstones_of_kept_out_of_order_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let wal = Wal::open(&dir, small(300)).unwrap();
-    let log = |r: Record| {
-        let mut buf = Vec::new();
-        match &r {
-            Record::Series(s) => encode_series(s, &mut buf),
-            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
-            Record::Tombstones(t) => encode_tombstones(t, &mut buf),
-            _ => unreachable!(),
-        }
-        let t = wal.log(&[&buf]).unwrap();
-        wal.wait_durable(t).unwrap();
-        canon(&r)
-    };
+    let log = |r: Record| log_record(&wal, r);
     let mut want = vec![log(Record::Series(vec![series(1)]))];
     want.push(log(Record::OooSamples(vec![sample(1, 50, 7)])));
     let deletion = RefTombstone {
@@ -493,17 +505,7 @@ fn checkpoint_drops_out_of_order_samples_the_head_no_longer_holds() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let wal = Wal::open(&dir, small(300)).unwrap();
-    let log = |r: Record| {
-        let mut buf = Vec::new();
-        match &r {
-            Record::Series(s) => encode_series(s, &mut buf),
-            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
-            _ => unreachable!(),
-        }
-        let t = wal.log(&[&buf]).unwrap();
-        wal.wait_durable(t).unwrap();
-        canon(&r)
-    };
+    let log = |r: Record| log_record(&wal, r);
     let mut want = vec![log(Record::Series(vec![series(1), series(2)]))];
     // Series 1's sample went to a block; series 2 still holds from 20 on.
     log(Record::OooSamples(vec![sample(1, 50, 7)]));
@@ -536,26 +538,7 @@ fn checkpoint_keeps_live_series_and_recent_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let wal = Wal::open(&dir, small(300)).unwrap();
-    let log = |r: Record| {
-        let mut buf = Vec::new();
-        match &r {
-            Record::Series(s) => encode_series(s, &mut buf),
-            Record::Samples(s) => encode_samples(s, &mut buf),
-            Record::OooSamples(s) => encode_ooo_samples(s, &mut buf),
-            Record::Tombstones(t) => encode_tombstones(t, &mut buf),
-            Record::Exemplars(e) => encode_exemplars(e, &mut buf),
-            Record::Metadata(m) => encode_metadata(m, &mut buf),
-            Record::Histograms(h) => {
-                encode_histogram_samples(h, &mut buf);
-            }
-            Record::OooHistograms(h) => {
-                encode_ooo_histogram_samples(h, &mut buf);
-            }
-        }
-        let t = wal.log(&[&buf]).unwrap();
-        wal.wait_durable(t).unwrap();
-        canon(&r)
-    };
+    let log = |r: Record| log_record(&wal, r);
     for r in 0..10 {
         log(Record::Series(vec![series(r)]));
     }
