@@ -37,10 +37,10 @@ pub use db::{
 };
 pub use error::{Error, Result, SampleError};
 pub use head::{
-    metric_type_code, metric_type_name, AppendExtras, AppendOutcome, ExemplarDrop, ExemplarEntry,
-    ExemplarStore, ExtrasOutcome, HeadReplayStats, HeadStats, MetadataDrop, MetadataLimits,
-    MetadataStore, MetricMetadata, Rejected, ResolvedSeries, SampleKind, SeriesHandle,
-    SeriesSamples, METRIC_TYPES,
+    check_head_snapshot, metric_type_code, metric_type_name, AppendExtras, AppendOutcome,
+    ExemplarDrop, ExemplarEntry, ExemplarStore, ExtrasOutcome, HeadReplayStats, HeadStats,
+    MetadataDrop, MetadataLimits, MetadataStore, MetricMetadata, Rejected, ResolvedSeries,
+    SampleKind, SeriesHandle, SeriesSamples, METRIC_TYPES,
 };
 pub use options::Options;
 pub use querier::{Querier, Series, SeriesSampleIter};

@@ -14,6 +14,7 @@ mod ooo;
 mod postings;
 mod series;
 pub(crate) mod snapshot;
+pub use snapshot::check_head_snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

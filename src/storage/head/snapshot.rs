@@ -135,8 +135,35 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
 /// Loads a snapshot into an empty head. Returns the last WAL segment it
 /// covers; replay continues after it.
 pub(crate) fn load(head: &Head, path: &Path) -> Result<u32, SnapshotError> {
-    let bytes = fs::read(path)?;
-    let (version, body) = file_frame::open_versions(&bytes, MAGIC, 1..=VERSION)?;
+    load_bytes(head, &fs::read(path)?)
+}
+
+/// Decodes `bytes` as a `head_snapshot` file into a fresh, empty head, as
+/// `Db::open` does, and says why it is refused if it is; returns the last
+/// WAL segment it covers. For the fuzz harness `fuzz_head_snapshot`: no
+/// bytes may make it panic.
+///
+/// # Errors
+/// What makes `Db::open` ignore the file and replay the WAL instead:
+/// frame, checksum, version or content, as text.
+pub fn check_head_snapshot(bytes: &[u8]) -> Result<u32, String> {
+    let head = Head::new(crate::storage::head::HeadOptions {
+        block_range_ms: 7_200_000,
+        max_series_per_metric: 0,
+        stripes: 16,
+        max_exemplars: 0,
+        metadata: crate::storage::head::MetadataLimits {
+            max_families: 0,
+            max_bytes: 0,
+        },
+        ooo_window_ms: 0,
+    });
+    load_bytes(&head, bytes).map_err(|e| e.to_string())
+}
+
+/// [`load`] from the file's bytes.
+fn load_bytes(head: &Head, bytes: &[u8]) -> Result<u32, SnapshotError> {
+    let (version, body) = file_frame::open_versions(bytes, MAGIC, 1..=VERSION)?;
     let mut d = Decbuf::new(body);
     let wal_segment = d.be_u32()?;
     head.next_ref.store(d.uvarint()?, Ordering::Release);
@@ -456,6 +483,19 @@ mod tests {
             let w = Wal::open(&wal_dir.path().join("wal"), WalOptions::default()).unwrap();
             assert_eq!(got.append(&[more], &w).unwrap().appended, 1);
         }
+    }
+
+    /// The fuzz entry point loads a good snapshot and refuses a damaged one
+    /// with a reason, never a panic.
+    #[test]
+    fn check_head_snapshot_takes_the_fixture_and_refuses_damage() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/head_snapshot-v5");
+        let mut bytes = fs::read(path).unwrap();
+        assert_eq!(check_head_snapshot(&bytes), Ok(42));
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        assert!(check_head_snapshot(&bytes).unwrap_err().contains("damaged"));
+        assert!(check_head_snapshot(&[]).is_err());
     }
 
     /// A version-5 full float chunk is XOR or packed, nothing else.
