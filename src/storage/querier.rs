@@ -70,43 +70,41 @@ impl SourceChunk {
         }
     }
 
-    /// The chunk's samples; a block chunk failing its checksum or its
-    /// decoding is logged, recorded in `problems` and read as empty, so one
-    /// damaged chunk does not fail the whole query but the answer says it
-    /// is partial.
+    /// The chunk's samples; a chunk failing its checksum or its decoding
+    /// (a block's, or one the head packed) is logged, recorded in
+    /// `problems` and read as empty, so one damaged chunk does not fail the
+    /// whole query but the answer says it is partial.
     fn iter(&self, problems: &ReadProblems) -> ChunkIter<'_> {
-        let block = match self {
-            SourceChunk::Head(c) if c.encoding.is_histogram() => {
-                return ChunkIter::Decoded(Vec::new().into_iter())
-            }
-            SourceChunk::Head(c) if c.encoding == Encoding::Xor => {
-                return ChunkIter::Xor(XorIter::new(&c.bytes[..]))
-            }
-            // A full chunk the head packed (`chunk::pack_full`).
-            SourceChunk::Head(c) => {
-                return match chunk::decode(c.encoding, &c.bytes) {
-                    Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
-                    Err(error) => {
-                        tracing::error!(%error, "skipping unreadable head chunk");
-                        problems.add(format!("a head chunk could not be read and was skipped, the result may be incomplete: {error}"));
-                        ChunkIter::Decoded(Vec::new().into_iter())
-                    }
-                }
-            }
-            SourceChunk::Block(c) => c,
+        let data = match self {
+            SourceChunk::Head(c) => Ok((c.encoding, &c.bytes[..])),
+            SourceChunk::Block(c) => c.data().map_err(|e| e.to_string()),
         };
-        let decoded = match block.data() {
+        let decoded = match data {
             Ok((Encoding::Xor, bytes)) => return ChunkIter::Xor(XorIter::new(bytes)),
-            Ok((Encoding::Packed, bytes)) => block.decode(Encoding::Packed, bytes),
             // Read by `Series::histograms`.
-            Ok((Encoding::Histogram | Encoding::FloatHistogram, _)) => Ok(Vec::new()),
+            Ok((e, _)) if e.is_histogram() => Ok(Vec::new()),
+            // A block's packed chunk, or a full chunk the head packed
+            // (`chunk::pack_full`).
+            Ok((e, bytes)) => match self {
+                SourceChunk::Block(c) => c.decode(e, bytes).map_err(|e| e.to_string()),
+                SourceChunk::Head(_) => chunk::decode(e, bytes).map_err(|e| e.to_string()),
+            },
             Err(e) => Err(e),
         };
         match decoded {
             Ok(samples) => ChunkIter::Decoded(samples.into_iter()),
             Err(error) => {
-                tracing::error!(%error, chunk = ?block, "skipping unreadable block chunk");
-                problems.add(format!("a block chunk could not be read and was skipped, the result may be incomplete: {error}"));
+                let what = match self {
+                    SourceChunk::Head(_) => {
+                        tracing::error!(%error, "skipping unreadable head chunk");
+                        "head"
+                    }
+                    SourceChunk::Block(c) => {
+                        tracing::error!(%error, chunk = ?c, "skipping unreadable block chunk");
+                        "block"
+                    }
+                };
+                problems.add(format!("a {what} chunk could not be read and was skipped, the result may be incomplete: {error}"));
                 ChunkIter::Decoded(Vec::new().into_iter())
             }
         }
