@@ -186,7 +186,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ))
     });
 
-    let opts = Options::from(&config);
+    let mut opts = Options::from(&config);
+    // Ready as soon as the blocks are mapped and the WAL replayed: the
+    // walk over every block's series and chunks runs in the first
+    // compaction, which quarantines a damaged block then.
+    opts.defer_block_checks = true;
     let dir = config.data_dir.clone();
     let open = tokio::task::spawn_blocking(move || Db::open(dir, opts));
     let db = tokio::select! {

@@ -377,7 +377,12 @@ impl Worker {
         }
         let mut pending: Vec<BlockMeta> = {
             let shipped = self.gate.shipped.read();
-            local.into_iter().filter(|m| !shipped.covers(m)).collect()
+            // A block still awaiting its deferred checks may be damaged:
+            // it is shipped once they pass (which wakes this loop).
+            local
+                .into_iter()
+                .filter(|m| !shipped.covers(m) && !self.db.awaits_checks(&m.ulid))
+                .collect()
         };
         pending.sort_by(|a, b| a.ulid.cmp(&b.ulid));
         while !pending.is_empty() {

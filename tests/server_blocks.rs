@@ -168,3 +168,66 @@ fn history_is_persisted_queried_deleted_snapshotted_and_kept_across_restart() {
     assert!(!dir.path().join("head_snapshot").exists());
     p.terminate(Duration::from_secs(30));
 }
+
+/// A block damaged while the server was down (a chunk byte, which only
+/// the full check reads): the server is ready without walking its blocks,
+/// the first compaction right after finds the damage, moves the block to
+/// `quarantine/` and counts it, and everything else is answered.
+#[test]
+fn a_damaged_block_is_quarantined_by_the_check_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = ["--compaction-interval", "200ms"];
+    let mut p = start_tidemark_with(&addr, dir.path(), &args);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    for k in (0..POINTS).step_by(120) {
+        write(&addr, k, (k + 120).min(POINTS));
+    }
+    wait_until("a persisted block", Duration::from_secs(30), || {
+        metric(&addr, "tidemark_storage_blocks") == Some(1.0)
+    });
+    // The first block: written by compaction, before the head persisted at
+    // shutdown adds more.
+    let block_dirs = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.len() == 26) && p.is_dir())
+            .collect();
+        v.sort();
+        v
+    };
+    let victim = block_dirs().remove(0);
+    p.terminate(Duration::from_secs(30));
+    let blocks_before = block_dirs().len();
+    assert!(blocks_before >= 2, "{blocks_before}");
+    let seg = victim.join("chunks").join("000001");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&seg, bytes).unwrap();
+
+    let mut p = start_tidemark_with(&addr, dir.path(), &args);
+    wait_ready(&mut p, &addr, Duration::from_secs(30));
+    wait_until(
+        "the damaged block quarantined",
+        Duration::from_secs(30),
+        || metric(&addr, "tidemark_storage_quarantined_blocks_total") == Some(1.0),
+    );
+    assert_eq!(
+        metric(&addr, "tidemark_storage_blocks_awaiting_checks"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&addr, "tidemark_storage_blocks"),
+        Some((blocks_before - 1) as f64)
+    );
+    let name = victim.file_name().unwrap();
+    assert!(dir.path().join("quarantine").join(name).is_dir());
+    assert!(!victim.exists());
+    // The first block held the first 2 h (480 points of each series).
+    let rest = (POINTS - 480).to_string();
+    let want: Vec<(String, String)> = (0..SERIES).map(|n| (n.to_string(), rest.clone())).collect();
+    assert_eq!(counts(&addr), want, "everything but the quarantined block");
+    p.terminate(Duration::from_secs(30));
+}

@@ -324,6 +324,61 @@ fn crash_before_meta_json_leaves_no_meta_and_ships_after_restart_once() {
 }
 
 #[test]
+fn a_block_awaiting_its_deferred_checks_is_not_shipped_and_a_damaged_one_never() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let cfg = BucketConfig::parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    ))
+    .unwrap();
+    let store = cfg.build().unwrap();
+    let data = tmp.path().join("data");
+    let ulids = {
+        let db = Db::open(&data, db_opts(15 * 24 * HOUR)).unwrap();
+        ingest(&db, T0, T0 + 8 * HOUR);
+        assert!(db.compact().unwrap().head_blocks >= 2);
+        local_ulids(&db)
+    };
+    // A chunk byte only the full check reads.
+    let seg = data.join(&ulids[0]).join("chunks").join("000001");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&seg, bytes).unwrap();
+    let opts = Options {
+        defer_block_checks: true,
+        ..db_opts(15 * 24 * HOUR)
+    };
+    let db = Arc::new(Db::open(&data, opts).unwrap());
+    assert!(db.open_report().quarantined.is_empty());
+    assert_eq!(local_ulids(&db), ulids);
+    assert!(ulids.iter().all(|u| db.awaits_checks(u)));
+    let m = metrics();
+    let shipper = Shipper::start(db.clone(), ship_opts(store.clone()), m.clone()).unwrap();
+    // Several sync intervals: nothing unchecked leaves the node.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(m.uploads("success"), 0);
+    assert_eq!(db.check_deferred_blocks().unwrap(), 1);
+    assert_eq!(local_ulids(&db), ulids[1..]);
+    assert!(data.join("quarantine").join(&ulids[0]).is_dir());
+    assert_eq!(db.storage_stats().quarantined_blocks, 1);
+    assert_eq!(db.storage_stats().blocks_awaiting_checks, 0);
+    let checked = (ulids.len() - 1) as u64;
+    wait_until(
+        "the checked blocks shipped",
+        Duration::from_secs(30),
+        || m.pending() == 0 && m.uploads("success") == checked,
+    );
+    for u in &ulids[1..] {
+        check_shipped(store.as_ref(), &data, u);
+    }
+    assert!(bucket_meta(store.as_ref(), &ulids[0]).is_none());
+    assert!(!bucket_dir.join(&ulids[0]).exists());
+    assert!(shipper.stop(Duration::from_secs(10)));
+}
+
+#[test]
 fn filesystem_bucket_gets_blocks_and_merged_blocks_count_as_shipped() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket_dir = tmp.path().join("bucket");

@@ -488,6 +488,75 @@ fn corrupt_chunk_byte_quarantines_the_block() {
     damaged_block_is_quarantined(|b| b.join("chunks").join("000001"));
 }
 
+/// With `defer_block_checks`, a block whose damage only the full check
+/// finds (a chunk byte) opens and is served; the first operation that
+/// could copy or merge it (`compact`, `clean_tombstones`, `snapshot`)
+/// checks every waiting block first and quarantines it, and everything
+/// else is served as before.
+#[test]
+fn deferred_checks_quarantine_a_damaged_block_before_anything_merges_or_copies_it() {
+    type Trigger = fn(&Db);
+    let triggers: [(&str, Trigger); 3] = [
+        ("compact", |db| {
+            db.compact().unwrap();
+        }),
+        ("clean_tombstones", |db| {
+            db.clean_tombstones().unwrap();
+        }),
+        ("snapshot", |db| {
+            db.snapshot("s", true).unwrap();
+        }),
+    ];
+    for (what, trigger) in triggers {
+        let dir = tempfile::tempdir().unwrap();
+        let mut oracle = Oracle::new();
+        let metas = {
+            let db = Db::open(dir.path(), opts()).unwrap();
+            ingest(&db, &mut oracle, 10, T0, T0 + 8 * HOUR);
+            db.blocks()
+        };
+        assert!(metas.len() >= 2, "{what}: {metas:?}");
+        let victim = metas[0].clone();
+        corrupt_byte(
+            &dir.path().join(&victim.ulid).join("chunks").join("000001"),
+            0.5,
+        );
+        let deferred = Options {
+            defer_block_checks: true,
+            ..opts()
+        };
+        let db = Db::open(dir.path(), deferred).unwrap();
+        assert!(db.open_report().quarantined.is_empty(), "{what}");
+        assert_eq!(db.blocks(), metas, "{what}: served before the check");
+        assert_eq!(db.storage_stats().blocks_awaiting_checks, metas.len());
+        assert!(db.awaits_checks(&victim.ulid));
+        trigger(&db);
+        let stats = db.storage_stats();
+        assert_eq!(
+            (stats.quarantined_blocks, stats.blocks_awaiting_checks),
+            (1, 0),
+            "{what}"
+        );
+        assert!(!db.awaits_checks(&victim.ulid));
+        assert!(!db.blocks().iter().any(|m| m.ulid == victim.ulid), "{what}");
+        assert!(
+            dir.path().join("quarantine").join(&victim.ulid).is_dir(),
+            "{what}"
+        );
+        if what == "snapshot" {
+            let copied = dir.path().join("snapshots").join("s").join(&victim.ulid);
+            assert!(!copied.exists(), "the damaged block was snapshotted");
+        }
+        let kept = range(&oracle, victim.max_time, i64::MAX);
+        check_all(&db, &kept, what);
+        drop(db);
+        // Quarantined for good: the next start does not see it.
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert!(db.open_report().quarantined.is_empty(), "{what}");
+        check_all(&db, &kept, what);
+    }
+}
+
 #[test]
 fn head_deletion_survives_wal_checkpoint_and_restart() {
     let dir = tempfile::tempdir().unwrap();

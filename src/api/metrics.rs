@@ -47,6 +47,8 @@ pub(crate) struct StorageGauges {
     compactions: Family<CompactionLabels, Counter>,
     compaction_failures: Counter,
     retention_deleted_blocks: Counter,
+    quarantined_blocks: Counter,
+    blocks_awaiting_checks: Gauge,
     writable: Gauge,
     wal_recoveries: Counter,
     ooo_appended: Counter,
@@ -69,6 +71,8 @@ impl Default for StorageGauges {
             compactions: Family::default(),
             compaction_failures: Counter::default(),
             retention_deleted_blocks: Counter::default(),
+            quarantined_blocks: Counter::default(),
+            blocks_awaiting_checks: Gauge::default(),
             writable: Gauge::default(),
             wal_recoveries: Counter::default(),
             ooo_appended: Counter::default(),
@@ -138,6 +142,16 @@ impl StorageGauges {
             "tidemark_storage_retention_deleted_blocks",
             "Blocks deleted by time or size retention.",
             g.retention_deleted_blocks.clone(),
+        );
+        registry.register(
+            "tidemark_storage_quarantined_blocks",
+            "Blocks that failed their checks (at start, or in the deferred check after it) and were moved to quarantine/; their data is not served.",
+            g.quarantined_blocks.clone(),
+        );
+        registry.register(
+            "tidemark_storage_blocks_awaiting_checks",
+            "Blocks served since start whose full check (every series, postings list and chunk) has not run yet; it runs in the first compaction.",
+            g.blocks_awaiting_checks.clone(),
         );
         registry.register(
             "tidemark_storage_writable",
@@ -396,6 +410,9 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             set_counter(&kind("merge"), st.merge_compactions);
             set_counter(&g.compaction_failures, st.compaction_failures);
             set_counter(&g.retention_deleted_blocks, st.retention_deleted_blocks);
+            set_counter(&g.quarantined_blocks, st.quarantined_blocks);
+            g.blocks_awaiting_checks
+                .set(i64::try_from(st.blocks_awaiting_checks).unwrap_or(i64::MAX));
             set_counter(&g.wal_recoveries, st.wal_recoveries);
             set_counter(&g.ooo_appended, st.ooo_appended);
             g.writable.set(i64::from(st.writable));

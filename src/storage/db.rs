@@ -118,6 +118,12 @@ pub struct StorageStats {
     /// Float samples stored out of order (inside the out-of-order window),
     /// since start.
     pub ooo_appended: u64,
+    /// Blocks that failed their checks and were moved to `quarantine/`,
+    /// since start (at open or by [`Db::check_deferred_blocks`]).
+    pub quarantined_blocks: u64,
+    /// Blocks served whose deferred checks have not run yet
+    /// ([`Options::defer_block_checks`]).
+    pub blocks_awaiting_checks: usize,
 }
 
 #[derive(Default)]
@@ -127,6 +133,7 @@ struct Counters {
     compaction_failures: AtomicU64,
     retention_deleted_blocks: AtomicU64,
     wal_recoveries: AtomicU64,
+    quarantined_blocks: AtomicU64,
     /// Durations of finished compaction steps not yet taken by the metrics
     /// exporter.
     durations: Mutex<Vec<f64>>,
@@ -143,8 +150,13 @@ pub struct Db {
     /// blocks they read alive.
     blocks: BlockList,
     /// Serialises everything that changes the block list or block files:
-    /// compaction, retention, deletion, snapshots.
+    /// compaction, retention, deletion, snapshots, deferred checks.
     compaction: Mutex<()>,
+    /// Blocks served before their full checks ran
+    /// ([`Options::defer_block_checks`]), oldest first; emptied by
+    /// [`Db::check_deferred_blocks`], never added to after open. None of
+    /// them is merged, rewritten, snapshotted or shipped until it passed.
+    unchecked: Mutex<Vec<Arc<Block>>>,
     counters: Counters,
     closed: AtomicBool,
     report: OpenReport,
@@ -187,8 +199,19 @@ impl Db {
         lock_waiting(&lock, &lock_path, &dir)?;
 
         let mut report = OpenReport::default();
-        let blocks = load_blocks(&dir, opts.verify_chunks_on_open, &mut report)?;
+        let check = if opts.defer_block_checks {
+            BlockChecks::Deferred
+        } else {
+            BlockChecks::AtOpen {
+                verify_chunks: opts.verify_chunks_on_open,
+            }
+        };
+        let blocks = load_blocks(&dir, check, &mut report)?;
         report.blocks = blocks.len();
+        let unchecked = match check {
+            BlockChecks::Deferred => blocks.clone(),
+            BlockChecks::AtOpen { .. } => Vec::new(),
+        };
 
         // A block persisted at shutdown implies the floor the head had
         // then, not its end (`BlockMeta::implied_head_floor`).
@@ -283,6 +306,10 @@ impl Db {
         report.head = head_stats;
         report.replay_duration = started.elapsed();
         let wal = Wal::open(&wal_dir, opts.wal)?;
+        let counters = Counters::default();
+        counters
+            .quarantined_blocks
+            .store(report.quarantined.len() as u64, Ordering::Relaxed);
         Ok(Db {
             dir,
             opts,
@@ -290,7 +317,8 @@ impl Db {
             wal,
             blocks: Arc::new(RwLock::new(blocks)),
             compaction: Mutex::new(()),
-            counters: Counters::default(),
+            unchecked: Mutex::new(unchecked),
+            counters,
             closed: AtomicBool::new(false),
             report,
             ship_gate: OnceLock::new(),
@@ -462,7 +490,10 @@ impl Db {
                 continue;
             }
             let path = dir.join(name);
-            match open_block_retrying(&path, self.opts.verify_chunks_on_open) {
+            let check = BlockChecks::AtOpen {
+                verify_chunks: self.opts.verify_chunks_on_open,
+            };
+            match open_block_retrying(&path, check) {
                 Ok(b) => new.push(Arc::new(b)),
                 Err(e) => report.failed.push((path, e.to_string())),
             }
@@ -527,6 +558,13 @@ impl Db {
             .collect()
     }
 
+    /// Whether the block `ulid` is served but its deferred checks have not
+    /// passed yet ([`Db::check_deferred_blocks`]): it must not leave the
+    /// node (the shipper waits).
+    pub fn awaits_checks(&self, ulid: &str) -> bool {
+        self.unchecked.lock().iter().any(|b| b.meta().ulid == ulid)
+    }
+
     /// Counters and gauges for self-monitoring.
     pub fn storage_stats(&self) -> StorageStats {
         let blocks = self.blocks.read();
@@ -543,6 +581,8 @@ impl Db {
             writable: self.is_writable(),
             wal_recoveries: self.counters.wal_recoveries.load(Ordering::Relaxed),
             ooo_appended: self.head.ooo_appended(),
+            quarantined_blocks: self.counters.quarantined_blocks.load(Ordering::Relaxed),
+            blocks_awaiting_checks: self.unchecked.lock().len(),
         }
     }
 
@@ -627,14 +667,72 @@ impl Db {
     /// On I/O failure or an unreadable block; what was completed stays, and
     /// the next run retries the rest.
     pub fn compact(&self) -> Result<CompactionReport> {
-        let _guard = self.compaction.lock();
-        let result = self.compact_locked();
+        let checked = self.check_deferred_blocks();
+        let result = {
+            let _guard = self.compaction.lock();
+            match checked {
+                Ok(_) => self.compact_locked(),
+                // Nothing unchecked is merged; retention still frees space.
+                Err(e) => self.apply_retention().and(Err(e)),
+            }
+        };
         if result.is_err() {
             self.counters
                 .compaction_failures
                 .fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Runs the checks [`Options::defer_block_checks`] left out of
+    /// [`Db::open`] ([`Block::check`]) on every block still waiting for
+    /// them, oldest first, one at a time under the compaction lock. A block
+    /// that fails is quarantined: no longer served (queries already running
+    /// finish on it), moved to `quarantine/`, logged and counted. A block
+    /// that passes may be shipped from then on. [`Db::compact`],
+    /// [`Db::clean_tombstones`] and [`Db::snapshot`] call this first, so
+    /// nothing unchecked is merged, rewritten or copied. Returns the number
+    /// of blocks quarantined; stops early once the store is closed.
+    ///
+    /// # Errors
+    /// When a block cannot be read for a reason of the machine (an I/O
+    /// error or a failed map: it stays waiting, and the next call tries
+    /// again) or a damaged block cannot be moved into `quarantine/`.
+    pub fn check_deferred_blocks(&self) -> Result<usize> {
+        let mut quarantined = 0;
+        loop {
+            let _guard = self.compaction.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Ok(quarantined);
+            }
+            let Some(block) = self.unchecked.lock().first().cloned() else {
+                return Ok(quarantined);
+            };
+            let started = Instant::now();
+            match block.check(self.opts.verify_chunks_on_open) {
+                Ok(()) => {
+                    tracing::debug!(block = %block.meta().ulid,
+                        duration_ms = started.elapsed().as_millis() as u64, "block passed its deferred checks");
+                    self.notify_completed(block.meta());
+                }
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(block = %block.dir().display(), error = %e,
+                        "checking a block failed (not damaged: an I/O or resource error); trying again later");
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    self.insert_blocks(std::slice::from_ref(&block), Vec::new());
+                    let path = block.dir().to_path_buf();
+                    drop(block);
+                    quarantine(&self.dir, &path, &e)?;
+                    self.counters
+                        .quarantined_blocks
+                        .fetch_add(1, Ordering::Relaxed);
+                    quarantined += 1;
+                }
+            }
+            self.unchecked.lock().remove(0);
+        }
     }
 
     /// Retention runs whatever else failed: on a full disk, writing a
@@ -915,6 +1013,7 @@ impl Db {
     /// # Errors
     /// On I/O failure or an unreadable block.
     pub fn clean_tombstones(&self) -> Result<usize> {
+        self.check_deferred_blocks()?;
         let _guard = self.compaction.lock();
         let with_tombstones = self.blocks_with_tombstones();
         for b in &with_tombstones {
@@ -932,6 +1031,7 @@ impl Db {
     /// # Errors
     /// On I/O failure.
     pub fn snapshot(&self, name: &str, skip_head: bool) -> Result<PathBuf> {
+        self.check_deferred_blocks()?;
         let _guard = self.compaction.lock();
         let root = self.dir.join(SNAPSHOTS_DIR);
         let dst = root.join(name);
@@ -1113,10 +1213,20 @@ fn lock_waiting(lock: &File, lock_path: &Path, dir: &Path) -> Result<()> {
     }
 }
 
+/// Which checks [`load_blocks`] runs.
+#[derive(Debug, Clone, Copy)]
+enum BlockChecks {
+    /// All of them ([`Block::open`]).
+    AtOpen { verify_chunks: bool },
+    /// Those that cost little ([`Block::open_deferring_checks`]); the rest
+    /// are [`Db::check_deferred_blocks`]'s.
+    Deferred,
+}
+
 /// Removes leftovers, opens every block directory under `dir` (moving the
 /// ones that fail into `quarantine/`), drops blocks already merged into
 /// another, and returns the rest sorted by time.
-fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
+fn load_blocks(dir: &Path, check: BlockChecks, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
     let entries = fs::read_dir(dir).map_err(io_err("read data directory", dir))?;
     let mut candidates = Vec::new();
     for e in entries {
@@ -1145,7 +1255,7 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
     candidates.sort();
     let mut blocks: Vec<Arc<Block>> = Vec::new();
     for path in candidates {
-        match open_block_retrying(&path, verify) {
+        match open_block_retrying(&path, check) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) if is_transient(&e) => {
                 // The machine's trouble, not the block's: never quarantine.
@@ -1154,19 +1264,7 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
                 return Err(e.into());
             }
             Err(e) => {
-                let q = dir.join(QUARANTINE_DIR);
-                compact::create_dir_all_durable(&q)
-                    .map_err(io_err("create quarantine directory", &q))?;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_os_string())
-                    .unwrap_or_default();
-                let to = q.join(name);
-                tracing::error!(block = %path.display(), quarantined_to = %to.display(), error = %e,
-                    "block failed its checks; moved to quarantine, its data is not served");
-                fs::rename(&path, &to).map_err(io_err("quarantine block", &path))?;
-                compact::sync_dir(&q)?;
-                compact::sync_dir(dir)?;
+                let to = quarantine(dir, &path, &e)?;
                 report.quarantined.push((to, e.to_string()));
             }
         }
@@ -1193,6 +1291,24 @@ fn load_blocks(dir: &Path, verify: bool, report: &mut OpenReport) -> Result<Vec<
     Ok(blocks)
 }
 
+/// Moves the damaged block directory `path` into `dir`'s `quarantine/`
+/// (durably) and logs why; returns where it went.
+fn quarantine(dir: &Path, path: &Path, why: &BlockError) -> Result<PathBuf> {
+    let q = dir.join(QUARANTINE_DIR);
+    compact::create_dir_all_durable(&q).map_err(io_err("create quarantine directory", &q))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let to = q.join(name);
+    tracing::error!(block = %path.display(), quarantined_to = %to.display(), error = %why,
+        "block failed its checks; moved to quarantine, its data is not served");
+    fs::rename(path, &to).map_err(io_err("quarantine block", path))?;
+    compact::sync_dir(&q)?;
+    compact::sync_dir(dir)?;
+    Ok(to)
+}
+
 /// Attempts of [`open_block_retrying`], with the pause before each retry.
 const BLOCK_OPEN_RETRIES: [Duration; 3] = [
     Duration::from_millis(100),
@@ -1201,10 +1317,14 @@ const BLOCK_OPEN_RETRIES: [Duration; 3] = [
 ];
 
 /// Opens a block, retrying an error that [`is_transient`] a few times.
-fn open_block_retrying(path: &Path, verify: bool) -> Result<Block, BlockError> {
+fn open_block_retrying(path: &Path, check: BlockChecks) -> Result<Block, BlockError> {
     let mut pauses = BLOCK_OPEN_RETRIES.iter();
     loop {
-        match Block::open(path, verify) {
+        let opened = match check {
+            BlockChecks::AtOpen { verify_chunks } => Block::open(path, verify_chunks),
+            BlockChecks::Deferred => Block::open_deferring_checks(path),
+        };
+        match opened {
             Err(e) if is_transient(&e) => match pauses.next() {
                 Some(pause) => {
                     tracing::warn!(block = %path.display(), error = %e, retry_in = ?pause,

@@ -43,6 +43,15 @@ pub struct Options {
     /// Check every chunk's checksum when a block is opened (a sequential
     /// read of the block), so damage is found and quarantined at start.
     pub verify_chunks_on_open: bool,
+    /// Open blocks with only the checks that cost little whatever their
+    /// size ([`crate::storage::Block::open_deferring_checks`]) and serve
+    /// them at once; the walk over every series, postings list and chunk
+    /// runs later, in [`crate::storage::Db::check_deferred_blocks`] (which
+    /// [`crate::storage::Db::compact`] calls first), and a block that fails
+    /// it is quarantined then. A start then costs little whatever the
+    /// data held. Off in this default (every check in
+    /// [`crate::storage::Db::open`]); the server turns it on.
+    pub defer_block_checks: bool,
     /// Write the head to `head_snapshot` on [`crate::storage::Db::close`],
     /// so a clean restart loads it instead of replaying the WAL.
     pub head_snapshot_on_close: bool,
@@ -87,6 +96,7 @@ impl Default for Options {
             retention_ms: 15 * 24 * 60 * 60 * 1000,
             retention_bytes: 0,
             verify_chunks_on_open: true,
+            defer_block_checks: false,
             head_snapshot_on_close: true,
             persist_head_on_close: false,
             crash_hook: None,

@@ -118,7 +118,8 @@ impl BlockIndex {
     /// [`BlockError::Corrupt`] naming the offset, [`BlockError::Io`].
     /// Never panics on any file contents.
     pub fn open(path: &Path, segment_sizes: &[u64]) -> Result<Self, BlockError> {
-        Self::open_checking(path, |index_path, m| {
+        let index = Self::open_parsed(path)?;
+        index.check(|index_path, m| {
             let size = segment_of(segment_sizes, m.chunk_ref, index_path)?;
             if !chunk_in_bounds(*size, m.chunk_ref.offset(), m.data_len) {
                 return Err(BlockError::Corrupt {
@@ -131,13 +132,15 @@ impl BlockIndex {
                 });
             }
             Ok(())
-        })
+        })?;
+        Ok(index)
     }
 
-    fn open_checking(
-        path: &Path,
-        mut on_chunk: impl FnMut(&Path, &ChunkMeta) -> Result<(), BlockError>,
-    ) -> Result<Self, BlockError> {
+    /// Maps the index file at `path` and parses its TOC, section
+    /// checksums, symbols and label names; series entries and postings
+    /// lists are left for [`BlockIndex::check`] (every read bounds-checks
+    /// what it decodes either way).
+    fn open_parsed(path: &Path) -> Result<Self, BlockError> {
         let f = File::open(path).map_err(|source| BlockError::Io {
             op: "open index",
             path: path.to_path_buf(),
@@ -154,12 +157,22 @@ impl BlockIndex {
         let map = map_file(&f, path)?;
         drop(f);
         let reader = IndexReader::parse(&map, path)?;
-        reader.check_all(&map, |m| on_chunk(path, m))?;
         Ok(Self {
             path: path.to_path_buf(),
             map,
             reader,
         })
+    }
+
+    /// Walks every series entry and postings list, calling `on_chunk` for
+    /// each chunk meta in file order.
+    fn check(
+        &self,
+        mut on_chunk: impl FnMut(&Path, &ChunkMeta) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        self.reader
+            .check_all(&self.map, |m| on_chunk(&self.path, m))
+            .map(|_| ())
     }
 
     /// Bytes of the index file.
@@ -217,24 +230,35 @@ impl Block {
     /// chunk segments, verifies every index section checksum, every series
     /// entry and postings list, and that every chunk reference lies inside
     /// its segment. With `verify_chunks`, also checks every chunk's CRC
-    /// (reads all chunk data, in file order).
+    /// (reads all chunk data, in file order). [`Block::open_deferring_checks`]
+    /// then [`Block::check`].
     ///
     /// # Errors
     /// [`BlockError::Corrupt`] naming file and offset for any damage;
     /// [`BlockError::UnsupportedVersion`]; [`BlockError::Io`]. Never panics
     /// on any file contents.
     pub fn open(dir: &Path, verify_chunks: bool) -> Result<Block, BlockError> {
+        let block = Self::open_deferring_checks(dir)?;
+        block.check(verify_chunks)?;
+        Ok(block)
+    }
+
+    /// Opens a block directory with the checks that cost little whatever
+    /// its size: `meta.json`, the tombstones, the chunk segments' headers,
+    /// the index's TOC and section checksums, its symbols and label names.
+    /// The walk over every series entry, postings list and chunk is left to
+    /// [`Block::check`]; until it has passed, a read that meets damage
+    /// fails with the error the reader finds (every read bounds-checks what
+    /// it decodes), and the block must not be merged or shipped.
+    ///
+    /// # Errors
+    /// As [`Block::open`], for the parts it reads. Never panics on any file
+    /// contents.
+    pub fn open_deferring_checks(dir: &Path) -> Result<Block, BlockError> {
         let meta = read_meta(&dir.join(META_FILE))?;
         let segments = open_segments(&dir.join(CHUNKS_DIR))?;
         let chunk_bytes = segments.iter().map(|s| s.bytes().len() as u64).sum();
-        let index = BlockIndex::open_checking(&dir.join(INDEX_FILE), |index_path, m| {
-            let seg = segment_of(&segments, m.chunk_ref, index_path)?;
-            seg.check_bounds(m.chunk_ref.offset(), m.data_len)?;
-            if verify_chunks {
-                seg.chunk(m.chunk_ref.offset(), m.data_len)?;
-            }
-            Ok(())
-        })?;
+        let index = BlockIndex::open_parsed(&dir.join(INDEX_FILE))?;
         let index_bytes = index.len();
         let (tombstones, other_bytes) = read_small_files(dir)?;
         Ok(Block {
@@ -248,6 +272,30 @@ impl Block {
             index_bytes,
             chunk_bytes,
             other_bytes,
+        })
+    }
+
+    /// The checks [`Block::open`] makes beyond
+    /// [`Block::open_deferring_checks`]: every series entry (labels in
+    /// order, entries tiling the section) and postings list, every chunk
+    /// reference inside its segment and, with `verify_chunks`, every
+    /// chunk's CRC. A block in object storage passes: its index is
+    /// checked whole each time it is loaded ([`BlockIndex::open`]).
+    ///
+    /// # Errors
+    /// As [`Block::open`]. Never panics on any file contents.
+    pub fn check(&self, verify_chunks: bool) -> Result<(), BlockError> {
+        let (IndexSource::Local(index), Segments::Local(segments)) = (&self.index, &self.segments)
+        else {
+            return Ok(());
+        };
+        index.check(|index_path, m| {
+            let seg = segment_of(segments, m.chunk_ref, index_path)?;
+            seg.check_bounds(m.chunk_ref.offset(), m.data_len)?;
+            if verify_chunks {
+                seg.chunk(m.chunk_ref.offset(), m.data_len)?;
+            }
+            Ok(())
         })
     }
 

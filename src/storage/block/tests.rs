@@ -582,6 +582,93 @@ fn check_index_never_panics_on_mutated_real_index() {
     }
 }
 
+/// Every read a query or compaction makes of a block, all results
+/// dropped: what must never panic, whatever the bytes.
+fn read_everything(block: &Block) {
+    let re = Matcher::new(MatchOp::Regex, "job", "a|.+").unwrap();
+    for ms in [vec![], vec![Matcher::eq("__name__", "up")], vec![re]] {
+        if let Ok(selected) = block.select(&ms, i64::MIN, i64::MAX) {
+            for s in selected.iter() {
+                for c in &s.chunks {
+                    let _ = c.samples();
+                }
+            }
+        }
+        let _ = block.label_names(&ms);
+        let _ = block.label_values("job", &ms);
+        let _ = block.label_values("__name__", &ms);
+    }
+    for s in block.series().flatten() {
+        for c in &s.chunks {
+            let _ = c.samples();
+        }
+    }
+}
+
+#[test]
+fn deferred_checks_find_what_open_finds_and_reads_before_them_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    write_block_with(&dir, &fixture(), 200);
+    let block = Block::open_deferring_checks(&dir).unwrap();
+    block.check(true).unwrap();
+    read_everything(&block);
+    drop(block);
+    // Damage behind the section checksums (each section's CRC rewritten
+    // after the flip), which only the full walk can find, then damage to
+    // a chunk, which only the chunk CRCs can.
+    let index_path = dir.join(INDEX_FILE);
+    let good = fs::read(&index_path).unwrap();
+    let toc_start = good.len() - index::TOC_LEN;
+    let mut damaged = Vec::new();
+    for s in 0..index::NUM_SECTIONS {
+        let e = &good[toc_start + s * 16..];
+        let off = u64::from_be_bytes(e[..8].try_into().unwrap()) as usize;
+        let len = u64::from_be_bytes(e[8..16].try_into().unwrap()) as usize;
+        for i in (off..off + len).step_by(3) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x41;
+            let crc = crc32fast::hash(&bad[off..off + len]);
+            bad[off + len..off + len + 4].copy_from_slice(&crc.to_be_bytes());
+            damaged.push((index_path.clone(), bad));
+        }
+    }
+    let seg_path = dir.join(CHUNKS_DIR).join("000001");
+    let seg = fs::read(&seg_path).unwrap();
+    for i in positions(seg.len()) {
+        let mut bad = seg.clone();
+        bad[i] ^= 0x41;
+        damaged.push((seg_path.clone(), bad));
+    }
+    let mut found_only_by_check = 0;
+    for (path, bad) in &damaged {
+        let good = fs::read(path).unwrap();
+        fs::write(path, bad).unwrap();
+        let at_open = Block::open(&dir, true)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let deferred = Block::open_deferring_checks(&dir).map_err(|e| e.to_string());
+        let checked = match &deferred {
+            Ok(block) => {
+                read_everything(block);
+                let checked = block.check(true).map_err(|e| e.to_string());
+                if checked.is_err() {
+                    found_only_by_check += 1;
+                }
+                checked
+            }
+            Err(e) => Err(e.clone()),
+        };
+        assert_eq!(checked, at_open, "{}", path.display());
+        fs::write(path, good).unwrap();
+    }
+    assert!(
+        found_only_by_check > damaged.len() / 2,
+        "{found_only_by_check} of {}",
+        damaged.len()
+    );
+}
+
 #[test]
 fn chunk_ref_packs_segment_and_offset() {
     let r = ChunkRef::new(3, 0xdead_beef);
