@@ -812,6 +812,9 @@ impl wal::Held for CheckpointView<'_> {
     fn ooo_from(&self, r: SeriesRef) -> Option<i64> {
         self.0.series.get_by_ref(r)?.data.lock().ooo_first_t()
     }
+    fn holds_none(&self) -> bool {
+        self.0.num_series() == 0
+    }
 }
 
 #[cfg(test)]

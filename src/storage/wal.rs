@@ -35,12 +35,12 @@ pub use histogram_record::{
 };
 pub use reader::{replay, replay_after, Damage, ReplayStats};
 pub use record::{
-    compress_record, decode, decode_chained, encode_exemplars, encode_linked, encode_metadata,
-    encode_ooo_samples, encode_samples, encode_series, encode_tombstones, next_segment_tag,
-    ChainLink, Record, RecordError, RefExemplar, RefMetadata, RefSample, RefSeries, RefTombstone,
-    SampleChain, SeriesSamples, RECORD_CHAINED_SAMPLES, RECORD_EXEMPLARS, RECORD_METADATA,
-    RECORD_OOO_SAMPLES, RECORD_RUN_SAMPLES, RECORD_SAMPLES, RECORD_SERIES, RECORD_SNAPPY,
-    RECORD_TOMBSTONES,
+    compress_record, decode, decode_chained, decode_chained_if, encode_exemplars, encode_linked,
+    encode_metadata, encode_ooo_samples, encode_samples, encode_series, encode_tombstones,
+    next_segment_tag, ChainLink, Record, RecordError, RefExemplar, RefMetadata, RefSample,
+    RefSeries, RefTombstone, SampleChain, SeriesSamples, RECORD_CHAINED_SAMPLES, RECORD_EXEMPLARS,
+    RECORD_METADATA, RECORD_OOO_SAMPLES, RECORD_RUN_SAMPLES, RECORD_SAMPLES, RECORD_SERIES,
+    RECORD_SNAPPY, RECORD_TOMBSTONES,
 };
 pub use segment::{
     CorruptionReason, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_LEN,

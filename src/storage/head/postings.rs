@@ -85,6 +85,15 @@ impl MemPostings {
         if removed.is_empty() {
             return;
         }
+        {
+            // Every series goes (a head persisted whole at shutdown): no
+            // list needs filtering. `removed` is a subset of `all`.
+            let mut ix = self.inner.write();
+            if removed.len() >= ix.all.len() {
+                *ix = Index::default();
+                return;
+            }
+        }
         let gone: HashSet<SeriesRef, ahash::RandomState> =
             removed.iter().map(|(r, _)| *r).collect();
         let mut touched: HashMap<&str, HashSet<&str, ahash::RandomState>, ahash::RandomState> =
@@ -533,6 +542,24 @@ pub(super) mod tests {
         assert_eq!(p.label_names(), ["__name__", "job"]);
         assert_eq!(p.label_values("job"), ["a"]);
         assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn removing_every_series_empties_the_index_and_it_takes_new_ones() {
+        let p = index();
+        let all: Vec<(SeriesRef, Labels)> = (1..=3)
+            .map(|r| (SeriesRef(r), Labels::from_static(&[("__name__", "up")])))
+            .collect();
+        p.remove(&all);
+        assert_eq!(p.len(), 0);
+        assert!(p.label_names().is_empty());
+        assert!(p.for_matchers(&[Matcher::eq("__name__", "up")]).is_empty());
+        p.add(
+            SeriesRef(9),
+            &Labels::from_static(&[("__name__", "up"), ("job", "c")]),
+        );
+        assert_eq!(p.label_names(), ["__name__", "job"]);
+        assert_eq!(p.for_matchers(&[Matcher::eq("job", "c")]), refs(&[9]));
     }
 
     proptest! {

@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use crate::model::Interner;
 use crate::storage::{CrashHook, SeriesRef};
 
-use super::reader::{list_checkpoints, read_segment, ReplayStats, CHECKPOINT_PREFIX};
+use super::reader::{list_checkpoints, read_segment_types, ReplayStats, CHECKPOINT_PREFIX};
 use super::record::chained_fits;
 use super::segment::{create_segment, list_segments, put_frame, segment_name, sync_dir};
 use super::{
     encode_exemplars, encode_histogram_samples, encode_metadata, encode_ooo_histogram_samples,
     encode_ooo_samples, encode_samples, encode_series, encode_tombstones, io_err, Error, Record,
     RefMetadata, RefSample, Result, SampleChain, Wal, FRAME_HEADER_LEN, MAX_RECORD_LEN,
-    SEGMENT_HEADER_LEN,
+    RECORD_METADATA, SEGMENT_HEADER_LEN,
 };
 
 /// What a checkpoint kept, dropped and removed.
@@ -87,6 +87,13 @@ pub trait Held {
     /// were written, whose head tombstone covers only what the series still
     /// held, would not hide them there.
     fn ooo_from(&self, r: SeriesRef) -> Option<i64>;
+    /// Whether the head holds no series at all (asked once, when the
+    /// checkpoint starts): then no series, sample, exemplar or tombstone
+    /// record can be kept, and only metadata records are decoded (a clean
+    /// shutdown that persisted the head checkpoints the whole WAL so).
+    fn holds_none(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(SeriesRef) -> bool> Held for F {
@@ -200,6 +207,7 @@ fn write_checkpoint(
     let mut payload = Vec::new();
     let mut failed = None;
     let mut metadata: BTreeMap<String, RefMetadata> = BTreeMap::new();
+    let metadata_only = keep.holds_none();
     let mut on_record = |record: Record| {
         if failed.is_some() {
             return;
@@ -282,8 +290,10 @@ fn write_checkpoint(
         }
     };
     let mut read = ReplayStats::default();
+    let wanted = |typ: u8| !metadata_only || typ == RECORD_METADATA;
     for path in sources {
-        if let Some((offset, reason)) = read_segment(path, interner, &mut on_record, &mut read)? {
+        let damage = read_segment_types(path, interner, wanted, &mut on_record, &mut read)?;
+        if let Some((offset, reason)) = damage {
             return Err(Error::Corruption {
                 file: path.clone(),
                 offset,

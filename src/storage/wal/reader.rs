@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::model::Interner;
 
 use super::segment::{list_segments, sync_dir, CorruptionReason, Frame, SegmentReader};
-use super::{decode_chained, io_err, Error, Record, Result, SampleChain, SEGMENT_HEADER_LEN};
+use super::{decode_chained_if, io_err, Error, Record, Result, SampleChain, SEGMENT_HEADER_LEN};
 
 /// Prefix of checkpoint directory names: `checkpoint.NNNNNNNN`.
 pub(crate) const CHECKPOINT_PREFIX: &str = "checkpoint.";
@@ -179,6 +179,20 @@ pub(crate) fn read_segment(
     f: &mut impl FnMut(Record),
     stats: &mut ReplayStats,
 ) -> Result<Option<(u64, CorruptionReason)>> {
+    read_segment_types(path, interner, |_| true, f, stats)
+}
+
+/// [`read_segment`] decoding only the records whose type byte `wanted`
+/// accepts ([`super::record::decode_chained_if`]); the others are checked
+/// by their frame's CRC only and skipped. `wanted` must take all chained
+/// samples records of a segment or none.
+pub(crate) fn read_segment_types(
+    path: &Path,
+    interner: &Interner,
+    wanted: impl Fn(u8) -> bool,
+    f: &mut impl FnMut(Record),
+    stats: &mut ReplayStats,
+) -> Result<Option<(u64, CorruptionReason)>> {
     let mut r = SegmentReader::open(path)?;
     if let Some(reason) = r.read_header()? {
         return Ok(Some((0, reason)));
@@ -191,11 +205,12 @@ pub(crate) fn read_segment(
             Frame::End => break None,
             Frame::Damaged { offset, reason } => break Some((offset, reason)),
             Frame::Record { offset, payload } => {
-                match decode_chained(payload, interner, &mut chain) {
-                    Ok(record) => {
+                match decode_chained_if(payload, interner, &mut chain, &wanted) {
+                    Ok(Some(record)) => {
                         stats.records += 1;
                         f(record);
                     }
+                    Ok(None) => {}
                     Err(e) => break Some((offset, CorruptionReason::Undecodable(e))),
                 }
             }

@@ -261,6 +261,35 @@ pub fn decode_chained(
     interner: &Interner,
     chain: &mut SampleChain,
 ) -> Result<Record, RecordError> {
+    with_plain(payload, |plain| decode_plain(plain, interner, chain))
+}
+
+/// [`decode_chained`] of a record whose type byte `wanted` accepts; `None`,
+/// the rest left undecoded, for any other (a compressed record is
+/// decompressed to read its type). A skipped chained samples record leaves
+/// `chain` behind: a caller that skips one must skip every samples record
+/// after it in the segment.
+///
+/// # Errors
+/// As [`decode`], for the records decoded.
+pub fn decode_chained_if(
+    payload: &[u8],
+    interner: &Interner,
+    chain: &mut SampleChain,
+    wanted: impl Fn(u8) -> bool,
+) -> Result<Option<Record>, RecordError> {
+    with_plain(payload, |plain| match plain.first() {
+        Some(&typ) if !wanted(typ) => Ok(None),
+        _ => decode_plain(plain, interner, chain).map(Some),
+    })
+}
+
+/// Calls `f` with the uncompressed payload: `payload` itself, or what a
+/// [`RECORD_SNAPPY`] payload's body decompresses to.
+fn with_plain<T>(
+    payload: &[u8],
+    f: impl FnOnce(&[u8]) -> Result<T, RecordError>,
+) -> Result<T, RecordError> {
     if payload.first() == Some(&RECORD_SNAPPY) {
         let inner = decompress_record(&payload[1..])?;
         if inner.first() == Some(&RECORD_SNAPPY) {
@@ -268,9 +297,9 @@ pub fn decode_chained(
                 reason: "a compressed record inside a compressed record".into(),
             });
         }
-        return decode_plain(&inner, interner, chain);
+        return f(&inner);
     }
-    decode_plain(payload, interner, chain)
+    f(payload)
 }
 
 /// The record a [`RECORD_SNAPPY`] payload's body compresses, its size

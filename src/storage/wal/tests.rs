@@ -755,6 +755,72 @@ fn checkpoint_keeps_exemplars_of_live_series_and_newest_metadata() {
     );
 }
 
+/// A head that holds no series (persisted whole at shutdown): the
+/// checkpoint decodes metadata records only, and keeps exactly what one
+/// that decoded everything against "no series live" keeps, compressed or
+/// not.
+#[test]
+fn checkpoint_of_an_empty_head_keeps_the_newest_metadata_only() {
+    struct Empty;
+    impl Held for Empty {
+        fn live(&self, _: SeriesRef) -> bool {
+            false
+        }
+        fn ooo_from(&self, _: SeriesRef) -> Option<i64> {
+            None
+        }
+        fn holds_none(&self) -> bool {
+            true
+        }
+    }
+    let run = |compression: bool, empty: bool| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let opts = WalOptions {
+            compression,
+            ..small(2000)
+        };
+        let wal = Wal::open(&dir, opts).unwrap();
+        let log = |r: Record| log_record(&wal, r);
+        log(Record::Series((0..40).map(series).collect()));
+        for t in 0..30 {
+            log(Record::Samples(
+                (0..40).map(|r| sample(r, t, t as u64)).collect(),
+            ));
+            log(Record::OooSamples(vec![sample(3, t - 100, 1)]));
+            log(Record::Metadata(vec![md("up", &format!("help {t}"))]));
+        }
+        log(Record::Tombstones(vec![RefTombstone {
+            series_ref: SeriesRef(1),
+            mint: 0,
+            maxt: 5,
+        }]));
+        log(Record::Metadata(vec![md("other", "o")]));
+        let last = wal.cut_segment().unwrap() - 1;
+        let interner = Interner::new();
+        let stats = if empty {
+            checkpoint(&dir, &wal, last, &interner, Empty, 0.into(), None).unwrap()
+        } else {
+            let none = |_: SeriesRef| false;
+            checkpoint(&dir, &wal, last, &interner, none, 0.into(), None).unwrap()
+        };
+        wal.close().unwrap();
+        (read_all(&dir).0, stats.metadata_kept, stats.series_kept)
+    };
+    for compression in [false, true] {
+        let decoded_all = run(compression, false);
+        assert_eq!(
+            decoded_all.0,
+            vec![Canon::Metadata(vec![md("other", "o"), md("up", "help 29")])]
+        );
+        assert_eq!(
+            run(compression, true),
+            decoded_all,
+            "compression {compression}"
+        );
+    }
+}
+
 /// With compression on, large records are written snappy-compressed
 /// (fewer bytes on disk) and replay gives back exactly the same records;
 /// a WAL written with it off reads the same.
