@@ -60,8 +60,9 @@ enum RegexKind {
     NonEmpty,
     /// `a|b|c` of plain literals.
     Set(HashSet<String>),
-    /// Anything else.
-    Re(Regex),
+    /// Anything else, with the literal every value it accepts starts with
+    /// (often empty).
+    Re(Regex, String),
 }
 
 /// One label matcher.
@@ -169,7 +170,23 @@ impl Matcher {
             RegexKind::Any => true,
             RegexKind::NonEmpty => !v.is_empty(),
             RegexKind::Set(s) => s.contains(v),
-            RegexKind::Re(r) => r.is_match(v),
+            RegexKind::Re(r, prefix) => v.starts_with(prefix.as_str()) && r.is_match(v),
+        }
+    }
+
+    /// The literal every value `m.matches(v) == want` accepts starts with,
+    /// when it is not empty: a regex matcher's literal prefix (`=~"node-0.*"`
+    /// gives `node-0`), for a matching value when `want`, or, for `!~`, a
+    /// rejected one. Lets an index with sorted values scan only that range.
+    pub fn value_prefix(&self, want: bool) -> Option<&str> {
+        let accepting = match self.op {
+            MatchOp::Regex => want,
+            MatchOp::NotRegex => !want,
+            MatchOp::Equal | MatchOp::NotEqual => return None,
+        };
+        match self.re.as_deref() {
+            Some(RegexKind::Re(_, prefix)) if accepting && !prefix.is_empty() => Some(prefix),
+            _ => None,
         }
     }
 }
@@ -217,7 +234,7 @@ pub(crate) fn regex_bytes(pattern: &str) -> u64 {
 impl RegexKind {
     fn heap_bytes(&self, pattern: &str) -> u64 {
         let own = match self {
-            RegexKind::Re(r) => r.memory_usage(),
+            RegexKind::Re(r, prefix) => r.memory_usage() + prefix.len(),
             RegexKind::Set(s) => s.iter().map(|v| v.len() + 32).sum(),
             RegexKind::Any | RegexKind::NonEmpty => 0,
         };
@@ -259,10 +276,34 @@ fn compile_uncached(pattern: &str) -> Result<(RegexKind, u64), MatcherError> {
         {
             RegexKind::Set(p.split('|').map(str::to_string).collect())
         }
-        _ => RegexKind::Re(re),
+        _ => RegexKind::Re(re, literal_prefix(&anchored)),
     };
     let bytes = kind.heap_bytes(pattern);
     Ok((kind, bytes))
+}
+
+/// The literal every string the regex `anchored` (`^(?s:…)$`) matches
+/// starts with: the longest common prefix of its prefix literals, as
+/// regex-syntax's extractor finds them for prefilters (any match begins
+/// with one of them). Empty when there is none, the set is unbounded, or
+/// the pattern does not parse here; cut back to a whole character.
+fn literal_prefix(anchored: &str) -> String {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .utf8(true)
+        .build()
+        .parse(anchored)
+    else {
+        return String::new();
+    };
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let Some(lcp) = seq.longest_common_prefix() else {
+        return String::new();
+    };
+    match std::str::from_utf8(lcp) {
+        Ok(s) => s.to_string(),
+        Err(e) => String::from_utf8_lossy(&lcp[..e.valid_up_to()]).into_owned(),
+    }
 }
 
 fn is_meta(c: char) -> bool {
@@ -293,6 +334,57 @@ impl PartialEq for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_prefixes_are_what_every_match_starts_with() {
+        for (pattern, want) in [
+            ("node-00[0-3].*", "node-00"),
+            ("ab+", "ab"),
+            ("ab*", "a"),
+            ("foo?bar", "fo"),
+            ("abc|abd.*", "ab"),
+            ("é.*", "é"),
+            ("[é]x.*", "éx"),
+            (".*foo", ""),
+            ("(?i)abc.*", ""),
+            ("a|b.*", ""),
+            ("", ""),
+            ("x*", ""),
+        ] {
+            assert_eq!(
+                literal_prefix(&format!("^(?s:{pattern})$")),
+                want,
+                "{pattern}"
+            );
+        }
+        let m = Matcher::new(MatchOp::Regex, "instance", "node-00[0-3].*").unwrap();
+        assert_eq!(m.value_prefix(true), Some("node-00"));
+        assert_eq!(m.value_prefix(false), None);
+        let n = Matcher::new(MatchOp::NotRegex, "instance", "node-00[0-3].*").unwrap();
+        assert_eq!(n.value_prefix(false), Some("node-00"));
+        assert_eq!(n.value_prefix(true), None);
+        assert_eq!(Matcher::eq("a", "b").value_prefix(true), None);
+    }
+
+    proptest::proptest! {
+        /// Soundness: whatever the pattern, every value the matcher accepts
+        /// starts with the prefix it reports.
+        #[test]
+        fn prop_every_accepted_value_starts_with_the_prefix(
+            pattern in "[ab.*+?|()\\[\\]é]{0,8}",
+            values in proptest::collection::vec("[abé]{0,5}", 1..40),
+        ) {
+            let Ok(m) = Matcher::new(MatchOp::Regex, "l", pattern.as_str()) else {
+                return Ok(());
+            };
+            let prefix = m.value_prefix(true).unwrap_or("");
+            for v in &values {
+                if m.matches(v) {
+                    proptest::prop_assert!(v.starts_with(prefix), "{pattern:?} {v:?} {prefix:?}");
+                }
+            }
+        }
+    }
 
     fn m(op: MatchOp, v: &str) -> Matcher {
         Matcher::new(op, "l", v).unwrap()

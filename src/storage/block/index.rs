@@ -473,6 +473,27 @@ impl IndexReader {
         Ok((u32_at(e), u64_at(&e[4..])))
     }
 
+    /// The position of `name`'s first value not less than `s` (its value
+    /// count when there is none); values sort like their strings.
+    pub(crate) fn first_value_at_least(
+        &self,
+        data: &[u8],
+        name: &NameEntry,
+        s: &str,
+    ) -> Result<u32, BlockError> {
+        let (mut lo, mut hi) = (0u32, name.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (sym, _) = self.value(data, name, mid)?;
+            if self.symbol(data, sym)? < s {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Number of values of `name`.
     pub(crate) fn value_count(name: &NameEntry) -> u32 {
         name.count

@@ -107,6 +107,12 @@ fn matcher_strategy() -> impl Strategy<Value = Matcher> {
         Just(".+"),
         Just("p.*|"),
         Just("x.*"),
+        // Literal prefixes: the index scans only the values with it.
+        Just("p.*"),
+        Just("pro.+"),
+        Just("u[op]"),
+        Just("a.*|ab"),
+        Just("upp?"),
     ];
     let ops = prop_oneof![
         Just(MatchOp::Equal),

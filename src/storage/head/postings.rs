@@ -235,9 +235,10 @@ impl<'a> PlanIndex for View<'a> {
     }
 
     fn scan(&self, m: &Matcher, want: bool) -> Result<Vec<Self::List>, Self::Error> {
+        let prefix = m.value_prefix(want).unwrap_or("");
         Ok(self.0.by_name.get(m.name()).map_or_else(Vec::new, |vs| {
             vs.iter()
-                .filter(|(v, _)| m.matches(v) == want)
+                .filter(|(v, _)| v.starts_with(prefix) && m.matches(v) == want)
                 .map(|(_, l)| l.as_slice())
                 .collect()
         }))
@@ -369,6 +370,9 @@ pub(super) mod tests {
             Just("i03"),
             Just("i0.|i1[05]"),
             Just("i.*[05]"),
+            Just("i0.*"),
+            Just("i1[05]"),
+            Just("m.+"),
             Just("a"),
             Just("prod"),
             Just("prod|"),

@@ -53,9 +53,20 @@ impl PlanIndex for View<'_> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for i in 0..IndexReader::value_count(&entry) {
+        let count = IndexReader::value_count(&entry);
+        // Values sort like their strings: those with a required prefix are
+        // one run, found by binary search.
+        let (first, prefix) = match m.value_prefix(want) {
+            Some(p) => (index.first_value_at_least(data, &entry, p)?, p),
+            None => (0, ""),
+        };
+        for i in first..count {
             let (sym, off) = index.value(data, &entry, i)?;
-            if m.matches(index.symbol(data, sym)?) == want {
+            let value = index.symbol(data, sym)?;
+            if !value.starts_with(prefix) {
+                break;
+            }
+            if m.matches(value) == want {
                 out.push((off, list_len(index.postings_len(data, off)?)));
             }
         }
