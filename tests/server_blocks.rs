@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::http::{encode, get, metric, request};
-use common::proc::{free_port, start_tidemark_with, wait_ready, wait_until};
+use common::proc::{free_port, start_tidemark_with, wait_ready, wait_until, Proc};
 use prost::Message;
 use tidemark::ingest::proto::prometheus as v1;
 
@@ -89,24 +89,32 @@ fn counts(addr: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Starts the binary on `dir` with `args`, remote-writes the 4 h of
+/// history and waits until background compaction has persisted its first
+/// block.
+fn start_with_one_block(dir: &std::path::Path, addr: &str, args: &[&str]) -> Proc {
+    let mut p = start_tidemark_with(addr, dir, args);
+    wait_ready(&mut p, addr, Duration::from_secs(30));
+    for k in (0..POINTS).step_by(120) {
+        write(addr, k, (k + 120).min(POINTS));
+    }
+    // The block appears before the head compaction is counted (the WAL
+    // checkpoint comes in between), so wait for both.
+    wait_until("a persisted block", Duration::from_secs(30), || {
+        metric(addr, "tidemark_storage_blocks") == Some(1.0)
+            && get(addr, "/metrics").is_some_and(|(_, m)| {
+                m.contains("tidemark_storage_compactions_total{kind=\"head\"} 1")
+            })
+    });
+    p
+}
+
 #[test]
 fn history_is_persisted_queried_deleted_snapshotted_and_kept_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let args = ["--compaction-interval", "200ms", "--enable-admin-api"];
-    let mut p = start_tidemark_with(&addr, dir.path(), &args);
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
-    for k in (0..POINTS).step_by(120) {
-        write(&addr, k, (k + 120).min(POINTS));
-    }
-    // The block appears before the head compaction is counted (the WAL
-    // checkpoint comes in between), so wait for both.
-    wait_until("a persisted block", Duration::from_secs(30), || {
-        metric(&addr, "tidemark_storage_blocks") == Some(1.0)
-            && get(&addr, "/metrics").is_some_and(|(_, m)| {
-                m.contains("tidemark_storage_compactions_total{kind=\"head\"} 1")
-            })
-    });
+    let mut p = start_with_one_block(dir.path(), &addr, &args);
     assert!(metric(&addr, "tidemark_storage_blocks_bytes").unwrap() > 0.0);
     let all = POINTS.to_string();
     let want: Vec<(String, String)> = (0..SERIES).map(|n| (n.to_string(), all.clone())).collect();
@@ -178,14 +186,7 @@ fn a_damaged_block_is_quarantined_by_the_check_after_start() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let args = ["--compaction-interval", "200ms"];
-    let mut p = start_tidemark_with(&addr, dir.path(), &args);
-    wait_ready(&mut p, &addr, Duration::from_secs(30));
-    for k in (0..POINTS).step_by(120) {
-        write(&addr, k, (k + 120).min(POINTS));
-    }
-    wait_until("a persisted block", Duration::from_secs(30), || {
-        metric(&addr, "tidemark_storage_blocks") == Some(1.0)
-    });
+    let mut p = start_with_one_block(dir.path(), &addr, &args);
     // The first block: written by compaction, before the head persisted at
     // shutdown adds more.
     let block_dirs = || -> Vec<std::path::PathBuf> {

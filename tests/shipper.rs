@@ -152,6 +152,17 @@ fn check_shipped(store: &dyn ObjectStore, data_dir: &Path, ulid: &str) {
     assert!(rels.contains(&"index"), "{rels:?}");
 }
 
+/// A FILESYSTEM bucket in `<dir>/bucket`: its directory and the store.
+fn filesystem_bucket(dir: &Path) -> (std::path::PathBuf, Arc<dyn ObjectStore>) {
+    let bucket_dir = dir.join("bucket");
+    let cfg = BucketConfig::parse(&format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    ))
+    .unwrap();
+    (bucket_dir, cfg.build().unwrap())
+}
+
 fn local_ulids(db: &Db) -> Vec<String> {
     db.blocks().into_iter().map(|m| m.ulid).collect()
 }
@@ -326,13 +337,7 @@ fn crash_before_meta_json_leaves_no_meta_and_ships_after_restart_once() {
 #[test]
 fn a_block_awaiting_its_deferred_checks_is_not_shipped_and_a_damaged_one_never() {
     let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    let cfg = BucketConfig::parse(&format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    ))
-    .unwrap();
-    let store = cfg.build().unwrap();
+    let (bucket_dir, store) = filesystem_bucket(tmp.path());
     let data = tmp.path().join("data");
     let ulids = {
         let db = Db::open(&data, db_opts(15 * 24 * HOUR)).unwrap();
@@ -381,13 +386,7 @@ fn a_block_awaiting_its_deferred_checks_is_not_shipped_and_a_damaged_one_never()
 #[test]
 fn filesystem_bucket_gets_blocks_and_merged_blocks_count_as_shipped() {
     let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    let cfg = BucketConfig::parse(&format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    ))
-    .unwrap();
-    let store = cfg.build().unwrap();
+    let (bucket_dir, store) = filesystem_bucket(tmp.path());
     let data = tmp.path().join("data");
     let db = Arc::new(Db::open(&data, db_opts(15 * 24 * HOUR)).unwrap());
     let m = metrics();

@@ -630,21 +630,33 @@ impl IndexReader {
         Ok(series.start + start as usize..series.start + end as usize)
     }
 
-    /// Decodes series `id`'s entry into `e` (reusing its buffers).
-    pub(crate) fn series_into(
+    /// Decodes the labels of series `id`'s entry into `labels` (reusing the
+    /// buffer), leaving its chunk metas unread: what matching and the
+    /// label calls need.
+    pub(crate) fn series_labels_into(
         &self,
         data: &[u8],
         id: u64,
-        e: &mut SeriesEntry,
+        labels: &mut Vec<(u32, u32)>,
     ) -> Result<(), BlockError> {
+        self.read_labels(data, id, labels).map(|_| ())
+    }
+
+    /// Reads the label part of series `id`'s entry into `labels`; returns a
+    /// decoder at its chunk part and the entry's offset in the file.
+    fn read_labels<'a>(
+        &self,
+        data: &'a [u8],
+        id: u64,
+        labels: &mut Vec<(u32, u32)>,
+    ) -> Result<(Decbuf<'a>, usize), BlockError> {
         let range = self.series_range(data, id)?;
         let start = range.start;
         let mut d = Decbuf::new(&data[range]);
         let part = Part::Series(id);
         let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
         let truncated = |source| Corruption::Truncated { part, source };
-        e.labels.clear();
-        e.chunks.clear();
+        labels.clear();
         let n_syms = self.sym_offsets.len() as u64;
         let n = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
         if n > d.remaining() as u64 / 2 {
@@ -657,11 +669,26 @@ impl IndexReader {
                 let value = if name >= n_syms { name } else { value };
                 return Err(err(&d, Corruption::RefOutOfRange { part, value }));
             }
-            if e.labels.last().is_some_and(|&(p, _)| u64::from(p) >= name) {
+            if labels.last().is_some_and(|&(p, _)| u64::from(p) >= name) {
                 return Err(err(&d, Corruption::OutOfOrder { part }));
             }
-            e.labels.push((name as u32, value as u32));
+            labels.push((name as u32, value as u32));
         }
+        Ok((d, start))
+    }
+
+    /// Decodes series `id`'s entry into `e` (reusing its buffers).
+    pub(crate) fn series_into(
+        &self,
+        data: &[u8],
+        id: u64,
+        e: &mut SeriesEntry,
+    ) -> Result<(), BlockError> {
+        let (mut d, start) = self.read_labels(data, id, &mut e.labels)?;
+        e.chunks.clear();
+        let part = Part::Series(id);
+        let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
+        let truncated = |source| Corruption::Truncated { part, source };
         let n = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
         if n == 0 || n > d.remaining() as u64 / 4 {
             return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));

@@ -674,10 +674,10 @@ impl Block {
                 .collect();
         }
         let mut syms = BTreeSet::new();
-        let mut e = SeriesEntry::default();
+        let mut labels = Vec::new();
         for id in Self::postings_for_matchers(ix, matchers)? {
-            index.series_into(data, id, &mut e)?;
-            syms.extend(e.labels.iter().map(|&(n, _)| n));
+            index.series_labels_into(data, id, &mut labels)?;
+            syms.extend(labels.iter().map(|&(n, _)| n));
         }
         // Symbol refs sort like their strings.
         syms.into_iter()
@@ -716,10 +716,10 @@ impl Block {
             return Self::all_values(&ix, &entry);
         }
         let mut syms = BTreeSet::new();
-        let mut e = SeriesEntry::default();
+        let mut labels = Vec::new();
         for id in Self::postings_for_matchers(&ix, matchers)? {
-            index.series_into(data, id, &mut e)?;
-            if let Some(&(_, v)) = e.labels.iter().find(|&&(n, _)| n == entry.sym) {
+            index.series_labels_into(data, id, &mut labels)?;
+            if let Some(&(_, v)) = labels.iter().find(|&&(n, _)| n == entry.sym) {
                 syms.insert(v);
             }
         }

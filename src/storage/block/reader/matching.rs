@@ -11,7 +11,7 @@ use crate::model::Matcher;
 use crate::storage::plan::{self, PlanIndex};
 use crate::storage::postings::merge;
 
-use super::super::index::{IndexReader, SeriesEntry};
+use super::super::index::IndexReader;
 use super::{BlockError, BlockIndex};
 
 /// The mapped index as the planner sees it; a list is (offset, length).
@@ -119,14 +119,14 @@ pub(super) fn postings_for_matchers_with(
     let mut checks = Vec::with_capacity(planned.residual.len());
     for m in &planned.residual {
         let sym = index.find_symbol(data, m.name())?;
-        checks.push((*m, sym, HashMap::<u32, bool>::new()));
+        checks.push((*m, sym, HashMap::<u32, bool, ahash::RandomState>::default()));
     }
-    let mut e = SeriesEntry::default();
+    let mut labels = Vec::new();
     let mut out = Vec::new();
     'series: for id in planned.refs {
-        index.series_into(data, id, &mut e)?;
+        index.series_labels_into(data, id, &mut labels)?;
         for (m, name, seen) in &mut checks {
-            let value = name.and_then(|n| e.labels.iter().find(|&&(ln, _)| ln == n));
+            let value = name.and_then(|n| labels.iter().find(|&&(ln, _)| ln == n));
             let ok = match value {
                 None => m.matches(""),
                 Some(&(_, v)) => match seen.get(&v) {
