@@ -557,6 +557,40 @@ fn deferred_checks_quarantine_a_damaged_block_before_anything_merges_or_copies_i
     }
 }
 
+/// A block that stopped being served before its deferred check ran
+/// (retention deleted it while the checks were failing for the machine's
+/// reasons) is dropped from the waiting list, not checked or moved: the
+/// checks must not fail for good on a block that is gone.
+#[test]
+fn a_deferred_block_no_longer_served_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut oracle = Oracle::new();
+    let metas = {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        ingest(&db, &mut oracle, 4, T0, T0 + 8 * HOUR);
+        db.blocks()
+    };
+    let victim = metas[0].clone();
+    corrupt_byte(
+        &dir.path().join(&victim.ulid).join("chunks").join("000001"),
+        0.5,
+    );
+    let deferred = Options {
+        defer_block_checks: true,
+        ..opts()
+    };
+    let db = Db::open(dir.path(), deferred).unwrap();
+    db.update_blocks(Vec::new(), std::slice::from_ref(&victim.ulid));
+    assert_eq!(db.check_deferred_blocks().unwrap(), 0);
+    let stats = db.storage_stats();
+    assert_eq!(
+        (stats.quarantined_blocks, stats.blocks_awaiting_checks),
+        (0, 0)
+    );
+    assert!(dir.path().join(&victim.ulid).is_dir(), "left where it was");
+    db.compact().unwrap();
+}
+
 #[test]
 fn head_deletion_survives_wal_checkpoint_and_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -708,6 +708,12 @@ impl Db {
             let Some(block) = self.unchecked.lock().first().cloned() else {
                 return Ok(quarantined);
             };
+            if !self.blocks.read().iter().any(|b| Arc::ptr_eq(b, &block)) {
+                // Gone already (retention ran while checks were failing):
+                // nothing to check, nothing to move.
+                self.unchecked.lock().remove(0);
+                continue;
+            }
             let started = Instant::now();
             match block.check(self.opts.verify_chunks_on_open) {
                 Ok(()) => {
