@@ -488,6 +488,28 @@ fn corrupt_chunk_byte_quarantines_the_block() {
     damaged_block_is_quarantined(|b| b.join("chunks").join("000001"));
 }
 
+/// A store of several blocks (`series` series over 8 h) whose oldest
+/// block has a damaged chunk byte, which only the full check reads,
+/// reopened with `defer_block_checks`; with the blocks' metas before.
+fn deferred_store_with_damaged_oldest_block(
+    dir: &Path,
+    oracle: &mut Oracle,
+    series: usize,
+) -> (Db, Vec<tidemark::storage::block::BlockMeta>) {
+    let metas = {
+        let db = Db::open(dir, opts()).unwrap();
+        ingest(&db, oracle, series, T0, T0 + 8 * HOUR);
+        db.blocks()
+    };
+    assert!(metas.len() >= 2, "{metas:?}");
+    corrupt_byte(&dir.join(&metas[0].ulid).join("chunks").join("000001"), 0.5);
+    let deferred = Options {
+        defer_block_checks: true,
+        ..opts()
+    };
+    (Db::open(dir, deferred).unwrap(), metas)
+}
+
 /// With `defer_block_checks`, a block whose damage only the full check
 /// finds (a chunk byte) opens and is served; the first operation that
 /// could copy or merge it (`compact`, `clean_tombstones`, `snapshot`)
@@ -510,22 +532,8 @@ fn deferred_checks_quarantine_a_damaged_block_before_anything_merges_or_copies_i
     for (what, trigger) in triggers {
         let dir = tempfile::tempdir().unwrap();
         let mut oracle = Oracle::new();
-        let metas = {
-            let db = Db::open(dir.path(), opts()).unwrap();
-            ingest(&db, &mut oracle, 10, T0, T0 + 8 * HOUR);
-            db.blocks()
-        };
-        assert!(metas.len() >= 2, "{what}: {metas:?}");
+        let (db, metas) = deferred_store_with_damaged_oldest_block(dir.path(), &mut oracle, 10);
         let victim = metas[0].clone();
-        corrupt_byte(
-            &dir.path().join(&victim.ulid).join("chunks").join("000001"),
-            0.5,
-        );
-        let deferred = Options {
-            defer_block_checks: true,
-            ..opts()
-        };
-        let db = Db::open(dir.path(), deferred).unwrap();
         assert!(db.open_report().quarantined.is_empty(), "{what}");
         assert_eq!(db.blocks(), metas, "{what}: served before the check");
         assert_eq!(db.storage_stats().blocks_awaiting_checks, metas.len());
@@ -565,21 +573,8 @@ fn deferred_checks_quarantine_a_damaged_block_before_anything_merges_or_copies_i
 fn a_deferred_block_no_longer_served_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let mut oracle = Oracle::new();
-    let metas = {
-        let db = Db::open(dir.path(), opts()).unwrap();
-        ingest(&db, &mut oracle, 4, T0, T0 + 8 * HOUR);
-        db.blocks()
-    };
+    let (db, metas) = deferred_store_with_damaged_oldest_block(dir.path(), &mut oracle, 4);
     let victim = metas[0].clone();
-    corrupt_byte(
-        &dir.path().join(&victim.ulid).join("chunks").join("000001"),
-        0.5,
-    );
-    let deferred = Options {
-        defer_block_checks: true,
-        ..opts()
-    };
-    let db = Db::open(dir.path(), deferred).unwrap();
     db.update_blocks(Vec::new(), std::slice::from_ref(&victim.ulid));
     assert_eq!(db.check_deferred_blocks().unwrap(), 0);
     let stats = db.storage_stats();
