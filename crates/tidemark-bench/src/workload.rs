@@ -374,7 +374,10 @@ fn value(wl: &Workload, target: usize, i: usize, k: usize, ts: i64, prev: Option
                 None => lo + (hi - lo) * Rng::keyed(seed ^ 0x9a, i as u64, 0).unit(),
                 Some(p) => (p + step * r.signed()).clamp(*lo, *hi),
             };
-            (v * per_unit).round() / per_unit
+            // `+ 0.0` turns a rounded -0.0 into 0.0: remote write's proto3
+            // drops a zero double, -0.0 included (as Prometheus's does),
+            // so -0.0 would arrive as 0.0.
+            (v * per_unit).round() / per_unit + 0.0
         }
         Shape::Constant(v) => *v,
         Shape::ScrapeTime => ts as f64 / 1000.0,
