@@ -235,10 +235,10 @@ impl<'a> PlanIndex for View<'a> {
     }
 
     fn scan(&self, m: &Matcher, want: bool) -> Result<Vec<Self::List>, Self::Error> {
-        let prefix = m.value_prefix(want).unwrap_or("");
+        // `m.matches` tests a regex's literal prefix before the regex.
         Ok(self.0.by_name.get(m.name()).map_or_else(Vec::new, |vs| {
             vs.iter()
-                .filter(|(v, _)| v.starts_with(prefix) && m.matches(v) == want)
+                .filter(|(v, _)| m.matches(v) == want)
                 .map(|(_, l)| l.as_slice())
                 .collect()
         }))
