@@ -443,12 +443,20 @@ fn unpack_frame(bytes: &[u8], len: usize, width: u32, mut put: impl FnMut(u64)) 
             bit += width;
             i += 1;
         }
-        // The tail, through a zero-padded copy.
+        // The tail (fewer than 8 bytes from the next value's first byte
+        // on), from one zero-padded copy.
+        let base = (bit >> 3).min(bytes.len());
+        let mut padded = [0u8; 16];
+        let tail = &bytes[base..];
+        let kept = tail.len().min(8);
+        padded[..kept].copy_from_slice(&tail[..kept]);
         while i < len {
-            let tail = bytes.get(bit >> 3..).unwrap_or(&[]);
+            let at = (bit >> 3) - base;
+            let Some(word) = padded.get(at..at + 8) else {
+                break;
+            };
             let mut le = [0u8; 8];
-            let n = tail.len().min(8);
-            le[..n].copy_from_slice(&tail[..n]);
+            le.copy_from_slice(word);
             put((u64::from_le_bytes(le) >> (bit & 7)) & mask);
             bit += width;
             i += 1;
