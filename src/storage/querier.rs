@@ -294,7 +294,20 @@ impl Series {
                 ChunkIter::Decoded(decoded) => {
                     // Not advanced: collecting reuses the buffer.
                     let mut decoded: Vec<Sample> = decoded.collect();
-                    decoded.retain(|s| visible(s.t, mint, maxt, deleted));
+                    // Timestamps increase: what is in range is one run.
+                    let lo = decoded.partition_point(|s| s.t < mint);
+                    let hi = decoded.partition_point(|s| s.t <= maxt).max(lo);
+                    if let Some(d) = deleted {
+                        decoded.truncate(hi);
+                        decoded.drain(..lo);
+                        decoded.retain(|s| !d.contains(s.t));
+                    } else if out.is_empty() {
+                        decoded.truncate(hi);
+                        decoded.drain(..lo);
+                    } else {
+                        out.extend_from_slice(&decoded[lo..hi]);
+                        continue;
+                    }
                     if out.is_empty() {
                         out = decoded;
                     } else {

@@ -408,6 +408,13 @@ fn read_small_files(dir: &Path) -> Result<(Tombstones<BlockSeriesId>, u64), Bloc
 /// frame bytes it holds so far.
 type OpenBatch = Option<(Arc<FetchBatch>, u64)>;
 
+/// What one selection carries from series to series while it builds them.
+#[derive(Default)]
+struct Selecting {
+    batch: OpenBatch,
+    strings: SymbolStrings,
+}
+
 impl Block {
     /// Series ids matching all `matchers`, ascending (= label order).
     ///
@@ -502,7 +509,7 @@ impl Block {
 
     /// Builds the [`BlockSeries`] of a decoded entry, keeping the chunks for
     /// which `keep(mint, maxt)` holds, its labels with the stream labels
-    /// when `with_stream`. A remote block's chunks join `batch`
+    /// when `with_stream`. A remote block's chunks join `state.batch`
     /// (a new one once it holds [`BATCH_MAX_BYTES`]).
     fn build_series(
         &self,
@@ -511,14 +518,13 @@ impl Block {
         e: &SeriesEntry,
         keep: impl Fn(i64, i64) -> bool,
         with_stream: bool,
-        batch: &mut OpenBatch,
+        state: &mut Selecting,
     ) -> Result<BlockSeries, BlockError> {
-        let (data, index) = (&ix.map[..], &ix.reader);
         let mut b = LabelsBuilder::new();
         for &(n, v) in &e.labels {
-            let name = index.symbol(data, n)?;
-            if !with_stream || self.stream.keeps(name) {
-                b.push(name, index.symbol(data, v)?);
+            let name = state.strings.get(ix, n)?;
+            if !with_stream || self.stream.keeps(&name) {
+                b.push_shared(name, state.strings.get(ix, v)?);
             }
         }
         if with_stream {
@@ -542,13 +548,13 @@ impl Block {
                     ChunkSource::Mapped(Arc::clone(segment))
                 }
                 Segments::Remote(remote) => {
-                    let (current, bytes) = match batch.take() {
+                    let (current, bytes) = match state.batch.take() {
                         Some((b, n)) if n < BATCH_MAX_BYTES => (b, n),
                         _ => (Arc::new(FetchBatch::new(remote.clone())), 0),
                     };
                     let added = current.add(m.chunk_ref, m.data_len);
                     let source = ChunkSource::Fetched(current.clone());
-                    *batch = Some((current, bytes.saturating_add(added)));
+                    state.batch = Some((current, bytes.saturating_add(added)));
                     source
                 }
             };
@@ -585,7 +591,7 @@ impl Block {
         let ix = self.index()?;
         let mut out = Vec::new();
         let mut e = SeriesEntry::default();
-        let mut batch = None;
+        let mut state = Selecting::default();
         for id in Self::postings_for_matchers(&ix, &matchers)? {
             ix.reader.series_into(&ix.map, id, &mut e)?;
             if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
@@ -597,7 +603,7 @@ impl Block {
                 &e,
                 |a, b| a <= maxt && mint <= b,
                 true,
-                &mut batch,
+                &mut state,
             )?);
         }
         if !self.stream.is_empty() {
@@ -621,10 +627,10 @@ impl Block {
             .map(Err)
             .chain(ix.into_iter().flat_map(move |ix| {
                 let mut e = SeriesEntry::default();
-                let mut batch = None;
+                let mut state = Selecting::default();
                 (0..ix.reader.num_series()).map(move |id| {
                     ix.reader.series_into(&ix.map, id, &mut e)?;
-                    self.build_series(&ix, BlockSeriesId(id), &e, |_, _| true, false, &mut batch)
+                    self.build_series(&ix, BlockSeriesId(id), &e, |_, _| true, false, &mut state)
                 })
             }))
     }
@@ -787,5 +793,25 @@ impl Block {
             *self.tombstones.write() = next;
         }
         Ok(affected)
+    }
+}
+
+/// The strings of the symbols one selection has turned into labels so far:
+/// names and most values repeat from series to series within a call, so
+/// each is allocated once per call and shared by the label sets, instead
+/// of once per series (and freed as many times). Holds no more strings
+/// than the labels it hands out; dropped with the call.
+#[derive(Default)]
+struct SymbolStrings(std::collections::HashMap<u32, Arc<str>, ahash::RandomState>);
+
+impl SymbolStrings {
+    /// Symbol `sym` of `ix`'s index as a shared string.
+    fn get(&mut self, ix: &BlockIndex, sym: u32) -> Result<Arc<str>, BlockError> {
+        if let Some(s) = self.0.get(&sym) {
+            return Ok(Arc::clone(s));
+        }
+        let s: Arc<str> = Arc::from(ix.reader.symbol(&ix.map[..], sym)?);
+        self.0.insert(sym, Arc::clone(&s));
+        Ok(s)
     }
 }
