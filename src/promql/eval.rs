@@ -158,6 +158,27 @@ impl RangeInput {
     pub(crate) fn window_start(&self, end: i64) -> i64 {
         end.saturating_sub(self.range_ms)
     }
+
+    /// What running a range kernel over `series` (each with its sample
+    /// count) on `grid` costs, in sample visits plus steps: a window
+    /// kernel looks at every sample of its window, and a sample lies in
+    /// about `range / step + 1` consecutive windows (in all of them under
+    /// `@`, where every step has the same window). What decides whether
+    /// a range function is worth spreading over threads.
+    pub(crate) fn kernel_work(&self, grid: &Grid, series: impl Iterator<Item = usize>) -> usize {
+        let windows_per_sample = if self.at.is_some() || grid.step <= 0 {
+            grid.n
+        } else {
+            usize::try_from(self.range_ms / grid.step)
+                .unwrap_or(0)
+                .saturating_add(1)
+                .min(grid.n)
+        };
+        series.fold(0usize, |work, samples| {
+            work.saturating_add(samples.saturating_mul(windows_per_sample))
+                .saturating_add(grid.n)
+        })
+    }
 }
 
 pub(crate) struct Evaluator<'a> {

@@ -24,8 +24,9 @@ type BucketGroup = (Labels, String, Vec<(f64, usize)>);
 /// start, end, step index, step time) → value.
 type WindowKernel<'a> = dyn Fn(&[Sample], i64, i64, usize, i64) -> Option<f64> + 'a;
 
-/// Below this much work (samples plus steps) a range function runs on the
-/// calling thread; thread start-up would cost more than it saves.
+/// Below this much work (sample visits plus steps,
+/// [`crate::promql::eval::RangeInput::kernel_work`]) a range function runs
+/// on the calling thread; thread start-up would cost more than it saves.
 pub(crate) const PARALLEL_MIN_WORK: usize = 200_000;
 
 pub(crate) fn parallelism() -> usize {
@@ -472,12 +473,10 @@ impl Evaluator<'_> {
         };
         // Large inputs are split across the machine's cores; the kernels are
         // pure, so each part runs independently.
-        let work: usize = input
-            .series
-            .iter()
-            .map(|d| d.samples.len() + d.hists.len())
-            .sum::<usize>()
-            + input.series.len() * grid.n;
+        let work = input.kernel_work(
+            grid,
+            input.series.iter().map(|d| d.samples.len() + d.hists.len()),
+        );
         let parts = if work >= PARALLEL_MIN_WORK {
             parallelism()
         } else {

@@ -281,7 +281,7 @@ impl Evaluator<'_> {
         let mut run = |batch: &mut Vec<RangeData>| -> Result<()> {
             self.note_series_held(batch.len());
             let raw: usize = batch.iter().map(|d| d.samples.len()).sum();
-            let work = raw + batch.len() * grid.n;
+            let work = header.kernel_work(grid, batch.iter().map(|d| d.samples.len()));
             let budget = self.samples_left();
             let used = AtomicUsize::new(0);
             let over = AtomicBool::new(false);

@@ -556,3 +556,43 @@ mod streamed {
         }
     }
 }
+
+#[test]
+fn range_kernel_work_counts_each_sample_once_per_window_it_lies_in() {
+    use super::{Grid, RangeInput};
+    let input = |range_ms, at| RangeInput {
+        series: Vec::new(),
+        range_ms,
+        offset_ms: 0,
+        at,
+    };
+    let grid = Grid {
+        start: 0,
+        step: 15_000,
+        n: 200,
+    };
+    // [5m] every 15 s: a sample is in 21 windows; plus one per step.
+    let rate = input(300_000, None);
+    assert_eq!(
+        rate.kernel_work(&grid, [240, 240].into_iter()),
+        2 * (240 * 21 + 200)
+    );
+    // A window longer than the whole query: every step's.
+    let long = input(86_400_000, None);
+    assert_eq!(long.kernel_work(&grid, [10].into_iter()), 10 * 200 + 200);
+    // Under `@` every step has the same window.
+    let pinned = input(60_000, Some(0));
+    assert_eq!(pinned.kernel_work(&grid, [5].into_iter()), 5 * 200 + 200);
+    // An instant query: one window.
+    let instant = Grid {
+        start: 0,
+        step: 0,
+        n: 1,
+    };
+    assert_eq!(rate.kernel_work(&instant, [20].into_iter()), 21);
+    // Client-sized counts saturate instead of overflowing.
+    assert_eq!(
+        rate.kernel_work(&grid, [usize::MAX].into_iter()),
+        usize::MAX
+    );
+}

@@ -59,7 +59,12 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 ///
 /// Upstream: `Inc` in util/kahansum/kahansum.go @ v3.14.0 (`kahanSumInc` in
 /// older releases).
-#[inline(never)] // Keep the exact operation order; see upstream issue #16714.
+///
+/// Upstream keeps Go from inlining it (issue #16714: Go may fuse `a*b + c`
+/// into one FMA on some machines, changing results). Rust never contracts
+/// or reorders float operations without explicit fast-math intrinsics, so
+/// inlining it here keeps the exact operation order.
+#[inline]
 pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
