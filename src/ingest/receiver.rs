@@ -287,7 +287,7 @@ impl Receiver {
         self.metrics.observe_created_zeros(appended.created_zeros);
         for (i, series) in resolved {
             if let Some(Some(slot)) = p.slots.get(i) {
-                self.series.set_series(slot.key, &p.batch[i].labels, series);
+                self.series.set_series(slot.key, series);
             }
         }
         let histograms_in_batch: usize = p.batch.iter().map(|s| s.histograms.len()).sum();

@@ -83,24 +83,13 @@ fn same_pairs<'a>(
             .all(|(l, (n, v))| l.name.as_bytes() == n && l.value.as_bytes() == v)
 }
 
-/// A cached series: its labels until an append gives the head's handle
-/// on it, then the handle, whose series holds the same labels. One word
-/// less than both: an entry and its key take 32 bytes, two to a cache
-/// line, where 40 bytes put half the entries across two lines (each a
-/// miss of its own in a server's cache).
-enum Cached {
-    Labels(Labels),
-    Series(SeriesHandle),
-}
-
-impl Cached {
-    fn labels(&self) -> &Labels {
-        match self {
-            Cached::Labels(l) => l,
-            Cached::Series(h) => h.labels(),
-        }
-    }
-}
+/// A cached series: the head's handle on it, whose series holds its
+/// labels. A series is cached once an append has given the handle
+/// ([`SeriesCache::set_series`]), so an entry and its key take 16 bytes,
+/// four to a cache line; caching label sets before their first append
+/// took a word more per entry (32 bytes with the key), and at a million
+/// series the maps' share of memory with it.
+type Cached = SeriesHandle;
 
 /// Where a batch entry's series sits in the cache, and the head's handle
 /// on it if known: what [`SeriesCache::get`] found or
@@ -214,10 +203,7 @@ impl SeriesCache {
         // the head has dropped is not passed on (the head would ignore it).
         let labels = found.labels();
         let same = same_pairs(labels, pairs);
-        let series = match found {
-            Cached::Series(h) if !h.is_removed() => Some(h),
-            _ => None,
-        };
+        let series = (!found.is_removed()).then_some(found);
         same.then(|| (labels.clone(), series.cloned()))
     }
 
@@ -302,10 +288,7 @@ impl SeriesCache {
                 }
                 for ((&hit, e), &i) in same.iter().zip(&entries).zip(window) {
                     let Some(c) = e.filter(|_| hit) else { continue };
-                    let series = match c {
-                        Cached::Series(h) if !h.is_removed() => Some(h.clone()),
-                        _ => None,
-                    };
+                    let series = (!c.is_removed()).then(|| c.clone());
                     out[i] = Some((c.labels().clone(), series));
                 }
             }
@@ -313,28 +296,25 @@ impl SeriesCache {
         out
     }
 
-    /// Caches `labels` (valid, built from pairs hashing to `key`) and
-    /// returns them as cached (interned).
-    pub fn insert(&self, key: u64, labels: Labels) -> Labels {
-        let labels = match &self.intern {
+    /// `labels` (valid, built from a request's pairs) sharing the
+    /// storage's strings, as they are appended and, once appended, cached
+    /// ([`SeriesCache::set_series`]).
+    pub fn intern(&self, labels: Labels) -> Labels {
+        match &self.intern {
             Some(intern) => intern(&labels),
             None => labels,
-        };
-        let mut s = self.stripe(key).lock();
-        if s.current.len() >= self.per_generation {
-            s.previous = std::mem::take(&mut s.current);
         }
-        s.current.insert(key, Cached::Labels(labels.clone()));
-        labels
     }
 
-    /// Keeps the head's handle on the series cached under `key`, if that
-    /// entry still holds `labels`.
-    pub fn set_series(&self, key: u64, labels: &Labels, series: SeriesHandle) {
+    /// Caches the head's handle on `series` under `key`, the key of the
+    /// raw pairs its labels were built from, in place of whatever that
+    /// key held (a series sent after a colliding one replaces it).
+    pub fn set_series(&self, key: u64, series: SeriesHandle) {
         let mut s = self.stripe(key).lock();
-        if let Some(c) = s.current.get_mut(&key).filter(|c| c.labels() == labels) {
-            *c = Cached::Series(series);
+        if s.current.len() >= self.per_generation && !s.current.contains_key(&key) {
+            s.previous = std::mem::take(&mut s.current);
         }
+        s.current.insert(key, series);
     }
 
     /// Cached series, both generations.
@@ -364,10 +344,16 @@ mod tests {
         p.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
     }
 
-    /// An entry and its key fill half a cache line (see [`Cached`]).
+    /// An entry and its key fill a quarter of a cache line (see
+    /// [`Cached`]).
     #[test]
-    fn entries_take_32_bytes() {
-        assert_eq!(std::mem::size_of::<(u64, Cached)>(), 32);
+    fn entries_take_16_bytes() {
+        assert_eq!(std::mem::size_of::<(u64, Cached)>(), 16);
+    }
+
+    /// Caches `labels` under `key` as an append would.
+    fn cache(c: &SeriesCache, key: u64, labels: Labels) {
+        c.set_series(key, SeriesHandle::detached(c.intern(labels)));
     }
 
     #[test]
@@ -377,8 +363,10 @@ mod tests {
         let labels = Labels::from_static(&raw);
         let k = c.key(pairs(&raw));
         assert!(c.get(k, pairs(&raw)).is_none());
-        c.insert(k, labels.clone());
-        assert_eq!(c.get(k, pairs(&raw)).map(|(l, _)| l), Some(labels.clone()));
+        cache(&c, k, labels.clone());
+        let (got, series) = c.get(k, pairs(&raw)).expect("cached");
+        assert_eq!(got, labels);
+        assert_eq!(series.as_ref().map(SeriesHandle::labels), Some(&labels));
         // Another order, a changed value, an extra pair: not a hit, even
         // when forced under the same key (a collision).
         let swapped = [("job", "node"), ("__name__", "up")];
@@ -432,7 +420,7 @@ mod tests {
                     })
                     .collect::<Vec<_>>(),
             );
-            c.insert(c.key(r.into_iter()), labels);
+            cache(&c, c.key(r.into_iter()), labels);
         }
         let mut keys: Vec<u64> = (0..sets.len()).map(|i| c.key(raw(i).into_iter())).collect();
         // A collision: series 1 asked under series 0's key.
@@ -477,7 +465,7 @@ mod tests {
             let v = i.to_string();
             let raw = [("__name__", "m"), ("i", v.as_str())];
             let k = c.key(pairs(&raw));
-            c.insert(k, Labels::from_static(&raw));
+            cache(&c, k, Labels::from_static(&raw));
             if i == 0 {
                 keep = Some((k, raw.map(|(n, v)| (n.to_string(), v.to_string()))));
             }

@@ -220,8 +220,8 @@ where
 }
 
 /// The labels of a series whose lookup of `key` in the cache found `hit`:
-/// the cached ones, or else built and cached; without a cache (`lookup`
-/// `None`), built.
+/// the cached ones, or else built (and interned; the receiver caches the
+/// series once appended); without a cache (`lookup` `None`), built.
 fn hit_or_built(
     lookup: Option<(&SeriesCache, u64)>,
     hit: Option<(Labels, Option<SeriesHandle>)>,
@@ -233,7 +233,7 @@ fn hit_or_built(
     if let Some((l, series)) = hit {
         return Ok((l, Some(CacheSlot { key, series })));
     }
-    build().map(|l| (c.insert(key, l), Some(CacheSlot { key, series: None })))
+    build().map(|l| (c.intern(l), Some(CacheSlot { key, series: None })))
 }
 
 /// Builds validated labels from `(name, value)` string pairs, where `None`
@@ -870,6 +870,17 @@ mod tests {
             let cached = prepare_v1_cached(&req, RULES, &cache);
             assert_eq!(cached.batch, plain.batch, "round {round}");
             assert_eq!(cached.rejected, plain.rejected, "round {round}");
+            // From the second round on, the one series sent as its labels
+            // are (sorted, no empty value) is a hit carrying its series.
+            let hits = cached.slots.iter().flatten().filter(|s| s.series.is_some());
+            assert_eq!(hits.count(), usize::from(round > 0), "round {round}");
+            // As the receiver does once the batch is appended.
+            for (slot, entry) in cached.slots.iter().zip(&cached.batch) {
+                if let Some(slot) = slot {
+                    let series = SeriesHandle::detached(entry.labels.clone());
+                    cache.set_series(slot.key, series);
+                }
+            }
             assert_eq!(cache.len(), 3, "round {round}");
         }
         // Sorted labels, as senders send them, come from the cache.

@@ -129,6 +129,17 @@ impl SeriesHandle {
     pub fn labels(&self) -> &Labels {
         &self.0.labels
     }
+
+    /// A handle on a series of `labels` that no head holds: for tests of
+    /// what keeps handles (the remote-write series cache).
+    #[cfg(test)]
+    pub(crate) fn detached(labels: Labels) -> Self {
+        Self(Arc::new(MemSeries::new(
+            crate::storage::SeriesRef(0),
+            labels,
+            false,
+        )))
+    }
 }
 
 impl std::fmt::Debug for SeriesHandle {
