@@ -423,7 +423,7 @@ impl Head {
                         return false;
                     }
                     let held = d.value_at(rh.t).is_some()
-                        || d.hist.as_ref().is_some_and(|h| h.value_at(rh.t).is_some());
+                        || d.hist().is_some_and(|h| h.value_at(rh.t).is_some());
                     let sample = crate::model::HistogramSample { t: rh.t, h: rh.h };
                     if held || !d.append_ooo_histogram(sample) {
                         stats.skipped_samples += 1;
@@ -682,7 +682,7 @@ impl Head {
                 // known (`last`) for the ordering rules.
                 d.open = crate::storage::chunk::XorAppender::new();
             }
-            let hist_live = d.hist.as_mut().is_some_and(|h| h.truncate(mint));
+            let hist_live = d.hist_mut().is_some_and(|h| h.truncate(mint));
             // Out-of-order samples leave only by `drop_persisted_ooo`.
             let ooo_live = d.has_ooo();
             if d.full.is_empty() && !open_live && !hist_live && !ooo_live {

@@ -167,7 +167,8 @@ pub(crate) enum XorFault {
 pub struct XorAppender {
     w: BitWriter,
     num: u16,
-    first_t: i64,
+    /// The last sample's timestamp (the first's is read back from the
+    /// bytes: a word less in every head series).
     t: i64,
     t_delta: i64,
     v_bits: u64,
@@ -190,7 +191,6 @@ impl XorAppender {
         Self {
             w,
             num: 0,
-            first_t: 0,
             t: 0,
             t_delta: 0,
             v_bits: 0,
@@ -221,7 +221,6 @@ impl XorAppender {
                 let bytes = self.w.bytes_mut();
                 put_varint(bytes, t);
                 bytes.extend_from_slice(&v_bits.to_be_bytes());
-                self.first_t = t;
             }
             1 => {
                 debug_assert!(self.w.is_aligned());
@@ -272,9 +271,14 @@ impl XorAppender {
         self.w.into_bytes().into_boxed_slice()
     }
 
-    /// Timestamp of the first sample, if any.
+    /// Timestamp of the first sample, if any: the varint after the
+    /// header, as `append` wrote it.
     pub fn first_t(&self) -> Option<i64> {
-        (self.num > 0).then_some(self.first_t)
+        if self.num == 0 {
+            return None;
+        }
+        let written = self.w.bytes().get(HEADER_LEN..)?;
+        Decbuf::new(written).varint().ok()
     }
 
     /// Timestamp of the last sample, if any.

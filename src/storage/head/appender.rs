@@ -499,7 +499,7 @@ impl Head {
             .map(|&(start, _)| targets[start].0.data.lock())
             .collect();
         for d in &guards {
-            std::hint::black_box(d.last);
+            std::hint::black_box(d.last());
         }
 
         // 3. Validate against each series' newest sample.
@@ -521,7 +521,7 @@ impl Head {
             let mut pending_ooo: BTreeMap<i64, f64> = BTreeMap::new();
             let mut pending_ooo_h: BTreeMap<i64, HistogramValue> = BTreeMap::new();
             let data = &guards[g];
-            let mut last = data.last;
+            let mut last = data.last();
             let mut last_t = data.last_t();
             for (_, i) in &targets[start..end] {
                 let mut created = batch[*i].created.iter().copied().peekable();
@@ -914,10 +914,10 @@ fn histogram_at(
     if let Some(h) = pending_ooo.get(&t) {
         return Some(h.to_float());
     }
-    if let Some(s) = data.ooo_hist.as_ref().and_then(|o| o.sample_at(t)) {
+    if let Some(s) = data.ooo_hist().and_then(|o| o.sample_at(t)) {
         return Some(s.h.to_float());
     }
-    let hist = data.hist.as_ref()?;
+    let hist = data.hist()?;
     match &hist.last {
         Some(l) if l.t == t && t >= floor => Some(l.h.to_float()),
         Some(l) if l.t < t => None,

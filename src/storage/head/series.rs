@@ -51,8 +51,12 @@ pub(crate) struct SeriesData {
     pub(crate) open: XorAppender,
     /// End (exclusive) of the block range the open chunk belongs to.
     open_range_end: i64,
-    /// Newest sample, for the ordering and duplicate rules.
-    pub(crate) last: Option<Sample>,
+    /// Newest float sample ([`SeriesData::last`]), for the ordering and
+    /// duplicate rules: its time and value, valid when `has_last` (an
+    /// `Option<Sample>` would take a word more for its tag).
+    last_sample_t: i64,
+    last_sample_v: f64,
+    has_last: bool,
     /// Whether the series record has been written to the WAL.
     pub(crate) logged: bool,
     /// The series' link in the WAL segment's chain of samples: the WAL
@@ -60,13 +64,27 @@ pub(crate) struct SeriesData {
     /// the series lock the appender holds while logging, so the writer
     /// needs no map of a million links).
     pub(crate) wal_link: crate::storage::wal::ChainLink,
-    /// Histogram samples, for series that have any (boxed: most series
-    /// never do).
-    pub(crate) hist: Option<Box<HistData>>,
-    /// Out-of-order float samples, for series that have any.
-    pub(crate) ooo: Option<Box<OooData<Sample>>>,
-    /// Out-of-order histogram samples, for series that have any.
-    pub(crate) ooo_hist: Option<Box<OooData<HistogramSample>>>,
+    /// What few series have (histograms, out-of-order samples), boxed
+    /// together: one word in every series for all of it.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a series most series never have, each boxed on its own
+/// (a series with out-of-order floats only holds no room for histograms).
+#[derive(Default)]
+struct Rare {
+    /// Histogram samples.
+    hist: Option<Box<HistData>>,
+    /// Out-of-order float samples.
+    ooo: Option<Box<OooData<Sample>>>,
+    /// Out-of-order histogram samples.
+    ooo_hist: Option<Box<OooData<HistogramSample>>>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.hist.is_none() && self.ooo.is_none() && self.ooo_hist.is_none()
+    }
 }
 
 /// The open histogram chunk, in the encoding of the samples it holds.
@@ -444,12 +462,12 @@ impl MemSeries {
                 full: Vec::new(),
                 open: XorAppender::new(),
                 open_range_end: i64::MIN,
-                last: None,
+                last_sample_t: 0,
+                last_sample_v: 0.0,
+                has_last: false,
                 logged,
                 wal_link: crate::storage::wal::ChainLink::default(),
-                hist: None,
-                ooo: None,
-                ooo_hist: None,
+                rare: None,
             }),
             removed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -457,6 +475,70 @@ impl MemSeries {
 }
 
 impl SeriesData {
+    /// Newest float sample, for the ordering and duplicate rules.
+    #[inline]
+    pub(crate) fn last(&self) -> Option<Sample> {
+        self.has_last
+            .then(|| Sample::new(self.last_sample_t, self.last_sample_v))
+    }
+
+    #[inline]
+    fn set_last(&mut self, s: Option<Sample>) {
+        self.has_last = s.is_some();
+        if let Some(s) = s {
+            self.last_sample_t = s.t;
+            self.last_sample_v = s.v;
+        }
+    }
+
+    /// Histogram samples, for a series that has any.
+    pub(crate) fn hist(&self) -> Option<&HistData> {
+        self.rare.as_ref()?.hist.as_deref()
+    }
+
+    /// [`SeriesData::hist`], mutable.
+    pub(crate) fn hist_mut(&mut self) -> Option<&mut HistData> {
+        self.rare.as_mut()?.hist.as_deref_mut()
+    }
+
+    /// Out-of-order float samples, for a series that has any.
+    pub(crate) fn ooo(&self) -> Option<&OooData<Sample>> {
+        self.rare.as_ref()?.ooo.as_deref()
+    }
+
+    /// Out-of-order histogram samples, for a series that has any.
+    pub(crate) fn ooo_hist(&self) -> Option<&OooData<HistogramSample>> {
+        self.rare.as_ref()?.ooo_hist.as_deref()
+    }
+
+    /// Sets the rare parts at once (a restored series), boxing them only
+    /// when there are any.
+    pub(crate) fn set_rare(
+        &mut self,
+        hist: Option<HistData>,
+        ooo: Option<OooData<Sample>>,
+        ooo_hist: Option<OooData<HistogramSample>>,
+    ) {
+        let rare = Rare {
+            hist: hist.map(Box::new),
+            ooo: ooo.map(Box::new),
+            ooo_hist: ooo_hist.map(Box::new),
+        };
+        self.rare = (!rare.is_empty()).then(|| Box::new(rare));
+    }
+
+    /// The rare parts, boxed now if there were none.
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the box once nothing rare is left in it.
+    fn drop_rare_if_empty(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| r.is_empty()) {
+            self.rare = None;
+        }
+    }
+
     /// Appends a sample known to be newer than `last`. Cuts the open chunk at
     /// [`SAMPLES_PER_CHUNK`] samples or when `t` crosses a block-range
     /// boundary, so that chunks never straddle two blocks.
@@ -469,8 +551,8 @@ impl SeriesData {
             self.open_range_end = range_end(s.t, block_range_ms);
         }
         self.open.append(s.t, s.v);
-        self.last = Some(s);
-        if let Some(h) = &mut self.hist {
+        self.set_last(Some(s));
+        if let Some(h) = self.hist_mut() {
             h.interrupted = h.open.is_some();
         }
     }
@@ -482,7 +564,8 @@ impl SeriesData {
         if self.open.num_samples() > 0 {
             self.cut();
         }
-        self.hist
+        self.rare_mut()
+            .hist
             .get_or_insert_with(Box::default)
             .append(t, h, block_range_ms);
     }
@@ -491,38 +574,37 @@ impl SeriesData {
     /// included (a sample not newer than an out-of-order one held is
     /// judged against what is held, never appended in order beside it).
     pub(crate) fn last_t(&self) -> Option<i64> {
-        let f = self.last.map(|s| s.t);
-        let h = self
-            .hist
-            .as_ref()
-            .and_then(|h| h.last.as_ref())
-            .map(|s| s.t);
-        let o = self.ooo.as_ref().and_then(|o| o.last_t());
-        let oh = self.ooo_hist.as_ref().and_then(|o| o.last_t());
+        let f = self.last().map(|s| s.t);
+        let h = self.hist().and_then(|h| h.last.as_ref()).map(|s| s.t);
+        let o = self.ooo().and_then(|o| o.last_t());
+        let oh = self.ooo_hist().and_then(|o| o.last_t());
         f.max(h).max(o).max(oh)
     }
 
     /// Timestamp of the oldest sample of either kind.
     pub(crate) fn first_t(&self) -> Option<i64> {
         let f = self.full.first().map(|c| c.mint).or(self.open.first_t());
-        let h = self.hist.as_ref().and_then(|h| h.first_t());
+        let h = self.hist().and_then(|h| h.first_t());
         [f, h, self.ooo_first_t()].into_iter().flatten().min()
     }
 
     /// Timestamp of the oldest out-of-order sample of either kind.
     pub(crate) fn ooo_first_t(&self) -> Option<i64> {
-        let o = self.ooo.as_ref().and_then(|o| o.first_t());
-        let oh = self.ooo_hist.as_ref().and_then(|o| o.first_t());
+        let o = self.ooo().and_then(|o| o.first_t());
+        let oh = self.ooo_hist().and_then(|o| o.first_t());
         o.into_iter().chain(oh).min()
     }
 
     /// Marks the out-of-order chunks of both kinds as read by the running
     /// head compaction ([`OooData::mark_persisting`]).
     pub(crate) fn mark_ooo_persisting(&mut self) {
-        if let Some(o) = self.ooo.as_mut() {
+        let Some(r) = self.rare.as_mut() else {
+            return;
+        };
+        if let Some(o) = r.ooo.as_mut() {
             o.mark_persisting();
         }
-        if let Some(o) = self.ooo_hist.as_mut() {
+        if let Some(o) = r.ooo_hist.as_mut() {
             o.mark_persisting();
         }
     }
@@ -530,36 +612,45 @@ impl SeriesData {
     /// [`OooData::drop_persisted`] for both kinds, freeing what is left
     /// empty.
     pub(crate) fn drop_persisted_ooo(&mut self, mint: i64, maxt: i64) {
-        if let Some(o) = self.ooo.as_mut() {
+        let Some(r) = self.rare.as_mut() else {
+            return;
+        };
+        if let Some(o) = r.ooo.as_mut() {
             o.drop_persisted(mint, maxt);
         }
-        if self.ooo.as_ref().is_some_and(|o| o.is_empty()) {
-            self.ooo = None;
+        if r.ooo.as_ref().is_some_and(|o| o.is_empty()) {
+            r.ooo = None;
         }
-        if let Some(o) = self.ooo_hist.as_mut() {
+        if let Some(o) = r.ooo_hist.as_mut() {
             o.drop_persisted(mint, maxt);
         }
-        if self.ooo_hist.as_ref().is_some_and(|o| o.is_empty()) {
-            self.ooo_hist = None;
+        if r.ooo_hist.as_ref().is_some_and(|o| o.is_empty()) {
+            r.ooo_hist = None;
         }
+        self.drop_rare_if_empty();
     }
 
     /// Stores an out-of-order float sample (older than the newest sample,
     /// checked by the caller against what is held). Returns `false` when a
     /// sample at `s.t` is held already among the out-of-order ones.
     pub(crate) fn append_ooo(&mut self, s: Sample) -> bool {
-        self.ooo.get_or_insert_with(Box::default).insert(s)
+        self.rare_mut()
+            .ooo
+            .get_or_insert_with(Box::default)
+            .insert(s)
     }
 
     /// [`SeriesData::append_ooo`] for a histogram sample.
     pub(crate) fn append_ooo_histogram(&mut self, s: HistogramSample) -> bool {
-        self.ooo_hist.get_or_insert_with(Box::default).insert(s)
+        self.rare_mut()
+            .ooo_hist
+            .get_or_insert_with(Box::default)
+            .insert(s)
     }
 
     /// Whether out-of-order samples of either kind are held.
     pub(crate) fn has_ooo(&self) -> bool {
-        self.ooo.as_ref().is_some_and(|o| !o.is_empty())
-            || self.ooo_hist.as_ref().is_some_and(|o| !o.is_empty())
+        self.ooo().is_some_and(|o| !o.is_empty()) || self.ooo_hist().is_some_and(|o| !o.is_empty())
     }
 
     fn cut(&mut self) {
@@ -585,19 +676,20 @@ impl SeriesData {
     /// appender's state exactly: the encoding is deterministic).
     pub(crate) fn restore(&mut self, full: Vec<HeadChunk>, open: &[Sample], block_range_ms: i64) {
         self.full = full;
-        self.last = None;
+        self.set_last(None);
         for s in open {
             if self.open.num_samples() == 0 {
                 self.open_range_end = range_end(s.t, block_range_ms);
             }
             self.open.append(s.t, s.v);
-            self.last = Some(*s);
+            self.set_last(Some(*s));
         }
-        if self.last.is_none() {
-            self.last = self
+        if !self.has_last {
+            let last = self
                 .full
                 .last()
                 .and_then(|c| chunk::decode(c.encoding, &c.bytes).ok()?.last().copied());
+            self.set_last(last);
         }
     }
 
@@ -612,7 +704,7 @@ impl SeriesData {
                 return true;
             }
         }
-        if self.hist.is_none() && self.ooo.is_none() && self.ooo_hist.is_none() {
+        if self.rare.is_none() {
             return false;
         }
         !self.snapshot(mint, maxt).is_empty()
@@ -636,13 +728,13 @@ impl SeriesData {
                 });
             }
         }
-        if let Some(h) = &self.hist {
+        if let Some(h) = self.hist() {
             h.snapshot(mint, maxt, &mut out);
         }
-        if let Some(o) = &self.ooo {
+        if let Some(o) = self.ooo() {
             o.snapshot(mint, maxt, &mut out);
         }
-        if let Some(o) = &self.ooo_hist {
+        if let Some(o) = self.ooo_hist() {
             o.snapshot(mint, maxt, &mut out);
         }
         out
@@ -671,7 +763,7 @@ impl SeriesData {
                     e => find(&mut chunk::decode(e, &c.bytes).ok()?.into_iter()),
                 })
         };
-        in_order.or_else(|| self.ooo.as_ref()?.sample_at(t).map(|s| s.v))
+        in_order.or_else(|| self.ooo()?.sample_at(t).map(|s| s.v))
     }
 
     /// Number of samples held (full + open chunks, floats and histograms).
@@ -681,29 +773,29 @@ impl SeriesData {
             .map(|c| usize::from(chunk::num_samples(&c.bytes).unwrap_or(0)))
             .sum::<usize>()
             + self.open.num_samples()
-            + self.hist.as_ref().map_or(0, |h| h.num_samples())
-            + self.ooo.as_ref().map_or(0, |o| o.num_samples())
-            + self.ooo_hist.as_ref().map_or(0, |o| o.num_samples())
+            + self.hist().map_or(0, |h| h.num_samples())
+            + self.ooo().map_or(0, |o| o.num_samples())
+            + self.ooo_hist().map_or(0, |o| o.num_samples())
     }
 
     /// Bytes of chunk data held.
     pub(crate) fn chunk_bytes(&self) -> usize {
         self.full.iter().map(|c| c.bytes.len()).sum::<usize>()
             + self.open.bytes().len()
-            + self.hist.as_ref().map_or(0, |h| h.chunk_bytes())
-            + self.ooo.as_ref().map_or(0, |o| o.chunk_bytes())
-            + self.ooo_hist.as_ref().map_or(0, |o| o.chunk_bytes())
+            + self.hist().map_or(0, |h| h.chunk_bytes())
+            + self.ooo().map_or(0, |o| o.chunk_bytes())
+            + self.ooo_hist().map_or(0, |o| o.chunk_bytes())
     }
 
     /// Number of chunks (full and open, floats and histograms).
     pub(crate) fn num_chunks(&self) -> usize {
         self.full.len()
             + usize::from(self.open.num_samples() > 0)
-            + self.hist.as_ref().map_or(0, |h| {
+            + self.hist().map_or(0, |h| {
                 h.full.len() + usize::from(h.open.as_ref().is_some_and(|o| o.num_samples() > 0))
             })
-            + self.ooo.as_ref().map_or(0, |o| o.num_chunks())
-            + self.ooo_hist.as_ref().map_or(0, |o| o.num_chunks())
+            + self.ooo().map_or(0, |o| o.num_chunks())
+            + self.ooo_hist().map_or(0, |o| o.num_chunks())
     }
 }
 
@@ -969,7 +1061,7 @@ mod tests {
             rd.restore(d.full.clone(), &[], 7_200_000);
             let last = want[SAMPLES_PER_CHUNK * 2 - 1];
             assert_eq!(
-                rd.last.map(|x| (x.t, x.v.to_bits())),
+                rd.last().map(|x| (x.t, x.v.to_bits())),
                 Some((last.t, last.v.to_bits()))
             );
         }
@@ -1012,5 +1104,16 @@ mod tests {
         assert_eq!(st.get(7, &b).unwrap().series_ref, SeriesRef(2));
         assert!(st.get(7, &a).is_none());
         assert_eq!(st.all().len(), 2);
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    /// A head series is one allocation of the `Arc` counts (16 bytes) and
+    /// a `MemSeries`: at most 224 bytes, an allocator size class (mimalloc
+    /// and glibc alike) below 256. A million series hold a million of
+    /// them, so a field that pushes it over costs 32 MB there.
+    #[test]
+    fn a_series_fits_in_224_bytes_with_its_arc_counts() {
+        assert!(std::mem::size_of::<super::MemSeries>() + 16 <= 224);
     }
 }

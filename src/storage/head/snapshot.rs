@@ -83,7 +83,7 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
         // 3 wrote 10-16), appended again on load.
         put_uvarint(&mut buf, d.open.bytes().len() as u64);
         buf.extend_from_slice(d.open.bytes());
-        let hist = d.hist.as_deref();
+        let hist = d.hist();
         let hist_full = hist.map_or(&[][..], |h| &h.full[..]);
         put_uvarint(&mut buf, hist_full.len() as u64);
         for c in hist_full {
@@ -101,14 +101,14 @@ pub(crate) fn write(head: &Head, path: &Path, wal_segment: u32) -> std::io::Resu
             }
             None => buf.push(0),
         }
-        let ooo = d.ooo.as_ref().map(|o| o.samples()).unwrap_or_default();
+        let ooo = d.ooo().map(|o| o.samples()).unwrap_or_default();
         put_uvarint(&mut buf, ooo.len() as u64);
         for x in ooo {
             put_varint(&mut buf, x.t);
             put_be_u64(&mut buf, x.v.to_bits());
         }
         // Out-of-order histograms as histogram chunks of their samples.
-        let ooo_hist = d.ooo_hist.as_ref().map(|o| o.samples()).unwrap_or_default();
+        let ooo_hist = d.ooo_hist().map(|o| o.samples()).unwrap_or_default();
         let chunks = HistogramSample::encode(&ooo_hist);
         put_uvarint(&mut buf, chunks.len() as u64);
         for c in chunks {
@@ -252,9 +252,7 @@ fn load_bytes(head: &Head, bytes: &[u8]) -> Result<u32, SnapshotError> {
         indexed.push((s.series_ref, s.labels.clone()));
         let mut data = s.data.lock();
         data.restore(full, &open, head.opts.block_range_ms);
-        data.hist = hist.map(Box::new);
-        data.ooo = ooo.map(Box::new);
-        data.ooo_hist = ooo_hist.map(Box::new);
+        data.set_rare(hist, ooo, ooo_hist);
     }
     head.postings.add_many(indexed);
     let nt = d.uvarint()?;

@@ -612,7 +612,7 @@ fn created_timestamp_zero_stored_only_when_newer_and_replayed() {
         "{out:?}"
     );
     let s = h.find_series(&hl).unwrap();
-    let zero = s.data.lock().hist.as_ref().unwrap().value_at(900).unwrap();
+    let zero = s.data.lock().hist().unwrap().value_at(900).unwrap();
     assert_eq!((zero.schema, zero.count, zero.sum), (3, 0.0, 0.0));
     assert_eq!(zero.zero_threshold, 0.001);
     // Resent: the zero is not newer now, the sample a duplicate.
@@ -628,5 +628,5 @@ fn created_timestamp_zero_stored_only_when_newer_and_replayed() {
     let (h2, _) = replayed(&d.path().join("wal"));
     assert_eq!(read(&h2, "c"), bits(&want));
     let s = h2.find_series(&hl).unwrap();
-    assert!(s.data.lock().hist.as_ref().unwrap().value_at(900).is_some());
+    assert!(s.data.lock().hist().unwrap().value_at(900).is_some());
 }
