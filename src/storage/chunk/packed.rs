@@ -430,19 +430,23 @@ fn unpack_frame(bytes: &[u8], len: usize, width: u32, mut put: impl FnMut(u64)) 
     let mask = u64::MAX >> (64 - width);
     if width <= 57 {
         let width = width as usize;
-        let mut bit = 0usize;
-        let mut i = 0usize;
-        // Values whose 8-byte load stays inside `bytes`.
-        while i < len {
-            let Some(word) = bytes.get(bit >> 3..(bit >> 3) + 8) else {
-                break;
-            };
-            let mut le = [0u8; 8];
-            le.copy_from_slice(word);
-            put((u64::from_le_bytes(le) >> (bit & 7)) & mask);
-            bit += width;
-            i += 1;
-        }
+        let (mut i, mut bit) = (0usize, 0usize);
+        // Reads values from `src`, which holds the frame's bytes from byte
+        // `base` on, while a value's 8-byte load stays inside it.
+        let mut run = |src: &[u8], base: usize, i: &mut usize, bit: &mut usize| {
+            while *i < len {
+                let at = (*bit >> 3).saturating_sub(base);
+                let Some(word) = src.get(at..at + 8) else {
+                    break;
+                };
+                let mut le = [0u8; 8];
+                le.copy_from_slice(word);
+                put((u64::from_le_bytes(le) >> (*bit & 7)) & mask);
+                *bit += width;
+                *i += 1;
+            }
+        };
+        run(bytes, 0, &mut i, &mut bit);
         // The tail (fewer than 8 bytes from the next value's first byte
         // on), from one zero-padded copy.
         let base = (bit >> 3).min(bytes.len());
@@ -450,17 +454,7 @@ fn unpack_frame(bytes: &[u8], len: usize, width: u32, mut put: impl FnMut(u64)) 
         let tail = &bytes[base..];
         let kept = tail.len().min(8);
         padded[..kept].copy_from_slice(&tail[..kept]);
-        while i < len {
-            let at = (bit >> 3) - base;
-            let Some(word) = padded.get(at..at + 8) else {
-                break;
-            };
-            let mut le = [0u8; 8];
-            le.copy_from_slice(word);
-            put((u64::from_le_bytes(le) >> (bit & 7)) & mask);
-            bit += width;
-            i += 1;
-        }
+        run(&padded, base, &mut i, &mut bit);
         return;
     }
     let mut acc: u128 = 0;
