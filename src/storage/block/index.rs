@@ -379,6 +379,12 @@ impl IndexReader {
         self.n_series
     }
 
+    /// Number of symbols in the table.
+    #[cfg(test)]
+    pub(crate) fn symbols_len(&self) -> usize {
+        self.sym_offsets.len()
+    }
+
     /// Symbol `i`.
     pub(crate) fn symbol<'a>(&self, data: &'a [u8], i: u32) -> Result<&'a str, BlockError> {
         let sec = &self.sections[SYMBOLS];

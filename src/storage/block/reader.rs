@@ -799,19 +799,81 @@ impl Block {
 /// The strings of the symbols one selection has turned into labels so far:
 /// names and most values repeat from series to series within a call, so
 /// each is allocated once per call and shared by the label sets, instead
-/// of once per series (and freed as many times). Holds no more strings
-/// than the labels it hands out; dropped with the call.
-#[derive(Default)]
-struct SymbolStrings(std::collections::HashMap<u32, Arc<str>, ahash::RandomState>);
+/// of once per series (and freed as many times). Dropped with the call,
+/// and emptied whenever it reaches [`SymbolStrings::MAX`] strings: a
+/// compaction streams every series of a block through one, and must not
+/// keep every distinct value of a high-cardinality block alive.
+struct SymbolStrings {
+    held: std::collections::HashMap<u32, Arc<str>, ahash::RandomState>,
+    max: usize,
+}
+
+impl Default for SymbolStrings {
+    fn default() -> Self {
+        Self::with_max(Self::MAX)
+    }
+}
 
 impl SymbolStrings {
+    /// Most strings held at once (a few MiB at most).
+    const MAX: usize = 1 << 16;
+
+    fn with_max(max: usize) -> Self {
+        Self {
+            held: Default::default(),
+            max,
+        }
+    }
+
     /// Symbol `sym` of `ix`'s index as a shared string.
     fn get(&mut self, ix: &BlockIndex, sym: u32) -> Result<Arc<str>, BlockError> {
-        if let Some(s) = self.0.get(&sym) {
+        if let Some(s) = self.held.get(&sym) {
             return Ok(Arc::clone(s));
         }
         let s: Arc<str> = Arc::from(ix.reader.symbol(&ix.map[..], sym)?);
-        self.0.insert(sym, Arc::clone(&s));
+        if self.held.len() >= self.max {
+            self.held.clear();
+        }
+        self.held.insert(sym, Arc::clone(&s));
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod symbol_strings_tests {
+    use super::*;
+    use crate::storage::block::writer::BlockWriter;
+
+    /// Every symbol reads back as the index has it, from the cache or not,
+    /// and the cache never holds more than its bound.
+    #[test]
+    fn shared_strings_are_the_index_symbols_and_stay_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("block");
+        let mut w = BlockWriter::create(&dir).unwrap();
+        let chunk = {
+            let mut a = crate::storage::chunk::XorAppender::new();
+            a.append(1, 1.0);
+            a.finish()
+        };
+        for i in 0..100 {
+            let labels =
+                Labels::try_from_pairs([("__name__", "m".to_string()), ("id", format!("{i:03}"))])
+                    .unwrap();
+            w.add_series(&labels, &[(1, 1, &chunk[..])]).unwrap();
+        }
+        w.finish(BlockMeta::new(1, 2)).unwrap();
+        let block = Block::open(&dir, true).unwrap();
+        let ix = block.index().unwrap();
+        let symbols = ix.reader.symbols_len();
+        assert!(symbols > 100);
+        let mut strings = SymbolStrings::with_max(8);
+        for round in 0..2 {
+            for sym in 0..symbols as u32 {
+                let want = ix.reader.symbol(&ix.map[..], sym).unwrap();
+                assert_eq!(&*strings.get(&ix, sym).unwrap(), want, "round {round}");
+                assert!(strings.held.len() <= 8);
+            }
+        }
     }
 }
