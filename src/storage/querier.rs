@@ -564,8 +564,8 @@ impl Querier {
             if b.has_tombstones() {
                 return full();
             }
-            match b.select(matchers, self.mint, self.maxt) {
-                Ok(series) => out.extend(series.into_iter().map(|s| s.labels)),
+            match b.select_labels(matchers, self.mint, self.maxt) {
+                Ok(labels) => out.extend(labels),
                 Err(e) => self.block_failed(b, &e),
             }
         }

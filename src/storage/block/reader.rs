@@ -507,6 +507,38 @@ impl Block {
         Ok(merge(&lists))
     }
 
+    /// The labels of a decoded entry, with the stream labels when
+    /// `with_stream`.
+    fn build_labels(
+        &self,
+        ix: &BlockIndex,
+        id: BlockSeriesId,
+        e: &SeriesEntry,
+        with_stream: bool,
+        strings: &mut SymbolStrings,
+    ) -> Result<Labels, BlockError> {
+        let mut b = LabelsBuilder::new();
+        for &(n, v) in &e.labels {
+            let name = strings.get(ix, n)?;
+            if !with_stream || self.stream.keeps(&name) {
+                b.push_shared(name, strings.get(ix, v)?);
+            }
+        }
+        if with_stream {
+            for l in self.stream.iter() {
+                b.push_shared(l.name.clone(), l.value.clone());
+            }
+        }
+        b.build().map_err(|source| BlockError::Corrupt {
+            path: ix.path.clone(),
+            offset: 0,
+            reason: Corruption::InvalidLabels {
+                series: id.0,
+                source,
+            },
+        })
+    }
+
     /// Builds the [`BlockSeries`] of a decoded entry, keeping the chunks for
     /// which `keep(mint, maxt)` holds, its labels with the stream labels
     /// when `with_stream`. A remote block's chunks join `state.batch`
@@ -520,26 +552,7 @@ impl Block {
         with_stream: bool,
         state: &mut Selecting,
     ) -> Result<BlockSeries, BlockError> {
-        let mut b = LabelsBuilder::new();
-        for &(n, v) in &e.labels {
-            let name = state.strings.get(ix, n)?;
-            if !with_stream || self.stream.keeps(&name) {
-                b.push_shared(name, state.strings.get(ix, v)?);
-            }
-        }
-        if with_stream {
-            for l in self.stream.iter() {
-                b.push_shared(l.name.clone(), l.value.clone());
-            }
-        }
-        let labels = b.build().map_err(|source| BlockError::Corrupt {
-            path: ix.path.clone(),
-            offset: 0,
-            reason: Corruption::InvalidLabels {
-                series: id.0,
-                source,
-            },
-        })?;
+        let labels = self.build_labels(ix, id, e, with_stream, &mut state.strings)?;
         let mut chunks = Vec::with_capacity(e.chunks.len());
         for m in e.chunks.iter().filter(|m| keep(m.mint, m.maxt)) {
             let source = match &self.segments {
@@ -610,6 +623,37 @@ impl Block {
             // Added labels can change the order (and a replaced label
             // too).
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        Ok(out)
+    }
+
+    /// The labels of [`Block::select`]'s series, without their chunks
+    /// (what the series API needs): the same series, in the same order.
+    ///
+    /// # Errors
+    /// As [`Block::select`].
+    pub fn select_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, BlockError> {
+        let Some(matchers) = self.stream.split(matchers) else {
+            return Ok(Vec::new());
+        };
+        let ix = self.index()?;
+        let mut out = Vec::new();
+        let mut e = SeriesEntry::default();
+        let mut strings = SymbolStrings::default();
+        for id in Self::postings_for_matchers(&ix, &matchers)? {
+            ix.reader.series_into(&ix.map, id, &mut e)?;
+            if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
+                continue;
+            }
+            out.push(self.build_labels(&ix, BlockSeriesId(id), &e, true, &mut strings)?);
+        }
+        if !self.stream.is_empty() {
+            out.sort();
         }
         Ok(out)
     }

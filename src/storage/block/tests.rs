@@ -225,6 +225,9 @@ proptest! {
                 .map(|s| (s.labels.clone(), read_all(s)))
                 .collect();
             prop_assert_eq!(&got, &brute_select(&data, ms, *mint, maxt), "{:?} [{}, {}]", ms, mint, maxt);
+            // The labels-only selection: the same series, in order.
+            let labels: Vec<Labels> = got.iter().map(|(l, _)| l.clone()).collect();
+            prop_assert_eq!(block.select_labels(ms, *mint, maxt).unwrap(), labels);
 
             let matching: Vec<&Labels> = data.keys()
                 .filter(|l| ms.iter().all(|m| m.matches(l.get(m.name()).unwrap_or(""))))

@@ -116,6 +116,14 @@ fn a_stream_label_replaces_a_series_label_of_the_same_name() {
         strings(&b.select(&[], i64::MIN, i64::MAX).unwrap()),
         [r#"m{replica="a"}"#, r#"m{replica="a", z="1"}"#]
     );
+    // The labels-only selection carries the stream labels alike.
+    let labels: Vec<String> = b
+        .select_labels(&[], i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(labels, [r#"m{replica="a"}"#, r#"m{replica="a", z="1"}"#]);
     assert!(b
         .select(&[Matcher::eq("replica", "x")], i64::MIN, i64::MAX)
         .unwrap()
