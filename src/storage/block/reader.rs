@@ -598,27 +598,10 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<BlockSeries>, BlockError> {
-        let Some(matchers) = self.stream.split(matchers) else {
-            return Ok(Vec::new());
-        };
-        let ix = self.index()?;
-        let mut out = Vec::new();
-        let mut e = SeriesEntry::default();
         let mut state = Selecting::default();
-        for id in Self::postings_for_matchers(&ix, &matchers)? {
-            ix.reader.series_into(&ix.map, id, &mut e)?;
-            if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
-                continue;
-            }
-            out.push(self.build_series(
-                &ix,
-                BlockSeriesId(id),
-                &e,
-                |a, b| a <= maxt && mint <= b,
-                true,
-                &mut state,
-            )?);
-        }
+        let mut out = self.select_each(matchers, mint, maxt, |ix, id, e| {
+            self.build_series(ix, id, e, |a, b| a <= maxt && mint <= b, true, &mut state)
+        })?;
         if !self.stream.is_empty() {
             // Added labels can change the order (and a replaced label
             // too).
@@ -638,22 +621,36 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, BlockError> {
+        let mut strings = SymbolStrings::default();
+        let mut out = self.select_each(matchers, mint, maxt, |ix, id, e| {
+            self.build_labels(ix, id, e, true, &mut strings)
+        })?;
+        if !self.stream.is_empty() {
+            out.sort();
+        }
+        Ok(out)
+    }
+
+    /// `build` of every series matching `matchers` (the stream's labels
+    /// decided here) with a chunk overlapping `[mint, maxt]`, in id order.
+    fn select_each<T>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut build: impl FnMut(&BlockIndex, BlockSeriesId, &SeriesEntry) -> Result<T, BlockError>,
+    ) -> Result<Vec<T>, BlockError> {
         let Some(matchers) = self.stream.split(matchers) else {
             return Ok(Vec::new());
         };
         let ix = self.index()?;
         let mut out = Vec::new();
         let mut e = SeriesEntry::default();
-        let mut strings = SymbolStrings::default();
         for id in Self::postings_for_matchers(&ix, &matchers)? {
             ix.reader.series_into(&ix.map, id, &mut e)?;
-            if !e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
-                continue;
+            if e.chunks.iter().any(|c| c.mint <= maxt && mint <= c.maxt) {
+                out.push(build(&ix, BlockSeriesId(id), &e)?);
             }
-            out.push(self.build_labels(&ix, BlockSeriesId(id), &e, true, &mut strings)?);
-        }
-        if !self.stream.is_empty() {
-            out.sort();
         }
         Ok(out)
     }
