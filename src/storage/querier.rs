@@ -297,16 +297,10 @@ impl Series {
                     // Timestamps increase: what is in range is one run.
                     let lo = decoded.partition_point(|s| s.t < mint);
                     let hi = decoded.partition_point(|s| s.t <= maxt).max(lo);
+                    decoded.truncate(hi);
+                    decoded.drain(..lo);
                     if let Some(d) = deleted {
-                        decoded.truncate(hi);
-                        decoded.drain(..lo);
                         decoded.retain(|s| !d.contains(s.t));
-                    } else if out.is_empty() {
-                        decoded.truncate(hi);
-                        decoded.drain(..lo);
-                    } else {
-                        out.extend_from_slice(&decoded[lo..hi]);
-                        continue;
                     }
                     if out.is_empty() {
                         out = decoded;
