@@ -25,6 +25,7 @@ use crate::storage::BlockSeriesId;
 
 mod chunks;
 mod corruption;
+mod elias_fano;
 mod index;
 mod index_writer;
 mod meta;
@@ -39,7 +40,7 @@ pub use chunks::{
     SEGMENT_MAX_SIZE,
 };
 pub use corruption::{Corruption, IndexSection, Part};
-pub use index::{check_index, IndexSummary, INDEX_FORMAT_VERSION, INDEX_MAGIC};
+pub use index::{check_index, IndexSummary, INDEX_FORMAT_V1, INDEX_FORMAT_VERSION, INDEX_MAGIC};
 pub use meta::{
     new_ulid, BlockCompaction, BlockDesc, BlockMeta, BlockStats, TidemarkMeta, META_VERSION,
 };

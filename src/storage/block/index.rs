@@ -13,12 +13,19 @@ use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
 
 use super::chunks::{frame_len, ChunkRef};
 use super::corruption::{Corruption, IndexSection, Part};
+use super::elias_fano::EliasFano;
 use super::BlockError;
 
 /// Magic number at the start of an index file.
 pub const INDEX_MAGIC: u32 = 0x5444_4958; // "TDIX"
-/// Version byte of the index format.
-pub const INDEX_FORMAT_VERSION: u8 = 1;
+/// Version byte of the index format the writer writes. Readers also open
+/// version 1 ([`INDEX_FORMAT_V1`]).
+pub const INDEX_FORMAT_VERSION: u8 = 2;
+/// The first index format: 8-byte series offsets, chunk metas with
+/// absolute first times and references.
+pub const INDEX_FORMAT_V1: u8 = 1;
+/// Bytes of the version-2 series directory's header: series count, time base.
+const DIRECTORY_HEADER_LEN: usize = 16;
 /// Bytes of magic + version.
 pub(crate) const HEADER_LEN: usize = 5;
 /// Number of sections listed in the TOC.
@@ -46,29 +53,124 @@ pub(crate) struct ChunkMeta {
     pub(crate) chunk_ref: ChunkRef,
 }
 
+/// How a series entry stores its first chunk's time and reference; the
+/// following chunks are stored the same way in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetaLayout {
+    /// Version 1: `mint <varint>`, `ref <uvarint>` (segment << 32 | offset).
+    Absolute,
+    /// Version 2: `mint - base <uvarint>` (wrapping), `segment <uvarint>`,
+    /// `offset <uvarint>`: a block's first times are close to its base and
+    /// its segments few, so both take a byte or two less.
+    Based {
+        /// The index's time base (the block's smallest chunk mint).
+        base: i64,
+    },
+}
+
 /// Appends the chunk metas of a series entry (count, then delta-encoded
 /// metas) to `buf`. Metas must be time-ordered and non-overlapping.
-pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta]) {
+pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta], layout: MetaLayout) {
     put_uvarint(buf, metas.len() as u64);
     let mut prev: Option<&ChunkMeta> = None;
     for m in metas {
-        match prev {
-            None => {
-                put_varint(buf, m.mint);
+        match (prev, layout) {
+            (None, MetaLayout::Absolute) => put_varint(buf, m.mint),
+            (None, MetaLayout::Based { base }) => {
+                put_uvarint(buf, m.mint.wrapping_sub(base) as u64);
             }
-            Some(p) => put_uvarint(buf, m.mint.wrapping_sub(p.maxt) as u64),
+            (Some(p), _) => put_uvarint(buf, m.mint.wrapping_sub(p.maxt) as u64),
         }
         put_uvarint(buf, m.maxt.wrapping_sub(m.mint) as u64);
         put_uvarint(buf, m.data_len);
-        match prev {
-            None => put_uvarint(buf, m.chunk_ref.0),
-            Some(p) => {
+        match (prev, layout) {
+            (None, MetaLayout::Absolute) => put_uvarint(buf, m.chunk_ref.0),
+            (None, MetaLayout::Based { .. }) => {
+                put_uvarint(buf, u64::from(m.chunk_ref.segment()));
+                put_uvarint(buf, u64::from(m.chunk_ref.offset()));
+            }
+            (Some(p), _) => {
                 let expected = p.chunk_ref.0.wrapping_add(frame_len(p.data_len));
                 put_varint(buf, m.chunk_ref.0.wrapping_sub(expected) as i64);
             }
         }
         prev = Some(m);
     }
+}
+
+/// Decodes the chunk metas [`put_chunk_metas`] wrote for series `part`
+/// into `out`, checking them (at least one, contiguous, in time order,
+/// lengths in range); the error is the reason and `d`'s position then.
+pub(crate) fn read_chunk_metas(
+    d: &mut Decbuf<'_>,
+    layout: MetaLayout,
+    part: Part,
+    out: &mut Vec<ChunkMeta>,
+) -> Result<(), Corruption> {
+    out.clear();
+    let truncated = |source| Corruption::Truncated { part, source };
+    let n = d.uvarint().map_err(truncated)?;
+    if n == 0 || n > d.remaining() as u64 / 4 {
+        return Err(Corruption::CountOutOfRange { part, count: n });
+    }
+    let mut prev: Option<ChunkMeta> = None;
+    for _ in 0..n {
+        let mint = match (prev, layout) {
+            (None, MetaLayout::Absolute) => d.varint().map_err(truncated)?,
+            (None, MetaLayout::Based { base }) => {
+                base.wrapping_add(d.uvarint().map_err(truncated)? as i64)
+            }
+            (Some(p), _) => {
+                // Differences of i64s fit in u64: wrapping sums are exact.
+                let delta = d.uvarint().map_err(truncated)?;
+                let mint = p.maxt.wrapping_add(delta as i64);
+                if mint <= p.maxt {
+                    return Err(Corruption::NotContiguous { part });
+                }
+                mint
+            }
+        };
+        let span = d.uvarint().map_err(truncated)?;
+        let maxt = mint.wrapping_add(span as i64);
+        if maxt < mint {
+            return Err(Corruption::TimeOverflow { part });
+        }
+        let data_len = d.uvarint().map_err(truncated)?;
+        if data_len == 0 || data_len > u64::from(u32::MAX) {
+            return Err(Corruption::CountOutOfRange {
+                part,
+                count: data_len,
+            });
+        }
+        let chunk_ref = match (prev, layout) {
+            (None, MetaLayout::Absolute) => d.uvarint().map_err(truncated)?,
+            (None, MetaLayout::Based { .. }) => {
+                let segment = d.uvarint().map_err(truncated)?;
+                let offset = d.uvarint().map_err(truncated)?;
+                let value = segment.max(offset);
+                if value > u64::from(u32::MAX) {
+                    return Err(Corruption::RefOutOfRange { part, value });
+                }
+                segment << 32 | offset
+            }
+            (Some(p), _) => {
+                let gap = d.varint().map_err(truncated)?;
+                p.chunk_ref
+                    .0
+                    .wrapping_add(frame_len(p.data_len))
+                    .wrapping_add(gap as u64)
+            }
+        };
+        let m = ChunkMeta {
+            mint,
+            maxt,
+            data_len,
+            chunk_ref: ChunkRef(chunk_ref),
+        };
+        out.push(m);
+        prev = Some(m);
+    }
+    Ok(())
 }
 
 /// One label name of the postings offset table, kept in memory.
@@ -98,6 +200,8 @@ pub(crate) struct IndexReader {
     names: Vec<NameEntry>,
     n_series: u64,
     n_values: u32,
+    /// How series entries store their first chunk meta (by version).
+    layout: MetaLayout,
 }
 
 /// What [`check_index`] found in a valid index.
@@ -163,7 +267,8 @@ impl IndexReader {
         if magic != INDEX_MAGIC {
             return Err(c(0, Corruption::BadMagic { got: magic }));
         }
-        if data[4] != INDEX_FORMAT_VERSION {
+        let version = data[4];
+        if version != INDEX_FORMAT_VERSION && version != INDEX_FORMAT_V1 {
             return Err(BlockError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 version: u64::from(data[4]),
@@ -222,21 +327,70 @@ impl IndexReader {
             names: Vec::new(),
             n_series: 0,
             n_values: 0,
+            layout: MetaLayout::Absolute,
         };
         r.load_symbols(data)?;
         r.load_names(data)?;
         let offs = r.sections[SERIES_OFFSETS].clone();
-        if !offs.len().is_multiple_of(8) {
-            return Err(r.corrupt(
+        let bad_size = || {
+            r.corrupt(
                 offs.start,
                 Corruption::BadSize {
                     part: Part::Section(IndexSection::SeriesOffsets),
                     size: offs.len() as u64,
                 },
+            )
+        };
+        if version == INDEX_FORMAT_V1 {
+            if !offs.len().is_multiple_of(8) {
+                return Err(bad_size());
+            }
+            r.n_series = (offs.len() / 8) as u64;
+            return Ok(r);
+        }
+        // Version 2: the series directory.
+        let body = &data[offs.clone()];
+        if body.len() < DIRECTORY_HEADER_LEN {
+            return Err(bad_size());
+        }
+        let n = u64_at(body);
+        let base = u64_at(&body[8..]) as i64;
+        // Every series entry takes at least two bytes (label and chunk
+        // counts), and the offsets must decode.
+        if n > r.sections[SERIES].len() as u64 / 2
+            || EliasFano::new(&body[DIRECTORY_HEADER_LEN..], n).is_none()
+        {
+            return Err(r.corrupt(
+                offs.start,
+                Corruption::CountOutOfRange {
+                    part: Part::Section(IndexSection::SeriesOffsets),
+                    count: n,
+                },
             ));
         }
-        r.n_series = (offs.len() / 8) as u64;
+        r.n_series = n;
+        r.layout = MetaLayout::Based { base };
         Ok(r)
+    }
+
+    /// Where series `id`'s entry starts and where the next one starts
+    /// (`None` for the last), relative to the series section; `id` is
+    /// below `n_series`. On failure, the file offset to report.
+    fn series_offsets(&self, data: &[u8], id: u64) -> Result<(u64, Option<u64>), usize> {
+        let offs = &self.sections[SERIES_OFFSETS];
+        match self.layout {
+            MetaLayout::Absolute => {
+                let at = offs.start + id as usize * 8;
+                let next = (id + 1 < self.n_series).then(|| u64_at(&data[at + 8..]));
+                Ok((u64_at(&data[at..]), next))
+            }
+            MetaLayout::Based { .. } => {
+                let body = &data[offs.start + DIRECTORY_HEADER_LEN..offs.end];
+                EliasFano::new(body, self.n_series)
+                    .and_then(|ef| ef.get_pair(id))
+                    .ok_or(offs.start)
+            }
+        }
     }
 
     fn load_symbols(&mut self, data: &[u8]) -> Result<(), BlockError> {
@@ -618,12 +772,19 @@ impl IndexReader {
                 },
             ));
         }
-        let at = offs.start + id as usize * 8;
-        let start = u64_at(&data[at..]);
-        let end = if id + 1 < self.n_series {
-            u64_at(&data[at + 8..])
-        } else {
-            series.len() as u64
+        let bad = |at: usize| {
+            self.corrupt(
+                at,
+                Corruption::OutOfBounds {
+                    part: Part::Series(id),
+                },
+            )
+        };
+        let (start, end) = self.series_offsets(data, id).map_err(bad)?;
+        let end = end.unwrap_or(series.len() as u64);
+        let at = match self.layout {
+            MetaLayout::Absolute => offs.start + id as usize * 8,
+            MetaLayout::Based { .. } => offs.start,
         };
         if start > end || end > series.len() as u64 {
             return Err(self.corrupt(
@@ -691,62 +852,10 @@ impl IndexReader {
         e: &mut SeriesEntry,
     ) -> Result<(), BlockError> {
         let (mut d, start) = self.read_labels(data, id, &mut e.labels)?;
-        e.chunks.clear();
         let part = Part::Series(id);
+        read_chunk_metas(&mut d, self.layout, part, &mut e.chunks)
+            .map_err(|reason| self.corrupt(start + d.position(), reason))?;
         let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
-        let truncated = |source| Corruption::Truncated { part, source };
-        let n = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
-        if n == 0 || n > d.remaining() as u64 / 4 {
-            return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));
-        }
-        let mut prev: Option<ChunkMeta> = None;
-        for _ in 0..n {
-            let mint = match prev {
-                None => d.varint().map_err(|x| err(&d, truncated(x)))?,
-                Some(p) => {
-                    // Differences of i64s fit in u64: wrapping sums are exact.
-                    let delta = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
-                    let mint = p.maxt.wrapping_add(delta as i64);
-                    if mint <= p.maxt {
-                        return Err(err(&d, Corruption::NotContiguous { part }));
-                    }
-                    mint
-                }
-            };
-            let span = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
-            let maxt = mint.wrapping_add(span as i64);
-            if maxt < mint {
-                return Err(err(&d, Corruption::TimeOverflow { part }));
-            }
-            let data_len = d.uvarint().map_err(|x| err(&d, truncated(x)))?;
-            if data_len == 0 || data_len > u64::from(u32::MAX) {
-                return Err(err(
-                    &d,
-                    Corruption::CountOutOfRange {
-                        part,
-                        count: data_len,
-                    },
-                ));
-            }
-            let chunk_ref = match prev {
-                None => d.uvarint().map_err(|x| err(&d, truncated(x)))?,
-                Some(p) => {
-                    let gap = d.varint().map_err(|x| err(&d, truncated(x)))?;
-                    p.chunk_ref
-                        .0
-                        .wrapping_add(frame_len(p.data_len))
-                        .wrapping_add(gap as u64)
-                }
-            };
-            let m = ChunkMeta {
-                mint,
-                maxt,
-                data_len,
-                chunk_ref: ChunkRef(chunk_ref),
-            };
-            e.chunks.push(m);
-            prev = Some(m);
-        }
         if !d.is_empty() {
             return Err(err(
                 &d,
@@ -768,7 +877,7 @@ impl IndexReader {
         mut on_chunk: impl FnMut(&ChunkMeta) -> Result<(), BlockError>,
     ) -> Result<u64, BlockError> {
         let offs = &self.sections[SERIES_OFFSETS];
-        if self.n_series > 0 && u64_at(&data[offs.start..]) != 0 {
+        if self.n_series > 0 && self.series_offsets(data, 0).map(|(o, _)| o) != Ok(0) {
             return Err(self.corrupt(
                 offs.start,
                 Corruption::NotContiguous {
@@ -783,7 +892,10 @@ impl IndexReader {
             self.series_into(data, id, &mut cur)?;
             // Symbol refs sort like their strings, so this is label order.
             if id > 0 && prev.labels >= cur.labels {
-                let at = offs.start + id as usize * 8;
+                let at = match self.layout {
+                    MetaLayout::Absolute => offs.start + id as usize * 8,
+                    MetaLayout::Based { .. } => offs.start,
+                };
                 return Err(self.corrupt(
                     at,
                     Corruption::OutOfOrder {

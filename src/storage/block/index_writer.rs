@@ -1,5 +1,5 @@
 //! The block `index` file's writer, typed by stage: symbols, then series
-//! (which also writes the series offsets), then postings (which also writes
+//! (which also writes the series directory), then postings (which also writes
 //! the postings offset table and the TOC). Each stage is its own type and
 //! finishing a stage is the only way to get the next, so the compiler
 //! refuses any other section order (`docs/format/index.md`).
@@ -14,6 +14,7 @@ use std::marker::PhantomData;
 
 use crate::storage::encoding::{put_be_u32, put_be_u64, put_uvarint};
 
+use super::elias_fano;
 use super::index::{
     HEADER_LEN, INDEX_FORMAT_VERSION, INDEX_MAGIC, LABEL_NAMES, LABEL_VALUES, NUM_SECTIONS,
     POSTINGS, SERIES, SERIES_OFFSETS, SYMBOLS, TOC_LEN,
@@ -190,15 +191,18 @@ impl<W: Write> IndexWriter<W, Series> {
         self.maybe_flush()
     }
 
-    /// Ends the series section, writes the series offsets section; then
-    /// postings are next.
-    pub(crate) fn finish_series(mut self) -> io::Result<IndexWriter<W, Postings>> {
+    /// Ends the series section, writes the series directory (the count,
+    /// `time_base` — what the entries' first chunk times are relative to —
+    /// and the entries' offsets, Elias–Fano coded); then postings are next.
+    pub(crate) fn finish_series(mut self, time_base: i64) -> io::Result<IndexWriter<W, Postings>> {
         self.end_section(SERIES)?;
         self.begin_section()?;
-        for o in std::mem::take(&mut self.series_offsets) {
-            put_be_u64(&mut self.buf, o);
-            self.maybe_flush()?;
-        }
+        let offsets = std::mem::take(&mut self.series_offsets);
+        put_be_u64(&mut self.buf, offsets.len() as u64);
+        put_be_u64(&mut self.buf, time_base as u64);
+        elias_fano::encode(&offsets, &mut self.buf);
+        drop(offsets);
+        self.flush_buf()?;
         self.end_section(SERIES_OFFSETS)?;
         self.begin_section()?;
         Ok(self.next_stage())

@@ -565,23 +565,38 @@ fn check_index_never_panics_on_mutated_real_index() {
     let dir = tmp.path().join("b");
     write_block(&dir, &fixture());
     let good = fs::read(dir.join(INDEX_FILE)).unwrap();
+    assert_eq!(good[4], INDEX_FORMAT_VERSION);
     let summary = check_index(&good).unwrap();
     assert_eq!((summary.series, summary.chunks), (5, 10));
-    // Mutations that also fix up the CRCs exercise the structural checks
-    // behind the checksums: rewrite each section's CRC after the flip.
-    let toc_start = good.len() - index::TOC_LEN;
-    let sections: Vec<(usize, usize)> = (0..index::NUM_SECTIONS)
+    mutate_every_byte_with_crcs_fixed(&good);
+    // And an index of the previous version.
+    let v1 = fs::read(packed_fixture_dir(index::INDEX_FORMAT_V1).join(INDEX_FILE)).unwrap();
+    assert_eq!(v1[4], index::INDEX_FORMAT_V1);
+    check_index(&v1).unwrap();
+    mutate_every_byte_with_crcs_fixed(&v1);
+}
+
+/// The (offset, length) of each section of a valid index, from its TOC.
+fn index_sections(index: &[u8]) -> Vec<(usize, usize)> {
+    let toc_start = index.len() - index::TOC_LEN;
+    (0..index::NUM_SECTIONS)
         .map(|i| {
-            let e = &good[toc_start + i * 16..];
+            let e = &index[toc_start + i * 16..];
             let off = u64::from_be_bytes(e[..8].try_into().unwrap()) as usize;
             let len = u64::from_be_bytes(e[8..16].try_into().unwrap()) as usize;
             (off, len)
         })
-        .collect();
-    for &(off, len) in &sections {
+        .collect()
+}
+
+/// Flips bits of every section byte of `good` and rewrites the section's
+/// CRC, so the structural checks behind the checksums are what meets the
+/// damage; `check_index` must return, never panic.
+fn mutate_every_byte_with_crcs_fixed(good: &[u8]) {
+    for &(off, len) in &index_sections(good) {
         for i in off..off + len {
             for flip in [0x01u8, 0x80, 0xff] {
-                let mut bad = good.clone();
+                let mut bad = good.to_vec();
                 bad[i] ^= flip;
                 let crc = crc32fast::hash(&bad[off..off + len]);
                 bad[off + len..off + len + 4].copy_from_slice(&crc.to_be_bytes());
@@ -589,6 +604,44 @@ fn check_index_never_panics_on_mutated_real_index() {
             }
         }
     }
+}
+
+/// A series directory that claims more series than its section can hold,
+/// or whose offsets do not tile the series section, is corruption at open.
+#[test]
+fn a_damaged_series_directory_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    write_block(&dir, &fixture());
+    let good = fs::read(dir.join(INDEX_FILE)).unwrap();
+    let (off, len) = index_sections(&good)[index::SERIES_OFFSETS];
+    let with = |edit: &dyn Fn(&mut [u8])| {
+        let mut bad = good.clone();
+        edit(&mut bad[off..off + len]);
+        let crc = crc32fast::hash(&bad[off..off + len]);
+        bad[off + len..off + len + 4].copy_from_slice(&crc.to_be_bytes());
+        check_index(&bad)
+    };
+    // The count (the first 8 bytes).
+    let r = with(&|d| d[..8].copy_from_slice(&u64::MAX.to_be_bytes()));
+    assert!(
+        matches!(
+            r,
+            Err(BlockError::Corrupt {
+                reason: Corruption::CountOutOfRange { .. },
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = with(&|d| d[..8].copy_from_slice(&4u64.to_be_bytes()));
+    assert!(r.is_err(), "one series fewer: {r:?}");
+    // The first sampled position (after count, base and the low-bit width).
+    let r = with(&|d| d[17..25].copy_from_slice(&3u64.to_be_bytes()));
+    assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
+    // The time base moves every first chunk: still a valid index.
+    let moved = with(&|d| d[15] ^= 1).unwrap();
+    assert_eq!(moved.series, 5);
 }
 
 /// Every read a query or compaction makes of a block, all results
@@ -891,31 +944,22 @@ fn shared_timestamps_never_cross_a_segment_and_a_damaged_owner_is_reported() {
     ));
 }
 
-/// The packed-chunk fixture block: `sample_series()` written as the block
+/// The packed-chunk fixture blocks: `sample_series()` written as the block
 /// writer writes persisted blocks (packed chunks, shared timestamps), with
-/// 4 KiB segments so shared timestamps meet segment ends. It must keep
-/// opening and reading back bit-exactly. Regenerate (only with a format
-/// version bump) with `TIDEMARK_WRITE_FIXTURE=1 cargo test --lib block_packed_fixture`.
-fn packed_fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/block-packed-v1")
+/// 4 KiB segments so shared timestamps meet segment ends; `-v1` with index
+/// format 1, `-v2` with index format 2 (same chunk segments). Both must
+/// keep opening and reading back bit-exactly. Regenerate the newest (only
+/// with a format version bump, into a new directory) with
+/// `TIDEMARK_WRITE_FIXTURE=1 cargo test --lib block_packed_fixture`.
+fn packed_fixture_dir(index_version: u8) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/testdata/block-packed-v{index_version}"))
 }
 
-#[test]
-fn block_packed_fixture_still_opens_and_reads_back() {
-    let dir = packed_fixture_dir();
-    if std::env::var("TIDEMARK_WRITE_FIXTURE").as_deref() == Ok("1") {
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.parent().unwrap()).unwrap();
-        let mut w = BlockWriter::create_with_segment_size(&dir, 4096).unwrap();
-        for (l, samples) in sample_series() {
-            w.add_sample_series(&l, &samples).unwrap();
-        }
-        let (mint, maxt) = w.time_range().unwrap();
-        let mut meta = BlockMeta::new(mint, maxt + 1);
-        meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
-        meta.compaction.sources = vec![meta.ulid.clone()];
-        w.finish(meta).unwrap();
-    }
+fn check_packed_fixture(index_version: u8) {
+    let dir = packed_fixture_dir(index_version);
+    let index = fs::read(dir.join(INDEX_FILE)).unwrap();
+    assert_eq!(index[4], index_version, "the fixture's index version");
     let block = Block::open(&dir, true).unwrap();
     assert_eq!(block.meta().ulid, "01JBBBBBBBBBBBBBBBBBBBBBBB");
     let got: Vec<BlockSeries> = block.series().collect::<Result<_, _>>().unwrap();
@@ -935,6 +979,30 @@ fn block_packed_fixture_still_opens_and_reads_back() {
     assert!(packed >= 9, "the fixture holds packed chunks ({packed})");
 }
 
+#[test]
+fn block_packed_fixture_v1_still_opens_and_reads_back() {
+    check_packed_fixture(index::INDEX_FORMAT_V1);
+}
+
+#[test]
+fn block_packed_fixture_still_opens_and_reads_back() {
+    let dir = packed_fixture_dir(INDEX_FORMAT_VERSION);
+    if std::env::var("TIDEMARK_WRITE_FIXTURE").as_deref() == Ok("1") {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        let mut w = BlockWriter::create_with_segment_size(&dir, 4096).unwrap();
+        for (l, samples) in sample_series() {
+            w.add_sample_series(&l, &samples).unwrap();
+        }
+        let (mint, maxt) = w.time_range().unwrap();
+        let mut meta = BlockMeta::new(mint, maxt + 1);
+        meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
+        meta.compaction.sources = vec![meta.ulid.clone()];
+        w.finish(meta).unwrap();
+    }
+    check_packed_fixture(INDEX_FORMAT_VERSION);
+}
+
 /// The writer of today still writes the packed fixture byte for byte: the
 /// index (every section, its CRC and the TOC) and the chunk segments. A
 /// change to the writer that changes the bytes needs a format version bump.
@@ -950,7 +1018,7 @@ fn writer_reproduces_the_packed_fixture_byte_for_byte() {
     let mut meta = BlockMeta::new(mint, maxt + 1);
     meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
     w.finish(meta).unwrap();
-    let fixture = packed_fixture_dir();
+    let fixture = packed_fixture_dir(INDEX_FORMAT_VERSION);
     assert_eq!(
         fs::read(dir.join(INDEX_FILE)).unwrap(),
         fs::read(fixture.join(INDEX_FILE)).unwrap(),

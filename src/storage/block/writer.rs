@@ -22,10 +22,10 @@ use crate::storage::tombstones::{sync_dir, write_tombstones, Tombstones};
 use crate::storage::FILE_BUFFER_SIZE;
 
 use super::chunks::{ChunkRef, SegmentWriter, SEGMENT_MAX_SIZE};
-use super::index::{put_chunk_metas, ChunkMeta};
+use super::index::{put_chunk_metas, read_chunk_metas, ChunkMeta, MetaLayout};
 use super::index_writer::{self, IndexWriteError, IndexWriter};
 use super::meta::write_meta;
-use super::{BlockError, BlockMeta, CHUNKS_DIR, INDEX_FILE, TOMBSTONES_FILE};
+use super::{BlockError, BlockMeta, IndexSection, Part, CHUNKS_DIR, INDEX_FILE, TOMBSTONES_FILE};
 
 /// Name of the scratch file of series entries (removed by `finish`).
 const SERIES_SCRATCH: &str = "index.series.tmp";
@@ -387,7 +387,9 @@ impl BlockWriter {
             put_uvarint(&mut entry, u64::from(v));
             self.postings.entry((n, v)).or_default().push(id);
         }
-        put_chunk_metas(&mut entry, &self.metas);
+        // The scratch file keeps absolute times and references; the index
+        // entry, written once the block's time base is known, is relative.
+        put_chunk_metas(&mut entry, &self.metas, MetaLayout::Absolute);
         let mut frame = Vec::with_capacity(10);
         put_uvarint(&mut frame, entry.len() as u64);
         let io = |source| BlockError::Io {
@@ -439,8 +441,10 @@ impl BlockWriter {
             num_series,
             num_chunks,
             num_samples,
+            time_range,
             ..
         } = self;
+        let time_base = time_range.map_or(0, |(mint, _)| mint);
         drop(symbols);
         segments.finish()?;
         scratch
@@ -465,7 +469,7 @@ impl BlockWriter {
             .write_symbols(order.iter().map(|&prov| &*symbol_strings[prov as usize]))
             .map_err(to_block)?;
         drop(order);
-        let index = write_series_section(index, &scratch_path, num_series, &remap)
+        let index = write_series_section(index, &scratch_path, num_series, &remap, time_base)
             .map_err(|e| e.into_block(&scratch_path, &index_path))?;
         fs::remove_file(&scratch_path).map_err(io_error("remove", &scratch_path))?;
         let index = write_postings_section(index, postings, &remap)
@@ -536,12 +540,14 @@ fn write_series_section<W: Write>(
     scratch_path: &Path,
     num_series: u64,
     remap: &[u32],
+    time_base: i64,
 ) -> Result<IndexWriter<W, index_writer::Postings>, SeriesSectionError> {
     let scratch = |op| move |e| SeriesSectionError::Scratch(op, e);
     let f = File::open(scratch_path).map_err(scratch("open"))?;
     let mut r = BufReader::with_capacity(FILE_BUFFER_SIZE, f);
     let mut entry = Vec::new();
     let mut out = Vec::new();
+    let mut metas = Vec::new();
     for _ in 0..num_series {
         let len = read_uvarint(&mut r).map_err(scratch("read"))?;
         let len = usize::try_from(len).map_err(|_| {
@@ -553,10 +559,12 @@ fn write_series_section<W: Write>(
         entry.resize(len, 0);
         r.read_exact(&mut entry).map_err(scratch("read"))?;
         out.clear();
-        remap_labels(&entry, remap, &mut out).map_err(scratch("decode"))?;
+        final_entry(&entry, remap, time_base, &mut metas, &mut out).map_err(scratch("decode"))?;
         index.add_series(&out).map_err(SeriesSectionError::Index)?;
     }
-    index.finish_series().map_err(SeriesSectionError::Index)
+    index
+        .finish_series(time_base)
+        .map_err(SeriesSectionError::Index)
 }
 
 /// The postings section, lists sorted by (name, value): final symbol
@@ -577,8 +585,15 @@ fn write_postings_section<W: Write>(
     Ok(index)
 }
 
-/// Copies a scratch series entry into `out` with label symbols remapped.
-fn remap_labels(entry: &[u8], remap: &[u32], out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Re-encodes a scratch series entry into `out`: label symbols remapped,
+/// chunk metas relative to `time_base`.
+fn final_entry(
+    entry: &[u8],
+    remap: &[u32],
+    time_base: i64,
+    metas: &mut Vec<ChunkMeta>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     let bad = |_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad scratch entry");
     let mut d = Decbuf::new(entry);
     let n = d.uvarint().map_err(bad)?;
@@ -590,6 +605,15 @@ fn remap_labels(entry: &[u8], remap: &[u32], out: &mut Vec<u8>) -> std::io::Resu
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad symbol"))?;
         put_uvarint(out, u64::from(*fin));
     }
-    out.extend_from_slice(&entry[d.position()..]);
+    read_chunk_metas(
+        &mut d,
+        MetaLayout::Absolute,
+        Part::Section(IndexSection::Series),
+        metas,
+    )
+    .ok()
+    .filter(|()| d.is_empty())
+    .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad scratch metas"))?;
+    put_chunk_metas(out, metas, MetaLayout::Based { base: time_base });
     Ok(())
 }
