@@ -96,7 +96,6 @@ impl<'a> EliasFano<'a> {
 
     /// Value `i`, or `None` when `i` is out of range or the bytes are
     /// inconsistent (a sampled position without its bit, too few bits).
-    #[cfg(test)]
     pub(crate) fn get(&self, i: u64) -> Option<u64> {
         let pos = self.high_pos(i)?;
         self.value_at(i, pos)

@@ -24,8 +24,9 @@ pub const INDEX_FORMAT_VERSION: u8 = 2;
 /// The first index format: 8-byte series offsets, chunk metas with
 /// absolute first times and references.
 pub const INDEX_FORMAT_V1: u8 = 1;
-/// Bytes of the version-2 series directory's header: series count, time base.
-const DIRECTORY_HEADER_LEN: usize = 16;
+/// Bytes of the version-2 series directory's header: series count, time
+/// base, length of the offsets' encoding.
+const DIRECTORY_HEADER_LEN: usize = 24;
 /// Bytes of magic + version.
 pub(crate) const HEADER_LEN: usize = 5;
 /// Number of sections listed in the TOC.
@@ -59,12 +60,15 @@ pub(crate) struct ChunkMeta {
 pub(crate) enum MetaLayout {
     /// Version 1: `mint <varint>`, `ref <uvarint>` (segment << 32 | offset).
     Absolute,
-    /// Version 2: `mint - base <uvarint>` (wrapping), `segment <uvarint>`,
-    /// `offset <uvarint>`: a block's first times are close to its base and
-    /// its segments few, so both take a byte or two less.
+    /// Version 2: `mint - base <uvarint>` (wrapping); the reference is
+    /// not in the entry but in the series directory (`first_ref`), which
+    /// codes the series' first references together: they increase with
+    /// the series id, since a block's chunks are written series by series.
     Based {
         /// The index's time base (the block's smallest chunk mint).
         base: i64,
+        /// The first chunk's reference.
+        first_ref: u64,
     },
 }
 
@@ -76,7 +80,7 @@ pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta], layout: Me
     for m in metas {
         match (prev, layout) {
             (None, MetaLayout::Absolute) => put_varint(buf, m.mint),
-            (None, MetaLayout::Based { base }) => {
+            (None, MetaLayout::Based { base, .. }) => {
                 put_uvarint(buf, m.mint.wrapping_sub(base) as u64);
             }
             (Some(p), _) => put_uvarint(buf, m.mint.wrapping_sub(p.maxt) as u64),
@@ -85,10 +89,7 @@ pub(crate) fn put_chunk_metas(buf: &mut Vec<u8>, metas: &[ChunkMeta], layout: Me
         put_uvarint(buf, m.data_len);
         match (prev, layout) {
             (None, MetaLayout::Absolute) => put_uvarint(buf, m.chunk_ref.0),
-            (None, MetaLayout::Based { .. }) => {
-                put_uvarint(buf, u64::from(m.chunk_ref.segment()));
-                put_uvarint(buf, u64::from(m.chunk_ref.offset()));
-            }
+            (None, MetaLayout::Based { .. }) => {}
             (Some(p), _) => {
                 let expected = p.chunk_ref.0.wrapping_add(frame_len(p.data_len));
                 put_varint(buf, m.chunk_ref.0.wrapping_sub(expected) as i64);
@@ -110,14 +111,15 @@ pub(crate) fn read_chunk_metas(
     out.clear();
     let truncated = |source| Corruption::Truncated { part, source };
     let n = d.uvarint().map_err(truncated)?;
-    if n == 0 || n > d.remaining() as u64 / 4 {
+    // A meta takes at least three bytes (four but the first in version 2).
+    if n == 0 || n > d.remaining() as u64 / 3 {
         return Err(Corruption::CountOutOfRange { part, count: n });
     }
     let mut prev: Option<ChunkMeta> = None;
     for _ in 0..n {
         let mint = match (prev, layout) {
             (None, MetaLayout::Absolute) => d.varint().map_err(truncated)?,
-            (None, MetaLayout::Based { base }) => {
+            (None, MetaLayout::Based { base, .. }) => {
                 base.wrapping_add(d.uvarint().map_err(truncated)? as i64)
             }
             (Some(p), _) => {
@@ -144,15 +146,7 @@ pub(crate) fn read_chunk_metas(
         }
         let chunk_ref = match (prev, layout) {
             (None, MetaLayout::Absolute) => d.uvarint().map_err(truncated)?,
-            (None, MetaLayout::Based { .. }) => {
-                let segment = d.uvarint().map_err(truncated)?;
-                let offset = d.uvarint().map_err(truncated)?;
-                let value = segment.max(offset);
-                if value > u64::from(u32::MAX) {
-                    return Err(Corruption::RefOutOfRange { part, value });
-                }
-                segment << 32 | offset
-            }
+            (None, MetaLayout::Based { first_ref, .. }) => first_ref,
             (Some(p), _) => {
                 let gap = d.varint().map_err(truncated)?;
                 p.chunk_ref
@@ -200,8 +194,19 @@ pub(crate) struct IndexReader {
     names: Vec<NameEntry>,
     n_series: u64,
     n_values: u32,
-    /// How series entries store their first chunk meta (by version).
-    layout: MetaLayout,
+    /// The version-2 series directory; `None` in a version-1 index.
+    directory: Option<Directory>,
+}
+
+/// Where the parts of a version-2 series directory are in the file.
+#[derive(Debug, Clone)]
+struct Directory {
+    /// The time base of first chunk metas.
+    base: i64,
+    /// The Elias–Fano coded entry offsets.
+    offsets: Range<usize>,
+    /// The Elias–Fano coded first chunk references.
+    first_refs: Range<usize>,
 }
 
 /// What [`check_index`] found in a valid index.
@@ -327,7 +332,7 @@ impl IndexReader {
             names: Vec::new(),
             n_series: 0,
             n_values: 0,
-            layout: MetaLayout::Absolute,
+            directory: None,
         };
         r.load_symbols(data)?;
         r.load_names(data)?;
@@ -355,10 +360,24 @@ impl IndexReader {
         }
         let n = u64_at(body);
         let base = u64_at(&body[8..]) as i64;
+        let offsets_len = u64_at(&body[16..]);
+        let split = usize::try_from(offsets_len)
+            .ok()
+            .and_then(|l| DIRECTORY_HEADER_LEN.checked_add(l))
+            .filter(|&end| end <= body.len());
+        let Some(split) = split else {
+            return Err(bad_size());
+        };
+        let directory = Directory {
+            base,
+            offsets: offs.start + DIRECTORY_HEADER_LEN..offs.start + split,
+            first_refs: offs.start + split..offs.end,
+        };
         // Every series entry takes at least two bytes (label and chunk
-        // counts), and the offsets must decode.
+        // counts), and both sequences must decode.
         if n > r.sections[SERIES].len() as u64 / 2
-            || EliasFano::new(&body[DIRECTORY_HEADER_LEN..], n).is_none()
+            || EliasFano::new(&data[directory.offsets.clone()], n).is_none()
+            || EliasFano::new(&data[directory.first_refs.clone()], n).is_none()
         {
             return Err(r.corrupt(
                 offs.start,
@@ -369,7 +388,7 @@ impl IndexReader {
             ));
         }
         r.n_series = n;
-        r.layout = MetaLayout::Based { base };
+        r.directory = Some(directory);
         Ok(r)
     }
 
@@ -378,18 +397,45 @@ impl IndexReader {
     /// below `n_series`. On failure, the file offset to report.
     fn series_offsets(&self, data: &[u8], id: u64) -> Result<(u64, Option<u64>), usize> {
         let offs = &self.sections[SERIES_OFFSETS];
-        match self.layout {
-            MetaLayout::Absolute => {
+        match &self.directory {
+            None => {
                 let at = offs.start + id as usize * 8;
                 let next = (id + 1 < self.n_series).then(|| u64_at(&data[at + 8..]));
                 Ok((u64_at(&data[at..]), next))
             }
-            MetaLayout::Based { .. } => {
-                let body = &data[offs.start + DIRECTORY_HEADER_LEN..offs.end];
-                EliasFano::new(body, self.n_series)
-                    .and_then(|ef| ef.get_pair(id))
-                    .ok_or(offs.start)
-            }
+            Some(dir) => EliasFano::new(&data[dir.offsets.clone()], self.n_series)
+                .and_then(|ef| ef.get_pair(id))
+                .ok_or(offs.start),
+        }
+    }
+
+    /// How series `id`'s entry stores its first chunk meta.
+    fn meta_layout(&self, data: &[u8], id: u64) -> Result<MetaLayout, BlockError> {
+        let Some(dir) = &self.directory else {
+            return Ok(MetaLayout::Absolute);
+        };
+        let first_ref = EliasFano::new(&data[dir.first_refs.clone()], self.n_series)
+            .and_then(|ef| ef.get(id))
+            .ok_or_else(|| {
+                self.corrupt(
+                    dir.first_refs.start,
+                    Corruption::OutOfBounds {
+                        part: Part::Series(id),
+                    },
+                )
+            })?;
+        Ok(MetaLayout::Based {
+            base: dir.base,
+            first_ref,
+        })
+    }
+
+    /// The file offset to report a problem of series `id`'s entry bounds at.
+    fn directory_at(&self, id: u64) -> usize {
+        let offs = &self.sections[SERIES_OFFSETS];
+        match self.directory {
+            None => offs.start + id as usize * 8,
+            Some(_) => offs.start,
         }
     }
 
@@ -782,10 +828,7 @@ impl IndexReader {
         };
         let (start, end) = self.series_offsets(data, id).map_err(bad)?;
         let end = end.unwrap_or(series.len() as u64);
-        let at = match self.layout {
-            MetaLayout::Absolute => offs.start + id as usize * 8,
-            MetaLayout::Based { .. } => offs.start,
-        };
+        let at = self.directory_at(id);
         if start > end || end > series.len() as u64 {
             return Err(self.corrupt(
                 at,
@@ -853,7 +896,8 @@ impl IndexReader {
     ) -> Result<(), BlockError> {
         let (mut d, start) = self.read_labels(data, id, &mut e.labels)?;
         let part = Part::Series(id);
-        read_chunk_metas(&mut d, self.layout, part, &mut e.chunks)
+        let layout = self.meta_layout(data, id)?;
+        read_chunk_metas(&mut d, layout, part, &mut e.chunks)
             .map_err(|reason| self.corrupt(start + d.position(), reason))?;
         let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
         if !d.is_empty() {
@@ -892,10 +936,7 @@ impl IndexReader {
             self.series_into(data, id, &mut cur)?;
             // Symbol refs sort like their strings, so this is label order.
             if id > 0 && prev.labels >= cur.labels {
-                let at = match self.layout {
-                    MetaLayout::Absolute => offs.start + id as usize * 8,
-                    MetaLayout::Based { .. } => offs.start,
-                };
+                let at = self.directory_at(id);
                 return Err(self.corrupt(
                     at,
                     Corruption::OutOfOrder {

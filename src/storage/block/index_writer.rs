@@ -63,6 +63,8 @@ pub(crate) struct IndexWriter<W: Write, S> {
     buf: Vec<u8>,
     /// Series stage: each series entry's offset in the series section.
     series_offsets: Vec<u64>,
+    /// Series stage: each series' first chunk reference.
+    first_refs: Vec<u64>,
     /// Postings stage: (name symbol, value symbol, offset) of each list.
     postings_table: Vec<(u32, u32, u64)>,
     _stage: PhantomData<S>,
@@ -78,6 +80,7 @@ impl<W: Write, S> IndexWriter<W, S> {
             toc: self.toc,
             buf: self.buf,
             series_offsets: self.series_offsets,
+            first_refs: self.first_refs,
             postings_table: self.postings_table,
             _stage: PhantomData,
         }
@@ -137,6 +140,7 @@ impl<W: Write> IndexWriter<W, Symbols> {
             toc: [(0, 0); NUM_SECTIONS],
             buf: header,
             series_offsets: Vec::new(),
+            first_refs: Vec::new(),
             postings_table: Vec::new(),
             _stage: PhantomData,
         };
@@ -183,25 +187,46 @@ impl<W: Write> IndexWriter<W, Symbols> {
 
 impl<W: Write> IndexWriter<W, Series> {
     /// Appends one series entry (labels as final symbol refs, then chunk
-    /// metas), already encoded. Series come in label order; their ids are
-    /// their positions.
-    pub(crate) fn add_series(&mut self, entry: &[u8]) -> io::Result<()> {
+    /// metas without the first reference), already encoded, and the
+    /// reference of its first chunk. Series come in label order; their ids
+    /// are their positions.
+    pub(crate) fn add_series(&mut self, entry: &[u8], first_ref: u64) -> io::Result<()> {
         self.series_offsets.push(self.section_pos());
+        self.first_refs.push(first_ref);
         self.buf.extend_from_slice(entry);
         self.maybe_flush()
     }
 
     /// Ends the series section, writes the series directory (the count,
     /// `time_base` — what the entries' first chunk times are relative to —
-    /// and the entries' offsets, Elias–Fano coded); then postings are next.
+    /// and, Elias–Fano coded, the entries' offsets and first chunk
+    /// references); then postings are next.
+    ///
+    /// # Errors
+    /// I/O, or `InvalidInput` when the first references do not increase
+    /// with the series (a caller bug: a block's chunks are written series by
+    /// series).
     pub(crate) fn finish_series(mut self, time_base: i64) -> io::Result<IndexWriter<W, Postings>> {
         self.end_section(SERIES)?;
         self.begin_section()?;
         let offsets = std::mem::take(&mut self.series_offsets);
+        let first_refs = std::mem::take(&mut self.first_refs);
+        if first_refs.windows(2).any(|w| w[0] > w[1]) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "first chunk references out of series order",
+            ));
+        }
+        let mut coded = Vec::new();
+        elias_fano::encode(&offsets, &mut coded);
         put_be_u64(&mut self.buf, offsets.len() as u64);
         put_be_u64(&mut self.buf, time_base as u64);
-        elias_fano::encode(&offsets, &mut self.buf);
-        drop(offsets);
+        put_be_u64(&mut self.buf, coded.len() as u64);
+        self.buf.extend_from_slice(&coded);
+        coded.clear();
+        elias_fano::encode(&first_refs, &mut coded);
+        self.buf.extend_from_slice(&coded);
+        drop((offsets, first_refs, coded));
         self.flush_buf()?;
         self.end_section(SERIES_OFFSETS)?;
         self.begin_section()?;

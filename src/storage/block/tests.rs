@@ -636,8 +636,19 @@ fn a_damaged_series_directory_is_corruption() {
     );
     let r = with(&|d| d[..8].copy_from_slice(&4u64.to_be_bytes()));
     assert!(r.is_err(), "one series fewer: {r:?}");
-    // The first sampled position (after count, base and the low-bit width).
-    let r = with(&|d| d[17..25].copy_from_slice(&3u64.to_be_bytes()));
+    // The first sampled position of the offsets (after count, base, the
+    // offsets' length and their low-bit width).
+    let r = with(&|d| d[25..33].copy_from_slice(&3u64.to_be_bytes()));
+    assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
+    // The offsets' length, past the section.
+    let r = with(&|d| d[16..24].copy_from_slice(&u64::MAX.to_be_bytes()));
+    assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
+    // The first references: the last byte of the section is in their high
+    // bits; clearing it loses the last series' bit.
+    let r = with(&|d| {
+        let last = d.len() - 1;
+        d[last] = 0;
+    });
     assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
     // The time base moves every first chunk: still a valid index.
     let moved = with(&|d| d[15] ^= 1).unwrap();

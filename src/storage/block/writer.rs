@@ -559,8 +559,11 @@ fn write_series_section<W: Write>(
         entry.resize(len, 0);
         r.read_exact(&mut entry).map_err(scratch("read"))?;
         out.clear();
-        final_entry(&entry, remap, time_base, &mut metas, &mut out).map_err(scratch("decode"))?;
-        index.add_series(&out).map_err(SeriesSectionError::Index)?;
+        let first_ref = final_entry(&entry, remap, time_base, &mut metas, &mut out)
+            .map_err(scratch("decode"))?;
+        index
+            .add_series(&out, first_ref)
+            .map_err(SeriesSectionError::Index)?;
     }
     index
         .finish_series(time_base)
@@ -586,14 +589,15 @@ fn write_postings_section<W: Write>(
 }
 
 /// Re-encodes a scratch series entry into `out`: label symbols remapped,
-/// chunk metas relative to `time_base`.
+/// chunk metas relative to `time_base`, without the first chunk's
+/// reference, which it returns (the series directory holds it).
 fn final_entry(
     entry: &[u8],
     remap: &[u32],
     time_base: i64,
     metas: &mut Vec<ChunkMeta>,
     out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let bad = |_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad scratch entry");
     let mut d = Decbuf::new(entry);
     let n = d.uvarint().map_err(bad)?;
@@ -614,6 +618,15 @@ fn final_entry(
     .ok()
     .filter(|()| d.is_empty())
     .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad scratch metas"))?;
-    put_chunk_metas(out, metas, MetaLayout::Based { base: time_base });
-    Ok(())
+    // At least one meta: read_chunk_metas refuses none.
+    let first_ref = metas.first().map_or(0, |m| m.chunk_ref.0);
+    put_chunk_metas(
+        out,
+        metas,
+        MetaLayout::Based {
+            base: time_base,
+            first_ref,
+        },
+    );
+    Ok(first_ref)
 }
