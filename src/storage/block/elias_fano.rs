@@ -1,6 +1,6 @@
 //! Elias–Fano coding of a non-decreasing sequence of `u64`s, with random
-//! access: what the version-2 block index stores its series offsets as
-//! (`docs/format/index.md`, "Series directory"). `n` values below `u`
+//! access: what the version-2 block index stores each series' first chunk
+//! reference as (`docs/format/index.md`, "Series directory"). `n` values below `u`
 //! take about `2 + log2(u / n)` bits each instead of 64; value `i` is read
 //! back with one sampled position and a short popcount scan.
 //!
@@ -101,16 +101,15 @@ impl<'a> EliasFano<'a> {
         self.value_at(i, pos)
     }
 
-    /// Values `i` and `i + 1` (the second `None` when `i` is the last): an
-    /// entry's start and end with one scan.
-    pub(crate) fn get_pair(&self, i: u64) -> Option<(u64, Option<u64>)> {
-        let pos = self.high_pos(i)?;
-        let first = self.value_at(i, pos)?;
-        if i + 1 >= self.n {
-            return Some((first, None));
+    /// A reader of the values in order, cheaper per value than [`Self::get`]
+    /// (one forward bit search) and checking the sampled positions as it
+    /// passes them.
+    pub(crate) fn iter(&self) -> Iter<'a> {
+        Iter {
+            ef: *self,
+            i: 0,
+            pos: None,
         }
-        let next = self.next_one_after(pos)?;
-        Some((first, Some(self.value_at(i + 1, next)?)))
     }
 
     /// The position in `highs` of value `i`'s bit.
@@ -135,8 +134,12 @@ impl<'a> EliasFano<'a> {
 
     /// The 64 bits of `highs` from byte `byte` on (zero past the end), or
     /// `None` when `byte` is past the end.
+    #[inline]
     fn word_at(&self, byte: usize) -> Option<u64> {
         let have = self.highs.get(byte..)?;
+        if let Some(word) = have.first_chunk::<8>() {
+            return Some(u64::from_le_bytes(*word));
+        }
         if have.is_empty() {
             return None;
         }
@@ -168,6 +171,17 @@ impl<'a> EliasFano<'a> {
         }
     }
 
+    /// The position of the first set bit.
+    fn first_one(&self) -> Option<u64> {
+        let mut byte = 0usize;
+        let mut w = self.word_at(byte)?;
+        while w == 0 {
+            byte = byte.checked_add(8)?;
+            w = self.word_at(byte)?;
+        }
+        Some(byte as u64 * 8 + u64::from(w.trailing_zeros()))
+    }
+
     /// The position of the first set bit after `pos`.
     fn next_one_after(&self, pos: u64) -> Option<u64> {
         let start = pos.checked_add(1)?;
@@ -189,12 +203,54 @@ impl<'a> EliasFano<'a> {
         }
         let start = i * u64::from(low);
         let byte = (start / 8) as usize;
-        let mut buf = [0u8; 16];
         let have = self.lows.get(byte..).unwrap_or(&[]);
+        if let Some(word) = have.first_chunk::<16>() {
+            let word = u128::from_le_bytes(*word) >> (start % 8);
+            return (word as u64) & (u64::MAX >> (64 - low));
+        }
+        let mut buf = [0u8; 16];
         let take = have.len().min(9);
         buf[..take].copy_from_slice(&have[..take]);
         let word = u128::from_le_bytes(buf) >> (start % 8);
         (word as u64) & (u64::MAX >> (64 - low))
+    }
+}
+
+/// The values of an [`EliasFano`] in order: see [`EliasFano::iter`].
+#[derive(Debug, Clone)]
+pub(crate) struct Iter<'a> {
+    ef: EliasFano<'a>,
+    i: u64,
+    /// The bit position of the previous value.
+    pos: Option<u64>,
+}
+
+impl Iter<'_> {
+    /// The next value; `None` past the last one or when the bytes are
+    /// inconsistent (a bit missing, a sampled position that is not the
+    /// value's), which a caller that knows the count tells apart.
+    pub(crate) fn next_value(&mut self) -> Option<u64> {
+        let ef = &self.ef;
+        if self.i >= ef.n {
+            return None;
+        }
+        let pos = match self.pos {
+            None => ef.first_one()?,
+            Some(p) => ef.next_one_after(p)?,
+        };
+        if self.i.is_multiple_of(SAMPLE_EVERY) {
+            let s = usize::try_from(self.i / SAMPLE_EVERY)
+                .ok()?
+                .checked_mul(8)?;
+            let sampled = u64::from_be_bytes(ef.samples.get(s..s + 8)?.try_into().ok()?);
+            if sampled != pos {
+                return None;
+            }
+        }
+        let v = ef.value_at(self.i, pos)?;
+        self.pos = Some(pos);
+        self.i += 1;
+        Some(v)
     }
 }
 
@@ -229,9 +285,12 @@ mod tests {
         let ef = EliasFano::new(&b, values.len() as u64).expect("own encoding");
         for (i, &v) in values.iter().enumerate() {
             assert_eq!(ef.get(i as u64), Some(v), "value {i}");
-            let next = values.get(i + 1).copied();
-            assert_eq!(ef.get_pair(i as u64), Some((v, next)), "pair {i}");
         }
+        let mut it = ef.iter();
+        for (i, &v) in values.iter().enumerate() {
+            assert_eq!(it.next_value(), Some(v), "in order, value {i}");
+        }
+        assert_eq!(it.next_value(), None);
         assert_eq!(ef.get(values.len() as u64), None);
     }
 
@@ -282,9 +341,10 @@ mod tests {
             if let Some(ef) = EliasFano::new(&bytes, n) {
                 for i in 0..n.min(300) {
                     let _ = ef.get(i);
-                    let _ = ef.get_pair(i);
                 }
                 let _ = ef.get(u64::MAX);
+                let mut it = ef.iter();
+                while it.next_value().is_some() {}
             }
         }
     }

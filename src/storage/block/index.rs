@@ -13,7 +13,7 @@ use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
 
 use super::chunks::{frame_len, ChunkRef};
 use super::corruption::{Corruption, IndexSection, Part};
-use super::elias_fano::EliasFano;
+use super::elias_fano::{self, EliasFano};
 use super::BlockError;
 
 /// Magic number at the start of an index file.
@@ -25,8 +25,8 @@ pub const INDEX_FORMAT_VERSION: u8 = 2;
 /// absolute first times and references.
 pub const INDEX_FORMAT_V1: u8 = 1;
 /// Bytes of the version-2 series directory's header: series count, time
-/// base, length of the offsets' encoding.
-const DIRECTORY_HEADER_LEN: usize = 24;
+/// base, offset width.
+const DIRECTORY_HEADER_LEN: usize = 17;
 /// Bytes of magic + version.
 pub(crate) const HEADER_LEN: usize = 5;
 /// Number of sections listed in the TOC.
@@ -198,13 +198,67 @@ pub(crate) struct IndexReader {
     directory: Option<Directory>,
 }
 
+/// The series directory read in id order (by [`IndexReader::check_all`]):
+/// each entry's range and meta layout with one forward step per sequence
+/// instead of two random lookups.
+struct DirectoryWalk<'a> {
+    dir: Directory,
+    data: &'a [u8],
+    first_refs: elias_fano::Iter<'a>,
+}
+
+impl DirectoryWalk<'_> {
+    /// Series `id`'s entry range and layout; `id` counts up from 0.
+    fn next(&mut self, r: &IndexReader, id: u64) -> Result<(Range<usize>, MetaLayout), BlockError> {
+        let series = &r.sections[SERIES];
+        let bad = || {
+            r.corrupt(
+                r.sections[SERIES_OFFSETS].start,
+                Corruption::OutOfBounds {
+                    part: Part::Series(id),
+                },
+            )
+        };
+        let start = self.dir.offset(self.data, id);
+        let end = if id + 1 < r.n_series {
+            self.dir.offset(self.data, id + 1)
+        } else {
+            series.len() as u64
+        };
+        if start > end || end > series.len() as u64 {
+            return Err(bad());
+        }
+        let first_ref = self.first_refs.next_value().ok_or_else(bad)?;
+        Ok((
+            series.start + start as usize..series.start + end as usize,
+            MetaLayout::Based {
+                base: self.dir.base,
+                first_ref,
+            },
+        ))
+    }
+}
+
+impl Directory {
+    /// Offset `i` (below the series count, which `offsets` holds).
+    fn offset(&self, data: &[u8], i: u64) -> u64 {
+        let at = self.offsets.start + i as usize * self.width;
+        match self.width {
+            4 => u64::from(u32_at(&data[at..])),
+            _ => u64_at(&data[at..]),
+        }
+    }
+}
+
 /// Where the parts of a version-2 series directory are in the file.
 #[derive(Debug, Clone)]
 struct Directory {
     /// The time base of first chunk metas.
     base: i64,
-    /// The Elias–Fano coded entry offsets.
+    /// The entry offsets, `width` bytes each, big-endian.
     offsets: Range<usize>,
+    /// 4 or 8.
+    width: usize,
     /// The Elias–Fano coded first chunk references.
     first_refs: Range<usize>,
 }
@@ -360,27 +414,32 @@ impl IndexReader {
         }
         let n = u64_at(body);
         let base = u64_at(&body[8..]) as i64;
-        let offsets_len = u64_at(&body[16..]);
-        let split = usize::try_from(offsets_len)
-            .ok()
+        let width = usize::from(body[16]);
+        // Every series entry takes at least two bytes (label and chunk
+        // counts); the offsets must fit the section.
+        let split = (n <= r.sections[SERIES].len() as u64 / 2)
+            .then(|| usize::try_from(n).ok()?.checked_mul(width))
+            .flatten()
             .and_then(|l| DIRECTORY_HEADER_LEN.checked_add(l))
-            .filter(|&end| end <= body.len());
+            .filter(|&end| end <= body.len() && (width == 4 || width == 8));
         let Some(split) = split else {
-            return Err(bad_size());
+            return Err(r.corrupt(
+                offs.start,
+                Corruption::CountOutOfRange {
+                    part: Part::Section(IndexSection::SeriesOffsets),
+                    count: n,
+                },
+            ));
         };
         let directory = Directory {
             base,
             offsets: offs.start + DIRECTORY_HEADER_LEN..offs.start + split,
+            width,
             first_refs: offs.start + split..offs.end,
         };
-        // Every series entry takes at least two bytes (label and chunk
-        // counts), and both sequences must decode.
-        if n > r.sections[SERIES].len() as u64 / 2
-            || EliasFano::new(&data[directory.offsets.clone()], n).is_none()
-            || EliasFano::new(&data[directory.first_refs.clone()], n).is_none()
-        {
+        if EliasFano::new(&data[directory.first_refs.clone()], n).is_none() {
             return Err(r.corrupt(
-                offs.start,
+                directory.first_refs.start,
                 Corruption::CountOutOfRange {
                     part: Part::Section(IndexSection::SeriesOffsets),
                     count: n,
@@ -403,9 +462,11 @@ impl IndexReader {
                 let next = (id + 1 < self.n_series).then(|| u64_at(&data[at + 8..]));
                 Ok((u64_at(&data[at..]), next))
             }
-            Some(dir) => EliasFano::new(&data[dir.offsets.clone()], self.n_series)
-                .and_then(|ef| ef.get_pair(id))
-                .ok_or(offs.start),
+            Some(dir) => {
+                let at = |i: u64| dir.offset(data, i);
+                let next = (id + 1 < self.n_series).then(|| at(id + 1));
+                Ok((at(id), next))
+            }
         }
     }
 
@@ -427,6 +488,18 @@ impl IndexReader {
         Ok(MetaLayout::Based {
             base: dir.base,
             first_ref,
+        })
+    }
+
+    /// A walk over the series directory in id order (`None` for a version-1
+    /// index, which reads its offsets directly).
+    fn walk<'a>(&self, data: &'a [u8]) -> Option<DirectoryWalk<'a>> {
+        let dir = self.directory.as_ref()?;
+        let first_refs = EliasFano::new(&data[dir.first_refs.clone()], self.n_series)?.iter();
+        Some(DirectoryWalk {
+            dir: dir.clone(),
+            data,
+            first_refs,
         })
     }
 
@@ -861,6 +934,17 @@ impl IndexReader {
         labels: &mut Vec<(u32, u32)>,
     ) -> Result<(Decbuf<'a>, usize), BlockError> {
         let range = self.series_range(data, id)?;
+        self.read_labels_in(data, id, range, labels)
+    }
+
+    /// [`Self::read_labels`] of the entry at `range`.
+    fn read_labels_in<'a>(
+        &self,
+        data: &'a [u8],
+        id: u64,
+        range: Range<usize>,
+        labels: &mut Vec<(u32, u32)>,
+    ) -> Result<(Decbuf<'a>, usize), BlockError> {
         let start = range.start;
         let mut d = Decbuf::new(&data[range]);
         let part = Part::Series(id);
@@ -894,9 +978,22 @@ impl IndexReader {
         id: u64,
         e: &mut SeriesEntry,
     ) -> Result<(), BlockError> {
-        let (mut d, start) = self.read_labels(data, id, &mut e.labels)?;
-        let part = Part::Series(id);
+        let range = self.series_range(data, id)?;
         let layout = self.meta_layout(data, id)?;
+        self.decode_series(data, id, range, layout, e)
+    }
+
+    /// Decodes the entry of series `id` at `range` into `e`.
+    fn decode_series(
+        &self,
+        data: &[u8],
+        id: u64,
+        range: Range<usize>,
+        layout: MetaLayout,
+        e: &mut SeriesEntry,
+    ) -> Result<(), BlockError> {
+        let (mut d, start) = self.read_labels_in(data, id, range, &mut e.labels)?;
+        let part = Part::Series(id);
         read_chunk_metas(&mut d, layout, part, &mut e.chunks)
             .map_err(|reason| self.corrupt(start + d.position(), reason))?;
         let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
@@ -932,8 +1029,15 @@ impl IndexReader {
         let mut prev = SeriesEntry::default();
         let mut cur = SeriesEntry::default();
         let mut chunks = 0u64;
+        let mut walk = self.walk(data);
         for id in 0..self.n_series {
-            self.series_into(data, id, &mut cur)?;
+            match &mut walk {
+                None => self.series_into(data, id, &mut cur)?,
+                Some(w) => {
+                    let (range, layout) = w.next(self, id)?;
+                    self.decode_series(data, id, range, layout, &mut cur)?;
+                }
+            }
             // Symbol refs sort like their strings, so this is label order.
             if id > 0 && prev.labels >= cur.labels {
                 let at = self.directory_at(id);

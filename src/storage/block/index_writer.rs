@@ -65,6 +65,9 @@ pub(crate) struct IndexWriter<W: Write, S> {
     series_offsets: Vec<u64>,
     /// Series stage: each series' first chunk reference.
     first_refs: Vec<u64>,
+    /// Write 8-byte series offsets even when 4 would do (tests of the
+    /// reader's wide path; the writer chooses 8 only past 4 GiB).
+    wide_offsets: bool,
     /// Postings stage: (name symbol, value symbol, offset) of each list.
     postings_table: Vec<(u32, u32, u64)>,
     _stage: PhantomData<S>,
@@ -81,6 +84,7 @@ impl<W: Write, S> IndexWriter<W, S> {
             buf: self.buf,
             series_offsets: self.series_offsets,
             first_refs: self.first_refs,
+            wide_offsets: self.wide_offsets,
             postings_table: self.postings_table,
             _stage: PhantomData,
         }
@@ -141,6 +145,7 @@ impl<W: Write> IndexWriter<W, Symbols> {
             buf: header,
             series_offsets: Vec::new(),
             first_refs: Vec::new(),
+            wide_offsets: false,
             postings_table: Vec::new(),
             _stage: PhantomData,
         };
@@ -198,9 +203,10 @@ impl<W: Write> IndexWriter<W, Series> {
     }
 
     /// Ends the series section, writes the series directory (the count,
-    /// `time_base` — what the entries' first chunk times are relative to —
-    /// and, Elias–Fano coded, the entries' offsets and first chunk
-    /// references); then postings are next.
+    /// `time_base` — what the entries' first chunk times are relative to —,
+    /// the entries' offsets, 4 bytes each when the series section allows,
+    /// and the first chunk references, Elias–Fano coded); then postings are
+    /// next.
     ///
     /// # Errors
     /// I/O, or `InvalidInput` when the first references do not increase
@@ -217,16 +223,22 @@ impl<W: Write> IndexWriter<W, Series> {
                 "first chunk references out of series order",
             ));
         }
-        let mut coded = Vec::new();
-        elias_fano::encode(&offsets, &mut coded);
         put_be_u64(&mut self.buf, offsets.len() as u64);
         put_be_u64(&mut self.buf, time_base as u64);
-        put_be_u64(&mut self.buf, coded.len() as u64);
-        self.buf.extend_from_slice(&coded);
-        coded.clear();
-        elias_fano::encode(&first_refs, &mut coded);
-        self.buf.extend_from_slice(&coded);
-        drop((offsets, first_refs, coded));
+        // Offsets are read at random (a query's candidates), so they keep a
+        // fixed width: one load each.
+        let narrow = !self.wide_offsets && offsets.last().is_none_or(|&o| o <= u64::from(u32::MAX));
+        self.buf.push(if narrow { 4 } else { 8 });
+        for &o in &offsets {
+            if narrow {
+                put_be_u32(&mut self.buf, o as u32);
+            } else {
+                put_be_u64(&mut self.buf, o);
+            }
+            self.maybe_flush()?;
+        }
+        elias_fano::encode(&first_refs, &mut self.buf);
+        drop((offsets, first_refs));
         self.flush_buf()?;
         self.end_section(SERIES_OFFSETS)?;
         self.begin_section()?;
@@ -308,5 +320,65 @@ impl<W: Write> IndexWriter<W, Postings> {
         self.w.write_all(&toc)?;
         self.pos += toc.len() as u64;
         Ok((self.w, self.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::block::index::{
+        put_chunk_metas, ChunkMeta, IndexReader, MetaLayout, SeriesEntry,
+    };
+    use crate::storage::block::ChunkRef;
+    use std::path::Path;
+
+    /// A three-series index, with 4- or 8-byte series offsets.
+    fn index(wide: bool) -> Vec<u8> {
+        let w = IndexWriter::new(Vec::new()).unwrap();
+        let mut w = w.write_symbols(["a", "b", "c", "x"].into_iter()).unwrap();
+        w.wide_offsets = wide;
+        let base = 1_000;
+        for (i, v) in [1u32, 2, 3].into_iter().enumerate() {
+            let meta = ChunkMeta {
+                mint: base + i as i64,
+                maxt: base + 10,
+                data_len: 20,
+                chunk_ref: ChunkRef(1 << 32 | (8 + 25 * i as u64)),
+            };
+            let mut entry = Vec::new();
+            put_uvarint(&mut entry, 1);
+            put_uvarint(&mut entry, 3);
+            put_uvarint(&mut entry, u64::from(v) - 1);
+            let layout = MetaLayout::Based {
+                base,
+                first_ref: meta.chunk_ref.0,
+            };
+            put_chunk_metas(&mut entry, &[meta], layout);
+            w.add_series(&entry, meta.chunk_ref.0).unwrap();
+        }
+        let mut w = w.finish_series(base).unwrap();
+        for (v, id) in [(0u32, 0u32), (1, 1), (2, 2)] {
+            w.add_postings(3, v, &[id]).unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    #[test]
+    fn series_offsets_read_back_at_either_width() {
+        let narrow = index(false);
+        let wide = index(true);
+        assert_eq!(wide.len(), narrow.len() + 3 * 4, "4 more bytes a series");
+        for bytes in [narrow, wide] {
+            let r = IndexReader::parse(&bytes, Path::new("index")).unwrap();
+            assert_eq!(r.num_series(), 3);
+            let mut e = SeriesEntry::default();
+            for id in 0..3u64 {
+                r.series_into(&bytes, id, &mut e).unwrap();
+                assert_eq!(e.labels, vec![(3, id as u32)]);
+                assert_eq!(e.chunks[0].mint, 1_000 + id as i64);
+                assert_eq!(e.chunks[0].chunk_ref.0, 1 << 32 | (8 + 25 * id));
+            }
+            assert_eq!(r.check_all(&bytes, |_| Ok(())).unwrap(), 3);
+        }
     }
 }

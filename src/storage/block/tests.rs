@@ -636,12 +636,14 @@ fn a_damaged_series_directory_is_corruption() {
     );
     let r = with(&|d| d[..8].copy_from_slice(&4u64.to_be_bytes()));
     assert!(r.is_err(), "one series fewer: {r:?}");
-    // The first sampled position of the offsets (after count, base, the
-    // offsets' length and their low-bit width).
-    let r = with(&|d| d[25..33].copy_from_slice(&3u64.to_be_bytes()));
+    // The offset width (the byte after count and base).
+    let r = with(&|d| d[16] = 5);
     assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
-    // The offsets' length, past the section.
-    let r = with(&|d| d[16..24].copy_from_slice(&u64::MAX.to_be_bytes()));
+    // The first offset (must be 0).
+    let r = with(&|d| d[17..21].copy_from_slice(&3u32.to_be_bytes()));
+    assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
+    // The second offset, past the series section.
+    let r = with(&|d| d[21..25].copy_from_slice(&u32::MAX.to_be_bytes()));
     assert!(matches!(r, Err(BlockError::Corrupt { .. })), "{r:?}");
     // The first references: the last byte of the section is in their high
     // bits; clearing it loses the last series' bit.
