@@ -43,6 +43,34 @@ pub(crate) trait PlanIndex {
     fn union(&self, lists: &[Self::List]) -> Result<Vec<Self::Ref>, Self::Error>;
     /// Every series, ascending.
     fn all(&self) -> Result<Vec<Self::Ref>, Self::Error>;
+    /// The first and last id of `l` when the index knows its ids to be one
+    /// unbroken run (a block's lists of its first label name, in practice
+    /// `__name__`: series sort by their labels), read without the list;
+    /// `None` otherwise. Narrowing candidates to a run is a range test per
+    /// candidate: no list to merge, no labels to check.
+    fn contiguous(&self, _l: &Self::List) -> Result<Option<(Self::Ref, Self::Ref)>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// The runs of `lists` when every one is contiguous ([`PlanIndex::contiguous`]).
+fn runs<I: PlanIndex>(
+    ix: &I,
+    lists: &[I::List],
+) -> Result<Option<Vec<(I::Ref, I::Ref)>>, I::Error> {
+    let mut out = Vec::with_capacity(lists.len());
+    for l in lists {
+        match ix.contiguous(l)? {
+            Some(run) => out.push(run),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Keeps the candidates inside one of `runs`.
+fn keep_in_runs<R: Ord + Copy>(refs: &mut Vec<R>, runs: &[(R, R)]) {
+    refs.retain(|r| runs.iter().any(|&(a, b)| a <= *r && *r <= b));
 }
 
 /// Candidate ids, ascending, and the matchers each candidate must still
@@ -129,6 +157,15 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
     for step in lookups.into_iter().chain(rest) {
         match step {
             Step::Lookup(m, lists, cost) => {
+                if let Some(r) = refs.as_mut() {
+                    if let Some(runs) = runs(ix, &lists)? {
+                        keep_in_runs(r, &runs);
+                        if r.is_empty() {
+                            return Ok(empty());
+                        }
+                        continue;
+                    }
+                }
                 if few(&refs, cost) {
                     residual.push(m);
                     continue;
@@ -141,6 +178,15 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
                     continue;
                 }
                 let lists = ix.scan(m, true)?;
+                if let Some(r) = refs.as_mut() {
+                    if let Some(runs) = runs(ix, &lists)? {
+                        keep_in_runs(r, &runs);
+                        if r.is_empty() {
+                            return Ok(empty());
+                        }
+                        continue;
+                    }
+                }
                 let cost: usize = lists.iter().map(|l| ix.list_len(l)).sum();
                 if few(&refs, cost) {
                     residual.push(m);

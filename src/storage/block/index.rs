@@ -830,6 +830,20 @@ impl IndexReader {
         Ok(n)
     }
 
+    /// The first id of the postings list at `offset`, without decoding the
+    /// rest.
+    pub(crate) fn postings_first(&self, data: &[u8], offset: u64) -> Result<u64, BlockError> {
+        self.postings_len(data, offset)?;
+        let sec = &self.sections[POSTINGS];
+        // In range: postings_len checked the offset.
+        let start = sec.start + offset as usize;
+        let part = Part::Postings;
+        let mut d = Decbuf::new(&data[start..sec.end]);
+        let truncated = |source| self.corrupt(start, Corruption::Truncated { part, source });
+        d.uvarint().map_err(truncated)?;
+        d.uvarint().map_err(truncated)
+    }
+
     /// The postings list at `offset` of the postings section: ascending ids.
     pub(crate) fn postings(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, BlockError> {
         let sec = &self.sections[POSTINGS];

@@ -338,11 +338,16 @@ pub(super) mod tests {
     /// A label set of a small fleet: 4 metrics, 30 instances, optional
     /// job and env.
     pub(crate) fn fleet_labels() -> impl Strategy<Value = Labels> {
-        (0usize..4, 0usize..30, 0usize..3, 0usize..3).prop_map(|(m, i, j, e)| {
+        (0usize..4, 0usize..30, 0usize..3, 0usize..3, 0usize..8).prop_map(|(m, i, j, e, z)| {
             let mut pairs = vec![
                 ("__name__".to_string(), format!("m{m}")),
                 ("instance".to_string(), format!("i{i:02}")),
             ];
+            // Now and then a name that sorts before `__name__` (upper case
+            // does): then `__name__` is not a block's first label name.
+            if z == 1 {
+                pairs.push(("AZ".into(), "a".into()));
+            }
             if j > 0 {
                 pairs.push(("job".into(), ["", "a", "b"][j].into()));
             }
@@ -357,6 +362,7 @@ pub(super) mod tests {
     /// and without matching `""`.
     pub(crate) fn fleet_matcher() -> impl Strategy<Value = Matcher> {
         let names = prop_oneof![
+            Just("AZ"),
             Just("__name__"),
             Just("instance"),
             Just("job"),

@@ -11,7 +11,7 @@ use crate::model::Matcher;
 use crate::storage::plan::{self, PlanIndex};
 use crate::storage::postings::merge;
 
-use super::super::index::IndexReader;
+use super::super::index::{IndexReader, NameEntry};
 use super::{BlockError, BlockIndex};
 
 /// The mapped index as the planner sees it; a list is (offset, length).
@@ -19,7 +19,9 @@ struct View<'a>(&'a BlockIndex);
 
 impl PlanIndex for View<'_> {
     type Ref = u64;
-    type List = (u64, usize);
+    /// Postings offset, length, and whether the list is of the block's first
+    /// label name (contiguous ids).
+    type List = (u64, usize, bool);
     type Error = BlockError;
 
     fn list_len(&self, l: &Self::List) -> usize {
@@ -31,10 +33,11 @@ impl PlanIndex for View<'_> {
         let Some(entry) = index.find_name(data, name)? else {
             return Ok(Vec::new());
         };
+        let first = is_first_name(index, &entry);
         let mut out = Vec::with_capacity(values.len());
         for v in values {
             if let Some(off) = index.find_value(data, &entry, v)? {
-                out.push((off, list_len(index.postings_len(data, off)?)));
+                out.push((off, list_len(index.postings_len(data, off)?), first));
             }
         }
         Ok(out)
@@ -52,6 +55,7 @@ impl PlanIndex for View<'_> {
         let Some(entry) = index.find_name(data, m.name())? else {
             return Ok(Vec::new());
         };
+        let first_name = is_first_name(index, &entry);
         let mut out = Vec::new();
         let count = IndexReader::value_count(&entry);
         // Values sort like their strings: those with a required prefix are
@@ -67,7 +71,7 @@ impl PlanIndex for View<'_> {
                 break;
             }
             if m.matches(value) == want {
-                out.push((off, list_len(index.postings_len(data, off)?)));
+                out.push((off, list_len(index.postings_len(data, off)?), first_name));
             }
         }
         Ok(out)
@@ -77,7 +81,7 @@ impl PlanIndex for View<'_> {
         let (data, index) = (&self.0.map[..], &self.0.reader);
         let decoded = lists
             .iter()
-            .map(|&(off, _)| index.postings(data, off))
+            .map(|&(off, _, _)| index.postings(data, off))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(merge(&decoded))
     }
@@ -85,6 +89,29 @@ impl PlanIndex for View<'_> {
     fn all(&self) -> Result<Vec<u64>, BlockError> {
         Ok((0..self.0.reader.num_series()).collect())
     }
+
+    fn contiguous(&self, l: &Self::List) -> Result<Option<(u64, u64)>, BlockError> {
+        let &(off, len, first_name) = l;
+        if !first_name {
+            return Ok(None);
+        }
+        let (data, index) = (&self.0.map[..], &self.0.reader);
+        let first = index.postings_first(data, off)?;
+        // `len` >= 1 (checked by postings_len); a run past the last series
+        // is a corrupt list, left to the merge to report.
+        let last = first.checked_add(len as u64 - 1);
+        Ok(last
+            .filter(|&last| last < index.num_series())
+            .map(|last| (first, last)))
+    }
+}
+
+/// Whether `entry` is the block's first label name: series sort by their
+/// label lists and a series' labels by name, so every series with the
+/// smallest name holds it first, and those with one value of it are one
+/// run of ids.
+fn is_first_name(index: &IndexReader, entry: &NameEntry) -> bool {
+    index.names().first().is_some_and(|n| n.sym == entry.sym)
 }
 
 /// A list length as a cost; saturates (a count this large is corrupt and
