@@ -21,6 +21,9 @@ use crate::storage::postings::{difference, intersect};
 /// label lookup and the match, against a few ns per id in a merge pass.
 pub(crate) const CHECK_COST: usize = 16;
 
+/// The first and last id of an unbroken run of ids.
+pub(crate) type Run<R> = (R, R);
+
 /// What an index offers the planner: postings lists of label values, by
 /// handle (whose length is known before the list is read).
 pub(crate) trait PlanIndex {
@@ -48,16 +51,14 @@ pub(crate) trait PlanIndex {
     /// `__name__`: series sort by their labels), read without the list;
     /// `None` otherwise. Narrowing candidates to a run is a range test per
     /// candidate: no list to merge, no labels to check.
-    fn contiguous(&self, _l: &Self::List) -> Result<Option<(Self::Ref, Self::Ref)>, Self::Error> {
+    fn contiguous(&self, _l: &Self::List) -> Result<Option<Run<Self::Ref>>, Self::Error> {
         Ok(None)
     }
 }
 
 /// The runs of `lists` when every one is contiguous ([`PlanIndex::contiguous`]).
-fn runs<I: PlanIndex>(
-    ix: &I,
-    lists: &[I::List],
-) -> Result<Option<Vec<(I::Ref, I::Ref)>>, I::Error> {
+#[allow(clippy::type_complexity)] // a fallible, optional list of runs
+fn runs<I: PlanIndex>(ix: &I, lists: &[I::List]) -> Result<Option<Vec<Run<I::Ref>>>, I::Error> {
     let mut out = Vec::with_capacity(lists.len());
     for l in lists {
         match ix.contiguous(l)? {
@@ -69,7 +70,7 @@ fn runs<I: PlanIndex>(
 }
 
 /// Keeps the candidates inside one of `runs`.
-fn keep_in_runs<R: Ord + Copy>(refs: &mut Vec<R>, runs: &[(R, R)]) {
+fn keep_in_runs<R: Ord + Copy>(refs: &mut Vec<R>, runs: &[Run<R>]) {
     refs.retain(|r| runs.iter().any(|&(a, b)| a <= *r && *r <= b));
 }
 
