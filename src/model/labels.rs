@@ -105,6 +105,15 @@ fn cmp_shared(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
 
 /// Equal hashes first (almost every unequal pair stops there), then the
 /// same allocation, then the labels themselves.
+#[cfg(test)]
+impl Labels {
+    /// These labels with their hash replaced: hash collisions on demand.
+    pub(crate) fn with_hash_for_test(mut self, hash: u64) -> Self {
+        self.hash = hash;
+        self
+    }
+}
+
 impl PartialEq for Labels {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash

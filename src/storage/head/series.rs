@@ -6,7 +6,6 @@
 //! histogram samples (Prometheus's histogram and float histogram chunk
 //! encodings). Must not touch the WAL or the postings index.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -804,7 +803,6 @@ fn range_end(t: i64, range: i64) -> i64 {
     t.div_euclid(range).saturating_add(1).saturating_mul(range)
 }
 
-type HashMapA<K, V> = HashMap<K, V, ahash::RandomState>;
 /// Consecutive refs of one stripe per [`RefPage`].
 const REF_PAGE: usize = 64;
 
@@ -865,53 +863,32 @@ impl RefStripe {
     }
 }
 
-/// One lock stripe of the by-labels map. Hash collisions (different labels,
-/// same 64-bit hash) go to `conflicts`, as in Prometheus's `seriesHashmap`.
+/// One lock stripe of the by-labels map: the series, found by their labels'
+/// hash ([`Labels::stable_hash`], which the table also rehashes with) and
+/// then compared label for label, so series whose hashes collide simply
+/// share a hash (as Prometheus's `seriesHashmap` conflicts list). An entry
+/// is the series pointer alone: 8 bytes where a map keyed by the hash took
+/// 16.
 #[derive(Default)]
 struct HashStripe {
-    unique: HashMapA<u64, Arc<MemSeries>>,
-    conflicts: HashMapA<u64, Vec<Arc<MemSeries>>>,
+    table: hashbrown::HashTable<Arc<MemSeries>>,
 }
 
 impl HashStripe {
     fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        if let Some(s) = self.unique.get(&hash) {
-            if s.labels == *labels {
-                return Some(s);
-            }
-        }
-        self.conflicts
-            .get(&hash)?
-            .iter()
-            .find(|s| s.labels == *labels)
+        self.table.find(hash, |s| s.labels == *labels)
     }
 
+    /// Adds `s`, whose labels hash to `hash`.
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        match self.unique.get(&hash) {
-            None => {
-                self.unique.insert(hash, s);
-            }
-            Some(_) => self.conflicts.entry(hash).or_default().push(s),
-        }
+        debug_assert_eq!(hash, s.labels.stable_hash());
+        self.table
+            .insert_unique(hash, s, |s| s.labels.stable_hash());
     }
 
     fn remove(&mut self, hash: u64, r: SeriesRef) {
-        if self.unique.get(&hash).is_some_and(|s| s.series_ref == r) {
-            self.unique.remove(&hash);
-            // Promote a conflicting series, if any, to the unique slot.
-            if let Some(list) = self.conflicts.get_mut(&hash) {
-                if let Some(s) = list.pop() {
-                    self.unique.insert(hash, s);
-                }
-                if list.is_empty() {
-                    self.conflicts.remove(&hash);
-                }
-            }
-        } else if let Some(list) = self.conflicts.get_mut(&hash) {
-            list.retain(|s| s.series_ref != r);
-            if list.is_empty() {
-                self.conflicts.remove(&hash);
-            }
+        if let Ok(e) = self.table.find_entry(hash, |s| s.series_ref == r) {
+            e.remove();
         }
     }
 }
@@ -1180,9 +1157,9 @@ mod tests {
     #[test]
     fn stripes_handle_hash_conflicts() {
         let st = StripeSeries::new(4);
-        let a = Labels::from_static(&[("a", "1")]);
-        let b = Labels::from_static(&[("b", "1")]);
-        // Force both under the same hash.
+        // Two label sets forced under one hash.
+        let a = Labels::from_static(&[("a", "1")]).with_hash_for_test(7);
+        let b = Labels::from_static(&[("b", "1")]).with_hash_for_test(7);
         let mk =
             |r, l: &Labels| Ok::<_, ()>(Arc::new(MemSeries::new(SeriesRef(r), l.clone(), false)));
         assert!(matches!(
@@ -1201,6 +1178,25 @@ mod tests {
         assert_eq!(st.get(7, &b).unwrap().series_ref, SeriesRef(2));
         assert!(st.get(7, &a).is_none());
         assert_eq!(st.all().len(), 2);
+    }
+
+    #[test]
+    fn the_by_labels_table_finds_every_series_after_growing() {
+        let st = StripeSeries::new(1);
+        let labels: Vec<Labels> = (0..5_000)
+            .map(|i| Labels::try_from_pairs([("i", i.to_string())]).unwrap())
+            .collect();
+        for (r, l) in labels.iter().enumerate() {
+            let s = Arc::new(MemSeries::new(SeriesRef(r as u64 + 1), l.clone(), false));
+            let got = st.get_or_create(l.stable_hash(), l, || Ok::<_, ()>(s));
+            assert!(matches!(got, Ok(GetOrCreate::Created(_))));
+        }
+        for (r, l) in labels.iter().enumerate() {
+            assert_eq!(
+                st.get(l.stable_hash(), l).unwrap().series_ref,
+                SeriesRef(r as u64 + 1)
+            );
+        }
     }
 }
 #[cfg(test)]
