@@ -24,6 +24,7 @@ mod head;
 mod options;
 mod plan;
 mod postings;
+mod prefetch;
 mod querier;
 mod refs;
 mod shipping;

@@ -833,11 +833,13 @@ impl Head {
 
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (g, group) in accepted_groups.iter().enumerate() {
-            // The open chunk of a series a few ahead, read now so that it
-            // has arrived when its turn comes (see the reads before
-            // locking: read there, it was gone again by this loop).
+            // The open chunk of a series a few ahead, fetched now so that
+            // it has arrived when its turn comes (see the reads before
+            // locking: read there, it was gone again by this loop). A
+            // prefetch, not a read: a read the processor must wait for
+            // held the loop back (measured in `prefetch.rs`).
             if let Some(ahead) = guards.get(g + APPLY_READ_AHEAD) {
-                std::hint::black_box(ahead.open.bytes().last().copied());
+                crate::storage::prefetch::prefetch(ahead.open.bytes().last());
             }
             if group.is_empty() {
                 continue;
@@ -888,7 +890,7 @@ impl Head {
 
 /// How many series ahead the apply loop reads the open chunk of the
 /// series it will append to.
-const APPLY_READ_AHEAD: usize = 4;
+const APPLY_READ_AHEAD: usize = 8;
 
 /// Where an appended series was found: the batch's hint, or
 /// `owned[k]` (resolved by labels).
