@@ -56,22 +56,25 @@ pub(crate) trait PlanIndex {
     }
 }
 
-/// The runs of `lists` when every one is contiguous ([`PlanIndex::contiguous`]).
-#[allow(clippy::type_complexity)] // a fallible, optional list of runs
-fn runs<I: PlanIndex>(ix: &I, lists: &[I::List]) -> Result<Option<Vec<Run<I::Ref>>>, I::Error> {
-    let mut out = Vec::with_capacity(lists.len());
+/// Narrows the candidates, when there are some, to the runs of `lists`
+/// when every list is one ([`PlanIndex::contiguous`]); whether it did.
+fn narrow_to_runs<I: PlanIndex>(
+    ix: &I,
+    refs: &mut Option<Vec<I::Ref>>,
+    lists: &[I::List],
+) -> Result<bool, I::Error> {
+    let Some(r) = refs.as_mut() else {
+        return Ok(false);
+    };
+    let mut runs = Vec::with_capacity(lists.len());
     for l in lists {
         match ix.contiguous(l)? {
-            Some(run) => out.push(run),
-            None => return Ok(None),
+            Some(run) => runs.push(run),
+            None => return Ok(false),
         }
     }
-    Ok(Some(out))
-}
-
-/// Keeps the candidates inside one of `runs`.
-fn keep_in_runs<R: Ord + Copy>(refs: &mut Vec<R>, runs: &[Run<R>]) {
-    refs.retain(|r| runs.iter().any(|&(a, b)| a <= *r && *r <= b));
+    r.retain(|x| runs.iter().any(|&(a, b)| a <= *x && *x <= b));
+    Ok(true)
 }
 
 /// Candidate ids, ascending, and the matchers each candidate must still
@@ -158,20 +161,13 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
     for step in lookups.into_iter().chain(rest) {
         match step {
             Step::Lookup(m, lists, cost) => {
-                if let Some(r) = refs.as_mut() {
-                    if let Some(runs) = runs(ix, &lists)? {
-                        keep_in_runs(r, &runs);
-                        if r.is_empty() {
-                            return Ok(empty());
-                        }
+                if !narrow_to_runs(ix, &mut refs, &lists)? {
+                    if few(&refs, cost) {
+                        residual.push(m);
                         continue;
                     }
+                    refs = Some(narrow(refs.take(), ix.union(&lists)?));
                 }
-                if few(&refs, cost) {
-                    residual.push(m);
-                    continue;
-                }
-                refs = Some(narrow(refs.take(), ix.union(&lists)?));
             }
             Step::Scan(m) => {
                 if few(&refs, ix.value_count(m.name())?) {
@@ -179,21 +175,14 @@ pub(crate) fn plan_with<'m, I: PlanIndex>(
                     continue;
                 }
                 let lists = ix.scan(m, true)?;
-                if let Some(r) = refs.as_mut() {
-                    if let Some(runs) = runs(ix, &lists)? {
-                        keep_in_runs(r, &runs);
-                        if r.is_empty() {
-                            return Ok(empty());
-                        }
+                if !narrow_to_runs(ix, &mut refs, &lists)? {
+                    let cost: usize = lists.iter().map(|l| ix.list_len(l)).sum();
+                    if few(&refs, cost) {
+                        residual.push(m);
                         continue;
                     }
+                    refs = Some(narrow(refs.take(), ix.union(&lists)?));
                 }
-                let cost: usize = lists.iter().map(|l| ix.list_len(l)).sum();
-                if few(&refs, cost) {
-                    residual.push(m);
-                    continue;
-                }
-                refs = Some(narrow(refs.take(), ix.union(&lists)?));
             }
             Step::Subtract(m) => {
                 let r = match refs.take() {

@@ -1003,17 +1003,22 @@ fn block_packed_fixture_still_opens_and_reads_back() {
     if std::env::var("TIDEMARK_WRITE_FIXTURE").as_deref() == Ok("1") {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.parent().unwrap()).unwrap();
-        let mut w = BlockWriter::create_with_segment_size(&dir, 4096).unwrap();
-        for (l, samples) in sample_series() {
-            w.add_sample_series(&l, &samples).unwrap();
-        }
-        let (mint, maxt) = w.time_range().unwrap();
-        let mut meta = BlockMeta::new(mint, maxt + 1);
-        meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
-        meta.compaction.sources = vec![meta.ulid.clone()];
-        w.finish(meta).unwrap();
+        write_packed_fixture(&dir);
     }
     check_packed_fixture(INDEX_FORMAT_VERSION);
+}
+
+/// Writes `sample_series()` into `dir` as the packed fixture is written.
+fn write_packed_fixture(dir: &Path) {
+    let mut w = BlockWriter::create_with_segment_size(dir, 4096).unwrap();
+    for (l, samples) in sample_series() {
+        w.add_sample_series(&l, &samples).unwrap();
+    }
+    let (mint, maxt) = w.time_range().unwrap();
+    let mut meta = BlockMeta::new(mint, maxt + 1);
+    meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
+    meta.compaction.sources = vec![meta.ulid.clone()];
+    w.finish(meta).unwrap();
 }
 
 /// The writer of today still writes the packed fixture byte for byte: the
@@ -1023,14 +1028,7 @@ fn block_packed_fixture_still_opens_and_reads_back() {
 fn writer_reproduces_the_packed_fixture_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("b");
-    let mut w = BlockWriter::create_with_segment_size(&dir, 4096).unwrap();
-    for (l, samples) in sample_series() {
-        w.add_sample_series(&l, &samples).unwrap();
-    }
-    let (mint, maxt) = w.time_range().unwrap();
-    let mut meta = BlockMeta::new(mint, maxt + 1);
-    meta.ulid = "01JBBBBBBBBBBBBBBBBBBBBBBB".into();
-    w.finish(meta).unwrap();
+    write_packed_fixture(&dir);
     let fixture = packed_fixture_dir(INDEX_FORMAT_VERSION);
     assert_eq!(
         fs::read(dir.join(INDEX_FILE)).unwrap(),
