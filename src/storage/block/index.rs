@@ -199,10 +199,10 @@ pub(crate) struct IndexReader {
 }
 
 /// The series directory read in id order (by [`IndexReader::check_all`]):
-/// each entry's range and meta layout with one forward step per sequence
-/// instead of two random lookups.
+/// each entry's range and meta layout, the first references with one
+/// forward step each instead of a random lookup.
 struct DirectoryWalk<'a> {
-    dir: Directory,
+    base: i64,
     data: &'a [u8],
     first_refs: elias_fano::Iter<'a>,
 }
@@ -210,7 +210,6 @@ struct DirectoryWalk<'a> {
 impl DirectoryWalk<'_> {
     /// Series `id`'s entry range and layout; `id` counts up from 0.
     fn next(&mut self, r: &IndexReader, id: u64) -> Result<(Range<usize>, MetaLayout), BlockError> {
-        let series = &r.sections[SERIES];
         let bad = || {
             r.corrupt(
                 r.sections[SERIES_OFFSETS].start,
@@ -219,20 +218,12 @@ impl DirectoryWalk<'_> {
                 },
             )
         };
-        let start = self.dir.offset(self.data, id);
-        let end = if id + 1 < r.n_series {
-            self.dir.offset(self.data, id + 1)
-        } else {
-            series.len() as u64
-        };
-        if start > end || end > series.len() as u64 {
-            return Err(bad());
-        }
+        let range = r.series_range(self.data, id)?;
         let first_ref = self.first_refs.next_value().ok_or_else(bad)?;
         Ok((
-            series.start + start as usize..series.start + end as usize,
+            range,
             MetaLayout::Based {
-                base: self.dir.base,
+                base: self.base,
                 first_ref,
             },
         ))
@@ -451,22 +442,12 @@ impl IndexReader {
         Ok(r)
     }
 
-    /// Where series `id`'s entry starts and where the next one starts
-    /// (`None` for the last), relative to the series section; `id` is
-    /// below `n_series`. On failure, the file offset to report.
-    fn series_offsets(&self, data: &[u8], id: u64) -> Result<(u64, Option<u64>), usize> {
-        let offs = &self.sections[SERIES_OFFSETS];
+    /// Where series `id`'s entry starts, relative to the series section;
+    /// `id` is below `n_series` (the offsets were sized for them at parse).
+    fn series_offset(&self, data: &[u8], id: u64) -> u64 {
         match &self.directory {
-            None => {
-                let at = offs.start + id as usize * 8;
-                let next = (id + 1 < self.n_series).then(|| u64_at(&data[at + 8..]));
-                Ok((u64_at(&data[at..]), next))
-            }
-            Some(dir) => {
-                let at = |i: u64| dir.offset(data, i);
-                let next = (id + 1 < self.n_series).then(|| at(id + 1));
-                Ok((at(id), next))
-            }
+            None => u64_at(&data[self.sections[SERIES_OFFSETS].start + id as usize * 8..]),
+            Some(dir) => dir.offset(data, id),
         }
     }
 
@@ -497,7 +478,7 @@ impl IndexReader {
         let dir = self.directory.as_ref()?;
         let first_refs = EliasFano::new(&data[dir.first_refs.clone()], self.n_series)?.iter();
         Some(DirectoryWalk {
-            dir: dir.clone(),
+            base: dir.base,
             data,
             first_refs,
         })
@@ -905,16 +886,12 @@ impl IndexReader {
                 },
             ));
         }
-        let bad = |at: usize| {
-            self.corrupt(
-                at,
-                Corruption::OutOfBounds {
-                    part: Part::Series(id),
-                },
-            )
+        let start = self.series_offset(data, id);
+        let end = if id + 1 < self.n_series {
+            self.series_offset(data, id + 1)
+        } else {
+            series.len() as u64
         };
-        let (start, end) = self.series_offsets(data, id).map_err(bad)?;
-        let end = end.unwrap_or(series.len() as u64);
         let at = self.directory_at(id);
         if start > end || end > series.len() as u64 {
             return Err(self.corrupt(
@@ -1032,7 +1009,7 @@ impl IndexReader {
         mut on_chunk: impl FnMut(&ChunkMeta) -> Result<(), BlockError>,
     ) -> Result<u64, BlockError> {
         let offs = &self.sections[SERIES_OFFSETS];
-        if self.n_series > 0 && self.series_offsets(data, 0).map(|(o, _)| o) != Ok(0) {
+        if self.n_series > 0 && self.series_offset(data, 0) != 0 {
             return Err(self.corrupt(
                 offs.start,
                 Corruption::NotContiguous {
