@@ -241,6 +241,15 @@ impl Directory {
     }
 }
 
+/// The start of a postings list: its count and form, a decoder at its ids
+/// and its file offset.
+struct PostingsHeader<'a> {
+    d: Decbuf<'a>,
+    start: usize,
+    n: u64,
+    run: bool,
+}
+
 /// Where the parts of a version-2 series directory are in the file.
 #[derive(Debug, Clone)]
 struct Directory {
@@ -783,50 +792,34 @@ impl IndexReader {
     }
 
     /// The length of the postings list at `offset`, without decoding it
-    /// (the planner's cost estimate; [`IndexReader::postings`] checks the
-    /// list itself).
+    /// (the planner's cost).
     pub(crate) fn postings_len(&self, data: &[u8], offset: u64) -> Result<u64, BlockError> {
-        let sec = &self.sections[POSTINGS];
-        let start = usize::try_from(offset)
-            .ok()
-            .and_then(|o| sec.start.checked_add(o))
-            .filter(|&s| s < sec.end)
-            .ok_or_else(|| {
-                self.corrupt(
-                    sec.start,
-                    Corruption::RefOutOfRange {
-                        part: Part::LabelValue,
-                        value: offset,
-                    },
-                )
-            })?;
-        let part = Part::Postings;
-        let mut d = Decbuf::new(&data[start..sec.end]);
-        let n = d
-            .uvarint()
-            .map_err(|source| self.corrupt(start, Corruption::Truncated { part, source }))?;
-        if n == 0 || n > d.remaining() as u64 || n > self.n_series {
-            return Err(self.corrupt(start, Corruption::CountOutOfRange { part, count: n }));
-        }
-        Ok(n)
+        Ok(self.postings_header(data, offset)?.n)
+    }
+
+    /// Whether the postings list at `offset` is stored as a run (version
+    /// 2): its ids are consecutive, whatever its label name.
+    pub(crate) fn postings_is_run(&self, data: &[u8], offset: u64) -> Result<bool, BlockError> {
+        Ok(self.postings_header(data, offset)?.run)
     }
 
     /// The first id of the postings list at `offset`, without decoding the
     /// rest.
     pub(crate) fn postings_first(&self, data: &[u8], offset: u64) -> Result<u64, BlockError> {
-        self.postings_len(data, offset)?;
-        let sec = &self.sections[POSTINGS];
-        // In range: postings_len checked the offset.
-        let start = sec.start + offset as usize;
+        let mut h = self.postings_header(data, offset)?;
         let part = Part::Postings;
-        let mut d = Decbuf::new(&data[start..sec.end]);
-        let truncated = |source| self.corrupt(start, Corruption::Truncated { part, source });
-        d.uvarint().map_err(truncated)?;
-        d.uvarint().map_err(truncated)
+        h.d.uvarint()
+            .map_err(|source| self.corrupt(h.start, Corruption::Truncated { part, source }))
     }
 
-    /// The postings list at `offset` of the postings section: ascending ids.
-    pub(crate) fn postings(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, BlockError> {
+    /// The count and form of the postings list at `offset`, with a decoder
+    /// at its ids. Version 1 stores `count`; version 2 `count << 1 | run`,
+    /// a run being its first id alone (`docs/format/index.md`).
+    fn postings_header<'a>(
+        &self,
+        data: &'a [u8],
+        offset: u64,
+    ) -> Result<PostingsHeader<'a>, BlockError> {
         let sec = &self.sections[POSTINGS];
         let start = usize::try_from(offset)
             .ok()
@@ -843,11 +836,41 @@ impl IndexReader {
             })?;
         let part = Part::Postings;
         let mut d = Decbuf::new(&data[start..sec.end]);
+        let h = d
+            .uvarint()
+            .map_err(|source| self.corrupt(start, Corruption::Truncated { part, source }))?;
+        let (n, run) = match self.directory {
+            None => (h, false),
+            Some(_) => (h >> 1, h & 1 == 1),
+        };
+        // A list holds at least one id, each in a byte at least (a run its
+        // first one only).
+        let room = if run { 1 } else { n };
+        if n == 0 || room > d.remaining() as u64 || n > self.n_series {
+            return Err(self.corrupt(start, Corruption::CountOutOfRange { part, count: n }));
+        }
+        Ok(PostingsHeader { d, start, n, run })
+    }
+
+    /// The postings list at `offset` of the postings section: ascending ids.
+    pub(crate) fn postings(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, BlockError> {
+        let PostingsHeader {
+            mut d,
+            start,
+            n,
+            run,
+        } = self.postings_header(data, offset)?;
+        let part = Part::Postings;
         let err = |d: &Decbuf<'_>, reason| self.corrupt(start + d.position(), reason);
         let truncated = |source| Corruption::Truncated { part, source };
-        let n = d.uvarint().map_err(|e| err(&d, truncated(e)))?;
-        if n == 0 || n > d.remaining() as u64 || n > self.n_series {
-            return Err(err(&d, Corruption::CountOutOfRange { part, count: n }));
+        if run {
+            let first = d.uvarint().map_err(|e| err(&d, truncated(e)))?;
+            // n >= 1 and n <= n_series: the run must end inside the block.
+            let end = first.checked_add(n).filter(|&end| end <= self.n_series);
+            let Some(end) = end else {
+                return Err(err(&d, Corruption::RefOutOfRange { part, value: first }));
+            };
+            return Ok((first..end).collect());
         }
         let mut out = Vec::with_capacity(n as usize);
         let mut id = 0u64;

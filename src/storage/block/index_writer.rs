@@ -252,11 +252,23 @@ impl<W: Write> IndexWriter<W, Postings> {
     /// value) order.
     pub(crate) fn add_postings(&mut self, name: u32, value: u32, ids: &[u32]) -> io::Result<()> {
         self.postings_table.push((name, value, self.section_pos()));
-        put_uvarint(&mut self.buf, ids.len() as u64);
-        let mut prev = 0u32;
-        for &id in ids {
-            put_uvarint(&mut self.buf, u64::from(id.wrapping_sub(prev)));
-            prev = id;
+        let n = ids.len() as u64;
+        // Ascending and distinct, so consecutive exactly when the last is
+        // the first plus the count less one: then the first id alone (a
+        // block's lists of its first label name always are).
+        let run = match (ids.first(), ids.last()) {
+            (Some(&a), Some(&b)) => b.checked_sub(a).is_some_and(|d| u64::from(d) + 1 == n),
+            _ => false,
+        };
+        put_uvarint(&mut self.buf, n << 1 | u64::from(run));
+        if run {
+            put_uvarint(&mut self.buf, u64::from(ids[0]));
+        } else {
+            let mut prev = 0u32;
+            for &id in ids {
+                put_uvarint(&mut self.buf, u64::from(id.wrapping_sub(prev)));
+                prev = id;
+            }
         }
         self.maybe_flush()
     }
@@ -357,10 +369,29 @@ mod tests {
             w.add_series(&entry, meta.chunk_ref.0).unwrap();
         }
         let mut w = w.finish_series(base).unwrap();
+        // a="b": ids 0 and 2 (deltas); a="c": 0, 1, 2 (a run).
+        w.add_postings(0, 1, &[0, 2]).unwrap();
+        w.add_postings(0, 2, &[0, 1, 2]).unwrap();
         for (v, id) in [(0u32, 0u32), (1, 1), (2, 2)] {
             w.add_postings(3, v, &[id]).unwrap();
         }
         w.finish().unwrap().0
+    }
+
+    #[test]
+    fn postings_of_consecutive_ids_are_runs() {
+        let bytes = index(false);
+        let r = IndexReader::parse(&bytes, Path::new("index")).unwrap();
+        let a = r.find_name(&bytes, "a").unwrap().unwrap();
+        let list = |v: &str| r.find_value(&bytes, &a, v).unwrap().unwrap();
+        let (gappy, run) = (list("b"), list("c"));
+        assert_eq!(r.postings(&bytes, gappy).unwrap(), vec![0, 2]);
+        assert!(!r.postings_is_run(&bytes, gappy).unwrap());
+        assert_eq!(r.postings(&bytes, run).unwrap(), vec![0, 1, 2]);
+        assert!(r.postings_is_run(&bytes, run).unwrap());
+        assert_eq!(r.postings_len(&bytes, run).unwrap(), 3);
+        assert_eq!(r.postings_first(&bytes, run).unwrap(), 0);
+        assert_eq!(r.check_all(&bytes, |_| Ok(())).unwrap(), 3);
     }
 
     #[test]

@@ -92,10 +92,10 @@ impl PlanIndex for View<'_> {
 
     fn contiguous(&self, l: &Self::List) -> Result<Option<(u64, u64)>, BlockError> {
         let &(off, len, first_name) = l;
-        if !first_name {
+        let (data, index) = (&self.0.map[..], &self.0.reader);
+        if !first_name && !index.postings_is_run(data, off)? {
             return Ok(None);
         }
-        let (data, index) = (&self.0.map[..], &self.0.reader);
         let first = index.postings_first(data, off)?;
         // `len` >= 1 (checked by postings_len); a run past the last series
         // is a corrupt list, left to the merge to report.
