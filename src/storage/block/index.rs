@@ -13,7 +13,7 @@ use crate::storage::encoding::{put_uvarint, put_varint, Decbuf};
 
 use super::chunks::{frame_len, ChunkRef};
 use super::corruption::{Corruption, IndexSection, Part};
-use super::elias_fano::{self, EliasFano};
+use super::elias_fano::EliasFano;
 use super::BlockError;
 
 /// Magic number at the start of an index file.
@@ -194,46 +194,27 @@ pub(crate) struct IndexReader {
     names: Vec<NameEntry>,
     n_series: u64,
     n_values: u32,
-    /// The version-2 series directory; `None` in a version-1 index.
+    /// Where each series entry starts: version 1's offsets section, or
+    /// the offsets of version 2's series directory.
+    offsets: OffsetTable,
+    /// The rest of the version-2 series directory; `None` in a version-1
+    /// index.
     directory: Option<Directory>,
 }
 
-/// The series directory read in id order (by [`IndexReader::check_all`]):
-/// each entry's range and meta layout, the first references with one
-/// forward step each instead of a random lookup.
-struct DirectoryWalk<'a> {
-    base: i64,
-    data: &'a [u8],
-    first_refs: elias_fano::Iter<'a>,
+/// Fixed-width big-endian offsets of the series entries, relative to the
+/// series section: 8 bytes each in version 1, 4 or 8 in version 2.
+#[derive(Debug, Clone, Default)]
+struct OffsetTable {
+    /// Where the table is in the file (sized for every series at parse).
+    at: Range<usize>,
+    width: usize,
 }
 
-impl DirectoryWalk<'_> {
-    /// Series `id`'s entry range and layout; `id` counts up from 0.
-    fn next(&mut self, r: &IndexReader, id: u64) -> Result<(Range<usize>, MetaLayout), BlockError> {
-        let bad = || {
-            r.corrupt(
-                r.sections[SERIES_OFFSETS].start,
-                Corruption::OutOfBounds {
-                    part: Part::Series(id),
-                },
-            )
-        };
-        let range = r.series_range(self.data, id)?;
-        let first_ref = self.first_refs.next_value().ok_or_else(bad)?;
-        Ok((
-            range,
-            MetaLayout::Based {
-                base: self.base,
-                first_ref,
-            },
-        ))
-    }
-}
-
-impl Directory {
-    /// Offset `i` (below the series count, which `offsets` holds).
-    fn offset(&self, data: &[u8], i: u64) -> u64 {
-        let at = self.offsets.start + i as usize * self.width;
+impl OffsetTable {
+    /// Offset `i` (below the series count).
+    fn get(&self, data: &[u8], i: u64) -> u64 {
+        let at = self.at.start + i as usize * self.width;
         match self.width {
             4 => u64::from(u32_at(&data[at..])),
             _ => u64_at(&data[at..]),
@@ -250,16 +231,12 @@ struct PostingsHeader<'a> {
     run: bool,
 }
 
-/// Where the parts of a version-2 series directory are in the file.
+/// The version-2 series directory beside its offsets.
 #[derive(Debug, Clone)]
 struct Directory {
     /// The time base of first chunk metas.
     base: i64,
-    /// The entry offsets, `width` bytes each, big-endian.
-    offsets: Range<usize>,
-    /// 4 or 8.
-    width: usize,
-    /// The Elias–Fano coded first chunk references.
+    /// Where the Elias–Fano coded first chunk references are in the file.
     first_refs: Range<usize>,
 }
 
@@ -386,6 +363,7 @@ impl IndexReader {
             names: Vec::new(),
             n_series: 0,
             n_values: 0,
+            offsets: OffsetTable::default(),
             directory: None,
         };
         r.load_symbols(data)?;
@@ -405,6 +383,10 @@ impl IndexReader {
                 return Err(bad_size());
             }
             r.n_series = (offs.len() / 8) as u64;
+            r.offsets = OffsetTable {
+                at: offs.clone(),
+                width: 8,
+            };
             return Ok(r);
         }
         // Version 2: the series directory.
@@ -433,8 +415,6 @@ impl IndexReader {
         };
         let directory = Directory {
             base,
-            offsets: offs.start + DIRECTORY_HEADER_LEN..offs.start + split,
-            width,
             first_refs: offs.start + split..offs.end,
         };
         if EliasFano::new(&data[directory.first_refs.clone()], n).is_none() {
@@ -447,50 +427,45 @@ impl IndexReader {
             ));
         }
         r.n_series = n;
+        r.offsets = OffsetTable {
+            at: offs.start + DIRECTORY_HEADER_LEN..offs.start + split,
+            width,
+        };
         r.directory = Some(directory);
         Ok(r)
     }
 
-    /// Where series `id`'s entry starts, relative to the series section;
-    /// `id` is below `n_series` (the offsets were sized for them at parse).
-    fn series_offset(&self, data: &[u8], id: u64) -> u64 {
-        match &self.directory {
-            None => u64_at(&data[self.sections[SERIES_OFFSETS].start + id as usize * 8..]),
-            Some(dir) => dir.offset(data, id),
-        }
-    }
-
-    /// How series `id`'s entry stores its first chunk meta.
-    fn meta_layout(&self, data: &[u8], id: u64) -> Result<MetaLayout, BlockError> {
+    /// How series `id`'s entry stores its first chunk meta. `first_ref`
+    /// reads its first chunk reference in a version-2 index (`None` when
+    /// the references are damaged); a version-1 entry holds its own.
+    fn meta_layout(
+        &self,
+        id: u64,
+        first_ref: impl FnOnce() -> Option<u64>,
+    ) -> Result<MetaLayout, BlockError> {
         let Some(dir) = &self.directory else {
             return Ok(MetaLayout::Absolute);
         };
-        let first_ref = EliasFano::new(&data[dir.first_refs.clone()], self.n_series)
-            .and_then(|ef| ef.get(id))
-            .ok_or_else(|| {
-                self.corrupt(
-                    dir.first_refs.start,
-                    Corruption::OutOfBounds {
-                        part: Part::Series(id),
-                    },
-                )
-            })?;
+        let first_ref = first_ref().ok_or_else(|| {
+            self.corrupt(
+                dir.first_refs.start,
+                Corruption::OutOfBounds {
+                    part: Part::Series(id),
+                },
+            )
+        })?;
         Ok(MetaLayout::Based {
             base: dir.base,
             first_ref,
         })
     }
 
-    /// A walk over the series directory in id order (`None` for a version-1
-    /// index, which reads its offsets directly).
-    fn walk<'a>(&self, data: &'a [u8]) -> Option<DirectoryWalk<'a>> {
+    /// The first chunk references of a version-2 index (`None` for version
+    /// 1, and for references that cannot hold the series, which parse
+    /// refuses).
+    fn first_refs<'a>(&self, data: &'a [u8]) -> Option<EliasFano<'a>> {
         let dir = self.directory.as_ref()?;
-        let first_refs = EliasFano::new(&data[dir.first_refs.clone()], self.n_series)?.iter();
-        Some(DirectoryWalk {
-            base: dir.base,
-            data,
-            first_refs,
-        })
+        EliasFano::new(&data[dir.first_refs.clone()], self.n_series)
     }
 
     /// The file offset to report a problem of series `id`'s entry bounds at.
@@ -909,9 +884,9 @@ impl IndexReader {
                 },
             ));
         }
-        let start = self.series_offset(data, id);
+        let start = self.offsets.get(data, id);
         let end = if id + 1 < self.n_series {
-            self.series_offset(data, id + 1)
+            self.offsets.get(data, id + 1)
         } else {
             series.len() as u64
         };
@@ -993,7 +968,7 @@ impl IndexReader {
         e: &mut SeriesEntry,
     ) -> Result<(), BlockError> {
         let range = self.series_range(data, id)?;
-        let layout = self.meta_layout(data, id)?;
+        let layout = self.meta_layout(id, || self.first_refs(data)?.get(id))?;
         self.decode_series(data, id, range, layout, e)
     }
 
@@ -1032,7 +1007,7 @@ impl IndexReader {
         mut on_chunk: impl FnMut(&ChunkMeta) -> Result<(), BlockError>,
     ) -> Result<u64, BlockError> {
         let offs = &self.sections[SERIES_OFFSETS];
-        if self.n_series > 0 && self.series_offset(data, 0) != 0 {
+        if self.n_series > 0 && self.offsets.get(data, 0) != 0 {
             return Err(self.corrupt(
                 offs.start,
                 Corruption::NotContiguous {
@@ -1043,15 +1018,13 @@ impl IndexReader {
         let mut prev = SeriesEntry::default();
         let mut cur = SeriesEntry::default();
         let mut chunks = 0u64;
-        let mut walk = self.walk(data);
+        // The first references in id order: one forward step each instead
+        // of a random lookup, checking every sampled position on the way.
+        let mut first_refs = self.first_refs(data).map(|ef| ef.iter());
         for id in 0..self.n_series {
-            match &mut walk {
-                None => self.series_into(data, id, &mut cur)?,
-                Some(w) => {
-                    let (range, layout) = w.next(self, id)?;
-                    self.decode_series(data, id, range, layout, &mut cur)?;
-                }
-            }
+            let range = self.series_range(data, id)?;
+            let layout = self.meta_layout(id, || first_refs.as_mut()?.next_value())?;
+            self.decode_series(data, id, range, layout, &mut cur)?;
             // Symbol refs sort like their strings, so this is label order.
             if id > 0 && prev.labels >= cur.labels {
                 let at = self.directory_at(id);
