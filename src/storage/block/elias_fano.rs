@@ -117,9 +117,15 @@ impl<'a> EliasFano<'a> {
         if i >= self.n {
             return None;
         }
-        let s = usize::try_from(i / SAMPLE_EVERY).ok()?.checked_mul(8)?;
-        let sampled = u64::from_be_bytes(self.samples.get(s..s + 8)?.try_into().ok()?);
-        self.nth_one_from(sampled, i % SAMPLE_EVERY)
+        self.nth_one_from(self.sample(i / SAMPLE_EVERY)?, i % SAMPLE_EVERY)
+    }
+
+    /// `samples[j]`: the high-bit position of value `64·j`.
+    fn sample(&self, j: u64) -> Option<u64> {
+        let s = usize::try_from(j).ok()?.checked_mul(8)?;
+        Some(u64::from_be_bytes(
+            self.samples.get(s..s.checked_add(8)?)?.try_into().ok()?,
+        ))
     }
 
     /// Value `i` from its high bit's position `pos`.
@@ -171,20 +177,8 @@ impl<'a> EliasFano<'a> {
         }
     }
 
-    /// The position of the first set bit.
-    fn first_one(&self) -> Option<u64> {
-        let mut byte = 0usize;
-        let mut w = self.word_at(byte)?;
-        while w == 0 {
-            byte = byte.checked_add(8)?;
-            w = self.word_at(byte)?;
-        }
-        Some(byte as u64 * 8 + u64::from(w.trailing_zeros()))
-    }
-
-    /// The position of the first set bit after `pos`.
-    fn next_one_after(&self, pos: u64) -> Option<u64> {
-        let start = pos.checked_add(1)?;
+    /// The position of the first set bit at `start` or after.
+    fn first_one_from(&self, start: u64) -> Option<u64> {
         let mut byte = usize::try_from(start / 8).ok()?;
         let mut w = self.word_at(byte)? & (u64::MAX << (start % 8));
         while w == 0 {
@@ -204,15 +198,18 @@ impl<'a> EliasFano<'a> {
         let start = i * u64::from(low);
         let byte = (start / 8) as usize;
         let have = self.lows.get(byte..).unwrap_or(&[]);
-        if let Some(word) = have.first_chunk::<16>() {
-            let word = u128::from_le_bytes(*word) >> (start % 8);
-            return (word as u64) & (u64::MAX >> (64 - low));
-        }
-        let mut buf = [0u8; 16];
-        let take = have.len().min(9);
-        buf[..take].copy_from_slice(&have[..take]);
-        let word = u128::from_le_bytes(buf) >> (start % 8);
-        (word as u64) & (u64::MAX >> (64 - low))
+        // One 16-byte load where the bytes are there (a variable-length
+        // copy is a call to memcpy), else the tail copied out.
+        let word = match have.first_chunk::<16>() {
+            Some(word) => u128::from_le_bytes(*word),
+            None => {
+                let mut buf = [0u8; 16];
+                let take = have.len().min(9);
+                buf[..take].copy_from_slice(&have[..take]);
+                u128::from_le_bytes(buf)
+            }
+        };
+        ((word >> (start % 8)) as u64) & (u64::MAX >> (64 - low))
     }
 }
 
@@ -235,17 +232,11 @@ impl Iter<'_> {
             return None;
         }
         let pos = match self.pos {
-            None => ef.first_one()?,
-            Some(p) => ef.next_one_after(p)?,
+            None => ef.first_one_from(0)?,
+            Some(p) => ef.first_one_from(p.checked_add(1)?)?,
         };
-        if self.i.is_multiple_of(SAMPLE_EVERY) {
-            let s = usize::try_from(self.i / SAMPLE_EVERY)
-                .ok()?
-                .checked_mul(8)?;
-            let sampled = u64::from_be_bytes(ef.samples.get(s..s + 8)?.try_into().ok()?);
-            if sampled != pos {
-                return None;
-            }
+        if self.i.is_multiple_of(SAMPLE_EVERY) && ef.sample(self.i / SAMPLE_EVERY)? != pos {
+            return None;
         }
         let v = ef.value_at(self.i, pos)?;
         self.pos = Some(pos);
