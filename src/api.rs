@@ -13,6 +13,7 @@ pub mod auth;
 mod call_cost;
 mod error;
 mod health;
+mod ingest_threads;
 mod metadata;
 mod metrics;
 pub(crate) use metrics::{exposition, ProcessCollector};
@@ -116,6 +117,8 @@ pub struct AppState {
     started: SystemTime,
     /// One permit per remote write in flight.
     write_slots: tokio::sync::Semaphore,
+    /// Where remote writes are decoded, logged and applied.
+    ingest_threads: ingest_threads::IngestThreads,
     /// Users and roles in force (replaced on reload).
     auth: auth::Auth,
     /// The rule manager, when `--rule-files` names any.
@@ -177,6 +180,7 @@ impl AppState {
             http_metrics,
             engine: Engine::new(options.engine.clone()),
             write_slots: tokio::sync::Semaphore::new(options.write.max_concurrency.max(1)),
+            ingest_threads: ingest_threads::IngestThreads::per_core(),
             options,
             started: SystemTime::now(),
         })

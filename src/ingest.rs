@@ -19,5 +19,5 @@ pub use decode::{ProtoVersion, Request};
 pub use error::{Error, Reason};
 pub use limits::{Limit, ReadLimits, WriteLimits};
 pub use metrics::IngestMetrics;
-pub use receiver::{Receiver, ReceiverOptions, WriteOutcome};
+pub use receiver::{PendingWrite, Receiver, ReceiverOptions, WriteOutcome};
 pub use series_cache::SeriesCache;

@@ -1,7 +1,8 @@
 //! `POST /api/v1/write`: the remote-write receiver over HTTP. Reads the body
-//! under the size limit, hands it to [`crate::ingest::Receiver`] on a
-//! blocking thread (appends wait for the WAL fsync), and answers 204, or 400
-//! with counts by reason for a partial write. 2.0 answers always carry the
+//! under the size limit, hands it to [`crate::ingest::Receiver`] on the
+//! ingest threads ([`super::ingest_threads`]), waits for the WAL fsync on a
+//! blocking thread, and only then answers 204, or 400 with counts by reason
+//! for a partial write. 2.0 answers always carry the
 //! `X-Prometheus-Remote-Write-*-Written` headers.
 
 use std::sync::Arc;
@@ -88,12 +89,30 @@ async fn handle(
         Ok(b) => b,
         Err(_) => return fail(ingest::Error::BodyTooLarge { limit }.into()),
     };
-    let result =
-        tokio::task::spawn_blocking(move || receiver.write(version, &body, now_ms())).await;
+    let cancelled = || fail(ApiError::Unavailable("write task was cancelled; retry"));
+    let writer = Arc::clone(&receiver);
+    let pending = match state
+        .ingest_threads
+        .run(move || writer.write_pending(version, &body, now_ms()))
+        .await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return fail(e.into()),
+        Err(_) => return cancelled(),
+    };
+    // Acknowledged only once durable: the group commit wait blocks, so it
+    // runs off the async threads unless there is nothing to wait for.
+    let result = if pending.is_ready() {
+        receiver.finish(pending)
+    } else {
+        match tokio::task::spawn_blocking(move || receiver.finish(pending)).await {
+            Ok(r) => r,
+            Err(_) => return cancelled(),
+        }
+    };
     match result {
-        Ok(Ok(outcome)) => (Some(version), respond(&outcome)),
-        Ok(Err(e)) => fail(e.into()),
-        Err(_) => fail(ApiError::Unavailable("write task was cancelled; retry")),
+        Ok(outcome) => (Some(version), respond(&outcome)),
+        Err(e) => fail(e.into()),
     }
 }
 

@@ -19,7 +19,9 @@ use crate::ingest::metrics::IngestMetrics;
 use crate::ingest::series_cache::SeriesCache;
 use crate::ingest::validate::{self, Offender, Prepared, Rules, MAX_OFFENDERS};
 use crate::ingest::wire;
-use crate::storage::{AppendExtras, Db, ExemplarStore, MetadataStore, SampleKind, SeriesHandle};
+use crate::storage::{
+    wal, AppendExtras, Db, ExemplarStore, MetadataStore, SampleKind, SeriesHandle,
+};
 
 /// Limits and rules of the receiver.
 #[derive(Debug, Clone)]
@@ -225,6 +227,23 @@ impl Receiver {
         body: &[u8],
         now_ms: i64,
     ) -> Result<WriteOutcome, Error> {
+        let pending = self.write_pending(version, body, now_ms)?;
+        self.finish(pending)
+    }
+
+    /// [`Receiver::write`] up to the WAL fsync: decodes, checks, logs and
+    /// applies the request, and returns what [`Receiver::finish`] waits on
+    /// before the outcome may be acknowledged. The HTTP handler runs this
+    /// on its ingest threads and the wait elsewhere.
+    ///
+    /// # Errors
+    /// As [`Receiver::write`].
+    pub fn write_pending(
+        &self,
+        version: ProtoVersion,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<PendingWrite, Error> {
         if body.len() > self.opts.max_body_bytes {
             return Err(Error::BodyTooLarge {
                 limit: self.opts.max_body_bytes,
@@ -259,7 +278,21 @@ impl Receiver {
         };
         self.metrics
             .observe_decode(version.as_str(), started.elapsed());
-        let outcome = self.store(version, prepared)?;
+        self.store(version, prepared)
+    }
+
+    /// Waits until a [`Receiver::write_pending`] write is durable (blocks
+    /// on the WAL's group commit unless [`PendingWrite::is_ready`]), counts
+    /// it, and returns the outcome to acknowledge.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the WAL failed: nothing may be acknowledged.
+    pub fn finish(&self, pending: PendingWrite) -> Result<WriteOutcome, Error> {
+        pending
+            .durable
+            .wait()
+            .map_err(crate::storage::Error::from)?;
+        let outcome = pending.outcome;
         self.metrics.observe_outcome(&outcome);
         for (reason, n) in &outcome.rejected {
             self.metrics.observe_rejected(*reason, *n);
@@ -273,7 +306,7 @@ impl Receiver {
         Ok(outcome)
     }
 
-    fn store(&self, version: ProtoVersion, mut p: Prepared) -> Result<WriteOutcome, Error> {
+    fn store(&self, version: ProtoVersion, mut p: Prepared) -> Result<PendingWrite, Error> {
         let hints: Vec<Option<SeriesHandle>> = p
             .slots
             .iter_mut()
@@ -283,7 +316,7 @@ impl Receiver {
             exemplars: std::mem::take(&mut p.exemplars),
             metadata: std::mem::take(&mut p.metadata),
         };
-        let (appended, resolved) = self.db.append_with(&p.batch, &hints, &extras)?;
+        let (appended, resolved, durable) = self.db.append_pending(&p.batch, &hints, &extras)?;
         self.metrics.observe_created_zeros(appended.created_zeros);
         for (i, series) in resolved {
             if let Some(Some(slot)) = p.slots.get(i) {
@@ -323,7 +356,7 @@ impl Receiver {
             metadata_dropped.insert("too_long", *n);
         }
         let histograms_written = histograms_in_batch.saturating_sub(histograms_refused);
-        Ok(WriteOutcome {
+        let outcome = WriteOutcome {
             version,
             samples_received: p.samples_received,
             samples_written: (appended.appended + appended.duplicates)
@@ -336,7 +369,26 @@ impl Receiver {
             metadata_dropped,
             rejected: p.rejected,
             offenders: p.offenders,
-        })
+        };
+        Ok(PendingWrite { outcome, durable })
+    }
+}
+
+/// A request logged and applied but not yet known to be durable
+/// ([`Receiver::write_pending`]); [`Receiver::finish`] makes it an
+/// outcome to acknowledge.
+#[derive(Debug)]
+#[must_use = "a write is acknowledged only through Receiver::finish"]
+pub struct PendingWrite {
+    outcome: WriteOutcome,
+    durable: wal::Durable,
+}
+
+impl PendingWrite {
+    /// Whether [`Receiver::finish`] would not block (no fsync to wait
+    /// for): the caller can finish it in place.
+    pub fn is_ready(&self) -> bool {
+        self.durable.is_ready()
     }
 }
 

@@ -389,6 +389,25 @@ impl Db {
         self.head.append_with(batch, hints, extras, &self.wal)
     }
 
+    /// [`Db::append_with`] without waiting for the WAL fsync: the samples
+    /// are logged and visible, and the write may be acknowledged once the
+    /// returned [`wal::Durable`] says so (the HTTP write path waits off
+    /// its ingest threads).
+    ///
+    /// # Errors
+    /// As [`Db::append`]; [`wal::Durable::wait`] reports a failed fsync.
+    pub fn append_pending(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+        extras: &AppendExtras,
+    ) -> Result<(AppendOutcome, ResolvedSeries, wal::Durable)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.head.append_pending(batch, hints, extras, &self.wal)
+    }
+
     /// The head's exemplars (durable with the WAL).
     pub fn exemplars(&self) -> &ExemplarStore {
         self.head.exemplars()

@@ -46,7 +46,7 @@ pub use segment::{
     CorruptionReason, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, FRAME_HEADER_LEN, MAX_RECORD_LEN,
     MIN_FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-pub use writer::{FsyncPolicy, Payload, Ticket, Wal, WalOptions};
+pub use writer::{Durable, FsyncPolicy, Payload, Ticket, Wal, WalOptions};
 
 /// Result of WAL operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -27,7 +27,9 @@ use crate::storage::head::exemplars::{ExemplarDrop, ExemplarEntry, ExemplarVerdi
 use crate::storage::head::metadata::{MetadataDrop, MetricMetadata};
 use crate::storage::head::series::{MemSeries, SeriesData};
 use crate::storage::head::{metadata_to_record, Head};
-use crate::storage::wal::{self, RefExemplar, RefHistogramSample, RefSample, RefSeries, Wal};
+use crate::storage::wal::{
+    self, Durable, RefExemplar, RefHistogramSample, RefSample, RefSeries, Wal,
+};
 
 /// Exemplars and metric metadata that came with a batch.
 #[derive(Debug, Clone, Default)]
@@ -380,6 +382,21 @@ impl Head {
         extras: &AppendExtras,
         wal: &Wal,
     ) -> Result<(AppendOutcome, ResolvedSeries)> {
+        let (outcome, resolved, durable) = self.append_pending(batch, hints, extras, wal)?;
+        durable.wait()?;
+        Ok((outcome, resolved))
+    }
+
+    /// [`Head::append_with`] without the wait: the samples are logged and
+    /// applied, and the returned [`Durable`] says when they may be
+    /// acknowledged.
+    pub(crate) fn append_pending(
+        &self,
+        batch: &[SeriesSamples],
+        hints: &[Option<SeriesHandle>],
+        extras: &AppendExtras,
+        wal: &Wal,
+    ) -> Result<(AppendOutcome, ResolvedSeries, Durable)> {
         let mut outcome = AppendOutcome::default();
         #[cfg(test)]
         tests_pause::before_lock();
@@ -744,14 +761,12 @@ impl Head {
             let held = outcome.duplicates > 0
                 || outcome.extras.exemplars_duplicate > 0
                 || extras.metadata.len() > outcome.extras.metadata_dropped.values().sum::<usize>();
-            if held {
-                // A duplicate is acknowledged only once the sample (or
-                // exemplar, or unchanged metadata) it duplicates is durable. That was logged before
-                // it became visible under its lock, so everything the WAL
-                // has taken so far covers it.
-                wal.wait_durable(wal.written())?;
-            }
-            return Ok((outcome, resolved));
+            // A duplicate is acknowledged only once the sample (or
+            // exemplar, or unchanged metadata) it duplicates is durable. That
+            // was logged before it became visible under its lock, so
+            // everything the WAL has taken so far covers it.
+            let durable = wal.durable(held.then(|| wal.written()));
+            return Ok((outcome, resolved, durable));
         }
 
         // 4. One WAL write for the whole batch, then apply.
@@ -882,9 +897,8 @@ impl Head {
         outcome.appended_histograms = accepted_h.len() + accepted_ooo_h.len() - zeros_h;
         outcome.created_zeros = zeros;
 
-        // 5. Acknowledge only once durable.
-        wal.wait_durable(ticket)?;
-        Ok((outcome, resolved))
+        // 5. Acknowledged only once durable: the caller waits.
+        Ok((outcome, resolved, wal.durable(Some(ticket))))
     }
 }
 

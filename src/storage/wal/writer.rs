@@ -100,6 +100,44 @@ enum Kept {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket(u64);
 
+/// A write not yet known to be durable: [`Durable::wait`] returns once it
+/// is (per the policy, as [`Wal::wait_durable`]). Nothing may be
+/// acknowledged before that.
+#[must_use = "a write is acknowledged only after Durable::wait"]
+pub struct Durable {
+    shared: Arc<Shared>,
+    ticket: Option<Ticket>,
+}
+
+impl Durable {
+    /// Blocks until the write is durable (group commit, as
+    /// [`Wal::wait_durable`]).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if a write or fsync has failed.
+    pub fn wait(&self) -> Result<()> {
+        match self.ticket {
+            Some(t) => self.shared.wait_durable(t),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether [`Durable::wait`] would return at once (fsync policy other
+    /// than batch, or an fsync already covered the write). It may still
+    /// return an error then.
+    pub fn is_ready(&self) -> bool {
+        self.ticket.is_none_or(|t| self.shared.is_durable(t))
+    }
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
 /// The write-ahead log writer. `Send + Sync`; share it as `Arc<Wal>`.
 ///
 /// Locking: `Shared::writer` guards the open segment and the byte counter;
@@ -356,28 +394,17 @@ impl Wal {
     /// # Errors
     /// [`Error::Poisoned`] if a write or fsync has failed.
     pub fn wait_durable(&self, ticket: Ticket) -> Result<()> {
-        let s = &*self.shared;
-        s.check()?;
-        if s.opts.fsync != FsyncPolicy::Batch {
-            return Ok(());
-        }
-        let mut c = s.commit.lock();
-        loop {
-            s.check()?;
-            if c.durable >= ticket.0 {
-                return Ok(());
-            }
-            if c.syncing {
-                s.committed.wait(&mut c);
-                continue;
-            }
-            c.syncing = true;
-            drop(c);
-            let result = s.sync_now();
-            c = s.commit.lock();
-            c.syncing = false;
-            s.committed.notify_all();
-            result?;
+        self.shared.wait_durable(ticket)
+    }
+
+    /// A handle that waits for `ticket` ([`Durable::wait`]) and outlives
+    /// the borrow of the log: the caller can hand it to another thread
+    /// (the HTTP write path waits off the ingest threads). `None`: nothing
+    /// to wait for (the handle is ready at once and never fails).
+    pub fn durable(&self, ticket: Option<Ticket>) -> Durable {
+        Durable {
+            shared: Arc::clone(&self.shared),
+            ticket,
         }
     }
 
@@ -584,6 +611,38 @@ impl Drop for Wal {
 
 impl Shared {
     /// The sticky error, if any.
+    /// [`Wal::wait_durable`].
+    fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        self.check()?;
+        if self.opts.fsync != FsyncPolicy::Batch {
+            return Ok(());
+        }
+        let mut c = self.commit.lock();
+        loop {
+            self.check()?;
+            if c.durable >= ticket.0 {
+                return Ok(());
+            }
+            if c.syncing {
+                self.committed.wait(&mut c);
+                continue;
+            }
+            c.syncing = true;
+            drop(c);
+            let result = self.sync_now();
+            c = self.commit.lock();
+            c.syncing = false;
+            self.committed.notify_all();
+            result?;
+        }
+    }
+
+    /// Whether [`Shared::wait_durable`] would return at once: nothing to
+    /// wait for under the policy, or the ticket already covered.
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        self.opts.fsync != FsyncPolicy::Batch || self.commit.lock().durable >= ticket.0
+    }
+
     fn check(&self) -> Result<()> {
         if !self.is_poisoned.load(Ordering::Acquire) {
             return Ok(());
