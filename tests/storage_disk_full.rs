@@ -279,6 +279,53 @@ fn write(addr: &str, t: i64) -> (u16, Option<String>, String) {
     )
 }
 
+/// Status, `Retry-After` and body of one OTLP/HTTP JSON export of a gauge
+/// `disk_full_otlp` at `t` (ms).
+fn otlp_write(addr: &str, t: i64) -> (u16, Option<String>, String) {
+    let nanos = i128::from(t) * 1_000_000;
+    let json = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[
+            {{"key":"service.name","value":{{"stringValue":"disk"}}}}]}},
+          "scopeMetrics":[{{"metrics":[
+            {{"name":"disk_full_otlp","gauge":{{"dataPoints":[
+              {{"timeUnixNano":"{nanos}","asDouble":1.5}}]}}}}]}}]}}]}}"#
+    );
+    let r = request_full(
+        addr,
+        "POST",
+        "/api/v1/otlp/v1/metrics",
+        &[("Content-Type", "application/json")],
+        json.as_bytes(),
+    )
+    .expect("OTLP export reaches the server");
+    (
+        r.status,
+        r.header("retry-after").map(str::to_string),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+/// Timestamps stored of `disk_full_otlp`.
+fn stored_otlp(addr: &str, end_s: i64) -> Vec<i64> {
+    let (status, body) = get(
+        addr,
+        &format!(
+            "/api/v1/query?query={}&time={end_s}",
+            encode("disk_full_otlp[1h]")
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter())
+        .map(|p| (p[0].as_f64().unwrap() * 1000.0) as i64)
+        .collect()
+}
+
 /// Timestamps stored per series of `disk_full`.
 fn stored(addr: &str, end_s: i64) -> Vec<Vec<i64>> {
     let (status, body) = get(
@@ -369,6 +416,9 @@ fn server_answers_503_on_full_disk_and_resumes_by_itself() {
         503,
         "still refused while full"
     );
+    let (status, retry, body) = otlp_write(&addr, base + k * 1000);
+    assert_eq!(status, 503, "OTLP refused while full: {body}");
+    assert_eq!(retry.as_deref(), Some("1"), "OTLP 503 carries Retry-After");
 
     fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
@@ -382,6 +432,8 @@ fn server_answers_503_on_full_disk_and_resumes_by_itself() {
     );
     acked.push(t);
     assert_eq!(metric(&addr, "tidemark_storage_writable"), Some(1.0));
+    let (status, _, body) = otlp_write(&addr, t);
+    assert_eq!(status, 200, "OTLP resumes too: {body}");
     p.terminate(Duration::from_secs(30));
 
     let mut p = start_durable(&addr, &data);
@@ -391,6 +443,11 @@ fn server_answers_503_on_full_disk_and_resumes_by_itself() {
             assert!(series.contains(a), "acknowledged sample at {a} lost");
         }
     }
+    assert_eq!(
+        stored_otlp(&addr, end_s + 1),
+        vec![t],
+        "the acknowledged OTLP point survives the restart"
+    );
     p.terminate(Duration::from_secs(30));
 }
 

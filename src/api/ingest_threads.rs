@@ -43,13 +43,20 @@ impl IngestThreads {
         Self::new(std::thread::available_parallelism().map_or(1, usize::from))
     }
 
-    /// Runs `f` on one of the threads and returns its result.
+    /// Runs `f` on one of the threads and returns its result. If the
+    /// returned future is dropped before a thread takes the job, `f` is
+    /// never run.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
+            // The caller is gone (its client hung up while the job
+            // waited): nothing would be acknowledged, so nothing is done.
+            if tx.is_closed() {
+                return;
+            }
             // A panic drops `tx`: the caller gets `JobFailed`, the thread
             // lives on.
             if let Ok(v) = catch_unwind(AssertUnwindSafe(f)) {
@@ -113,6 +120,38 @@ mod tests {
             sums.push(pool.run(move || i * 2).await.expect("job runs"));
         }
         assert_eq!(sums, (0..8u64).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_is_gone_is_not_run() {
+        let pool = Arc::new(IngestThreads::new(1));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let first = Arc::clone(&pool);
+        let busy = tokio::spawn(async move {
+            first
+                .run(move || {
+                    let _ = started_tx.send(());
+                    let _ = held.recv_timeout(std::time::Duration::from_secs(20));
+                })
+                .await
+        });
+        // The one thread is busy from here on.
+        started.await.expect("first job started");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)),
+        )
+        .await;
+        assert!(dropped.is_err(), "the queued job cannot have finished");
+        release.send(()).expect("release the first job");
+        busy.await.expect("task").expect("first job");
+        // The thread has taken (and skipped) the dropped job by the time it
+        // runs this one.
+        pool.run(|| ()).await.expect("third job");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

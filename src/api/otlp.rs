@@ -47,28 +47,43 @@ pub(crate) async fn metrics(
         .map_err(|_| refused(ApiError::OtlpBodyTooLarge { limit: max_body }))?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
     let now_ms = super::write::now_ms();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let opts = receiver.options();
-        let req = otlp::decode(
-            encoding,
-            content_encoding.as_deref(),
-            &body,
-            opts.max_decompressed_bytes,
-            &opts.limits,
-        )?;
-        otlp::write(
-            &db,
-            &req,
-            otlp::WriteSettings {
-                translate: &opts.otlp,
-                limits: &opts.limits,
-                max_t: now_ms.saturating_add(opts.max_future_ms),
-            },
-        )
-    })
-    .await
-    .map_err(|e| ApiError::TaskFailed(e.to_string()))?;
-    let outcome = outcome.map_err(|e| refused(e.into()))?;
+    // Decoded, translated, logged and applied on the ingest threads; the
+    // wait for the WAL fsync off them (as `POST /api/v1/write`).
+    let pending = state
+        .ingest_threads
+        .run(move || {
+            let opts = receiver.options();
+            let req = otlp::decode(
+                encoding,
+                content_encoding.as_deref(),
+                &body,
+                opts.max_decompressed_bytes,
+                &opts.limits,
+            )?;
+            otlp::write_pending(
+                &db,
+                &req,
+                otlp::WriteSettings {
+                    translate: &opts.otlp,
+                    limits: &opts.limits,
+                    max_t: now_ms.saturating_add(opts.max_future_ms),
+                },
+            )
+        })
+        .await
+        .map_err(|_| ApiError::TaskFailed("OTLP write task failed".to_string()))?;
+    let outcome = match pending {
+        Ok((outcome, durable)) if durable.is_ready() => durable.wait().map(|()| outcome),
+        Ok((outcome, durable)) => tokio::task::spawn_blocking(move || durable.wait())
+            .await
+            .map_err(|e| ApiError::TaskFailed(e.to_string()))?
+            .map(|()| outcome),
+        Err(e) => return Err(refused(e.into())),
+    };
+    let outcome = outcome.map_err(|e| {
+        let e = otlp::OtlpError::from(crate::storage::Error::from(e));
+        refused(e.into())
+    })?;
     metrics.observe_otlp(&outcome);
     let content_type = match encoding {
         otlp::OtlpEncoding::Protobuf => "application/x-protobuf",

@@ -21,7 +21,7 @@ use tidemark_proto::opentelemetry::proto::collector::metrics::v1::{
 
 use crate::ingest::limits::{Limit, WriteLimits};
 use crate::ingest::otlp::translate::TranslateOptions;
-use crate::storage::{AppendExtras, Db};
+use crate::storage::{wal, AppendExtras, Db};
 
 /// The body encodings OTLP/HTTP defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,22 @@ pub fn write(
     req: &ExportMetricsServiceRequest,
     settings: WriteSettings<'_>,
 ) -> Result<OtlpOutcome, OtlpError> {
+    let (outcome, durable) = write_pending(db, req, settings)?;
+    durable.wait().map_err(crate::storage::Error::from)?;
+    Ok(outcome)
+}
+
+/// [`write`] without the wait for the WAL fsync: the outcome may be
+/// acknowledged once the returned [`wal::Durable`] says so (the HTTP
+/// handler waits off its ingest threads).
+///
+/// # Errors
+/// As [`write`]; [`wal::Durable::wait`] reports a failed fsync.
+pub fn write_pending(
+    db: &Db,
+    req: &ExportMetricsServiceRequest,
+    settings: WriteSettings<'_>,
+) -> Result<(OtlpOutcome, wal::Durable), OtlpError> {
     let mut t = translate::translate_with(req, settings.translate);
     let refused = limits::check_translated(&mut t, settings.limits, settings.max_t)?;
     let mut messages: Vec<String> = t
@@ -269,7 +285,7 @@ pub fn write(
         metadata: t.metadata.clone(),
     };
     let hints = vec![None; t.series.len()];
-    let (appended, _) = db.append_with(&t.series, &hints, &extras)?;
+    let (appended, _, durable) = db.append_pending(&t.series, &hints, &extras)?;
     if let Some(first) = appended.rejected.first() {
         let labels = &t.series[first.series].labels;
         messages.push(format!(
@@ -278,13 +294,14 @@ pub fn write(
             first.error
         ));
     }
-    Ok(OtlpOutcome {
+    let outcome = OtlpOutcome {
         points: t.points,
         rejected: t.refused_points() + refused.total() + appended.rejected.len(),
         message: messages.join("; "),
         samples_written: appended.appended + appended.duplicates,
         created_zeros: appended.created_zeros,
-    })
+    };
+    Ok((outcome, durable))
 }
 
 /// Encodes `resp` in `encoding`.
