@@ -97,6 +97,10 @@ fn mantissa_at(v: f64, decimal: Option<(i64, usize)>, scale: usize) -> Option<i6
     if k > scale {
         return None;
     }
+    // `decimal` is `to_decimal(v)`'s, which checked this very mantissa.
+    if k == scale {
+        return Some(m);
+    }
     let m = m.checked_mul(10i64.checked_pow((scale - k) as u32)?)?;
     (m.abs() <= MAX_MANTISSA && from_decimal(m, scale).to_bits() == v.to_bits()).then_some(m)
 }
@@ -167,8 +171,8 @@ fn put_timestamps(out: &mut Vec<u8>, samples: &[Sample]) {
         .collect();
     let mut best = (column_cost(&deltas), None);
     let mut sorted = deltas.clone();
-    sorted.sort_unstable();
-    let median = sorted[sorted.len() / 2];
+    let mid = sorted.len() / 2;
+    let median = *sorted.select_nth_unstable(mid).1;
     for step in [median, median.wrapping_sub(1), median.wrapping_add(1)] {
         let cost = column_cost(&grid_offsets(samples, t0, step));
         if cost < best.0 {
@@ -320,12 +324,17 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Frame minimum and bit width of the largest offset from it, divided by
 /// the column's divisor.
 fn frame_params(frame: &[i64], divisor: u64) -> (i64, u32) {
-    let min = frame.iter().copied().min().unwrap_or(0);
-    let max_off = frame
-        .iter()
-        .map(|&v| v.wrapping_sub(min) as u64 / divisor)
-        .max()
-        .unwrap_or(0);
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for &v in frame {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    if frame.is_empty() {
+        return (0, 0);
+    }
+    // Dividing by the divisor keeps the order of the offsets, so the
+    // largest quotient is the largest offset's: one division a frame.
+    let max_off = max.wrapping_sub(min) as u64 / divisor;
     (min, 64 - max_off.leading_zeros())
 }
 
@@ -360,20 +369,37 @@ fn put_column(out: &mut Vec<u8>, values: &[i64]) {
         let (min, width) = frame_params(frame, divisor);
         put_varint(out, min);
         out.push(width as u8);
-        let mut acc: u128 = 0;
-        let mut bits = 0u32;
-        for &v in frame {
-            acc |= u128::from(v.wrapping_sub(min) as u64 / divisor) << bits;
-            bits += width;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
+        // Most columns have no divisor: no division a value then.
+        if divisor == 1 {
+            pack_offsets(
+                out,
+                frame.iter().map(|&v| v.wrapping_sub(min) as u64),
+                width,
+            );
+        } else {
+            let offsets = frame.iter().map(|&v| v.wrapping_sub(min) as u64 / divisor);
+            pack_offsets(out, offsets, width);
         }
-        if bits > 0 {
+    }
+}
+
+/// Appends `offsets` in `width` bits each, least significant bit first,
+/// padded to a byte.
+#[inline]
+fn pack_offsets(out: &mut Vec<u8>, offsets: impl Iterator<Item = u64>, width: u32) {
+    let mut acc: u128 = 0;
+    let mut bits = 0u32;
+    for off in offsets {
+        acc |= u128::from(off) << bits;
+        bits += width;
+        while bits >= 8 {
             out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
         }
+    }
+    if bits > 0 {
+        out.push(acc as u8);
     }
 }
 
