@@ -100,6 +100,21 @@ impl IngestThreads {
     }
 }
 
+/// Runs `wait` (a wait for the WAL fsync) in place when `ready` says it
+/// will not block, else on tokio's blocking pool: the one way the write
+/// handlers wait for durability off both the async and the ingest threads.
+pub(crate) async fn wait_durable<T: Send + 'static>(
+    ready: bool,
+    wait: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JobFailed> {
+    if ready {
+        return Ok(wait());
+    }
+    tokio::task::spawn_blocking(wait)
+        .await
+        .map_err(|_| JobFailed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

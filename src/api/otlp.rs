@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::error::ApiError;
+use crate::api::ingest_threads;
 use crate::api::AppState;
 use crate::ingest::otlp;
 
@@ -72,14 +73,12 @@ pub(crate) async fn metrics(
         })
         .await
         .map_err(|_| ApiError::TaskFailed("OTLP write task failed".to_string()))?;
-    let outcome = match pending {
-        Ok((outcome, durable)) if durable.is_ready() => durable.wait().map(|()| outcome),
-        Ok((outcome, durable)) => tokio::task::spawn_blocking(move || durable.wait())
-            .await
-            .map_err(|e| ApiError::TaskFailed(e.to_string()))?
-            .map(|()| outcome),
-        Err(e) => return Err(refused(e.into())),
-    };
+    let (outcome, durable) = pending.map_err(|e| refused(e.into()))?;
+    let ready = durable.is_ready();
+    let outcome = ingest_threads::wait_durable(ready, move || durable.wait())
+        .await
+        .map_err(|_| ApiError::TaskFailed("OTLP write task failed".to_string()))?
+        .map(|()| outcome);
     let outcome = outcome.map_err(|e| {
         let e = otlp::OtlpError::from(crate::storage::Error::from(e));
         refused(e.into())

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::error::ApiError;
+use crate::api::ingest_threads;
 use crate::api::AppState;
 use crate::ingest::{self, ProtoVersion, WriteOutcome};
 
@@ -100,19 +101,12 @@ async fn handle(
         Ok(Err(e)) => return fail(e.into()),
         Err(_) => return cancelled(),
     };
-    // Acknowledged only once durable: the group commit wait blocks, so it
-    // runs off the async threads unless there is nothing to wait for.
-    let result = if pending.is_ready() {
-        receiver.finish(pending)
-    } else {
-        match tokio::task::spawn_blocking(move || receiver.finish(pending)).await {
-            Ok(r) => r,
-            Err(_) => return cancelled(),
-        }
-    };
-    match result {
-        Ok(outcome) => (Some(version), respond(&outcome)),
-        Err(e) => fail(e.into()),
+    // Acknowledged only once durable.
+    let ready = pending.is_ready();
+    match ingest_threads::wait_durable(ready, move || receiver.finish(pending)).await {
+        Ok(Ok(outcome)) => (Some(version), respond(&outcome)),
+        Ok(Err(e)) => fail(e.into()),
+        Err(_) => cancelled(),
     }
 }
 

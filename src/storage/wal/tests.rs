@@ -183,6 +183,42 @@ fn replay_missing_dir_is_empty() {
 }
 
 #[test]
+fn durable_handle_waits_on_another_thread_and_says_when_it_is_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = Wal::open(&tmp.path().join("wal"), small(1 << 20)).unwrap();
+    let (payload, _) = record(1);
+    let t = wal.log(&[&payload]).unwrap();
+    let durable = wal.durable(Some(t));
+    // Batch policy: nothing has been fsynced yet.
+    assert!(!durable.is_ready());
+    std::thread::spawn(move || durable.wait())
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(wal.durable(Some(t)).is_ready(), "covered by that fsync");
+    assert!(wal.durable(None).is_ready());
+    // A later write is not covered by the earlier fsync.
+    let t2 = wal.log(&[&payload]).unwrap();
+    assert!(!wal.durable(Some(t2)).is_ready());
+    wal.wait_durable(t2).unwrap();
+    assert!(wal.durable(Some(t2)).is_ready());
+    wal.close().unwrap();
+
+    // Other policies never wait.
+    let tmp = tempfile::tempdir().unwrap();
+    let never = WalOptions {
+        fsync: FsyncPolicy::Never,
+        ..small(1 << 20)
+    };
+    let wal = Wal::open(&tmp.path().join("wal"), never).unwrap();
+    let t = wal.log(&[&payload]).unwrap();
+    let durable = wal.durable(Some(t));
+    assert!(durable.is_ready());
+    durable.wait().unwrap();
+    wal.close().unwrap();
+}
+
+#[test]
 fn replay_clean_write_across_segments_returns_all_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
