@@ -305,34 +305,18 @@ fn otlp_write(addr: &str, t: i64) -> (u16, Option<String>, String) {
     )
 }
 
-/// Timestamps stored of `disk_full_otlp`.
-fn stored_otlp(addr: &str, end_s: i64) -> Vec<i64> {
-    let (status, body) = get(
-        addr,
-        &format!(
-            "/api/v1/query?query={}&time={end_s}",
-            encode("disk_full_otlp[1h]")
-        ),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["values"].as_array().unwrap().iter())
-        .map(|p| (p[0].as_f64().unwrap() * 1000.0) as i64)
-        .collect()
-}
-
 /// Timestamps stored per series of `disk_full`.
 fn stored(addr: &str, end_s: i64) -> Vec<Vec<i64>> {
+    stored_of(addr, "disk_full", end_s)
+}
+
+/// Timestamps stored per series of `metric` in the hour before `end_s`.
+fn stored_of(addr: &str, metric: &str, end_s: i64) -> Vec<Vec<i64>> {
     let (status, body) = get(
         addr,
         &format!(
             "/api/v1/query?query={}&time={end_s}",
-            encode("disk_full[1h]")
+            encode(&format!("{metric}[1h]"))
         ),
     )
     .unwrap();
@@ -444,8 +428,8 @@ fn server_answers_503_on_full_disk_and_resumes_by_itself() {
         }
     }
     assert_eq!(
-        stored_otlp(&addr, end_s + 1),
-        vec![t],
+        stored_of(&addr, "disk_full_otlp", end_s + 1),
+        vec![vec![t]],
         "the acknowledged OTLP point survives the restart"
     );
     p.terminate(Duration::from_secs(30));
