@@ -680,7 +680,7 @@ impl Head {
                 // hold the head's min time below `mint` (compaction would
                 // cut the same range forever). The newest sample stays
                 // known (`last`) for the ordering rules.
-                d.open = crate::storage::chunk::XorAppender::new();
+                d.drop_open();
             }
             let hist_live = d.hist_mut().is_some_and(|h| h.truncate(mint));
             // Out-of-order samples leave only by `drop_persisted_ooo`.
