@@ -20,7 +20,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The pool; see the module doc.
 pub(crate) struct IngestThreads {
     threads: usize,
-    queue: OnceLock<Mutex<mpsc::Sender<Job>>>,
+    queue: OnceLock<mpsc::Sender<Job>>,
 }
 
 /// A job ended without a result: it panicked, or the pool could not take
@@ -63,12 +63,8 @@ impl IngestThreads {
                 let _ = tx.send(v);
             }
         });
-        let queue = self.queue.get_or_init(|| Mutex::new(self.start()));
-        let sent = queue
-            .lock()
-            .map_err(|_| JobFailed)
-            .and_then(|q| q.send(job).map_err(|_| JobFailed));
-        sent?;
+        let queue = self.queue.get_or_init(|| self.start());
+        queue.send(job).map_err(|_| JobFailed)?;
         rx.await.map_err(|_| JobFailed)
     }
 
