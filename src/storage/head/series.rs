@@ -668,13 +668,8 @@ impl SeriesData {
         let (Some(mint), Some(maxt)) = (open.first_t(), open.last_t()) else {
             return;
         };
-        if half {
-            if let Some(joined) = self.join_half(&open, block_range_ms) {
-                if let Some(last) = self.full.last_mut() {
-                    *last = joined;
-                    return;
-                }
-            }
+        if half && self.join_half(&open, block_range_ms) {
+            return;
         }
         let (encoding, bytes) = chunk::pack_full(open.finish().into_vec());
         // One slot at a time: a series holds few full chunks (one or two
@@ -695,31 +690,35 @@ impl SeriesData {
         self.half_cut = false;
     }
 
-    /// The newest full chunk and `open` as one packed chunk, if that chunk
-    /// is the packed first part of `open`'s: older than it, in the same
-    /// block range, and together no more than [`SAMPLES_PER_CHUNK`]
-    /// samples. `None` leaves both as they are (head truncation may have
-    /// dropped the half; a half kept as XOR codes better that way).
-    fn join_half(&self, open: &XorAppender, block_range_ms: i64) -> Option<HeadChunk> {
-        let half = self.full.last()?;
-        let first = open.first_t()?;
+    /// Replaces the newest full chunk with it and `open` as one packed
+    /// chunk, if that chunk is the packed first part of `open`'s: older
+    /// than it, in the same block range, and together no more than
+    /// [`SAMPLES_PER_CHUNK`] samples. Returns whether it did; otherwise
+    /// both stay as they are (head truncation may have dropped the half; a
+    /// half kept as XOR codes better that way).
+    fn join_half(&mut self, open: &XorAppender, block_range_ms: i64) -> bool {
+        let (Some(first), Some(last_t)) = (open.first_t(), open.last_t()) else {
+            return false;
+        };
+        let Some(half) = self.full.last_mut() else {
+            return false;
+        };
         if half.encoding != Encoding::Packed
             || half.maxt >= first
             || range_end(half.mint, block_range_ms) != range_end(first, block_range_ms)
         {
-            return None;
+            return false;
         }
-        let mut samples = chunk::decode(half.encoding, &half.bytes).ok()?;
+        let Ok(mut samples) = chunk::decode(half.encoding, &half.bytes) else {
+            return false;
+        };
         if samples.len() + open.num_samples() > SAMPLES_PER_CHUNK {
-            return None;
+            return false;
         }
         samples.extend(XorIter::new(open.bytes()));
-        Some(HeadChunk {
-            encoding: Encoding::Packed,
-            bytes: Arc::from(chunk::encode_packed(&samples)),
-            mint: half.mint,
-            maxt: open.last_t()?,
-        })
+        half.bytes = Arc::from(chunk::encode_packed(&samples));
+        half.maxt = last_t;
+        true
     }
 
     /// Restores a series from a head snapshot: its full chunks as they were,
@@ -1119,12 +1118,19 @@ mod tests {
         (x as f64) / 1000.0 + 0.001
     }
 
+    /// Samples as (time, value bits), to compare bit for bit.
+    fn bits(samples: &[Sample]) -> Vec<(i64, u64)> {
+        samples.iter().map(|x| (x.t, x.v.to_bits())).collect()
+    }
+
+    /// Every sample the series' chunks hold, as [`bits`].
     fn read_back(d: &SeriesData) -> Vec<(i64, u64)> {
-        d.snapshot(i64::MIN, i64::MAX)
+        let samples: Vec<Sample> = d
+            .snapshot(i64::MIN, i64::MAX)
             .iter()
             .flat_map(|c| chunk::decode(c.encoding, &c.bytes).unwrap())
-            .map(|x| (x.t, x.v.to_bits()))
-            .collect()
+            .collect();
+        bits(&samples)
     }
 
     fn counts(d: &SeriesData) -> Vec<usize> {
@@ -1144,8 +1150,7 @@ mod tests {
         for (i, &x) in want.iter().enumerate() {
             d.append(x, 7_200_000);
             // Every sample reads back at every step.
-            let bits: Vec<_> = want[..=i].iter().map(|x| (x.t, x.v.to_bits())).collect();
-            assert_eq!(read_back(&d), bits, "after {} samples", i + 1);
+            assert_eq!(read_back(&d), bits(&want[..=i]), "after {} samples", i + 1);
             match i + 1 {
                 // The first half is packed once the 61st sample comes.
                 60 => assert_eq!(counts(&d), Vec::<usize>::new()),
@@ -1204,8 +1209,7 @@ mod tests {
         for c in &d.full {
             assert_eq!(range_end(c.mint, range), range_end(c.maxt, range));
         }
-        let bits: Vec<_> = want.iter().map(|x| (x.t, x.v.to_bits())).collect();
-        assert_eq!(read_back(&d), bits);
+        assert_eq!(read_back(&d), bits(&want));
 
         // Truncation dropped the half: the cut keeps the open chunk as a
         // chunk of its own instead of joining it to anything else.
@@ -1220,8 +1224,7 @@ mod tests {
             d.append(x, 7_200_000);
         }
         assert_eq!(counts(&d), [HALF_CHUNK]);
-        let bits: Vec<_> = want[60..].iter().map(|x| (x.t, x.v.to_bits())).collect();
-        assert_eq!(read_back(&d), bits);
+        assert_eq!(read_back(&d), bits(&want[60..]));
     }
 
     #[test]
@@ -1294,13 +1297,7 @@ mod tests {
                     assert!(c.bytes.len() * 2 < xor_len(c), "{} bytes", c.bytes.len());
                 }
             }
-            let bits = |v: &[Sample]| v.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
-            let got: Vec<Sample> = d
-                .snapshot(i64::MIN, i64::MAX)
-                .iter()
-                .flat_map(|c| chunk::decode(c.encoding, &c.bytes).unwrap())
-                .collect();
-            assert_eq!(bits(&got), bits(&want));
+            assert_eq!(read_back(&d), bits(&want));
             for x in &want {
                 assert_eq!(d.value_at(x.t).map(f64::to_bits), Some(x.v.to_bits()));
             }
