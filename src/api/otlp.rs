@@ -48,6 +48,8 @@ pub(crate) async fn metrics(
         .map_err(|_| refused(ApiError::OtlpBodyTooLarge { limit: max_body }))?;
     let content_encoding = header_str(&headers, "content-encoding").map(str::to_string);
     let now_ms = super::write::now_ms();
+    let task_failed =
+        |_: ingest_threads::JobFailed| ApiError::TaskFailed("OTLP write task failed".to_string());
     // Decoded, translated, logged and applied on the ingest threads; the
     // wait for the WAL fsync off them (as `POST /api/v1/write`).
     let pending = state
@@ -72,12 +74,12 @@ pub(crate) async fn metrics(
             )
         })
         .await
-        .map_err(|_| ApiError::TaskFailed("OTLP write task failed".to_string()))?;
+        .map_err(task_failed)?;
     let (outcome, durable) = pending.map_err(|e| refused(e.into()))?;
     let ready = durable.is_ready();
     let outcome = ingest_threads::wait_durable(ready, move || durable.wait())
         .await
-        .map_err(|_| ApiError::TaskFailed("OTLP write task failed".to_string()))?
+        .map_err(task_failed)?
         .map(|()| outcome);
     let outcome = outcome.map_err(|e| {
         let e = otlp::OtlpError::from(crate::storage::Error::from(e));
