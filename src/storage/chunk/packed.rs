@@ -170,9 +170,9 @@ fn put_timestamps(out: &mut Vec<u8>, samples: &[Sample]) {
         .map(|w| w[1].t.wrapping_sub(w[0].t))
         .collect();
     let mut best = (column_cost(&deltas), None);
-    let mut sorted = deltas.clone();
-    let mid = sorted.len() / 2;
-    let median = *sorted.select_nth_unstable(mid).1;
+    let mut scratch = deltas.clone();
+    let mid = scratch.len() / 2;
+    let median = *scratch.select_nth_unstable(mid).1;
     for step in [median, median.wrapping_sub(1), median.wrapping_add(1)] {
         let cost = column_cost(&grid_offsets(samples, t0, step));
         if cost < best.0 {
@@ -324,13 +324,13 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Frame minimum and bit width of the largest offset from it, divided by
 /// the column's divisor.
 fn frame_params(frame: &[i64], divisor: u64) -> (i64, u32) {
+    if frame.is_empty() {
+        return (0, 0);
+    }
     let (mut min, mut max) = (i64::MAX, i64::MIN);
     for &v in frame {
         min = min.min(v);
         max = max.max(v);
-    }
-    if frame.is_empty() {
-        return (0, 0);
     }
     // Dividing by the divisor keeps the order of the offsets, so the
     // largest quotient is the largest offset's: one division a frame.
